@@ -1,0 +1,50 @@
+// The `sevsup` command: argument parsing and the mapping of error codes to exit codes.
+// Owns: the command table and top-level error printing. Must not: contain business rules or
+// load a command's implementation before that command runs (start-up stays near `node -e ''`).
+// Each command is registered by a small file in cli/commands/ whose action lazily imports its
+// implementation from cli/actions/.
+import { Command, CommanderError } from 'commander';
+import { isSupervisorError, EXIT } from '../errors.js';
+import { VERSION } from '../version.js';
+import { COMMANDS } from './commands/index.js';
+
+/** Build the program; exported for tests that check every subcommand's --help. */
+export function buildProgram(): Command {
+  const program = new Command('sevsup')
+    .description('Supervisor for AMD SEV and SEV-ES confidential virtual machines on QEMU')
+    .version(VERSION, '-V, --version', 'print the sevsup version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) })
+    .exitOverride();
+  for (const register of COMMANDS) register(program);
+  for (const cmd of program.commands) cmd.exitOverride();
+  return program;
+}
+
+/** Run the CLI with `argv` (process.argv form) and return the exit code. Never throws. */
+export async function runCli(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv]);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (error: unknown) {
+    return reportError(error);
+  }
+}
+
+/** Print an error for people (never a stack trace for a user error) and return its exit code. */
+export function reportError(error: unknown): number {
+  if (error instanceof CommanderError) {
+    // --help and --version exit through here with code 0; commander already printed its text.
+    if (error.exitCode === 0) return EXIT.ok;
+    return EXIT.usage;
+  }
+  if (isSupervisorError(error)) {
+    process.stderr.write(`sevsup: ${error.message} [${error.code}]\n`);
+    return error.exitCode;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`sevsup: internal error: ${message} [SUP_ERR_INTERNAL]\n`);
+  if (process.env['SEVSUP_DEBUG'] && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+  return EXIT.internal;
+}

@@ -1,0 +1,76 @@
+// The typed, validated form of one VM config file (`<name>.conf`): what every other module reads.
+// Owns: the VmSpec shape only. Must not: parse text, touch the filesystem or know QEMU syntax.
+// Produced by config/vm-config.ts; consumed by qemu/argv.ts, vm/lifecycle.ts, the proxy and the API.
+
+/** SEV generation. `snp` is recognised by the parser and refused as "not supported yet". */
+export type SevType = 'std' | 'es';
+
+export interface SevSpec {
+  readonly type: SevType;
+  /** Policy bit 0 (NODBG). */
+  readonly nodbg: boolean;
+  /** Policy bit 1 (NOKS). */
+  readonly noks: boolean;
+  /** `kernel-hashes=on`: QEMU measures kernel, initrd and cmdline into the firmware's table. */
+  readonly kernelHashes: boolean;
+  /** Overrides of the host's values; absent means "take them from host capabilities". */
+  readonly cbitpos?: number;
+  readonly reducedPhysBits?: number;
+  /** Which spelling the file used: the seed's `amd_sev` or shipped Proxmox's `amd-sev`. */
+  readonly key: 'amd_sev' | 'amd-sev';
+}
+
+export interface FirmwareSpec {
+  readonly path: string;
+  /** Lower-case hex sha256 the image must have (`firmware: file=PATH,sha256=HEX`). */
+  readonly sha256?: string;
+}
+
+export interface DiskSpec {
+  /** N of `diskN`. */
+  readonly index: number;
+  readonly file: string;
+  readonly format: 'qcow2' | 'raw';
+  readonly readonly: boolean;
+}
+
+export type NetSpec =
+  | { readonly index: number; readonly kind: 'user'; readonly mac?: string }
+  | { readonly index: number; readonly kind: 'tap'; readonly ifname: string; readonly mac?: string };
+
+/** The guest owner's launch session files (`launch: dh-cert=PATH,session=PATH`). */
+export interface LaunchSpec {
+  readonly dhCert: string;
+  readonly session: string;
+}
+
+export interface VmSpec {
+  readonly name: string;
+  /** Absolute path of the file this spec came from (for messages). */
+  readonly source: string;
+  /** MiB. */
+  readonly memory: number;
+  readonly cores: number;
+  /** QEMU CPU model (`-cpu`). */
+  readonly cpu: string;
+  readonly bios: 'ovmf' | 'seabios';
+  readonly firmware?: FirmwareSpec;
+  readonly kernel?: string;
+  readonly initrd?: string;
+  readonly cmdline?: string;
+  readonly disks: readonly DiskSpec[];
+  readonly nets: readonly NetSpec[];
+  readonly launch?: LaunchSpec;
+  /** `hold`: stay paused after measuring until the owner approves. */
+  readonly attest: 'hold' | 'none';
+  /** Seconds a held guest waits before it is rejected; absent: the daemon's default. */
+  readonly holdTimeout?: number;
+  readonly autostart: boolean;
+  /** Where the guest's serial console goes: `none`, or `file` (`<run-dir>/<vm>/serial.log`). */
+  readonly serial: 'none' | 'file';
+  readonly sev?: SevSpec;
+  /** Extra QMP commands this VM's proxy allows by exact name (`qmp-allow: a,b`). */
+  readonly qmpAllow: readonly string[];
+  /** Extra QMP commands this VM's proxy refuses by exact name (`qmp-deny: a,b`). */
+  readonly qmpDeny: readonly string[];
+}

@@ -1,0 +1,56 @@
+// Logger construction: pino, JSON lines to stdout (journald) or an injected destination (tests).
+// Owns: the redaction list for secret-bearing fields, and the fixed child-binding keys.
+// Must not: create child loggers with keys taken from input (pino docs/child-loggers.md).
+import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
+
+export type { Logger } from 'pino';
+
+/**
+ * Secret-bearing paths. QMP `sev-inject-launch-secret` arguments, launch-session blobs and the
+ * owner's transport keys never reach a log line, whatever object they arrive in.
+ */
+export const REDACT_PATHS: readonly string[] = [
+  'secret',
+  'packetHeader',
+  'packet-header',
+  'tik',
+  'tek',
+  'session',
+  'dhCert',
+  '*.secret',
+  '*.packetHeader',
+  '*["packet-header"]',
+  '*.tik',
+  '*.tek',
+  '*.session',
+  '*.dhCert',
+  'arguments.secret',
+  'arguments["packet-header"]',
+  '*.arguments.secret',
+  '*.arguments["packet-header"]',
+];
+
+export interface LoggerOptions {
+  /** @default 'info' */
+  readonly level?: LevelWithSilent;
+  /** Extra fixed bindings on every line (e.g. `{platform: 'simulated'}`). */
+  readonly base?: Readonly<Record<string, string>>;
+}
+
+/** A logger writing JSON lines to `destination` (stdout by default). */
+export function createLogger(options: LoggerOptions = {}, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level: options.level ?? 'info',
+      base: { service: 'sevsup', ...options.base },
+      redact: { paths: [...REDACT_PATHS], censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    destination ?? pino.destination({ dest: 1, sync: false }),
+  );
+}
+
+/** A logger that writes nothing (library default, like qemu.qmp's NullHandler). */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}
