@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds the test and demo assets in .cache/test-assets/ (git-ignored):
+#  - vmlinuz: Debian's cloud kernel (apt-get download + dpkg -x), a real ~14 MB bzImage;
+#  - ovmf-sev-test.fd: a copy of Debian's OVMF.fd whose footer table declares a kernel-hashes
+#    area and a launch-secret area (Debian's declare base 0, size 0, which QEMU refuses for
+#    kernel-hashes). Real SEV hosts use the OVMF AmdSev build (OvmfPkg/AmdSev/AmdSevX64.dsc);
+#  - demo-initrd.img: a busybox initramfs whose /init prints a greeting and powers off.
+# Needs dist/ (npm run build) for the firmware patcher.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ASSETS=.cache/test-assets
+mkdir -p "$ASSETS"
+
+if [[ ! -s "$ASSETS/vmlinuz" ]]; then
+  pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+  [[ -n "$pkg" ]] || { echo "setup: cannot find the cloud kernel package (apt-get update?)" >&2; exit 1; }
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  echo "setup: downloading $pkg"
+  chmod 0755 "$tmp"   # apt drops to _apt for downloads
+  (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null)
+  dpkg -x "$tmp"/*.deb "$tmp/root"
+  cp "$tmp"/root/boot/vmlinuz-* "$ASSETS/vmlinuz.tmp"
+  mv "$ASSETS/vmlinuz.tmp" "$ASSETS/vmlinuz"
+  rm -rf "$tmp"
+  trap - EXIT
+fi
+
+if [[ ! -s "$ASSETS/ovmf-sev-test.fd" ]]; then
+  node scripts/make-test-firmware.mjs /usr/share/ovmf/OVMF.fd "$ASSETS/ovmf-sev-test.fd"
+fi
+
+if [[ ! -s "$ASSETS/demo-initrd.img" && -x /bin/busybox ]]; then
+  bash scripts/make-demo-initrd.sh "$ASSETS/demo-initrd.img"
+fi
+echo "setup: test assets ready in $ASSETS"

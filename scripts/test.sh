@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: install what is needed, then unit and integration
+# tests (integration/sev/ skips itself, visibly, without /dev/sev). `.ci/run` calls this verbatim.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+npx tsc -p tsconfig.json --noEmit
+npx vitest run
