@@ -1,0 +1,138 @@
+// The vocabulary of a VM config file: its keys, limits, defaults and property-string schemas.
+// Owns: what each key accepts and why each limit is what it is. Pure data: no parsing, no I/O.
+// Must not: hold the rules that combine keys (vm-config.ts) or QEMU's syntax (qemu/argv.ts).
+import type { PropertySchema } from './propstring.js';
+
+/**
+ * VM names become directory and socket names (`<run-dir>/<name>/qmp.sock`): a letter or digit,
+ * then letters, digits, `.`, `_`, `-`; 63 characters at most (a socket path has ~107 bytes).
+ */
+export const VM_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+export const VM_NAME_ALLOWED = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit";
+
+/** OVMF itself needs about 32 MiB to reach the guest; 4 TiB is beyond any host sevsup runs on. */
+export const MEMORY_MIB = { min: 32, max: 4 * 1024 * 1024, default: 1024 } as const;
+
+/** vCPUs: SEV-ES measures one VMSA per vCPU; 256 keeps that and QEMU's q35 limits comfortable. */
+export const CORES = { min: 1, max: 256, default: 1 } as const;
+
+/**
+ * Default `-cpu`: an EPYC model, as SEV hosts (all EPYC) and kata's SEV guests use. A named model,
+ * not `host`, so the SEV-ES VMSA (which records family/model/stepping) is reproducible by the
+ * guest owner; `EPYC-v4` is the newest model QEMU 7.2 and 10 both know that every SEV-capable
+ * EPYC (Rome and later) can run.
+ */
+export const DEFAULT_CPU_MODEL = 'EPYC-v4';
+/** QEMU CPU model names: no commas, so no `+flag` lists sneak into `-cpu`. */
+export const CPU_MODEL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const CPU_MODEL_ALLOWED = "a QEMU CPU model name such as EPYC-v4 (letters, digits, '.', '_', '-')";
+
+/** A held guest waits at most a day: longer is a guest nobody is coming back for. */
+export const HOLD_TIMEOUT_SECONDS = { min: 1, max: 24 * 60 * 60 } as const;
+
+/** QAPI command names, including downstream `__org.example_cmd` forms. */
+export const QMP_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
+export const QMP_LIST_ALLOWED = "a comma-separated list of QMP command names (letters, digits, '_', '.', '-')";
+
+/** `disk0`…`disk9` and `net0`…`net9`. */
+export const MAX_DEVICE_INDEX = 9;
+export const DISK_KEY_PATTERN = /^disk([0-9])$/;
+export const NET_KEY_PATTERN = /^net([0-9])$/;
+
+export const SEV_KEYS = ['amd_sev', 'amd-sev'] as const;
+
+/** Every key in the order formatVmConfig writes them and messages list them. */
+export const KNOWN_KEYS_TEXT =
+  'name, memory, cores, cpu, bios, firmware, kernel, initrd, cmdline, disk0…disk9, net0…net9, launch, attest, ' +
+  'hold-timeout, autostart, serial, qmp-allow, qmp-deny, amd_sev (or amd-sev)';
+
+/** Keys other than `diskN`/`netN`, in the order messages list them. */
+export const SIMPLE_KEYS: readonly string[] = [
+  'name', 'memory', 'cores', 'cpu', 'bios', 'firmware', 'kernel', 'initrd', 'cmdline', 'launch', 'attest',
+  'hold-timeout', 'autostart', 'serial', 'qmp-allow', 'qmp-deny', ...SEV_KEYS,
+];
+
+/** Keys offered in "did you mean" suggestions. */
+export const SUGGESTED_KEYS: readonly string[] = [
+  ...SIMPLE_KEYS,
+  ...Array.from({ length: MAX_DEVICE_INDEX + 1 }, (_, i) => `disk${i}`),
+  ...Array.from({ length: MAX_DEVICE_INDEX + 1 }, (_, i) => `net${i}`),
+];
+
+export function isKnownKey(key: string): boolean {
+  return SIMPLE_KEYS.includes(key) || DISK_KEY_PATTERN.test(key) || NET_KEY_PATTERN.test(key);
+}
+
+/** Keys whose value is one word from a closed list. */
+export const ENUM_VALUES = {
+  bios: ['ovmf', 'seabios'],
+  attest: ['hold', 'none'],
+  serial: ['none', 'file'],
+} as const;
+
+const BOOLEAN = { kind: 'boolean' } as const;
+
+/** Paths inside property strings: property strings have no escaping, so no commas. */
+const PATH = { kind: 'string', pattern: /^[^,]+$/, allowed: 'a file path without commas' } as const;
+
+/** The SEV line (`amd_sev:` from the seed, `amd-sev:` from shipped Proxmox). */
+export const SEV_SCHEMA = {
+  type: {
+    type: { kind: 'enum', values: ['std', 'es'], unsupported: { snp: 'AMD SEV-SNP' } },
+    defaultKey: true,
+    required: true,
+  },
+  nodbg: { type: BOOLEAN, aliases: ['no-debug'] },
+  noks: { type: BOOLEAN, aliases: ['no-key-sharing'] },
+  'kernel-hashes': { type: BOOLEAN },
+  // C-bit positions are physical-address bits; every SEV CPU so far uses 47 or 51.
+  cbitpos: { type: { kind: 'integer', min: 32, max: 63 } },
+  // QEMU refuses 0 ("reduced_phys_bits check failed"); hosts report 1, 5 or 6.
+  'reduced-phys-bits': { type: { kind: 'integer', min: 1, max: 63 } },
+  'allow-smt': { type: BOOLEAN, unsupported: 'it applies only to AMD SEV-SNP, which sevsup does not support yet' },
+} as const satisfies PropertySchema;
+
+/** Spellings shipped Proxmox uses; formatVmConfig prints them on an `amd-sev:` line. */
+export const PROXMOX_SEV_SPELLINGS: readonly string[] = ['no-debug', 'no-key-sharing'];
+
+export const FIRMWARE_SCHEMA = {
+  file: { type: PATH, defaultKey: true, required: true },
+  sha256: { type: { kind: 'string', pattern: /^[0-9a-fA-F]{64}$/, allowed: 'a sha256 digest of 64 hex digits' } },
+} as const satisfies PropertySchema;
+
+export const DISK_SCHEMA = {
+  file: { type: PATH, defaultKey: true, required: true },
+  format: { type: { kind: 'enum', values: ['qcow2', 'raw'] } },
+  readonly: { type: BOOLEAN },
+} as const satisfies PropertySchema;
+
+/** File extensions that tell a disk's format when `format=` is absent. */
+export const DISK_FORMAT_BY_EXTENSION: Readonly<Record<string, 'qcow2' | 'raw'>> = {
+  '.qcow2': 'qcow2',
+  '.raw': 'raw',
+  '.img': 'raw',
+};
+
+export const NET_SCHEMA = {
+  type: { type: { kind: 'enum', values: ['user', 'tap'] }, defaultKey: true, required: true },
+  // Linux IFNAMSIZ is 16 including the NUL; the charset keeps names shell- and path-safe.
+  ifname: {
+    type: {
+      kind: 'string',
+      pattern: /^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$/,
+      allowed: "an interface name of 1 to 15 letters, digits, '.', '_' or '-'",
+    },
+  },
+  mac: {
+    type: {
+      kind: 'string',
+      pattern: /^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/,
+      allowed: 'a MAC address such as 52:54:00:12:34:56',
+    },
+  },
+} as const satisfies PropertySchema;
+
+export const LAUNCH_SCHEMA = {
+  'dh-cert': { type: PATH, required: true },
+  session: { type: PATH, required: true },
+} as const satisfies PropertySchema;

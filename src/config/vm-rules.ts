@@ -1,0 +1,107 @@
+// Rules that look at more than one line of a VM config: unknown and duplicate keys, the two SEV
+// spellings, and combinations (kernel-hashes needs a kernel, hold needs SEV, clashing devices).
+// Must not: parse single values (vm-values.ts). Pure: no I/O.
+import { SupervisorError } from '../errors.js';
+import type { VmSpec } from './vm-spec.js';
+import { indexKeyValueLines, quoteForMessage, type KeyValueLine } from './kv-file.js';
+import { didYouMean } from './suggest.js';
+import { isKnownKey, KNOWN_KEYS_TEXT, MAX_DEVICE_INDEX, SEV_KEYS, SUGGESTED_KEYS } from './vm-keys.js';
+import { configError } from './vm-values.js';
+
+/** Structural checks in file order: unknown keys, both SEV spellings, duplicates. */
+export function checkKeys(file: string, entries: readonly KeyValueLine[]): Map<string, KeyValueLine> {
+  let sevEntry: KeyValueLine | undefined;
+  for (const entry of entries) {
+    const device = /^(disk|net)[0-9]+$/.exec(entry.key);
+    if (device !== null && !isKnownKey(entry.key)) {
+      const kind = device[1] ?? '';
+      throw configError('SUP_ERR_CONFIG_UNKNOWN_KEY', file, entry, `unknown key; use ${kind}0…${kind}${MAX_DEVICE_INDEX}`);
+    }
+    if (!isKnownKey(entry.key)) {
+      throw configError(
+        'SUP_ERR_CONFIG_UNKNOWN_KEY',
+        file,
+        entry,
+        `unknown key${didYouMean(entry.key, SUGGESTED_KEYS)}; known keys: ${KNOWN_KEYS_TEXT}`,
+      );
+    }
+    if ((SEV_KEYS as readonly string[]).includes(entry.key)) {
+      if (sevEntry !== undefined && sevEntry.key !== entry.key) {
+        throw configError(
+          'SUP_ERR_CONFIG_CONFLICT',
+          file,
+          entry,
+          `conflicts with ${sevEntry.key} at line ${sevEntry.line}; amd_sev and amd-sev are two spellings of one key, keep one line`,
+        );
+      }
+      sevEntry ??= entry;
+    }
+  }
+  return indexKeyValueLines(entries, file);
+}
+
+/** Checks that need several keys; `keys` holds every line by key. */
+export function checkCombinations(file: string, keys: ReadonlyMap<string, KeyValueLine>, spec: VmSpec): void {
+  const sevEntry = keys.get('amd_sev') ?? keys.get('amd-sev');
+  const missing = (entry: KeyValueLine, problem: string): SupervisorError =>
+    configError('SUP_ERR_CONFIG_MISSING_KEY', file, entry, problem);
+
+  if (sevEntry !== undefined && spec.sev?.kernelHashes === true && spec.kernel === undefined) {
+    throw missing(sevEntry, "kernel-hashes=1 needs a 'kernel' key; without a kernel QEMU silently measures nothing");
+  }
+  for (const key of ['initrd', 'cmdline'] as const) {
+    const entry = keys.get(key);
+    if (entry !== undefined && spec.kernel === undefined) {
+      throw missing(entry, `needs a 'kernel' key; QEMU uses ${key === 'initrd' ? 'an initrd' : 'a cmdline'} only with a kernel`);
+    }
+  }
+  const attestEntry = keys.get('attest');
+  if (attestEntry !== undefined && spec.attest === 'hold' && spec.sev === undefined) {
+    throw missing(attestEntry, "'hold' needs an amd_sev line; without SEV there is no launch measurement to attest");
+  }
+  const launchEntry = keys.get('launch');
+  if (launchEntry !== undefined && spec.sev === undefined) {
+    throw missing(launchEntry, 'needs an amd_sev line; a launch session is for an SEV guest');
+  }
+  const holdTimeoutEntry = keys.get('hold-timeout');
+  if (holdTimeoutEntry !== undefined && spec.attest !== 'hold') {
+    throw missing(holdTimeoutEntry, "needs 'attest: hold'; only a held guest waits");
+  }
+  const denyEntry = keys.get('qmp-deny');
+  const allowEntry = keys.get('qmp-allow');
+  const both = spec.qmpDeny.find((name) => spec.qmpAllow.includes(name));
+  if (denyEntry !== undefined && allowEntry !== undefined && both !== undefined) {
+    throw configError(
+      'SUP_ERR_CONFIG_CONFLICT',
+      file,
+      denyEntry,
+      `'${both}' is also in qmp-allow at line ${allowEntry.line}; list it in one of them`,
+    );
+  }
+  checkDeviceClashes(file, keys, spec);
+}
+
+/** Two disks on one file, or two NICs with one MAC or tap device, fail inside QEMU: say so here. */
+function checkDeviceClashes(file: string, keys: ReadonlyMap<string, KeyValueLine>, spec: VmSpec): void {
+  const clash = (key: string, what: string, otherKey: string): SupervisorError => {
+    const entry = keys.get(key);
+    return entry === undefined
+      ? new SupervisorError('SUP_ERR_INTERNAL', `${key} has no line`)
+      : configError('SUP_ERR_CONFIG_CONFLICT', file, entry, `${what} is already used by ${otherKey}; give each its own`);
+  };
+  const files = new Map<string, number>();
+  for (const disk of spec.disks) {
+    const other = files.get(disk.file);
+    if (other !== undefined) throw clash(`disk${disk.index}`, `file ${quoteForMessage(disk.file)}`, `disk${other}`);
+    files.set(disk.file, disk.index);
+  }
+  const seen = new Map<string, number>();
+  for (const net of spec.nets) {
+    for (const [label, value] of [['mac', net.mac], ['ifname', net.kind === 'tap' ? net.ifname : undefined]] as const) {
+      if (value === undefined) continue;
+      const other = seen.get(`${label}=${value}`);
+      if (other !== undefined) throw clash(`net${net.index}`, `${label} ${value}`, `net${other}`);
+      seen.set(`${label}=${value}`, net.index);
+    }
+  }
+}
