@@ -19,13 +19,13 @@ export const CORES = { min: 1, max: 256, default: 1 } as const;
 /**
  * Default `-cpu`: an EPYC model, as SEV hosts (all EPYC) and kata's SEV guests use. A named model,
  * not `host`, so the SEV-ES VMSA (which records family/model/stepping) is reproducible by the
- * guest owner; `EPYC-v4` is the newest model QEMU 7.2 and 10 both know that every SEV-capable
- * EPYC (Rome and later) can run.
+ * guest owner; `EPYC-v3` is the newest versioned EPYC model that QEMU 7.2 and 10 both know (7.2
+ * lacks EPYC-v4), and every SEV-capable EPYC (Naples and later) can run it.
  */
-export const DEFAULT_CPU_MODEL = 'EPYC-v4';
+export const DEFAULT_CPU_MODEL = 'EPYC-v3';
 /** QEMU CPU model names: no commas, so no `+flag` lists sneak into `-cpu`. */
 export const CPU_MODEL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-export const CPU_MODEL_ALLOWED = "a QEMU CPU model name such as EPYC-v4 (letters, digits, '.', '_', '-')";
+export const CPU_MODEL_ALLOWED = "a QEMU CPU model name such as EPYC-v3 (letters, digits, '.', '_', '-')";
 
 /** A held guest waits at most a day: longer is a guest nobody is coming back for. */
 export const HOLD_TIMEOUT_SECONDS = { min: 1, max: 24 * 60 * 60 } as const;

@@ -17,7 +17,7 @@ const KEYS = [
   'amd-sev', 'Memory', 'memroy', '__proto__', 'constructor', 'toString', 'a', '0', '#memory', ' ',
 ];
 const VALUES = [
-  't', 'other', '512', '0', '-1', '1e3', '99999999999999999999', 'EPYC-v4', 'host,+x', 'ovmf', 'seabios', 'hold', 'none',
+  't', 'other', '512', '0', '-1', '1e3', '99999999999999999999', 'EPYC-v3', 'host,+x', 'ovmf', 'seabios', 'hold', 'none',
   'file', 'yes', 'OFF', 'std', 'es', 'snp', 'type=es,no-debug=1,no-key-sharing=1', 'es,nodbg=1,kernel-hashes=1',
   'std,reduced-phys-bios=1', 'std,allow-smt=1', 'std,cbitpos=47,reduced-phys-bits=1', 'file=a.raw,format=raw,readonly=1',
   'x.qcow2', 'x.vmdk', 'user', 'tap,ifname=t0', 'user,mac=52:54:00:00:00:01', 'user,mac=01:00:00:00:00:00',
