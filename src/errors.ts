@@ -57,6 +57,7 @@ export const ERRORS = {
   SUP_ERR_SEV_BIOS_NOT_OVMF: def('For using SEV you need to change your guest bios to ovmf.', 400, EXIT.config),
   SUP_ERR_SEV_UNSUPPORTED: def('Your CPU does not support AMD SEV!', 409, EXIT.host),
   SUP_ERR_SEV_ES_UNSUPPORTED: def('Your CPU does not support AMD SEV-ES!', 409, EXIT.host),
+  SUP_ERR_SEV_HOST_PARAMS: def('SEV host parameters (cbitpos, reduced-phys-bits) are unknown', 409, EXIT.host),
   SUP_ERR_MIGRATE_SEV: def('VMs with AMD SEV are not live migratable!', 409, EXIT.refused),
   SUP_ERR_SNAPSHOT_VMSTATE: def(
     'Snapshots that include memory are not supported while memory is encrypted by AMD SEV.',
@@ -70,10 +71,12 @@ export const ERRORS = {
   SUP_ERR_FIRMWARE_NO_HASHES_AREA: def('firmware has no valid kernel-hashes table area', 400, EXIT.config),
   SUP_ERR_FIRMWARE_NO_SEV_INFO: def('firmware has no SEV info block (SEV-ES reset address)', 400, EXIT.config),
   SUP_ERR_FIRMWARE_HASH_MISMATCH: def('firmware sha256 does not match the pinned value', 400, EXIT.config),
+  SUP_ERR_KERNEL_READ: def('cannot read kernel or initrd image', 400, EXIT.config),
 
   // --- host capabilities -----------------------------------------------------------------------
   SUP_ERR_HOST_CAPS_FILE: def('host capabilities file is invalid', 400, EXIT.host),
   SUP_ERR_HOST_PROBE: def('host capability probe failed', 500, EXIT.host),
+  SUP_ERR_HOST_CAPS_WRITE: def('cannot write host capabilities file', 500, EXIT.host),
 
   // --- QMP client ----------------------------------------------------------------------------------
   SUP_ERR_QMP_CONNECT: def('cannot connect to the QMP monitor', 502, EXIT.launch),
@@ -84,12 +87,14 @@ export const ERRORS = {
   SUP_ERR_QMP_INTERRUPTED: def('QMP connection closed while a command was pending', 502, EXIT.launch),
   SUP_ERR_QMP_PROTOCOL: def('QMP protocol error', 502, EXIT.launch),
   SUP_ERR_QMP_TIMEOUT: def('QMP command timed out', 504, EXIT.launch),
+  SUP_ERR_QMP_EVENT_OVERFLOW: def('QMP event listener fell behind; events were lost', 500, EXIT.launch),
 
   // --- launcher ----------------------------------------------------------------------------------
   SUP_ERR_LAUNCH_FAILED: def('QEMU failed to start', 500, EXIT.launch),
   SUP_ERR_LAUNCH_TIMEOUT: def('QEMU did not become ready in time', 504, EXIT.launch),
   SUP_ERR_QEMU_EXITED: def('QEMU exited unexpectedly', 500, EXIT.launch),
   SUP_ERR_SHUTDOWN_ABNORMAL: def('QEMU did not stop gracefully and was killed', 500, EXIT.launch),
+  SUP_ERR_RUN_DIR: def('cannot prepare the VM run directory', 500, EXIT.launch),
 
   // --- fail-closed SEV checks after spawn ------------------------------------------------------
   SUP_ERR_CHECK_SEV_DISABLED: def('QEMU reports SEV is not enabled for the guest', 500, EXIT.check),

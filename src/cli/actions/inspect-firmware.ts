@@ -1,0 +1,71 @@
+// Implementation of `sevsup inspect-firmware`: read the image, render the table and verdicts.
+// Owns: the human and JSON shapes of this command's output. Must not: contain table parsing
+// (sev/ovmf-table.ts) or file reading (sev/firmware-file.ts).
+import { inspectFirmwareFile, type FirmwareInfo } from '../../sev/firmware-file.js';
+import {
+  describeHashesAreaProblem,
+  describeSecretAreaProblem,
+  describeSevEsProblem,
+  hex,
+  type Area,
+} from '../../sev/ovmf-table.js';
+import { printJson } from '../output.js';
+import type { InspectFirmwareCliOptions } from '../commands/inspect-firmware.js';
+
+export interface Verdict {
+  readonly usable: boolean;
+  /** 'usable …' or QEMU's refusal text. */
+  readonly message: string;
+}
+
+export interface FirmwareReport extends FirmwareInfo {
+  readonly verdicts: { readonly kernelHashes: Verdict; readonly secret: Verdict; readonly sevEs: Verdict };
+}
+
+export function buildFirmwareReport(info: FirmwareInfo): FirmwareReport {
+  const verdict = (problem: string, ok: string): Verdict => (problem === '' ? { usable: true, message: ok } : { usable: false, message: problem });
+  const { table } = info;
+  return {
+    ...info,
+    verdicts: {
+      kernelHashes: verdict(describeHashesAreaProblem(table.hashesArea), 'usable for kernel-hashes'),
+      secret: verdict(describeSecretAreaProblem(table.secretArea), 'usable for sev-inject-launch-secret without gpa'),
+      sevEs: verdict(describeSevEsProblem(table), 'usable for SEV-ES'),
+    },
+  };
+}
+
+export function formatFirmwareReport(r: FirmwareReport): string {
+  const { table } = r;
+  const area = (a: Area | null): string => (a === null ? 'not declared' : `base=${hex(a.base)} size=${hex(a.size)}`);
+  const lines = [
+    `firmware:   ${r.path}`,
+    `size:       ${r.size} bytes`,
+    `sha256:     ${r.sha256}`,
+  ];
+  if (!table.found) {
+    lines.push('footer table: not found (no OVMF GUIDed footer table: not an OVMF image, or one too old for SEV)');
+  } else {
+    lines.push(`footer table: ${table.entries.length} ${table.entries.length === 1 ? 'entry' : 'entries'}`);
+    for (const e of table.entries) {
+      lines.push(`  ${e.guid}  ${e.name ?? 'unknown'} (${e.length} data bytes at ${hex(e.offset)})`);
+    }
+    if (table.badEntry !== null) {
+      lines.push(`  corrupt entry at ${hex(table.badEntry.offset)} (length ${table.badEntry.length}): QEMU stops looking here`);
+    }
+  }
+  const reset =
+    table.sevInfoResetAddress === null ? 'none' : `${hex(table.sevInfoResetAddress)} (${table.sevInfoSource === 'legacy' ? 'legacy SEV info block' : 'footer table'})`;
+  lines.push(`SEV-ES reset address: ${reset} — ${r.verdicts.sevEs.message}`);
+  lines.push(`kernel-hashes area:   ${area(table.hashesArea)} — ${r.verdicts.kernelHashes.message}`);
+  lines.push(`launch-secret area:   ${area(table.secretArea)} — ${r.verdicts.secret.message}`);
+  lines.push(`SEV-SNP metadata:     ${table.snpMetadata ? 'present' : 'absent'}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** @throws SUP_ERR_FIRMWARE_READ, SUP_ERR_FIRMWARE_TABLE_INVALID (via inspectFirmwareFile). */
+export async function runInspectFirmware(file: string, opts: InspectFirmwareCliOptions): Promise<void> {
+  const report = buildFirmwareReport(await inspectFirmwareFile(file));
+  if (opts.json === true) printJson(report);
+  else process.stdout.write(formatFirmwareReport(report));
+}

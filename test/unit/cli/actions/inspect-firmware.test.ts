@@ -1,0 +1,78 @@
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../../../src/cli/main.js';
+import { buildImage, debianLikeEntries } from '../../sev/ovmf-images.js';
+
+const DEBIAN_OVMF = '/usr/share/ovmf/OVMF.fd';
+const dir = mkdtempSync(join(tmpdir(), 'sevsup-inspect-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Run the CLI in-process, collecting what it writes to stdout and stderr. */
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
+  process.stdout.write = ((chunk: string | Uint8Array) => out.push(String(chunk)) > 0) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof process.stderr.write;
+  try {
+    const code = await runCli(['node', 'sevsup', ...args]);
+    return { code, out: out.join(''), err: err.join('') };
+  } finally {
+    process.stdout.write = write.out;
+    process.stderr.write = write.err;
+  }
+}
+
+describe('sevsup inspect-firmware', () => {
+  it.runIf(existsSync(DEBIAN_OVMF))("shows Debian OVMF's empty areas with QEMU's refusal and the ES reset address", async () => {
+    const { code, out } = await cli('inspect-firmware', DEBIAN_OVMF);
+    expect(code).toBe(0);
+    expect(out).toContain('kernel-hashes area:   base=0x0 size=0x0 — SEV: guest firmware hashes table area is invalid (base=0x0 size=0x0)');
+    expect(out).toContain('SEV-ES reset address: 0x80b004 (footer table) — usable for SEV-ES');
+    expect(out).toContain('launch-secret area:   base=0x0 size=0x0');
+    expect(out).toContain('7255371f-3a3b-4b04-927b-1da6efa8d454  SEV kernel-hashes table area');
+    expect(out).toContain('SEV-SNP metadata:     present');
+    expect(out).toMatch(/^sha256: +[0-9a-f]{64}$/m);
+    expect(out).toContain('size:       2097152 bytes');
+  });
+
+  it('prints the same facts as JSON with --json', async () => {
+    const path = join(dir, 'patched.fd');
+    writeFileSync(path, buildImage(debianLikeEntries({ hashes: [0x80a000, 0x400], secret: [0x80b000, 0x1000] })));
+    const { code, out } = await cli('inspect-firmware', path, '--json');
+    expect(code).toBe(0);
+    const report = JSON.parse(out) as Record<string, unknown>;
+    expect(report).toMatchObject({
+      path,
+      size: 64 * 1024,
+      table: { found: true, hashesArea: { base: 0x80a000, size: 0x400 }, secretArea: { base: 0x80b000, size: 0x1000 }, sevResetAddress: 0x80b004 },
+      verdicts: {
+        kernelHashes: { usable: true, message: 'usable for kernel-hashes' },
+        secret: { usable: true },
+        sevEs: { usable: true },
+      },
+    });
+  });
+
+  it('says plainly when there is no footer table', async () => {
+    const path = join(dir, 'plain.bin');
+    writeFileSync(path, Buffer.alloc(8192));
+    const { code, out } = await cli('inspect-firmware', path);
+    expect(code).toBe(0);
+    expect(out).toContain('footer table: not found');
+    expect(out).toContain('SEV: kernel specified but guest firmware has no hashes table GUID');
+  });
+
+  it('fails with a clear message and exit 3 for unreadable files and invalid tables', async () => {
+    const missing = await cli('inspect-firmware', join(dir, 'missing.fd'));
+    expect(missing.code).toBe(3);
+    expect(missing.err).toBe(`sevsup: cannot read firmware image ${join(dir, 'missing.fd')}: no such file [SUP_ERR_FIRMWARE_READ]\n`);
+    const bad = join(dir, 'bad.fd');
+    writeFileSync(bad, buildImage([], { totalLen: 1 }));
+    const invalid = await cli('inspect-firmware', bad);
+    expect(invalid.code).toBe(3);
+    expect(invalid.err).toBe('sevsup: OVMF table has invalid size -17 [SUP_ERR_FIRMWARE_TABLE_INVALID]\n');
+  });
+});

@@ -1,0 +1,62 @@
+// Test helper: synthetic OVMF images with a footer GUID table, built independently of
+// src/sev/ovmf-table.ts (own GUID byte order, own layout code) so the parser is checked against
+// a second implementation of the format: entries are `data ‖ u16 len ‖ GUID(LE)`, the footer is
+// `u16 total ‖ footer GUID` ending 32 bytes before the end of the image.
+
+/** GUID text → little-endian bytes, written out by hand here on purpose. */
+export function guidLe(guid: string): Buffer {
+  const h = guid.replaceAll('-', '');
+  const swap = (s: string): string => (s.match(/../g) ?? []).reverse().join('');
+  return Buffer.from(swap(h.slice(0, 8)) + swap(h.slice(8, 12)) + swap(h.slice(12, 16)) + h.slice(16), 'hex');
+}
+
+export const FOOTER = '96b582de-1fb2-45f7-baea-a366c55a082d';
+export const SEV_INFO = '00f771de-1a7e-4fcb-890e-68c77e2fb44e';
+export const HASHES = '7255371f-3a3b-4b04-927b-1da6efa8d454';
+export const SECRET = '4c2eb361-7d9b-4cc3-8081-127c90d3d294';
+export const SNP_META = 'dc886566-984a-4798-a75e-5585a7bf67cc';
+
+export interface EntrySpec {
+  readonly guid: string;
+  readonly data: Buffer;
+  /** Override the entry's u16 length (to build corrupt tables). */
+  readonly len?: number;
+}
+
+export function u32s(...values: number[]): Buffer {
+  const b = Buffer.alloc(4 * values.length);
+  values.forEach((v, i) => b.writeUInt32LE(v, 4 * i));
+  return b;
+}
+
+/**
+ * An image of `size` bytes (0xff filler, as erased flash) whose table holds `entries`, the first
+ * one nearest the footer (QEMU's walking order). `totalLen` overrides the footer's u16.
+ */
+export function buildImage(entries: readonly EntrySpec[], options: { size?: number; totalLen?: number } = {}): Buffer {
+  const size = options.size ?? 64 * 1024;
+  const image = Buffer.alloc(size, 0xff);
+  const parts: Buffer[] = [];
+  // Build from the start of the table to the footer: the last entry in `entries` comes first.
+  for (const e of [...entries].reverse()) {
+    const len = Buffer.alloc(2);
+    len.writeUInt16LE(e.len ?? e.data.length + 18);
+    parts.push(e.data, len, guidLe(e.guid));
+  }
+  const body = Buffer.concat(parts);
+  const total = Buffer.alloc(2);
+  total.writeUInt16LE(options.totalLen ?? body.length + 18);
+  const table = Buffer.concat([body, total, guidLe(FOOTER)]);
+  table.copy(image, size - 32 - table.length);
+  return image;
+}
+
+/** The usual Debian-like table: SEV info, secret, hashes, SNP metadata. */
+export function debianLikeEntries(o: { reset?: number; hashes?: [number, number]; secret?: [number, number] } = {}): EntrySpec[] {
+  return [
+    { guid: SEV_INFO, data: u32s(o.reset ?? 0x80b004) },
+    { guid: SECRET, data: u32s(...(o.secret ?? [0, 0])) },
+    { guid: HASHES, data: u32s(...(o.hashes ?? [0, 0])) },
+    { guid: SNP_META, data: u32s(0x52c) },
+  ];
+}
