@@ -5,6 +5,7 @@
 // Must not: check what QEMU or the host can do (bios vs SEV, SEV support: qemu/argv.ts), or
 // touch firmware/kernel files (vm/preflight.ts). Every error names file, line and key.
 import { open } from 'node:fs/promises';
+import { describeIoError } from '../util/io-error.js';
 import path from 'node:path';
 import { SupervisorError } from '../errors.js';
 import type { DiskSpec, FirmwareSpec, LaunchSpec, NetSpec, SevSpec, VmSpec } from './vm-spec.js';
@@ -267,20 +268,6 @@ export interface LoadVmConfigOptions {
   readonly vmDir?: string;
 }
 
-function readReason(error: unknown): string {
-  const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : '';
-  switch (code) {
-    case 'ENOENT':
-      return 'no such file';
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    case 'EISDIR':
-      return 'it is a directory';
-    default:
-      return code === '' ? 'unknown error' : code;
-  }
-}
 
 /**
  * Load a VM config by name (`web` → `<vmDir>/web.conf`) or by path (`ref` contains `/` or ends
@@ -314,7 +301,7 @@ export async function loadVmConfig(ref: string, options: LoadVmConfigOptions = {
     }
   } catch (error: unknown) {
     if (error instanceof SupervisorError) throw error;
-    const reason = readReason(error);
+    const reason = describeIoError(error);
     if (!byPath && reason === 'no such file') {
       throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `no VM named '${ref}' (${file} does not exist)`, {
         details: { vm: ref, file },

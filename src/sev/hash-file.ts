@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { SupervisorError, type ErrorCode } from '../errors.js';
+import { describeIoError } from '../util/io-error.js';
 
 /** Read size: 1 MiB keeps syscalls few for 10–100 MiB kernels/initrds while bounding memory. */
 export const HASH_READ_BYTES = 1024 * 1024;
@@ -92,22 +93,3 @@ export class TailKeeper {
   }
 }
 
-function describeIoError(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    switch (code) {
-      case 'ENOENT':
-        return 'no such file';
-      case 'EACCES':
-      case 'EPERM':
-        return 'permission denied';
-      case 'EISDIR':
-        return 'is a directory';
-      case undefined:
-        return error.message;
-      default:
-        return code;
-    }
-  }
-  return String(error);
-}

@@ -301,7 +301,7 @@ describe('loadVmConfig', () => {
     ['an invalid name', '..', 'SUP_ERR_VM_NOT_FOUND',
       () => "no VM named '..': a VM name is 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"],
     ['a path without a file', './missing.conf', 'SUP_ERR_CONFIG_READ', () => `cannot read config file ${path.resolve('missing.conf')}: no such file`],
-    ['a directory', '%DIR%/dir.conf', 'SUP_ERR_CONFIG_READ', (d: string) => `cannot read config file ${d}/dir.conf: it is a directory`],
+    ['a directory', '%DIR%/dir.conf', 'SUP_ERR_CONFIG_READ', (d: string) => `cannot read config file ${d}/dir.conf: is a directory`],
     ['a file over the size limit', '%DIR%/big.conf', 'SUP_ERR_CONFIG_READ',
       (d: string) => `cannot read config file ${d}/big.conf: it is ${MAX_VM_CONFIG_BYTES + 3} bytes, more than the ${MAX_VM_CONFIG_BYTES} a VM config may have`],
     ['a file that is not UTF-8', '%DIR%/latin1.conf', 'SUP_ERR_CONFIG_READ', (d: string) => `cannot read config file ${d}/latin1.conf: it is not valid UTF-8 text`],
