@@ -1,7 +1,10 @@
 // The HostCaps shape: what sevsup knows about the host's SEV support and where each fact came from.
 // Owns: types only. Must not: probe or read files (host/probe.ts and host/caps-file.ts do).
 
-/** Where a value came from: a file path, `probe:<what>`, `config`, or `default`. */
+/**
+ * Where a value came from: a file path, `probe:<what>` (`probe` alone when no check knew it),
+ * `<cache file> (probe:<what>)` for a cached probe, `simulated`, `config`, or `default`.
+ */
 export type CapSource = string;
 
 export interface FeatureSupport {

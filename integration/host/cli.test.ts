@@ -1,0 +1,58 @@
+// `sevsup host` probing this real host (no /dev/sev): exit 0 with SEV unsupported and a reason,
+// the probe cache used on the second run, and --write for a boot-time unit.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCliCaptured } from '../../test/unit/cli/run-cli.js';
+import { livePidsWithArg } from '../../test/unit/process/proc-scan.js';
+
+const QEMU = '/usr/bin/qemu-system-x86_64';
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'sevsup-hostcli-'));
+});
+afterAll(async () => {
+  expect(livePidsWithArg('sevsup-probe-')).toEqual([]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** `sevsup host --qemu QEMU ARGS…` in-process. */
+const sevsupHost = (...args: string[]) => runCliCaptured('host', '--qemu', QEMU, ...args);
+
+async function sevsupJson(...args: string[]): Promise<{ code: number; json: unknown }> {
+  const { code, out } = await sevsupHost('--json', ...args);
+  return { code, json: JSON.parse(out) };
+}
+
+describe('sevsup host on this host', () => {
+  it('answers SEV unsupported with a reason and exits 0, then answers from its cache', async () => {
+    const cache = join(dir, 'host-caps.json');
+    const first = await sevsupJson('--cache', cache);
+    expect(first.code).toBe(0);
+    expect(first.json).toMatchObject({ sev: { supported: false, reason: expect.stringMatching(/^not supported, because \S/) } });
+    const second = await sevsupJson('--cache', cache);
+    expect(second.json).toMatchObject({ sev: { supported: false, source: expect.stringMatching(new RegExp(`^${cache} \\(probe:`)) } });
+  });
+
+  it('--live asks QEMU too and still exits 0', async () => {
+    const r = await sevsupJson('--live');
+    expect(r.code).toBe(0);
+    expect(r.json).toMatchObject({ sev: { supported: false }, sevEs: { supported: false }, sevSnp: { supported: false } });
+  });
+
+  it('--live shows QEMU\'s own answer in the human output', async () => {
+    const r = await sevsupHost('--live');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^SEV: +no +not supported, because \S.*\[probe:[a-z_-]+\]$/m);
+    expect(r.out).toContain('\nQEMU says:         SEV is not enabled in KVM\n');
+  });
+
+  it('--write writes what Proxmox and the seed read', async () => {
+    const file = join(dir, 'run/qemu-server/hw-params.json');
+    const r = await sevsupJson('--write', file);
+    expect(r.code).toBe(0);
+    const written: unknown = JSON.parse(await readFile(file, 'utf8'));
+    expect(written).toMatchObject({ 'amd-sev': { 'sev-support': false, 'sev-support-es': false, 'sev-support-snp': false } });
+  });
+});
