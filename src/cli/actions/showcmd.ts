@@ -1,0 +1,45 @@
+// Implementation of `sevsup showcmd`: config → host caps → argv (seed checks) → preflight → print.
+// Owns: the printed shapes (shell-quoted, one option per line; or a JSON array). Must not: start
+// QEMU, create the run directory, or contain argv rules (qemu/argv.ts) or file checks (vm/preflight.ts).
+import { loadVmConfig } from '../../config/vm-config.js';
+import type { HostCaps } from '../../host/host-caps.js';
+import { DEFAULT_QEMU_BINARY } from '../../host/qemu-probe.js';
+import { resolveHostCaps } from '../../host/resolve.js';
+import { SIMULATED_HOST_CAPS } from '../../host/simulated.js';
+import { vmRunPaths } from '../../process/run-dir.js';
+import { buildQemuCommandLine, type ArgGroup } from '../../qemu/argv.js';
+import { preflight } from '../../vm/preflight.js';
+import type { ShowcmdCliOptions } from '../commands/showcmd.js';
+import { printJson, shellQuote } from '../output.js';
+
+/** `binary \` then each option with its arguments on its own indented line. */
+export function formatCommandLine(binary: string, groups: readonly ArgGroup[]): string {
+  const lines = [shellQuote(binary), ...groups.map((group) => `  ${group.map(shellQuote).join(' ')}`)];
+  return `${lines.join(' \\\n')}\n`;
+}
+
+export async function runShowcmd(ref: string, opts: ShowcmdCliOptions): Promise<void> {
+  const spec = await loadVmConfig(ref, opts.vmDir === undefined ? {} : { vmDir: opts.vmDir });
+  const binary = opts.qemu ?? DEFAULT_QEMU_BINARY;
+  const caps: HostCaps =
+    opts.platform === 'sim'
+      ? SIMULATED_HOST_CAPS
+      : await resolveHostCaps({ qemu: binary, ...(opts.hostCaps === undefined ? {} : { file: opts.hostCaps }) });
+  const paths = vmRunPaths(opts.runDir, spec.name);
+  const groups = buildQemuCommandLine({
+    spec,
+    caps,
+    paths: {
+      monitorSocket: paths.monitorSocket,
+      pidFile: paths.pidFile,
+      ...(spec.serial === 'file' ? { serialLog: paths.serialLog } : {}),
+    },
+    options: {
+      ...(opts.sandbox === true ? { sandbox: true } : {}),
+      ...(opts.runas === undefined ? {} : { runAs: opts.runas }),
+    },
+  });
+  await preflight(spec);
+  if (opts.json === true) printJson([binary, ...groups.flat()]);
+  else process.stdout.write(formatCommandLine(binary, groups));
+}

@@ -1,0 +1,125 @@
+// Checks on the files a VM will boot from, before any QEMU starts: the firmware image (readable,
+// pinned sha256, a kernel-hashes area QEMU will accept, an SEV-ES reset address), the kernel and
+// initrd, and the owner's launch session files.
+// Owns: turning "QEMU would refuse this at start-up" into a clear error that names the config file,
+// the key, the image and what to use instead. Must not: spawn anything, build argv, or judge the
+// host (qemu/argv.ts applies the seed's host checks).
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { VmSpec } from '../config/vm-spec.js';
+import { hasCode, SupervisorError, type ErrorCode } from '../errors.js';
+import { DEFAULT_OVMF_PATH, firmwarePath } from '../qemu/firmware.js';
+import { inspectFirmwareFile, type FirmwareInfo } from '../sev/firmware-file.js';
+import { describeHashesAreaProblem, describeSevEsProblem, isUsableHashesArea } from '../sev/ovmf-table.js';
+import { describeIoError } from '../util/io-error.js';
+
+/** Where the one firmware that can measure a direct kernel boot comes from. */
+export const AMDSEV_OVMF_HINT =
+  'use an OVMF AmdSev build (OvmfPkg/AmdSev/AmdSevX64.dsc; Debian ships none) and point the firmware key at it';
+
+export interface Preflight {
+  /** The inspected firmware, or null for SeaBIOS. */
+  readonly firmware: FirmwareInfo | null;
+}
+
+/**
+ * Inspect what `spec` boots from and refuse what QEMU would refuse (or what would not be measured
+ * as configured).
+ * @throws SUP_ERR_FIRMWARE_READ, SUP_ERR_FIRMWARE_TABLE_INVALID, SUP_ERR_FIRMWARE_HASH_MISMATCH,
+ *   SUP_ERR_FIRMWARE_NO_HASHES_AREA, SUP_ERR_FIRMWARE_NO_SEV_INFO, SUP_ERR_KERNEL_READ
+ *   (kernel/initrd), SUP_ERR_CONFIG_BAD_VALUE (launch session files).
+ */
+export async function preflight(spec: VmSpec): Promise<Preflight> {
+  const firmware = await checkFirmware(spec);
+  if (spec.kernel !== undefined) await checkReadable(spec, 'kernel', spec.kernel, 'SUP_ERR_KERNEL_READ');
+  if (spec.initrd !== undefined) await checkReadable(spec, 'initrd', spec.initrd, 'SUP_ERR_KERNEL_READ');
+  if (spec.launch !== undefined) {
+    // QEMU reads these only at LAUNCH_START, after KVM init: a typo would fail late and obscurely.
+    await checkReadable(spec, 'launch dh-cert', spec.launch.dhCert, 'SUP_ERR_CONFIG_BAD_VALUE');
+    await checkReadable(spec, 'launch session', spec.launch.session, 'SUP_ERR_CONFIG_BAD_VALUE');
+  }
+  return { firmware };
+}
+
+async function checkFirmware(spec: VmSpec): Promise<FirmwareInfo | null> {
+  const path = firmwarePath(spec);
+  if (path === null) return null;
+  let info: FirmwareInfo;
+  try {
+    info = await inspectFirmwareFile(path);
+  } catch (error: unknown) {
+    if (hasCode(error, 'SUP_ERR_FIRMWARE_TABLE_INVALID')) {
+      throw new SupervisorError(
+        'SUP_ERR_FIRMWARE_TABLE_INVALID',
+        `${spec.source}: firmware: ${path}: ${error.message} (QEMU would refuse it); use an intact OVMF image`,
+        { details: { ...error.details, file: spec.source, key: 'firmware', path }, cause: error },
+      );
+    }
+    if (!hasCode(error, 'SUP_ERR_FIRMWARE_READ')) throw error;
+    const fix =
+      spec.firmware === undefined
+        ? `no firmware key is set, so sevsup uses ${DEFAULT_OVMF_PATH}: install Debian's ovmf package or set 'firmware: PATH'`
+        : 'fix the firmware key';
+    throw new SupervisorError('SUP_ERR_FIRMWARE_READ', `${spec.source}: firmware: ${error.message}; ${fix}`, {
+      details: { ...error.details, file: spec.source, key: 'firmware' },
+      cause: error,
+    });
+  }
+
+  const pinned = spec.firmware?.sha256;
+  if (pinned !== undefined && pinned !== info.sha256) {
+    throw new SupervisorError(
+      'SUP_ERR_FIRMWARE_HASH_MISMATCH',
+      `${spec.source}: firmware: ${path} has sha256 ${info.sha256}, but the config pins ${pinned}; ` +
+        'the image changed since it was pinned: check where it came from, then update the sha256 or restore the image',
+      { details: { file: spec.source, key: 'firmware', path, expected: pinned, actual: info.sha256 } },
+    );
+  }
+
+  const sev = spec.sev;
+  if (sev === undefined) return info;
+  if (sev.kernelHashes && !isUsableHashesArea(info.table.hashesArea)) {
+    const reason = describeHashesAreaProblem(info.table.hashesArea);
+    throw new SupervisorError(
+      'SUP_ERR_FIRMWARE_NO_HASHES_AREA',
+      `${spec.source}: ${sev.key}: kernel-hashes=1, but QEMU would refuse the firmware ${path}: ` +
+        `"${reason}"; ${AMDSEV_OVMF_HINT}`,
+      { details: { file: spec.source, key: sev.key, path, reason } },
+    );
+  }
+  if (sev.type === 'es') {
+    const reason = describeSevEsProblem(info.table);
+    if (reason !== '') {
+      throw new SupervisorError(
+        'SUP_ERR_FIRMWARE_NO_SEV_INFO',
+        `${spec.source}: ${sev.key}: SEV-ES needs the firmware's SEV info block (the AP reset address), but QEMU ` +
+          `would refuse ${path}: "${reason}"; use an OVMF build with SEV support (an AmdSev build, or Debian's ${DEFAULT_OVMF_PATH})`,
+        { details: { file: spec.source, key: sev.key, path, reason } },
+      );
+    }
+  }
+  return info;
+}
+
+/**
+ * Open (without reading) to prove the file exists, is readable and is a regular file. O_NONBLOCK:
+ * opening a FIFO for reading would otherwise wait for a writer.
+ */
+async function checkReadable(spec: VmSpec, key: string, path: string, code: ErrorCode): Promise<void> {
+  let reason: string | null = null;
+  try {
+    const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      if (!(await handle.stat()).isFile()) reason = 'not a regular file';
+    } finally {
+      await handle.close();
+    }
+  } catch (error: unknown) {
+    reason = describeIoError(error);
+  }
+  if (reason !== null) {
+    throw new SupervisorError(code, `${spec.source}: ${key}: cannot read ${path}: ${reason}; give an existing, readable file`, {
+      details: { file: spec.source, key, path, reason },
+    });
+  }
+}
