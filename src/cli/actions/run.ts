@@ -1,0 +1,178 @@
+// `sevsup run`: compose config, host caps, platform, run dir, control socket and the lifecycle for
+// one foreground guest; print its lifecycle events; stop it on SIGINT/SIGTERM.
+// Owns: option validation and the printing of events. Must not: know the launch order
+// (vm/lifecycle.ts does) or print secrets (events carry none).
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { lifecycleTarget, singleLifecycle } from '../../api/lifecycle-target.js';
+import { startControlServer } from '../../api/server.js';
+import { loadVmConfig } from '../../config/vm-config.js';
+import { SupervisorError } from '../../errors.js';
+import type { HostCaps } from '../../host/host-caps.js';
+import type { ResolveOptions } from '../../host/resolve.js';
+import { SIMULATED_HOST_CAPS } from '../../host/simulated.js';
+import { createLogger } from '../../log.js';
+import { SIM_FAULTS, simArgs, type SimFault, type SimOptions } from '../../platform/sim/options.js';
+import { prepareVmRunDir } from '../../process/run-dir.js';
+import { VmLifecycle, type LifecycleEventRecord } from '../../vm/lifecycle.js';
+import { DEFAULT_RUN_DIR, type RunCliOptions } from '../commands/run.js';
+
+/** The simulator executable shipped next to bin/sevsup. */
+const SIM_BINARY = fileURLToPath(new URL('../../../bin/sevsup-sim-qemu', import.meta.url));
+const DEFAULT_QEMU = 'qemu-system-x86_64';
+/** Upper bounds that catch unit mix-ups (ms given as seconds) rather than limit anyone. */
+const MAX_HOLD_TIMEOUT_S = 7 * 24 * 3600;
+const MAX_QMP_TIMEOUT_MS = 10 * 60_000;
+const MAX_POWERDOWN_TIMEOUT_S = 3600;
+const MAX_SIM_DELAY_MS = 60_000;
+
+export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
+  const holdTimeoutS = integerOption('--hold-timeout', opts.holdTimeout, 1, MAX_HOLD_TIMEOUT_S);
+  const qmpTimeoutMs = integerOption('--qmp-timeout', opts.qmpTimeout, 1, MAX_QMP_TIMEOUT_MS);
+  const powerdownS = integerOption('--powerdown-timeout', opts.powerdownTimeout, 0, MAX_POWERDOWN_TIMEOUT_S);
+  const sim = opts.platform === 'sim';
+  if (!sim) {
+    const simOnly = (['simTik', 'simTek', 'simFault', 'simDelayMs', 'simReplyShape'] as const).filter((k) => opts[k] !== undefined);
+    if (simOnly.length > 0) throw usage(`--${kebab(simOnly[0] ?? '')} needs --platform sim`);
+  }
+
+  const spec = await loadVmConfig(ref, opts.vmDir === undefined ? {} : { vmDir: opts.vmDir });
+  if (opts.hold === true && spec.sev === undefined) {
+    throw usage(`VM ${spec.name} is not an SEV guest: there is no launch measurement to attest, so --hold does not apply`);
+  }
+  const logger = createLogger(
+    { level: logLevel(opts.logLevel), base: { platform: sim ? 'simulated' : 'hardware' } },
+    pino.destination({ dest: 2, sync: true }),
+  );
+
+  let binary: string;
+  let binaryArgs: string[] = [];
+  let caps: HostCaps;
+  // Loaded only when needed: probing pulls in QEMU-probe code the simulated platform never uses.
+  const resolveHostCaps = async (o: ResolveOptions): Promise<HostCaps> => (await import('../../host/resolve.js')).resolveHostCaps(o);
+  if (sim) {
+    binary = SIM_BINARY;
+    binaryArgs = simArgs(simOptions(opts));
+    caps = opts.hostCaps === undefined ? SIMULATED_HOST_CAPS : await resolveHostCaps({ file: opts.hostCaps, logger });
+  } else {
+    binary = opts.qemu ?? DEFAULT_QEMU;
+    caps = await resolveHostCaps({ ...(opts.hostCaps === undefined ? {} : { file: opts.hostCaps }), qemu: binary, logger });
+  }
+
+  // Refuses while another supervisor's sockets for this VM still answer.
+  const paths = await prepareVmRunDir(opts.runDir, spec.name);
+  const lifecycle = new VmLifecycle({
+    spec,
+    caps,
+    platform: sim ? 'simulated' : 'hardware',
+    binary,
+    binaryArgs,
+    runDir: opts.runDir,
+    stateDir: opts.stateDir,
+    paths,
+    logger,
+    ...(opts.hold === true ? { hold: true } : {}),
+    ...(holdTimeoutS === undefined ? {} : { holdTimeoutMs: holdTimeoutS * 1000 }),
+    ...(qmpTimeoutMs === undefined ? {} : { qmpTimeoutMs }),
+    ...(powerdownS === undefined ? {} : { powerdownTimeoutMs: powerdownS * 1000 }),
+  });
+  const attestHint = opts.runDir === DEFAULT_RUN_DIR ? spec.name : `--run-dir ${opts.runDir} ${spec.name}`;
+  lifecycle.onEvent(opts.json === true ? printJsonLine : (e) => printHuman(e, attestHint));
+
+  const server = await startControlServer({ socketPath: paths.controlSocket, target: lifecycleTarget(singleLifecycle(lifecycle)), logger });
+  const onSignal = (signal: NodeJS.Signals): void => {
+    logger.info({ signal }, 'signal received; stopping the guest');
+    void lifecycle.stop(`signal ${signal}`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await lifecycle.start().catch(() => undefined); // the outcome below says what happened
+    const outcome = await lifecycle.finished;
+    if (outcome.state === 'failed') throw outcome.error;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await server.close();
+    logger.flush();
+  }
+}
+
+function simOptions(opts: RunCliOptions): SimOptions {
+  const faults = (opts.simFault ?? []).map((name): SimFault => {
+    const fault = SIM_FAULTS.find((f) => f === name);
+    if (fault === undefined) throw usage(`--sim-fault must be one of ${SIM_FAULTS.join(', ')}; got '${name}'`);
+    return fault;
+  });
+  const delayMs = integerOption('--sim-delay-ms', opts.simDelayMs, 0, MAX_SIM_DELAY_MS);
+  return {
+    ...(opts.qemu === undefined ? {} : { qemu: opts.qemu }),
+    ...(opts.simTik === undefined ? {} : { tik: opts.simTik }),
+    ...(opts.simTek === undefined ? {} : { tek: opts.simTek }),
+    ...(faults.length === 0 ? {} : { faults }),
+    ...(delayMs === undefined ? {} : { delayMs }),
+    ...(opts.simReplyShape === undefined ? {} : { replyShape: opts.simReplyShape }),
+  };
+}
+
+function printJsonLine(event: LifecycleEventRecord): void {
+  process.stdout.write(`${JSON.stringify(event)}\n`);
+}
+
+/** One line per event for people; failures are printed by the CLI's error path (stderr). */
+function printHuman(e: LifecycleEventRecord, attestHint: string): void {
+  const line = humanLine(e, attestHint);
+  if (line !== null) process.stdout.write(`${e.vm}: ${line}\n`);
+}
+
+function humanLine(e: LifecycleEventRecord, attestHint: string): string | null {
+  switch (e.event) {
+    case 'starting':
+      return `starting (${e.platform === 'simulated' ? 'SIMULATED SEV platform' : 'hardware'}${e.sev ? '' : ', no SEV'})`;
+    case 'spawned':
+      return `QEMU started paused (pid ${e.pid})`;
+    case 'checked':
+      return `SEV checks passed: ${e.sevType}, policy ${e.policy}, firmware API ${e.apiMajor}.${e.apiMinor} build ${e.buildId}`;
+    case 'measured':
+      return `launch measurement ${e.measurement}\n${e.vm}: record ${e.record}`;
+    case 'held':
+      return `held for attestation until ${e.deadline}: sevsup attest ${attestHint} --approve | --reject | --inject-secret HEADER_FILE SECRET_FILE`;
+    case 'secret-injected':
+      return `launch secret injected at gpa 0x${e.gpa.toString(16)} (header ${e.headerBytes} bytes, secret ${e.secretBytes} bytes)`;
+    case 'resumed':
+      return 'resumed';
+    case 'running':
+      return `running (pid ${e.pid})`;
+    case 'paused':
+      return `paused (${e.reason})`;
+    case 'stopping':
+      return `stopping (${e.reason})`;
+    case 'stopped':
+      return `QEMU stopped (${e.how}${e.exitCode === null ? '' : `, exit code ${e.exitCode}`}${e.signal === null ? '' : `, ${e.signal}`})`;
+    case 'failed':
+      return null;
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function logLevel(text: string): (typeof LOG_LEVELS)[number] {
+  const level = LOG_LEVELS.find((l) => l === text);
+  if (level === undefined) throw usage(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+  return level;
+}
+
+function integerOption(name: string, text: string | undefined, min: number, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min || value > max) throw usage(`${name} must be a whole number from ${min} to ${max}, got '${text}'`);
+  return value;
+}
+
+function kebab(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+function usage(message: string): SupervisorError {
+  return new SupervisorError('SUP_ERR_USAGE', message);
+}

@@ -1,0 +1,120 @@
+// The fail-closed checks on what QEMU reports after spawn (DESIGN "Fail closed"; facts §10.2).
+// Owns: deciding whether `query-sev` / `query-sev-launch-measure` answers prove the guest is the SEV
+// guest the config asked for, and the coded error that says which check failed, what was seen and
+// what was expected. Pure: no I/O. Must not: stop QEMU (lifecycle.ts does, and never resumes after
+// any of these throws).
+import { SupervisorError } from '../errors.js';
+import { describePolicy } from '../sev/policy.js';
+import { decodeStrictBase64 } from '../sev/measurement.js';
+
+/** The subset of qmp/commands' normalised SevInfo the checks read. */
+export interface ReportedSev {
+  readonly enabled: boolean;
+  readonly policy: number;
+  readonly state: string;
+  /** null: QEMU before 9.1 (flat reply without `sev-type`). */
+  readonly sevType: string | null;
+}
+
+export interface ExpectedSev {
+  readonly policy: number;
+}
+
+/** Raw measurement blob: HMAC-SHA256 (32) ‖ mnonce (16). */
+export const MEASUREMENT_BYTES = 48;
+
+/**
+ * Refuse any answer that is not an enabled SEV guest with exactly the expected policy, still
+ * paused in `launch-secret` (facts §3.2: with -S the measurement is ready before QMP answers).
+ * @throws SUP_ERR_CHECK_SEV_DISABLED, SUP_ERR_CHECK_SEV_TYPE_MISMATCH, SUP_ERR_CHECK_POLICY_MISMATCH, SUP_ERR_CHECK_STATE
+ */
+export function checkSevInfo(vm: string, seen: ReportedSev, expected: ExpectedSev): void {
+  const want = describePolicy(expected.policy);
+  if (!seen.enabled) {
+    throw fail('SUP_ERR_CHECK_SEV_DISABLED', vm, `QEMU reports SEV is not enabled (query-sev: enabled false), expected an SEV guest with policy ${want}`, {
+      check: 'enabled',
+      seen: false,
+      expected: true,
+    });
+  }
+  if (seen.sevType !== null && seen.sevType !== 'sev') {
+    throw fail('SUP_ERR_CHECK_SEV_TYPE_MISMATCH', vm, `QEMU reports sev-type ${seen.sevType}, expected sev`, {
+      check: 'sev-type',
+      seen: seen.sevType,
+      expected: 'sev',
+    });
+  }
+  if (seen.policy !== expected.policy) {
+    throw fail('SUP_ERR_CHECK_POLICY_MISMATCH', vm, `QEMU applied SEV policy ${safeDescribe(seen.policy)}, but the config asks for ${want}`, {
+      check: 'policy',
+      seen: seen.policy,
+      expected: expected.policy,
+    });
+  }
+  if (seen.state !== 'launch-secret') {
+    throw fail('SUP_ERR_CHECK_STATE', vm, `SEV state is ${seen.state}, expected launch-secret: ${stateHint(seen.state)}`, {
+      check: 'state',
+      seen: seen.state,
+      expected: 'launch-secret',
+    });
+  }
+}
+
+/**
+ * The measurement must be strict base64 of exactly 48 bytes; returns the decoded bytes.
+ * @throws SUP_ERR_CHECK_MEASUREMENT
+ */
+export function checkMeasurement(vm: string, measurement: unknown): Buffer {
+  if (typeof measurement !== 'string' || measurement.length === 0) {
+    throw fail('SUP_ERR_CHECK_MEASUREMENT', vm, `QEMU returned no launch measurement, expected base64 of ${MEASUREMENT_BYTES} bytes`, {
+      check: 'measurement',
+      expected: `${MEASUREMENT_BYTES} bytes`,
+    });
+  }
+  const bytes = decodeStrictBase64(measurement);
+  if (bytes === null) {
+    throw fail('SUP_ERR_CHECK_MEASUREMENT', vm, `the launch measurement QEMU returned is not base64 (${measurement.length} characters), expected base64 of ${MEASUREMENT_BYTES} bytes`, {
+      check: 'measurement',
+      seen: `${measurement.length} characters`,
+      expected: `${MEASUREMENT_BYTES} bytes`,
+    });
+  }
+  if (bytes.length !== MEASUREMENT_BYTES) {
+    throw fail('SUP_ERR_CHECK_MEASUREMENT', vm, `the launch measurement QEMU returned is ${bytes.length} bytes, expected ${MEASUREMENT_BYTES}`, {
+      check: 'measurement',
+      seen: `${bytes.length} bytes`,
+      expected: `${MEASUREMENT_BYTES} bytes`,
+    });
+  }
+  return bytes;
+}
+
+function stateHint(state: string): string {
+  switch (state) {
+    case 'launch-update':
+      return 'LAUNCH_MEASURE failed, so there is no measurement (QEMU logs the firmware error on its stderr)';
+    case 'uninit':
+      return 'the SEV launch never started';
+    case 'running':
+      return 'the guest has already run (was QEMU started without -S?)';
+    default:
+      return 'the guest is not waiting for its launch secret';
+  }
+}
+
+function safeDescribe(policy: number): string {
+  try {
+    return describePolicy(policy);
+  } catch {
+    return String(policy);
+  }
+}
+
+function fail(
+  code: 'SUP_ERR_CHECK_SEV_DISABLED' | 'SUP_ERR_CHECK_SEV_TYPE_MISMATCH' | 'SUP_ERR_CHECK_POLICY_MISMATCH' | 'SUP_ERR_CHECK_STATE' | 'SUP_ERR_CHECK_MEASUREMENT',
+  vm: string,
+  what: string,
+  details: Readonly<Record<string, unknown>>,
+): SupervisorError {
+  return new SupervisorError(code, `VM ${vm}: ${what}; the guest was not resumed`, { details: { vm, ...details } });
+}

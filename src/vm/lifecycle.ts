@@ -1,0 +1,795 @@
+// The launch lifecycle of one guest: the only place that knows the order (style-anchors §6.9,
+// DESIGN "Data flow"): preflight → run dir → argv → spawn paused (-S) → QMP → query-sev checks →
+// launch measurement → record (durable) → [hold for the owner] → cont → running → watch.
+// Owns: that order, the VM's state (through state.ts) and its lifecycle events. Fails closed: once
+// QEMU is spawned, any failed check, refusal or error before `cont` stops QEMU (quit → SIGTERM →
+// SIGKILL) and never resumes it. Must not: build argv strings (qemu/), parse QMP bytes (qmp/), or
+// log or report secrets. Its collaborators are injectable (LifecycleDeps) so that the daemon can run
+// many lifecycles at once and tests can drive each step.
+import { setTimeout as delay } from 'node:timers/promises';
+import type { AttestRequest, AttestResult, VmStatus } from '../api/types.js';
+import type { VmSpec } from '../config/vm-spec.js';
+import { SupervisorError, hasCode, isSupervisorError } from '../errors.js';
+import type { HostCaps } from '../host/host-caps.js';
+import { silentLogger, type Logger } from '../log.js';
+import { describeEnd, launchQemu, type LaunchOptions, type QemuExit, type QemuProcess } from '../process/launcher.js';
+import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
+import { errorLines } from '../process/stderr-tail.js';
+import { buildQemuArgv, type QemuArgvInput } from '../qemu/argv.js';
+import { QmpClient, type QmpConnectOptions, type QmpEvent } from '../qmp/client.js';
+import { cont, querySev, querySevLaunchMeasure, queryStatus, sevInjectLaunchSecret } from '../qmp/commands.js';
+import { sha256File } from '../sev/hash-file.js';
+import { describeSecretAreaProblem } from '../sev/ovmf-table.js';
+import { encodePolicy, formatPolicy } from '../sev/policy.js';
+import { checkMeasurement, checkSevInfo } from './checks.js';
+import { preflight, type Preflight } from './preflight.js';
+import { buildRecord, type CpuSignature, type FileDigest, type LaunchInputs, type RecordPlatform } from './record.js';
+import { writeRecord } from './record-store.js';
+import { isTerminal, transition, type VmState } from './state.js';
+
+/** What the owner gets when nobody answers a hold (DESIGN: the guest is rejected). */
+export const DEFAULT_HOLD_TIMEOUT_MS = 600_000;
+/** After QMP reports trouble, how long to wait for QEMU's exit so the error can quote its stderr. */
+const EXIT_GRACE_MS = 2_000;
+/** A guest that shut down makes QEMU exit by itself; after this it is told to quit. */
+const GUEST_SHUTDOWN_GRACE_MS = 5_000;
+/** Stderr lines quoted in a message (the whole tail goes into details). */
+const MESSAGE_STDERR_LINES = 4;
+
+export type LifecycleEvent =
+  | { readonly event: 'starting'; readonly platform: RecordPlatform; readonly sev: boolean }
+  | { readonly event: 'spawned'; readonly pid: number }
+  | {
+      readonly event: 'checked';
+      readonly policy: string;
+      readonly sevType: string;
+      readonly apiMajor: number;
+      readonly apiMinor: number;
+      readonly buildId: number;
+    }
+  | { readonly event: 'measured'; readonly record: string; readonly measurement: string }
+  | { readonly event: 'held'; readonly deadline: string; readonly timeoutSeconds: number; readonly controlSocket: string | null }
+  | { readonly event: 'secret-injected'; readonly gpa: number; readonly headerBytes: number; readonly secretBytes: number }
+  | { readonly event: 'resumed' }
+  | { readonly event: 'running'; readonly pid: number }
+  | { readonly event: 'paused'; readonly reason: string }
+  | { readonly event: 'stopping'; readonly reason: string }
+  | {
+      readonly event: 'stopped';
+      readonly how: string;
+      readonly exitCode: number | null;
+      readonly signal: string | null;
+    }
+  | { readonly event: 'failed'; readonly code: string; readonly message: string };
+
+/** An event as delivered: with the VM and a timestamp. */
+export type LifecycleEventRecord = LifecycleEvent & { readonly vm: string; readonly time: string };
+
+export type LifecycleOutcome =
+  | { readonly state: 'stopped'; readonly how: string; readonly ran: boolean }
+  | { readonly state: 'failed'; readonly error: SupervisorError; readonly ran: boolean };
+
+/** The collaborators; defaults are the real modules. */
+export interface LifecycleDeps {
+  preflight(spec: VmSpec): Promise<Preflight>;
+  prepareRunDir(runDir: string, vm: string): Promise<VmPaths>;
+  buildArgv(input: QemuArgvInput): readonly string[];
+  launch(options: LaunchOptions): Promise<QemuProcess>;
+  connectQmp(options: QmpConnectOptions): Promise<QmpClient>;
+  writeRecord: typeof writeRecord;
+  hashFile(path: string): Promise<{ sha256: string }>;
+  now(): Date;
+}
+
+export const DEFAULT_LIFECYCLE_DEPS: LifecycleDeps = {
+  preflight,
+  prepareRunDir: (runDir, vm) => prepareVmRunDir(runDir, vm),
+  buildArgv: buildQemuArgv,
+  launch: launchQemu,
+  connectQmp: (o) => QmpClient.connect(o),
+  writeRecord,
+  hashFile: sha256File,
+  now: () => new Date(),
+};
+
+export interface LifecycleOptions {
+  readonly spec: VmSpec;
+  readonly caps: HostCaps;
+  /** `simulated` marks every record and event of the sim platform. */
+  readonly platform: RecordPlatform;
+  /** QEMU, or the sim executable. */
+  readonly binary: string;
+  /** Arguments before QEMU's argv (the sim's `--sim-*` options). */
+  readonly binaryArgs?: readonly string[];
+  readonly runDir: string;
+  readonly stateDir: string;
+  /** An already prepared run dir (the run command prepares it first to open its control socket). */
+  readonly paths?: VmPaths;
+  /** Hold after measuring, whatever the config says. @default spec.attest === 'hold' */
+  readonly hold?: boolean;
+  /** @default spec.holdTimeout seconds, else DEFAULT_HOLD_TIMEOUT_MS */
+  readonly holdTimeoutMs?: number;
+  /** QMP command reply timeout. @default the QMP client's (30 s) */
+  readonly qmpTimeoutMs?: number;
+  /** QMP connect + greeting deadline. @default the QMP client's (10 s) */
+  readonly connectTimeoutMs?: number;
+  /** How long a running guest gets to power down on stop() before QEMU is told to quit. @default the launcher's (10 s) */
+  readonly powerdownTimeoutMs?: number;
+  readonly logger?: Logger;
+  readonly deps?: Partial<LifecycleDeps>;
+}
+
+type Decision = 'approve' | 'reject' | 'timeout' | 'stop' | 'exited';
+
+/** Thrown inside start() when stop() was asked for before the guest ran; never escapes. */
+class StopRequested extends Error {}
+
+/**
+ * One launch of one guest. Create it, subscribe with onEvent(), call start(); `finished` settles
+ * when the guest is gone. The attest methods act only while `held`.
+ */
+export class VmLifecycle {
+  readonly vm: string;
+  /** Settles once, when the VM reaches `stopped` or `failed`. Never rejects. */
+  readonly finished: Promise<LifecycleOutcome>;
+  readonly #o: LifecycleOptions;
+  readonly #deps: LifecycleDeps;
+  readonly #log: Logger;
+  readonly #listeners = new Set<(event: LifecycleEventRecord) => void>();
+  #state: VmState = 'defined';
+  #ran = false;
+  #proc: QemuProcess | undefined;
+  #qmp: QmpClient | undefined;
+  #paths: VmPaths | undefined;
+  #preflight: Preflight | undefined;
+  #recordPath: string | null = null;
+  #error: SupervisorError | null = null;
+  #stopReason: string | null = null;
+  #shutdownSeen: string | null = null;
+  #holdDeadline: Date | null = null;
+  #decide: ((decision: Decision) => void) | null = null;
+  #secretsInjected = 0;
+  /** Attest actions run one at a time (an approve must not overtake an injection). */
+  #attestQueue: Promise<unknown> = Promise.resolve();
+  #resolveFinished!: (outcome: LifecycleOutcome) => void;
+  #running!: { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void };
+  #unsubscribeEvents: (() => void) | undefined;
+  #hashing: Promise<[FileDigest | null, FileDigest | null]> | undefined;
+
+  constructor(options: LifecycleOptions) {
+    this.#o = options;
+    this.vm = options.spec.name;
+    this.#deps = { ...DEFAULT_LIFECYCLE_DEPS, ...options.deps };
+    this.#log = (options.logger ?? silentLogger()).child({ vm: this.vm, component: 'lifecycle' });
+    this.finished = new Promise((resolve) => (this.#resolveFinished = resolve));
+    let resolve!: () => void;
+    let reject!: (error: unknown) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    promise.catch(() => undefined); // observed through approve() or finished
+    this.#running = { promise, resolve, reject };
+  }
+
+  get state(): VmState {
+    return this.#state;
+  }
+
+  get pid(): number | null {
+    return this.#proc?.pid ?? null;
+  }
+
+  get sev(): boolean {
+    return this.#o.spec.sev !== undefined;
+  }
+
+  /** Subscribe to lifecycle events; returns the unsubscribe function. */
+  onEvent(listener: (event: LifecycleEventRecord) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  status(): VmStatus {
+    return {
+      vm: this.vm,
+      state: this.#state,
+      platform: this.#o.platform,
+      sev: this.sev,
+      pid: this.#proc !== undefined && this.#proc.isAlive() ? this.#proc.pid : null,
+      record: this.#recordPath,
+      holdDeadline: this.#state === 'held' && this.#holdDeadline !== null ? this.#holdDeadline.toISOString() : null,
+      secretsInjected: this.#secretsInjected,
+      error: this.#error === null ? null : { code: this.#error.code, message: this.#error.message },
+    };
+  }
+
+  /**
+   * Launch the guest and bring it to `running` (through `held` when holding). Resolves once it
+   * runs, or once it was stopped on request before it ran.
+   * @throws the SupervisorError that made it fail (QEMU is gone by then; state `failed`).
+   */
+  async start(): Promise<void> {
+    this.#requireFresh();
+    this.#move('starting');
+    this.#emit({ event: 'starting', platform: this.#o.platform, sev: this.sev });
+    try {
+      await this.#launch();
+      if (this.sev) {
+        this.#move('measuring');
+        await this.#measure();
+      }
+      if (this.#holds()) await this.#hold();
+      this.#checkpoint();
+      await this.#resume();
+    } catch (error: unknown) {
+      await this.#endBeforeRunning(error);
+      if (this.#state === 'failed' && this.#error !== null) throw this.#error;
+      return;
+    }
+    this.#watch();
+  }
+
+  /** Dispatch an attest request (the control API's entry). */
+  attest(request: AttestRequest): Promise<AttestResult> {
+    switch (request.action) {
+      case 'approve':
+        return this.approve();
+      case 'reject':
+        return this.reject();
+      case 'inject-secret':
+        return this.injectSecret(request);
+    }
+  }
+
+  /**
+   * Let a held guest run: `cont`, then confirm QEMU runs.
+   * @throws SUP_ERR_ATTEST_NOT_HELD unless held; the error that failed the resume.
+   */
+  approve(): Promise<AttestResult> {
+    return this.#exclusive('approve', async () => {
+      this.#log.info('guest owner approved the guest');
+      this.#decide?.('approve');
+      await this.#running.promise;
+      return { vm: this.vm, action: 'approve', state: this.#state };
+    });
+  }
+
+  /** Destroy a held guest; it never runs. @throws SUP_ERR_ATTEST_NOT_HELD unless held. */
+  reject(): Promise<AttestResult> {
+    return this.#exclusive('reject', async () => {
+      this.#log.info('guest owner rejected the guest');
+      this.#decide?.('reject');
+      await this.finished;
+      return { vm: this.vm, action: 'reject', state: this.#state };
+    });
+  }
+
+  /**
+   * `sev-inject-launch-secret` into a held guest; may be repeated before approve. Without `gpa`
+   * the firmware's launch-secret area is used (QEMU would silently use GPA 0 for an empty one).
+   * @throws SUP_ERR_ATTEST_NOT_HELD, SUP_ERR_SECRET_NO_AREA, SUP_ERR_SECRET_REFUSED (QEMU's desc).
+   */
+  injectSecret(request: { readonly packetHeader: string; readonly secret: string; readonly gpa?: number }): Promise<AttestResult> {
+    return this.#exclusive('inject-secret', async () => {
+      const gpa = request.gpa ?? this.#secretAreaBase();
+      const qmp = this.#requireQmp();
+      try {
+        await sevInjectLaunchSecret(qmp, { packetHeader: request.packetHeader, secret: request.secret, gpa });
+      } catch (error: unknown) {
+        if (!hasCode(error, 'SUP_ERR_QMP_EXECUTE')) throw error;
+        const desc = typeof error.details['desc'] === 'string' ? error.details['desc'] : error.message;
+        throw new SupervisorError('SUP_ERR_SECRET_REFUSED', `VM ${this.vm}: the platform refused the launch secret: ${desc}`, {
+          details: { vm: this.vm, gpa, desc },
+        });
+      }
+      this.#secretsInjected += 1;
+      const headerBytes = Buffer.byteLength(request.packetHeader, 'base64');
+      const secretBytes = Buffer.byteLength(request.secret, 'base64');
+      this.#log.info({ gpa, headerBytes, secretBytes }, 'launch secret injected');
+      this.#emit({ event: 'secret-injected', gpa, headerBytes, secretBytes });
+      return { vm: this.vm, action: 'inject-secret', state: this.#state, gpa, headerBytes, secretBytes };
+    });
+  }
+
+  /**
+   * Stop the guest: a running one gets system_powerdown first, a paused or held one is told to
+   * quit at once; one still starting is aborted (it never runs). Resolves with the outcome.
+   */
+  stop(reason = 'stop requested'): Promise<LifecycleOutcome> {
+    if (isTerminal(this.#state) || this.#stopReason !== null) return this.finished;
+    this.#stopReason = reason;
+    this.#log.info({ reason }, 'stop requested');
+    if (this.#state === 'defined') {
+      this.#move('stopped');
+      this.#resolveFinished({ state: 'stopped', how: 'never started', ran: false });
+      return this.finished;
+    }
+    if (this.#state === 'running' || this.#state === 'paused') {
+      void this.#shutdown(reason, this.#state === 'running');
+    } else if (this.#state === 'held') {
+      this.#decide?.('stop');
+    } else if (this.#proc !== undefined) {
+      // Starting/measuring/resuming: end QEMU now; the pending step fails and start() ends it.
+      void this.#destroy().catch(() => undefined);
+    }
+    return this.finished;
+  }
+
+  // Section: the launch steps, in order ---------------------------------------------------------
+
+  /** preflight → run dir → argv → spawn paused → QMP negotiated. MUST be the first step. */
+  async #launch(): Promise<void> {
+    const { spec } = this.#o;
+    this.#preflight = await this.#deps.preflight(spec);
+    this.#checkpoint();
+    const paths = this.#o.paths ?? (await this.#deps.prepareRunDir(this.#o.runDir, this.vm));
+    this.#paths = paths;
+    const argv = this.#deps.buildArgv({
+      spec,
+      caps: this.#o.caps,
+      paths: { monitorSocket: paths.monitorSocket, pidFile: paths.pidFile, ...(spec.serial === 'file' ? { serialLog: paths.serialLog } : {}) },
+    });
+    this.#checkpoint();
+    this.#proc = await this.#deps.launch({
+      binary: this.#o.binary,
+      argv: [...(this.#o.binaryArgs ?? []), ...argv],
+      logger: this.#log,
+      ready: async (proc) => {
+        this.#proc = proc;
+        this.#emit({ event: 'spawned', pid: proc.pid });
+        if (this.sev) this.#startHashing();
+        this.#qmp = await this.#deps.connectQmp({
+          path: paths.monitorSocket,
+          isAlive: () => proc.isAlive(),
+          exited: proc.exited,
+          logger: this.#log,
+          ...(this.#o.qmpTimeoutMs === undefined ? {} : { commandTimeoutMs: this.#o.qmpTimeoutMs }),
+          ...(this.#o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: this.#o.connectTimeoutMs }),
+        });
+      },
+    });
+    this.#checkpoint();
+  }
+
+  /**
+   * The fail-closed checks and the durable record. MUST run after #launch, with QEMU paused.
+   * @throws SUP_ERR_CHECK_* and SUP_ERR_RECORD_WRITE (from checks.ts / record-store.ts).
+   */
+  async #measure(): Promise<void> {
+    const sevSpec = this.#o.spec.sev;
+    if (sevSpec === undefined) return;
+    const qmp = this.#requireQmp();
+    const expectedPolicy = encodePolicy(sevSpec);
+    const seen = await this.#step('query-sev', () => querySev(qmp));
+    checkSevInfo(this.vm, seen, { policy: expectedPolicy });
+    const sevType = sevSpec.type === 'es' ? 'sev-es' : 'sev';
+    this.#emit({
+      event: 'checked',
+      policy: formatPolicy(seen.policy),
+      sevType,
+      apiMajor: seen.apiMajor,
+      apiMinor: seen.apiMinor,
+      buildId: seen.buildId,
+    });
+
+    let measurement: string;
+    try {
+      measurement = await this.#step('query-sev-launch-measure', () => querySevLaunchMeasure(qmp));
+    } catch (error: unknown) {
+      if (!hasCode(error, 'SUP_ERR_QMP_EXECUTE')) throw error;
+      throw new SupervisorError('SUP_ERR_CHECK_MEASUREMENT', `VM ${this.vm}: QEMU gave no launch measurement: ${error.message}; the guest was not resumed`, {
+        details: { vm: this.vm, check: 'measurement' },
+        cause: error,
+      });
+    }
+    const bytes = checkMeasurement(this.vm, measurement);
+    this.#checkpoint();
+
+    const cpuSignature = sevType === 'sev-es' ? await this.#cpuSignature(qmp) : undefined;
+    const record = buildRecord({
+      vm: this.vm,
+      capturedAt: this.#deps.now(),
+      platform: this.#o.platform,
+      sevType,
+      reported: { policy: seen.policy, apiMajor: seen.apiMajor, apiMinor: seen.apiMinor, buildId: seen.buildId, state: seen.state },
+      expectedPolicy,
+      measurement,
+      mnonce: bytes.subarray(32),
+      launch: await this.#launchInputs(qmp),
+      ...(cpuSignature === undefined ? {} : { cpuSignature }),
+    });
+    try {
+      this.#recordPath = await this.#deps.writeRecord(this.#o.stateDir, record);
+    } catch (error: unknown) {
+      if (!hasCode(error, 'SUP_ERR_RECORD_WRITE')) throw error;
+      throw new SupervisorError('SUP_ERR_RECORD_WRITE', `VM ${this.vm}: ${error.message}; the guest was not resumed`, {
+        details: error.details,
+        cause: error,
+      });
+    }
+    this.#log.info({ record: this.#recordPath }, 'measurement recorded');
+    this.#emit({ event: 'measured', record: this.#recordPath, measurement });
+  }
+
+  /** Wait paused for the owner. MUST run after #measure. @throws SUP_ERR_ATTEST_REJECTED / _TIMEOUT. */
+  async #hold(): Promise<void> {
+    const timeoutMs = this.#o.holdTimeoutMs ?? (this.#o.spec.holdTimeout !== undefined ? this.#o.spec.holdTimeout * 1000 : DEFAULT_HOLD_TIMEOUT_MS);
+    const proc = this.#requireProc();
+    const timer = new AbortController();
+    const decision = new Promise<Decision>((resolve) => {
+      this.#decide = resolve;
+    });
+    this.#holdDeadline = new Date(this.#deps.now().getTime() + timeoutMs);
+    this.#move('held');
+    if (this.#stopReason !== null) this.#decide?.('stop');
+    this.#emit({
+      event: 'held',
+      deadline: this.#holdDeadline.toISOString(),
+      timeoutSeconds: timeoutMs / 1000,
+      controlSocket: this.#paths?.controlSocket ?? null,
+    });
+    const outcome = await Promise.race([
+      decision,
+      proc.exited.then((): Decision => 'exited'),
+      delay(timeoutMs, 'timeout' as const, { signal: timer.signal }).catch((): Decision => 'stop'),
+    ]);
+    timer.abort();
+    this.#decide = null;
+    switch (outcome) {
+      case 'approve':
+        return;
+      case 'reject':
+        throw new SupervisorError('SUP_ERR_ATTEST_REJECTED', `VM ${this.vm} was rejected by the guest owner; QEMU was stopped and the guest never ran`, {
+          details: { vm: this.vm },
+        });
+      case 'timeout':
+        throw new SupervisorError(
+          'SUP_ERR_ATTEST_TIMEOUT',
+          `VM ${this.vm}: nobody approved the guest within ${timeoutMs / 1000} s of holding it; it was rejected, QEMU was stopped and the guest never ran`,
+          { details: { vm: this.vm, timeoutMs } },
+        );
+      case 'stop':
+        throw new StopRequested();
+      case 'exited':
+        throw await this.#explain(new SupervisorError('SUP_ERR_QEMU_EXITED', 'QEMU exited while held'), 'the attestation hold');
+    }
+  }
+
+  /** `cont` and confirm. MUST be the last step and is the only place `cont` is sent. */
+  async #resume(): Promise<void> {
+    const qmp = this.#requireQmp();
+    this.#move('resuming');
+    this.#ran = true;
+    await this.#step('cont', () => cont(qmp));
+    this.#emit({ event: 'resumed' });
+    const status = await this.#step('query-status', () => queryStatus(qmp));
+    if (!status.running) {
+      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm}: QEMU reports status ${status.status} after cont, expected running`, {
+        details: { vm: this.vm, status: status.status },
+      });
+    }
+    this.#move('running');
+    this.#running.resolve();
+    this.#emit({ event: 'running', pid: this.#requireProc().pid });
+  }
+
+  // Section: after it runs -------------------------------------------------------------------------
+
+  /** Keep the state true to QEMU's events and process exit. MUST be called once, when running. */
+  #watch(): void {
+    const qmp = this.#requireQmp();
+    const proc = this.#requireProc();
+    this.#unsubscribeEvents = qmp.onEvent((event) => this.#onQmpEvent(event));
+    void proc.exited.then((exit) => this.#onExit(exit));
+    const ending = (): boolean => isTerminal(this.#state) || this.#state === 'stopping';
+    void qmp.closed.then(async (cause) => {
+      if (ending()) return;
+      // The monitor went away but QEMU may live on: without it the guest cannot be supervised.
+      const exit = await Promise.race([proc.exited, delay(EXIT_GRACE_MS, null)]);
+      if (exit !== null || ending()) return;
+      this.#log.error({ err: cause }, 'QMP monitor closed while QEMU runs; stopping QEMU');
+      this.#error = new SupervisorError('SUP_ERR_QMP_INTERRUPTED', `VM ${this.vm}: QEMU's QMP monitor closed while the guest was running; QEMU was stopped`, {
+        details: { vm: this.vm },
+        ...(cause === undefined ? {} : { cause }),
+      });
+      void this.#shutdown('monitor lost', false);
+    });
+  }
+
+  #onQmpEvent(event: QmpEvent): void {
+    switch (event.event) {
+      case 'STOP':
+        if (this.#state === 'running') {
+          this.#move('paused');
+          this.#emit({ event: 'paused', reason: 'QEMU reported STOP' });
+        }
+        return;
+      case 'RESUME':
+        if (this.#state === 'paused') {
+          this.#move('running');
+          this.#emit({ event: 'running', pid: this.#requireProc().pid });
+        }
+        return;
+      case 'SHUTDOWN': {
+        const reason = typeof event.data?.['reason'] === 'string' ? event.data['reason'] : 'unknown';
+        this.#shutdownSeen = reason;
+        this.#log.info({ reason }, 'guest shut down');
+        if (this.#state === 'running' || this.#state === 'paused') {
+          this.#move('stopping');
+          this.#emit({ event: 'stopping', reason: `guest shutdown (${reason})` });
+          const proc = this.#requireProc();
+          // QEMU exits by itself after SHUTDOWN unless told not to; only then is it told to quit.
+          void Promise.race([proc.exited, delay(GUEST_SHUTDOWN_GRACE_MS, null)]).then((exit) => {
+            if (exit === null) void this.#destroy().catch(() => undefined);
+          });
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  #onExit(exit: QemuExit): void {
+    if (isTerminal(this.#state)) return;
+    this.#unsubscribeEvents?.();
+    void this.#qmp?.close();
+    const clean = exit.signal === undefined && exit.exitCode === 0;
+    if (this.#error === null && (this.#state === 'stopping' || clean)) {
+      const how = exit.how === 'exited' ? (this.#shutdownSeen !== null ? 'guest-shutdown' : 'exited') : exit.how;
+      this.#emitStopped(exit, how);
+      this.#move('stopped');
+      this.#resolveFinished({ state: 'stopped', how, ran: this.#ran });
+      return;
+    }
+    const error =
+      this.#error ??
+      new SupervisorError('SUP_ERR_QEMU_EXITED', `VM ${this.vm}: QEMU ${describeEnd(exit)} while the guest was ${this.#state}${quoteStderr(exit.stderrTail)}`, {
+        details: { vm: this.vm, exitCode: exit.exitCode, signal: exit.signal, stderrTail: exit.stderrTail },
+      });
+    this.#emitStopped(exit, exit.how);
+    this.#fail(error);
+  }
+
+  /** Graceful stop of a guest that ran. */
+  async #shutdown(reason: string, powerdown: boolean): Promise<void> {
+    if (this.#state !== 'stopping') {
+      this.#move('stopping');
+      this.#emit({ event: 'stopping', reason });
+    }
+    const proc = this.#requireProc();
+    await proc
+      .stop({
+        ...(this.#qmp === undefined ? {} : { qmp: this.#qmp }),
+        ...(powerdown ? (this.#o.powerdownTimeoutMs === undefined ? {} : { powerdownTimeoutMs: this.#o.powerdownTimeoutMs }) : { powerdownTimeoutMs: 0 }),
+      })
+      .catch((error: unknown) => {
+        this.#log.error({ err: error }, 'QEMU did not stop');
+        this.#error ??= isSupervisorError(error) ? error : new SupervisorError('SUP_ERR_SHUTDOWN_ABNORMAL', String(error));
+      });
+    // #onExit (from proc.exited) records the outcome.
+  }
+
+  // Section: failing closed ------------------------------------------------------------------------
+
+  /** Any error before the guest ran (or while resuming): stop QEMU, never `cont`, record why. */
+  async #endBeforeRunning(error: unknown): Promise<void> {
+    const requested = error instanceof StopRequested || this.#stopReason !== null;
+    const failure = requested ? null : await this.#explain(error, this.#phase());
+    this.#running.reject(failure ?? new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} was stopped before it ran`));
+    if (this.#proc !== undefined) {
+      if (this.#state !== 'stopping' && this.#state !== 'defined') {
+        this.#move('stopping');
+        this.#emit({ event: 'stopping', reason: failure === null ? (this.#stopReason ?? 'stop requested') : failure.code });
+      }
+      let exit: QemuExit | null = null;
+      try {
+        exit = await this.#destroy();
+      } catch (destroyError: unknown) {
+        this.#log.error({ err: destroyError }, 'QEMU could not be stopped');
+      }
+      if (exit !== null) this.#emitStopped(exit, exit.how);
+    }
+    if (failure === null) {
+      const how = 'stopped before running';
+      this.#move('stopped');
+      this.#resolveFinished({ state: 'stopped', how, ran: this.#ran });
+      return;
+    }
+    this.#fail(failure);
+  }
+
+  /** quit → SIGTERM → SIGKILL (no powerdown: a paused guest cannot act on it). */
+  async #destroy(): Promise<QemuExit> {
+    const proc = this.#requireProc();
+    const exit = await proc.stop({ ...(this.#qmp === undefined ? {} : { qmp: this.#qmp }), powerdownTimeoutMs: 0 });
+    await this.#qmp?.close();
+    return exit;
+  }
+
+  #fail(error: SupervisorError): void {
+    this.#error = error;
+    if (this.#state !== 'failed') this.#move('failed');
+    // Reported to the caller (event, outcome, start()'s rejection); logged here for the record only.
+    this.#log.info({ code: error.code, reason: error.message }, 'VM failed');
+    this.#emit({ event: 'failed', code: error.code, message: error.message });
+    this.#resolveFinished({ state: 'failed', error, ran: this.#ran });
+  }
+
+  /**
+   * Name the failure precisely: a QMP error because QEMU died becomes SUP_ERR_QEMU_EXITED quoting
+   * QEMU's stderr; anything that is not a SupervisorError becomes SUP_ERR_INTERNAL.
+   */
+  async #explain(error: unknown, phase: string): Promise<SupervisorError> {
+    const proc = this.#proc;
+    if (hasCode(error, 'SUP_ERR_LAUNCH_FAILED') || (hasCode(error, 'SUP_ERR_QEMU_EXITED') && error.details['stderrTail'] !== undefined)) return error;
+    const qmpGone = hasCode(error, 'SUP_ERR_QMP_INTERRUPTED', 'SUP_ERR_QMP_STATE', 'SUP_ERR_QEMU_EXITED') || (proc !== undefined && !proc.isAlive());
+    if (proc !== undefined && qmpGone) {
+      const exit = await Promise.race([proc.exited, delay(EXIT_GRACE_MS, null)]);
+      if (exit !== null) {
+        return new SupervisorError('SUP_ERR_QEMU_EXITED', `VM ${this.vm}: QEMU ${describeEnd(exit)} during ${phase}${quoteStderr(exit.stderrTail)}`, {
+          details: { vm: this.vm, phase, exitCode: exit.exitCode, signal: exit.signal, stderrTail: exit.stderrTail },
+          cause: error,
+        });
+      }
+    }
+    if (isSupervisorError(error)) return error;
+    return new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: internal error during ${phase}: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
+  }
+
+  #phase(): string {
+    switch (this.#state) {
+      case 'starting':
+        return 'start-up';
+      case 'measuring':
+        return 'the SEV checks';
+      case 'held':
+        return 'the attestation hold';
+      case 'resuming':
+        return 'resume';
+      default:
+        return this.#state;
+    }
+  }
+
+  // Section: helpers -------------------------------------------------------------------------------
+
+  #holds(): boolean {
+    return this.#o.hold ?? this.#o.spec.attest === 'hold';
+  }
+
+  /** A QMP step whose failure because QEMU died is reported as such. */
+  async #step<T>(what: string, run: () => Promise<T>): Promise<T> {
+    this.#checkpoint();
+    try {
+      return await run();
+    } catch (error: unknown) {
+      throw await this.#explain(error, `${this.#phase()} (${what})`);
+    }
+  }
+
+  #checkpoint(): void {
+    if (this.#stopReason !== null && !this.#ran) throw new StopRequested();
+  }
+
+  /**
+   * Hash the kernel and initrd for the record. Started right after spawn so that it overlaps
+   * QEMU's start-up (a 14 MB kernel takes tens of ms); awaited when the record is built.
+   */
+  #startHashing(): void {
+    const { spec } = this.#o;
+    const digest = async (path: string | undefined): Promise<FileDigest | null> =>
+      path === undefined ? null : { path, sha256: (await this.#deps.hashFile(path)).sha256 };
+    const hashing = Promise.all([digest(spec.kernel), digest(spec.initrd)]);
+    hashing.catch(() => undefined); // awaited (and its error reported) in #launchInputs
+    this.#hashing = hashing;
+  }
+
+  async #launchInputs(qmp: QmpClient): Promise<LaunchInputs> {
+    const { spec } = this.#o;
+    const fw = this.#preflight?.firmware ?? null;
+    if (this.#hashing === undefined) this.#startHashing();
+    const [kernel, initrd] = (await this.#hashing) ?? [null, null];
+    const { qemu, package: pkg } = qmp.greeting.QMP.version;
+    return {
+      firmware: fw === null ? null : { path: fw.path, sha256: fw.sha256 },
+      kernel,
+      initrd,
+      cmdline: spec.cmdline ?? null,
+      kernelHashes: spec.sev?.kernelHashes ?? false,
+      vcpus: spec.cores,
+      cpuModel: spec.cpu,
+      qemuVersion: `${qemu.major}.${qemu.minor}.${qemu.micro}${pkg.trim() === '' ? '' : ` (${pkg.trim()})`}`,
+    };
+  }
+
+  /** The CPU signature QEMU put in the VMSAs: the vCPU object's family/model/stepping properties. */
+  async #cpuSignature(qmp: QmpClient): Promise<CpuSignature> {
+    const cpus = await this.#step('query-cpus-fast', () => qmp.execute('query-cpus-fast'));
+    const first = Array.isArray(cpus) ? cpus[0] : undefined;
+    const path = typeof first === 'object' && first !== null && 'qom-path' in first ? first['qom-path'] : undefined;
+    if (typeof path !== 'string') throw new SupervisorError('SUP_ERR_QMP_PROTOCOL', `VM ${this.vm}: query-cpus-fast returned no vCPU qom-path`);
+    const prop = async (property: string): Promise<number> => {
+      const value = await this.#step(`qom-get ${property}`, () => qmp.execute('qom-get', { path, property }));
+      if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+        throw new SupervisorError('SUP_ERR_QMP_PROTOCOL', `VM ${this.vm}: qom-get ${path} ${property} is not an integer`);
+      }
+      return value;
+    };
+    return { family: await prop('family'), model: await prop('model'), stepping: await prop('stepping') };
+  }
+
+  #secretAreaBase(): number {
+    const fw = this.#preflight?.firmware ?? null;
+    const area = fw?.table.secretArea ?? null;
+    const problem = describeSecretAreaProblem(area);
+    if (area === null || problem !== '') {
+      throw new SupervisorError(
+        'SUP_ERR_SECRET_NO_AREA',
+        `VM ${this.vm}: no gpa given and the firmware ${fw?.path ?? '(none)'} has no usable launch-secret area (${problem || 'no firmware'}); ` +
+          'give the guest physical address with --gpa, or use a firmware that declares one (an OVMF AmdSev build)',
+        { details: { vm: this.vm, firmware: fw?.path ?? null } },
+      );
+    }
+    return area.base;
+  }
+
+  /** Run attest actions one at a time, each only while held. */
+  #exclusive<T>(action: string, run: () => Promise<T>): Promise<T> {
+    const turn = this.#attestQueue.then(() => {
+      if (this.#state !== 'held') {
+        throw new SupervisorError('SUP_ERR_ATTEST_NOT_HELD', `VM ${this.vm} is ${this.#state}, not held for attestation; ${action} applies only to a held guest`, {
+          details: { vm: this.vm, state: this.#state, action },
+        });
+      }
+      return run();
+    });
+    this.#attestQueue = turn.catch(() => undefined);
+    return turn;
+  }
+
+  #requireFresh(): void {
+    if (this.#state !== 'defined') {
+      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#state}; a lifecycle starts once (create a new one to launch again)`);
+    }
+  }
+
+  #requireQmp(): QmpClient {
+    if (this.#qmp === undefined) throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} has no QMP connection (state ${this.#state})`);
+    return this.#qmp;
+  }
+
+  #requireProc(): QemuProcess {
+    if (this.#proc === undefined) throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} has no QEMU process (state ${this.#state})`);
+    return this.#proc;
+  }
+
+  #move(next: VmState): void {
+    const previous = this.#state;
+    this.#state = transition(previous, next, this.vm);
+    this.#log.debug({ from: previous, to: next }, 'state');
+  }
+
+  #emitStopped(exit: QemuExit, how: string): void {
+    this.#emit({ event: 'stopped', how, exitCode: exit.exitCode ?? null, signal: exit.signal ?? null });
+  }
+
+  #emit(event: LifecycleEvent): void {
+    const record: LifecycleEventRecord = { ...event, vm: this.vm, time: this.#deps.now().toISOString() };
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(record);
+      } catch (error: unknown) {
+        this.#log.error({ err: error }, 'lifecycle event listener threw');
+      }
+    }
+  }
+}
+
+function quoteStderr(tail: string): string {
+  const lines = errorLines(tail).slice(-MESSAGE_STDERR_LINES);
+  return lines.length > 0 ? `: ${lines.join('; ')}` : ' (it printed nothing on stderr)';
+}

@@ -1,0 +1,231 @@
+// The measurement record: the contract with the guest owner's attestation scripts (DESIGN
+// "Measurement record"). One JSON object per launch, schema `sevsup.measurement/v1`.
+// Owns: the record's shape, its construction from what QEMU reported plus the launch inputs, the
+// argument list for libvirt's `virt-qemu-sev-validate` (offline mode), and narrowing a record read
+// back from disk. Pure: no I/O; never judges whether a measurement is right (only the owner can).
+
+export const RECORD_SCHEMA = 'sevsup.measurement/v1';
+
+export type RecordPlatform = 'hardware' | 'simulated';
+export type RecordSevType = 'sev' | 'sev-es';
+
+export interface FileDigest {
+  readonly path: string;
+  /** Lower-case hex SHA-256 of the file's bytes. */
+  readonly sha256: string;
+}
+
+export interface LaunchInputs {
+  /** The measured firmware image (pflash unit 0 / -bios). */
+  readonly firmware: FileDigest | null;
+  readonly kernel: FileDigest | null;
+  readonly initrd: FileDigest | null;
+  /** `-append` as given; null when there is none. */
+  readonly cmdline: string | null;
+  readonly kernelHashes: boolean;
+  readonly vcpus: number;
+  readonly cpuModel: string;
+  /** `major.minor.micro` from the QMP greeting, plus the package string when QEMU gives one. */
+  readonly qemuVersion: string;
+}
+
+export interface MeasurementRecord {
+  readonly schema: typeof RECORD_SCHEMA;
+  readonly vm: string;
+  /** ISO-8601 UTC; the file name is this with `:` replaced by `-`. */
+  readonly capturedAt: string;
+  readonly platform: RecordPlatform;
+  readonly sevType: RecordSevType;
+  /** Policy QEMU reports (query-sev). */
+  readonly policy: number;
+  /** Policy the config asked for (encodePolicy(spec)); equal to `policy` in every record written. */
+  readonly expectedPolicy: number;
+  readonly apiMajor: number;
+  readonly apiMinor: number;
+  readonly buildId: number;
+  /** SEV state at capture (`launch-secret`). */
+  readonly state: string;
+  /** base64 of 48 bytes exactly as QEMU returned it: HMAC (32) ‖ mnonce (16). */
+  readonly measurement: string;
+  /** Hex of the last 16 bytes of the decoded measurement. */
+  readonly mnonce: string;
+  readonly launch: LaunchInputs;
+  /** Arguments for `virt-qemu-sev-validate` in offline mode, minus the owner's `--tik`/`--tek`. */
+  readonly validateArgs: readonly string[];
+}
+
+/** The CPU signature QEMU puts in each SEV-ES VMSA (EDX at reset); needed to recompute ES digests. */
+export interface CpuSignature {
+  readonly family: number;
+  readonly model: number;
+  readonly stepping: number;
+}
+
+export interface RecordInputs {
+  readonly vm: string;
+  readonly capturedAt: Date;
+  readonly platform: RecordPlatform;
+  readonly sevType: RecordSevType;
+  readonly reported: {
+    readonly policy: number;
+    readonly apiMajor: number;
+    readonly apiMinor: number;
+    readonly buildId: number;
+    readonly state: string;
+  };
+  readonly expectedPolicy: number;
+  readonly measurement: string;
+  /** The decoded measurement's last 16 bytes. */
+  readonly mnonce: Uint8Array;
+  readonly launch: LaunchInputs;
+  /** Required for `sev-es` (the validator rebuilds the VMSAs from it). */
+  readonly cpuSignature?: CpuSignature;
+}
+
+const MNONCE_BYTES = 16;
+
+/** Assemble a record. Throws TypeError on inputs no record may carry (a programming error). */
+export function buildRecord(inputs: RecordInputs): MeasurementRecord {
+  if (inputs.mnonce.length !== MNONCE_BYTES) throw new TypeError(`mnonce must be ${MNONCE_BYTES} bytes, got ${inputs.mnonce.length}`);
+  if (inputs.sevType === 'sev-es' && inputs.cpuSignature === undefined) {
+    throw new TypeError('an SEV-ES record needs the guest CPU signature (family, model, stepping)');
+  }
+  const record: Omit<MeasurementRecord, 'validateArgs'> = {
+    schema: RECORD_SCHEMA,
+    vm: inputs.vm,
+    capturedAt: inputs.capturedAt.toISOString(),
+    platform: inputs.platform,
+    sevType: inputs.sevType,
+    policy: inputs.reported.policy,
+    expectedPolicy: inputs.expectedPolicy,
+    apiMajor: inputs.reported.apiMajor,
+    apiMinor: inputs.reported.apiMinor,
+    buildId: inputs.reported.buildId,
+    state: inputs.reported.state,
+    measurement: inputs.measurement,
+    mnonce: Buffer.from(inputs.mnonce).toString('hex'),
+    launch: inputs.launch,
+  };
+  return { ...record, validateArgs: buildValidateArgs(record, inputs.cpuSignature) };
+}
+
+/**
+ * `virt-qemu-sev-validate` offline arguments. Its `--policy`/`--api-*`/`--build-id` are parsed
+ * with Python's int(), so numbers are decimal. The kernel, initrd and cmdline are measured only
+ * with kernel-hashes, so they are passed only then (the validator adds no hashes table without
+ * `--kernel`). An absent cmdline hashes like an empty one (SHA-256 of a single NUL), so it is omitted.
+ */
+export function buildValidateArgs(record: Omit<MeasurementRecord, 'validateArgs'>, cpu?: CpuSignature): string[] {
+  const args = [
+    '--measurement',
+    record.measurement,
+    '--api-major',
+    String(record.apiMajor),
+    '--api-minor',
+    String(record.apiMinor),
+    '--build-id',
+    String(record.buildId),
+    '--policy',
+    String(record.policy),
+  ];
+  if (record.launch.firmware !== null) args.push('--firmware', record.launch.firmware.path);
+  if (record.launch.kernelHashes && record.launch.kernel !== null) {
+    args.push('--kernel', record.launch.kernel.path);
+    if (record.launch.initrd !== null) args.push('--initrd', record.launch.initrd.path);
+    if (record.launch.cmdline !== null) args.push('--cmdline', record.launch.cmdline);
+  }
+  if (record.sevType === 'sev-es' && cpu !== undefined) {
+    args.push(
+      '--num-cpus',
+      String(record.launch.vcpus),
+      '--cpu-family',
+      String(cpu.family),
+      '--cpu-model',
+      String(cpu.model),
+      '--cpu-stepping',
+      String(cpu.stepping),
+    );
+  }
+  return args;
+}
+
+/** `2026-11-26T10:25:20.123Z` → `2026-11-26T10-25-20.123Z`: no `:` (invalid on some filesystems, awkward in shells). */
+export function recordFileStem(capturedAt: string): string {
+  return capturedAt.replaceAll(':', '-');
+}
+
+/**
+ * Narrow a value read back from disk (or from the API) to a record; null when it is not one.
+ * Checks every field's type, not its meaning.
+ */
+export function parseRecord(value: unknown): MeasurementRecord | null {
+  if (!isObject(value) || value['schema'] !== RECORD_SCHEMA) return null;
+  const launch = parseLaunch(value['launch']);
+  const validateArgs = value['validateArgs'];
+  const platform = value['platform'];
+  const sevType = value['sevType'];
+  if (launch === null || !Array.isArray(validateArgs) || !validateArgs.every((a): a is string => typeof a === 'string')) return null;
+  if ((platform !== 'hardware' && platform !== 'simulated') || (sevType !== 'sev' && sevType !== 'sev-es')) return null;
+  const str = (k: string): string | null => {
+    const v = value[k];
+    return typeof v === 'string' ? v : null;
+  };
+  const int = (k: string): number | null => {
+    const v = value[k];
+    return typeof v === 'number' && Number.isSafeInteger(v) ? v : null;
+  };
+  const vm = str('vm');
+  const capturedAt = str('capturedAt');
+  const state = str('state');
+  const measurement = str('measurement');
+  const mnonce = str('mnonce');
+  const policy = int('policy');
+  const expectedPolicy = int('expectedPolicy');
+  const apiMajor = int('apiMajor');
+  const apiMinor = int('apiMinor');
+  const buildId = int('buildId');
+  if (vm === null || capturedAt === null || state === null || measurement === null || mnonce === null) return null;
+  if (policy === null || expectedPolicy === null || apiMajor === null || apiMinor === null || buildId === null) return null;
+  return {
+    schema: RECORD_SCHEMA,
+    vm,
+    capturedAt,
+    platform,
+    sevType,
+    policy,
+    expectedPolicy,
+    apiMajor,
+    apiMinor,
+    buildId,
+    state,
+    measurement,
+    mnonce,
+    launch,
+    validateArgs,
+  };
+}
+
+function parseLaunch(value: unknown): LaunchInputs | null {
+  if (!isObject(value)) return null;
+  const firmware = parseDigest(value['firmware']);
+  const kernel = parseDigest(value['kernel']);
+  const initrd = parseDigest(value['initrd']);
+  const { cmdline, kernelHashes, vcpus, cpuModel, qemuVersion } = value;
+  if (firmware === undefined || kernel === undefined || initrd === undefined) return null;
+  if (cmdline !== null && typeof cmdline !== 'string') return null;
+  if (typeof kernelHashes !== 'boolean' || typeof vcpus !== 'number' || !Number.isSafeInteger(vcpus)) return null;
+  if (typeof cpuModel !== 'string' || typeof qemuVersion !== 'string') return null;
+  return { firmware, kernel, initrd, cmdline, kernelHashes, vcpus, cpuModel, qemuVersion };
+}
+
+/** undefined: malformed; null: absent. */
+function parseDigest(value: unknown): FileDigest | null | undefined {
+  if (value === null) return null;
+  if (!isObject(value)) return undefined;
+  const { path, sha256 } = value;
+  return typeof path === 'string' && typeof sha256 === 'string' ? { path, sha256 } : undefined;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
