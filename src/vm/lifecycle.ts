@@ -117,6 +117,11 @@ export interface LifecycleOptions {
   readonly powerdownTimeoutMs?: number;
   readonly logger?: Logger;
   readonly deps?: Partial<LifecycleDeps>;
+  /**
+   * Called once the supervisor's own QMP session is negotiated, before any SEV check: the run
+   * command and the daemon put the filtering proxy in front of it here. A failure fails the launch.
+   */
+  readonly onMonitor?: (qmp: QmpClient) => Promise<void> | void;
 }
 
 type Decision = 'approve' | 'reject' | 'timeout' | 'stop' | 'exited';
@@ -182,6 +187,14 @@ export class VmLifecycle {
 
   get sev(): boolean {
     return this.#o.spec.sev !== undefined;
+  }
+
+  /**
+   * True until sevsup itself has resumed the guest after its checks (and the owner's approval):
+   * until then only sevsup may `cont` it, so the proxy refuses `cont` from anyone else.
+   */
+  get resumeLocked(): boolean {
+    return this.#state !== 'running';
   }
 
   /** Subscribe to lifecycle events; returns the unsubscribe function. */
@@ -347,6 +360,7 @@ export class VmLifecycle {
           ...(this.#o.qmpTimeoutMs === undefined ? {} : { commandTimeoutMs: this.#o.qmpTimeoutMs }),
           ...(this.#o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: this.#o.connectTimeoutMs }),
         });
+        await this.#o.onMonitor?.(this.#qmp);
       },
     });
     this.#checkpoint();

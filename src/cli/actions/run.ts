@@ -14,6 +14,7 @@ import { SIMULATED_HOST_CAPS } from '../../host/simulated.js';
 import { createLogger } from '../../log.js';
 import { SIM_FAULTS, simArgs, type SimFault, type SimOptions } from '../../platform/sim/options.js';
 import { prepareVmRunDir } from '../../process/run-dir.js';
+import type { QmpProxy } from '../../proxy/proxy-server.js';
 import { VmLifecycle, type LifecycleEventRecord } from '../../vm/lifecycle.js';
 import { DEFAULT_RUN_DIR, type RunCliOptions } from '../commands/run.js';
 
@@ -61,7 +62,10 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
 
   // Refuses while another supervisor's sockets for this VM still answer.
   const paths = await prepareVmRunDir(opts.runDir, spec.name);
-  const lifecycle = new VmLifecycle({
+  // Loaded while QEMU starts, awaited once its monitor is up (keeps it off the launch's critical path).
+  const proxyModule = import('../../proxy/proxy-server.js');
+  let proxy: QmpProxy | undefined;
+  const lifecycle: VmLifecycle = new VmLifecycle({
     spec,
     caps,
     platform: sim ? 'simulated' : 'hardware',
@@ -75,6 +79,23 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     ...(holdTimeoutS === undefined ? {} : { holdTimeoutMs: holdTimeoutS * 1000 }),
     ...(qmpTimeoutMs === undefined ? {} : { qmpTimeoutMs }),
     ...(powerdownS === undefined ? {} : { powerdownTimeoutMs: powerdownS * 1000 }),
+    // Everyone but sevsup reaches the guest's monitor only through the filtering proxy.
+    onMonitor: async (qmp) => {
+      const { startQmpProxy } = await proxyModule;
+      proxy = await startQmpProxy({
+        socketPath: paths.proxySocket,
+        vm: spec.name,
+        upstream: qmp,
+        context: () => ({
+          vmState: lifecycle.state,
+          held: lifecycle.resumeLocked,
+          sev: lifecycle.sev,
+          allow: spec.qmpAllow,
+          deny: spec.qmpDeny,
+        }),
+        logger,
+      });
+    },
   });
   const attestHint = opts.runDir === DEFAULT_RUN_DIR ? spec.name : `--run-dir ${opts.runDir} ${spec.name}`;
   lifecycle.onEvent(opts.json === true ? printJsonLine : (e) => printHuman(e, attestHint));
@@ -93,6 +114,7 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    await proxy?.close();
     await server.close();
     logger.flush();
   }
