@@ -1,0 +1,137 @@
+// `sevsup measure`: the expected SEV / SEV-ES launch digest (GCTX.LD) from the owner's files, with
+// sev-snp-measure's option names and defaults. Also the launch-input options and argument parsers
+// that `verify` and `secret build` share. Must not: import the implementation eagerly
+// (cli/actions/measure.ts is loaded on use) or anything beyond commander.
+import { InvalidArgumentError, Option, type Command } from 'commander';
+
+/** Launch-input options as commander hands them over (aliases still separate). */
+export interface LaunchInputCliOptions {
+  readonly firmware?: string;
+  readonly ovmf?: string;
+  readonly kernel?: string;
+  readonly initrd?: string;
+  readonly cmdline?: string;
+  readonly append?: string;
+  readonly vcpus?: number;
+  readonly numCpus?: number;
+  readonly vcpuType?: string;
+  readonly vcpuSig?: number;
+  readonly vcpuFamily?: number;
+  readonly vcpuModel?: number;
+  readonly vcpuStepping?: number;
+  readonly cpuFamily?: number;
+  readonly cpuModel?: number;
+  readonly cpuStepping?: number;
+  readonly vmsaInit: 'legacy' | 'init2';
+  readonly sevFeatures: bigint;
+}
+
+export interface MeasureCliOptions extends LaunchInputCliOptions {
+  readonly mode: 'sev' | 'seves' | 'sev-es';
+  readonly outputFormat: 'hex' | 'base64';
+  readonly json?: boolean;
+}
+
+/** An unsigned integer argument, decimal or 0x-hex, at most `max`. */
+export function uintArg(max: number): (value: string) => number {
+  return (value: string): number => {
+    const n = /^(?:0x[0-9a-f]+|[0-9]+)$/i.test(value) ? Number(value) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n > max) throw new InvalidArgumentError(`expected an integer from 0 to ${max} (decimal or 0x-hex)`);
+    return n;
+  };
+}
+
+/** A u64 argument (VMSA SEV features), decimal or 0x-hex. */
+export function u64Arg(value: string): bigint {
+  if (!/^(?:0x[0-9a-f]{1,16}|[0-9]{1,20})$/i.test(value) || BigInt(value) > 0xffffffffffffffffn) {
+    throw new InvalidArgumentError('expected a 64-bit unsigned integer (decimal or 0x-hex)');
+  }
+  return BigInt(value);
+}
+
+/** Collects a repeatable option's values. */
+export function collect<T>(parse: (value: string) => T): (value: string, previous: T[] | undefined) => T[] {
+  return (value, previous) => [...(previous ?? []), parse(value)];
+}
+
+const U8 = 0xff;
+const U32 = 0xffffffff;
+/** QEMU's x86 machines stop far below this; it only keeps the VMSA loop bounded. */
+const MAX_VCPUS_ARG = 1024;
+
+/** The owner's firmware/kernel/initrd/cmdline and SEV-ES vCPU options, with their aliases. */
+export function addLaunchInputOptions(cmd: Command): Command {
+  const hidden = (flags: string, parse?: (v: string) => unknown): Option => {
+    const o = new Option(flags).hideHelp();
+    return parse === undefined ? o : o.argParser(parse);
+  };
+  return cmd
+    .option('--firmware <file>', 'the firmware image QEMU measures (pflash unit 0 or -bios); alias --ovmf')
+    .addOption(hidden('--ovmf <file>'))
+    .option('--kernel <file>', 'the -kernel bzImage (measured through the kernel-hashes table)')
+    .option('--initrd <file>', 'the -initrd image (needs --kernel)')
+    .option('--cmdline <text>', 'the -append kernel command line, exactly as given (needs --kernel); alias --append')
+    .addOption(hidden('--append <text>'))
+    .addOption(new Option('--vcpus <n>', 'SEV-ES: number of vCPUs (-smp); alias --num-cpus').argParser(uintArg(MAX_VCPUS_ARG)))
+    .addOption(hidden('--num-cpus <n>', uintArg(MAX_VCPUS_ARG)))
+    .option('--vcpu-type <name>', 'SEV-ES: QEMU CPU model (EPYC, EPYC-Rome, EPYC-Milan, EPYC-Genoa, EPYC-Turin, their -vN)')
+    .addOption(new Option('--vcpu-sig <n>', 'SEV-ES: vCPU signature (CPUID 1 EAX)').argParser(uintArg(U32)))
+    .addOption(new Option('--vcpu-family <n>', 'SEV-ES: vCPU family (with --vcpu-model, --vcpu-stepping); alias --cpu-family').argParser(uintArg(0x10e)))
+    .addOption(new Option('--vcpu-model <n>', 'SEV-ES: vCPU model; alias --cpu-model').argParser(uintArg(U8)))
+    .addOption(new Option('--vcpu-stepping <n>', 'SEV-ES: vCPU stepping; alias --cpu-stepping').argParser(uintArg(0xf)))
+    .addOption(hidden('--cpu-family <n>', uintArg(0x10e)))
+    .addOption(hidden('--cpu-model <n>', uintArg(U8)))
+    .addOption(hidden('--cpu-stepping <n>', uintArg(0xf)))
+    .addOption(
+      new Option('--vmsa-init <kind>', 'SEV-ES: how KVM created the guest: legacy (KVM_SEV_ES_INIT) or init2 (KVM_SEV_INIT2)')
+        .choices(['legacy', 'init2'])
+        .default('legacy'),
+    )
+    .addOption(new Option('--sev-features <n>', 'SEV-ES: the VMSA SEV_FEATURES word the host kernel set').argParser(u64Arg).default(0n, '0'));
+}
+
+/** Help text shared by measure and verify: what the SEV-ES options mean and why they fail. */
+export const SEV_ES_HELP = [
+  'SEV-ES: one 4 KiB VMSA page per vCPU is measured after the firmware (vCPU 0 at the reset vector,',
+  'the others at the AP reset address from the firmware\'s SEV info block), carrying the vCPU signature',
+  '(--vcpu-type: QEMU\'s -cpu model, or --vcpu-sig / --vcpu-family/--vcpu-model/--vcpu-stepping).',
+  'The host kernel decides the rest of the VMSA, and that is the most common reason an owner\'s SEV-ES',
+  'check fails:',
+  '  --vmsa-init legacy (default): KVM_SEV_ES_INIT, what QEMU 7.2 and 10.x use unless legacy-vm-type=off;',
+  '                    x87/SSE control words zero, as libvirt\'s virt-qemu-sev-validate computes.',
+  '  --vmsa-init init2: KVM_SEV_INIT2 (Linux >= 6.10 with legacy-vm-type=off): FCW 0x37f, MXCSR 0x1f80,',
+  '                    as sev-snp-measure computes.',
+  '  --sev-features N: the VMSA SEV_FEATURES word (default 0); some host kernels set DebugSwap (0x20).',
+].join('\n');
+
+export function registerMeasure(program: Command): void {
+  const cmd = program
+    .command('measure')
+    .description('compute the expected SEV / SEV-ES launch digest (GCTX.LD) from your own firmware, kernel, initrd and cmdline')
+    .addOption(new Option('--mode <mode>', 'guest type: sev or seves (alias sev-es)').choices(['sev', 'seves', 'sev-es']).makeOptionMandatory());
+  addLaunchInputOptions(cmd)
+    .addOption(new Option('--output-format <format>', 'how to print the digest').choices(['hex', 'base64']).default('hex'))
+    .option('--json', 'print the digest with every input\'s sha256, the kernel-hashes table and the VMSA variant as JSON')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Prints the launch digest: sha256 over the firmware image, the kernel-hashes table (with --kernel;',
+        'the table exactly as QEMU builds it for kernel-hashes=on) and, for SEV-ES, one VMSA per vCPU.',
+        'This is GCTX.LD, not the measurement: QEMU\'s query-sev-launch-measure returns HMAC(TIK, … ‖ digest',
+        '‖ mnonce) ‖ mnonce; `sevsup verify` checks that against these same inputs.',
+        'Options and defaults are sev-snp-measure\'s (--mode, --ovmf, --append, --vcpus, --vcpu-type,',
+        '--output-format hex); digests agree with it and with libvirt\'s virt-qemu-sev-validate.',
+        'A kernel with a firmware that declares no usable kernel-hashes area is refused: QEMU would not',
+        'launch it (use an OVMF AmdSev build).',
+        '',
+        SEV_ES_HELP,
+        '',
+        'Exit codes: 0 printed; 2 usage error; 3 unreadable file or unusable firmware.',
+      ].join('\n'),
+    )
+    .action(async (opts: MeasureCliOptions) => {
+      const { runMeasure } = await import('../actions/measure.js');
+      await runMeasure(opts);
+    });
+}

@@ -1,0 +1,87 @@
+// `sevsup verify`: the guest owner's offline check of a launch measurement against their own
+// inputs, with libvirt's virt-qemu-sev-validate's trust model and exit codes. Must not: import the
+// implementation eagerly (cli/actions/verify.ts is loaded on use) or anything beyond commander.
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { addLaunchInputOptions, collect, SEV_ES_HELP, uintArg, type LaunchInputCliOptions } from './measure.js';
+
+export interface VerifyCliOptions extends LaunchInputCliOptions {
+  readonly record?: string;
+  readonly measurement?: string;
+  readonly apiMajor?: number;
+  readonly apiMinor?: number;
+  readonly buildId?: number;
+  readonly policy?: number;
+  readonly tik?: string;
+  readonly tek?: string;
+  readonly tk?: string;
+  readonly useRecordInputs?: boolean;
+  readonly expectedPolicy?: number;
+  readonly minApi?: { readonly major: number; readonly minor: number };
+  readonly allowedBuildId?: readonly number[];
+  readonly json?: boolean;
+  readonly quiet?: boolean;
+}
+
+/** `MAJOR.MINOR`, each 0..255. */
+function minApiArg(value: string): { major: number; minor: number } {
+  const m = /^(\d{1,3})\.(\d{1,3})$/.exec(value);
+  const major = Number(m?.[1] ?? Number.NaN);
+  const minor = Number(m?.[2] ?? Number.NaN);
+  if (!(major <= 0xff && minor <= 0xff)) throw new InvalidArgumentError('expected MAJOR.MINOR (each 0 to 255), e.g. 0.24');
+  return { major, minor };
+}
+
+export const VERIFY_TRUST_MODEL = [
+  'Trust model (libvirt\'s virt-qemu-sev-validate\'s): only the measurement, the policy, the SEV API',
+  'version and the build id may come from the host; the HMAC under your TIK binds them. The firmware,',
+  'kernel, initrd, cmdline, vCPU count and vCPU signature must be yours: a record\'s launch paths are the',
+  'host\'s word and are used only with --use-record-inputs, which prints that this is insecure. Use a',
+  'fresh TIK/TEK for every launch (sevctl session). The comparison is constant-time.',
+].join('\n');
+
+export function registerVerify(program: Command): void {
+  const u8 = uintArg(0xff);
+  const cmd = program
+    .command('verify')
+    .description("check a guest's launch measurement offline against your own firmware, kernel, initrd, cmdline and TIK")
+    .option('--record <file>', 'a sevsup measurement record (sevsup.measurement/v1) for the host-reported values')
+    .option('--measurement <base64>', 'the measurement query-sev-launch-measure returned (48 bytes, base64)')
+    .addOption(new Option('--api-major <n>', 'SEV API major version (query-sev)').argParser(u8))
+    .addOption(new Option('--api-minor <n>', 'SEV API minor version (query-sev)').argParser(u8))
+    .addOption(new Option('--build-id <n>', 'SEV firmware build id (query-sev)').argParser(u8))
+    .addOption(new Option('--policy <n>', 'guest policy (query-sev), decimal or 0x-hex').argParser(uintArg(0xffffffff)))
+    .option('--tik <file>', 'your transport integrity key (16 bytes, e.g. from sevctl session)')
+    .option('--tek <file>', 'your transport encryption key (16 bytes; not needed to verify)')
+    .option('--tk <file>', 'TEK ‖ TIK in one 32-byte file (instead of --tik/--tek)');
+  addLaunchInputOptions(cmd)
+    .option('--use-record-inputs', "INSECURE: take missing launch inputs from the record (the host's word)")
+    .addOption(new Option('--expected-policy <n>', 'also require this exact policy').argParser(uintArg(0xffffffff)))
+    .addOption(new Option('--min-api <major.minor>', 'also require at least this SEV API version').argParser(minApiArg))
+    .addOption(new Option('--allowed-build-id <n>', 'also require one of these build ids (repeatable)').argParser(collect(u8)))
+    .option('--json', 'print the result as JSON')
+    .option('-q, --quiet', 'print nothing; only the exit code tells')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Computes the launch digest of your inputs (as `sevsup measure`), then HMAC(TIK, 0x04 ‖ api-major ‖',
+        'api-minor ‖ build-id ‖ policy ‖ digest ‖ mnonce) and compares it with the reported measurement.',
+        'The policy decides SEV or SEV-ES (bit 2); SEV-ES needs --vcpus and the vCPU signature.',
+        'Host-reported values come from --record, or from --measurement, --api-major, --api-minor,',
+        '--build-id and --policy (all five), never both.',
+        '',
+        VERIFY_TRUST_MODEL,
+        '',
+        SEV_ES_HELP,
+        '',
+        'Exit codes (libvirt\'s): 0 valid; 1 measurement mismatch or an owner check failed (not trustworthy);',
+        '2 unsupported usage (missing or bad options, bad measurement); 3 insecure usage (an input would',
+        'come from the host); 4 bad configuration (unreadable input, a firmware QEMU would refuse, bad',
+        'record); 5 bad state (the record was not captured in launch-secret or running).',
+      ].join('\n'),
+    )
+    .action(async (opts: VerifyCliOptions) => {
+      const { runVerify } = await import('../actions/verify.js');
+      await runVerify(opts);
+    });
+}
