@@ -90,6 +90,7 @@ export function writeRecord(
     sevType: (o.host.policy & 0x4) !== 0 ? 'sev-es' : 'sev',
     reported: { ...o.host, state: o.state ?? 'launch-secret' },
     expectedPolicy: o.host.policy,
+    expectedLaunchDigest: 'ab'.repeat(32),
     measurement: o.measurement,
     mnonce: Buffer.from(o.measurement, 'base64').subarray(32),
     launch: { firmware: null, kernel: null, initrd: null, cmdline: null, kernelHashes: false, vcpus: 1, cpuModel: 'EPYC', qemuVersion: '7.2.22', ...o.launch },

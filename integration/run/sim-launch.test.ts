@@ -61,8 +61,11 @@ describe.skipIf(missing !== null)(`sevsup run --platform sim, end to end${missin
     expect(JSON.parse(await readFile(join(dir, 'state', vm, 'measurements', 'latest.json'), 'utf8'))).toEqual(record);
     expect(Object.keys(record)).toEqual([
       'schema', 'vm', 'capturedAt', 'platform', 'sevType', 'policy', 'expectedPolicy', 'apiMajor', 'apiMinor', 'buildId',
-      'state', 'measurement', 'mnonce', 'launch', 'validateArgs',
+      'state', 'measurement', 'mnonce', 'launch', 'expectedLaunchDigest', 'vmsaInit', 'validateArgs',
     ]);
+    // The host's own digest (a diagnostic for owners) equals what the platform measured.
+    const platformDigest = (simStatus(dir, vm) as unknown as { launchDigest: string }).launchDigest;
+    expect(record['expectedLaunchDigest']).toBe(platformDigest);
     const measurement = String(measured['measurement']);
     expect(record).toMatchObject({
       schema: 'sevsup.measurement/v1',

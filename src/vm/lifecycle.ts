@@ -6,25 +6,35 @@
 // SIGKILL) and never resumes it. Must not: build argv strings (qemu/), parse QMP bytes (qmp/), or
 // log or report secrets. Its collaborators are injectable (LifecycleDeps) so that the daemon can run
 // many lifecycles at once and tests can drive each step.
+// Daemon mode: QEMU runs detached and every transition is persisted to state.json, so a restarted
+// daemon can attach() to the same QEMU (held stays held with its deadline, running stays running,
+// never re-measured or resumed by mistake) and a stopping daemon can detach() without touching it.
 import { setTimeout as delay } from 'node:timers/promises';
 import type { AttestRequest, AttestResult, VmStatus } from '../api/types.js';
 import type { VmSpec } from '../config/vm-spec.js';
 import { SupervisorError, hasCode, isSupervisorError } from '../errors.js';
 import type { HostCaps } from '../host/host-caps.js';
 import { silentLogger, type Logger } from '../log.js';
+import { formatVmConfig } from '../config/vm-config.js';
+import { adoptQemu, type AdoptOptions } from '../process/adopt.js';
 import { describeEnd, launchQemu, type LaunchOptions, type QemuExit, type QemuProcess } from '../process/launcher.js';
+import { readProcStat } from '../process/pid.js';
 import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
-import { errorLines } from '../process/stderr-tail.js';
+import { errorLines, readFileTail } from '../process/stderr-tail.js';
 import { buildQemuArgv, type QemuArgvInput } from '../qemu/argv.js';
 import { QmpClient, type QmpConnectOptions, type QmpEvent } from '../qmp/client.js';
 import { cont, querySev, querySevLaunchMeasure, queryStatus, sevInjectLaunchSecret } from '../qmp/commands.js';
 import { sha256File } from '../sev/hash-file.js';
+import { computeLaunchDigestFromFiles } from '../sev/launch-digest.js';
+import type { SevEsParams } from '../sev/vmsa.js';
 import { describeSecretAreaProblem } from '../sev/ovmf-table.js';
 import { encodePolicy, formatPolicy } from '../sev/policy.js';
 import { checkMeasurement, checkSevInfo } from './checks.js';
 import { preflight, type Preflight } from './preflight.js';
-import { buildRecord, type CpuSignature, type FileDigest, type LaunchInputs, type RecordPlatform } from './record.js';
+import { buildRecord, RECORD_VMSA_INIT, type CpuSignature, type FileDigest, type LaunchInputs, type RecordPlatform } from './record.js';
 import { writeRecord } from './record-store.js';
+import { writeVmState, VM_STATE_SCHEMA, type PersistedVmState } from './state-file.js';
+import { isErrorCode } from '../errors.js';
 import { isTerminal, transition, type VmState } from './state.js';
 
 /** What the owner gets when nobody answers a hold (DESIGN: the guest is rejected). */
@@ -39,6 +49,7 @@ const MESSAGE_STDERR_LINES = 4;
 export type LifecycleEvent =
   | { readonly event: 'starting'; readonly platform: RecordPlatform; readonly sev: boolean }
   | { readonly event: 'spawned'; readonly pid: number }
+  | { readonly event: 'attached'; readonly pid: number; readonly was: VmState; readonly qemuStatus: string }
   | {
       readonly event: 'checked';
       readonly policy: string;
@@ -79,6 +90,11 @@ export interface LifecycleDeps {
   writeRecord: typeof writeRecord;
   hashFile(path: string): Promise<{ sha256: string }>;
   now(): Date;
+  /** An already running QEMU by identity (attach); null when it is gone. */
+  adopt(options: AdoptOptions): QemuProcess | null;
+  /** /proc start time of a pid, recorded with it so a reused pid is never adopted. */
+  procStartTime(pid: number): number | null;
+  writeState: typeof writeVmState;
 }
 
 export const DEFAULT_LIFECYCLE_DEPS: LifecycleDeps = {
@@ -90,6 +106,9 @@ export const DEFAULT_LIFECYCLE_DEPS: LifecycleDeps = {
   writeRecord,
   hashFile: sha256File,
   now: () => new Date(),
+  adopt: adoptQemu,
+  procStartTime: (pid) => readProcStat(pid)?.startTime ?? null,
+  writeState: writeVmState,
 };
 
 export interface LifecycleOptions {
@@ -122,12 +141,61 @@ export interface LifecycleOptions {
    * command and the daemon put the filtering proxy in front of it here. A failure fails the launch.
    */
   readonly onMonitor?: (qmp: QmpClient) => Promise<void> | void;
+  /**
+   * Run QEMU detached (own process group, not killed with the supervisor), its stderr appended to
+   * `stderrFile`: the daemon, whose guests outlive its restarts.
+   */
+  readonly detached?: { readonly stderrFile: string };
+  /** Persist state.json here at every transition (needed by attach()). */
+  readonly stateFile?: string;
 }
 
-type Decision = 'approve' | 'reject' | 'timeout' | 'stop' | 'exited';
+/** Commands the daemon may send on sevsup's own monitor session (disk snapshots), by state. */
+const MONITOR_STATES: readonly VmState[] = ['held', 'running', 'paused'];
+
+type Decision = 'approve' | 'reject' | 'timeout' | 'stop' | 'exited' | 'detach';
 
 /** Thrown inside start() when stop() was asked for before the guest ran; never escapes. */
 class StopRequested extends Error {}
+
+/** Thrown inside start()/attach() when detach() ended a hold; never escapes, QEMU is left as it is. */
+class Detached extends Error {}
+
+/** What attach() does with a QEMU it found alive, by the state persisted before the restart. */
+export type ReattachPlan =
+  | { readonly kind: 'hold' }
+  | { readonly kind: 'running' | 'paused' }
+  | { readonly kind: 'stop' }
+  | { readonly kind: 'destroy'; readonly why: string };
+
+/**
+ * Pure: the state a re-attached guest resumes in. A held guest must still be paused (nothing may
+ * have run it but sevsup); a guest caught mid-launch is destroyed, since it was never both measured
+ * and approved as far as anyone can prove; a guest that ran keeps whatever QEMU says.
+ */
+export function planReattach(persisted: VmState, ran: boolean, qemuRunning: boolean): ReattachPlan {
+  switch (persisted) {
+    case 'held':
+      return qemuRunning
+        ? { kind: 'destroy', why: 'it was held for attestation, but QEMU reports it running: nothing but sevsup may resume it' }
+        : { kind: 'hold' };
+    case 'running':
+    case 'paused':
+      return { kind: qemuRunning ? 'running' : 'paused' };
+    case 'resuming':
+      return qemuRunning ? { kind: 'running' } : { kind: 'destroy', why: 'sevsup stopped while resuming it, before it ran' };
+    case 'stopping':
+      return { kind: 'stop' };
+    case 'defined':
+    case 'starting':
+    case 'attaching':
+    case 'measuring':
+      return ran && qemuRunning ? { kind: 'running' } : { kind: 'destroy', why: `sevsup stopped while it was ${persisted}, before its launch completed` };
+    case 'stopped':
+    case 'failed':
+      return { kind: 'destroy', why: `it was recorded as ${persisted}` };
+  }
+}
 
 /**
  * One launch of one guest. Create it, subscribe with onEvent(), call start(); `finished` settles
@@ -160,6 +228,11 @@ export class VmLifecycle {
   #running!: { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void };
   #unsubscribeEvents: (() => void) | undefined;
   #hashing: Promise<[FileDigest | null, FileDigest | null]> | undefined;
+  #startTime: number | null = null;
+  #persisting: Promise<void> = Promise.resolve();
+  #configText: string | undefined;
+  #detached = false;
+  #force = false;
 
   constructor(options: LifecycleOptions) {
     this.#o = options;
@@ -236,11 +309,117 @@ export class VmLifecycle {
       this.#checkpoint();
       await this.#resume();
     } catch (error: unknown) {
+      if (error instanceof Detached) return;
       await this.#endBeforeRunning(error);
       if (this.#state === 'failed' && this.#error !== null) throw this.#error;
       return;
     }
     this.#watch();
+  }
+
+  /**
+   * Take over a QEMU a previous supervisor left running (daemon restart), from its persisted state:
+   * adopt the process (pid + start time + command line), reconnect to its private monitor, put the
+   * proxy in front (onMonitor), and restore the state without touching the guest: held stays held
+   * (paused, resume-locked, same deadline, same record; never re-measured), running stays running.
+   * A guest caught mid-launch, or held but found running, is destroyed (fail closed). A QEMU that
+   * is gone ends the lifecycle as stopped (it was stopping) or failed, with what is known.
+   * Resolves once the state is restored (for a held guest: once approved, like start()).
+   * @throws the SupervisorError that ended it (state `failed`).
+   */
+  async attach(persisted: PersistedVmState): Promise<void> {
+    this.#requireFresh();
+    this.#paths = this.#o.paths;
+    this.#recordPath = persisted.record;
+    this.#secretsInjected = persisted.secretsInjected;
+    this.#ran = persisted.ran;
+    this.#startTime = persisted.startTime;
+    this.#move('attaching');
+    let plan: ReattachPlan;
+    try {
+      const proc = this.#adopt(persisted);
+      if (proc === null) {
+        this.#endGone(persisted);
+        if (this.#state === 'failed' && this.#error !== null) throw this.#error;
+        return;
+      }
+      this.#proc = proc;
+      this.#qmp = await this.#deps.connectQmp({
+        path: persisted.monitorSocket,
+        isAlive: () => proc.isAlive(),
+        exited: proc.exited,
+        logger: this.#log,
+        ...(this.#o.qmpTimeoutMs === undefined ? {} : { commandTimeoutMs: this.#o.qmpTimeoutMs }),
+        ...(this.#o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: this.#o.connectTimeoutMs }),
+      });
+      const qmp = this.#qmp;
+      await this.#o.onMonitor?.(qmp);
+      const status = await this.#step('query-status', () => queryStatus(qmp));
+      this.#emit({ event: 'attached', pid: proc.pid, was: persisted.state, qemuStatus: status.status });
+      plan = planReattach(persisted.state, persisted.ran, status.running);
+      if (plan.kind === 'hold' && this.sev) {
+        // Still waiting for its secret: LAUNCH_FINISH (the first cont) has not happened.
+        const sev = await this.#step('query-sev', () => querySev(qmp));
+        if (sev.state !== 'launch-secret') plan = { kind: 'destroy', why: `it was held, but its SEV state is ${sev.state}, not launch-secret` };
+      }
+      if (plan.kind === 'destroy') {
+        throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm}: re-attached after a restart, but ${plan.why}; QEMU was stopped`, {
+          details: { vm: this.vm, was: persisted.state, qemuStatus: status.status },
+        });
+      }
+      if (plan.kind === 'hold') {
+        await this.#hold(persisted.holdDeadline === null ? undefined : new Date(persisted.holdDeadline));
+        this.#checkpoint();
+        await this.#resume();
+      }
+    } catch (error: unknown) {
+      if (error instanceof Detached) return;
+      await this.#endBeforeRunning(error);
+      if (this.#state === 'failed' && this.#error !== null) throw this.#error;
+      return;
+    }
+    if (plan.kind === 'stop') {
+      this.#watch();
+      void this.#shutdown('stop requested before the restart', false);
+      return;
+    }
+    if (plan.kind === 'running' || plan.kind === 'paused') {
+      this.#move(plan.kind);
+      this.#running.resolve();
+      if (plan.kind === 'running') this.#emit({ event: 'running', pid: this.#requireProc().pid });
+      else this.#emit({ event: 'paused', reason: 'QEMU reports it paused' });
+    }
+    this.#watch();
+  }
+
+  /**
+   * Let go of QEMU without touching it (daemon shutdown with `on-shutdown: keep`): a held guest
+   * stays paused and held, a running one runs on; the QMP session is closed after the state file
+   * is written. The lifecycle is finished with afterwards (`finished` does not settle).
+   * @throws SUP_ERR_VM_STATE unless held, running or paused (a launch in progress is stopped instead).
+   */
+  async detach(): Promise<void> {
+    if (!MONITOR_STATES.includes(this.#state)) {
+      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#state}; only a held, running or paused guest can be left running`);
+    }
+    this.#detached = true;
+    this.#decide?.('detach');
+    this.#unsubscribeEvents?.();
+    await this.#persisting;
+    await this.#qmp?.close();
+    this.#log.info({ state: this.#state }, 'detached; QEMU left running');
+  }
+
+  /**
+   * Send one command on sevsup's own monitor session (the daemon's disk snapshots). The caller
+   * decides what is allowed; this only requires a QEMU under supervision.
+   * @throws SUP_ERR_VM_STATE unless held, running or paused; the QMP client's errors.
+   */
+  monitorExecute(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    if (!MONITOR_STATES.includes(this.#state) || this.#detached) {
+      return Promise.reject(new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#state}; its monitor is not available`, { details: { vm: this.vm, state: this.#state } }));
+    }
+    return this.#requireQmp().execute(command, args);
   }
 
   /** Dispatch an attest request (the control API's entry). */
@@ -297,6 +476,7 @@ export class VmLifecycle {
         });
       }
       this.#secretsInjected += 1;
+      this.#persist();
       const headerBytes = Buffer.byteLength(request.packetHeader, 'base64');
       const secretBytes = Buffer.byteLength(request.secret, 'base64');
       this.#log.info({ gpa, headerBytes, secretBytes }, 'launch secret injected');
@@ -309,8 +489,14 @@ export class VmLifecycle {
    * Stop the guest: a running one gets system_powerdown first, a paused or held one is told to
    * quit at once; one still starting is aborted (it never runs). Resolves with the outcome.
    */
-  stop(reason = 'stop requested'): Promise<LifecycleOutcome> {
-    if (isTerminal(this.#state) || this.#stopReason !== null) return this.finished;
+  stop(reason = 'stop requested', options: { readonly force?: boolean } = {}): Promise<LifecycleOutcome> {
+    if (isTerminal(this.#state)) return this.finished;
+    if (options.force === true) {
+      this.#force = true;
+      // Already stopping: escalate the ladder to SIGKILL now.
+      if (this.#stopReason !== null) void this.#proc?.kill().catch(() => undefined);
+    }
+    if (this.#stopReason !== null) return this.finished;
     this.#stopReason = reason;
     this.#log.info({ reason }, 'stop requested');
     if (this.#state === 'defined') {
@@ -348,8 +534,11 @@ export class VmLifecycle {
       binary: this.#o.binary,
       argv: [...(this.#o.binaryArgs ?? []), ...argv],
       logger: this.#log,
+      ...(this.#o.detached === undefined ? {} : { detached: true, stderrFile: this.#o.detached.stderrFile }),
       ready: async (proc) => {
         this.#proc = proc;
+        this.#startTime = this.#deps.procStartTime(proc.pid);
+        this.#persist();
         this.#emit({ event: 'spawned', pid: proc.pid });
         if (this.sev) this.#startHashing();
         this.#qmp = await this.#deps.connectQmp({
@@ -401,6 +590,7 @@ export class VmLifecycle {
     this.#checkpoint();
 
     const cpuSignature = sevType === 'sev-es' ? await this.#cpuSignature(qmp) : undefined;
+    const expectedLaunchDigest = await this.#expectedLaunchDigest(cpuSignature);
     const record = buildRecord({
       vm: this.vm,
       capturedAt: this.#deps.now(),
@@ -411,6 +601,7 @@ export class VmLifecycle {
       measurement,
       mnonce: bytes.subarray(32),
       launch: await this.#launchInputs(qmp),
+      expectedLaunchDigest,
       ...(cpuSignature === undefined ? {} : { cpuSignature }),
     });
     try {
@@ -427,16 +618,20 @@ export class VmLifecycle {
   }
 
   /** Wait paused for the owner. MUST run after #measure. @throws SUP_ERR_ATTEST_REJECTED / _TIMEOUT. */
-  async #hold(): Promise<void> {
+  async #hold(restoredDeadline?: Date): Promise<void> {
     const timeoutMs = this.#o.holdTimeoutMs ?? (this.#o.spec.holdTimeout !== undefined ? this.#o.spec.holdTimeout * 1000 : DEFAULT_HOLD_TIMEOUT_MS);
     const proc = this.#requireProc();
     const timer = new AbortController();
     const decision = new Promise<Decision>((resolve) => {
       this.#decide = resolve;
     });
-    this.#holdDeadline = new Date(this.#deps.now().getTime() + timeoutMs);
+    // A re-attached guest keeps the deadline it was given when it was first held.
+    this.#holdDeadline = restoredDeadline ?? new Date(this.#deps.now().getTime() + timeoutMs);
+    const waitMs = Math.max(0, this.#holdDeadline.getTime() - this.#deps.now().getTime());
     this.#move('held');
     if (this.#stopReason !== null) this.#decide?.('stop');
+    // Durable before anyone hears it is held: a restart must find it held, with this deadline.
+    await this.#persisting;
     this.#emit({
       event: 'held',
       deadline: this.#holdDeadline.toISOString(),
@@ -446,11 +641,13 @@ export class VmLifecycle {
     const outcome = await Promise.race([
       decision,
       proc.exited.then((): Decision => 'exited'),
-      delay(timeoutMs, 'timeout' as const, { signal: timer.signal }).catch((): Decision => 'stop'),
+      delay(waitMs, 'timeout' as const, { signal: timer.signal }).catch((): Decision => 'stop'),
     ]);
     timer.abort();
     this.#decide = null;
     switch (outcome) {
+      case 'detach':
+        throw new Detached();
       case 'approve':
         return;
       case 'reject':
@@ -496,7 +693,7 @@ export class VmLifecycle {
     const proc = this.#requireProc();
     this.#unsubscribeEvents = qmp.onEvent((event) => this.#onQmpEvent(event));
     void proc.exited.then((exit) => this.#onExit(exit));
-    const ending = (): boolean => isTerminal(this.#state) || this.#state === 'stopping';
+    const ending = (): boolean => isTerminal(this.#state) || this.#state === 'stopping' || this.#detached;
     void qmp.closed.then(async (cause) => {
       if (ending()) return;
       // The monitor went away but QEMU may live on: without it the guest cannot be supervised.
@@ -546,7 +743,7 @@ export class VmLifecycle {
   }
 
   #onExit(exit: QemuExit): void {
-    if (isTerminal(this.#state)) return;
+    if (isTerminal(this.#state) || this.#detached) return;
     this.#unsubscribeEvents?.();
     void this.#qmp?.close();
     const clean = exit.signal === undefined && exit.exitCode === 0;
@@ -573,15 +770,16 @@ export class VmLifecycle {
       this.#emit({ event: 'stopping', reason });
     }
     const proc = this.#requireProc();
-    await proc
-      .stop({
-        ...(this.#qmp === undefined ? {} : { qmp: this.#qmp }),
-        ...(powerdown ? (this.#o.powerdownTimeoutMs === undefined ? {} : { powerdownTimeoutMs: this.#o.powerdownTimeoutMs }) : { powerdownTimeoutMs: 0 }),
-      })
-      .catch((error: unknown) => {
-        this.#log.error({ err: error }, 'QEMU did not stop');
-        this.#error ??= isSupervisorError(error) ? error : new SupervisorError('SUP_ERR_SHUTDOWN_ABNORMAL', String(error));
-      });
+    const stopped = this.#force
+      ? proc.kill()
+      : proc.stop({
+          ...(this.#qmp === undefined ? {} : { qmp: this.#qmp }),
+          ...(powerdown ? (this.#o.powerdownTimeoutMs === undefined ? {} : { powerdownTimeoutMs: this.#o.powerdownTimeoutMs }) : { powerdownTimeoutMs: 0 }),
+        });
+    await stopped.catch((error: unknown) => {
+      this.#log.error({ err: error }, 'QEMU did not stop');
+      this.#error ??= isSupervisorError(error) ? error : new SupervisorError('SUP_ERR_SHUTDOWN_ABNORMAL', String(error));
+    });
     // #onExit (from proc.exited) records the outcome.
   }
 
@@ -617,7 +815,7 @@ export class VmLifecycle {
   /** quit → SIGTERM → SIGKILL (no powerdown: a paused guest cannot act on it). */
   async #destroy(): Promise<QemuExit> {
     const proc = this.#requireProc();
-    const exit = await proc.stop({ ...(this.#qmp === undefined ? {} : { qmp: this.#qmp }), powerdownTimeoutMs: 0 });
+    const exit = this.#force ? await proc.kill() : await proc.stop({ ...(this.#qmp === undefined ? {} : { qmp: this.#qmp }), powerdownTimeoutMs: 0 });
     await this.#qmp?.close();
     return exit;
   }
@@ -720,6 +918,35 @@ export class VmLifecycle {
     };
   }
 
+  /**
+   * GCTX.LD as the host computes it from the inputs it gave QEMU: a diagnostic for owners whose
+   * check fails, never a substitute for their own computation (the owner must not trust the host).
+   * SEV-ES VMSAs are built as QEMU with KVM_SEV_ES_INIT builds them (the `legacy` variant).
+   */
+  async #expectedLaunchDigest(cpu: CpuSignature | undefined): Promise<string> {
+    const { spec } = this.#o;
+    const fw = this.#preflight?.firmware ?? null;
+    if (fw === null) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: no firmware after preflight`);
+    const kernelHashes = spec.sev?.kernelHashes ?? false;
+    let sevEs: SevEsParams | undefined;
+    if (cpu !== undefined) {
+      const resetAddress = fw.table.sevResetAddress;
+      if (resetAddress === null) throw new SupervisorError('SUP_ERR_FIRMWARE_NO_SEV_INFO', `VM ${this.vm}: firmware ${fw.path} has no SEV-ES reset address`);
+      sevEs = { vcpus: spec.cores, ...cpu, resetAddress, vmsaInit: RECORD_VMSA_INIT };
+    }
+    const { digest } = await this.#step('expected launch digest', () =>
+      computeLaunchDigestFromFiles({
+        firmware: fw.path,
+        kernelHashes,
+        ...(kernelHashes && spec.kernel !== undefined ? { kernel: spec.kernel } : {}),
+        ...(kernelHashes && spec.initrd !== undefined ? { initrd: spec.initrd } : {}),
+        ...(kernelHashes && spec.cmdline !== undefined ? { cmdline: spec.cmdline } : {}),
+        ...(sevEs === undefined ? {} : { sevEs }),
+      }),
+    );
+    return digest.toString('hex');
+  }
+
   /** The CPU signature QEMU put in the VMSAs: the vCPU object's family/model/stepping properties. */
   async #cpuSignature(qmp: QmpClient): Promise<CpuSignature> {
     const cpus = await this.#step('query-cpus-fast', () => qmp.execute('query-cpus-fast'));
@@ -785,6 +1012,88 @@ export class VmLifecycle {
     const previous = this.#state;
     this.#state = transition(previous, next, this.vm);
     this.#log.debug({ from: previous, to: next }, 'state');
+    this.#persist();
+  }
+
+  // Section: the state file (daemon mode) ----------------------------------------------------------
+
+  /** Queue an atomic write of state.json with the state as it is now; writes land in order. */
+  #persist(): void {
+    const file = this.#o.stateFile;
+    const paths = this.#paths;
+    // While attaching, the file keeps the state from before the restart: it is still the truth,
+    // and a second restart in the middle must find it, not "attaching".
+    if (file === undefined || paths === undefined || this.#state === 'attaching') return;
+    const snapshot: PersistedVmState = {
+      schema: VM_STATE_SCHEMA,
+      vm: this.vm,
+      state: this.#state,
+      platform: this.#o.platform,
+      sev: this.sev,
+      pid: this.#proc?.pid ?? null,
+      startTime: this.#startTime,
+      monitorSocket: paths.monitorSocket,
+      stderrFile: this.#o.detached?.stderrFile ?? null,
+      record: this.#recordPath,
+      holdDeadline: this.#state === 'held' && this.#holdDeadline !== null ? this.#holdDeadline.toISOString() : null,
+      secretsInjected: this.#secretsInjected,
+      ran: this.#ran,
+      config: this.#launchConfigText(),
+      configSource: this.#o.spec.source,
+      error: this.#error === null ? null : { code: this.#error.code, message: this.#error.message },
+      updatedAt: this.#deps.now().toISOString(),
+    };
+    this.#persisting = this.#persisting
+      .then(() => this.#deps.writeState(file, snapshot))
+      .catch((error: unknown) => this.#log.error({ err: error, file }, 'cannot write the VM state file; a restarted daemon may not re-attach this guest'));
+  }
+
+  /** The launch's config as canonical text ('' if it cannot be written: attach then fails closed). */
+  #launchConfigText(): string {
+    if (this.#configText === undefined) {
+      try {
+        this.#configText = formatVmConfig(this.#o.spec);
+      } catch {
+        this.#configText = '';
+      }
+    }
+    return this.#configText;
+  }
+
+  /** The persisted QEMU, if it is still that process; null when gone or never spawned. */
+  #adopt(persisted: PersistedVmState): QemuProcess | null {
+    if (persisted.pid === null || persisted.startTime === null) return null;
+    return this.#deps.adopt({
+      pid: persisted.pid,
+      startTime: persisted.startTime,
+      cmdlineIncludes: persisted.monitorSocket,
+      ...(persisted.stderrFile === null ? {} : { stderrFile: persisted.stderrFile }),
+      logger: this.#log,
+    });
+  }
+
+  /** attach() found no QEMU: it ended while nobody supervised it. Report what is known. */
+  #endGone(persisted: PersistedVmState): void {
+    if (persisted.state === 'stopping' || persisted.state === 'stopped') {
+      const how = 'exited while sevsup was not running';
+      this.#move('stopping');
+      this.#emit({ event: 'stopped', how, exitCode: null, signal: null });
+      this.#move('stopped');
+      this.#resolveFinished({ state: 'stopped', how, ran: this.#ran });
+      return;
+    }
+    const known = persisted.error;
+    if (persisted.state === 'failed' && known !== null && isErrorCode(known.code)) {
+      this.#fail(new SupervisorError(known.code, known.message, { details: { vm: this.vm } }));
+      return;
+    }
+    const tail = persisted.stderrFile === null ? '' : readFileTail(persisted.stderrFile);
+    const pid = persisted.pid === null ? '' : ` (pid ${persisted.pid})`;
+    this.#fail(
+      new SupervisorError('SUP_ERR_QEMU_EXITED', `VM ${this.vm}: QEMU${pid} ended while sevsup was not running; the guest was ${persisted.state}${quoteStderr(tail)}`, {
+        details: { vm: this.vm, pid: persisted.pid, was: persisted.state, stderrTail: tail },
+      }),
+    );
   }
 
   #emitStopped(exit: QemuExit, how: string): void {

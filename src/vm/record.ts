@@ -29,6 +29,13 @@ export interface LaunchInputs {
   readonly qemuVersion: string;
 }
 
+/**
+ * How sevsup builds SEV-ES VMSAs for `expectedLaunchDigest`: QEMU 7.2 (and 9.1+ by default) uses
+ * the legacy KVM_SEV_ES_INIT, whose VMSAs have zero x87/SSE control words. Hosts launched with
+ * KVM_SEV_INIT2 (`legacy-vm-type=off`) measure differently: see `sevsup measure --vmsa-init`.
+ */
+export const RECORD_VMSA_INIT = 'legacy';
+
 export interface MeasurementRecord {
   readonly schema: typeof RECORD_SCHEMA;
   readonly vm: string;
@@ -50,6 +57,13 @@ export interface MeasurementRecord {
   /** Hex of the last 16 bytes of the decoded measurement. */
   readonly mnonce: string;
   readonly launch: LaunchInputs;
+  /**
+   * GCTX.LD (hex) the host computed from the inputs it used: a diagnostic for an owner whose check
+   * fails. The owner computes their own (`sevsup measure`); it never replaces that.
+   */
+  readonly expectedLaunchDigest: string;
+  /** How the SEV-ES VMSAs in `expectedLaunchDigest` were built (`legacy`); null for plain SEV. */
+  readonly vmsaInit: typeof RECORD_VMSA_INIT | null;
   /** Arguments for `virt-qemu-sev-validate` in offline mode, minus the owner's `--tik`/`--tek`. */
   readonly validateArgs: readonly string[];
 }
@@ -78,6 +92,8 @@ export interface RecordInputs {
   /** The decoded measurement's last 16 bytes. */
   readonly mnonce: Uint8Array;
   readonly launch: LaunchInputs;
+  /** Hex GCTX.LD computed by the host from `launch` (see MeasurementRecord.expectedLaunchDigest). */
+  readonly expectedLaunchDigest: string;
   /** Required for `sev-es` (the validator rebuilds the VMSAs from it). */
   readonly cpuSignature?: CpuSignature;
 }
@@ -105,6 +121,8 @@ export function buildRecord(inputs: RecordInputs): MeasurementRecord {
     measurement: inputs.measurement,
     mnonce: Buffer.from(inputs.mnonce).toString('hex'),
     launch: inputs.launch,
+    expectedLaunchDigest: inputs.expectedLaunchDigest,
+    vmsaInit: inputs.sevType === 'sev-es' ? RECORD_VMSA_INIT : null,
   };
   return { ...record, validateArgs: buildValidateArgs(record, inputs.cpuSignature) };
 }
@@ -179,6 +197,10 @@ export function parseRecord(value: unknown): MeasurementRecord | null {
   const state = str('state');
   const measurement = str('measurement');
   const mnonce = str('mnonce');
+  const expectedLaunchDigest = str('expectedLaunchDigest');
+  const vmsaInit = value['vmsaInit'];
+  if (expectedLaunchDigest === null || !/^[0-9a-f]{64}$/.test(expectedLaunchDigest)) return null;
+  if (vmsaInit !== null && vmsaInit !== RECORD_VMSA_INIT) return null;
   const policy = int('policy');
   const expectedPolicy = int('expectedPolicy');
   const apiMajor = int('apiMajor');
@@ -201,6 +223,8 @@ export function parseRecord(value: unknown): MeasurementRecord | null {
     measurement,
     mnonce,
     launch,
+    expectedLaunchDigest,
+    vmsaInit,
     validateArgs,
   };
 }

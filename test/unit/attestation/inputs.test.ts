@@ -161,6 +161,7 @@ describe('loadRecord and readSecretFile', () => {
       sevType: 'sev',
       reported: { policy: 3, apiMajor: 1, apiMinor: 2, buildId: 3, state: 'launch-secret' },
       expectedPolicy: 3,
+      expectedLaunchDigest: 'ab'.repeat(32),
       measurement: Buffer.alloc(48).toString('base64'),
       mnonce: Buffer.alloc(16),
       launch: { firmware: null, kernel: null, initrd: null, cmdline: null, kernelHashes: false, vcpus: 1, cpuModel: 'EPYC', qemuVersion: '7.2.22' },

@@ -99,6 +99,7 @@ function record(o: Partial<RecordInputs['launch']> & { cpuSignature?: RecordInpu
     sevType: sevType ?? 'sev-es',
     reported: { ...host, state: 'launch-secret' },
     expectedPolicy: host.policy,
+    expectedLaunchDigest: 'ab'.repeat(32),
     measurement: reported.measurement,
     mnonce: Buffer.alloc(16),
     launch: {

@@ -20,6 +20,7 @@ function record(at: string, vm = 'demo'): MeasurementRecord {
     sevType: 'sev',
     reported: { policy: 8, apiMajor: 1, apiMinor: 55, buildId: 21, state: 'launch-secret' },
     expectedPolicy: 8,
+    expectedLaunchDigest: 'ab'.repeat(32),
     measurement: M.toString('base64'),
     mnonce: M.subarray(32),
     launch: { firmware: null, kernel: null, initrd: null, cmdline: null, kernelHashes: false, vcpus: 1, cpuModel: 'EPYC', qemuVersion: '7.2.22' },

@@ -12,6 +12,7 @@ function inputs(over: Partial<RecordInputs> = {}): RecordInputs {
     sevType: 'sev',
     reported: { policy: 0xb, apiMajor: 1, apiMinor: 55, buildId: 21, state: 'launch-secret' },
     expectedPolicy: 0xb,
+    expectedLaunchDigest: 'ab'.repeat(32),
     measurement: MEASUREMENT.toString('base64'),
     mnonce: MEASUREMENT.subarray(32),
     launch: {
@@ -46,8 +47,12 @@ describe('buildRecord', () => {
       'measurement',
       'mnonce',
       'launch',
+      'expectedLaunchDigest',
+      'vmsaInit',
       'validateArgs',
     ]);
+    expect(record.expectedLaunchDigest).toBe('ab'.repeat(32));
+    expect(record.vmsaInit).toBeNull();
     expect(Object.keys(record.launch)).toEqual(['firmware', 'kernel', 'initrd', 'cmdline', 'kernelHashes', 'vcpus', 'cpuModel', 'qemuVersion']);
     expect(record.schema).toBe('sevsup.measurement/v1');
     expect(record.capturedAt).toBe('2026-11-26T10:25:20.123Z');
