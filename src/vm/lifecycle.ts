@@ -545,6 +545,9 @@ export class VmLifecycle {
           path: paths.monitorSocket,
           isAlive: () => proc.isAlive(),
           exited: proc.exited,
+          // OOB on the supervisor's own session lets proxy clients use yank / migrate-pause
+          // semantics QEMU offers (the proxy still decides what passes).
+          oob: true,
           logger: this.#log,
           ...(this.#o.qmpTimeoutMs === undefined ? {} : { commandTimeoutMs: this.#o.qmpTimeoutMs }),
           ...(this.#o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: this.#o.connectTimeoutMs }),

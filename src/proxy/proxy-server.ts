@@ -1,0 +1,441 @@
+// The per-VM QMP proxy socket (<run-dir>/<vm>/qmp.sock): accepts many clients, frames and strictly
+// parses their input, lets each client's ClientSession answer or decide, forwards only our own
+// re-serialised commands through the supervisor's upstream connection, restores each client's id,
+// and fans QEMU's events out to every negotiated client.
+// Owns: client sockets, their bounded queues and output, ordering of replies per client, the
+// share of the upstream the proxy may use, audit lines, refusal counters.
+// Must not: own, reconnect or close the upstream QMP connection (it is injected), forward client
+// bytes, or let one client's pace delay another client or the supervisor.
+//
+// Ordering (as QEMU's monitor): in-band requests of one client are handled one at a time, in
+// order, and their replies (forwarded, refused or malformed alike) come back in that order; an
+// `exec-oob` request is handled at once and its reply may overtake. Events are written when they
+// arrive. When a client disconnects, its queued requests are dropped unsent (QEMU drops a gone
+// client's queue too); a reply to a request already sent is discarded.
+import { chmod, chown, rename, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { isSupervisorError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { QmpClient, QmpReply, QmpRequest } from '../qmp/client.js';
+import { QmpFramer } from '../qmp/framing.js';
+import { ClientSession, isOutOfBand, type ClientId, type Refusal } from './client-session.js';
+import type { DecideContext } from './decide.js';
+import { lookupUnixPeer, peerLogFields, type PeerInfo } from './peer-cred.js';
+import { parseStrictJson } from './strict-json.js';
+
+/** What the proxy needs of the supervisor's own QMP connection; a QmpClient is one. */
+export type QmpUpstream = Pick<QmpClient, 'greeting' | 'oob' | 'request' | 'onEvent' | 'closed'>;
+
+export interface ProxyLimits {
+  /** Largest message a client may send. QEMU allows 64 MiB; no operator command needs 1. */
+  readonly maxMessageBytes: number;
+  /** Deepest nesting; the deepest real command (blockdev-add, transaction) needs under 10. */
+  readonly maxDepth: number;
+  /** Bytes queued to a client that is not reading before it is disconnected as too slow. */
+  readonly maxOutputBytes: number;
+  /** In-band requests a client may have waiting before its socket stops being read (backpressure). */
+  readonly maxQueued: number;
+  /** Malformed messages in a row before the client is disconnected. */
+  readonly maxBadInput: number;
+  readonly maxClients: number;
+  /**
+   * In-band requests the proxy has in flight upstream, over all clients. QEMU queues at most 8 in
+   * a monitor with oob and then stops reading it, which would hold back an `exec-oob` and the
+   * supervisor's own commands behind proxy traffic; 4 keeps QEMU busy and leaves room.
+   */
+  readonly maxUpstreamInFlight: number;
+}
+
+export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
+  maxMessageBytes: 1024 * 1024,
+  maxDepth: 64,
+  maxOutputBytes: 4 * 1024 * 1024,
+  maxQueued: 64,
+  maxBadInput: 3,
+  maxClients: 256,
+  maxUpstreamInFlight: 4,
+};
+
+export interface ProxyOptions {
+  readonly socketPath: string;
+  readonly vm: string;
+  readonly upstream: QmpUpstream;
+  /** Read at each decision, so held/running changes apply to the very next command. */
+  readonly context: () => DecideContext;
+  readonly logger: Logger;
+  /** @default 0o660 */
+  readonly mode?: number;
+  /** Group that may use the socket (numeric gid); the owner stays the supervisor's user. */
+  readonly gid?: number;
+  readonly limits?: Partial<ProxyLimits>;
+  /** Called on every refusal (metrics), synchronously, before the reply is written. */
+  readonly onRefusal?: (reason: string, command: string | null) => void;
+  /** Who is on the other end, for audit lines. @default lookupUnixPeer (peer-cred.ts) */
+  readonly lookupPeer?: (socket: Socket) => Promise<PeerInfo>;
+}
+
+export interface ProxyStats {
+  readonly clients: number;
+  readonly accepted: number;
+  /** Refusals by reason code. */
+  readonly refusals: Readonly<Record<string, number>>;
+  readonly badInput: number;
+  /** Clients the proxy disconnected, by why. */
+  readonly dropped: Readonly<Record<'slow' | 'bad-input' | 'too-many-clients', number>>;
+  readonly forwarded: number;
+}
+
+export interface QmpProxy {
+  readonly socketPath: string;
+  clientCount(): number;
+  /** Refusals by reason code since start. */
+  refusals(): Readonly<Record<string, number>>;
+  stats(): ProxyStats;
+  /** Resolves when the proxy has stopped: close(), or the upstream connection ended. */
+  readonly closed: Promise<void>;
+  /** Stop listening, disconnect every client, remove the socket. Idempotent. */
+  close(): Promise<void>;
+}
+
+type InbandItem = { readonly kind: 'value'; readonly value: unknown } | { readonly kind: 'reply'; readonly reply: Record<string, unknown> };
+
+interface Client {
+  readonly serial: number;
+  readonly socket: Socket;
+  readonly session: ClientSession;
+  readonly framer: QmpFramer;
+  readonly inband: InbandItem[];
+  pumping: boolean;
+  paused: boolean;
+  badInARow: number;
+  closed: boolean;
+  peer: Promise<PeerInfo> | undefined;
+}
+
+/** Command names are client text: logs carry this much of one. */
+const MAX_LOGGED_NAME = 128;
+/** How long a client we disconnect gets to read our last words before the socket is destroyed. */
+const FAREWELL_MS = 1_000;
+const CRLF = '\r\n';
+
+/** FIFO semaphore: in-band requests of all clients take turns for the upstream slots. */
+class Gate {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly max: number) {}
+
+  acquire(): Promise<void> | undefined {
+    if (this.active < this.max) {
+      this.active += 1;
+      return undefined;
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.active -= 1;
+  }
+}
+
+/** The client-facing reply for a request the upstream could not complete. */
+function upstreamFailure(error: unknown): QmpReply {
+  const code = isSupervisorError(error) ? error.code : undefined;
+  const desc =
+    code === 'SUP_ERR_QMP_TIMEOUT'
+      ? 'sevsup: QEMU did not reply in time; the command may still complete'
+      : code === 'SUP_ERR_QMP_INTERRUPTED' || code === 'SUP_ERR_QMP_STATE'
+        ? "sevsup: the connection to QEMU's monitor was lost; the command may or may not have run"
+        : `sevsup: the command could not be forwarded: ${error instanceof Error ? error.message : String(error)}`;
+  return { error: { class: 'GenericError', desc } };
+}
+
+function shortName(name: string | null): string | null {
+  return name !== null && name.length > MAX_LOGGED_NAME ? `${name.slice(0, MAX_LOGGED_NAME)}…` : name;
+}
+
+/** QEMU prefixes every parse failure so; the strict parser's own prefix is dropped. */
+function parseErrorDesc(message: string): string {
+  return `JSON parse error, ${message.replace(/^malformed QMP input: /, '')}`;
+}
+
+/**
+ * Start the proxy on `socketPath`. The socket appears atomically with its final mode and group
+ * (bound under a temporary name, chmod/chown, renamed over any stale socket), so there is no
+ * moment when it is reachable with looser permissions.
+ * The upstream must be negotiated (QmpClient.connect does that); `exec-oob` is offered to clients
+ * only when the upstream negotiated oob. When the upstream ends the proxy closes too.
+ */
+export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
+  const limits: ProxyLimits = { ...DEFAULT_PROXY_LIMITS, ...options.limits };
+  const { upstream, vm } = options;
+  const log = options.logger.child({ component: 'qmp-proxy', vm });
+  const lookupPeer = options.lookupPeer ?? ((socket: Socket) => lookupUnixPeer(socket));
+  const clients = new Set<Client>();
+  const gate = new Gate(limits.maxUpstreamInFlight);
+  const refusalCounts: Record<string, number> = {};
+  const dropped = { slow: 0, 'bad-input': 0, 'too-many-clients': 0 };
+  let accepted = 0;
+  let badInput = 0;
+  let forwarded = 0;
+  let stopping = false;
+
+  // Each client gets QEMU's greeting; oob only if the upstream can carry it.
+  const offered = upstream.greeting.QMP.capabilities.filter((cap) => cap !== 'oob' || upstream.oob);
+  const greeting = JSON.stringify({ QMP: { version: upstream.greeting.QMP.version, capabilities: offered } }) + CRLF;
+
+  const peerOf = (client: Client): Promise<PeerInfo> => (client.peer ??= lookupPeer(client.socket));
+
+  /** Sockets of dropped clients kept open only until we know who they were. */
+  const dropping = new Set<Socket>();
+
+  const disconnect = (client: Client, why: 'slow' | 'bad-input' | 'gone' | 'closing'): Promise<PeerInfo> | undefined => {
+    if (client.closed) return undefined;
+    client.closed = true;
+    clients.delete(client);
+    client.inband.length = 0;
+    const { socket } = client;
+    if (why === 'gone' || why === 'closing') {
+      socket.destroy();
+      return undefined;
+    }
+    // A client we drop: learn who it was while the connection still exists (the lookup is
+    // bounded), then close. Nothing more is read from it or written to it meanwhile.
+    socket.pause();
+    dropping.add(socket);
+    const peer = peerOf(client);
+    void peer.then(() => {
+      dropping.delete(socket);
+      if (why === 'bad-input') {
+        // Let it read the last error, but never wait on a peer that does not read.
+        socket.end();
+        setTimeout(() => socket.destroy(), FAREWELL_MS).unref();
+      } else {
+        socket.destroy();
+      }
+    });
+    return peer;
+  };
+
+  const write = (client: Client, text: string): void => {
+    if (client.closed) return;
+    client.socket.write(text);
+    if (client.socket.writableLength > limits.maxOutputBytes) {
+      const queuedBytes = client.socket.writableLength;
+      dropped.slow += 1;
+      void disconnect(client, 'slow')?.then((peer) =>
+        log.warn({ client: client.serial, queuedBytes, limit: limits.maxOutputBytes, ...peerLogFields(peer) }, 'qmp proxy client is not reading; disconnected'),
+      );
+    }
+  };
+
+  const send = (client: Client, reply: Record<string, unknown>): void => write(client, JSON.stringify(reply) + CRLF);
+
+  const audit = (client: Client, refusal: Refusal): void => {
+    refusalCounts[refusal.reason] = (refusalCounts[refusal.reason] ?? 0) + 1;
+    options.onRefusal?.(refusal.reason, refusal.command);
+    const line = {
+      code: 'SUP_ERR_PROXY_REFUSED',
+      command: shortName(refusal.command),
+      reason: refusal.reason,
+      detail: refusal.detail,
+      ...(refusal.hmp === undefined ? {} : { hmp: refusal.hmp }),
+      vmState: options.context().vmState,
+      client: client.serial,
+    };
+    // The reply never waits for the peer lookup; the audit line does (bounded by its timeout).
+    void peerOf(client).then((peer) => log.warn({ ...line, ...peerLogFields(peer) }, 'qmp command refused'));
+  };
+
+  const forward = async (client: Client, request: QmpRequest, id: ClientId, oob: boolean): Promise<void> => {
+    if (!oob) {
+      const wait = gate.acquire();
+      if (wait) await wait;
+      // The client may have gone while waiting for a slot: its request is dropped unsent.
+      if (client.closed) {
+        gate.release();
+        return;
+      }
+    }
+    forwarded += 1;
+    let reply: QmpReply;
+    try {
+      reply = await upstream.request(request);
+    } catch (error: unknown) {
+      reply = upstreamFailure(error);
+    } finally {
+      if (!oob) gate.release();
+    }
+    const out: Record<string, unknown> = 'error' in reply ? { error: reply.error } : { return: reply.return };
+    if (id !== null) out['id'] = id.value;
+    send(client, out);
+  };
+
+  /** Handle one parsed request; a promise only when it went upstream. */
+  const handle = (client: Client, value: unknown): Promise<void> | undefined => {
+    const action = client.session.handle(value, options.context());
+    if (action.kind === 'forward') return forward(client, action.request, action.id, action.oob);
+    if (action.refusal !== undefined) audit(client, action.refusal);
+    send(client, action.reply);
+    return undefined;
+  };
+
+  /** Work through a client's in-band queue, one request at a time. */
+  const pump = async (client: Client): Promise<void> => {
+    if (client.pumping) return;
+    client.pumping = true;
+    try {
+      for (let item = client.inband.shift(); item !== undefined && !client.closed; item = client.inband.shift()) {
+        if (client.paused && client.inband.length < limits.maxQueued) {
+          client.paused = false;
+          client.socket.resume();
+        }
+        if (item.kind === 'reply') {
+          send(client, item.reply);
+          continue;
+        }
+        const pending = handle(client, item.value);
+        if (pending) await pending;
+      }
+    } finally {
+      client.pumping = false;
+    }
+  };
+
+  const enqueue = (client: Client, item: InbandItem): void => {
+    client.inband.push(item);
+    if (!client.paused && client.inband.length >= limits.maxQueued) {
+      client.paused = true;
+      client.socket.pause();
+    }
+    if (!client.pumping) void pump(client);
+  };
+
+  const malformed = (client: Client, desc: string): void => {
+    badInput += 1;
+    client.badInARow += 1;
+    // QEMU's parse errors carry no id: it could not be read (qmp-spec).
+    const reply = { error: { class: 'GenericError', desc } };
+    if (client.badInARow < limits.maxBadInput) {
+      enqueue(client, { kind: 'reply', reply });
+      return;
+    }
+    send(client, reply);
+    dropped['bad-input'] += 1;
+    void disconnect(client, 'bad-input')?.then((peer) =>
+      log.warn({ code: 'SUP_ERR_PROXY_BAD_INPUT', client: client.serial, count: client.badInARow, last: desc, ...peerLogFields(peer) }, 'qmp proxy client sent malformed input repeatedly; disconnected'),
+    );
+  };
+
+  const onData = (client: Client, chunk: Buffer): void => {
+    for (const item of client.framer.push(chunk)) {
+      if (client.closed) return;
+      if (item.kind === 'error') {
+        malformed(client, `JSON parse error, ${item.message}`);
+        continue;
+      }
+      let value: unknown;
+      try {
+        value = parseStrictJson(item.text, { maxBytes: limits.maxMessageBytes, maxDepth: limits.maxDepth });
+      } catch (error: unknown) {
+        malformed(client, isSupervisorError(error) ? parseErrorDesc(error.message) : 'JSON parse error');
+        continue;
+      }
+      client.badInARow = 0;
+      if (isOutOfBand(value)) void handle(client, value);
+      else enqueue(client, { kind: 'value', value });
+    }
+  };
+
+  const server: Server = createServer((socket) => {
+    if (stopping) {
+      socket.destroy();
+      return;
+    }
+    if (clients.size >= limits.maxClients) {
+      dropped['too-many-clients'] += 1;
+      log.warn({ limit: limits.maxClients }, 'qmp proxy has too many clients; connection refused');
+      socket.destroy();
+      return;
+    }
+    accepted += 1;
+    const client: Client = {
+      serial: accepted,
+      socket,
+      session: new ClientSession(offered),
+      framer: new QmpFramer({ maxBytes: limits.maxMessageBytes, maxDepth: limits.maxDepth }),
+      inband: [],
+      pumping: false,
+      paused: false,
+      badInARow: 0,
+      closed: false,
+      peer: undefined,
+    };
+    clients.add(client);
+    socket.on('data', (chunk: Buffer) => onData(client, chunk));
+    socket.on('error', () => disconnect(client, 'gone'));
+    socket.on('close', () => disconnect(client, 'gone'));
+    write(client, greeting);
+  });
+
+  // Bind under a temporary name, set the final mode and group, then rename into place: the
+  // socket never exists at its real path with the umask's permissions.
+  const staging = `${options.socketPath}~`;
+  await rm(staging, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(staging, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  try {
+    await chmod(staging, options.mode ?? 0o660);
+    if (options.gid !== undefined) await chown(staging, -1, options.gid);
+    await rename(staging, options.socketPath);
+  } catch (error) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await rm(staging, { force: true });
+    throw error;
+  }
+
+  const unsubscribe = upstream.onEvent((event) => {
+    const text = JSON.stringify(event) + CRLF;
+    for (const client of clients) if (client.session.isNegotiated) write(client, text);
+  });
+
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((resolve) => {
+    resolveClosed = resolve;
+  });
+  const stop = async (): Promise<void> => {
+    if (stopping) return closed;
+    stopping = true;
+    unsubscribe();
+    for (const client of [...clients]) disconnect(client, 'closing');
+    for (const socket of dropping) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await rm(options.socketPath, { force: true });
+    resolveClosed();
+    return closed;
+  };
+
+  void upstream.closed.then((cause) => {
+    if (stopping) return;
+    // Clients see the monitor go away, as they would if QEMU's own socket closed.
+    log.info({ cause: cause?.message ?? null }, 'upstream QMP connection ended; closing the qmp proxy');
+    void stop();
+  });
+
+  log.debug({ socket: options.socketPath, capabilities: offered }, 'qmp proxy listening');
+  return {
+    socketPath: options.socketPath,
+    clientCount: () => clients.size,
+    refusals: () => ({ ...refusalCounts }),
+    stats: () => ({ clients: clients.size, accepted, refusals: { ...refusalCounts }, badInput, dropped: { ...dropped }, forwarded }),
+    closed,
+    close: stop,
+  };
+}

@@ -1,0 +1,91 @@
+// peer-cred: parsing `ss -xpnH` (real output shapes from iproute2 6.1, paths with spaces, sockets
+// held by several processes or none), the flattened log fields, and the lookup itself on a real
+// socketpair-like connection inside this process (the cross-process case is in proxy-server.test).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createConnection, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { lookupUnixPeer, parseSsUnix, peerLogFields, socketFd } from '../../../src/proxy/peer-cred.js';
+
+const SS_OUTPUT = [
+  'u_str ESTAB 0      0                                               * 137214 * 137213 users:(("node",pid=1893,fd=0))        ',
+  'u_str ESTAB 0      0                            /var/run/docker.sock 134420 * 0      users:(("dockerd",pid=32307,fd=20))   ',
+  'u_str ESTAB 0      0                                               * 1582   * 1581                                         ',
+  'u_str ESTAB 0      0                    /tmp/a dir/run vm/qmp.sock 5001   * 5002   users:(("node",pid=10,fd=30))',
+  'u_str ESTAB 0      0                                               * 5002   /tmp/a dir/run vm/qmp.sock 5001 users:(("qmp shell",pid=11,fd=3),("bash",pid=12,fd=3))',
+  'u_dgr UNCONN 0 0 /run/systemd/notify 999 * 0',
+  'garbage line',
+  '',
+].join('\n');
+
+describe('parseSsUnix', () => {
+  const sockets = parseSsUnix(SS_OUTPUT);
+
+  it('reads inode, peer inode and holders, whatever the addresses look like', () => {
+    expect(sockets.get(137214)).toEqual({ inode: 137214, peer: 137213, processes: [{ pid: 1893, comm: 'node' }] });
+    expect(sockets.get(1582)).toEqual({ inode: 1582, peer: 1581, processes: [] });
+    expect(sockets.get(5001)).toEqual({ inode: 5001, peer: 5002, processes: [{ pid: 10, comm: 'node' }] });
+    expect(sockets.get(5002)?.processes).toEqual([
+      { pid: 11, comm: 'qmp shell' },
+      { pid: 12, comm: 'bash' },
+    ]);
+    expect(sockets.get(999)).toEqual({ inode: 999, peer: 0, processes: [] });
+    expect(sockets.size).toBe(6);
+  });
+});
+
+describe('peerLogFields', () => {
+  it('flattens the first holder and lists the others; says why when unknown', () => {
+    expect(peerLogFields({ known: true, inode: 1, processes: [{ pid: 5, uid: 1000, gid: 100, comm: 'a' }] })).toEqual({ peerPid: 5, peerUid: 1000, peerGid: 100, peerComm: 'a' });
+    expect(
+      peerLogFields({ known: true, inode: 1, processes: [{ pid: 5, uid: 0, gid: 0, comm: 'a' }, { pid: 6, uid: 1, gid: 1, comm: 'b' }] }),
+    ).toEqual({ peerPid: 5, peerUid: 0, peerGid: 0, peerComm: 'a', peerOthers: [{ pid: 6, uid: 1, gid: 1, comm: 'b' }] });
+    expect(peerLogFields({ known: false, why: 'x' })).toEqual({ peer: 'unknown', peerUnknownWhy: 'x' });
+  });
+});
+
+describe('lookupUnixPeer', () => {
+  async function connectedPair(): Promise<{ accepted: Socket; dialer: Socket; done: () => Promise<void> }> {
+    const dir = await mkdtemp(join(tmpdir(), 'pc-'));
+    const path = join(dir, 's.sock');
+    let accept!: (s: Socket) => void;
+    const acceptedP = new Promise<Socket>((resolve) => (accept = resolve));
+    const server = createServer(accept);
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const dialer = createConnection(path);
+    const accepted = await acceptedP;
+    return {
+      accepted,
+      dialer,
+      done: async () => {
+        dialer.destroy();
+        accepted.destroy();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  }
+
+  it('finds this very process on the other end, with its effective uid and gid', async () => {
+    const pair = await connectedPair();
+    try {
+      expect(socketFd(pair.accepted)).toEqual(expect.any(Number));
+      const peer = await lookupUnixPeer(pair.accepted);
+      expect(peer).toMatchObject({ known: true, processes: [{ pid: process.pid, uid: process.geteuid?.(), gid: process.getegid?.() }] });
+    } finally {
+      await pair.done();
+    }
+  });
+
+  it('answers unknown, with the reason, when ss is missing or the socket is closed', async () => {
+    const pair = await connectedPair();
+    try {
+      expect(await lookupUnixPeer(pair.accepted, { ss: '/nonexistent/ss' })).toEqual({ known: false, why: "iproute2's ss is not installed" });
+      pair.accepted.destroy();
+      expect(await lookupUnixPeer(pair.accepted)).toMatchObject({ known: false });
+    } finally {
+      await pair.done();
+    }
+  });
+});
