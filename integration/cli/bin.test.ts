@@ -1,0 +1,45 @@
+// bin/sevsup as users run it: a real process from the built dist/.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { buildProgram } from '../../src/cli/main.js';
+
+const run = promisify(execFile);
+const BIN = new URL('../../bin/sevsup', import.meta.url).pathname;
+
+async function sevsup(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(BIN, args);
+    return { code: 0, stdout, stderr };
+  } catch (error: unknown) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+describe('bin/sevsup', () => {
+  it('--version prints the package version', async () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const r = await sevsup('--version');
+    expect(r).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
+  });
+
+  it('--help lists every subcommand, and every subcommand answers --help with exit 0', async () => {
+    const top = await sevsup('--help');
+    expect(top.code).toBe(0);
+    for (const cmd of buildProgram().commands) {
+      expect(top.stdout).toContain(cmd.name());
+      const r = await sevsup(cmd.name(), '--help');
+      expect(r.code, `${cmd.name()} --help`).toBe(0);
+      expect(r.stdout).toContain(`Usage: sevsup ${cmd.name()}`);
+    }
+  });
+
+  it('an unknown command is a usage error (exit 2) without a stack trace', async () => {
+    const r = await sevsup('no-such-command');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("unknown command 'no-such-command'");
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});

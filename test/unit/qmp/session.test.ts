@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import { isSupervisorError } from '../../../src/errors.js';
+import { PendingTable, RunstateMachine, type Runstate } from '../../../src/qmp/session.js';
+
+describe('RunstateMachine', () => {
+  it('notifies observers of each change once, with the previous state', () => {
+    const machine = new RunstateMachine();
+    const seen: [Runstate, Runstate][] = [];
+    const off = machine.onChange((s, p) => seen.push([s, p]));
+    machine.onChange(() => {
+      throw new Error('observer bug');
+    });
+    machine.set('connecting');
+    machine.set('connecting');
+    machine.set('running');
+    off();
+    machine.set('idle');
+    expect(seen).toEqual([
+      ['connecting', 'idle'],
+      ['running', 'connecting'],
+    ]);
+    expect(machine.state).toBe('idle');
+  });
+
+  it('require() throws SUP_ERR_QMP_STATE carrying state, required and the cause', () => {
+    const machine = new RunstateMachine();
+    machine.set('connecting');
+    const cause = new Error('EOF');
+    let caught: unknown;
+    try {
+      machine.require('running', 'execute', cause);
+    } catch (error) {
+      caught = error;
+    }
+    expect(isSupervisorError(caught) && [caught.code, caught.message, caught.details, caught.cause]).toEqual([
+      'SUP_ERR_QMP_STATE',
+      'cannot execute: QMP session is connecting, not running (ended: EOF)',
+      { state: 'connecting', required: 'running', action: 'execute' },
+      cause,
+    ]);
+    machine.set('running');
+    expect(() => machine.require('running', 'execute')).not.toThrow();
+  });
+});
+
+describe('PendingTable', () => {
+  it('assigns ids from the reserved namespace and settles each entry once', async () => {
+    const table = new PendingTable();
+    const a = table.nextId();
+    const b = table.nextId();
+    expect([a, b]).toEqual(['sevsup-1', 'sevsup-2']);
+    const pa = table.add(a, 'query-status', { timeoutMs: 0 });
+    expect(table.size).toBe(1);
+    expect(table.settleReturn(a, 1)).toBe('settled');
+    expect(table.settleReturn(a, 2)).toBe('unknown');
+    expect(table.settleReturn(42, 2)).toBe('unknown');
+    expect(await pa).toEqual({ return: 1 });
+    expect(table.size).toBe(0);
+  });
+
+  it('a timed-out id is remembered as late, once', async () => {
+    const table = new PendingTable();
+    const id = table.nextId();
+    await expect(table.add(id, 'slow', { timeoutMs: 5 })).rejects.toMatchObject({
+      code: 'SUP_ERR_QMP_TIMEOUT',
+      message: "QMP command 'slow' got no reply within 5 ms",
+    });
+    expect(table.settleReturn(id, {})).toBe('late');
+    expect(table.settleReturn(id, {})).toBe('unknown');
+  });
+
+  it('addUnwrapped resolves with `return` and rejects an error reply through errorReply', async () => {
+    const table = new PendingTable((command, error) => new Error(`${command}: ${error.class}/${error.desc}`));
+    const ok = table.addUnwrapped('sevsup-1', 'a', { timeoutMs: 0 });
+    const bad = table.addUnwrapped('sevsup-2', 'b', { timeoutMs: 0 });
+    const raw = table.add('sevsup-3', 'c', { timeoutMs: 0 });
+    expect(table.settleReturn('sevsup-1', { x: 1 })).toBe('settled');
+    expect(table.settleError('sevsup-2', { class: 'GenericError', desc: 'no' })).toBe('settled');
+    expect(table.settleError('sevsup-3', { class: 'GenericError', desc: 'no' })).toBe('settled');
+    expect(await ok).toEqual({ x: 1 });
+    await expect(bad).rejects.toThrow('b: GenericError/no');
+    expect(await raw).toEqual({ error: { class: 'GenericError', desc: 'no' } });
+  });
+
+  it('one timer serves every deadline: a shorter timeout added later fires first, the longer one after', async () => {
+    const table = new PendingTable();
+    const order: string[] = [];
+    const long = table.add('sevsup-1', 'long', { timeoutMs: 60 }).catch(() => order.push('long'));
+    const short = table.add('sevsup-2', 'short', { timeoutMs: 10 }).catch(() => order.push('short'));
+    const answered = table.add('sevsup-3', 'answered', { timeoutMs: 5 });
+    expect(table.settleReturn('sevsup-3', 1)).toBe('settled');
+    expect(await answered).toEqual({ return: 1 });
+    await Promise.all([long, short]);
+    expect(order).toEqual(['short', 'long']);
+    expect(table.size).toBe(0);
+  });
+
+  it('an already aborted signal rejects without registering', async () => {
+    const table = new PendingTable();
+    const reason = new Error('stop');
+    await expect(table.add(table.nextId(), 'x', { timeoutMs: 0, signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    expect(table.size).toBe(0);
+  });
+
+  it('failAll rejects every entry with its own error and clears timers', async () => {
+    const table = new PendingTable();
+    const p1 = table.add(table.nextId(), 'a', { timeoutMs: 60_000 });
+    const p2 = table.add(table.nextId(), 'b', { timeoutMs: 60_000 });
+    table.failAll((command, id) => new Error(`${command}/${id}`));
+    await expect(p1).rejects.toThrow('a/sevsup-1');
+    await expect(p2).rejects.toThrow('b/sevsup-2');
+    expect(table.size).toBe(0);
+  });
+});
