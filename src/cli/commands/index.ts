@@ -1,7 +1,26 @@
 // The command table: one small register function per subcommand, in the order --help lists them.
 // Must not: import command implementations (each register() lazily imports its action).
 import type { Command } from 'commander';
+import { registerAttest } from './attest.js';
+import { registerHost } from './host.js';
+import { registerInspectFirmware } from './inspect-firmware.js';
+import { registerMeasure } from './measure.js';
+import { registerQmp } from './qmp.js';
+import { registerRun } from './run.js';
+import { registerSecret } from './secret.js';
+import { registerShowcmd } from './showcmd.js';
+import { registerVerify } from './verify.js';
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: readonly RegisterCommand[] = [];
+export const COMMANDS: readonly RegisterCommand[] = [
+  registerShowcmd,
+  registerRun,
+  registerAttest,
+  registerQmp,
+  registerInspectFirmware,
+  registerHost,
+  registerMeasure,
+  registerVerify,
+  registerSecret,
+];
