@@ -1,7 +1,7 @@
 // The generic half of a QMP session (qemu.qmp's AsyncProtocol): the runstate machine with its
 // guards, and the table of commands in flight (client-assigned ids, per-command timeouts, late
 // replies, failing everything at disconnect).
-// Owns: Runstate transitions and their observers; the id namespace `sevsup-<n>`; pending entries.
+// Owns: Runstate transitions and their observers; the id namespace `s<n>`; pending entries.
 // Must not: touch sockets or JSON, know command names' meaning, or log (the client does).
 // Invariants: every pending entry settles exactly once (reply, timeout, abort or disconnect); the
 // table's one timer is cleared when the table fails; an id is never reused within a session.
@@ -15,8 +15,12 @@ export type RunstateListener = (state: Runstate, previous: Runstate) => void;
 /** QEMU's raw answer to one command, with our id removed. */
 export type QmpReply = { return: unknown } | { error: QmpErrorInfo };
 
-/** The reserved id namespace: callers cannot choose ids (qemu.qmp `__qmp#`, libvirt `libvirt-N`). */
-export const QMP_ID_PREFIX = 'sevsup-';
+/**
+ * The id namespace: callers cannot choose ids (qemu.qmp `__qmp#`, libvirt `libvirt-N`). Short on
+ * purpose: QEMU 7.2 reads monitor input a byte per main-loop turn (~3 µs a byte here), so
+ * `sevsup-<n>` cost 10–20% per round trip against `s<n>` (bench/qmp-client.mjs).
+ */
+export const QMP_ID_PREFIX = 's';
 
 /**
  * Ids of timed-out or aborted commands remembered so that their late replies are dropped quietly

@@ -97,7 +97,7 @@ describe('greeting and negotiation', () => {
 });
 
 describe('ids', () => {
-  const IDS: unknown[] = [1, 0, -7, 2.5, 'x', '', 'sevsup-1', null, false, [], [1, [2, 'a']], {}, { a: { b: [null, true] } }, 'é😀\u0000'];
+  const IDS: unknown[] = [1, 0, -7, 2.5, 'x', '', 's1', null, false, [], [1, [2, 'a']], {}, { a: { b: [null, true] } }, 'é😀\u0000'];
 
   it('echoes every client id exactly (any JSON value); the upstream only ever sees its own ids', async () => {
     const r = await rig();
@@ -113,7 +113,7 @@ describe('ids', () => {
     expect(Object.hasOwn(noId, 'id')).toBe(false);
     const ids = r.forwarded().map((x) => x.id);
     expect(ids).toHaveLength(IDS.length + 1);
-    for (const id of ids) expect(id).toMatch(/^sevsup-\d+$/);
+    for (const id of ids) expect(id).toMatch(/^s\d+$/);
   });
 
   it('forwards our re-serialisation only: no client id, no extra bytes, arguments as parsed', async () => {

@@ -59,7 +59,7 @@ describe('QmpClient: connect and negotiate', () => {
     expect(client.state).toBe('running');
     expect(client.greeting).toEqual({ QMP: { version: QEMU_72_VERSION, capabilities: ['oob'] } });
     expect(client.oob).toBe(false);
-    expect(server.received.map((c) => c.raw)).toEqual(['{"execute":"qmp_capabilities","id":"sevsup-1"}']);
+    expect(server.received.map((c) => c.raw)).toEqual(['{"execute":"qmp_capabilities","id":"s1"}']);
     await client.close();
     expect(states).toEqual(GOOD_CONNECTION_STATES);
     expect(await client.closed).toBeUndefined();
@@ -170,6 +170,40 @@ describe('QmpClient: connect and negotiate', () => {
     expect(performance.now() - started).toBeLessThan(30_000);
   });
 
+  it('a socket that accepts but never greets while the QEMU process exits: SUP_ERR_QMP_CONNECT, not the deadline', async () => {
+    const server = await startServer({ greeting: false });
+    const child = spawn(process.execPath, ['-e', 'setTimeout(()=>{},300)'], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    cleanups.push(() => exited);
+    const states: Runstate[] = [];
+    const err = await rejection(
+      QmpClient.connect({
+        path: server.path,
+        connectTimeoutMs: 60_000,
+        isAlive: () => child.exitCode === null && child.signalCode === null,
+        onStateChange: (s) => states.push(s),
+      }),
+    );
+    expect(err.code).toBe('SUP_ERR_QMP_CONNECT');
+    expect(err.message).toBe(`QEMU exited before completing the QMP handshake on ${server.path}`);
+    expect(err.details).toEqual({ path: server.path });
+    expect(states).toEqual(FAILED_CONNECT_STATES);
+    await (await server.connection()).closed;
+  });
+
+  it('EOF during the handshake of a QEMU that is gone is SUP_ERR_QMP_CONNECT', async () => {
+    const server = await startServer({ greeting: false });
+    let alive = true;
+    const pending = rejection(QmpClient.connect({ path: server.path, isAlive: () => alive }));
+    const conn = await server.connection();
+    alive = false;
+    conn.end();
+    const err = await pending;
+    expect(err.code).toBe('SUP_ERR_QMP_CONNECT');
+    // Whichever is seen first, the liveness poll or the EOF, the answer is the same.
+    expect(err.message).toBe(`QEMU exited before completing the QMP handshake on ${server.path}`);
+  });
+
   it('an `exited` promise stops the retrying the moment it settles', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sevsup-qmp-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
@@ -222,7 +256,7 @@ describe('QmpClient: commands and replies', () => {
     const { client } = await connect(server);
     expect(await client.execute('query-status')).toEqual({ status: 'prelaunch', singlestep: false, running: false });
     expect(await client.execute('query-version')).toEqual(QEMU_72_VERSION);
-    expect(server.received.map((c) => c.id)).toEqual(['sevsup-1', 'sevsup-2', 'sevsup-3']);
+    expect(server.received.map((c) => c.id)).toEqual(['s1', 's2', 's3']);
   });
 
   it('an error reply rejects SUP_ERR_QMP_EXECUTE with class and desc in the details', async () => {
@@ -246,7 +280,7 @@ describe('QmpClient: commands and replies', () => {
     });
     server.handle('yank', () => ({ return: {} }));
     expect(await client.request({ 'exec-oob': 'yank', arguments: { instances: [] } })).toEqual({ return: {} });
-    expect(server.received.at(-1)?.raw).toBe('{"exec-oob":"yank","arguments":{"instances":[]},"id":"sevsup-4"}');
+    expect(server.received.at(-1)?.raw).toBe('{"exec-oob":"yank","arguments":{"instances":[]},"id":"s4"}');
   });
 
   it('request() refuses a message without exactly one of execute/exec-oob', async () => {
@@ -262,7 +296,7 @@ describe('QmpClient: commands and replies', () => {
     const server = await startServer();
     const { client } = await connect(server);
     const template = JSON.stringify({ return: { desc }, id: 'ID' });
-    const length = Buffer.byteLength(template.replace('ID', 'sevsup-99'));
+    const length = Buffer.byteLength(template.replace('ID', 's99'));
     for (let k = 0; k <= length; k++) {
       server.handle('split', (cmd) => {
         const bytes = Buffer.from(`${JSON.stringify({ return: { desc }, id: cmd.id })}\r\n`);
@@ -290,13 +324,13 @@ describe('QmpClient: commands and replies', () => {
     const server = await startServer();
     const { client } = await connect(server, { logger });
     server.handle('q', () => [
-      { raw: '{"return": {"stale": true}, "id": "sevsup-4242"}\r\n' },
+      { raw: '{"return": {"stale": true}, "id": "s4242"}\r\n' },
       { raw: '{"return": 7, "id": {"a": 1}}\r\n' },
       { return: 2 },
     ]);
     expect(await client.execute('q')).toBe(2);
     expect(lines.map((l) => [l['level'], l['msg'], l['id'], l['component']])).toEqual([
-      [40, 'dropping QMP reply with unknown id', 'sevsup-4242', 'qmp'],
+      [40, 'dropping QMP reply with unknown id', 's4242', 'qmp'],
       [40, 'dropping QMP reply with unknown id', '{"a":1}', 'qmp'],
     ]);
     expect(client.state).toBe('running');
@@ -309,11 +343,11 @@ describe('QmpClient: commands and replies', () => {
     const err = await rejection(client.execute('slow'));
     expect(err.code).toBe('SUP_ERR_QMP_TIMEOUT');
     expect(err.message).toBe("QMP command 'slow' got no reply within 50 ms");
-    expect(err.details).toEqual({ command: 'slow', id: 'sevsup-2', timeoutMs: 50 });
+    expect(err.details).toEqual({ command: 'slow', id: 's2', timeoutMs: 50 });
     const slow = await server.command('slow');
     slow.connection.write({ return: 'late', id: slow.id });
     expect(await client.execute('query-status', undefined, { timeoutMs: 0 })).toMatchObject({ running: false });
-    expect(lines.filter((l) => l['id'] === 'sevsup-2').map((l) => l['msg'])).toEqual(['dropping late QMP reply to a timed-out or abandoned command']);
+    expect(lines.filter((l) => l['id'] === 's2').map((l) => l['msg'])).toEqual(['dropping late QMP reply to a timed-out or abandoned command']);
     expect(lines.some((l) => l['level'] === 40)).toBe(false);
   });
 
@@ -340,8 +374,8 @@ describe('QmpClient: failures end the session', () => {
     const [ea, eb] = await Promise.all([a, b]);
     expect(ea.code).toBe('SUP_ERR_QMP_INTERRUPTED');
     expect(ea.message).toBe(`QMP command 'a' interrupted: QEMU closed the QMP connection ${server.path}`);
-    expect(ea.details).toEqual({ command: 'a', id: 'sevsup-2' });
-    expect(eb.details).toEqual({ command: 'b', id: 'sevsup-3' });
+    expect(ea.details).toEqual({ command: 'a', id: 's2' });
+    expect(eb.details).toEqual({ command: 'b', id: 's3' });
     const cause = await client.closed;
     expect(ea.cause).toBe(cause);
     expect(eb.cause).toBe(cause);
@@ -499,10 +533,10 @@ describe('QmpClient: trace logging', () => {
     const traffic = lines.filter((l) => l['msg'] === '-->' || l['msg'] === '<--').map((l) => `${String(l['msg'])} ${String(l['qmp'])}`);
     expect(traffic).toEqual([
       `<-- ${JSON.stringify({ QMP: { version: QEMU_72_VERSION, capabilities: ['oob'] } })}`,
-      '--> {"execute":"qmp_capabilities","id":"sevsup-1"}',
-      '<-- {"return":{},"id":"sevsup-1"}',
-      '--> {"execute":"sev-inject-launch-secret","arguments":{"packet-header":"[redacted]","secret":"[redacted]","gpa":4096},"id":"sevsup-2"}',
-      '<-- {"return":{},"id":"sevsup-2"}',
+      '--> {"execute":"qmp_capabilities","id":"s1"}',
+      '<-- {"return":{},"id":"s1"}',
+      '--> {"execute":"sev-inject-launch-secret","arguments":{"packet-header":"[redacted]","secret":"[redacted]","gpa":4096},"id":"s2"}',
+      '<-- {"return":{},"id":"s2"}',
     ]);
     expect(JSON.stringify(lines)).not.toContain('SECRET');
     // The secret did reach QEMU.

@@ -19,7 +19,7 @@ function codeAndMessage(value: unknown): [string, string] {
 describe('parseInbound', () => {
   it('recognises the four kinds', () => {
     expect(parseInbound(greeting)).toEqual({ kind: 'greeting', greeting });
-    expect(parseInbound({ return: { a: 1 }, id: 'sevsup-1' })).toEqual({ kind: 'return', id: 'sevsup-1', value: { a: 1 } });
+    expect(parseInbound({ return: { a: 1 }, id: 's1' })).toEqual({ kind: 'return', id: 's1', value: { a: 1 } });
     expect(parseInbound({ return: [] })).toEqual({ kind: 'return', id: undefined, value: [] });
     expect(parseInbound({ error: { class: 'GenericError', desc: 'd' }, id: 3 })).toEqual({
       kind: 'error',

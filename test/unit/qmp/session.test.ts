@@ -48,7 +48,7 @@ describe('PendingTable', () => {
     const table = new PendingTable();
     const a = table.nextId();
     const b = table.nextId();
-    expect([a, b]).toEqual(['sevsup-1', 'sevsup-2']);
+    expect([a, b]).toEqual(['s1', 's2']);
     const pa = table.add(a, 'query-status', { timeoutMs: 0 });
     expect(table.size).toBe(1);
     expect(table.settleReturn(a, 1)).toBe('settled');
@@ -71,12 +71,12 @@ describe('PendingTable', () => {
 
   it('addUnwrapped resolves with `return` and rejects an error reply through errorReply', async () => {
     const table = new PendingTable((command, error) => new Error(`${command}: ${error.class}/${error.desc}`));
-    const ok = table.addUnwrapped('sevsup-1', 'a', { timeoutMs: 0 });
-    const bad = table.addUnwrapped('sevsup-2', 'b', { timeoutMs: 0 });
-    const raw = table.add('sevsup-3', 'c', { timeoutMs: 0 });
-    expect(table.settleReturn('sevsup-1', { x: 1 })).toBe('settled');
-    expect(table.settleError('sevsup-2', { class: 'GenericError', desc: 'no' })).toBe('settled');
-    expect(table.settleError('sevsup-3', { class: 'GenericError', desc: 'no' })).toBe('settled');
+    const ok = table.addUnwrapped('s1', 'a', { timeoutMs: 0 });
+    const bad = table.addUnwrapped('s2', 'b', { timeoutMs: 0 });
+    const raw = table.add('s3', 'c', { timeoutMs: 0 });
+    expect(table.settleReturn('s1', { x: 1 })).toBe('settled');
+    expect(table.settleError('s2', { class: 'GenericError', desc: 'no' })).toBe('settled');
+    expect(table.settleError('s3', { class: 'GenericError', desc: 'no' })).toBe('settled');
     expect(await ok).toEqual({ x: 1 });
     await expect(bad).rejects.toThrow('b: GenericError/no');
     expect(await raw).toEqual({ error: { class: 'GenericError', desc: 'no' } });
@@ -85,10 +85,10 @@ describe('PendingTable', () => {
   it('one timer serves every deadline: a shorter timeout added later fires first, the longer one after', async () => {
     const table = new PendingTable();
     const order: string[] = [];
-    const long = table.add('sevsup-1', 'long', { timeoutMs: 60 }).catch(() => order.push('long'));
-    const short = table.add('sevsup-2', 'short', { timeoutMs: 10 }).catch(() => order.push('short'));
-    const answered = table.add('sevsup-3', 'answered', { timeoutMs: 5 });
-    expect(table.settleReturn('sevsup-3', 1)).toBe('settled');
+    const long = table.add('s1', 'long', { timeoutMs: 60 }).catch(() => order.push('long'));
+    const short = table.add('s2', 'short', { timeoutMs: 10 }).catch(() => order.push('short'));
+    const answered = table.add('s3', 'answered', { timeoutMs: 5 });
+    expect(table.settleReturn('s3', 1)).toBe('settled');
     expect(await answered).toEqual({ return: 1 });
     await Promise.all([long, short]);
     expect(order).toEqual(['short', 'long']);
@@ -107,8 +107,8 @@ describe('PendingTable', () => {
     const p1 = table.add(table.nextId(), 'a', { timeoutMs: 60_000 });
     const p2 = table.add(table.nextId(), 'b', { timeoutMs: 60_000 });
     table.failAll((command, id) => new Error(`${command}/${id}`));
-    await expect(p1).rejects.toThrow('a/sevsup-1');
-    await expect(p2).rejects.toThrow('b/sevsup-2');
+    await expect(p1).rejects.toThrow('a/s1');
+    await expect(p2).rejects.toThrow('b/s2');
     expect(table.size).toBe(0);
   });
 });
