@@ -21,6 +21,8 @@ const SKIP_REASON = !HAS_SEV
     ? 'needs SEVSUP_SEV_FIRMWARE=<an OVMF AmdSev build> for kernel-hashes'
     : '';
 const run = promisify(execFile);
+// Say why in the run's output too: a skipped file shows only as "skipped" in vitest's summary.
+if (SKIP_REASON !== '') process.stderr.write(`integration/sev: SKIPPED — ${SKIP_REASON}\n`);
 
 describe.skipIf(SKIP_REASON !== '')(`SEV hardware end to end${SKIP_REASON ? ` (skipped: ${SKIP_REASON})` : ''}`, () => {
   const dir = mkdtempSync(join(tmpdir(), 'sevsup-hw-'));
