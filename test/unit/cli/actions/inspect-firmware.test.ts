@@ -2,28 +2,14 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from '../../../../src/cli/main.js';
 import { buildImage, debianLikeEntries } from '../../sev/ovmf-images.js';
+import { runCliCaptured } from '../run-cli.js';
 
 const DEBIAN_OVMF = '/usr/share/ovmf/OVMF.fd';
 const dir = mkdtempSync(join(tmpdir(), 'sevsup-inspect-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Run the CLI in-process, collecting what it writes to stdout and stderr. */
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
-  process.stdout.write = ((chunk: string | Uint8Array) => out.push(String(chunk)) > 0) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof process.stderr.write;
-  try {
-    const code = await runCli(['node', 'sevsup', ...args]);
-    return { code, out: out.join(''), err: err.join('') };
-  } finally {
-    process.stdout.write = write.out;
-    process.stderr.write = write.err;
-  }
-}
+const cli = runCliCaptured;
 
 describe('sevsup inspect-firmware', () => {
   it.runIf(existsSync(DEBIAN_OVMF))("shows Debian OVMF's empty areas with QEMU's refusal and the ES reset address", async () => {
