@@ -1,22 +1,88 @@
-# sevsup in a container: QEMU, OVMF and sevsup. No image registry is reachable from the machines
-# this is built on, so the base image is made locally (see scripts/docker-base.sh):
-#   debootstrap --variant=minbase trixie DIR && tar -C DIR -c . | docker import - sevsup-base:trixie
-# Debian trixie brings Node.js 20 and QEMU 10. Build with `docker build --network host -t sevsup .`
-# Run on an SEV host:
-#   docker run --device /dev/kvm --device /dev/sev -v /etc/sevsup:/etc/sevsup:ro \
-#     -v /var/lib/sevsup:/var/lib/sevsup -v /run/sevsup:/run/sevsup sevsup daemon
+# sevsup in a container: QEMU 10, OVMF, Node.js 20 and sevsup built from this checkout, plus the
+# demo's kernel, test firmware and initrd. Owns the image only; it must not need a registry:
+# the base is made locally (scripts/docker-base.sh: debootstrap trixie + docker import) because
+# none is reachable here, and `docker build --network host` (scripts/docker-build.sh) lets apt
+# and npm inside the build reach Debian's mirror and the npm registry as the host does.
+# Runs as root by default: QEMU needs /dev/kvm and /dev/sev. How to run it: docs/docker.md.
 ARG BASE=sevsup-base:trixie
-FROM ${BASE}
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      nodejs npm qemu-system-x86 qemu-utils ovmf ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+
+# ---- runtime packages: shared by the build stage and the final image --------------------------
+FROM ${BASE} AS runtime
+# On every image this file makes (both stages inherit it): lets docker-build.sh remove its own
+# superseded images, and nothing else.
+LABEL org.sevsup.image=1
+# qemu-utils: for qemu-img, to make guest disks. No recommends: no GUI, no audio. Left out by
+# dpkg (so never in any layer): QEMU's i386 and microvm emulators, its firmware for other
+# architectures, and the NBD/storage-daemon/io tools; sevsup runs qemu-system-x86_64 only.
+# The package lists go away in the same layer, so they never reach the image.
+RUN printf '%s\n' '# sevsup image: what sevsup never runs (see the Dockerfile)' \
+      'path-exclude /usr/bin/qemu-system-i386' 'path-exclude /usr/bin/qemu-system-x86_64-microvm' \
+      'path-exclude /usr/bin/qemu-io' 'path-exclude /usr/bin/qemu-nbd' 'path-exclude /usr/bin/qemu-storage-daemon' \
+      'path-exclude /usr/share/qemu/openbios-*' 'path-exclude /usr/share/qemu/skiboot.lid' \
+      'path-exclude /usr/share/qemu/slof.bin' 'path-exclude /usr/share/qemu/u-boot*' \
+      'path-exclude /usr/share/qemu/hppa-firmware*' 'path-exclude /usr/share/qemu/s390-ccw.img' \
+      'path-exclude /usr/share/qemu/palcode-clipper' 'path-exclude /usr/share/qemu/npcm*' \
+      > /etc/dpkg/dpkg.cfg.d/02-sevsup-qemu-x86-only \
+ && apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      nodejs qemu-system-x86 qemu-utils ovmf >/dev/null \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
+
+# ---- build: compile dist/, make the demo/test assets, keep production dependencies only ------
+FROM runtime AS build
+# npm, the TypeScript build and the asset recipe's tools live only in this stage. The package
+# lists stay here: setup-test-assets.sh needs them for `apt-get download` of the kernel.
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      ca-certificates busybox-static cpio >/dev/null
+# npm itself comes from the npm registry through corepack, which trixie's nodejs depends on:
+# Debian's npm package pulls in ~380 packages and took 97 s of a 164 s cold build. Pinned; the
+# first call (in `npm ci` below, where the host's CAs are trusted) downloads it.
+ARG NPM_VERSION=10.9.2
+ENV COREPACK_ENABLE_DOWNLOAD_PROMPT=0 COREPACK_ENABLE_STRICT=0 NPM_CONFIG_UPDATE_NOTIFIER=false
+RUN printf '#!/bin/sh\nexec corepack npm@%s "$@"\n' "$NPM_VERSION" > /usr/local/bin/npm \
+ && chmod 0755 /usr/local/bin/npm
 WORKDIR /opt/sevsup
-COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+# Dependencies first, in their own layer: it stays cached until the lock file changes.
+# --ignore-scripts: `prepare` would compile before the sources are copied; we build below.
+COPY package.json package-lock.json ./
+# The building host's own CAs (docker-build.sh passes /usr/local/share/ca-certificates/*.crt):
+# where the npm registry is reached through a TLS-inspecting proxy, npm must trust what the
+# host's npm trusts. Public certificates, used by this step only, written and removed within
+# it, and absent from the final image.
+ARG HOST_CA_CERTS=
+RUN set -e; \
+    if [ -n "$HOST_CA_CERTS" ]; then \
+      printf '%s\n' "$HOST_CA_CERTS" > /tmp/host-ca.pem; export NODE_EXTRA_CA_CERTS=/tmp/host-ca.pem; \
+    fi; \
+    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error; \
+    rm -rf /tmp/host-ca.pem /root/.npm
+COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+RUN npm run --silent build
+# Only the asset recipe's scripts: a change to any other script must not invalidate this stage.
+COPY scripts/setup-test-assets.sh scripts/make-test-firmware.mjs scripts/make-demo-initrd.sh ./scripts/
+# The same recipe as on a developer's machine, on this image's own Debian: trixie's cloud kernel,
+# a test firmware patched from this image's /usr/share/ovmf/OVMF.fd, the busybox demo initrd.
+RUN bash scripts/setup-test-assets.sh \
+ && test -s .cache/test-assets/vmlinuz -a -s .cache/test-assets/ovmf-sev-test.fd \
+      -a -s .cache/test-assets/demo-initrd.img
+RUN npm prune --omit=dev --no-audit --no-fund --loglevel=error \
+ && find node_modules -mindepth 1 -type d -empty -delete
+
+# ---- the image --------------------------------------------------------------------------------
+FROM runtime
+WORKDIR /opt/sevsup
+COPY package.json ./
 COPY bin ./bin
-RUN npm ci --no-audit --no-fund --loglevel=error && npm prune --omit=dev
 COPY examples ./examples
-ENV PATH=/opt/sevsup/bin:$PATH
+COPY --from=build /opt/sevsup/dist ./dist
+COPY --from=build /opt/sevsup/node_modules ./node_modules
+# Same place as in a checkout, so code that finds the assets relative to dist/ finds them here.
+COPY --from=build /opt/sevsup/.cache/test-assets ./.cache/test-assets
+# The directories docs/docker.md mounts volumes on; they exist (empty) without volumes too.
+RUN mkdir -p /etc/sevsup/vms /var/lib/sevsup /run/sevsup /var/cache/sevsup
+ENV PATH=/opt/sevsup/bin:$PATH NODE_ENV=production
 ENTRYPOINT ["sevsup"]
 CMD ["--help"]
