@@ -324,6 +324,7 @@ describe('examples/vms', () => {
       bios: 'ovmf',
       firmware: { path: path.join(ASSETS, 'ovmf-sev-test.fd') },
       kernel: path.join(ASSETS, 'vmlinuz'),
+      initrd: path.join(ASSETS, 'demo-initrd.img'),
       cmdline: 'console=ttyS0 panic=-1',
       attest: 'hold',
       holdTimeout: 300,
