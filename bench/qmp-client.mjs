@@ -1,14 +1,11 @@
-// Benchmark: sevsup's QmpClient against a minimal raw-socket QMP client (hand-rolled newline
-// JSON), all talking to ONE real, paused QEMU through separate monitors, interleaved in short
-// rounds (order rotated each round) so the noise of a shared machine hits every client alike.
-// Prints medians and p99 per client and the ratios ours/raw (target ≤ 1.10×).
-// Two baselines, because QEMU 7.2 reads monitor input ONE BYTE per main-loop iteration
-// (monitor_can_read() returns 1), so every request byte costs QEMU a few µs:
-//   raw        — sends byte-for-byte what we send (`"id":"sevsup-N"`): measures client overhead;
-//   raw-numeric — numeric ids (`"id":N`, 8 bytes shorter): shows what our id format costs in QEMU.
-// Needs the build: `npm run build && node bench/qmp-client.mjs`.
-// Env: QEMU_BIN, BENCH_ROUNDS (20), BENCH_SEQ (100 sequential round trips per client per round),
-// BENCH_BATCHES (3 batches of 50 concurrent commands per client per round).
+// Benchmark: sevsup's QmpClient against a minimal raw-socket QMP client, all on ONE real paused QEMU
+// (one monitor each), interleaved in short rounds with the order rotated, so the noise of a shared
+// machine hits every client alike. Prints medians, p99 and ours/raw (target ≤ 1.10×). Baselines:
+// `raw` sends our exact bytes (client overhead); `raw-numeric` uses numeric ids, 8 bytes shorter —
+// QEMU 7.2 reads monitor input one byte per main-loop iteration (monitor_can_read() returns 1), so
+// that shows what our `sevsup-<n>` id format costs inside QEMU.
+// Run: `npm run build && node bench/qmp-client.mjs`. Env: QEMU_BIN, BENCH_ROUNDS (20),
+// BENCH_SEQ (100 round trips per client per round), BENCH_BATCHES (3 × 50 concurrent per round).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';

@@ -64,7 +64,10 @@ export interface QmpSessionOptions {
 export interface QmpConnectOptions extends QmpSessionOptions {
   /** QEMU's monitor socket (`-chardev socket,path=P,server=on,wait=off`). */
   readonly path: string;
-  /** Whether QEMU is still running; connecting gives up as soon as it is false. */
+  /**
+   * Whether QEMU is still running: asked between connect attempts and, while waiting for the
+   * greeting, every LIVENESS_POLL_MS; connecting gives up (SUP_ERR_QMP_CONNECT) once it is false.
+   */
   readonly isAlive?: () => boolean;
   /** Settles when QEMU exits (e.g. QemuProcess.exited): connecting gives up at that moment. */
   readonly exited?: PromiseLike<unknown>;
@@ -176,8 +179,9 @@ export class QmpClient {
    * Connect to QEMU's monitor socket (QEMU is the server, so the socket may appear late), read
    * the greeting and negotiate capabilities (with `oob` when asked for and offered).
    * Retries ENOENT/ECONNREFUSED/EAGAIN with exponential backoff until `connectTimeoutMs`.
-   * @throws SUP_ERR_QMP_CONNECT when QEMU exits first (`isAlive()` false or `exited` settled), the
-   *   deadline passes, or the error is not retryable (e.g. EACCES); `cause` is the last error.
+   * @throws SUP_ERR_QMP_CONNECT when QEMU exits first (`isAlive()` false or `exited` settled),
+   *   before the socket accepts or during the handshake; when the deadline passes; or when the
+   *   error is not retryable (e.g. ENOTDIR, EACCES). `cause` is the last socket error.
    * @throws SUP_ERR_QMP_GREETING, SUP_ERR_QMP_NEGOTIATION when the handshake fails.
    * @throws the signal's reason, unwrapped, when `signal` aborts.
    */

@@ -2,21 +2,9 @@
 // ends when its braces and brackets balance (not at a newline), counted outside "…" and '…'
 // strings with backslash escapes. Bytes are scanned once, as they arrive; UTF-8 is decoded only
 // for complete values, so a character split across chunks is never seen half-decoded.
-// Owns: message boundaries, the size and nesting bounds, and resynchronisation after bad input.
+// Owns: message boundaries, the size and nesting bounds, resynchronisation (see QmpFramer).
 // Must not: parse JSON (callers do, strictly or not), do I/O, or throw on bad input — bad input
 // is an `error` item and the stream goes on.
-//
-// Resynchronisation (how the framer gets back in step after an error):
-// - An error inside a value (too large, too deep, a closer that does not match its opener) is
-//   reported once; the rest of that value is then skipped without buffering, still tracking
-//   strings and nesting, until the nesting returns to zero. This is what QEMU's current
-//   json-streamer does ("during error recovery eat tokens until parentheses balance").
-// - A control byte other than \t \r \n, or 0xFE/0xFF, anywhere (even inside a string) drops
-//   whatever is in progress and returns to the top level: the QMP spec's way for a peer to force
-//   the parser into a known-good state (QEMU's lexer treats them as lexical errors). It is
-//   reported as an error only when it cut a value short.
-// - Stray bytes between values are reported once, then skipped up to the next `{`, `[` or line
-//   end (QEMU's lexer recovery state).
 
 /** A framed item: a complete top-level JSON value's text, or one report of bad input. */
 export type FramedItem =
@@ -98,6 +86,18 @@ function quote(text: string): string {
 /**
  * Incremental splitter of a QMP byte stream into top-level JSON values.
  *
+ * Resynchronisation (how it gets back in step after an error):
+ * - An error inside a value (too large, too deep, a closer that does not match its opener) is
+ *   reported once; the rest of that value is then skipped without buffering, still tracking
+ *   strings and nesting, until the nesting returns to zero. This is what QEMU's current
+ *   json-streamer does ("during error recovery eat tokens until parentheses balance").
+ * - A control byte other than \t \r \n, or 0xFE/0xFF, anywhere (even inside a string) drops
+ *   whatever is in progress and returns to the top level: the QMP spec's way for a peer to force
+ *   the parser into a known-good state (QEMU's lexer treats them as lexical errors). It is
+ *   reported as an error only when it cut a value short.
+ * - Stray bytes between values are reported once, then skipped up to the next `{`, `[` or line
+ *   end (QEMU's lexer recovery state); a stray `}` or `]` is reported on its own.
+ *
  * ```ts
  * const framer = new QmpFramer();
  * socket.on('data', (chunk) => { for (const item of framer.push(chunk)) … });
@@ -127,7 +127,7 @@ export class QmpFramer {
     this.openers = new Uint8Array(this.maxDepth);
   }
 
-  /** Feed the next chunk; returns the values (and errors) it completed, in stream order. */
+  /** Feed the next chunk (a string as UTF-8); returns what it completed, in stream order. */
   push(chunk: Buffer | Uint8Array | string): FramedItem[] {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
     const out: FramedItem[] = [];
