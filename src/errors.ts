@@ -129,6 +129,14 @@ export const ERRORS = {
   SUP_ERR_API_TOO_LARGE: def('request body too large', 413, EXIT.usage),
   SUP_ERR_VM_STATE: def('VM is in the wrong state for this operation', 409, EXIT.failure),
 
+  // --- daemon: guest operations beyond the launch (seed's snapshot/migration rules) ------------
+  SUP_ERR_DAEMON_RUNNING: def('another sevsup daemon already serves this socket', 409, EXIT.failure),
+  SUP_ERR_SNAPSHOT_UNSUPPORTED: def('this snapshot is not supported for the guest', 409, EXIT.refused),
+  SUP_ERR_SNAPSHOT_FAILED: def('the disk snapshot failed', 500, EXIT.failure),
+  SUP_ERR_MIGRATE_RUNNING: def('live migration is not supported by sevsup; stop the guest first', 409, EXIT.refused),
+  SUP_ERR_MIGRATE_TARGET: def('a stopped guest is moved offline to a local directory', 400, EXIT.usage),
+  SUP_ERR_MIGRATE_FAILED: def('the offline move failed', 500, EXIT.failure),
+
   // --- anything else ----------------------------------------------------------------------------
   SUP_ERR_INTERNAL: def('internal error', 500, EXIT.internal),
 } as const satisfies Record<string, ErrorDef>;

@@ -28,7 +28,7 @@ describe('bin/sevsup', () => {
   it('--help lists every subcommand, and every subcommand answers --help with exit 0', async () => {
     const top = await sevsup('--help');
     expect(top.code).toBe(0);
-    for (const cmd of buildProgram().commands) {
+    for (const cmd of (await buildProgram()).commands) {
       expect(top.stdout).toContain(cmd.name());
       const r = await sevsup(cmd.name(), '--help');
       expect(r.code, `${cmd.name()} --help`).toBe(0);

@@ -1,14 +1,26 @@
 // The control API client the CLI uses: one request over the unix socket, the reply narrowed to
-// a value or a SupervisorError carrying the server's code. Kept light (node:http + errors only)
-// because every `sevsup attest`/`status` loads it.
+// a value or a SupervisorError carrying the server's code. Kept light (node:net + errors only):
+// every `sevsup status`/`attest` loads it, and node:http costs a `status` call a third of its
+// start-up. The server is ours (api/server.ts), so the HTTP/1.1 spoken here is the small subset it
+// answers with: one request, `Connection: close`, a Content-Length (or chunked) body.
 // Must not: retry non-idempotent requests (an approve must never be sent twice).
-import { request } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
-import { SupervisorError, isErrorCode, isSupervisorError } from '../errors.js';
+import { SupervisorError, isErrorCode } from '../errors.js';
 
 /** `sevsup run`'s per-VM control socket: `<run-dir>/<vm>/control.sock`. */
 export function controlSocketPath(runDir: string, vm: string): string {
   return join(runDir, vm, 'control.sock');
+}
+
+/** The daemon's control socket unless `--socket` or SEVSUP_SOCKET says otherwise. */
+export const DEFAULT_DAEMON_SOCKET = '/run/sevsup/sevsup.sock';
+
+/** `--socket`, else $SEVSUP_SOCKET, else the daemon's default socket. */
+export function daemonSocketPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  if (flag !== undefined && flag !== '') return flag;
+  const fromEnv = env['SEVSUP_SOCKET'];
+  return fromEnv !== undefined && fromEnv !== '' ? fromEnv : DEFAULT_DAEMON_SOCKET;
 }
 
 export interface ControlRequest {
@@ -30,54 +42,97 @@ const MAX_REPLY_BYTES = 1024 * 1024;
  *         answers on the socket or the reply is not the control API's.
  */
 export function callControl(req: ControlRequest): Promise<unknown> {
-  const payload = req.body === undefined ? undefined : JSON.stringify(req.body);
-  return new Promise<unknown>((resolve, reject) => {
-    const unreachable = (why: string, cause?: unknown): SupervisorError =>
-      new SupervisorError('SUP_ERR_API_UNREACHABLE', `cannot reach the sevsup control socket ${req.socketPath}: ${why}`, {
-        details: { socketPath: req.socketPath },
-        ...(cause === undefined ? {} : { cause }),
-      });
-    const http = request(
-      {
-        socketPath: req.socketPath,
-        method: req.method,
-        path: req.path,
-        timeout: req.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-        headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_REPLY_BYTES) {
-            res.destroy();
-            reject(unreachable(`reply larger than ${MAX_REPLY_BYTES} bytes`));
-            return;
-          }
-          chunks.push(chunk);
-        });
-        res.on('error', (error) => reject(unreachable(error.message, error)));
-        res.on('end', () => {
-          let body: unknown;
-          try {
-            body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          } catch {
-            reject(unreachable(`reply (HTTP ${res.statusCode ?? '?'}) is not JSON`));
-            return;
-          }
-          if ((res.statusCode ?? 500) < 400) resolve(body);
-          else reject(toError(body, res.statusCode ?? 500, unreachable));
-        });
-      },
-    );
-    http.on('timeout', () => http.destroy(unreachable(`no reply within ${req.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`)));
-    http.on('error', (error: NodeJS.ErrnoException) => {
-      if (isSupervisorError(error)) reject(error);
-      else reject(unreachable(describeConnectError(error), error));
+  const payload = req.body === undefined ? '' : JSON.stringify(req.body);
+  const timeoutMs = req.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const unreachable = (why: string, cause?: unknown): SupervisorError =>
+    new SupervisorError('SUP_ERR_API_UNREACHABLE', `cannot reach the sevsup control socket ${req.socketPath}: ${why}`, {
+      details: { socketPath: req.socketPath },
+      ...(cause === undefined ? {} : { cause }),
     });
-    http.end(payload);
+  return new Promise<unknown>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const finish = (error: SupervisorError | null, value?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      socket.destroy();
+      if (error === null) resolve(value);
+      else reject(error);
+    };
+    const socket = connect(req.socketPath);
+    socket.setTimeout(timeoutMs, () => finish(unreachable(`no reply within ${timeoutMs} ms`)));
+    socket.once('connect', () => {
+      const head = [
+        `${req.method} ${req.path} HTTP/1.1`,
+        'Host: sevsup',
+        'Connection: close',
+        ...(req.body === undefined ? [] : ['Content-Type: application/json', `Content-Length: ${Buffer.byteLength(payload)}`]),
+      ];
+      // Not end(): a half-closed connection makes Node's HTTP server drop a reply still being
+      // prepared (httpAllowHalfOpen is off). The server closes after replying (Connection: close).
+      socket.write(`${head.join('\r\n')}\r\n\r\n${payload}`);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_REPLY_BYTES) finish(unreachable(`reply larger than ${MAX_REPLY_BYTES} bytes`));
+      else chunks.push(chunk);
+    });
+    socket.once('end', () => {
+      const reply = parseReply(Buffer.concat(chunks));
+      if (reply === null) {
+        finish(unreachable('the reply is not an HTTP response'));
+        return;
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(reply.body);
+      } catch {
+        finish(unreachable(`reply (HTTP ${reply.status}) is not JSON`));
+        return;
+      }
+      if (reply.status < 400) finish(null, body);
+      else finish(toError(body, reply.status, unreachable));
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => finish(unreachable(describeConnectError(error), error)));
   });
+}
+
+/** Status and body of a complete HTTP/1.1 response; null when it is not one. */
+function parseReply(bytes: Buffer): { status: number; body: string } | null {
+  const split = bytes.indexOf('\r\n\r\n');
+  if (split < 0) return null;
+  const [statusLine = '', ...headerLines] = bytes.subarray(0, split).toString('latin1').split('\r\n');
+  const status = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1];
+  if (status === undefined) return null;
+  const headers = new Map(headerLines.map((line) => [line.slice(0, line.indexOf(':')).trim().toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
+  let body = bytes.subarray(split + 4);
+  if (headers.get('transfer-encoding')?.toLowerCase() === 'chunked') {
+    const decoded = decodeChunked(body);
+    if (decoded === null) return null;
+    body = decoded;
+  } else if (headers.has('content-length')) {
+    const length = Number(headers.get('content-length'));
+    if (!Number.isSafeInteger(length) || length > body.length) return null;
+    body = body.subarray(0, length);
+  }
+  return { status: Number(status), body: body.toString('utf8') };
+}
+
+/** A chunked body (`<hex size>\r\n<data>\r\n … 0\r\n\r\n`); null when malformed or cut. */
+function decodeChunked(bytes: Buffer): Buffer | null {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (;;) {
+    const eol = bytes.indexOf('\r\n', at);
+    if (eol < 0) return null;
+    const size = Number.parseInt(bytes.subarray(at, eol).toString('latin1'), 16);
+    if (!Number.isSafeInteger(size) || size < 0) return null;
+    if (size === 0) return Buffer.concat(parts);
+    if (eol + 2 + size > bytes.length) return null;
+    parts.push(bytes.subarray(eol + 2, eol + 2 + size));
+    at = eol + 2 + size + 2;
+  }
 }
 
 function toError(body: unknown, status: number, unreachable: (why: string) => SupervisorError): SupervisorError {
@@ -92,7 +147,7 @@ function toError(body: unknown, status: number, unreachable: (why: string) => Su
 function describeConnectError(error: NodeJS.ErrnoException): string {
   switch (error.code) {
     case 'ENOENT':
-      return 'no such socket (is `sevsup run` running for this VM, with the same --run-dir?)';
+      return 'no such socket (is the sevsup daemon running with this socket, or `sevsup run` for this VM with the same --run-dir?)';
     case 'ECONNREFUSED':
       return 'nothing is listening (the supervisor has exited)';
     case 'EACCES':

@@ -1,23 +1,55 @@
 // The control API server: HTTP+JSON on a unix socket (node:http, no framework). The socket's file
-// mode and its directory are the access boundary (DESIGN; style-anchors §6.12).
-// Owns: transport, body limits, JSON decoding, mapping SupervisorError codes to `{code, message}`
-// with the registry's status. Must not: contain business rules (the ControlTarget does), echo
-// request bodies, or crash on any input.
+// mode (0660), its group and its directory are the access boundary (DESIGN; docs/daemon.md).
+// Owns: transport, body limits, slow-client timeouts, JSON decoding, the NDJSON event stream, and
+// mapping SupervisorError codes to `{code, message}` with the registry's status. Must not: contain
+// business rules (the ControlTarget does), echo request bodies, or crash or stall on any input.
+// `sevsup run` serves the per-VM routes for one guest; the daemon also serves the optional ones.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { chmod, unlink } from 'node:fs/promises';
+import { chmod, chown, unlink } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
 import { SupervisorError, isSupervisorError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { MeasurementRecord } from '../vm/record.js';
-import { matchRoute } from './routes.js';
-import { parseAttestRequest, type AttestRequest, type AttestResult, type VmStatus } from './types.js';
+import { matchRoute, type Route, type RouteKind } from './routes.js';
+import {
+  parseAttestRequest,
+  parseMigrateRequest,
+  parseSnapshotRequest,
+  parseStopRequest,
+  type AttestRequest,
+  type AttestResult,
+  type MigrateRequest,
+  type MigrateResult,
+  type RecordSummary,
+  type SnapshotRequest,
+  type SnapshotResult,
+  type StopRequest,
+  type VmListReply,
+  type VmStatus,
+} from './types.js';
 
-/** What the server serves. `sevsup run` wraps one lifecycle; the daemon will wrap many. */
+/** One line of the event stream: a lifecycle or daemon event, with `vm` and `time`. */
+export type StreamEvent = { readonly event: string; readonly vm: string | null; readonly time: string } & Readonly<Record<string, unknown>>;
+
+/** What the server serves. `sevsup run` wraps one lifecycle (the first three); the daemon all. */
 export interface ControlTarget {
-  /** undefined: no such VM here. */
+  /** undefined: no such VM here. Served from memory: no QMP round trip. */
   status(vm: string): VmStatus | undefined;
-  /** The latest record of `vm`; null when it has none. */
+  /** This launch's record of `vm`; null when it has none (yet). */
   measurement(vm: string): Promise<MeasurementRecord | null>;
   attest(vm: string, request: AttestRequest): Promise<AttestResult>;
+  list?(): VmListReply;
+  start?(vm: string): Promise<VmStatus>;
+  stop?(vm: string, request: StopRequest): Promise<VmStatus>;
+  /** Every record of `vm` ever written, oldest first. */
+  records?(vm: string): Promise<readonly RecordSummary[]>;
+  /** One past record by name; null when there is none. */
+  record?(vm: string, name: string): Promise<MeasurementRecord | null>;
+  snapshot?(vm: string, request: SnapshotRequest): Promise<SnapshotResult>;
+  migrate?(vm: string, request: MigrateRequest): Promise<MigrateResult>;
+  /** Subscribe to events (all VMs, or one); returns the unsubscribe function. */
+  subscribe?(listener: (event: StreamEvent) => void, vm: string | null): () => void;
+  metrics?(): Promise<{ readonly contentType: string; readonly body: string }>;
 }
 
 export interface ControlServerOptions {
@@ -25,7 +57,13 @@ export interface ControlServerOptions {
   readonly target: ControlTarget;
   /** @default 0o660 (owner and group: the group is how operators are let in) */
   readonly mode?: number;
+  /** Numeric gid given the socket (the daemon's socket-group). */
+  readonly gid?: number;
   readonly logger?: Logger;
+  /** Called when a request has been answered (metrics); not for the event stream. */
+  readonly onAnswered?: (route: RouteKind | 'unknown', seconds: number) => void;
+  /** What EADDRINUSE means to the caller's operator. @default "another sevsup serves this VM" */
+  readonly inUse?: (socketPath: string, cause: unknown) => SupervisorError;
 }
 
 export interface ControlServer {
@@ -38,24 +76,38 @@ export const MAX_BODY_BYTES = 64 * 1024;
 /** Slow or stuck clients must not hold a connection (and the held guest's operator) forever. */
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 60_000;
+/** An idle kept-alive connection is closed after this (Node's default; named for the docs). */
+const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/** Connections at once: far above any operator's use, low enough that a flood cannot exhaust fds. */
+export const MAX_CONNECTIONS = 1024;
+/** Bytes an event-stream client may fall behind before it is disconnected. */
+export const MAX_EVENT_BACKLOG_BYTES = 1024 * 1024;
 
 /**
  * Listen on `socketPath` and serve `target`.
- * @throws SUP_ERR_VM_STATE when the path is already in use (another supervisor owns it).
+ * @throws SUP_ERR_VM_STATE (or `inUse`'s error) when the path is already in use.
  */
 export async function startControlServer(options: ControlServerOptions): Promise<ControlServer> {
   const { socketPath, target, logger } = options;
   const server = createServer((req, res) => {
-    handle(req, res, target).catch((error: unknown) => {
-      // Refusals (4xx) are normal answers; only our own faults are errors.
-      if (isSupervisorError(error) && error.status < 500) logger?.info({ code: error.code, url: req.url }, 'control API request refused');
-      else logger?.error({ err: error }, 'control API handler failed');
-      if (!res.headersSent) sendError(res, error);
-      else res.destroy();
+    const started = performance.now();
+    let route: RouteKind | 'unknown' = 'unknown';
+    res.once('finish', () => {
+      if (route !== 'events') options.onAnswered?.(route, (performance.now() - started) / 1000);
     });
+    handle(req, res, target, (kind) => (route = kind))
+      .catch((error: unknown) => {
+        // Refusals (4xx) are normal answers; only our own faults are errors.
+        if (isSupervisorError(error) && error.status < 500) logger?.info({ code: error.code, url: req.url }, 'control API request refused');
+        else logger?.error({ err: error }, 'control API handler failed');
+        if (!res.headersSent) sendError(res, error);
+        else res.destroy();
+      });
   });
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  server.maxConnections = MAX_CONNECTIONS;
   server.on('clientError', (_error, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     else socket.destroy();
@@ -64,10 +116,11 @@ export async function startControlServer(options: ControlServerOptions): Promise
     const onError = (error: NodeJS.ErrnoException): void => {
       reject(
         error.code === 'EADDRINUSE'
-          ? new SupervisorError('SUP_ERR_VM_STATE', `control socket ${socketPath} is already in use: another sevsup serves this VM`, {
-              details: { socketPath },
-              cause: error,
-            })
+          ? (options.inUse?.(socketPath, error) ??
+              new SupervisorError('SUP_ERR_VM_STATE', `control socket ${socketPath} is already in use: another sevsup serves this VM`, {
+                details: { socketPath },
+                cause: error,
+              }))
           : error,
       );
     };
@@ -78,6 +131,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
     });
   });
   server.on('error', (error) => logger?.error({ err: error }, 'control API server error'));
+  if (options.gid !== undefined) await chown(socketPath, -1, options.gid);
   await chmod(socketPath, options.mode ?? 0o660);
   let closing: Promise<void> | undefined;
   return {
@@ -92,45 +146,126 @@ export async function startControlServer(options: ControlServerOptions): Promise
   };
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, target: ControlTarget): Promise<void> {
-  let route;
+/** Serve one request; `matched` hears the route kind as soon as it is known (for metrics). */
+async function handle(req: IncomingMessage, res: ServerResponse, target: ControlTarget, matched: (kind: RouteKind) => void): Promise<void> {
+  let route: Route;
   try {
     route = matchRoute(req.method ?? 'GET', req.url ?? '/');
   } catch (error: unknown) {
     sendError(res, error);
     return;
   }
+  matched(route.kind);
   switch (route.kind) {
-    case 'status': {
-      const status = target.status(route.vm);
-      if (status === undefined) throw notFound(route.vm);
-      sendJson(res, 200, status);
-      return;
-    }
+    case 'status':
+      sendJson(res, 200, known(target, route.vm));
+      break;
     case 'measurement': {
-      if (target.status(route.vm) === undefined) throw notFound(route.vm);
+      known(target, route.vm);
       const record = await target.measurement(route.vm);
       if (record === null) {
         throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${route.vm} has no measurement record (not an SEV guest, or not measured yet)`);
       }
       sendJson(res, 200, record);
-      return;
+      break;
     }
     case 'attest': {
-      const body = await readJsonBody(req);
-      if (target.status(route.vm) === undefined) throw notFound(route.vm);
+      const body = await readJsonBody(req, false);
+      known(target, route.vm);
       sendJson(res, 200, await target.attest(route.vm, parseAttestRequest(body)));
-      return;
+      break;
     }
+    case 'list':
+      sendJson(res, 200, served(target.list, route)());
+      break;
+    case 'start': {
+      const start = served(target.start, route);
+      await readJsonBody(req, true);
+      known(target, route.vm);
+      sendJson(res, 200, await start(route.vm));
+      break;
+    }
+    case 'stop': {
+      const stop = served(target.stop, route);
+      const request = parseStopRequest(await readJsonBody(req, true));
+      known(target, route.vm);
+      sendJson(res, 200, await stop(route.vm, request));
+      break;
+    }
+    case 'records':
+      known(target, route.vm);
+      sendJson(res, 200, { vm: route.vm, records: await served(target.records, route)(route.vm) });
+      break;
+    case 'record': {
+      const read = served(target.record, route);
+      known(target, route.vm);
+      const record = await read(route.vm, route.name);
+      if (record === null) throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `VM ${route.vm} has no measurement record named ${JSON.stringify(route.name)}`);
+      sendJson(res, 200, record);
+      break;
+    }
+    case 'snapshot': {
+      const snapshot = served(target.snapshot, route);
+      const request = parseSnapshotRequest(await readJsonBody(req, false));
+      known(target, route.vm);
+      sendJson(res, 200, await snapshot(route.vm, request));
+      break;
+    }
+    case 'migrate': {
+      const migrate = served(target.migrate, route);
+      const request = parseMigrateRequest(await readJsonBody(req, false));
+      known(target, route.vm);
+      sendJson(res, 200, await migrate(route.vm, request));
+      break;
+    }
+    case 'metrics': {
+      const metrics = await served(target.metrics, route)();
+      res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(metrics.body) });
+      res.end(metrics.body);
+      break;
+    }
+    case 'events':
+      streamEvents(req, res, served(target.subscribe, route), route.vm);
+      break;
   }
 }
 
-function notFound(vm: string): SupervisorError {
-  return new SupervisorError('SUP_ERR_VM_NOT_FOUND', `no VM named ${JSON.stringify(vm)} is served on this socket`);
+/** The status of a VM this target serves. @throws SUP_ERR_VM_NOT_FOUND */
+function known(target: ControlTarget, vm: string): VmStatus {
+  const status = target.status(vm);
+  if (status === undefined) throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `no VM named ${JSON.stringify(vm)} is served on this socket`);
+  return status;
 }
 
-/** @throws SUP_ERR_API_TOO_LARGE, SUP_ERR_API_BAD_REQUEST */
-async function readJsonBody(req: IncomingMessage): Promise<unknown> {
+/** An optional target method, bound; `sevsup run` serves only its one guest's routes. */
+function served<F extends (...args: never[]) => unknown>(method: F | undefined, route: Route): F {
+  if (method === undefined) {
+    throw new SupervisorError('SUP_ERR_API_NOT_FOUND', `this socket does not serve ${route.kind} (it is \`sevsup run\`'s per-VM socket; the daemon's socket does)`);
+  }
+  return method;
+}
+
+/**
+ * NDJSON, one event per line, until the client goes away or the server closes. The first line
+ * (`{"event":"subscribed"}`) tells the client it will see everything after it. A client that
+ * does not read is cut off once MAX_EVENT_BACKLOG_BYTES are queued, never slowing anyone else.
+ */
+function streamEvents(req: IncomingMessage, res: ServerResponse, subscribe: NonNullable<ControlTarget['subscribe']>, vm: string | null): void {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+  // Long-lived on purpose: no request timer applies once the response has started.
+  req.socket.setTimeout(0);
+  const write = (event: object): void => {
+    if (res.destroyed) return;
+    res.write(`${JSON.stringify(event)}\n`);
+    if (res.writableLength > MAX_EVENT_BACKLOG_BYTES) res.destroy();
+  };
+  const unsubscribe = subscribe(write, vm);
+  res.once('close', unsubscribe);
+  write({ event: 'subscribed', vm, time: new Date().toISOString() });
+}
+
+/** `emptyIsObject`: an empty body means `{}` (start, stop). @throws SUP_ERR_API_TOO_LARGE, SUP_ERR_API_BAD_REQUEST */
+async function readJsonBody(req: IncomingMessage, emptyIsObject: boolean): Promise<unknown> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > MAX_BODY_BYTES) throw tooLarge();
   const chunks: Buffer[] = [];
@@ -142,6 +277,7 @@ async function readJsonBody(req: IncomingMessage): Promise<unknown> {
     chunks.push(buf);
   }
   const text = Buffer.concat(chunks).toString('utf8');
+  if (emptyIsObject && text.trim() === '') return {};
   try {
     return JSON.parse(text);
   } catch {

@@ -2,30 +2,55 @@
 // Owns: the command table and top-level error printing. Must not: contain business rules or
 // load a command's implementation before that command runs (start-up stays near `node -e ''`).
 // Each command is registered by a small file in cli/commands/ whose action lazily imports its
-// implementation from cli/actions/.
-import { Command, CommanderError } from 'commander';
+// implementation from cli/actions/. The light commands (commands/light.ts: plain `status <vm>` and
+// `list`) skip commander and the command table altogether: monitoring calls them often.
+import { createRequire } from 'node:module';
+import type * as CommanderModule from 'commander';
 import { isSupervisorError, EXIT } from '../errors.js';
-import { VERSION } from '../version.js';
-import { COMMANDS } from './commands/index.js';
+import type { RegisterCommand } from './commands/index.js';
+import { parseLight, runLight } from './commands/light.js';
 
-/** Build the program; exported for tests that check every subcommand's --help. */
-export function buildProgram(): Command {
-  const program = new Command('sevsup')
+type Command = CommanderModule.Command;
+let commander: typeof CommanderModule | undefined;
+
+/**
+ * commander, loaded on first use: it is most of the start-up of a light command, which does not
+ * need it. CommonJS through require() loads in about half the time of an ESM import (no export scan).
+ */
+function loadCommander(): typeof CommanderModule {
+  commander ??= createRequire(import.meta.url)('commander') as typeof CommanderModule;
+  return commander;
+}
+
+/** Build the program with every command; exported for tests that check every subcommand's --help. */
+export async function buildProgram(): Promise<Command> {
+  const [{ COMMANDS }, { VERSION }] = await Promise.all([import('./commands/index.js'), import('../version.js')]);
+  return createProgram(COMMANDS, VERSION);
+}
+
+/** The program with `registers`. */
+function createProgram(registers: readonly RegisterCommand[], version: string): Command {
+  const program = new (loadCommander().Command)('sevsup')
     .description('Supervisor for AMD SEV and SEV-ES confidential virtual machines on QEMU')
-    .version(VERSION, '-V, --version', 'print the sevsup version')
+    .version(version, '-V, --version', 'print the sevsup version')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) })
     .exitOverride();
-  for (const register of COMMANDS) register(program);
+  for (const register of registers) register(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }
 
 /** Run the CLI with `argv` (process.argv form) and return the exit code. Never throws. */
 export async function runCli(argv: readonly string[]): Promise<number> {
-  const program = buildProgram();
   try {
-    await program.parseAsync([...argv]);
+    const light = parseLight(argv);
+    if (light !== null) {
+      await runLight(light);
+    } else {
+      const program = await buildProgram();
+      await program.parseAsync([...argv]);
+    }
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (error: unknown) {
     return reportError(error);
@@ -34,7 +59,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
 
 /** Print an error for people (never a stack trace for a user error) and return its exit code. */
 export function reportError(error: unknown): number {
-  if (error instanceof CommanderError) {
+  if (commander !== undefined && error instanceof commander.CommanderError) {
     // --help and --version exit through here with code 0; commander already printed its text.
     if (error.exitCode === 0) return EXIT.ok;
     return EXIT.usage;

@@ -1,15 +1,18 @@
 // Spawning and stopping one QEMU process (execa ^9, argv array, never a shell).
-// Owns: the child process, its bounded stderr tail, the stop ladder (system_powerdown → quit →
-// SIGTERM → SIGKILL) and turning an early exit into SUP_ERR_LAUNCH_FAILED with QEMU's own words.
-// Must not: build argv, talk QMP beyond the two stop commands it is handed, or decide when to launch.
-// Invariant: no error path leaves the process behind; once launchQemu has thrown, QEMU is gone.
+// Owns: the child process, its bounded stderr tail (a pipe, or a log file for detached QEMUs that
+// must outlive the supervisor), the stop ladder (system_powerdown → quit → SIGTERM → SIGKILL) shared
+// with adopted processes (adopt.ts), and turning an early exit into SUP_ERR_LAUNCH_FAILED with
+// QEMU's own words. Must not: build argv, talk QMP beyond the two stop commands it is handed, or
+// decide when to launch. Invariant: no error path leaves the process behind; once launchQemu has
+// thrown, QEMU is gone.
 import { once } from 'node:events';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { SupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { isPidAlive } from './pid.js';
-import { StderrTail, errorLines } from './stderr-tail.js';
+import { StderrTail, errorLines, readFileTail } from './stderr-tail.js';
 
 /** How a QEMU process ended: on its own (`exited`) or at which stop step. */
 export type StopHow = 'exited' | 'powerdown' | 'quit' | 'sigterm' | 'sigkill';
@@ -62,6 +65,12 @@ export interface LaunchOptions {
    * it by pid). @default false
    */
   readonly detached?: boolean;
+  /**
+   * Append QEMU's stderr to this file (created 0600) instead of a pipe. A detached QEMU needs it:
+   * a pipe's reader dies with the supervisor, and the next write would fail (the simulator, a Node
+   * process, would die of the EPIPE). The tail is then read back from the file.
+   */
+  readonly stderrFile?: string;
   readonly logger?: Logger;
   /**
    * Resolves when QEMU is ready (e.g. its QMP greeting arrived). launchQemu waits for it: if QEMU
@@ -97,7 +106,8 @@ const MESSAGE_STDERR_LINES = 4;
 export async function launchQemu(options: LaunchOptions): Promise<QemuProcess> {
   const logger = (options.logger ?? silentLogger()).child({ component: 'launcher' });
   const detached = options.detached === true;
-  const subprocess = spawnQemu(options.binary, options.argv, options.env ?? {}, detached);
+  const log = options.stderrFile === undefined ? null : prepareStderrFile(options.stderrFile);
+  const subprocess = spawnQemu(options.binary, options.argv, options.env ?? {}, detached, log === null ? 'pipe' : { file: log.path, append: true });
 
   try {
     await once(subprocess, 'spawn');
@@ -118,7 +128,7 @@ export async function launchQemu(options: LaunchOptions): Promise<QemuProcess> {
     await subprocess;
     throw new SupervisorError('SUP_ERR_LAUNCH_FAILED', `cannot start QEMU: ${options.binary} has no pid after spawn`);
   }
-  const proc = new QemuChild(subprocess, pid, logger.child({ pid }));
+  const proc = new QemuChild(subprocess, pid, logger.child({ pid }), log);
   logger.info({ pid, binary: options.binary, detached }, 'QEMU started');
   if (options.ready === undefined) return proc;
 
@@ -150,12 +160,34 @@ export function describeEnd(exit: Pick<QemuExit, 'exitCode' | 'signal'>): string
   return `exited with code ${exit.exitCode ?? 'unknown'}`;
 }
 
-function spawnQemu(binary: string, argv: readonly string[], env: Readonly<Record<string, string>>, detached: boolean) {
+/** Create the stderr log 0600 if needed; `offset` is where this launch's output will start. */
+function prepareStderrFile(path: string): StderrLog {
+  let fd: number;
+  try {
+    fd = openSync(path, 'a', 0o600);
+  } catch (error: unknown) {
+    const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : String(error);
+    throw new SupervisorError('SUP_ERR_LAUNCH_FAILED', `cannot open QEMU's log file ${path} (${code})`, { details: { path }, cause: error });
+  }
+  try {
+    return { path, offset: fstatSync(fd).size };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function spawnQemu(
+  binary: string,
+  argv: readonly string[],
+  env: Readonly<Record<string, string>>,
+  detached: boolean,
+  stderr: 'pipe' | { readonly file: string; readonly append: true },
+) {
   return execa(binary, [...argv], {
     reject: false,
     stdin: 'ignore',
     stdout: 'ignore',
-    stderr: 'pipe',
+    stderr,
     buffer: false,
     env,
     extendEnv: true,
@@ -207,42 +239,28 @@ async function waitReady(proc: QemuProcess, ready: (proc: QemuProcess) => Promis
   }
 }
 
-class QemuChild implements QemuProcess {
-  readonly pid: number;
-  readonly exited: Promise<QemuExit>;
-  readonly #subprocess: QemuSubprocess;
-  readonly #tail = new StderrTail();
-  readonly #logger: Logger;
+/**
+ * The stop ladder over any QEMU process, ours or adopted. Subclasses say how to signal it, when it
+ * has ended, and what its stderr said; `stage` is the stop step in progress, recorded as `how`.
+ */
+export abstract class StoppableQemu implements QemuProcess {
+  abstract readonly pid: number;
+  abstract readonly exited: Promise<QemuExit>;
+  protected readonly logger: Logger;
   /** The stop step in progress; recorded as `how` when the process exits. */
-  #stage: StopHow = 'exited';
-  #ended = false;
+  protected stage: StopHow = 'exited';
+  /** Set once the process is known to have exited. */
+  protected ended = false;
   #stopping: Promise<QemuExit> | undefined;
 
-  constructor(subprocess: QemuSubprocess, pid: number, logger: Logger) {
-    this.#subprocess = subprocess;
-    this.pid = pid;
-    this.#logger = logger;
-    subprocess.stderr?.on('data', (chunk: Buffer) => this.#log(this.#tail.push(chunk)));
-    let how: StopHow = 'exited';
-    subprocess.once('exit', () => {
-      this.#ended = true;
-      how = this.#stage;
-    });
-    this.exited = subprocess.then(
-      (result) => this.#finish(result.exitCode, result.signal, how),
-      // reject: false means this does not happen; stay honest if it does.
-      () => this.#finish(undefined, undefined, how),
-    );
+  constructor(logger: Logger) {
+    this.logger = logger;
   }
 
-  stderrTail(): string {
-    return this.#tail.text();
-  }
-
-  isAlive(): boolean {
-    if (this.#ended || this.#subprocess.exitCode !== null || this.#subprocess.signalCode !== null) return false;
-    return isPidAlive(this.pid);
-  }
+  abstract stderrTail(): string;
+  abstract isAlive(): boolean;
+  /** Send `signal`; false when there was no process to send it to. */
+  protected abstract sendSignal(signal: 'SIGTERM' | 'SIGKILL'): boolean;
 
   stop(options: StopOptions = {}): Promise<QemuExit> {
     this.#stopping ??= this.#runStop(options);
@@ -293,15 +311,15 @@ class QemuChild implements QemuProcess {
   async #step(how: StopHow, timeoutMs: number, action: () => unknown): Promise<QemuExit | null> {
     const done = await this.#settled();
     if (done !== null) return done;
-    this.#stage = how;
-    this.#logger.info({ step: how, timeoutMs }, `stopping QEMU: ${STEP_TEXT[how]}`);
+    this.stage = how;
+    this.logger.info({ step: how, timeoutMs }, `stopping QEMU: ${STEP_TEXT[how]}`);
     const timer = new AbortController();
     const actionFailed = Promise.resolve()
       .then(action)
       .then(
         () => new Promise<never>(() => undefined),
         (error: unknown) => {
-          this.#logger.warn({ step: how, err: error }, `stopping QEMU: ${STEP_TEXT[how]} failed; next step`);
+          this.logger.warn({ step: how, err: error }, `stopping QEMU: ${STEP_TEXT[how]} failed; next step`);
           return null;
         },
       );
@@ -312,38 +330,88 @@ class QemuChild implements QemuProcess {
     ]);
     timer.abort();
     if (outcome === null && how !== 'sigkill') {
-      this.#logger.info({ step: how }, `stopping QEMU: no exit after ${STEP_TEXT[how]}`);
+      this.logger.info({ step: how }, `stopping QEMU: no exit after ${STEP_TEXT[how]}`);
     }
     return outcome;
   }
 
   #signal(signal: 'SIGTERM' | 'SIGKILL'): void {
-    if (!this.#subprocess.kill(signal) && this.isAlive()) {
+    if (!this.sendSignal(signal) && this.isAlive()) {
       throw new SupervisorError('SUP_ERR_INTERNAL', `cannot send ${signal} to QEMU pid ${this.pid}`);
     }
   }
 
   /** The exit if it already happened (without waiting for anything else). */
   async #settled(): Promise<QemuExit | null> {
-    if (!this.#ended) return null;
+    if (!this.ended) return null;
     return this.exited;
   }
 
-  #finish(exitCode: number | undefined, signal: string | undefined, how: StopHow): QemuExit {
-    this.#ended = true;
-    this.#log(this.#tail.flush());
+  /** The exit record, logged once. */
+  protected finish(exitCode: number | undefined, signal: string | undefined, how: StopHow, stderrTail: string): QemuExit {
+    this.ended = true;
     const exit: QemuExit = {
       ...(exitCode === undefined ? {} : { exitCode }),
       ...(signal === undefined ? {} : { signal }),
-      stderrTail: this.#tail.text(),
+      stderrTail,
       how,
     };
-    this.#logger.info({ exitCode, signal, how }, `QEMU ${describeEnd(exit)}`);
+    this.logger.info({ exitCode, signal, how }, `QEMU ${describeEnd(exit)}`);
     return exit;
   }
+}
 
-  #log(lines: readonly string[]): void {
-    for (const line of lines) this.#logger.debug({ line }, 'qemu stderr');
+/** Where a detached QEMU's stderr goes, and where this launch's output starts in it. */
+interface StderrLog {
+  readonly path: string;
+  readonly offset: number;
+}
+
+class QemuChild extends StoppableQemu {
+  readonly pid: number;
+  readonly exited: Promise<QemuExit>;
+  readonly #subprocess: QemuSubprocess;
+  readonly #tail = new StderrTail();
+  readonly #log: StderrLog | null;
+
+  constructor(subprocess: QemuSubprocess, pid: number, logger: Logger, log: StderrLog | null) {
+    super(logger);
+    this.#subprocess = subprocess;
+    this.pid = pid;
+    this.#log = log;
+    subprocess.stderr?.on('data', (chunk: Buffer) => this.#logLines(this.#tail.push(chunk)));
+    let how: StopHow = 'exited';
+    subprocess.once('exit', () => {
+      this.ended = true;
+      how = this.stage;
+    });
+    this.exited = subprocess.then(
+      (result) => this.#end(result.exitCode, result.signal, how),
+      // reject: false means this does not happen; stay honest if it does.
+      () => this.#end(undefined, undefined, how),
+    );
+  }
+
+  stderrTail(): string {
+    return this.#log === null ? this.#tail.text() : readFileTail(this.#log.path, this.#log.offset);
+  }
+
+  isAlive(): boolean {
+    if (this.ended || this.#subprocess.exitCode !== null || this.#subprocess.signalCode !== null) return false;
+    return isPidAlive(this.pid);
+  }
+
+  protected sendSignal(signal: 'SIGTERM' | 'SIGKILL'): boolean {
+    return this.#subprocess.kill(signal);
+  }
+
+  #end(exitCode: number | undefined, signal: string | undefined, how: StopHow): QemuExit {
+    this.#logLines(this.#tail.flush());
+    return this.finish(exitCode, signal, how, this.stderrTail());
+  }
+
+  #logLines(lines: readonly string[]): void {
+    for (const line of lines) this.logger.debug({ line }, 'qemu stderr');
   }
 }
 

@@ -109,7 +109,7 @@ async function removeStaleSocket(path: string): Promise<void> {
 }
 
 /** True when something accepts connections on the socket (or does not refuse in time). */
-function socketAnswers(path: string): Promise<boolean> {
+export function socketAnswers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(path);
     const finish = (answer: boolean): void => {

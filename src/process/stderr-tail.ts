@@ -1,7 +1,9 @@
 // A bounded tail of a child's stderr, split into lines as it arrives.
-// Owns: the byte bound and line splitting. Must not: do I/O or log (the launcher logs the lines).
+// Owns: the byte bound and line splitting, and reading the same bound back from a log file (a
+// detached QEMU's stderr). Must not: log (the launcher logs the lines).
 // Why bounded: QEMU can print without end (a guest flooding a warning); failures need only the
 // last messages, as qemu.machine's VMLaunchFailure and libvirt's "unexpectedly closed" do.
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 
 /** Bytes of stderr kept for error messages: a few dozen QEMU lines. */
@@ -56,4 +58,32 @@ export function errorLines(stderrTail: string): string[] {
     .split('\n')
     .map((line) => line.trimEnd())
     .filter((line) => line.trim() !== '' && !/: warning: /.test(line));
+}
+
+/**
+ * The last `maxBytes` of `path` written after byte `offset` (where one launch's output starts in an
+ * appended log), cut to whole lines as StderrTail.text() does; '' when the file cannot be read.
+ */
+export function readFileTail(path: string, offset = 0, maxBytes = STDERR_TAIL_BYTES): string {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const start = Math.max(offset, size - maxBytes);
+    if (size <= start) return '';
+    const buffer = Buffer.alloc(size - start);
+    const text = buffer.subarray(0, readSync(fd, buffer, 0, buffer.length, start)).toString('utf8');
+    if (start === offset) return text;
+    // Cut in the middle of the output: start on a whole line, as StderrTail.text() does.
+    const newline = text.indexOf('\n');
+    return newline >= 0 && newline < text.length - 1 ? text.slice(newline + 1) : text;
+  } catch {
+    return '';
+  } finally {
+    closeSync(fd);
+  }
 }

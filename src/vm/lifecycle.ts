@@ -78,7 +78,9 @@ export type LifecycleEventRecord = LifecycleEvent & { readonly vm: string; reado
 
 export type LifecycleOutcome =
   | { readonly state: 'stopped'; readonly how: string; readonly ran: boolean }
-  | { readonly state: 'failed'; readonly error: SupervisorError; readonly ran: boolean };
+  | { readonly state: 'failed'; readonly error: SupervisorError; readonly ran: boolean }
+  /** detach(): QEMU was left running, unsupervised by this lifecycle. */
+  | { readonly state: 'detached'; readonly ran: boolean };
 
 /** The collaborators; defaults are the real modules. */
 export interface LifecycleDeps {
@@ -203,7 +205,7 @@ export function planReattach(persisted: VmState, ran: boolean, qemuRunning: bool
  */
 export class VmLifecycle {
   readonly vm: string;
-  /** Settles once, when the VM reaches `stopped` or `failed`. Never rejects. */
+  /** Settles once, when the VM reaches `stopped` or `failed`, or is detached. Never rejects. */
   readonly finished: Promise<LifecycleOutcome>;
   readonly #o: LifecycleOptions;
   readonly #deps: LifecycleDeps;
@@ -252,6 +254,11 @@ export class VmLifecycle {
 
   get state(): VmState {
     return this.#state;
+  }
+
+  /** The config this launch uses (a changed config file applies at the next launch). */
+  get spec(): VmSpec {
+    return this.#o.spec;
   }
 
   get pid(): number | null {
@@ -395,7 +402,8 @@ export class VmLifecycle {
   /**
    * Let go of QEMU without touching it (daemon shutdown with `on-shutdown: keep`): a held guest
    * stays paused and held, a running one runs on; the QMP session is closed after the state file
-   * is written. The lifecycle is finished with afterwards (`finished` does not settle).
+   * is written. The lifecycle is finished with afterwards: `finished` settles as `detached`, and
+   * stop() does nothing.
    * @throws SUP_ERR_VM_STATE unless held, running or paused (a launch in progress is stopped instead).
    */
   async detach(): Promise<void> {
@@ -408,6 +416,7 @@ export class VmLifecycle {
     await this.#persisting;
     await this.#qmp?.close();
     this.#log.info({ state: this.#state }, 'detached; QEMU left running');
+    this.#resolveFinished({ state: 'detached', ran: this.#ran });
   }
 
   /**
@@ -477,6 +486,8 @@ export class VmLifecycle {
       }
       this.#secretsInjected += 1;
       this.#persist();
+      // Durable before the owner hears it: a restarted daemon must report the same count.
+      await this.#persisting;
       const headerBytes = Buffer.byteLength(request.packetHeader, 'base64');
       const secretBytes = Buffer.byteLength(request.secret, 'base64');
       this.#log.info({ gpa, headerBytes, secretBytes }, 'launch secret injected');
@@ -490,7 +501,7 @@ export class VmLifecycle {
    * quit at once; one still starting is aborted (it never runs). Resolves with the outcome.
    */
   stop(reason = 'stop requested', options: { readonly force?: boolean } = {}): Promise<LifecycleOutcome> {
-    if (isTerminal(this.#state)) return this.finished;
+    if (isTerminal(this.#state) || this.#detached) return this.finished;
     if (options.force === true) {
       this.#force = true;
       // Already stopping: escalate the ladder to SIGKILL now.
@@ -684,6 +695,8 @@ export class VmLifecycle {
       });
     }
     this.#move('running');
+    // Durable before anyone hears it runs: a restart must find it running, not resuming.
+    await this.#persisting;
     this.#running.resolve();
     this.#emit({ event: 'running', pid: this.#requireProc().pid });
   }

@@ -1,13 +1,16 @@
 // `sevsup attest`: read the owner's secret files (never argv), send one attest request to the
 // guest's control socket, print the reply. Owns: option checks. Must not: print or log secrets.
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { callControl, controlSocketPath } from '../../api/client.js';
+import { callControl, controlSocketPath, daemonSocketPath, DEFAULT_DAEMON_SOCKET } from '../../api/client.js';
 import type { AttestRequest } from '../../api/types.js';
 import { SupervisorError } from '../../errors.js';
 import { decodeStrictBase64 } from '../../sev/measurement.js';
 import type { AttestCliOptions } from '../commands/attest.js';
 import { printJson } from '../output.js';
 
+/** Where `sevsup run` and the daemon keep sockets unless told otherwise. */
+const DEFAULT_RUN_DIR = '/run/sevsup';
 /** A packet header is 52 bytes and the secret at most a few KiB (base64 of the secret area). */
 const MAX_SECRET_FILE_BYTES = 1024 * 1024;
 
@@ -31,7 +34,7 @@ export async function runAttest(vm: string, opts: AttestCliOptions): Promise<voi
     request = gpa === undefined ? { action: 'inject-secret', packetHeader, secret } : { action: 'inject-secret', packetHeader, secret, gpa };
   }
 
-  const socketPath = opts.socket ?? controlSocketPath(opts.runDir, vm);
+  const socketPath = attestSocket(vm, opts);
   const reply = await callControl({ socketPath, method: 'POST', path: `/v1/vms/${encodeURIComponent(vm)}/attest`, body: request });
   if (opts.json === true) {
     printJson(reply);
@@ -40,6 +43,18 @@ export async function runAttest(vm: string, opts: AttestCliOptions): Promise<voi
   const state = typeof reply === 'object' && reply !== null && 'state' in reply ? String(reply.state) : 'unknown';
   const done = request.action === 'approve' ? 'approved' : request.action === 'reject' ? 'rejected' : 'launch secret injected';
   process.stdout.write(`${vm}: ${done}; state ${state}\n`);
+}
+
+/**
+ * `--socket`; `--run-dir` (a `sevsup run` guest); $SEVSUP_SOCKET; a `sevsup run` guest's control
+ * socket in the default run dir when it exists; else the daemon's socket.
+ */
+function attestSocket(vm: string, opts: AttestCliOptions): string {
+  if (opts.socket !== undefined) return opts.socket;
+  if (opts.runDir !== undefined) return controlSocketPath(opts.runDir, vm);
+  if (process.env['SEVSUP_SOCKET'] !== undefined && process.env['SEVSUP_SOCKET'] !== '') return daemonSocketPath(undefined);
+  const runGuest = controlSocketPath(DEFAULT_RUN_DIR, vm);
+  return existsSync(runGuest) ? runGuest : DEFAULT_DAEMON_SOCKET;
 }
 
 async function readBase64File(path: string, what: string): Promise<string> {

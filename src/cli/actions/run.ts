@@ -153,6 +153,8 @@ function humanLine(e: LifecycleEventRecord, attestHint: string): string | null {
       return `starting (${e.platform === 'simulated' ? 'SIMULATED SEV platform' : 'hardware'}${e.sev ? '' : ', no SEV'})`;
     case 'spawned':
       return `QEMU started paused (pid ${e.pid})`;
+    case 'attached':
+      return `re-attached to QEMU (pid ${e.pid}; was ${e.was}, QEMU reports ${e.qemuStatus})`;
     case 'checked':
       return `SEV checks passed: ${e.sevType}, policy ${e.policy}, firmware API ${e.apiMajor}.${e.apiMinor} build ${e.buildId}`;
     case 'measured':

@@ -1,4 +1,5 @@
-// `sevsup attest <vm>`: the guest owner's decision on a held guest, over its control socket.
+// `sevsup attest <vm>`: the guest owner's decision on a held guest, over the daemon's control
+// socket or a `sevsup run` guest's own control socket.
 // Declares the options only; cli/actions/attest.ts (loaded on use) talks to the socket.
 import type { Command } from 'commander';
 
@@ -7,7 +8,7 @@ export interface AttestCliOptions {
   readonly reject?: boolean;
   readonly injectSecret?: readonly string[];
   readonly gpa?: string;
-  readonly runDir: string;
+  readonly runDir?: string;
   readonly socket?: string;
   readonly json?: boolean;
 }
@@ -21,8 +22,8 @@ export function registerAttest(program: Command): void {
     .option('--reject', 'destroy the held guest; it never runs')
     .option('--inject-secret <files...>', 'HEADER_B64_FILE SECRET_B64_FILE: inject a launch secret (repeatable before --approve)')
     .option('--gpa <address>', 'guest physical address for the secret (decimal or 0x hex; default: the firmware\'s secret area)')
-    .option('--run-dir <dir>', 'sevsup run directory', '/run/sevsup')
-    .option('--socket <path>', 'control socket (default: <run-dir>/<vm>/control.sock)')
+    .option('--run-dir <dir>', '`sevsup run` guest: use <dir>/<vm>/control.sock')
+    .option('--socket <path>', 'control socket (default: $SEVSUP_SOCKET; else /run/sevsup/<vm>/control.sock when a `sevsup run` guest has one; else the daemon\'s /run/sevsup/sevsup.sock)')
     .option('--json', 'print the API reply as JSON')
     .addHelpText(
       'after',

@@ -180,7 +180,7 @@ describe('control API client', () => {
     const missing = join(dir, 'missing.sock');
     await expect(callControl({ socketPath: missing, method: 'GET', path: '/v1/vms/demo' })).rejects.toMatchObject({
       code: 'SUP_ERR_API_UNREACHABLE',
-      message: `cannot reach the sevsup control socket ${missing}: no such socket (is \`sevsup run\` running for this VM, with the same --run-dir?)`,
+      message: `cannot reach the sevsup control socket ${missing}: no such socket (is the sevsup daemon running with this socket, or \`sevsup run\` for this VM with the same --run-dir?)`,
     });
   });
 });

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../../../src/cli/main.js';
 
 describe('sevsup command table', () => {
-  it('every subcommand has a description and --help text naming its options', () => {
-    const program = buildProgram();
+  it('every subcommand has a description and --help text naming its options', async () => {
+    const program = await buildProgram();
     expect(program.commands.length).toBeGreaterThan(0);
     for (const cmd of program.commands) {
       expect(cmd.description(), `${cmd.name()} needs a description`).not.toBe('');
@@ -13,8 +13,8 @@ describe('sevsup command table', () => {
     }
   });
 
-  it('command names are unique', () => {
-    const names = buildProgram().commands.map((c) => c.name());
+  it('command names are unique', async () => {
+    const names = (await buildProgram()).commands.map((c) => c.name());
     expect(new Set(names).size).toBe(names.length);
   });
 });

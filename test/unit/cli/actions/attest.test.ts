@@ -76,4 +76,15 @@ describe('sevsup attest', () => {
   it('says when no supervisor serves the VM', async () => {
     await expect(runAttest('other', { runDir: join(dir, 'run'), approve: true })).rejects.toMatchObject({ code: 'SUP_ERR_API_UNREACHABLE' });
   });
+
+  it('goes to the daemon socket named by SEVSUP_SOCKET when no --run-dir or --socket is given', async () => {
+    const before = received.length;
+    process.env['SEVSUP_SOCKET'] = join(dir, 'run', 'vm1', 'control.sock');
+    try {
+      await runAttest('vm1', { approve: true, json: true });
+    } finally {
+      delete process.env['SEVSUP_SOCKET'];
+    }
+    expect(received.slice(before)).toEqual([{ action: 'approve' }]);
+  });
 });

@@ -1,0 +1,32 @@
+// The daemon config's vocabulary: each key of `/etc/sevsup/sevsup.conf`, which is also a
+// `sevsup daemon --<key>` flag. Pure data with no imports, so the CLI's command table can list
+// the flags without loading the config parser (every `sevsup status` loads the command table).
+// Must not: validate (config/daemon-config.ts does).
+
+export interface DaemonKeyDoc {
+  readonly key: string;
+  /** Placeholder in `--key <value>`. */
+  readonly value: string;
+  readonly help: string;
+}
+
+export const DAEMON_KEY_DOCS = [
+  { key: 'vm-dir', value: 'dir', help: 'directory of <vm>.conf files (default /etc/sevsup/vms)' },
+  { key: 'run-dir', value: 'dir', help: 'per-guest sockets, pid and state files (default /run/sevsup)' },
+  { key: 'state-dir', value: 'dir', help: 'measurement records (default /var/lib/sevsup)' },
+  { key: 'socket', value: 'path', help: 'control API socket, mode 0660 (default /run/sevsup/sevsup.sock)' },
+  { key: 'socket-group', value: 'group', help: 'group allowed on the control and QMP proxy sockets (name or gid)' },
+  { key: 'qemu', value: 'path', help: 'QEMU binary (with --platform sim: the QEMU the simulator runs)' },
+  { key: 'platform', value: 'name', help: 'hardware (real /dev/sev) or sim (simulated SEV platform) (default hardware)' },
+  { key: 'host-caps', value: 'file', help: 'host capabilities file (seed hw-params.json format); skips probing' },
+  { key: 'log-level', value: 'level', help: 'fatal, error, warn, info, debug, trace or silent (default info)' },
+  { key: 'log-format', value: 'format', help: 'json (journald) or pretty (default json)' },
+  { key: 'default-firmware', value: 'file', help: 'firmware of OVMF guests whose config has no firmware key' },
+  { key: 'hold-timeout', value: 'seconds', help: 'how long a held guest waits for its owner when its config does not say (default 600)' },
+  { key: 'on-shutdown', value: 'mode', help: 'SIGTERM: keep guests running (default) or shutdown them' },
+  { key: 'metrics-listen', value: 'addr', help: 'also serve /metrics on 127.0.0.1:PORT (loopback only)' },
+] as const satisfies readonly DaemonKeyDoc[];
+
+export type DaemonKey = (typeof DAEMON_KEY_DOCS)[number]['key'];
+
+export const DAEMON_KEYS: readonly DaemonKey[] = DAEMON_KEY_DOCS.map((d) => d.key);
