@@ -2,6 +2,9 @@
 // Must not: import command implementations (each register() lazily imports its action).
 import type { Command } from 'commander';
 import { registerAttest } from './attest.js';
+import { registerDaemon } from './daemon.js';
+import { registerDemo } from './demo.js';
+import { registerList, registerMeasurement, registerMigrate, registerSnapshot, registerStart, registerStatus, registerStop } from './guests.js';
 import { registerHost } from './host.js';
 import { registerInspectFirmware } from './inspect-firmware.js';
 import { registerMeasure } from './measure.js';
@@ -16,11 +19,20 @@ export type RegisterCommand = (program: Command) => void;
 export const COMMANDS: readonly RegisterCommand[] = [
   registerShowcmd,
   registerRun,
+  registerDaemon,
+  registerList,
+  registerStatus,
+  registerStart,
+  registerStop,
+  registerMeasurement,
   registerAttest,
+  registerSnapshot,
+  registerMigrate,
   registerQmp,
   registerInspectFirmware,
   registerHost,
   registerMeasure,
   registerVerify,
   registerSecret,
+  registerDemo,
 ];
