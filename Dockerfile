@@ -11,7 +11,9 @@ FROM ${BASE} AS runtime
 # On every image this file makes (both stages inherit it): lets docker-build.sh remove its own
 # superseded images, and nothing else.
 LABEL org.sevsup.image=1
-# qemu-utils: for qemu-img, to make guest disks. No recommends: no GUI, no audio. Left out by
+# qemu-utils: for qemu-img, to make guest disks. libvirt-clients-qemu and its Python modules:
+# virt-qemu-sev-validate, which `sevsup demo` uses to verify off-host style. No recommends: no
+# GUI, no audio. Left out by
 # dpkg (so never in any layer): QEMU's i386 and microvm emulators, its firmware for other
 # architectures, and the NBD/storage-daemon/io tools; sevsup runs qemu-system-x86_64 only.
 # The package lists go away in the same layer, so they never reach the image.
@@ -25,7 +27,8 @@ RUN printf '%s\n' '# sevsup image: what sevsup never runs (see the Dockerfile)' 
       > /etc/dpkg/dpkg.cfg.d/02-sevsup-qemu-x86-only \
  && apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      nodejs qemu-system-x86 qemu-utils ovmf >/dev/null \
+      nodejs qemu-system-x86 qemu-utils ovmf \
+      libvirt-clients-qemu python3-lxml python3-libvirt python3-cryptography >/dev/null \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
