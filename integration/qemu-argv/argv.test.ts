@@ -84,7 +84,7 @@ function config(name: string, lines: readonly string[]): VmSpec {
   return { ...spec, firmware: { path: file('OV,MF fw.fd') } };
 }
 
-function argvFor(spec: VmSpec, caps: HostCaps, paths: VmPaths, options: { sandbox?: boolean } = {}): readonly string[] {
+function argvFor(spec: VmSpec, caps: HostCaps, paths: VmPaths, options: { sandbox?: boolean; runAs?: string } = {}): readonly string[] {
   return buildQemuArgv({
     spec,
     caps,
@@ -183,6 +183,22 @@ describe.runIf(CAN_RUN)(`real QEMU (${QEMU})`, () => {
       await client.close();
     }
     expect((await child).exitCode).toBe(0);
+  });
+
+  it('drops to -runas under -sandbox: QEMU keeps running as that user and answers QMP', async () => {
+    const spec = config('runas', ['memory: 128', 'cpu: qemu64']);
+    const paths = await prepareVmRunDir(file('run-runas'), spec.name);
+    const argv = argvFor(spec, SEV_CAPS, paths, { sandbox: true, runAs: 'nobody' });
+    const child = spawnQemu(argv);
+    const client = await connect(paths, child);
+    try {
+      expect(await queryStatus(client)).toEqual({ status: 'prelaunch', running: false });
+      const pid = child.pid ?? -1;
+      const uidLine = (await readFile(`/proc/${pid}/status`, 'utf8')).split('\n').find((l) => l.startsWith('Uid:'));
+      expect(uidLine?.split(/\s+/)[1]).toBe('65534');
+    } finally {
+      await quit(client);
+    }
   });
 
   it('refuses kernel-hashes with Debian\'s OVMF in preflight, before any QEMU starts', async () => {

@@ -11,6 +11,7 @@ import { indexKeyValueLines, quoteForMessage, readKeyValueLines } from './kv-fil
 import { didYouMean } from './suggest.js';
 import { DAEMON_KEYS, type DaemonKey } from './daemon-keys.js';
 import { HOLD_TIMEOUT_SECONDS } from './vm-keys.js';
+import { BOOLEAN_ALLOWED, parseBooleanWord } from './propstring.js';
 
 export const DEFAULT_DAEMON_CONFIG_FILE = '/etc/sevsup/sevsup.conf';
 
@@ -30,6 +31,10 @@ export interface DaemonConfig {
   readonly socketGroup: string | null;
   /** QEMU binary (with `platform: sim`, the QEMU the simulator runs); null: the default. */
   readonly qemu: string | null;
+  /** QEMU's seccomp sandbox (`-sandbox on,…`). */
+  readonly qemuSandbox: boolean;
+  /** User QEMU drops to after start-up (`-runas`); null: it stays the daemon's user. */
+  readonly qemuUser: string | null;
   readonly platform: 'hardware' | 'sim';
   /** Host capabilities file; null: probe (hardware) or the simulated caps (sim). */
   readonly hostCaps: string | null;
@@ -52,6 +57,8 @@ export const DAEMON_DEFAULTS: DaemonConfig = {
   socket: '/run/sevsup/sevsup.sock',
   socketGroup: null,
   qemu: null,
+  qemuSandbox: false,
+  qemuUser: null,
   platform: 'hardware',
   hostCaps: null,
   logLevel: 'info',
@@ -71,6 +78,8 @@ export type DaemonSettings = Partial<Record<DaemonKey, string>>;
 export const MAX_DAEMON_CONFIG_BYTES = 64 * 1024;
 /** Group names as useradd takes them, or a numeric gid. */
 const GROUP_PATTERN = /^(?:[a-z_][a-z0-9_-]{0,31}\$?|\d{1,10})$/;
+/** POSIX-style user names (as useradd accepts them), or a numeric uid. */
+const USER_PATTERN = GROUP_PATTERN;
 const METRICS_PATTERN = /^127\.0\.0\.1:(\d{1,5})$/;
 
 export function isDaemonKey(key: string): key is DaemonKey {
@@ -194,6 +203,16 @@ function applyValue(c: Mutable<DaemonConfig>, key: DaemonKey, value: string, sou
     case 'qemu':
       // A bare name is looked up on PATH as QEMU is; anything with a slash is a path.
       c.qemu = value.includes('/') ? resolved : value;
+      return;
+    case 'qemu-sandbox': {
+      const flag = parseBooleanWord(value);
+      if (flag === undefined) throw bad(`must be a boolean (${BOOLEAN_ALLOWED})`);
+      c.qemuSandbox = flag;
+      return;
+    }
+    case 'qemu-user':
+      if (!USER_PATTERN.test(value)) throw bad('is not a user name or numeric uid');
+      c.qemuUser = value;
       return;
     case 'socket-group':
       if (!GROUP_PATTERN.test(value)) throw bad('is not a group name or numeric gid');

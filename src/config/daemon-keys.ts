@@ -17,6 +17,8 @@ export const DAEMON_KEY_DOCS = [
   { key: 'socket', value: 'path', help: 'control API socket, mode 0660 (default /run/sevsup/sevsup.sock)' },
   { key: 'socket-group', value: 'group', help: 'group allowed on the control and QMP proxy sockets (name or gid)' },
   { key: 'qemu', value: 'path', help: 'QEMU binary (with --platform sim: the QEMU the simulator runs)' },
+  { key: 'qemu-sandbox', value: 'bool', help: "run QEMU under its seccomp sandbox (-sandbox on,obsolete=deny,spawn=deny,…): 1/0 (default 0)" },
+  { key: 'qemu-user', value: 'user', help: 'user QEMU drops to after start-up (-runas); default: stays root' },
   { key: 'platform', value: 'name', help: 'hardware (real /dev/sev) or sim (simulated SEV platform) (default hardware)' },
   { key: 'host-caps', value: 'file', help: 'host capabilities file (seed hw-params.json format); skips probing' },
   { key: 'log-level', value: 'level', help: 'fatal, error, warn, info, debug, trace or silent (default info)' },

@@ -74,6 +74,9 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
     holdTimeoutSeconds: config.holdTimeout,
     defaultFirmware: config.defaultFirmware,
     ...(gid === undefined ? {} : { gid }),
+    lifecycle: {
+      qemuOptions: { ...(config.qemuSandbox ? { sandbox: true } : {}), ...(config.qemuUser === null ? {} : { runAs: config.qemuUser }) },
+    },
     logger,
     metrics,
   });

@@ -46,6 +46,13 @@ export const MONITOR_CHARDEV_ID = 'monitor';
 export const MAX_UNIX_SOCKET_PATH_BYTES = 107;
 /** `-sandbox` as libvirt sets it: seccomp on, obsolete syscalls, setuid, fork/exec and setrlimit denied. */
 export const SANDBOX_OPTION = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
+/**
+ * `-sandbox` with `-runas`: QEMU applies seccomp before it drops to the user, so denying set*id
+ * kills it with SIGSYS at the drop (checked on 7.2; `elevateprivileges=children` too). Once it
+ * runs as the unprivileged user it cannot regain root by set*id, and `spawn=deny` still stops it
+ * from exec'ing anything that could.
+ */
+export const SANDBOX_OPTION_RUNAS = 'on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny';
 
 /** `-cpu` splits its value on single commas into model and features, so only plain names pass. */
 const CPU_MODEL = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -122,7 +129,7 @@ export function buildQemuCommandLine(input: QemuArgvInput): readonly ArgGroup[] 
   if (paths.pidFile !== undefined) {
     groups.push(['-pidfile', assertQemuSafe(paths.pidFile, { file: 'run directory', key: 'pid file' })]);
   }
-  if (options.sandbox === true) groups.push(['-sandbox', SANDBOX_OPTION]);
+  if (options.sandbox === true) groups.push(['-sandbox', options.runAs === undefined ? SANDBOX_OPTION : SANDBOX_OPTION_RUNAS]);
   if (options.runAs !== undefined) {
     groups.push(['-runas', assertQemuSafe(options.runAs, { file: 'options', key: 'runas' })]);
   }

@@ -21,7 +21,7 @@ import { describeEnd, launchQemu, type LaunchOptions, type QemuExit, type QemuPr
 import { readProcStat } from '../process/pid.js';
 import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
 import { errorLines, readFileTail } from '../process/stderr-tail.js';
-import { buildQemuArgv, type QemuArgvInput } from '../qemu/argv.js';
+import { buildQemuArgv, type QemuArgvInput, type QemuArgvOptions } from '../qemu/argv.js';
 import { QmpClient, type QmpConnectOptions, type QmpEvent } from '../qmp/client.js';
 import { cont, querySev, querySevLaunchMeasure, queryStatus, sevInjectLaunchSecret } from '../qmp/commands.js';
 import { sha256File } from '../sev/hash-file.js';
@@ -143,6 +143,8 @@ export interface LifecycleOptions {
    * command and the daemon put the filtering proxy in front of it here. A failure fails the launch.
    */
   readonly onMonitor?: (qmp: QmpClient) => Promise<void> | void;
+  /** QEMU's seccomp sandbox and the user it drops to after start-up (`-sandbox`, `-runas`). */
+  readonly qemuOptions?: QemuArgvOptions;
   /**
    * Run QEMU detached (own process group, not killed with the supervisor), its stderr appended to
    * `stderrFile`: the daemon, whose guests outlive its restarts.
@@ -539,6 +541,7 @@ export class VmLifecycle {
       spec,
       caps: this.#o.caps,
       paths: { monitorSocket: paths.monitorSocket, pidFile: paths.pidFile, ...(spec.serial === 'file' ? { serialLog: paths.serialLog } : {}) },
+      ...(this.#o.qemuOptions === undefined ? {} : { options: this.#o.qemuOptions }),
     });
     this.#checkpoint();
     this.#proc = await this.#deps.launch({

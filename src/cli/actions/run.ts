@@ -79,6 +79,9 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     ...(holdTimeoutS === undefined ? {} : { holdTimeoutMs: holdTimeoutS * 1000 }),
     ...(qmpTimeoutMs === undefined ? {} : { qmpTimeoutMs }),
     ...(powerdownS === undefined ? {} : { powerdownTimeoutMs: powerdownS * 1000 }),
+    ...(opts.sandbox === true || opts.runas !== undefined
+      ? { qemuOptions: { ...(opts.sandbox === true ? { sandbox: true } : {}), ...(opts.runas === undefined ? {} : { runAs: opts.runas }) } }
+      : {}),
     // Everyone but sevsup reaches the guest's monitor only through the filtering proxy.
     onMonitor: async (qmp) => {
       const { startQmpProxy } = await proxyModule;

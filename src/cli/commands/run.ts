@@ -13,6 +13,8 @@ export interface RunCliOptions {
   readonly vmDir?: string;
   readonly hostCaps?: string;
   readonly qemu?: string;
+  readonly sandbox?: boolean;
+  readonly runas?: string;
   readonly hold?: boolean;
   readonly holdTimeout?: string;
   readonly qmpTimeout?: string;
@@ -39,6 +41,8 @@ export function registerRun(program: Command): void {
     .option('--vm-dir <dir>', 'directory of VM configs (default /etc/sevsup/vms)')
     .option('--host-caps <file>', 'host capabilities file (seed hw-params.json format); skips probing')
     .option('--qemu <path>', 'QEMU binary (with --platform sim: the QEMU the simulator runs)')
+    .option('--sandbox', "run QEMU under its seccomp sandbox (-sandbox on,obsolete=deny,spawn=deny,…)")
+    .option('--runas <user>', 'QEMU drops to this user after start-up (-runas)')
     .option('--hold', 'stay paused after measuring until `sevsup attest` approves (as "attest: hold")')
     .option('--hold-timeout <seconds>', 'reject a held guest nobody approved after this long (default: the config\'s hold-timeout, else 600)')
     .option('--qmp-timeout <ms>', 'QMP command reply timeout (default 30000)')

@@ -28,6 +28,8 @@ describe('parseDaemonConfig', () => {
       'socket: /run/x/api.sock',
       'socket-group: sevsup',
       'qemu: qemu-system-x86_64',
+      'qemu-sandbox: yes',
+      'qemu-user: sevsup-qemu',
       'platform: sim',
       'host-caps: /run/qemu-server/hw-params.json',
       'log-level: debug',
@@ -46,6 +48,8 @@ describe('parseDaemonConfig', () => {
       socket: '/run/x/api.sock',
       socketGroup: 'sevsup',
       qemu: 'qemu-system-x86_64',
+      qemuSandbox: true,
+      qemuUser: 'sevsup-qemu',
       platform: 'sim',
       hostCaps: '/run/qemu-server/hw-params.json',
       logLevel: 'debug',
@@ -58,6 +62,7 @@ describe('parseDaemonConfig', () => {
   });
 
   it.each([
+    ['a qemu-sandbox that is not a boolean', 'qemu-sandbox: maybe', 'SUP_ERR_CONFIG_BAD_VALUE', `${FILE}:1: qemu-sandbox: 'maybe' must be a boolean (1, 0, yes, no, on, off, true, false)`],
     ['an unknown key, with a suggestion', 'vmdir: /x', 'SUP_ERR_CONFIG_UNKNOWN_KEY', `${FILE}:1: unknown key 'vmdir' (did you mean 'vm-dir'?)`],
     ['a duplicate key', 'platform: sim\nplatform: hardware', 'SUP_ERR_CONFIG_DUPLICATE_KEY', `${FILE}:2: duplicate key 'platform' (first set at line 1); keep one of them`],
     ['a bad platform', 'platform: kvm', 'SUP_ERR_CONFIG_BAD_VALUE', `${FILE}:1: platform: 'kvm' must be one of hardware, sim`],

@@ -99,7 +99,7 @@ describe('sevsup showcmd', () => {
 
   it('adds the sandbox and runas options when asked', async () => {
     const { stdout } = await cli('showcmd', file('plain.conf'), '--platform', 'sim', '--sandbox', '--runas', 'qemu-user');
-    expect(stdout).toContain('  -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny \\\n  -runas qemu-user\n');
+    expect(stdout).toContain('  -sandbox on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny \\\n  -runas qemu-user\n');
   });
 
   it('refuses an SEV guest on a host whose capabilities say no SEV (exit 4)', async () => {
