@@ -7,7 +7,7 @@
 // lifecycle's own monitor session), or leave half a snapshot or half a copy behind on failure.
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { MigrateResult, SnapshotResult } from '../api/types.js';
@@ -121,10 +121,19 @@ export async function exportGuest(spec: VmSpec, targetDir: string): Promise<Migr
       details: { vm: spec.name, target: dest },
       ...(cause === undefined ? {} : { cause }),
     });
-  if (await stat(dest).then(() => true, () => false)) throw fail('it already exists; choose another directory or remove it');
   const moved = spec.disks.map((d) => ({ disk: d, to: join(dest, `disk${d.index}-${basename(d.file)}`) }));
+  // The destination itself is created here, exclusively (mkdir(2) neither follows nor reuses what
+  // is there): a directory or symlink planted in a shared target dir is refused, never written into.
   try {
-    await mkdir(dest, { recursive: true, mode: 0o750 });
+    await mkdir(targetDir, { recursive: true, mode: 0o750 });
+    await mkdir(dest, { mode: 0o750 });
+  } catch (error: unknown) {
+    if (typeof error === 'object' && error !== null && 'code' in error && error.code === 'EEXIST') {
+      throw fail('it already exists; choose another directory or remove it');
+    }
+    throw fail(describeIoError(error), error);
+  }
+  try {
     // FICLONE where the file system can (a reflink, instant); a plain copy elsewhere.
     for (const m of moved) await copyFile(m.disk.file, m.to, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
     const exported: VmSpec = { ...spec, disks: moved.map((m) => ({ ...m.disk, file: m.to })) };

@@ -36,11 +36,16 @@ export type RefusalReason =
   | 'unstable'
   /** screendump: screen contents leave the VM (opt-in with qmp-allow). */
   | 'screen'
+  /**
+   * Makes QEMU (often root) open, create or listen on a host path, or run a host program: a
+   * proxy client would borrow QEMU's privileges on the host. Opt in by name with qmp-allow.
+   */
+  | 'host-access'
   /** Not a command sevsup knows. */
   | 'unknown';
 
 /** Reasons a VM's qmp-allow can lift, by exact command name. Everything else is final. */
-export const REALLOWABLE_REASONS: ReadonlySet<RefusalReason> = new Set<RefusalReason>(['unstable', 'screen', 'unknown']);
+export const REALLOWABLE_REASONS: ReadonlySet<RefusalReason> = new Set<RefusalReason>(['unstable', 'screen', 'host-access', 'unknown']);
 
 /** The memory family: refusals no config can lift. */
 export const MEMORY_FAMILY: ReadonlySet<RefusalReason> = new Set<RefusalReason>([
@@ -126,17 +131,12 @@ const ROWS: readonly Row[] = [
     `block-commit block-dirty-bitmap-add block-dirty-bitmap-clear block-dirty-bitmap-disable
      block-dirty-bitmap-enable block-dirty-bitmap-merge block-dirty-bitmap-remove
      block-latency-histogram-set block-set-write-threshold block-stream block_resize
-     block_set_io_throttle blockdev-add blockdev-backup blockdev-change-medium blockdev-close-tray
-     blockdev-create blockdev-del blockdev-insert-medium blockdev-mirror blockdev-open-tray
-     blockdev-remove-medium blockdev-reopen blockdev-snapshot blockdev-snapshot-delete-internal-sync
-     blockdev-snapshot-internal-sync blockdev-snapshot-sync change-backing-file drive-backup
-     drive-mirror eject transaction blockdev-set-active`,
+     block_set_io_throttle blockdev-backup blockdev-close-tray blockdev-del blockdev-insert-medium
+     blockdev-mirror blockdev-open-tray blockdev-remove-medium blockdev-snapshot
+     blockdev-snapshot-delete-internal-sync blockdev-snapshot-internal-sync eject transaction
+     blockdev-set-active`,
   ),
-  allowed(
-    'block',
-    'exports a disk (NBD, FUSE, vhost-user-blk server), not guest memory',
-    'block-export-add block-export-del nbd-server-add nbd-server-remove nbd-server-start nbd-server-stop',
-  ),
+  allowed('block', 'stops a disk export (starting one needs qmp-allow: host-access)', 'block-export-del nbd-server-remove nbd-server-stop'),
   allowed(
     'job',
     'block job control (no job that saves memory can be started through the proxy)',
@@ -147,12 +147,12 @@ const ROWS: readonly Row[] = [
   allowed(
     'chardev',
     'character devices carry only bytes a guest device sends; the paths that would make one a memory channel (gdbserver, vhost-user) are refused on their own',
-    'chardev-add chardev-change chardev-remove chardev-send-break ringbuf-read ringbuf-write',
+    'chardev-remove chardev-send-break ringbuf-read ringbuf-write',
   ),
   allowed(
     'network',
     'network back-ends and links (vhost-user and vhost-vdpa back-ends are refused)',
-    'netdev_add netdev_del set_link announce-self',
+    'netdev_del set_link announce-self',
   ),
   allowed(
     'display',
@@ -164,7 +164,7 @@ const ROWS: readonly Row[] = [
   allowed(
     'object',
     'QOM objects (memory back-ends and vhost-user objects are refused)',
-    'object-add object-del qom-set',
+    'object-del qom-set',
   ),
   allowed(
     'tuning',
@@ -174,8 +174,8 @@ const ROWS: readonly Row[] = [
   ),
   allowed(
     'diagnostic',
-    'diagnostics that read no guest memory (dumpdtb writes QEMU\'s own device tree, not guest RAM)',
-    'inject-nmi trace-event-set-state dumpdtb replay-break replay-delete-break yank',
+    'diagnostics that read no guest memory',
+    'inject-nmi trace-event-set-state replay-break replay-delete-break yank',
   ),
   allowed('hmp', 'human monitor: only the read-only `info` sub-commands sevsup lists pass', 'human-monitor-command'),
 
@@ -213,6 +213,13 @@ const ROWS: readonly Row[] = [
     'sev-inject-launch-secret',
   ),
   refused('screen', 'copies the guest display to a host file; opt in with qmp-allow', 'screendump'),
+  refused(
+    'host-access',
+    'makes QEMU open, create or listen on a host path, or run a host program (tap scripts), with its privileges; opt in by name with qmp-allow',
+    `blockdev-add blockdev-create blockdev-reopen blockdev-change-medium blockdev-snapshot-sync
+     change-backing-file drive-backup drive-mirror block-export-add nbd-server-add nbd-server-start
+     chardev-add chardev-change netdev_add object-add dumpdtb`,
+  ),
   refused(
     'unstable',
     'unstable x- command; only by exact name in the VM\'s qmp-allow',

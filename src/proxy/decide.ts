@@ -175,6 +175,11 @@ function decideUnchecked(msg: unknown, ctx: DecideContext): Decision {
 
   const cls = classifyCommand(name);
   if (cls.verdict === 'refused' && !REALLOWABLE_REASONS.has(cls.reason)) return refuse(name, cls.reason, cls.why);
+  // A re-allowable refusal stands unless the VM's qmp-allow lifts it; only then do the argument
+  // rules below get a say (they stay final for lifted commands too).
+  if (cls.verdict === 'refused' && !ctx.allow.includes(name)) {
+    return ctx.deny.includes(name) ? refuse(name, 'config-deny', "the VM's qmp-deny lists it") : refuse(name, cls.reason, cls.why);
+  }
   const argumentRefusal = checkArguments(name, args);
   if (argumentRefusal !== null) return argumentRefusal;
   if (name === HMP_COMMAND) {

@@ -124,6 +124,9 @@ export function lookupUnixPeer(socket: Socket, options: PeerLookupOptions = {}):
   const own = socketInode(fd);
   if (own === null) return Promise.resolve({ known: false, why: `cannot read /proc/self/fd/${fd}` });
   const run = async (): Promise<PeerInfo> => {
+    // Queued behind other lookups: a client that has gone meanwhile costs no `ss` run, so a
+    // connect-refuse-disconnect loop cannot grow the queue faster than it drains.
+    if (socket.destroyed) return { known: false, why: 'the connection closed before the lookup ran' };
     let output: string;
     try {
       output = await runSs(options.ss ?? 'ss', options.timeoutMs ?? DEFAULT_TIMEOUT_MS);

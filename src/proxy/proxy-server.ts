@@ -35,6 +35,11 @@ export interface ProxyLimits {
   readonly maxOutputBytes: number;
   /** In-band requests a client may have waiting before its socket stops being read (backpressure). */
   readonly maxQueued: number;
+  /**
+   * Bytes of in-band requests a client may have waiting, likewise: maxQueued messages of up to
+   * maxMessageBytes each would let 256 clients park gigabytes behind a slow upstream.
+   */
+  readonly maxQueuedBytes: number;
   /** Malformed messages in a row before the client is disconnected. */
   readonly maxBadInput: number;
   readonly maxClients: number;
@@ -51,6 +56,7 @@ export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
   maxDepth: 64,
   maxOutputBytes: 4 * 1024 * 1024,
   maxQueued: 64,
+  maxQueuedBytes: 2 * 1024 * 1024,
   maxBadInput: 3,
   maxClients: 256,
   maxUpstreamInFlight: 4,
@@ -97,7 +103,7 @@ export interface QmpProxy {
   close(): Promise<void>;
 }
 
-type InbandItem = { readonly kind: 'value'; readonly value: unknown } | { readonly kind: 'reply'; readonly reply: Record<string, unknown> };
+type InbandItem = { readonly kind: 'value'; readonly value: unknown; readonly bytes: number } | { readonly kind: 'reply'; readonly reply: Record<string, unknown> };
 
 interface Client {
   readonly serial: number;
@@ -105,6 +111,8 @@ interface Client {
   readonly session: ClientSession;
   readonly framer: QmpFramer;
   readonly inband: InbandItem[];
+  /** Bytes of the requests in `inband`. */
+  queuedBytes: number;
   pumping: boolean;
   paused: boolean;
   badInARow: number;
@@ -196,6 +204,7 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
     client.closed = true;
     clients.delete(client);
     client.inband.length = 0;
+    client.queuedBytes = 0;
     const { socket } = client;
     if (why === 'gone' || why === 'closing') {
       socket.destroy();
@@ -288,7 +297,8 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
     client.pumping = true;
     try {
       for (let item = client.inband.shift(); item !== undefined && !client.closed; item = client.inband.shift()) {
-        if (client.paused && client.inband.length < limits.maxQueued) {
+        if (item.kind === 'value') client.queuedBytes -= item.bytes;
+        if (client.paused && client.inband.length < limits.maxQueued && client.queuedBytes < limits.maxQueuedBytes) {
           client.paused = false;
           client.socket.resume();
         }
@@ -306,7 +316,8 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
 
   const enqueue = (client: Client, item: InbandItem): void => {
     client.inband.push(item);
-    if (!client.paused && client.inband.length >= limits.maxQueued) {
+    if (item.kind === 'value') client.queuedBytes += item.bytes;
+    if (!client.paused && (client.inband.length >= limits.maxQueued || client.queuedBytes >= limits.maxQueuedBytes)) {
       client.paused = true;
       client.socket.pause();
     }
@@ -345,7 +356,7 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
       }
       client.badInARow = 0;
       if (isOutOfBand(value)) void handle(client, value);
-      else enqueue(client, { kind: 'value', value });
+      else enqueue(client, { kind: 'value', value, bytes: item.text.length });
     }
   };
 
@@ -367,6 +378,7 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
       session: new ClientSession(offered),
       framer: new QmpFramer({ maxBytes: limits.maxMessageBytes, maxDepth: limits.maxDepth }),
       inband: [],
+      queuedBytes: 0,
       pumping: false,
       paused: false,
       badInARow: 0,

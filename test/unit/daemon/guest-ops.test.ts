@@ -1,9 +1,24 @@
 // The seed's snapshot and migration rules (exact texts), the snapshot transaction on `disk<N>`
 // nodes, and the offline export of a stopped guest on real files.
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+
+/** Runs inside exportGuest's first stat (if any): simulates another user racing the export. */
+const race = vi.hoisted(() => ({ hook: undefined as undefined | (() => Promise<void>) }));
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:fs/promises')>();
+  return {
+    ...real,
+    stat: async (...args: Parameters<typeof real.stat>) => {
+      const hook = race.hook;
+      race.hook = undefined;
+      if (hook) await hook();
+      return real.stat(...args);
+    },
+  };
+});
 import { parseVmConfig } from '../../../src/config/vm-config.js';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
 import { exportGuest, refuseMigrate, refuseSnapshot, snapshotTransaction } from '../../../src/daemon/guest-ops.js';
@@ -105,5 +120,27 @@ describe('exportGuest', () => {
     const guest = { ...spec(), disks: [{ index: 0, file: join(dir, 'missing.qcow2'), format: 'qcow2' as const, readonly: false }] };
     expect(await asyncErrorOf(() => exportGuest(guest, join(dir, 'out2')))).toMatchObject({ code: 'SUP_ERR_MIGRATE_FAILED', message: `cannot move VM web to ${join(dir, 'out2', 'web')}: no such file` });
     expect(await readdir(join(dir, 'out2'))).toEqual([]);
+  });
+
+  it('never writes into a directory planted at the destination (symlink race in a shared target dir)', async () => {
+    const src = join(dir, 'src3');
+    await mkdir(src);
+    await writeFile(join(src, 'a.qcow2'), 'disk-a');
+    const guest = { ...spec(), disks: [{ index: 0, file: join(src, 'a.qcow2'), format: 'qcow2' as const, readonly: false }] };
+    const shared = join(dir, 'shared');
+    const elsewhere = join(dir, 'attacker');
+    await mkdir(shared);
+    await mkdir(elsewhere);
+    // Another user plants <target>/web -> their own directory; the hook makes an existence check
+    // miss it, as it would when the link appears just after the check.
+    await symlink(elsewhere, join(shared, 'web'));
+    race.hook = () => Promise.reject(Object.assign(new Error('ENOENT: no such file or directory'), { code: 'ENOENT' }));
+    const outcome = await exportGuest(guest, shared).then(
+      () => 'exported',
+      (error: unknown) => error,
+    );
+    race.hook = undefined;
+    expect(await readdir(elsewhere)).toEqual([]);
+    expect(outcome).toMatchObject({ code: 'SUP_ERR_MIGRATE_FAILED', message: `cannot move VM web to ${join(shared, 'web')}: it already exists; choose another directory or remove it` });
   });
 });

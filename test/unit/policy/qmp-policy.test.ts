@@ -96,6 +96,12 @@ describe('the command table', () => {
     ['colo', ['x-colo-lost-heartbeat', 'xen-colo-do-checkpoint', 'xen-set-replication']],
     ['launch-secret', ['sev-inject-launch-secret']],
     ['screen', ['screendump']],
+    [
+      'host-access',
+      ['blockdev-add', 'blockdev-create', 'blockdev-reopen', 'blockdev-change-medium', 'blockdev-snapshot-sync',
+        'change-backing-file', 'drive-backup', 'drive-mirror', 'block-export-add', 'nbd-server-add', 'nbd-server-start',
+        'chardev-add', 'chardev-change', 'netdev_add', 'object-add', 'dumpdtb'],
+    ],
     ['unstable', ['x-exit-preconfig', 'x-query-virtio-queue-element', 'x-blockdev-change', 'x-debug-query-block-graph']],
   ])('refuses the %s family', (reason, names) => {
     for (const name of names) expect(reasonOf(name), name).toBe(reason);
@@ -111,9 +117,9 @@ describe('the command table', () => {
 
   it.each([
     // Read-only status of refused families, disk-only snapshots, disk exports, attestation evidence.
-    'query-migrate', 'query-dump', 'query-colo-status', 'blockdev-snapshot-internal-sync', 'blockdev-snapshot-sync',
-    'transaction', 'nbd-server-start', 'block-export-add', 'query-sev', 'query-sev-launch-measure',
-    'query-sev-attestation-report', 'dumpdtb', 'chardev-add', 'device_add', 'object-add', 'cont', 'quit',
+    'query-migrate', 'query-dump', 'query-colo-status', 'blockdev-snapshot-internal-sync',
+    'transaction', 'nbd-server-stop', 'block-export-del', 'query-sev', 'query-sev-launch-measure',
+    'query-sev-attestation-report', 'chardev-remove', 'device_add', 'object-del', 'cont', 'quit',
     'qmp_capabilities', 'human-monitor-command',
   ])('allows %s (rules for arguments, HMP and hold apply in decide)', (name) => {
     expect(reasonOf(name)).toBe('allowed');

@@ -218,7 +218,16 @@ describe('argument rules', () => {
     ['yank', { instances: 'monitor' }, 'bad-message'],
     ['yank', { instances: [1] }, 'bad-message'],
   ])('%s %j → %s', (name, args, expected) => {
-    for (const member of MEMBERS) expect(reasonOf(decide(msg(member, name, args), CTX))).toBe(expected);
+    // host-access commands reach their argument rules only once the VM's qmp-allow lifts them.
+    const context = ctx({ allow: [name] });
+    for (const member of MEMBERS) expect(reasonOf(decide(msg(member, name, args), context))).toBe(expected);
+  });
+
+  it('refuses host-access commands unless qmp-allow names them, and qmp-deny still wins', () => {
+    expect(reasonOf(decide(msg('execute', 'chardev-add', { id: 'c', backend: { type: 'file', data: { out: '/etc/x' } } }), CTX))).toBe('host-access');
+    expect(reasonOf(decide(msg('execute', 'netdev_add', { type: 'tap', id: 'n', script: '/tmp/x' }), CTX))).toBe('host-access');
+    expect(reasonOf(decide(msg('execute', 'dumpdtb', { filename: '/etc/passwd' }), ctx({ deny: ['dumpdtb'] })))).toBe('config-deny');
+    expect(reasonOf(decide(msg('execute', 'blockdev-add', { driver: 'file', 'node-name': 'f', filename: '/x' }), ctx({ allow: ['blockdev-add'] })))).toBe('allowed');
   });
 
   it('applies the rules even when qmp-allow names the command', () => {

@@ -89,3 +89,34 @@ describe('lookupUnixPeer', () => {
     }
   });
 });
+
+describe('lookupUnixPeer queue', () => {
+  it('runs no ss for a connection that closed while its lookup was queued', async () => {
+    const { chmod, readFile: read, writeFile: write } = await import('node:fs/promises');
+    const dir = await mkdtemp(join(tmpdir(), 'pcq-'));
+    const path = join(dir, 's.sock');
+    const count = join(dir, 'count');
+    const ss = join(dir, 'ss');
+    await write(ss, `#!/bin/sh\necho x >> '${count}'\nsleep 0.2\n`);
+    await chmod(ss, 0o755);
+    const accepted: Socket[] = [];
+    const server = createServer((s) => accepted.push(s));
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const dialers = Array.from({ length: 5 }, () => createConnection(path));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    try {
+      expect(accepted).toHaveLength(5);
+      const lookups = accepted.map((s) => lookupUnixPeer(s, { ss }));
+      // All but the first are queued; their clients go away before their turn.
+      for (const s of accepted.slice(1)) s.destroy();
+      const answers = await Promise.all(lookups);
+      for (const answer of answers) expect(answer).toMatchObject({ known: false });
+      expect((await read(count, 'utf8')).trim().split('\n')).toHaveLength(1);
+    } finally {
+      for (const d of dialers) d.destroy();
+      for (const s of accepted) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QMP_COMMANDS, classifyCommand } from '../../../src/policy/qmp-policy.js';
 import { decide } from '../../../src/proxy/decide.js';
+import { DEFAULT_PROXY_LIMITS } from '../../../src/proxy/proxy-server.js';
 import { QEMU_72_VERSION, type FakeHandler, type ReceivedCommand } from '../../fakes/fake-qmp-server.js';
 import { HELD, startProxyRig, type Rig, type RigOptions } from '../../fakes/proxy-rig.js';
 import { WireClient, errorDesc, member } from '../../fakes/qmp-wire-client.js';
@@ -340,6 +341,25 @@ describe('many clients', () => {
     const replies = await c.nextN(N, 20_000);
     expect(replies.map((x) => x['id'])).toEqual([...Array(N).keys()]);
     expect(r.proxy.stats().dropped).toEqual({ slow: 0, 'bad-input': 0, 'too-many-clients': 0 });
+  });
+
+  it('stops reading a client once its queued requests reach maxQueuedBytes, not only maxQueued', async () => {
+    const slow = deferred();
+    const r = await rig({ handlers: { 'query-status': slow.handler } });
+    const c = await client(r);
+    c.send({ execute: 'query-status', id: 'first' });
+    await until('the first request upstream', slow.arrived);
+    // 48 requests of 256 KiB each (a big id): 12 MiB, under maxQueued (64) but far over maxQueuedBytes.
+    const big = 'x'.repeat(256 * 1024);
+    const total = 48 * (big.length + 40);
+    for (let i = 0; i < 48; i++) c.write(`${JSON.stringify({ execute: 'query-status', id: `${i}${big}` })}\n`);
+    // Wait until the proxy has read all it will: our pending bytes stop changing for 200 ms.
+    for (let previous = -1, pending = c.socket.writableLength; pending !== previous; previous = pending, pending = c.socket.writableLength) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    // Accepted by the proxy (and the kernel's socket buffers): what left our own buffer.
+    const accepted = total - c.socket.writableLength;
+    expect(accepted).toBeLessThan(DEFAULT_PROXY_LIMITS.maxQueuedBytes + 4 * 1024 * 1024);
   });
 
   it('refuses connections beyond maxClients', async () => {
