@@ -5,7 +5,8 @@
 // business rules (the ControlTarget does), echo request bodies, or crash or stall on any input.
 // `sevsup run` serves the per-VM routes for one guest; the daemon also serves the optional ones.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { chmod, chown, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
+import { listenUnixSocket } from '../util/unix-listen.js';
 import { performance } from 'node:perf_hooks';
 import { SupervisorError, isSupervisorError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -112,27 +113,25 @@ export async function startControlServer(options: ControlServerOptions): Promise
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     else socket.destroy();
   });
-  await new Promise<void>((resolve, reject) => {
-    const onError = (error: NodeJS.ErrnoException): void => {
-      reject(
-        error.code === 'EADDRINUSE'
-          ? (options.inUse?.(socketPath, error) ??
-              new SupervisorError('SUP_ERR_VM_STATE', `control socket ${socketPath} is already in use: another sevsup serves this VM`, {
-                details: { socketPath },
-                cause: error,
-              }))
-          : error,
-      );
-    };
-    server.once('error', onError);
-    server.listen(socketPath, () => {
-      server.off('error', onError);
-      resolve();
+  try {
+    // Mode and group are set before the socket appears at its path: it is the access boundary.
+    await listenUnixSocket(server, socketPath, {
+      mode: options.mode ?? 0o660,
+      ...(options.gid === undefined ? {} : { gid: options.gid }),
+      replace: false,
     });
-  });
+  } catch (error: unknown) {
+    const code = typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
+    if (code !== 'EADDRINUSE' && code !== 'EEXIST') throw error;
+    throw (
+      options.inUse?.(socketPath, error) ??
+      new SupervisorError('SUP_ERR_VM_STATE', `control socket ${socketPath} is already in use: another sevsup serves this VM`, {
+        details: { socketPath },
+        cause: error,
+      })
+    );
+  }
   server.on('error', (error) => logger?.error({ err: error }, 'control API server error'));
-  if (options.gid !== undefined) await chown(socketPath, -1, options.gid);
-  await chmod(socketPath, options.mode ?? 0o660);
   let closing: Promise<void> | undefined;
   return {
     socketPath,

@@ -12,7 +12,8 @@
 // `exec-oob` request is handled at once and its reply may overtake. Events are written when they
 // arrive. When a client disconnects, its queued requests are dropped unsent (QEMU drops a gone
 // client's queue too); a reply to a request already sent is discarded.
-import { chmod, chown, rename, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
+import { listenUnixSocket } from '../util/unix-listen.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { isSupervisorError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -392,26 +393,12 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
     write(client, greeting);
   });
 
-  // Bind under a temporary name, set the final mode and group, then rename into place: the
-  // socket never exists at its real path with the umask's permissions.
-  const staging = `${options.socketPath}~`;
-  await rm(staging, { force: true });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(staging, () => {
-      server.off('error', reject);
-      resolve();
-    });
+  // The socket never exists at its real path with the umask's permissions; a stale one is replaced.
+  await listenUnixSocket(server, options.socketPath, {
+    mode: options.mode ?? 0o660,
+    ...(options.gid === undefined ? {} : { gid: options.gid }),
+    replace: true,
   });
-  try {
-    await chmod(staging, options.mode ?? 0o660);
-    if (options.gid !== undefined) await chown(staging, -1, options.gid);
-    await rename(staging, options.socketPath);
-  } catch (error) {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    await rm(staging, { force: true });
-    throw error;
-  }
 
   const unsubscribe = upstream.onEvent((event) => {
     const text = JSON.stringify(event) + CRLF;
