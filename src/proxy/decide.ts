@@ -91,7 +91,13 @@ function checkArguments(name: string, args: Record<string, unknown> | undefined)
       const driver = stringArg(name, args, 'driver');
       if (typeof driver !== 'string') return driver;
       const reason = refusedDeviceDriver(driver);
-      return reason === null ? null : refuse(name, reason, `device '${shorten(driver)}' reaches guest memory`);
+      if (reason !== null) return refuse(name, reason, `device '${shorten(driver)}' reaches guest memory`);
+      // QEMU (often root) reads `romfile` from the host into the guest's option ROM.
+      const romfile = args?.['romfile'];
+      if (romfile !== undefined && romfile !== '') {
+        return refuse(name, 'host-access', 'romfile makes QEMU read a host file into the guest; omit it (or give "")');
+      }
+      return null;
     }
     case 'object-add': {
       const type = stringArg(name, args, 'qom-type');

@@ -50,6 +50,11 @@ export interface ProxyLimits {
    * supervisor's own commands behind proxy traffic; 4 keeps QEMU busy and leaves room.
    */
   readonly maxUpstreamInFlight: number;
+  /**
+   * Milliseconds a client has to finish capabilities negotiation. QEMU waits forever; here an
+   * idle, never-negotiated connection would hold one of the maxClients slots indefinitely.
+   */
+  readonly negotiationTimeoutMs: number;
 }
 
 export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
@@ -61,6 +66,7 @@ export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
   maxBadInput: 3,
   maxClients: 256,
   maxUpstreamInFlight: 4,
+  negotiationTimeoutMs: 30_000,
 };
 
 export interface ProxyOptions {
@@ -200,7 +206,7 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
   /** Sockets of dropped clients kept open only until we know who they were. */
   const dropping = new Set<Socket>();
 
-  const disconnect = (client: Client, why: 'slow' | 'bad-input' | 'gone' | 'closing'): Promise<PeerInfo> | undefined => {
+  const disconnect = (client: Client, why: 'slow' | 'bad-input' | 'gone' | 'closing' | 'negotiation-timeout'): Promise<PeerInfo> | undefined => {
     if (client.closed) return undefined;
     client.closed = true;
     clients.delete(client);
@@ -387,6 +393,13 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
       peer: undefined,
     };
     clients.add(client);
+    const negotiation = setTimeout(() => {
+      if (client.closed || client.session.isNegotiated) return;
+      log.warn({ vm: options.vm, timeoutMs: limits.negotiationTimeoutMs }, 'qmp proxy client never negotiated capabilities; disconnecting');
+      void disconnect(client, 'negotiation-timeout');
+    }, limits.negotiationTimeoutMs);
+    negotiation.unref();
+    socket.once('close', () => clearTimeout(negotiation));
     socket.on('data', (chunk: Buffer) => onData(client, chunk));
     socket.on('error', () => disconnect(client, 'gone'));
     socket.on('close', () => disconnect(client, 'gone'));

@@ -202,6 +202,8 @@ describe('argument rules', () => {
     ['object-add', { 'qom-type': 'memory-backend-memfd', id: 'm1', size: 1 }, 'guest-memory'],
     ['object-add', { 'qom-type': 'memory-backend-ram', id: 'm1', size: 1 }, 'guest-memory'],
     ['object-add', { id: 'm1' }, 'bad-message'],
+    ['device_add', { driver: 'virtio-net-pci', id: 'n1', romfile: '/etc/shadow' }, 'host-access'],
+    ['device_add', { driver: 'virtio-net-pci', id: 'n1', romfile: '' }, 'allowed'],
     ['netdev_add', { type: 'user', id: 'n' }, 'allowed'],
     ['netdev_add', { type: 'vhost-user', id: 'n', chardev: 'c' }, 'guest-memory'],
     ['netdev_add', { type: 'vhost-vdpa', id: 'n' }, 'guest-memory'],

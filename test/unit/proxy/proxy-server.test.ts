@@ -97,6 +97,21 @@ describe('greeting and negotiation', () => {
   });
 });
 
+describe('negotiation deadline', () => {
+  it('disconnects a client that never negotiates, and keeps one that did', async () => {
+    const r = await rig({ limits: { negotiationTimeoutMs: 150 } });
+    const idle = await WireClient.connect(r.path);
+    const active = await WireClient.connect(r.path);
+    cleanups.push(async () => idle.destroy(), async () => active.destroy());
+    await idle.next();
+    await active.next();
+    expect(await active.command({ execute: 'qmp_capabilities', id: 1 })).toEqual({ return: {}, id: 1 });
+    await idle.closed;
+    expect(r.proxy.clientCount()).toBe(1);
+    expect(await active.command({ execute: 'query-status', id: 2 })).toMatchObject({ id: 2, return: {} });
+  });
+});
+
 describe('ids', () => {
   const IDS: unknown[] = [1, 0, -7, 2.5, 'x', '', 's1', null, false, [], [1, [2, 'a']], {}, { a: { b: [null, true] } }, 'é😀\u0000'];
 
