@@ -318,12 +318,38 @@ export class VmLifecycle {
       this.#checkpoint();
       await this.#resume();
     } catch (error: unknown) {
-      if (error instanceof Detached) return;
-      await this.#endBeforeRunning(error);
-      if (this.#state === 'failed' && this.#error !== null) throw this.#error;
+      await this.#failClosed(error);
       return;
     }
     this.#watch();
+  }
+
+  /**
+   * The supervisor's own QMP session on QEMU's private monitor (launch and re-attach alike), then
+   * the filtering proxy in front of it (onMonitor).
+   */
+  async #connectMonitor(path: string, proc: QemuProcess): Promise<QmpClient> {
+    const qmp = await this.#deps.connectQmp({
+      path,
+      isAlive: () => proc.isAlive(),
+      exited: proc.exited,
+      // OOB on the supervisor's own session lets proxy clients use the yank commands QEMU offers
+      // out of band (the proxy still decides what passes).
+      oob: true,
+      logger: this.#log,
+      ...(this.#o.qmpTimeoutMs === undefined ? {} : { commandTimeoutMs: this.#o.qmpTimeoutMs }),
+      ...(this.#o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: this.#o.connectTimeoutMs }),
+    });
+    this.#qmp = qmp;
+    await this.#o.onMonitor?.(qmp);
+    return qmp;
+  }
+
+  /** The fail-closed end of start() and attach() before the guest ran: rethrow what failed. */
+  async #failClosed(error: unknown): Promise<void> {
+    if (error instanceof Detached) return;
+    await this.#endBeforeRunning(error);
+    if (this.#state === 'failed' && this.#error !== null) throw this.#error;
   }
 
   /**
@@ -353,16 +379,7 @@ export class VmLifecycle {
         return;
       }
       this.#proc = proc;
-      this.#qmp = await this.#deps.connectQmp({
-        path: persisted.monitorSocket,
-        isAlive: () => proc.isAlive(),
-        exited: proc.exited,
-        logger: this.#log,
-        ...(this.#o.qmpTimeoutMs === undefined ? {} : { commandTimeoutMs: this.#o.qmpTimeoutMs }),
-        ...(this.#o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: this.#o.connectTimeoutMs }),
-      });
-      const qmp = this.#qmp;
-      await this.#o.onMonitor?.(qmp);
+      const qmp = await this.#connectMonitor(persisted.monitorSocket, proc);
       const status = await this.#step('query-status', () => queryStatus(qmp));
       this.#emit({ event: 'attached', pid: proc.pid, was: persisted.state, qemuStatus: status.status });
       plan = planReattach(persisted.state, persisted.ran, status.running);
@@ -382,9 +399,7 @@ export class VmLifecycle {
         await this.#resume();
       }
     } catch (error: unknown) {
-      if (error instanceof Detached) return;
-      await this.#endBeforeRunning(error);
-      if (this.#state === 'failed' && this.#error !== null) throw this.#error;
+      await this.#failClosed(error);
       return;
     }
     if (plan.kind === 'stop') {
@@ -555,18 +570,7 @@ export class VmLifecycle {
         this.#persist();
         this.#emit({ event: 'spawned', pid: proc.pid });
         if (this.sev) this.#startHashing();
-        this.#qmp = await this.#deps.connectQmp({
-          path: paths.monitorSocket,
-          isAlive: () => proc.isAlive(),
-          exited: proc.exited,
-          // OOB on the supervisor's own session lets proxy clients use yank / migrate-pause
-          // semantics QEMU offers (the proxy still decides what passes).
-          oob: true,
-          logger: this.#log,
-          ...(this.#o.qmpTimeoutMs === undefined ? {} : { commandTimeoutMs: this.#o.qmpTimeoutMs }),
-          ...(this.#o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: this.#o.connectTimeoutMs }),
-        });
-        await this.#o.onMonitor?.(this.#qmp);
+        await this.#connectMonitor(paths.monitorSocket, proc);
       },
     });
     this.#checkpoint();
