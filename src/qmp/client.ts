@@ -6,15 +6,15 @@
 // reconnect (a client is sticky after failure: make a new one).
 // Layers: framing.ts (bytes → JSON texts) → message.ts (validate) → session.ts (runstate,
 // pending table) + events.ts (fan-out) → here → commands.ts (typed wrappers).
-import { createConnection, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import pRetry from 'p-retry';
 import { SupervisorError, isSupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { EventHub, type EventListenOptions } from './events.js';
 import { QmpFramer, type FramedItem } from './framing.js';
 import { parseInbound, type QmpErrorInfo, type QmpEvent, type QmpGreeting, type QmpInbound } from './message.js';
 import { PendingTable, RunstateMachine, type QmpReply, type Runstate, type RunstateListener, type SettleOutcome } from './session.js';
+import { connectQemuSocket } from './socket-connect.js';
 
 export type { QmpReply, Runstate } from './session.js';
 export type { QmpEvent, QmpGreeting, QmpErrorInfo } from './message.js';
@@ -23,14 +23,6 @@ export type { QmpEvent, QmpGreeting, QmpErrorInfo } from './message.js';
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** Paused-guest commands answer in well under a millisecond; 30 s flags a wedged monitor. */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
-/**
- * Backoff while the socket does not exist yet: a small base so a fast QEMU is caught at once,
- * and a low ceiling because isAlive() is checked between attempts — it bounds how late we notice
- * that QEMU died (an `exited` promise, when given, is noticed at once).
- */
-const CONNECT_BACKOFF = { minTimeout: 2, factor: 2, maxTimeout: 50 } as const;
-/** Errors meaning "QEMU has not created or not yet listened on the socket": retried. */
-const RETRYABLE_CONNECT_ERRORS: ReadonlySet<string> = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN']);
 /** How often isAlive() is asked while waiting for the greeting; bounds how late a death is seen. */
 const LIVENESS_POLL_MS = 50;
 /** How long close() lets the peer finish a graceful close before the socket is destroyed. */
@@ -92,11 +84,6 @@ type Phase = 'handshake' | 'running' | 'closed';
 interface InboxWaiter {
   readonly resolve: (message: QmpInbound) => void;
   readonly reject: (error: unknown) => void;
-}
-
-function errorCode(error: unknown): string | undefined {
-  if (typeof error !== 'object' || error === null || !('code' in error)) return undefined;
-  return typeof error.code === 'string' ? error.code : undefined;
 }
 
 function asError(value: unknown): Error {
@@ -192,7 +179,7 @@ export class QmpClient {
     client.machine.set('connecting');
     let socket: Socket;
     try {
-      socket = await openUnixSocket(options, timeoutMs);
+      socket = await connectQemuSocket(options, timeoutMs);
     } catch (error) {
       client.phase = 'closed';
       client.machine.set('idle');
@@ -606,87 +593,3 @@ export class QmpClient {
   }
 }
 
-/** Connect to a unix socket that QEMU may not have created yet (p-retry, no fixed sleeps). */
-async function openUnixSocket(options: QmpConnectOptions, timeoutMs: number): Promise<Socket> {
-  const { path, isAlive = () => true, exited } = options;
-  const exitedNow = new AbortController();
-  let hasExited = false;
-  if (exited) {
-    const onExit = (): void => {
-      hasExited = true;
-      exitedNow.abort(new Error('QEMU exited'));
-    };
-    exited.then(onExit, onExit);
-  }
-  const signal = options.signal ? AbortSignal.any([options.signal, exitedNow.signal]) : exitedNow.signal;
-  const dead = (): boolean => hasExited || !isAlive();
-  let lastError: unknown;
-  try {
-    return await pRetry(() => connectOnce(path, signal, dead), {
-      retries: Number.POSITIVE_INFINITY,
-      ...CONNECT_BACKOFF,
-      maxRetryTime: timeoutMs,
-      signal,
-      onFailedAttempt: ({ error }) => {
-        // Keep the last real socket error as the cause, not our own "QEMU is gone" marker.
-        if (error !== EXITED) lastError = error;
-      },
-      shouldRetry: ({ error }) => RETRYABLE_CONNECT_ERRORS.has(errorCode(error) ?? '') && !dead(),
-    });
-  } catch (error) {
-    if (options.signal?.aborted === true) throw options.signal.reason;
-    const cause = lastError ?? (error === EXITED ? undefined : error);
-    const code = errorCode(cause);
-    if (dead()) {
-      throw new SupervisorError('SUP_ERR_QMP_CONNECT', `QEMU exited before its QMP socket ${path} accepted a connection`, {
-        details: { path },
-        cause,
-      });
-    }
-    if (code !== undefined && RETRYABLE_CONNECT_ERRORS.has(code)) {
-      throw new SupervisorError('SUP_ERR_QMP_CONNECT', `QMP socket ${path} not accepting connections after ${timeoutMs} ms (${code})`, {
-        details: { path, timeoutMs, errno: code },
-        cause,
-      });
-    }
-    throw new SupervisorError('SUP_ERR_QMP_CONNECT', `cannot connect to QMP socket ${path}: ${asError(cause).message}`, {
-      details: { path, ...(code === undefined ? {} : { errno: code }) },
-      cause,
-    });
-  }
-}
-
-/** Rejection of an attempt not made because QEMU is gone; never surfaces to callers. */
-const EXITED = new Error('QEMU is not running');
-
-function connectOnce(path: string, signal: AbortSignal, dead: () => boolean): Promise<Socket> {
-  return new Promise<Socket>((resolve, reject) => {
-    if (dead()) {
-      reject(EXITED);
-      return;
-    }
-    const socket = createConnection({ path });
-    const cleanup = (): void => {
-      socket.off('connect', onConnect);
-      socket.off('error', onError);
-      signal.removeEventListener('abort', onAbort);
-    };
-    const onConnect = (): void => {
-      cleanup();
-      resolve(socket);
-    };
-    const onError = (error: Error): void => {
-      cleanup();
-      socket.destroy();
-      reject(error);
-    };
-    const onAbort = (): void => {
-      cleanup();
-      socket.destroy();
-      reject(asError(signal.reason));
-    };
-    socket.once('connect', onConnect);
-    socket.once('error', onError);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}

@@ -10,10 +10,10 @@ import { QmpFramer } from '../../qmp/framing.js';
 import { formatQemuJson, parseQemuJson } from './qmp-json.js';
 import { QmpInterceptor, type InterceptorHooks, type Plan, type QmpObject, type SharedState } from './qmp-interceptor.js';
 import type { SevGuestSim } from './sev-state.js';
+import { connectQemuSocket } from '../../qmp/socket-connect.js';
 
 /** How long a client waits for QEMU's private monitor to appear: QEMU creates it before machine init. */
 const UPSTREAM_CONNECT_TIMEOUT_MS = 30_000;
-const UPSTREAM_RETRY_MS = 20;
 
 export interface MonitorServerOptions {
   /** The path the caller gave QEMU (`-chardev socket,path=…,server=on`). */
@@ -91,21 +91,15 @@ class Bridge {
   }
 
   private async connectUpstream(): Promise<Socket | null> {
-    const deadline = Date.now() + UPSTREAM_CONNECT_TIMEOUT_MS;
-    while (!this.closed && this.o.isQemuAlive() && Date.now() < deadline) {
-      const socket = await new Promise<Socket | null>((resolve) => {
-        const s = createConnection(this.o.upstreamPath);
-        s.once('connect', () => resolve(s));
-        s.once('error', () => {
-          s.destroy();
-          resolve(null);
-        });
-      });
-      if (socket !== null) {
-        if (this.closed) socket.destroy();
-        return this.closed ? null : socket;
-      }
-      await delay(UPSTREAM_RETRY_MS);
+    try {
+      const socket = await connectQemuSocket(
+        { path: this.o.upstreamPath, isAlive: () => !this.closed && this.o.isQemuAlive() },
+        UPSTREAM_CONNECT_TIMEOUT_MS,
+      );
+      if (!this.closed) return socket;
+      socket.destroy();
+    } catch {
+      // QEMU died, the relay closed, or the socket never appeared: the caller treats all alike.
     }
     return null;
   }
