@@ -12,6 +12,7 @@ import { SupervisorError, isSupervisorError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { MeasurementRecord } from '../vm/record.js';
 import { matchRoute, type Route, type RouteKind } from './routes.js';
+import { errnoOf } from '../util/io-error.js';
 import {
   parseAttestRequest,
   parseMigrateRequest,
@@ -121,7 +122,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
       replace: false,
     });
   } catch (error: unknown) {
-    const code = typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
+    const code = errnoOf(error);
     if (code !== 'EADDRINUSE' && code !== 'EEXIST') throw error;
     throw (
       options.inUse?.(socketPath, error) ??

@@ -15,7 +15,7 @@ import { formatVmConfig, VM_CONFIG_SUFFIX } from '../config/vm-config.js';
 import type { DiskSpec, VmSpec } from '../config/vm-spec.js';
 import { SupervisorError } from '../errors.js';
 import { diskNodeName } from '../qemu/devices.js';
-import { describeIoError } from '../util/io-error.js';
+import { describeIoError, errnoOf } from '../util/io-error.js';
 
 const run = promisify(execFile);
 
@@ -128,7 +128,7 @@ export async function exportGuest(spec: VmSpec, targetDir: string): Promise<Migr
     await mkdir(targetDir, { recursive: true, mode: 0o750 });
     await mkdir(dest, { mode: 0o750 });
   } catch (error: unknown) {
-    if (typeof error === 'object' && error !== null && 'code' in error && error.code === 'EEXIST') {
+    if (errnoOf(error) === 'EEXIST') {
       throw fail('it already exists; choose another directory or remove it');
     }
     throw fail(describeIoError(error), error);

@@ -9,6 +9,7 @@ import { dirname } from 'node:path';
 import { SupervisorError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import type { FeatureSupport, HostCaps } from './host-caps.js';
+import { errnoOf } from '../util/io-error.js';
 
 /** The seed patch's file. */
 export const SEED_CAPS_FILE = '/run/qemu-server/hw-params.json';
@@ -86,8 +87,8 @@ export async function readCapsFile(file: string): Promise<HostCaps | null> {
   try {
     data = await readFile(file);
   } catch (error: unknown) {
-    if (errorCode(error) === 'ENOENT') return null;
-    throw capsFileError(file, null, `cannot be read (${errorCode(error) ?? String(error)})`, error);
+    if (errnoOf(error) === 'ENOENT') return null;
+    throw capsFileError(file, null, `cannot be read (${errnoOf(error) ?? String(error)})`, error);
   }
   if (data.length > MAX_CAPS_FILE_BYTES) {
     throw capsFileError(file, null, `is ${data.length} bytes, more than a capabilities file can be (${MAX_CAPS_FILE_BYTES})`);
@@ -105,7 +106,7 @@ export async function writeCapsFile(file: string, caps: HostCaps): Promise<void>
     await mkdir(dirname(file), { recursive: true, mode: 0o755 });
     await writeFileAtomic(file, formatCapsFile(caps), { mode: 0o644, overwrite: true });
   } catch (error: unknown) {
-    const why = errorCode(error) ?? (error instanceof Error ? error.message : String(error));
+    const why = errnoOf(error) ?? (error instanceof Error ? error.message : String(error));
     throw new SupervisorError(
       'SUP_ERR_HOST_CAPS_WRITE',
       `cannot write host capabilities file ${file} (${why}); check that its directory exists and is writable`,
@@ -160,7 +161,3 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function errorCode(error: unknown): string | undefined {
-  if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') return error.code;
-  return undefined;
-}

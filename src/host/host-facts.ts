@@ -6,6 +6,7 @@
 import { constants } from 'node:fs';
 import { access, open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errnoOf } from '../util/io-error.js';
 
 export interface CpuInfoFacts {
   /** `vendor_id` of the first processor, e.g. AuthenticAMD. */
@@ -156,7 +157,7 @@ async function readDevSev(path: string): Promise<DevSevFacts> {
     await access(path, constants.R_OK | constants.W_OK);
     return { present: true, accessible: true };
   } catch (error: unknown) {
-    const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : String(error);
+    const code = errnoOf(error) ?? String(error);
     return { present: true, accessible: false, error: code };
   }
 }

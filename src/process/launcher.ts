@@ -13,6 +13,7 @@ import { SupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { isPidAlive } from './pid.js';
 import { StderrTail, errorLines, readFileTail } from './stderr-tail.js';
+import { errnoOf } from '../util/io-error.js';
 
 /** How a QEMU process ended: on its own (`exited`) or at which stop step. */
 export type StopHow = 'exited' | 'powerdown' | 'quit' | 'sigterm' | 'sigkill';
@@ -166,7 +167,7 @@ function prepareStderrFile(path: string): StderrLog {
   try {
     fd = openSync(path, 'a', 0o600);
   } catch (error: unknown) {
-    const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : String(error);
+    const code = errnoOf(error) ?? String(error);
     throw new SupervisorError('SUP_ERR_LAUNCH_FAILED', `cannot open QEMU's log file ${path} (${code})`, { details: { path }, cause: error });
   }
   try {

@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { chmod, chown, lstat, mkdir, stat as statFollow, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SupervisorError } from '../errors.js';
+import { errnoOf } from '../util/io-error.js';
 
 export interface VmPaths {
   /** <run-dir>/<vm>, 0750. */
@@ -70,7 +71,7 @@ async function ensureDir(dir: string, mode: number, exact: boolean, group?: numb
   try {
     await mkdir(dir, { recursive: true, mode });
   } catch (error: unknown) {
-    throw runDirError(`cannot create ${dir} (${errnoOf(error)})`, dir, error);
+    throw runDirError(`cannot create ${dir} (${errnoOrMessage(error)})`, dir, error);
   }
   // The top run dir may be a deliberate symlink; the per-VM ones are ours and must be real.
   const stat = exact ? await lstat(dir) : await statFollow(dir);
@@ -83,7 +84,7 @@ async function ensureDir(dir: string, mode: number, exact: boolean, group?: numb
     // mkdir's mode went through the umask, and an existing directory keeps whatever it had.
     await chmod(dir, mode);
   } catch (error: unknown) {
-    throw runDirError(`cannot set owner or mode of ${dir} (${errnoOf(error)})`, dir, error);
+    throw runDirError(`cannot set owner or mode of ${dir} (${errnoOrMessage(error)})`, dir, error);
   }
 }
 
@@ -92,8 +93,8 @@ async function removeStaleSocket(path: string): Promise<void> {
   try {
     isSocket = (await lstat(path)).isSocket();
   } catch (error: unknown) {
-    if (errnoOf(error) === 'ENOENT') return;
-    throw runDirError(`cannot inspect ${path} (${errnoOf(error)})`, path, error);
+    if (errnoOrMessage(error) === 'ENOENT') return;
+    throw runDirError(`cannot inspect ${path} (${errnoOrMessage(error)})`, path, error);
   }
   if (!isSocket) {
     throw runDirError(`${path} exists and is not a socket; remove it by hand if nothing needs it`, path);
@@ -104,7 +105,7 @@ async function removeStaleSocket(path: string): Promise<void> {
   try {
     await unlink(path);
   } catch (error: unknown) {
-    if (errnoOf(error) !== 'ENOENT') throw runDirError(`cannot remove stale socket ${path} (${errnoOf(error)})`, path, error);
+    if (errnoOrMessage(error) !== 'ENOENT') throw runDirError(`cannot remove stale socket ${path} (${errnoOrMessage(error)})`, path, error);
   }
 }
 
@@ -127,7 +128,7 @@ function runDirError(message: string, path: string, cause?: unknown): Supervisor
   return new SupervisorError('SUP_ERR_RUN_DIR', message, { details: { path }, ...(cause === undefined ? {} : { cause }) });
 }
 
-function errnoOf(error: unknown): string {
-  if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') return error.code;
-  return error instanceof Error ? error.message : String(error);
+/** The errno, or the message of an error that has none (for messages and comparisons alike). */
+function errnoOrMessage(error: unknown): string {
+  return errnoOf(error) ?? (error instanceof Error ? error.message : String(error));
 }

@@ -18,6 +18,7 @@ import { execFile } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
+import { errnoOf } from '../util/io-error.js';
 
 export interface PeerProcess {
   readonly pid: number;
@@ -131,8 +132,7 @@ export function lookupUnixPeer(socket: Socket, options: PeerLookupOptions = {}):
     try {
       output = await runSs(options.ss ?? 'ss', options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     } catch (error) {
-      const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : '';
-      return { known: false, why: code === 'ENOENT' ? "iproute2's ss is not installed" : `ss failed: ${error instanceof Error ? error.message : String(error)}` };
+      return { known: false, why: errnoOf(error) === 'ENOENT' ? "iproute2's ss is not installed" : `ss failed: ${error instanceof Error ? error.message : String(error)}` };
     }
     const sockets = parseSsUnix(output);
     const peerInode = sockets.get(own)?.peer;

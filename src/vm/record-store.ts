@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { SupervisorError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic-write.js';
 import { parseRecord, recordFileStem, type MeasurementRecord } from './record.js';
+import { errnoOf } from '../util/io-error.js';
 
 const DIR_MODE = 0o755;
 const FILE_MODE = 0o644;
@@ -115,10 +116,6 @@ function malformed(path: string, why: string): SupervisorError {
   return new SupervisorError('SUP_ERR_INTERNAL', `cannot read measurement record ${path}: ${why}`, { details: { path } });
 }
 
-function errnoOf(error: unknown): string | undefined {
-  if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') return error.code;
-  return undefined;
-}
 
 const ERRNO_TEXT: Readonly<Record<string, string>> = {
   ENOSPC: 'no space left on the device',

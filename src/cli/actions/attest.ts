@@ -8,6 +8,7 @@ import { SupervisorError } from '../../errors.js';
 import { decodeStrictBase64 } from '../../sev/measurement.js';
 import type { AttestCliOptions } from '../commands/attest.js';
 import { printJson } from '../output.js';
+import { errnoOf } from '../../util/io-error.js';
 
 /** Where `sevsup run` and the daemon keep sockets unless told otherwise. */
 const DEFAULT_RUN_DIR = '/run/sevsup';
@@ -62,7 +63,7 @@ async function readBase64File(path: string, what: string): Promise<string> {
   try {
     bytes = await readFile(path);
   } catch (error: unknown) {
-    const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : 'unknown error';
+    const code = errnoOf(error) ?? 'unknown error';
     throw usage(`cannot read the ${what} file ${path} (${code})`);
   }
   if (bytes.length > MAX_SECRET_FILE_BYTES) throw usage(`the ${what} file ${path} is larger than ${MAX_SECRET_FILE_BYTES} bytes`);

@@ -10,6 +10,7 @@ import { describeSecretAreaProblem, hex } from '../../sev/ovmf-table.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import type { SecretBuildCliOptions } from '../commands/secret.js';
 import { printJson } from '../output.js';
+import { errnoOf } from '../../util/io-error.js';
 
 export interface SecretSpec {
   readonly guid: string;
@@ -118,8 +119,7 @@ async function writeOut(path: string, text: string, what: string): Promise<void>
   try {
     await writeFileAtomic(path, text, { mode: 0o600, overwrite: true });
   } catch (error: unknown) {
-    const code = typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' ? error.code : null;
-    const reason = code ?? (error instanceof Error ? error.message : String(error));
+    const reason = errnoOf(error) ?? (error instanceof Error ? error.message : String(error));
     throw new SupervisorError('SUP_ERR_USAGE', `cannot write the ${what} to ${path}: ${reason}`, { details: { path, reason }, cause: error });
   }
 }

@@ -14,6 +14,7 @@ import type { QemuArgvModel } from './argv-model.js';
 import { glibReadError, readSevObject, type StartupFacts } from './startup-checks.js';
 import { linkedSevObject } from './argv-model.js';
 import type { SevPlatformVersion } from './sev-state.js';
+import { errnoOf } from '../../util/io-error.js';
 
 /** CPUID 1 signatures (family, model, stepping) of QEMU 7.2's x86 models (target/i386/cpu.c). */
 const CPU_SIGNATURES: Readonly<Record<string, readonly [number, number, number]>> = {
@@ -86,7 +87,7 @@ export async function gatherStartupFacts(model: QemuArgvModel, firmware: Firmwar
       try {
         await readFile(file);
       } catch (error: unknown) {
-        unreadableFiles.set(file, glibReadError(file, (error as NodeJS.ErrnoException).code ?? 'EIO'));
+        unreadableFiles.set(file, glibReadError(file, errnoOf(error) ?? 'EIO'));
       }
     }
     if (params.sevDevice !== '/dev/sev') {
