@@ -126,9 +126,18 @@ describe.skipIf(missing !== null)(`sevsup run --platform sim, end to end${missin
     const { dir, conf, tik, tek } = await setup('es1', 'type=es,nodbg=1,noks=1,kernel-hashes=1');
     const run = track(simRun(dir, conf, ['--sim-tik', tik, '--sim-tek', tek]));
     const measured = await run.waitFor('measured');
-    const record = JSON.parse(await readFile(String(measured['record']), 'utf8')) as { sevType: string; policy: number; validateArgs: string[] };
+    const record = JSON.parse(await readFile(String(measured['record']), 'utf8')) as {
+      sevType: string;
+      policy: number;
+      validateArgs: string[];
+      expectedLaunchDigest: string;
+      vmsaInit: string | null;
+    };
     expect(record.sevType).toBe('sev-es');
     expect(record.policy).toBe(0xf);
+    // The host's own digest, VMSAs included, equals what the platform measured.
+    expect(record.vmsaInit).toBe('legacy');
+    expect(record.expectedLaunchDigest).toBe((simStatus(dir, 'es1') as unknown as { launchDigest: string }).launchDigest);
     // EPYC-v3 is family 23, model 1, stepping 2 in QEMU's CPU table.
     expect(record.validateArgs.slice(-8)).toEqual(['--num-cpus', '1', '--cpu-family', '23', '--cpu-model', '1', '--cpu-stepping', '2']);
     const ok = await validate(record.validateArgs, tik, tek);

@@ -9,6 +9,7 @@
 // Daemon mode: QEMU runs detached and every transition is persisted to state.json, so a restarted
 // daemon can attach() to the same QEMU (held stays held with its deadline, running stays running,
 // never re-measured or resumed by mistake) and a stopping daemon can detach() without touching it.
+import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { AttestRequest, AttestResult, VmStatus } from '../api/types.js';
 import type { VmSpec } from '../config/vm-spec.js';
@@ -25,8 +26,9 @@ import { buildQemuArgv, type QemuArgvInput, type QemuArgvOptions } from '../qemu
 import { QmpClient, type QmpConnectOptions, type QmpEvent } from '../qmp/client.js';
 import { cont, querySev, querySevLaunchMeasure, queryStatus, sevInjectLaunchSecret } from '../qmp/commands.js';
 import { sha256File } from '../sev/hash-file.js';
-import { computeLaunchDigestFromFiles } from '../sev/launch-digest.js';
-import type { SevEsParams } from '../sev/vmsa.js';
+import { buildKernelHashesTable, cmdlineDigest, EMPTY_SHA256 } from '../sev/kernel-hashes.js';
+import { launchDigest } from '../sev/launch-digest.js';
+import { buildVmsas } from '../sev/vmsa.js';
 import { describeSecretAreaProblem } from '../sev/ovmf-table.js';
 import { encodePolicy, formatPolicy } from '../sev/policy.js';
 import { checkMeasurement, checkSevInfo } from './checks.js';
@@ -950,25 +952,33 @@ export class VmLifecycle {
     const { spec } = this.#o;
     const fw = this.#preflight?.firmware ?? null;
     if (fw === null) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: no firmware after preflight`);
-    const kernelHashes = spec.sev?.kernelHashes ?? false;
-    let sevEs: SevEsParams | undefined;
+    let kernelHashesTable: Buffer | undefined;
+    if ((spec.sev?.kernelHashes ?? false) && spec.kernel !== undefined) {
+      // The table holds only digests: reuse the kernel/initrd hashes taken at spawn.
+      if (this.#hashing === undefined) this.#startHashing();
+      const [kernel, initrd] = (await this.#hashing) ?? [null, null];
+      if (kernel === null) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: kernel not hashed`);
+      kernelHashesTable = buildKernelHashesTable({
+        cmdline: cmdlineDigest(spec.cmdline),
+        initrd: initrd === null ? EMPTY_SHA256 : Buffer.from(initrd.sha256, 'hex'),
+        kernel: Buffer.from(kernel.sha256, 'hex'),
+      });
+    }
+    let vmsas: Buffer[] | undefined;
     if (cpu !== undefined) {
       const resetAddress = fw.table.sevResetAddress;
       if (resetAddress === null) throw new SupervisorError('SUP_ERR_FIRMWARE_NO_SEV_INFO', `VM ${this.vm}: firmware ${fw.path} has no SEV-ES reset address`);
-      sevEs = { vcpus: spec.cores, ...cpu, resetAddress, vmsaInit: RECORD_VMSA_INIT };
+      vmsas = buildVmsas({ vcpus: spec.cores, ...cpu, resetAddress, vmsaInit: RECORD_VMSA_INIT });
     }
-    const { digest } = await this.#step('expected launch digest', () =>
-      computeLaunchDigestFromFiles({
-        firmware: fw.path,
-        kernelHashes,
-        ...(kernelHashes && spec.kernel !== undefined ? { kernel: spec.kernel } : {}),
-        ...(kernelHashes && spec.initrd !== undefined ? { initrd: spec.initrd } : {}),
-        ...(kernelHashes && spec.cmdline !== undefined ? { cmdline: spec.cmdline } : {}),
-        ...(sevEs === undefined ? {} : { sevEs }),
-      }),
-    );
+    const firmware = await this.#step('read firmware', () => readFile(fw.path));
+    const digest = launchDigest({
+      firmware,
+      ...(kernelHashesTable === undefined ? {} : { kernelHashesTable }),
+      ...(vmsas === undefined ? {} : { vmsas }),
+    });
     return digest.toString('hex');
   }
+
 
   /** The CPU signature QEMU put in the VMSAs: the vCPU object's family/model/stepping properties. */
   async #cpuSignature(qmp: QmpClient): Promise<CpuSignature> {
