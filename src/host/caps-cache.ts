@@ -6,7 +6,7 @@ import { mkdir, readFile, stat } from 'node:fs/promises';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { writeFileAtomic } from '../util/atomic-write.js';
-import { isRecord } from './caps-file.js';
+import { isRecord } from '../util/is-record.js';
 import type { FeatureSupport, HostCaps } from './host-caps.js';
 
 export const DEFAULT_CACHE_FILE = '/var/cache/sevsup/host-caps.json';

@@ -10,6 +10,7 @@ import { SupervisorError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import type { FeatureSupport, HostCaps } from './host-caps.js';
 import { errnoOf } from '../util/io-error.js';
+import { isRecord } from '../util/is-record.js';
 
 /** The seed patch's file. */
 export const SEED_CAPS_FILE = '/run/qemu-server/hw-params.json';
@@ -154,10 +155,5 @@ function capsFileError(file: string, key: string | null, problem: string, cause?
     `${subject} ${problem}; fix or delete the file, or rewrite it with "sevsup host --write ${file}"`,
     { details: { file, key }, ...(cause === undefined ? {} : { cause }) },
   );
-}
-
-/** A plain JSON object (not null, not an array). */
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 

@@ -6,6 +6,7 @@
 // but its own re-serialisation of a strictly parsed, validated object.
 import type { QmpRequest } from '../qmp/client.js';
 import { decide, type DecideContext, type Decision } from './decide.js';
+import { isRecord } from '../util/is-record.js';
 
 export type Refusal = Extract<Decision, { allow: false }>;
 
@@ -24,10 +25,6 @@ const KNOWN_CAPABILITIES: ReadonlySet<string> = new Set(['oob']);
 
 const NEGOTIATE = 'qmp_capabilities';
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function withId(reply: Record<string, unknown>, id: ClientId): Record<string, unknown> {
   if (id !== null) reply['id'] = id.value;
   return reply;
@@ -42,7 +39,7 @@ function errorReply(cls: string, desc: string, id: ClientId): Record<string, unk
  * queued in-band requests, whatever else is wrong with it (monitor/qmp.c handle_qmp_command).
  */
 export function isOutOfBand(value: unknown): boolean {
-  return isPlainObject(value) && Object.hasOwn(value, 'exec-oob') && !Object.hasOwn(value, 'execute');
+  return isRecord(value) && Object.hasOwn(value, 'exec-oob') && !Object.hasOwn(value, 'execute');
 }
 
 // --- QEMU's member order ----------------------------------------------------------------------
@@ -95,14 +92,14 @@ function checkMembers(request: Record<string, unknown>, oobEnabled: boolean): Ch
       execKey = key;
       name = value;
     } else if (key === 'arguments') {
-      if (!isPlainObject(value)) return { ok: false, desc: "QMP input member 'arguments' must be an object" };
+      if (!isRecord(value)) return { ok: false, desc: "QMP input member 'arguments' must be an object" };
     } else if (key !== 'id') {
       return { ok: false, desc: `QMP input member '${key}' is unexpected` };
     }
   }
   if (execKey === undefined) return { ok: false, desc: "QMP input lacks member 'execute'" };
   const args = request['arguments'];
-  return { ok: true, oob: execKey === 'exec-oob', name, args: isPlainObject(args) ? args : undefined };
+  return { ok: true, oob: execKey === 'exec-oob', name, args: isRecord(args) ? args : undefined };
 }
 
 /**
@@ -145,7 +142,7 @@ export class ClientSession {
    * shape, then negotiation mode, then (negotiated) the proxy's decision. Never throws.
    */
   handle(value: unknown, ctx: DecideContext): SessionAction {
-    if (!isPlainObject(value)) return { kind: 'reply', reply: errorReply('GenericError', 'QMP input must be a JSON object', null) };
+    if (!isRecord(value)) return { kind: 'reply', reply: errorReply('GenericError', 'QMP input must be a JSON object', null) };
     const id: ClientId = Object.hasOwn(value, 'id') ? { value: value['id'] } : null;
     const checked = checkMembers(value, this.oobEnabled);
     if (!checked.ok) return { kind: 'reply', reply: errorReply('GenericError', checked.desc, id) };

@@ -18,6 +18,7 @@ import {
   type RefusalReason,
 } from '../policy/qmp-policy.js';
 import { HMP_INFO, parseHmpCommandLine } from './hmp.js';
+import { isRecord } from '../util/is-record.js';
 
 export type { RefusalReason } from '../policy/qmp-policy.js';
 
@@ -61,10 +62,6 @@ const HMP_COMMAND = 'human-monitor-command';
 
 function shorten(text: string): string {
   return text.length > MAX_NAME_IN_MESSAGE ? `${text.slice(0, MAX_NAME_IN_MESSAGE)}…` : text;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function own(obj: Record<string, unknown> | undefined, key: string): unknown {

@@ -5,6 +5,7 @@
 // Rule: a message carries exactly one of `QMP`, `return`, `error`, `event`; other members are
 // tolerated (the spec lets servers add them) except where the spec fixes a type.
 import { SupervisorError } from '../errors.js';
+import { isRecord } from '../util/is-record.js';
 
 /** qmp-spec "Server Greeting": `{"QMP": {"version": {...}, "capabilities": [...]}}`. */
 export type QmpGreeting = {
@@ -38,10 +39,6 @@ export type QmpInbound =
   | { readonly kind: 'event'; readonly event: QmpEvent };
 
 const KINDS = ['QMP', 'return', 'error', 'event'] as const;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function isUint(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;

@@ -3,6 +3,7 @@
 // Owns: the record's shape, its construction from what QEMU reported plus the launch inputs, the
 // argument list for libvirt's `virt-qemu-sev-validate` (offline mode), and narrowing a record read
 // back from disk. Pure: no I/O; never judges whether a measurement is right (only the owner can).
+import { isRecord } from '../util/is-record.js';
 
 export const RECORD_SCHEMA = 'sevsup.measurement/v1';
 
@@ -177,7 +178,7 @@ export function recordFileStem(capturedAt: string): string {
  * Checks every field's type, not its meaning.
  */
 export function parseRecord(value: unknown): MeasurementRecord | null {
-  if (!isObject(value) || value['schema'] !== RECORD_SCHEMA) return null;
+  if (!isRecord(value) || value['schema'] !== RECORD_SCHEMA) return null;
   const launch = parseLaunch(value['launch']);
   const validateArgs = value['validateArgs'];
   const platform = value['platform'];
@@ -230,7 +231,7 @@ export function parseRecord(value: unknown): MeasurementRecord | null {
 }
 
 function parseLaunch(value: unknown): LaunchInputs | null {
-  if (!isObject(value)) return null;
+  if (!isRecord(value)) return null;
   const firmware = parseDigest(value['firmware']);
   const kernel = parseDigest(value['kernel']);
   const initrd = parseDigest(value['initrd']);
@@ -245,11 +246,8 @@ function parseLaunch(value: unknown): LaunchInputs | null {
 /** undefined: malformed; null: absent. */
 function parseDigest(value: unknown): FileDigest | null | undefined {
   if (value === null) return null;
-  if (!isObject(value)) return undefined;
+  if (!isRecord(value)) return undefined;
   const { path, sha256 } = value;
   return typeof path === 'string' && typeof sha256 === 'string' ? { path, sha256 } : undefined;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}

@@ -17,6 +17,7 @@ import { runToCompletion, sweepProcesses, pollUntil, type Completed } from '../.
 import { startDaemonSupervisor, startRunSupervisor, waitForState, type DemoPaths, type DemoSupervisor } from '../../demo/supervisor.js';
 import { buildLaunchSecret, SECRET_ALIASES } from '../../sev/launch-secret.js';
 import type { DemoCliOptions } from '../commands/demo.js';
+import { isRecord } from '../../util/is-record.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const SEVSUP = join(REPO, 'bin', 'sevsup');
@@ -418,7 +419,7 @@ interface DemoRecord {
  * @throws SUP_ERR_INTERNAL when a field the demo needs is missing.
  */
 function narrowRecord(value: unknown): DemoRecord {
-  const r = isObject(value) ? value : {};
+  const r = isRecord(value) ? value : {};
   const str = (o: Record<string, unknown>, k: string): string | null => (typeof o[k] === 'string' ? (o[k] as string) : null);
   const num = (k: string): number | null => (typeof r[k] === 'number' ? (r[k] as number) : null);
   const measurement = str(r, 'measurement');
@@ -430,10 +431,10 @@ function narrowRecord(value: unknown): DemoRecord {
   if (measurement === null || policy === null || apiMajor === null || apiMinor === null || buildId === null || !Array.isArray(validateArgs) || !validateArgs.every((a) => typeof a === 'string')) {
     throw new SupervisorError('SUP_ERR_INTERNAL', 'the control API returned something that is not a measurement record');
   }
-  const launch = isObject(r['launch']) ? r['launch'] : {};
+  const launch = isRecord(r['launch']) ? r['launch'] : {};
   const inputs: { name: string; text: string }[] = [];
   for (const name of ['firmware', 'kernel', 'initrd'] as const) {
-    const file = isObject(launch[name]) ? launch[name] : null;
+    const file = isRecord(launch[name]) ? launch[name] : null;
     if (file !== null) inputs.push({ name, text: `sha256 ${str(file, 'sha256') ?? '?'}  ${str(file, 'path') ?? ''}` });
   }
   const cmdline = str(launch, 'cmdline');
@@ -451,10 +452,6 @@ function narrowRecord(value: unknown): DemoRecord {
     inputs,
     validateArgs: validateArgs as string[],
   };
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 async function command(ctx: Ctx, cmd: string, args: readonly string[]): Promise<Completed> {
@@ -479,9 +476,9 @@ async function sevsupStep(ctx: Ctx, args: readonly string[]): Promise<void> {
 async function simInjected(paths: DemoPaths): Promise<string | null> {
   try {
     const status: unknown = JSON.parse(await readFile(join(paths.runDir, VM, 'private', 'sim-status.json'), 'utf8'));
-    const injected = isObject(status) && Array.isArray(status['injectedSecrets']) ? status['injectedSecrets'] : [];
-    const secrets = injected.flatMap((i: unknown) => (isObject(i) && Array.isArray(i['secrets']) ? (i['secrets'] as unknown[]) : []));
-    const described = secrets.filter(isObject).map((s) => `${String(s['guid'])} (${String(s['length'])} bytes)`);
+    const injected = isRecord(status) && Array.isArray(status['injectedSecrets']) ? status['injectedSecrets'] : [];
+    const secrets = injected.flatMap((i: unknown) => (isRecord(i) && Array.isArray(i['secrets']) ? (i['secrets'] as unknown[]) : []));
+    const described = secrets.filter(isRecord).map((s) => `${String(s['guid'])} (${String(s['length'])} bytes)`);
     return described.length === 0 ? null : `${described.length} secret${described.length === 1 ? '' : 's'}: ${described.join(', ')}`;
   } catch {
     return null;
