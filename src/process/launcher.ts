@@ -92,6 +92,8 @@ export const QUIT_TIMEOUT_MS = 3_000;
 export const TERM_TIMEOUT_MS = 3_000;
 /** SIGKILL cannot be caught; longer than this means a process stuck in the kernel. */
 export const KILL_WAIT_MS = 10_000;
+/** How long a failed readiness check waits for QEMU's exit before it is reported as is. */
+const EXIT_AFTER_READY_FAILURE_MS = 1000;
 /** Spawn to a negotiated QMP takes ~50 ms here; a loaded 2-core host is far slower. */
 export const READY_TIMEOUT_MS = 30_000;
 /** Stderr lines quoted in an error message (the whole tail is in `details`). */
@@ -221,11 +223,11 @@ async function waitReady(proc: QemuProcess, ready: (proc: QemuProcess) => Promis
     case 'exited':
       throw launchFailure(outcome.exit);
     case 'failed': {
-      // A ready check that failed because QEMU died (QMP connect gave up) is a launch failure.
-      if (!proc.isAlive()) {
-        const exit = await proc.exited;
-        if (exit.how === 'exited') throw launchFailure(exit, outcome.error);
-      }
+      // A ready check that failed because QEMU died (QMP connect or greeting cut off) is a launch
+      // failure. QEMU closes its monitor socket while it exits, so the check can fail a moment
+      // before the exit is seen: give the exit a short grace instead of sampling isAlive() once.
+      const exit = await Promise.race([proc.exited, delay(EXIT_AFTER_READY_FAILURE_MS, null)]);
+      if (exit !== null && exit.how === 'exited') throw launchFailure(exit, outcome.error);
       throw outcome.error;
     }
     case 'timeout': {
