@@ -2,6 +2,7 @@
 // one foreground guest; print its lifecycle events; stop it on SIGINT/SIGTERM.
 // Owns: option validation and the printing of events. Must not: know the launch order
 // (vm/lifecycle.ts does) or print secrets (events carry none).
+import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { lifecycleTarget, singleLifecycle } from '../../api/lifecycle-target.js';
@@ -13,7 +14,8 @@ import type { ResolveOptions } from '../../host/resolve.js';
 import { SIMULATED_HOST_CAPS } from '../../host/simulated.js';
 import { createLogger } from '../../log.js';
 import { SIM_FAULTS, simArgs, type SimFault, type SimOptions } from '../../platform/sim/options.js';
-import { prepareVmRunDir } from '../../process/run-dir.js';
+import { lockDirs } from '../../process/dir-lock.js';
+import { RUN_ROOT_MODE, prepareVmRunDir } from '../../process/run-dir.js';
 import type { QmpProxy } from '../../proxy/proxy-server.js';
 import { VmLifecycle, type LifecycleEventRecord } from '../../vm/lifecycle.js';
 import { DEFAULT_RUN_DIR, type RunCliOptions } from '../commands/run.js';
@@ -60,6 +62,10 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     caps = await resolveHostCaps({ ...(opts.hostCaps === undefined ? {} : { file: opts.hostCaps }), qemu: binary, logger });
   }
 
+  // Never beside a daemon on the same directories (it would re-attach, and fight over, this guest).
+  await mkdir(opts.runDir, { recursive: true, mode: RUN_ROOT_MODE });
+  await mkdir(opts.stateDir, { recursive: true, mode: 0o755 });
+  await lockDirs([opts.runDir, opts.stateDir], { mode: 'shared', who: 'sevsup run' });
   // Refuses while another supervisor's sockets for this VM still answer.
   const paths = await prepareVmRunDir(opts.runDir, spec.name);
   // Loaded while QEMU starts, awaited once its monitor is up (keeps it off the launch's critical path).
