@@ -4,7 +4,7 @@
 // Owns: that identity check and the adopted process's liveness, signals and exit (polled from
 // /proc: it is not our child, so there is no exit status to wait for). Must not: reap, or signal a
 // process whose identity no longer matches.
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { silentLogger, type Logger } from '../log.js';
 import { StoppableQemu, type QemuExit, type QemuProcess } from './launcher.js';
 import { readProcStat, waitForPidExit } from './pid.js';
@@ -105,4 +105,42 @@ class AdoptedQemu extends StoppableQemu {
       return false;
     }
   }
+}
+
+/** Linux reports start times in USER_HZ ticks, which is 100 on every architecture QEMU-SEV runs on. */
+const USER_HZ = 100;
+
+/** A live process found by its command line alone, when the recorded pid and start time were lost. */
+export interface FoundQemu {
+  readonly pid: number;
+  readonly startTime: number;
+  /** When it started (boot time + start ticks). */
+  readonly startedAt: Date;
+}
+
+/**
+ * Every live process whose command line names `cmdlineIncludes` (a VM's private monitor socket:
+ * only its QEMU is given that path). For a guest whose state file was lost; the caller still has
+ * to prove the start time (e.g. that it started before sevsup last wrote about the guest).
+ */
+export function findQemuByCmdline(cmdlineIncludes: string, procRoot = '/proc'): FoundQemu[] {
+  let bootSeconds: number;
+  let entries: string[];
+  try {
+    const btime = /^btime (\d+)$/m.exec(readFileSync(`${procRoot}/stat`, 'utf8'));
+    bootSeconds = Number(btime?.[1] ?? NaN);
+    entries = readdirSync(procRoot).filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid);
+  } catch {
+    return [];
+  }
+  const found: FoundQemu[] = [];
+  for (const name of entries) {
+    const pid = Number(name);
+    const stat = readProcStat(pid, procRoot);
+    if (stat === null || !Number.isFinite(bootSeconds)) continue;
+    const identity = { pid, startTime: stat.startTime, cmdlineIncludes };
+    if (checkQemuIdentity(identity, procRoot).kind !== 'alive') continue;
+    found.push({ pid, startTime: stat.startTime, startedAt: new Date((bootSeconds + stat.startTime / USER_HZ) * 1000) });
+  }
+  return found;
 }

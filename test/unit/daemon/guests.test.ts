@@ -185,7 +185,7 @@ describe('GuestRegistry', () => {
 
     const second = r.make();
     second.reload(await scanVmConfigs(r.vmDir));
-    await second.adopt(await discoverGuests(join(r.dir, 'run')));
+    await second.adopt((await discoverGuests(join(r.dir, 'run'))).found);
     expect(second.status('h')).toEqual(before);
     second.open();
     expect(await second.attest('h', { action: 'approve' })).toMatchObject({ vm: 'h', action: 'approve', state: 'running' });
