@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isPidAlive, waitForPidExit } from '../../src/process/pid.js';
 import { parseStrictJson } from '../../src/proxy/strict-json.js';
-import { DEBIAN_OVMF, SIM, missingPrerequisite, sevsup, simStatus } from '../run/harness.js';
+import { DEBIAN_OVMF, SIM, missingPrerequisite, processesMentioning, sevsup, simStatus } from '../run/harness.js';
 import { daemonScope, writeVm, type Daemon, type GuestStatus } from './harness.js';
 
 const missing = missingPrerequisite(SIM, DEBIAN_OVMF);
@@ -63,6 +63,7 @@ describe.skipIf(missing !== null)(`hostile lifecycle corpus${missing === null ? 
     const held = await first.waitState('held', ['held']);
     const run1 = await first.waitState('run1', ['running']);
     const before = await stateFiles(dir, ['held', 'run1']);
+    const processes = processesMentioning(join(dir, 'run')).map((p) => p.pid).sort();
 
     // Another socket: the socket alone would not have stopped it (the issue's case).
     const second = scope.daemon(dir, [], join(dir, 'other.sock'));
@@ -83,6 +84,8 @@ describe.skipIf(missing !== null)(`hostile lifecycle corpus${missing === null ? 
     for (const s of [held, run1]) expect(isPidAlive(s.pid ?? 0), s.vm).toBe(true);
     expect(simStatus(dir, 'held').contCount).toBe(0);
     expect(await stateFiles(dir, ['held', 'run1'])).toEqual(before);
+    // No process came or went (the refused daemon and run left nothing either).
+    expect(processesMentioning(join(dir, 'run')).map((p) => p.pid).sort()).toEqual(processes);
 
     // kill -9 frees the lock at once (the kernel drops it): a new daemon takes over and re-attaches.
     await first.crash();
@@ -204,6 +207,7 @@ describe.skipIf(missing !== null)(`hostile lifecycle corpus${missing === null ? 
     await expect(daemon.api('POST', '/v1/vms/stale/start')).rejects.toMatchObject({ code: 'SUP_ERR_VM_ORPHANED' });
     await expect(daemon.api('POST', '/v1/vms/stale/stop', {})).rejects.toMatchObject({ code: 'SUP_ERR_VM_ORPHANED' });
     expect(isPidAlive(stale.pid ?? 0)).toBe(true);
+    expect(processesMentioning(join(dir, 'run', 'stale', 'private', 'monitor.sock')).map((p) => p.pid)).toEqual([stale.pid]);
     // The adopted ones are supervised again: their state files are whole once more.
     expect(JSON.parse(await readFile(cutFile, 'utf8'))).toMatchObject({ vm: 'cut', state: 'running', pid: cut.pid });
     expect(await daemon.api('POST', '/v1/vms/cut/stop', { force: true })).toMatchObject({ state: 'stopped' });
