@@ -15,7 +15,7 @@
 // opens every file with O_CLOEXEC, so no child (QEMU, the simulator) inherits the descriptor.
 import { spawn } from 'node:child_process';
 import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
-import { readFile, readdir, readlink, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SupervisorError } from '../errors.js';
 import { errnoOf } from '../util/io-error.js';
@@ -55,6 +55,7 @@ export async function lockDirs(dirs: readonly string[], options: DirLockOptions)
   };
   try {
     for (const dir of [...new Set(dirs)]) {
+      await ensureDir(dir);
       const path = join(dir, DIR_LOCK_FILE);
       const fd = openLockFile(path);
       fds.push(fd);
@@ -72,6 +73,18 @@ export async function lockDirs(dirs: readonly string[], options: DirLockOptions)
     throw error;
   }
   return { paths, release };
+}
+
+/** Create a missing directory (0755: what is inside guards itself, as run-dir.ts says). */
+async function ensureDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+  } catch (error: unknown) {
+    throw new SupervisorError('SUP_ERR_RUN_DIR', `cannot create ${dir} (${errnoOf(error) ?? String(error)}); check --run-dir and --state-dir`, {
+      details: { path: dir },
+      cause: error,
+    });
+  }
 }
 
 function openLockFile(path: string): number {

@@ -2,7 +2,6 @@
 // one foreground guest; print its lifecycle events; stop it on SIGINT/SIGTERM.
 // Owns: option validation and the printing of events. Must not: know the launch order
 // (vm/lifecycle.ts does) or print secrets (events carry none).
-import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { lifecycleTarget, singleLifecycle } from '../../api/lifecycle-target.js';
@@ -15,7 +14,7 @@ import { SIMULATED_HOST_CAPS } from '../../host/simulated.js';
 import { createLogger } from '../../log.js';
 import { SIM_FAULTS, simArgs, type SimFault, type SimOptions } from '../../platform/sim/options.js';
 import { lockDirs } from '../../process/dir-lock.js';
-import { RUN_ROOT_MODE, prepareVmRunDir } from '../../process/run-dir.js';
+import { prepareVmRunDir } from '../../process/run-dir.js';
 import type { QmpProxy } from '../../proxy/proxy-server.js';
 import { VmLifecycle, type LifecycleEventRecord } from '../../vm/lifecycle.js';
 import { DEFAULT_RUN_DIR, type RunCliOptions } from '../commands/run.js';
@@ -63,8 +62,6 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   }
 
   // Never beside a daemon on the same directories (it would re-attach, and fight over, this guest).
-  await mkdir(opts.runDir, { recursive: true, mode: RUN_ROOT_MODE });
-  await mkdir(opts.stateDir, { recursive: true, mode: 0o755 });
   await lockDirs([opts.runDir, opts.stateDir], { mode: 'shared', who: 'sevsup run' });
   // Refuses while another supervisor's sockets for this VM still answer.
   const paths = await prepareVmRunDir(opts.runDir, spec.name);
