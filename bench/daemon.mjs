@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { reportTargets, target } from './targets.mjs';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const SEVSUP = join(REPO, 'bin', 'sevsup');
@@ -31,7 +32,7 @@ const IDLE_S = 10;
 const CLK_TCK = 100; // USER_HZ on Linux
 const TARGETS = { rssMb: 150, listMs: 50, statusMs: 0.5, startRatio: 1.1 };
 
-for (const p of [join(REPO, 'dist', 'cli', 'main.js'), OVMF]) {
+for (const p of [join(REPO, 'dist', 'bundle', 'sevsup.mjs'), join(REPO, 'dist', 'api', 'client.js'), OVMF]) {
   if (!existsSync(p)) {
     process.stderr.write(`bench/daemon: ${p} is missing (npm run build; apt-get install ovmf)\n`);
     process.exit(2);
@@ -220,6 +221,12 @@ try {
   await rm(root, { recursive: true, force: true });
 }
 
+reportTargets('daemon', [
+  target(`daemon RSS, ${result.guests} guests held`, result.daemonRssMb, { unit: 'MB', max: TARGETS.rssMb }),
+  target(`GET /v1/vms, ${result.guests} guests`, result.listMedianMs, { unit: 'ms', max: TARGETS.listMs }),
+  target('GET /v1/vms/<vm>, kept-alive connection', result.statusMedianMs, { unit: 'ms', max: TARGETS.statusMs, detail: `fresh connection: ${result.statusFreshConnectionMedianMs} ms` }),
+  target('start → held: daemon / sevsup run --hold', result.startToHeld.ratio, { unit: '×', max: TARGETS.startRatio, detail: `${result.startToHeld.daemonMedianMs} vs ${result.startToHeld.runMedianMs} ms` }),
+]);
 if (JSON_OUT) process.stdout.write(`${JSON.stringify(result)}\n`);
 else {
   const r = result;
