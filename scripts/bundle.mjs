@@ -12,8 +12,7 @@
 // included, the parse of all of it: about 3 times `node -e ''`'s own start-up more than this
 // (measured side by side with bench/cli-start.mjs).
 // Left out of the bundle and loaded from node_modules at run time, by name, through
-// createRequire: unix-dgram (native), pino-pretty (the daemon's --log-format pretty only) and
-// commander (full commands only: `status` and `list` never load it).
+// createRequire: unix-dgram (native) and pino-pretty (the daemon's --log-format pretty only).
 import { build } from 'esbuild';
 import { readFile, rm } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -77,7 +76,7 @@ export async function bundle() {
     // CommonJS dependencies (pino, prom-client…) call require() for Node built-ins: give the
     // bundle a real one.
     banner: { js: "import { createRequire as __sevsupCreateRequire } from 'node:module';\nconst require = __sevsupCreateRequire(import.meta.url);" },
-    external: ['unix-dgram', 'pino-pretty', 'commander'],
+    external: ['unix-dgram', 'pino-pretty'],
     plugins: [entryModules, keepRelativeUrls],
     legalComments: 'none',
     logLevel: 'warning',
