@@ -11,6 +11,10 @@
 // it read. A single file of everything (1.1 MB; 0.55 MB minified) costs every call, `--version`
 // included, the parse of all of it: about 3 times `node -e ''`'s own start-up more than this
 // (measured side by side with bench/cli-start.mjs).
+// No compile cache or start-up snapshot: Node 20 has neither module.enableCompileCache nor
+// NODE_COMPILE_CACHE (Node 22.1+); V8 code caching through vm.Script serves CommonJS scripts only,
+// and a user-land snapshot (node --build-snapshot) needs a CommonJS entry and a flag on every
+// `node` call, which `#!/usr/bin/env node` bins cannot pass portably.
 // Left out of the bundle and loaded from node_modules at run time, by name, through
 // createRequire: unix-dgram (native) and pino-pretty (the daemon's --log-format pretty only).
 import { build } from 'esbuild';
