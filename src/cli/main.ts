@@ -2,8 +2,9 @@
 // Owns: the command table and top-level error printing. Must not: contain business rules or
 // load a command's implementation before that command runs (start-up stays near `node -e ''`).
 // Each command is registered by a small file in cli/commands/ whose action lazily imports its
-// implementation from cli/actions/. The light commands (commands/light.ts: plain `status <vm>` and
-// `list`) skip commander and the command table altogether: monitoring calls them often.
+// implementation from cli/actions/. The light commands (commands/light.ts: plain `status <vm>`,
+// `list` and `--version`) skip commander and the command table altogether: monitoring calls them
+// often. What ships is bundled (scripts/bundle.mjs); each lazy import stays a chunk of its own.
 import type * as CommanderModule from 'commander';
 import { isSupervisorError, EXIT } from '../errors.js';
 import type { RegisterCommand } from './commands/index.js';
