@@ -18,7 +18,7 @@
 // Left out of the bundle and loaded from node_modules at run time, by name, through
 // createRequire: unix-dgram (native) and pino-pretty (the daemon's --log-format pretty only).
 import { build } from 'esbuild';
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -65,8 +65,9 @@ const entryModules = {
 };
 
 export async function bundle() {
-  await rm(OUT, { recursive: true, force: true });
-  await build({
+  const result = await build({
+    absWorkingDir: ROOT, // the metafile's output paths are relative to it
+    metafile: true,
     entryPoints: Object.fromEntries(Object.keys(ENTRIES).map((name) => [name, `entry:${name}`])),
     outdir: OUT,
     outExtension: { '.js': '.mjs' },
@@ -89,6 +90,12 @@ export async function bundle() {
     minifySyntax: true,
     logLevel: 'warning',
   });
+  // Stale chunks of an earlier build go only now, after the new files are in place: a CLI call
+  // started during a rebuild still finds its entry file.
+  const current = new Set(Object.keys(result.metafile.outputs).map((out) => resolve(ROOT, out)));
+  for (const name of await readdir(OUT)) {
+    if (!current.has(join(OUT, name))) await rm(join(OUT, name), { recursive: true, force: true });
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await bundle();
