@@ -78,8 +78,11 @@ export function redactQemuLine(line: string): string | null {
   if (own === null) return null;
   let rest = line.slice(own[0].length);
   const echo = OPTION_ECHO.exec(rest);
-  if (echo !== null) rest = `${echo[1]} …: ${rest.slice(echo[0].length)}`;
-  else if (rest.startsWith('-')) rest = `${rest.split(' ', 1)[0]} …: (message left out: it echoes the option)`;
+  // A short plain value (`-accel kvm`) says which option failed; a JSON object or long value is cut.
+  const value = echo?.[0].slice(echo[1]!.length + 1, -2) ?? '';
+  const shown = /^[A-Za-z0-9._-]{1,32}$/.test(value) ? value : '…';
+  if (echo !== null) rest = `${echo[1]} ${shown}: ${rest.slice(echo[0].length)}`;
+  else if (/^-[A-Za-z0-9_-]+ /.test(rest)) rest = `${rest.split(' ', 1)[0]} …: (message left out: it echoes the option)`;
   rest = rest.replace(BLOB, '[redacted]');
   const out = `${own[1]}: ${rest}`;
   return out.length > MAX_STDERR_LINE ? `${out.slice(0, MAX_STDERR_LINE)}…` : out;

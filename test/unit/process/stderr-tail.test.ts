@@ -53,7 +53,10 @@ describe('redactQemuLine / redactQemuOutput', () => {
     expect(redactQemuLine('qemu-system-x86_64: -blockdev {"driver":"file","filename":"/srv/a: b"}: Could not open: No such file')).toBe(
       'qemu-system-x86_64: -blockdev …: Could not open: No such file',
     );
-    expect(redactQemuLine('qemu-system-x86_64: -accel kvm: sev_kvm_init: cbitpos check failed')).toBe('qemu-system-x86_64: -accel …: sev_kvm_init: cbitpos check failed');
+    expect(redactQemuLine('qemu-system-x86_64: -accel kvm: sev_kvm_init: cbitpos check failed')).toBe('qemu-system-x86_64: -accel kvm: sev_kvm_init: cbitpos check failed');
+    expect(redactQemuLine('qemu-system-x86_64: -bogus-option: invalid option')).toBe('qemu-system-x86_64: -bogus-option: invalid option');
+    expect(redactQemuLine('qemu-system-x86_64: -append console=ttyS0 x y: too long')).toBe('qemu-system-x86_64: -append …: (message left out: it echoes the option)');
+    expect(redactQemuLine('qemu-system-x86_64: -chardev socket,id=m,path=/run/x.sock: Failed to bind')).toBe('qemu-system-x86_64: -chardev …: Failed to bind');
     expect(redactQemuLine(`qemu-system-x86_64: bad packet ${'QUJD'.repeat(12)}== here`)).toBe('qemu-system-x86_64: bad packet [redacted] here');
     expect(redactQemuLine(`qemu-system-x86_64: ${'a b '.repeat(200)}`)?.length).toBe(MAX_STDERR_LINE + 1);
   });
