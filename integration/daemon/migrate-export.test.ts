@@ -2,7 +2,8 @@
 // is exported and each copy names its copied base inside the target (qemu-img info); a symlink
 // anywhere in the target path is refused; a target directory swapped for a symlink while the copy
 // runs never redirects a write outside; a failure half-way leaves nothing behind; a chain that
-// leaves the disk's directory is refused before anything is written.
+// leaves the disk's directory is refused before anything is written (and before an offline
+// snapshot lets qemu-img open it).
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,7 +13,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseVmConfig } from '../../src/config/vm-config.js';
 import type { VmSpec } from '../../src/config/vm-spec.js';
-import { exportGuest } from '../../src/daemon/guest-ops.js';
+import { exportGuest, snapshotOffline } from '../../src/daemon/guest-ops.js';
 import { isSupervisorError } from '../../src/errors.js';
 
 const CAN_RUN = existsSync('/usr/bin/qemu-img');
@@ -82,6 +83,14 @@ describe.runIf(CAN_RUN)('offline migrate: exportGuest with the real qemu-img', (
     const error = await failure(exportGuest(spec('leaks', [`file=${join(images, 'leaks.qcow2')}`]), join(dir, 'target2')));
     expect(error.code).toBe('SUP_ERR_DISK_CHAIN_REFUSED');
     expect(existsSync(join(dir, 'target2'))).toBe(false);
+  });
+
+  it('refuses an offline snapshot of a disk whose chain leaves its directory, before qemu-img opens it', async () => {
+    const s = spec('snap', [`file=${join(images, 'leaks.qcow2')}`]);
+    const error = await failure(snapshotOffline(s, s.disks, 'before'));
+    expect(error.code).toBe('SUP_ERR_DISK_CHAIN_REFUSED');
+    const { stdout } = await execa('qemu-img', ['snapshot', '-l', '-U', join(images, 'leaks.qcow2')]);
+    expect(stdout).not.toContain('before');
   });
 
   it('refuses a target with a symlink in its path and writes nothing through it', async () => {

@@ -64,9 +64,13 @@ export function snapshotTransaction(disks: readonly DiskSpec[], name: string): R
 /**
  * `qemu-img snapshot -c NAME FILE` on each disk of a stopped guest; on a failure the ones already
  * taken are deleted again, so the guest has the snapshot on every disk or on none.
- * @throws SUP_ERR_SNAPSHOT_FAILED quoting qemu-img.
+ * @throws SUP_ERR_SNAPSHOT_FAILED quoting qemu-img; SUP_ERR_DISK_READ, SUP_ERR_DISK_CHAIN_REFUSED
+ *   (a disk's chain breaks the rules of vm/disk-chain.ts: qemu-img is not run).
  */
 export async function snapshotOffline(spec: VmSpec, disks: readonly DiskSpec[], name: string, qemuImg = 'qemu-img'): Promise<SnapshotResult> {
+  // qemu-img opens the chain an image's header names (a json: or nbd: name included): it may run
+  // only on images whose chain sevsup has checked, as before a start.
+  await readDiskChains(spec);
   const done: DiskSpec[] = [];
   for (const disk of disks) {
     try {
