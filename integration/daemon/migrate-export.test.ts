@@ -5,7 +5,7 @@
 // leaves the disk's directory is refused before anything is written (and before an offline
 // snapshot lets qemu-img open it).
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -75,7 +75,7 @@ describe.runIf(CAN_RUN)('offline migrate: exportGuest with the real qemu-img', (
     // The source is untouched.
     const { stdout } = await execa('qemu-img', ['info', '--output=json', '-U', join(images, 'top.qcow2')]);
     expect((JSON.parse(stdout) as { 'backing-filename': string })['backing-filename']).toBe('mid.qcow2');
-    const moved = parseVmConfig(await (await import('node:fs/promises')).readFile(join(dest, 'chain.conf'), 'utf8'), join(dest, 'chain.conf'));
+    const moved = parseVmConfig(await readFile(join(dest, 'chain.conf'), 'utf8'), join(dest, 'chain.conf'));
     expect(moved.disks.map((d) => d.file)).toEqual([join(dest, 'disk0-top.qcow2'), join(dest, 'disk1-other.qcow2')]);
   });
 
