@@ -73,6 +73,10 @@ export const ERRORS = {
   SUP_ERR_FIRMWARE_HASH_MISMATCH: def('firmware sha256 does not match the pinned value', 400, EXIT.config),
   SUP_ERR_KERNEL_READ: def('cannot read kernel or initrd image', 400, EXIT.config),
 
+  // --- disks ---------------------------------------------------------------------------------
+  SUP_ERR_DISK_READ: def('cannot read disk image', 400, EXIT.config),
+  SUP_ERR_DISK_CHAIN_REFUSED: def('disk backing chain refused (it would make QEMU open a file sevsup did not state)', 400, EXIT.config),
+
   // --- host capabilities -----------------------------------------------------------------------
   SUP_ERR_HOST_CAPS_FILE: def('host capabilities file is invalid', 400, EXIT.host),
   SUP_ERR_HOST_PROBE: def('host capability probe failed', 500, EXIT.host),

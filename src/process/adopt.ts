@@ -8,6 +8,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { silentLogger, type Logger } from '../log.js';
 import { StoppableQemu, type QemuExit, type QemuProcess } from './launcher.js';
 import { readProcStat, waitForPidExit } from './pid.js';
+import { watchLogFile } from './log-cap.js';
 import { readFileTail } from './stderr-tail.js';
 
 /**
@@ -77,11 +78,15 @@ class AdoptedQemu extends StoppableQemu {
     super(logger);
     this.pid = options.pid;
     this.#o = options;
+    // The re-attaching supervisor takes over holding QEMU's log file under its bound (log-cap.ts).
+    const capped = options.stderrFile === undefined ? null : watchLogFile(options.stderrFile);
     this.exited = waitForPidExit(options.pid, {
       startTime: options.startTime,
       intervalMs: options.pollIntervalMs ?? ADOPTED_POLL_INTERVAL_MS,
       ...(options.procRoot === undefined ? {} : { procRoot: options.procRoot }),
-    }).then(() => this.finish(undefined, undefined, this.stage, this.stderrTail()));
+    })
+      .then(() => this.finish(undefined, undefined, this.stage, this.stderrTail()))
+      .finally(() => capped?.close());
   }
 
   stderrTail(): string {

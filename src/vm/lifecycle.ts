@@ -600,6 +600,7 @@ export class VmLifecycle {
       caps: this.#o.caps,
       paths: { monitorSocket: paths.monitorSocket, pidFile: paths.pidFile, ...(spec.serial === 'file' ? { serialLog: paths.serialLog } : {}) },
       ...(this.#o.qemuOptions === undefined ? {} : { options: this.#o.qemuOptions }),
+      backingChains: this.#preflight.disks,
     });
     this.#checkpoint();
     this.#proc = await this.#deps.launch({

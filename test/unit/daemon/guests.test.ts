@@ -119,6 +119,12 @@ describe('GuestRegistry', () => {
 
   it('applies the seed\'s rules to a guest with a QEMU', async () => {
     const r = await rig();
+    // A qcow2 header without a backing file is all preflight reads (vm/disk-chain.ts); the fake QEMU opens nothing.
+    const header = Buffer.alloc(112);
+    header.writeUInt32BE(0x514649fb, 0);
+    header.writeUInt32BE(3, 4);
+    header.writeUInt32BE(104, 100);
+    await writeFile(join(r.dir, 'c.qcow2'), header);
     await r.conf('c', ['attest: hold', `disk0: file=${join(r.dir, 'c.qcow2')},format=qcow2`]);
     const registry = r.make();
     registry.reload(await scanVmConfigs(r.vmDir));
