@@ -467,13 +467,16 @@ export const TRANSACTION_ACTIONS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Arguments that make an otherwise allowed command open or rewrite a host path: block-stream and
- * block-commit write `backing-file` into an image header (what change-backing-file does), and
- * QEMU opens it as the disk's backing at the next start.
+ * Arguments that make an otherwise allowed command open, create or rewrite a host path (surveyed
+ * over the arguments of every command in 7.2's query-qmp-schema): block-stream and block-commit
+ * write `backing-file` into an image header (what change-backing-file does), and QEMU opens it as
+ * the disk's backing at the next start; display-update's `addresses` make the VNC server listen on
+ * a new host socket path or port. Any value counts, even "" (QEMU writes it to the header).
  */
-export const PATH_VALUED_ARGUMENTS: ReadonlyMap<string, readonly string[]> = new Map([
-  ['block-stream', ['backing-file']],
-  ['block-commit', ['backing-file']],
+export const PATH_VALUED_ARGUMENTS: ReadonlyMap<string, { readonly key: string; readonly why: string }> = new Map([
+  ['block-stream', { key: 'backing-file', why: 'writes a host path into an image header, which QEMU opens at the next start' }],
+  ['block-commit', { key: 'backing-file', why: 'writes a host path into an image header, which QEMU opens at the next start' }],
+  ['display-update', { key: 'addresses', why: 'makes the VNC server listen on a host socket path or port' }],
 ]);
 
 /**

@@ -88,6 +88,10 @@ function stringArg(name: string, args: Record<string, unknown> | undefined, key:
 
 /** Argument rules that close indirect paths to guest memory and to sevsup's own monitor. */
 function checkArguments(name: string, args: Record<string, unknown> | undefined): Refusal | null {
+  const pathArgument = PATH_VALUED_ARGUMENTS.get(name);
+  if (pathArgument !== undefined && own(args, pathArgument.key) !== undefined) {
+    return refuse(name, 'host-access', `'${pathArgument.key}' ${pathArgument.why}; omit it`);
+  }
   switch (name) {
     case 'device_add': {
       const driver = stringArg(name, args, 'driver');
@@ -114,14 +118,7 @@ function checkArguments(name: string, args: Record<string, unknown> | undefined)
       const problem = qomSetProblem(path, property);
       return problem === null ? null : refuse(name, problem.reason, `qom-set refused: ${shorten(problem.why)}`);
     }
-    case 'block-stream':
-    case 'block-commit':
-      for (const key of PATH_VALUED_ARGUMENTS.get(name) ?? []) {
-        if (own(args, key) !== undefined) {
-          return refuse(name, 'host-access', `'${key}' writes a host path into an image header, which QEMU opens at the next start; omit it`);
-        }
-      }
-      return null;
+
     case 'object-add': {
       const type = stringArg(name, args, 'qom-type');
       if (typeof type !== 'string') return type;
