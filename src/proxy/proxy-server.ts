@@ -98,7 +98,7 @@ export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
 };
 
 /** Lines of one kind (refusals, drops, ...) written per window before they are only counted. */
-const LOG_BURST = 20;
+const LOG_BURST = 100;
 const LOG_WINDOW_MS = 10_000;
 
 export interface ProxyOptions {
