@@ -8,6 +8,7 @@ import {
   HMP_INFO_ALLOWED,
   MEMORY_FAMILY,
   QMP_COMMANDS,
+  PATH_VALUED_PROPERTIES,
   REALLOWABLE_REASONS,
   TRANSACTION_ACTIONS,
   type RefusalReason,
@@ -299,6 +300,43 @@ describe('host paths, tracing, fd passing and qom-set (issue 9)', () => {
     expect(reasonOf(decide(msg('execute', 'getfd', { fdname: 'x' }), lifting))).toBe('fd-passing');
     expect(reasonOf(decide(msg('execute', 'qom-set', { path: 'sev0', property: 'policy', value: 0 }), lifting))).toBe('qom-property');
     expect(reasonOf(decide(msg('execute', 'block-stream', { device: 'd', 'backing-file': '/x' }), lifting))).toBe('host-access');
+  });
+});
+
+describe('properties of the issue 9 argument rules', () => {
+  const segment = fc.stringMatching(/^[a-z0-9.\[\]-]{1,12}$/);
+  it('refuses qom-set on any path with a guarded component, however the path is spelled', () => {
+    fc.assert(
+      fc.property(
+        fc.array(segment, { maxLength: 3 }),
+        fc.constantFrom('sev0', 'SEV0', 'confidential-guest-support', 'pc.ram', 'memdev', 'memory-backend-ram'),
+        fc.array(segment, { maxLength: 2 }),
+        fc.constantFrom('', '/', '//'),
+        fc.string({ maxLength: 12 }),
+        ctxArb(fc.constantFrom('qom-set')),
+        (before, guarded, after, lead, property, context) => {
+          const path = lead + [...before, guarded, ...after].join(lead === '' ? '/' : lead);
+          expect(decide(msg('execute', 'qom-set', { path, property, value: 0 }), context).allow).toBe(false);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('refuses device_add with any non-empty path-valued property, whatever the driver', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...PATH_VALUED_PROPERTIES),
+        fc.oneof(fc.string({ minLength: 1 }), fc.integer(), fc.boolean()),
+        fc.constantFrom('e1000', 'virtio-net-pci', 'virtio-blk-pci', 'qemu-xhci', 'isa-serial'),
+        ctxArb(fc.constantFrom('device_add')),
+        (property, value, driver, context) => {
+          const decision = decide(msg('execute', 'device_add', { driver, id: 'd', [property]: value }), context);
+          expect(decision.allow).toBe(false);
+        },
+      ),
+      { numRuns: 1000 },
+    );
   });
 });
 
