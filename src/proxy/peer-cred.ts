@@ -5,7 +5,8 @@
 // First choice, at accept (peerCredAtAccept): SO_PEERCRED through the `sockopt` addon (prebuilt
 // N-API, ints only: it returns the first int of struct ucred, the pid the kernel recorded at
 // connect()), then that process's uid/gid/comm read from /proc at once. A client that sends a
-// refused command and closes is still named: the pid was fixed before it sent a byte.
+// refused command and closes is still named: the pid was fixed before it sent a byte. (The addon
+// mallocs its 4-byte result and never frees it: 4 bytes per accepted connection, accepted.)
 // Fallback when the addon cannot load (lookupUnixPeer), what Linux offers without getsockopt:
 //  1. our end's inode: readlink /proc/self/fd/<fd> ("socket:[N]"); the fd comes from the socket's
 //     libuv handle, read with runtime checks (it is not a documented Node API);
