@@ -436,6 +436,12 @@ const GUARDED_QOM_COMPONENTS: readonly RegExp[] = [
   /^memory-backend/,
 ];
 
+/** Whether `part` (one QOM path component or an object id) leads to a guarded object. */
+export function guardedQomComponent(part: string): boolean {
+  const lower = part.toLowerCase();
+  return GUARDED_QOM_COMPONENTS.some((pattern) => pattern.test(lower));
+}
+
 /** Properties no qom-set may change on any object: see {@link RefusalReason} 'qom-property'. */
 const GUARDED_QOM_PROPERTIES: ReadonlySet<string> = new Set(['realized', 'memdev', 'memory-backend', 'confidential-guest-support']);
 
@@ -446,10 +452,7 @@ export function qomSetProblem(path: string, property: string): { reason: Refusal
     return { reason: 'qom-property', why: `property '${prop}' changes device realization or memory wiring` };
   }
   if (pathValuedProperty(prop)) return { reason: 'host-access', why: `property '${prop}' names a host path or device` };
-  const guarded = path
-    .split('/')
-    .map((part) => part.toLowerCase())
-    .find((part) => part !== '' && GUARDED_QOM_COMPONENTS.some((pattern) => pattern.test(part)));
+  const guarded = path.split('/').find((part) => part !== '' && guardedQomComponent(part));
   return guarded === undefined
     ? null
     : { reason: 'qom-property', why: `'${guarded}' is the confidential-guest object or a memory back-end` };

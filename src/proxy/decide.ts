@@ -15,6 +15,7 @@ import {
   SUPERVISOR_CHARDEV_IDS,
   TRANSACTION_ACTIONS,
   classifyCommand,
+  guardedQomComponent,
   pathValuedProperty,
   qomSetProblem,
   refusedDeviceDriver,
@@ -109,6 +110,12 @@ function checkArguments(name: string, args: Record<string, unknown> | undefined)
         }
       }
       return null;
+    }
+    case 'object-del': {
+      // Deleting the confidential-guest object or a RAM back-end pulls them from under the guest.
+      const id = stringArg(name, args, 'id');
+      if (typeof id !== 'string') return id;
+      return guardedQomComponent(id) ? refuse(name, 'qom-property', `'${shorten(id)}' is the confidential-guest object or a memory back-end`) : null;
     }
     case 'qom-set': {
       const path = stringArg(name, args, 'path');

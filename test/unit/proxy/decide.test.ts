@@ -51,7 +51,7 @@ describe('refused families, through execute and exec-oob', () => {
 describe('allowed commands', () => {
   const SIMPLE = ALLOWED_NAMES.filter(
     (n) =>
-      !['device_add', 'object-add', 'netdev_add', 'add_client', 'yank', 'chardev-change', 'chardev-remove', 'human-monitor-command', 'transaction', 'qom-set'].includes(n),
+      !['device_add', 'object-add', 'netdev_add', 'add_client', 'yank', 'chardev-change', 'chardev-remove', 'human-monitor-command', 'transaction', 'qom-set', 'object-del'].includes(n),
   );
   it.each(MEMBERS.flatMap((member) => SIMPLE.map((name) => [member, name] as const)))('%s %s passes', (member, name) => {
     expect(decide(msg(member, name, {}), CTX)).toMatchObject({ allow: true, command: name });
@@ -281,6 +281,10 @@ describe('host paths, tracing, fd passing and qom-set (issue 9)', () => {
     ['qom-set', { path: '/objects/pc.ram', property: 'dump', value: true }, 'qom-property'],
     ['qom-set', { path: '/machine/peripheral/balloon0', property: 'guest-stats-polling-interval', value: 2 }, 'allowed'],
     ['qom-set', { path: '/machine/peripheral/nic0' }, 'bad-message'],
+    ['object-del', { id: 'sev0' }, 'qom-property'],
+    ['object-del', { id: 'pc.ram' }, 'qom-property'],
+    ['object-del', { id: 'iothread0' }, 'allowed'],
+    ['object-del', {}, 'bad-message'],
     ['device_add', { driver: 'guest-loader', kernel: '/etc/shadow', addr: 0 }, 'host-access'],
     ['device_add', { driver: 'usb-mtp', rootdir: '/' }, 'host-access'],
     ['device_add', { driver: 'usb-host', hostbus: 1, hostaddr: 2 }, 'host-access'],

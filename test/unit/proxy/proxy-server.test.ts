@@ -533,9 +533,7 @@ describe('the socket and the audit trail', () => {
     const r = await rig({ realPeerLookup: true });
     const script = `
       const s = require('node:net').createConnection(process.argv[1], () => {
-        s.write('{"execute":"qmp_capabilities"}{"execute":"pmemsave","arguments":{"val":0,"size":1,"filename":"/x"}}');
-        s.end();
-        process.exit(0);
+        s.write('{"execute":"qmp_capabilities"}{"execute":"pmemsave","arguments":{"val":0,"size":1,"filename":"/x"}}', () => process.exit(0));
       });`;
     const child = spawn(process.execPath, ['-e', script, r.path], { stdio: 'ignore' });
     await new Promise((resolve) => child.once('exit', resolve));
