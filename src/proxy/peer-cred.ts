@@ -2,7 +2,7 @@
 // Owns: finding the peer's processes and their uid/gid. Must not: block or slow the proxy (the
 // fallback lookup is asynchronous, one at a time, time-bounded) or decide anything from its answer.
 //
-// First choice, at accept (peerCredAtAccept): SO_PEERCRED through the `sockopt` addon (prebuilt
+// First choice, at accept (peerCredAtAccept): SO_PEERCRED through the optional `sockopt` addon (prebuilt
 // N-API, ints only: it returns the first int of struct ucred, the pid the kernel recorded at
 // connect()), then that process's uid/gid/comm read from /proc at once. A client that sends a
 // refused command and closes is still named: the pid was fixed before it sent a byte. (The addon
