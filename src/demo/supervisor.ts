@@ -7,7 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { callControl, controlSocketPath } from '../api/client.js';
-import type { VmStatus } from '../api/types.js';
+import type { VmStatus } from '../vm/types.js';
 import { SupervisorError } from '../errors.js';
 import { Background, pollUntil } from './processes.js';
 
