@@ -5,7 +5,7 @@
 // commands are forwarded and only QEMU's "SEV is not enabled"-style answer is replaced, so error
 // paths stay QEMU's own. Must not: forward anything that could start a real migration or snapshot
 // once the simulated guest has run (QEMU on SEV would refuse it).
-import { parseHmpCommandLine } from '../../proxy/hmp.js';
+import { parseHmpCommandLine } from '../../qemu/hmp.js';
 import { ATTESTATION_SIGNATURE_BYTES } from './platform-blobs.js';
 import { formatQemuJson, parseQemuJson } from './qmp-json.js';
 import { MIGRATION_BLOCKER, type InjectedSecret, type QmpResult, type SevGuestSim } from './sev-state.js';
