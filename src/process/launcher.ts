@@ -11,6 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { SupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { quit as quitQemu, systemPowerdown, type QmpExecutor } from '../qmp/commands.js';
 import { isPidAlive } from './pid.js';
 import { StderrTail, errorLines, readFileTail } from './stderr-tail.js';
 import { errnoOf } from '../util/io-error.js';
@@ -26,10 +27,8 @@ export interface QemuExit {
   readonly how: StopHow;
 }
 
-/** Anything that can send a QMP command by name (QmpClient fits). */
-export interface StopQmp {
-  execute(name: string): Promise<unknown>;
-}
+/** What the QMP steps speak through: QmpClient, or anything with its `execute` (qmp/commands' typed calls). */
+export type StopQmp = QmpExecutor;
 
 export interface StopOptions {
   /** Without it the QMP steps are skipped and the ladder starts at SIGTERM. */
@@ -283,12 +282,12 @@ export abstract class StoppableQemu implements QemuProcess {
     if (qmp !== undefined) {
       const powerdown = options.powerdownTimeoutMs ?? POWERDOWN_TIMEOUT_MS;
       if (powerdown > 0) {
-        const exit = await this.#step('powerdown', powerdown, () => qmp.execute('system_powerdown'));
+        const exit = await this.#step('powerdown', powerdown, () => systemPowerdown(qmp));
         if (exit !== null) return exit;
       }
       const quit = options.quitTimeoutMs ?? QUIT_TIMEOUT_MS;
       if (quit > 0) {
-        const exit = await this.#step('quit', quit, () => qmp.execute('quit'));
+        const exit = await this.#step('quit', quit, () => quitQemu(qmp));
         if (exit !== null) return exit;
       }
     }

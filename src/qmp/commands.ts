@@ -224,9 +224,9 @@ export async function querySevLaunchMeasure(c: QmpExecutor): Promise<string> {
  * <- {"error":{"class":"GenericError","desc":"SEV is not enabled in KVM"}}
  * ```
  */
-export async function querySevCapabilities(c: QmpExecutor): Promise<SevCapabilities> {
+export async function querySevCapabilities(c: QmpExecutor, options?: QmpCallOptions): Promise<SevCapabilities> {
   const cmd = 'query-sev-capabilities';
-  const ret = reader(cmd, await c.execute(cmd));
+  const ret = reader(cmd, await c.execute(cmd, undefined, options));
   const cpu0Id = ret['cpu0-id'];
   if (cpu0Id !== undefined && typeof cpu0Id !== 'string') throw badReply(cmd, "'cpu0-id' is not a string");
   return {
@@ -296,4 +296,20 @@ export async function systemPowerdown(c: QmpExecutor): Promise<void> {
  */
 export async function quit(c: QmpExecutor): Promise<void> {
   await expectEmpty(c, 'quit');
+}
+
+/**
+ * Take an internal snapshot named `name` on every block node in `devices` at once: one
+ * `transaction`, so QEMU snapshots all of them or none.
+ * ```
+ * -> {"execute":"transaction","arguments":{"actions":[{"type":"blockdev-snapshot-internal-sync",
+ *        "data":{"device":"disk0","name":"before-upgrade"}}]}}
+ * <- {"return":{}}
+ * <- {"error":{"class":"GenericError","desc":"Device 'disk0' is writable but does not support snapshots"}}
+ * ```
+ * @throws SUP_ERR_QMP_EXECUTE when QEMU refuses (nothing was taken).
+ */
+export async function snapshotInternalTransaction(c: QmpExecutor, devices: readonly string[], name: string): Promise<void> {
+  const actions = devices.map((device) => ({ type: 'blockdev-snapshot-internal-sync', data: { device, name } }));
+  await expectEmpty(c, 'transaction', { actions });
 }

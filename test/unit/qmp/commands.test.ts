@@ -129,6 +129,19 @@ describe('typed wrappers', () => {
     server.assertNoUnexpected();
   });
 
+  it('snapshotInternalTransaction sends one transaction over every node; QEMU\'s refusal is SUP_ERR_QMP_EXECUTE', async () => {
+    const { client, server } = await clientWith({ transaction: () => ({ return: {} }) });
+    await cmd.snapshotInternalTransaction(client, ['disk0', 'disk2'], 'before-upgrade');
+    expect(server.received.slice(1).map((c) => [c.command, c.arguments])).toEqual([
+      ['transaction', { actions: [
+        { type: 'blockdev-snapshot-internal-sync', data: { device: 'disk0', name: 'before-upgrade' } },
+        { type: 'blockdev-snapshot-internal-sync', data: { device: 'disk2', name: 'before-upgrade' } },
+      ] }],
+    ]);
+    const refused = (await clientWith({ transaction: () => ({ error: { class: 'GenericError', desc: "Device 'disk0' is writable but does not support snapshots" } }) })).client;
+    expect((await failure(cmd.snapshotInternalTransaction(refused, ['disk0'], 'x')))[0]).toBe('SUP_ERR_QMP_EXECUTE');
+  });
+
   it('a `return` of the wrong shape is SUP_ERR_QMP_PROTOCOL', async () => {
     expect(await failure(cmd.cont(await returning('cont', { surprise: 1 })))).toEqual([
       'SUP_ERR_QMP_PROTOCOL',
