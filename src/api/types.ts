@@ -3,6 +3,7 @@
 // Must not: import anything heavy (the CLI client loads this on every `sevsup attest`).
 import { SupervisorError } from '../errors.js';
 import { decodeStrictBase64 } from '../sev/measurement.js';
+import { isRecord } from '../util/is-record.js';
 import type { AttestRequest, VmStatus } from '../vm/types.js';
 
 // The lifecycle's own shapes (attest request/result, a guest's status) live in vm/types.ts: the API
@@ -14,7 +15,7 @@ export type { AttestAction, AttestRequest, AttestResult, VmStatus } from '../vm/
  * @throws SUP_ERR_API_BAD_REQUEST naming the member that is wrong (never echoing secret values).
  */
 export function parseAttestRequest(value: unknown): AttestRequest {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad('the body must be a JSON object');
+  if (!isRecord(value)) throw bad('the body must be a JSON object');
   const body: Record<string, unknown> = { ...value };
   const action = body['action'];
   const allowed = (names: readonly string[]): void => {
@@ -139,7 +140,7 @@ export function parseMigrateRequest(value: unknown): MigrateRequest {
 
 /** `{}`-shaped body with only `allowed` members. */
 function objectBody(value: unknown, what: string, allowed: readonly string[]): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badRequest(what, 'the body must be a JSON object');
+  if (!isRecord(value)) throw badRequest(what, 'the body must be a JSON object');
   const body: Record<string, unknown> = { ...value };
   const extra = Object.keys(body).find((k) => !allowed.includes(k));
   if (extra !== undefined) throw badRequest(what, `unexpected member ${JSON.stringify(extra)}`);

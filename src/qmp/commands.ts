@@ -5,6 +5,7 @@
 // A `return` of the wrong shape is SUP_ERR_QMP_PROTOCOL; a QMP error reply is SUP_ERR_QMP_EXECUTE.
 import { SupervisorError } from '../errors.js';
 import type { QmpCallOptions } from './client.js';
+import { isRecord } from '../util/is-record.js';
 
 /** What the wrappers need: QmpClient, or anything with its `execute`. */
 export interface QmpExecutor {
@@ -54,9 +55,6 @@ export interface LaunchSecret {
 
 type Obj = Readonly<Record<string, unknown>>;
 
-function isObj(value: unknown): value is Obj {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function isUint(value: unknown, max = Number.MAX_SAFE_INTEGER): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= max;
@@ -73,7 +71,7 @@ function badReply(command: string, what: string): SupervisorError {
 
 /** Shape checker bound to one command, so every failure names it. */
 function reader(command: string, value: unknown): Obj {
-  if (!isObj(value)) throw badReply(command, 'not an object');
+  if (!isRecord(value)) throw badReply(command, 'not an object');
   return value;
 }
 
@@ -122,7 +120,7 @@ export async function queryVersion(c: QmpExecutor): Promise<QemuVersion> {
   const cmd = 'query-version';
   const ret = reader(cmd, await c.execute(cmd));
   const qemu = ret['qemu'];
-  if (!isObj(qemu)) throw badReply(cmd, "'qemu' is not an object");
+  if (!isRecord(qemu)) throw badReply(cmd, "'qemu' is not an object");
   return {
     qemu: { major: uint(cmd, qemu, 'major'), minor: uint(cmd, qemu, 'minor'), micro: uint(cmd, qemu, 'micro') },
     package: str(cmd, ret, 'package'),

@@ -622,7 +622,7 @@ export class VmLifecycle {
       reported: { policy: seen.policy, apiMajor: seen.apiMajor, apiMinor: seen.apiMinor, buildId: seen.buildId, state: seen.state },
       expectedPolicy,
       measurement,
-      mnonce: bytes.subarray(32),
+      mnonce: bytes.mnonce,
       launch: await this.#launchInputs(qmp),
       expectedLaunchDigest,
       ...(cpuSignature === undefined ? {} : { cpuSignature }),
