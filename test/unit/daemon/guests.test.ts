@@ -13,7 +13,7 @@ import { scanVmConfigs } from '../../../src/daemon/vm-configs.js';
 import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { silentLogger } from '../../../src/log.js';
 import { isPidAlive } from '../../../src/process/pid.js';
-import { DetachedPids, FAKE_QEMU } from '../../fakes/detached-fakes.js';
+import { DetachedPids, FAKE_QEMU } from '../../support/detached-fakes.js';
 
 const OVMF = '/usr/share/ovmf/OVMF.fd';
 

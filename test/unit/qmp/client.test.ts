@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isSupervisorError, type SupervisorError } from '../../../src/errors.js';
 import { createLogger } from '../../../src/log.js';
 import { QmpClient, type QmpConnectOptions, type Runstate } from '../../../src/qmp/client.js';
-import { eventMessage, FakeQmpServer, QEMU_72_VERSION } from '../../fakes/fake-qmp-server.js';
+import { eventMessage, FakeQmpServer, QEMU_72_VERSION } from '../../support/fake-qmp-server.js';
 
 /** The runstate sequence of a session that connects and then ends (qemu.qmp GOOD_CONNECTION_STATES). */
 const GOOD_CONNECTION_STATES: readonly Runstate[] = ['connecting', 'running', 'disconnecting', 'idle'];

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isSupervisorError } from '../../../src/errors.js';
 import { QmpClient } from '../../../src/qmp/client.js';
 import * as cmd from '../../../src/qmp/commands.js';
-import { FakeQmpServer, type FakeHandler, QEMU_72_VERSION } from '../../fakes/fake-qmp-server.js';
+import { FakeQmpServer, type FakeHandler, QEMU_72_VERSION } from '../../support/fake-qmp-server.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {

@@ -12,7 +12,7 @@ import { parseVmConfig } from '../../../src/config/vm-config.js';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
 import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { isPidAlive, waitForPidExit } from '../../../src/process/pid.js';
-import { DetachedPids, FAKE_QEMU } from '../../fakes/detached-fakes.js';
+import { DetachedPids, FAKE_QEMU } from '../../support/detached-fakes.js';
 import { prepareVmRunDir } from '../../../src/process/run-dir.js';
 import { planReattach, VmLifecycle, type LifecycleEventRecord, type LifecycleOptions } from '../../../src/vm/lifecycle.js';
 import { readVmState, type PersistedVmState } from '../../../src/vm/state-file.js';

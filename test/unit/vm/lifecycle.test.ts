@@ -15,7 +15,7 @@ import { createLogger } from '../../../src/log.js';
 import { isPidAlive } from '../../../src/process/pid.js';
 import { preflight } from '../../../src/vm/preflight.js';
 import { VmLifecycle, type LifecycleEventRecord, type LifecycleOptions } from '../../../src/vm/lifecycle.js';
-import { readLatestRecord } from '../../../src/vm/record-store.js';
+import { readLatestRecord } from '../../support/records.js';
 
 const FAKE_QEMU = fileURLToPath(new URL('../../fixtures/bin/fake-qemu.mjs', import.meta.url));
 const OVMF = '/usr/share/ovmf/OVMF.fd';
