@@ -3,7 +3,7 @@
 // bridged to a fresh session on the real QEMU's private monitor, so each gets QEMU's own greeting.
 // Owns: sockets, framing, the in-band queue (QEMU answers one in-band command at a time), OOB
 // routing by id, and reply delays (slow-qmp). Must not: decide about commands (qmp-interceptor.ts).
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { unlink } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { QmpFramer } from '../../qmp/framing.js';

@@ -60,7 +60,11 @@ describe('refuseSnapshot', () => {
     const disks = refuseSnapshot(spec(), false);
     expect(disks.map((d) => d.file)).toEqual(['/srv/web.qcow2']);
     const sent: [string, Record<string, unknown> | undefined][] = [];
-    await snapshotOnline({ monitorExecute: async (command, args) => (sent.push([command, args]), {}) }, disks, 'before-upgrade');
+    const monitorExecute = async (command: string, args?: Record<string, unknown>): Promise<unknown> => {
+      sent.push([command, args]);
+      return {};
+    };
+    await snapshotOnline({ monitorExecute }, disks, 'before-upgrade');
     expect(sent).toEqual([
       ['transaction', { actions: [{ type: 'blockdev-snapshot-internal-sync', data: { device: 'disk0', name: 'before-upgrade' } }] }],
     ]);
