@@ -321,10 +321,12 @@ describe('daemon mode', () => {
     const r = await rig({ ignorePowerdown: true });
     const lifecycle = r.make({ powerdownTimeoutMs: 30_000 });
     await lifecycle.start();
-    const started = Date.now();
+    // Straight to SIGKILL: no powerdown (which this QEMU ignores for 30 s), no quit. Its speed is
+    // measured in bench/force-stop.mjs, not asserted here.
     const outcome = await lifecycle.stop('test', { force: true });
-    expect(Date.now() - started).toBeLessThan(5000);
     expect(outcome).toMatchObject({ state: 'stopped', how: 'sigkill' });
+    expect(await r.commands()).not.toContain('system_powerdown');
+    expect(await r.commands()).not.toContain('quit');
   });
 
   it('detach refuses a launch in progress', async () => {
