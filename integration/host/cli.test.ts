@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCliCaptured } from '../../test/unit/cli/run-cli.js';
+import { runCliCaptured } from '../../test/support/run-cli.js';
 import { livePidsWithArg } from '../../test/unit/process/proc-scan.js';
 
 const QEMU = '/usr/bin/qemu-system-x86_64';

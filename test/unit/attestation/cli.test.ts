@@ -11,7 +11,7 @@ import { verifyExitCode } from '../../../src/cli/actions/verify.js';
 import type { LaunchInputCliOptions } from '../../../src/cli/commands/measure.js';
 import { ERRORS, hasCode, isErrorCode, type ErrorCode } from '../../../src/errors.js';
 import { verifyLaunchSecret } from '../../../src/sev/launch-secret.js';
-import { runCliCaptured, type CliRun } from '../cli/run-cli.js';
+import { runCliCaptured, type CliRun } from '../../support/run-cli.js';
 import { errorOf as thrown } from '../sev/helpers.js';
 import { buildImage, debianLikeEntries } from '../sev/ovmf-images.js';
 
