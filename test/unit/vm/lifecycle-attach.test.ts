@@ -3,7 +3,7 @@
 // QEMU untouched; attach() restoring held (same deadline, same record, never re-measured, never
 // resumed) and running guests, destroying what cannot be trusted, and reporting a QEMU that is gone.
 import { connect } from 'node:net';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -16,8 +16,10 @@ import { DetachedPids, FAKE_QEMU } from '../../support/detached-fakes.js';
 import { prepareVmRunDir } from '../../../src/process/run-dir.js';
 import { planReattach, VmLifecycle, type LifecycleEventRecord, type LifecycleOptions } from '../../../src/vm/lifecycle.js';
 import { readVmState, type PersistedVmState } from '../../../src/vm/state-file.js';
+import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-image.js';
 
-const OVMF = '/usr/share/ovmf/OVMF.fd';
+/** A synthetic image shaped like Debian's OVMF.fd (empty hashes and secret areas), written in beforeAll. */
+let OVMF: string;
 
 let root: string;
 let n = 0;
@@ -26,6 +28,8 @@ const lifecycles: VmLifecycle[] = [];
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'sla-'));
+  OVMF = join(root, 'OVMF.fd');
+  await writeFile(OVMF, DEBIAN_LIKE_IMAGE);
 });
 afterEach(async () => {
   await Promise.all(lifecycles.splice(0).map((l) => l.stop('test cleanup', { force: true })));

@@ -1,5 +1,5 @@
 // preflight: the firmware, kernel, initrd and launch files a VM boots from, checked before QEMU
-// starts, on real files in a temp dir (synthetic OVMF images from ../qemu/ovmf-image.ts).
+// starts, on real files in a temp dir (synthetic OVMF images from test/support/ovmf-image.ts).
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import {
   hashes,
   IMAGE_BYTES,
   sevInfo,
-} from '../qemu/ovmf-image.js';
+} from '../../support/ovmf-image.js';
 
 let dir: string;
 const file = (name: string): string => join(dir, name);
