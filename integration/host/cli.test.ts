@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCliCaptured } from '../../test/support/run-cli.js';
-import { livePidsWithArg } from '../../test/unit/process/proc-scan.js';
+import { livePidsWithArg } from '../../test/support/proc-scan.js';
 
 const QEMU = '/usr/bin/qemu-system-x86_64';
 let dir: string;

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { probeHostReport } from '../../src/host/probe.js';
 import { probeQemuSevCapabilities } from '../../src/host/qemu-probe.js';
-import { livePidsWithArg } from '../../test/unit/process/proc-scan.js';
+import { livePidsWithArg } from '../../test/support/proc-scan.js';
 
 const QEMU = '/usr/bin/qemu-system-x86_64';
 const vendor = /^vendor_id\s*:\s*(\S+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1];

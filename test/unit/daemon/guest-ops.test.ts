@@ -22,7 +22,7 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 import { parseVmConfig } from '../../../src/config/vm-config.js';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
 import { exportGuest, refuseMigrate, refuseSnapshot, snapshotOnline } from '../../../src/daemon/guest-ops.js';
-import { catchSupervisorError as errorOf, catchSupervisorErrorAsync as asyncErrorOf } from '../config/catch-error.js';
+import { catchSupervisorError as errorOf, catchSupervisorErrorAsync as asyncErrorOf } from '../../support/catch-error.js';
 
 let dir: string;
 beforeAll(async () => {

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { hasCode } from '../../../src/errors.js';
 import { inspectFirmwareFile } from '../../../src/sev/firmware-file.js';
 import { parseOvmfTable } from '../../../src/sev/ovmf-table.js';
-import { buildImage, debianLikeEntries } from './ovmf-images.js';
+import { buildImage, debianLikeEntries } from '../../support/ovmf-images.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sevsup-fw-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -8,8 +8,8 @@ import {
   isUsableHashesArea,
   parseOvmfTable,
 } from '../../../src/sev/ovmf-table.js';
-import { errorOf } from './helpers.js';
-import { buildImage, debianLikeEntries, guidLe, HASHES, SECRET, SEV_INFO, SNP_META, u32s } from './ovmf-images.js';
+import { errorOf } from '../../support/sev-helpers.js';
+import { buildImage, debianLikeEntries, guidLe, HASHES, SECRET, SEV_INFO, SNP_META, u32s } from '../../support/ovmf-images.js';
 
 
 function expectInvalidSize(image: Buffer, size: number): void {

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildImage, debianLikeEntries } from '../../sev/ovmf-images.js';
+import { buildImage, debianLikeEntries } from '../../../support/ovmf-images.js';
 import { runCliCaptured } from '../../../support/run-cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sevsup-inspect-'));
