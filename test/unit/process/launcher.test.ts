@@ -108,7 +108,9 @@ describe('launchQemu', () => {
       launchQemu({
         binary: NODE,
         argv: [fixture('ignore-sigterm.mjs')],
-        readyTimeoutMs: 200,
+        // Long enough for Node to start and print "ready" on a loaded 2-core host (200 ms was not:
+        // the fixture was sometimes killed before it said anything, and the message had no stderr).
+        readyTimeoutMs: 3000,
         ready: (proc) => {
           pid = proc.pid;
           return new Promise(() => undefined);
@@ -117,7 +119,7 @@ describe('launchQemu', () => {
     );
     expect(hasCode(error, 'SUP_ERR_LAUNCH_TIMEOUT')).toBe(true);
     expect(isSupervisorError(error) && error.message).toBe(
-      'QEMU did not become ready within 200 ms and was killed; its stderr: ready',
+      'QEMU did not become ready within 3000 ms and was killed; its stderr: ready',
     );
     expect(isPidAlive(pid)).toBe(false);
   });
