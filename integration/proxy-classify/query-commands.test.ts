@@ -102,7 +102,7 @@ function helpNames(text: string, prefix: string): string[] {
     .filter((n) => n !== '' && !n.startsWith('['));
 }
 
-describe.runIf(existsSync(QEMU) && existsSync('/dev/kvm'))('QEMU command classification (real binary)', () => {
+describe.runIf(existsSync(QEMU))('QEMU command classification (real binary)', () => {
   let dir = '';
   let qemu: ChildProcess | undefined;
   let qmp: MiniQmp;
@@ -113,7 +113,8 @@ describe.runIf(existsSync(QEMU) && existsSync('/dev/kvm'))('QEMU command classif
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sevsup-classify-'));
     const path = join(dir, 'qmp.sock');
-    const args = ['-machine', 'none', '-accel', 'kvm', '-nodefaults', '-display', 'none', '-S', '-qmp', `unix:${path},server=on,wait=off`];
+    // TCG: the command tables do not depend on the accelerator, and every machine has TCG.
+    const args = ['-machine', 'none', '-accel', 'tcg', '-nodefaults', '-display', 'none', '-S', '-qmp', `unix:${path},server=on,wait=off`];
     qemu = spawn(QEMU, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     qemu.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     socket = await connectWithRetry(path, qemu).catch((error: unknown) => {

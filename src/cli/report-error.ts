@@ -1,20 +1,15 @@
-// Top-level error printing for the `sevsup` command, and the lazily loaded commander it recognises.
-// Owns: error → text on stderr + exit code (never a stack trace for a user error). Used by cli/main.ts
-// and by actions that finish the process themselves (`sevsup daemon`), so no action imports cli/main.
-// Must not: decide what a command prints on success.
-import { createRequire } from 'node:module';
+// Top-level error printing for the `sevsup` command. Owns: error → text on stderr + exit code (never
+// a stack trace for a user error). Used by cli/main.ts and by actions that finish the process
+// themselves (`sevsup daemon`), so no action imports cli/main. Must not: load commander (cli/main
+// does, on first use, and notes it here so that its errors are recognised).
 import type * as CommanderModule from 'commander';
 import { isSupervisorError, EXIT } from '../errors.js';
 
 let commander: typeof CommanderModule | undefined;
 
-/**
- * commander, loaded on first use: it is most of the start-up of a light command, which does not
- * need it. CommonJS through require() loads in about half the time of an ESM import (no export scan).
- */
-export function loadCommander(): typeof CommanderModule {
-  commander ??= createRequire(import.meta.url)('commander') as typeof CommanderModule;
-  return commander;
+/** cli/main.ts loaded commander: from now on its CommanderError is a usage error (or --help's 0). */
+export function noteCommander(loaded: typeof CommanderModule): void {
+  commander = loaded;
 }
 
 /** Print an error for people (never a stack trace for a user error) and return its exit code. */
