@@ -16,7 +16,7 @@
 // and a user-land snapshot (node --build-snapshot) needs a CommonJS entry and a flag on every
 // `node` call, which `#!/usr/bin/env node` bins cannot pass portably.
 // Left out of the bundle and loaded from node_modules at run time, by name, through
-// createRequire: unix-dgram (native) and pino-pretty (the daemon's --log-format pretty only).
+// createRequire: unix-dgram and sockopt (native) and pino-pretty (the daemon's --log-format pretty only).
 import { build } from 'esbuild';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -81,7 +81,7 @@ export async function bundle() {
     // CommonJS dependencies (pino, prom-client…) call require() for Node built-ins: give the
     // bundle a real one.
     banner: { js: "import { createRequire as __sevsupCreateRequire } from 'node:module';\nconst require = __sevsupCreateRequire(import.meta.url);" },
-    external: ['unix-dgram', 'pino-pretty'],
+    external: ['unix-dgram', 'sockopt', 'pino-pretty'],
     plugins: [entryModules, keepRelativeUrls],
     legalComments: 'none',
     // Less to read and parse on every call (about 15% less CPU to load `sevsup run`'s chunks);

@@ -158,7 +158,7 @@ describe.runIf(CAN_RUN)(`real QEMU (${QEMU})`, () => {
     await preflight(spec);
     const paths = await prepareVmRunDir(file('run,dir'), spec.name);
     const argv = argvFor(spec, SEV_CAPS, paths);
-    expect(argv).toContain('q35,confidential-guest-support=sev0');
+    expect(argv).toContain('q35,dump-guest-core=off,confidential-guest-support=sev0');
 
     const result = await spawnQemu(argv);
     expect(result.exitCode).toBe(1);
@@ -174,7 +174,7 @@ describe.runIf(CAN_RUN)(`real QEMU (${QEMU})`, () => {
     const objectAt = sevArgv.indexOf('-object');
     const argv = sevArgv
       .filter((_, i) => i !== objectAt && i !== objectAt + 1)
-      .map((arg) => (arg === 'q35,confidential-guest-support=sev0' ? 'q35' : arg));
+      .map((arg) => (arg === 'q35,dump-guest-core=off,confidential-guest-support=sev0' ? 'q35,dump-guest-core=off' : arg));
     expect(argv.length).toBe(sevArgv.length - 2);
 
     const child = spawnQemu(argv);

@@ -123,6 +123,12 @@ describe('GuestRegistry', () => {
 
   it('applies the seed\'s rules to a guest with a QEMU', async () => {
     const r = await rig();
+    // A qcow2 header without a backing file is all preflight reads (vm/disk-chain.ts); the fake QEMU opens nothing.
+    const header = Buffer.alloc(112);
+    header.writeUInt32BE(0x514649fb, 0);
+    header.writeUInt32BE(3, 4);
+    header.writeUInt32BE(104, 100);
+    await writeFile(join(r.dir, 'c.qcow2'), header);
     await r.conf('c', ['attest: hold', `disk0: file=${join(r.dir, 'c.qcow2')},format=qcow2`]);
     const registry = r.make();
     registry.reload(await scanVmConfigs(r.vmDir));
@@ -189,7 +195,7 @@ describe('GuestRegistry', () => {
 
     const second = r.make();
     second.reload(await scanVmConfigs(r.vmDir));
-    await second.adopt(await discoverGuests(join(r.dir, 'run')));
+    await second.adopt((await discoverGuests(join(r.dir, 'run'))).found);
     expect(second.status('h')).toEqual(before);
     second.open();
     expect(await second.attest('h', { action: 'approve' })).toMatchObject({ vm: 'h', action: 'approve', state: 'running' });

@@ -164,6 +164,15 @@ describe('planReattach', () => {
   ] as const)('%s (ran %s, QEMU running %s) → %s', (state, ran, running, kind) => {
     expect(planReattach(state, ran, running).kind).toBe(kind);
   });
+
+  // QEMU's prelaunch means no cont ever reached it, whatever the state file claims.
+  it.each([
+    ['running', 'destroy'],
+    ['paused', 'destroy'],
+    ['held', 'hold'],
+  ] as const)('%s, QEMU in prelaunch → %s', (state, kind) => {
+    expect(planReattach(state, true, false, true).kind).toBe(kind);
+  });
 });
 
 describe('daemon mode', () => {
