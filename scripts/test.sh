@@ -8,4 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npx tsc -p tsconfig.json --noEmit
+# Module boundaries (DESIGN.md's "must not" column, no cycles): .dependency-cruiser.cjs.
+npm run --silent deps
 npx vitest run

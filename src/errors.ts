@@ -79,7 +79,6 @@ export const ERRORS = {
 
   // --- host capabilities -----------------------------------------------------------------------
   SUP_ERR_HOST_CAPS_FILE: def('host capabilities file is invalid', 400, EXIT.host),
-  SUP_ERR_HOST_PROBE: def('host capability probe failed', 500, EXIT.host),
   SUP_ERR_HOST_CAPS_WRITE: def('cannot write host capabilities file', 500, EXIT.host),
 
   // --- QMP client ----------------------------------------------------------------------------------

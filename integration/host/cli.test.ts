@@ -5,8 +5,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCliCaptured } from '../../test/unit/cli/run-cli.js';
-import { livePidsWithArg } from '../../test/unit/process/proc-scan.js';
+import { runCliCaptured } from '../../test/support/run-cli.js';
+import { livePidsWithArg } from '../../test/support/proc-scan.js';
 import { expectedQemuSevReason, HOST_MAY_HAVE_SEV } from './this-host.js';
 
 const QEMU = '/usr/bin/qemu-system-x86_64';

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { probeHostReport } from '../../src/host/probe.js';
 import { probeQemuSevCapabilities } from '../../src/host/qemu-probe.js';
-import { livePidsWithArg } from '../../test/unit/process/proc-scan.js';
+import { livePidsWithArg } from '../../test/support/proc-scan.js';
 import { expectedQemuSevAnswer, HOST_MAY_HAVE_SEV, VENDOR as vendor } from './this-host.js';
 
 const QEMU = '/usr/bin/qemu-system-x86_64';

@@ -12,7 +12,7 @@ import { isSupervisorError } from '../../src/errors.js';
 import { launchQemu, type QemuProcess } from '../../src/process/launcher.js';
 import { isPidAlive, readProcStat, waitForPidExit } from '../../src/process/pid.js';
 import { QmpClient } from '../../src/qmp/client.js';
-import { livePidsWithArg } from '../../test/unit/process/proc-scan.js';
+import { livePidsWithArg } from '../../test/support/proc-scan.js';
 import { skipWithoutKvm } from '../kvm.js';
 import { transpileForNode, type Transpiled } from './transpiled.js';
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QMP_COMMANDS } from '../../src/policy/qmp-policy.js';
-import { HMP_COMMANDS_7_2, HMP_INFO_COMMANDS_7_2, parseHmpCommandLine } from '../../src/proxy/hmp.js';
+import { HMP_COMMANDS_7_2, HMP_INFO_COMMANDS_7_2, parseHmpCommandLine } from '../../src/qemu/hmp.js';
 
 const QEMU = process.env['QEMU_BIN'] ?? '/usr/bin/qemu-system-x86_64';
 /** Commands the table knows from QEMU 10.x (qemu-sev-facts §8), absent from a 7.2 binary. */

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { QmpClient } from '../../src/qmp/client.js';
 import type { DecideContext } from '../../src/proxy/decide.js';
 import { startQmpProxy, type QmpProxy } from '../../src/proxy/proxy-server.js';
-import { logSink } from '../../test/fakes/proxy-rig.js';
+import { logSink } from '../../test/support/proxy-rig.js';
 import { ACCEL_KVM_IF_PRESENT } from '../kvm.js';
 
 export const QEMU = process.env['QEMU_BIN'] ?? '/usr/bin/qemu-system-x86_64';

@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WireClient, errorDesc, type WireMessage } from '../../test/fakes/qmp-wire-client.js';
+import { WireClient, errorDesc, type WireMessage } from '../../test/support/qmp-wire-client.js';
 import { ACCEL, MISSING, QEMU_IMG, run, startGuest, type Guest } from './guest.js';
 
 interface Attack {

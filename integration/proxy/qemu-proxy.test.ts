@@ -15,7 +15,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QMP_COMMANDS } from '../../src/policy/qmp-policy.js';
-import { WireClient, errorDesc, type WireMessage } from '../../test/fakes/qmp-wire-client.js';
+import { WireClient, errorDesc, type WireMessage } from '../../test/support/qmp-wire-client.js';
 import { ACCEL, MISSING, QEMU_IMG, run, startGuest, type Guest } from './guest.js';
 
 const GDB_PORT = 47_123;

@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { HAVE_VALIDATOR, runValidator } from '../sev-crypto/validator.js';
+import { HAVE_VALIDATOR, runValidator } from '../../test/support/validator.js';
 import { join } from 'node:path';
 import { argvFor, DEBIAN_OVMF, missingPrerequisite, SIM, spec, useSimFixture, type RawQmp, type SimProcess } from './harness.js';
 

@@ -15,6 +15,7 @@ import { formatVmConfig, VM_CONFIG_SUFFIX } from '../config/vm-config.js';
 import type { DiskSpec, VmSpec } from '../config/vm-spec.js';
 import { SupervisorError } from '../errors.js';
 import { diskNodeName, type BackingLayer } from '../qemu/devices.js';
+import { snapshotInternalTransaction } from '../qmp/commands.js';
 import { DirHandleError, openDirNoFollow, type DirHandle } from '../util/dir-handle.js';
 import { describeIoError, errnoOf } from '../util/io-error.js';
 import { readDiskChains, type DiskChains } from '../vm/disk-chain.js';
@@ -49,16 +50,18 @@ export function refuseSnapshot(spec: VmSpec, vmstate: boolean): DiskSpec[] {
   return disks;
 }
 
+/** What an online snapshot speaks through: the lifecycle's own monitor session. */
+export interface GuestMonitor {
+  monitorExecute(command: string, args?: Record<string, unknown>): Promise<unknown>;
+}
+
 /**
- * The QMP `transaction` that snapshots every disk at once (all or none), on nodes `disk<N>`.
- * ```
- * -> {"execute":"transaction","arguments":{"actions":[{"type":"blockdev-snapshot-internal-sync",
- *        "data":{"device":"disk0","name":"before-upgrade"}}]}}
- * <- {"return":{}}
- * ```
+ * Snapshot every disk of a guest under supervision at once (all or none), on nodes `disk<N>`.
+ * @throws SUP_ERR_QMP_EXECUTE when QEMU refuses; the monitor's own errors.
  */
-export function snapshotTransaction(disks: readonly DiskSpec[], name: string): Record<string, unknown> {
-  return { actions: disks.map((d) => ({ type: 'blockdev-snapshot-internal-sync', data: { device: diskNodeName(d), name } })) };
+export async function snapshotOnline(monitor: GuestMonitor, disks: readonly DiskSpec[], name: string): Promise<void> {
+  const executor = { execute: (command: string, args?: Record<string, unknown>) => monitor.monitorExecute(command, args) };
+  await snapshotInternalTransaction(executor, disks.map(diskNodeName), name);
 }
 
 /**

@@ -36,7 +36,7 @@ import { listRecords, readRecordFile, recordsDir } from '../vm/record-store.js';
 import { VM_STATE_SCHEMA, vmStateFilePath, type PersistedVmState } from '../vm/state-file.js';
 import { isTerminal, type VmState } from '../vm/state.js';
 import { readPidFile, removeStaleRunFiles, type UnreadableState } from './discover.js';
-import { exportGuest, refuseMigrate, refuseSnapshot, snapshotOffline, snapshotTransaction } from './guest-ops.js';
+import { exportGuest, refuseMigrate, refuseSnapshot, snapshotOffline, snapshotOnline } from './guest-ops.js';
 import type { VmConfigScan } from './vm-configs.js';
 
 /** Guests launched at once at daemon start: QEMU start-up is CPU-bound, and the host has few cores. */
@@ -330,7 +330,7 @@ export class GuestRegistry {
       });
     }
     try {
-      await lifecycle.monitorExecute('transaction', snapshotTransaction(disks, request.name));
+      await snapshotOnline(lifecycle, disks, request.name);
     } catch (error: unknown) {
       if (!hasCode(error, 'SUP_ERR_QMP_EXECUTE')) throw error;
       throw new SupervisorError('SUP_ERR_SNAPSHOT_FAILED', `VM ${vm}: QEMU refused the disk snapshot '${request.name}': ${String(error.details['desc'] ?? error.message)}`, {

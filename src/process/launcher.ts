@@ -11,6 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { SupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { quit as quitQemu, systemPowerdown, type QmpExecutor } from '../qmp/commands.js';
 import { disableCoreDumps } from './core-limit.js';
 import { capLogFile, ensurePrivateFile, watchLogFile } from './log-cap.js';
 import { isPidAlive } from './pid.js';
@@ -27,10 +28,8 @@ export interface QemuExit {
   readonly how: StopHow;
 }
 
-/** Anything that can send a QMP command by name (QmpClient fits). */
-export interface StopQmp {
-  execute(name: string): Promise<unknown>;
-}
+/** What the QMP steps speak through: QmpClient, or anything with its `execute` (qmp/commands' typed calls). */
+export type StopQmp = QmpExecutor;
 
 export interface StopOptions {
   /** Without it the QMP steps are skipped and the ladder starts at SIGTERM. */
@@ -293,12 +292,12 @@ export abstract class StoppableQemu implements QemuProcess {
     if (qmp !== undefined) {
       const powerdown = options.powerdownTimeoutMs ?? POWERDOWN_TIMEOUT_MS;
       if (powerdown > 0) {
-        const exit = await this.#step('powerdown', powerdown, () => qmp.execute('system_powerdown'));
+        const exit = await this.#step('powerdown', powerdown, () => systemPowerdown(qmp));
         if (exit !== null) return exit;
       }
       const quit = options.quitTimeoutMs ?? QUIT_TIMEOUT_MS;
       if (quit > 0) {
-        const exit = await this.#step('quit', quit, () => qmp.execute('quit'));
+        const exit = await this.#step('quit', quit, () => quitQemu(qmp));
         if (exit !== null) return exit;
       }
     }

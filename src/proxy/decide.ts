@@ -23,7 +23,7 @@ import {
   refusedObjectType,
   type RefusalReason,
 } from '../policy/qmp-policy.js';
-import { HMP_INFO, parseHmpCommandLine } from './hmp.js';
+import { HMP_INFO, parseHmpCommandLine } from '../qemu/hmp.js';
 import { isRecord } from '../util/is-record.js';
 
 export type { RefusalReason } from '../policy/qmp-policy.js';

@@ -11,7 +11,7 @@
 // never re-measured or resumed by mistake) and a stopping daemon can detach() without touching it.
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { AttestRequest, AttestResult, VmStatus } from '../api/types.js';
+import type { AttestRequest, AttestResult, VmStatus } from './types.js';
 import type { VmSpec } from '../config/vm-spec.js';
 import { SupervisorError, hasCode, isSupervisorError } from '../errors.js';
 import type { HostCaps } from '../host/host-caps.js';
@@ -664,7 +664,7 @@ export class VmLifecycle {
       reported: { policy: seen.policy, apiMajor: seen.apiMajor, apiMinor: seen.apiMinor, buildId: seen.buildId, state: seen.state },
       expectedPolicy,
       measurement,
-      mnonce: bytes.subarray(32),
+      mnonce: bytes.mnonce,
       launch: await this.#launchInputs(qmp),
       expectedLaunchDigest,
       ...(cpuSignature === undefined ? {} : { cpuSignature }),

@@ -10,7 +10,8 @@ import { vmRunPaths } from '../../process/run-dir.js';
 import { buildQemuCommandLine, type ArgGroup } from '../../qemu/argv.js';
 import { preflight } from '../../vm/preflight.js';
 import type { ShowcmdCliOptions } from '../commands/showcmd.js';
-import { printJson, shellQuote } from '../output.js';
+import { printJson } from '../output.js';
+import { shellQuote } from '../../util/shell-quote.js';
 
 /** `binary \` then each option with its arguments on its own indented line. */
 export function formatCommandLine(binary: string, groups: readonly ArgGroup[]): string {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_VM_DIR, formatVmConfig, loadVmConfig, MAX_VM_CONFIG_BYTES, parseVmConfig } from '../../../src/config/vm-config.js';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
-import { catchSupervisorError, catchSupervisorErrorAsync } from './catch-error.js';
+import { catchSupervisorError, catchSupervisorErrorAsync } from '../../support/catch-error.js';
 
 const DIR = '/srv/vms';
 const FILE = `${DIR}/web.conf`;

@@ -21,8 +21,8 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 });
 import { parseVmConfig } from '../../../src/config/vm-config.js';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
-import { exportGuest, refuseMigrate, refuseSnapshot, snapshotTransaction } from '../../../src/daemon/guest-ops.js';
-import { catchSupervisorError as errorOf, catchSupervisorErrorAsync as asyncErrorOf } from '../config/catch-error.js';
+import { exportGuest, refuseMigrate, refuseSnapshot, snapshotOnline } from '../../../src/daemon/guest-ops.js';
+import { catchSupervisorError as errorOf, catchSupervisorErrorAsync as asyncErrorOf } from '../../support/catch-error.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -56,12 +56,18 @@ describe('refuseSnapshot', () => {
     });
   });
 
-  it('picks the writable qcow2 disks, and snapshots them in one transaction on their nodes', () => {
+  it('picks the writable qcow2 disks, and snapshots them in one transaction on their nodes', async () => {
     const disks = refuseSnapshot(spec(), false);
     expect(disks.map((d) => d.file)).toEqual(['/srv/web.qcow2']);
-    expect(snapshotTransaction(disks, 'before-upgrade')).toEqual({
-      actions: [{ type: 'blockdev-snapshot-internal-sync', data: { device: 'disk0', name: 'before-upgrade' } }],
-    });
+    const sent: [string, Record<string, unknown> | undefined][] = [];
+    const monitorExecute = async (command: string, args?: Record<string, unknown>): Promise<unknown> => {
+      sent.push([command, args]);
+      return {};
+    };
+    await snapshotOnline({ monitorExecute }, disks, 'before-upgrade');
+    expect(sent).toEqual([
+      ['transaction', { actions: [{ type: 'blockdev-snapshot-internal-sync', data: { device: 'disk0', name: 'before-upgrade' } }] }],
+    ]);
   });
 });
 

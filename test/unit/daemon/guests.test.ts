@@ -13,9 +13,11 @@ import { scanVmConfigs } from '../../../src/daemon/vm-configs.js';
 import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { silentLogger } from '../../../src/log.js';
 import { isPidAlive } from '../../../src/process/pid.js';
-import { DetachedPids, FAKE_QEMU } from '../../fakes/detached-fakes.js';
+import { DetachedPids, FAKE_QEMU } from '../../support/detached-fakes.js';
+import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-image.js';
 
-const OVMF = '/usr/share/ovmf/OVMF.fd';
+/** A synthetic image shaped like Debian's OVMF.fd (empty hashes and secret areas), written in beforeAll. */
+let OVMF: string;
 
 let root: string;
 let n = 0;
@@ -24,6 +26,8 @@ const pids = new DetachedPids();
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'sgr-'));
+  OVMF = join(root, 'OVMF.fd');
+  await writeFile(OVMF, DEBIAN_LIKE_IMAGE);
 });
 afterEach(async () => {
   for (const r of registries.splice(0)) await r.shutdown('shutdown');

@@ -108,9 +108,9 @@ describe('launchQemu', () => {
       launchQemu({
         binary: NODE,
         argv: [fixture('ignore-sigterm.mjs')],
-        // Long enough for the fixture (a node process) to start and write its stderr line on a
-        // loaded 2-core machine; at 200 ms it sometimes had not, and the message had no stderr.
-        readyTimeoutMs: 2000,
+        // Long enough for Node to start and print "ready" on a loaded 2-core host (200 ms was not:
+        // the fixture was sometimes killed before it said anything, and the message had no stderr).
+        readyTimeoutMs: 3000,
         ready: (proc) => {
           pid = proc.pid;
           return new Promise(() => undefined);
@@ -119,7 +119,7 @@ describe('launchQemu', () => {
     );
     expect(hasCode(error, 'SUP_ERR_LAUNCH_TIMEOUT')).toBe(true);
     expect(isSupervisorError(error) && error.message).toBe(
-      'QEMU did not become ready within 2000 ms and was killed; its stderr: qemu-system-x86_64: ready',
+      'QEMU did not become ready within 3000 ms and was killed; its stderr: qemu-system-x86_64: ready',
     );
     expect(isPidAlive(pid)).toBe(false);
   });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { prepareVmRunDir, vmRunPaths } from '../../../src/process/run-dir.js';
-import { catchSupervisorErrorAsync } from '../config/catch-error.js';
+import { catchSupervisorErrorAsync } from '../../support/catch-error.js';
 
 let base: string;
 const servers: Server[] = [];

@@ -13,7 +13,7 @@ import {
   TRANSACTION_ACTIONS,
   type RefusalReason,
 } from '../../../src/policy/qmp-policy.js';
-import { HMP_COMMANDS_7_2, HMP_INFO_COMMANDS_7_2 } from '../../../src/proxy/hmp.js';
+import { HMP_COMMANDS_7_2, HMP_INFO_COMMANDS_7_2 } from '../../../src/qemu/hmp.js';
 import { decide, type DecideContext, type Decision } from '../../../src/proxy/decide.js';
 import { parseStrictJson } from '../../../src/proxy/strict-json.js';
 

@@ -13,9 +13,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QMP_COMMANDS, classifyCommand } from '../../../src/policy/qmp-policy.js';
 import { decide } from '../../../src/proxy/decide.js';
 import { DEFAULT_PROXY_LIMITS } from '../../../src/proxy/proxy-server.js';
-import { QEMU_72_VERSION, type FakeHandler, type ReceivedCommand } from '../../fakes/fake-qmp-server.js';
-import { HELD, startProxyRig, type Rig, type RigOptions } from '../../fakes/proxy-rig.js';
-import { WireClient, errorDesc, member } from '../../fakes/qmp-wire-client.js';
+import { QEMU_72_VERSION, type FakeHandler, type ReceivedCommand } from '../../support/fake-qmp-server.js';
+import { HELD, startProxyRig, type Rig, type RigOptions } from '../../support/proxy-rig.js';
+import { WireClient, errorDesc, member } from '../../support/qmp-wire-client.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
