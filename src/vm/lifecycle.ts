@@ -24,16 +24,14 @@ import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
 import { errorLines, readFileTail } from '../process/stderr-tail.js';
 import { buildQemuArgv, type QemuArgvInput, type QemuArgvOptions } from '../qemu/argv.js';
 import { QmpClient, type QmpConnectOptions, type QmpEvent } from '../qmp/client.js';
-import { cont, querySev, querySevLaunchMeasure, queryStatus, sevInjectLaunchSecret } from '../qmp/commands.js';
+import { cont, queryCpuSignature, querySev, querySevLaunchMeasure, queryStatus, sevInjectLaunchSecret } from '../qmp/commands.js';
 import { sha256File } from '../sev/hash-file.js';
-import { buildKernelHashesTable, cmdlineDigest, EMPTY_SHA256 } from '../sev/kernel-hashes.js';
-import { launchDigest } from '../sev/launch-digest.js';
-import { buildVmsas } from '../sev/vmsa.js';
 import { describeSecretAreaProblem } from '../sev/ovmf-table.js';
 import { encodePolicy, formatPolicy } from '../sev/policy.js';
 import { checkMeasurement, checkSevInfo } from './checks.js';
 import { preflight, type Preflight } from './preflight.js';
-import { buildRecord, RECORD_VMSA_INIT, type CpuSignature, type FileDigest, type LaunchInputs, type RecordPlatform } from './record.js';
+import type { FileDigest, RecordPlatform } from './record.js';
+import { buildLaunchRecord, recordSevType, type SpawnedLaunch } from './record-builder.js';
 import { writeRecord } from './record-store.js';
 import { writeVmState, VM_STATE_SCHEMA, type PersistedVmState } from './state-file.js';
 import { isErrorCode } from '../errors.js';
@@ -631,7 +629,7 @@ export class VmLifecycle {
     const expectedPolicy = encodePolicy(sevSpec);
     const seen = await this.#step('query-sev', () => querySev(qmp));
     checkSevInfo(this.vm, seen, { policy: expectedPolicy });
-    const sevType = sevSpec.type === 'es' ? 'sev-es' : 'sev';
+    const sevType = recordSevType(this.#o.spec);
     this.#emit({
       event: 'checked',
       policy: formatPolicy(seen.policy),
@@ -654,21 +652,9 @@ export class VmLifecycle {
     const bytes = checkMeasurement(this.vm, measurement);
     this.#checkpoint();
 
-    const cpuSignature = sevType === 'sev-es' ? await this.#cpuSignature(qmp) : undefined;
-    const expectedLaunchDigest = await this.#expectedLaunchDigest(cpuSignature);
-    const record = buildRecord({
-      vm: this.vm,
-      capturedAt: this.#deps.now(),
-      platform: this.#o.platform,
-      sevType,
-      reported: { policy: seen.policy, apiMajor: seen.apiMajor, apiMinor: seen.apiMinor, buildId: seen.buildId, state: seen.state },
-      expectedPolicy,
-      measurement,
-      mnonce: bytes.mnonce,
-      launch: await this.#launchInputs(qmp),
-      expectedLaunchDigest,
-      ...(cpuSignature === undefined ? {} : { cpuSignature }),
-    });
+    const spawned = await this.#spawnedLaunch(qmp);
+    const cpuSignature = sevType === 'sev-es' ? await this.#step('query-cpus-fast', () => queryCpuSignature(qmp)) : undefined;
+    const record = buildLaunchRecord(spawned, { sev: seen, expectedPolicy, measurement, mnonce: bytes.mnonce, capturedAt: this.#deps.now() }, cpuSignature);
     try {
       this.#recordPath = await this.#deps.writeRecord(this.#o.stateDir, record);
     } catch (error: unknown) {
@@ -977,75 +963,15 @@ export class VmLifecycle {
     this.#hashing = hashing;
   }
 
-  async #launchInputs(qmp: QmpClient): Promise<LaunchInputs> {
-    const { spec } = this.#o;
-    const fw = this.#preflight?.firmware ?? null;
-    if (this.#hashing === undefined) this.#startHashing();
-    const [kernel, initrd] = (await this.#hashing) ?? [null, null];
-    const { qemu, package: pkg } = qmp.greeting.QMP.version;
-    return {
-      firmware: fw === null ? null : { path: fw.path, sha256: fw.sha256 },
-      kernel,
-      initrd,
-      cmdline: spec.cmdline ?? null,
-      kernelHashes: spec.sev?.kernelHashes ?? false,
-      vcpus: spec.cores,
-      cpuModel: spec.cpu,
-      qemuVersion: `${qemu.major}.${qemu.minor}.${qemu.micro}${pkg.trim() === '' ? '' : ` (${pkg.trim()})`}`,
-    };
-  }
-
-  /**
-   * GCTX.LD as the host computes it from the inputs it gave QEMU: a diagnostic for owners whose
-   * check fails, never a substitute for their own computation (the owner must not trust the host).
-   * SEV-ES VMSAs are built as QEMU with KVM_SEV_ES_INIT builds them (the `legacy` variant).
-   */
-  async #expectedLaunchDigest(cpu: CpuSignature | undefined): Promise<string> {
-    const { spec } = this.#o;
+  /** What the record is built from: the files hashed at spawn, the firmware's bytes, QEMU's version. */
+  async #spawnedLaunch(qmp: QmpClient): Promise<SpawnedLaunch> {
     const fw = this.#preflight?.firmware ?? null;
     if (fw === null) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: no firmware after preflight`);
-    let kernelHashesTable: Buffer | undefined;
-    if ((spec.sev?.kernelHashes ?? false) && spec.kernel !== undefined) {
-      // The table holds only digests: reuse the kernel/initrd hashes taken at spawn.
-      if (this.#hashing === undefined) this.#startHashing();
-      const [kernel, initrd] = (await this.#hashing) ?? [null, null];
-      if (kernel === null) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: kernel not hashed`);
-      kernelHashesTable = buildKernelHashesTable({
-        cmdline: cmdlineDigest(spec.cmdline),
-        initrd: initrd === null ? EMPTY_SHA256 : Buffer.from(initrd.sha256, 'hex'),
-        kernel: Buffer.from(kernel.sha256, 'hex'),
-      });
-    }
-    let vmsas: Buffer[] | undefined;
-    if (cpu !== undefined) {
-      const resetAddress = fw.table.sevResetAddress;
-      if (resetAddress === null) throw new SupervisorError('SUP_ERR_FIRMWARE_NO_SEV_INFO', `VM ${this.vm}: firmware ${fw.path} has no SEV-ES reset address`);
-      vmsas = buildVmsas({ vcpus: spec.cores, ...cpu, resetAddress, vmsaInit: RECORD_VMSA_INIT });
-    }
-    const firmware = await this.#step('read firmware', () => readFile(fw.path));
-    const digest = launchDigest({
-      firmware,
-      ...(kernelHashesTable === undefined ? {} : { kernelHashesTable }),
-      ...(vmsas === undefined ? {} : { vmsas }),
-    });
-    return digest.toString('hex');
-  }
-
-
-  /** The CPU signature QEMU put in the VMSAs: the vCPU object's family/model/stepping properties. */
-  async #cpuSignature(qmp: QmpClient): Promise<CpuSignature> {
-    const cpus = await this.#step('query-cpus-fast', () => qmp.execute('query-cpus-fast'));
-    const first = Array.isArray(cpus) ? cpus[0] : undefined;
-    const path = typeof first === 'object' && first !== null && 'qom-path' in first ? first['qom-path'] : undefined;
-    if (typeof path !== 'string') throw new SupervisorError('SUP_ERR_QMP_PROTOCOL', `VM ${this.vm}: query-cpus-fast returned no vCPU qom-path`);
-    const prop = async (property: string): Promise<number> => {
-      const value = await this.#step(`qom-get ${property}`, () => qmp.execute('qom-get', { path, property }));
-      if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
-        throw new SupervisorError('SUP_ERR_QMP_PROTOCOL', `VM ${this.vm}: qom-get ${path} ${property} is not an integer`);
-      }
-      return value;
-    };
-    return { family: await prop('family'), model: await prop('model'), stepping: await prop('stepping') };
+    const firmwareBytes = await this.#step('read firmware', () => readFile(fw.path));
+    if (this.#hashing === undefined) this.#startHashing();
+    const [kernel, initrd] = (await this.#hashing) ?? [null, null];
+    const { spec, platform } = this.#o;
+    return { vm: this.vm, platform, spec, firmware: fw, firmwareBytes, kernel, initrd, qemuVersion: qmp.greeting.QMP.version };
   }
 
   #secretAreaBase(): number {
