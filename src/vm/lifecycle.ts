@@ -16,7 +16,6 @@ import type { VmSpec } from '../config/vm-spec.js';
 import { SupervisorError, hasCode, isSupervisorError } from '../errors.js';
 import type { HostCaps } from '../host/host-caps.js';
 import { silentLogger, type Logger } from '../log.js';
-import { formatVmConfig } from '../config/vm-config.js';
 import { adoptQemu, type AdoptOptions } from '../process/adopt.js';
 import { describeEnd, launchQemu, type LaunchOptions, type QemuExit, type QemuProcess } from '../process/launcher.js';
 import { readProcStat } from '../process/pid.js';
@@ -33,7 +32,8 @@ import { preflight, type Preflight } from './preflight.js';
 import type { FileDigest, RecordPlatform } from './record.js';
 import { buildLaunchRecord, recordSevType, type SpawnedLaunch } from './record-builder.js';
 import { writeRecord } from './record-store.js';
-import { writeVmState, VM_STATE_SCHEMA, type PersistedVmState } from './state-file.js';
+import { writeVmState, type PersistedVmState } from './state-file.js';
+import { StateWriter } from './state-writer.js';
 import { isErrorCode } from '../errors.js';
 import { isTerminal, transition, type VmState } from './state.js';
 
@@ -238,8 +238,7 @@ export class VmLifecycle {
   #unsubscribeEvents: (() => void) | undefined;
   #hashing: Promise<[FileDigest | null, FileDigest | null]> | undefined;
   #startTime: number | null = null;
-  #persisting: Promise<void> = Promise.resolve();
-  #configText: string | undefined;
+  readonly #stateWriter: StateWriter | undefined;
   #detached = false;
   #force = false;
 
@@ -251,6 +250,9 @@ export class VmLifecycle {
     // not this one, so no line carries `component` twice.
     this.#vmLog = (options.logger ?? silentLogger()).child({ vm: this.vm });
     this.#log = this.#vmLog.child({ component: 'lifecycle' });
+    if (options.stateFile !== undefined) {
+      this.#stateWriter = new StateWriter({ file: options.stateFile, spec: options.spec, write: this.#deps.writeState, logger: this.#log });
+    }
     this.finished = new Promise((resolve) => (this.#resolveFinished = resolve));
     let resolve!: () => void;
     let reject!: (error: unknown) => void;
@@ -449,7 +451,7 @@ export class VmLifecycle {
     this.#detached = true;
     this.#decide?.('detach');
     this.#unsubscribeEvents?.();
-    await this.#persisting;
+    await this.#persisted();
     await this.#qmp?.close();
     this.#log.info({ state: this.#state }, 'detached; QEMU left running');
     this.#resolveFinished({ state: 'detached', ran: this.#ran });
@@ -523,7 +525,7 @@ export class VmLifecycle {
       this.#secretsInjected += 1;
       this.#persist();
       // Durable before the owner hears it: a restarted daemon must report the same count.
-      await this.#persisting;
+      await this.#persisted();
       const headerBytes = Buffer.byteLength(request.packetHeader, 'base64');
       const secretBytes = Buffer.byteLength(request.secret, 'base64');
       this.#log.info({ gpa, headerBytes, secretBytes }, 'launch secret injected');
@@ -682,7 +684,7 @@ export class VmLifecycle {
     this.#move('held');
     if (this.#stopReason !== null) this.#decide?.('stop');
     // Durable before anyone hears it is held: a restart must find it held, with this deadline.
-    await this.#persisting;
+    await this.#persisted();
     this.#emit({
       event: 'held',
       deadline: this.#holdDeadline.toISOString(),
@@ -733,7 +735,7 @@ export class VmLifecycle {
     }
     this.#move('running');
     // Durable before anyone hears it runs: a restart must find it running, not resuming.
-    await this.#persisting;
+    await this.#persisted();
     this.#running.resolve();
     this.#emit({ event: 'running', pid: this.#requireProc().pid });
   }
@@ -1030,13 +1032,11 @@ export class VmLifecycle {
 
   /** Queue an atomic write of state.json with the state as it is now; writes land in order. */
   #persist(): void {
-    const file = this.#o.stateFile;
     const paths = this.#paths;
     // While attaching, the file keeps the state from before the restart: it is still the truth,
     // and a second restart in the middle must find it, not "attaching".
-    if (file === undefined || paths === undefined || this.#state === 'attaching') return;
-    const snapshot: PersistedVmState = {
-      schema: VM_STATE_SCHEMA,
+    if (this.#stateWriter === undefined || paths === undefined || this.#state === 'attaching') return;
+    this.#stateWriter.queue({
       vm: this.vm,
       state: this.#state,
       platform: this.#o.platform,
@@ -1049,26 +1049,14 @@ export class VmLifecycle {
       holdDeadline: this.#state === 'held' && this.#holdDeadline !== null ? this.#holdDeadline.toISOString() : null,
       secretsInjected: this.#secretsInjected,
       ran: this.#ran,
-      config: this.#launchConfigText(),
-      configSource: this.#o.spec.source,
       error: this.#error === null ? null : { code: this.#error.code, message: this.#error.message },
       updatedAt: this.#deps.now().toISOString(),
-    };
-    this.#persisting = this.#persisting
-      .then(() => this.#deps.writeState(file, snapshot))
-      .catch((error: unknown) => this.#log.error({ err: error, file }, 'cannot write the VM state file; a restarted daemon may not re-attach this guest'));
+    });
   }
 
-  /** The launch's config as canonical text ('' if it cannot be written: attach then fails closed). */
-  #launchConfigText(): string {
-    if (this.#configText === undefined) {
-      try {
-        this.#configText = formatVmConfig(this.#o.spec);
-      } catch {
-        this.#configText = '';
-      }
-    }
-    return this.#configText;
+  /** Resolves once every state write queued so far has landed. */
+  #persisted(): Promise<void> {
+    return this.#stateWriter?.flush() ?? Promise.resolve();
   }
 
   /** The persisted QEMU, if it is still that process; null when gone or never spawned. */
