@@ -11,148 +11,37 @@
 // never re-measured or resumed by mistake) and a stopping daemon can detach() without touching it.
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { AttestRequest, AttestResult, VmStatus } from './types.js';
 import type { VmSpec } from '../config/vm-spec.js';
-import { SupervisorError, hasCode, isSupervisorError } from '../errors.js';
-import type { HostCaps } from '../host/host-caps.js';
+import { hasCode, isErrorCode, isSupervisorError, SupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { adoptQemu, type AdoptOptions } from '../process/adopt.js';
-import { describeEnd, launchQemu, type LaunchOptions, type QemuExit, type QemuProcess } from '../process/launcher.js';
+import { adoptQemu } from '../process/adopt.js';
+import { describeEnd, type QemuExit, type QemuProcess } from '../process/launcher.js';
 import { readProcStat } from '../process/pid.js';
 import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
 import { errorLines, readFileTail } from '../process/stderr-tail.js';
-import { buildQemuArgv, type QemuArgvInput, type QemuArgvOptions } from '../qemu/argv.js';
-import { QmpClient, type QmpConnectOptions, type QmpEvent } from '../qmp/client.js';
+import { buildQemuArgv } from '../qemu/argv.js';
+import { QmpClient, type QmpEvent } from '../qmp/client.js';
 import { cont, queryCpuSignature, querySev, querySevLaunchMeasure, queryStatus, sevInjectLaunchSecret } from '../qmp/commands.js';
 import { sha256File } from '../sev/hash-file.js';
 import { describeSecretAreaProblem } from '../sev/ovmf-table.js';
 import { encodePolicy, formatPolicy } from '../sev/policy.js';
 import { checkMeasurement, checkSevInfo } from './checks.js';
-import { preflight, type Preflight } from './preflight.js';
-import type { FileDigest, RecordPlatform } from './record.js';
+import { DEFAULT_HOLD_TIMEOUT_MS, DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from './lifecycle-options.js';
+import type { Preflight } from './preflight.js';
+import type { FileDigest } from './record.js';
 import { buildLaunchRecord, recordSevType, type SpawnedLaunch } from './record-builder.js';
 import { writeRecord } from './record-store.js';
 import { writeVmState, type PersistedVmState } from './state-file.js';
 import { StateWriter } from './state-writer.js';
-import { isErrorCode } from '../errors.js';
 import { isTerminal, transition, type VmState } from './state.js';
+import type { AttestRequest, AttestResult, LifecycleEvent, LifecycleEventRecord, LifecycleOutcome, VmStatus } from './types.js';
 
-/** What the owner gets when nobody answers a hold (DESIGN: the guest is rejected). */
-export const DEFAULT_HOLD_TIMEOUT_MS = 600_000;
 /** After QMP reports trouble, how long to wait for QEMU's exit so the error can quote its stderr. */
 const EXIT_GRACE_MS = 2_000;
 /** A guest that shut down makes QEMU exit by itself; after this it is told to quit. */
 const GUEST_SHUTDOWN_GRACE_MS = 5_000;
 /** Stderr lines quoted in a message (the whole tail goes into details). */
 const MESSAGE_STDERR_LINES = 4;
-
-export type LifecycleEvent =
-  | { readonly event: 'starting'; readonly platform: RecordPlatform; readonly sev: boolean }
-  | { readonly event: 'spawned'; readonly pid: number }
-  | { readonly event: 'attached'; readonly pid: number; readonly was: VmState; readonly qemuStatus: string }
-  | {
-      readonly event: 'checked';
-      readonly policy: string;
-      readonly sevType: string;
-      readonly apiMajor: number;
-      readonly apiMinor: number;
-      readonly buildId: number;
-    }
-  | { readonly event: 'measured'; readonly record: string; readonly measurement: string }
-  | { readonly event: 'held'; readonly deadline: string; readonly timeoutSeconds: number; readonly controlSocket: string | null }
-  | { readonly event: 'secret-injected'; readonly gpa: number; readonly headerBytes: number; readonly secretBytes: number }
-  | { readonly event: 'resumed' }
-  | { readonly event: 'running'; readonly pid: number }
-  | { readonly event: 'paused'; readonly reason: string }
-  | { readonly event: 'stopping'; readonly reason: string }
-  | {
-      readonly event: 'stopped';
-      readonly how: string;
-      readonly exitCode: number | null;
-      readonly signal: string | null;
-    }
-  | { readonly event: 'failed'; readonly code: string; readonly message: string };
-
-/** An event as delivered: with the VM and a timestamp. */
-export type LifecycleEventRecord = LifecycleEvent & { readonly vm: string; readonly time: string };
-
-export type LifecycleOutcome =
-  | { readonly state: 'stopped'; readonly how: string; readonly ran: boolean }
-  | { readonly state: 'failed'; readonly error: SupervisorError; readonly ran: boolean }
-  /** detach(): QEMU was left running, unsupervised by this lifecycle. */
-  | { readonly state: 'detached'; readonly ran: boolean };
-
-/** The collaborators; defaults are the real modules. */
-export interface LifecycleDeps {
-  preflight(spec: VmSpec): Promise<Preflight>;
-  prepareRunDir(runDir: string, vm: string): Promise<VmPaths>;
-  buildArgv(input: QemuArgvInput): readonly string[];
-  launch(options: LaunchOptions): Promise<QemuProcess>;
-  connectQmp(options: QmpConnectOptions): Promise<QmpClient>;
-  writeRecord: typeof writeRecord;
-  hashFile(path: string): Promise<{ sha256: string }>;
-  now(): Date;
-  /** An already running QEMU by identity (attach); null when it is gone. */
-  adopt(options: AdoptOptions): QemuProcess | null;
-  /** /proc start time of a pid, recorded with it so a reused pid is never adopted. */
-  procStartTime(pid: number): number | null;
-  writeState: typeof writeVmState;
-}
-
-export const DEFAULT_LIFECYCLE_DEPS: LifecycleDeps = {
-  preflight,
-  prepareRunDir: (runDir, vm) => prepareVmRunDir(runDir, vm),
-  buildArgv: buildQemuArgv,
-  launch: launchQemu,
-  connectQmp: (o) => QmpClient.connect(o),
-  writeRecord,
-  hashFile: sha256File,
-  now: () => new Date(),
-  adopt: adoptQemu,
-  procStartTime: (pid) => readProcStat(pid)?.startTime ?? null,
-  writeState: writeVmState,
-};
-
-export interface LifecycleOptions {
-  readonly spec: VmSpec;
-  readonly caps: HostCaps;
-  /** `simulated` marks every record and event of the sim platform. */
-  readonly platform: RecordPlatform;
-  /** QEMU, or the sim executable. */
-  readonly binary: string;
-  /** Arguments before QEMU's argv (the sim's `--sim-*` options). */
-  readonly binaryArgs?: readonly string[];
-  readonly runDir: string;
-  readonly stateDir: string;
-  /** An already prepared run dir (the run command prepares it first to open its control socket). */
-  readonly paths?: VmPaths;
-  /** Hold after measuring, whatever the config says. @default spec.attest === 'hold' */
-  readonly hold?: boolean;
-  /** @default spec.holdTimeout seconds, else DEFAULT_HOLD_TIMEOUT_MS */
-  readonly holdTimeoutMs?: number;
-  /** QMP command reply timeout. @default the QMP client's (30 s) */
-  readonly qmpTimeoutMs?: number;
-  /** QMP connect + greeting deadline. @default the QMP client's (10 s) */
-  readonly connectTimeoutMs?: number;
-  /** How long a running guest gets to power down on stop() before QEMU is told to quit. @default the launcher's (10 s) */
-  readonly powerdownTimeoutMs?: number;
-  readonly logger?: Logger;
-  readonly deps?: Partial<LifecycleDeps>;
-  /**
-   * Called once the supervisor's own QMP session is negotiated, before any SEV check: the run
-   * command and the daemon put the filtering proxy in front of it here. A failure fails the launch.
-   */
-  readonly onMonitor?: (qmp: QmpClient) => Promise<void> | void;
-  /** QEMU's seccomp sandbox and the user it drops to after start-up (`-sandbox`, `-runas`). */
-  readonly qemuOptions?: QemuArgvOptions;
-  /**
-   * Run QEMU detached (own process group, not killed with the supervisor), its stderr appended to
-   * `stderrFile`: the daemon, whose guests outlive its restarts.
-   */
-  readonly detached?: { readonly stderrFile: string };
-  /** Persist state.json here at every transition (needed by attach()). */
-  readonly stateFile?: string;
-}
 
 /** Commands the daemon may send on sevsup's own monitor session (disk snapshots), by state. */
 const MONITOR_STATES: readonly VmState[] = ['held', 'running', 'paused'];
@@ -251,7 +140,7 @@ export class VmLifecycle {
     this.#vmLog = (options.logger ?? silentLogger()).child({ vm: this.vm });
     this.#log = this.#vmLog.child({ component: 'lifecycle' });
     if (options.stateFile !== undefined) {
-      this.#stateWriter = new StateWriter({ file: options.stateFile, spec: options.spec, write: this.#deps.writeState, logger: this.#log });
+      this.#stateWriter = new StateWriter({ file: options.stateFile, spec: options.spec, write: writeVmState, logger: this.#log });
     }
     this.finished = new Promise((resolve) => (this.#resolveFinished = resolve));
     let resolve!: () => void;
@@ -341,7 +230,7 @@ export class VmLifecycle {
    * the filtering proxy in front of it (onMonitor).
    */
   async #connectMonitor(path: string, proc: QemuProcess): Promise<QmpClient> {
-    const qmp = await this.#deps.connectQmp({
+    const qmp = await QmpClient.connect({
       path,
       isAlive: () => proc.isAlive(),
       exited: proc.exited,
@@ -593,9 +482,9 @@ export class VmLifecycle {
     const { spec } = this.#o;
     this.#preflight = await this.#deps.preflight(spec);
     this.#checkpoint();
-    const paths = this.#o.paths ?? (await this.#deps.prepareRunDir(this.#o.runDir, this.vm));
+    const paths = this.#o.paths ?? (await prepareVmRunDir(this.#o.runDir, this.vm));
     this.#paths = paths;
-    const argv = this.#deps.buildArgv({
+    const argv = buildQemuArgv({
       spec,
       caps: this.#o.caps,
       paths: { monitorSocket: paths.monitorSocket, pidFile: paths.pidFile, ...(spec.serial === 'file' ? { serialLog: paths.serialLog } : {}) },
@@ -610,7 +499,7 @@ export class VmLifecycle {
       ...(this.#o.detached === undefined ? {} : { detached: true, stderrFile: this.#o.detached.stderrFile }),
       ready: async (proc) => {
         this.#proc = proc;
-        this.#startTime = this.#deps.procStartTime(proc.pid);
+        this.#startTime = readProcStat(proc.pid)?.startTime ?? null;
         this.#persist();
         this.#emit({ event: 'spawned', pid: proc.pid });
         if (this.sev) this.#startHashing();
@@ -656,9 +545,9 @@ export class VmLifecycle {
 
     const spawned = await this.#spawnedLaunch(qmp);
     const cpuSignature = sevType === 'sev-es' ? await this.#step('query-cpus-fast', () => queryCpuSignature(qmp)) : undefined;
-    const record = buildLaunchRecord(spawned, { sev: seen, expectedPolicy, measurement, mnonce: bytes.mnonce, capturedAt: this.#deps.now() }, cpuSignature);
+    const record = buildLaunchRecord(spawned, { sev: seen, expectedPolicy, measurement, mnonce: bytes.mnonce, capturedAt: new Date() }, cpuSignature);
     try {
-      this.#recordPath = await this.#deps.writeRecord(this.#o.stateDir, record);
+      this.#recordPath = await writeRecord(this.#o.stateDir, record);
     } catch (error: unknown) {
       if (!hasCode(error, 'SUP_ERR_RECORD_WRITE')) throw error;
       throw new SupervisorError('SUP_ERR_RECORD_WRITE', `VM ${this.vm}: ${error.message}; the guest was not resumed`, {
@@ -679,8 +568,8 @@ export class VmLifecycle {
       this.#decide = resolve;
     });
     // A re-attached guest keeps the deadline it was given when it was first held.
-    this.#holdDeadline = restoredDeadline ?? new Date(this.#deps.now().getTime() + timeoutMs);
-    const waitMs = Math.max(0, this.#holdDeadline.getTime() - this.#deps.now().getTime());
+    this.#holdDeadline = restoredDeadline ?? new Date(new Date().getTime() + timeoutMs);
+    const waitMs = Math.max(0, this.#holdDeadline.getTime() - new Date().getTime());
     this.#move('held');
     if (this.#stopReason !== null) this.#decide?.('stop');
     // Durable before anyone hears it is held: a restart must find it held, with this deadline.
@@ -959,7 +848,7 @@ export class VmLifecycle {
   #startHashing(): void {
     const { spec } = this.#o;
     const digest = async (path: string | undefined): Promise<FileDigest | null> =>
-      path === undefined ? null : { path, sha256: (await this.#deps.hashFile(path)).sha256 };
+      path === undefined ? null : { path, sha256: (await sha256File(path)).sha256 };
     const hashing = Promise.all([digest(spec.kernel), digest(spec.initrd)]);
     hashing.catch(() => undefined); // awaited (and its error reported) in #launchInputs
     this.#hashing = hashing;
@@ -1050,7 +939,7 @@ export class VmLifecycle {
       secretsInjected: this.#secretsInjected,
       ran: this.#ran,
       error: this.#error === null ? null : { code: this.#error.code, message: this.#error.message },
-      updatedAt: this.#deps.now().toISOString(),
+      updatedAt: new Date().toISOString(),
     });
   }
 
@@ -1062,7 +951,7 @@ export class VmLifecycle {
   /** The persisted QEMU, if it is still that process; null when gone or never spawned. */
   #adopt(persisted: PersistedVmState): QemuProcess | null {
     if (persisted.pid === null || persisted.startTime === null) return null;
-    return this.#deps.adopt({
+    return adoptQemu({
       pid: persisted.pid,
       startTime: persisted.startTime,
       cmdlineIncludes: persisted.monitorSocket,
@@ -1123,7 +1012,7 @@ export class VmLifecycle {
   }
 
   #emit(event: LifecycleEvent): void {
-    const record: LifecycleEventRecord = { ...event, vm: this.vm, time: this.#deps.now().toISOString() };
+    const record: LifecycleEventRecord = { ...event, vm: this.vm, time: new Date().toISOString() };
     for (const listener of [...this.#listeners]) {
       try {
         listener(record);

@@ -16,7 +16,8 @@ import { SIM_FAULTS, simArgs, type SimFault, type SimOptions } from '../../platf
 import { lockDirs } from '../../process/dir-lock.js';
 import { prepareVmRunDir } from '../../process/run-dir.js';
 import type { QmpProxy } from '../../proxy/proxy-server.js';
-import { VmLifecycle, type LifecycleEventRecord } from '../../vm/lifecycle.js';
+import { VmLifecycle } from '../../vm/lifecycle.js';
+import type { LifecycleEventRecord } from '../../vm/types.js';
 import { DEFAULT_RUN_DIR, type RunCliOptions } from '../commands/run.js';
 
 /** The simulator executable shipped next to bin/sevsup. */

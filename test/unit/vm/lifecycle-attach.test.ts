@@ -14,7 +14,9 @@ import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { isPidAlive, waitForPidExit } from '../../../src/process/pid.js';
 import { DetachedPids, FAKE_QEMU } from '../../support/detached-fakes.js';
 import { prepareVmRunDir } from '../../../src/process/run-dir.js';
-import { planReattach, VmLifecycle, type LifecycleEventRecord, type LifecycleOptions } from '../../../src/vm/lifecycle.js';
+import { planReattach, VmLifecycle } from '../../../src/vm/lifecycle.js';
+import type { LifecycleOptions } from '../../../src/vm/lifecycle-options.js';
+import type { LifecycleEventRecord } from '../../../src/vm/types.js';
 import { readVmState, type PersistedVmState } from '../../../src/vm/state-file.js';
 import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-image.js';
 

@@ -14,7 +14,9 @@ import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { createLogger } from '../../../src/log.js';
 import { isPidAlive } from '../../../src/process/pid.js';
 import { preflight } from '../../../src/vm/preflight.js';
-import { VmLifecycle, type LifecycleEventRecord, type LifecycleOptions } from '../../../src/vm/lifecycle.js';
+import { VmLifecycle } from '../../../src/vm/lifecycle.js';
+import type { LifecycleOptions } from '../../../src/vm/lifecycle-options.js';
+import type { LifecycleEventRecord } from '../../../src/vm/types.js';
 import { readLatestRecord } from '../../support/records.js';
 import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-image.js';
 
