@@ -21,11 +21,11 @@ import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
 import { errorLines, readFileTail } from '../process/stderr-tail.js';
 import { buildQemuArgv } from '../qemu/argv.js';
 import { QmpClient, type QmpEvent } from '../qmp/client.js';
-import { cont, queryCpuSignature, querySev, querySevLaunchMeasure, queryStatus, sevInjectLaunchSecret } from '../qmp/commands.js';
+import { cont, queryCpuSignature, querySev, querySevLaunchMeasure, queryStatus } from '../qmp/commands.js';
 import { sha256File } from '../sev/hash-file.js';
-import { describeSecretAreaProblem } from '../sev/ovmf-table.js';
 import { encodePolicy, formatPolicy } from '../sev/policy.js';
 import { checkMeasurement, checkSevInfo } from './checks.js';
+import { AttestationHold, injectLaunchSecret } from './hold.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from './lifecycle-options.js';
 import type { Preflight } from './preflight.js';
 import type { FileDigest } from './record.js';
@@ -46,13 +46,6 @@ const MESSAGE_STDERR_LINES = 4;
 /** Commands the daemon may send on sevsup's own monitor session (disk snapshots), by state. */
 const MONITOR_STATES: readonly VmState[] = ['held', 'running', 'paused'];
 
-type Decision = 'approve' | 'reject' | 'timeout' | 'stop' | 'exited' | 'detach';
-
-/** Thrown inside start() when stop() was asked for before the guest ran; never escapes. */
-class StopRequested extends Error {}
-
-/** Thrown inside start()/attach() when detach() ended a hold; never escapes, QEMU is left as it is. */
-class Detached extends Error {}
 
 /** What attach() does with a QEMU it found alive, by the state persisted before the restart. */
 export type ReattachPlan =
@@ -118,10 +111,14 @@ export class VmLifecycle {
   #stopReason: string | null = null;
   #shutdownSeen: string | null = null;
   #holdDeadline: Date | null = null;
-  #decide: ((decision: Decision) => void) | null = null;
   #secretsInjected = 0;
-  /** Attest actions run one at a time (an approve must not overtake an injection). */
-  #attestQueue: Promise<unknown> = Promise.resolve();
+  /** The hold's decision and the serial queue of attest actions. */
+  readonly #hold = new AttestationHold();
+  /**
+   * One per launch: stop() before the guest ran and detach() abort it; every launch step checks it
+   * before it starts and the hold ends on it. start() and attach() then end as asked.
+   */
+  readonly #abort = new AbortController();
   #resolveFinished!: (outcome: LifecycleOutcome) => void;
   #running!: { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void };
   #unsubscribeEvents: (() => void) | undefined;
@@ -215,8 +212,8 @@ export class VmLifecycle {
         this.#move('measuring');
         await this.#measure();
       }
-      if (this.#holds()) await this.#hold();
-      this.#checkpoint();
+      if (this.#holds()) await this.#waitForOwner();
+      this.#abort.signal.throwIfAborted();
       await this.#resume();
     } catch (error: unknown) {
       await this.#failClosed(error);
@@ -248,8 +245,11 @@ export class VmLifecycle {
 
   /** The fail-closed end of start() and attach() before the guest ran: rethrow what failed. */
   async #failClosed(error: unknown): Promise<void> {
-    if (error instanceof Detached) return;
-    if (hasCode(error, 'SUP_ERR_VM_UNREACHABLE') && this.#detached) throw error;
+    if (this.#detached) {
+      // detach() ended a hold (QEMU is left as it is), or re-attach could not reach QEMU.
+      if (hasCode(error, 'SUP_ERR_VM_UNREACHABLE')) throw error;
+      return;
+    }
     await this.#endBeforeRunning(error);
     if (this.#state === 'failed' && this.#error !== null) throw this.#error;
   }
@@ -304,8 +304,8 @@ export class VmLifecycle {
         });
       }
       if (plan.kind === 'hold') {
-        await this.#hold(persisted.holdDeadline === null ? undefined : new Date(persisted.holdDeadline));
-        this.#checkpoint();
+        await this.#waitForOwner(persisted.holdDeadline === null ? undefined : new Date(persisted.holdDeadline));
+        this.#abort.signal.throwIfAborted();
         await this.#resume();
       }
     } catch (error: unknown) {
@@ -338,7 +338,7 @@ export class VmLifecycle {
       throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#state}; only a held, running or paused guest can be left running`);
     }
     this.#detached = true;
-    this.#decide?.('detach');
+    this.#abort.abort(new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} was detached`));
     this.#unsubscribeEvents?.();
     await this.#persisted();
     await this.#qmp?.close();
@@ -377,7 +377,7 @@ export class VmLifecycle {
   approve(): Promise<AttestResult> {
     return this.#exclusive('approve', async () => {
       this.#log.info('guest owner approved the guest');
-      this.#decide?.('approve');
+      this.#hold.decide('approved');
       await this.#running.promise;
       return { vm: this.vm, action: 'approve', state: this.#state };
     });
@@ -387,7 +387,7 @@ export class VmLifecycle {
   reject(): Promise<AttestResult> {
     return this.#exclusive('reject', async () => {
       this.#log.info('guest owner rejected the guest');
-      this.#decide?.('reject');
+      this.#hold.decide('rejected');
       await this.finished;
       return { vm: this.vm, action: 'reject', state: this.#state };
     });
@@ -400,26 +400,14 @@ export class VmLifecycle {
    */
   injectSecret(request: { readonly packetHeader: string; readonly secret: string; readonly gpa?: number }): Promise<AttestResult> {
     return this.#exclusive('inject-secret', async () => {
-      const gpa = request.gpa ?? this.#secretAreaBase();
-      const qmp = this.#requireQmp();
-      try {
-        await sevInjectLaunchSecret(qmp, { packetHeader: request.packetHeader, secret: request.secret, gpa });
-      } catch (error: unknown) {
-        if (!hasCode(error, 'SUP_ERR_QMP_EXECUTE')) throw error;
-        const desc = typeof error.details['desc'] === 'string' ? error.details['desc'] : error.message;
-        throw new SupervisorError('SUP_ERR_SECRET_REFUSED', `VM ${this.vm}: the platform refused the launch secret: ${desc}`, {
-          details: { vm: this.vm, gpa, desc },
-        });
-      }
+      const injected = await injectLaunchSecret(this.#requireQmp(), this.vm, this.#preflight?.firmware ?? null, request);
       this.#secretsInjected += 1;
       this.#persist();
       // Durable before the owner hears it: a restarted daemon must report the same count.
       await this.#persisted();
-      const headerBytes = Buffer.byteLength(request.packetHeader, 'base64');
-      const secretBytes = Buffer.byteLength(request.secret, 'base64');
-      this.#log.info({ gpa, headerBytes, secretBytes }, 'launch secret injected');
-      this.#emit({ event: 'secret-injected', gpa, headerBytes, secretBytes });
-      return { vm: this.vm, action: 'inject-secret', state: this.#state, gpa, headerBytes, secretBytes };
+      this.#log.info(injected, 'launch secret injected');
+      this.#emit({ event: 'secret-injected', ...injected });
+      return { vm: this.vm, action: 'inject-secret', state: this.#state, ...injected };
     });
   }
 
@@ -458,6 +446,7 @@ export class VmLifecycle {
     }
     if (this.#stopReason !== null) return this.finished;
     this.#stopReason = reason;
+    if (!this.#ran) this.#abort.abort(new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} was stopped before it ran`));
     this.#log.info({ reason }, 'stop requested');
     if (this.#state === 'defined') {
       this.#move('stopped');
@@ -466,8 +455,6 @@ export class VmLifecycle {
     }
     if (this.#state === 'running' || this.#state === 'paused') {
       void this.#shutdown(reason, this.#state === 'running');
-    } else if (this.#state === 'held') {
-      this.#decide?.('stop');
     } else if (this.#proc !== undefined) {
       // Starting/measuring/resuming: end QEMU now; the pending step fails and start() ends it.
       void this.#destroy().catch(() => undefined);
@@ -481,7 +468,7 @@ export class VmLifecycle {
   async #launch(): Promise<void> {
     const { spec } = this.#o;
     this.#preflight = await this.#deps.preflight(spec);
-    this.#checkpoint();
+    this.#abort.signal.throwIfAborted();
     const paths = this.#o.paths ?? (await prepareVmRunDir(this.#o.runDir, this.vm));
     this.#paths = paths;
     const argv = buildQemuArgv({
@@ -491,7 +478,7 @@ export class VmLifecycle {
       ...(this.#o.qemuOptions === undefined ? {} : { options: this.#o.qemuOptions }),
       backingChains: this.#preflight.disks,
     });
-    this.#checkpoint();
+    this.#abort.signal.throwIfAborted();
     this.#proc = await this.#deps.launch({
       binary: this.#o.binary,
       argv: [...(this.#o.binaryArgs ?? []), ...argv],
@@ -506,7 +493,7 @@ export class VmLifecycle {
         await this.#connectMonitor(paths.monitorSocket, proc);
       },
     });
-    this.#checkpoint();
+    this.#abort.signal.throwIfAborted();
   }
 
   /**
@@ -541,7 +528,7 @@ export class VmLifecycle {
       });
     }
     const bytes = checkMeasurement(this.vm, measurement);
-    this.#checkpoint();
+    this.#abort.signal.throwIfAborted();
 
     const spawned = await this.#spawnedLaunch(qmp);
     const cpuSignature = sevType === 'sev-es' ? await this.#step('query-cpus-fast', () => queryCpuSignature(qmp)) : undefined;
@@ -560,39 +547,25 @@ export class VmLifecycle {
   }
 
   /** Wait paused for the owner. MUST run after #measure. @throws SUP_ERR_ATTEST_REJECTED / _TIMEOUT. */
-  async #hold(restoredDeadline?: Date): Promise<void> {
+  async #waitForOwner(restoredDeadline?: Date): Promise<void> {
     const timeoutMs = this.#o.holdTimeoutMs ?? (this.#o.spec.holdTimeout !== undefined ? this.#o.spec.holdTimeout * 1000 : DEFAULT_HOLD_TIMEOUT_MS);
     const proc = this.#requireProc();
-    const timer = new AbortController();
-    const decision = new Promise<Decision>((resolve) => {
-      this.#decide = resolve;
-    });
+    this.#hold.open();
     // A re-attached guest keeps the deadline it was given when it was first held.
-    this.#holdDeadline = restoredDeadline ?? new Date(new Date().getTime() + timeoutMs);
-    const waitMs = Math.max(0, this.#holdDeadline.getTime() - new Date().getTime());
+    const deadline = restoredDeadline ?? new Date(Date.now() + timeoutMs);
+    this.#holdDeadline = deadline;
     this.#move('held');
-    if (this.#stopReason !== null) this.#decide?.('stop');
     // Durable before anyone hears it is held: a restart must find it held, with this deadline.
     await this.#persisted();
-    this.#emit({
-      event: 'held',
-      deadline: this.#holdDeadline.toISOString(),
-      timeoutSeconds: timeoutMs / 1000,
-      controlSocket: this.#paths?.controlSocket ?? null,
-    });
-    const outcome = await Promise.race([
-      decision,
-      proc.exited.then((): Decision => 'exited'),
-      delay(waitMs, 'timeout' as const, { signal: timer.signal }).catch((): Decision => 'stop'),
-    ]);
-    timer.abort();
-    this.#decide = null;
+    this.#emit({ event: 'held', deadline: deadline.toISOString(), timeoutSeconds: timeoutMs / 1000, controlSocket: this.#paths?.controlSocket ?? null });
+    const outcome = await this.#hold.wait({ deadline, exited: proc.exited, signal: this.#abort.signal });
     switch (outcome) {
-      case 'detach':
-        throw new Detached();
-      case 'approve':
+      case 'approved':
         return;
-      case 'reject':
+      case 'aborted':
+        this.#abort.signal.throwIfAborted();
+        return;
+      case 'rejected':
         throw new SupervisorError('SUP_ERR_ATTEST_REJECTED', `VM ${this.vm} was rejected by the guest owner; QEMU was stopped and the guest never ran`, {
           details: { vm: this.vm },
         });
@@ -602,8 +575,6 @@ export class VmLifecycle {
           `VM ${this.vm}: nobody approved the guest within ${timeoutMs / 1000} s of holding it; it was rejected, QEMU was stopped and the guest never ran`,
           { details: { vm: this.vm, timeoutMs } },
         );
-      case 'stop':
-        throw new StopRequested();
       case 'exited':
         throw await this.#explain(new SupervisorError('SUP_ERR_QEMU_EXITED', 'QEMU exited while held'), 'the attestation hold');
     }
@@ -741,7 +712,7 @@ export class VmLifecycle {
 
   /** Any error before the guest ran (or while resuming): stop QEMU, never `cont`, record why. */
   async #endBeforeRunning(error: unknown): Promise<void> {
-    const requested = error instanceof StopRequested || this.#stopReason !== null;
+    const requested = this.#stopReason !== null;
     const failure = requested ? null : await this.#explain(error, this.#phase());
     this.#running.reject(failure ?? new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} was stopped before it ran`));
     if (this.#proc !== undefined) {
@@ -829,16 +800,12 @@ export class VmLifecycle {
 
   /** A QMP step whose failure because QEMU died is reported as such. */
   async #step<T>(what: string, run: () => Promise<T>): Promise<T> {
-    this.#checkpoint();
+    this.#abort.signal.throwIfAborted();
     try {
       return await run();
     } catch (error: unknown) {
       throw await this.#explain(error, `${this.#phase()} (${what})`);
     }
-  }
-
-  #checkpoint(): void {
-    if (this.#stopReason !== null && !this.#ran) throw new StopRequested();
   }
 
   /**
@@ -865,33 +832,16 @@ export class VmLifecycle {
     return { vm: this.vm, platform, spec, firmware: fw, firmwareBytes, kernel, initrd, qemuVersion: qmp.greeting.QMP.version };
   }
 
-  #secretAreaBase(): number {
-    const fw = this.#preflight?.firmware ?? null;
-    const area = fw?.table.secretArea ?? null;
-    const problem = describeSecretAreaProblem(area);
-    if (area === null || problem !== '') {
-      throw new SupervisorError(
-        'SUP_ERR_SECRET_NO_AREA',
-        `VM ${this.vm}: no gpa given and the firmware ${fw?.path ?? '(none)'} has no usable launch-secret area (${problem || 'no firmware'}); ` +
-          'give the guest physical address with --gpa, or use a firmware that declares one (an OVMF AmdSev build)',
-        { details: { vm: this.vm, firmware: fw?.path ?? null } },
-      );
-    }
-    return area.base;
-  }
-
   /** Run attest actions one at a time, each only while held. */
   #exclusive<T>(action: string, run: () => Promise<T>): Promise<T> {
-    const turn = this.#attestQueue.then(() => {
+    const admit = (): void => {
       if (this.#state !== 'held') {
         throw new SupervisorError('SUP_ERR_ATTEST_NOT_HELD', `VM ${this.vm} is ${this.#state}, not held for attestation; ${action} applies only to a held guest`, {
           details: { vm: this.vm, state: this.#state, action },
         });
       }
-      return run();
-    });
-    this.#attestQueue = turn.catch(() => undefined);
-    return turn;
+    };
+    return this.#hold.exclusive(admit, run);
   }
 
   #requireFresh(): void {
