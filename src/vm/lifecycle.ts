@@ -12,19 +12,19 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { VmSpec } from '../config/vm-spec.js';
-import { hasCode, isErrorCode, isSupervisorError, SupervisorError } from '../errors.js';
+import { hasCode, isSupervisorError, SupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { adoptQemu } from '../process/adopt.js';
 import { describeEnd, type QemuExit, type QemuProcess } from '../process/launcher.js';
 import { readProcStat } from '../process/pid.js';
 import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
-import { errorLines, readFileTail } from '../process/stderr-tail.js';
 import { buildQemuArgv } from '../qemu/argv.js';
 import { QmpClient, type QmpEvent } from '../qmp/client.js';
 import { cont, queryCpuSignature, querySev, querySevLaunchMeasure, queryStatus } from '../qmp/commands.js';
 import { sha256File } from '../sev/hash-file.js';
 import { encodePolicy, formatPolicy } from '../sev/policy.js';
+import { adoptPersisted, goneEnding, inspectAdopted, unreachableError, type ReattachPlan } from './attach.js';
 import { checkMeasurement, checkSevInfo } from './checks.js';
+import { EXIT_GRACE_MS, explainFailure, quoteStderr } from './failure.js';
 import { AttestationHold, injectLaunchSecret } from './hold.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from './lifecycle-options.js';
 import type { Preflight } from './preflight.js';
@@ -36,56 +36,12 @@ import { StateWriter } from './state-writer.js';
 import { isTerminal, transition, type VmState } from './state.js';
 import type { AttestRequest, AttestResult, LifecycleEvent, LifecycleEventRecord, LifecycleOutcome, VmStatus } from './types.js';
 
-/** After QMP reports trouble, how long to wait for QEMU's exit so the error can quote its stderr. */
-const EXIT_GRACE_MS = 2_000;
 /** A guest that shut down makes QEMU exit by itself; after this it is told to quit. */
 const GUEST_SHUTDOWN_GRACE_MS = 5_000;
-/** Stderr lines quoted in a message (the whole tail goes into details). */
-const MESSAGE_STDERR_LINES = 4;
 
 /** Commands the daemon may send on sevsup's own monitor session (disk snapshots), by state. */
 const MONITOR_STATES: readonly VmState[] = ['held', 'running', 'paused'];
 
-
-/** What attach() does with a QEMU it found alive, by the state persisted before the restart. */
-export type ReattachPlan =
-  | { readonly kind: 'hold' }
-  | { readonly kind: 'running' | 'paused' }
-  | { readonly kind: 'stop' }
-  | { readonly kind: 'destroy'; readonly why: string };
-
-/**
- * Pure: the state a re-attached guest resumes in. A held guest must still be paused (nothing may
- * have run it but sevsup); a guest caught mid-launch is destroyed, since it was never both measured
- * and approved as far as anyone can prove; a guest that ran keeps whatever QEMU says.
- */
-export function planReattach(persisted: VmState, ran: boolean, qemuRunning: boolean, qemuPrelaunch = false): ReattachPlan {
-  // QEMU's `prelaunch` means no `cont` ever reached it: whatever the file says, it never ran.
-  if (qemuPrelaunch && (persisted === 'running' || persisted === 'paused')) {
-    return { kind: 'destroy', why: `it was recorded as ${persisted}, but QEMU says it never ran (prelaunch): nothing proves it was approved` };
-  }
-  switch (persisted) {
-    case 'held':
-      return qemuRunning
-        ? { kind: 'destroy', why: 'it was held for attestation, but QEMU reports it running: nothing but sevsup may resume it' }
-        : { kind: 'hold' };
-    case 'running':
-    case 'paused':
-      return { kind: qemuRunning ? 'running' : 'paused' };
-    case 'resuming':
-      return qemuRunning ? { kind: 'running' } : { kind: 'destroy', why: 'sevsup stopped while resuming it, before it ran' };
-    case 'stopping':
-      return { kind: 'stop' };
-    case 'defined':
-    case 'starting':
-    case 'attaching':
-    case 'measuring':
-      return ran && qemuRunning ? { kind: 'running' } : { kind: 'destroy', why: `sevsup stopped while it was ${persisted}, before its launch completed` };
-    case 'stopped':
-    case 'failed':
-      return { kind: 'destroy', why: `it was recorded as ${persisted}` };
-  }
-}
 
 /**
  * One launch of one guest. Create it, subscribe with onEvent(), call start(); `finished` settles
@@ -274,33 +230,27 @@ export class VmLifecycle {
     this.#move('attaching');
     let plan: ReattachPlan;
     try {
-      const proc = this.#adopt(persisted);
+      const proc = adoptPersisted(persisted, this.#vmLog);
       if (proc === null) {
         this.#endGone(persisted);
         if (this.#state === 'failed' && this.#error !== null) throw this.#error;
         return;
       }
       this.#proc = proc;
-      let status: Awaited<ReturnType<typeof queryStatus>>;
+      let status: string;
       try {
         const qmp = await this.#connectMonitor(persisted.monitorSocket, proc);
-        status = await this.#step('query-status', () => queryStatus(qmp));
-        plan = planReattach(persisted.state, persisted.ran, status.running, status.status === 'prelaunch');
-        if (plan.kind === 'hold' && this.sev) {
-          // Still waiting for its secret: LAUNCH_FINISH (the first cont) has not happened.
-          const sev = await this.#step('query-sev', () => querySev(qmp));
-          if (sev.state !== 'launch-secret') plan = { kind: 'destroy', why: `it was held, but its SEV state is ${sev.state}, not launch-secret` };
-        }
+        ({ status, plan } = await inspectAdopted(qmp, persisted, this.sev, (what, run) => this.#step(what, run)));
       } catch (error: unknown) {
         // Re-attach destroys only what QEMU's own answers show to be wrong, never what it could
         // not look at: a monitor that is busy (someone else holds it) or silent is left alone.
         if (proc.isAlive()) await this.#leaveUnreachable(proc, error);
         throw error;
       }
-      this.#emit({ event: 'attached', pid: proc.pid, was: persisted.state, qemuStatus: status.status });
+      this.#emit({ event: 'attached', pid: proc.pid, was: persisted.state, qemuStatus: status });
       if (plan.kind === 'destroy') {
         throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm}: re-attached after a restart, but ${plan.why}; QEMU was stopped`, {
-          details: { vm: this.vm, was: persisted.state, qemuStatus: status.status },
+          details: { vm: this.vm, was: persisted.state, qemuStatus: status },
         });
       }
       if (plan.kind === 'hold') {
@@ -754,27 +704,9 @@ export class VmLifecycle {
     this.#resolveFinished({ state: 'failed', error, ran: this.#ran });
   }
 
-  /**
-   * Name the failure precisely: a QMP error because QEMU died becomes SUP_ERR_QEMU_EXITED quoting
-   * QEMU's stderr; anything that is not a SupervisorError becomes SUP_ERR_INTERNAL.
-   */
-  async #explain(error: unknown, phase: string): Promise<SupervisorError> {
-    const proc = this.#proc;
-    if (hasCode(error, 'SUP_ERR_LAUNCH_FAILED') || (hasCode(error, 'SUP_ERR_QEMU_EXITED') && error.details['stderrTail'] !== undefined)) return error;
-    const qmpGone = hasCode(error, 'SUP_ERR_QMP_INTERRUPTED', 'SUP_ERR_QMP_STATE', 'SUP_ERR_QEMU_EXITED') || (proc !== undefined && !proc.isAlive());
-    if (proc !== undefined && qmpGone) {
-      const exit = await Promise.race([proc.exited, delay(EXIT_GRACE_MS, null)]);
-      if (exit !== null) {
-        return new SupervisorError('SUP_ERR_QEMU_EXITED', `VM ${this.vm}: QEMU ${describeEnd(exit)} during ${phase}${quoteStderr(exit.stderrTail)}`, {
-          details: { vm: this.vm, phase, exitCode: exit.exitCode, signal: exit.signal, stderrTail: exit.stderrTail },
-          cause: error,
-        });
-      }
-    }
-    if (isSupervisorError(error)) return error;
-    return new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: internal error during ${phase}: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
+  /** Name the failure precisely (failure.ts). */
+  #explain(error: unknown, phase: string): Promise<SupervisorError> {
+    return explainFailure(this.vm, this.#proc, error, phase);
   }
 
   #phase(): string {
@@ -898,18 +830,6 @@ export class VmLifecycle {
     return this.#stateWriter?.flush() ?? Promise.resolve();
   }
 
-  /** The persisted QEMU, if it is still that process; null when gone or never spawned. */
-  #adopt(persisted: PersistedVmState): QemuProcess | null {
-    if (persisted.pid === null || persisted.startTime === null) return null;
-    return adoptQemu({
-      pid: persisted.pid,
-      startTime: persisted.startTime,
-      cmdlineIncludes: persisted.monitorSocket,
-      ...(persisted.stderrFile === null ? {} : { stderrFile: persisted.stderrFile }),
-      logger: this.#vmLog,
-    });
-  }
-
   /**
    * attach() found QEMU alive but could not talk to it: let go without touching it (not stopped,
    * not resumed, state file unchanged) and say so. @throws SUP_ERR_VM_UNREACHABLE, always.
@@ -918,16 +838,9 @@ export class VmLifecycle {
     this.#detached = true;
     this.#unsubscribeEvents?.();
     await this.#qmp?.close().catch(() => undefined);
-    const why = cause instanceof Error ? cause.message : String(cause);
-    const error = new SupervisorError(
-      'SUP_ERR_VM_UNREACHABLE',
-      `VM ${this.vm}: its QEMU (pid ${proc.pid}) is running, but its monitor could not be reached on re-attach (${why}); ` +
-        'sevsup left it alone (not stopped, not resumed). Free its monitor (is another supervisor attached to it?), then `sevsup start ' +
-        `${this.vm}\` re-attaches it`,
-      { details: { vm: this.vm, pid: proc.pid }, cause },
-    );
+    const error = unreachableError(this.vm, proc.pid, cause);
     this.#error = error;
-    this.#log.error({ pid: proc.pid, reason: why }, 'guest unreachable on re-attach; left alone');
+    this.#log.error({ pid: proc.pid, reason: cause instanceof Error ? cause.message : String(cause) }, 'guest unreachable on re-attach; left alone');
     this.#running.reject(error);
     this.#resolveFinished({ state: 'detached', ran: this.#ran });
     throw error;
@@ -935,26 +848,15 @@ export class VmLifecycle {
 
   /** attach() found no QEMU: it ended while nobody supervised it. Report what is known. */
   #endGone(persisted: PersistedVmState): void {
-    if (persisted.state === 'stopping' || persisted.state === 'stopped') {
-      const how = 'exited while sevsup was not running';
-      this.#move('stopping');
-      this.#emit({ event: 'stopped', how, exitCode: null, signal: null });
-      this.#move('stopped');
-      this.#resolveFinished({ state: 'stopped', how, ran: this.#ran });
+    const ending = goneEnding(this.vm, persisted);
+    if (ending.kind === 'failed') {
+      this.#fail(ending.error);
       return;
     }
-    const known = persisted.error;
-    if (persisted.state === 'failed' && known !== null && isErrorCode(known.code)) {
-      this.#fail(new SupervisorError(known.code, known.message, { details: { vm: this.vm } }));
-      return;
-    }
-    const tail = persisted.stderrFile === null ? '' : readFileTail(persisted.stderrFile);
-    const pid = persisted.pid === null ? '' : ` (pid ${persisted.pid})`;
-    this.#fail(
-      new SupervisorError('SUP_ERR_QEMU_EXITED', `VM ${this.vm}: QEMU${pid} ended while sevsup was not running; the guest was ${persisted.state}${quoteStderr(tail)}`, {
-        details: { vm: this.vm, pid: persisted.pid, was: persisted.state, stderrTail: tail },
-      }),
-    );
+    this.#move('stopping');
+    this.#emit({ event: 'stopped', how: ending.how, exitCode: null, signal: null });
+    this.#move('stopped');
+    this.#resolveFinished({ state: 'stopped', how: ending.how, ran: this.#ran });
   }
 
   #emitStopped(exit: QemuExit, how: string): void {
@@ -971,9 +873,4 @@ export class VmLifecycle {
       }
     }
   }
-}
-
-function quoteStderr(tail: string): string {
-  const lines = errorLines(tail).slice(-MESSAGE_STDERR_LINES);
-  return lines.length > 0 ? `: ${lines.join('; ')}` : ' (it printed nothing on stderr)';
 }
