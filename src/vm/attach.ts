@@ -12,7 +12,7 @@ import { adoptQemu } from '../process/adopt.js';
 import type { QemuProcess } from '../process/launcher.js';
 import { readFileTail } from '../process/stderr-tail.js';
 import { querySev, queryStatus, type QmpExecutor } from '../qmp/commands.js';
-import { quoteStderr } from './failure.js';
+import { quoteStderr, type QmpStep } from './failure.js';
 import type { PersistedVmState } from './state-file.js';
 import type { VmState } from './state.js';
 
@@ -67,9 +67,6 @@ export function adoptPersisted(persisted: PersistedVmState, logger: Logger): Qem
     logger,
   });
 }
-
-/** Runs one QMP exchange (the lifecycle's, which names a failure by its phase). */
-export type QmpStep = <T>(what: string, run: () => Promise<T>) => Promise<T>;
 
 /**
  * Ask the adopted QEMU what it is doing and plan from that. A held SEV guest must still be waiting

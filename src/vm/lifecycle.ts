@@ -9,7 +9,6 @@
 // Daemon mode: QEMU runs detached and every transition is persisted to state.json, so a restarted
 // daemon can attach() to the same QEMU (held stays held with its deadline, running stays running,
 // never re-measured or resumed by mistake) and a stopping daemon can detach() without touching it.
-import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { VmSpec } from '../config/vm-spec.js';
 import { hasCode, isSupervisorError, SupervisorError } from '../errors.js';
@@ -19,18 +18,13 @@ import { readProcStat } from '../process/pid.js';
 import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
 import { buildQemuArgv } from '../qemu/argv.js';
 import { QmpClient, type QmpEvent } from '../qmp/client.js';
-import { cont, queryCpuSignature, querySev, querySevLaunchMeasure, queryStatus } from '../qmp/commands.js';
-import { sha256File } from '../sev/hash-file.js';
-import { encodePolicy, formatPolicy } from '../sev/policy.js';
+import { cont, queryStatus } from '../qmp/commands.js';
 import { adoptPersisted, goneEnding, inspectAdopted, unreachableError, type ReattachPlan } from './attach.js';
-import { checkMeasurement, checkSevInfo } from './checks.js';
 import { EXIT_GRACE_MS, explainFailure, quoteStderr } from './failure.js';
 import { AttestationHold, injectLaunchSecret } from './hold.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from './lifecycle-options.js';
 import type { Preflight } from './preflight.js';
-import type { FileDigest } from './record.js';
-import { buildLaunchRecord, recordSevType, type SpawnedLaunch } from './record-builder.js';
-import { writeRecord } from './record-store.js';
+import { hashLaunchFiles, measureSevLaunch, type LaunchFileDigests } from './measure.js';
 import { writeVmState, type PersistedVmState } from './state-file.js';
 import { StateWriter } from './state-writer.js';
 import { isTerminal, transition, type VmState } from './state.js';
@@ -78,7 +72,7 @@ export class VmLifecycle {
   #resolveFinished!: (outcome: LifecycleOutcome) => void;
   #running!: { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void };
   #unsubscribeEvents: (() => void) | undefined;
-  #hashing: Promise<[FileDigest | null, FileDigest | null]> | undefined;
+  #hashing: Promise<LaunchFileDigests> | undefined;
   #startTime: number | null = null;
   readonly #stateWriter: StateWriter | undefined;
   #detached = false;
@@ -439,61 +433,31 @@ export class VmLifecycle {
         this.#startTime = readProcStat(proc.pid)?.startTime ?? null;
         this.#persist();
         this.#emit({ event: 'spawned', pid: proc.pid });
-        if (this.sev) this.#startHashing();
+        if (this.sev) this.#hashing = hashLaunchFiles(this.#o.spec);
         await this.#connectMonitor(paths.monitorSocket, proc);
       },
     });
     this.#abort.signal.throwIfAborted();
   }
 
-  /**
-   * The fail-closed checks and the durable record. MUST run after #launch, with QEMU paused.
-   * @throws SUP_ERR_CHECK_* and SUP_ERR_RECORD_WRITE (from checks.ts / record-store.ts).
-   */
+  /** The checks and the durable record (measure.ts). MUST run after #launch, with QEMU paused. */
   async #measure(): Promise<void> {
-    const sevSpec = this.#o.spec.sev;
-    if (sevSpec === undefined) return;
-    const qmp = this.#requireQmp();
-    const expectedPolicy = encodePolicy(sevSpec);
-    const seen = await this.#step('query-sev', () => querySev(qmp));
-    checkSevInfo(this.vm, seen, { policy: expectedPolicy });
-    const sevType = recordSevType(this.#o.spec);
-    this.#emit({
-      event: 'checked',
-      policy: formatPolicy(seen.policy),
-      sevType,
-      apiMajor: seen.apiMajor,
-      apiMinor: seen.apiMinor,
-      buildId: seen.buildId,
+    const { spec, platform, stateDir } = this.#o;
+    this.#recordPath = await measureSevLaunch({
+      vm: this.vm,
+      spec,
+      platform,
+      stateDir,
+      qmp: this.#requireQmp(),
+      firmware: this.#preflight?.firmware ?? null,
+      hashing: this.#hashing ?? hashLaunchFiles(spec),
+      step: (what, run) => this.#step(what, run),
+      signal: this.#abort.signal,
+      emit: (event) => {
+        if (event.event === 'measured') this.#log.info({ record: event.record }, 'measurement recorded');
+        this.#emit(event);
+      },
     });
-
-    let measurement: string;
-    try {
-      measurement = await this.#step('query-sev-launch-measure', () => querySevLaunchMeasure(qmp));
-    } catch (error: unknown) {
-      if (!hasCode(error, 'SUP_ERR_QMP_EXECUTE')) throw error;
-      throw new SupervisorError('SUP_ERR_CHECK_MEASUREMENT', `VM ${this.vm}: QEMU gave no launch measurement: ${error.message}; the guest was not resumed`, {
-        details: { vm: this.vm, check: 'measurement' },
-        cause: error,
-      });
-    }
-    const bytes = checkMeasurement(this.vm, measurement);
-    this.#abort.signal.throwIfAborted();
-
-    const spawned = await this.#spawnedLaunch(qmp);
-    const cpuSignature = sevType === 'sev-es' ? await this.#step('query-cpus-fast', () => queryCpuSignature(qmp)) : undefined;
-    const record = buildLaunchRecord(spawned, { sev: seen, expectedPolicy, measurement, mnonce: bytes.mnonce, capturedAt: new Date() }, cpuSignature);
-    try {
-      this.#recordPath = await writeRecord(this.#o.stateDir, record);
-    } catch (error: unknown) {
-      if (!hasCode(error, 'SUP_ERR_RECORD_WRITE')) throw error;
-      throw new SupervisorError('SUP_ERR_RECORD_WRITE', `VM ${this.vm}: ${error.message}; the guest was not resumed`, {
-        details: error.details,
-        cause: error,
-      });
-    }
-    this.#log.info({ record: this.#recordPath }, 'measurement recorded');
-    this.#emit({ event: 'measured', record: this.#recordPath, measurement });
   }
 
   /** Wait paused for the owner. MUST run after #measure. @throws SUP_ERR_ATTEST_REJECTED / _TIMEOUT. */
@@ -738,30 +702,6 @@ export class VmLifecycle {
     } catch (error: unknown) {
       throw await this.#explain(error, `${this.#phase()} (${what})`);
     }
-  }
-
-  /**
-   * Hash the kernel and initrd for the record. Started right after spawn so that it overlaps
-   * QEMU's start-up (a 14 MB kernel takes tens of ms); awaited when the record is built.
-   */
-  #startHashing(): void {
-    const { spec } = this.#o;
-    const digest = async (path: string | undefined): Promise<FileDigest | null> =>
-      path === undefined ? null : { path, sha256: (await sha256File(path)).sha256 };
-    const hashing = Promise.all([digest(spec.kernel), digest(spec.initrd)]);
-    hashing.catch(() => undefined); // awaited (and its error reported) in #launchInputs
-    this.#hashing = hashing;
-  }
-
-  /** What the record is built from: the files hashed at spawn, the firmware's bytes, QEMU's version. */
-  async #spawnedLaunch(qmp: QmpClient): Promise<SpawnedLaunch> {
-    const fw = this.#preflight?.firmware ?? null;
-    if (fw === null) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: no firmware after preflight`);
-    const firmwareBytes = await this.#step('read firmware', () => readFile(fw.path));
-    if (this.#hashing === undefined) this.#startHashing();
-    const [kernel, initrd] = (await this.#hashing) ?? [null, null];
-    const { spec, platform } = this.#o;
-    return { vm: this.vm, platform, spec, firmware: fw, firmwareBytes, kernel, initrd, qemuVersion: qmp.greeting.QMP.version };
   }
 
   /** Run attest actions one at a time, each only while held. */
