@@ -12,7 +12,7 @@ import { adoptQemu } from '../process/adopt.js';
 import type { QemuProcess } from '../process/launcher.js';
 import { readFileTail } from '../process/stderr-tail.js';
 import { querySev, queryStatus, type QmpExecutor } from '../qmp/commands.js';
-import { quoteStderr, type QmpStep } from './failure.js';
+import { quoteStderr, type Ending, type QmpStep } from './failure.js';
 import type { PersistedVmState } from './state-file.js';
 import type { VmState } from './state.js';
 
@@ -95,11 +95,8 @@ export function unreachableError(vm: string, pid: number, cause: unknown): Super
   );
 }
 
-/** How a guest whose QEMU is gone ends: stopped (it was stopping), or failed with what is known. */
-export type GoneEnding = { readonly kind: 'stopped'; readonly how: string } | { readonly kind: 'failed'; readonly error: SupervisorError };
-
-/** attach() found no QEMU: it ended while nobody supervised it. */
-export function goneEnding(vm: string, persisted: PersistedVmState): GoneEnding {
+/** attach() found no QEMU: it ended while nobody supervised it; stopped if it was stopping, else failed with what is known. */
+export function goneEnding(vm: string, persisted: PersistedVmState): Ending {
   if (persisted.state === 'stopping' || persisted.state === 'stopped') return { kind: 'stopped', how: 'exited while sevsup was not running' };
   const known = persisted.error;
   if (persisted.state === 'failed' && known !== null && isErrorCode(known.code)) {

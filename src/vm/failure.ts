@@ -12,6 +12,9 @@ export const EXIT_GRACE_MS = 2_000;
 /** Stderr lines quoted in a message (the whole tail goes into details). */
 const MESSAGE_STDERR_LINES = 4;
 
+/** How a guest ended: stopped (and how), or failed (and why). */
+export type Ending = { readonly kind: 'stopped'; readonly how: string } | { readonly kind: 'failed'; readonly error: SupervisorError };
+
 /** Runs one QMP exchange of a launch step (the lifecycle's, which names a failure by its phase). */
 export type QmpStep = <T>(what: string, run: () => Promise<T>) => Promise<T>;
 

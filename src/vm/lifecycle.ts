@@ -13,14 +13,15 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { VmSpec } from '../config/vm-spec.js';
 import { hasCode, isSupervisorError, SupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { describeEnd, type QemuExit, type QemuProcess } from '../process/launcher.js';
+import type { QemuExit, QemuProcess } from '../process/launcher.js';
 import { readProcStat } from '../process/pid.js';
 import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
 import { buildQemuArgv } from '../qemu/argv.js';
 import { QmpClient, type QmpEvent } from '../qmp/client.js';
 import { cont, queryStatus } from '../qmp/commands.js';
 import { adoptPersisted, goneEnding, inspectAdopted, unreachableError, type ReattachPlan } from './attach.js';
-import { EXIT_GRACE_MS, explainFailure, quoteStderr } from './failure.js';
+import { EXIT_GRACE_MS, explainFailure } from './failure.js';
+import { exitEnding, reactToEvent } from './guest-events.js';
 import { AttestationHold, injectLaunchSecret } from './hold.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from './lifecycle-options.js';
 import type { Preflight } from './preflight.js';
@@ -538,46 +539,24 @@ export class VmLifecycle {
   }
 
   #onQmpEvent(event: QmpEvent): void {
-    switch (event.event) {
-      case 'STOP':
-        if (this.#state === 'running') {
-          this.#move('paused');
-          this.#emit({ event: 'paused', reason: 'QEMU reported STOP' });
-        }
-        return;
-      case 'RESUME':
-        if (this.#state === 'paused') {
-          this.#move('running');
-          this.#emit({ event: 'running', pid: this.#requireProc().pid });
-        }
-        return;
-      case 'SHUTDOWN': {
-        const reason = typeof event.data?.['reason'] === 'string' ? event.data['reason'] : 'unknown';
-        this.#shutdownSeen = reason;
-        this.#log.info({ reason }, 'guest shut down');
-        if (reason === 'host-signal' && (this.#state === 'running' || this.#state === 'paused') && this.#stopReason === null) {
-          // A signal sevsup did not send (its own come only once it is stopping): QEMU exits 0 on
-          // SIGTERM, but the guest was killed, not stopped. Reported as a failure, never `stopped`.
-          this.#error ??= new SupervisorError(
-            'SUP_ERR_QEMU_SIGNALLED',
-            `VM ${this.vm}: QEMU was ended by a signal that sevsup did not send while the guest was ${this.#state} (QMP SHUTDOWN reason host-signal); see qemu.log for the sender's pid`,
-            { details: { vm: this.vm, was: this.#state } },
-          );
-          this.#log.warn({ was: this.#state }, 'QEMU ended by an external signal');
-        }
-        if (this.#state === 'running' || this.#state === 'paused') {
-          this.#move('stopping');
-          this.#emit({ event: 'stopping', reason: `guest shutdown (${reason})` });
-          const proc = this.#requireProc();
-          // QEMU exits by itself after SHUTDOWN unless told not to; only then is it told to quit.
-          void Promise.race([proc.exited, delay(GUEST_SHUTDOWN_GRACE_MS, null)]).then((exit) => {
-            if (exit === null) void this.#destroy().catch(() => undefined);
-          });
-        }
-        return;
-      }
-      default:
-        return;
+    const proc = this.#requireProc();
+    const reaction = reactToEvent(event, { vm: this.vm, state: this.#state, pid: proc.pid, stopRequested: this.#stopReason !== null });
+    if (reaction.shutdown !== undefined) {
+      this.#shutdownSeen = reaction.shutdown;
+      this.#log.info({ reason: reaction.shutdown }, 'guest shut down');
+    }
+    if (reaction.error !== undefined) {
+      this.#error ??= reaction.error;
+      this.#log.warn({ was: this.#state }, 'QEMU ended by an external signal');
+    }
+    if (reaction.next === undefined) return;
+    this.#move(reaction.next);
+    if (reaction.report !== undefined) this.#emit(reaction.report);
+    if (reaction.next === 'stopping') {
+      // QEMU exits by itself after SHUTDOWN unless told not to; only then is it told to quit.
+      void Promise.race([proc.exited, delay(GUEST_SHUTDOWN_GRACE_MS, null)]).then((exit) => {
+        if (exit === null) void this.#destroy().catch(() => undefined);
+      });
     }
   }
 
@@ -585,21 +564,15 @@ export class VmLifecycle {
     if (isTerminal(this.#state) || this.#detached) return;
     this.#unsubscribeEvents?.();
     void this.#qmp?.close();
-    const clean = exit.signal === undefined && exit.exitCode === 0;
-    if (this.#error === null && (this.#state === 'stopping' || clean)) {
-      const how = exit.how === 'exited' ? (this.#shutdownSeen !== null ? 'guest-shutdown' : 'exited') : exit.how;
-      this.#emitStopped(exit, how);
-      this.#move('stopped');
-      this.#resolveFinished({ state: 'stopped', how, ran: this.#ran });
+    const ending = exitEnding(this.vm, this.#state, exit, this.#error, this.#shutdownSeen !== null);
+    if (ending.kind === 'failed') {
+      this.#emitStopped(exit, exit.how);
+      this.#fail(ending.error);
       return;
     }
-    const error =
-      this.#error ??
-      new SupervisorError('SUP_ERR_QEMU_EXITED', `VM ${this.vm}: QEMU ${describeEnd(exit)} while the guest was ${this.#state}${quoteStderr(exit.stderrTail)}`, {
-        details: { vm: this.vm, exitCode: exit.exitCode, signal: exit.signal, stderrTail: exit.stderrTail },
-      });
-    this.#emitStopped(exit, exit.how);
-    this.#fail(error);
+    this.#emitStopped(exit, ending.how);
+    this.#move('stopped');
+    this.#resolveFinished({ state: 'stopped', how: ending.how, ran: this.#ran });
   }
 
   /** Graceful stop of a guest that ran. */
