@@ -9,7 +9,6 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { isRecord } from '../util/is-record.js';
 import type { FeatureSupport, HostCaps } from './host-caps.js';
 
-export const DEFAULT_CACHE_FILE = '/var/cache/sevsup/host-caps.json';
 export const CACHE_SCHEMA = 'sevsup.host-caps-cache/v1';
 /** `qemu -version` prints one line at once; longer means something is wrong with the binary. */
 const VERSION_TIMEOUT_MS = 10_000;

@@ -18,7 +18,8 @@ import { prepareVmRunDir } from '../../process/run-dir.js';
 import type { QmpProxy } from '../../proxy/proxy-server.js';
 import { VmLifecycle } from '../../vm/lifecycle.js';
 import type { LifecycleEventRecord } from '../../vm/types.js';
-import { DEFAULT_RUN_DIR, type RunCliOptions } from '../commands/run.js';
+import { DEFAULT_RUN_DIR } from '../../paths.js';
+import type { RunCliOptions } from '../commands/run.js';
 
 /** The simulator executable shipped next to bin/sevsup. */
 const SIM_BINARY = fileURLToPath(new URL('../../../bin/sevsup-sim-qemu', import.meta.url));
