@@ -121,13 +121,8 @@ module.exports = {
     {
       name: 'sim-only-by-name',
       severity: 'error',
-      comment: 'platform/sim/ is used only when asked for by name: its own entry, and the platform selection.',
-      from: {
-        path: '^src/',
-        // Phase 2 (issue 10, composition root): one module selects the platform; today the daemon
-        // and `sevsup run` each build the simulator's arguments.
-        pathNot: ['^src/platform/', '^src/daemon/main[.]ts$', '^src/cli/actions/run[.]ts$'],
-      },
+      comment: 'platform/sim/ is used only when asked for by name: through platform/select.ts (and its own entry).',
+      from: { path: '^src/', pathNot: '^src/platform/' },
       to: { path: '^src/platform/sim/' },
     },
   ],
