@@ -66,6 +66,11 @@ const OWN_LINE = /^(qemu-system-[a-z0-9_]+|qemu-[a-z0-9_-]+|sevsup-sim): /;
 const OPTION_ECHO = /^(-[a-z0-9_-]+) (?:\{.*\}|[^\s:]+|[^\s]+(?=: )): /i;
 /** Long runs that look like key material or packets (base64 of >= 24 bytes, hex of >= 32). */
 const BLOB = /[A-Za-z0-9+/]{32,}={0,2}|[0-9a-fA-F]{64,}/g;
+/**
+ * QEMU's accelerator messages that carry no program prefix (kvm-all.c prints them with fprintf):
+ * fixed texts with an errno string, never an argument, and often the only reason QEMU gives.
+ */
+const KVM_LINE = /^(Could not access KVM kernel module: |ioctl\(KVM_CREATE_VM\) failed: |KVM internal error\. |kvm_init_vcpu: )/;
 /** A kept line is cut to this many characters. */
 export const MAX_STDERR_LINE = 400;
 
@@ -75,7 +80,7 @@ export const MAX_STDERR_LINE = 400;
  */
 export function redactQemuLine(line: string): string | null {
   const own = OWN_LINE.exec(line);
-  if (own === null) return null;
+  if (own === null) return KVM_LINE.test(line) ? bounded(line.replace(BLOB, '[redacted]')) : null;
   let rest = line.slice(own[0].length);
   const echo = OPTION_ECHO.exec(rest);
   // A short plain value (`-accel kvm`) says which option failed; a JSON object or long value is cut.
@@ -84,8 +89,11 @@ export function redactQemuLine(line: string): string | null {
   if (echo !== null) rest = `${echo[1]} ${shown}: ${rest.slice(echo[0].length)}`;
   else if (/^-[A-Za-z0-9_-]+ /.test(rest)) rest = `${rest.split(' ', 1)[0]} …: (message left out: it echoes the option)`;
   rest = rest.replace(BLOB, '[redacted]');
-  const out = `${own[1]}: ${rest}`;
-  return out.length > MAX_STDERR_LINE ? `${out.slice(0, MAX_STDERR_LINE)}…` : out;
+  return bounded(`${own[1]}: ${rest}`);
+}
+
+function bounded(line: string): string {
+  return line.length > MAX_STDERR_LINE ? `${line.slice(0, MAX_STDERR_LINE)}…` : line;
 }
 
 /** Text of QEMU's stderr with every line through redactQemuLine; how many were left out is said once. */

@@ -61,6 +61,15 @@ describe('redactQemuLine / redactQemuOutput', () => {
     expect(redactQemuLine(`qemu-system-x86_64: ${'a b '.repeat(200)}`)?.length).toBe(MAX_STDERR_LINE + 1);
   });
 
+  it('keeps the accelerator messages QEMU prints without its name (fixed texts, the only reason given)', () => {
+    expect(redactQemuLine('Could not access KVM kernel module: No such file or directory')).toBe(
+      'Could not access KVM kernel module: No such file or directory',
+    );
+    expect(redactQemuLine('ioctl(KVM_CREATE_VM) failed: 12 Cannot allocate memory')).toBe('ioctl(KVM_CREATE_VM) failed: 12 Cannot allocate memory');
+    // Only at the start of a line: a trace line that mentions the text is still left out.
+    expect(redactQemuLine('kvm_vm_ioctl type 0x1 Could not access KVM kernel module: x')).toBeNull();
+  });
+
   it('says once how many lines it left out', () => {
     expect(redactQemuOutput('trace_a x\nqemu-system-x86_64: failed\ntrace_b y\n')).toBe(
       '(sevsup left out 2 lines of QEMU output that can carry command arguments; see qemu.log)\nqemu-system-x86_64: failed\n',
