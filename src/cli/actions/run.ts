@@ -11,8 +11,7 @@ import { createLogger } from '../../log.js';
 import { SIM_FAULTS, selectPlatform, type SimFault, type SimOptions } from '../../platform/select.js';
 import { lockDirs } from '../../process/dir-lock.js';
 import { prepareVmRunDir } from '../../process/run-dir.js';
-import type { QmpProxy } from '../../proxy/proxy-server.js';
-import { VmLifecycle } from '../../vm/lifecycle.js';
+import { superviseGuest } from '../../guest/supervised.js';
 import type { LifecycleEventRecord } from '../../vm/types.js';
 import { DEFAULT_RUN_DIR } from '../../paths.js';
 import type { RunCliOptions } from '../commands/run.js';
@@ -54,10 +53,7 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   await lockDirs([opts.runDir, opts.stateDir], { mode: 'shared', who: 'sevsup run' });
   // Refuses while another supervisor's sockets for this VM still answer.
   const paths = await prepareVmRunDir(opts.runDir, spec.name);
-  // Loaded while QEMU starts, awaited once its monitor is up (keeps it off the launch's critical path).
-  const proxyModule = import('../../proxy/proxy-server.js');
-  let proxy: QmpProxy | undefined;
-  const lifecycle: VmLifecycle = new VmLifecycle({
+  const { lifecycle, closeProxy } = superviseGuest({
     spec,
     caps,
     platform,
@@ -74,23 +70,6 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     ...(opts.sandbox === true || opts.runas !== undefined
       ? { qemuOptions: { ...(opts.sandbox === true ? { sandbox: true } : {}), ...(opts.runas === undefined ? {} : { runAs: opts.runas }) } }
       : {}),
-    // Everyone but sevsup reaches the guest's monitor only through the filtering proxy.
-    onMonitor: async (qmp) => {
-      const { startQmpProxy } = await proxyModule;
-      proxy = await startQmpProxy({
-        socketPath: paths.proxySocket,
-        vm: spec.name,
-        upstream: qmp,
-        context: () => ({
-          vmState: lifecycle.state,
-          held: lifecycle.resumeLocked,
-          sev: lifecycle.sev,
-          allow: spec.qmpAllow,
-          deny: spec.qmpDeny,
-        }),
-        logger,
-      });
-    },
   });
   const attestHint = opts.runDir === DEFAULT_RUN_DIR ? spec.name : `--run-dir ${opts.runDir} ${spec.name}`;
   lifecycle.onEvent(opts.json === true ? printJsonLine : (e) => printHuman(e, attestHint));
@@ -109,7 +88,7 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await proxy?.close();
+    await closeProxy();
     await server.close();
     logger.flush();
   }
