@@ -68,11 +68,7 @@ module.exports = {
       name: 'vm-no-argv',
       severity: 'error',
       comment: 'vm/ must not build argv strings.',
-      from: {
-        path: '^src/vm/',
-        // Phase 2 (issue 10, lifecycle split / composition root): the lifecycle still builds the argv.
-        pathNot: ['^src/vm/lifecycle[.]ts$'],
-      },
+      from: { path: '^src/vm/' },
       // Naming QemuArgvOptions (the sandbox and -runas a launch asks for) is not building argv.
       to: { path: '^src/qemu/argv[.]ts$', dependencyTypesNot: ['type-only'] },
     },

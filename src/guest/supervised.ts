@@ -6,12 +6,13 @@
 // Owns: that wiring. Must not: know the launch order (vm/lifecycle.ts) or decide a command (proxy/).
 import type { Logger } from '../log.js';
 import type { VmPaths } from '../process/run-dir.js';
+import { buildQemuArgv } from '../qemu/argv.js';
 import type { DecideContext } from '../proxy/decide.js';
 import type { QmpProxy } from '../proxy/proxy-server.js';
 import { VmLifecycle } from '../vm/lifecycle.js';
 import type { LifecycleOptions } from '../vm/lifecycle-options.js';
 
-export interface SupervisedGuestOptions extends Omit<LifecycleOptions, 'onMonitor' | 'paths' | 'logger'> {
+export interface SupervisedGuestOptions extends Omit<LifecycleOptions, 'onMonitor' | 'paths' | 'logger' | 'argv'> {
   /** The guest's prepared run dir (its proxy socket among them). */
   readonly paths: VmPaths;
   readonly logger: Logger;
@@ -44,6 +45,7 @@ export function superviseGuest(o: SupervisedGuestOptions): SupervisedGuest {
   const lifecycle: VmLifecycle = new VmLifecycle({
     ...lifecycleOptions,
     paths,
+    argv: buildQemuArgv,
     // Everyone but sevsup reaches the guest's monitor only through the filtering proxy.
     onMonitor: async (qmp) => {
       const { startQmpProxy } = await proxyModule;

@@ -6,7 +6,7 @@ import type { HostCaps } from '../host/host-caps.js';
 import type { Logger } from '../log.js';
 import { launchQemu, type LaunchOptions, type QemuProcess } from '../process/launcher.js';
 import type { VmPaths } from '../process/run-dir.js';
-import type { QemuArgvOptions } from '../qemu/argv.js';
+import type { QemuArgvInput, QemuArgvOptions } from '../qemu/argv.js';
 import type { QmpClient } from '../qmp/client.js';
 import { preflight, type Preflight } from './preflight.js';
 import type { RecordPlatform } from './record.js';
@@ -34,6 +34,11 @@ export interface LifecycleOptions {
   readonly binary: string;
   /** Arguments before QEMU's argv (the sim's `--sim-*` options). */
   readonly binaryArgs?: readonly string[];
+  /**
+   * QEMU's argv from the spec, the caps, the run dir's paths and the checked disks: qemu/argv.ts's
+   * buildQemuArgv, given by the composition (guest/supervised.ts), since vm/ builds no argv.
+   */
+  readonly argv: (input: QemuArgvInput) => readonly string[];
   readonly runDir: string;
   readonly stateDir: string;
   /** An already prepared run dir (the run command prepares it first to open its control socket). */

@@ -16,7 +16,6 @@ import { silentLogger, type Logger } from '../log.js';
 import type { QemuExit, QemuProcess } from '../process/launcher.js';
 import { readProcStat } from '../process/pid.js';
 import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
-import { buildQemuArgv } from '../qemu/argv.js';
 import { QmpClient, type QmpEvent } from '../qmp/client.js';
 import { cont, queryStatus } from '../qmp/commands.js';
 import { adoptPersisted, goneEnding, inspectAdopted, unreachableError, type ReattachPlan } from './attach.js';
@@ -416,7 +415,7 @@ export class VmLifecycle {
     this.#abort.signal.throwIfAborted();
     const paths = this.#o.paths ?? (await prepareVmRunDir(this.#o.runDir, this.vm));
     this.#paths = paths;
-    const argv = buildQemuArgv({
+    const argv = this.#o.argv({
       spec,
       caps: this.#o.caps,
       paths: { monitorSocket: paths.monitorSocket, pidFile: paths.pidFile, ...(spec.serial === 'file' ? { serialLog: paths.serialLog } : {}) },
