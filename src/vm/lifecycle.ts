@@ -15,7 +15,7 @@ import { hasCode, isSupervisorError, SupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { QemuExit, QemuProcess } from '../process/launcher.js';
 import { readProcStat } from '../process/pid.js';
-import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
+import { prepareVmRunDir } from '../process/run-dir.js';
 import { QmpClient, type QmpEvent } from '../qmp/client.js';
 import { cont, queryStatus } from '../qmp/commands.js';
 import { adoptPersisted, goneEnding, inspectAdopted, unreachableError, type ReattachPlan } from './attach.js';
@@ -25,10 +25,10 @@ import { AttestationHold, injectLaunchSecret } from './hold.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from './lifecycle-options.js';
 import type { Preflight } from './preflight.js';
 import { hashLaunchFiles, measureSevLaunch, type LaunchFileDigests } from './measure.js';
-import { writeVmState, type PersistedVmState } from './state-file.js';
-import { StateWriter } from './state-writer.js';
-import { isTerminal, transition, type VmState } from './state.js';
-import type { AttestRequest, AttestResult, LifecycleEvent, LifecycleEventRecord, LifecycleOutcome, VmStatus } from './types.js';
+import type { PersistedVmState } from './state-file.js';
+import { GuestRecord } from './guest-record.js';
+import { isTerminal, type VmState } from './state.js';
+import type { AttestRequest, AttestResult, LifecycleEventRecord, LifecycleOutcome, VmStatus } from './types.js';
 
 /** A guest that shut down makes QEMU exit by itself; after this it is told to quit. */
 const GUEST_SHUTDOWN_GRACE_MS = 5_000;
@@ -49,19 +49,11 @@ export class VmLifecycle {
   readonly #deps: LifecycleDeps;
   readonly #log: Logger;
   readonly #vmLog: Logger;
-  readonly #listeners = new Set<(event: LifecycleEventRecord) => void>();
-  #state: VmState = 'defined';
-  #ran = false;
-  #proc: QemuProcess | undefined;
-  #qmp: QmpClient | undefined;
-  #paths: VmPaths | undefined;
+  /** The guest's state, facts, events and state file. */
+  readonly #g: GuestRecord;
   #preflight: Preflight | undefined;
-  #recordPath: string | null = null;
-  #error: SupervisorError | null = null;
   #stopReason: string | null = null;
   #shutdownSeen: string | null = null;
-  #holdDeadline: Date | null = null;
-  #secretsInjected = 0;
   /** The hold's decision and the serial queue of attest actions. */
   readonly #hold = new AttestationHold();
   /**
@@ -69,12 +61,8 @@ export class VmLifecycle {
    * before it starts and the hold ends on it. start() and attach() then end as asked.
    */
   readonly #abort = new AbortController();
-  #resolveFinished!: (outcome: LifecycleOutcome) => void;
-  #running!: { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void };
   #unsubscribeEvents: (() => void) | undefined;
   #hashing: Promise<LaunchFileDigests> | undefined;
-  #startTime: number | null = null;
-  readonly #stateWriter: StateWriter | undefined;
   #detached = false;
   #force = false;
 
@@ -86,22 +74,18 @@ export class VmLifecycle {
     // not this one, so no line carries `component` twice.
     this.#vmLog = (options.logger ?? silentLogger()).child({ vm: this.vm });
     this.#log = this.#vmLog.child({ component: 'lifecycle' });
-    if (options.stateFile !== undefined) {
-      this.#stateWriter = new StateWriter({ file: options.stateFile, spec: options.spec, write: writeVmState, logger: this.#log });
-    }
-    this.finished = new Promise((resolve) => (this.#resolveFinished = resolve));
-    let resolve!: () => void;
-    let reject!: (error: unknown) => void;
-    const promise = new Promise<void>((res, rej) => {
-      resolve = res;
-      reject = rej;
+    this.#g = new GuestRecord({
+      spec: options.spec,
+      platform: options.platform,
+      ...(options.stateFile === undefined ? {} : { stateFile: options.stateFile }),
+      ...(options.detached === undefined ? {} : { stderrFile: options.detached.stderrFile }),
+      logger: this.#log,
     });
-    promise.catch(() => undefined); // observed through approve() or finished
-    this.#running = { promise, resolve, reject };
+    this.finished = this.#g.finished;
   }
 
   get state(): VmState {
-    return this.#state;
+    return this.#g.state;
   }
 
   /** The config this launch uses (a changed config file applies at the next launch). */
@@ -110,11 +94,20 @@ export class VmLifecycle {
   }
 
   get pid(): number | null {
-    return this.#proc?.pid ?? null;
+    return this.#g.proc?.pid ?? null;
   }
 
   get sev(): boolean {
-    return this.#o.spec.sev !== undefined;
+    return this.#g.sev;
+  }
+
+  /** Subscribe to lifecycle events; returns the unsubscribe function. */
+  onEvent(listener: (event: LifecycleEventRecord) => void): () => void {
+    return this.#g.onEvent(listener);
+  }
+
+  status(): VmStatus {
+    return this.#g.status();
   }
 
   /**
@@ -124,27 +117,7 @@ export class VmLifecycle {
    * panic or I/O error with `set-action ... pause`) may be resumed by its operator.
    */
   get resumeLocked(): boolean {
-    return !this.#ran;
-  }
-
-  /** Subscribe to lifecycle events; returns the unsubscribe function. */
-  onEvent(listener: (event: LifecycleEventRecord) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
-  status(): VmStatus {
-    return {
-      vm: this.vm,
-      state: this.#state,
-      platform: this.#o.platform,
-      sev: this.sev,
-      pid: this.#proc !== undefined && this.#proc.isAlive() ? this.#proc.pid : null,
-      record: this.#recordPath,
-      holdDeadline: this.#state === 'held' && this.#holdDeadline !== null ? this.#holdDeadline.toISOString() : null,
-      secretsInjected: this.#secretsInjected,
-      error: this.#error === null ? null : { code: this.#error.code, message: this.#error.message },
-    };
+    return !this.#g.ran;
   }
 
   /**
@@ -154,12 +127,12 @@ export class VmLifecycle {
    */
   async start(): Promise<void> {
     this.#requireFresh();
-    this.#move('starting');
-    this.#emit({ event: 'starting', platform: this.#o.platform, sev: this.sev });
+    this.#g.move('starting');
+    this.#g.emit({ event: 'starting', platform: this.#o.platform, sev: this.sev });
     try {
       await this.#launch();
       if (this.sev) {
-        this.#move('measuring');
+        this.#g.move('measuring');
         await this.#measure();
       }
       if (this.#holds()) await this.#waitForOwner();
@@ -188,7 +161,7 @@ export class VmLifecycle {
       ...(this.#o.qmpTimeoutMs === undefined ? {} : { commandTimeoutMs: this.#o.qmpTimeoutMs }),
       ...(this.#o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: this.#o.connectTimeoutMs }),
     });
-    this.#qmp = qmp;
+    this.#g.qmp = qmp;
     await this.#o.onMonitor?.(qmp);
     return qmp;
   }
@@ -201,7 +174,7 @@ export class VmLifecycle {
       return;
     }
     await this.#endBeforeRunning(error);
-    if (this.#state === 'failed' && this.#error !== null) throw this.#error;
+    if (this.#g.state === 'failed' && this.#g.error !== null) throw this.#g.error;
   }
 
   /**
@@ -216,21 +189,21 @@ export class VmLifecycle {
    */
   async attach(persisted: PersistedVmState): Promise<void> {
     this.#requireFresh();
-    this.#paths = this.#o.paths;
-    this.#recordPath = persisted.record;
-    this.#secretsInjected = persisted.secretsInjected;
-    this.#ran = persisted.ran;
-    this.#startTime = persisted.startTime;
-    this.#move('attaching');
+    this.#g.paths = this.#o.paths;
+    this.#g.recordPath = persisted.record;
+    this.#g.secretsInjected = persisted.secretsInjected;
+    this.#g.ran = persisted.ran;
+    this.#g.startTime = persisted.startTime;
+    this.#g.move('attaching');
     let plan: ReattachPlan;
     try {
       const proc = adoptPersisted(persisted, this.#vmLog);
       if (proc === null) {
         this.#endGone(persisted);
-        if (this.#state === 'failed' && this.#error !== null) throw this.#error;
+        if (this.#g.state === 'failed' && this.#g.error !== null) throw this.#g.error;
         return;
       }
-      this.#proc = proc;
+      this.#g.proc = proc;
       let status: string;
       try {
         const qmp = await this.#connectMonitor(persisted.monitorSocket, proc);
@@ -241,7 +214,7 @@ export class VmLifecycle {
         if (proc.isAlive()) await this.#leaveUnreachable(proc, error);
         throw error;
       }
-      this.#emit({ event: 'attached', pid: proc.pid, was: persisted.state, qemuStatus: status });
+      this.#g.emit({ event: 'attached', pid: proc.pid, was: persisted.state, qemuStatus: status });
       if (plan.kind === 'destroy') {
         throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm}: re-attached after a restart, but ${plan.why}; QEMU was stopped`, {
           details: { vm: this.vm, was: persisted.state, qemuStatus: status },
@@ -262,10 +235,10 @@ export class VmLifecycle {
       return;
     }
     if (plan.kind === 'running' || plan.kind === 'paused') {
-      this.#move(plan.kind);
-      this.#running.resolve();
-      if (plan.kind === 'running') this.#emit({ event: 'running', pid: this.#requireProc().pid });
-      else this.#emit({ event: 'paused', reason: 'QEMU reports it paused' });
+      this.#g.move(plan.kind);
+      this.#g.running.resolve();
+      if (plan.kind === 'running') this.#g.emit({ event: 'running', pid: this.#g.requireProc().pid });
+      else this.#g.emit({ event: 'paused', reason: 'QEMU reports it paused' });
     }
     this.#watch();
   }
@@ -278,16 +251,16 @@ export class VmLifecycle {
    * @throws SUP_ERR_VM_STATE unless held, running or paused (a launch in progress is stopped instead).
    */
   async detach(): Promise<void> {
-    if (!MONITOR_STATES.includes(this.#state)) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#state}; only a held, running or paused guest can be left running`);
+    if (!MONITOR_STATES.includes(this.#g.state)) {
+      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#g.state}; only a held, running or paused guest can be left running`);
     }
     this.#detached = true;
     this.#abort.abort(new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} was detached`));
     this.#unsubscribeEvents?.();
-    await this.#persisted();
-    await this.#qmp?.close();
-    this.#log.info({ state: this.#state }, 'detached; QEMU left running');
-    this.#resolveFinished({ state: 'detached', ran: this.#ran });
+    await this.#g.persisted();
+    await this.#g.qmp?.close();
+    this.#log.info({ state: this.#g.state }, 'detached; QEMU left running');
+    this.#g.finish({ state: 'detached', ran: this.#g.ran });
   }
 
   /**
@@ -296,10 +269,10 @@ export class VmLifecycle {
    * @throws SUP_ERR_VM_STATE unless held, running or paused; the QMP client's errors.
    */
   monitorExecute(command: string, args?: Record<string, unknown>): Promise<unknown> {
-    if (!MONITOR_STATES.includes(this.#state) || this.#detached) {
-      return Promise.reject(new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#state}; its monitor is not available`, { details: { vm: this.vm, state: this.#state } }));
+    if (!MONITOR_STATES.includes(this.#g.state) || this.#detached) {
+      return Promise.reject(new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#g.state}; its monitor is not available`, { details: { vm: this.vm, state: this.#g.state } }));
     }
-    return this.#requireQmp().execute(command, args);
+    return this.#g.requireQmp().execute(command, args);
   }
 
   /** Dispatch an attest request (the control API's entry). */
@@ -322,8 +295,8 @@ export class VmLifecycle {
     return this.#exclusive('approve', async () => {
       this.#log.info('guest owner approved the guest');
       this.#hold.decide('approved');
-      await this.#running.promise;
-      return { vm: this.vm, action: 'approve', state: this.#state };
+      await this.#g.running.promise;
+      return { vm: this.vm, action: 'approve', state: this.#g.state };
     });
   }
 
@@ -333,7 +306,7 @@ export class VmLifecycle {
       this.#log.info('guest owner rejected the guest');
       this.#hold.decide('rejected');
       await this.finished;
-      return { vm: this.vm, action: 'reject', state: this.#state };
+      return { vm: this.vm, action: 'reject', state: this.#g.state };
     });
   }
 
@@ -344,14 +317,14 @@ export class VmLifecycle {
    */
   injectSecret(request: { readonly packetHeader: string; readonly secret: string; readonly gpa?: number }): Promise<AttestResult> {
     return this.#exclusive('inject-secret', async () => {
-      const injected = await injectLaunchSecret(this.#requireQmp(), this.vm, this.#preflight?.firmware ?? null, request);
-      this.#secretsInjected += 1;
-      this.#persist();
+      const injected = await injectLaunchSecret(this.#g.requireQmp(), this.vm, this.#preflight?.firmware ?? null, request);
+      this.#g.secretsInjected += 1;
+      this.#g.persist();
       // Durable before the owner hears it: a restarted daemon must report the same count.
-      await this.#persisted();
+      await this.#g.persisted();
       this.#log.info(injected, 'launch secret injected');
-      this.#emit({ event: 'secret-injected', ...injected });
-      return { vm: this.vm, action: 'inject-secret', state: this.#state, ...injected };
+      this.#g.emit({ event: 'secret-injected', ...injected });
+      return { vm: this.vm, action: 'inject-secret', state: this.#g.state, ...injected };
     });
   }
 
@@ -361,20 +334,20 @@ export class VmLifecycle {
    * @throws SUP_ERR_VM_STATE unless paused after it ran; SUP_ERR_QMP_EXECUTE with QEMU's refusal.
    */
   async resumePaused(): Promise<void> {
-    if (this.#state !== 'paused' || !this.#ran || this.#detached) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#state}; only a guest that ran and was paused since can be resumed this way`, {
-        details: { vm: this.vm, state: this.#state },
+    if (this.#g.state !== 'paused' || !this.#g.ran || this.#detached) {
+      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#g.state}; only a guest that ran and was paused since can be resumed this way`, {
+        details: { vm: this.vm, state: this.#g.state },
       });
     }
-    const qmp = this.#requireQmp();
+    const qmp = this.#g.requireQmp();
     await cont(qmp);
     // QEMU's RESUME event moves the state (#onQmpEvent); confirm in case it was missed.
     const status = await queryStatus(qmp);
-    if (status.running && this.#state === 'paused') {
-      this.#move('running');
-      this.#emit({ event: 'running', pid: this.#requireProc().pid });
+    if (status.running && this.#g.state === 'paused') {
+      this.#g.move('running');
+      this.#g.emit({ event: 'running', pid: this.#g.requireProc().pid });
     }
-    this.#log.info({ state: this.#state }, 'paused guest resumed on request');
+    this.#log.info({ state: this.#g.state }, 'paused guest resumed on request');
   }
 
   /**
@@ -382,24 +355,24 @@ export class VmLifecycle {
    * quit at once; one still starting is aborted (it never runs). Resolves with the outcome.
    */
   stop(reason = 'stop requested', options: { readonly force?: boolean } = {}): Promise<LifecycleOutcome> {
-    if (isTerminal(this.#state) || this.#detached) return this.finished;
+    if (isTerminal(this.#g.state) || this.#detached) return this.finished;
     if (options.force === true) {
       this.#force = true;
       // Already stopping: escalate the ladder to SIGKILL now.
-      if (this.#stopReason !== null) void this.#proc?.kill().catch(() => undefined);
+      if (this.#stopReason !== null) void this.#g.proc?.kill().catch(() => undefined);
     }
     if (this.#stopReason !== null) return this.finished;
     this.#stopReason = reason;
-    if (!this.#ran) this.#abort.abort(new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} was stopped before it ran`));
+    if (!this.#g.ran) this.#abort.abort(new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} was stopped before it ran`));
     this.#log.info({ reason }, 'stop requested');
-    if (this.#state === 'defined') {
-      this.#move('stopped');
-      this.#resolveFinished({ state: 'stopped', how: 'never started', ran: false });
+    if (this.#g.state === 'defined') {
+      this.#g.move('stopped');
+      this.#g.finish({ state: 'stopped', how: 'never started', ran: false });
       return this.finished;
     }
-    if (this.#state === 'running' || this.#state === 'paused') {
-      void this.#shutdown(reason, this.#state === 'running');
-    } else if (this.#proc !== undefined) {
+    if (this.#g.state === 'running' || this.#g.state === 'paused') {
+      void this.#shutdown(reason, this.#g.state === 'running');
+    } else if (this.#g.proc !== undefined) {
       // Starting/measuring/resuming: end QEMU now; the pending step fails and start() ends it.
       void this.#destroy().catch(() => undefined);
     }
@@ -414,7 +387,7 @@ export class VmLifecycle {
     this.#preflight = await this.#deps.preflight(spec);
     this.#abort.signal.throwIfAborted();
     const paths = this.#o.paths ?? (await prepareVmRunDir(this.#o.runDir, this.vm));
-    this.#paths = paths;
+    this.#g.paths = paths;
     const argv = this.#o.argv({
       spec,
       caps: this.#o.caps,
@@ -423,16 +396,16 @@ export class VmLifecycle {
       backingChains: this.#preflight.disks,
     });
     this.#abort.signal.throwIfAborted();
-    this.#proc = await this.#deps.launch({
+    this.#g.proc = await this.#deps.launch({
       binary: this.#o.binary,
       argv: [...(this.#o.binaryArgs ?? []), ...argv],
       logger: this.#vmLog,
       ...(this.#o.detached === undefined ? {} : { detached: true, stderrFile: this.#o.detached.stderrFile }),
       ready: async (proc) => {
-        this.#proc = proc;
-        this.#startTime = readProcStat(proc.pid)?.startTime ?? null;
-        this.#persist();
-        this.#emit({ event: 'spawned', pid: proc.pid });
+        this.#g.proc = proc;
+        this.#g.startTime = readProcStat(proc.pid)?.startTime ?? null;
+        this.#g.persist();
+        this.#g.emit({ event: 'spawned', pid: proc.pid });
         if (this.sev) this.#hashing = hashLaunchFiles(this.#o.spec);
         await this.#connectMonitor(paths.monitorSocket, proc);
       },
@@ -443,19 +416,19 @@ export class VmLifecycle {
   /** The checks and the durable record (measure.ts). MUST run after #launch, with QEMU paused. */
   async #measure(): Promise<void> {
     const { spec, platform, stateDir } = this.#o;
-    this.#recordPath = await measureSevLaunch({
+    this.#g.recordPath = await measureSevLaunch({
       vm: this.vm,
       spec,
       platform,
       stateDir,
-      qmp: this.#requireQmp(),
+      qmp: this.#g.requireQmp(),
       firmware: this.#preflight?.firmware ?? null,
       hashing: this.#hashing ?? hashLaunchFiles(spec),
       step: (what, run) => this.#step(what, run),
       signal: this.#abort.signal,
       emit: (event) => {
         if (event.event === 'measured') this.#log.info({ record: event.record }, 'measurement recorded');
-        this.#emit(event);
+        this.#g.emit(event);
       },
     });
   }
@@ -463,15 +436,15 @@ export class VmLifecycle {
   /** Wait paused for the owner. MUST run after #measure. @throws SUP_ERR_ATTEST_REJECTED / _TIMEOUT. */
   async #waitForOwner(restoredDeadline?: Date): Promise<void> {
     const timeoutMs = this.#o.holdTimeoutMs ?? (this.#o.spec.holdTimeout !== undefined ? this.#o.spec.holdTimeout * 1000 : DEFAULT_HOLD_TIMEOUT_MS);
-    const proc = this.#requireProc();
+    const proc = this.#g.requireProc();
     this.#hold.open();
     // A re-attached guest keeps the deadline it was given when it was first held.
     const deadline = restoredDeadline ?? new Date(Date.now() + timeoutMs);
-    this.#holdDeadline = deadline;
-    this.#move('held');
+    this.#g.holdDeadline = deadline;
+    this.#g.move('held');
     // Durable before anyone hears it is held: a restart must find it held, with this deadline.
-    await this.#persisted();
-    this.#emit({ event: 'held', deadline: deadline.toISOString(), timeoutSeconds: timeoutMs / 1000, controlSocket: this.#paths?.controlSocket ?? null });
+    await this.#g.persisted();
+    this.#g.emit({ event: 'held', deadline: deadline.toISOString(), timeoutSeconds: timeoutMs / 1000, controlSocket: this.#g.paths?.controlSocket ?? null });
     const outcome = await this.#hold.wait({ deadline, exited: proc.exited, signal: this.#abort.signal });
     switch (outcome) {
       case 'approved':
@@ -496,40 +469,40 @@ export class VmLifecycle {
 
   /** `cont` and confirm. MUST be the last step; the only `cont` before the guest ever ran. */
   async #resume(): Promise<void> {
-    const qmp = this.#requireQmp();
-    this.#move('resuming');
-    this.#ran = true;
+    const qmp = this.#g.requireQmp();
+    this.#g.move('resuming');
+    this.#g.ran = true;
     await this.#step('cont', () => cont(qmp));
-    this.#emit({ event: 'resumed' });
+    this.#g.emit({ event: 'resumed' });
     const status = await this.#step('query-status', () => queryStatus(qmp));
     if (!status.running) {
       throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm}: QEMU reports status ${status.status} after cont, expected running`, {
         details: { vm: this.vm, status: status.status },
       });
     }
-    this.#move('running');
+    this.#g.move('running');
     // Durable before anyone hears it runs: a restart must find it running, not resuming.
-    await this.#persisted();
-    this.#running.resolve();
-    this.#emit({ event: 'running', pid: this.#requireProc().pid });
+    await this.#g.persisted();
+    this.#g.running.resolve();
+    this.#g.emit({ event: 'running', pid: this.#g.requireProc().pid });
   }
 
   // Section: after it runs -------------------------------------------------------------------------
 
   /** Keep the state true to QEMU's events and process exit. MUST be called once, when running. */
   #watch(): void {
-    const qmp = this.#requireQmp();
-    const proc = this.#requireProc();
+    const qmp = this.#g.requireQmp();
+    const proc = this.#g.requireProc();
     this.#unsubscribeEvents = qmp.onEvent((event) => this.#onQmpEvent(event));
     void proc.exited.then((exit) => this.#onExit(exit));
-    const ending = (): boolean => isTerminal(this.#state) || this.#state === 'stopping' || this.#detached;
+    const ending = (): boolean => isTerminal(this.#g.state) || this.#g.state === 'stopping' || this.#detached;
     void qmp.closed.then(async (cause) => {
       if (ending()) return;
       // The monitor went away but QEMU may live on: without it the guest cannot be supervised.
       const exit = await Promise.race([proc.exited, delay(EXIT_GRACE_MS, null)]);
       if (exit !== null || ending()) return;
       this.#log.error({ err: cause }, 'QMP monitor closed while QEMU runs; stopping QEMU');
-      this.#error = new SupervisorError('SUP_ERR_QMP_INTERRUPTED', `VM ${this.vm}: QEMU's QMP monitor closed while the guest was running; QEMU was stopped`, {
+      this.#g.error = new SupervisorError('SUP_ERR_QMP_INTERRUPTED', `VM ${this.vm}: QEMU's QMP monitor closed while the guest was running; QEMU was stopped`, {
         details: { vm: this.vm },
         ...(cause === undefined ? {} : { cause }),
       });
@@ -538,19 +511,19 @@ export class VmLifecycle {
   }
 
   #onQmpEvent(event: QmpEvent): void {
-    const proc = this.#requireProc();
-    const reaction = reactToEvent(event, { vm: this.vm, state: this.#state, pid: proc.pid, stopRequested: this.#stopReason !== null });
+    const proc = this.#g.requireProc();
+    const reaction = reactToEvent(event, { vm: this.vm, state: this.#g.state, pid: proc.pid, stopRequested: this.#stopReason !== null });
     if (reaction.shutdown !== undefined) {
       this.#shutdownSeen = reaction.shutdown;
       this.#log.info({ reason: reaction.shutdown }, 'guest shut down');
     }
     if (reaction.error !== undefined) {
-      this.#error ??= reaction.error;
-      this.#log.warn({ was: this.#state }, 'QEMU ended by an external signal');
+      this.#g.error ??= reaction.error;
+      this.#log.warn({ was: this.#g.state }, 'QEMU ended by an external signal');
     }
     if (reaction.next === undefined) return;
-    this.#move(reaction.next);
-    if (reaction.report !== undefined) this.#emit(reaction.report);
+    this.#g.move(reaction.next);
+    if (reaction.report !== undefined) this.#g.emit(reaction.report);
     if (reaction.next === 'stopping') {
       // QEMU exits by itself after SHUTDOWN unless told not to; only then is it told to quit.
       void Promise.race([proc.exited, delay(GUEST_SHUTDOWN_GRACE_MS, null)]).then((exit) => {
@@ -560,36 +533,36 @@ export class VmLifecycle {
   }
 
   #onExit(exit: QemuExit): void {
-    if (isTerminal(this.#state) || this.#detached) return;
+    if (isTerminal(this.#g.state) || this.#detached) return;
     this.#unsubscribeEvents?.();
-    void this.#qmp?.close();
-    const ending = exitEnding(this.vm, this.#state, exit, this.#error, this.#shutdownSeen !== null);
+    void this.#g.qmp?.close();
+    const ending = exitEnding(this.vm, this.#g.state, exit, this.#g.error, this.#shutdownSeen !== null);
     if (ending.kind === 'failed') {
-      this.#emitStopped(exit, exit.how);
-      this.#fail(ending.error);
+      this.#g.emitStopped(exit, exit.how);
+      this.#g.fail(ending.error);
       return;
     }
-    this.#emitStopped(exit, ending.how);
-    this.#move('stopped');
-    this.#resolveFinished({ state: 'stopped', how: ending.how, ran: this.#ran });
+    this.#g.emitStopped(exit, ending.how);
+    this.#g.move('stopped');
+    this.#g.finish({ state: 'stopped', how: ending.how, ran: this.#g.ran });
   }
 
   /** Graceful stop of a guest that ran. */
   async #shutdown(reason: string, powerdown: boolean): Promise<void> {
-    if (this.#state !== 'stopping') {
-      this.#move('stopping');
-      this.#emit({ event: 'stopping', reason });
+    if (this.#g.state !== 'stopping') {
+      this.#g.move('stopping');
+      this.#g.emit({ event: 'stopping', reason });
     }
-    const proc = this.#requireProc();
+    const proc = this.#g.requireProc();
     const stopped = this.#force
       ? proc.kill()
       : proc.stop({
-          ...(this.#qmp === undefined ? {} : { qmp: this.#qmp }),
+          ...(this.#g.qmp === undefined ? {} : { qmp: this.#g.qmp }),
           ...(powerdown ? (this.#o.powerdownTimeoutMs === undefined ? {} : { powerdownTimeoutMs: this.#o.powerdownTimeoutMs }) : { powerdownTimeoutMs: 0 }),
         });
     await stopped.catch((error: unknown) => {
       this.#log.error({ err: error }, 'QEMU did not stop');
-      this.#error ??= isSupervisorError(error) ? error : new SupervisorError('SUP_ERR_SHUTDOWN_ABNORMAL', String(error));
+      this.#g.error ??= isSupervisorError(error) ? error : new SupervisorError('SUP_ERR_SHUTDOWN_ABNORMAL', String(error));
     });
     // #onExit (from proc.exited) records the outcome.
   }
@@ -600,11 +573,11 @@ export class VmLifecycle {
   async #endBeforeRunning(error: unknown): Promise<void> {
     const requested = this.#stopReason !== null;
     const failure = requested ? null : await this.#explain(error, this.#phase());
-    this.#running.reject(failure ?? new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} was stopped before it ran`));
-    if (this.#proc !== undefined) {
-      if (this.#state !== 'stopping' && this.#state !== 'defined') {
-        this.#move('stopping');
-        this.#emit({ event: 'stopping', reason: failure === null ? (this.#stopReason ?? 'stop requested') : failure.code });
+    this.#g.running.reject(failure ?? new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} was stopped before it ran`));
+    if (this.#g.proc !== undefined) {
+      if (this.#g.state !== 'stopping' && this.#g.state !== 'defined') {
+        this.#g.move('stopping');
+        this.#g.emit({ event: 'stopping', reason: failure === null ? (this.#stopReason ?? 'stop requested') : failure.code });
       }
       let exit: QemuExit | null = null;
       try {
@@ -612,41 +585,32 @@ export class VmLifecycle {
       } catch (destroyError: unknown) {
         this.#log.error({ err: destroyError }, 'QEMU could not be stopped');
       }
-      if (exit !== null) this.#emitStopped(exit, exit.how);
+      if (exit !== null) this.#g.emitStopped(exit, exit.how);
     }
     if (failure === null) {
       const how = 'stopped before running';
-      this.#move('stopped');
-      this.#resolveFinished({ state: 'stopped', how, ran: this.#ran });
+      this.#g.move('stopped');
+      this.#g.finish({ state: 'stopped', how, ran: this.#g.ran });
       return;
     }
-    this.#fail(failure);
+    this.#g.fail(failure);
   }
 
   /** quit → SIGTERM → SIGKILL (no powerdown: a paused guest cannot act on it). */
   async #destroy(): Promise<QemuExit> {
-    const proc = this.#requireProc();
-    const exit = this.#force ? await proc.kill() : await proc.stop({ ...(this.#qmp === undefined ? {} : { qmp: this.#qmp }), powerdownTimeoutMs: 0 });
-    await this.#qmp?.close();
+    const proc = this.#g.requireProc();
+    const exit = this.#force ? await proc.kill() : await proc.stop({ ...(this.#g.qmp === undefined ? {} : { qmp: this.#g.qmp }), powerdownTimeoutMs: 0 });
+    await this.#g.qmp?.close();
     return exit;
-  }
-
-  #fail(error: SupervisorError): void {
-    this.#error = error;
-    if (this.#state !== 'failed') this.#move('failed');
-    // Reported to the caller (event, outcome, start()'s rejection); logged here for the record only.
-    this.#log.info({ code: error.code, reason: error.message }, 'VM failed');
-    this.#emit({ event: 'failed', code: error.code, message: error.message });
-    this.#resolveFinished({ state: 'failed', error, ran: this.#ran });
   }
 
   /** Name the failure precisely (failure.ts). */
   #explain(error: unknown, phase: string): Promise<SupervisorError> {
-    return explainFailure(this.vm, this.#proc, error, phase);
+    return explainFailure(this.vm, this.#g.proc, error, phase);
   }
 
   #phase(): string {
-    switch (this.#state) {
+    switch (this.#g.state) {
       case 'starting':
         return 'start-up';
       case 'measuring':
@@ -656,7 +620,7 @@ export class VmLifecycle {
       case 'resuming':
         return 'resume';
       default:
-        return this.#state;
+        return this.#g.state;
     }
   }
 
@@ -679,9 +643,9 @@ export class VmLifecycle {
   /** Run attest actions one at a time, each only while held. */
   #exclusive<T>(action: string, run: () => Promise<T>): Promise<T> {
     const admit = (): void => {
-      if (this.#state !== 'held') {
-        throw new SupervisorError('SUP_ERR_ATTEST_NOT_HELD', `VM ${this.vm} is ${this.#state}, not held for attestation; ${action} applies only to a held guest`, {
-          details: { vm: this.vm, state: this.#state, action },
+      if (this.#g.state !== 'held') {
+        throw new SupervisorError('SUP_ERR_ATTEST_NOT_HELD', `VM ${this.vm} is ${this.#g.state}, not held for attestation; ${action} applies only to a held guest`, {
+          details: { vm: this.vm, state: this.#g.state, action },
         });
       }
     };
@@ -689,58 +653,12 @@ export class VmLifecycle {
   }
 
   #requireFresh(): void {
-    if (this.#state !== 'defined') {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#state}; a lifecycle starts once (create a new one to launch again)`);
+    if (this.#g.state !== 'defined') {
+      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#g.state}; a lifecycle starts once (create a new one to launch again)`);
     }
   }
 
-  #requireQmp(): QmpClient {
-    if (this.#qmp === undefined) throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} has no QMP connection (state ${this.#state})`);
-    return this.#qmp;
-  }
-
-  #requireProc(): QemuProcess {
-    if (this.#proc === undefined) throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} has no QEMU process (state ${this.#state})`);
-    return this.#proc;
-  }
-
-  #move(next: VmState): void {
-    const previous = this.#state;
-    this.#state = transition(previous, next, this.vm);
-    this.#log.debug({ from: previous, to: next }, 'state');
-    this.#persist();
-  }
-
   // Section: the state file (daemon mode) ----------------------------------------------------------
-
-  /** Queue an atomic write of state.json with the state as it is now; writes land in order. */
-  #persist(): void {
-    const paths = this.#paths;
-    // While attaching, the file keeps the state from before the restart: it is still the truth,
-    // and a second restart in the middle must find it, not "attaching".
-    if (this.#stateWriter === undefined || paths === undefined || this.#state === 'attaching') return;
-    this.#stateWriter.queue({
-      vm: this.vm,
-      state: this.#state,
-      platform: this.#o.platform,
-      sev: this.sev,
-      pid: this.#proc?.pid ?? null,
-      startTime: this.#startTime,
-      monitorSocket: paths.monitorSocket,
-      stderrFile: this.#o.detached?.stderrFile ?? null,
-      record: this.#recordPath,
-      holdDeadline: this.#state === 'held' && this.#holdDeadline !== null ? this.#holdDeadline.toISOString() : null,
-      secretsInjected: this.#secretsInjected,
-      ran: this.#ran,
-      error: this.#error === null ? null : { code: this.#error.code, message: this.#error.message },
-      updatedAt: new Date().toISOString(),
-    });
-  }
-
-  /** Resolves once every state write queued so far has landed. */
-  #persisted(): Promise<void> {
-    return this.#stateWriter?.flush() ?? Promise.resolve();
-  }
 
   /**
    * attach() found QEMU alive but could not talk to it: let go without touching it (not stopped,
@@ -749,12 +667,12 @@ export class VmLifecycle {
   async #leaveUnreachable(proc: QemuProcess, cause: unknown): Promise<never> {
     this.#detached = true;
     this.#unsubscribeEvents?.();
-    await this.#qmp?.close().catch(() => undefined);
+    await this.#g.qmp?.close().catch(() => undefined);
     const error = unreachableError(this.vm, proc.pid, cause);
-    this.#error = error;
+    this.#g.error = error;
     this.#log.error({ pid: proc.pid, reason: cause instanceof Error ? cause.message : String(cause) }, 'guest unreachable on re-attach; left alone');
-    this.#running.reject(error);
-    this.#resolveFinished({ state: 'detached', ran: this.#ran });
+    this.#g.running.reject(error);
+    this.#g.finish({ state: 'detached', ran: this.#g.ran });
     throw error;
   }
 
@@ -762,27 +680,12 @@ export class VmLifecycle {
   #endGone(persisted: PersistedVmState): void {
     const ending = goneEnding(this.vm, persisted);
     if (ending.kind === 'failed') {
-      this.#fail(ending.error);
+      this.#g.fail(ending.error);
       return;
     }
-    this.#move('stopping');
-    this.#emit({ event: 'stopped', how: ending.how, exitCode: null, signal: null });
-    this.#move('stopped');
-    this.#resolveFinished({ state: 'stopped', how: ending.how, ran: this.#ran });
-  }
-
-  #emitStopped(exit: QemuExit, how: string): void {
-    this.#emit({ event: 'stopped', how, exitCode: exit.exitCode ?? null, signal: exit.signal ?? null });
-  }
-
-  #emit(event: LifecycleEvent): void {
-    const record: LifecycleEventRecord = { ...event, vm: this.vm, time: new Date().toISOString() };
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener(record);
-      } catch (error: unknown) {
-        this.#log.error({ err: error }, 'lifecycle event listener threw');
-      }
-    }
+    this.#g.move('stopping');
+    this.#g.emit({ event: 'stopped', how: ending.how, exitCode: null, signal: null });
+    this.#g.move('stopped');
+    this.#g.finish({ state: 'stopped', how: ending.how, ran: this.#g.ran });
   }
 }
