@@ -13,6 +13,7 @@ import type { QemuProcess } from '../process/launcher.js';
 import { readFileTail } from '../process/stderr-tail.js';
 import { querySev, queryStatus, type QmpExecutor } from '../qmp/commands.js';
 import { quoteStderr, type Ending, type QmpStep } from './failure.js';
+import type { GuestRecord } from './guest-record.js';
 import type { PersistedVmState } from './state-file.js';
 import type { VmState } from './state.js';
 
@@ -110,4 +111,31 @@ export function goneEnding(vm: string, persisted: PersistedVmState): Ending {
       details: { vm, pid: persisted.pid, was: persisted.state, stderrTail: tail },
     }),
   };
+}
+
+/** attach() found no QEMU: end the guest as stopped or failed (goneEnding). */
+export function endGone(g: GuestRecord, persisted: PersistedVmState): void {
+  const ending = goneEnding(g.vm, persisted);
+  if (ending.kind === 'failed') {
+    g.fail(ending.error);
+    return;
+  }
+  g.move('stopping');
+  g.emit({ event: 'stopped', how: ending.how, exitCode: null, signal: null });
+  g.move('stopped');
+  g.finish({ state: 'stopped', how: ending.how, ran: g.ran });
+}
+
+/**
+ * attach() found QEMU alive but could not talk to it: let go without touching it (not stopped,
+ * not resumed, state file unchanged) and say so. @throws SUP_ERR_VM_UNREACHABLE, always.
+ */
+export async function leaveUnreachable(g: GuestRecord, proc: QemuProcess, cause: unknown, logger: Logger): Promise<never> {
+  await g.qmp?.close().catch(() => undefined);
+  const error = unreachableError(g.vm, proc.pid, cause);
+  g.error = error;
+  logger.error({ pid: proc.pid, reason: cause instanceof Error ? cause.message : String(cause) }, 'guest unreachable on re-attach; left alone');
+  g.running.reject(error);
+  g.finish({ state: 'detached', ran: g.ran });
+  throw error;
 }

@@ -6,6 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { hasCode, isSupervisorError, SupervisorError } from '../errors.js';
 import { describeEnd, type QemuProcess } from '../process/launcher.js';
 import { errorLines } from '../process/stderr-tail.js';
+import type { VmState } from './state.js';
 
 /** After QMP reports trouble, how long to wait for QEMU's exit so the error can quote its stderr. */
 export const EXIT_GRACE_MS = 2_000;
@@ -44,4 +45,20 @@ export async function explainFailure(vm: string, proc: QemuProcess | undefined, 
   return new SupervisorError('SUP_ERR_INTERNAL', `VM ${vm}: internal error during ${phase}: ${error instanceof Error ? error.message : String(error)}`, {
     cause: error,
   });
+}
+
+/** The launch phase a state is in, as failure messages name it. */
+export function phaseOf(state: VmState): string {
+  switch (state) {
+    case 'starting':
+      return 'start-up';
+    case 'measuring':
+      return 'the SEV checks';
+    case 'held':
+      return 'the attestation hold';
+    case 'resuming':
+      return 'resume';
+    default:
+      return state;
+  }
 }

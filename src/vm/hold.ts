@@ -7,9 +7,12 @@
 // (the lifecycle does, from the outcome), or log the secret (only its sizes).
 import { setTimeout as delay } from 'node:timers/promises';
 import { hasCode, SupervisorError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { sevInjectLaunchSecret, type QmpExecutor } from '../qmp/commands.js';
 import type { FirmwareInfo } from '../sev/firmware-file.js';
 import { describeSecretAreaProblem } from '../sev/ovmf-table.js';
+import type { GuestRecord } from './guest-record.js';
+import type { AttestRequest, AttestResult } from './types.js';
 
 /** How a hold ended. `aborted`: the launch's signal (stop or detach); `exited`: QEMU went away. */
 export type HoldOutcome = 'approved' | 'rejected' | 'timeout' | 'aborted' | 'exited';
@@ -77,6 +80,66 @@ export class AttestationHold {
     });
     this.#queue = turn.catch(() => undefined);
     return turn;
+  }
+}
+
+/**
+ * The owner's actions on a held guest, one at a time through the hold's queue, each only while the
+ * guest is still held when its turn comes.
+ */
+export class OwnerActions {
+  readonly #g: GuestRecord;
+  readonly #hold: AttestationHold;
+  readonly #log: Logger;
+  readonly #firmware: () => FirmwareInfo | null;
+
+  constructor(guest: GuestRecord, hold: AttestationHold, logger: Logger, firmware: () => FirmwareInfo | null) {
+    this.#g = guest;
+    this.#hold = hold;
+    this.#log = logger;
+    this.#firmware = firmware;
+  }
+
+  /**
+   * approve: `cont` (the lifecycle's resume), resolved once QEMU runs. reject: the guest is
+   * destroyed and never runs. inject-secret: may be repeated before approve; without `gpa` the
+   * firmware's launch-secret area is used.
+   * @throws SUP_ERR_ATTEST_NOT_HELD unless held; SUP_ERR_SECRET_NO_AREA, SUP_ERR_SECRET_REFUSED;
+   *   for approve, the error that failed the resume.
+   */
+  attest(request: AttestRequest): Promise<AttestResult> {
+    const g = this.#g;
+    const admit = (): void => {
+      if (g.state !== 'held') {
+        throw new SupervisorError('SUP_ERR_ATTEST_NOT_HELD', `VM ${g.vm} is ${g.state}, not held for attestation; ${request.action} applies only to a held guest`, {
+          details: { vm: g.vm, state: g.state, action: request.action },
+        });
+      }
+    };
+    return this.#hold.exclusive(admit, async (): Promise<AttestResult> => {
+      switch (request.action) {
+        case 'approve':
+          this.#log.info('guest owner approved the guest');
+          this.#hold.decide('approved');
+          await g.running.promise;
+          return { vm: g.vm, action: 'approve', state: g.state };
+        case 'reject':
+          this.#log.info('guest owner rejected the guest');
+          this.#hold.decide('rejected');
+          await g.finished;
+          return { vm: g.vm, action: 'reject', state: g.state };
+        case 'inject-secret': {
+          const injected = await injectLaunchSecret(g.requireQmp(), g.vm, this.#firmware(), request);
+          g.secretsInjected += 1;
+          g.persist();
+          // Durable before the owner hears it: a restarted daemon must report the same count.
+          await g.persisted();
+          this.#log.info(injected, 'launch secret injected');
+          g.emit({ event: 'secret-injected', ...injected });
+          return { vm: g.vm, action: 'inject-secret', state: g.state, ...injected };
+        }
+      }
+    });
   }
 }
 

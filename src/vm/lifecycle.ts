@@ -18,10 +18,10 @@ import { readProcStat } from '../process/pid.js';
 import { prepareVmRunDir } from '../process/run-dir.js';
 import { QmpClient, type QmpEvent } from '../qmp/client.js';
 import { cont, queryStatus } from '../qmp/commands.js';
-import { adoptPersisted, goneEnding, inspectAdopted, unreachableError, type ReattachPlan } from './attach.js';
-import { EXIT_GRACE_MS, explainFailure } from './failure.js';
+import { adoptPersisted, endGone, inspectAdopted, leaveUnreachable, type ReattachPlan } from './attach.js';
+import { EXIT_GRACE_MS, explainFailure, phaseOf } from './failure.js';
 import { exitEnding, reactToEvent } from './guest-events.js';
-import { AttestationHold, injectLaunchSecret } from './hold.js';
+import { AttestationHold, OwnerActions } from './hold.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from './lifecycle-options.js';
 import type { Preflight } from './preflight.js';
 import { hashLaunchFiles, measureSevLaunch, type LaunchFileDigests } from './measure.js';
@@ -56,6 +56,8 @@ export class VmLifecycle {
   #shutdownSeen: string | null = null;
   /** The hold's decision and the serial queue of attest actions. */
   readonly #hold = new AttestationHold();
+  /** The owner's actions on a held guest (approve, reject, inject-secret). */
+  readonly #owner: OwnerActions;
   /**
    * One per launch: stop() before the guest ran and detach() abort it; every launch step checks it
    * before it starts and the hold ends on it. start() and attach() then end as asked.
@@ -82,6 +84,7 @@ export class VmLifecycle {
       logger: this.#log,
     });
     this.finished = this.#g.finished;
+    this.#owner = new OwnerActions(this.#g, this.#hold, this.#log, () => this.#preflight?.firmware ?? null);
   }
 
   get state(): VmState {
@@ -199,7 +202,7 @@ export class VmLifecycle {
     try {
       const proc = adoptPersisted(persisted, this.#vmLog);
       if (proc === null) {
-        this.#endGone(persisted);
+        endGone(this.#g, persisted);
         if (this.#g.state === 'failed' && this.#g.error !== null) throw this.#g.error;
         return;
       }
@@ -211,7 +214,10 @@ export class VmLifecycle {
       } catch (error: unknown) {
         // Re-attach destroys only what QEMU's own answers show to be wrong, never what it could
         // not look at: a monitor that is busy (someone else holds it) or silent is left alone.
-        if (proc.isAlive()) await this.#leaveUnreachable(proc, error);
+        if (proc.isAlive()) {
+          this.#detached = true;
+          await leaveUnreachable(this.#g, proc, error, this.#log);
+        }
         throw error;
       }
       this.#g.emit({ event: 'attached', pid: proc.pid, was: persisted.state, qemuStatus: status });
@@ -275,57 +281,24 @@ export class VmLifecycle {
     return this.#g.requireQmp().execute(command, args);
   }
 
-  /** Dispatch an attest request (the control API's entry). */
+  /** Dispatch an attest request (the control API's entry); hold.ts runs it. */
   attest(request: AttestRequest): Promise<AttestResult> {
-    switch (request.action) {
-      case 'approve':
-        return this.approve();
-      case 'reject':
-        return this.reject();
-      case 'inject-secret':
-        return this.injectSecret(request);
-    }
+    return this.#owner.attest(request);
   }
 
-  /**
-   * Let a held guest run: `cont`, then confirm QEMU runs.
-   * @throws SUP_ERR_ATTEST_NOT_HELD unless held; the error that failed the resume.
-   */
+  /** Let a held guest run. @throws SUP_ERR_ATTEST_NOT_HELD unless held; the error that failed the resume. */
   approve(): Promise<AttestResult> {
-    return this.#exclusive('approve', async () => {
-      this.#log.info('guest owner approved the guest');
-      this.#hold.decide('approved');
-      await this.#g.running.promise;
-      return { vm: this.vm, action: 'approve', state: this.#g.state };
-    });
+    return this.#owner.attest({ action: 'approve' });
   }
 
   /** Destroy a held guest; it never runs. @throws SUP_ERR_ATTEST_NOT_HELD unless held. */
   reject(): Promise<AttestResult> {
-    return this.#exclusive('reject', async () => {
-      this.#log.info('guest owner rejected the guest');
-      this.#hold.decide('rejected');
-      await this.finished;
-      return { vm: this.vm, action: 'reject', state: this.#g.state };
-    });
+    return this.#owner.attest({ action: 'reject' });
   }
 
-  /**
-   * `sev-inject-launch-secret` into a held guest; may be repeated before approve. Without `gpa`
-   * the firmware's launch-secret area is used (QEMU would silently use GPA 0 for an empty one).
-   * @throws SUP_ERR_ATTEST_NOT_HELD, SUP_ERR_SECRET_NO_AREA, SUP_ERR_SECRET_REFUSED (QEMU's desc).
-   */
+  /** `sev-inject-launch-secret` into a held guest. @throws SUP_ERR_ATTEST_NOT_HELD, SUP_ERR_SECRET_NO_AREA, SUP_ERR_SECRET_REFUSED. */
   injectSecret(request: { readonly packetHeader: string; readonly secret: string; readonly gpa?: number }): Promise<AttestResult> {
-    return this.#exclusive('inject-secret', async () => {
-      const injected = await injectLaunchSecret(this.#g.requireQmp(), this.vm, this.#preflight?.firmware ?? null, request);
-      this.#g.secretsInjected += 1;
-      this.#g.persist();
-      // Durable before the owner hears it: a restarted daemon must report the same count.
-      await this.#g.persisted();
-      this.#log.info(injected, 'launch secret injected');
-      this.#g.emit({ event: 'secret-injected', ...injected });
-      return { vm: this.vm, action: 'inject-secret', state: this.#g.state, ...injected };
-    });
+    return this.#owner.attest({ action: 'inject-secret', ...request });
   }
 
   /**
@@ -572,7 +545,7 @@ export class VmLifecycle {
   /** Any error before the guest ran (or while resuming): stop QEMU, never `cont`, record why. */
   async #endBeforeRunning(error: unknown): Promise<void> {
     const requested = this.#stopReason !== null;
-    const failure = requested ? null : await this.#explain(error, this.#phase());
+    const failure = requested ? null : await this.#explain(error, phaseOf(this.#g.state));
     this.#g.running.reject(failure ?? new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} was stopped before it ran`));
     if (this.#g.proc !== undefined) {
       if (this.#g.state !== 'stopping' && this.#g.state !== 'defined') {
@@ -609,21 +582,6 @@ export class VmLifecycle {
     return explainFailure(this.vm, this.#g.proc, error, phase);
   }
 
-  #phase(): string {
-    switch (this.#g.state) {
-      case 'starting':
-        return 'start-up';
-      case 'measuring':
-        return 'the SEV checks';
-      case 'held':
-        return 'the attestation hold';
-      case 'resuming':
-        return 'resume';
-      default:
-        return this.#g.state;
-    }
-  }
-
   // Section: helpers -------------------------------------------------------------------------------
 
   #holds(): boolean {
@@ -636,20 +594,8 @@ export class VmLifecycle {
     try {
       return await run();
     } catch (error: unknown) {
-      throw await this.#explain(error, `${this.#phase()} (${what})`);
+      throw await this.#explain(error, `${phaseOf(this.#g.state)} (${what})`);
     }
-  }
-
-  /** Run attest actions one at a time, each only while held. */
-  #exclusive<T>(action: string, run: () => Promise<T>): Promise<T> {
-    const admit = (): void => {
-      if (this.#g.state !== 'held') {
-        throw new SupervisorError('SUP_ERR_ATTEST_NOT_HELD', `VM ${this.vm} is ${this.#g.state}, not held for attestation; ${action} applies only to a held guest`, {
-          details: { vm: this.vm, state: this.#g.state, action },
-        });
-      }
-    };
-    return this.#hold.exclusive(admit, run);
   }
 
   #requireFresh(): void {
@@ -659,33 +605,4 @@ export class VmLifecycle {
   }
 
   // Section: the state file (daemon mode) ----------------------------------------------------------
-
-  /**
-   * attach() found QEMU alive but could not talk to it: let go without touching it (not stopped,
-   * not resumed, state file unchanged) and say so. @throws SUP_ERR_VM_UNREACHABLE, always.
-   */
-  async #leaveUnreachable(proc: QemuProcess, cause: unknown): Promise<never> {
-    this.#detached = true;
-    this.#unsubscribeEvents?.();
-    await this.#g.qmp?.close().catch(() => undefined);
-    const error = unreachableError(this.vm, proc.pid, cause);
-    this.#g.error = error;
-    this.#log.error({ pid: proc.pid, reason: cause instanceof Error ? cause.message : String(cause) }, 'guest unreachable on re-attach; left alone');
-    this.#g.running.reject(error);
-    this.#g.finish({ state: 'detached', ran: this.#g.ran });
-    throw error;
-  }
-
-  /** attach() found no QEMU: it ended while nobody supervised it. Report what is known. */
-  #endGone(persisted: PersistedVmState): void {
-    const ending = goneEnding(this.vm, persisted);
-    if (ending.kind === 'failed') {
-      this.#g.fail(ending.error);
-      return;
-    }
-    this.#g.move('stopping');
-    this.#g.emit({ event: 'stopped', how: ending.how, exitCode: null, signal: null });
-    this.#g.move('stopped');
-    this.#g.finish({ state: 'stopped', how: ending.how, ran: this.#g.ran });
-  }
 }
