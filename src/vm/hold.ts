@@ -143,6 +143,20 @@ export class OwnerActions {
   }
 }
 
+/** The error a launch fails with when its hold ended without approval: the guest never ran. */
+export function holdRefusal(vm: string, outcome: 'rejected' | 'timeout', timeoutMs: number): SupervisorError {
+  if (outcome === 'rejected') {
+    return new SupervisorError('SUP_ERR_ATTEST_REJECTED', `VM ${vm} was rejected by the guest owner; QEMU was stopped and the guest never ran`, {
+      details: { vm },
+    });
+  }
+  return new SupervisorError(
+    'SUP_ERR_ATTEST_TIMEOUT',
+    `VM ${vm}: nobody approved the guest within ${timeoutMs / 1000} s of holding it; it was rejected, QEMU was stopped and the guest never ran`,
+    { details: { vm, timeoutMs } },
+  );
+}
+
 export interface InjectedSecret {
   readonly gpa: number;
   readonly headerBytes: number;

@@ -1,11 +1,14 @@
 // The launch lifecycle of one guest: the only place that knows the order (style-anchors §6.9,
 // DESIGN "Data flow"): preflight → run dir → argv → spawn paused (-S) → QMP → query-sev checks →
 // launch measurement → record (durable) → [hold for the owner] → cont → running → watch.
-// Owns: that order, the VM's state (through state.ts) and its lifecycle events. Fails closed: once
-// QEMU is spawned, any failed check, refusal or error before `cont` stops QEMU (quit → SIGTERM →
-// SIGKILL) and never resumes it. Must not: build argv strings (qemu/), parse QMP bytes (qmp/), or
-// log or report secrets. Its collaborators are injectable (LifecycleDeps) so that the daemon can run
-// many lifecycles at once and tests can drive each step.
+// Owns: that order, driving the VM's state machine, and the fail-closed end: once QEMU is spawned,
+// any failed check, refusal or error before `cont` stops QEMU (quit → SIGTERM → SIGKILL) and never
+// resumes it. One AbortController per launch: stop() before the guest ran and detach() abort it.
+// Beside it, one job each: measure.ts (the SEV step; an SNP launch adds its own), hold.ts (the
+// owner's hold and actions), attach.ts (re-attach), guest-record.ts (state, facts, events, the
+// state file), guest-events.ts (QMP events after the launch), failure.ts (naming a failure).
+// Must not: build argv strings (its `argv` option does), parse QMP bytes (qmp/), or log or report
+// secrets. Tests replace only LifecycleDeps (preflight, launch).
 // Daemon mode: QEMU runs detached and every transition is persisted to state.json, so a restarted
 // daemon can attach() to the same QEMU (held stays held with its deadline, running stays running,
 // never re-measured or resumed by mistake) and a stopping daemon can detach() without touching it.
@@ -21,7 +24,7 @@ import { cont, queryStatus } from '../qmp/commands.js';
 import { adoptPersisted, endGone, inspectAdopted, leaveUnreachable, type ReattachPlan } from './attach.js';
 import { EXIT_GRACE_MS, explainFailure, phaseOf } from './failure.js';
 import { exitEnding, reactToEvent } from './guest-events.js';
-import { AttestationHold, OwnerActions } from './hold.js';
+import { AttestationHold, holdRefusal, OwnerActions } from './hold.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from './lifecycle-options.js';
 import type { Preflight } from './preflight.js';
 import { hashLaunchFiles, measureSevLaunch, type LaunchFileDigests } from './measure.js';
@@ -426,15 +429,8 @@ export class VmLifecycle {
         this.#abort.signal.throwIfAborted();
         return;
       case 'rejected':
-        throw new SupervisorError('SUP_ERR_ATTEST_REJECTED', `VM ${this.vm} was rejected by the guest owner; QEMU was stopped and the guest never ran`, {
-          details: { vm: this.vm },
-        });
       case 'timeout':
-        throw new SupervisorError(
-          'SUP_ERR_ATTEST_TIMEOUT',
-          `VM ${this.vm}: nobody approved the guest within ${timeoutMs / 1000} s of holding it; it was rejected, QEMU was stopped and the guest never ran`,
-          { details: { vm: this.vm, timeoutMs } },
-        );
+        throw holdRefusal(this.vm, outcome, timeoutMs);
       case 'exited':
         throw await this.#explain(new SupervisorError('SUP_ERR_QEMU_EXITED', 'QEMU exited while held'), 'the attestation hold');
     }
