@@ -6,25 +6,24 @@
 // resumes it. One AbortController per launch: stop() before the guest ran and detach() abort it.
 // Beside it, one job each: measure.ts (the SEV step; an SNP launch adds its own), hold.ts (the
 // owner's hold and actions), attach.ts (re-attach), guest-record.ts (state, facts, events, the
-// state file), guest-events.ts (QMP events after the launch), failure.ts (naming a failure).
+// state file), watch.ts + guest-events.ts (QEMU after the launch), failure.ts (naming a failure).
 // Must not: build argv strings (its `argv` option does), parse QMP bytes (qmp/), or log or report
 // secrets. Tests replace only LifecycleDeps (preflight, launch).
 // Daemon mode: QEMU runs detached and every transition is persisted to state.json, so a restarted
 // daemon can attach() to the same QEMU (held stays held with its deadline, running stays running,
 // never re-measured or resumed by mistake) and a stopping daemon can detach() without touching it.
-import { setTimeout as delay } from 'node:timers/promises';
 import type { VmSpec } from '../config/vm-spec.js';
-import { hasCode, isSupervisorError, SupervisorError } from '../errors.js';
+import { hasCode, SupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { QemuExit, QemuProcess } from '../process/launcher.js';
 import { readProcStat } from '../process/pid.js';
 import { prepareVmRunDir } from '../process/run-dir.js';
-import { QmpClient, type QmpEvent } from '../qmp/client.js';
+import { QmpClient } from '../qmp/client.js';
 import { cont, queryStatus } from '../qmp/commands.js';
 import { adoptPersisted, endGone, inspectAdopted, leaveUnreachable, type ReattachPlan } from './attach.js';
-import { EXIT_GRACE_MS, explainFailure, phaseOf } from './failure.js';
-import { exitEnding, reactToEvent } from './guest-events.js';
+import { explainFailure, phaseOf } from './failure.js';
 import { AttestationHold, holdRefusal, OwnerActions } from './hold.js';
+import { GuestWatch } from './watch.js';
 import { DEFAULT_HOLD_TIMEOUT_MS, DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from './lifecycle-options.js';
 import type { Preflight } from './preflight.js';
 import { hashLaunchFiles, measureSevLaunch, type LaunchFileDigests } from './measure.js';
@@ -32,9 +31,6 @@ import type { PersistedVmState } from './state-file.js';
 import { GuestRecord } from './guest-record.js';
 import { isTerminal, type VmState } from './state.js';
 import type { AttestRequest, AttestResult, LifecycleEventRecord, LifecycleOutcome, VmStatus } from './types.js';
-
-/** A guest that shut down makes QEMU exit by itself; after this it is told to quit. */
-const GUEST_SHUTDOWN_GRACE_MS = 5_000;
 
 /** Commands the daemon may send on sevsup's own monitor session (disk snapshots), by state. */
 const MONITOR_STATES: readonly VmState[] = ['held', 'running', 'paused'];
@@ -56,7 +52,6 @@ export class VmLifecycle {
   readonly #g: GuestRecord;
   #preflight: Preflight | undefined;
   #stopReason: string | null = null;
-  #shutdownSeen: string | null = null;
   /** The hold's decision and the serial queue of attest actions. */
   readonly #hold = new AttestationHold();
   /** The owner's actions on a held guest (approve, reject, inject-secret). */
@@ -66,7 +61,8 @@ export class VmLifecycle {
    * before it starts and the hold ends on it. start() and attach() then end as asked.
    */
   readonly #abort = new AbortController();
-  #unsubscribeEvents: (() => void) | undefined;
+  /** QEMU's events and end, once the launch is through. */
+  readonly #watch: GuestWatch;
   #hashing: Promise<LaunchFileDigests> | undefined;
   #detached = false;
   #force = false;
@@ -87,6 +83,13 @@ export class VmLifecycle {
       logger: this.#log,
     });
     this.finished = this.#g.finished;
+    this.#watch = new GuestWatch(this.#g, this.#log, {
+      detached: () => this.#detached,
+      stopRequested: () => this.#stopReason !== null,
+      force: () => this.#force,
+      destroy: () => this.#destroy(),
+      ...(options.powerdownTimeoutMs === undefined ? {} : { powerdownTimeoutMs: options.powerdownTimeoutMs }),
+    });
     this.#owner = new OwnerActions(this.#g, this.#hold, this.#log, () => this.#preflight?.firmware ?? null);
   }
 
@@ -148,7 +151,7 @@ export class VmLifecycle {
       await this.#failClosed(error);
       return;
     }
-    this.#watch();
+    this.#watch.start();
   }
 
   /**
@@ -239,8 +242,8 @@ export class VmLifecycle {
       return;
     }
     if (plan.kind === 'stop') {
-      this.#watch();
-      void this.#shutdown('stop requested before the restart', false);
+      this.#watch.start();
+      void this.#watch.shutdown('stop requested before the restart', false);
       return;
     }
     if (plan.kind === 'running' || plan.kind === 'paused') {
@@ -249,7 +252,7 @@ export class VmLifecycle {
       if (plan.kind === 'running') this.#g.emit({ event: 'running', pid: this.#g.requireProc().pid });
       else this.#g.emit({ event: 'paused', reason: 'QEMU reports it paused' });
     }
-    this.#watch();
+    this.#watch.start();
   }
 
   /**
@@ -265,7 +268,7 @@ export class VmLifecycle {
     }
     this.#detached = true;
     this.#abort.abort(new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} was detached`));
-    this.#unsubscribeEvents?.();
+    this.#watch.stopListening();
     await this.#g.persisted();
     await this.#g.qmp?.close();
     this.#log.info({ state: this.#g.state }, 'detached; QEMU left running');
@@ -347,7 +350,7 @@ export class VmLifecycle {
       return this.finished;
     }
     if (this.#g.state === 'running' || this.#g.state === 'paused') {
-      void this.#shutdown(reason, this.#g.state === 'running');
+      void this.#watch.shutdown(reason, this.#g.state === 'running');
     } else if (this.#g.proc !== undefined) {
       // Starting/measuring/resuming: end QEMU now; the pending step fails and start() ends it.
       void this.#destroy().catch(() => undefined);
@@ -457,84 +460,6 @@ export class VmLifecycle {
   }
 
   // Section: after it runs -------------------------------------------------------------------------
-
-  /** Keep the state true to QEMU's events and process exit. MUST be called once, when running. */
-  #watch(): void {
-    const qmp = this.#g.requireQmp();
-    const proc = this.#g.requireProc();
-    this.#unsubscribeEvents = qmp.onEvent((event) => this.#onQmpEvent(event));
-    void proc.exited.then((exit) => this.#onExit(exit));
-    const ending = (): boolean => isTerminal(this.#g.state) || this.#g.state === 'stopping' || this.#detached;
-    void qmp.closed.then(async (cause) => {
-      if (ending()) return;
-      // The monitor went away but QEMU may live on: without it the guest cannot be supervised.
-      const exit = await Promise.race([proc.exited, delay(EXIT_GRACE_MS, null)]);
-      if (exit !== null || ending()) return;
-      this.#log.error({ err: cause }, 'QMP monitor closed while QEMU runs; stopping QEMU');
-      this.#g.error = new SupervisorError('SUP_ERR_QMP_INTERRUPTED', `VM ${this.vm}: QEMU's QMP monitor closed while the guest was running; QEMU was stopped`, {
-        details: { vm: this.vm },
-        ...(cause === undefined ? {} : { cause }),
-      });
-      void this.#shutdown('monitor lost', false);
-    });
-  }
-
-  #onQmpEvent(event: QmpEvent): void {
-    const proc = this.#g.requireProc();
-    const reaction = reactToEvent(event, { vm: this.vm, state: this.#g.state, pid: proc.pid, stopRequested: this.#stopReason !== null });
-    if (reaction.shutdown !== undefined) {
-      this.#shutdownSeen = reaction.shutdown;
-      this.#log.info({ reason: reaction.shutdown }, 'guest shut down');
-    }
-    if (reaction.error !== undefined) {
-      this.#g.error ??= reaction.error;
-      this.#log.warn({ was: this.#g.state }, 'QEMU ended by an external signal');
-    }
-    if (reaction.next === undefined) return;
-    this.#g.move(reaction.next);
-    if (reaction.report !== undefined) this.#g.emit(reaction.report);
-    if (reaction.next === 'stopping') {
-      // QEMU exits by itself after SHUTDOWN unless told not to; only then is it told to quit.
-      void Promise.race([proc.exited, delay(GUEST_SHUTDOWN_GRACE_MS, null)]).then((exit) => {
-        if (exit === null) void this.#destroy().catch(() => undefined);
-      });
-    }
-  }
-
-  #onExit(exit: QemuExit): void {
-    if (isTerminal(this.#g.state) || this.#detached) return;
-    this.#unsubscribeEvents?.();
-    void this.#g.qmp?.close();
-    const ending = exitEnding(this.vm, this.#g.state, exit, this.#g.error, this.#shutdownSeen !== null);
-    if (ending.kind === 'failed') {
-      this.#g.emitStopped(exit, exit.how);
-      this.#g.fail(ending.error);
-      return;
-    }
-    this.#g.emitStopped(exit, ending.how);
-    this.#g.move('stopped');
-    this.#g.finish({ state: 'stopped', how: ending.how, ran: this.#g.ran });
-  }
-
-  /** Graceful stop of a guest that ran. */
-  async #shutdown(reason: string, powerdown: boolean): Promise<void> {
-    if (this.#g.state !== 'stopping') {
-      this.#g.move('stopping');
-      this.#g.emit({ event: 'stopping', reason });
-    }
-    const proc = this.#g.requireProc();
-    const stopped = this.#force
-      ? proc.kill()
-      : proc.stop({
-          ...(this.#g.qmp === undefined ? {} : { qmp: this.#g.qmp }),
-          ...(powerdown ? (this.#o.powerdownTimeoutMs === undefined ? {} : { powerdownTimeoutMs: this.#o.powerdownTimeoutMs }) : { powerdownTimeoutMs: 0 }),
-        });
-    await stopped.catch((error: unknown) => {
-      this.#log.error({ err: error }, 'QEMU did not stop');
-      this.#g.error ??= isSupervisorError(error) ? error : new SupervisorError('SUP_ERR_SHUTDOWN_ABNORMAL', String(error));
-    });
-    // #onExit (from proc.exited) records the outcome.
-  }
 
   // Section: failing closed ------------------------------------------------------------------------
 
