@@ -118,6 +118,15 @@ export const ERRORS = {
   SUP_ERR_VERIFY_CONFIG: def('incorrect verification configuration', 400, 4),
   SUP_ERR_VERIFY_STATE: def('guest is in the wrong state for verification', 409, 5),
 
+  // --- SNP certificates: AMD's key server (KDS) and the certificate cache ------------------------
+  SUP_ERR_KDS_FETCH: def('the AMD key server request failed', 502, EXIT.unreachable),
+  SUP_ERR_KDS_RATE_LIMITED: def('the AMD key server kept answering 429 (rate limited)', 503, EXIT.unreachable),
+  SUP_ERR_KDS_NOT_FOUND: def('the AMD key server has no such certificate (404)', 404, EXIT.notFound),
+  SUP_ERR_KDS_BAD_CERT: def('a certificate from the key server or an import is not what was asked for', 502, EXIT.failure),
+  SUP_ERR_CERTS_OFFLINE: def('certificate not in the cache, and --offline forbids the network', 404, EXIT.notFound),
+  SUP_ERR_CERTS_CACHE: def('the SNP certificate cache cannot be read or written', 500, EXIT.failure),
+  SUP_ERR_CERTS_INPUT: def('invalid certificate, report or chip input', 400, EXIT.usage),
+
   // --- QMP proxy ------------------------------------------------------------------------------------
   SUP_ERR_PROXY_REFUSED: def('command refused by sevsup', 403, EXIT.refused),
   SUP_ERR_PROXY_BAD_INPUT: def('malformed QMP input', 400, EXIT.refused),
