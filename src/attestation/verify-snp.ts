@@ -178,55 +178,9 @@ export function verifySnpReport(i: {
   const signingKey = signingKeyOf(r.signingKeyCode);
   const kind = signingKey === 'vlek' ? 'vlek' : 'vcek';
 
-  const leaf = load(kind, i.certs.leaf, kind === 'vcek' ? 'VCEK' : 'VLEK');
-  if (leaf === null) {
-    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `no ${kind.toUpperCase()} certificate: give --certs DIR with ${kind}.pem, or fetch it first (sevsup certs fetch --report)`);
-  }
-  const intermediate = load(kind === 'vcek' ? 'ask' : 'asvk', i.certs.intermediate, kind === 'vcek' ? 'ASK' : 'ASVK');
-  const evidenceArk = load('ark', i.certs.ark, 'ARK');
-  const exts = extensionsOf(leaf);
-
-  // Trust anchor: the pinned ARK that issued the intermediate. An evidence ARK must equal one.
-  const pinned = i.pinned.map((p) => ({ pin: p, cert: loadCert('ark', p.der) }));
-  let root: (typeof pinned)[number] | null = null;
-  if (evidenceArk !== null) {
-    root = pinned.find((p) => p.cert.x509.raw.equals(evidenceArk.x509.raw)) ?? null;
-    add(
-      'ark',
-      root !== null,
-      root !== null
-        ? `the evidence's ARK is the pinned ${describePin(root.pin)}`
-        : `the evidence's ARK (${evidenceArk.x509.subject.split('\n').pop() ?? ''}) is not a pinned root: it is ignored and nothing chains to a trusted key`,
-    );
-  } else if (intermediate !== null) {
-    root = pinned.find((p) => issuedBy(intermediate, p.cert)) ?? null;
-    add('ark', root !== null, root !== null ? `the chain roots in the pinned ${describePin(root.pin)}` : 'no pinned ARK issued the evidence\'s intermediate certificate');
-  } else {
-    add('ark', false, `no ${kind === 'vcek' ? 'ASK' : 'ASVK'} certificate to connect the ${kind.toUpperCase()} to a pinned ARK`);
-  }
-
-  // The chain: root self-signed, intermediate ← root, leaf ← intermediate; AMD's shapes; validity.
-  const chainProblems: string[] = [];
-  if (root !== null && intermediate !== null) {
-    if (!issuedBy(root.cert, root.cert)) chainProblems.push('the pinned ARK is not self-signed');
-    if (!issuedBy(intermediate, root.cert)) chainProblems.push(`the ${intermediate.role.toUpperCase()} is not signed by the pinned ARK`);
-    if (!issuedBy(leaf, intermediate)) chainProblems.push(`the ${kind.toUpperCase()} is not signed by the ${intermediate.role.toUpperCase()}`);
-    for (const c of [root.cert, intermediate, leaf]) {
-      chainProblems.push(...shapeProblems(c));
-      if (!validAt(c, now)) chainProblems.push(`the ${c.role.toUpperCase()} is not valid at ${now.toISOString()} (${c.x509.validFrom} to ${c.x509.validTo})`);
-    }
-    if (kind === 'vcek' && exts.cspId !== null) chainProblems.push('the VCEK carries a CSP id (a VLEK extension)');
-    if (kind === 'vlek' && exts.hwId !== null) chainProblems.push('the VLEK carries a hwID (a VCEK extension)');
-  } else {
-    chainProblems.push('the chain is incomplete or does not reach a pinned ARK');
-  }
-  add(
-    'chain',
-    chainProblems.length === 0,
-    chainProblems.length === 0
-      ? `ARK → ${intermediate?.role.toUpperCase() ?? ''} → ${kind.toUpperCase()} verifies (RSASSA-PSS SHA-384, salt 48; ${kind.toUpperCase()} ECDSA P-384)`
-      : `the certificate chain does not verify: ${chainProblems.join('; ')}`,
-  );
+  const chain = verifySnpChain({ certs: i.certs, pinned: i.pinned, kind, now });
+  checks.push(...chain.checks);
+  const { leaf, exts, root } = chain;
 
   // Which product (and so which TCB layout): the owner's word, the pinned root's, the report's CPUID.
   const fromCpuid = productFromCpuid(r.cpuid);
@@ -284,6 +238,82 @@ export function verifySnpReport(i: {
   checks.push(...ownerChecks(r, expect, layout));
   const valid = checks.every((c) => c.ok);
   return { valid, exitCode: valid ? 0 : 1, checks, evidenceOnly: !hasExpectations(expect), product, tcbLayout: layout, signingKey, report: r };
+}
+
+export interface SnpChainOutcome {
+  /** The 'ark' and 'chain' verdicts. */
+  readonly checks: readonly SnpCheck[];
+  readonly valid: boolean;
+  readonly leaf: LoadedCert;
+  readonly intermediate: LoadedCert | null;
+  readonly exts: AmdExtensions;
+  /** The pinned root the chain reached, if any. */
+  readonly root: { readonly pin: PinnedArk; readonly cert: LoadedCert } | null;
+}
+
+/**
+ * The certificate chain alone (also `sevsup certs verify`): a pinned ARK → AS(V)K → V(C|L)EK, AMD's
+ * shapes, validity at `now`; an evidence ARK counts only if byte-equal to a pinned one.
+ * @throws SUP_ERR_VERIFY_CONFIG when the leaf is missing or a certificate cannot be read.
+ */
+export function verifySnpChain(i: { certs: SnpCertificates; pinned: readonly PinnedArk[]; kind: 'vcek' | 'vlek'; now?: Date }): SnpChainOutcome {
+  const { kind } = i;
+  const now = i.now ?? new Date();
+  const checks: SnpCheck[] = [];
+  const add = (name: SnpCheckName, ok: boolean, message: string): void => {
+    checks.push({ name, ok, message });
+  };
+  const leaf = load(kind, i.certs.leaf, kind === 'vcek' ? 'VCEK' : 'VLEK');
+  if (leaf === null) {
+    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `no ${kind.toUpperCase()} certificate: give --certs DIR with ${kind}.pem, or fetch it first (sevsup certs fetch --report)`);
+  }
+  const intermediate = load(kind === 'vcek' ? 'ask' : 'asvk', i.certs.intermediate, kind === 'vcek' ? 'ASK' : 'ASVK');
+  const evidenceArk = load('ark', i.certs.ark, 'ARK');
+  const exts = extensionsOf(leaf);
+
+  // Trust anchor: the pinned ARK that issued the intermediate. An evidence ARK must equal one.
+  const pinned = i.pinned.map((p) => ({ pin: p, cert: loadCert('ark', p.der) }));
+  let root: (typeof pinned)[number] | null = null;
+  if (evidenceArk !== null) {
+    root = pinned.find((p) => p.cert.x509.raw.equals(evidenceArk.x509.raw)) ?? null;
+    add(
+      'ark',
+      root !== null,
+      root !== null
+        ? `the evidence's ARK is the pinned ${describePin(root.pin)}`
+        : `the evidence's ARK (${evidenceArk.x509.subject.split('\n').pop() ?? ''}) is not a pinned root: it is ignored and nothing chains to a trusted key`,
+    );
+  } else if (intermediate !== null) {
+    root = pinned.find((p) => issuedBy(intermediate, p.cert)) ?? null;
+    add('ark', root !== null, root !== null ? `the chain roots in the pinned ${describePin(root.pin)}` : 'no pinned ARK issued the evidence\'s intermediate certificate');
+  } else {
+    add('ark', false, `no ${kind === 'vcek' ? 'ASK' : 'ASVK'} certificate to connect the ${kind.toUpperCase()} to a pinned ARK`);
+  }
+
+  // The chain: root self-signed, intermediate ← root, leaf ← intermediate; AMD's shapes; validity.
+  const chainProblems: string[] = [];
+  if (root !== null && intermediate !== null) {
+    if (!issuedBy(root.cert, root.cert)) chainProblems.push('the pinned ARK is not self-signed');
+    if (!issuedBy(intermediate, root.cert)) chainProblems.push(`the ${intermediate.role.toUpperCase()} is not signed by the pinned ARK`);
+    if (!issuedBy(leaf, intermediate)) chainProblems.push(`the ${kind.toUpperCase()} is not signed by the ${intermediate.role.toUpperCase()}`);
+    for (const c of [root.cert, intermediate, leaf]) {
+      chainProblems.push(...shapeProblems(c));
+      if (!validAt(c, now)) chainProblems.push(`the ${c.role.toUpperCase()} is not valid at ${now.toISOString()} (${c.x509.validFrom} to ${c.x509.validTo})`);
+    }
+    if (kind === 'vcek' && exts.cspId !== null) chainProblems.push('the VCEK carries a CSP id (a VLEK extension)');
+    if (kind === 'vlek' && exts.hwId !== null) chainProblems.push('the VLEK carries a hwID (a VCEK extension)');
+  } else {
+    chainProblems.push('the chain is incomplete or does not reach a pinned ARK');
+  }
+  add(
+    'chain',
+    chainProblems.length === 0,
+    chainProblems.length === 0
+      ? `ARK → ${intermediate?.role.toUpperCase() ?? ''} → ${kind.toUpperCase()} verifies (RSASSA-PSS SHA-384, salt 48; ${kind.toUpperCase()} ECDSA P-384)`
+      : `the certificate chain does not verify: ${chainProblems.join('; ')}`,
+  );
+
+  return { checks, valid: checks.every((c) => c.ok), leaf, intermediate, exts, root };
 }
 
 function load(role: LoadedCert['role'], data: Buffer | undefined, what: string): LoadedCert | null {

@@ -42,13 +42,26 @@ export function verifyExitCode(code: ErrorCode): number | null {
 
 /** Runs the check and sets process.exitCode; rethrows only unexpected errors (exit 70). */
 export async function runVerify(o: VerifyCliOptions): Promise<void> {
+  await runVerifyWith(o, () => verify(o), verifyExitCode);
+}
+
+/**
+ * The output and exit-code discipline every `verify` flavour shares (SEV here, SNP's --report in
+ * verify-snp.ts): print the report (or JSON), set process.exitCode; a SupervisorError that `exitOf`
+ * maps is printed and becomes that exit code; anything else is rethrown (exit 70).
+ */
+export async function runVerifyWith(
+  o: { readonly json?: boolean; readonly quiet?: boolean },
+  compute: () => Promise<VerifyReport>,
+  exitOf: (code: ErrorCode) => number | null,
+): Promise<void> {
   try {
-    const report = await verify(o);
+    const report = await compute();
     if (o.json === true) printJson(report.json);
     else if (o.quiet !== true) printHuman(report);
     process.exitCode = report.exitCode;
   } catch (error: unknown) {
-    const exit = isSupervisorError(error) ? verifyExitCode(error.code) : null;
+    const exit = isSupervisorError(error) ? exitOf(error.code) : null;
     if (!isSupervisorError(error) || exit === null) throw error;
     if (o.quiet !== true) process.stderr.write(`sevsup: ${error.message} [${error.code}]\n`);
     if (o.json === true) printJson({ valid: false, exitCode: exit, error: { code: error.code, message: error.message } });
@@ -56,7 +69,7 @@ export async function runVerify(o: VerifyCliOptions): Promise<void> {
   }
 }
 
-interface VerifyReport {
+export interface VerifyReport {
   readonly exitCode: number;
   readonly lines: readonly string[];
   readonly problems: readonly string[];

@@ -2,6 +2,7 @@
 // Must not: import command implementations (each register() lazily imports its action).
 import type { Command } from 'commander';
 import { registerAttest } from './attest.js';
+import { registerCerts } from './certs.js';
 import { registerDaemon } from './daemon.js';
 import { registerDemo } from './demo.js';
 import { registerList, registerMeasurement, registerMigrate, registerSnapshot, registerStart, registerStatus, registerStop } from './guests.js';
@@ -33,6 +34,7 @@ export const COMMANDS: readonly RegisterCommand[] = [
   registerHost,
   registerMeasure,
   registerVerify,
+  registerCerts,
   registerSecret,
   registerDemo,
 ];
