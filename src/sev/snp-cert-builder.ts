@@ -222,6 +222,14 @@ export function generateChainKeys(): ChainKeys {
   return { ark: rsa(), intermediate: rsa(), leaf: generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey };
 }
 
+/**
+ * The simulated platform's chain (made once, at install time): fresh keys, every subject's CN and
+ * O prefixed with SIMULATED, so no one can mistake it for AMD's; AMD's pinned ARKs never verify it.
+ */
+export function buildSimulatedChain(o: { product: SnpProduct; tcb: TcbParts; chipId: Buffer; keys?: ChainKeys; now?: Date }): BuiltChain {
+  return buildChain({ product: o.product, kind: 'vcek', keys: o.keys ?? generateChainKeys(), tcb: o.tcb, chipId: o.chipId, label: 'SIMULATED', ...(o.now === undefined ? {} : { now: o.now }) });
+}
+
 export function derToPem(der: Buffer): string {
   const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
   return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;

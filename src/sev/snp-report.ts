@@ -374,6 +374,11 @@ export function signSnpReport(report: Buffer, key: KeyObject): Buffer {
   return out;
 }
 
+/** A report with every field as given, signed: what the simulated platform answers a guest with. */
+export function buildSignedReport(fields: SnpReportFields, key: KeyObject): Buffer {
+  return signSnpReport(encodeSnpReport(fields), key);
+}
+
 /** ECDSA P-384/SHA-384 over [0, 0x2A0) with the report's LE R/S, against `publicKey`. */
 export function verifySnpReportSignature(r: SnpReport, publicKey: KeyObject): boolean {
   try {

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_SNP_CERT_CACHE, lookupReportCerts } from '../../attestation/kds-cache.js';
 import { loadPinnedArks, readCertDir } from '../../attestation/snp-cert-files.js';
+import { parseSnpReferenceValues, referenceExpectations } from '../../attestation/snp-reference-values.js';
 import {
   readSnpReport,
   reportToJson,
@@ -62,6 +63,14 @@ function checkUsage(o: VerifyCliOptions): void {
   }
 }
 
+function parseJson(data: Buffer, path: string): unknown {
+  try {
+    return JSON.parse(data.toString('utf8')) as unknown;
+  } catch (error: unknown) {
+    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `--reference-values ${path}: not JSON (${error instanceof Error ? error.message : String(error)})`, { cause: error });
+  }
+}
+
 async function readInput(path: string, flag: string): Promise<Buffer> {
   try {
     return await readFile(path);
@@ -94,8 +103,11 @@ async function findCerts(o: VerifyCliOptions, report: SnpReport): Promise<{ cert
   return { certs: found, from };
 }
 
-function expectations(o: VerifyCliOptions): SnpExpectations {
+/** The reference-values file's expectations, then each option given on top. */
+async function expectations(o: VerifyCliOptions): Promise<SnpExpectations> {
+  const base = o.referenceValues === undefined ? {} : referenceExpectations(parseSnpReferenceValues(parseJson(await readInput(o.referenceValues, '--reference-values'), o.referenceValues), o.referenceValues));
   const policy = {
+    ...base.policy,
     ...(o.allowDebug === true ? { allowDebug: true } : {}),
     ...(o.allowMigrationAgent === true ? { allowMigrationAgent: true } : {}),
     ...(o.smt === undefined ? {} : { smt: o.smt }),
@@ -103,6 +115,7 @@ function expectations(o: VerifyCliOptions): SnpExpectations {
     ...(o.expectedPolicy === undefined ? {} : { exact: BigInt(o.expectedPolicy) }),
   };
   return {
+    ...base,
     ...(o.expectedMeasurement === undefined ? {} : { measurement: o.expectedMeasurement }),
     ...(o.hostData === undefined ? {} : { hostData: o.hostData }),
     ...(o.reportData === undefined ? {} : { reportData: o.reportData }),
@@ -121,7 +134,7 @@ async function verifySnp(o: VerifyCliOptions): Promise<VerifyReport> {
   const reportPath = o.report ?? '';
   const report = readSnpReport(await readInput(reportPath, '--report'), reportPath);
   const [pinned, { certs, from }] = await Promise.all([loadPinnedArks(o.ark), findCerts(o, report)]);
-  const outcome = verifySnpReport({ report, certs, pinned, expect: expectations(o) });
+  const outcome = verifySnpReport({ report, certs, pinned, expect: await expectations(o) });
   return present(outcome, { reportPath, certFiles: from, pinned });
 }
 

@@ -6,6 +6,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 
 export interface SnpVerifyCliOptions {
   readonly report?: string;
+  readonly referenceValues?: string;
   readonly certs?: string;
   readonly ark?: string;
   readonly cache?: string;
@@ -107,6 +108,7 @@ export const SNP_TRUST_MODEL = [
 export function addSnpReportOptions(cmd: Command): Command {
   return cmd
     .option('--report <file>', 'SNP: verify this attestation report (0x4a0 bytes, as the guest\'s /dev/sev-guest or snpguest writes it)')
+    .option('--reference-values <file>', 'SNP: expectations from a sevsup.snp-reference-values/v1 file (options given too override it)')
     .option('--certs <dir>', 'SNP: certificates as snpguest writes them: ark.pem, ask.pem or asvk.pem, vcek.pem or vlek.pem (.der too)')
     .option('--ark <file>', 'SNP: pin this ARK instead of AMD\'s built-in ones')
     .option('--cache <dir>', 'SNP: the certificate cache to read (default /var/cache/sevsup/snp-certs)')

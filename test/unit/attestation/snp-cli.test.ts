@@ -74,6 +74,17 @@ describe('sevsup verify --report', () => {
     expect(amd.err).toMatch(/is not a pinned root/);
   });
 
+  it('--reference-values: the owner\'s published values, refused when the measurement differs', async () => {
+    const rv = (m: string): string => JSON.stringify({ schema: 'sevsup.snp-reference-values/v1', measurement: m, policy: '0x30000', hostData: '48'.repeat(32), minTcb: { bootloader: 7, tee: 0, snp: 14, microcode: 72 }, inputs: {} });
+    const good = await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--reference-values', file('rv.json', rv(measurement)));
+    expect(good.code).toBe(0);
+    expect(good.out).toMatch(/OK: policy 0x30000 is the expected 0x30000/);
+    const bad = await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--reference-values', file('rv-bad.json', rv('00'.repeat(48))));
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/ERROR: the measurement/);
+    expect((await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--reference-values', file('rv-junk.json', '{'))).code).toBe(4);
+  });
+
   it('--json decodes every field and gives every verdict', async () => {
     const r = await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--json');
     expect(r.code).toBe(0);

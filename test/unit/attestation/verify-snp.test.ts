@@ -2,6 +2,7 @@
 // (2, 3, 5), product (Milan, Genoa, Turin) and key (VCEK, VLEK) verifies, and OpenSSL agrees on the
 // chain and the signature of every generated case; then every check fails alone when its one field
 // (or certificate, or expectation) is wrong.
+import { X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   amdPinnedArks,
@@ -14,7 +15,7 @@ import {
   type PinnedArk,
 } from '../../../src/attestation/verify-snp.js';
 import { hasCode } from '../../../src/errors.js';
-import { buildChain, type BuiltChain } from '../../../src/sev/snp-cert-builder.js';
+import { buildSimulatedChain, type BuiltChain } from '../../../src/sev/snp-cert-builder.js';
 import { encodeTcb, parseSnpReport, signSnpReport, type SnpReportFields } from '../../../src/sev/snp-report.js';
 import { errorOf } from '../sev/helpers.js';
 import {
@@ -210,10 +211,15 @@ describe('each check fails alone', () => {
   });
 });
 
-describe('a chain labelled SIMULATED is AMD-shaped and OpenSSL accepts it', () => {
-  it('verifies', () => {
-    const c = buildChain({ product: 'Genoa', kind: 'vcek', keys: { ark: fixtureKey('ark'), intermediate: fixtureKey('ask'), leaf: p384() }, tcb: TCB.Genoa, chipId: CHIP_ID, label: 'SIMULATED' });
+describe('the simulated platform\'s chain is labelled SIMULATED, AMD-shaped, and never AMD-trusted', () => {
+  it('verifies against its own root only', () => {
+    const c = buildSimulatedChain({ product: 'Genoa', keys: { ark: fixtureKey('ark'), intermediate: fixtureKey('ask'), leaf: p384() }, tcb: TCB.Genoa, chipId: CHIP_ID });
+    for (const der of [c.ark, c.intermediate, c.leaf]) {
+      const x = new X509Certificate(der);
+      expect(x.subject).toMatch(/O=SIMULATED Advanced Micro Devices\nCN=SIMULATED /);
+    }
     expect(opensslVerifyChain(c)).toBe(true);
+    expect(failed(run(signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 5 }), c), c, { pinned: amdPinnedArks() }))).toEqual(['ark', 'chain']);
     const out = run(signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 5 }), c), c);
     expect(failed(out)).toEqual([]);
   });

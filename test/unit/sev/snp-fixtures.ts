@@ -9,10 +9,9 @@ import { join } from 'node:path';
 import type { PinnedArk } from '../../../src/attestation/verify-snp.js';
 import { buildChain, derToPem, type BuiltChain } from '../../../src/sev/snp-cert-builder.js';
 import {
-  encodeSnpReport,
+  buildSignedReport,
   encodeTcb,
   signingKeyCode,
-  signSnpReport,
   tcbLayoutOf,
   type SnpProduct,
   type SnpReportFields,
@@ -105,7 +104,7 @@ export function fieldsFor(c: Case, over: Partial<SnpReportFields> = {}): SnpRepo
 }
 
 export function signedReport(fields: SnpReportFields, chain: BuiltChain): Buffer {
-  return signSnpReport(encodeSnpReport(fields), chain.leafKey);
+  return buildSignedReport(fields, chain.leafKey);
 }
 
 // Section: OpenSSL, the independent check ------------------------------------------------------------
