@@ -63,7 +63,7 @@ export function registerCerts(program: Command): void {
       [
         '',
         'The cache is keyed by product, chip and TCB: <cache>/<Product>/cert_chain.pem, crl.der,',
-        'vcek/<hwid>/<tcb>.der (docs/snp-certificates.md). Every command reads it first. Requests go one',
+        'vcek/<hwid>/<tcb>.der (docs/snp-attestation.md). Every command reads it first. Requests go one',
         "at a time; a 429 waits what Retry-After says (up to --max-wait), 5xx backs off; 404 is final.",
       ].join('\n'),
     )
