@@ -14,7 +14,7 @@ import { parseSnpReport, productFromCpuid, signingKeyOf, tcbLayoutOf, type SnpPr
 import { describeIoError } from '../../util/io-error.js';
 import type { CertsCommonOptions, CertsFetchOptions, CertsImportOptions, CertsVerifyOptions } from '../commands/certs.js';
 import { printJson } from '../output.js';
-import { runVerifyWith, verifyExitCode } from './verify.js';
+import { runVerifyWith, verifyExitCode } from './verify-output.js';
 
 async function readInput(path: string, what: string): Promise<Buffer> {
   try {

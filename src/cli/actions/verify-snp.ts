@@ -20,7 +20,7 @@ import { ERRORS, SupervisorError, type ErrorCode } from '../../errors.js';
 import { describeSnpPolicy, productFromCpuid, signingKeyOf, type SnpReport } from '../../sev/snp-report.js';
 import { describeIoError } from '../../util/io-error.js';
 import type { VerifyCliOptions } from '../commands/verify.js';
-import { runVerifyWith, verifyExitCode, type VerifyReport } from './verify.js';
+import { runVerifyWith, verifyExitCode, type VerifyReport } from './verify-output.js';
 
 /** Codes that mean "an input could not be read or found": libvirt's 4 (bad configuration). */
 const BAD_INPUT: readonly ErrorCode[] = ['SUP_ERR_CERTS_INPUT', 'SUP_ERR_CERTS_CACHE', 'SUP_ERR_CERTS_OFFLINE'];
