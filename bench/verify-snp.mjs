@@ -3,14 +3,14 @@
 // ratios:
 //  1. whole commands: `bin/sevsup verify --report` (every check, certificates from the cache) vs
 //     OpenSSL doing only the chain and signature steps (`openssl verify` with PSS, then
-//     `openssl dgst -sha384 -verify`), the independent verifier available here (go-sev-guest is not
-//     buildable on this machine; see the report). Target: faster.
+//     `openssl dgst -sha384 -verify`), and vs go-sev-guest 0.15 (.cache/snporacle, built by
+//     scripts/build-snp-oracle.sh) doing its verify + validate. Target: faster.
 //  2. in process: verifySnpReport (all checks) per call, and the cache lookup alone
 //     (lookupReportCerts: two reads and a parse of the chain PEM) vs reading the same files raw.
 // Needs the build: `npm run build && node bench/verify-snp.mjs`. Env: BENCH_ROUNDS (7).
 import { execFile, execFileSync } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,10 +25,12 @@ const KEYS = new URL('../test/fixtures/snp-keys/', import.meta.url);
 const key = (n) => createPrivateKey(readFileSync(new URL(`${n}.key`, KEYS)));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function run(cmd, args) {
+const ORACLE = process.env.SNP_ORACLE ?? new URL('../.cache/snporacle', import.meta.url).pathname;
+
+function run(cmd, args, env) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    execFile(cmd, args, (error, _out, stderr) => (error ? reject(new Error(`${cmd} failed: ${stderr}`)) : resolve(performance.now() - t0)));
+    execFile(cmd, args, env === undefined ? {} : { env }, (error, _out, stderr) => (error ? reject(new Error(`${cmd} failed: ${stderr}`)) : resolve(performance.now() - t0)));
   });
 }
 
@@ -72,10 +74,14 @@ try {
   const ours = [];
   const theirs = [];
   const floor = [];
+  const gsg = [];
+  const haveOracle = existsSync(ORACLE);
+  const oracleArgs = [reportFile, arkFile, askFile, vcekFile, '4d'.repeat(48), '48'.repeat(32), '07'.repeat(64)];
   for (let i = 0; i < ROUNDS; i++) {
     ours.push(await run(BIN, sevsupArgs));
     theirs.push(await opensslSteps());
     floor.push(await run(process.execPath, ['-e', '']));
+    if (haveOracle) gsg.push(await run(ORACLE, oracleArgs, { PRODUCT_LINE: 'Genoa' }));
   }
   // 2. in process.
   const pinned = [{ der: chain.ark, product: 'Genoa', source: 'owner' }];
@@ -106,6 +112,8 @@ try {
   const o = median(ours);
   const t = median(theirs);
   console.log(`verify --report (whole command, warm cache): sevsup ${o.toFixed(1)} ms, openssl chain+signature ${t.toFixed(1)} ms, ratio sevsup/openssl ${(o / t).toFixed(2)} (target < 1); node -e '' alone ${median(floor).toFixed(1)} ms`);
+  if (haveOracle) console.log(`vs go-sev-guest 0.15 (verify+validate, same expectations): ${median(gsg).toFixed(1)} ms, ratio sevsup/go-sev-guest ${(o / median(gsg)).toFixed(2)} (target < 1)`);
+  else console.log('go-sev-guest comparison skipped: scripts/build-snp-oracle.sh builds it');
   console.log(`verifySnpReport in process (all checks): ${median(verifyUs).toFixed(0)} µs per report`);
   console.log(`cache lookup: ${median(lookupUs).toFixed(0)} µs (raw reads of the same files ${median(rawUs).toFixed(0)} µs, ratio ${(median(lookupUs) / median(rawUs)).toFixed(2)})`);
 } finally {

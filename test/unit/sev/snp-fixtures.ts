@@ -1,9 +1,9 @@
 // Test support: AMD-shaped SEV-SNP chains on fake keys (test/fixtures/snp-keys: RSA-4096 made once
 // with OpenSSL, test-only, never trusted by anything but these tests) and reports the tests build
 // and sign themselves. Owns: sensible defaults for every report field and the OpenSSL cross-checks.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PinnedArk } from '../../../src/attestation/verify-snp.js';
@@ -144,6 +144,36 @@ export function opensslVerifySignature(report: Buffer, leafDer: Buffer): boolean
     return true;
   } catch {
     return false;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// Section: go-sev-guest, the independent full SNP verifier ------------------------------------------
+
+/** The oracle binary (scripts/build-snp-oracle.sh), or null when it was not built here. */
+export const SNP_ORACLE: string | null = (() => {
+  const path = process.env['SNP_ORACLE'] ?? new URL('../../../.cache/snporacle', import.meta.url).pathname;
+  return existsSync(path) ? path : null;
+})();
+
+/**
+ * go-sev-guest 0.15's verify.SnpAttestation + validate.SnpAttestation on the report with this
+ * chain as the only trusted root (and, given, the expected measurement, host data, report data):
+ * "OK" or its error text.
+ */
+export function oracleVerify(report: Buffer, chain: BuiltChain, expect?: { measurement: Buffer; hostData: Buffer; reportData: Buffer }): string {
+  if (SNP_ORACLE === null) throw new Error('no oracle');
+  const dir = mkdtempSync(join(tmpdir(), 'sevsup-snp-oracle-'));
+  try {
+    writeFileSync(join(dir, 'report.bin'), report);
+    writeFileSync(join(dir, 'ark.pem'), derToPem(chain.ark));
+    writeFileSync(join(dir, 'mid.pem'), derToPem(chain.intermediate));
+    writeFileSync(join(dir, 'leaf.pem'), derToPem(chain.leaf));
+    const args = [join(dir, 'report.bin'), join(dir, 'ark.pem'), join(dir, 'mid.pem'), join(dir, 'leaf.pem')];
+    if (expect !== undefined) args.push(expect.measurement.toString('hex'), expect.hostData.toString('hex'), expect.reportData.toString('hex'));
+    const r = spawnSync(SNP_ORACLE, args, { env: { PRODUCT_LINE: chain.product }, encoding: 'utf8' });
+    return r.stdout.trim();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
