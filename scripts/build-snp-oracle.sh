@@ -8,6 +8,7 @@
 # never uses them (it is always given the roots), so any parseable chain fills the gap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[[ -f dist/sev/snp-cert-builder.js ]] || npm run --silent build
 out="$PWD/.cache/snporacle"
 root="${SNP_ORACLE_ROOT:-/tmp/sevsup-gsg-root}"
 [[ -x "$root/usr/bin/go" ]] || {
@@ -30,13 +31,13 @@ chroot "$root" bash -euc '
   rm -rf /root/go/src/github.com/google/go-sev-guest
   cp -r /usr/share/gocode/src/github.com/google/go-sev-guest /root/go/src/github.com/google/
 '
-node -e '
+node --input-type=module -e '
   const { buildChain, derToPem } = await import("./dist/sev/snp-cert-builder.js");
   const c = await import("node:crypto"); const fs = await import("node:fs");
   const k = (n) => c.createPrivateKey(fs.readFileSync(`test/fixtures/snp-keys/${n}.key`));
   const ch = buildChain({ product: "Milan", kind: "vcek", keys: { ark: k("ark"), intermediate: k("ask"), leaf: c.generateKeyPairSync("ec", { namedCurve: "secp384r1" }).privateKey }, tcb: { bootloader: 0, tee: 0, snp: 0, microcode: 0 } });
   process.stdout.write(derToPem(ch.intermediate) + derToPem(ch.ark));
-' --input-type=module >"$root/tmp/placeholder-chain.pem"
+' >"$root/tmp/placeholder-chain.pem"
 for f in ask_ark_milan ask_ark_milan_vlek ask_ark_genoa ask_ark_genoa_vlek ask_ark_turin_vcek ask_ark_turin_vlek; do
   cp "$root/tmp/placeholder-chain.pem" "$src/github.com/google/go-sev-guest/verify/trust/$f.pem"
 done
