@@ -4,15 +4,16 @@
 // decide a report's validity (verify-snp.ts).
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { chainPath, DEFAULT_SNP_CERT_CACHE, listCache, vcekPath, vlekPath, writeCached } from '../../attestation/kds-cache.js';
+import { chainPath, DEFAULT_SNP_CERT_CACHE, listCache, lookupReportCerts, vcekPath, vlekPath, writeCached } from '../../attestation/kds-cache.js';
 import { checkChain, fetchChain, fetchCrl, fetchVcek, type Fetched, type KdsOptions } from '../../attestation/kds-fetch.js';
 import { loadPinnedArks, readCertDir } from '../../attestation/snp-cert-files.js';
 import { verifySnpChain } from '../../attestation/verify-snp.js';
 import { ERRORS, SupervisorError, type ErrorCode } from '../../errors.js';
-import { amdExtensions, certTcbRaw, isAmdPss, issuedBy, loadCert, productOfName, splitPem, type LoadedCert } from '../../sev/snp-certs.js';
+import { amdExtensions, CERT_TABLE_GUID, certTcbRaw, encodeCertTable, isAmdPss, issuedBy, loadCert, productOfName, splitPem, type LoadedCert } from '../../sev/snp-certs.js';
+import { writeFileAtomic } from '../../util/atomic-write.js';
 import { parseSnpReport, productFromCpuid, signingKeyOf, tcbLayoutOf, type SnpProduct } from '../../sev/snp-report.js';
 import { describeIoError } from '../../util/io-error.js';
-import type { CertsCommonOptions, CertsFetchOptions, CertsImportOptions, CertsVerifyOptions } from '../commands/certs.js';
+import type { CertsCommonOptions, CertsFetchOptions, CertsImportOptions, CertsTableOptions, CertsVerifyOptions } from '../commands/certs.js';
 import { printJson } from '../output.js';
 import { runVerifyWith, verifyExitCode } from './verify-output.js';
 
@@ -26,15 +27,14 @@ async function readInput(path: string, what: string): Promise<Buffer> {
 
 // Section: fetch ----------------------------------------------------------------------------------
 
-interface FetchPlan {
+interface ChipQuery {
   readonly product: SnpProduct;
-  readonly vcek: { chipId: Buffer; reportedTcb: bigint } | null;
-  readonly vlekChain: boolean;
-  readonly notes: string[];
+  readonly chip: { chipId: Buffer; reportedTcb: bigint } | null;
+  readonly vlek: boolean;
 }
 
-async function planFetch(o: CertsFetchOptions): Promise<FetchPlan> {
-  const notes: string[] = [];
+/** The product and chip/TCB from --report or --product/--chip-id/--tcb (the same rules for fetch and table). */
+async function chipQuery(o: { report?: string; chipId?: Buffer; tcb?: bigint; product?: SnpProduct }): Promise<ChipQuery> {
   if (o.report !== undefined && (o.chipId !== undefined || o.tcb !== undefined)) {
     throw new SupervisorError('SUP_ERR_USAGE', '--report and --chip-id/--tcb exclude each other');
   }
@@ -49,19 +49,26 @@ async function planFetch(o: CertsFetchOptions): Promise<FetchPlan> {
     }
     const product = o.product ?? productFromCpuid(r.cpuid);
     if (product === null) throw new SupervisorError('SUP_ERR_USAGE', `the report (version ${r.version}) does not name its product: give --product Milan|Genoa|Turin`);
-    if (signingKeyOf(r.signingKeyCode) === 'vlek') {
-      notes.push('the report is signed with a VLEK: AMD\'s key server serves only its chain; import the VLEK from your cloud provider (sevsup certs import)');
-      return { product, vcek: null, vlekChain: true, notes };
-    }
-    return { product, vcek: { chipId: r.chipId, reportedTcb: r.reportedTcb }, vlekChain: o.vlek === true, notes };
+    return { product, chip: { chipId: r.chipId, reportedTcb: r.reportedTcb }, vlek: signingKeyOf(r.signingKeyCode) === 'vlek' };
   }
   if (o.product === undefined) throw new SupervisorError('SUP_ERR_USAGE', 'give --product (and --chip-id with --tcb for a VCEK), or --report');
-  return {
-    product: o.product,
-    vcek: o.chipId !== undefined && o.tcb !== undefined ? { chipId: o.chipId, reportedTcb: o.tcb } : null,
-    vlekChain: o.vlek === true,
-    notes,
-  };
+  return { product: o.product, chip: o.chipId !== undefined && o.tcb !== undefined ? { chipId: o.chipId, reportedTcb: o.tcb } : null, vlek: false };
+}
+
+interface FetchPlan {
+  readonly product: SnpProduct;
+  readonly vcek: { chipId: Buffer; reportedTcb: bigint } | null;
+  readonly vlekChain: boolean;
+  readonly notes: string[];
+}
+
+async function planFetch(o: CertsFetchOptions): Promise<FetchPlan> {
+  const q = await chipQuery(o);
+  if (q.vlek) {
+    const notes = ["the report is signed with a VLEK: AMD's key server serves only its chain; import the VLEK from your cloud provider (sevsup certs import)"];
+    return { product: q.product, vcek: null, vlekChain: true, notes };
+  }
+  return { product: q.product, vcek: q.chip, vlekChain: o.vlek === true, notes: [] };
 }
 
 export async function runCertsFetch(o: CertsFetchOptions): Promise<void> {
@@ -92,6 +99,33 @@ export async function runCertsFetch(o: CertsFetchOptions): Promise<void> {
   }
   for (const d of done) process.stdout.write(`${d.result.source === 'cache' ? 'cached ' : 'fetched'} ${d.what}: ${d.result.path}\n`);
   for (const n of plan.notes) process.stderr.write(`sevsup: note: ${n}\n`);
+}
+
+// Section: table ------------------------------------------------------------------------------------
+
+/** The GHCB certificate table for a chip and TCB, from the cache only (a miss says what to fetch). */
+export async function runCertsTable(o: CertsTableOptions): Promise<void> {
+  const q = await chipQuery(o);
+  if (q.chip === null) throw new SupervisorError('SUP_ERR_USAGE', 'give --report, or --chip-id with --tcb');
+  if (q.vlek) throw new SupervisorError('SUP_ERR_USAGE', 'the report is signed with a VLEK: the table is built for VCEK-signing chips only');
+  const cacheDir = o.cache ?? DEFAULT_SNP_CERT_CACHE;
+  const hit = await lookupReportCerts(cacheDir, { product: q.product, chipId: q.chip.chipId, reportedTcb: q.chip.reportedTcb, kind: 'vcek' });
+  if (hit === null) {
+    throw new SupervisorError('SUP_ERR_CERTS_OFFLINE', `the cache ${cacheDir} has no VCEK (or no cert_chain) for this chip and TCB: run \`sevsup certs fetch\` with the same arguments first`);
+  }
+  const der = (data: Buffer): Buffer => new X509Certificate(data).raw;
+  const table = encodeCertTable([
+    { guid: CERT_TABLE_GUID.ark, data: der(hit.ark) },
+    { guid: CERT_TABLE_GUID.ask, data: der(hit.intermediate) },
+    { guid: CERT_TABLE_GUID.vcek, data: der(hit.leaf) },
+  ]);
+  try {
+    await writeFileAtomic(o.out, table, { overwrite: true, mode: 0o644 });
+  } catch (error: unknown) {
+    throw new SupervisorError('SUP_ERR_CERTS_CACHE', `cannot write ${o.out}: ${describeIoError(error)}`, { cause: error });
+  }
+  if (o.json === true) printJson({ out: o.out, bytes: table.length, product: hit.product, from: hit.paths });
+  else process.stdout.write(`wrote ${o.out} (${table.length} bytes: ARK, ASK, VCEK)\n`);
 }
 
 // Section: import -----------------------------------------------------------------------------------

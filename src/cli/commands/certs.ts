@@ -24,6 +24,14 @@ export interface CertsFetchOptions extends CertsCommonOptions {
   readonly maxWait?: number;
 }
 
+export interface CertsTableOptions extends CertsCommonOptions {
+  readonly report?: string;
+  readonly chipId?: Buffer;
+  readonly tcb?: bigint;
+  readonly product?: 'Milan' | 'Genoa' | 'Turin';
+  readonly out: string;
+}
+
 export interface CertsImportOptions extends CertsCommonOptions {
   readonly ark?: string;
 }
@@ -70,6 +78,22 @@ export function registerCerts(program: Command): void {
     .action(async (opts: CertsFetchOptions) => {
       const { runCertsFetch } = await import('../actions/certs.js');
       await runCertsFetch(opts);
+    });
+
+  certs
+    .command('table')
+    .description("write the GHCB extended-guest-request certificate table (ARK, ASK, VCEK) for a chip and TCB, from the cache only")
+    .option('--report <file>', 'the chip and REPORTED_TCB from this report')
+    .addOption(new Option('--chip-id <hex>', 'the chip (CHIP_ID, 64 bytes hex) instead of --report').argParser(bytesArg(64)))
+    .addOption(new Option('--tcb <u64>', 'REPORTED_TCB as a 64-bit value (with --chip-id)').argParser(u64Arg))
+    .addOption(new Option('--product <name>', 'Milan, Genoa or Turin (needed unless the report names it: v3+)').argParser(productArg))
+    .requiredOption('--out <file>', 'where to write the table (atomically)')
+    .option('--cache <dir>', CACHE_HELP)
+    .option('--json', 'print what was written as JSON')
+    .addHelpText('after', '\nThe format (entries of GUID, offset, length; a zero entry; the DER certificates; 4 KiB pages) is in docs/snp-attestation.md.')
+    .action(async (opts: CertsTableOptions) => {
+      const { runCertsTable } = await import('../actions/certs.js');
+      await runCertsTable(opts);
     });
 
   certs

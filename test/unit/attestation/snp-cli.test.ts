@@ -1,11 +1,12 @@
 // `sevsup verify --report` and `sevsup certs` in-process, on a report and chain the test builds:
 // exit codes as `sevsup verify` (0, 1, 2, 4), --json with every field and verdict, certificates
 // from --certs or from the cache that `certs fetch` (fake key server) or `certs import` filled.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { derToPem } from '../../../src/sev/snp-cert-builder.js';
+import { CERT_TABLE_GUID, decodeCertTable } from '../../../src/sev/snp-certs.js';
 import { startFakeKds, type FakeKds } from '../../fakes/fake-kds.js';
 import { runCliCaptured } from '../cli/run-cli.js';
 import { chainFor, CHIP_ID, fieldsFor, signedReport } from '../sev/snp-fixtures.js';
@@ -128,6 +129,21 @@ describe('sevsup certs', () => {
     const v = await runCliCaptured('verify', '--report', report, '--cache', cache, '--ark', ark, '--json');
     expect(v.code).toBe(0);
     expect((JSON.parse(v.out) as { certificates: string[] }).certificates[0]).toContain(join(cache, 'Genoa', 'vcek'));
+  });
+
+  it('table writes the GHCB certificate table from the cache, and says what to fetch on a miss', async () => {
+    const cache = join(dir, 'cache-table');
+    const out = join(dir, 'certs.table');
+    const miss = await runCliCaptured('certs', 'table', '--report', report, '--cache', cache, '--out', out);
+    expect(miss.code).toBe(9);
+    expect(miss.err).toMatch(/sevsup certs fetch/);
+    expect((await runCliCaptured('certs', 'import', certs, '--cache', cache, '--ark', ark)).code).toBe(0);
+    const ok = await runCliCaptured('certs', 'table', '--report', report, '--cache', cache, '--out', out);
+    expect(ok.code).toBe(0);
+    const entries = decodeCertTable(readFileSync(out));
+    expect(entries.map((e) => e.guid)).toEqual([CERT_TABLE_GUID.ark, CERT_TABLE_GUID.ask, CERT_TABLE_GUID.vcek]);
+    expect(entries[2]?.data).toEqual(chain.leaf);
+    expect(entries[1]?.data).toEqual(chain.intermediate);
   });
 
   it('import takes what snpguest wrote (with --ark for a non-AMD root) and refuses it without', async () => {
