@@ -46,18 +46,23 @@ function secondsArg(value: string): number {
   return n;
 }
 
+/** Which chip and TCB: a report, or a chip id with a TCB (and the product when the report does not say). */
+function chipOptions(cmd: Command): Command {
+  return cmd
+    .option('--report <file>', 'the chip (CHIP_ID) and REPORTED_TCB from this attestation report')
+    .addOption(new Option('--chip-id <hex>', 'the chip (CHIP_ID, 64 bytes hex) instead of --report').argParser(bytesArg(64)))
+    .addOption(new Option('--tcb <u64>', 'REPORTED_TCB as a 64-bit value (with --chip-id)').argParser(u64Arg))
+    .addOption(new Option('--product <name>', 'Milan, Genoa or Turin (needed unless the report names it: v3+)').argParser(productArg));
+}
+
 const CACHE_HELP = 'the certificate cache (default /var/cache/sevsup/snp-certs)';
 
 export function registerCerts(program: Command): void {
   const certs = program.command('certs').description('AMD SEV-SNP certificates: fetch (cache first), import, show, verify');
 
-  certs
+  chipOptions(certs
     .command('fetch')
-    .description("fetch the product's cert_chain and a chip's VCEK from AMD's key server into the cache")
-    .option('--report <file>', 'fetch what this attestation report needs (chip id and REPORTED_TCB from it)')
-    .addOption(new Option('--chip-id <hex>', 'the chip (CHIP_ID, 64 bytes hex) instead of --report').argParser(bytesArg(64)))
-    .addOption(new Option('--tcb <u64>', 'REPORTED_TCB as a 64-bit value (with --chip-id)').argParser(u64Arg))
-    .addOption(new Option('--product <name>', 'Milan, Genoa or Turin (needed unless the report names it: v3+)').argParser(productArg))
+    .description("fetch the product's cert_chain and a chip's VCEK from AMD's key server into the cache"))
     .option('--vlek', 'also fetch the VLEK chain (ASVK, ARK); VLEKs themselves come from your cloud provider: import them')
     .option('--crl', "also fetch the product's certificate revocation list")
     .option('--cache <dir>', CACHE_HELP)
@@ -80,13 +85,9 @@ export function registerCerts(program: Command): void {
       await runCertsFetch(opts);
     });
 
-  certs
+  chipOptions(certs
     .command('table')
-    .description("write the GHCB extended-guest-request certificate table (ARK, ASK, VCEK) for a chip and TCB, from the cache only")
-    .option('--report <file>', 'the chip and REPORTED_TCB from this report')
-    .addOption(new Option('--chip-id <hex>', 'the chip (CHIP_ID, 64 bytes hex) instead of --report').argParser(bytesArg(64)))
-    .addOption(new Option('--tcb <u64>', 'REPORTED_TCB as a 64-bit value (with --chip-id)').argParser(u64Arg))
-    .addOption(new Option('--product <name>', 'Milan, Genoa or Turin (needed unless the report names it: v3+)').argParser(productArg))
+    .description("write the GHCB extended-guest-request certificate table (ARK, ASK, VCEK) for a chip and TCB, from the cache only"))
     .requiredOption('--out <file>', 'where to write the table (atomically)')
     .option('--cache <dir>', CACHE_HELP)
     .option('--json', 'print what was written as JSON')
