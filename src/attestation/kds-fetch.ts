@@ -43,6 +43,8 @@ export interface KdsOptions {
   readonly maxRetryAfterMs?: number;
   /** Per-request timeout. @default 15000 */
   readonly timeoutMs?: number;
+  /** The largest answer accepted. @default 1 MiB */
+  readonly maxBytes?: number;
   /** Told before each wait (for a CLI's progress line). */
   readonly onWait?: (info: { url: string; ms: number; reason: string }) => void;
 }
@@ -67,6 +69,28 @@ function serial<T>(fn: () => Promise<T>): Promise<T> {
   return next;
 }
 
+/** Certificates are a few KiB and CRLs tens: anything past this is not an answer to keep. */
+const MAX_ANSWER_BYTES = 1024 * 1024;
+
+/** The body, refusing (and cancelling) one larger than `max` bytes: a peer is never trusted with our memory. */
+async function readCapped(res: Response, url: string, max: number): Promise<Buffer> {
+  const tooBig = (): AbortError => new AbortError(new SupervisorError('SUP_ERR_KDS_BAD_CERT', `${url}: the answer is larger than ${max} bytes`));
+  const declared = Number(res.headers.get('content-length') ?? Number.NaN);
+  if (declared > max) {
+    await res.body?.cancel();
+    throw tooBig();
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  if (res.body === null) return Buffer.alloc(0);
+  for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+    size += chunk.length;
+    if (size > max) throw tooBig(); // leaving the loop cancels the stream
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks);
+}
+
 /** Retry-After as milliseconds: delta-seconds or an HTTP date; null when absent or unreadable. */
 export function retryAfterMs(header: string | null, now = Date.now()): number | null {
   if (header === null) return null;
@@ -86,7 +110,7 @@ export async function kdsGet(url: string, o: Omit<KdsOptions, 'cacheDir'> = {}):
     } catch (error: unknown) {
       throw new Error(`cannot reach ${url}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
-    if (res.status === 200) return Buffer.from(await res.arrayBuffer());
+    if (res.status === 200) return readCapped(res, url, o.maxBytes ?? MAX_ANSWER_BYTES);
     await res.body?.cancel();
     if (res.status === 429) {
       const wait = retryAfterMs(res.headers.get('retry-after'));

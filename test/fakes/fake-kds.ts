@@ -10,7 +10,7 @@ export interface KdsRequest {
   readonly at: number;
 }
 
-export type Misbehaviour = { readonly status: 429; readonly retryAfter?: string } | { readonly status: 404 | 500 | 503 } | { readonly status: 200; readonly body: Buffer };
+export type Misbehaviour = { readonly status: 429; readonly retryAfter?: string } | { readonly status: 404 | 500 | 503 } | { readonly status: 200; readonly body: Buffer; readonly chunked?: boolean };
 
 export interface FakeKds {
   readonly base: string;
@@ -36,6 +36,10 @@ export async function startFakeKds(): Promise<FakeKds> {
       if (answer.status === 429) {
         res.writeHead(429, answer.retryAfter === undefined ? {} : { 'retry-after': answer.retryAfter });
         res.end('Too Many Requests');
+      } else if (answer.status === 200 && answer.chunked === true) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' });
+        for (let at = 0; at < answer.body.length; at += 512) res.write(answer.body.subarray(at, at + 512));
+        res.end();
       } else if (answer.status === 200) {
         res.writeHead(200, { 'content-type': 'application/octet-stream' });
         res.end(answer.body);

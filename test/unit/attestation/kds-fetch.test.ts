@@ -108,6 +108,18 @@ describe('certs fetch against a fake key server', () => {
     expect(await listCache(dir)).toEqual([]);
   });
 
+  it('refuses an answer larger than the cap without keeping it', async () => {
+    kds.script('/vcek/v1/Milan/crl', { status: 200, body: Buffer.alloc(4096, 0x30) });
+    const e = await errorOf(fetchCrl('Milan', { ...opts, maxBytes: 1024 }));
+    expect(hasCode(e, 'SUP_ERR_KDS_BAD_CERT')).toBe(true);
+    expect(String(e)).toMatch(/larger than 1024 bytes/);
+    // Without a Content-Length the stream is cut at the cap.
+    kds.script('/vcek/v1/Milan/crl', { status: 200, body: Buffer.alloc(4096, 0x30), chunked: true });
+    expect(String(await errorOf(fetchCrl('Milan', { ...opts, maxBytes: 1024 })))).toMatch(/larger than 1024 bytes/);
+    expect(kds.requests).toHaveLength(2);
+    expect(await listCache(dir)).toEqual([]);
+  });
+
   it('--offline reads the cache and never the network', async () => {
     const e = await errorOf(fetchVcek(key, { ...opts, offline: true }));
     expect(hasCode(e, 'SUP_ERR_CERTS_OFFLINE')).toBe(true);
