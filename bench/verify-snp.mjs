@@ -54,7 +54,10 @@ try {
   const cache = join(dir, 'cache');
   await writeCached(chainPath(cache, 'Genoa'), derToPem(chain.intermediate) + derToPem(chain.ark));
   await writeCached(vcekPath(cache, { product: 'Genoa', chipId, reportedTcb: tcb }), chain.leaf);
-  const f = (name, data) => (writeFileSync(join(dir, name), data), join(dir, name));
+  const f = (name, data) => {
+    writeFileSync(join(dir, name), data);
+    return join(dir, name);
+  };
   const reportFile = f('report.bin', report);
   const arkFile = f('ark.pem', derToPem(chain.ark));
   const askFile = f('ask.pem', derToPem(chain.intermediate));

@@ -11,6 +11,7 @@
 // digits. Files are written atomically. Owns: that layout and its reads/writes.
 // Must not: fetch (kds-fetch.ts), decide trust (a cached certificate is evidence like any other:
 // verify-snp.ts still chains it to a pinned ARK), or delete anything it did not write.
+import type { Dirent } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SupervisorError } from '../errors.js';
@@ -109,7 +110,7 @@ export async function lookupReportCerts(
 export async function listCache(dir: string): Promise<string[]> {
   const out: string[] = [];
   const walk = async (sub: string): Promise<void> => {
-    let entries;
+    let entries: Dirent[];
     try {
       entries = await readdir(join(dir, sub), { withFileTypes: true });
     } catch (error: unknown) {

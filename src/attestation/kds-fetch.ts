@@ -20,6 +20,7 @@ import {
   loadCert,
   shapeProblems,
   splitPem,
+  type AmdExtensions,
   type KdsKeyKind,
   type LoadedCert,
 } from '../sev/snp-certs.js';
@@ -183,7 +184,7 @@ export function checkChain(text: string, what: string, kind: KdsKeyKind = 'vcek'
 export function checkVcek(der: Buffer, k: VcekKey, what: string): LoadedCert {
   const c = parse('vcek', der, what);
   const problems = shapeProblems(c);
-  let ext;
+  let ext: AmdExtensions;
   try {
     ext = amdExtensions(c.parts);
   } catch (error: unknown) {

@@ -1,7 +1,12 @@
 // SEV guest policy: encode from a SevSpec exactly as the seed does, and decode for messages/records.
 // Owns: the policy bit layout (DESIGN "Words"). Pure: no I/O.
 
-import type { SevSpec } from '../config/vm-spec.js';
+/** What the policy is built from: the SEV flavour and its two owner-chosen bits (config/ validates them). */
+export interface PolicyInputs {
+  readonly type: 'std' | 'es';
+  readonly nodbg: boolean;
+  readonly noks: boolean;
+}
 
 export const POLICY_BITS = {
   NODBG: 0x1,
@@ -18,7 +23,7 @@ export type PolicyFlag = keyof typeof POLICY_BITS;
  * The seed's computation: bit 0 nodbg, bit 1 noks, bit 2 when type=es, bit 3 (NOSEND) always,
  * because SEV migration is not supported. `std` → 0x8 … `es,nodbg=1,noks=1` → 0xf.
  */
-export function encodePolicy(sev: Pick<SevSpec, 'type' | 'nodbg' | 'noks'>): number {
+export function encodePolicy(sev: PolicyInputs): number {
   let policy = POLICY_BITS.NOSEND;
   if (sev.nodbg) policy |= POLICY_BITS.NODBG;
   if (sev.noks) policy |= POLICY_BITS.NOKS;

@@ -7,11 +7,11 @@ import { readFile } from 'node:fs/promises';
 import { chainPath, DEFAULT_SNP_CERT_CACHE, listCache, lookupReportCerts, vcekPath, vlekPath, writeCached } from '../../attestation/kds-cache.js';
 import { checkChain, fetchChain, fetchCrl, fetchVcek, type Fetched, type KdsOptions } from '../../attestation/kds-fetch.js';
 import { loadPinnedArks, readCertDir } from '../../attestation/snp-cert-files.js';
-import { verifySnpChain } from '../../attestation/verify-snp.js';
+import { verifySnpChain, type PinnedArk } from '../../attestation/verify-snp.js';
 import { ERRORS, SupervisorError, type ErrorCode } from '../../errors.js';
 import { amdExtensions, CERT_TABLE_GUID, certTcbRaw, encodeCertTable, isAmdPss, issuedBy, loadCert, productOfName, splitPem, type LoadedCert } from '../../sev/snp-certs.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
-import { parseSnpReport, productFromCpuid, signingKeyOf, tcbLayoutOf, type SnpProduct } from '../../sev/snp-report.js';
+import { parseSnpReport, productFromCpuid, signingKeyOf, tcbLayoutOf, type SnpProduct, type SnpReport } from '../../sev/snp-report.js';
 import { describeIoError } from '../../util/io-error.js';
 import type { CertsCommonOptions, CertsFetchOptions, CertsImportOptions, CertsTableOptions, CertsVerifyOptions } from '../commands/certs.js';
 import { printJson } from '../output.js';
@@ -40,7 +40,7 @@ async function chipQuery(o: { report?: string; chipId?: Buffer; tcb?: bigint; pr
   }
   if ((o.chipId === undefined) !== (o.tcb === undefined)) throw new SupervisorError('SUP_ERR_USAGE', '--chip-id and --tcb go together');
   if (o.report !== undefined) {
-    let r;
+    let r: SnpReport;
     try {
       r = parseSnpReport(await readInput(o.report, '--report'));
     } catch (error: unknown) {
@@ -148,7 +148,7 @@ export async function runCertsImport(dir: string, o: CertsImportOptions): Promis
     }
   };
   const intermediate = load(kind === 'vcek' ? 'ask' : 'asvk', found.intermediate);
-  let pinned;
+  let pinned: PinnedArk[];
   try {
     pinned = await loadPinnedArks(o.ark);
   } catch (error: unknown) {

@@ -11,8 +11,8 @@ import { fetchChain, fetchCrl, fetchVcek, retryAfterMs, type KdsOptions } from '
 import { hasCode } from '../../../src/errors.js';
 import { derToPem } from '../../../src/sev/snp-cert-builder.js';
 import { encodeTcb } from '../../../src/sev/snp-report.js';
-import { startFakeKds, type FakeKds } from '../../fakes/fake-kds.js';
-import { chainFor, CHIP_ID, TCB } from '../sev/snp-fixtures.js';
+import { startFakeKds, type FakeKds } from '../../support/fake-kds.js';
+import { chainFor, CHIP_ID, TCB } from '../../support/snp-fixtures.js';
 
 const chain = chainFor({ product: 'Milan', kind: 'vcek' });
 const tcb = encodeTcb(TCB.Milan, 'milan-genoa');

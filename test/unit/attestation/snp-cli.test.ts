@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { derToPem } from '../../../src/sev/snp-cert-builder.js';
 import { CERT_TABLE_GUID, decodeCertTable } from '../../../src/sev/snp-certs.js';
-import { startFakeKds, type FakeKds } from '../../fakes/fake-kds.js';
-import { runCliCaptured } from '../cli/run-cli.js';
-import { chainFor, CHIP_ID, fieldsFor, signedReport } from '../sev/snp-fixtures.js';
+import { startFakeKds, type FakeKds } from '../../support/fake-kds.js';
+import { runCliCaptured } from '../../support/run-cli.js';
+import { chainFor, CHIP_ID, fieldsFor, signedReport } from '../../support/snp-fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sevsup-snp-cli-'));
 const chain = chainFor({ product: 'Genoa', kind: 'vcek' });
@@ -124,7 +124,7 @@ describe('sevsup certs', () => {
     expect(f.out).toMatch(/^fetched VCEK for chip/m);
     const again = await runCliCaptured('certs', 'fetch', '--report', report, '--cache', cache, '--kds-url', kds.base, '--offline');
     expect(again.code).toBe(0);
-    expect(again.out).toMatch(/^cached  VCEK for chip/m);
+    expect(again.out).toMatch(/^cached {2}VCEK for chip/m);
     expect(kds.requests).toHaveLength(2);
     const v = await runCliCaptured('verify', '--report', report, '--cache', cache, '--ark', ark, '--json');
     expect(v.code).toBe(0);

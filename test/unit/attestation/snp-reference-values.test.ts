@@ -8,7 +8,7 @@ import {
   toCocoReferenceValues,
 } from '../../../src/attestation/snp-reference-values.js';
 import { hasCode } from '../../../src/errors.js';
-import { errorOf } from '../sev/helpers.js';
+import { errorOf } from '../../support/sev-helpers.js';
 
 const rv = buildSnpReferenceValues({
   measurement: Buffer.alloc(48, 0x4d),

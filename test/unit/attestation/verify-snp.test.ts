@@ -17,7 +17,7 @@ import {
 import { hasCode } from '../../../src/errors.js';
 import { buildSimulatedChain, type BuiltChain } from '../../../src/sev/snp-cert-builder.js';
 import { encodeTcb, parseSnpReport, signSnpReport, type SnpReportFields } from '../../../src/sev/snp-report.js';
-import { errorOf } from '../sev/helpers.js';
+import { errorOf } from '../../support/sev-helpers.js';
 import {
   chainFor,
   CHIP_ID,
@@ -32,7 +32,7 @@ import {
   SNP_ORACLE,
   TCB,
   type Case,
-} from '../sev/snp-fixtures.js';
+} from '../../support/snp-fixtures.js';
 
 const NOW = new Date();
 const certsOf = (c: BuiltChain): SnpCertificates => ({ ark: c.ark, intermediate: c.intermediate, leaf: c.leaf });

@@ -30,7 +30,7 @@ import {
   structureProblems,
   type SnpReportFields,
 } from '../../../src/sev/snp-report.js';
-import { chainFor, CHIP_ID, fieldsFor, TCB } from './snp-fixtures.js';
+import { chainFor, CHIP_ID, fieldsFor, TCB } from '../../support/snp-fixtures.js';
 
 describe('AMD ARKs built in', () => {
   it.each(SNP_PRODUCTS)('%s: self-signed RSA-4096 PSS with AMD\'s subject and the recorded fingerprint', (product) => {

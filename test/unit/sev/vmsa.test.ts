@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { hasCode } from '../../../src/errors.js';
 import { buildVmsas, cpuSignature, type SevEsParams } from '../../../src/sev/vmsa.js';
-import { errorOf } from './helpers.js';
+import { errorOf } from '../../support/sev-helpers.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const base: SevEsParams = { vcpus: 2, family: 25, model: 1, stepping: 1, resetAddress: 0x80b004, vmsaInit: 'legacy' };

@@ -6,8 +6,8 @@ import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:cryp
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { PinnedArk } from '../../../src/attestation/verify-snp.js';
-import { buildChain, derToPem, type BuiltChain } from '../../../src/sev/snp-cert-builder.js';
+import type { PinnedArk } from '../../src/attestation/verify-snp.js';
+import { buildChain, derToPem, type BuiltChain } from '../../src/sev/snp-cert-builder.js';
 import {
   buildSignedReport,
   encodeTcb,
@@ -16,9 +16,9 @@ import {
   type SnpProduct,
   type SnpReportFields,
   type TcbParts,
-} from '../../../src/sev/snp-report.js';
+} from '../../src/sev/snp-report.js';
 
-const KEY_DIR = new URL('../../fixtures/snp-keys/', import.meta.url);
+const KEY_DIR = new URL('../fixtures/snp-keys/', import.meta.url);
 const keyCache = new Map<string, KeyObject>();
 export function fixtureKey(name: 'ark' | 'ask' | 'asvk' | 'other-ark'): KeyObject {
   let k = keyCache.get(name);
@@ -153,7 +153,7 @@ export function opensslVerifySignature(report: Buffer, leafDer: Buffer): boolean
 
 /** The oracle binary (scripts/build-snp-oracle.sh), or null when it was not built here. */
 export const SNP_ORACLE: string | null = (() => {
-  const path = process.env['SNP_ORACLE'] ?? new URL('../../../.cache/snporacle', import.meta.url).pathname;
+  const path = process.env['SNP_ORACLE'] ?? new URL('../../.cache/snporacle', import.meta.url).pathname;
   return existsSync(path) ? path : null;
 })();
 
