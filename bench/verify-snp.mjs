@@ -18,6 +18,7 @@ import { lookupReportCerts, vcekPath, chainPath, writeCached } from '../dist/att
 import { verifySnpReport } from '../dist/attestation/verify-snp.js';
 import { buildChain, derToPem } from '../dist/sev/snp-cert-builder.js';
 import { buildSignedReport, encodeTcb, parseSnpReport } from '../dist/sev/snp-report.js';
+import { reportTargets, target } from './targets.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const BIN = new URL('../bin/sevsup', import.meta.url).pathname;
@@ -119,6 +120,11 @@ try {
   else console.log('go-sev-guest comparison skipped: scripts/build-snp-oracle.sh builds it');
   console.log(`verifySnpReport in process (all checks): ${median(verifyUs).toFixed(0)} µs per report`);
   console.log(`cache lookup: ${median(lookupUs).toFixed(0)} µs (raw reads of the same files ${median(rawUs).toFixed(0)} µs, ratio ${(median(lookupUs) / median(rawUs)).toFixed(2)})`);
+  reportTargets('verify-snp', [
+    target('verify --report vs openssl chain+signature', o / t, { unit: '×', max: 1, detail: `${o.toFixed(1)} ms vs ${t.toFixed(1)} ms` }),
+    ...(haveOracle ? [target('verify --report vs go-sev-guest', o / median(gsg), { unit: '×', max: 1, detail: `${o.toFixed(1)} ms vs ${median(gsg).toFixed(1)} ms` })] : []),
+    target('SNP cert cache lookup vs raw reads', median(lookupUs) / median(rawUs), { unit: '×', max: 2, detail: `${median(lookupUs).toFixed(0)} µs vs ${median(rawUs).toFixed(0)} µs` }),
+  ]);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
