@@ -29,6 +29,7 @@ import {
   VM_NAME_ALLOWED,
   VM_NAME_PATTERN,
 } from './vm-keys.js';
+import { snpSpecToProperties } from './snp-line.js';
 import { checkCombinations, checkKeys } from './vm-rules.js';
 import {
   badValue,
@@ -249,14 +250,17 @@ export function formatVmConfig(spec: VmSpec): string {
   if (spec.qmpDeny.length > 0) put('qmp-deny', spec.qmpDeny.join(','));
   if (spec.sev !== undefined) {
     const sev = spec.sev;
-    const values = {
-      type: sev.type,
-      ...(sev.nodbg ? { nodbg: true } : {}),
-      ...(sev.noks ? { noks: true } : {}),
-      ...(sev.kernelHashes ? { 'kernel-hashes': true } : {}),
-      ...(sev.cbitpos === undefined ? {} : { cbitpos: sev.cbitpos }),
-      ...(sev.reducedPhysBits === undefined ? {} : { 'reduced-phys-bits': sev.reducedPhysBits }),
-    };
+    const values =
+      sev.type === 'snp'
+        ? snpSpecToProperties(sev)
+        : {
+            type: sev.type,
+            ...(sev.nodbg ? { nodbg: true } : {}),
+            ...(sev.noks ? { noks: true } : {}),
+            ...(sev.kernelHashes ? { 'kernel-hashes': true } : {}),
+            ...(sev.cbitpos === undefined ? {} : { cbitpos: sev.cbitpos }),
+            ...(sev.reducedPhysBits === undefined ? {} : { 'reduced-phys-bits': sev.reducedPhysBits }),
+          };
     const spellings = sev.key === 'amd-sev' ? PROXMOX_SEV_SPELLINGS : [];
     put(sev.key, formatPropertyString(values, SEV_SCHEMA, { bareDefaultKey: false, spellings }));
   }

@@ -73,7 +73,7 @@ export interface GuestRegistryOptions {
   /** @default 'qemu-img' from PATH */
   readonly qemuImg?: string;
   /** Timeouts passed to every lifecycle (tests shorten them). */
-  readonly lifecycle?: Partial<Pick<LifecycleOptions, 'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions'>>;
+  readonly lifecycle?: Partial<Pick<LifecycleOptions, 'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions' | 'refuseDebugPolicy'>>;
 }
 
 class Guest {
