@@ -37,6 +37,7 @@ const def = (message: string, status: number, exit: number): ErrorDef => ({ mess
 export const ERRORS = {
   // --- usage -------------------------------------------------------------------------------
   SUP_ERR_USAGE: def('invalid command-line usage', 400, EXIT.usage),
+  SUP_ERR_OUTPUT_WRITE: def('cannot write an output file', 500, EXIT.failure),
 
   // --- config: VM and daemon config files ---------------------------------------------------
   SUP_ERR_CONFIG_READ: def('cannot read config file', 400, EXIT.config),
