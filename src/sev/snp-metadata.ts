@@ -85,3 +85,54 @@ export function parseSnpMetadata(image: Uint8Array, table: OvmfTable): SnpMetada
   }
   return { status: 'found', offset, version, sections };
 }
+
+/** The `ASEV` header and descriptors for `sections` (what edk2's ResetVector carries). */
+export function encodeSnpMetadata(sections: readonly Omit<SnpSection, 'name'>[], version = SNP_METADATA_VERSION): Buffer {
+  const out = Buffer.alloc(HEADER_BYTES + DESC_BYTES * sections.length);
+  out.writeUInt32LE(ASEV, 0);
+  out.writeUInt32LE(out.length, 4);
+  out.writeUInt32LE(version, 8);
+  out.writeUInt32LE(sections.length, 12);
+  sections.forEach((s, i) => {
+    const at = HEADER_BYTES + i * DESC_BYTES;
+    out.writeUInt32LE(s.gpa, at);
+    out.writeUInt32LE(s.size, at + 4);
+    out.writeUInt32LE(s.type, at + 8);
+  });
+  return out;
+}
+
+/**
+ * A copy of `image` whose SNP metadata is `sections`: the header goes where the old one was when it
+ * fits in the old header's length, else into the last run of filler bytes (all 0x00 or all 0xff,
+ * 16-aligned) within the image's last 64 KiB before the footer table; the metadata entry's offset is rewritten. For test
+ * firmware (scripts/make-test-firmware.mjs): the image must already have a metadata entry.
+ * @throws RangeError when the image has no metadata entry or no room for the header.
+ */
+export function withSnpMetadata(image: Uint8Array, table: OvmfTable, sections: readonly Omit<SnpSection, 'name'>[], version = SNP_METADATA_VERSION): Buffer {
+  const entry = table.entries.find((e) => e.guid === SEV_SNP_METADATA_GUID);
+  if (entry === undefined || entry.length < 4) throw new RangeError('the image has no SEV-SNP metadata entry in its footer table');
+  const out = Buffer.from(image);
+  const header = encodeSnpMetadata(sections, version);
+  const old = parseSnpMetadata(out, table);
+  let at: number | undefined;
+  if (old.status === 'found' && header.length <= out.readUInt32LE(old.offset + 4)) {
+    at = old.offset;
+  } else {
+    const tableStart = Math.min(...table.entries.map((e) => e.offset), out.length - 64);
+    const floor = Math.max(0, out.length - 0x10000);
+    let run = 0;
+    for (let i = tableStart - 1; i >= floor; i--) {
+      const filler = out[i] === 0 || out[i] === 0xff;
+      run = filler && (run === 0 || out[i] === out[i + 1]) ? run + 1 : filler ? 1 : 0;
+      if (run >= header.length + 16 && i % 16 === 0) {
+        at = i;
+        break;
+      }
+    }
+  }
+  if (at === undefined) throw new RangeError(`no room for a ${header.length}-byte SNP metadata header in the image's last 64 KiB`);
+  header.copy(out, at);
+  out.writeUInt32LE(out.length - at, entry.offset);
+  return out;
+}
