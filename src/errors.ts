@@ -58,6 +58,8 @@ export const ERRORS = {
   SUP_ERR_SEV_BIOS_NOT_OVMF: def('For using SEV you need to change your guest bios to ovmf.', 400, EXIT.config),
   SUP_ERR_SEV_UNSUPPORTED: def('Your CPU does not support AMD SEV!', 409, EXIT.host),
   SUP_ERR_SEV_ES_UNSUPPORTED: def('Your CPU does not support AMD SEV-ES!', 409, EXIT.host),
+  SUP_ERR_SEV_SNP_UNSUPPORTED: def('Your CPU does not support AMD SEV-SNP!', 409, EXIT.host),
+  SUP_ERR_SEV_SNP_QEMU: def('SEV-SNP needs QEMU 9.1 or newer', 409, EXIT.host),
   SUP_ERR_SEV_DEBUG_POLICY: def('the guest policy allows debugging, and the daemon config refuses such policies', 400, EXIT.config),
   SUP_ERR_SEV_HOST_PARAMS: def('SEV host parameters (cbitpos, reduced-phys-bits) are unknown', 409, EXIT.host),
   SUP_ERR_MIGRATE_SEV: def('VMs with AMD SEV are not live migratable!', 409, EXIT.refused),

@@ -25,6 +25,8 @@ import {
   NET_KEY_PATTERN,
   NET_SCHEMA,
   PROXMOX_SEV_SPELLINGS,
+  QEMU_ALLOWED,
+  QEMU_NAME_PATTERN,
   SEV_SCHEMA,
   VM_NAME_ALLOWED,
   VM_NAME_PATTERN,
@@ -86,6 +88,7 @@ export function parseVmConfig(text: string, file: string): VmSpec {
   let autostart = false;
   let serial: VmSpec['serial'] = 'file';
   let sev: SevSpec | undefined;
+  let qemu: string | undefined;
   let qmpAllow: string[] = [];
   let qmpDeny: string[] = [];
 
@@ -153,6 +156,11 @@ export function parseVmConfig(text: string, file: string): VmSpec {
       case 'qmp-deny':
         qmpDeny = parseQmpList(ctx, entry);
         break;
+      case 'qemu':
+        if (entry.value.includes('/')) qemu = resolvePath(ctx, entry.value);
+        else if (QEMU_NAME_PATTERN.test(entry.value)) qemu = entry.value;
+        else throw badValue(file, entry, QEMU_ALLOWED);
+        break;
       case 'amd_sev':
       case 'amd-sev':
         sev = parseSev(ctx, entry);
@@ -186,6 +194,7 @@ export function parseVmConfig(text: string, file: string): VmSpec {
     autostart,
     serial,
     ...(sev === undefined ? {} : { sev }),
+    ...(qemu === undefined ? {} : { qemu }),
     qmpAllow,
     qmpDeny,
   };
@@ -248,6 +257,7 @@ export function formatVmConfig(spec: VmSpec): string {
   put('serial', spec.serial);
   if (spec.qmpAllow.length > 0) put('qmp-allow', spec.qmpAllow.join(','));
   if (spec.qmpDeny.length > 0) put('qmp-deny', spec.qmpDeny.join(','));
+  if (spec.qemu !== undefined) put('qemu', spec.qemu);
   if (spec.sev !== undefined) {
     const sev = spec.sev;
     const values =

@@ -44,13 +44,17 @@ export const SEV_KEYS = ['amd_sev', 'amd-sev'] as const;
 /** Every key in the order formatVmConfig writes them and messages list them. */
 export const KNOWN_KEYS_TEXT =
   'name, memory, cores, cpu, bios, firmware, kernel, initrd, cmdline, disk0…disk9, net0…net9, launch, attest, ' +
-  'hold-timeout, autostart, serial, qmp-allow, qmp-deny, amd_sev (or amd-sev)';
+  'hold-timeout, autostart, serial, qmp-allow, qmp-deny, qemu, amd_sev (or amd-sev)';
 
 /** Keys other than `diskN`/`netN`, in the order messages list them. */
 export const SIMPLE_KEYS: readonly string[] = [
   'name', 'memory', 'cores', 'cpu', 'bios', 'firmware', 'kernel', 'initrd', 'cmdline', 'launch', 'attest',
-  'hold-timeout', 'autostart', 'serial', 'qmp-allow', 'qmp-deny', ...SEV_KEYS,
+  'hold-timeout', 'autostart', 'serial', 'qmp-allow', 'qmp-deny', 'qemu', ...SEV_KEYS,
 ];
+
+/** `qemu:` takes a path (with a slash; relative to the config file) or a name looked up on PATH. */
+export const QEMU_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
+export const QEMU_ALLOWED = 'a QEMU binary: a path, or a name on PATH such as qemu-system-x86_64';
 
 /** Keys offered in "did you mean" suggestions. */
 export const SUGGESTED_KEYS: readonly string[] = [

@@ -99,6 +99,8 @@ export interface VmSpec {
   /** Where the guest's serial console goes: `none`, or `file` (`<run-dir>/<vm>/serial.log`). */
   readonly serial: 'none' | 'file';
   readonly sev?: SevSpec;
+  /** `qemu:` the QEMU binary for this VM (absolute path, or a name on PATH); absent: the daemon's. */
+  readonly qemu?: string;
   /** Extra QMP commands this VM's proxy allows by exact name (`qmp-allow: a,b`). */
   readonly qmpAllow: readonly string[];
   /** Extra QMP commands this VM's proxy refuses by exact name (`qmp-deny: a,b`). */

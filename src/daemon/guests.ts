@@ -384,7 +384,8 @@ export class GuestRegistry {
       spec,
       caps,
       platform,
-      binary,
+      // A VM's own `qemu:` key names its QEMU on real hardware; the simulator runs the daemon's.
+      binary: platform === 'hardware' ? (spec.qemu ?? binary) : binary,
       binaryArgs,
       runDir,
       stateDir,

@@ -23,12 +23,28 @@ export interface SevLaunchParams {
  * cbitpos and reduced-phys-bits come from the config when it overrides them, else from host caps
  * (libvirt qemuProcessUpdateSEVInfo does the same autofill).
  * @throws SUP_ERR_SEV_BIOS_NOT_OVMF, SUP_ERR_SEV_UNSUPPORTED, SUP_ERR_SEV_ES_UNSUPPORTED (seed texts),
+ *   SUP_ERR_SEV_SNP_UNSUPPORTED (the seed's style), SUP_ERR_CONFIG_UNSUPPORTED for SNP (its launch is not built yet),
  *   SUP_ERR_SEV_HOST_PARAMS when a value is known neither from the config nor from the host.
  */
 export function resolveSevParams(spec: VmSpec, caps: HostCaps): SevLaunchParams | null {
   const sev = spec.sev;
   if (sev === undefined) return null;
   const details = { file: spec.source, key: sev.key };
+  if (spec.bios !== 'ovmf') {
+    throw new SupervisorError('SUP_ERR_SEV_BIOS_NOT_OVMF', 'For using SEV you need to change your guest bios to ovmf.', {
+      details: { ...details, bios: spec.bios },
+    });
+  }
+  if (!caps.sev.supported) {
+    throw new SupervisorError('SUP_ERR_SEV_UNSUPPORTED', 'Your CPU does not support AMD SEV!', {
+      details: { ...details, reason: caps.sev.reason, source: caps.sev.source },
+    });
+  }
+  if (sev.type === 'snp' && !caps.sevSnp.supported) {
+    throw new SupervisorError('SUP_ERR_SEV_SNP_UNSUPPORTED', 'Your CPU does not support AMD SEV-SNP!', {
+      details: { ...details, reason: caps.sevSnp.reason, source: caps.sevSnp.source },
+    });
+  }
   if (sev.type === 'snp') {
     // The config, policy, digest and ID block are in place; the sev-snp-guest command line and the
     // fail-closed SNP launch are not yet, so an SNP guest must not start (never as a SEV guest).
@@ -39,16 +55,6 @@ export function resolveSevParams(spec: VmSpec, caps: HostCaps): SevLaunchParams 
         '`sevsup id-block` already work for SNP guests launched by other means',
       { details: { ...details, type: 'snp' } },
     );
-  }
-  if (spec.bios !== 'ovmf') {
-    throw new SupervisorError('SUP_ERR_SEV_BIOS_NOT_OVMF', 'For using SEV you need to change your guest bios to ovmf.', {
-      details: { ...details, bios: spec.bios },
-    });
-  }
-  if (!caps.sev.supported) {
-    throw new SupervisorError('SUP_ERR_SEV_UNSUPPORTED', 'Your CPU does not support AMD SEV!', {
-      details: { ...details, reason: caps.sev.reason, source: caps.sev.source },
-    });
   }
   if (sev.type === 'es' && !caps.sevEs.supported) {
     throw new SupervisorError('SUP_ERR_SEV_ES_UNSUPPORTED', 'Your CPU does not support AMD SEV-ES!', {

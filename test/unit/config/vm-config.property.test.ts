@@ -160,6 +160,7 @@ const specArb: fc.Arbitrary<VmSpec> = fc
     autostart: fc.boolean(),
     serial: fc.constantFrom('none' as const, 'file' as const),
     sev: fc.option(sevArb, { nil: undefined }),
+    qemu: fc.option(fc.oneof(absPath, fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,20}$/)), { nil: undefined }),
     qmp: fc.uniqueArray(qmpName, { maxLength: 6 }),
     split: fc.nat(),
   })
@@ -170,6 +171,7 @@ const specArb: fc.Arbitrary<VmSpec> = fc
     const cut = r.qmp.length === 0 ? 0 : r.split % (r.qmp.length + 1);
     const fw = r.firmware;
     return {
+      ...(r.qemu === undefined ? {} : { qemu: r.qemu }),
       name: r.name,
       source: `/vms/${r.name}.conf`,
       memory: r.memory,

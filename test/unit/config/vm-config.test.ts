@@ -12,7 +12,7 @@ const DIR = '/srv/vms';
 const FILE = `${DIR}/web.conf`;
 const KNOWN_KEYS =
   'name, memory, cores, cpu, bios, firmware, kernel, initrd, cmdline, disk0…disk9, net0…net9, launch, attest, ' +
-  'hold-timeout, autostart, serial, qmp-allow, qmp-deny, amd_sev (or amd-sev)';
+  'hold-timeout, autostart, serial, qmp-allow, qmp-deny, qemu, amd_sev (or amd-sev)';
 const BOOL_ALLOWED = '1, 0, yes, no, on, off, true, false';
 
 const DEFAULTS: VmSpec = {
