@@ -59,3 +59,23 @@ describe.runIf(READY)('QEMU 10 takes the sev-snp-guest objects sevsup builds', (
     expect(desc('b4')).toBe('parameter length of 15 exceeds max of 16');
   });
 });
+
+const TRIXIE_OVMF = `${ROOT}/usr/share/ovmf/OVMF.fd`;
+describe.runIf(ROOT !== '' && existsSync(TRIXIE_OVMF))("Debian trixie's OVMF.fd (SNP metadata, no KERNEL_HASHES section)", () => {
+  it('is usable for SNP without a kernel, refused with one, and measurable', async () => {
+    const { readSnpFirmware } = await import('../../src/attestation/snp-inputs.js');
+    const { snpFirmwareProblems } = await import('../../src/sev/snp-firmware-checks.js');
+    const { snpLaunchDigest } = await import('../../src/sev/snp-launch-digest.js');
+    const fw = await readSnpFirmware(TRIXIE_OVMF);
+    expect(fw.metadata.status).toBe('found');
+    const sections = fw.metadata.status === 'found' ? fw.metadata.sections : [];
+    expect(sections.map((s) => s.name)).toContain('SVSM_CAA');
+    expect(sections.map((s) => s.name)).not.toContain('KERNEL_HASHES');
+    expect(snpFirmwareProblems(fw, { kernel: false, kernelHashes: false })).toEqual([]);
+    expect(snpFirmwareProblems(fw, { kernel: true, kernelHashes: true })[0]).toMatch(/^a kernel is given, but the firmware has no KERNEL_HASHES section/);
+    const digest = snpLaunchDigest({
+      firmware: fw.bytes, sections, resetAddress: fw.table.sevResetAddress ?? 0, vcpus: 2, vcpuSignature: 0x800f12, guestFeatures: 1n,
+    });
+    expect(digest.length).toBe(48);
+  });
+});
