@@ -40,8 +40,16 @@ function idBytes(name: string, hex: string): Buffer {
   return Buffer.from(hex, 'hex');
 }
 
-function launchDigestOf(o: IdBlockCliOptions): Buffer {
+async function launchDigestOf(o: IdBlockCliOptions): Promise<Buffer> {
   if (o.launchDigest !== undefined && o.measurement !== undefined) usage('give --launch-digest or --measurement, not both');
+  const fromInputs = o.firmware !== undefined || o.ovmf !== undefined;
+  if (fromInputs && (o.launchDigest !== undefined || o.measurement !== undefined)) {
+    usage('give the launch digest (--launch-digest, --measurement) or the inputs to compute it (--firmware …), not both');
+  }
+  if (fromInputs) {
+    const [{ resolveLaunchOptions }, { snpDigestFromOptions }] = await Promise.all([import('./measure.js'), import('./measure-snp.js')]);
+    return (await snpDigestFromOptions(o, resolveLaunchOptions(o))).digest;
+  }
   if (o.launchDigest !== undefined) {
     if (!/^[0-9a-fA-F]{96}$/.test(o.launchDigest)) usage('--launch-digest takes 48 bytes as 96 hex digits');
     return Buffer.from(o.launchDigest, 'hex');
@@ -51,7 +59,7 @@ function launchDigestOf(o: IdBlockCliOptions): Buffer {
     if (bytes.length !== 48 || bytes.toString('base64') !== o.measurement) usage('--measurement takes 48 bytes in base64 (64 characters)');
     return bytes;
   }
-  return usage('give the expected launch digest: --launch-digest HEX or --measurement BASE64 (`sevsup measure --mode snp` prints it)');
+  return usage('give the expected launch digest (--launch-digest HEX or --measurement BASE64), or the inputs to compute it (--firmware, --vcpus, --vcpu-type, …)');
 }
 
 function merge(name: string, value: string | undefined, alias: string, aliasValue: string | undefined): string | undefined {
@@ -69,7 +77,7 @@ async function writeOutput(path: string, text: string): Promise<void> {
 
 /** @throws SUP_ERR_USAGE, SUP_ERR_CONFIG_READ (unreadable key file), SUP_ERR_OUTPUT_WRITE. */
 export async function runIdBlock(o: IdBlockCliOptions): Promise<void> {
-  const launchDigest = launchDigestOf(o);
+  const launchDigest = await launchDigestOf(o);
   const idKeyPath = merge('--id-key', o.idKey, '--idkey', o.idkey);
   const authorKeyPath = merge('--author-key', o.authorKey, '--authorkey', o.authorkey);
   if (idKeyPath === undefined) usage('--id-key PEM (alias --idkey) is required');

@@ -1,7 +1,7 @@
 // `sevsup measure --mode snp` and `--mode snp:ovmf-hash`: sev-snp-measure's SNP modes.
 // Owns: their option rules and output shapes (hex, base64, JSON). Must not: compute digests
 // (attestation/snp-inputs.ts and sev/snp-launch-digest.ts do) or load anything heavy.
-import { computeSnpExpectedDigest, readSnpFirmware } from '../../attestation/snp-inputs.js';
+import { computeSnpExpectedDigest, readSnpFirmware, type SnpExpectedDigest } from '../../attestation/snp-inputs.js';
 import { SupervisorError } from '../../errors.js';
 import { hex } from '../../sev/ovmf-table.js';
 import { snpFirmwareDigest } from '../../sev/snp-launch-digest.js';
@@ -15,20 +15,20 @@ function usage(message: string): never {
   throw new SupervisorError('SUP_ERR_USAGE', message);
 }
 
+/** The SNP options `measure` and `id-block` share. */
+export interface SnpDigestCliOptions {
+  readonly guestFeatures: bigint;
+  readonly vmmType: 'QEMU' | 'ec2' | 'gce';
+  readonly snpOvmfHash?: string;
+}
+
 /**
- * @throws SUP_ERR_USAGE for missing or contradictory options; the errors of computeSnpExpectedDigest
- *   (SUP_ERR_VERIFY_UNSUPPORTED lists every reason QEMU would refuse the inputs).
+ * The expected SNP launch digest from the launch-input options (sev-snp-measure's rules).
+ * @throws SUP_ERR_USAGE for missing options; the errors of computeSnpExpectedDigest.
  */
-export async function runMeasureSnp(o: MeasureCliOptions, r: ResolvedLaunchOptions): Promise<void> {
+export async function snpDigestFromOptions(o: SnpDigestCliOptions, r: ResolvedLaunchOptions): Promise<SnpExpectedDigest & { vcpuSignature: number }> {
   const { owner } = r;
   if (owner.firmware === undefined) usage('--firmware (or --ovmf) is required');
-  if (o.mode === 'snp:ovmf-hash') {
-    const fw = await readSnpFirmware(owner.firmware);
-    const digest = snpFirmwareDigest(fw.bytes);
-    if (o.json === true) printJson({ mode: o.mode, firmwareDigest: digest.toString('hex'), firmware: { path: fw.path, size: fw.size, sha256: fw.sha256 } });
-    else process.stdout.write(`${digest.toString(o.outputFormat)}\n`);
-    return;
-  }
   if (owner.vcpus === undefined) usage("missing --vcpus N in guest mode 'snp'");
   if (owner.cpu === undefined && o.vmmType === 'QEMU') {
     usage("missing --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping in guest mode 'snp' with --vmm-type QEMU");
@@ -50,6 +50,24 @@ export async function runMeasureSnp(o: MeasureCliOptions, r: ResolvedLaunchOptio
     vmmType: o.vmmType,
     ...(firmwareDigest === undefined ? {} : { firmwareDigest }),
   });
+  return { ...d, vcpuSignature };
+}
+
+/**
+ * @throws SUP_ERR_USAGE for missing or contradictory options; the errors of computeSnpExpectedDigest
+ *   (SUP_ERR_VERIFY_UNSUPPORTED lists every reason QEMU would refuse the inputs).
+ */
+export async function runMeasureSnp(o: MeasureCliOptions, r: ResolvedLaunchOptions): Promise<void> {
+  const { owner } = r;
+  if (owner.firmware === undefined) usage('--firmware (or --ovmf) is required');
+  if (o.mode === 'snp:ovmf-hash') {
+    const fw = await readSnpFirmware(owner.firmware);
+    const digest = snpFirmwareDigest(fw.bytes);
+    if (o.json === true) printJson({ mode: o.mode, firmwareDigest: digest.toString('hex'), firmware: { path: fw.path, size: fw.size, sha256: fw.sha256 } });
+    else process.stdout.write(`${digest.toString(o.outputFormat)}\n`);
+    return;
+  }
+  const d = await snpDigestFromOptions(o, r);
   if (o.json !== true) {
     process.stdout.write(`${d.digest.toString(o.outputFormat)}\n`);
     return;
@@ -76,8 +94,8 @@ export async function runMeasureSnp(o: MeasureCliOptions, r: ResolvedLaunchOptio
     initrd: d.initrd,
     cmdline: d.cmdline,
     kernelHashesTable: d.kernelHashesTable?.toString('hex') ?? null,
-    vcpus: owner.vcpus,
-    vcpuSignature: hex(vcpuSignature),
+    vcpus: owner.vcpus ?? null,
+    vcpuSignature: hex(d.vcpuSignature),
     vcpuFrom: r.cpuSource,
     guestFeatures: `0x${o.guestFeatures.toString(16)}`,
     vmmType: o.vmmType,

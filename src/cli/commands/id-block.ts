@@ -2,9 +2,12 @@
 // refuses a launch whose digest differs. Takes sev-snp-measure's `snp-create-id-block` option names
 // too. Must not: import the implementation eagerly (cli/actions/id-block.ts is loaded on use).
 import { Option, type Command } from 'commander';
-import { u64Arg, uintArg } from './measure.js';
+import { addLaunchInputOptions, u64Arg, uintArg, type LaunchInputCliOptions } from './measure.js';
 
-export interface IdBlockCliOptions {
+export interface IdBlockCliOptions extends LaunchInputCliOptions {
+  readonly guestFeatures: bigint;
+  readonly vmmType: 'QEMU' | 'ec2' | 'gce';
+  readonly snpOvmfHash?: string;
   readonly measurement?: string;
   readonly launchDigest?: string;
   readonly idkey?: string;
@@ -21,7 +24,7 @@ export interface IdBlockCliOptions {
 }
 
 export function registerIdBlock(program: Command): void {
-  program
+  const cmd = program
     .command('id-block')
     .description('sign an SEV-SNP ID block and ID auth with the owner\'s P-384 key, pinning the launch digest and policy')
     .option('--launch-digest <hex>', 'the expected launch digest (96 hex digits, from `sevsup measure --mode snp`)')
@@ -36,11 +39,17 @@ export function registerIdBlock(program: Command): void {
     .addOption(new Option('--policy <n>', 'the guest\'s SNP policy (must equal the one it launches with)').argParser(u64Arg).default(0x30000n, '0x30000'))
     .option('--id-block-file <file>', 'also write the ID block (base64, as the id-block= config property takes it)')
     .option('--id-auth-file <file>', 'also write the ID auth (base64, as the id-auth= config property takes it)')
-    .option('--json', 'print {idBlock, idAuth (base64), idKeyDigest, authorKeyDigest (hex)} as JSON')
+    .option('--json', 'print {idBlock, idAuth (base64), idKeyDigest, authorKeyDigest (hex)} as JSON');
+  addLaunchInputOptions(cmd)
+    .addOption(new Option('--guest-features <n>', 'SNP: VMSA SEV_FEATURES, when the digest is computed from the inputs').argParser(u64Arg).default(1n, '0x1'))
+    .addOption(new Option('--vmm-type <type>', 'SNP: whose VMM launches the guest').choices(['QEMU', 'ec2', 'gce']).default('QEMU'))
+    .option('--snp-ovmf-hash <hex>', 'SNP: the firmware part of the digest, precomputed')
     .addHelpText(
       'after',
       [
         '',
+        'The digest comes from --launch-digest / --measurement, or is computed from the inputs as',
+        '`sevsup measure --mode snp` computes it (--firmware, --kernel, --initrd, --cmdline, --vcpus, --vcpu-type, …).',
         'Without --json it prints what sev-snp-measure\'s snp-create-id-block prints: `id-block=B64,id-auth=B64`',
         '(ready for QEMU\'s sev-snp-guest object), then `id_key_hash: B64` and, with an author key, `author_key: B64`.',
         'idKeyDigest is the ID_KEY_DIGEST every attestation report of the guest carries.',

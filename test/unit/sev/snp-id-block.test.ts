@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { hasCode } from '../../../src/errors.js';
 import { buildIdAuth, buildIdBlock, ID_AUTH_OFFSETS, snpKeyDigest } from '../../../src/sev/snp-id-block.js';
 import { runCliCaptured } from '../cli/run-cli.js';
+import { buildSnpImage } from './ovmf-images.js';
 
 const KEYS = new URL('../../fixtures/snp-keys/', import.meta.url).pathname;
 const idKeyPem = path.join(KEYS, 'id_key_test.pem');
@@ -138,6 +139,19 @@ describe('sevsup id-block', () => {
     expect(j).toMatchObject({ idKeyDigest: Buffer.from('hwt+NcU/inLQ0yL3WrKvgmJ5Kq9leWIs5BMcPyHyied8sFYKXjuQs5MuZ07HCcsU', 'base64').toString('hex'), authorKeyDigest: null });
     expect(readFileSync(files.block, 'utf8')).toBe(`${j['idBlock']}\n`);
     expect(readFileSync(files.auth, 'utf8')).toBe(`${j['idAuth']}\n`);
+  });
+
+  it('computes the digest from the inputs as measure --mode snp does', async () => {
+    const fw = path.join(dir, 'fw.fd');
+    writeFileSync(fw, buildSnpImage({ sections: [[0x800000, 0x1000, 1], [0x801000, 0x1000, 2], [0x802000, 0x1000, 3]] }));
+    const inputs = ['--ovmf', fw, '--vcpus', '2', '--vcpu-type', 'EPYC-Genoa'];
+    const measured = (await runCliCaptured('measure', '--mode', 'snp', ...inputs)).out.trim();
+    const fromInputs = JSON.parse((await runCliCaptured('id-block', ...inputs, '--idkey', idKeyPem, '--json')).out) as Record<string, string>;
+    expect(fromInputs['launchDigest']).toBe(measured);
+    expect(Buffer.from(fromInputs['idBlock'] ?? '', 'base64').subarray(0, 48).toString('hex')).toBe(measured);
+    const both = await runCliCaptured('id-block', ...inputs, '--launch-digest', measured, '--idkey', idKeyPem);
+    expect(both.code).toBe(2);
+    expect(both.err).toMatch(/not both/);
   });
 
   it.each([
