@@ -1,5 +1,6 @@
 // `amd-sev: type=snp` / `amd_sev: snp`: Proxmox's options and defaults, the SNP launch options
 // Proxmox lacks, and every refusal with its message.
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { formatVmConfig, parseVmConfig } from '../../../src/config/vm-config.js';
 import type { SnpSpec } from '../../../src/config/vm-spec.js';
@@ -110,5 +111,17 @@ describe('an SNP guest before the SNP launch exists', () => {
     const error = catchSupervisorError(() => resolveSevParams(spec, snpHost));
     expect(error.code).toBe('SUP_ERR_CONFIG_UNSUPPORTED');
     expect(error.message).toMatch(/^\/vms\/g\.conf: amd-sev: type=snp: launching AMD SEV-SNP guests is not supported by this sevsup yet/);
+  });
+});
+
+describe('examples/vms/snp.conf', () => {
+  it('is a valid SNP config with policy 0x30000, host data, an ID block and its own QEMU', async () => {
+    const { loadVmConfig } = await import('../../../src/config/vm-config.js');
+    const file = path.resolve('examples/vms/snp.conf');
+    const spec = await loadVmConfig(file);
+    expect(spec.qemu).toBe('/usr/local/bin/qemu-system-x86_64');
+    if (spec.sev?.type !== 'snp') throw new Error('not SNP');
+    expect(snpPolicyFromConfig(spec.sev)).toBe(0x30000n);
+    expect(spec.sev).toMatchObject({ kernelHashes: true, idBlock: path.join(path.dirname(file), 'snp.idblock'), hostData: { kind: 'value' } });
   });
 });
