@@ -74,6 +74,7 @@ export const ERRORS = {
   SUP_ERR_FIRMWARE_TABLE_INVALID: def('OVMF footer table is invalid', 400, EXIT.config),
   SUP_ERR_FIRMWARE_NO_HASHES_AREA: def('firmware has no valid kernel-hashes table area', 400, EXIT.config),
   SUP_ERR_FIRMWARE_NO_SEV_INFO: def('firmware has no SEV info block (SEV-ES reset address)', 400, EXIT.config),
+  SUP_ERR_FIRMWARE_SNP: def('firmware cannot launch an SEV-SNP guest', 400, EXIT.config),
   SUP_ERR_FIRMWARE_HASH_MISMATCH: def('firmware sha256 does not match the pinned value', 400, EXIT.config),
   SUP_ERR_KERNEL_READ: def('cannot read kernel or initrd image', 400, EXIT.config),
 
