@@ -1,5 +1,5 @@
-# sevsup in a container: QEMU 10, OVMF, Node.js 20 and sevsup built from this checkout, plus the
-# demo's kernel, test firmware and initrd. Owns the image only; it must not need a registry:
+# sevsup in a container: QEMU 10, OVMF, Node.js 20 and sevsup bundled from this checkout, plus
+# the demo's kernel, test firmware and initrd. Owns the image only; it must not need a registry:
 # the base is made locally (scripts/docker-base.sh: debootstrap trixie + docker import) because
 # none is reachable here, and `docker build --network host` (scripts/docker-build.sh) lets apt
 # and npm inside the build reach Debian's mirror and the npm registry as the host does.
@@ -32,7 +32,10 @@ RUN printf '%s\n' '# sevsup image: what sevsup never runs (see the Dockerfile)' 
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
-# ---- build: compile dist/, make the demo/test assets, keep production dependencies only ------
+# ---- build: compile and bundle, make the demo/test assets, production dependencies ----------
+# Layers from the least to the most often changed, so a source change rebuilds only the last
+# ones: packages, npm, dependencies (the lock file), the kernel and initrd (their recipes), and
+# only then the sources, the build and the firmware (whose patcher needs the build).
 FROM runtime AS build
 # npm, the TypeScript build and the asset recipe's tools live only in this stage. The package
 # lists stay here: setup-test-assets.sh needs them for `apt-get download` of the kernel.
@@ -47,8 +50,10 @@ ENV COREPACK_ENABLE_DOWNLOAD_PROMPT=0 COREPACK_ENABLE_STRICT=0 NPM_CONFIG_UPDATE
 RUN printf '#!/bin/sh\nexec corepack npm@%s "$@"\n' "$NPM_VERSION" > /usr/local/bin/npm \
  && chmod 0755 /usr/local/bin/npm
 WORKDIR /opt/sevsup
-# Dependencies first, in their own layer: it stays cached until the lock file changes.
-# --ignore-scripts: `prepare` would compile before the sources are copied; we build below.
+# Dependencies first, in their own layer: it stays cached until the lock file changes. All of
+# them here for the build; the production ones alone in /opt/prod for the image (--omit=dev, so
+# no pruning after the build is needed). --ignore-scripts: `prepare` would build before the
+# sources are copied; we build below.
 COPY package.json package-lock.json ./
 # The building host's own CAs (docker-build.sh passes /usr/local/share/ca-certificates/*.crt):
 # where the npm registry is reached through a TLS-inspecting proxy, npm must trust what the
@@ -60,32 +65,40 @@ RUN set -e; \
       printf '%s\n' "$HOST_CA_CERTS" > /tmp/host-ca.pem; export NODE_EXTRA_CA_CERTS=/tmp/host-ca.pem; \
     fi; \
     npm ci --ignore-scripts --no-audit --no-fund --loglevel=error; \
+    mkdir -p /opt/prod; cp package.json package-lock.json /opt/prod/; \
+    (cd /opt/prod && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error); \
+    find /opt/prod/node_modules -mindepth 1 -type d -empty -delete; \
     rm -rf /tmp/host-ca.pem /root/.npm
+# The assets that need no build, from their recipes alone (the same as on a developer's machine,
+# on this image's own Debian): trixie's cloud kernel and the busybox demo initrd.
+COPY scripts/setup-test-assets.sh scripts/make-demo-initrd.sh ./scripts/
+RUN bash scripts/setup-test-assets.sh vmlinuz demo-initrd.img \
+ && test -s .cache/test-assets/vmlinuz -a -s .cache/test-assets/demo-initrd.img
+# The sources: everything from here on is redone when they change.
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/bundle.mjs scripts/make-test-firmware.mjs ./scripts/
 COPY src ./src
-RUN npm run --silent build
-# Only the asset recipe's scripts: a change to any other script must not invalidate this stage.
-COPY scripts/setup-test-assets.sh scripts/make-test-firmware.mjs scripts/make-demo-initrd.sh ./scripts/
-# The same recipe as on a developer's machine, on this image's own Debian: trixie's cloud kernel,
-# a test firmware patched from this image's /usr/share/ovmf/OVMF.fd, the busybox demo initrd.
-RUN bash scripts/setup-test-assets.sh \
- && test -s .cache/test-assets/vmlinuz -a -s .cache/test-assets/ovmf-sev-test.fd \
-      -a -s .cache/test-assets/demo-initrd.img
-RUN npm prune --omit=dev --no-audit --no-fund --loglevel=error \
- && find node_modules -mindepth 1 -type d -empty -delete
+# The build (dist/ and its bundle), then the test firmware patched from this image's
+# /usr/share/ovmf/OVMF.fd by the built patcher (the same bytes each time: its layer below stays cached).
+RUN npm run --silent build \
+ && bash scripts/setup-test-assets.sh ovmf-sev-test.fd \
+ && test -s .cache/test-assets/ovmf-sev-test.fd
 
 # ---- the image --------------------------------------------------------------------------------
+# What changes least first: dependencies and assets are the same layers from build to build
+# (COPY is cached by content); only the bundle and the small checkout files follow a change.
 FROM runtime
 WORKDIR /opt/sevsup
-COPY package.json ./
-COPY bin ./bin
-COPY examples ./examples
-COPY --from=build /opt/sevsup/dist ./dist
-COPY --from=build /opt/sevsup/node_modules ./node_modules
+COPY --from=build /opt/prod/node_modules ./node_modules
 # Same place as in a checkout, so code that finds the assets relative to dist/ finds them here.
 COPY --from=build /opt/sevsup/.cache/test-assets ./.cache/test-assets
 # The directories docs/docker.md mounts volumes on; they exist (empty) without volumes too.
 RUN mkdir -p /etc/sevsup/vms /var/lib/sevsup /run/sevsup /var/cache/sevsup
 ENV PATH=/opt/sevsup/bin:$PATH NODE_ENV=production
+COPY package.json ./
+COPY examples ./examples
+COPY bin ./bin
+# Only the bundle: bin/ runs nothing else from dist/.
+COPY --from=build /opt/sevsup/dist/bundle ./dist/bundle
 ENTRYPOINT ["sevsup"]
 CMD ["--help"]

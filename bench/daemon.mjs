@@ -4,7 +4,8 @@
 //  - the daemon's own RSS (target ≤ 150 MB; the simulators and QEMUs are separate processes);
 //  - `GET /v1/vms` over the API, 50 guests (target ≤ 50 ms median);
 //  - `GET /v1/vms/<vm>` (target ≤ 0.5 ms median: served from memory, no QMP round trip), over one
-//    kept-alive connection, and also with a fresh connection per request as the CLI does;
+//    kept-alive connection, alternating with a bare node:http server answering the same bytes
+//    through the same client (the floor), and with a fresh connection per request as the CLI does;
 //  - the daemon's idle CPU over 10 s with 50 held guests;
 //  - start → held of one more guest through the daemon vs `sevsup run --hold`, alternating, each
 //    from its own `starting` to `held` event (target ratio ≤ 1.1); plus the API call's wall time.
@@ -12,12 +13,13 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { Agent, request } from 'node:http';
+import { Agent, createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { reportTargets, target } from './targets.mjs';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const SEVSUP = join(REPO, 'bin', 'sevsup');
@@ -31,7 +33,7 @@ const IDLE_S = 10;
 const CLK_TCK = 100; // USER_HZ on Linux
 const TARGETS = { rssMb: 150, listMs: 50, statusMs: 0.5, startRatio: 1.1 };
 
-for (const p of [join(REPO, 'dist', 'cli', 'main.js'), OVMF]) {
+for (const p of [join(REPO, 'dist', 'bundle', 'sevsup.mjs'), join(REPO, 'dist', 'api', 'client.js'), OVMF]) {
   if (!existsSync(p)) {
     process.stderr.write(`bench/daemon: ${p} is missing (npm run build; apt-get install ovmf)\n`);
     process.exit(2);
@@ -75,9 +77,9 @@ function rssMb(pid) {
 }
 
 /** GET over one kept-alive connection (the daemon's own cost, not connection set-up). */
-function keepAliveGet(agent, path) {
+function keepAliveGet(agent, path, socketPath = socket) {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path, agent }, (res) => {
+    const req = request({ socketPath, path, agent }, (res) => {
       res.resume();
       res.on('end', resolve);
     });
@@ -163,13 +165,30 @@ try {
     list.push(performance.now() - t);
   }
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  // The floor, in the same run and through the same client: a bare node:http server on a Unix
+  // socket answering with the daemon's own bytes for the same guest (no routing, no metrics).
+  const sample = await api('GET', `/v1/vms/${names[0]}`);
+  const bareBody = `${JSON.stringify(sample)}\n`;
+  const bareSocket = join(root, 'bare.sock');
+  const bare = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(bareBody) });
+    res.end(bareBody);
+  });
+  await new Promise((resolve) => bare.listen(bareSocket, resolve));
+  const bareAgent = new Agent({ keepAlive: true, maxSockets: 1 });
   const statusKeepAlive = [];
+  const bareKeepAlive = [];
   for (let i = 0; i < 500; i += 1) {
-    const t = performance.now();
+    let t = performance.now();
     await keepAliveGet(agent, `/v1/vms/${names[i % GUESTS]}`);
     statusKeepAlive.push(performance.now() - t);
+    t = performance.now();
+    await keepAliveGet(bareAgent, `/v1/vms/${names[i % GUESTS]}`, bareSocket);
+    bareKeepAlive.push(performance.now() - t);
   }
   agent.destroy();
+  bareAgent.destroy();
+  await new Promise((resolve) => bare.close(resolve));
   const statusFresh = [];
   for (let i = 0; i < 200; i += 1) {
     const t = performance.now();
@@ -198,6 +217,7 @@ try {
     listMedianMs: round(median(list)),
     statusMedianMs: round(median(statusKeepAlive), 3),
     statusFreshConnectionMedianMs: round(median(statusFresh), 3),
+    bareServerMedianMs: round(median(bareKeepAlive), 3),
     idleCpuPercent: round(idleCpuPct),
     startToHeld: {
       runs: RUNS,
@@ -220,6 +240,12 @@ try {
   await rm(root, { recursive: true, force: true });
 }
 
+reportTargets('daemon', [
+  target(`daemon RSS, ${result.guests} guests held`, result.daemonRssMb, { unit: 'MB', max: TARGETS.rssMb }),
+  target(`GET /v1/vms, ${result.guests} guests`, result.listMedianMs, { unit: 'ms', max: TARGETS.listMs }),
+  target('GET /v1/vms/<vm>, kept-alive connection', result.statusMedianMs, { unit: 'ms', max: TARGETS.statusMs, detail: `bare node:http server, same client: ${result.bareServerMedianMs} ms; fresh connection: ${result.statusFreshConnectionMedianMs} ms` }),
+  target('start → held: daemon / sevsup run --hold', result.startToHeld.ratio, { unit: '×', max: TARGETS.startRatio, detail: `${result.startToHeld.daemonMedianMs} vs ${result.startToHeld.runMedianMs} ms` }),
+]);
 if (JSON_OUT) process.stdout.write(`${JSON.stringify(result)}\n`);
 else {
   const r = result;
@@ -229,7 +255,7 @@ else {
       `${r.guests} guests held (all held after ${r.allHeldSeconds} s)`,
       `daemon RSS            ${r.daemonRssMb} MB (target ≤ ${TARGETS.rssMb}) ${ok(r.pass.rss)}`,
       `list (API)            median ${r.listMedianMs} ms (target ≤ ${TARGETS.listMs}) ${ok(r.pass.list)}`,
-      `status (API)          median ${r.statusMedianMs} ms kept-alive (target ≤ ${TARGETS.statusMs}) ${ok(r.pass.status)}; ${r.statusFreshConnectionMedianMs} ms with a new connection each`,
+      `status (API)          median ${r.statusMedianMs} ms kept-alive (target ≤ ${TARGETS.statusMs}) ${ok(r.pass.status)}; ${r.statusFreshConnectionMedianMs} ms with a new connection each; a bare node:http server: ${r.bareServerMedianMs} ms`,
       `idle CPU              ${r.idleCpuPercent} % of one core over ${IDLE_S} s`,
       `start → held          daemon ${r.startToHeld.daemonMedianMs} ms vs sevsup run ${r.startToHeld.runMedianMs} ms: ratio ${r.startToHeld.ratio} (target ≤ ${TARGETS.startRatio}) ${ok(r.pass.start)}; API call ${r.startToHeld.daemonApiWallMedianMs} ms [${r.startToHeld.runs} runs each, alternating]`,
       '',

@@ -21,6 +21,7 @@ import { silentLogger } from '../dist/log.js';
 import { startQmpProxy } from '../dist/proxy/proxy-server.js';
 import { QmpClient } from '../dist/qmp/client.js';
 import { RawQmpClient } from './raw-qmp-client.mjs';
+import { reportTargets, target } from './targets.mjs';
 
 const QEMU = process.env.QEMU_BIN ?? '/usr/bin/qemu-system-x86_64';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
@@ -184,6 +185,10 @@ async function main() {
     console.log(`  1 proxy client         ${(alone / SECONDS).toFixed(0).padStart(7)} commands/s`);
     console.log(`  ${String(CLIENTS).padStart(2)} proxy clients       ${(total / SECONDS).toFixed(0).padStart(7)} commands/s in total (${(total / alone).toFixed(2)}× one proxy client)`);
     console.log(`  per client completed: min ${min}, max ${max} (min/max ${(min / max).toFixed(2)}; no client starved: ${min > 0 ? 'yes' : 'NO'})`);
+    reportTargets('proxy', [
+      target('query-status via proxy / direct', ratio, { unit: '×', max: TARGET, detail: `${us(s.proxy.median)} vs ${us(s.direct.median)}` }),
+      target(`${CLIENTS} proxy clients: fewest / most completed`, min / max, { unit: '×', min: 0.01, detail: `min ${min}, max ${max} (none starved)` }),
+    ]);
     direct.close();
     sameBytes.close();
     viaProxy.close();

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QmpClient } from '../dist/qmp/client.js';
 import { RawQmpClient } from './raw-qmp-client.mjs';
+import { reportTargets, target } from './targets.mjs';
 
 const QEMU = process.env.QEMU_BIN ?? '/usr/bin/qemu-system-x86_64';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
@@ -103,6 +104,7 @@ async function main() {
     report(`${CONCURRENCY} concurrent query-status (time per batch; ${BATCHES} batches per client per round)`, conc, 'concurrent');
     const worst = Math.max(ratios['sequential/raw'], ratios['concurrent/raw']);
     console.log(`\nclient overhead (same bytes on the wire): worst median ratio ${worst.toFixed(3)}× (target ≤ ${TARGET.toFixed(2)}×): ${worst <= TARGET ? 'OK' : 'OVER TARGET'}`);
+    reportTargets('qmp-client', [target('QmpClient / raw client, worst median', worst, { unit: '×', max: TARGET, detail: 'sequential and concurrent query-status' })]);
     const idCost = Math.max(ratios['sequential/raw-numeric'], ratios['concurrent/raw-numeric']);
     console.log(`against numeric ids (8 request bytes fewer, read one byte per QEMU loop iteration): worst ${idCost.toFixed(3)}×`);
   } finally {

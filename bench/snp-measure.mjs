@@ -13,6 +13,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { median, run, u32s, writeFooterTable } from './bench-lib.mjs';
+import { reportTargets, target } from './targets.mjs';
 import { computeSnpExpectedDigest } from '../dist/attestation/snp-inputs.js';
 import { readFileChunks } from '../dist/sev/hash-file.js';
 
@@ -52,7 +53,7 @@ async function sha384Files(files, parallel = true) {
 }
 
 async function main() {
-  if (!existsSync(new URL('../dist/cli/main.js', import.meta.url))) throw new Error('snp-measure bench needs dist/ (npm run build)');
+  if (!existsSync(new URL('../dist/attestation/snp-inputs.js', import.meta.url))) throw new Error('snp-measure bench needs the build (npm run build)');
   if (spawnSync('openssl', ['version']).status !== 0) throw new Error('snp-measure bench needs openssl');
   const dir = mkdtempSync(join(tmpdir(), 'sevsup-bench-snp-'));
   try {
@@ -104,6 +105,10 @@ async function main() {
     process.stdout.write(`  SHA-384 throughput vs openssl: ${hashRatio.toFixed(2)}x (target >= 0.80) ${hashRatio >= 0.8 ? 'OK' : 'BELOW TARGET'}\n`);
     process.stdout.write(`  the same, one file at a time (like openssl): ${seqRatio.toFixed(2)}x\n`);
     process.stdout.write(`  measure in-process vs openssl dgst -sha384: ${(m.openssl / m.inproc).toFixed(2)}x\n`);
+    reportTargets('snp-measure', [
+      target('sha-384 throughput vs openssl', hashRatio, { unit: '×', min: 0.8, detail: `${m.openssl.toFixed(0)} vs ${m.sha384.toFixed(0)} ms` }),
+      target('sha-384 one file at a time vs openssl', seqRatio, { unit: '×', min: 0.8, detail: `${m.openssl.toFixed(0)} vs ${m.sha384seq.toFixed(0)} ms` }),
+    ]);
     process.stdout.write(`${JSON.stringify({ bench: 'snp-measure', rounds: ROUNDS, medianMs: m, sha384RatioVsOpenssl: hashRatio, sha384SequentialRatioVsOpenssl: seqRatio, measureRatioVsOpenssl: m.openssl / m.inproc })}\n`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

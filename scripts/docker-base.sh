@@ -1,29 +1,24 @@
 #!/usr/bin/env bash
-# Makes a Docker engine and sevsup's base image available on this machine (run as root):
-#  1. installs docker.io and debootstrap from Debian if missing;
-#  2. starts dockerd if no engine answers, and waits for it. It is started without a bridge,
-#     iptables or IP forwarding (the machines this is built on have no image registry and no
-#     use for container networking: builds use --network host, containers --network none).
-#     dockerd is left running on purpose (log: /var/log/sevsup-dockerd.log); stop it with
-#     `kill "$(cat /var/run/docker.pid)"`;
-#  3. builds the base image sevsup-base:trixie with debootstrap and `docker import`, if absent
-#     (no registry is reachable, so `FROM debian:trixie` cannot be pulled).
-# Idempotent: a second run only checks. Must not build sevsup's own image (docker-build.sh does).
+# Makes sevsup's base image available to the Docker engine that answers here (run as root):
+# sevsup-base:trixie, made with debootstrap and `docker import` (no registry is reachable, so
+# `FROM debian:trixie` cannot be pulled), unless an image made by the same recipe is there.
+# Cached by its inputs: the image carries a hash of the recipe below (the make_rootfs function's
+# text, the suite and the mirror) and is made again only when that hash changes.
+# Never installs Docker or starts an engine (scripts/docker-engine.sh does, for CI); installs
+# debootstrap if it must make the base and it is missing. Must not build sevsup's own image
+# (docker-build.sh does).
 #
-# Exit codes: 0 ready; 3 the Docker engine cannot work on this machine at all (dockerd does not
-# start, or cannot run a container: missing kernel features); the last stderr line says why and
-# starts with "docker-base: unavailable:". Anything else is a plain failure (apt, debootstrap…).
+# Exit codes: 0 ready; 3 no Docker engine can be used here (none answers, or it cannot run a
+# container: missing kernel features); the last stderr line says why and starts with
+# "docker-base: unavailable:". Anything else is a plain failure (apt, debootstrap…).
 set -euo pipefail
 
 BASE_IMAGE=${SEVSUP_BASE_IMAGE:-sevsup-base:trixie}
-# Bump when the recipe below changes: an image made by an older recipe is then made again.
-RECIPE=3
 SUITE=${SEVSUP_BASE_SUITE:-trixie}
-DOCKERD_LOG=/var/log/sevsup-dockerd.log
 log() { echo "docker-base: $*" >&2; }
 unavailable() { log "unavailable: $*"; exit 3; }
 
-[[ $EUID -eq 0 ]] || { log "must run as root (installs packages, starts dockerd)"; exit 1; }
+[[ $EUID -eq 0 ]] || { log "must run as root (docker, debootstrap)"; exit 1; }
 
 # The mirror apt already uses (deb822 "URIs:" or one-line "deb" entries), so debootstrap reaches
 # the same place apt does; the security suite is not a debootstrap mirror.
@@ -35,63 +30,18 @@ mirror() {
   echo "${SEVSUP_DEBIAN_MIRROR:-${m:-http://deb.debian.org/debian}}"
 }
 
-# --- 1. packages -------------------------------------------------------------------------------
-missing=()
-command -v dockerd >/dev/null || missing+=(docker.io)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  # docker.io's postinst would start the SysV service (with its default bridge and iptables rules)
-  # where no policy forbids it; we start dockerd ourselves below, with our flags.
-  created_policy=
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod 0755 /usr/sbin/policy-rc.d
-    created_policy=1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  [[ -z $created_policy ]] || rm -f /usr/sbin/policy-rc.d
-fi
+# --- 1. the engine ---------------------------------------------------------------------------
+timeout 10 docker info >/dev/null 2>&1 \
+  || unavailable "no Docker engine answers (docker info failed); start one with: bash scripts/docker-engine.sh start"
+log "engine: $(docker version --format 'server {{.Server.Version}}, client {{.Client.Version}}' 2>/dev/null)"
 
-# --- 2. the engine -----------------------------------------------------------------------------
-engine_up() { timeout 10 docker info >/dev/null 2>&1; }
-if ! engine_up; then
-  pid=$(cat /var/run/docker.pid 2>/dev/null || true)
-  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && grep -q dockerd "/proc/$pid/comm" 2>/dev/null; then
-    log "dockerd (pid $pid) is starting; waiting"
-  else
-    log "starting dockerd (log: $DOCKERD_LOG)"
-    # setsid + all three streams redirected: dockerd outlives this script and holds no pipe of
-    # its caller open (a test runner waiting for this script's output would hang otherwise).
-    setsid dockerd --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
-      >>"$DOCKERD_LOG" 2>&1 </dev/null &
-    pid=$!
-  fi
-  # Alive: our child, or (had setsid to fork) whatever dockerd wrote its pid file for.
-  alive() { kill -0 "$pid" 2>/dev/null || kill -0 "$(cat /var/run/docker.pid 2>/dev/null || echo none)" 2>/dev/null; }
-  for ((i = 0; i < 120; i++)); do
-    engine_up && break
-    if ! alive; then
-      tail -n 15 "$DOCKERD_LOG" >&2 || true
-      unavailable "dockerd exited while starting: $(grep -E 'level=(fatal|error)' "$DOCKERD_LOG" | tail -n1 || true)"
-    fi
-    sleep 0.5
-  done
-  engine_up || { tail -n 15 "$DOCKERD_LOG" >&2 || true; unavailable "dockerd did not answer within 60 s"; }
-fi
-log "engine ready: $(docker version --format 'server {{.Server.Version}}, client {{.Client.Version}}' 2>/dev/null)"
-
-# --- 3. the base image -------------------------------------------------------------------------
-have=$(docker image inspect --format '{{index .Config.Labels "org.sevsup.base-recipe"}}' "$BASE_IMAGE" 2>/dev/null || true)
-if [[ $have != "$RECIPE" ]]; then
-  [[ -z $have ]] || log "$BASE_IMAGE was made by recipe '$have', not $RECIPE: making it again"
-  m=$(mirror)
-  dir=$(mktemp -d /var/tmp/sevsup-base.XXXXXX)
-  trap 'rm -rf "$dir"' EXIT
-  log "debootstrap --variant=minbase $SUITE from $m"
-  debootstrap --variant=minbase "$SUITE" "$dir" "$m" >"$dir.log" 2>&1 \
-    || { tail -n 20 "$dir.log" >&2; rm -f "$dir.log"; log "debootstrap failed"; exit 1; }
+# --- 2. the base image -------------------------------------------------------------------------
+# The recipe: a minbase root filesystem of $1 (suite) from $2 (mirror) in $3. Its text is part of
+# the cache key below, so any change to it makes the image again.
+make_rootfs() {
+  local suite=$1 m=$2 dir=$3
+  debootstrap --variant=minbase "$suite" "$dir" "$m" >"$dir.log" 2>&1 \
+    || { tail -n 20 "$dir.log" >&2; rm -f "$dir.log"; log "debootstrap failed"; return 1; }
   rm -f "$dir.log"
   # Nothing an image needs: package lists and .debs (any build that installs more fetches them
   # again: docker build --network host reaches the same mirror), documentation, manuals and
@@ -111,16 +61,36 @@ SLIM
   # No fsync per file while unpacking: an image layer is written once, and a build that dies
   # midway is thrown away whole (as Debian's official images do).
   echo force-unsafe-io > "$dir/etc/dpkg/dpkg.cfg.d/02-sevsup-unsafe-io"
-  echo "deb $m $SUITE main" > "$dir/etc/apt/sources.list"
+  echo "deb $m $suite main" > "$dir/etc/apt/sources.list"
+}
+
+m=$(mirror)
+# The cache key: the recipe's own text (as bash prints it: comments and layout do not count)
+# and its inputs. The same key means the same image; nothing else is checked.
+RECIPE=$(printf '%s\n' "$(declare -f make_rootfs)" "$SUITE" "$m" | sha256sum | cut -c1-16)
+have=$(docker image inspect --format '{{index .Config.Labels "org.sevsup.base-recipe"}}' "$BASE_IMAGE" 2>/dev/null || true)
+if [[ $have == "$RECIPE" ]]; then
+  log "$BASE_IMAGE is up to date (recipe $RECIPE)"
+else
+  [[ -z $have ]] || log "$BASE_IMAGE was made by recipe '$have', not $RECIPE: making it again"
+  if ! command -v debootstrap >/dev/null; then
+    log "installing debootstrap"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+  fi
+  dir=$(mktemp -d /var/tmp/sevsup-base.XXXXXX)
+  trap 'rm -rf "$dir"' EXIT
+  log "debootstrap --variant=minbase $SUITE from $m"
+  make_rootfs "$SUITE" "$m" "$dir"
   old=$(docker image inspect --format '{{.Id}}' "$BASE_IMAGE" 2>/dev/null || true)
   tar -C "$dir" -c . | docker import \
     --change 'CMD ["/bin/bash"]' --change "LABEL org.sevsup.base-recipe=$RECIPE" \
-    --message "debootstrap --variant=minbase $SUITE $m" - "$BASE_IMAGE" >/dev/null
+    --message "debootstrap --variant=minbase $SUITE $m (recipe $RECIPE)" - "$BASE_IMAGE" >/dev/null
   rm -rf "$dir"
   trap - EXIT
   # The replaced image, now untagged; still in use by other images' layers, it stays.
   [[ -z $old ]] || docker rmi "$old" >/dev/null 2>&1 || true
-  log "imported $BASE_IMAGE"
+  log "imported $BASE_IMAGE (recipe $RECIPE)"
 fi
 
 # A container must actually run here (namespaces, cgroups, overlay): the engine answering is not

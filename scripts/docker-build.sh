@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds the sevsup image (default tag sevsup:dev) from this checkout's Dockerfile, after
-# scripts/docker-base.sh has made the engine and the base image ready (it is run first; it only
-# checks when everything is there). Must not push, nor remove any image but its own superseded
+# scripts/docker-base.sh has made the base image ready (it is run first; it only checks when the
+# base's recipe is unchanged). Needs a Docker engine that answers (scripts/docker-engine.sh start
+# makes one); never starts one itself. Warm, a source change rebuilds only the Dockerfile's last
+# layers (its comments say the order). Must not push, nor remove any image but its own superseded
 # ones (untagged, with the Dockerfile's label org.sevsup.image).
 #   usage: docker-build.sh [TAG]   (default sevsup:dev; the build stage is kept as TAG-build)
 #   env: SEVSUP_DOCKER_BUILD_ARGS="--no-cache …" (extra docker build flags)
 # --network host: the build's apt-get and npm reach Debian's mirror and the npm registry the way
 # the host does (no bridge exists: dockerd runs with --bridge=none). --force-rm: a failed step
-# leaves no stopped container behind. Exit codes are docker-base.sh's (3: Docker cannot work
-# here) or docker build's.
+# leaves no stopped container behind. Exit codes are docker-base.sh's (3: no engine answers,
+# or it cannot work here) or docker build's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TAG=${1:-sevsup:dev}

@@ -6,12 +6,20 @@
 #    kernel-hashes). Real SEV hosts use the OVMF AmdSev build (OvmfPkg/AmdSev/AmdSevX64.dsc);
 #  - demo-initrd.img: a busybox initramfs whose /init prints a greeting and powers off.
 # Needs dist/ (npm run build) for the firmware patcher.
+#   usage: setup-test-assets.sh [ASSET…]   (default: all three; the Dockerfile makes the two that
+#   need no build before copying the sources, so a source change does not download the kernel)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ASSETS=.cache/test-assets
 mkdir -p "$ASSETS"
+wanted=("$@")
+((${#wanted[@]})) || wanted=(vmlinuz ovmf-sev-test.fd demo-initrd.img)
+for w in "${wanted[@]}"; do
+  case $w in vmlinuz | ovmf-sev-test.fd | demo-initrd.img) ;; *) echo "setup: no asset '$w' (vmlinuz, ovmf-sev-test.fd, demo-initrd.img)" >&2; exit 2 ;; esac
+done
+want() { [[ " ${wanted[*]} " == *" $1 "* && ! -s "$ASSETS/$1" ]]; }
 
-if [[ ! -s "$ASSETS/vmlinuz" ]]; then
+if want vmlinuz; then
   pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
   [[ -n "$pkg" ]] || { echo "setup: cannot find the cloud kernel package (apt-get update?)" >&2; exit 1; }
   tmp=$(mktemp -d)
@@ -26,11 +34,11 @@ if [[ ! -s "$ASSETS/vmlinuz" ]]; then
   trap - EXIT
 fi
 
-if [[ ! -s "$ASSETS/ovmf-sev-test.fd" ]]; then
+if want ovmf-sev-test.fd; then
   node scripts/make-test-firmware.mjs /usr/share/ovmf/OVMF.fd "$ASSETS/ovmf-sev-test.fd"
 fi
 
-if [[ ! -s "$ASSETS/demo-initrd.img" && -x /bin/busybox ]]; then
+if want demo-initrd.img && [[ -x /bin/busybox ]]; then
   bash scripts/make-demo-initrd.sh "$ASSETS/demo-initrd.img"
 fi
 echo "setup: test assets ready in $ASSETS"

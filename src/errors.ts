@@ -78,9 +78,12 @@ export const ERRORS = {
   SUP_ERR_FIRMWARE_HASH_MISMATCH: def('firmware sha256 does not match the pinned value', 400, EXIT.config),
   SUP_ERR_KERNEL_READ: def('cannot read kernel or initrd image', 400, EXIT.config),
 
+  // --- disks ---------------------------------------------------------------------------------
+  SUP_ERR_DISK_READ: def('cannot read disk image', 400, EXIT.config),
+  SUP_ERR_DISK_CHAIN_REFUSED: def('disk backing chain refused (it would make QEMU open a file sevsup did not state)', 400, EXIT.config),
+
   // --- host capabilities -----------------------------------------------------------------------
   SUP_ERR_HOST_CAPS_FILE: def('host capabilities file is invalid', 400, EXIT.host),
-  SUP_ERR_HOST_PROBE: def('host capability probe failed', 500, EXIT.host),
   SUP_ERR_HOST_CAPS_WRITE: def('cannot write host capabilities file', 500, EXIT.host),
 
   // --- QMP client ----------------------------------------------------------------------------------
@@ -98,6 +101,7 @@ export const ERRORS = {
   SUP_ERR_LAUNCH_FAILED: def('QEMU failed to start', 500, EXIT.launch),
   SUP_ERR_LAUNCH_TIMEOUT: def('QEMU did not become ready in time', 504, EXIT.launch),
   SUP_ERR_QEMU_EXITED: def('QEMU exited unexpectedly', 500, EXIT.launch),
+  SUP_ERR_QEMU_SIGNALLED: def('QEMU was ended by a signal sevsup did not send', 500, EXIT.launch),
   SUP_ERR_SHUTDOWN_ABNORMAL: def('QEMU did not stop gracefully and was killed', 500, EXIT.launch),
   SUP_ERR_RUN_DIR: def('cannot prepare the VM run directory', 500, EXIT.launch),
 
@@ -132,10 +136,14 @@ export const ERRORS = {
   SUP_ERR_API_BAD_REQUEST: def('malformed request', 400, EXIT.usage),
   SUP_ERR_API_NOT_FOUND: def('no such API route', 404, EXIT.notFound),
   SUP_ERR_API_TOO_LARGE: def('request body too large', 413, EXIT.usage),
+  SUP_ERR_API_BUSY: def('the control API is at its limit for this client; try again', 503, EXIT.unreachable),
   SUP_ERR_VM_STATE: def('VM is in the wrong state for this operation', 409, EXIT.failure),
 
   // --- daemon: guest operations beyond the launch (seed's snapshot/migration rules) ------------
   SUP_ERR_DAEMON_RUNNING: def('another sevsup daemon already serves this socket', 409, EXIT.failure),
+  SUP_ERR_DIR_LOCKED: def('another sevsup holds the lock on the run or state directory', 409, EXIT.failure),
+  SUP_ERR_VM_UNREACHABLE: def("the guest's QEMU runs but its monitor cannot be reached; sevsup left it alone", 503, EXIT.failure),
+  SUP_ERR_VM_ORPHANED: def('a QEMU of this guest may run unsupervised (its state file is unreadable)', 409, EXIT.failure),
   SUP_ERR_SNAPSHOT_UNSUPPORTED: def('this snapshot is not supported for the guest', 409, EXIT.refused),
   SUP_ERR_SNAPSHOT_FAILED: def('the disk snapshot failed', 500, EXIT.failure),
   SUP_ERR_MIGRATE_RUNNING: def('live migration is not supported by sevsup; stop the guest first', 409, EXIT.refused),

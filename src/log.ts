@@ -45,9 +45,36 @@ export function createLogger(options: LoggerOptions = {}, destination?: Destinat
       base: { service: 'sevsup', ...options.base },
       redact: { paths: [...REDACT_PATHS], censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
+      hooks: { logMethod: withoutRepeatedKeys },
     },
     destination ?? pino.destination({ dest: 1, sync: false }),
   );
+}
+
+/** Keys pino writes on every line itself. */
+const LINE_KEYS = new Set(['level', 'time', 'msg']);
+
+/**
+ * pino writes a child's bindings and a call's fields side by side, so a key given in both (a `vm`
+ * passed again to a VM's logger) would appear twice in one JSON line, which strict readers reject
+ * and lenient ones read as either value. A call field that repeats a bound key is dropped when
+ * equal, and kept under `shadowed` when it differs.
+ */
+function withoutRepeatedKeys(this: Logger, args: unknown[], method: (...a: unknown[]) => void): void {
+  const [first] = args;
+  if (typeof first === 'object' && first !== null && !Array.isArray(first) && !(first instanceof Error)) {
+    const bound = this.bindings();
+    const fields: Record<string, unknown> = { ...first };
+    let shadowed: Record<string, unknown> | undefined;
+    for (const key of Object.keys(fields)) {
+      if (!(key in bound) && !LINE_KEYS.has(key)) continue;
+      if (bound[key] !== fields[key]) (shadowed ??= {})[key] = fields[key];
+      delete fields[key];
+    }
+    if (shadowed !== undefined) fields['shadowed'] = shadowed;
+    args[0] = fields;
+  }
+  method.apply(this, args);
 }
 
 /** A logger that writes nothing (library default, like qemu.qmp's NullHandler). */

@@ -1,6 +1,8 @@
-// bin/sevsup as users run it: a real process from the built dist/.
+// bin/sevsup as users run it: a real process running the bundle (dist/bundle/, npm run build).
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/main.js';
@@ -41,5 +43,21 @@ describe('bin/sevsup', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("unknown command 'no-such-command'");
     expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('runs the bundle, and says how to build it when it is missing (exit 70, no stack trace)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sevsup-bin-'));
+    try {
+      mkdirSync(join(dir, 'bin'));
+      copyFileSync(BIN, join(dir, 'bin', 'sevsup'));
+      copyFileSync(new URL('../../package.json', import.meta.url), join(dir, 'package.json'));
+      const r = await run(process.execPath, [join(dir, 'bin', 'sevsup'), '--version']).then(
+        () => ({ code: 0, stderr: '' }),
+        (error: { code?: number; stderr?: string }) => ({ code: error.code, stderr: error.stderr }),
+      );
+      expect(r).toEqual({ code: 70, stderr: 'sevsup: not built yet: run `npm ci` (or `npm run build`) in the sevsup checkout\n' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -32,9 +32,9 @@ export class Daemon {
   #child: ChildProcess | null = null;
   #exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | null = null;
 
-  constructor(dir: string, args: readonly string[] = []) {
+  constructor(dir: string, args: readonly string[] = [], socket = join(dir, 's.sock')) {
     this.#dir = dir;
-    this.socket = join(dir, 's.sock');
+    this.socket = socket;
     this.#args = args;
   }
 
@@ -123,7 +123,7 @@ export async function writeVm(dir: string, name: string, extra: readonly string[
  * Per-test directories and daemons, ended after each test whatever it did: every daemon is
  * SIGKILLed, then every process mentioning the directory (the detached simulators) is killed.
  */
-export function daemonScope(): { dir(): Promise<string>; daemon(dir: string, args?: readonly string[]): Daemon } {
+export function daemonScope(): { dir(): Promise<string>; daemon(dir: string, args?: readonly string[], socket?: string): Daemon } {
   const dirs: { dir: string; remove: () => Promise<void> }[] = [];
   const daemons: Daemon[] = [];
   afterEach(async () => {
@@ -140,8 +140,8 @@ export function daemonScope(): { dir(): Promise<string>; daemon(dir: string, arg
       dirs.push(t);
       return t.dir;
     },
-    daemon(dir, args = []) {
-      const d = new Daemon(dir, args);
+    daemon(dir, args = [], socket) {
+      const d = new Daemon(dir, args, socket);
       daemons.push(d);
       return d;
     },

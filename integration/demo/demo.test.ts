@@ -13,7 +13,7 @@ import { processesMentioning as running } from '../../src/demo/processes.js';
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const SEVSUP = join(REPO, 'bin', 'sevsup');
 const NEEDED = [
-  join(REPO, 'dist', 'cli', 'main.js'),
+  join(REPO, 'dist', 'bundle', 'sevsup.mjs'),
   join(REPO, '.cache', 'test-assets', 'vmlinuz'),
   join(REPO, '.cache', 'test-assets', 'demo-initrd.img'),
   join(REPO, '.cache', 'test-assets', 'ovmf-sev-test.fd'),

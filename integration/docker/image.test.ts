@@ -1,10 +1,10 @@
 // The Docker image, built from this checkout the way a user builds it: scripts/docker-base.sh
-// (installs docker.io + debootstrap, starts dockerd, makes the trixie base) then
-// scripts/docker-build.sh (sevsup:dev). The slow suite: minutes from nothing, seconds when warm.
-// Skips, visibly and with the reason, only when the Docker engine cannot work on this machine
-// at all (docker-base.sh exit 3: dockerd does not start, or cannot run a container). Docker not
-// being installed yet is no reason: the script installs it. Leaves dockerd running (as
-// docker-base.sh documents) but no container: every one is --rm, labelled, and checked for.
+// (the trixie base, made again only when its recipe changes) then scripts/docker-build.sh
+// (sevsup:dev; layer-cached, so a source change rebuilds only the last layers).
+// Runs only when a Docker engine answers here: this suite never installs Docker or starts an
+// engine (.ci/run does, with scripts/docker-engine.sh, and stops it afterwards). Skips, saying so
+// on stderr and in each test's skip note, when none answers or docker-base.sh finds the engine
+// cannot run a container (exit 3). Leaves no container: every one is --rm, labelled, checked for.
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -42,10 +42,17 @@ let unavailable: string | undefined;
 
 describe('the Docker image sevsup:dev', () => {
   beforeAll(async () => {
+    const engine = await run('docker', ['info', '--format', '{{.ServerVersion}}'], 15_000);
+    if (engine.code !== 0) {
+      const why = engine.code === -1 && !engine.stderr ? 'the docker client is not installed' : tail(engine.stderr, 1) || `docker info exited ${engine.code}`;
+      unavailable = `no Docker engine answers here (${why}); to run these tests: bash scripts/docker-engine.sh start`;
+      process.stderr.write(`integration/docker: SKIPPED — ${unavailable}\n`);
+      return;
+    }
     const base = await run('bash', ['scripts/docker-base.sh'], 400_000);
     if (base.code === 3) {
       unavailable = /docker-base: unavailable: (.*)$/m.exec(base.stderr)?.[1] ?? tail(base.stderr, 1);
-      process.stderr.write(`integration/docker: skipped, Docker cannot work on this machine: ${unavailable}\n`);
+      process.stderr.write(`integration/docker: SKIPPED — Docker cannot work on this machine: ${unavailable}\n`);
       return;
     }
     if (base.code !== 0) throw new Error(`scripts/docker-base.sh exited ${base.code}:\n${tail(base.stderr)}`);
@@ -62,13 +69,13 @@ describe('the Docker image sevsup:dev', () => {
   }, 120_000);
 
   it('`sevsup --version` prints the package version', async (ctx) => {
-    if (unavailable !== undefined) ctx.skip(`Docker cannot work on this machine: ${unavailable}`);
+    if (unavailable !== undefined) ctx.skip(unavailable);
     const r = await dockerRun([IMAGE, '--version']);
     expect(r).toMatchObject({ code: 0, stdout: `${VERSION}\n` });
   });
 
   it('`sevsup host --json` exits 0 and reports SEV unsupported, with a reason, without /dev/sev', async (ctx) => {
-    if (unavailable !== undefined) ctx.skip(`Docker cannot work on this machine: ${unavailable}`);
+    if (unavailable !== undefined) ctx.skip(unavailable);
     // The premise: no device is passed, so the container has no /dev/sev even on an SEV host.
     const devices = await dockerRun(['--entrypoint', 'ls', IMAGE, '/dev']);
     expect(devices.code).toBe(0);
@@ -84,7 +91,7 @@ describe('the Docker image sevsup:dev', () => {
   });
 
   it('is clean: production dependencies only, no apt lists, no npm cache, no build toolchain', async (ctx) => {
-    if (unavailable !== undefined) ctx.skip(`Docker cannot work on this machine: ${unavailable}`);
+    if (unavailable !== undefined) ctx.skip(unavailable);
     const script = [
       'find /var/lib/apt/lists /var/cache/apt/archives /root/.npm /root/.cache -mindepth 1 ! -name lock ! -name partial 2>/dev/null',
       // corepack stays: trixie's nodejs depends on it; npm is what the build stage added.
@@ -106,7 +113,7 @@ describe('the Docker image sevsup:dev', () => {
   });
 
   it("the demo guest's assets boot under the image's QEMU with TCG (no device needed)", async (ctx) => {
-    if (unavailable !== undefined) ctx.skip(`Docker cannot work on this machine: ${unavailable}`);
+    if (unavailable !== undefined) ctx.skip(unavailable);
     // What `sevsup demo` will run on the simulated platform: the test firmware, Debian trixie's
     // cloud kernel and the busybox initrd built at image build time, to the guest's own greeting.
     // `timeout` inside the container bounds a hung guest; it then fails here, and is removed.
@@ -125,7 +132,7 @@ describe('the Docker image sevsup:dev', () => {
   }, 150_000);
 
   it('`sevsup demo` runs end to end inside the container on the simulated platform', async (ctx) => {
-    if (unavailable !== undefined) ctx.skip(`Docker cannot work on this machine: ${unavailable}`);
+    if (unavailable !== undefined) ctx.skip(unavailable);
     // --network none and no device: the simulated platform runs the guest under TCG, and the
     // daemon, the proxy and the validator all run inside the container.
     const r = await dockerRun([IMAGE, 'demo'], 240_000);

@@ -9,7 +9,7 @@ import { buildRecord, type CpuSignature, type LaunchInputs, type MeasurementReco
 export const BIN = new URL('../../bin/sevsup', import.meta.url).pathname;
 export const ASSETS = new URL('../../.cache/test-assets/', import.meta.url).pathname;
 export const DEBIAN_OVMF_4M = '/usr/share/OVMF/OVMF_CODE_4M.fd';
-export { DEBIAN_OVMF, HAVE_VALIDATOR, mapLimit, PYTHON, runValidator, VALIDATOR, validatorArgv, type ValidatorArgs } from '../sev-crypto/validator.js';
+export { DEBIAN_OVMF, HAVE_VALIDATOR, mapLimit, PYTHON, runValidator, VALIDATOR, validatorArgv, type ValidatorArgs } from '../../test/support/validator.js';
 
 export interface Run {
   readonly code: number;

@@ -10,7 +10,7 @@ import { ACCEL, MISSING, QEMU_IMG, run, startGuest, type Guest } from './guest.j
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const SEVSUP = join(REPO, 'bin', 'sevsup');
-const BUILT = existsSync(join(REPO, 'dist', 'cli', 'main.js'));
+const BUILT = existsSync(join(REPO, 'dist', 'bundle', 'sevsup.mjs'));
 const SKIP = MISSING !== undefined ? `${MISSING} missing` : BUILT ? null : 'dist/ is not built (npm run build)';
 
 interface Result {

@@ -11,11 +11,12 @@ import { join } from 'node:path';
 import { QmpClient } from '../../src/qmp/client.js';
 import type { DecideContext } from '../../src/proxy/decide.js';
 import { startQmpProxy, type QmpProxy } from '../../src/proxy/proxy-server.js';
-import { logSink } from '../../test/fakes/proxy-rig.js';
+import { logSink } from '../../test/support/proxy-rig.js';
+import { ACCEL_KVM_IF_PRESENT } from '../kvm.js';
 
 export const QEMU = process.env['QEMU_BIN'] ?? '/usr/bin/qemu-system-x86_64';
 export const QEMU_IMG = process.env['QEMU_IMG'] ?? '/usr/bin/qemu-img';
-export const ACCEL = existsSync('/dev/kvm') ? 'kvm' : 'tcg';
+export const ACCEL = ACCEL_KVM_IF_PRESENT;
 export const MISSING = [QEMU, QEMU_IMG].find((p) => !existsSync(p));
 
 /** The hold window: QEMU itself blocks nothing yet (no SEV migration blocker before `cont`). */

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WireClient, errorDesc, member } from '../../test/fakes/qmp-wire-client.js';
+import { WireClient, errorDesc, member } from '../../test/support/qmp-wire-client.js';
 import { DEBIAN_OVMF, SIM, missingPrerequisite, processesMentioning, simRun, simStatus, testDir, writeConf, type SevsupRun } from '../run/harness.js';
 
 const missing = missingPrerequisite(SIM, DEBIAN_OVMF);

@@ -12,10 +12,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isSupervisorError } from '../../src/errors.js';
 import { QmpClient, type Runstate } from '../../src/qmp/client.js';
 import * as cmd from '../../src/qmp/commands.js';
+import { ACCEL_KVM_IF_PRESENT } from '../kvm.js';
 
 const QEMU = process.env['QEMU_BIN'] ?? '/usr/bin/qemu-system-x86_64';
 const SKIP = existsSync(QEMU) ? '' : `needs ${QEMU}`;
-const ACCEL = existsSync('/dev/kvm') ? 'kvm' : 'tcg';
+const ACCEL = ACCEL_KVM_IF_PRESENT;
 
 interface Qemu {
   child: ChildProcess;

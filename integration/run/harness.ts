@@ -22,7 +22,7 @@ export const REAL_QEMU = '/usr/bin/qemu-system-x86_64';
 
 /** Why the suite cannot run here, or null. */
 export function missingPrerequisite(...paths: string[]): string | null {
-  if (!existsSync(join(REPO, 'dist', 'cli', 'main.js'))) return 'dist/ is not built (npm run build)';
+  if (!existsSync(join(REPO, 'dist', 'bundle', 'sevsup.mjs'))) return 'dist/ is not built (npm run build)';
   for (const p of paths) if (!existsSync(p)) return `${p} is missing (bash scripts/setup-test-assets.sh)`;
   return null;
 }

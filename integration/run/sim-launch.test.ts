@@ -4,7 +4,7 @@
 // differs (exit 1). Both query-sev reply shapes. (e) A record that cannot be written keeps the
 // guest from ever being resumed.
 import { createHash } from 'node:crypto';
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -150,16 +150,20 @@ describe.skipIf(missing !== null)(`sevsup run --platform sim, end to end${missin
 describe.skipIf(missing !== null)(`(e) record write faults${missing === null ? '' : ` (skipped: ${missing})`}`, () => {
   it('a state dir that cannot hold the record fails closed: exit 6, never resumed, nothing left', async () => {
     const dir = await scope.dir();
-    const blocker = join(dir, 'not-a-dir');
+    // The state directory itself must be usable (sevsup run takes its lock there before spawning);
+    // the VM's own directory inside it is a file, so the record cannot be written.
+    const state = join(dir, 'state');
+    await mkdir(state);
+    const blocker = join(state, 'rec1');
     await writeFile(blocker, '');
     const conf = await writeConf(dir, { name: 'rec1', firmware: DEBIAN_OVMF });
-    const run = track(simRun(dir, conf, ['--state-dir', join(blocker, 'state')]));
+    const run = track(simRun(dir, conf, ['--state-dir', state]));
     const result = await run.done;
     expect(result.code).toBe(6);
     expect(run.names()).toEqual(['starting', 'spawned', 'checked', 'stopping', 'stopped', 'failed']);
     expect(run.events.at(-1)).toMatchObject({
       code: 'SUP_ERR_RECORD_WRITE',
-      message: `VM rec1: cannot create the measurement directory ${join(blocker, 'state', 'rec1', 'measurements')} of VM rec1: a component of the path is not a directory (ENOTDIR); the guest was not resumed`,
+      message: `VM rec1: cannot create the measurement directory ${join(blocker, 'measurements')} of VM rec1: a component of the path is not a directory (ENOTDIR); the guest was not resumed`,
     });
     expect(simStatus(dir, 'rec1').contCount).toBe(0);
     expect(processesMentioning(dir)).toEqual([]);

@@ -8,8 +8,8 @@ import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseOvmfTable, SEV_HASH_TABLE_RV_GUID, SEV_SECRET_GUID } from '../../src/sev/ovmf-table.js';
 import { parseSnpMetadata, snpSectionLabel } from '../../src/sev/snp-metadata.js';
-import { buildImage, SEV_INFO, u32s } from '../../test/unit/sev/ovmf-images.js';
-import { DEBIAN_OVMF } from './validator.js';
+import { buildImage, SEV_INFO, u32s } from '../../test/support/ovmf-images.js';
+import { DEBIAN_OVMF } from '../../test/support/validator.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SCRIPT = join(ROOT, 'scripts/make-test-firmware.mjs');

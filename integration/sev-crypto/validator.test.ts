@@ -11,7 +11,7 @@ import { buildLaunchSecret, SECRET_ALIASES, verifyLaunchSecret } from '../../src
 import { computeMeasurementMac, decodeStrictBase64, encodeMeasurement } from '../../src/sev/measurement.js';
 import { parseOvmfTable, SEV_HASH_TABLE_RV_GUID, SEV_SECRET_GUID } from '../../src/sev/ovmf-table.js';
 import type { SevEsParams } from '../../src/sev/vmsa.js';
-import { DEBIAN_OVMF, HAVE_VALIDATOR, mapLimit, runValidator, type ValidatorArgs } from './validator.js';
+import { DEBIAN_OVMF, HAVE_VALIDATOR, mapLimit, runValidator, type ValidatorArgs } from '../../test/support/validator.js';
 
 const CONCURRENCY = 2;
 

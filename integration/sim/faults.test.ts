@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isPidAlive } from '../../src/process/pid.js';
-import { HAVE_VALIDATOR, runValidator } from '../sev-crypto/validator.js';
+import { HAVE_VALIDATOR, runValidator } from '../../test/support/validator.js';
 import { argvFor, CMDLINE, KERNEL, missingPrerequisite, readStatus, spec, TEST_FIRMWARE, useSimFixture, type RawQmp, type SimProcess } from './harness.js';
 
 const missing = missingPrerequisite();

@@ -25,7 +25,7 @@ export const CMDLINE = 'console=ttyS0 panic=-1';
 
 /** Why the suite cannot run here, or null. */
 export function missingPrerequisite(): string | null {
-  if (!existsSync(join(REPO, 'dist', 'platform', 'sim', 'main.js'))) return 'dist/ is not built (npm run build)';
+  if (!existsSync(join(REPO, 'dist', 'bundle', 'sevsup-sim-qemu.mjs'))) return 'dist/ is not built (npm run build)';
   for (const p of [KERNEL, TEST_FIRMWARE, '/usr/bin/qemu-system-x86_64']) {
     if (!existsSync(p)) return `${p} is missing (bash scripts/setup-test-assets.sh)`;
   }

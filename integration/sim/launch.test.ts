@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeMeasurementMac, decodeMeasurement, encodeMeasurement } from '../../src/sev/measurement.js';
-import { HAVE_VALIDATOR, runValidator, type ValidatorArgs } from '../sev-crypto/validator.js';
+import { HAVE_VALIDATOR, runValidator, type ValidatorArgs } from '../../test/support/validator.js';
 import {
   argvFor, cleanupDir, CMDLINE, expectNoProcessesLeft, KERNEL, makeDir, missingPrerequisite, paths, RawQmp, readStatus, spec, startSim, TEST_FIRMWARE,
   type Paths, type SimProcess,

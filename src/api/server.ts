@@ -5,6 +5,7 @@
 // business rules (the ControlTarget does), echo request bodies, or crash or stall on any input.
 // `sevsup run` serves the per-VM routes for one guest; the daemon also serves the optional ones.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { unlink } from 'node:fs/promises';
 import { listenUnixSocket } from '../util/unix-listen.js';
 import { performance } from 'node:perf_hooks';
@@ -80,8 +81,17 @@ const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 60_000;
 /** An idle kept-alive connection is closed after this (Node's default; named for the docs). */
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/**
+ * A connection that has not started a request this long after accept is closed: idle clients
+ * must not hold slots. (Node checks its own header and request timers only every 30 s by default;
+ * CHECK_INTERVAL_MS makes them apply promptly.)
+ */
+export const IDLE_FROM_ACCEPT_MS = 5_000;
+const CHECK_INTERVAL_MS = 1_000;
 /** Connections at once: far above any operator's use, low enough that a flood cannot exhaust fds. */
 export const MAX_CONNECTIONS = 1024;
+/** Event streams at once: long-lived by design, so capped well below MAX_CONNECTIONS. */
+export const MAX_EVENT_STREAMS = 64;
 /** Bytes an event-stream client may fall behind before it is disconnected. */
 export const MAX_EVENT_BACKLOG_BYTES = 1024 * 1024;
 
@@ -91,13 +101,16 @@ export const MAX_EVENT_BACKLOG_BYTES = 1024 * 1024;
  */
 export async function startControlServer(options: ControlServerOptions): Promise<ControlServer> {
   const { socketPath, target, logger } = options;
-  const server = createServer((req, res) => {
+  const slots = new ConnectionSlots(logger);
+  const server = createServer({ connectionsCheckingInterval: CHECK_INTERVAL_MS }, (req, res) => {
+    slots.requestStarted(req.socket);
+    res.once('close', () => slots.requestEnded(req.socket));
     const started = performance.now();
     let route: RouteKind | 'unknown' = 'unknown';
     res.once('finish', () => {
       if (route !== 'events') options.onAnswered?.(route, (performance.now() - started) / 1000);
     });
-    handle(req, res, target, (kind) => (route = kind))
+    handle(req, res, target, (kind) => (route = kind), slots)
       .catch((error: unknown) => {
         // Refusals (4xx) are normal answers; only our own faults are errors.
         if (isSupervisorError(error) && error.status < 500) logger?.info({ code: error.code, url: req.url }, 'control API request refused');
@@ -109,7 +122,9 @@ export async function startControlServer(options: ControlServerOptions): Promise
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = REQUEST_TIMEOUT_MS;
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-  server.maxConnections = MAX_CONNECTIONS;
+  // A hard bound for fds; below it, idle connections give way to new ones (ConnectionSlots).
+  server.maxConnections = MAX_CONNECTIONS + MAX_EVENT_STREAMS;
+  server.on('connection', (socket: Socket) => slots.accepted(socket));
   server.on('clientError', (_error, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     else socket.destroy();
@@ -147,7 +162,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
 }
 
 /** Serve one request; `matched` hears the route kind as soon as it is known (for metrics). */
-async function handle(req: IncomingMessage, res: ServerResponse, target: ControlTarget, matched: (kind: RouteKind) => void): Promise<void> {
+async function handle(req: IncomingMessage, res: ServerResponse, target: ControlTarget, matched: (kind: RouteKind) => void, slots: ConnectionSlots): Promise<void> {
   let route: Route;
   try {
     route = matchRoute(req.method ?? 'GET', req.url ?? '/');
@@ -224,9 +239,86 @@ async function handle(req: IncomingMessage, res: ServerResponse, target: Control
       res.end(metrics.body);
       break;
     }
-    case 'events':
-      streamEvents(req, res, served(target.subscribe, route), route.vm);
+    case 'events': {
+      const subscribe = served(target.subscribe, route);
+      if (!slots.openStream(req.socket)) {
+        throw new SupervisorError('SUP_ERR_API_BUSY', `${MAX_EVENT_STREAMS} event streams are open already; close one, or try again later`, {
+          details: { limit: MAX_EVENT_STREAMS },
+        });
+      }
+      streamEvents(req, res, subscribe, route.vm);
       break;
+    }
+  }
+}
+
+/**
+ * Who holds a connection slot, so that idle clients never lock out the ones that ask something
+ * (an owner's approve): every connection must start a request within IDLE_FROM_ACCEPT_MS of
+ * accept; at MAX_CONNECTIONS a new connection evicts the longest-idle one (no request in flight,
+ * no event stream); event streams are capped at MAX_EVENT_STREAMS. Clients of this socket are
+ * not told apart by peer: it is 0660 to root and the socket group, and the budget is per
+ * connection state, which an idle flood cannot game.
+ */
+class ConnectionSlots {
+  readonly #idle = new Set<Socket>(); // insertion order = idle since, oldest first
+  readonly #busy = new Set<Socket>();
+  readonly #streams = new Set<Socket>();
+  /** Connections that have sent a request (the accept timer no longer applies). */
+  readonly #started = new WeakSet<Socket>();
+  readonly #log: Logger | undefined;
+  #evicted = 0;
+
+  constructor(logger: Logger | undefined) {
+    this.#log = logger;
+  }
+
+  accepted(socket: Socket): void {
+    // Our own timer, not socket.setTimeout: Node's server treats any socket timeout as its own
+    // (and destroys busy sockets on it). Later idleness is Node's keep-alive timeout's.
+    const timer = setTimeout(() => {
+      if (this.#idle.has(socket) && !this.#started.has(socket)) socket.destroy();
+    }, IDLE_FROM_ACCEPT_MS);
+    timer.unref();
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.#started.delete(socket);
+      this.#idle.delete(socket);
+      this.#busy.delete(socket);
+      this.#streams.delete(socket);
+    });
+    if (this.#idle.size + this.#busy.size + this.#streams.size >= MAX_CONNECTIONS) {
+      const [oldest] = this.#idle;
+      if (oldest === undefined) {
+        socket.destroy();
+        return;
+      }
+      this.#idle.delete(oldest);
+      oldest.destroy();
+      // One line per thousand: a flood must not become a log flood.
+      if (this.#evicted++ % 1000 === 0) this.#log?.warn({ limit: MAX_CONNECTIONS, evicted: this.#evicted }, 'control API at its connection limit; idle connections evicted');
+    }
+    this.#idle.add(socket);
+  }
+
+  requestStarted(socket: Socket): void {
+    this.#started.add(socket);
+    this.#idle.delete(socket);
+    if (!this.#streams.has(socket)) this.#busy.add(socket);
+  }
+
+  requestEnded(socket: Socket): void {
+    if (!this.#busy.delete(socket) || socket.destroyed) return;
+    // Kept alive: idle again (Node's keep-alive timeout closes it), last in the eviction order.
+    this.#idle.add(socket);
+  }
+
+  /** @returns false at MAX_EVENT_STREAMS */
+  openStream(socket: Socket): boolean {
+    if (this.#streams.size >= MAX_EVENT_STREAMS) return false;
+    this.#busy.delete(socket);
+    this.#streams.add(socket);
+    return true;
   }
 }
 

@@ -3,55 +3,19 @@
 // Must not: import anything heavy (the CLI client loads this on every `sevsup attest`).
 import { SupervisorError } from '../errors.js';
 import { decodeStrictBase64 } from '../sev/measurement.js';
+import { isRecord } from '../util/is-record.js';
+import type { AttestRequest, VmStatus } from '../vm/types.js';
 
-export type AttestRequest =
-  | { readonly action: 'approve' }
-  | { readonly action: 'reject' }
-  | {
-      readonly action: 'inject-secret';
-      /** base64 of the launch secret packet header (as `sev-inject-launch-secret` takes it). */
-      readonly packetHeader: string;
-      /** base64 of the encrypted secret. */
-      readonly secret: string;
-      /** Guest physical address; absent: the firmware's launch-secret area. */
-      readonly gpa?: number;
-    };
-
-export type AttestAction = AttestRequest['action'];
-
-/** What an attest call did; never carries the secret. */
-export interface AttestResult {
-  readonly vm: string;
-  readonly action: AttestAction;
-  readonly state: string;
-  /** inject-secret only. */
-  readonly gpa?: number;
-  readonly headerBytes?: number;
-  readonly secretBytes?: number;
-}
-
-/** `GET /v1/vms/<vm>`. */
-export interface VmStatus {
-  readonly vm: string;
-  readonly state: string;
-  readonly platform: 'hardware' | 'simulated';
-  readonly sev: boolean;
-  readonly pid: number | null;
-  /** Path of this launch's measurement record, once written. */
-  readonly record: string | null;
-  /** ISO time a held guest is rejected at; null when not held. */
-  readonly holdDeadline: string | null;
-  /** Secrets injected during this hold. */
-  readonly secretsInjected: number;
-  readonly error: { readonly code: string; readonly message: string } | null;
-}
+// The lifecycle's own shapes (attest request/result, a guest's status) live in vm/types.ts: the API
+// serves them, it does not own them.
+export type { AttestAction, AttestRequest, AttestResult, VmStatus } from '../vm/types.js';
 
 /**
  * Narrow a decoded JSON body to an AttestRequest.
  * @throws SUP_ERR_API_BAD_REQUEST naming the member that is wrong (never echoing secret values).
  */
 export function parseAttestRequest(value: unknown): AttestRequest {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad('the body must be a JSON object');
+  if (!isRecord(value)) throw bad('the body must be a JSON object');
   const body: Record<string, unknown> = { ...value };
   const action = body['action'];
   const allowed = (names: readonly string[]): void => {
@@ -176,7 +140,7 @@ export function parseMigrateRequest(value: unknown): MigrateRequest {
 
 /** `{}`-shaped body with only `allowed` members. */
 function objectBody(value: unknown, what: string, allowed: readonly string[]): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badRequest(what, 'the body must be a JSON object');
+  if (!isRecord(value)) throw badRequest(what, 'the body must be a JSON object');
   const body: Record<string, unknown> = { ...value };
   const extra = Object.keys(body).find((k) => !allowed.includes(k));
   if (extra !== undefined) throw badRequest(what, `unexpected member ${JSON.stringify(extra)}`);

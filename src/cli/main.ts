@@ -1,36 +1,30 @@
 // The `sevsup` command: argument parsing and the mapping of error codes to exit codes.
-// Owns: the command table and top-level error printing. Must not: contain business rules or
+// Owns: the command table (error printing: cli/report-error.ts). Must not: contain business rules or
 // load a command's implementation before that command runs (start-up stays near `node -e ''`).
 // Each command is registered by a small file in cli/commands/ whose action lazily imports its
-// implementation from cli/actions/. The light commands (commands/light.ts: plain `status <vm>` and
-// `list`) skip commander and the command table altogether: monitoring calls them often.
-import { createRequire } from 'node:module';
+// implementation from cli/actions/. The light commands (commands/light.ts: plain `status <vm>`,
+// `list` and `--version`) skip commander and the command table altogether: monitoring calls them
+// often. What ships is bundled (scripts/bundle.mjs); each lazy import stays a chunk of its own.
 import type * as CommanderModule from 'commander';
-import { isSupervisorError, EXIT } from '../errors.js';
+import { EXIT } from '../errors.js';
 import type { RegisterCommand } from './commands/index.js';
 import { parseLight, runLight } from './commands/light.js';
+import { noteCommander, reportError } from './report-error.js';
 
 type Command = CommanderModule.Command;
-let commander: typeof CommanderModule | undefined;
-
-/**
- * commander, loaded on first use: it is most of the start-up of a light command, which does not
- * need it. CommonJS through require() loads in about half the time of an ESM import (no export scan).
- */
-function loadCommander(): typeof CommanderModule {
-  commander ??= createRequire(import.meta.url)('commander') as typeof CommanderModule;
-  return commander;
-}
 
 /** Build the program with every command; exported for tests that check every subcommand's --help. */
 export async function buildProgram(): Promise<Command> {
-  const [{ COMMANDS }, { VERSION }] = await Promise.all([import('./commands/index.js'), import('../version.js')]);
-  return createProgram(COMMANDS, VERSION);
+  // commander is loaded here, on first use: it is most of the start-up of a light command, which
+  // does not need it. The same module the command files import (one copy, in the bundle too).
+  const [{ COMMANDS }, { VERSION }, loaded] = await Promise.all([import('./commands/index.js'), import('../version.js'), import('commander')]);
+  noteCommander(loaded);
+  return createProgram(loaded, COMMANDS, VERSION);
 }
 
 /** The program with `registers`. */
-function createProgram(registers: readonly RegisterCommand[], version: string): Command {
-  const program = new (loadCommander().Command)('sevsup')
+function createProgram(lib: typeof CommanderModule, registers: readonly RegisterCommand[], version: string): Command {
+  const program = new lib.Command('sevsup')
     .description('Supervisor for AMD SEV and SEV-ES confidential virtual machines on QEMU')
     .version(version, '-V, --version', 'print the sevsup version')
     .showHelpAfterError('(run with --help for usage)')
@@ -55,21 +49,4 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   } catch (error: unknown) {
     return reportError(error);
   }
-}
-
-/** Print an error for people (never a stack trace for a user error) and return its exit code. */
-export function reportError(error: unknown): number {
-  if (commander !== undefined && error instanceof commander.CommanderError) {
-    // --help and --version exit through here with code 0; commander already printed its text.
-    if (error.exitCode === 0) return EXIT.ok;
-    return EXIT.usage;
-  }
-  if (isSupervisorError(error)) {
-    process.stderr.write(`sevsup: ${error.message} [${error.code}]\n`);
-    return error.exitCode;
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`sevsup: internal error: ${message} [SUP_ERR_INTERNAL]\n`);
-  if (process.env['SEVSUP_DEBUG'] && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
-  return EXIT.internal;
 }

@@ -41,6 +41,7 @@ import {
   parseInteger,
   parseLaunch,
   parseNet,
+  parseQmpAllow,
   parseQmpList,
   parseSev,
   resolveName,
@@ -151,7 +152,7 @@ export function parseVmConfig(text: string, file: string): VmSpec {
         serial = parseEnum(ctx, entry, 'serial');
         break;
       case 'qmp-allow':
-        qmpAllow = parseQmpList(ctx, entry);
+        qmpAllow = parseQmpAllow(ctx, entry);
         break;
       case 'qmp-deny':
         qmpDeny = parseQmpList(ctx, entry);

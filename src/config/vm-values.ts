@@ -1,6 +1,7 @@
 // One VM config line's value → its typed piece of VmSpec (a disk, a NIC, the SEV line, …).
 // Owns: per-key value rules and their messages; relative paths resolve against the file's directory.
 // Must not: look at other keys (vm-rules.ts) or read files. Pure apart from path.resolve.
+import { qmpAllowProblem } from '../policy/qmp-policy.js';
 import path from 'node:path';
 import { SupervisorError, type ErrorCode } from '../errors.js';
 import type { DiskSpec, FirmwareSpec, LaunchSpec, NetSpec, SevSpec } from './vm-spec.js';
@@ -81,6 +82,20 @@ export function parseQmpList(ctx: Ctx, entry: KeyValueLine): string[] {
     }
     if (seen.has(name)) throw configError('SUP_ERR_CONFIG_BAD_VALUE', ctx.file, entry, `'${name}' is listed twice; list it once`);
     seen.add(name);
+  }
+  return names;
+}
+
+/**
+ * `qmp-allow`: as parseQmpList, and every name must be one a VM may re-allow: the memory family,
+ * launch-secret injection, tracing, fd passing and the supervisor channel are final (qmp-policy.ts),
+ * so listing one is a mistake to report, not a wish to ignore. @throws SUP_ERR_CONFIG_BAD_VALUE
+ */
+export function parseQmpAllow(ctx: Ctx, entry: KeyValueLine): string[] {
+  const names = parseQmpList(ctx, entry);
+  for (const name of names) {
+    const problem = qmpAllowProblem(name);
+    if (problem !== null) throw configError('SUP_ERR_CONFIG_BAD_VALUE', ctx.file, entry, `${problem}; remove it from qmp-allow`);
   }
   return names;
 }

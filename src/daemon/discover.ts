@@ -6,26 +6,44 @@
 import { lstat, readFile, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { vmRunPaths } from '../process/run-dir.js';
-import { readVmState, vmStateFilePath, type PersistedVmState } from '../vm/state-file.js';
+import { readVmStateFile, vmStateFilePath, type PersistedVmState } from '../vm/state-file.js';
 
-/** Every readable state file under `runDir`, by VM; unreadable or foreign ones are skipped. */
-export async function discoverGuests(runDir: string): Promise<PersistedVmState[]> {
+/** A state file that exists but cannot be used: its guest may run unsupervised (the registry decides). */
+export interface UnreadableState {
+  readonly vm: string;
+  readonly file: string;
+  readonly reason: string;
+}
+
+/**
+ * Every state file under `runDir`, by VM: the usable ones, and the ones that exist but are not
+ * (truncated, corrupt, foreign, or describing another directory), each with why.
+ */
+export async function discoverGuests(runDir: string): Promise<{ found: PersistedVmState[]; unreadable: UnreadableState[] }> {
   let entries: string[];
   try {
     entries = await readdir(runDir);
   } catch {
-    return [];
+    return { found: [], unreadable: [] };
   }
   const found: PersistedVmState[] = [];
+  const unreadable: UnreadableState[] = [];
   for (const name of entries.sort()) {
     const dir = join(runDir, name);
     const info = await lstat(dir).catch(() => null);
     if (info === null || !info.isDirectory()) continue;
-    const state = await readVmState(vmStateFilePath(dir));
+    const file = vmStateFilePath(dir);
+    const read = await readVmStateFile(file);
+    if (read.kind === 'none') continue;
+    if (read.kind === 'bad') {
+      unreadable.push({ vm: name, file, reason: read.reason });
+      continue;
+    }
     // A state file must describe the directory it is in: never adopt through a copied file.
-    if (state !== null && state.vm === name && state.monitorSocket === vmRunPaths(runDir, name).monitorSocket) found.push(state);
+    if (read.state.vm === name && read.state.monitorSocket === vmRunPaths(runDir, name).monitorSocket) found.push(read.state);
+    else unreadable.push({ vm: name, file, reason: `it describes VM ${JSON.stringify(read.state.vm)} at ${read.state.monitorSocket}, not this directory` });
   }
-  return found;
+  return { found, unreadable };
 }
 
 /**

@@ -5,6 +5,7 @@
 // the per-guest exclusion of offline work against a start, and the event fan-out.
 // Must not: know the launch order or judge QEMU's answers (vm/lifecycle.ts), decide QMP commands
 // (proxy/), or apply the seed's snapshot/migration rules itself (guest-ops.ts).
+import { rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StreamEvent } from '../api/server.js';
 import type {
@@ -25,16 +26,17 @@ import type { VmSpec } from '../config/vm-spec.js';
 import { SupervisorError, hasCode } from '../errors.js';
 import type { HostCaps } from '../host/host-caps.js';
 import type { Logger } from '../log.js';
+import { findQemuByCmdline } from '../process/adopt.js';
 import { prepareVmRunDir, vmRunPaths, type VmPaths } from '../process/run-dir.js';
 import { startQmpProxy, type QmpProxy } from '../proxy/proxy-server.js';
 import type { QmpClient } from '../qmp/client.js';
 import { VmLifecycle, type LifecycleEventRecord, type LifecycleOptions } from '../vm/lifecycle.js';
 import type { MeasurementRecord, RecordPlatform } from '../vm/record.js';
 import { listRecords, readRecordFile, recordsDir } from '../vm/record-store.js';
-import { vmStateFilePath, type PersistedVmState } from '../vm/state-file.js';
+import { VM_STATE_SCHEMA, vmStateFilePath, type PersistedVmState } from '../vm/state-file.js';
 import { isTerminal, type VmState } from '../vm/state.js';
-import { readPidFile, removeStaleRunFiles } from './discover.js';
-import { exportGuest, refuseMigrate, refuseSnapshot, snapshotOffline, snapshotTransaction } from './guest-ops.js';
+import { readPidFile, removeStaleRunFiles, type UnreadableState } from './discover.js';
+import { exportGuest, refuseMigrate, refuseSnapshot, snapshotOffline, snapshotOnline } from './guest-ops.js';
 import type { VmConfigScan } from './vm-configs.js';
 
 /** Guests launched at once at daemon start: QEMU start-up is CPU-bound, and the host has few cores. */
@@ -85,6 +87,12 @@ class Guest {
   proxy: QmpProxy | null = null;
   /** Offline work or a launch being prepared; nothing else may start meanwhile. */
   busy: 'starting' | 'snapshot' | 'migrate' | null = null;
+  /**
+   * A QEMU of this guest that sevsup does not supervise, left alone and shown as such: its monitor
+   * was unreachable on re-attach (`start` retries), or its state file is unreadable and nothing
+   * proves which process is its QEMU (`orphaned`).
+   */
+  unsupervised: Unsupervised | null = null;
 
   constructor(
     readonly name: string,
@@ -97,6 +105,19 @@ class Guest {
   active(): VmLifecycle | null {
     return this.lifecycle !== null && !isTerminal(this.lifecycle.state) ? this.lifecycle : null;
   }
+
+  /** A QEMU may run for it, supervised or not: never launch another, never forget it. */
+  hasQemu(): boolean {
+    return this.active() !== null || this.unsupervised !== null;
+  }
+}
+
+interface Unsupervised {
+  readonly state: 'unreachable' | 'orphaned';
+  readonly pid: number | null;
+  readonly error: SupervisorError;
+  /** What re-attaching needs (unreachable only). */
+  readonly persisted: PersistedVmState | null;
 }
 
 export class GuestRegistry {
@@ -129,7 +150,7 @@ export class GuestRegistry {
   countByState(): Record<string, number> {
     const counts: Record<string, number> = {};
     for (const guest of this.#guests.values()) {
-      const state = guest.lifecycle?.state ?? 'defined';
+      const state = this.#statusOf(guest).state;
       counts[state] = (counts[state] ?? 0) + 1;
     }
     return counts;
@@ -183,7 +204,7 @@ export class GuestRegistry {
       if (scan.specs.has(guest.name) || guest.removed) continue;
       if (guest.spec !== null && broken.has(guest.spec.source)) continue;
       this.#daemonEvent('config-removed', guest.name);
-      if (guest.active() !== null) guest.removed = true;
+      if (guest.hasQemu()) guest.removed = true;
       else this.#guests.delete(guest.name);
     }
   }
@@ -191,7 +212,7 @@ export class GuestRegistry {
   /** Start every autostart guest that has no QEMU (daemon start), a few at a time. */
   async autostart(): Promise<void> {
     if (!this.#open) return;
-    const names = [...this.#guests.values()].filter((g) => g.spec?.autostart === true && g.active() === null && g.lifecycle === null).map((g) => g.name);
+    const names = [...this.#guests.values()].filter((g) => g.spec?.autostart === true && g.lifecycle === null && !g.hasQemu()).map((g) => g.name);
     await inBatches(names, AUTOSTART_CONCURRENCY, (name) =>
       this.start(name).then(
         () => undefined,
@@ -218,6 +239,28 @@ export class GuestRegistry {
    */
   async start(vm: string): Promise<VmStatus> {
     const guest = this.#operate(vm);
+    const left = guest.unsupervised;
+    if (left?.state === 'unreachable' && left.persisted !== null && guest.busy === null) {
+      // Retry the re-attach (the monitor may be free now); never a second QEMU.
+      guest.unsupervised = null;
+      guest.busy = 'starting';
+      try {
+        await this.#adoptOne(left.persisted);
+      } finally {
+        guest.busy = null;
+      }
+      const still = guest.unsupervised as Unsupervised | null;
+      if (still !== null) throw still.error;
+      return this.#statusOf(guest);
+    }
+    // An orphaned QEMU is never joined by a second one.
+    this.#refuseUnsupervised(guest, 'start');
+    const paused = guest.active();
+    if (paused !== null && paused.state === 'paused' && guest.busy === null) {
+      // A guest that ran and was paused since (proxy `stop`, a panic or I/O error action): resume it.
+      await paused.resumePaused();
+      return paused.status();
+    }
     this.#requireIdle(guest, 'start');
     const spec = guest.spec;
     if (spec === null || guest.removed) {
@@ -248,6 +291,7 @@ export class GuestRegistry {
    */
   async stop(vm: string, request: StopRequest): Promise<VmStatus> {
     const guest = this.#operate(vm);
+    this.#refuseUnsupervised(guest, 'stop');
     const lifecycle = guest.active();
     if (lifecycle === null) {
       throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${vm} is not running (it is ${this.#statusOf(guest).state})`, { details: { vm } });
@@ -257,7 +301,9 @@ export class GuestRegistry {
   }
 
   async attest(vm: string, request: AttestRequest): Promise<AttestResult> {
-    const lifecycle = this.#operate(vm).lifecycle;
+    const guest = this.#operate(vm);
+    this.#refuseUnsupervised(guest, request.action);
+    const lifecycle = guest.lifecycle;
     if (lifecycle === null) {
       throw new SupervisorError('SUP_ERR_ATTEST_NOT_HELD', `VM ${vm} is defined, not held for attestation; ${request.action} applies only to a held guest`, {
         details: { vm, state: 'defined', action: request.action },
@@ -273,6 +319,7 @@ export class GuestRegistry {
    */
   async snapshot(vm: string, request: SnapshotRequest): Promise<SnapshotResult> {
     const guest = this.#operate(vm);
+    this.#refuseUnsupervised(guest, 'snapshot');
     const lifecycle = guest.active();
     const spec = lifecycle?.spec ?? this.#requireSpec(guest);
     const disks = refuseSnapshot(spec, request.vmstate);
@@ -283,7 +330,7 @@ export class GuestRegistry {
       });
     }
     try {
-      await lifecycle.monitorExecute('transaction', snapshotTransaction(disks, request.name));
+      await snapshotOnline(lifecycle, disks, request.name);
     } catch (error: unknown) {
       if (!hasCode(error, 'SUP_ERR_QMP_EXECUTE')) throw error;
       throw new SupervisorError('SUP_ERR_SNAPSHOT_FAILED', `VM ${vm}: QEMU refused the disk snapshot '${request.name}': ${String(error.details['desc'] ?? error.message)}`, {
@@ -301,6 +348,7 @@ export class GuestRegistry {
    */
   async migrate(vm: string, request: MigrateRequest): Promise<MigrateResult> {
     const guest = this.#operate(vm);
+    this.#refuseUnsupervised(guest, 'migrate');
     const lifecycle = guest.active();
     const spec = lifecycle?.spec ?? this.#requireSpec(guest);
     refuseMigrate(spec, lifecycle !== null || guest.busy === 'starting', request.target);
@@ -317,8 +365,9 @@ export class GuestRegistry {
    * Re-attach the guests a previous daemon left (discover.ts), a few at a time; resolves once each
    * is held, running, paused or known to be gone (then its stale sockets are removed).
    */
-  async adopt(found: readonly PersistedVmState[]): Promise<void> {
+  async adopt(found: readonly PersistedVmState[], unreadable: readonly UnreadableState[] = []): Promise<void> {
     await inBatches(found, ATTACH_CONCURRENCY, (persisted) => this.#adoptOne(persisted));
+    await inBatches(unreadable, ATTACH_CONCURRENCY, (bad) => this.#adoptUnreadable(bad));
   }
 
   /**
@@ -373,8 +422,91 @@ export class GuestRegistry {
     const lifecycle = this.#lifecycle(guest, spec, vmRunPaths(this.#o.runDir, persisted.vm));
     void lifecycle.attach(persisted).catch(() => undefined);
     await settled(lifecycle);
+    const error = lifecycle.status().error;
+    if (error !== null && error.code === 'SUP_ERR_VM_UNREACHABLE') {
+      // Its QEMU runs but could not be talked to: left alone, shown as unreachable.
+      guest.lifecycle = null;
+      guest.unsupervised = {
+        state: 'unreachable',
+        pid: persisted.pid,
+        error: new SupervisorError('SUP_ERR_VM_UNREACHABLE', error.message, { details: { vm: persisted.vm, pid: persisted.pid } }),
+        persisted,
+      };
+      this.#daemonEvent('unreachable', persisted.vm);
+      return;
+    }
     if (isTerminal(lifecycle.state)) await removeStaleRunFiles(this.#o.runDir, persisted.vm);
     this.#log.info({ vm: persisted.vm, was: persisted.state, state: lifecycle.state, pid: lifecycle.pid }, 're-attached after restart');
+  }
+
+  /**
+   * A state file that exists but cannot be used. Said loudly; then its QEMU is looked for by
+   * command line (only this VM's QEMU names its private monitor socket). Exactly one such process
+   * that started before sevsup last wrote the file, with a config to supervise it by, is adopted
+   * as a guest that ran (QEMU's `prelaunch` still fails it closed: a hold cannot be restored);
+   * anything less certain is shown as `orphaned`, with why, and left alone.
+   */
+  async #adoptUnreadable(bad: UnreadableState): Promise<void> {
+    const { vm, file, reason } = bad;
+    this.#log.error({ vm, file, reason }, `state file of VM ${vm} is unusable: ${reason}; looking for its QEMU by command line`);
+    const paths = vmRunPaths(this.#o.runDir, vm);
+    const written = await stat(file).then((s) => s.mtime, () => null);
+    const candidates = findQemuByCmdline(paths.monitorSocket);
+    const guest = this.#guests.get(vm) ?? new Guest(vm, null);
+    if (!this.#guests.has(vm)) {
+      guest.removed = true;
+      this.#guests.set(vm, guest);
+    }
+    const aside = `${file}.unreadable`;
+    if (candidates.length === 0) {
+      // Nothing runs for it: keep the bad file for inspection, out of the next daemon's way.
+      await rename(file, aside).catch(() => undefined);
+      await removeStaleRunFiles(this.#o.runDir, vm);
+      if (guest.spec === null) this.#guests.delete(vm);
+      this.#log.warn({ vm, file: aside }, 'no QEMU of this VM is running; the unusable state file was moved aside');
+      return;
+    }
+    const orphan = (why: string): void => {
+      const pid = candidates.length === 1 ? (candidates[0]?.pid ?? null) : null;
+      const error = new SupervisorError(
+        'SUP_ERR_VM_ORPHANED',
+        `VM ${vm}: its state file ${file} is unusable (${reason}), and ${why}; sevsup left it alone. ` +
+          `Stop that QEMU by hand (pids: ${candidates.map((c) => c.pid).join(', ')}), or fix the file and restart the daemon`,
+        { details: { vm, file, pids: candidates.map((c) => c.pid) } },
+      );
+      guest.unsupervised = { state: 'orphaned', pid, error, persisted: null };
+      this.#log.error({ vm, pids: candidates.map((c) => c.pid), why }, 'guest orphaned: its QEMU runs unsupervised');
+      this.#daemonEvent('orphaned', vm);
+    };
+    const [only] = candidates;
+    if (candidates.length > 1 || only === undefined) return orphan(`${candidates.length} processes name its monitor socket`);
+    if (written === null || only.startedAt.getTime() > written.getTime() + 1000) {
+      return orphan(`process ${only.pid} started after sevsup last wrote the file, so nothing proves it is the guest's QEMU`);
+    }
+    if (guest.spec === null || guest.removed) return orphan(`there is no config for it to be supervised by`);
+    const spec = this.#withDefaults(guest.spec);
+    await rename(file, aside).catch(() => undefined);
+    this.#log.warn({ vm, pid: only.pid, file: aside }, 'adopting the QEMU its command line and start time name, with the current config');
+    await this.#adoptOne({
+      schema: VM_STATE_SCHEMA,
+      vm,
+      // A guest that ran: QEMU's own status decides running or paused (prelaunch fails closed).
+      state: 'paused',
+      platform: this.#o.platform,
+      sev: spec.sev !== undefined,
+      pid: only.pid,
+      startTime: only.startTime,
+      monitorSocket: paths.monitorSocket,
+      stderrFile: join(paths.dir, QEMU_LOG_FILE),
+      record: null,
+      holdDeadline: null,
+      secretsInjected: 0,
+      ran: true,
+      config: canonical(spec),
+      configSource: spec.source,
+      error: null,
+      updatedAt: new Date().toISOString(),
+    });
   }
 
   /** A lifecycle for `guest`, wired to the proxy, the event stream and the metrics. */
@@ -408,8 +540,10 @@ export class GuestRegistry {
       }
       if (event.event === 'failed') this.#o.metrics?.failedCheck(event.code);
     });
-    void lifecycle.finished.then(async () => {
+    void lifecycle.finished.then(async (outcome) => {
       await guest.proxy?.close();
+      // Detached (daemon shutdown, or left alone as unreachable): its QEMU runs on; not forgotten.
+      if (outcome.state === 'detached') return;
       if (guest.lifecycle === lifecycle && guest.removed) {
         this.#guests.delete(guest.name);
         this.#daemonEvent('forgotten', guest.name);
@@ -456,6 +590,13 @@ export class GuestRegistry {
     }
   }
 
+  /** Operations other than `start` (which retries a re-attach) do not apply to an unsupervised QEMU. */
+  #refuseUnsupervised(guest: Guest, what: string): void {
+    const left = guest.unsupervised;
+    if (left === null) return;
+    throw new SupervisorError(left.error.code, `${what} refused: ${left.error.message}`, { details: { ...left.error.details, state: left.state } });
+  }
+
   /** The guest, for an operation that changes something. */
   #operate(vm: string): Guest {
     if (!this.#open) {
@@ -476,6 +617,20 @@ export class GuestRegistry {
   }
 
   #statusOf(guest: Guest): VmStatus {
+    const left = guest.unsupervised;
+    if (left !== null) {
+      return {
+        vm: guest.name,
+        state: left.state,
+        platform: this.#o.platform,
+        sev: guest.spec?.sev !== undefined,
+        pid: left.pid,
+        record: left.persisted?.record ?? null,
+        holdDeadline: null,
+        secretsInjected: left.persisted?.secretsInjected ?? 0,
+        error: { code: left.error.code, message: left.error.message },
+      };
+    }
     if (guest.lifecycle !== null) return guest.lifecycle.status();
     return {
       vm: guest.name,
@@ -507,7 +662,7 @@ export class GuestRegistry {
     }
   }
 
-  #daemonEvent(event: 'config-added' | 'config-changed' | 'config-removed' | 'forgotten', vm: string): void {
+  #daemonEvent(event: 'config-added' | 'config-changed' | 'config-removed' | 'forgotten' | 'unreachable' | 'orphaned', vm: string): void {
     this.#log.info({ vm, event }, event);
     this.#publish({ event, vm, time: new Date().toISOString() });
   }

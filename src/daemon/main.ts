@@ -1,7 +1,8 @@
 // `sevsup daemon`: the composition root. Config, logger, notifier, metrics, host caps, the guest
 // registry, the control API, signals and the shutdown order — wiring only, no logic of its own.
-// Start-up order: config → logger → run/state dirs → claim the control socket (a second daemon
-// stops here, before touching any guest) → VM configs → re-attach guests left by a previous daemon
+// Start-up order: config → logger → run/state dirs → lock them (process/dir-lock.ts: a second
+// daemon, or a `sevsup run`, on the same directories stops here, before touching any guest) →
+// claim the control socket → VM configs → re-attach guests left by a previous daemon
 // → accept operations → autostart (READY=1 once those guests are held or running, or after 30 s,
 // whichever is first; launches still going on continue in the background). SIGHUP reloads configs; SIGTERM/SIGINT stop taking
 // requests, then keep (detach) or shut down the guests as `on-shutdown` says, then exit 0.
@@ -18,6 +19,7 @@ import { resolveHostCaps } from '../host/resolve.js';
 import { SIMULATED_HOST_CAPS } from '../host/simulated.js';
 import type { Logger } from '../log.js';
 import { simArgs } from '../platform/sim/options.js';
+import { lockDirs } from '../process/dir-lock.js';
 import { socketAnswers } from '../process/run-dir.js';
 import { discoverGuests } from './discover.js';
 import { resolveGroup } from './group.js';
@@ -61,6 +63,9 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
 
   await mkdir(config.runDir, { recursive: true, mode: 0o755 });
   await mkdir(config.stateDir, { recursive: true, mode: 0o755 });
+  // Held until this process ends (the kernel drops it however we die); never passed to QEMU.
+  const dirLock = await lockDirs([config.runDir, config.stateDir], { mode: 'exclusive', who: 'sevsup daemon' });
+  logger.debug({ lockFiles: dirLock.paths }, 'run and state directories locked');
   const gid = config.socketGroup === null ? undefined : await resolveGroup(config.socketGroup);
   const { binary, binaryArgs, caps } = await platformOf(config, logger);
 
@@ -83,7 +88,7 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
   });
   metrics.guestsByState(() => registry.countByState());
 
-  // The socket is the daemon's lock: claimed before any guest is re-attached.
+  // The directory lock is the daemon's lock; the socket is claimed before any guest is re-attached too.
   await removeStaleSocket(config.socket);
   const server = await startControlServer({
     socketPath: config.socket,
@@ -95,7 +100,8 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
   });
 
   registry.reload(await scanVmConfigs(config.vmDir));
-  await registry.adopt(await discoverGuests(config.runDir));
+  const left = await discoverGuests(config.runDir);
+  await registry.adopt(left.found, left.unreadable);
   registry.open();
   const metricsListener = config.metricsListen === null ? null : await startMetricsListener(config.metricsListen, metrics);
   const autostarted = registry.autostart();

@@ -1,9 +1,9 @@
 // How `sevsup demo` talks to a newcomer: numbered steps, short explanations wrapped to the
 // terminal, the commands it runs (as one would type them), and their output, indented.
-// Owns: that layout only. Must not: decide what happens (cli/actions/demo.ts does) or print
+// Owns: that layout only. Must not: decide what happens (demo/demo.ts does) or print
 // secret bytes (callers pass lengths and file names, never key or secret contents).
 import type { Writable } from 'node:stream';
-import { shellQuote } from '../cli/output.js';
+import { shellQuote } from '../util/shell-quote.js';
 
 /** Narration is wrapped here; commands and their output are not (they are shown as they are). */
 const WRAP_COLUMNS = 96;

@@ -2,12 +2,12 @@
 // (the default), or `sevsup run --hold` for one guest (when the daemon is not available).
 // Owns: how each is started and stopped, and how the demo addresses the guest through it (control
 // API for status and the record, CLI flags for `sevsup attest` and `sevsup qmp`).
-// Must not: decide the demo's steps or print (cli/actions/demo.ts does).
+// Must not: decide the demo's steps or print (demo/demo.ts does).
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { callControl, controlSocketPath } from '../api/client.js';
-import type { VmStatus } from '../api/types.js';
+import type { VmStatus } from '../vm/types.js';
 import { SupervisorError } from '../errors.js';
 import { Background, pollUntil } from './processes.js';
 

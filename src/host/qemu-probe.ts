@@ -10,6 +10,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { launchQemu, type QemuProcess } from '../process/launcher.js';
 import { errorLines } from '../process/stderr-tail.js';
 import { QmpClient } from '../qmp/client.js';
+import { querySevCapabilities } from '../qmp/commands.js';
 import type { QemuSevProbe } from './decide-caps.js';
 
 /** QEMU installed the usual way. */
@@ -69,8 +70,8 @@ export async function probeQemuSevCapabilities(options: QemuProbeOptions = {}): 
       },
     });
     if (client === undefined) return { ok: false, reason: 'QEMU started but its QMP monitor did not answer' };
-    const reply = await client.execute('query-sev-capabilities', undefined, { timeoutMs: Math.max(1, deadline - Date.now()) });
-    return narrowCapabilities(reply);
+    const caps = await querySevCapabilities(client, { timeoutMs: Math.max(1, deadline - Date.now()) });
+    return { ok: true, cbitpos: caps.cbitpos, reducedPhysBits: caps.reducedPhysBits };
   } catch (error: unknown) {
     return { ok: false, reason: reasonOf(error) };
   } finally {
@@ -89,18 +90,6 @@ export async function probeQemuSevCapabilities(options: QemuProbeOptions = {}): 
     await qmp?.close().catch(() => undefined);
     if (dir !== undefined) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
-}
-
-/** `{pdh, cert-chain, cpu0-id, cbitpos, reduced-phys-bits}`; only the two numbers matter here. */
-function narrowCapabilities(reply: unknown): QemuSevProbe {
-  if (typeof reply === 'object' && reply !== null && 'cbitpos' in reply && 'reduced-phys-bits' in reply) {
-    const cbitpos = reply.cbitpos;
-    const reduced = reply['reduced-phys-bits'];
-    if (typeof cbitpos === 'number' && Number.isInteger(cbitpos) && typeof reduced === 'number' && Number.isInteger(reduced)) {
-      return { ok: true, cbitpos, reducedPhysBits: reduced };
-    }
-  }
-  return { ok: false, reason: `QEMU's query-sev-capabilities answer has no integer cbitpos and reduced-phys-bits: ${JSON.stringify(reply)}` };
 }
 
 function reasonOf(error: unknown): string {

@@ -5,6 +5,7 @@
 // Invariant: a name not in the table is refused (default-deny); the memory family is never
 // re-allowable, whatever a VM's qmp-allow says. docs: DESIGN "QMP proxy: what is refused".
 import { SupervisorError } from '../errors.js';
+import { SEV_OBJECT_ID } from '../qemu/sev.js';
 
 /** Why the proxy refused a message. Codes are stable: audit logs and tests match on them. */
 export type RefusalReason =
@@ -41,6 +42,23 @@ export type RefusalReason =
    * proxy client would borrow QEMU's privileges on the host. Opt in by name with qmp-allow.
    */
   | 'host-access'
+  /**
+   * Turns on QEMU-side tracing or logging (trace-event-set-state, HMP trace-event/log/logfile):
+   * trace points print command arguments, launch secrets included, into QEMU's log. Final.
+   */
+  | 'tracing'
+  /**
+   * File-descriptor passing (getfd, add-fd, closefd, remove-fd): the proxy never relays SCM_RIGHTS,
+   * so getfd/add-fd cannot work through it, and closefd/remove-fd would act on the fds of sevsup's
+   * own monitor connection and the fd sets QEMU was started with. Final.
+   */
+  | 'fd-passing'
+  /**
+   * qom-set of a property no proxy client may change: `realized` (unrealizing a device aborts
+   * QEMU), or any property of the confidential-guest object or a memory back-end (the attested
+   * launch's policy, handle and guest RAM). Final.
+   */
+  | 'qom-property'
   /** Not a command sevsup knows. */
   | 'unknown';
 
@@ -69,7 +87,6 @@ export type AllowedKind =
   | 'network'
   | 'display'
   | 'input'
-  | 'fd'
   | 'object'
   | 'tuning'
   | 'diagnostic'
@@ -160,7 +177,6 @@ const ROWS: readonly Row[] = [
     'add_client change-vnc-password display-reload display-update expire_password set_password',
   ),
   allowed('input', 'keyboard and pointer input', 'input-send-event send-key'),
-  allowed('fd', 'file-descriptor passing for block and chardev back-ends', 'add-fd closefd getfd remove-fd'),
   allowed(
     'object',
     'QOM objects (memory back-ends and vhost-user objects are refused)',
@@ -175,7 +191,7 @@ const ROWS: readonly Row[] = [
   allowed(
     'diagnostic',
     'diagnostics that read no guest memory',
-    'inject-nmi trace-event-set-state replay-break replay-delete-break yank',
+    'inject-nmi replay-break replay-delete-break yank',
   ),
   allowed('hmp', 'human monitor: only the read-only `info` sub-commands sevsup lists pass', 'human-monitor-command'),
 
@@ -211,6 +227,16 @@ const ROWS: readonly Row[] = [
     'launch-secret',
     "launch secrets are injected through sevsup's attestation path (sevsup attest --inject-secret)",
     'sev-inject-launch-secret',
+  ),
+  refused(
+    'tracing',
+    "turns on QEMU's trace points: they print command arguments (launch secrets included) into QEMU's log and can fill the disk",
+    'trace-event-set-state',
+  ),
+  refused(
+    'fd-passing',
+    "the proxy never passes file descriptors (SCM_RIGHTS), and the fds and fd sets QEMU holds are sevsup's own; give QEMU files through the VM config",
+    'getfd add-fd closefd remove-fd',
   ),
   refused('screen', 'copies the guest display to a host file; opt in with qmp-allow', 'screendump'),
   refused(
@@ -294,9 +320,9 @@ export function qmpAllowProblem(name: string): string | null {
  */
 export const HMP_INFO_ALLOWED: ReadonlySet<string> = new Set([
   'balloon', 'block', 'block-jobs', 'blockstats', 'capture', 'chardev', 'cpus', 'dirty_rate', 'dump',
-  'hotpluggable-cpus', 'iothreads', 'irq', 'jit', 'kvm', 'lapic', 'memdev', 'memory-devices',
+  'hotpluggable-cpus', 'iothreads', 'irq', 'jit', 'kvm', 'memdev', 'memory-devices',
   'memory_size_summary', 'mice', 'migrate', 'migrate_capabilities', 'migrate_parameters', 'mtree',
-  'name', 'network', 'numa', 'opcount', 'pci', 'pic', 'profile', 'qdm', 'qom-tree', 'qtree', 'rdma',
+  'name', 'network', 'numa', 'opcount', 'pci', 'profile', 'qdm', 'qom-tree', 'qtree', 'rdma',
   'replay', 'rocker', 'rocker-of-dpa-flows', 'rocker-of-dpa-groups', 'rocker-ports', 'roms', 'sev',
   'sgx', 'snapshots', 'spice', 'stats', 'status', 'sync-profile', 'tpm', 'trace-events', 'usb',
   'usernet', 'uuid', 'vcpu_dirty_limit', 'version', 'virtio', 'virtio-status', 'vm-generation-id',
@@ -305,13 +331,16 @@ export const HMP_INFO_ALLOWED: ReadonlySet<string> = new Set([
 
 /**
  * `info` sub-commands refused for a named family. `mem` and `tlb` walk the guest's page tables,
- * `registers` prints guest CPU state, `ramblock` (newer QEMU) the host address of guest RAM.
+ * `registers`, `lapic` and `pic` print guest CPU and interrupt-controller register state,
+ * `ramblock` (newer QEMU) the host address of guest RAM.
  * The rest not allowed (history, usbhost, virtio-queue-*) are refused as plain `hmp`.
  */
 export const HMP_INFO_REFUSED: ReadonlyMap<string, RefusalReason> = new Map<string, RefusalReason>([
   ['mem', 'memory-dump'],
   ['tlb', 'memory-dump'],
   ['registers', 'memory-dump'],
+  ['lapic', 'memory-dump'],
+  ['pic', 'memory-dump'],
   ['ramblock', 'guest-memory'],
 ]);
 
@@ -331,6 +360,8 @@ export const HMP_FAMILIES: ReadonlyMap<string, RefusalReason> = new Map<string, 
   ),
   ...['gpa2hva', 'gpa2hpa'].map((n) => [n, 'guest-memory'] as const),
   ['x_colo_lost_heartbeat', 'colo'],
+  // trace-file exists only in builds with the simple trace backend; listed so it stays final.
+  ...['trace-event', 'trace-file', 'log', 'logfile'].map((n) => [n, 'tracing'] as const),
 ]);
 
 // --- argument rules --------------------------------------------------------------------------
@@ -342,25 +373,114 @@ export const HMP_FAMILIES: ReadonlyMap<string, RefusalReason> = new Map<string, 
 export const SUPERVISOR_CHARDEV_IDS: ReadonlySet<string> = new Set(['monitor']);
 
 /**
- * device_add drivers refused: memory devices add RAM outside the launch measurement (pc-dimm,
- * nvdimm, virtio-mem, virtio-pmem, sgx-epc, hv-balloon), `loader` writes into guest memory,
- * vhost-user devices map all guest RAM into another process, ivshmem shares memory with one,
- * vfio passes a host device with DMA. Matched case-insensitively on the whole name or a prefix,
- * so the `-pci`/`-device`/`-ccw` variants and aliases are covered.
+ * device_add drivers refused, with why. guest-memory: memory devices add RAM outside the launch
+ * measurement (pc-dimm, nvdimm, virtio-mem, virtio-pmem, sgx-epc, hv-balloon), `loader` writes
+ * into guest memory, vhost-user devices map all guest RAM into another process, ivshmem shares
+ * memory with one, vfio passes a host device with DMA. host-access: the device opens a host file,
+ * directory or device node with QEMU's privileges: guest-loader (a host file into guest memory),
+ * usb-mtp (`rootdir`), usb-host and u2f-passthru (host USB/hidraw devices), u2f-emulated (`dir`),
+ * ccid-card-emulated (`db`), every other vhost-* (vsock, scsi, net: /dev/vhost-*), pvrdma (a host
+ * RDMA device), x-pci-proxy-dev (a remote process's fd). Matched case-insensitively on the whole
+ * name or a prefix, so the `-pci`/`-device`/`-ccw` variants and aliases are covered.
  */
-const REFUSED_DRIVER_PATTERNS: readonly RegExp[] = [
-  /^(pc-dimm|nvdimm|sgx-epc|loader|hv-balloon)$/,
-  /^virtio-p?mem/,
-  /vhost-user/,
-  /vhost-vdpa/,
-  /ivshmem/,
-  /vfio/,
+const REFUSED_DRIVER_PATTERNS: readonly (readonly [RegExp, RefusalReason])[] = [
+  [/^(pc-dimm|nvdimm|sgx-epc|loader|hv-balloon)$/, 'guest-memory'],
+  [/^virtio-p?mem/, 'guest-memory'],
+  [/vhost-user/, 'guest-memory'],
+  [/vhost-vdpa/, 'guest-memory'],
+  [/ivshmem/, 'guest-memory'],
+  [/vfio/, 'guest-memory'],
+  [/^guest-loader$/, 'host-access'],
+  [/^usb-(mtp|host)$/, 'host-access'],
+  [/^u2f-/, 'host-access'],
+  [/^ccid-card-emulated$/, 'host-access'],
+  [/vhost-/, 'host-access'],
+  [/^pvrdma$/, 'host-access'],
+  [/pci-proxy-dev/, 'host-access'],
 ];
 
 export function refusedDeviceDriver(driver: string): RefusalReason | null {
   const lower = driver.toLowerCase();
-  return REFUSED_DRIVER_PATTERNS.some((p) => p.test(lower)) ? 'guest-memory' : null;
+  return REFUSED_DRIVER_PATTERNS.find(([pattern]) => pattern.test(lower))?.[1] ?? null;
 }
+
+/**
+ * Property names whose value is a host path, a host device or a host fd, for any QOM type: a
+ * non-empty value makes QEMU open, create or read it with its privileges (device_add, qom-set).
+ * romfile (every PCI device), file (loader), kernel/initrd (guest-loader), rootdir (usb-mtp),
+ * dir (u2f-emulated), db (ccid-card-emulated), hostdevice/hidraw (usb-host, u2f-passthru),
+ * sysfsdev/host (vfio), vhostfd/vhostfds/fd (vhost-*, vfio), mem-path (memory-backend-file),
+ * filename/path/logfile/bios/dtb (any future property of that kind).
+ */
+export const PATH_VALUED_PROPERTIES: ReadonlySet<string> = new Set([
+  'romfile', 'file', 'filename', 'kernel', 'initrd', 'rootdir', 'dir', 'db', 'hostdevice', 'hidraw',
+  'sysfsdev', 'host', 'vhostfd', 'vhostfds', 'fd', 'fds', 'mem-path', 'path', 'logfile', 'bios', 'dtb',
+]);
+
+/** The path-valued property named `property` (any case), or null. */
+export function pathValuedProperty(property: string): boolean {
+  return PATH_VALUED_PROPERTIES.has(property.toLowerCase());
+}
+
+/**
+ * QOM path components that lead to the confidential-guest object or a memory back-end: the
+ * `sev-guest` object's id (qemu/sev.ts), the machine's link to it, the default RAM back-end QEMU
+ * creates under /objects (`pc.ram`; `<machine>.ram` on others) and the names that link to
+ * back-ends. QOM resolves partial paths and follows link properties, so every component counts.
+ */
+const GUARDED_QOM_COMPONENTS: readonly RegExp[] = [
+  new RegExp(`^${SEV_OBJECT_ID}$`),
+  /^confidential-guest-support$/,
+  /\.ram$/,
+  /^memdev$/,
+  /^memory-backend/,
+];
+
+/** Whether `part` (one QOM path component or an object id) leads to a guarded object. */
+export function guardedQomComponent(part: string): boolean {
+  const lower = part.toLowerCase();
+  return GUARDED_QOM_COMPONENTS.some((pattern) => pattern.test(lower));
+}
+
+/** Properties no qom-set may change on any object: see {@link RefusalReason} 'qom-property'. */
+const GUARDED_QOM_PROPERTIES: ReadonlySet<string> = new Set(['realized', 'memdev', 'memory-backend', 'confidential-guest-support']);
+
+/** Why qom-set of `property` at `path` is refused, or null (pure; see decide.ts). */
+export function qomSetProblem(path: string, property: string): { reason: RefusalReason; why: string } | null {
+  const prop = property.toLowerCase();
+  if (GUARDED_QOM_PROPERTIES.has(prop)) {
+    return { reason: 'qom-property', why: `property '${prop}' changes device realization or memory wiring` };
+  }
+  if (pathValuedProperty(prop)) return { reason: 'host-access', why: `property '${prop}' names a host path or device` };
+  const guarded = path.split('/').find((part) => part !== '' && guardedQomComponent(part));
+  return guarded === undefined
+    ? null
+    : { reason: 'qom-property', why: `'${guarded}' is the confidential-guest object or a memory back-end` };
+}
+
+/**
+ * transaction action types of QEMU 7.2 (qapi/transaction.json), each run with the verdict of the
+ * command of the same name; `abort` only makes the transaction fail. Any other type is refused.
+ */
+export const TRANSACTION_ACTIONS: ReadonlySet<string> = new Set([
+  'abort', 'block-dirty-bitmap-add', 'block-dirty-bitmap-remove', 'block-dirty-bitmap-clear',
+  'block-dirty-bitmap-enable', 'block-dirty-bitmap-disable', 'block-dirty-bitmap-merge',
+  'blockdev-backup', 'blockdev-snapshot', 'blockdev-snapshot-internal-sync', 'blockdev-snapshot-sync',
+  'drive-backup',
+]);
+
+/**
+ * Arguments that make an otherwise allowed command open, create or rewrite a host path (surveyed
+ * over the arguments of every command in 7.2's query-qmp-schema): block-stream and block-commit
+ * write `backing-file` into an image header (what change-backing-file does), and QEMU opens it as
+ * the disk's backing at the next start; display-update's `addresses` make the VNC server listen on
+ * a new host socket path or port. Any value counts, even "" (QEMU writes it to the header).
+ */
+export const PATH_VALUED_ARGUMENTS: ReadonlyMap<string, { readonly key: string; readonly why: string }> = new Map([
+  ['block-stream', { key: 'backing-file', why: 'writes a host path into an image header, which QEMU opens at the next start' }],
+  ['block-commit', { key: 'backing-file', why: 'writes a host path into an image header, which QEMU opens at the next start' }],
+  ['display-update', { key: 'addresses', why: 'makes the VNC server listen on a host socket path or port' }],
+]);
 
 /**
  * object-add types refused: any memory back-end (hot-plugged RAM is not in the launch

@@ -4,10 +4,11 @@
 // Owns: that identity check and the adopted process's liveness, signals and exit (polled from
 // /proc: it is not our child, so there is no exit status to wait for). Must not: reap, or signal a
 // process whose identity no longer matches.
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { silentLogger, type Logger } from '../log.js';
 import { StoppableQemu, type QemuExit, type QemuProcess } from './launcher.js';
 import { readProcStat, waitForPidExit } from './pid.js';
+import { watchLogFile } from './log-cap.js';
 import { readFileTail } from './stderr-tail.js';
 
 /**
@@ -77,11 +78,15 @@ class AdoptedQemu extends StoppableQemu {
     super(logger);
     this.pid = options.pid;
     this.#o = options;
+    // The re-attaching supervisor takes over holding QEMU's log file under its bound (log-cap.ts).
+    const capped = options.stderrFile === undefined ? null : watchLogFile(options.stderrFile);
     this.exited = waitForPidExit(options.pid, {
       startTime: options.startTime,
       intervalMs: options.pollIntervalMs ?? ADOPTED_POLL_INTERVAL_MS,
       ...(options.procRoot === undefined ? {} : { procRoot: options.procRoot }),
-    }).then(() => this.finish(undefined, undefined, this.stage, this.stderrTail()));
+    })
+      .then(() => this.finish(undefined, undefined, this.stage, this.stderrTail()))
+      .finally(() => capped?.close());
   }
 
   stderrTail(): string {
@@ -105,4 +110,42 @@ class AdoptedQemu extends StoppableQemu {
       return false;
     }
   }
+}
+
+/** Linux reports start times in USER_HZ ticks, which is 100 on every architecture QEMU-SEV runs on. */
+const USER_HZ = 100;
+
+/** A live process found by its command line alone, when the recorded pid and start time were lost. */
+export interface FoundQemu {
+  readonly pid: number;
+  readonly startTime: number;
+  /** When it started (boot time + start ticks). */
+  readonly startedAt: Date;
+}
+
+/**
+ * Every live process whose command line names `cmdlineIncludes` (a VM's private monitor socket:
+ * only its QEMU is given that path). For a guest whose state file was lost; the caller still has
+ * to prove the start time (e.g. that it started before sevsup last wrote about the guest).
+ */
+export function findQemuByCmdline(cmdlineIncludes: string, procRoot = '/proc'): FoundQemu[] {
+  let bootSeconds: number;
+  let entries: string[];
+  try {
+    const btime = /^btime (\d+)$/m.exec(readFileSync(`${procRoot}/stat`, 'utf8'));
+    bootSeconds = Number(btime?.[1] ?? NaN);
+    entries = readdirSync(procRoot).filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid);
+  } catch {
+    return [];
+  }
+  const found: FoundQemu[] = [];
+  for (const name of entries) {
+    const pid = Number(name);
+    const stat = readProcStat(pid, procRoot);
+    if (stat === null || !Number.isFinite(bootSeconds)) continue;
+    const identity = { pid, startTime: stat.startTime, cmdlineIncludes };
+    if (checkQemuIdentity(identity, procRoot).kind !== 'alive') continue;
+    found.push({ pid, startTime: stat.startTime, startedAt: new Date((bootSeconds + stat.startTime / USER_HZ) * 1000) });
+  }
+  return found;
 }

@@ -6,14 +6,16 @@
 // decide when to launch. Invariant: no error path leaves the process behind; once launchQemu has
 // thrown, QEMU is gone.
 import { once } from 'node:events';
-import { closeSync, fstatSync, openSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { SupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { quit as quitQemu, systemPowerdown, type QmpExecutor } from '../qmp/commands.js';
+import { disableCoreDumps } from './core-limit.js';
+import { capLogFile, ensurePrivateFile, watchLogFile } from './log-cap.js';
 import { isPidAlive } from './pid.js';
-import { StderrTail, errorLines, readFileTail } from './stderr-tail.js';
-import { errnoOf } from '../util/io-error.js';
+import { StderrTail, errorLines, readFileTail, redactQemuLine, redactQemuOutput } from './stderr-tail.js';
 
 /** How a QEMU process ended: on its own (`exited`) or at which stop step. */
 export type StopHow = 'exited' | 'powerdown' | 'quit' | 'sigterm' | 'sigkill';
@@ -26,10 +28,8 @@ export interface QemuExit {
   readonly how: StopHow;
 }
 
-/** Anything that can send a QMP command by name (QmpClient fits). */
-export interface StopQmp {
-  execute(name: string): Promise<unknown>;
-}
+/** What the QMP steps speak through: QmpClient, or anything with its `execute` (qmp/commands' typed calls). */
+export type StopQmp = QmpExecutor;
 
 export interface StopOptions {
   /** Without it the QMP steps are skipped and the ladder starts at SIGTERM. */
@@ -109,6 +109,8 @@ const MESSAGE_STDERR_LINES = 4;
 export async function launchQemu(options: LaunchOptions): Promise<QemuProcess> {
   const logger = (options.logger ?? silentLogger()).child({ component: 'launcher' });
   const detached = options.detached === true;
+  // QEMU inherits sevsup's zero core limit (core-limit.ts): no core dump ever holds guest RAM.
+  await disableCoreDumps();
   const log = options.stderrFile === undefined ? null : prepareStderrFile(options.stderrFile);
   const subprocess = spawnQemu(options.binary, options.argv, options.env ?? {}, detached, log === null ? 'pipe' : { file: log.path, append: true });
 
@@ -163,20 +165,27 @@ export function describeEnd(exit: Pick<QemuExit, 'exitCode' | 'signal'>): string
   return `exited with code ${exit.exitCode ?? 'unknown'}`;
 }
 
-/** Create the stderr log 0600 if needed; `offset` is where this launch's output will start. */
+/**
+ * Create the stderr log 0600 if needed (never through a symlink), rotate it if it is over its bound;
+ * `offset` is where this launch's output will start.
+ */
 function prepareStderrFile(path: string): StderrLog {
-  let fd: number;
   try {
-    fd = openSync(path, 'a', 0o600);
+    ensurePrivateFile(path);
   } catch (error: unknown) {
-    const code = errnoOf(error) ?? String(error);
-    throw new SupervisorError('SUP_ERR_LAUNCH_FAILED', `cannot open QEMU's log file ${path} (${code})`, { details: { path }, cause: error });
+    throw new SupervisorError('SUP_ERR_LAUNCH_FAILED', `cannot open QEMU's log file: ${error instanceof Error ? error.message : String(error)}`, {
+      details: { path },
+      cause: error,
+    });
   }
+  capLogFile(path);
+  let size = 0;
   try {
-    return { path, offset: fstatSync(fd).size };
-  } finally {
-    closeSync(fd);
+    size = statSync(path).size;
+  } catch {
+    // Read back from the start then.
   }
+  return { path, offset: size };
 }
 
 function spawnQemu(
@@ -283,12 +292,12 @@ export abstract class StoppableQemu implements QemuProcess {
     if (qmp !== undefined) {
       const powerdown = options.powerdownTimeoutMs ?? POWERDOWN_TIMEOUT_MS;
       if (powerdown > 0) {
-        const exit = await this.#step('powerdown', powerdown, () => qmp.execute('system_powerdown'));
+        const exit = await this.#step('powerdown', powerdown, () => systemPowerdown(qmp));
         if (exit !== null) return exit;
       }
       const quit = options.quitTimeoutMs ?? QUIT_TIMEOUT_MS;
       if (quit > 0) {
-        const exit = await this.#step('quit', quit, () => qmp.execute('quit'));
+        const exit = await this.#step('quit', quit, () => quitQemu(qmp));
         if (exit !== null) return exit;
       }
     }
@@ -382,21 +391,25 @@ class QemuChild extends StoppableQemu {
     this.#subprocess = subprocess;
     this.pid = pid;
     this.#log = log;
+    // While this supervisor runs, QEMU's log file stays under its bound (log-cap.ts).
+    const capped = log === null ? null : watchLogFile(log.path);
     subprocess.stderr?.on('data', (chunk: Buffer) => this.#logLines(this.#tail.push(chunk)));
     let how: StopHow = 'exited';
     subprocess.once('exit', () => {
       this.ended = true;
       how = this.stage;
     });
-    this.exited = subprocess.then(
-      (result) => this.#end(result.exitCode, result.signal, how),
-      // reject: false means this does not happen; stay honest if it does.
-      () => this.#end(undefined, undefined, how),
-    );
+    this.exited = subprocess
+      .then(
+        (result) => this.#end(result.exitCode, result.signal, how),
+        // reject: false means this does not happen; stay honest if it does.
+        () => this.#end(undefined, undefined, how),
+      )
+      .finally(() => capped?.close());
   }
 
   stderrTail(): string {
-    return this.#log === null ? this.#tail.text() : readFileTail(this.#log.path, this.#log.offset);
+    return this.#log === null ? redactQemuOutput(this.#tail.text()) : readFileTail(this.#log.path, this.#log.offset);
   }
 
   isAlive(): boolean {
@@ -413,8 +426,12 @@ class QemuChild extends StoppableQemu {
     return this.finish(exitCode, signal, how, this.stderrTail());
   }
 
+  /** Only QEMU's own messages, redacted (stderr-tail.ts): trace output never reaches the log. */
   #logLines(lines: readonly string[]): void {
-    for (const line of lines) this.logger.debug({ line }, 'qemu stderr');
+    for (const line of lines) {
+      const safe = redactQemuLine(line);
+      if (safe !== null) this.logger.debug({ line: safe }, 'qemu stderr');
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // The per-VM run directory: <run-dir>/<vm> (0750, optionally group-owned for QMP-proxy clients)
 // holding the proxy and control sockets, and <vm>/private (0700) holding QEMU's own monitor socket.
-// Owns: creating both with exact modes (umask does not apply), and removing stale sockets.
+// Owns: creating both with exact modes (umask does not apply), the serial log (0600) QEMU appends
+// to, and removing stale sockets.
 // Must not: delete anything that is not a socket, or a socket something still listens on; follow
 // symlinks planted where a directory should be.
 import { connect } from 'node:net';
@@ -8,6 +9,7 @@ import { chmod, chown, lstat, mkdir, stat as statFollow, unlink } from 'node:fs/
 import { join } from 'node:path';
 import { SupervisorError } from '../errors.js';
 import { errnoOf } from '../util/io-error.js';
+import { ensurePrivateFile } from './log-cap.js';
 
 export interface VmPaths {
   /** <run-dir>/<vm>, 0750. */
@@ -63,6 +65,8 @@ export async function prepareVmRunDir(runDir: string, vm: string, options: Prepa
   await ensureDir(paths.dir, VM_DIR_MODE, true, options.group);
   await ensureDir(paths.privateDir, PRIVATE_DIR_MODE, true);
   for (const socket of [paths.monitorSocket, paths.proxySocket, paths.controlSocket]) await removeStaleSocket(socket);
+  // QEMU would create the serial log with its umask (0644): the guest's console is private, as qemu.log.
+  ensurePrivateFile(paths.serialLog);
   return paths;
 }
 

@@ -3,21 +3,27 @@
 // qmp-allow/qmp-deny apply. Must not: throw (any JSON value is a possible input), do I/O, or
 // let a VM's qmp-allow lift a memory-family refusal.
 // Order: shape → final refusals (memory family, launch secret, supervisor channel) → argument
-// rules → HMP → hold → qmp-deny → re-allowable refusals (qmp-allow) → allowed.
+// rules → HMP → transaction actions → hold → qmp-deny → re-allowable refusals (qmp-allow) → allowed.
+// A transaction action gets exactly the verdict its command would get sent alone.
 import {
   ADD_CLIENT_PROTOCOLS,
   HMP_FAMILIES,
   HMP_INFO_ALLOWED,
   HMP_INFO_REFUSED,
+  PATH_VALUED_ARGUMENTS,
   REALLOWABLE_REASONS,
   SUPERVISOR_CHARDEV_IDS,
+  TRANSACTION_ACTIONS,
   classifyCommand,
+  guardedQomComponent,
+  pathValuedProperty,
+  qomSetProblem,
   refusedDeviceDriver,
   refusedNetdevType,
   refusedObjectType,
   type RefusalReason,
 } from '../policy/qmp-policy.js';
-import { HMP_INFO, parseHmpCommandLine } from './hmp.js';
+import { HMP_INFO, parseHmpCommandLine } from '../qemu/hmp.js';
 import { isRecord } from '../util/is-record.js';
 
 export type { RefusalReason } from '../policy/qmp-policy.js';
@@ -83,19 +89,43 @@ function stringArg(name: string, args: Record<string, unknown> | undefined, key:
 
 /** Argument rules that close indirect paths to guest memory and to sevsup's own monitor. */
 function checkArguments(name: string, args: Record<string, unknown> | undefined): Refusal | null {
+  const pathArgument = PATH_VALUED_ARGUMENTS.get(name);
+  if (pathArgument !== undefined && own(args, pathArgument.key) !== undefined) {
+    return refuse(name, 'host-access', `'${pathArgument.key}' ${pathArgument.why}; omit it`);
+  }
   switch (name) {
     case 'device_add': {
       const driver = stringArg(name, args, 'driver');
       if (typeof driver !== 'string') return driver;
       const reason = refusedDeviceDriver(driver);
-      if (reason !== null) return refuse(name, reason, `device '${shorten(driver)}' reaches guest memory`);
-      // QEMU (often root) reads `romfile` from the host into the guest's option ROM.
-      const romfile = args?.['romfile'];
-      if (romfile !== undefined && romfile !== '') {
-        return refuse(name, 'host-access', 'romfile makes QEMU read a host file into the guest; omit it (or give "")');
+      if (reason !== null) {
+        const what = reason === 'host-access' ? 'opens a host file or device' : 'reaches guest memory';
+        return refuse(name, reason, `device '${shorten(driver)}' ${what}`);
+      }
+      // QEMU (often root) opens these from the host, e.g. `romfile` into the guest's option ROM;
+      // "" means none (the usual way to drop a ROM) and passes.
+      for (const key of Object.keys(args ?? {})) {
+        if (pathValuedProperty(key) && own(args, key) !== '') {
+          return refuse(name, 'host-access', `'${shorten(key)}' makes QEMU open a host path or device; omit it (or give "")`);
+        }
       }
       return null;
     }
+    case 'object-del': {
+      // Deleting the confidential-guest object or a RAM back-end pulls them from under the guest.
+      const id = stringArg(name, args, 'id');
+      if (typeof id !== 'string') return id;
+      return guardedQomComponent(id) ? refuse(name, 'qom-property', `'${shorten(id)}' is the confidential-guest object or a memory back-end`) : null;
+    }
+    case 'qom-set': {
+      const path = stringArg(name, args, 'path');
+      if (typeof path !== 'string') return path;
+      const property = stringArg(name, args, 'property');
+      if (typeof property !== 'string') return property;
+      const problem = qomSetProblem(path, property);
+      return problem === null ? null : refuse(name, problem.reason, `qom-set refused: ${shorten(problem.why)}`);
+    }
+
     case 'object-add': {
       const type = stringArg(name, args, 'qom-type');
       if (typeof type !== 'string') return type;
@@ -157,6 +187,30 @@ function checkHmp(args: Record<string, unknown> | undefined): Refusal | null {
   return refuse(HMP_COMMAND, reason, `HMP '${shorten(parsed.name)}': only read-only 'info' commands are allowed`, hmp);
 }
 
+/**
+ * transaction: each action is decided as the command of its type sent alone (qmp-allow, qmp-deny
+ * and argument rules included); the first refusal refuses the whole transaction with its reason.
+ */
+function checkTransaction(args: Record<string, unknown> | undefined, ctx: DecideContext): Refusal | null {
+  const name = 'transaction';
+  const actions = own(args, 'actions');
+  if (!Array.isArray(actions)) return refuse(name, 'bad-message', "transaction needs an array 'actions'");
+  for (const [index, action] of actions.entries()) {
+    if (!isRecord(action)) return refuse(name, 'bad-message', `transaction action ${index} must be an object`);
+    const type = own(action, 'type');
+    if (typeof type !== 'string') return refuse(name, 'bad-message', `transaction action ${index} needs a string 'type'`);
+    if (!TRANSACTION_ACTIONS.has(type)) {
+      return refuse(name, 'unknown', `transaction action ${index} type '${shorten(type)}' is not one sevsup knows`);
+    }
+    if (type === 'abort') continue;
+    const data = own(action, 'data');
+    if (data !== undefined && !isRecord(data)) return refuse(name, 'bad-message', `transaction action ${index} 'data' must be an object`);
+    const alone = decideUnchecked(data === undefined ? { execute: type } : { execute: type, arguments: data }, ctx);
+    if (!alone.allow) return refuse(name, alone.reason, `transaction action ${index} (${type}): ${alone.detail}`);
+  }
+  return null;
+}
+
 function decideUnchecked(msg: unknown, ctx: DecideContext): Decision {
   if (!isRecord(msg)) return refuse(null, 'bad-message', 'QMP input must be a JSON object');
   for (const key of Object.keys(msg)) {
@@ -188,6 +242,10 @@ function decideUnchecked(msg: unknown, ctx: DecideContext): Decision {
   if (name === HMP_COMMAND) {
     const hmpRefusal = checkHmp(args);
     if (hmpRefusal !== null) return hmpRefusal;
+  }
+  if (name === 'transaction') {
+    const actionRefusal = checkTransaction(args, ctx);
+    if (actionRefusal !== null) return actionRefusal;
   }
   if (name === 'cont' && ctx.held) {
     return refuse(name, 'held', 'the guest is held for attestation; resume it with sevsup attest --approve');

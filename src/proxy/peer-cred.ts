@@ -1,9 +1,13 @@
-// Who is on the other end of a proxy client's unix socket, for the audit log.
+// Who is on the other end of a proxy client's unix socket, for the audit log and per-peer limits.
 // Owns: finding the peer's processes and their uid/gid. Must not: block or slow the proxy (the
-// lookup is lazy, asynchronous, one at a time, time-bounded) or decide anything from its answer.
+// fallback lookup is asynchronous, one at a time, time-bounded) or decide anything from its answer.
 //
-// Why not SO_PEERCRED: Node (libuv) exposes no getsockopt on unix sockets, and sevsup ships no
-// native addon. What Linux offers without it, and what this does:
+// First choice, at accept (peerCredAtAccept): SO_PEERCRED through the optional `sockopt` addon (prebuilt
+// N-API, ints only: it returns the first int of struct ucred, the pid the kernel recorded at
+// connect()), then that process's uid/gid/comm read from /proc at once. A client that sends a
+// refused command and closes is still named: the pid was fixed before it sent a byte. (The addon
+// mallocs its 4-byte result and never frees it: 4 bytes per accepted connection, accepted.)
+// Fallback when the addon cannot load (lookupUnixPeer), what Linux offers without getsockopt:
 //  1. our end's inode: readlink /proc/self/fd/<fd> ("socket:[N]"); the fd comes from the socket's
 //     libuv handle, read with runtime checks (it is not a documented Node API);
 //  2. the peer end's inode: sock_diag's UNIX_DIAG_PEER, which iproute2's `ss -x` prints as the
@@ -15,7 +19,8 @@
 // process names every holder; a client that exited names none; a non-root supervisor sees only
 // its own user's processes; without iproute2 the answer is "unavailable" with the reason.
 import { execFile } from 'node:child_process';
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { errnoOf } from '../util/io-error.js';
@@ -29,7 +34,13 @@ export interface PeerProcess {
 }
 
 export type PeerInfo =
-  | { readonly known: true; readonly inode: number; readonly processes: readonly PeerProcess[] }
+  | {
+      readonly known: true;
+      /** How it was learnt: SO_PEERCRED at accept, or `ss` (which also gives the peer's inode). */
+      readonly via: 'so_peercred' | 'ss';
+      readonly inode?: number;
+      readonly processes: readonly PeerProcess[];
+    }
   | { readonly known: false; readonly why: string };
 
 export interface PeerLookupOptions {
@@ -101,14 +112,67 @@ function runSs(ss: string, timeoutMs: number): Promise<string> {
   });
 }
 
-async function credentialsOf(pid: number, comm: string): Promise<PeerProcess> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+/** A process's effective uid/gid from the text of /proc/<pid>/status ("" when unreadable). */
+function fromStatus(pid: number, comm: string, status: string): PeerProcess {
   // "Uid:\treal\teffective\tsaved\tfs"
   const field = (name: string): number | null => {
     const match = new RegExp(`^${name}:\\s+\\d+\\s+(\\d+)`, 'm').exec(status);
     return match === null ? null : Number(match[1]);
   };
   return { pid, uid: field('Uid'), gid: field('Gid'), comm };
+}
+
+async function credentialsOf(pid: number, comm: string): Promise<PeerProcess> {
+  return fromStatus(pid, comm, await readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''));
+}
+
+/** Linux's SOL_SOCKET and SO_PEERCRED (asm-generic/socket.h; the same on x86-64 and arm64). */
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+
+type GetSockOpt = (socket: Socket, level: number, name: number) => number;
+let sockopt: GetSockOpt | null | undefined;
+
+/** The addon's getsockopt, loaded once; null when it is missing or has no build for this host. */
+function loadGetsockopt(): GetSockOpt | null {
+  if (sockopt !== undefined) return sockopt;
+  try {
+    const mod: unknown = createRequire(import.meta.url)('sockopt');
+    const fn: unknown = typeof mod === 'object' && mod !== null ? Reflect.get(mod, 'getsockopt') : undefined;
+    sockopt = typeof fn === 'function' ? (fn as GetSockOpt) : null;
+  } catch {
+    sockopt = null;
+  }
+  return sockopt;
+}
+
+function readSmall(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The connecting process (SO_PEERCRED's pid) and its uid/gid/comm, read synchronously: call it in
+ * the accept callback. null when SO_PEERCRED is unavailable here (no addon, not Linux, pid 0 for a
+ * peer in another pid namespace): use lookupUnixPeer then. The uid/gid are the process's now (read
+ * microseconds after connect); null when it has already exited.
+ */
+export function peerCredAtAccept(socket: Socket): PeerInfo | null {
+  if (process.platform !== 'linux') return null;
+  const get = loadGetsockopt();
+  if (get === null || socketFd(socket) === null) return null;
+  let pid: number;
+  try {
+    pid = get(socket, SOL_SOCKET, SO_PEERCRED);
+  } catch {
+    return null;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  const comm = readSmall(`/proc/${pid}/comm`).trim();
+  return { known: true, via: 'so_peercred', processes: [fromStatus(pid, comm, readSmall(`/proc/${pid}/status`))] };
 }
 
 /** Lookups run one at a time process-wide: a burst of refusals never forks a burst of `ss`. */
@@ -141,7 +205,7 @@ export function lookupUnixPeer(socket: Socket, options: PeerLookupOptions = {}):
     if (holders.length === 0) {
       return { known: false, why: 'no visible process holds the peer socket (it exited, or belongs to another user)' };
     }
-    return { known: true, inode: peerInode, processes: await Promise.all(holders.map((h) => credentialsOf(h.pid, h.comm))) };
+    return { known: true, via: 'ss', inode: peerInode, processes: await Promise.all(holders.map((h) => credentialsOf(h.pid, h.comm))) };
   };
   const result = queue.then(run, run);
   queue = result.catch(() => undefined);

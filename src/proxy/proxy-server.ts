@@ -8,10 +8,17 @@
 // bytes, or let one client's pace delay another client or the supervisor.
 //
 // Ordering (as QEMU's monitor): in-band requests of one client are handled one at a time, in
-// order, and their replies (forwarded, refused or malformed alike) come back in that order; an
-// `exec-oob` request is handled at once and its reply may overtake. Events are written when they
-// arrive. When a client disconnects, its queued requests are dropped unsent (QEMU drops a gone
-// client's queue too); a reply to a request already sent is discarded.
+// order, and their replies (forwarded, refused or malformed alike) come back in that order;
+// `exec-oob` requests have a lane of their own per client (also one at a time, in order), so their
+// replies may overtake in-band ones. Events are written when they arrive. When a client
+// disconnects, its queued requests are dropped unsent (QEMU drops a gone client's queue too); a
+// reply to a request already sent is discarded.
+//
+// sevsup's own commands come first: proxy traffic takes at most maxUpstreamInFlight in-band plus
+// maxOobInFlight out-of-band slots upstream, over all clients, so QEMU's monitor queue (8) always
+// has room for the supervisor's command and a flood from clients waits here, not in QEMU.
+// Slots are fair: per peer (uid, from SO_PEERCRED at accept) at most maxClientsPerPeer
+// connections, and every connection is closed after idleTimeoutMs without a request.
 import { rm } from 'node:fs/promises';
 import { listenUnixSocket } from '../util/unix-listen.js';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -21,11 +28,12 @@ import type { QmpClient, QmpReply, QmpRequest } from '../qmp/client.js';
 import { QmpFramer } from '../qmp/framing.js';
 import { ClientSession, isOutOfBand, type ClientId, type Refusal } from './client-session.js';
 import type { DecideContext } from './decide.js';
-import { lookupUnixPeer, peerLogFields, type PeerInfo } from './peer-cred.js';
+import { lookupUnixPeer, peerCredAtAccept, peerLogFields, type PeerInfo } from './peer-cred.js';
+import { createLogThrottle } from '../util/log-throttle.js';
 import { parseStrictJson } from './strict-json.js';
 
 /** What the proxy needs of the supervisor's own QMP connection; a QmpClient is one. */
-export type QmpUpstream = Pick<QmpClient, 'greeting' | 'oob' | 'request' | 'onEvent' | 'closed'>;
+export type QmpUpstream = Pick<QmpClient, 'greeting' | 'oob' | 'request' | 'onEvent' | 'closed'> & Partial<Pick<QmpClient, 'ownIdle'>>;
 
 export interface ProxyLimits {
   /** Largest message a client may send. QEMU allows 64 MiB; no operator command needs 1. */
@@ -55,6 +63,23 @@ export interface ProxyLimits {
    * idle, never-negotiated connection would hold one of the maxClients slots indefinitely.
    */
   readonly negotiationTimeoutMs: number;
+  /**
+   * `exec-oob` requests in flight upstream over all clients (each client has at most one; the
+   * rest wait in its own lane, which counts towards maxQueued). Unbounded, a flood of them went
+   * ahead of everything and starved sevsup's own commands into timeouts.
+   */
+  readonly maxOobInFlight: number;
+  /**
+   * Connections one peer may hold (by uid; connections whose peer is unknown share one count),
+   * so one user's idle clients cannot take every one of the maxClients slots.
+   */
+  readonly maxClientsPerPeer: number;
+  /**
+   * A connection that sends no request for this long, counted from accept, is closed (a request
+   * still waiting for its reply keeps it open). Event listeners keep theirs with any command,
+   * e.g. query-status, at least this often.
+   */
+  readonly idleTimeoutMs: number;
 }
 
 export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
@@ -67,7 +92,14 @@ export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
   maxClients: 256,
   maxUpstreamInFlight: 4,
   negotiationTimeoutMs: 30_000,
+  maxOobInFlight: 2,
+  maxClientsPerPeer: 64,
+  idleTimeoutMs: 10 * 60_000,
 };
+
+/** Lines of one kind (refusals, drops, ...) written per window before they are only counted. */
+const LOG_BURST = 100;
+const LOG_WINDOW_MS = 10_000;
 
 export interface ProxyOptions {
   readonly socketPath: string;
@@ -83,7 +115,12 @@ export interface ProxyOptions {
   readonly limits?: Partial<ProxyLimits>;
   /** Called on every refusal (metrics), synchronously, before the reply is written. */
   readonly onRefusal?: (reason: string, command: string | null) => void;
-  /** Who is on the other end, for audit lines. @default lookupUnixPeer (peer-cred.ts) */
+  /**
+   * Who is on the other end, read in the accept callback (audit lines, per-peer limits); null
+   * when it cannot say, and then lookupPeer runs, started at accept too. @default peerCredAtAccept
+   */
+  readonly peerAtAccept?: (socket: Socket) => PeerInfo | null;
+  /** The fallback peer lookup. @default lookupUnixPeer (peer-cred.ts) */
   readonly lookupPeer?: (socket: Socket) => Promise<PeerInfo>;
 }
 
@@ -94,7 +131,7 @@ export interface ProxyStats {
   readonly refusals: Readonly<Record<string, number>>;
   readonly badInput: number;
   /** Clients the proxy disconnected, by why. */
-  readonly dropped: Readonly<Record<'slow' | 'bad-input' | 'too-many-clients', number>>;
+  readonly dropped: Readonly<Record<DropReason, number>>;
   readonly forwarded: number;
 }
 
@@ -110,21 +147,36 @@ export interface QmpProxy {
   close(): Promise<void>;
 }
 
-type InbandItem = { readonly kind: 'value'; readonly value: unknown; readonly bytes: number } | { readonly kind: 'reply'; readonly reply: Record<string, unknown> };
+type DropReason = 'slow' | 'bad-input' | 'too-many-clients' | 'peer-limit' | 'idle' | 'negotiation-timeout';
+
+type LaneItem = { readonly kind: 'value'; readonly value: unknown; readonly bytes: number } | { readonly kind: 'reply'; readonly reply: Record<string, unknown> };
+
+/** One client's requests of one kind (in-band or out-of-band), handled one at a time, in order. */
+interface Lane {
+  readonly items: LaneItem[];
+  /** Bytes of the requests in `items`. */
+  queuedBytes: number;
+  pumping: boolean;
+  /** The shared upstream slots this lane's forwarded requests take. */
+  readonly gate: Gate;
+}
 
 interface Client {
   readonly serial: number;
   readonly socket: Socket;
   readonly session: ClientSession;
   readonly framer: QmpFramer;
-  readonly inband: InbandItem[];
-  /** Bytes of the requests in `inband`. */
-  queuedBytes: number;
-  pumping: boolean;
+  readonly inband: Lane;
+  readonly oob: Lane;
   paused: boolean;
   badInARow: number;
   closed: boolean;
-  peer: Promise<PeerInfo> | undefined;
+  /** Started at accept: never lazily, or a client that closes at once could not be named. */
+  readonly peer: Promise<PeerInfo>;
+  /** The per-peer count this connection is in (`uid:N` or `unknown`). */
+  readonly peerKey: string;
+  /** When the last complete request arrived (or accept). */
+  lastRequestAt: number;
 }
 
 /** Command names are client text: logs carry this much of one. */
@@ -188,41 +240,56 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
   const { upstream, vm } = options;
   const log = options.logger.child({ component: 'qmp-proxy', vm });
   const lookupPeer = options.lookupPeer ?? ((socket: Socket) => lookupUnixPeer(socket));
+  const peerAtAccept = options.peerAtAccept ?? peerCredAtAccept;
   const clients = new Set<Client>();
-  const gate = new Gate(limits.maxUpstreamInFlight);
+  const inbandGate = new Gate(limits.maxUpstreamInFlight);
+  const oobGate = new Gate(limits.maxOobInFlight);
+  const perPeer = new Map<string, number>();
   const refusalCounts: Record<string, number> = {};
-  const dropped = { slow: 0, 'bad-input': 0, 'too-many-clients': 0 };
+  const dropped: Record<DropReason, number> = { slow: 0, 'bad-input': 0, 'too-many-clients': 0, 'peer-limit': 0, idle: 0, 'negotiation-timeout': 0 };
   let accepted = 0;
   let badInput = 0;
   let forwarded = 0;
   let stopping = false;
+  // A flood (refusals, dropped clients) costs counters, not 60k log lines.
+  const throttle = createLogThrottle({
+    burst: LOG_BURST,
+    windowMs: LOG_WINDOW_MS,
+    onSuppressed: (kind, count) => log.warn({ kind, suppressed: count, windowMs: LOG_WINDOW_MS }, `${count} similar qmp proxy lines suppressed`),
+  });
 
   // Each client gets QEMU's greeting; oob only if the upstream can carry it.
   const offered = upstream.greeting.QMP.capabilities.filter((cap) => cap !== 'oob' || upstream.oob);
   const greeting = JSON.stringify({ QMP: { version: upstream.greeting.QMP.version, capabilities: offered } }) + CRLF;
 
-  const peerOf = (client: Client): Promise<PeerInfo> => (client.peer ??= lookupPeer(client.socket));
-
   /** Sockets of dropped clients kept open only until we know who they were. */
   const dropping = new Set<Socket>();
 
-  const disconnect = (client: Client, why: 'slow' | 'bad-input' | 'gone' | 'closing' | 'negotiation-timeout'): Promise<PeerInfo> | undefined => {
+  const clearLane = (lane: Lane): void => {
+    lane.items.length = 0;
+    lane.queuedBytes = 0;
+  };
+
+  const disconnect = (client: Client, why: DropReason | 'gone' | 'closing'): Promise<PeerInfo> | undefined => {
     if (client.closed) return undefined;
     client.closed = true;
     clients.delete(client);
-    client.inband.length = 0;
-    client.queuedBytes = 0;
+    const count = (perPeer.get(client.peerKey) ?? 1) - 1;
+    if (count > 0) perPeer.set(client.peerKey, count);
+    else perPeer.delete(client.peerKey);
+    clearLane(client.inband);
+    clearLane(client.oob);
     const { socket } = client;
     if (why === 'gone' || why === 'closing') {
       socket.destroy();
       return undefined;
     }
-    // A client we drop: learn who it was while the connection still exists (the lookup is
-    // bounded), then close. Nothing more is read from it or written to it meanwhile.
+    dropped[why] += 1;
+    // A client we drop: let the peer lookup (started at accept) finish while the connection still
+    // exists (it is bounded), then close. Nothing more is read from it or written to it meanwhile.
     socket.pause();
     dropping.add(socket);
-    const peer = peerOf(client);
-    void peer.then(() => {
+    void client.peer.then(() => {
       dropping.delete(socket);
       if (why === 'bad-input') {
         // Let it read the last error, but never wait on a peer that does not read.
@@ -232,7 +299,16 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
         socket.destroy();
       }
     });
-    return peer;
+    return client.peer;
+  };
+
+  /** Disconnect and log why (rate-limited per kind), with who it was. */
+  const drop = (client: Client, why: DropReason, fields: Record<string, unknown>, message: string): void => {
+    const peer = disconnect(client, why);
+    if (peer === undefined) return;
+    void peer.then((info) => {
+      if (throttle.admit(why)) log.warn({ ...fields, client: client.serial, ...peerLogFields(info) }, message);
+    });
   };
 
   const write = (client: Client, text: string): void => {
@@ -240,10 +316,7 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
     client.socket.write(text);
     if (client.socket.writableLength > limits.maxOutputBytes) {
       const queuedBytes = client.socket.writableLength;
-      dropped.slow += 1;
-      void disconnect(client, 'slow')?.then((peer) =>
-        log.warn({ client: client.serial, queuedBytes, limit: limits.maxOutputBytes, ...peerLogFields(peer) }, 'qmp proxy client is not reading; disconnected'),
-      );
+      drop(client, 'slow', { queuedBytes, limit: limits.maxOutputBytes }, 'qmp proxy client is not reading; disconnected');
     }
   };
 
@@ -262,18 +335,20 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
       client: client.serial,
     };
     // The reply never waits for the peer lookup; the audit line does (bounded by its timeout).
-    void peerOf(client).then((peer) => log.warn({ ...line, ...peerLogFields(peer) }, 'qmp command refused'));
+    void client.peer.then((peer) => {
+      if (throttle.admit('refused')) log.warn({ ...line, ...peerLogFields(peer) }, 'qmp command refused');
+    });
   };
 
-  const forward = async (client: Client, request: QmpRequest, id: ClientId, oob: boolean): Promise<void> => {
-    if (!oob) {
-      const wait = gate.acquire();
-      if (wait) await wait;
-      // The client may have gone while waiting for a slot: its request is dropped unsent.
-      if (client.closed) {
-        gate.release();
-        return;
-      }
+  const forward = async (client: Client, lane: Lane, request: QmpRequest, id: ClientId): Promise<void> => {
+    const wait = lane.gate.acquire();
+    if (wait) await wait;
+    // sevsup's own commands go first: none of ours is sent while one of its is awaiting a reply.
+    for (let own = upstream.ownIdle?.(); own !== undefined && !client.closed; own = upstream.ownIdle?.()) await own;
+    // The client may have gone while waiting for a slot: its request is dropped unsent.
+    if (client.closed) {
+      lane.gate.release();
+      return;
     }
     forwarded += 1;
     let reply: QmpReply;
@@ -282,7 +357,7 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
     } catch (error: unknown) {
       reply = upstreamFailure(error);
     } finally {
-      if (!oob) gate.release();
+      lane.gate.release();
     }
     const out: Record<string, unknown> = 'error' in reply ? { error: reply.error } : { return: reply.return };
     if (id !== null) out['id'] = id.value;
@@ -290,22 +365,26 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
   };
 
   /** Handle one parsed request; a promise only when it went upstream. */
-  const handle = (client: Client, value: unknown): Promise<void> | undefined => {
+  const handle = (client: Client, lane: Lane, value: unknown): Promise<void> | undefined => {
     const action = client.session.handle(value, options.context());
-    if (action.kind === 'forward') return forward(client, action.request, action.id, action.oob);
+    if (action.kind === 'forward') return forward(client, lane, action.request, action.id);
     if (action.refusal !== undefined) audit(client, action.refusal);
     send(client, action.reply);
     return undefined;
   };
 
-  /** Work through a client's in-band queue, one request at a time. */
-  const pump = async (client: Client): Promise<void> => {
-    if (client.pumping) return;
-    client.pumping = true;
+  const full = (client: Client): boolean =>
+    client.inband.items.length + client.oob.items.length >= limits.maxQueued ||
+    client.inband.queuedBytes + client.oob.queuedBytes >= limits.maxQueuedBytes;
+
+  /** Work through one of a client's lanes, one request at a time. */
+  const pump = async (client: Client, lane: Lane): Promise<void> => {
+    if (lane.pumping) return;
+    lane.pumping = true;
     try {
-      for (let item = client.inband.shift(); item !== undefined && !client.closed; item = client.inband.shift()) {
-        if (item.kind === 'value') client.queuedBytes -= item.bytes;
-        if (client.paused && client.inband.length < limits.maxQueued && client.queuedBytes < limits.maxQueuedBytes) {
+      for (let item = lane.items.shift(); item !== undefined && !client.closed; item = lane.items.shift()) {
+        if (item.kind === 'value') lane.queuedBytes -= item.bytes;
+        if (client.paused && !full(client)) {
           client.paused = false;
           client.socket.resume();
         }
@@ -313,22 +392,22 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
           send(client, item.reply);
           continue;
         }
-        const pending = handle(client, item.value);
+        const pending = handle(client, lane, item.value);
         if (pending) await pending;
       }
     } finally {
-      client.pumping = false;
+      lane.pumping = false;
     }
   };
 
-  const enqueue = (client: Client, item: InbandItem): void => {
-    client.inband.push(item);
-    if (item.kind === 'value') client.queuedBytes += item.bytes;
-    if (!client.paused && (client.inband.length >= limits.maxQueued || client.queuedBytes >= limits.maxQueuedBytes)) {
+  const enqueue = (client: Client, lane: Lane, item: LaneItem): void => {
+    lane.items.push(item);
+    if (item.kind === 'value') lane.queuedBytes += item.bytes;
+    if (!client.paused && full(client)) {
       client.paused = true;
       client.socket.pause();
     }
-    if (!client.pumping) void pump(client);
+    if (!lane.pumping) void pump(client, lane);
   };
 
   const malformed = (client: Client, desc: string): void => {
@@ -337,19 +416,17 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
     // QEMU's parse errors carry no id: it could not be read (qmp-spec).
     const reply = { error: { class: 'GenericError', desc } };
     if (client.badInARow < limits.maxBadInput) {
-      enqueue(client, { kind: 'reply', reply });
+      enqueue(client, client.inband, { kind: 'reply', reply });
       return;
     }
     send(client, reply);
-    dropped['bad-input'] += 1;
-    void disconnect(client, 'bad-input')?.then((peer) =>
-      log.warn({ code: 'SUP_ERR_PROXY_BAD_INPUT', client: client.serial, count: client.badInARow, last: desc, ...peerLogFields(peer) }, 'qmp proxy client sent malformed input repeatedly; disconnected'),
-    );
+    drop(client, 'bad-input', { code: 'SUP_ERR_PROXY_BAD_INPUT', count: client.badInARow, last: desc }, 'qmp proxy client sent malformed input repeatedly; disconnected');
   };
 
   const onData = (client: Client, chunk: Buffer): void => {
     for (const item of client.framer.push(chunk)) {
       if (client.closed) return;
+      client.lastRequestAt = Date.now();
       if (item.kind === 'error') {
         malformed(client, `JSON parse error, ${item.message}`);
         continue;
@@ -362,9 +439,27 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
         continue;
       }
       client.badInARow = 0;
-      if (isOutOfBand(value)) void handle(client, value);
-      else enqueue(client, { kind: 'value', value, bytes: item.text.length });
+      const lane = isOutOfBand(value) ? client.oob : client.inband;
+      enqueue(client, lane, { kind: 'value', value, bytes: item.text.length });
     }
+  };
+
+  /** Idle: no request for idleTimeoutMs and nothing of its own still waiting or in flight. */
+  const watchIdle = (client: Client): void => {
+    let timer: NodeJS.Timeout | undefined;
+    const check = (): void => {
+      if (client.closed) return;
+      const busy = client.inband.pumping || client.oob.pumping || client.inband.items.length + client.oob.items.length > 0;
+      const idleFor = Date.now() - client.lastRequestAt;
+      if (!busy && idleFor >= limits.idleTimeoutMs) {
+        drop(client, 'idle', { timeoutMs: limits.idleTimeoutMs }, 'qmp proxy client sent no request for too long; disconnected');
+        return;
+      }
+      timer = setTimeout(check, busy ? limits.idleTimeoutMs : limits.idleTimeoutMs - idleFor);
+      timer.unref();
+    };
+    client.socket.once('close', () => clearTimeout(timer));
+    check();
   };
 
   const server: Server = createServer((socket) => {
@@ -372,34 +467,48 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
       socket.destroy();
       return;
     }
-    if (clients.size >= limits.maxClients) {
-      dropped['too-many-clients'] += 1;
-      log.warn({ limit: limits.maxClients }, 'qmp proxy has too many clients; connection refused');
+    // Who it is, now: SO_PEERCRED names the connecting process even if it closes at once.
+    const known = peerAtAccept(socket);
+    const peer = known !== null ? Promise.resolve(known) : lookupPeer(socket);
+    const uid = known?.known === true ? known.processes[0]?.uid : undefined;
+    const peerKey = typeof uid === 'number' ? `uid:${uid}` : 'unknown';
+    const refuseConnection = (why: 'too-many-clients' | 'peer-limit', fields: Record<string, unknown>, message: string): void => {
+      dropped[why] += 1;
+      if (throttle.admit(why)) log.warn({ ...fields, ...peerLogFields(known ?? { known: false, why: 'not known at accept' }) }, message);
       socket.destroy();
+    };
+    if (clients.size >= limits.maxClients) {
+      refuseConnection('too-many-clients', { limit: limits.maxClients }, 'qmp proxy has too many clients; connection refused');
       return;
     }
+    if ((perPeer.get(peerKey) ?? 0) >= limits.maxClientsPerPeer) {
+      refuseConnection('peer-limit', { limit: limits.maxClientsPerPeer, peerKey }, 'qmp proxy peer holds too many connections; connection refused');
+      return;
+    }
+    perPeer.set(peerKey, (perPeer.get(peerKey) ?? 0) + 1);
     accepted += 1;
     const client: Client = {
       serial: accepted,
       socket,
       session: new ClientSession(offered),
       framer: new QmpFramer({ maxBytes: limits.maxMessageBytes, maxDepth: limits.maxDepth }),
-      inband: [],
-      queuedBytes: 0,
-      pumping: false,
+      inband: { items: [], queuedBytes: 0, pumping: false, gate: inbandGate },
+      oob: { items: [], queuedBytes: 0, pumping: false, gate: oobGate },
       paused: false,
       badInARow: 0,
       closed: false,
-      peer: undefined,
+      peer,
+      peerKey,
+      lastRequestAt: Date.now(),
     };
     clients.add(client);
     const negotiation = setTimeout(() => {
       if (client.closed || client.session.isNegotiated) return;
-      log.warn({ vm: options.vm, timeoutMs: limits.negotiationTimeoutMs }, 'qmp proxy client never negotiated capabilities; disconnecting');
-      void disconnect(client, 'negotiation-timeout');
+      drop(client, 'negotiation-timeout', { timeoutMs: limits.negotiationTimeoutMs }, 'qmp proxy client never negotiated capabilities; disconnected');
     }, limits.negotiationTimeoutMs);
     negotiation.unref();
     socket.once('close', () => clearTimeout(negotiation));
+    watchIdle(client);
     socket.on('data', (chunk: Buffer) => onData(client, chunk));
     socket.on('error', () => disconnect(client, 'gone'));
     socket.on('close', () => disconnect(client, 'gone'));
@@ -427,6 +536,7 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
     stopping = true;
     unsubscribe();
     for (const client of [...clients]) disconnect(client, 'closing');
+    throttle.close();
     for (const socket of dropping) socket.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await rm(options.socketPath, { force: true });

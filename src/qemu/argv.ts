@@ -9,12 +9,12 @@
 import type { VmSpec } from '../config/vm-spec.js';
 import type { HostCaps } from '../host/host-caps.js';
 import { SupervisorError } from '../errors.js';
-import { diskArgs, netArgs, type ArgGroup } from './devices.js';
+import { diskArgs, netArgs, type ArgGroup, type BackingLayer } from './devices.js';
 import { assertQemuSafe, formatJsonOption, formatQemuOpts, type ValueOrigin } from './escape.js';
 import { FIRMWARE_OPTION, firmwarePath } from './firmware.js';
 import { resolveSevParams, sevGuestObject, SEV_OBJECT_ID } from './sev.js';
 
-export type { ArgGroup } from './devices.js';
+export type { ArgGroup, BackingLayer } from './devices.js';
 
 export interface QemuPaths {
   /** QEMU's QMP socket; QEMU is the server (`server=on,wait=off`). */
@@ -36,10 +36,17 @@ export interface QemuArgvInput {
   readonly caps: HostCaps;
   readonly paths: QemuPaths;
   readonly options?: QemuArgvOptions;
+  /**
+   * Each qcow2 disk's checked backing chain by disk index (vm/disk-chain.ts), first layer directly
+   * below the disk. A qcow2 disk without an entry opens no backing file at all (`backing: null`).
+   */
+  readonly backingChains?: ReadonlyMap<number, readonly BackingLayer[]>;
 }
 
 /** The machine type: q35 (PCIe, what OVMF AmdSev builds and libvirt's SEV tests use). */
 export const MACHINE_TYPE = 'q35';
+/** Leave guest RAM out of QEMU's core dumps (madvise MADV_DONTDUMP). */
+export const NO_GUEST_CORE = 'dump-guest-core=off';
 /** The chardev id of the private monitor; also what the launcher and docs refer to. */
 export const MONITOR_CHARDEV_ID = 'monitor';
 /** Linux sockaddr_un.sun_path holds 108 bytes including the terminating NUL. */
@@ -71,7 +78,9 @@ export function buildQemuCommandLine(input: QemuArgvInput): readonly ArgGroup[] 
     ['-nodefaults'],
     ['-S'],
     ['-accel', 'kvm'],
-    ['-machine', sev === null ? MACHINE_TYPE : `${MACHINE_TYPE},confidential-guest-support=${SEV_OBJECT_ID}`],
+    // dump-guest-core=off: a QEMU core dump (an abort, a crash) would otherwise hold guest RAM; the
+    // launcher also sets a zero core limit (process/launcher.ts).
+    ['-machine', sev === null ? `${MACHINE_TYPE},${NO_GUEST_CORE}` : `${MACHINE_TYPE},${NO_GUEST_CORE},confidential-guest-support=${SEV_OBJECT_ID}`],
   ];
   if (sev !== null) groups.push(['-object', formatJsonOption(sevGuestObject(sev, spec))]);
   if (!CPU_MODEL.test(spec.cpu)) {
@@ -94,7 +103,7 @@ export function buildQemuCommandLine(input: QemuArgvInput): readonly ArgGroup[] 
   // modules (QEMU's multiboot loader), and kernel-hashes measures the bzImage path alone.
   if (spec.initrd !== undefined) groups.push(['-initrd', assertQemuSafe(spec.initrd, origin('initrd'))]);
   if (spec.cmdline !== undefined) groups.push(['-append', assertQemuSafe(spec.cmdline, origin('cmdline'))]);
-  for (const disk of spec.disks) groups.push(...diskArgs(disk, spec, sev !== null));
+  for (const disk of spec.disks) groups.push(...diskArgs(disk, spec, sev !== null, input.backingChains?.get(disk.index)));
   for (const net of spec.nets) groups.push(...netArgs(net, spec, sev !== null));
   if (paths.serialLog !== undefined) {
     const log = assertQemuSafe(paths.serialLog, { file: 'run directory', key: 'serial log' });

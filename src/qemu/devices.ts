@@ -23,8 +23,50 @@ export function diskNodeName(disk: Pick<DiskSpec, 'index'>): string {
   return `disk${disk.index}`;
 }
 
-export function diskArgs(disk: DiskSpec, spec: VmSpec, confidential: boolean): ArgGroup[] {
+/** One image below a qcow2 disk, as vm/disk-chain.ts read and checked it (absolute, symlink-free path). */
+export interface BackingLayer {
+  readonly file: string;
+  readonly format: 'qcow2' | 'raw';
+}
+
+/**
+ * A disk's `-blockdev` nodes and its device. A qcow2 node always states its backing: the checked
+ * chain as read-only nodes `disk<N>-backing<K>` (K = 1 below the disk, deepest defined first, as
+ * QEMU resolves a node-name reference at once), or `backing: null`. QEMU then never follows a name
+ * in an image header, so a header naming `/etc/shadow` or `nbd:…` opens nothing. Without a chain
+ * (`backing` undefined) a qcow2 disk gets `backing: null`: sevsup never lets QEMU choose.
+ */
+export function diskArgs(disk: DiskSpec, spec: VmSpec, confidential: boolean, backing: readonly BackingLayer[] = []): ArgGroup[] {
   const node = diskNodeName(disk);
+  const groups: ArgGroup[] = [];
+  // `backing` is a qcow2 option; a raw node opens nothing but its file.
+  const below = (depth: number): JsonOption =>
+    depth < backing.length ? { backing: `${node}-backing${depth + 1}` } : { backing: null };
+  for (let depth = backing.length - 1; depth >= 0; depth--) {
+    const layer = backing[depth]!;
+    const name = `${node}-backing${depth + 1}`;
+    groups.push(
+      [
+        '-blockdev',
+        formatJsonOption({
+          driver: 'file',
+          filename: assertQemuSafe(layer.file, { file: spec.source, key: `disk${disk.index} backing` }),
+          'node-name': `${name}-file`,
+          'read-only': true,
+        }),
+      ],
+      [
+        '-blockdev',
+        formatJsonOption({
+          driver: layer.format,
+          file: `${name}-file`,
+          'node-name': name,
+          'read-only': true,
+          ...(layer.format === 'qcow2' ? below(depth + 1) : {}),
+        }),
+      ],
+    );
+  }
   const file: JsonOption = {
     driver: 'file',
     filename: assertQemuSafe(disk.file, { file: spec.source, key: `disk${disk.index}` }),
@@ -36,6 +78,7 @@ export function diskArgs(disk: DiskSpec, spec: VmSpec, confidential: boolean): A
     file: `${node}-file`,
     'node-name': node,
     'read-only': disk.readonly,
+    ...(disk.format === 'qcow2' ? below(0) : {}),
   };
   const device: JsonOption = {
     driver: 'virtio-blk-pci',
@@ -43,11 +86,8 @@ export function diskArgs(disk: DiskSpec, spec: VmSpec, confidential: boolean): A
     id: `virtio-disk${disk.index}`,
     ...virtioPciCommon(confidential),
   };
-  return [
-    ['-blockdev', formatJsonOption(file)],
-    ['-blockdev', formatJsonOption(format)],
-    ['-device', formatJsonOption(device)],
-  ];
+  groups.push(['-blockdev', formatJsonOption(file)], ['-blockdev', formatJsonOption(format)], ['-device', formatJsonOption(device)]);
+  return groups;
 }
 
 export function netArgs(net: NetSpec, spec: VmSpec, confidential: boolean): ArgGroup[] {

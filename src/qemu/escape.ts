@@ -56,8 +56,11 @@ export function formatQemuOpts(head: string | null, props: readonly (readonly [s
   return parts.join(',');
 }
 
-/** A JSON-form option value (`-object`, `-blockdev`, `-device`, `-netdev` in QEMU ≥ 6.0/7.0). */
-export type JsonOption = Readonly<Record<string, string | number | boolean>>;
+/**
+ * A JSON-form option value (`-object`, `-blockdev`, `-device`, `-netdev` in QEMU ≥ 6.0/7.0); null
+ * only where QEMU takes it (`-blockdev`'s `"backing": null`: open no backing file).
+ */
+export type JsonOption = Readonly<Record<string, string | number | boolean | null>>;
 
 /**
  * Serialise a JSON-form option. QEMU treats an argument starting with `{` as JSON, so strings need

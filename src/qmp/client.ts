@@ -122,6 +122,9 @@ export function executeError(command: string, error: QmpErrorInfo): SupervisorEr
 export class QmpClient {
   private readonly machine = new RunstateMachine();
   private readonly pending = new PendingTable(executeError);
+  /** sevsup's own commands (execute()) awaiting a reply, and who waits for there to be none. */
+  private ownInFlight = 0;
+  private readonly ownIdleWaiters: (() => void)[] = [];
   private readonly hub: EventHub;
   private readonly framer: QmpFramer;
   private readonly log: Logger;
@@ -392,8 +395,24 @@ export class QmpClient {
     const encoded = this.encode('execute', name, args);
     if (encoded instanceof SupervisorError) return Promise.reject(encoded);
     const value = this.pending.addUnwrapped(encoded.id, name, this.callTiming(options));
+    this.ownInFlight += 1;
+    const settled = (): void => {
+      this.ownInFlight -= 1;
+      if (this.ownInFlight === 0) for (const wake of this.ownIdleWaiters.splice(0)) wake();
+    };
+    value.then(settled, settled);
     this.transmit(name, encoded.id, encoded.text);
     return value;
+  }
+
+  /**
+   * Undefined when none of sevsup's own commands (execute()) is waiting for its reply; otherwise a
+   * promise that resolves when none is. The QMP proxy waits on it before forwarding a client's
+   * command, so sevsup's commands never queue in QEMU's monitor behind proxy clients' traffic.
+   */
+  ownIdle(): Promise<void> | undefined {
+    if (this.ownInFlight === 0) return undefined;
+    return new Promise((resolve) => this.ownIdleWaiters.push(resolve));
   }
 
   /**

@@ -5,6 +5,7 @@
 // A `return` of the wrong shape is SUP_ERR_QMP_PROTOCOL; a QMP error reply is SUP_ERR_QMP_EXECUTE.
 import { SupervisorError } from '../errors.js';
 import type { QmpCallOptions } from './client.js';
+import { isRecord } from '../util/is-record.js';
 
 /** What the wrappers need: QmpClient, or anything with its `execute`. */
 export interface QmpExecutor {
@@ -54,9 +55,6 @@ export interface LaunchSecret {
 
 type Obj = Readonly<Record<string, unknown>>;
 
-function isObj(value: unknown): value is Obj {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function isUint(value: unknown, max = Number.MAX_SAFE_INTEGER): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= max;
@@ -73,7 +71,7 @@ function badReply(command: string, what: string): SupervisorError {
 
 /** Shape checker bound to one command, so every failure names it. */
 function reader(command: string, value: unknown): Obj {
-  if (!isObj(value)) throw badReply(command, 'not an object');
+  if (!isRecord(value)) throw badReply(command, 'not an object');
   return value;
 }
 
@@ -122,7 +120,7 @@ export async function queryVersion(c: QmpExecutor): Promise<QemuVersion> {
   const cmd = 'query-version';
   const ret = reader(cmd, await c.execute(cmd));
   const qemu = ret['qemu'];
-  if (!isObj(qemu)) throw badReply(cmd, "'qemu' is not an object");
+  if (!isRecord(qemu)) throw badReply(cmd, "'qemu' is not an object");
   return {
     qemu: { major: uint(cmd, qemu, 'major'), minor: uint(cmd, qemu, 'minor'), micro: uint(cmd, qemu, 'micro') },
     package: str(cmd, ret, 'package'),
@@ -224,9 +222,9 @@ export async function querySevLaunchMeasure(c: QmpExecutor): Promise<string> {
  * <- {"error":{"class":"GenericError","desc":"SEV is not enabled in KVM"}}
  * ```
  */
-export async function querySevCapabilities(c: QmpExecutor): Promise<SevCapabilities> {
+export async function querySevCapabilities(c: QmpExecutor, options?: QmpCallOptions): Promise<SevCapabilities> {
   const cmd = 'query-sev-capabilities';
-  const ret = reader(cmd, await c.execute(cmd));
+  const ret = reader(cmd, await c.execute(cmd, undefined, options));
   const cpu0Id = ret['cpu0-id'];
   if (cpu0Id !== undefined && typeof cpu0Id !== 'string') throw badReply(cmd, "'cpu0-id' is not a string");
   return {
@@ -296,4 +294,20 @@ export async function systemPowerdown(c: QmpExecutor): Promise<void> {
  */
 export async function quit(c: QmpExecutor): Promise<void> {
   await expectEmpty(c, 'quit');
+}
+
+/**
+ * Take an internal snapshot named `name` on every block node in `devices` at once: one
+ * `transaction`, so QEMU snapshots all of them or none.
+ * ```
+ * -> {"execute":"transaction","arguments":{"actions":[{"type":"blockdev-snapshot-internal-sync",
+ *        "data":{"device":"disk0","name":"before-upgrade"}}]}}
+ * <- {"return":{}}
+ * <- {"error":{"class":"GenericError","desc":"Device 'disk0' is writable but does not support snapshots"}}
+ * ```
+ * @throws SUP_ERR_QMP_EXECUTE when QEMU refuses (nothing was taken).
+ */
+export async function snapshotInternalTransaction(c: QmpExecutor, devices: readonly string[], name: string): Promise<void> {
+  const actions = devices.map((device) => ({ type: 'blockdev-snapshot-internal-sync', data: { device, name } }));
+  await expectEmpty(c, 'transaction', { actions });
 }

@@ -4,7 +4,7 @@
 // registry codes. Must not: interpret the bytes (callers hash or parse them).
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { SupervisorError, type ErrorCode } from '../errors.js';
 import { describeIoError } from '../util/io-error.js';
 
@@ -35,7 +35,7 @@ export async function readFileChunks(
       details: { path, reason },
       ...(cause === undefined ? {} : { cause }),
     });
-  let handle;
+  let handle: FileHandle;
   try {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
     handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);

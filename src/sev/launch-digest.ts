@@ -10,8 +10,6 @@ import { hashKernelInputs, type HashedFile } from './kernel-hashes.js';
 import { PADDED_HASH_TABLE_BYTES } from './ovmf-table.js';
 import { buildVmsas, VMSA_BYTES, type SevEsParams } from './vmsa.js';
 
-export const LAUNCH_DIGEST_BYTES = 32;
-
 export interface LaunchDigestParts {
   readonly firmware: Buffer | Uint8Array;
   readonly kernelHashesTable?: Buffer;

@@ -73,23 +73,41 @@ export function decodeStrictBase64(text: string): Buffer | null {
   return bytes.toString('base64') === text ? bytes : null;
 }
 
+/** A measurement blob split into its parts (views into one 48-byte buffer). */
+export interface MeasurementParts {
+  readonly mac: Buffer;
+  readonly mnonce: Buffer;
+}
+
+/** Why a text is not a measurement: not strict base64, or base64 of the wrong number of bytes. */
+export type MeasurementProblem = { readonly problem: 'not-base64' } | { readonly problem: 'length'; readonly bytes: number };
+
+/**
+ * The one decoder of QEMU's measurement (base64 of MAC ‖ mnonce); callers word the refusal.
+ * Returns the parts, or why the text is not a measurement.
+ */
+export function splitMeasurement(b64: string): MeasurementParts | MeasurementProblem {
+  const bytes = decodeStrictBase64(b64);
+  if (bytes === null) return { problem: 'not-base64' };
+  if (bytes.length !== MEASUREMENT_BLOB_BYTES) return { problem: 'length', bytes: bytes.length };
+  return { mac: bytes.subarray(0, MEASUREMENT_MAC_BYTES), mnonce: bytes.subarray(MEASUREMENT_MAC_BYTES) };
+}
+
 /**
  * Split QEMU's measurement into MAC and mnonce.
  * @throws SUP_ERR_CHECK_MEASUREMENT when it is not strict base64 of exactly 48 bytes.
  */
-export function decodeMeasurement(b64: string): { mac: Buffer; mnonce: Buffer } {
-  const bytes = decodeStrictBase64(b64);
-  if (bytes === null) {
+export function decodeMeasurement(b64: string): MeasurementParts {
+  const parts = splitMeasurement(b64);
+  if (!('problem' in parts)) return parts;
+  if (parts.problem === 'not-base64') {
     throw new SupervisorError('SUP_ERR_CHECK_MEASUREMENT', 'launch measurement is not valid base64');
   }
-  if (bytes.length !== MEASUREMENT_BLOB_BYTES) {
-    throw new SupervisorError(
-      'SUP_ERR_CHECK_MEASUREMENT',
-      `launch measurement must be ${MEASUREMENT_BLOB_BYTES} bytes, got ${bytes.length}`,
-      { details: { length: bytes.length } },
-    );
-  }
-  return { mac: bytes.subarray(0, MEASUREMENT_MAC_BYTES), mnonce: bytes.subarray(MEASUREMENT_MAC_BYTES) };
+  throw new SupervisorError(
+    'SUP_ERR_CHECK_MEASUREMENT',
+    `launch measurement must be ${MEASUREMENT_BLOB_BYTES} bytes, got ${parts.bytes}`,
+    { details: { length: parts.bytes } },
+  );
 }
 
 /** Constant-time equality for MACs; different lengths are simply unequal. */

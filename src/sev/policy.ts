@@ -2,8 +2,11 @@
 // Owns: the policy bit layout (DESIGN "Words"). Pure: no I/O. SEV-SNP's 64-bit policy: snp-policy.ts.
 import { SupervisorError } from '../errors.js';
 
-/** What the seed's policy is computed from (a config SevSpec fits it; sev/ does not import config/). */
-export interface SevPolicyInputs {
+/**
+ * What the policy is built from: the SEV flavour and its two owner-chosen bits (config/ validates
+ * them; a config SevSpec fits, sev/ does not import config/). `snp` is refused (64-bit policy).
+ */
+export interface PolicyInputs {
   readonly type: 'std' | 'es' | 'snp';
   readonly nodbg: boolean;
   readonly noks?: boolean;
@@ -26,7 +29,7 @@ export type PolicyFlag = keyof typeof POLICY_BITS;
  * @throws SUP_ERR_INTERNAL for `snp`, whose policy is 64-bit with other bits (snp-policy.ts): a caller
  *   that reaches here with an SNP guest must fail, never launch it with a SEV policy.
  */
-export function encodePolicy(sev: SevPolicyInputs): number {
+export function encodePolicy(sev: PolicyInputs): number {
   if (sev.type === 'snp') {
     throw new SupervisorError('SUP_ERR_INTERNAL', 'the SEV policy was asked for an SEV-SNP guest; SNP uses the 64-bit policy of sev/snp-policy.ts');
   }

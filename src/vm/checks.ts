@@ -5,7 +5,7 @@
 // any of these throws).
 import { SupervisorError } from '../errors.js';
 import { describePolicy } from '../sev/policy.js';
-import { decodeStrictBase64 } from '../sev/measurement.js';
+import { MEASUREMENT_BLOB_BYTES as MEASUREMENT_BYTES, splitMeasurement, type MeasurementParts } from '../sev/measurement.js';
 
 /** The subset of qmp/commands' normalised SevInfo the checks read. */
 export interface ReportedSev {
@@ -19,9 +19,6 @@ export interface ReportedSev {
 export interface ExpectedSev {
   readonly policy: number;
 }
-
-/** Raw measurement blob: HMAC-SHA256 (32) ‖ mnonce (16). */
-export const MEASUREMENT_BYTES = 48;
 
 /**
  * Refuse any answer that is not an enabled SEV guest with exactly the expected policy, still
@@ -61,32 +58,30 @@ export function checkSevInfo(vm: string, seen: ReportedSev, expected: ExpectedSe
 }
 
 /**
- * The measurement must be strict base64 of exactly 48 bytes; returns the decoded bytes.
+ * The measurement must be strict base64 of exactly 48 bytes; returns its MAC and mnonce.
  * @throws SUP_ERR_CHECK_MEASUREMENT
  */
-export function checkMeasurement(vm: string, measurement: unknown): Buffer {
+export function checkMeasurement(vm: string, measurement: unknown): MeasurementParts {
   if (typeof measurement !== 'string' || measurement.length === 0) {
     throw fail('SUP_ERR_CHECK_MEASUREMENT', vm, `QEMU returned no launch measurement, expected base64 of ${MEASUREMENT_BYTES} bytes`, {
       check: 'measurement',
       expected: `${MEASUREMENT_BYTES} bytes`,
     });
   }
-  const bytes = decodeStrictBase64(measurement);
-  if (bytes === null) {
+  const parts = splitMeasurement(measurement);
+  if (!('problem' in parts)) return parts;
+  if (parts.problem === 'not-base64') {
     throw fail('SUP_ERR_CHECK_MEASUREMENT', vm, `the launch measurement QEMU returned is not base64 (${measurement.length} characters), expected base64 of ${MEASUREMENT_BYTES} bytes`, {
       check: 'measurement',
       seen: `${measurement.length} characters`,
       expected: `${MEASUREMENT_BYTES} bytes`,
     });
   }
-  if (bytes.length !== MEASUREMENT_BYTES) {
-    throw fail('SUP_ERR_CHECK_MEASUREMENT', vm, `the launch measurement QEMU returned is ${bytes.length} bytes, expected ${MEASUREMENT_BYTES}`, {
-      check: 'measurement',
-      seen: `${bytes.length} bytes`,
-      expected: `${MEASUREMENT_BYTES} bytes`,
-    });
-  }
-  return bytes;
+  throw fail('SUP_ERR_CHECK_MEASUREMENT', vm, `the launch measurement QEMU returned is ${parts.bytes} bytes, expected ${MEASUREMENT_BYTES}`, {
+    check: 'measurement',
+    seen: `${parts.bytes} bytes`,
+    expected: `${MEASUREMENT_BYTES} bytes`,
+  });
 }
 
 function stateHint(state: string): string {

@@ -11,7 +11,7 @@
 // never re-measured or resumed by mistake) and a stopping daemon can detach() without touching it.
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { AttestRequest, AttestResult, VmStatus } from '../api/types.js';
+import type { AttestRequest, AttestResult, VmStatus } from './types.js';
 import type { VmSpec } from '../config/vm-spec.js';
 import { SupervisorError, hasCode, isSupervisorError } from '../errors.js';
 import type { HostCaps } from '../host/host-caps.js';
@@ -182,7 +182,11 @@ export type ReattachPlan =
  * have run it but sevsup); a guest caught mid-launch is destroyed, since it was never both measured
  * and approved as far as anyone can prove; a guest that ran keeps whatever QEMU says.
  */
-export function planReattach(persisted: VmState, ran: boolean, qemuRunning: boolean): ReattachPlan {
+export function planReattach(persisted: VmState, ran: boolean, qemuRunning: boolean, qemuPrelaunch = false): ReattachPlan {
+  // QEMU's `prelaunch` means no `cont` ever reached it: whatever the file says, it never ran.
+  if (qemuPrelaunch && (persisted === 'running' || persisted === 'paused')) {
+    return { kind: 'destroy', why: `it was recorded as ${persisted}, but QEMU says it never ran (prelaunch): nothing proves it was approved` };
+  }
   switch (persisted) {
     case 'held':
       return qemuRunning
@@ -217,6 +221,7 @@ export class VmLifecycle {
   readonly #o: LifecycleOptions;
   readonly #deps: LifecycleDeps;
   readonly #log: Logger;
+  readonly #vmLog: Logger;
   readonly #listeners = new Set<(event: LifecycleEventRecord) => void>();
   #state: VmState = 'defined';
   #ran = false;
@@ -247,7 +252,10 @@ export class VmLifecycle {
     this.#o = options;
     this.vm = options.spec.name;
     this.#deps = { ...DEFAULT_LIFECYCLE_DEPS, ...options.deps };
-    this.#log = (options.logger ?? silentLogger()).child({ vm: this.vm, component: 'lifecycle' });
+    // Collaborators (launcher, QMP client) bind their own `component`: they get the VM's logger,
+    // not this one, so no line carries `component` twice.
+    this.#vmLog = (options.logger ?? silentLogger()).child({ vm: this.vm });
+    this.#log = this.#vmLog.child({ component: 'lifecycle' });
     this.finished = new Promise((resolve) => (this.#resolveFinished = resolve));
     let resolve!: () => void;
     let reject!: (error: unknown) => void;
@@ -278,10 +286,12 @@ export class VmLifecycle {
 
   /**
    * True until sevsup itself has resumed the guest after its checks (and the owner's approval):
-   * until then only sevsup may `cont` it, so the proxy refuses `cont` from anyone else.
+   * until then only sevsup may `cont` it, so the proxy refuses `cont` from anyone else. The lock
+   * is for the attestation window only: a guest that ran and was paused since (a proxy `stop`, a
+   * panic or I/O error with `set-action ... pause`) may be resumed by its operator.
    */
   get resumeLocked(): boolean {
-    return this.#state !== 'running';
+    return !this.#ran;
   }
 
   /** Subscribe to lifecycle events; returns the unsubscribe function. */
@@ -341,7 +351,7 @@ export class VmLifecycle {
       // OOB on the supervisor's own session lets proxy clients use the yank commands QEMU offers
       // out of band (the proxy still decides what passes).
       oob: true,
-      logger: this.#log,
+      logger: this.#vmLog,
       ...(this.#o.qmpTimeoutMs === undefined ? {} : { commandTimeoutMs: this.#o.qmpTimeoutMs }),
       ...(this.#o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: this.#o.connectTimeoutMs }),
     });
@@ -353,6 +363,7 @@ export class VmLifecycle {
   /** The fail-closed end of start() and attach() before the guest ran: rethrow what failed. */
   async #failClosed(error: unknown): Promise<void> {
     if (error instanceof Detached) return;
+    if (hasCode(error, 'SUP_ERR_VM_UNREACHABLE') && this.#detached) throw error;
     await this.#endBeforeRunning(error);
     if (this.#state === 'failed' && this.#error !== null) throw this.#error;
   }
@@ -384,15 +395,23 @@ export class VmLifecycle {
         return;
       }
       this.#proc = proc;
-      const qmp = await this.#connectMonitor(persisted.monitorSocket, proc);
-      const status = await this.#step('query-status', () => queryStatus(qmp));
-      this.#emit({ event: 'attached', pid: proc.pid, was: persisted.state, qemuStatus: status.status });
-      plan = planReattach(persisted.state, persisted.ran, status.running);
-      if (plan.kind === 'hold' && this.sev) {
-        // Still waiting for its secret: LAUNCH_FINISH (the first cont) has not happened.
-        const sev = await this.#step('query-sev', () => querySev(qmp));
-        if (sev.state !== 'launch-secret') plan = { kind: 'destroy', why: `it was held, but its SEV state is ${sev.state}, not launch-secret` };
+      let status: Awaited<ReturnType<typeof queryStatus>>;
+      try {
+        const qmp = await this.#connectMonitor(persisted.monitorSocket, proc);
+        status = await this.#step('query-status', () => queryStatus(qmp));
+        plan = planReattach(persisted.state, persisted.ran, status.running, status.status === 'prelaunch');
+        if (plan.kind === 'hold' && this.sev) {
+          // Still waiting for its secret: LAUNCH_FINISH (the first cont) has not happened.
+          const sev = await this.#step('query-sev', () => querySev(qmp));
+          if (sev.state !== 'launch-secret') plan = { kind: 'destroy', why: `it was held, but its SEV state is ${sev.state}, not launch-secret` };
+        }
+      } catch (error: unknown) {
+        // Re-attach destroys only what QEMU's own answers show to be wrong, never what it could
+        // not look at: a monitor that is busy (someone else holds it) or silent is left alone.
+        if (proc.isAlive()) await this.#leaveUnreachable(proc, error);
+        throw error;
       }
+      this.#emit({ event: 'attached', pid: proc.pid, was: persisted.state, qemuStatus: status.status });
       if (plan.kind === 'destroy') {
         throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm}: re-attached after a restart, but ${plan.why}; QEMU was stopped`, {
           details: { vm: this.vm, was: persisted.state, qemuStatus: status.status },
@@ -519,6 +538,28 @@ export class VmLifecycle {
   }
 
   /**
+   * Resume a guest that ran and was paused since (the API's `start` on a paused guest). Never
+   * before sevsup's own first `cont`: that is approve()'s, after every check.
+   * @throws SUP_ERR_VM_STATE unless paused after it ran; SUP_ERR_QMP_EXECUTE with QEMU's refusal.
+   */
+  async resumePaused(): Promise<void> {
+    if (this.#state !== 'paused' || !this.#ran || this.#detached) {
+      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#state}; only a guest that ran and was paused since can be resumed this way`, {
+        details: { vm: this.vm, state: this.#state },
+      });
+    }
+    const qmp = this.#requireQmp();
+    await cont(qmp);
+    // QEMU's RESUME event moves the state (#onQmpEvent); confirm in case it was missed.
+    const status = await queryStatus(qmp);
+    if (status.running && this.#state === 'paused') {
+      this.#move('running');
+      this.#emit({ event: 'running', pid: this.#requireProc().pid });
+    }
+    this.#log.info({ state: this.#state }, 'paused guest resumed on request');
+  }
+
+  /**
    * Stop the guest: a running one gets system_powerdown first, a paused or held one is told to
    * quit at once; one still starting is aborted (it never runs). Resolves with the outcome.
    */
@@ -564,12 +605,13 @@ export class VmLifecycle {
       caps: this.#o.caps,
       paths: { monitorSocket: paths.monitorSocket, pidFile: paths.pidFile, ...(spec.serial === 'file' ? { serialLog: paths.serialLog } : {}) },
       ...(this.#o.qemuOptions === undefined ? {} : { options: this.#o.qemuOptions }),
+      backingChains: this.#preflight.disks,
     });
     this.#checkpoint();
     this.#proc = await this.#deps.launch({
       binary: this.#o.binary,
       argv: [...(this.#o.binaryArgs ?? []), ...argv],
-      logger: this.#log,
+      logger: this.#vmLog,
       ...(this.#o.detached === undefined ? {} : { detached: true, stderrFile: this.#o.detached.stderrFile }),
       ready: async (proc) => {
         this.#proc = proc;
@@ -627,7 +669,7 @@ export class VmLifecycle {
       reported: { policy: seen.policy, apiMajor: seen.apiMajor, apiMinor: seen.apiMinor, buildId: seen.buildId, state: seen.state },
       expectedPolicy,
       measurement,
-      mnonce: bytes.subarray(32),
+      mnonce: bytes.mnonce,
       launch: await this.#launchInputs(qmp),
       expectedLaunchDigest,
       ...(cpuSignature === undefined ? {} : { cpuSignature }),
@@ -695,7 +737,7 @@ export class VmLifecycle {
     }
   }
 
-  /** `cont` and confirm. MUST be the last step and is the only place `cont` is sent. */
+  /** `cont` and confirm. MUST be the last step; the only `cont` before the guest ever ran. */
   async #resume(): Promise<void> {
     const qmp = this.#requireQmp();
     this.#move('resuming');
@@ -756,6 +798,16 @@ export class VmLifecycle {
         const reason = typeof event.data?.['reason'] === 'string' ? event.data['reason'] : 'unknown';
         this.#shutdownSeen = reason;
         this.#log.info({ reason }, 'guest shut down');
+        if (reason === 'host-signal' && (this.#state === 'running' || this.#state === 'paused') && this.#stopReason === null) {
+          // A signal sevsup did not send (its own come only once it is stopping): QEMU exits 0 on
+          // SIGTERM, but the guest was killed, not stopped. Reported as a failure, never `stopped`.
+          this.#error ??= new SupervisorError(
+            'SUP_ERR_QEMU_SIGNALLED',
+            `VM ${this.vm}: QEMU was ended by a signal that sevsup did not send while the guest was ${this.#state} (QMP SHUTDOWN reason host-signal); see qemu.log for the sender's pid`,
+            { details: { vm: this.vm, was: this.#state } },
+          );
+          this.#log.warn({ was: this.#state }, 'QEMU ended by an external signal');
+        }
         if (this.#state === 'running' || this.#state === 'paused') {
           this.#move('stopping');
           this.#emit({ event: 'stopping', reason: `guest shutdown (${reason})` });
@@ -1106,8 +1158,31 @@ export class VmLifecycle {
       startTime: persisted.startTime,
       cmdlineIncludes: persisted.monitorSocket,
       ...(persisted.stderrFile === null ? {} : { stderrFile: persisted.stderrFile }),
-      logger: this.#log,
+      logger: this.#vmLog,
     });
+  }
+
+  /**
+   * attach() found QEMU alive but could not talk to it: let go without touching it (not stopped,
+   * not resumed, state file unchanged) and say so. @throws SUP_ERR_VM_UNREACHABLE, always.
+   */
+  async #leaveUnreachable(proc: QemuProcess, cause: unknown): Promise<never> {
+    this.#detached = true;
+    this.#unsubscribeEvents?.();
+    await this.#qmp?.close().catch(() => undefined);
+    const why = cause instanceof Error ? cause.message : String(cause);
+    const error = new SupervisorError(
+      'SUP_ERR_VM_UNREACHABLE',
+      `VM ${this.vm}: its QEMU (pid ${proc.pid}) is running, but its monitor could not be reached on re-attach (${why}); ` +
+        'sevsup left it alone (not stopped, not resumed). Free its monitor (is another supervisor attached to it?), then `sevsup start ' +
+        `${this.vm}\` re-attaches it`,
+      { details: { vm: this.vm, pid: proc.pid }, cause },
+    );
+    this.#error = error;
+    this.#log.error({ pid: proc.pid, reason: why }, 'guest unreachable on re-attach; left alone');
+    this.#running.reject(error);
+    this.#resolveFinished({ state: 'detached', ran: this.#ran });
+    throw error;
   }
 
   /** attach() found no QEMU: it ended while nobody supervised it. Report what is known. */

@@ -1,6 +1,6 @@
 // Checks on the files a VM will boot from, before any QEMU starts: the firmware image (readable,
 // pinned sha256, a kernel-hashes area QEMU will accept, an SEV-ES reset address), the kernel and
-// initrd, and the owner's launch session files.
+// initrd, the owner's launch session files, and each disk's backing chain (vm/disk-chain.ts).
 // Owns: turning "QEMU would refuse this at start-up" into a clear error that names the config file,
 // the key, the image and what to use instead. Must not: spawn anything, build argv, or judge the
 // host (qemu/argv.ts applies the seed's host checks).
@@ -12,6 +12,7 @@ import { DEFAULT_OVMF_PATH, firmwarePath } from '../qemu/firmware.js';
 import { inspectFirmwareFile, type FirmwareInfo } from '../sev/firmware-file.js';
 import { describeHashesAreaProblem, describeSevEsProblem, isUsableHashesArea } from '../sev/ovmf-table.js';
 import { describeIoError } from '../util/io-error.js';
+import { readDiskChains, type DiskChains } from './disk-chain.js';
 
 /** Where the one firmware that can measure a direct kernel boot comes from. */
 export const AMDSEV_OVMF_HINT =
@@ -20,6 +21,8 @@ export const AMDSEV_OVMF_HINT =
 export interface Preflight {
   /** The inspected firmware, or null for SeaBIOS. */
   readonly firmware: FirmwareInfo | null;
+  /** Each disk's checked backing chain: what the argv states (QemuArgvInput.backingChains). */
+  readonly disks: DiskChains;
 }
 
 /**
@@ -27,7 +30,8 @@ export interface Preflight {
  * as configured).
  * @throws SUP_ERR_FIRMWARE_READ, SUP_ERR_FIRMWARE_TABLE_INVALID, SUP_ERR_FIRMWARE_HASH_MISMATCH,
  *   SUP_ERR_FIRMWARE_NO_HASHES_AREA, SUP_ERR_FIRMWARE_NO_SEV_INFO, SUP_ERR_KERNEL_READ
- *   (kernel/initrd), SUP_ERR_CONFIG_BAD_VALUE (launch session files).
+ *   (kernel/initrd), SUP_ERR_CONFIG_BAD_VALUE (launch session files), SUP_ERR_DISK_READ,
+ *   SUP_ERR_DISK_CHAIN_REFUSED (disks and their backing chains).
  */
 export async function preflight(spec: VmSpec): Promise<Preflight> {
   const firmware = await checkFirmware(spec);
@@ -38,7 +42,7 @@ export async function preflight(spec: VmSpec): Promise<Preflight> {
     await checkReadable(spec, 'launch dh-cert', spec.launch.dhCert, 'SUP_ERR_CONFIG_BAD_VALUE');
     await checkReadable(spec, 'launch session', spec.launch.session, 'SUP_ERR_CONFIG_BAD_VALUE');
   }
-  return { firmware };
+  return { firmware, disks: await readDiskChains(spec) };
 }
 
 async function checkFirmware(spec: VmSpec): Promise<FirmwareInfo | null> {

@@ -64,15 +64,6 @@ export async function writeRecord(stateDir: string, record: MeasurementRecord): 
   }
 }
 
-/**
- * The latest record of `vm`, or null when none was written.
- * @throws SUP_ERR_INTERNAL when the file exists but is not a `sevsup.measurement/v1` record.
- */
-export async function readLatestRecord(stateDir: string, vm: string): Promise<MeasurementRecord | null> {
-  if (!SAFE_VM_NAME.test(vm)) return null;
-  return readRecordFile(join(recordsDir(stateDir, vm), LATEST_RECORD));
-}
-
 /** Read one record file; null when it does not exist. @throws SUP_ERR_INTERNAL when malformed. */
 export async function readRecordFile(path: string): Promise<MeasurementRecord | null> {
   let text: string;

@@ -3,6 +3,7 @@
 // Owns: the record's shape, its construction from what QEMU reported plus the launch inputs, the
 // argument list for libvirt's `virt-qemu-sev-validate` (offline mode), and narrowing a record read
 // back from disk. Pure: no I/O; never judges whether a measurement is right (only the owner can).
+import { MNONCE_BYTES } from '../sev/measurement.js';
 import { isRecord } from '../util/is-record.js';
 
 export const RECORD_SCHEMA = 'sevsup.measurement/v1';
@@ -98,8 +99,6 @@ export interface RecordInputs {
   /** Required for `sev-es` (the validator rebuilds the VMSAs from it). */
   readonly cpuSignature?: CpuSignature;
 }
-
-const MNONCE_BYTES = 16;
 
 /** Assemble a record. Throws TypeError on inputs no record may carry (a programming error). */
 export function buildRecord(inputs: RecordInputs): MeasurementRecord {

@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { errnoOf } from '../util/io-error.js';
 import type { RecordPlatform } from './record.js';
 import { isVmState, type VmState } from './state.js';
 
@@ -54,24 +55,41 @@ export async function writeVmState(path: string, state: PersistedVmState): Promi
   await writeFileAtomic(path, `${JSON.stringify(state, null, 2)}\n`, { mode: FILE_MODE, overwrite: true });
 }
 
+/** What is at a state file's path: nothing, a state file of ours, or something else (and why). */
+export type VmStateRead =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'ok'; readonly state: PersistedVmState }
+  | { readonly kind: 'bad'; readonly reason: string };
+
 /**
  * The state file at `path`; null when there is none, or when it is not a state file of ours
  * (unreadable, too large, not JSON, wrong schema): a restarted daemon then does not adopt anything.
  */
 export async function readVmState(path: string): Promise<PersistedVmState | null> {
+  const read = await readVmStateFile(path);
+  return read.kind === 'ok' ? read.state : null;
+}
+
+/** The state file at `path`, with the reason when it exists but is not a usable state file. */
+export async function readVmStateFile(path: string): Promise<VmStateRead> {
   let text: string;
   try {
     const bytes = await readFile(path);
-    if (bytes.length > MAX_STATE_BYTES) return null;
+    if (bytes.length > MAX_STATE_BYTES) return { kind: 'bad', reason: `it is ${bytes.length} bytes, more than a state file can be (${MAX_STATE_BYTES})` };
     text = bytes.toString('utf8');
-  } catch {
-    return null;
+  } catch (error: unknown) {
+    const code = errnoOf(error);
+    return code === 'ENOENT' ? { kind: 'none' } : { kind: 'bad', reason: `it cannot be read (${code ?? String(error)})` };
   }
+  let value: unknown;
   try {
-    return parseVmState(JSON.parse(text));
-  } catch {
-    return null;
+    value = JSON.parse(text);
+  } catch (error: unknown) {
+    const what = text.trim() === '' ? 'it is empty' : `it is not JSON, truncated or corrupt (${error instanceof Error ? error.message : String(error)})`;
+    return { kind: 'bad', reason: what };
   }
+  const state = parseVmState(value);
+  return state === null ? { kind: 'bad', reason: `it is not a ${VM_STATE_SCHEMA} file (a member is missing or of the wrong type)` } : { kind: 'ok', state };
 }
 
 /** Narrow a decoded state file; null when any member is missing or of the wrong type. */

@@ -34,21 +34,12 @@ const ALLOWED: { readonly [S in VmState]: readonly VmState[] } = {
   failed: ['starting'],
 };
 
-/** True when a guest in this state has never executed a guest instruction (it was never resumed). */
-export function neverRan(state: VmState): boolean {
-  return state === 'defined' || state === 'starting' || state === 'measuring' || state === 'held';
-}
-
 export function isTerminal(state: VmState): boolean {
   return state === 'stopped' || state === 'failed';
 }
 
 export function canTransition(from: VmState, to: VmState): boolean {
   return ALLOWED[from].includes(to);
-}
-
-export function allowedTransitions(from: VmState): readonly VmState[] {
-  return ALLOWED[from];
 }
 
 /**

@@ -15,7 +15,7 @@ export async function runDaemonCommand(opts: DaemonCliOptions): Promise<never> {
   try {
     code = await runDaemon({ ...(opts.config === undefined ? {} : { configFile: opts.config }), flags });
   } catch (error: unknown) {
-    const { reportError } = await import('../main.js');
+    const { reportError } = await import('../report-error.js');
     code = reportError(error);
   }
   process.exit(code);

@@ -4,6 +4,7 @@
 // Must not: retry anything (a start or stop is not idempotent), or decide anything itself.
 import { callControl, daemonSocketPath } from '../../api/client.js';
 import type { GuestCliOptions, MeasurementCliOptions, SnapshotCliOptions, StopCliOptions } from '../commands/guests.js';
+import { isRecord } from '../../util/is-record.js';
 
 /** A start returns once the guest is held or running; a loaded host's launch takes seconds. */
 const START_TIMEOUT_MS = 120_000;
@@ -108,7 +109,7 @@ function note(s: Json): string {
 }
 
 function asObject(value: unknown): Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) ? { ...value } : {};
+  return isRecord(value) ? { ...value } : {};
 }
 
 function text(value: unknown): string {

@@ -7,13 +7,11 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { EXIT, SupervisorError } from '../../errors.js';
 import { QmpFramer } from '../../qmp/framing.js';
+import { isRecord } from '../../util/is-record.js';
 import type { MonitorCliOptions, QmpCliOptions } from '../commands/qmp.js';
 
 type Message = Record<string, unknown>;
 
-function isRecord(value: unknown): value is Message {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function parseJson(text: string, what: string): unknown {
   try {

@@ -13,6 +13,7 @@ import type { ResolveOptions } from '../../host/resolve.js';
 import { SIMULATED_HOST_CAPS } from '../../host/simulated.js';
 import { createLogger } from '../../log.js';
 import { SIM_FAULTS, simArgs, type SimFault, type SimOptions } from '../../platform/sim/options.js';
+import { lockDirs } from '../../process/dir-lock.js';
 import { prepareVmRunDir } from '../../process/run-dir.js';
 import type { QmpProxy } from '../../proxy/proxy-server.js';
 import { VmLifecycle, type LifecycleEventRecord } from '../../vm/lifecycle.js';
@@ -61,6 +62,8 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     caps = await resolveHostCaps({ ...(opts.hostCaps === undefined ? {} : { file: opts.hostCaps }), qemu: binary, logger });
   }
 
+  // Never beside a daemon on the same directories (it would re-attach, and fight over, this guest).
+  await lockDirs([opts.runDir, opts.stateDir], { mode: 'shared', who: 'sevsup run' });
   // Refuses while another supervisor's sockets for this VM still answer.
   const paths = await prepareVmRunDir(opts.runDir, spec.name);
   // Loaded while QEMU starts, awaited once its monitor is up (keeps it off the launch's critical path).

@@ -11,7 +11,8 @@ import { vmRunPaths } from '../../process/run-dir.js';
 import { buildQemuCommandLine, type ArgGroup } from '../../qemu/argv.js';
 import { preflight } from '../../vm/preflight.js';
 import type { ShowcmdCliOptions } from '../commands/showcmd.js';
-import { printJson, shellQuote } from '../output.js';
+import { printJson } from '../output.js';
+import { shellQuote } from '../../util/shell-quote.js';
 
 /** `binary \` then each option with its arguments on its own indented line. */
 export function formatCommandLine(binary: string, groups: readonly ArgGroup[]): string {
@@ -29,6 +30,8 @@ export async function runShowcmd(ref: string, opts: ShowcmdCliOptions): Promise<
       ? SIMULATED_HOST_CAPS
       : await resolveHostCaps({ qemu: binary, ...(opts.hostCaps === undefined ? {} : { file: opts.hostCaps }) });
   const paths = vmRunPaths(opts.runDir, spec.name);
+  // The chain read from the disks' headers is part of the command line (qemu/devices.ts).
+  const checked = await preflight(spec);
   const groups = buildQemuCommandLine({
     spec,
     caps,
@@ -41,8 +44,8 @@ export async function runShowcmd(ref: string, opts: ShowcmdCliOptions): Promise<
       ...(opts.sandbox === true ? { sandbox: true } : {}),
       ...(opts.runas === undefined ? {} : { runAs: opts.runas }),
     },
+    backingChains: checked.disks,
   });
-  await preflight(spec);
   if (opts.json === true) printJson([binary, ...groups.flat()]);
   else process.stdout.write(formatCommandLine(binary, groups));
 }

@@ -1,5 +1,5 @@
 // `sevsup demo`: one SEV guest end to end on the simulated platform, narrated for newcomers.
-// Declares the options only; cli/actions/demo.ts (loaded on use) runs the demo.
+// Declares the options only; cli/actions/demo.ts (loaded on use) calls demo/demo.ts, which runs it.
 import { Option, type Command } from 'commander';
 
 export interface DemoCliOptions {
@@ -35,7 +35,7 @@ export function registerDemo(program: Command): void {
       ].join('\n'),
     )
     .action(async (opts: DemoCliOptions) => {
-      const { runDemo } = await import('../actions/demo.js');
-      await runDemo(opts);
+      const { runDemoCommand } = await import('../actions/demo.js');
+      await runDemoCommand(opts);
     });
 }

@@ -1,12 +1,13 @@
 // The commands scripts and monitoring poll (`sevsup status <vm>`, `sevsup list`), in their plain
-// forms, run without commander or the command table: start-up stays close to `node -e ''`.
+// forms, and `sevsup --version` (-V) alone, run without commander or the command table: start-up
+// stays close to `node -e ''`.
 // Anything else on their command line (--help, an unknown option, a missing argument) goes the
 // normal way through commander, which then prints the usual help and usage errors.
 // Must not: import anything at load time, or accept anything commander would refuse.
 import type { GuestCliOptions } from './guests.js';
 
 export interface LightInvocation {
-  readonly command: 'status' | 'list';
+  readonly command: 'status' | 'list' | 'version';
   readonly vm: string | null;
   readonly options: GuestCliOptions;
 }
@@ -14,6 +15,7 @@ export interface LightInvocation {
 /** `argv` (process.argv form) as a light invocation, or null to use the full command table. */
 export function parseLight(argv: readonly string[]): LightInvocation | null {
   const [command, ...rest] = argv.slice(2);
+  if ((command === '--version' || command === '-V') && rest.length === 0) return { command: 'version', vm: null, options: {} };
   if (command !== 'status' && command !== 'list') return null;
   const positional: string[] = [];
   let socket: string | undefined;
@@ -34,6 +36,11 @@ export function parseLight(argv: readonly string[]): LightInvocation | null {
 
 /** Run a light invocation (its action module is the only thing loaded). */
 export async function runLight(light: LightInvocation): Promise<void> {
+  if (light.command === 'version') {
+    // As commander prints it (`.version()` in cli/main.ts).
+    process.stdout.write(`${(await import('../../version.js')).VERSION}\n`);
+    return;
+  }
   const actions = await import('../actions/guests.js');
   if (light.command === 'list') await actions.runList(light.options);
   else await actions.runStatus(light.vm ?? '', light.options);

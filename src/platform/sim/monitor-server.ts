@@ -3,7 +3,7 @@
 // bridged to a fresh session on the real QEMU's private monitor, so each gets QEMU's own greeting.
 // Owns: sockets, framing, the in-band queue (QEMU answers one in-band command at a time), OOB
 // routing by id, and reply delays (slow-qmp). Must not: decide about commands (qmp-interceptor.ts).
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { unlink } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { QmpFramer } from '../../qmp/framing.js';
@@ -11,6 +11,7 @@ import { formatQemuJson, parseQemuJson } from './qmp-json.js';
 import { QmpInterceptor, type InterceptorHooks, type Plan, type QmpObject, type SharedState } from './qmp-interceptor.js';
 import type { SevGuestSim } from './sev-state.js';
 import { connectQemuSocket } from '../../qmp/socket-connect.js';
+import { isRecord } from '../../util/is-record.js';
 
 /** How long a client waits for QEMU's private monitor to appear: QEMU creates it before machine init. */
 const UPSTREAM_CONNECT_TIMEOUT_MS = 30_000;
@@ -29,7 +30,6 @@ export interface MonitorServerOptions {
   readonly onResume: () => void;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** One client bridged to one QEMU monitor session. */
 class Bridge {
@@ -106,7 +106,7 @@ class Bridge {
 
   private fromQemu(text: string): void {
     const parsed = parseQemuJson(text);
-    const msg = parsed.ok && isObject(parsed.value) ? parsed.value : null;
+    const msg = parsed.ok && isRecord(parsed.value) ? parsed.value : null;
     if (msg !== null && Object.hasOwn(msg, 'event')) {
       this.client.write(`${text}\r\n`);
       if (msg['event'] === 'RESUME') this.o.onResume();

@@ -2,6 +2,7 @@
 // one option's value (`key=val,…` QemuOpts/keyval with `,,` escapes, or the JSON form) into props.
 // Owns: the list of QEMU 7.2 options that take no argument. Pure: no I/O.
 // Must not: format options for QEMU (qemu/escape.ts is the one place that escapes).
+import { isRecord } from '../../util/is-record.js';
 
 /** One option as QEMU sees it: `-name value` (or `--name value`); positional arguments have name ''. */
 export interface QemuOption {
@@ -104,7 +105,7 @@ export function parseObjectOption(text: string, impliedKey: string | null): Reco
   if (text.trimStart().startsWith('{')) {
     try {
       const value: unknown = JSON.parse(text);
-      return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+      return isRecord(value) ? value : null;
     } catch {
       return null;
     }

@@ -5,10 +5,11 @@
 // commands are forwarded and only QEMU's "SEV is not enabled"-style answer is replaced, so error
 // paths stay QEMU's own. Must not: forward anything that could start a real migration or snapshot
 // once the simulated guest has run (QEMU on SEV would refuse it).
-import { parseHmpCommandLine } from '../../proxy/hmp.js';
+import { parseHmpCommandLine } from '../../qemu/hmp.js';
 import { ATTESTATION_SIGNATURE_BYTES } from './platform-blobs.js';
 import { formatQemuJson, parseQemuJson } from './qmp-json.js';
 import { MIGRATION_BLOCKER, type InjectedSecret, type QmpResult, type SevGuestSim } from './sev-state.js';
+import { isRecord } from '../../util/is-record.js';
 
 /** A reply or event object from QEMU, members in QEMU's order. */
 export type QmpObject = Record<string, unknown>;
@@ -39,7 +40,6 @@ export interface SharedState {
  */
 const UNMATCHABLE_VMSTATE_NODE = '#sevsup-sim-migration-blocked';
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 type ArgType = 'str' | 'bool' | 'int' | 'str-list';
 /** Whether `args` has exactly QEMU's members with its types (required unless marked `?`). */
@@ -78,7 +78,7 @@ function withResult(reply: QmpObject, result: QmpResult): QmpObject {
 
 function errorDesc(reply: QmpObject): string | null {
   const error = reply['error'];
-  return isObject(error) && typeof error['desc'] === 'string' ? error['desc'] : null;
+  return isRecord(error) && typeof error['desc'] === 'string' ? error['desc'] : null;
 }
 
 /** The text QEMU 7.2 without SEV answers, which the simulated answer replaces. */
@@ -109,14 +109,14 @@ export class QmpInterceptor {
     const forward = (transform: ((reply: QmpObject) => QmpObject | null) | null = null, out = text): Plan => ({ kind: 'forward', text: out, transform });
     const parsed = parseQemuJson(text);
     // Anything QEMU would reject as input (or we cannot read exactly as QEMU does) is QEMU's to answer.
-    if (!parsed.ok || parsed.duplicateKeys || !isObject(parsed.value)) return forward();
+    if (!parsed.ok || parsed.duplicateKeys || !isRecord(parsed.value)) return forward();
     const msg = parsed.value;
     if (Object.hasOwn(msg, 'exec-oob')) {
       return Object.hasOwn(msg, 'id') ? { kind: 'oob', text, idKey: formatQemuJson(msg['id']) } : forward();
     }
     const name = msg['execute'];
     const args = msg['arguments'] ?? {};
-    if (typeof name !== 'string' || !isObject(args) || Object.keys(msg).some((k) => k !== 'execute' && k !== 'arguments' && k !== 'id')) {
+    if (typeof name !== 'string' || !isRecord(args) || Object.keys(msg).some((k) => k !== 'execute' && k !== 'arguments' && k !== 'id')) {
       return forward();
     }
     if (name === 'qmp_capabilities') {
@@ -194,7 +194,7 @@ export class QmpInterceptor {
     return {
       ...reply,
       return: jobs.map((job: unknown) =>
-        isObject(job) && typeof job['id'] === 'string' && this.shared.blockedJobs.has(job['id']) && Object.hasOwn(job, 'error')
+        isRecord(job) && typeof job['id'] === 'string' && this.shared.blockedJobs.has(job['id']) && Object.hasOwn(job, 'error')
           ? { ...job, error: MIGRATION_BLOCKER }
           : job,
       ),

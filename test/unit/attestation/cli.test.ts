@@ -11,9 +11,9 @@ import { verifyExitCode } from '../../../src/cli/actions/verify.js';
 import type { LaunchInputCliOptions } from '../../../src/cli/commands/measure.js';
 import { ERRORS, hasCode, isErrorCode, type ErrorCode } from '../../../src/errors.js';
 import { verifyLaunchSecret } from '../../../src/sev/launch-secret.js';
-import { runCliCaptured, type CliRun } from '../cli/run-cli.js';
-import { errorOf as thrown } from '../sev/helpers.js';
-import { buildImage, debianLikeEntries } from '../sev/ovmf-images.js';
+import { runCliCaptured, type CliRun } from '../../support/run-cli.js';
+import { errorOf as thrown } from '../../support/sev-helpers.js';
+import { buildImage, debianLikeEntries } from '../../support/ovmf-images.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sevsup-owner-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

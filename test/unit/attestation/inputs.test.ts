@@ -14,7 +14,7 @@ import {
 import { hasCode, type ErrorCode } from '../../../src/errors.js';
 import { buildVmsas } from '../../../src/sev/vmsa.js';
 import { buildRecord } from '../../../src/vm/record.js';
-import { buildImage, debianLikeEntries, guidLe, SEV_INFO, u32s } from '../sev/ovmf-images.js';
+import { buildImage, debianLikeEntries, guidLe, SEV_INFO, u32s } from '../../support/ovmf-images.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sevsup-owner-inputs-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

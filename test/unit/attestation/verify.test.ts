@@ -12,7 +12,7 @@ import {
 } from '../../../src/attestation/verify.js';
 import { hasCode, type ErrorCode } from '../../../src/errors.js';
 import { buildRecord, type MeasurementRecord, type RecordInputs } from '../../../src/vm/record.js';
-import { errorOf as thrown } from '../sev/helpers.js';
+import { errorOf as thrown } from '../../support/sev-helpers.js';
 
 /** The SEV API's LAUNCH_MEASURE MAC, written out independently of src/sev/measurement.ts. */
 function measure(tik: Buffer, r: Omit<ReportedLaunch, 'measurement'>, digest: Buffer, mnonce = randomBytes(16)): string {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DAEMON_DEFAULTS, DAEMON_KEYS, loadDaemonConfig, parseDaemonConfig, resolveDaemonConfig } from '../../../src/config/daemon-config.js';
 import { DAEMON_KEY_DOCS } from '../../../src/config/daemon-keys.js';
-import { catchSupervisorError as errorOf, catchSupervisorErrorAsync as asyncErrorOf } from './catch-error.js';
+import { catchSupervisorError as errorOf, catchSupervisorErrorAsync as asyncErrorOf } from '../../support/catch-error.js';
 
 const FILE = '/etc/sevsup/sevsup.conf';
 let dir: string;

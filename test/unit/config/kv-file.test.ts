@@ -1,7 +1,7 @@
 // Tests for the `key: value` line reader: grammar, comments, CRLF, and exact error messages.
 import { describe, expect, it } from 'vitest';
 import { indexKeyValueLines, MAX_LINE_CHARS, readKeyValueLines } from '../../../src/config/kv-file.js';
-import { catchSupervisorError as errorOf } from './catch-error.js';
+import { catchSupervisorError as errorOf } from '../../support/catch-error.js';
 
 const FILE = '/etc/sevsup/vms/t.conf';
 

@@ -10,7 +10,7 @@ import {
 } from '../../../src/config/propstring.js';
 import { NET_SCHEMA, SEV_SCHEMA } from '../../../src/config/vm-keys.js';
 import { isSupervisorError } from '../../../src/errors.js';
-import { catchSupervisorError } from './catch-error.js';
+import { catchSupervisorError } from '../../support/catch-error.js';
 
 const WHERE = { file: '/vms/a.conf', line: 7, key: 'amd_sev' } as const;
 const LOC = '/vms/a.conf:7: amd_sev: ';

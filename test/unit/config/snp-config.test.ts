@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { formatVmConfig, parseVmConfig } from '../../../src/config/vm-config.js';
 import type { SnpSpec } from '../../../src/config/vm-spec.js';
 import { snpPolicyFromConfig } from '../../../src/sev/snp-policy.js';
-import { catchSupervisorError } from './catch-error.js';
+import { catchSupervisorError } from '../../support/catch-error.js';
 
 const FILE = '/vms/g.conf';
 const snp = (line: string, extra = ''): SnpSpec => {

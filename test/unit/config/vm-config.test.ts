@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_VM_DIR, formatVmConfig, loadVmConfig, MAX_VM_CONFIG_BYTES, parseVmConfig } from '../../../src/config/vm-config.js';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
-import { catchSupervisorError, catchSupervisorErrorAsync } from './catch-error.js';
+import { catchSupervisorError, catchSupervisorErrorAsync } from '../../support/catch-error.js';
 
 const DIR = '/srv/vms';
 const FILE = `${DIR}/web.conf`;
@@ -147,6 +147,10 @@ describe('parseVmConfig: errors', () => {
     ['qmp empty item', 'qmp-deny: a,,b', 'SUP_ERR_CONFIG_BAD_VALUE',
       at(1, 'qmp-deny', "empty command name; allowed: a comma-separated list of QMP command names (letters, digits, '_', '.', '-')"), 1, 'qmp-deny'],
     ['qmp repeated', 'qmp-deny: a,b,a', 'SUP_ERR_CONFIG_BAD_VALUE', at(1, 'qmp-deny', "'a' is listed twice; list it once"), 1, 'qmp-deny'],
+    ['qmp-allow of a memory-family command', 'qmp-allow: query-status,dump-guest-memory', 'SUP_ERR_CONFIG_BAD_VALUE',
+      at(1, 'qmp-allow', 'dump-guest-memory is refused by sevsup (memory-dump) and cannot be allowed: writes guest memory to a file; remove it from qmp-allow'), 1, 'qmp-allow'],
+    ['qmp-allow of getfd', 'qmp-allow: getfd', 'SUP_ERR_CONFIG_BAD_VALUE',
+      at(1, 'qmp-allow', "getfd is refused by sevsup (fd-passing) and cannot be allowed: the proxy never passes file descriptors (SCM_RIGHTS), and the fds and fd sets QEMU holds are sevsup's own; give QEMU files through the VM config; remove it from qmp-allow"), 1, 'qmp-allow'],
     ['qmp allowed and denied', 'qmp-allow: a,b\nqmp-deny: c,b', 'SUP_ERR_CONFIG_CONFLICT',
       at(2, 'qmp-deny', "'b' is also in qmp-allow at line 1; list it in one of them"), 2, 'qmp-deny'],
     // property-string keys

@@ -59,11 +59,25 @@ describe('discoverGuests', () => {
     await writeVmState(join(runDir, 'copied', 'state.json'), state(runDir, 'a'));
     await writeFile(join(runDir, 'junk', 'state.json'), '{"schema":"something else"}');
     await writeFile(join(runDir, 'sevsup.sock.txt'), '');
-    expect((await discoverGuests(runDir)).map((s) => [s.vm, s.state])).toEqual([
+    await mkdir(join(runDir, 'cut'), { recursive: true });
+    await writeFile(join(runDir, 'cut', 'state.json'), '{"schema":"sevsup.vm-state/v1","vm":"cut","state":"runn');
+    const { found, unreadable } = await discoverGuests(runDir);
+    expect(found.map((s) => [s.vm, s.state])).toEqual([
       ['a', 'running'],
       ['b', 'held'],
     ]);
-    expect(await discoverGuests(join(dir, 'none'))).toEqual([]);
+    // The rest is reported with why (the daemon says so loudly and shows the guest as orphaned).
+    expect(unreadable.map((u) => [u.vm, u.file])).toEqual([
+      ['copied', join(runDir, 'copied', 'state.json')],
+      ['cut', join(runDir, 'cut', 'state.json')],
+      ['junk', join(runDir, 'junk', 'state.json')],
+    ]);
+    expect(unreadable.map((u) => u.reason)).toEqual([
+      `it describes VM "a" at ${join(runDir, 'a', 'private', 'monitor.sock')}, not this directory`,
+      expect.stringMatching(/^it is not JSON, truncated or corrupt \(/),
+      'it is not a sevsup.vm-state/v1 file (a member is missing or of the wrong type)',
+    ]);
+    expect(await discoverGuests(join(dir, 'none'))).toEqual({ found: [], unreadable: [] });
   });
 });
 

@@ -21,8 +21,8 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 });
 import { parseVmConfig } from '../../../src/config/vm-config.js';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
-import { exportGuest, refuseMigrate, refuseSnapshot, snapshotTransaction } from '../../../src/daemon/guest-ops.js';
-import { catchSupervisorError as errorOf, catchSupervisorErrorAsync as asyncErrorOf } from '../config/catch-error.js';
+import { exportGuest, refuseMigrate, refuseSnapshot, snapshotOnline } from '../../../src/daemon/guest-ops.js';
+import { catchSupervisorError as errorOf, catchSupervisorErrorAsync as asyncErrorOf } from '../../support/catch-error.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -56,12 +56,18 @@ describe('refuseSnapshot', () => {
     });
   });
 
-  it('picks the writable qcow2 disks, and snapshots them in one transaction on their nodes', () => {
+  it('picks the writable qcow2 disks, and snapshots them in one transaction on their nodes', async () => {
     const disks = refuseSnapshot(spec(), false);
     expect(disks.map((d) => d.file)).toEqual(['/srv/web.qcow2']);
-    expect(snapshotTransaction(disks, 'before-upgrade')).toEqual({
-      actions: [{ type: 'blockdev-snapshot-internal-sync', data: { device: 'disk0', name: 'before-upgrade' } }],
-    });
+    const sent: [string, Record<string, unknown> | undefined][] = [];
+    const monitorExecute = async (command: string, args?: Record<string, unknown>): Promise<unknown> => {
+      sent.push([command, args]);
+      return {};
+    };
+    await snapshotOnline({ monitorExecute }, disks, 'before-upgrade');
+    expect(sent).toEqual([
+      ['transaction', { actions: [{ type: 'blockdev-snapshot-internal-sync', data: { device: 'disk0', name: 'before-upgrade' } }] }],
+    ]);
   });
 });
 
@@ -89,7 +95,8 @@ describe('exportGuest', () => {
     await writeFile(join(src, 'a.qcow2'), 'disk-a');
     await writeFile(join(src, 'b.raw'), 'disk-b');
     const guest = { ...spec(), disks: [
-      { index: 0, file: join(src, 'a.qcow2'), format: 'qcow2' as const, readonly: false },
+      // Raw, so any bytes will do (qcow2 chains are exported in integration/daemon/migrate-export).
+      { index: 0, file: join(src, 'a.qcow2'), format: 'raw' as const, readonly: false },
       { index: 3, file: join(src, 'b.raw'), format: 'raw' as const, readonly: false },
     ] };
     const result = await exportGuest(guest, join(dir, 'out'));
@@ -116,17 +123,17 @@ describe('exportGuest', () => {
     });
   });
 
-  it('leaves nothing behind when a copy fails', async () => {
+  it('refuses a missing disk before it writes anything', async () => {
     const guest = { ...spec(), disks: [{ index: 0, file: join(dir, 'missing.qcow2'), format: 'qcow2' as const, readonly: false }] };
-    expect(await asyncErrorOf(() => exportGuest(guest, join(dir, 'out2')))).toMatchObject({ code: 'SUP_ERR_MIGRATE_FAILED', message: `cannot move VM web to ${join(dir, 'out2', 'web')}: no such file` });
-    expect(await readdir(join(dir, 'out2'))).toEqual([]);
+    expect(await asyncErrorOf(() => exportGuest(guest, join(dir, 'out2')))).toMatchObject({ code: 'SUP_ERR_DISK_READ' });
+    expect(await readdir(dir)).not.toContain('out2');
   });
 
   it('never writes into a directory planted at the destination (symlink race in a shared target dir)', async () => {
     const src = join(dir, 'src3');
     await mkdir(src);
     await writeFile(join(src, 'a.qcow2'), 'disk-a');
-    const guest = { ...spec(), disks: [{ index: 0, file: join(src, 'a.qcow2'), format: 'qcow2' as const, readonly: false }] };
+    const guest = { ...spec(), disks: [{ index: 0, file: join(src, 'a.qcow2'), format: 'raw' as const, readonly: false }] };
     const shared = join(dir, 'shared');
     const elsewhere = join(dir, 'attacker');
     await mkdir(shared);

@@ -13,9 +13,11 @@ import { scanVmConfigs } from '../../../src/daemon/vm-configs.js';
 import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { silentLogger } from '../../../src/log.js';
 import { isPidAlive } from '../../../src/process/pid.js';
-import { DetachedPids, FAKE_QEMU } from '../../fakes/detached-fakes.js';
+import { DetachedPids, FAKE_QEMU } from '../../support/detached-fakes.js';
+import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-image.js';
 
-const OVMF = '/usr/share/ovmf/OVMF.fd';
+/** A synthetic image shaped like Debian's OVMF.fd (empty hashes and secret areas), written in beforeAll. */
+let OVMF: string;
 
 let root: string;
 let n = 0;
@@ -24,6 +26,8 @@ const pids = new DetachedPids();
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'sgr-'));
+  OVMF = join(root, 'OVMF.fd');
+  await writeFile(OVMF, DEBIAN_LIKE_IMAGE);
 });
 afterEach(async () => {
   for (const r of registries.splice(0)) await r.shutdown('shutdown');
@@ -119,6 +123,12 @@ describe('GuestRegistry', () => {
 
   it('applies the seed\'s rules to a guest with a QEMU', async () => {
     const r = await rig();
+    // A qcow2 header without a backing file is all preflight reads (vm/disk-chain.ts); the fake QEMU opens nothing.
+    const header = Buffer.alloc(112);
+    header.writeUInt32BE(0x514649fb, 0);
+    header.writeUInt32BE(3, 4);
+    header.writeUInt32BE(104, 100);
+    await writeFile(join(r.dir, 'c.qcow2'), header);
     await r.conf('c', ['attest: hold', `disk0: file=${join(r.dir, 'c.qcow2')},format=qcow2`]);
     const registry = r.make();
     registry.reload(await scanVmConfigs(r.vmDir));
@@ -185,7 +195,7 @@ describe('GuestRegistry', () => {
 
     const second = r.make();
     second.reload(await scanVmConfigs(r.vmDir));
-    await second.adopt(await discoverGuests(join(r.dir, 'run')));
+    await second.adopt((await discoverGuests(join(r.dir, 'run'))).found);
     expect(second.status('h')).toEqual(before);
     second.open();
     expect(await second.attest('h', { action: 'approve' })).toMatchObject({ vm: 'h', action: 'approve', state: 'running' });

@@ -3,6 +3,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createDaemonLogger, parseDaemonLogFormat } from '../../../src/daemon/log-format.js';
+import { parseStrictJson } from '../../../src/proxy/strict-json.js';
 
 const SECRET_VALUES = ['S3CR3T-PAYLOAD', 'PACKET-HEADER-B64', 'TIK-BYTES-0001', 'TEK-BYTES-0002', 'SESSION-BLOB-0003'];
 
@@ -32,6 +33,20 @@ function logSecrets(logger: ReturnType<typeof createDaemonLogger>): void {
 }
 
 describe('createDaemonLogger', () => {
+  it('json: a call field repeating a bound key is dropped when equal, kept under shadowed when not', async () => {
+    const out = sink();
+    const logger = createDaemonLogger({ level: 'info', format: 'json', base: { platform: 'simulated' } }, out.stream);
+    const vmLog = logger.child({ vm: 'g1' }).child({ component: 'lifecycle' });
+    vmLog.info({ vm: 'g1', pid: 7 }, 'same vm');
+    vmLog.info({ vm: 'g2', component: 'launcher', platform: 'simulated', msg: 'x', time: 1 }, 'other values');
+    await settle();
+    // Strict parsing rejects a repeated key: every line must pass it.
+    const lines = out.text().trim().split('\n').map((line) => parseStrictJson(line) as Record<string, unknown>);
+    expect(lines[0]).toMatchObject({ vm: 'g1', component: 'lifecycle', pid: 7, msg: 'same vm' });
+    expect(lines[0]).not.toHaveProperty('shadowed');
+    expect(lines[1]).toMatchObject({ vm: 'g1', component: 'lifecycle', platform: 'simulated', msg: 'other values', shadowed: { vm: 'g2', component: 'launcher', msg: 'x', time: 1 } });
+  });
+
   it('json: one JSON object per line, secrets redacted, other fields kept', async () => {
     const out = sink();
     const logger = createDaemonLogger({ level: 'info', format: 'json' }, out.stream);

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { formatCapsFile, parseCapsFile, readCapsFile, writeCapsFile } from '../../../src/host/caps-file.js';
 import type { HostCaps } from '../../../src/host/host-caps.js';
 import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
-import { catchSupervisorError } from '../config/catch-error.js';
+import { catchSupervisorError } from '../../support/catch-error.js';
 
 const FIXTURES = fileURLToPath(new URL('../../fixtures/host-caps/', import.meta.url));
 const F = '/run/qemu-server/host-hw-capabilities.json';

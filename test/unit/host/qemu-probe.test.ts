@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { probeQemuSevCapabilities, qemuProbeArgv } from '../../../src/host/qemu-probe.js';
-import { livePidsWithArg } from '../process/proc-scan.js';
+import { livePidsWithArg } from '../../support/proc-scan.js';
 
 const FAKE_QEMU = fileURLToPath(new URL('./fixtures/fake-qemu-sev.mjs', import.meta.url));
 

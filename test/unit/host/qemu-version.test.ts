@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hasCode, isSupervisorError } from '../../../src/errors.js';
 import { parseQemuVersion, qemuSnpProblem, readQemuVersion, requireQemuForSnp } from '../../../src/host/qemu-version.js';
-import { runCliCaptured } from '../cli/run-cli.js';
+import { runCliCaptured } from '../../support/run-cli.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'qemu-version-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

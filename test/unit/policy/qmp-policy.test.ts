@@ -8,7 +8,9 @@ import {
   SUPERVISOR_CHARDEV_IDS,
   QMP_COMMANDS,
   REALLOWABLE_REASONS,
+  TRANSACTION_ACTIONS,
   classifyCommand,
+  qomSetProblem,
   qmpAllowProblem,
   refusedDeviceDriver,
   refusedNetdevType,
@@ -95,6 +97,8 @@ describe('the command table', () => {
     ['xen-save-load', ['xen-save-devices-state', 'xen-load-devices-state', 'xen-set-global-dirty-log']],
     ['colo', ['x-colo-lost-heartbeat', 'xen-colo-do-checkpoint', 'xen-set-replication']],
     ['launch-secret', ['sev-inject-launch-secret']],
+    ['tracing', ['trace-event-set-state']],
+    ['fd-passing', ['getfd', 'add-fd', 'closefd', 'remove-fd']],
     ['screen', ['screendump']],
     [
       'host-access',
@@ -154,7 +158,7 @@ describe('classifyCommand for names outside the table', () => {
 describe('re-allowable reasons', () => {
   it('keeps the memory family, launch secrets, HMP and the supervisor channel final', () => {
     for (const reason of MEMORY_FAMILY) expect(REALLOWABLE_REASONS.has(reason)).toBe(false);
-    for (const reason of ['launch-secret', 'hmp', 'held', 'supervisor-channel', 'bad-message', 'config-deny'] as const) {
+    for (const reason of ['launch-secret', 'hmp', 'held', 'supervisor-channel', 'bad-message', 'config-deny', 'tracing', 'fd-passing', 'qom-property'] as const) {
       expect(REALLOWABLE_REASONS.has(reason)).toBe(false);
     }
   });
@@ -203,7 +207,6 @@ describe('argument rules', () => {
     ['driver', 'virtio-blk-pci', false],
     ['driver', 'e1000', false],
     ['driver', 'virtio-balloon-pci', false],
-    ['driver', 'vhost-vsock-pci', false],
     ['driver', 'qemu-xhci', false],
     ['qom-type', 'memory-backend-file', true],
     ['qom-type', 'memory-backend-memfd', true],
@@ -222,5 +225,55 @@ describe('argument rules', () => {
     ['netdev type', 'stream', false],
   ])('%s %s refused: %s', (rule, value, refused) => {
     expect(rules[rule](value)).toBe(refused ? 'guest-memory' : null);
+  });
+
+  // Devices that open a host file, directory or device node with QEMU's privileges (issue 9 #11).
+  it.each([
+    'guest-loader', 'usb-mtp', 'usb-host', 'USB-HOST', 'u2f-passthru', 'u2f-emulated', 'ccid-card-emulated',
+    'vhost-vsock-pci', 'vhost-vsock-device', 'vhost-vsock-pci-non-transitional', 'vhost-vsock-ccw',
+    'vhost-scsi', 'vhost-scsi-pci', 'vhost-scsi-pci-non-transitional', 'pvrdma', 'x-pci-proxy-dev',
+  ])('driver %s is host-access', (driver) => {
+    expect(refusedDeviceDriver(driver)).toBe('host-access');
+  });
+
+  it.each<[string, string, RefusalReason | null]>([
+    ['/machine/peripheral/dev0', 'realized', 'qom-property'],
+    ['dev0', 'REALIZED', 'qom-property'],
+    ['/machine/peripheral/nic0', 'romfile', 'host-access'],
+    ['/machine/peripheral/x', 'rootdir', 'host-access'],
+    ['/objects/sev0', 'policy', 'qom-property'],
+    ['/objects/sev0', 'handle', 'qom-property'],
+    ['sev0', 'cbitpos', 'qom-property'],
+    ['//objects///sev0', 'policy', 'qom-property'],
+    ['/machine/confidential-guest-support', 'policy', 'qom-property'],
+    ['/objects/pc.ram', 'dump', 'qom-property'],
+    ['pc.ram', 'merge', 'qom-property'],
+    ['/machine/peripheral/dimm0', 'memdev', 'qom-property'],
+    ['/machine/peripheral/balloon0', 'guest-stats-polling-interval', null],
+    ['/objects/iothread0', 'poll-max-ns', null],
+  ])('qom-set %s %s → %s', (path, property, expected) => {
+    expect(qomSetProblem(path, property)?.reason ?? null).toBe(expected);
+  });
+
+  it('every transaction action type but abort is a command in the table', () => {
+    for (const type of TRANSACTION_ACTIONS) {
+      if (type !== 'abort') expect(QMP_COMMANDS.has(type), type).toBe(true);
+    }
+  });
+
+  it.each<[string, string | null]>([
+    ['dump-guest-memory', 'memory-dump'],
+    ['migrate', 'migration'],
+    ['trace-event-set-state', 'tracing'],
+    ['getfd', 'fd-passing'],
+    ['add-fd', 'fd-passing'],
+    ['sev-inject-launch-secret', 'launch-secret'],
+    ['drive-backup', null],
+    ['screendump', null],
+    ['x-query-roms', null],
+  ])('qmp-allow: %s → problem %s', (name, reason) => {
+    const problem = qmpAllowProblem(name);
+    if (reason === null) expect(problem).toBeNull();
+    else expect(problem).toContain(`(${reason})`);
   });
 });

@@ -53,7 +53,7 @@ describe('launchQemu', () => {
       launchQemu({ binary: NODE, argv: [fixture('stderr-then-exit.mjs'), '0', '3'], ready: () => new Promise(() => undefined) }),
     );
     expect(hasCode(error, 'SUP_ERR_LAUNCH_FAILED')).toBe(true);
-    expect(isSupervisorError(error) && error.message).toBe('QEMU exited with code 3 before it was ready: fixture: last words');
+    expect(isSupervisorError(error) && error.message).toBe('QEMU exited with code 3 before it was ready: qemu-system-x86_64: last words');
     expect(isSupervisorError(error) && error.details['exitCode']).toBe(3);
   });
 
@@ -64,8 +64,8 @@ describe('launchQemu', () => {
     expect(exit.exitCode).toBe(0);
     expect(exit.signal).toBeUndefined();
     expect(Buffer.byteLength(exit.stderrTail)).toBeLessThanOrEqual(8 * 1024);
-    expect(exit.stderrTail).toMatch(/^line \d+ x+\n/);
-    expect(exit.stderrTail.endsWith('fixture: last words\n')).toBe(true);
+    expect(exit.stderrTail).toMatch(/^qemu-system-x86_64: line \d+ (x\.)+\n/);
+    expect(exit.stderrTail.endsWith('qemu-system-x86_64: last words\n')).toBe(true);
     expect(proc.stderrTail()).toBe(exit.stderrTail);
     expect(proc.isAlive()).toBe(false);
   });
@@ -77,10 +77,10 @@ describe('launchQemu', () => {
     await proc.exited;
     const stderrLines = lines.map((l) => JSON.parse(l) as { msg: string; line?: string }).filter((l) => l.msg === 'qemu stderr');
     expect(stderrLines.map((l) => l.line)).toEqual([
-      `line 0 ${'x'.repeat(60)}`,
-      `line 1 ${'x'.repeat(60)}`,
-      'fixture: warning: this is only a warning',
-      'fixture: last words',
+      `qemu-system-x86_64: line 0 ${'x.'.repeat(30)}`,
+      `qemu-system-x86_64: line 1 ${'x.'.repeat(30)}`,
+      'qemu-system-x86_64: warning: this is only a warning',
+      'qemu-system-x86_64: last words',
     ]);
   });
 
@@ -108,7 +108,9 @@ describe('launchQemu', () => {
       launchQemu({
         binary: NODE,
         argv: [fixture('ignore-sigterm.mjs')],
-        readyTimeoutMs: 200,
+        // Long enough for Node to start and print "ready" on a loaded 2-core host (200 ms was not:
+        // the fixture was sometimes killed before it said anything, and the message had no stderr).
+        readyTimeoutMs: 3000,
         ready: (proc) => {
           pid = proc.pid;
           return new Promise(() => undefined);
@@ -117,7 +119,7 @@ describe('launchQemu', () => {
     );
     expect(hasCode(error, 'SUP_ERR_LAUNCH_TIMEOUT')).toBe(true);
     expect(isSupervisorError(error) && error.message).toBe(
-      'QEMU did not become ready within 200 ms and was killed; its stderr: ready',
+      'QEMU did not become ready within 3000 ms and was killed; its stderr: qemu-system-x86_64: ready',
     );
     expect(isPidAlive(pid)).toBe(false);
   });
@@ -130,7 +132,7 @@ describe('QemuProcess.stop', () => {
     const exit = await proc.stop({ termTimeoutMs: 300 });
     expect(exit).toMatchObject({ how: 'sigkill', signal: 'SIGKILL' });
     expect(exit.exitCode).toBeUndefined();
-    expect(exit.stderrTail).toBe('ready\nignoring SIGTERM\n');
+    expect(exit.stderrTail).toBe('qemu-system-x86_64: ready\nqemu-system-x86_64: ignoring SIGTERM\n');
     expect(proc.isAlive()).toBe(false);
   });
 

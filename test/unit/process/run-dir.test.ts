@@ -2,13 +2,13 @@
 // and refusals (a file where a socket belongs, a socket still in use, a symlinked VM dir).
 import { execa } from 'execa';
 import { once } from 'node:events';
-import { mkdtemp, mkdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, mkdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { prepareVmRunDir, vmRunPaths } from '../../../src/process/run-dir.js';
-import { catchSupervisorErrorAsync } from '../config/catch-error.js';
+import { catchSupervisorErrorAsync } from '../../support/catch-error.js';
 
 let base: string;
 const servers: Server[] = [];
@@ -127,5 +127,29 @@ describe('prepareVmRunDir', () => {
         message: `VM name ${JSON.stringify(vm)} cannot name a run directory`,
       });
     }
+  });
+});
+
+describe('prepareVmRunDir: the serial log', () => {
+  it('creates serial.log 0600, and makes an older 0644 one private', async () => {
+    const paths = await prepareVmRunDir(base, 'vm1');
+    expect(await modeOf(paths.serialLog)).toBe(0o600);
+    await writeFile(paths.serialLog, 'old console', { mode: 0o644 });
+    await chmod(paths.serialLog, 0o644);
+    await prepareVmRunDir(base, 'vm1');
+    expect(await modeOf(paths.serialLog)).toBe(0o600);
+  });
+
+  it('refuses a symlink planted as serial.log and writes nothing through it', async () => {
+    const paths = vmRunPaths(base, 'vm2');
+    await mkdir(paths.dir, { recursive: true });
+    const target = join(base, 'elsewhere');
+    await writeFile(target, 'untouched', { mode: 0o644 });
+    await symlink(target, paths.serialLog);
+    expect(await catchSupervisorErrorAsync(() => prepareVmRunDir(base, 'vm2'))).toMatchObject({
+      code: 'SUP_ERR_RUN_DIR',
+      message: `cannot create ${paths.serialLog} (it is a symlink; remove it)`,
+    });
+    expect(await modeOf(target)).toBe(0o644);
   });
 });

@@ -8,10 +8,12 @@ import {
   HMP_INFO_ALLOWED,
   MEMORY_FAMILY,
   QMP_COMMANDS,
+  PATH_VALUED_PROPERTIES,
   REALLOWABLE_REASONS,
+  TRANSACTION_ACTIONS,
   type RefusalReason,
 } from '../../../src/policy/qmp-policy.js';
-import { HMP_COMMANDS_7_2, HMP_INFO_COMMANDS_7_2 } from '../../../src/proxy/hmp.js';
+import { HMP_COMMANDS_7_2, HMP_INFO_COMMANDS_7_2 } from '../../../src/qemu/hmp.js';
 import { decide, type DecideContext, type Decision } from '../../../src/proxy/decide.js';
 import { parseStrictJson } from '../../../src/proxy/strict-json.js';
 
@@ -48,7 +50,8 @@ describe('refused families, through execute and exec-oob', () => {
 
 describe('allowed commands', () => {
   const SIMPLE = ALLOWED_NAMES.filter(
-    (n) => !['device_add', 'object-add', 'netdev_add', 'add_client', 'yank', 'chardev-change', 'chardev-remove', 'human-monitor-command'].includes(n),
+    (n) =>
+      !['device_add', 'object-add', 'netdev_add', 'add_client', 'yank', 'chardev-change', 'chardev-remove', 'human-monitor-command', 'transaction', 'qom-set', 'object-del'].includes(n),
   );
   it.each(MEMBERS.flatMap((member) => SIMPLE.map((name) => [member, name] as const)))('%s %s passes', (member, name) => {
     expect(decide(msg(member, name, {}), CTX)).toMatchObject({ allow: true, command: name });
@@ -111,6 +114,14 @@ describe('human-monitor-command', () => {
     ['info mem', 'memory-dump', 'info'],
     ['info tlb', 'memory-dump', 'info'],
     ['info registers', 'memory-dump', 'info'],
+    ['info lapic', 'memory-dump', 'info'],
+    ['info pic', 'memory-dump', 'info'],
+    ['info lapic -a', 'memory-dump', 'info'],
+    ['trace-event qmp_enter_sev_inject_launch_secret on', 'tracing', 'trace-event'],
+    ['trace-event * on', 'tracing', 'trace-event'],
+    ['log all', 'tracing', 'log'],
+    ['logfile /tmp/x', 'tracing', 'logfile'],
+    ['trace-file on', 'tracing', 'trace-file'],
     ['  info  registers -a', 'memory-dump', 'info'],
     ['info ramblock', 'guest-memory', 'info'],
     ['info history', 'hmp', 'info'],
@@ -236,6 +247,168 @@ describe('argument rules', () => {
     const allowAll = ctx({ allow: ['device_add', 'object-add', 'pc-dimm', 'memory-backend-file'] });
     expect(reasonOf(decide(msg('execute', 'device_add', { driver: 'pc-dimm' }), allowAll))).toBe('guest-memory');
     expect(reasonOf(decide(msg('execute', 'object-add', { 'qom-type': 'memory-backend-file', id: 'm' }), allowAll))).toBe('guest-memory');
+  });
+});
+
+// --- issue 9: host paths, tracing, fd passing, qom-set, transaction ----------------------------
+
+/** A transaction of one action. */
+const tx = (type: string, data?: unknown): Record<string, unknown> =>
+  msg('execute', 'transaction', { actions: [data === undefined ? { type } : { type, data }] });
+
+describe('host paths, tracing, fd passing and qom-set (issue 9)', () => {
+  it.each<[string, Record<string, unknown> | undefined, RefusalReason | 'allowed']>([
+    ['block-stream', { device: 'disk0', 'backing-file': '/etc/shadow' }, 'host-access'],
+    ['block-stream', { device: 'disk0', 'backing-file': '' }, 'host-access'],
+    ['block-stream', { device: 'disk0' }, 'allowed'],
+    ['block-commit', { device: 'disk0', 'backing-file': '/etc/shadow' }, 'host-access'],
+    ['block-commit', { device: 'disk0', top: 'x' }, 'allowed'],
+    ['display-update', { type: 'vnc', addresses: [{ type: 'unix', path: '/etc/x.sock' }] }, 'host-access'],
+    ['display-update', { type: 'vnc', addresses: [{ type: 'inet', host: '0.0.0.0', port: '5901' }] }, 'host-access'],
+    ['display-update', { type: 'vnc' }, 'allowed'],
+    ['trace-event-set-state', { name: 'qmp_enter_sev_inject_launch_secret', enable: true }, 'tracing'],
+    ['trace-event-set-state', { name: '*', enable: true }, 'tracing'],
+    ['trace-event-get-state', { name: '*' }, 'allowed'],
+    ['getfd', { fdname: 'x' }, 'fd-passing'],
+    ['add-fd', {}, 'fd-passing'],
+    ['closefd', { fdname: 'x' }, 'fd-passing'],
+    ['remove-fd', { fdset_id: 0 }, 'fd-passing'],
+    ['qom-set', { path: '/machine/peripheral/nic0', property: 'realized', value: false }, 'qom-property'],
+    ['qom-set', { path: '/machine/peripheral/nic0', property: 'romfile', value: '/etc/shadow' }, 'host-access'],
+    ['qom-set', { path: '/objects/sev0', property: 'policy', value: 0 }, 'qom-property'],
+    ['qom-set', { path: 'sev0', property: 'handle', value: 1 }, 'qom-property'],
+    ['qom-set', { path: '/machine/confidential-guest-support', property: 'policy', value: 0 }, 'qom-property'],
+    ['qom-set', { path: '/objects/pc.ram', property: 'dump', value: true }, 'qom-property'],
+    ['qom-set', { path: '/machine/peripheral/balloon0', property: 'guest-stats-polling-interval', value: 2 }, 'allowed'],
+    ['qom-set', { path: '/machine/peripheral/nic0' }, 'bad-message'],
+    ['object-del', { id: 'sev0' }, 'qom-property'],
+    ['object-del', { id: 'pc.ram' }, 'qom-property'],
+    ['object-del', { id: 'iothread0' }, 'allowed'],
+    ['object-del', {}, 'bad-message'],
+    ['device_add', { driver: 'guest-loader', kernel: '/etc/shadow', addr: 0 }, 'host-access'],
+    ['device_add', { driver: 'usb-mtp', rootdir: '/' }, 'host-access'],
+    ['device_add', { driver: 'usb-host', hostbus: 1, hostaddr: 2 }, 'host-access'],
+    ['device_add', { driver: 'u2f-passthru', hidraw: '/dev/hidraw0' }, 'host-access'],
+    ['device_add', { driver: 'vhost-vsock-pci', 'guest-cid': 3 }, 'host-access'],
+    ['device_add', { driver: 'vhost-scsi-pci', wwpn: 'naa.1' }, 'host-access'],
+    ['device_add', { driver: 'e1000', romfile: '/etc/shadow' }, 'host-access'],
+    ['device_add', { driver: 'e1000', romfile: '' }, 'allowed'],
+    ['device_add', { driver: 'virtio-net-pci', vhostfd: '3' }, 'host-access'],
+  ])('%s %j → %s', (name, args, expected) => {
+    expect(reasonOf(decide(msg('execute', name, args), CTX))).toBe(expected);
+  });
+
+  it('a VM\'s qmp-allow cannot lift tracing, fd passing or a qom-set rule', () => {
+    const lifting = ctx({ allow: ['trace-event-set-state', 'getfd', 'qom-set', 'block-stream'] });
+    expect(reasonOf(decide(msg('execute', 'trace-event-set-state', { name: '*', enable: true }), lifting))).toBe('tracing');
+    expect(reasonOf(decide(msg('execute', 'getfd', { fdname: 'x' }), lifting))).toBe('fd-passing');
+    expect(reasonOf(decide(msg('execute', 'qom-set', { path: 'sev0', property: 'policy', value: 0 }), lifting))).toBe('qom-property');
+    expect(reasonOf(decide(msg('execute', 'block-stream', { device: 'd', 'backing-file': '/x' }), lifting))).toBe('host-access');
+  });
+});
+
+describe('properties of the issue 9 argument rules', () => {
+  const segment = fc.stringMatching(/^[a-z0-9.\[\]-]{1,12}$/);
+  it('refuses qom-set on any path with a guarded component, however the path is spelled', () => {
+    fc.assert(
+      fc.property(
+        fc.array(segment, { maxLength: 3 }),
+        fc.constantFrom('sev0', 'SEV0', 'confidential-guest-support', 'pc.ram', 'memdev', 'memory-backend-ram'),
+        fc.array(segment, { maxLength: 2 }),
+        fc.constantFrom('', '/', '//'),
+        fc.string({ maxLength: 12 }),
+        ctxArb(fc.constantFrom('qom-set')),
+        (before, guarded, after, lead, property, context) => {
+          const path = lead + [...before, guarded, ...after].join(lead === '' ? '/' : lead);
+          expect(decide(msg('execute', 'qom-set', { path, property, value: 0 }), context).allow).toBe(false);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('refuses device_add with any non-empty path-valued property, whatever the driver', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...PATH_VALUED_PROPERTIES),
+        fc.oneof(fc.string({ minLength: 1 }), fc.integer(), fc.boolean()),
+        fc.constantFrom('e1000', 'virtio-net-pci', 'virtio-blk-pci', 'qemu-xhci', 'isa-serial'),
+        ctxArb(fc.constantFrom('device_add')),
+        (property, value, driver, context) => {
+          const decision = decide(msg('execute', 'device_add', { driver, id: 'd', [property]: value }), context);
+          expect(decision.allow).toBe(false);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe('transaction: each action gets the verdict of its command sent alone', () => {
+  it.each<[string, unknown, RefusalReason | 'allowed']>([
+    ['drive-backup', { device: 'disk0', target: '/var/lib/other/measurement.json', sync: 'full', mode: 'existing' }, 'host-access'],
+    ['blockdev-snapshot-sync', { device: 'disk0', 'snapshot-file': '/srv/other.qcow2', mode: 'existing' }, 'host-access'],
+    ['blockdev-snapshot', { node: 'disk0', overlay: 'ov' }, 'allowed'],
+    ['blockdev-snapshot-internal-sync', { device: 'disk0', name: 's1' }, 'allowed'],
+    ['blockdev-backup', { device: 'disk0', target: 'disk1', sync: 'full' }, 'allowed'],
+    ['block-dirty-bitmap-add', { node: 'disk0', name: 'b' }, 'allowed'],
+    ['abort', {}, 'allowed'],
+    ['abort', undefined, 'allowed'],
+    ['transaction', { actions: [] }, 'unknown'],
+    ['migrate', { uri: 'exec:cat' }, 'unknown'],
+    ['x-block-dirty-bitmap-enable', { node: 'd', name: 'b' }, 'unknown'],
+    ['drive-backup', 'not-an-object', 'bad-message'],
+  ])('action %s %j → %s', (type, data, expected) => {
+    expect(reasonOf(decide(tx(type, data), CTX))).toBe(expected);
+  });
+
+  it.each<[unknown, RefusalReason | 'allowed']>([
+    [undefined, 'bad-message'],
+    [{}, 'bad-message'],
+    [{ actions: 'x' }, 'bad-message'],
+    [{ actions: [5] }, 'bad-message'],
+    [{ actions: [{ data: {} }] }, 'bad-message'],
+    [{ actions: [] }, 'allowed'],
+  ])('transaction arguments %j → %s', (args, expected) => {
+    expect(reasonOf(decide(msg('execute', 'transaction', args), CTX))).toBe(expected);
+  });
+
+  it('refuses the whole transaction when any action is refused, naming it', () => {
+    const decision = decide(
+      msg('execute', 'transaction', {
+        actions: [
+          { type: 'block-dirty-bitmap-add', data: { node: 'disk0', name: 'b' } },
+          { type: 'drive-backup', data: { device: 'disk0', target: '/tmp/x', sync: 'full' } },
+        ],
+      }),
+      CTX,
+    );
+    expect(decision).toMatchObject({ allow: false, command: 'transaction', reason: 'host-access', message: 'transaction refused by sevsup: host-access' });
+    expect(!decision.allow && decision.detail).toContain('action 1 (drive-backup)');
+  });
+
+  it("follows the VM's qmp-allow and qmp-deny exactly as for the command alone", () => {
+    const data = { device: 'disk0', target: '/tmp/x', sync: 'full' };
+    expect(reasonOf(decide(tx('drive-backup', data), ctx({ allow: ['drive-backup'] })))).toBe('allowed');
+    expect(reasonOf(decide(tx('blockdev-snapshot', { node: 'a', overlay: 'b' }), ctx({ deny: ['blockdev-snapshot'] })))).toBe('config-deny');
+  });
+
+  it('property: an action is allowed exactly when its command alone is (any context, any data)', () => {
+    const types = [...TRANSACTION_ACTIONS].filter((t) => t !== 'abort');
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...types),
+        fc.dictionary(fc.constantFrom('device', 'node', 'target', 'snapshot-file', 'mode', 'name', 'overlay', 'sync'), fc.jsonValue()),
+        ctxArb(fc.constantFrom(...types)),
+        (type, data, context) => {
+          const alone = decide(msg('execute', type, data), context);
+          const inside = decide(tx(type, data), context);
+          expect(inside.allow).toBe(alone.allow);
+          if (!alone.allow && !inside.allow) expect(inside.reason).toBe(alone.reason);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });
 
@@ -370,7 +543,7 @@ describe('properties', () => {
         (lead, name, sep, rest, context) => {
           const decision = decide(hmp(`${lead}${name}${sep}${sep === '' ? '' : rest}`), context);
           expect(decision.allow).toBe(false);
-          if (!decision.allow && decision.reason !== 'config-deny') expect(MEMORY_FAMILY.has(decision.reason)).toBe(true);
+          if (!decision.allow && decision.reason !== 'config-deny') expect(REALLOWABLE_REASONS.has(decision.reason)).toBe(false);
         },
       ),
       { numRuns: RUNS },

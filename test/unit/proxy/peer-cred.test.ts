@@ -6,7 +6,8 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { lookupUnixPeer, parseSsUnix, peerLogFields, socketFd } from '../../../src/proxy/peer-cred.js';
+import { spawn } from 'node:child_process';
+import { lookupUnixPeer, parseSsUnix, peerCredAtAccept, peerLogFields, socketFd } from '../../../src/proxy/peer-cred.js';
 
 const SS_OUTPUT = [
   'u_str ESTAB 0      0                                               * 137214 * 137213 users:(("node",pid=1893,fd=0))        ',
@@ -37,9 +38,9 @@ describe('parseSsUnix', () => {
 
 describe('peerLogFields', () => {
   it('flattens the first holder and lists the others; says why when unknown', () => {
-    expect(peerLogFields({ known: true, inode: 1, processes: [{ pid: 5, uid: 1000, gid: 100, comm: 'a' }] })).toEqual({ peerPid: 5, peerUid: 1000, peerGid: 100, peerComm: 'a' });
+    expect(peerLogFields({ known: true, via: 'ss', inode: 1, processes: [{ pid: 5, uid: 1000, gid: 100, comm: 'a' }] })).toEqual({ peerPid: 5, peerUid: 1000, peerGid: 100, peerComm: 'a' });
     expect(
-      peerLogFields({ known: true, inode: 1, processes: [{ pid: 5, uid: 0, gid: 0, comm: 'a' }, { pid: 6, uid: 1, gid: 1, comm: 'b' }] }),
+      peerLogFields({ known: true, via: 'ss', inode: 1, processes: [{ pid: 5, uid: 0, gid: 0, comm: 'a' }, { pid: 6, uid: 1, gid: 1, comm: 'b' }] }),
     ).toEqual({ peerPid: 5, peerUid: 0, peerGid: 0, peerComm: 'a', peerOthers: [{ pid: 6, uid: 1, gid: 1, comm: 'b' }] });
     expect(peerLogFields({ known: false, why: 'x' })).toEqual({ peer: 'unknown', peerUnknownWhy: 'x' });
   });
@@ -115,6 +116,65 @@ describe('lookupUnixPeer queue', () => {
     } finally {
       for (const d of dialers) d.destroy();
       for (const s of accepted) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('peerCredAtAccept (SO_PEERCRED)', () => {
+  it('names a client process that connected and exited before anyone looked (issue 9 #12)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pca-'));
+    const path = join(dir, 's.sock');
+    const seen: (ReturnType<typeof peerCredAtAccept> | 'late')[] = [];
+    let lateInfo: Promise<unknown> = Promise.resolve();
+    const server = createServer((socket) => {
+      // Read at accept, as the proxy does; a later ss lookup would find the process gone.
+      seen.push(peerCredAtAccept(socket));
+      lateInfo = new Promise((resolve) => setTimeout(resolve, 300)).then(() => lookupUnixPeer(socket));
+    });
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    try {
+      const child = spawn('python3', ['-c', `import socket,os;s=socket.socket(socket.AF_UNIX);s.connect(${JSON.stringify(path)});print(os.getpid(),flush=True)`], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      await new Promise((resolve) => child.once('exit', resolve));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const pid = Number(out.trim());
+      expect(seen).toHaveLength(1);
+      expect(seen[0]).toMatchObject({ known: true, via: 'so_peercred', processes: [{ pid }] });
+      // The fallback, asked after the client exited, cannot say who it was: the reason for reading at accept.
+      expect(await lateInfo).toMatchObject({ known: false });
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("gives this process's own uid and gid for a connection from itself", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pcb-'));
+    const path = join(dir, 's.sock');
+    let info: ReturnType<typeof peerCredAtAccept> | undefined;
+    let accept!: (socket: Socket) => void;
+    const accepted = new Promise<Socket>((resolve) => (accept = resolve));
+    const server = createServer((socket) => {
+      info = peerCredAtAccept(socket);
+      accept(socket);
+    });
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const dialer = createConnection(path);
+    const socket = await accepted;
+    try {
+      expect(info).toEqual({
+        known: true,
+        via: 'so_peercred',
+        processes: [{ pid: process.pid, uid: process.geteuid?.(), gid: process.getegid?.(), comm: expect.any(String) }],
+      });
+    } finally {
+      dialer.destroy();
+      socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await rm(dir, { recursive: true, force: true });
     }

@@ -13,9 +13,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QMP_COMMANDS, classifyCommand } from '../../../src/policy/qmp-policy.js';
 import { decide } from '../../../src/proxy/decide.js';
 import { DEFAULT_PROXY_LIMITS } from '../../../src/proxy/proxy-server.js';
-import { QEMU_72_VERSION, type FakeHandler, type ReceivedCommand } from '../../fakes/fake-qmp-server.js';
-import { HELD, startProxyRig, type Rig, type RigOptions } from '../../fakes/proxy-rig.js';
-import { WireClient, errorDesc, member } from '../../fakes/qmp-wire-client.js';
+import { QEMU_72_VERSION, type FakeHandler, type ReceivedCommand } from '../../support/fake-qmp-server.js';
+import { HELD, startProxyRig, type Rig, type RigOptions } from '../../support/proxy-rig.js';
+import { WireClient, errorDesc, member } from '../../support/qmp-wire-client.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -355,7 +355,7 @@ describe('many clients', () => {
     c.write(Array.from({ length: N }, (_v, i) => JSON.stringify({ execute: i % 3 === 0 ? 'migrate' : 'query-status', id: i })).join(''));
     const replies = await c.nextN(N, 20_000);
     expect(replies.map((x) => x['id'])).toEqual([...Array(N).keys()]);
-    expect(r.proxy.stats().dropped).toEqual({ slow: 0, 'bad-input': 0, 'too-many-clients': 0 });
+    expect(r.proxy.stats().dropped).toEqual({ slow: 0, 'bad-input': 0, 'too-many-clients': 0, 'peer-limit': 0, idle: 0, 'negotiation-timeout': 0 });
   });
 
   it('stops reading a client once its queued requests reach maxQueuedBytes, not only maxQueued', async () => {
@@ -385,6 +385,107 @@ describe('many clients', () => {
     await third.closed;
     expect(third.all).toEqual([]);
     expect(r.proxy.stats().dropped['too-many-clients']).toBe(1);
+  });
+});
+
+describe('fair slots, idle clients and out-of-band floods (issue 9 #6 #8)', () => {
+  it('refuses a peer (uid, by SO_PEERCRED) beyond maxClientsPerPeer while others still get slots', async () => {
+    const r = await rig({ limits: { maxClientsPerPeer: 2 }, realPeerLookup: true });
+    await client(r);
+    await client(r);
+    const third = await WireClient.connect(r.path);
+    await third.closed;
+    expect(third.all).toEqual([]);
+    expect(r.proxy.stats().dropped['peer-limit']).toBe(1);
+    expect(r.proxy.clientCount()).toBe(2);
+    await until('the log line', () => r.logs.some((l) => l['msg'] === 'qmp proxy peer holds too many connections; connection refused'));
+    expect(r.logs.find((l) => l['peerKey'] !== undefined)).toMatchObject({ peerKey: `uid:${process.geteuid?.()}`, peerPid: process.pid });
+  });
+
+  it('closes a negotiated client that sends nothing for idleTimeoutMs, keeps one that does', async () => {
+    const r = await rig({ limits: { idleTimeoutMs: 400 } });
+    const idle = await client(r);
+    const busy = await client(r);
+    const keepAlive = setInterval(() => busy.send({ execute: 'query-status' }), 100);
+    try {
+      await idle.closed;
+      expect(r.proxy.stats().dropped.idle).toBe(1);
+      expect(busy.socket.destroyed).toBe(false);
+      expect(r.proxy.clientCount()).toBe(1);
+    } finally {
+      clearInterval(keepAlive);
+    }
+  });
+
+  it('keeps at most maxOobInFlight exec-oob requests upstream however many a client sends', async () => {
+    const inFlight: ReceivedCommand[] = [];
+    const r = await rig({ limits: { maxOobInFlight: 2 }, handlers: { yank: (cmd) => void inFlight.push(cmd) } });
+    const a = await client(r, true);
+    const b = await client(r, true);
+    const N = 200;
+    for (const c of [a, b]) c.write(Array.from({ length: N }, (_v, i) => JSON.stringify({ 'exec-oob': 'yank', arguments: { instances: [] }, id: i })).join(''));
+    await until('two requests upstream', () => inFlight.length === 2);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // One per client (each lane is serial), two in all, the rest wait in the proxy.
+    expect(inFlight).toHaveLength(2);
+    // The supervisor's own command is not behind them.
+    expect(await r.upstream.request({ execute: 'query-status' })).toMatchObject({ return: { status: 'prelaunch' } });
+    let answered = 0;
+    while (answered < 2 * N) {
+      await until('the next request upstream', () => inFlight.length > answered);
+      const cmd = inFlight[answered];
+      if (cmd === undefined) throw new Error('no request');
+      cmd.connection.write({ return: {}, id: cmd.id });
+      answered += 1;
+    }
+    const replies = [...(await a.nextN(N, 20_000)), ...(await b.nextN(N, 20_000))];
+    expect(replies.every((x) => 'return' in x)).toBe(true);
+    expect(a.all.filter((x) => 'id' in x).map((x) => x['id'])).toEqual([...Array(N).keys()]);
+  });
+
+  it("holds proxy commands back while one of sevsup's own awaits its reply", async () => {
+    const slow = deferred();
+    const r = await rig({ handlers: { 'query-sev': slow.handler, yank: () => ({ return: {} }) } });
+    const c = await client(r, true);
+    const own = r.upstream.execute('query-sev');
+    await until('the supervisor command upstream', slow.arrived);
+    c.send({ execute: 'query-status', id: 'p' });
+    c.send({ 'exec-oob': 'yank', arguments: { instances: [] }, id: 'o' });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(r.forwarded().map((x) => x.command)).toEqual(['query-sev']);
+    slow.answer({ enabled: false });
+    await own;
+    await c.nextN(2);
+    expect(r.forwarded().map((x) => x.command).sort()).toEqual(['query-sev', 'query-status', 'yank']);
+  });
+
+  it('writes at most a burst of refusal lines per window and counts every refusal', async () => {
+    const r = await rig();
+    const c = await client(r);
+    const N = 1000;
+    c.write(Array.from({ length: N }, (_v, i) => JSON.stringify({ execute: 'pmemsave', arguments: { val: 0, size: 1, filename: '/x' }, id: i })).join(''));
+    await c.nextN(N, 20_000);
+    await tick();
+    expect(r.proxy.refusals()['memory-dump']).toBe(N);
+    expect(r.logs.filter((l) => l['msg'] === 'qmp command refused').length).toBeLessThanOrEqual(100);
+    await r.proxy.close();
+    expect(r.logs.find((l) => l['kind'] === 'refused')).toMatchObject({ suppressed: N - 100, msg: `${N - 100} similar qmp proxy lines suppressed` });
+  });
+
+  it('never writes a log line with the same key twice', async () => {
+    const r = await rig({ limits: { negotiationTimeoutMs: 100, maxBadInput: 1 } });
+    const never = await WireClient.connect(r.path);
+    await never.closed;
+    const c = await client(r);
+    await c.command({ execute: 'migrate', arguments: { uri: 'exec:true' } });
+    c.write('{"execute":tru}');
+    await c.closed;
+    await until('the drop lines', () => r.logs.filter((l) => String(l['msg']).includes('disconnected')).length === 2);
+    for (const line of r.rawLogs) {
+      const keys = [...line.matchAll(/[{,]"([^"]+)":/g)].map((m) => m[1]);
+      const top = keys.filter((k, i) => keys.indexOf(k) !== i);
+      expect(top, line).toEqual([]);
+    }
   });
 });
 
@@ -426,6 +527,18 @@ describe('the socket and the audit trail', () => {
     const line = r.logs.find((l) => l['msg'] === 'qmp command refused');
     expect(line).toMatchObject({ command: 'pmemsave', reason: 'memory-dump', peerPid: child.pid, peerUid: process.geteuid?.(), peerGid: process.getegid?.(), peerComm: 'node' });
     child.stdin.end();
+  });
+
+  it('names a client that sends a refused command and exits at once (issue 9 #12)', async () => {
+    const r = await rig({ realPeerLookup: true });
+    const script = `
+      const s = require('node:net').createConnection(process.argv[1], () => {
+        s.write('{"execute":"qmp_capabilities"}{"execute":"pmemsave","arguments":{"val":0,"size":1,"filename":"/x"}}', () => process.exit(0));
+      });`;
+    const child = spawn(process.execPath, ['-e', script, r.path], { stdio: 'ignore' });
+    await new Promise((resolve) => child.once('exit', resolve));
+    await until('the audit line', () => r.logs.some((l) => l['msg'] === 'qmp command refused'));
+    expect(r.logs.find((l) => l['msg'] === 'qmp command refused')).toMatchObject({ command: 'pmemsave', peerPid: child.pid, peerUid: process.geteuid?.() });
   });
 });
 

@@ -24,6 +24,7 @@ interface Scenario {
   /** For values a config file cannot hold (property strings have no comma escape). */
   readonly patch?: (spec: VmSpec) => VmSpec;
   readonly options?: QemuArgvInput['options'];
+  readonly backingChains?: QemuArgvInput['backingChains'];
 }
 
 const SCENARIOS: Record<string, Scenario> = {
@@ -49,6 +50,19 @@ const SCENARIOS: Record<string, Scenario> = {
       'net1: type=tap,ifname=tap-vm1',
     ],
   },
+  'disk-backing-chain': {
+    lines: ['amd_sev: type=std', FW, 'disk0: file=/srv/images/top.qcow2', 'disk1: file=/srv/images/solo.qcow2'],
+    backingChains: new Map([
+      [
+        0,
+        [
+          { file: '/srv/images/mid.qcow2', format: 'qcow2' },
+          { file: '/srv/images/base.img', format: 'raw' },
+        ],
+      ],
+      [1, []],
+    ]),
+  },
   'no-sev': {
     lines: ['disk0: file=/srv/images/root.qcow2', 'net0: type=user', 'memory: 2048', 'cores: 2', 'cpu: qemu64'],
   },
@@ -72,7 +86,7 @@ function specFor(name: string, lines: readonly string[], patch?: Scenario['patch
   return patch === undefined ? spec : patch(spec);
 }
 
-function inputFor(spec: VmSpec, options?: QemuArgvInput['options']): QemuArgvInput {
+function inputFor(spec: VmSpec, options?: QemuArgvInput['options'], backingChains?: QemuArgvInput['backingChains']): QemuArgvInput {
   const paths = vmRunPaths('/run/sevsup', spec.name);
   return {
     spec,
@@ -83,6 +97,7 @@ function inputFor(spec: VmSpec, options?: QemuArgvInput['options']): QemuArgvInp
       ...(spec.serial === 'file' ? { serialLog: paths.serialLog } : {}),
     },
     ...(options === undefined ? {} : { options }),
+    ...(backingChains === undefined ? {} : { backingChains }),
   };
 }
 
@@ -103,9 +118,9 @@ async function expectGolden(scenario: string, argv: readonly string[]): Promise<
 }
 
 describe('buildQemuArgv golden files', () => {
-  for (const [scenario, { lines, patch, options }] of Object.entries(SCENARIOS)) {
+  for (const [scenario, { lines, patch, options, backingChains }] of Object.entries(SCENARIOS)) {
     it(scenario, async () => {
-      const argv = buildQemuArgv(inputFor(specFor('vm1', lines, patch), options));
+      const argv = buildQemuArgv(inputFor(specFor('vm1', lines, patch), options, backingChains));
       await expectGolden(scenario, argv);
     });
   }
@@ -137,10 +152,10 @@ describe('buildQemuArgv invariants', () => {
     const machine = argv[argv.indexOf('-machine') + 1];
     const objects = argv.filter((_, i) => argv[i - 1] === '-object').map((o) => JSON.parse(o) as Record<string, unknown>);
     if (spec.sev === undefined) {
-      expect(machine).toBe('q35');
+      expect(machine).toBe('q35,dump-guest-core=off');
       expect(objects).toEqual([]);
     } else {
-      expect(machine).toBe('q35,confidential-guest-support=sev0');
+      expect(machine).toBe('q35,dump-guest-core=off,confidential-guest-support=sev0');
       expect(objects).toHaveLength(1);
       expect(objects[0]).toMatchObject({ 'qom-type': 'sev-guest', id: 'sev0' });
     }
@@ -152,6 +167,28 @@ describe('buildQemuArgv invariants', () => {
       if (spec.sev === undefined) expect(device).not.toHaveProperty('iommu_platform');
       else expect(device).toMatchObject({ iommu_platform: true, 'disable-legacy': 'on' });
     }
+  });
+
+  it.each(all)('$scenario: every qcow2 node states its backing (a stated node or null)', ({ argv }) => {
+    const nodes = argv.filter((_, i) => argv[i - 1] === '-blockdev').map((b) => JSON.parse(b) as Record<string, unknown>);
+    const defined = new Set<unknown>();
+    for (const node of nodes) {
+      if (node['driver'] === 'qcow2') {
+        expect(node).toHaveProperty('backing');
+        if (node['backing'] !== null) expect(defined.has(node['backing'])).toBe(true);
+      }
+      defined.add(node['node-name']);
+    }
+  });
+
+  it('opens backing images read-only, deepest first, and pins a raw base without a backing key', () => {
+    const argv = buildQemuArgv(inputFor(specFor('vm1', SCENARIOS['disk-backing-chain']!.lines), undefined, SCENARIOS['disk-backing-chain']!.backingChains));
+    const nodes = argv.filter((_, i) => argv[i - 1] === '-blockdev').map((b) => JSON.parse(b) as Record<string, unknown>);
+    const backing = nodes.filter((n) => String(n['node-name']).includes('backing'));
+    expect(backing.every((n) => n['read-only'] === true)).toBe(true);
+    expect(nodes.find((n) => n['node-name'] === 'disk0-backing2')).not.toHaveProperty('backing');
+    expect(nodes.find((n) => n['node-name'] === 'disk0')).toMatchObject({ backing: 'disk0-backing1', 'read-only': false });
+    expect(nodes.find((n) => n['node-name'] === 'disk1')).toMatchObject({ backing: null });
   });
 
   it('groups each option with its arguments for one-per-line printing', () => {

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isSupervisorError, type SupervisorError } from '../../../src/errors.js';
 import { createLogger } from '../../../src/log.js';
 import { QmpClient, type QmpConnectOptions, type Runstate } from '../../../src/qmp/client.js';
-import { eventMessage, FakeQmpServer, QEMU_72_VERSION } from '../../fakes/fake-qmp-server.js';
+import { eventMessage, FakeQmpServer, QEMU_72_VERSION } from '../../support/fake-qmp-server.js';
 
 /** The runstate sequence of a session that connects and then ends (qemu.qmp GOOD_CONNECTION_STATES). */
 const GOOD_CONNECTION_STATES: readonly Runstate[] = ['connecting', 'running', 'disconnecting', 'idle'];
@@ -152,7 +152,8 @@ describe('QmpClient: connect and negotiate', () => {
     const exited = new Promise((resolve) => child.once('exit', resolve));
     cleanups.push(() => exited);
     const states: Runstate[] = [];
-    const started = performance.now();
+    // The 60 s deadline is beyond the test's timeout: this only passes if the client gives up when
+    // the process exits, and the message below (not the deadline's) says that is why it gave up.
     const err = await rejection(
       QmpClient.connect({
         path: join(dir, 'never.sock'),
@@ -166,8 +167,6 @@ describe('QmpClient: connect and negotiate', () => {
     expect(err.details).toEqual({ path: join(dir, 'never.sock') });
     expect(err.cause).toMatchObject({ code: 'ENOENT' });
     expect(states).toEqual(FAILED_CONNECT_STATES);
-    // Not a timing assertion: it must simply not have waited for the 60 s deadline.
-    expect(performance.now() - started).toBeLessThan(30_000);
   });
 
   it('a socket that accepts but never greets while the QEMU process exits: SUP_ERR_QMP_CONNECT, not the deadline', async () => {

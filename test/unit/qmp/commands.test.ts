@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isSupervisorError } from '../../../src/errors.js';
 import { QmpClient } from '../../../src/qmp/client.js';
 import * as cmd from '../../../src/qmp/commands.js';
-import { FakeQmpServer, type FakeHandler, QEMU_72_VERSION } from '../../fakes/fake-qmp-server.js';
+import { FakeQmpServer, type FakeHandler, QEMU_72_VERSION } from '../../support/fake-qmp-server.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -127,6 +127,19 @@ describe('typed wrappers', () => {
     expect(await client.closed).toBeUndefined();
     expect(server.received.map((c) => c.command)).toEqual(['qmp_capabilities', 'cont', 'stop', 'system_powerdown', 'quit']);
     server.assertNoUnexpected();
+  });
+
+  it('snapshotInternalTransaction sends one transaction over every node; QEMU\'s refusal is SUP_ERR_QMP_EXECUTE', async () => {
+    const { client, server } = await clientWith({ transaction: () => ({ return: {} }) });
+    await cmd.snapshotInternalTransaction(client, ['disk0', 'disk2'], 'before-upgrade');
+    expect(server.received.slice(1).map((c) => [c.command, c.arguments])).toEqual([
+      ['transaction', { actions: [
+        { type: 'blockdev-snapshot-internal-sync', data: { device: 'disk0', name: 'before-upgrade' } },
+        { type: 'blockdev-snapshot-internal-sync', data: { device: 'disk2', name: 'before-upgrade' } },
+      ] }],
+    ]);
+    const refused = (await clientWith({ transaction: () => ({ error: { class: 'GenericError', desc: "Device 'disk0' is writable but does not support snapshots" } }) })).client;
+    expect((await failure(cmd.snapshotInternalTransaction(refused, ['disk0'], 'x')))[0]).toBe('SUP_ERR_QMP_EXECUTE');
   });
 
   it('a `return` of the wrong shape is SUP_ERR_QMP_PROTOCOL', async () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { hasCode } from '../../../src/errors.js';
 import { CPU_MODELS, cpuModelSignature, decodeCpuSignature, requireCpuModel } from '../../../src/sev/cpu-models.js';
 import { cpuSignature } from '../../../src/sev/vmsa.js';
-import { errorOf } from './helpers.js';
+import { errorOf } from '../../support/sev-helpers.js';
 
 /**
  * sev-snp-measure's CPU_SIGS (vcpu_types.py) as raw CPUID 1 EAX values, written out by hand:

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hasCode } from '../../../src/errors.js';
 import { buildKernelHashesTable, cmdlineDigest, EMPTY_SHA256, hashKernelInputs } from '../../../src/sev/kernel-hashes.js';
-import { errorOf } from './helpers.js';
-import { guidLe } from './ovmf-images.js';
+import { errorOf } from '../../support/sev-helpers.js';
+import { guidLe } from '../../support/ovmf-images.js';
 
 const sha = (data: Buffer | string): Buffer => createHash('sha256').update(data).digest();
 const dir = mkdtempSync(join(tmpdir(), 'sevsup-kh-'));

@@ -9,8 +9,8 @@ import {
   SECRET_ALIASES,
   verifyLaunchSecret,
 } from '../../../src/sev/launch-secret.js';
-import { guidLe } from './ovmf-images.js';
-import { errorOf } from './helpers.js';
+import { guidLe } from '../../support/ovmf-images.js';
+import { errorOf } from '../../support/sev-helpers.js';
 
 const LUKS = '736869e5-84f0-4973-92ec-06879ce3da0b';
 const range = (start: number, n: number): Buffer => Buffer.from([...Array(n).keys()].map((i) => start + i));

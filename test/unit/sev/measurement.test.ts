@@ -10,7 +10,7 @@ import {
   macEquals,
 } from '../../../src/sev/measurement.js';
 import { createHash } from 'node:crypto';
-import { errorOf } from './helpers.js';
+import { errorOf } from '../../support/sev-helpers.js';
 
 
 describe('measurement MAC', () => {

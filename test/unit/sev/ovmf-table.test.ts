@@ -1,4 +1,3 @@
-import { existsSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hasCode } from '../../../src/errors.js';
@@ -7,14 +6,11 @@ import {
   describeSecretAreaProblem,
   describeSevEsProblem,
   isUsableHashesArea,
-  OVMF_TABLE_TAIL_BYTES,
   parseOvmfTable,
-  parseOvmfTableTail,
 } from '../../../src/sev/ovmf-table.js';
-import { errorOf } from './helpers.js';
-import { buildImage, debianLikeEntries, guidLe, HASHES, SECRET, SEV_INFO, SNP_META, u32s } from './ovmf-images.js';
+import { errorOf } from '../../support/sev-helpers.js';
+import { buildImage, debianLikeEntries, guidLe, HASHES, SECRET, SEV_INFO, SNP_META, u32s } from '../../support/ovmf-images.js';
 
-const DEBIAN_OVMF = '/usr/share/ovmf/OVMF.fd';
 
 function expectInvalidSize(image: Buffer, size: number): void {
   const caught = errorOf(() => parseOvmfTable(image));
@@ -170,24 +166,5 @@ describe('hashes-area verdicts', () => {
   it('flags an empty secret area (QEMU would inject at GPA 0)', () => {
     expect(describeSecretAreaProblem({ base: 0, size: 0 })).toMatch(/guest address 0x0; give an explicit gpa/);
     expect(describeSecretAreaProblem({ base: 0x80b000, size: 0x1000 })).toBe('');
-  });
-});
-
-describe.runIf(existsSync(DEBIAN_OVMF))("Debian's OVMF.fd", () => {
-  const image = existsSync(DEBIAN_OVMF) ? readFileSync(DEBIAN_OVMF) : Buffer.alloc(0);
-
-  it('declares empty hashes and secret areas and an SEV-ES reset address', () => {
-    const t = parseOvmfTable(image);
-    expect(t.found).toBe(true);
-    expect(t.hashesArea).toEqual({ base: 0, size: 0 });
-    expect(t.secretArea).toEqual({ base: 0, size: 0 });
-    expect(t.sevResetAddress).toBe(0x80b004);
-    expect(t.snpMetadata).toBe(true);
-    expect(describeHashesAreaProblem(t.hashesArea)).toBe('SEV: guest firmware hashes table area is invalid (base=0x0 size=0x0)');
-  });
-
-  it('parses the same from the tail alone as from the whole image', () => {
-    const tail = image.subarray(image.length - OVMF_TABLE_TAIL_BYTES);
-    expect(parseOvmfTableTail(tail, image.length)).toEqual(parseOvmfTable(image));
   });
 });

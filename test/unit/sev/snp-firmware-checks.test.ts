@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parseOvmfTable } from '../../../src/sev/ovmf-table.js';
 import { snpFirmwareProblems } from '../../../src/sev/snp-firmware-checks.js';
 import { parseSnpMetadata, withSnpMetadata } from '../../../src/sev/snp-metadata.js';
-import { buildImage, buildSnpImage, SEV_INFO, u32s } from './ovmf-images.js';
+import { buildImage, buildSnpImage, SEV_INFO, u32s } from '../../support/ovmf-images.js';
 
 const GOOD: readonly (readonly [number, number, number])[] = [[0x800000, 0x9000, 1], [0x80d000, 0x1000, 2], [0x80e000, 0x1000, 3], [0x80f000, 0x1000, 0x10], [0x810000, 0x1000, 4]];
 const facts = (image: Buffer) => {

@@ -9,8 +9,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hasCode } from '../../../src/errors.js';
 import { buildIdAuth, buildIdBlock, ID_AUTH_OFFSETS, snpKeyDigest } from '../../../src/sev/snp-id-block.js';
-import { runCliCaptured } from '../cli/run-cli.js';
-import { buildSnpImage } from './ovmf-images.js';
+import { runCliCaptured } from '../../support/run-cli.js';
+import { buildSnpImage } from '../../support/ovmf-images.js';
 
 const KEYS = new URL('../../fixtures/snp-keys/', import.meta.url).pathname;
 const idKeyPem = path.join(KEYS, 'id_key_test.pem');

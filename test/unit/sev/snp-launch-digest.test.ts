@@ -22,7 +22,7 @@ import {
 import { parseSnpMetadata, type SnpSection } from '../../../src/sev/snp-metadata.js';
 import { buildSnpVmsas } from '../../../src/sev/snp-vmsa.js';
 import { cpuSignature } from '../../../src/sev/vmsa.js';
-import { buildSnpImage, SECTION } from './ovmf-images.js';
+import { buildSnpImage, SECTION } from '../../support/ovmf-images.js';
 import { referencePage } from './vmsa-reference.js';
 
 const sec = (gpa: number, size: number, type: number): SnpSection => ({ gpa, size, type, name: null });

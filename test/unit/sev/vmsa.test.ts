@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { hasCode } from '../../../src/errors.js';
 import { buildVmsas, cpuSignature, type SevEsParams } from '../../../src/sev/vmsa.js';
-import { errorOf } from './helpers.js';
+import { errorOf } from '../../support/sev-helpers.js';
 import { referencePage } from './vmsa-reference.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');

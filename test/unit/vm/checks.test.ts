@@ -72,9 +72,9 @@ describe('checkSevInfo', () => {
 });
 
 describe('checkMeasurement', () => {
-  it('returns the 48 decoded bytes', () => {
-    const raw = Buffer.alloc(48, 9);
-    expect(checkMeasurement('demo', raw.toString('base64'))).toEqual(raw);
+  it('returns the 48 decoded bytes as MAC (32) and mnonce (16)', () => {
+    const raw = Buffer.concat([Buffer.alloc(32, 9), Buffer.alloc(16, 7)]);
+    expect(checkMeasurement('demo', raw.toString('base64'))).toEqual({ mac: Buffer.alloc(32, 9), mnonce: Buffer.alloc(16, 7) });
   });
 
   it.each([

@@ -1,6 +1,6 @@
 // The lifecycle on real processes and sockets: test/fixtures/bin/fake-qemu.mjs is spawned by the
 // real launcher and answers QMP on the real monitor socket; the real QMP client, argv builder,
-// preflight (Debian's OVMF) and record store run. Each scenario asserts the exact event order and
+// preflight (a Debian-like OVMF image) and record store run. Each scenario asserts the exact event order and
 // the commands the fake received — above all that `cont` never reaches QEMU on a failed check.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,10 +15,12 @@ import { createLogger } from '../../../src/log.js';
 import { isPidAlive } from '../../../src/process/pid.js';
 import { preflight } from '../../../src/vm/preflight.js';
 import { VmLifecycle, type LifecycleEventRecord, type LifecycleOptions } from '../../../src/vm/lifecycle.js';
-import { readLatestRecord } from '../../../src/vm/record-store.js';
+import { readLatestRecord } from '../../support/records.js';
+import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-image.js';
 
 const FAKE_QEMU = fileURLToPath(new URL('../../fixtures/bin/fake-qemu.mjs', import.meta.url));
-const OVMF = '/usr/share/ovmf/OVMF.fd';
+/** A synthetic image shaped like Debian's OVMF.fd (empty hashes and secret areas), written in beforeAll. */
+let OVMF: string;
 const SECRET = 'c2VjcmV0LXZhbHVlLXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQ=';
 const HEADER = 'aGVhZGVyLXZhbHVlLXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQ=';
 
@@ -28,6 +30,8 @@ const lifecycles: VmLifecycle[] = [];
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'sl-'));
+  OVMF = join(root, 'OVMF.fd');
+  await writeFile(OVMF, DEBIAN_LIKE_IMAGE);
 });
 afterEach(async () => {
   // Never leave a fake QEMU behind, whatever a test did.
@@ -338,7 +342,7 @@ describe('VmLifecycle: the attestation hold', () => {
     expect(h.logText()).toContain('launch secret injected');
   });
 
-  it('refuses to inject without gpa when the firmware secret area is empty (Debian OVMF)', async () => {
+  it('refuses to inject without gpa when the firmware secret area is empty (a Debian-like OVMF)', async () => {
     const h = await harness({}, { hold: true });
     void h.lifecycle.start().catch(() => undefined);
     await waitFor(h, 'held');

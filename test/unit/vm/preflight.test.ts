@@ -1,5 +1,5 @@
 // preflight: the firmware, kernel, initrd and launch files a VM boots from, checked before QEMU
-// starts, on real files in a temp dir (synthetic OVMF images from ../qemu/ovmf-image.ts).
+// starts, on real files in a temp dir (synthetic OVMF images from test/support/ovmf-image.ts).
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import {
   hashes,
   IMAGE_BYTES,
   sevInfo,
-} from '../qemu/ovmf-image.js';
+} from '../../support/ovmf-image.js';
 
 let dir: string;
 const file = (name: string): string => join(dir, name);
@@ -39,6 +39,15 @@ afterAll(async () => {
 });
 
 const CONF = '/etc/sevsup/vms/vm1.conf';
+
+const sha256 = (bytes: Buffer | Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+/** Preflight passed: which firmware it inspected (path and sha256), for the record's launch inputs. */
+async function inspected(s: VmSpec): Promise<{ path: string; sha256: string }> {
+  const { firmware } = await preflight(s);
+  if (firmware === null) throw new Error('preflight inspected no firmware');
+  return { path: firmware.path, sha256: firmware.sha256 };
+}
 
 function spec(overrides: Partial<VmSpec> = {}): VmSpec {
   return {
@@ -93,7 +102,7 @@ describe('preflight firmware', () => {
 
   it('reads no firmware for SeaBIOS', async () => {
     const { sev: _sev, firmware: _fw, ...plain } = spec();
-    expect(await preflight({ ...plain, bios: 'seabios' })).toEqual({ firmware: null });
+    expect(await preflight({ ...plain, bios: 'seabios' })).toEqual({ firmware: null, disks: new Map() });
   });
 
   it('names the config, key and image when the firmware is missing', async () => {
@@ -124,7 +133,7 @@ describe('preflight firmware', () => {
 
   it('accepts an image whose pinned sha256 matches', async () => {
     const actual = createHash('sha256').update(DEBIAN_LIKE).digest('hex');
-    await expect(preflight(spec({ firmware: { path: file('debian-like.fd'), sha256: actual } }))).resolves.toBeDefined();
+    expect(await inspected(spec({ firmware: { path: file('debian-like.fd'), sha256: actual } }))).toEqual({ path: file('debian-like.fd'), sha256: actual });
   });
 
   it('refuses an image with a corrupt footer table, naming it', async () => {
@@ -155,11 +164,11 @@ describe('preflight kernel-hashes', () => {
   });
 
   it('accepts an AmdSev-like image', async () => {
-    await expect(preflight(withHashes('amdsev.fd'))).resolves.toBeDefined();
+    expect(await inspected(withHashes('amdsev.fd'))).toEqual({ path: file('amdsev.fd'), sha256: sha256(AMDSEV_LIKE_IMAGE) });
   });
 
   it('does not look at the hashes area without kernel-hashes', async () => {
-    await expect(preflight(spec({ kernel: file('vmlinuz') }))).resolves.toBeDefined();
+    expect(await inspected(spec({ kernel: file('vmlinuz') }))).toEqual({ path: file('debian-like.fd'), sha256: sha256(DEBIAN_LIKE) });
   });
 
   it('names the spelling the config used', async () => {
@@ -182,11 +191,11 @@ describe('preflight SEV-ES', () => {
   });
 
   it('plain SEV does not need the reset address', async () => {
-    await expect(preflight(spec({ firmware: { path: file('no-sev-info.fd') } }))).resolves.toBeDefined();
+    expect((await inspected(spec({ firmware: { path: file('no-sev-info.fd') } }))).path).toBe(file('no-sev-info.fd'));
   });
 
   it('accepts an image with a reset address', async () => {
-    await expect(preflight(spec({ sev: sev({ type: 'es' }) }))).resolves.toBeDefined();
+    expect(await inspected(spec({ sev: sev({ type: 'es' }) }))).toEqual({ path: file('debian-like.fd'), sha256: sha256(DEBIAN_LIKE) });
   });
 });
 

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCode, type SupervisorError } from '../../../src/errors.js';
 import { buildRecord, type MeasurementRecord } from '../../../src/vm/record.js';
-import { listRecords, readLatestRecord, readRecordFile, recordsDir, writeRecord } from '../../../src/vm/record-store.js';
+import { listRecords, readRecordFile, recordsDir, writeRecord } from '../../../src/vm/record-store.js';
+import { readLatestRecord } from '../../support/records.js';
 
 const M = Buffer.alloc(48, 1);
 

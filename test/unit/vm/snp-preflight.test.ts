@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseVmConfig } from '../../../src/config/vm-config.js';
 import type { SnpSpec } from '../../../src/config/vm-spec.js';
 import { snpPreflight } from '../../../src/vm/snp-preflight.js';
-import { buildSnpImage } from '../sev/ovmf-images.js';
+import { buildSnpImage } from '../../support/ovmf-images.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'snp-preflight-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

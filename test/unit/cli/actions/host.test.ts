@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { formatCapsFile, parseCapsFile } from '../../../../src/host/caps-file.js';
-import { runCliCaptured } from '../run-cli.js';
+import { runCliCaptured } from '../../../support/run-cli.js';
 
 const FIXTURE = fileURLToPath(new URL('../../../fixtures/host-caps/proxmox-sev-only.json', import.meta.url));
 

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hashKernelInputs } from '../../../../src/sev/kernel-hashes.js';
 import { snpFirmwareDigest, snpLaunchDigest } from '../../../../src/sev/snp-launch-digest.js';
-import { buildSnpImage } from '../../sev/ovmf-images.js';
-import { runCliCaptured } from '../run-cli.js';
+import { buildSnpImage } from '../../../support/ovmf-images.js';
+import { runCliCaptured } from '../../../support/run-cli.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'measure-snp-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,8 +4,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { isSupervisorError } from '../../../../src/errors.js';
 import { formatReply, parseCommandLine } from '../../../../src/cli/actions/qmp.js';
-import { startProxyRig, type Rig } from '../../../fakes/proxy-rig.js';
-import { runCliCaptured } from '../run-cli.js';
+import { startProxyRig, type Rig } from '../../../support/proxy-rig.js';
+import { runCliCaptured } from '../../../support/run-cli.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {

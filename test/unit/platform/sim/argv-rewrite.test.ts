@@ -14,7 +14,7 @@ describe('rewriteQemuArgv', () => {
     const argv = simArgv();
     const out = rewrite(argv);
     expect(out).not.toContain('-pidfile');
-    expect(out[out.indexOf('-machine') + 1]).toBe('q35');
+    expect(out[out.indexOf('-machine') + 1]).toBe('q35,dump-guest-core=off');
     expect(out[out.indexOf('-accel') + 1]).toBe('tcg');
     const chardev = out.filter((_, i) => out[i - 1] === '-chardev');
     expect(chardev).toEqual([`socket,id=monitor,path=${PRIVATE},server=on,wait=off`]);

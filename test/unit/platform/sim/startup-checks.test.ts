@@ -45,7 +45,7 @@ describe('planStartup', () => {
   });
 
   it('is plain without the machine link (an unlinked object is a normal VM)', () => {
-    const argv = simArgv().map((a) => (a === 'q35,confidential-guest-support=sev0' ? 'q35' : a));
+    const argv = simArgv().map((a) => (a === 'q35,dump-guest-core=off,confidential-guest-support=sev0' ? 'q35,dump-guest-core=off' : a));
     expect(planStartup(readQemuArgv(argv), facts())).toEqual({ kind: 'plain' });
   });
 

@@ -1,7 +1,7 @@
 // HMP command-line reading as QEMU 7.2 does it (monitor/hmp.c); the whitespace and unknown-name
 // cases are also checked against the real binary in integration/proxy-classify/.
 import { describe, expect, it } from 'vitest';
-import { HMP_COMMANDS_7_2, HMP_INFO_COMMANDS_7_2, isHmpSpace, parseHmpCommandLine } from '../../../src/proxy/hmp.js';
+import { HMP_COMMANDS_7_2, HMP_INFO_COMMANDS_7_2, isHmpSpace, parseHmpCommandLine } from '../../../src/qemu/hmp.js';
 
 type Expect = { name: string | null; sub?: string | null; args?: string; known: boolean };
 

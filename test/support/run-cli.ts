@@ -1,6 +1,6 @@
 // Test helper: run the sevsup CLI in-process (runCli) and collect what it writes to stdout and
 // stderr, for asserting exact output and exit codes without a build.
-import { runCli } from '../../../src/cli/main.js';
+import { runCli } from '../../src/cli/main.js';
 
 export interface CliRun {
   readonly code: number;

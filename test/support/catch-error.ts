@@ -1,6 +1,6 @@
 // Test helper: run a function that must throw a SupervisorError and return its public parts,
 // so tables can assert code, exact message and details in one toEqual.
-import { isSupervisorError } from '../../../src/errors.js';
+import { isSupervisorError } from '../../src/errors.js';
 
 export interface CaughtError {
   readonly code: string;

@@ -25,6 +25,8 @@ export interface Rig {
   readonly dir: string;
   /** Parsed log lines of the proxy's logger (level debug). */
   readonly logs: Record<string, unknown>[];
+  /** The same lines as written (JSON.parse would hide a key written twice). */
+  readonly rawLogs: string[];
   /** Commands that reached the fake from the proxy (the upstream's own negotiation left out). */
   forwarded(): ReceivedCommand[];
 }
@@ -47,10 +49,16 @@ export interface RigOptions {
   readonly socket?: string;
 }
 
-export function logSink(level: 'debug' | 'info' = 'debug'): { logger: Logger; lines: Record<string, unknown>[] } {
+export function logSink(level: 'debug' | 'info' = 'debug'): { logger: Logger; lines: Record<string, unknown>[]; raw: string[] } {
   const lines: Record<string, unknown>[] = [];
-  const logger = createLogger({ level }, { write: (s: string) => void lines.push(JSON.parse(s)) });
-  return { logger, lines };
+  const raw: string[] = [];
+  const logger = createLogger({ level }, {
+    write: (s: string) => {
+      raw.push(s);
+      lines.push(JSON.parse(s));
+    },
+  });
+  return { logger, lines, raw };
 }
 
 /** Start the rig; `register` receives the cleanups (run them in reverse order). */
@@ -68,7 +76,7 @@ export async function startProxyRig(options: RigOptions, register: (cleanup: () 
     ...(options.commandTimeoutMs === undefined ? {} : { commandTimeoutMs: options.commandTimeoutMs }),
   });
   register(() => upstream.close());
-  const { logger, lines } = logSink();
+  const { logger, lines, raw } = logSink();
   const path = join(dir, options.socket ?? 'qmp.sock');
   await mkdir(dirname(path), { recursive: true });
   const proxy = await startQmpProxy({
@@ -78,9 +86,9 @@ export async function startProxyRig(options: RigOptions, register: (cleanup: () 
     context: () => options.context ?? HELD,
     logger,
     ...(options.limits ? { limits: options.limits } : {}),
-    ...(options.realPeerLookup === true ? {} : { lookupPeer: NO_PEER }),
+    ...(options.realPeerLookup === true ? {} : { lookupPeer: NO_PEER, peerAtAccept: () => null }),
     ...(options.gid === undefined ? {} : { gid: options.gid }),
   });
   register(() => proxy.close());
-  return { fake, upstream, proxy, path, dir, logs: lines, forwarded: () => fake.received.slice(1) };
+  return { fake, upstream, proxy, path, dir, logs: lines, rawLogs: raw, forwarded: () => fake.received.slice(1) };
 }

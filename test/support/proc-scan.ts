@@ -1,7 +1,7 @@
 // Test helper: what /proc says about processes, to prove no test leaves a QEMU (or anything) behind.
 // Must not: kill anything; tests end only the processes they started, by pid.
 import { readdirSync, readFileSync } from 'node:fs';
-import { readProcStat } from '../../../src/process/pid.js';
+import { readProcStat } from '../../src/process/pid.js';
 
 /** Pids of live (non-zombie) processes whose command line contains `needle`. */
 export function livePidsWithArg(needle: string): number[] {

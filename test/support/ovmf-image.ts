@@ -1,13 +1,13 @@
 // Synthetic OVMF images for tests: a zero-filled image whose last bytes hold a footer GUID table
 // the way QEMU's pc_system_parse_ovmf_flash reads it. Shared by the preflight, showcmd and
 // qemu-argv tests; no real firmware code, so never boot one.
-import { guidToBytesLe } from '../../../src/sev/guid.js';
+import { guidToBytesLe } from '../../src/sev/guid.js';
 import {
   OVMF_TABLE_FOOTER_GUID,
   SEV_HASH_TABLE_RV_GUID,
   SEV_INFO_BLOCK_GUID,
   SEV_SECRET_GUID,
-} from '../../../src/sev/ovmf-table.js';
+} from '../../src/sev/ovmf-table.js';
 
 export const IMAGE_BYTES = 64 * 1024;
 

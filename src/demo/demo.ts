@@ -1,0 +1,523 @@
+// `sevsup demo`: one SEV guest from launch to power-off on the simulated platform, each step
+// explained: supervisor start, measurement and hold, the record, the owner's off-host check with
+// libvirt's virt-qemu-sev-validate, a launch secret, approval, refused migrate/dump, the serial
+// console, and an orderly stop. Owns: the order of the steps and what is said about them, and the
+// demo's signal handling and clean-up; cli/actions/demo.ts only calls runDemo().
+// Must not: leave anything running on any exit path (failure, Ctrl-C, SIGTERM), or show key or
+// secret bytes (the demo prints lengths and file names only).
+import { existsSync } from 'node:fs';
+import { request } from 'node:http';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { decodeReportedMeasurement } from '../attestation/verify.js';
+import { isErrorCode, isSupervisorError, SupervisorError } from '../errors.js';
+import { Narrator } from './narrator.js';
+import { DEMO_PATHS } from './paths.js';
+import { runToCompletion, sweepProcesses, pollUntil, type Completed } from './processes.js';
+import { startDaemonSupervisor, startRunSupervisor, waitForState, type DemoPaths, type DemoSupervisor } from './supervisor.js';
+import { buildLaunchSecret, SECRET_ALIASES } from '../sev/launch-secret.js';
+import { isRecord } from '../util/is-record.js';
+
+const { sevsup: SEVSUP, kernel: KERNEL, initrd: INITRD, firmware: FIRMWARE, sim: SIM, python: PYTHON, validator: VALIDATOR } = DEMO_PATHS;
+
+const VM = 'demo-sev';
+const STEPS = 9;
+/** Launch to held: spawn, QMP, checks, measurement, record; about a second here, generous for busy hosts. */
+const HELD_TIMEOUT_MS = 90_000;
+/** Approve to running: one `cont`. */
+const RUNNING_TIMEOUT_MS = 30_000;
+/** The guest boots a kernel under TCG (no SEV, no KVM in the simulator): about 10 s here. */
+const GUEST_RUN_TIMEOUT_MS = 240_000;
+/** After the guest's own poweroff, the supervisor notices within a second or two. */
+const STOPPED_TIMEOUT_MS = 60_000;
+/** Each of sevsup attest / qmp / the validator answers in well under a second. */
+const COMMAND_TIMEOUT_MS = 60_000;
+const DEMO_SECRET = 'correct horse battery staple (demo disk passphrase)';
+const GREETING = 'sevsup-demo: hello from the guest';
+const POWEROFF = 'sevsup-demo: powering off';
+
+export interface DemoOptions {
+  /** Keep the temporary work directory. */
+  readonly keep?: boolean;
+  /** Which supervisor drives the guest; `auto` is the daemon. */
+  readonly via: 'auto' | 'daemon' | 'run';
+}
+
+/**
+ * Run the demo. Sets process.exitCode to 130/143 when interrupted.
+ * @throws the failed step's error, its message prefixed with the step (after everything is stopped).
+ */
+export async function runDemo(opts: DemoOptions): Promise<void> {
+  checkPrerequisites();
+  // `auto` is the daemon: every build of sevsup has the `daemon` command.
+  const via = opts.via === 'auto' ? 'daemon' : opts.via;
+
+  const say = new Narrator(process.stdout, STEPS);
+  const abort = new AbortController();
+  let interrupted: NodeJS.Signals | null = null;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (interrupted !== null) return;
+    interrupted = signal;
+    process.stderr.write(`\nsevsup demo: ${signal}: stopping everything…\n`);
+    abort.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+
+  const work = await mkdtemp(join(tmpdir(), 'sevsup-demo-'));
+  const paths: DemoPaths = {
+    work,
+    vmDir: join(work, 'vms'),
+    runDir: join(work, 'run'),
+    stateDir: join(work, 'state'),
+    ownerDir: join(work, 'owner'),
+    tik: join(work, 'owner', 'tik.bin'),
+    tek: join(work, 'owner', 'tek.bin'),
+  };
+  const ctx: Ctx = { say, paths, signal: abort.signal, via, supervisor: undefined };
+  let failure: unknown;
+  try {
+    await demo(ctx);
+  } catch (error: unknown) {
+    failure = error;
+  } finally {
+    await cleanUp(ctx, opts.keep === true, failure !== undefined || interrupted !== null);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onSignal);
+  }
+  if (interrupted !== null) {
+    process.exitCode = interrupted === 'SIGINT' ? 130 : interrupted === 'SIGTERM' ? 143 : 129;
+    return;
+  }
+  if (failure !== undefined) {
+    const where = `demo step ${say.current}/${STEPS} failed`;
+    if (isSupervisorError(failure)) throw new SupervisorError(failure.code, `${where}: ${failure.message}`, { details: failure.details, cause: failure });
+    throw new SupervisorError('SUP_ERR_INTERNAL', `${where}: ${failure instanceof Error ? failure.message : String(failure)}`, { cause: failure });
+  }
+}
+
+interface Ctx {
+  readonly say: Narrator;
+  readonly paths: DemoPaths;
+  readonly signal: AbortSignal;
+  readonly via: 'daemon' | 'run';
+  supervisor: DemoSupervisor | undefined;
+}
+
+function checkPrerequisites(): void {
+  const needed: [string, string][] = [
+    [KERNEL, 'the demo kernel'],
+    [INITRD, 'the demo initrd'],
+    [FIRMWARE, 'the test firmware'],
+    [SIM, 'the simulated SEV platform'],
+    [PYTHON, "the system Python (for libvirt's validator)"],
+    [VALIDATOR, "libvirt's virt-qemu-sev-validate (package libvirt-clients-qemu)"],
+  ];
+  const missing = needed.filter(([path]) => !existsSync(path));
+  // The simulator runs the real QEMU from PATH, as sevsup does.
+  const onPath = (process.env['PATH'] ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, 'qemu-system-x86_64')));
+  if (!onPath) missing.push(['qemu-system-x86_64 (on PATH)', 'QEMU (package qemu-system-x86)']);
+  if (missing.length > 0) {
+    throw new SupervisorError(
+      'SUP_ERR_USAGE',
+      `cannot run the demo: ${missing.map(([path, what]) => `${what} (${path})`).join(', ')} missing; run \`bash scripts/setup.sh\` as root first`,
+    );
+  }
+}
+
+async function demo(ctx: Ctx): Promise<void> {
+  const { say, paths } = ctx;
+  say.raw(
+    [
+      'sevsup demo: an AMD SEV guest launched, attested, given a secret and run',
+      '',
+      'THE PLATFORM IS SIMULATED. This machine has no SEV hardware: real QEMU boots the guest (unencrypted,',
+      "under TCG) and sevsup's simulator stands in for AMD's secure processor, answering QEMU's SEV commands",
+      'and computing the launch measurement as the hardware would. Nothing here is a security boundary;',
+      'every record and log line says "simulated".',
+      `Work directory: ${paths.work}`,
+      '',
+    ].join('\n'),
+  );
+
+  // 1 -------------------------------------------------------------------------------------------
+  say.step('The VM config, and who holds the keys');
+  await mkdir(paths.vmDir);
+  const conf = join(paths.vmDir, `${VM}.conf`);
+  await writeFile(conf, demoConfig());
+  say.say(
+    'The guest boots a real Debian kernel and a tiny initrd straight from QEMU. With kernel-hashes=1 QEMU puts the ' +
+      'SHA-256 of each, and of the command line, in a table inside the firmware, which the platform measures with it; ' +
+      '`attest: hold` keeps the guest paused until its owner has checked that measurement.',
+  );
+  say.line(`${conf}:`);
+  say.output(
+    demoConfig()
+      .split('\n')
+      .filter((l) => /^(amd_sev|firmware|kernel|initrd|cmdline|attest|autostart):/.test(l))
+      .join('\n'),
+  );
+  say.say(
+    'SEV protects a guest from the host it runs on. Its owner, not the host, holds two transport keys: the TIK ' +
+      "(integrity) and the TEK (encryption). On real hardware the owner makes them and hands them to AMD's secure " +
+      'processor wrapped for it alone (the launch session: `sevctl session`, then the dh-cert and session files), so the ' +
+      'host never sees them. The simulated platform has no such session: it makes the keys itself when the guest ' +
+      'launches, and the demo, playing the owner, copies them (step 4).',
+  );
+
+  // 2 -------------------------------------------------------------------------------------------
+  say.step('Start the supervisor; the guest is launched paused and measured');
+  const spawnOptions = { node: process.execPath, sevsup: SEVSUP, vm: VM, paths };
+  const supervisor = ctx.via === 'daemon' ? await startDaemonSupervisor(spawnOptions) : startRunSupervisor(spawnOptions);
+  ctx.supervisor = supervisor;
+  say.say(
+    supervisor.kind === 'daemon'
+      ? 'sevsup runs as a daemon (under systemd in production) and starts every guest marked `autostart: 1`.'
+      : 'sevsup runs this one guest in the foreground (the daemon is not built here, so the demo uses `sevsup run`).',
+  );
+  if (supervisor.config !== null) {
+    say.line(`${supervisor.config.path}:`);
+    say.output(supervisor.config.text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).join('\n'));
+  }
+  say.command(supervisor.shown);
+  say.say(
+    'sevsup starts QEMU with -S, so the guest has not executed a single instruction. Over QMP it checks that SEV is ' +
+      'enabled with exactly the policy the config asks for (0xb: no debugging, no key sharing, never to be sent ' +
+      'elsewhere) and that the launch is still open for a secret, asks the platform for the launch measurement, and ' +
+      "writes the measurement record to disk before anything could resume the guest. Any failed check stops QEMU.",
+  );
+  const held = await waitForState(supervisor, 'held', HELD_TIMEOUT_MS, ctx.signal);
+  say.line(`${VM}: state ${held.state} (paused, measured, waiting for its owner until ${held.holdDeadline ?? '?'})`);
+  if (supervisor.daemonTarget !== null) await sevsupStep(ctx, ['list', ...supervisor.daemonTarget]);
+
+  // 3 -------------------------------------------------------------------------------------------
+  say.step('The measurement record');
+  const record = narrowRecord(await supervisor.measurement());
+  say.say(
+    'The launch digest is SHA-256 over everything the platform measured: the firmware, then the kernel-hashes table ' +
+      'with the hashes of kernel, initrd and command line. The measurement is what the platform reports: an HMAC under ' +
+      "the owner's TIK over the SEV API version, firmware build, policy, launch digest and a fresh nonce (mnonce). The " +
+      'host can read it but cannot forge it; only the TIK holder can check it.',
+  );
+  say.output(
+    [
+      `record:       ${held.record ?? '(path not reported)'}`,
+      `platform:     ${record.platform}`,
+      `SEV type:     ${record.sevType}, policy 0x${record.policy.toString(16)}, SEV API ${record.apiMajor}.${record.apiMinor} build ${record.buildId}`,
+      `measurement:  ${record.measurement}`,
+      `mnonce:       ${record.mnonce}`,
+      ...(record.launchDigest === null ? [] : [`launch digest (the host's own computation, for reference): ${record.launchDigest}`]),
+      ...record.inputs.map((i) => `${`${i.name}:`.padEnd(14)}${i.text}`),
+    ].join('\n'),
+  );
+
+  // 4 -------------------------------------------------------------------------------------------
+  say.step('The owner verifies the measurement off-host');
+  say.say(
+    "The owner recomputes the launch digest from their own copies of the firmware, kernel, initrd and command line, " +
+      'and checks the HMAC with their TIK. Here an independent tool does it: libvirt\'s virt-qemu-sev-validate, ' +
+      "offline, with the record's validateArgs (the host-reported values and the launch inputs; a real owner passes " +
+      'their own files) plus the TIK and TEK.',
+  );
+  await mkdir(paths.ownerDir, { mode: 0o700 });
+  const simKeys = join(paths.runDir, VM, 'private');
+  await Promise.all([copyFile(join(simKeys, 'sim-tik.bin'), paths.tik), copyFile(join(simKeys, 'sim-tek.bin'), paths.tek)]);
+  say.line(`the owner's TIK and TEK (16 bytes each), copied from the simulator's ${simKeys}/sim-t{i,e}k.bin to ${paths.ownerDir}/`);
+  const validatorArgs = [...record.validateArgs, '--tik', paths.tik, '--tek', paths.tek];
+  say.command(['virt-qemu-sev-validate', ...validatorArgs]);
+  const validated = await command(ctx, PYTHON, [VALIDATOR, ...validatorArgs]);
+  say.output(`${validated.stdout}${validated.stderr}`);
+  const verdict = VALIDATOR_VERDICTS[validated.code ?? -1] ?? `error (exit ${validated.code ?? validated.signal ?? '?'})`;
+  say.line(`verdict: ${verdict}`);
+  if (validated.code !== 0) {
+    throw new SupervisorError('SUP_ERR_VERIFY_MISMATCH', `virt-qemu-sev-validate did not accept the measurement: ${verdict}`);
+  }
+
+  // 5 -------------------------------------------------------------------------------------------
+  say.step('The owner injects a launch secret');
+  say.say(
+    'Having verified the launch, the owner can give the guest a secret, here a disk passphrase, that only this ' +
+      'launch can receive. The secret table is encrypted under the TEK, and the packet header carries an HMAC under the ' +
+      "TIK bound to this launch's measurement: the platform accepts it for this exact launch only, and the host only " +
+      "ever handles ciphertext. The firmware puts it in the guest's secret area, where Linux's efi_secret driver reads it.",
+  );
+  const { mac } = decodeReportedMeasurement(record.measurement);
+  const [tik, tek] = await Promise.all([readFile(paths.tik), readFile(paths.tek)]);
+  const packet = buildLaunchSecret({ tik, tek, measurementMac: mac, secrets: [{ guid: SECRET_ALIASES['luks-key'], data: Buffer.from(DEMO_SECRET) }] });
+  const headerFile = join(paths.ownerDir, 'secret-header.b64');
+  const payloadFile = join(paths.ownerDir, 'secret-payload.b64');
+  await writeFile(headerFile, packet.header.toString('base64'), { mode: 0o600 });
+  await writeFile(payloadFile, packet.payload.toString('base64'), { mode: 0o600 });
+  say.line(
+    `built with src/sev/launch-secret.ts: one secret (GUID ${SECRET_ALIASES['luks-key']}, "luks-key", ${DEMO_SECRET.length} bytes), ` +
+      `header ${packet.header.length} bytes, encrypted table ${packet.payload.length} bytes`,
+  );
+  await sevsupStep(ctx, ['attest', VM, ...supervisor.attestTarget, '--inject-secret', headerFile, payloadFile]);
+  const accepted = await simInjected(paths);
+  if (accepted !== null) say.line(`the simulated secure processor verified the packet against this launch and holds ${accepted}`);
+
+  // 6 -------------------------------------------------------------------------------------------
+  say.step('The owner approves; the guest runs');
+  say.say('Only now does sevsup send `cont`: the guest executes its first instruction, with its secret already in place.');
+  await sevsupStep(ctx, ['attest', VM, ...supervisor.attestTarget, '--approve']);
+  const running = await waitForState(supervisor, 'running', RUNNING_TIMEOUT_MS, ctx.signal);
+  say.line(`${VM}: running (QEMU pid ${running.pid ?? '?'})`);
+  if (supervisor.daemonTarget !== null) await sevsupStep(ctx, ['status', VM, ...supervisor.daemonTarget]);
+
+  // 7 -------------------------------------------------------------------------------------------
+  say.step('What nobody on the host may do: migrate the guest or dump its memory');
+  say.say(
+    "Clients never get QEMU's own monitor; they get sevsup's QMP proxy, which parses every command and refuses what would " +
+      "carry guest memory or state out of the host's control. A migration stream or a memory dump would do just that " +
+      '(with plain SEV the vCPU registers are not even encrypted), and the policy\'s NOSEND bit says this guest is never ' +
+      'to be sent elsewhere. QEMU blocks migration of an SEV guest only after its first `cont`, and never blocks dumps, so ' +
+      'the proxy is the line of defence. A refused command never reaches QEMU.',
+  );
+  const attempts: [string, string][] = [
+    ['migrate', JSON.stringify({ execute: 'migrate', arguments: { uri: 'tcp:192.0.2.1:4444' } })],
+    ['dump-guest-memory', JSON.stringify({ execute: 'dump-guest-memory', arguments: { paging: false, protocol: `file:${join(paths.work, 'guest.dump')}` } })],
+  ];
+  // Both at once: the demo guest powers itself off a few seconds after it starts.
+  const results = await Promise.all(attempts.map(([, json]) => command(ctx, process.execPath, [SEVSUP, 'qmp', VM, ...supervisor.qmpTarget, json])));
+  for (const [i, [name, json]] of attempts.entries()) {
+    const result = results[i] as Completed;
+    say.command(['sevsup', 'qmp', VM, ...supervisor.qmpTarget, json]);
+    say.output(`${result.stdout}${result.stderr}`);
+    if (result.code === 10 && result.stderr.includes(`${name} refused by sevsup`)) {
+      say.line(`→ ${name}: refused (exit 10)`);
+    } else if (result.code === 0) {
+      throw new SupervisorError('SUP_ERR_INTERNAL', `${name} was NOT refused by the QMP proxy`);
+    } else {
+      throw new SupervisorError('SUP_ERR_API_UNREACHABLE', `sevsup qmp ${name} failed (exit ${result.code ?? result.signal ?? '?'}): ${result.stderr.trim()}`);
+    }
+  }
+  if (supervisor.daemonTarget !== null) {
+    const socket = supervisor.daemonTarget[1] ?? '';
+    say.say('The daemon counts every refusal in its Prometheus metrics (GET /metrics on its control socket):');
+    say.command(['curl', '--unix-socket', socket, 'http://localhost/metrics']);
+    const text = await getMetrics(socket);
+    say.output(
+      text
+        .split('\n')
+        .filter((l) => l.startsWith('sevsup_qmp_refused_total{') || l.startsWith('sevsup_guests{state="running"}'))
+        .join('\n'),
+    );
+  }
+
+  // 8 -------------------------------------------------------------------------------------------
+  say.step("The guest's serial console");
+  const serialLog = join(paths.runDir, VM, 'serial.log');
+  say.say(
+    `QEMU writes the guest's serial console to ${serialLog}. The demo initrd greets, says what it can see of memory ` +
+      'encryption (on this simulated platform: none), and powers the guest off.',
+  );
+  const serial = await pollUntil(
+    async () => {
+      const text = await readFile(serialLog, 'utf8').catch(() => '');
+      return text.includes(POWEROFF) ? text : undefined;
+    },
+    { timeoutMs: GUEST_RUN_TIMEOUT_MS, intervalMs: 250, signal: ctx.signal },
+  );
+  if (serial === undefined) {
+    if (ctx.signal.aborted) throw new SupervisorError('SUP_ERR_USAGE', 'interrupted');
+    throw new SupervisorError('SUP_ERR_LAUNCH_TIMEOUT', `the guest did not print "${POWEROFF}" within ${GUEST_RUN_TIMEOUT_MS / 1000} s (see ${serialLog})`);
+  }
+  say.output(
+    serial
+      .split('\n')
+      .filter((l) => l.startsWith('sevsup-demo:') || /reboot: Power down/.test(l))
+      .join('\n'),
+  );
+  if (!serial.includes(GREETING)) throw new SupervisorError('SUP_ERR_INTERNAL', `the serial console lacks the greeting "${GREETING}"`);
+  await supervisor.guestStopped(STOPPED_TIMEOUT_MS, ctx.signal);
+  say.line(`${VM}: the guest powered itself off; QEMU has exited`);
+
+  // 9 -------------------------------------------------------------------------------------------
+  say.step('Stop everything');
+  if (supervisor.process.running) {
+    say.say('The daemon is told to stop (SIGTERM, as `systemctl stop sevsup` does); it closes its sockets and exits.');
+    const exit = await supervisor.shutdown();
+    if (exit.code !== 0) throw new SupervisorError('SUP_ERR_INTERNAL', `the supervisor exited with ${exit.signal ?? `code ${exit.code ?? '?'}`}:\n${supervisor.process.stderr.trim()}`);
+    say.line(`sevsup ${supervisor.kind} exited (code 0)`);
+  } else {
+    say.line(`sevsup ${supervisor.kind} exited by itself (code 0) once its guest had powered off`);
+  }
+  const left = await sweepProcesses(paths.work);
+  if (left.length > 0) throw new SupervisorError('SUP_ERR_INTERNAL', `processes were left running and had to be killed: ${left.map((p) => p.cmdline.slice(0, 80)).join('; ')}`);
+  say.line('no QEMU, simulator or supervisor process is left');
+  say.raw(
+    [
+      '',
+      'Done. On the SIMULATED platform, sevsup launched demo-sev paused, checked its SEV policy, captured the',
+      "measurement and held the guest; its owner verified the measurement (virt-qemu-sev-validate: valid) and",
+      'injected a secret the host never saw in the clear; the guest ran on approval, and migrate and',
+      'dump-guest-memory were refused.',
+      '',
+    ].join('\n'),
+  );
+}
+
+/** Exit codes of virt-qemu-sev-validate (libvirt's tools/virt-qemu-sev-validate). */
+const VALIDATOR_VERDICTS: Readonly<Record<number, string>> = {
+  0: 'valid (exit 0): the measurement matches the owner\'s inputs and TIK',
+  1: 'INVALID (exit 1): the measurement does not match; the guest is not trustworthy',
+  2: 'unsupported usage (exit 2)',
+  3: 'insecure usage (exit 3)',
+  4: 'bad configuration (exit 4)',
+  5: 'bad guest state (exit 5)',
+  6: 'internal error of the validator (exit 6)',
+};
+
+function demoConfig(): string {
+  return [
+    '# demo-sev, written by `sevsup demo`: examples/vms/demo-sev.conf with absolute paths and autostart.',
+    `name: ${VM}`,
+    'memory: 512',
+    'cores: 1',
+    'cpu: EPYC-v3',
+    'bios: ovmf',
+    `firmware: ${FIRMWARE}`,
+    `kernel: ${KERNEL}`,
+    `initrd: ${INITRD}`,
+    'cmdline: console=ttyS0 panic=-1',
+    'attest: hold',
+    'hold-timeout: 300',
+    'serial: file',
+    'autostart: 1',
+    'amd_sev: type=std,nodbg=1,noks=1,kernel-hashes=1',
+    '',
+  ].join('\n');
+}
+
+interface DemoRecord {
+  readonly platform: string;
+  readonly sevType: string;
+  readonly policy: number;
+  readonly apiMajor: number;
+  readonly apiMinor: number;
+  readonly buildId: number;
+  readonly measurement: string;
+  readonly mnonce: string;
+  readonly launchDigest: string | null;
+  readonly inputs: readonly { name: string; text: string }[];
+  readonly validateArgs: readonly string[];
+}
+
+/**
+ * The fields the demo shows and uses, read defensively (the API's body is `unknown`).
+ * @throws SUP_ERR_INTERNAL when a field the demo needs is missing.
+ */
+function narrowRecord(value: unknown): DemoRecord {
+  const r = isRecord(value) ? value : {};
+  const str = (o: Record<string, unknown>, k: string): string | null => (typeof o[k] === 'string' ? (o[k] as string) : null);
+  const num = (k: string): number | null => (typeof r[k] === 'number' ? (r[k] as number) : null);
+  const measurement = str(r, 'measurement');
+  const validateArgs = r['validateArgs'];
+  const policy = num('policy');
+  const apiMajor = num('apiMajor');
+  const apiMinor = num('apiMinor');
+  const buildId = num('buildId');
+  if (measurement === null || policy === null || apiMajor === null || apiMinor === null || buildId === null || !Array.isArray(validateArgs) || !validateArgs.every((a) => typeof a === 'string')) {
+    throw new SupervisorError('SUP_ERR_INTERNAL', 'the control API returned something that is not a measurement record');
+  }
+  const launch = isRecord(r['launch']) ? r['launch'] : {};
+  const inputs: { name: string; text: string }[] = [];
+  for (const name of ['firmware', 'kernel', 'initrd'] as const) {
+    const file = isRecord(launch[name]) ? launch[name] : null;
+    if (file !== null) inputs.push({ name, text: `sha256 ${str(file, 'sha256') ?? '?'}  ${str(file, 'path') ?? ''}` });
+  }
+  const cmdline = str(launch, 'cmdline');
+  if (cmdline !== null) inputs.push({ name: 'cmdline', text: JSON.stringify(cmdline) });
+  return {
+    platform: str(r, 'platform') ?? '?',
+    sevType: str(r, 'sevType') ?? '?',
+    policy,
+    apiMajor,
+    apiMinor,
+    buildId,
+    measurement,
+    mnonce: str(r, 'mnonce') ?? '?',
+    launchDigest: str(r, 'expectedLaunchDigest'),
+    inputs,
+    validateArgs: validateArgs as string[],
+  };
+}
+
+async function command(ctx: Ctx, cmd: string, args: readonly string[]): Promise<Completed> {
+  const result = await runToCompletion(cmd, args, { signal: ctx.signal, timeoutMs: COMMAND_TIMEOUT_MS });
+  if (ctx.signal.aborted) throw new SupervisorError('SUP_ERR_USAGE', 'interrupted');
+  return result;
+}
+
+/** Show and run `sevsup <args>`; it must succeed. */
+async function sevsupStep(ctx: Ctx, args: readonly string[]): Promise<void> {
+  ctx.say.command(['sevsup', ...args]);
+  const result = await command(ctx, process.execPath, [SEVSUP, ...args]);
+  ctx.say.output(`${result.stdout}${result.stderr}`);
+  if (result.code !== 0) {
+    // Keep the command's own error code (printed as "[SUP_ERR_…]"), so the demo exits as it did.
+    const code = /\[(SUP_ERR_[A-Z_]+)\]\s*$/.exec(result.stderr)?.[1];
+    throw new SupervisorError(isErrorCode(code) ? code : 'SUP_ERR_INTERNAL', `\`sevsup ${args[0] ?? ''}\` failed (exit ${result.code ?? result.signal ?? '?'}): ${result.stderr.trim()}`);
+  }
+}
+
+/** What the simulator says it accepted (sim-status.json, next to its monitor socket); null if unreadable. */
+async function simInjected(paths: DemoPaths): Promise<string | null> {
+  try {
+    const status: unknown = JSON.parse(await readFile(join(paths.runDir, VM, 'private', 'sim-status.json'), 'utf8'));
+    const injected = isRecord(status) && Array.isArray(status['injectedSecrets']) ? status['injectedSecrets'] : [];
+    const secrets = injected.flatMap((i: unknown) => (isRecord(i) && Array.isArray(i['secrets']) ? (i['secrets'] as unknown[]) : []));
+    const described = secrets.filter(isRecord).map((s) => `${String(s['guid'])} (${String(s['length'])} bytes)`);
+    return described.length === 0 ? null : `${described.length} secret${described.length === 1 ? '' : 's'}: ${described.join(', ')}`;
+  } catch {
+    return null;
+  }
+}
+
+/** The daemon's Prometheus text, from GET /metrics on its control socket. */
+function getMetrics(socketPath: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path: '/metrics', method: 'GET', timeout: COMMAND_TIMEOUT_MS }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () =>
+        res.statusCode === 200 ? resolve(body) : reject(new SupervisorError('SUP_ERR_API_UNREACHABLE', `GET /metrics answered HTTP ${res.statusCode ?? '?'}`)),
+      );
+    });
+    req.on('timeout', () => req.destroy(new SupervisorError('SUP_ERR_API_UNREACHABLE', 'GET /metrics timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Stop the supervisor if it still runs, end anything left under the work dir, remove it unless kept. */
+async function cleanUp(ctx: Ctx, keep: boolean, failed: boolean): Promise<void> {
+  const s = ctx.supervisor;
+  if (s !== undefined && s.process.running) {
+    process.stderr.write(`sevsup demo: stopping sevsup ${s.kind} (pid ${s.process.pid ?? '?'})…\n`);
+    await s.shutdown();
+  }
+  if (failed && s !== undefined && s.process.stderr.trim() !== '') {
+    process.stderr.write(`sevsup demo: the supervisor's last log lines:\n${s.process.stderr.trim().split('\n').slice(-10).join('\n')}\n`);
+  }
+  const left = await sweepProcesses(ctx.paths.work);
+  for (const p of left) process.stderr.write(`sevsup demo: ended leftover process ${p.pid}: ${p.cmdline.slice(0, 120)}\n`);
+  if (keep) {
+    const what: Record<string, string> = {
+      'sevsup.conf': 'the daemon config',
+      vms: 'the VM config',
+      owner: "the owner's TIK, TEK and secret packet",
+      state: 'the measurement record',
+      run: 'sockets, serial.log',
+    };
+    const present = await readdir(ctx.paths.work).catch(() => [] as string[]);
+    const listed = present.map((name) => (what[name] === undefined ? name : `${name} (${what[name]})`)).join(', ');
+    process.stdout.write(`\nKept ${ctx.paths.work}: ${listed}.\n`);
+    return;
+  }
+  await rm(ctx.paths.work, { recursive: true, force: true });
+}

@@ -1,0 +1,21 @@
+// Where the demo finds what it runs: sevsup and the simulated platform in this checkout, the demo
+// kernel, initrd and test firmware that scripts/setup.sh puts in .cache/test-assets/, and the system
+// Python with libvirt's virt-qemu-sev-validate. Owns: these paths, defined once. Pure: no I/O.
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const ASSETS = join(REPO, '.cache', 'test-assets');
+
+export const DEMO_PATHS = {
+  /** bin/sevsup: the demo drives the real command line. */
+  sevsup: join(REPO, 'bin', 'sevsup'),
+  /** The simulated SEV platform (QEMU's argv, real QEMU underneath). */
+  sim: join(REPO, 'bin', 'sevsup-sim-qemu'),
+  kernel: join(ASSETS, 'vmlinuz'),
+  initrd: join(ASSETS, 'demo-initrd.img'),
+  firmware: join(ASSETS, 'ovmf-sev-test.fd'),
+  /** libvirt's validator is a Python script; it runs under the system Python, not a venv's. */
+  python: '/usr/bin/python3',
+  validator: '/usr/bin/virt-qemu-sev-validate',
+} as const;
