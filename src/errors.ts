@@ -37,6 +37,7 @@ const def = (message: string, status: number, exit: number): ErrorDef => ({ mess
 export const ERRORS = {
   // --- usage -------------------------------------------------------------------------------
   SUP_ERR_USAGE: def('invalid command-line usage', 400, EXIT.usage),
+  SUP_ERR_OUTPUT_WRITE: def('cannot write an output file', 500, EXIT.failure),
 
   // --- config: VM and daemon config files ---------------------------------------------------
   SUP_ERR_CONFIG_READ: def('cannot read config file', 400, EXIT.config),
@@ -57,6 +58,9 @@ export const ERRORS = {
   SUP_ERR_SEV_BIOS_NOT_OVMF: def('For using SEV you need to change your guest bios to ovmf.', 400, EXIT.config),
   SUP_ERR_SEV_UNSUPPORTED: def('Your CPU does not support AMD SEV!', 409, EXIT.host),
   SUP_ERR_SEV_ES_UNSUPPORTED: def('Your CPU does not support AMD SEV-ES!', 409, EXIT.host),
+  SUP_ERR_SEV_SNP_UNSUPPORTED: def('Your CPU does not support AMD SEV-SNP!', 409, EXIT.host),
+  SUP_ERR_SEV_SNP_QEMU: def('SEV-SNP needs QEMU 9.1 or newer', 409, EXIT.host),
+  SUP_ERR_SEV_DEBUG_POLICY: def('the guest policy allows debugging, and the daemon config refuses such policies', 400, EXIT.config),
   SUP_ERR_SEV_HOST_PARAMS: def('SEV host parameters (cbitpos, reduced-phys-bits) are unknown', 409, EXIT.host),
   SUP_ERR_MIGRATE_SEV: def('VMs with AMD SEV are not live migratable!', 409, EXIT.refused),
   SUP_ERR_SNAPSHOT_VMSTATE: def(
@@ -70,6 +74,7 @@ export const ERRORS = {
   SUP_ERR_FIRMWARE_TABLE_INVALID: def('OVMF footer table is invalid', 400, EXIT.config),
   SUP_ERR_FIRMWARE_NO_HASHES_AREA: def('firmware has no valid kernel-hashes table area', 400, EXIT.config),
   SUP_ERR_FIRMWARE_NO_SEV_INFO: def('firmware has no SEV info block (SEV-ES reset address)', 400, EXIT.config),
+  SUP_ERR_FIRMWARE_SNP: def('firmware cannot launch an SEV-SNP guest', 400, EXIT.config),
   SUP_ERR_FIRMWARE_HASH_MISMATCH: def('firmware sha256 does not match the pinned value', 400, EXIT.config),
   SUP_ERR_KERNEL_READ: def('cannot read kernel or initrd image', 400, EXIT.config),
 

@@ -32,6 +32,7 @@ import { buildVmsas } from '../sev/vmsa.js';
 import { describeSecretAreaProblem } from '../sev/ovmf-table.js';
 import { encodePolicy, formatPolicy } from '../sev/policy.js';
 import { checkMeasurement, checkSevInfo } from './checks.js';
+import { checkDebugPolicy } from './debug-policy.js';
 import { preflight, type Preflight } from './preflight.js';
 import { buildRecord, RECORD_VMSA_INIT, type CpuSignature, type FileDigest, type LaunchInputs, type RecordPlatform } from './record.js';
 import { writeRecord } from './record-store.js';
@@ -147,6 +148,8 @@ export interface LifecycleOptions {
   readonly onMonitor?: (qmp: QmpClient) => Promise<void> | void;
   /** QEMU's seccomp sandbox and the user it drops to after start-up (`-sandbox`, `-runas`). */
   readonly qemuOptions?: QemuArgvOptions;
+  /** Daemon `refuse-debug-policy`: refuse a policy that allows debugging (else warn). */
+  readonly refuseDebugPolicy?: boolean;
   /**
    * Run QEMU detached (own process group, not killed with the supervisor), its stderr appended to
    * `stderrFile`: the daemon, whose guests outlive its restarts.
@@ -591,6 +594,8 @@ export class VmLifecycle {
   /** preflight → run dir → argv → spawn paused → QMP negotiated. MUST be the first step. */
   async #launch(): Promise<void> {
     const { spec } = this.#o;
+    const debugWarning = checkDebugPolicy(spec, this.#o.refuseDebugPolicy === true);
+    if (debugWarning !== null) this.#log.warn({ event: 'debug-policy' }, debugWarning);
     this.#preflight = await this.#deps.preflight(spec);
     this.#checkpoint();
     const paths = this.#o.paths ?? (await this.#deps.prepareRunDir(this.#o.runDir, this.vm));

@@ -57,7 +57,8 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     binaryArgs = simArgs(simOptions(opts));
     caps = opts.hostCaps === undefined ? SIMULATED_HOST_CAPS : await resolveHostCaps({ file: opts.hostCaps, logger });
   } else {
-    binary = opts.qemu ?? DEFAULT_QEMU;
+    binary = spec.qemu ?? opts.qemu ?? DEFAULT_QEMU;
+    if (spec.sev?.type === 'snp') await (await import('../../host/qemu-version.js')).requireQemuForSnp(binary);
     caps = await resolveHostCaps({ ...(opts.hostCaps === undefined ? {} : { file: opts.hostCaps }), qemu: binary, logger });
   }
 

@@ -7,6 +7,7 @@ import { registerDaemon } from './daemon.js';
 import { registerDemo } from './demo.js';
 import { registerList, registerMeasurement, registerMigrate, registerSnapshot, registerStart, registerStatus, registerStop } from './guests.js';
 import { registerHost } from './host.js';
+import { registerIdBlock } from './id-block.js';
 import { registerInspectFirmware } from './inspect-firmware.js';
 import { registerMeasure } from './measure.js';
 import { registerQmp } from './qmp.js';
@@ -33,6 +34,7 @@ export const COMMANDS: readonly RegisterCommand[] = [
   registerInspectFirmware,
   registerHost,
   registerMeasure,
+  registerIdBlock,
   registerVerify,
   registerCerts,
   registerSecret,
