@@ -7,11 +7,12 @@
 //     SEV-ES check end to end (target: faster), and `bin/sevsup measure` against the in-process
 //     digest of 1. (target: at most 60 ms more: start-up and loading).
 // Needs the build: `npm run build && node bench/owner.mjs`. Env: BENCH_ROUNDS (7).
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { median, run, u32s, writeFooterTable } from './bench-lib.mjs';
 import { computeExpectedDigest } from '../dist/attestation/inputs.js';
 import { reportTargets, target } from './targets.mjs';
 
@@ -23,51 +24,17 @@ const PYTHON = '/usr/bin/python3';
 const VALIDATOR = '/usr/bin/virt-qemu-sev-validate';
 const MIB = 1024 * 1024;
 
-/** GUID text → the little-endian bytes firmware tables store. */
-function guidLe(guid) {
-  const h = guid.replaceAll('-', '');
-  const swap = (s) => s.match(/../g).reverse().join('');
-  return Buffer.from(swap(h.slice(0, 8)) + swap(h.slice(8, 12)) + swap(h.slice(12, 16)) + h.slice(16), 'hex');
-}
-
 /** A 4 MiB image whose footer table declares an SEV-ES reset address and a kernel-hashes area. */
 function firmwareImage() {
   const image = randomBytes(4 * MIB);
-  const u32s = (...v) => Buffer.from(new Uint32Array(v).buffer);
   const entries = [
     ['00f771de-1a7e-4fcb-890e-68c77e2fb44e', u32s(0x80b004)], // SEV info block (AP reset address)
     ['4c2eb361-7d9b-4cc3-8081-127c90d3d294', u32s(0x80f000, 0xc00)], // launch-secret area
     ['7255371f-3a3b-4b04-927b-1da6efa8d454', u32s(0x80fc00, 0x400)], // kernel-hashes area
   ];
-  const parts = [];
-  for (const [guid, data] of entries.reverse()) {
-    const len = Buffer.alloc(2);
-    len.writeUInt16LE(data.length + 18);
-    parts.push(data, len, guidLe(guid));
-  }
-  const body = Buffer.concat(parts);
-  const total = Buffer.alloc(2);
-  total.writeUInt16LE(body.length + 18);
-  const table = Buffer.concat([body, total, guidLe('96b582de-1fb2-45f7-baea-a366c55a082d')]);
-  table.copy(image, image.length - 32 - table.length);
+  writeFooterTable(image, entries);
   return image;
 }
-
-function run(cmd, args) {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    execFile(cmd, args, { maxBuffer: 64 * MIB }, (error, stdout, stderr) => {
-      const ms = performance.now() - t0;
-      if (error) reject(new Error(`${cmd} ${args.slice(0, 3).join(' ')} … failed (${error.code}): ${stderr}`));
-      else resolve({ ms, stdout });
-    });
-  });
-}
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 async function main() {
   for (const [what, ok] of [

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 const BENCH = fileURLToPath(new URL('./', import.meta.url));
 /** Modules of bench/ that are helpers, not benchmarks. */
-const HELPERS = new Set(['run.mjs', 'targets.mjs', 'raw-qmp-client.mjs']);
+const HELPERS = new Set(['run.mjs', 'targets.mjs', 'raw-qmp-client.mjs', 'bench-lib.mjs']);
 const all = readdirSync(BENCH).filter((f) => f.endsWith('.mjs') && !HELPERS.has(f)).sort();
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !all.includes(`${w}.mjs`));

@@ -10,7 +10,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils ovmf            # QEMU 7.2 and Debian's OVMF firmware
   libvirt-clients-qemu                       # virt-qemu-sev-validate, the independent oracle
   python3-lxml python3-libvirt python3-cryptography  # what the validator imports
-  openssl                                    # hashing baseline for benchmarks
+  openssl                                    # hashing baseline for benchmarks; SNP chain/signature cross-checks
   busybox-static cpio                        # the demo guest's tiny initramfs
   systemd                                    # systemd-analyze verify for the unit files
 )

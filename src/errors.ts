@@ -37,6 +37,7 @@ const def = (message: string, status: number, exit: number): ErrorDef => ({ mess
 export const ERRORS = {
   // --- usage -------------------------------------------------------------------------------
   SUP_ERR_USAGE: def('invalid command-line usage', 400, EXIT.usage),
+  SUP_ERR_OUTPUT_WRITE: def('cannot write an output file', 500, EXIT.failure),
 
   // --- config: VM and daemon config files ---------------------------------------------------
   SUP_ERR_CONFIG_READ: def('cannot read config file', 400, EXIT.config),
@@ -57,6 +58,9 @@ export const ERRORS = {
   SUP_ERR_SEV_BIOS_NOT_OVMF: def('For using SEV you need to change your guest bios to ovmf.', 400, EXIT.config),
   SUP_ERR_SEV_UNSUPPORTED: def('Your CPU does not support AMD SEV!', 409, EXIT.host),
   SUP_ERR_SEV_ES_UNSUPPORTED: def('Your CPU does not support AMD SEV-ES!', 409, EXIT.host),
+  SUP_ERR_SEV_SNP_UNSUPPORTED: def('Your CPU does not support AMD SEV-SNP!', 409, EXIT.host),
+  SUP_ERR_SEV_SNP_QEMU: def('SEV-SNP needs QEMU 9.1 or newer', 409, EXIT.host),
+  SUP_ERR_SEV_DEBUG_POLICY: def('the guest policy allows debugging, and the daemon config refuses such policies', 400, EXIT.config),
   SUP_ERR_SEV_HOST_PARAMS: def('SEV host parameters (cbitpos, reduced-phys-bits) are unknown', 409, EXIT.host),
   SUP_ERR_MIGRATE_SEV: def('VMs with AMD SEV are not live migratable!', 409, EXIT.refused),
   SUP_ERR_SNAPSHOT_VMSTATE: def(
@@ -70,6 +74,7 @@ export const ERRORS = {
   SUP_ERR_FIRMWARE_TABLE_INVALID: def('OVMF footer table is invalid', 400, EXIT.config),
   SUP_ERR_FIRMWARE_NO_HASHES_AREA: def('firmware has no valid kernel-hashes table area', 400, EXIT.config),
   SUP_ERR_FIRMWARE_NO_SEV_INFO: def('firmware has no SEV info block (SEV-ES reset address)', 400, EXIT.config),
+  SUP_ERR_FIRMWARE_SNP: def('firmware cannot launch an SEV-SNP guest', 400, EXIT.config),
   SUP_ERR_FIRMWARE_HASH_MISMATCH: def('firmware sha256 does not match the pinned value', 400, EXIT.config),
   SUP_ERR_KERNEL_READ: def('cannot read kernel or initrd image', 400, EXIT.config),
 
@@ -121,6 +126,15 @@ export const ERRORS = {
   SUP_ERR_VERIFY_INSECURE: def('insecure verification usage', 400, 3),
   SUP_ERR_VERIFY_CONFIG: def('incorrect verification configuration', 400, 4),
   SUP_ERR_VERIFY_STATE: def('guest is in the wrong state for verification', 409, 5),
+
+  // --- SNP certificates: AMD's key server (KDS) and the certificate cache ------------------------
+  SUP_ERR_KDS_FETCH: def('the AMD key server request failed', 502, EXIT.unreachable),
+  SUP_ERR_KDS_RATE_LIMITED: def('the AMD key server kept answering 429 (rate limited)', 503, EXIT.unreachable),
+  SUP_ERR_KDS_NOT_FOUND: def('the AMD key server has no such certificate (404)', 404, EXIT.notFound),
+  SUP_ERR_KDS_BAD_CERT: def('a certificate from the key server or an import is not what was asked for', 502, EXIT.failure),
+  SUP_ERR_CERTS_OFFLINE: def('certificate not in the cache, and --offline forbids the network', 404, EXIT.notFound),
+  SUP_ERR_CERTS_CACHE: def('the SNP certificate cache cannot be read or written', 500, EXIT.failure),
+  SUP_ERR_CERTS_INPUT: def('invalid certificate, report or chip input', 400, EXIT.usage),
 
   // --- QMP proxy ------------------------------------------------------------------------------------
   SUP_ERR_PROXY_REFUSED: def('command refused by sevsup', 403, EXIT.refused),

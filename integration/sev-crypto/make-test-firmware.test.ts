@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseOvmfTable, SEV_HASH_TABLE_RV_GUID, SEV_SECRET_GUID } from '../../src/sev/ovmf-table.js';
+import { parseSnpMetadata, snpSectionLabel } from '../../src/sev/snp-metadata.js';
 import { buildImage, SEV_INFO, u32s } from '../../test/support/ovmf-images.js';
 import { DEBIAN_OVMF } from '../../test/support/validator.js';
 
@@ -71,10 +72,27 @@ describe.runIf(BUILT && existsSync(DEBIAN_OVMF))('make-test-firmware.mjs', () =>
     expect(existsSync(dst)).toBe(false);
   });
 
-  it.runIf(existsSync(QEMU) && existsSync(KERNEL))('a patched image boots OVMF and a -kernel bzImage under plain QEMU TCG', async () => {
-    const fw = join(dir, 'boot.fd');
-    expect((await run(DEBIAN_OVMF, fw)).exitCode).toBe(0);
-    const serial = join(dir, 'serial.log');
+  it('--snp writes SNP metadata (a preset with every section type, or a list, any version)', async () => {
+    const dst = join(dir, 'snp.fd');
+    const r = await run(DEBIAN_OVMF, dst, '--snp', 'all', '--snp-version', '1');
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    expect(String(r.stdout)).toMatch(/SNP metadata v1 with 8 sections/);
+    const out = readFileSync(dst);
+    const md = parseSnpMetadata(out, parseOvmfTable(out));
+    expect(md.status === 'found' && md.sections.map((s) => snpSectionLabel(s.type))).toEqual([
+      'SEC_MEM', 'SEC_MEM', 'SECRETS', 'CPUID', 'KERNEL_HASHES', 'SVSM_CAA', 'type 0x20', 'SEC_MEM',
+    ]);
+    const custom = join(dir, 'snp-custom.fd');
+    expect((await run(DEBIAN_OVMF, custom, '--snp', 'SEC_MEM:0x800000:0x1000,16:0x801000:0x1000', '--snp-version', '2')).exitCode).toBe(0);
+    const c = readFileSync(custom);
+    expect(parseSnpMetadata(c, parseOvmfTable(c))).toMatchObject({ status: 'found', version: 2, sections: [{ name: 'SEC_MEM' }, { name: 'KERNEL_HASHES' }] });
+    expect((await run(DEBIAN_OVMF, custom, '--snp', 'BOGUS:1:2')).exitCode).toBe(2);
+  });
+
+  it.runIf(existsSync(QEMU) && existsSync(KERNEL)).each([[[]], [['--snp', 'all']]])('a patched image (%j) boots OVMF and a -kernel bzImage under plain QEMU TCG', async (extra: string[]) => {
+    const fw = join(dir, `boot${extra.length}.fd`);
+    expect((await run(DEBIAN_OVMF, fw, ...extra)).exitCode).toBe(0);
+    const serial = join(dir, `serial${extra.length}.log`);
     const q = await execa(
       QEMU,
       [

@@ -46,6 +46,8 @@ export interface DaemonConfig {
   readonly holdTimeout: number;
   /** What SIGTERM does to guests: leave them running (a restart) or shut them down. */
   readonly onShutdown: 'keep' | 'shutdown';
+  /** Refuse guests whose policy allows debugging (else a warning at every start). */
+  readonly refuseDebugPolicy: boolean;
   /** Optional loopback TCP listener for Prometheus: `127.0.0.1:PORT` (port 0: any free one). */
   readonly metricsListen: string | null;
 }
@@ -66,6 +68,7 @@ export const DAEMON_DEFAULTS: DaemonConfig = {
   defaultFirmware: null,
   holdTimeout: 600,
   onShutdown: 'keep',
+  refuseDebugPolicy: false,
   metricsListen: null,
 };
 
@@ -208,6 +211,12 @@ function applyValue(c: Mutable<DaemonConfig>, key: DaemonKey, value: string, sou
       const flag = parseBooleanWord(value);
       if (flag === undefined) throw bad(`must be a boolean (${BOOLEAN_ALLOWED})`);
       c.qemuSandbox = flag;
+      return;
+    }
+    case 'refuse-debug-policy': {
+      const flag = parseBooleanWord(value);
+      if (flag === undefined) throw bad(`must be a boolean (${BOOLEAN_ALLOWED})`);
+      c.refuseDebugPolicy = flag;
       return;
     }
     case 'qemu-user':

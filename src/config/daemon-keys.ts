@@ -26,6 +26,7 @@ export const DAEMON_KEY_DOCS = [
   { key: 'default-firmware', value: 'file', help: 'firmware of OVMF guests whose config has no firmware key' },
   { key: 'hold-timeout', value: 'seconds', help: 'how long a held guest waits for its owner when its config does not say (default 600)' },
   { key: 'on-shutdown', value: 'mode', help: 'SIGTERM: keep guests running (default) or shutdown them' },
+  { key: 'refuse-debug-policy', value: 'bool', help: 'refuse guests whose SEV/SNP policy allows debugging (default 0: warn at every start)' },
   { key: 'metrics-listen', value: 'addr', help: 'also serve /metrics on 127.0.0.1:PORT (loopback only)' },
 ] as const satisfies readonly DaemonKeyDoc[];
 

@@ -25,10 +25,13 @@ import {
   NET_KEY_PATTERN,
   NET_SCHEMA,
   PROXMOX_SEV_SPELLINGS,
+  QEMU_ALLOWED,
+  QEMU_NAME_PATTERN,
   SEV_SCHEMA,
   VM_NAME_ALLOWED,
   VM_NAME_PATTERN,
 } from './vm-keys.js';
+import { snpSpecToProperties } from './snp-line.js';
 import { checkCombinations, checkKeys } from './vm-rules.js';
 import {
   badValue,
@@ -86,6 +89,7 @@ export function parseVmConfig(text: string, file: string): VmSpec {
   let autostart = false;
   let serial: VmSpec['serial'] = 'file';
   let sev: SevSpec | undefined;
+  let qemu: string | undefined;
   let qmpAllow: string[] = [];
   let qmpDeny: string[] = [];
 
@@ -153,6 +157,11 @@ export function parseVmConfig(text: string, file: string): VmSpec {
       case 'qmp-deny':
         qmpDeny = parseQmpList(ctx, entry);
         break;
+      case 'qemu':
+        if (entry.value.includes('/')) qemu = resolvePath(ctx, entry.value);
+        else if (QEMU_NAME_PATTERN.test(entry.value)) qemu = entry.value;
+        else throw badValue(file, entry, QEMU_ALLOWED);
+        break;
       case 'amd_sev':
       case 'amd-sev':
         sev = parseSev(ctx, entry);
@@ -186,6 +195,7 @@ export function parseVmConfig(text: string, file: string): VmSpec {
     autostart,
     serial,
     ...(sev === undefined ? {} : { sev }),
+    ...(qemu === undefined ? {} : { qemu }),
     qmpAllow,
     qmpDeny,
   };
@@ -248,16 +258,20 @@ export function formatVmConfig(spec: VmSpec): string {
   put('serial', spec.serial);
   if (spec.qmpAllow.length > 0) put('qmp-allow', spec.qmpAllow.join(','));
   if (spec.qmpDeny.length > 0) put('qmp-deny', spec.qmpDeny.join(','));
+  if (spec.qemu !== undefined) put('qemu', spec.qemu);
   if (spec.sev !== undefined) {
     const sev = spec.sev;
-    const values = {
-      type: sev.type,
-      ...(sev.nodbg ? { nodbg: true } : {}),
-      ...(sev.noks ? { noks: true } : {}),
-      ...(sev.kernelHashes ? { 'kernel-hashes': true } : {}),
-      ...(sev.cbitpos === undefined ? {} : { cbitpos: sev.cbitpos }),
-      ...(sev.reducedPhysBits === undefined ? {} : { 'reduced-phys-bits': sev.reducedPhysBits }),
-    };
+    const values =
+      sev.type === 'snp'
+        ? snpSpecToProperties(sev)
+        : {
+            type: sev.type,
+            ...(sev.nodbg ? { nodbg: true } : {}),
+            ...(sev.noks ? { noks: true } : {}),
+            ...(sev.kernelHashes ? { 'kernel-hashes': true } : {}),
+            ...(sev.cbitpos === undefined ? {} : { cbitpos: sev.cbitpos }),
+            ...(sev.reducedPhysBits === undefined ? {} : { 'reduced-phys-bits': sev.reducedPhysBits }),
+          };
     const spellings = sev.key === 'amd-sev' ? PROXMOX_SEV_SPELLINGS : [];
     put(sev.key, formatPropertyString(values, SEV_SCHEMA, { bareDefaultKey: false, spellings }));
   }

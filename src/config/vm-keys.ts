@@ -44,13 +44,17 @@ export const SEV_KEYS = ['amd_sev', 'amd-sev'] as const;
 /** Every key in the order formatVmConfig writes them and messages list them. */
 export const KNOWN_KEYS_TEXT =
   'name, memory, cores, cpu, bios, firmware, kernel, initrd, cmdline, disk0…disk9, net0…net9, launch, attest, ' +
-  'hold-timeout, autostart, serial, qmp-allow, qmp-deny, amd_sev (or amd-sev)';
+  'hold-timeout, autostart, serial, qmp-allow, qmp-deny, qemu, amd_sev (or amd-sev)';
 
 /** Keys other than `diskN`/`netN`, in the order messages list them. */
 export const SIMPLE_KEYS: readonly string[] = [
   'name', 'memory', 'cores', 'cpu', 'bios', 'firmware', 'kernel', 'initrd', 'cmdline', 'launch', 'attest',
-  'hold-timeout', 'autostart', 'serial', 'qmp-allow', 'qmp-deny', ...SEV_KEYS,
+  'hold-timeout', 'autostart', 'serial', 'qmp-allow', 'qmp-deny', 'qemu', ...SEV_KEYS,
 ];
+
+/** `qemu:` takes a path (with a slash; relative to the config file) or a name looked up on PATH. */
+export const QEMU_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
+export const QEMU_ALLOWED = 'a QEMU binary: a path, or a name on PATH such as qemu-system-x86_64';
 
 /** Keys offered in "did you mean" suggestions. */
 export const SUGGESTED_KEYS: readonly string[] = [
@@ -75,10 +79,27 @@ const BOOLEAN = { kind: 'boolean' } as const;
 /** Paths inside property strings: property strings have no escaping, so no commas. */
 const PATH = { kind: 'string', pattern: /^[^,]+$/, allowed: 'a file path without commas' } as const;
 
-/** The SEV line (`amd_sev:` from the seed, `amd-sev:` from shipped Proxmox). */
+/** 32 bytes (host data): 44 base64 characters or 64 hex digits. */
+const BYTES32 = {
+  kind: 'string',
+  pattern: /^(?:[A-Za-z0-9+/]{43}=|[0-9A-Fa-f]{64})$/,
+  allowed: '32 bytes as 44 base64 characters or 64 hex digits',
+} as const;
+/** 16 bytes (guest-visible workarounds): 24 base64 characters or 32 hex digits. */
+const BYTES16 = {
+  kind: 'string',
+  pattern: /^(?:[A-Za-z0-9+/]{22}==|[0-9A-Fa-f]{32})$/,
+  allowed: '16 bytes as 24 base64 characters or 32 hex digits',
+} as const;
+
+/**
+ * The SEV line (`amd_sev:` from the seed, `amd-sev:` from shipped Proxmox). One schema for all
+ * types; vm-values.ts refuses properties that do not belong to the type given (`SNP_ONLY_PROPERTIES`,
+ * `LEGACY_ONLY_PROPERTIES`).
+ */
 export const SEV_SCHEMA = {
   type: {
-    type: { kind: 'enum', values: ['std', 'es'], unsupported: { snp: 'AMD SEV-SNP' } },
+    type: { kind: 'enum', values: ['std', 'es', 'snp'] },
     defaultKey: true,
     required: true,
   },
@@ -89,8 +110,43 @@ export const SEV_SCHEMA = {
   cbitpos: { type: { kind: 'integer', min: 32, max: 63 } },
   // QEMU refuses 0 ("reduced_phys_bits check failed"); hosts report 1, 5 or 6.
   'reduced-phys-bits': { type: { kind: 'integer', min: 1, max: 63 } },
-  'allow-smt': { type: BOOLEAN, unsupported: 'it applies only to AMD SEV-SNP, which sevsup does not support yet' },
+  // SEV-SNP (snp-facts §2.2 for the policy bits, §1.1 for QEMU's properties).
+  'allow-smt': { type: BOOLEAN },
+  'single-socket': { type: BOOLEAN },
+  'cxl-allow': { type: BOOLEAN },
+  'aes-256-xts': { type: BOOLEAN },
+  'rapl-dis': { type: BOOLEAN },
+  'ciphertext-hiding': { type: BOOLEAN },
+  'page-swap-disable': { type: BOOLEAN },
+  abi: { type: { kind: 'string', pattern: /^[0-9]{1,3}\.[0-9]{1,3}$/, allowed: 'MAJOR.MINOR, each 0 to 255 (e.g. 1.55)' } },
+  'host-data': { type: BYTES32 },
+  'host-data-file': { type: PATH },
+  'id-block': { type: PATH },
+  'id-auth': { type: PATH },
+  'author-key': { type: BOOLEAN },
+  vcek: { type: BOOLEAN },
+  'guest-visible-workarounds': { type: BYTES16 },
+  'migrate-ma': {
+    type: BOOLEAN,
+    aliases: ['migration-agent'],
+    unsupported:
+      'an SNP migration agent (policy bit 18) would let the guest be migrated; sevsup never migrates an ' +
+      "encrypted guest, as it always sets SEV's NOSEND",
+  },
 } as const satisfies PropertySchema;
+
+/** Properties only `type=snp` takes. */
+export const SNP_ONLY_PROPERTIES: readonly string[] = [
+  'allow-smt', 'single-socket', 'cxl-allow', 'aes-256-xts', 'rapl-dis', 'ciphertext-hiding', 'page-swap-disable',
+  'abi', 'host-data', 'host-data-file', 'id-block', 'id-auth', 'author-key', 'vcek', 'guest-visible-workarounds',
+];
+
+/** Properties `type=snp` refuses, with why. */
+export const LEGACY_ONLY_PROPERTIES: Readonly<Record<string, string>> = {
+  noks:
+    'SEV-SNP has no key-sharing policy bit: every SNP guest always gets its own memory key ' +
+    '(Proxmox ignores no-key-sharing for SNP; sevsup refuses it so the config says what happens)',
+};
 
 /** Spellings shipped Proxmox uses; formatVmConfig prints them on an `amd-sev:` line. */
 export const PROXMOX_SEV_SPELLINGS: readonly string[] = ['no-debug', 'no-key-sharing'];

@@ -63,6 +63,16 @@ export function checkCombinations(file: string, keys: ReadonlyMap<string, KeyVal
   if (launchEntry !== undefined && spec.sev === undefined) {
     throw missing(launchEntry, 'needs an amd_sev line; a launch session is for an SEV guest');
   }
+  if (launchEntry !== undefined && spec.sev?.type === 'snp') {
+    throw configError(
+      'SUP_ERR_CONFIG_CONFLICT',
+      file,
+      launchEntry,
+      "SEV-SNP has no launch session (QEMU's sev-snp-guest has no dh-cert-file or session-file, and no secret is " +
+        'injected): the owner checks the attestation report instead; remove the launch line, and pin the launch with an ' +
+        'ID block (`sevsup id-block`) if the platform itself should refuse a different launch',
+    );
+  }
   const holdTimeoutEntry = keys.get('hold-timeout');
   if (holdTimeoutEntry !== undefined && spec.attest !== 'hold') {
     throw missing(holdTimeoutEntry, "needs 'attest: hold'; only a held guest waits");

@@ -1,16 +1,13 @@
 // The typed, validated form of one VM config file (`<name>.conf`): what every other module reads.
 // Owns: the VmSpec shape only. Must not: parse text, touch the filesystem or know QEMU syntax.
 // Produced by config/vm-config.ts; consumed by qemu/argv.ts, vm/lifecycle.ts, the proxy and the API.
+import type { SnpPolicyConfig } from '../sev/snp-policy.js';
 
-/** SEV generation. `snp` is recognised by the parser and refused as "not supported yet". */
-export type SevType = 'std' | 'es';
+/** SEV generation: `std` (SEV), `es` (SEV-ES) or `snp` (SEV-SNP). */
+export type SevType = 'std' | 'es' | 'snp';
 
-export interface SevSpec {
-  readonly type: SevType;
-  /** Policy bit 0 (NODBG). */
-  readonly nodbg: boolean;
-  /** Policy bit 1 (NOKS). */
-  readonly noks: boolean;
+/** What every SEV line has, whatever its type. */
+interface SevCommonSpec {
   /** `kernel-hashes=on`: QEMU measures kernel, initrd and cmdline into the firmware's table. */
   readonly kernelHashes: boolean;
   /** Overrides of the host's values; absent means "take them from host capabilities". */
@@ -19,6 +16,39 @@ export interface SevSpec {
   /** Which spelling the file used: the seed's `amd_sev` or shipped Proxmox's `amd-sev`. */
   readonly key: 'amd_sev' | 'amd-sev';
 }
+
+/** SEV and SEV-ES (`type=std`, `type=es`): the 32-bit policy of the seed. */
+export interface LegacySevSpec extends SevCommonSpec {
+  readonly type: 'std' | 'es';
+  /** Policy bit 0 (NODBG). */
+  readonly nodbg: boolean;
+  /** Policy bit 1 (NOKS). */
+  readonly noks: boolean;
+}
+
+/** A value given inline (base64, canonical) or as a file the launch reads. */
+export type InlineOrFile = { readonly kind: 'value'; readonly base64: string } | { readonly kind: 'file'; readonly path: string };
+
+/**
+ * SEV-SNP (`type=snp`): Proxmox's options (`allow-smt`, `no-debug`, `kernel-hashes`) and the rest of
+ * the launch libvirt has. Booleans are in the config's sense; sev/snp-policy.ts maps them to bits.
+ */
+export interface SnpSpec extends SevCommonSpec, SnpPolicyConfig {
+  readonly type: 'snp';
+  /** 32 bytes copied into every attestation report (`host-data=` or `host-data-file=`). */
+  readonly hostData?: InlineOrFile;
+  /** Files holding the 96-byte ID block and the ID auth (`sevsup id-block` writes them); both or neither. */
+  readonly idBlock?: string;
+  readonly idAuth?: string;
+  /** `author-key=1`: the ID auth carries an author key (QEMU `author-key-enabled`). */
+  readonly authorKey: boolean;
+  /** `vcek=0`: the guest may sign reports only with a VLEK (QEMU `vcek-disabled`). Default 1. */
+  readonly vcek: boolean;
+  /** 16 bytes, base64 (canonical). */
+  readonly guestVisibleWorkarounds?: string;
+}
+
+export type SevSpec = LegacySevSpec | SnpSpec;
 
 export interface FirmwareSpec {
   readonly path: string;
@@ -69,6 +99,8 @@ export interface VmSpec {
   /** Where the guest's serial console goes: `none`, or `file` (`<run-dir>/<vm>/serial.log`). */
   readonly serial: 'none' | 'file';
   readonly sev?: SevSpec;
+  /** `qemu:` the QEMU binary for this VM (absolute path, or a name on PATH); absent: the daemon's. */
+  readonly qemu?: string;
   /** Extra QMP commands this VM's proxy allows by exact name (`qmp-allow: a,b`). */
   readonly qmpAllow: readonly string[];
   /** Extra QMP commands this VM's proxy refuses by exact name (`qmp-deny: a,b`). */

@@ -7,6 +7,7 @@ import { SupervisorError, type ErrorCode } from '../errors.js';
 import type { DiskSpec, FirmwareSpec, LaunchSpec, NetSpec, SevSpec } from './vm-spec.js';
 import { quoteForMessage, trailingCommentHint, type KeyValueLine } from './kv-file.js';
 import { parseIntegerInRange, parsePropertyString, type PropertyContext } from './propstring.js';
+import { refuseSnpOnly, snpSpecFromProperties, type LineError } from './snp-line.js';
 import {
   DISK_FORMAT_BY_EXTENSION,
   DISK_SCHEMA,
@@ -99,11 +100,19 @@ export function parseQmpAllow(ctx: Ctx, entry: KeyValueLine): string[] {
   return names;
 }
 
-/** The `amd_sev`/`amd-sev` line. @throws SUP_ERR_PROPERTY_*, SUP_ERR_CONFIG_UNSUPPORTED, SUP_ERR_CONFIG_MISSING_KEY */
+/**
+ * The `amd_sev`/`amd-sev` line (SEV-SNP's part in snp-line.ts).
+ * @throws SUP_ERR_PROPERTY_*, SUP_ERR_CONFIG_UNSUPPORTED, SUP_ERR_CONFIG_MISSING_KEY,
+ *   SUP_ERR_CONFIG_CONFLICT (a property of the other SEV type)
+ */
 export function parseSev(ctx: Ctx, entry: KeyValueLine): SevSpec {
   const p = parsePropertyString(entry.value, SEV_SCHEMA, where(ctx.file, entry));
   const type = p.type;
-  if (type === undefined) throw badValue(ctx.file, entry, 'type=std or type=es'); // required: parser already refused
+  if (type === undefined) throw badValue(ctx.file, entry, 'type=std, type=es or type=snp'); // required: parser already refused
+  const key = entry.key === 'amd-sev' ? 'amd-sev' : 'amd_sev';
+  const fail: LineError = (code, problem) => configError(code, ctx.file, entry, problem);
+  if (type === 'snp') return snpSpecFromProperties(p, key, (value) => resolvePath(ctx, value), fail);
+  refuseSnpOnly(p, type, fail);
   return {
     type,
     nodbg: p.nodbg ?? false,
@@ -111,7 +120,7 @@ export function parseSev(ctx: Ctx, entry: KeyValueLine): SevSpec {
     kernelHashes: p['kernel-hashes'] ?? false,
     ...(p.cbitpos === undefined ? {} : { cbitpos: p.cbitpos }),
     ...(p['reduced-phys-bits'] === undefined ? {} : { reducedPhysBits: p['reduced-phys-bits'] }),
-    key: entry.key === 'amd-sev' ? 'amd-sev' : 'amd_sev',
+    key,
   };
 }
 

@@ -76,7 +76,7 @@ export interface GuestRegistryOptions {
   /** @default 'qemu-img' from PATH */
   readonly qemuImg?: string;
   /** Timeouts passed to every lifecycle (tests shorten them). */
-  readonly lifecycle?: Partial<Pick<LifecycleOptions, 'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions'>>;
+  readonly lifecycle?: Partial<Pick<LifecycleOptions, 'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions' | 'refuseDebugPolicy'>>;
 }
 
 class Guest {
@@ -518,7 +518,8 @@ export class GuestRegistry {
       spec,
       caps,
       platform,
-      binary,
+      // A VM's own `qemu:` key names its QEMU on real hardware; the simulator runs the daemon's.
+      binary: platform === 'hardware' ? (spec.qemu ?? binary) : binary,
       binaryArgs,
       runDir,
       stateDir,

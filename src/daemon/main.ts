@@ -81,6 +81,7 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
     ...(gid === undefined ? {} : { gid }),
     lifecycle: {
       qemuOptions: { ...(config.qemuSandbox ? { sandbox: true } : {}), ...(config.qemuUser === null ? {} : { runAs: config.qemuUser }) },
+      ...(config.refuseDebugPolicy ? { refuseDebugPolicy: true } : {}),
     },
     logger,
     metrics,

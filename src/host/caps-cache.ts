@@ -2,16 +2,16 @@
 // Owns: the cache key (QEMU binary path + mtime + version, and the boot id, because a reboot is
 // when BIOS settings and kvm_amd parameters change), and reading/writing the cache file.
 // Must not: fail a lookup: a missing, stale, corrupt or unwritable cache is simply not used.
-import { mkdir, readFile, stat } from 'node:fs/promises';
-import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
-import { execa } from 'execa';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { isRecord } from '../util/is-record.js';
 import type { FeatureSupport, HostCaps } from './host-caps.js';
+import { findExecutable, readQemuVersion } from './qemu-version.js';
+
+export { findExecutable } from './qemu-version.js';
 
 export const CACHE_SCHEMA = 'sevsup.host-caps-cache/v1';
-/** `qemu -version` prints one line at once; longer means something is wrong with the binary. */
-const VERSION_TIMEOUT_MS = 10_000;
 /** The cache is a few hundred bytes. */
 const MAX_CACHE_BYTES = 64 * 1024;
 
@@ -28,16 +28,9 @@ export interface CacheKey {
 export async function computeCacheKey(qemu: string, root = '/'): Promise<CacheKey | null> {
   const path = await findExecutable(qemu);
   if (path === null) return null;
-  try {
-    const { mtimeMs } = await stat(path);
-    const result = await execa(path, ['-version'], { reject: false, timeout: VERSION_TIMEOUT_MS, stdin: 'ignore' });
-    const match = typeof result.stdout === 'string' ? /version\s+(.+)/.exec(result.stdout.split('\n')[0] ?? '') : null;
-    const version = match?.[1]?.trim();
-    if (result.exitCode !== 0 || version === undefined) return null;
-    return { qemu: path, mtimeMs, version, bootId: await readBootId(root) };
-  } catch {
-    return null;
-  }
+  const found = await readQemuVersion(path);
+  if (found === null || found.version === null) return null;
+  return { qemu: found.path, mtimeMs: found.mtimeMs, version: found.version.text, bootId: await readBootId(root) };
 }
 
 /** Cached caps for `key`, their sources saying they came through `file`; null when not usable. */
@@ -109,21 +102,6 @@ function sameKey(value: unknown, key: CacheKey): boolean {
   );
 }
 
-/** `name` itself when it has a slash, else the first executable match on PATH (as execvp). */
-export async function findExecutable(name: string): Promise<string | null> {
-  const candidates = name.includes('/')
-    ? [resolve(name)]
-    : (process.env['PATH'] ?? '').split(delimiter).filter((dir) => isAbsolute(dir)).map((dir) => join(dir, name));
-  for (const candidate of candidates) {
-    try {
-      const info = await stat(candidate);
-      if (info.isFile() && (info.mode & 0o111) !== 0) return candidate;
-    } catch {
-      // not here; try the next
-    }
-  }
-  return null;
-}
 
 async function readBootId(root: string): Promise<string | null> {
   try {

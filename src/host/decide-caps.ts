@@ -146,7 +146,9 @@ function kvmCheck(facts: HostFacts, feature: Feature): Verdict {
   if (facts.kvmAmd === null) return { ok: false, because: 'the kvm_amd module is not loaded', source: SOURCE.kvmAmd };
   const value: KvmParam = facts.kvmAmd[feature];
   if (value === null) {
-    return { ok: false, because: `kvm_amd has no ${param} parameter (a kernel without ${name} support in KVM)`, source: SOURCE.kvmAmd };
+    // SNP reached upstream KVM in Linux 6.11: an older host kernel is the usual reason here.
+    const kernel = feature === 'sevSnp' ? '; SEV-SNP guests need a host kernel of Linux 6.11 or newer' : '';
+    return { ok: false, because: `kvm_amd has no ${param} parameter (a kernel without ${name} support in KVM${kernel})`, source: SOURCE.kvmAmd };
   }
   return {
     ok: value.enabled,

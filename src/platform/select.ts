@@ -15,7 +15,7 @@ export { SIM_FAULTS, type SimFault, type SimOptions } from './sim/options.js';
 /** The simulator executable shipped next to bin/sevsup. */
 const SIM_BINARY = fileURLToPath(new URL('../../bin/sevsup-sim-qemu', import.meta.url));
 /** QEMU from PATH. */
-const DEFAULT_QEMU = 'qemu-system-x86_64';
+export const DEFAULT_QEMU = 'qemu-system-x86_64';
 
 export interface PlatformRequest {
   readonly platform: 'hardware' | 'sim';

@@ -1,11 +1,15 @@
 // SEV guest policy: encode from a SevSpec exactly as the seed does, and decode for messages/records.
-// Owns: the policy bit layout (DESIGN "Words"). Pure: no I/O.
+// Owns: the policy bit layout (DESIGN "Words"). Pure: no I/O. SEV-SNP's 64-bit policy: snp-policy.ts.
+import { SupervisorError } from '../errors.js';
 
-/** What the policy is built from: the SEV flavour and its two owner-chosen bits (config/ validates them). */
+/**
+ * What the policy is built from: the SEV flavour and its two owner-chosen bits (config/ validates
+ * them; a config SevSpec fits, sev/ does not import config/). `snp` is refused (64-bit policy).
+ */
 export interface PolicyInputs {
-  readonly type: 'std' | 'es';
+  readonly type: 'std' | 'es' | 'snp';
   readonly nodbg: boolean;
-  readonly noks: boolean;
+  readonly noks?: boolean;
 }
 
 export const POLICY_BITS = {
@@ -22,11 +26,16 @@ export type PolicyFlag = keyof typeof POLICY_BITS;
 /**
  * The seed's computation: bit 0 nodbg, bit 1 noks, bit 2 when type=es, bit 3 (NOSEND) always,
  * because SEV migration is not supported. `std` → 0x8 … `es,nodbg=1,noks=1` → 0xf.
+ * @throws SUP_ERR_INTERNAL for `snp`, whose policy is 64-bit with other bits (snp-policy.ts): a caller
+ *   that reaches here with an SNP guest must fail, never launch it with a SEV policy.
  */
 export function encodePolicy(sev: PolicyInputs): number {
+  if (sev.type === 'snp') {
+    throw new SupervisorError('SUP_ERR_INTERNAL', 'the SEV policy was asked for an SEV-SNP guest; SNP uses the 64-bit policy of sev/snp-policy.ts');
+  }
   let policy = POLICY_BITS.NOSEND;
   if (sev.nodbg) policy |= POLICY_BITS.NODBG;
-  if (sev.noks) policy |= POLICY_BITS.NOKS;
+  if (sev.noks === true) policy |= POLICY_BITS.NOKS;
   if (sev.type === 'es') policy |= POLICY_BITS.ES;
   return policy;
 }

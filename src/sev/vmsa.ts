@@ -33,9 +33,9 @@ export interface SevEsParams {
   readonly sevFeatures?: bigint | number;
 }
 
-// Save-area offsets (bytes).
-const SEG = { es: 0x00, cs: 0x10, ss: 0x20, ds: 0x30, fs: 0x40, gs: 0x50, gdtr: 0x60, ldtr: 0x70, idtr: 0x80, tr: 0x90 } as const;
-const OFF = {
+// Save-area offsets (bytes); snp-vmsa.ts patches the SNP variants at the same places.
+export const SEG = { es: 0x00, cs: 0x10, ss: 0x20, ds: 0x30, fs: 0x40, gs: 0x50, gdtr: 0x60, ldtr: 0x70, idtr: 0x80, tr: 0x90 } as const;
+export const OFF = {
   efer: 0xd0,
   cr4: 0x148,
   cr0: 0x158,

@@ -62,6 +62,8 @@ export interface LifecycleOptions {
   readonly onMonitor?: (qmp: QmpClient) => Promise<void> | void;
   /** QEMU's seccomp sandbox and the user it drops to after start-up (`-sandbox`, `-runas`). */
   readonly qemuOptions?: QemuArgvOptions;
+  /** Daemon `refuse-debug-policy`: refuse a policy that allows debugging (else warn). */
+  readonly refuseDebugPolicy?: boolean;
   /**
    * Run QEMU detached (own process group, not killed with the supervisor), its stderr appended to
    * `stderrFile`: the daemon, whose guests outlive its restarts.

@@ -21,6 +21,7 @@ import { prepareVmRunDir } from '../process/run-dir.js';
 import { QmpClient } from '../qmp/client.js';
 import { cont, queryStatus } from '../qmp/commands.js';
 import { adoptPersisted, endGone, inspectAdopted, leaveUnreachable, type ReattachPlan } from './attach.js';
+import { checkDebugPolicy } from './debug-policy.js';
 import { explainFailure, phaseOf } from './failure.js';
 import { AttestationHold, holdRefusal, OwnerActions } from './hold.js';
 import { GuestWatch } from './watch.js';
@@ -363,6 +364,8 @@ export class VmLifecycle {
   /** preflight → run dir → argv → spawn paused → QMP negotiated. MUST be the first step. */
   async #launch(): Promise<void> {
     const { spec } = this.#o;
+    const debugWarning = checkDebugPolicy(spec, this.#o.refuseDebugPolicy === true);
+    if (debugWarning !== null) this.#log.warn({ event: 'debug-policy' }, debugWarning);
     this.#preflight = await this.#deps.preflight(spec);
     this.#abort.signal.throwIfAborted();
     const paths = this.#o.paths ?? (await prepareVmRunDir(this.#o.runDir, this.vm));

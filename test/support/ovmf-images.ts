@@ -60,3 +60,38 @@ export function debianLikeEntries(o: { reset?: number; hashes?: [number, number]
     { guid: SNP_META, data: u32s(0x52c) },
   ];
 }
+
+/** SNP metadata section types, written out here (edk2 / QEMU pc.h numbering). */
+export const SECTION = { SEC_MEM: 1, SECRETS: 2, CPUID: 3, SVSM_CAA: 4, KERNEL_HASHES: 0x10 } as const;
+
+/**
+ * An image whose table has an SEV info block, a hashes area and SNP metadata: the `ASEV` header
+ * (signature, length, version, count) and one {gpa, size, type} per section, placed `metaBack`
+ * bytes before the end of the image (an offset inside the table-free part, as edk2 puts it).
+ */
+export function buildSnpImage(o: {
+  sections: readonly (readonly [number, number, number])[];
+  size?: number;
+  reset?: number;
+  hashes?: [number, number];
+  version?: number;
+  signature?: string;
+  metaBack?: number;
+}): Buffer {
+  const back = o.metaBack ?? 0x1000;
+  const image = buildImage(
+    [
+      { guid: SEV_INFO, data: u32s(o.reset ?? 0x80b004) },
+      { guid: HASHES, data: u32s(...(o.hashes ?? [0, 0])) },
+      { guid: SNP_META, data: u32s(back) },
+    ],
+    { size: o.size ?? 64 * 1024 },
+  );
+  const header = Buffer.concat([
+    Buffer.from(o.signature ?? 'ASEV', 'latin1'),
+    u32s(16 + 12 * o.sections.length, o.version ?? 1, o.sections.length),
+    ...o.sections.map(([gpa, size, type]) => u32s(gpa, size, type)),
+  ]);
+  if (back <= image.length) header.copy(image, image.length - back); // else: an offset pointing outside
+  return image;
+}

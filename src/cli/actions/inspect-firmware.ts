@@ -9,6 +9,10 @@ import {
   hex,
   type Area,
 } from '../../sev/ovmf-table.js';
+import { readSnpFirmware } from '../../attestation/snp-inputs.js';
+import { snpFirmwareProblems } from '../../sev/snp-firmware-checks.js';
+import { firmwareSizeProblem, snpFirmwareDigest } from '../../sev/snp-launch-digest.js';
+import { snpSectionLabel, type SnpMetadata } from '../../sev/snp-metadata.js';
 import { printJson } from '../output.js';
 import type { InspectFirmwareCliOptions } from '../commands/inspect-firmware.js';
 
@@ -18,8 +22,17 @@ export interface Verdict {
   readonly message: string;
 }
 
+export interface SnpFirmwareReport {
+  readonly metadata: SnpMetadata;
+  /** The launch digest after the firmware pages (`measure --mode snp:ovmf-hash`), hex; null when QEMU refuses the size. */
+  readonly firmwareDigest: string | null;
+  /** Why an SNP guest must not boot from it (no kernel / measured direct boot); empty: fine. */
+  readonly problems: { readonly withoutKernel: readonly string[]; readonly withKernelHashes: readonly string[] };
+}
+
 export interface FirmwareReport extends FirmwareInfo {
   readonly verdicts: { readonly kernelHashes: Verdict; readonly secret: Verdict; readonly sevEs: Verdict };
+  readonly snp?: SnpFirmwareReport;
 }
 
 export function buildFirmwareReport(info: FirmwareInfo): FirmwareReport {
@@ -60,12 +73,40 @@ export function formatFirmwareReport(r: FirmwareReport): string {
   lines.push(`kernel-hashes area:   ${area(table.hashesArea)} — ${r.verdicts.kernelHashes.message}`);
   lines.push(`launch-secret area:   ${area(table.secretArea)} — ${r.verdicts.secret.message}`);
   lines.push(`SEV-SNP metadata:     ${table.snpMetadata ? 'present' : 'absent'}`);
+  if (r.snp !== undefined) lines.push(...formatSnp(r.snp));
   return `${lines.join('\n')}\n`;
+}
+
+function formatSnp(snp: SnpFirmwareReport): string[] {
+  const md = snp.metadata;
+  const lines: string[] = [];
+  if (md.status === 'found') {
+    lines.push(`  version ${md.version}, ${md.sections.length} ${md.sections.length === 1 ? 'section' : 'sections'} (in measuring order):`);
+    for (const s of md.sections) lines.push(`    ${snpSectionLabel(s.type).padEnd(14)} gpa=${hex(s.gpa)} size=${hex(s.size)}`);
+  } else if (md.status === 'invalid') {
+    lines.push(`  unusable: ${md.reason}`);
+  }
+  lines.push(`SNP firmware digest:  ${snp.firmwareDigest ?? 'none (size not accepted as -bios)'} (measure --snp-ovmf-hash)`);
+  const verdict = (problems: readonly string[]): string => (problems.length === 0 ? 'usable' : `refused: ${problems.join('; ')}`);
+  lines.push(`SEV-SNP, no kernel:   ${verdict(snp.problems.withoutKernel)}`);
+  lines.push(`SEV-SNP, kernel-hashes=1 with a kernel: ${verdict(snp.problems.withKernelHashes)}`);
+  return lines;
 }
 
 /** @throws SUP_ERR_FIRMWARE_READ, SUP_ERR_FIRMWARE_TABLE_INVALID (via inspectFirmwareFile). */
 export async function runInspectFirmware(file: string, opts: InspectFirmwareCliOptions): Promise<void> {
-  const report = buildFirmwareReport(await inspectFirmwareFile(file));
+  const info = await inspectFirmwareFile(file);
+  // The SNP part needs the whole image (its metadata and the page chain): read it once more.
+  const fw = await readSnpFirmware(file);
+  const snp: SnpFirmwareReport = {
+    metadata: fw.metadata,
+    firmwareDigest: firmwareSizeProblem(fw.size) === null ? snpFirmwareDigest(fw.bytes).toString('hex') : null,
+    problems: {
+      withoutKernel: snpFirmwareProblems(fw, { kernel: false, kernelHashes: false }),
+      withKernelHashes: snpFirmwareProblems(fw, { kernel: true, kernelHashes: true }),
+    },
+  };
+  const report = { ...buildFirmwareReport(info), snp };
   if (opts.json === true) printJson(report);
   else process.stdout.write(formatFirmwareReport(report));
 }

@@ -114,6 +114,11 @@ export function digestReport(d: ExpectedDigest, cpuSource: string | null): Recor
  * @throws SUP_ERR_USAGE for missing or contradictory options; the errors of computeExpectedDigest.
  */
 export async function runMeasure(o: MeasureCliOptions): Promise<void> {
+  if (o.mode === 'snp' || o.mode === 'snp:ovmf-hash') {
+    const { runMeasureSnp } = await import('./measure-snp.js');
+    await runMeasureSnp(o, resolveLaunchOptions(o));
+    return;
+  }
   const mode = o.mode === 'sev-es' ? 'seves' : o.mode;
   const r = resolveLaunchOptions(o);
   const { owner } = r;

@@ -8,7 +8,7 @@ import { startControlServer } from '../../api/server.js';
 import { loadVmConfig } from '../../config/vm-config.js';
 import { SupervisorError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { SIM_FAULTS, selectPlatform, type SimFault, type SimOptions } from '../../platform/select.js';
+import { DEFAULT_QEMU, SIM_FAULTS, selectPlatform, type SimFault, type SimOptions } from '../../platform/select.js';
 import { lockDirs } from '../../process/dir-lock.js';
 import { prepareVmRunDir } from '../../process/run-dir.js';
 import { superviseGuest } from '../../guest/supervised.js';
@@ -41,9 +41,12 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     pino.destination({ dest: 2, sync: true }),
   );
 
+  // A VM's own `qemu:` key names its QEMU on real hardware; the simulator runs the given one.
+  const qemu = sim ? opts.qemu : (spec.qemu ?? opts.qemu);
+  if (!sim && spec.sev?.type === 'snp') await (await import('../../host/qemu-version.js')).requireQemuForSnp(qemu ?? DEFAULT_QEMU);
   const { platform, binary, binaryArgs, caps } = await selectPlatform({
     platform: opts.platform,
-    ...(opts.qemu === undefined ? {} : { qemu: opts.qemu }),
+    ...(qemu === undefined ? {} : { qemu }),
     ...(opts.hostCaps === undefined ? {} : { hostCaps: opts.hostCaps }),
     ...(sim ? { sim: simOptions(opts) } : {}),
     logger,

@@ -4,6 +4,7 @@
 import { loadVmConfig } from '../../config/vm-config.js';
 import type { HostCaps } from '../../host/host-caps.js';
 import { DEFAULT_QEMU_BINARY } from '../../host/qemu-probe.js';
+import { requireQemuForSnp } from '../../host/qemu-version.js';
 import { resolveHostCaps } from '../../host/resolve.js';
 import { SIMULATED_HOST_CAPS } from '../../host/simulated.js';
 import { vmRunPaths } from '../../process/run-dir.js';
@@ -21,7 +22,9 @@ export function formatCommandLine(binary: string, groups: readonly ArgGroup[]): 
 
 export async function runShowcmd(ref: string, opts: ShowcmdCliOptions): Promise<void> {
   const spec = await loadVmConfig(ref, opts.vmDir === undefined ? {} : { vmDir: opts.vmDir });
-  const binary = opts.qemu ?? DEFAULT_QEMU_BINARY;
+  // The VM's own `qemu:` key wins over --qemu (with the simulated platform the simulator runs QEMU).
+  const binary = (opts.platform === 'sim' ? undefined : spec.qemu) ?? opts.qemu ?? DEFAULT_QEMU_BINARY;
+  if (spec.sev?.type === 'snp' && opts.platform !== 'sim') await requireQemuForSnp(binary);
   const caps: HostCaps =
     opts.platform === 'sim'
       ? SIMULATED_HOST_CAPS

@@ -12,55 +12,21 @@ import {
   verifyLaunch,
   type ReportedLaunch,
 } from '../../attestation/verify.js';
-import { ERRORS, isSupervisorError, SupervisorError, type ErrorCode } from '../../errors.js';
+import { SupervisorError } from '../../errors.js';
 import { describePolicy } from '../../sev/policy.js';
 import type { MeasurementRecord } from '../../vm/record.js';
 import type { VerifyCliOptions } from '../commands/verify.js';
-import { printJson } from '../output.js';
 import { digestReport, resolveLaunchOptions } from './measure.js';
+import { runVerifyWith, verifyExitCode, type VerifyReport } from './verify-output.js';
+
+export { runVerifyWith, verifyExitCode, type VerifyReport };
 
 /** States in which QEMU has a measurement (launch-secret with -S, running after cont). */
 const MEASURED_STATES: readonly string[] = ['launch-secret', 'running'];
 
-/** Codes whose meaning is "the owner's launch inputs cannot describe a launch QEMU would do". */
-const BAD_CONFIG_CODES: readonly ErrorCode[] = [
-  'SUP_ERR_FIRMWARE_READ',
-  'SUP_ERR_FIRMWARE_TABLE_INVALID',
-  'SUP_ERR_FIRMWARE_NO_HASHES_AREA',
-  'SUP_ERR_FIRMWARE_NO_SEV_INFO',
-  'SUP_ERR_KERNEL_READ',
-  'SUP_ERR_CONFIG_BAD_VALUE',
-];
-
-/** libvirt's exit code for an error `verify` can meet, or null for anything else (a bug). */
-export function verifyExitCode(code: ErrorCode): number | null {
-  if (code.startsWith('SUP_ERR_VERIFY_')) return ERRORS[code].exit;
-  if (code === 'SUP_ERR_USAGE') return ERRORS.SUP_ERR_VERIFY_UNSUPPORTED.exit;
-  if (BAD_CONFIG_CODES.includes(code)) return ERRORS.SUP_ERR_VERIFY_CONFIG.exit;
-  return null;
-}
-
 /** Runs the check and sets process.exitCode; rethrows only unexpected errors (exit 70). */
 export async function runVerify(o: VerifyCliOptions): Promise<void> {
-  try {
-    const report = await verify(o);
-    if (o.json === true) printJson(report.json);
-    else if (o.quiet !== true) printHuman(report);
-    process.exitCode = report.exitCode;
-  } catch (error: unknown) {
-    const exit = isSupervisorError(error) ? verifyExitCode(error.code) : null;
-    if (!isSupervisorError(error) || exit === null) throw error;
-    if (o.quiet !== true) process.stderr.write(`sevsup: ${error.message} [${error.code}]\n`);
-    if (o.json === true) printJson({ valid: false, exitCode: exit, error: { code: error.code, message: error.message } });
-    process.exitCode = exit;
-  }
-}
-
-interface VerifyReport {
-  readonly exitCode: number;
-  readonly lines: readonly string[];
-  readonly problems: readonly string[];
-  readonly json: Record<string, unknown>;
+  await runVerifyWith(o, () => verify(o), verifyExitCode);
 }
 
 async function verify(o: VerifyCliOptions): Promise<VerifyReport> {
@@ -186,9 +152,4 @@ function reportedLaunch(o: VerifyCliOptions, record: MeasurementRecord | null): 
     throw new SupervisorError('SUP_ERR_INTERNAL', 'checkUsage let incomplete host values through');
   }
   return { measurement: o.measurement, apiMajor: o.apiMajor, apiMinor: o.apiMinor, buildId: o.buildId, policy: o.policy };
-}
-
-function printHuman(r: VerifyReport): void {
-  if (r.lines.length > 0) process.stdout.write(`${r.lines.join('\n')}\n`);
-  if (r.problems.length > 0) process.stderr.write(`${r.problems.join('\n')}\n`);
 }

@@ -2,10 +2,12 @@
 // Must not: import command implementations (each register() lazily imports its action).
 import type { Command } from 'commander';
 import { registerAttest } from './attest.js';
+import { registerCerts } from './certs.js';
 import { registerDaemon } from './daemon.js';
 import { registerDemo } from './demo.js';
 import { registerList, registerMeasurement, registerMigrate, registerSnapshot, registerStart, registerStatus, registerStop } from './guests.js';
 import { registerHost } from './host.js';
+import { registerIdBlock } from './id-block.js';
 import { registerInspectFirmware } from './inspect-firmware.js';
 import { registerMeasure } from './measure.js';
 import { registerQmp } from './qmp.js';
@@ -32,7 +34,9 @@ export const COMMANDS: readonly RegisterCommand[] = [
   registerInspectFirmware,
   registerHost,
   registerMeasure,
+  registerIdBlock,
   registerVerify,
+  registerCerts,
   registerSecret,
   registerDemo,
 ];

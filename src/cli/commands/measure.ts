@@ -27,7 +27,12 @@ export interface LaunchInputCliOptions {
 }
 
 export interface MeasureCliOptions extends LaunchInputCliOptions {
-  readonly mode: 'sev' | 'seves' | 'sev-es';
+  readonly mode: 'sev' | 'seves' | 'sev-es' | 'snp' | 'snp:ovmf-hash';
+  /** SNP: the VMSA SEV_FEATURES word (default 0x1). */
+  readonly guestFeatures: bigint;
+  readonly vmmType: 'QEMU' | 'ec2' | 'gce';
+  /** SNP: the firmware part of the chain, precomputed (96 hex digits). */
+  readonly snpOvmfHash?: string;
   readonly outputFormat: 'hex' | 'base64';
   readonly json?: boolean;
 }
@@ -72,10 +77,10 @@ export function addLaunchInputOptions(cmd: Command): Command {
     .option('--initrd <file>', 'the -initrd image (needs --kernel)')
     .option('--cmdline <text>', 'the -append kernel command line, exactly as given (needs --kernel); alias --append')
     .addOption(hidden('--append <text>'))
-    .addOption(new Option('--vcpus <n>', 'SEV-ES: number of vCPUs (-smp); alias --num-cpus').argParser(uintArg(MAX_VCPUS_ARG)))
+    .addOption(new Option('--vcpus <n>', 'SEV-ES and SNP: number of vCPUs (-smp); alias --num-cpus').argParser(uintArg(MAX_VCPUS_ARG)))
     .addOption(hidden('--num-cpus <n>', uintArg(MAX_VCPUS_ARG)))
-    .option('--vcpu-type <name>', 'SEV-ES: QEMU CPU model (EPYC, EPYC-Rome, EPYC-Milan, EPYC-Genoa, EPYC-Turin, their -vN)')
-    .addOption(new Option('--vcpu-sig <n>', 'SEV-ES: vCPU signature (CPUID 1 EAX)').argParser(uintArg(U32)))
+    .option('--vcpu-type <name>', 'SEV-ES and SNP: QEMU CPU model (EPYC, EPYC-Rome, EPYC-Milan, EPYC-Genoa, EPYC-Turin, their -vN)')
+    .addOption(new Option('--vcpu-sig <n>', 'SEV-ES and SNP: vCPU signature (CPUID 1 EAX)').argParser(uintArg(U32)))
     .addOption(new Option('--vcpu-family <n>', 'SEV-ES: vCPU family (with --vcpu-model, --vcpu-stepping); alias --cpu-family').argParser(uintArg(0x10e)))
     .addOption(new Option('--vcpu-model <n>', 'SEV-ES: vCPU model; alias --cpu-model').argParser(uintArg(U8)))
     .addOption(new Option('--vcpu-stepping <n>', 'SEV-ES: vCPU stepping; alias --cpu-stepping').argParser(uintArg(0xf)))
@@ -104,14 +109,37 @@ export const SEV_ES_HELP = [
   '  --sev-features N: the VMSA SEV_FEATURES word (default 0); some host kernels set DebugSwap (0x20).',
 ].join('\n');
 
+/** Help text for `--mode snp`. */
+export const SNP_HELP = [
+  'SEV-SNP (--mode snp): the SHA-384 PAGE_INFO chain the secure processor builds, which reports carry as',
+  'MEASUREMENT: every firmware page (-bios, ending at 4 GiB), the firmware\'s SNP metadata sections in table',
+  'order (the kernel-hashes table in the KERNEL_HASHES section with --kernel), then one VMSA per vCPU.',
+  'Options are sev-snp-measure\'s: --vcpus, --vcpu-type (or --vcpu-sig, --vcpu-family/-model/-stepping),',
+  '--guest-features, --vmm-type QEMU|ec2|gce, --snp-ovmf-hash, --mode snp:ovmf-hash, --output-format.',
+  '  --guest-features N (default 0x1): SEV_FEATURES in every VMSA. 0x1 (SNPActive) is what QEMU 10 + KVM',
+  '                    give a stock guest (KVM_SEV_INIT2 with vmsa_features 0). 0x21 adds DebugSwap, which',
+  '                    host kernels 6.6 to 6.9 enabled by default; use it only if your host kernel does that.',
+  '  --mode snp:ovmf-hash prints the firmware part alone; --snp-ovmf-hash HEX starts the chain from it.',
+  'Refused, because QEMU would never launch them (sev-snp-measure still prints a digest): a firmware without',
+  'SNP metadata or SEV info block, a size that is not a multiple of 64 KiB, --kernel without a KERNEL_HASHES',
+  'section or usable hashes area, a table crossing its page, 0 vCPUs, guest features without bit 0.',
+].join('\n');
+
 export function registerMeasure(program: Command): void {
   const cmd = program
     .command('measure')
     .description('compute the expected SEV / SEV-ES launch digest (GCTX.LD) from your own firmware, kernel, initrd and cmdline')
-    .addOption(new Option('--mode <mode>', 'guest type: sev or seves (alias sev-es)').choices(['sev', 'seves', 'sev-es']).makeOptionMandatory());
+    .addOption(
+      new Option('--mode <mode>', 'guest type: sev, seves (alias sev-es), snp, or snp:ovmf-hash (the firmware part only)')
+        .choices(['sev', 'seves', 'sev-es', 'snp', 'snp:ovmf-hash'])
+        .makeOptionMandatory(),
+    );
   addLaunchInputOptions(cmd)
     .addOption(new Option('--output-format <format>', 'how to print the digest').choices(['hex', 'base64']).default('hex'))
     .option('--json', 'print the digest with every input\'s sha256, the kernel-hashes table and the VMSA variant as JSON')
+    .addOption(new Option('--guest-features <n>', 'SNP: the VMSA SEV_FEATURES word (see below)').argParser(u64Arg).default(1n, '0x1'))
+    .addOption(new Option('--vmm-type <type>', 'SNP: whose VMM launches the guest (case-sensitive)').choices(['QEMU', 'ec2', 'gce']).default('QEMU'))
+    .option('--snp-ovmf-hash <hex>', 'SNP: the firmware part of the digest, precomputed with --mode snp:ovmf-hash')
     .addHelpText(
       'after',
       [
@@ -127,7 +155,9 @@ export function registerMeasure(program: Command): void {
         '',
         SEV_ES_HELP,
         '',
-        'Exit codes: 0 printed; 2 usage error; 3 unreadable file or unusable firmware.',
+        SNP_HELP,
+        '',
+        'Exit codes: 0 printed; 2 usage error (and inputs QEMU would refuse); 3 unreadable file or unusable firmware.',
       ].join('\n'),
     )
     .action(async (opts: MeasureCliOptions) => {

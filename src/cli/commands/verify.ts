@@ -1,10 +1,11 @@
 // `sevsup verify`: the guest owner's offline check of a launch measurement against their own
 // inputs, with libvirt's virt-qemu-sev-validate's trust model and exit codes. Must not: import the
 // implementation eagerly (cli/actions/verify.ts is loaded on use) or anything beyond commander.
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { addLaunchInputOptions, collect, SEV_ES_HELP, uintArg, type LaunchInputCliOptions } from './measure.js';
+import { addSnpReportOptions, majorMinorArg, SNP_TRUST_MODEL, type SnpVerifyCliOptions } from './verify-snp.js';
 
-export interface VerifyCliOptions extends LaunchInputCliOptions {
+export interface VerifyCliOptions extends LaunchInputCliOptions, SnpVerifyCliOptions {
   readonly record?: string;
   readonly measurement?: string;
   readonly apiMajor?: number;
@@ -22,15 +23,6 @@ export interface VerifyCliOptions extends LaunchInputCliOptions {
   readonly quiet?: boolean;
 }
 
-/** `MAJOR.MINOR`, each 0..255. */
-function minApiArg(value: string): { major: number; minor: number } {
-  const m = /^(\d{1,3})\.(\d{1,3})$/.exec(value);
-  const major = Number(m?.[1] ?? Number.NaN);
-  const minor = Number(m?.[2] ?? Number.NaN);
-  if (!(major <= 0xff && minor <= 0xff)) throw new InvalidArgumentError('expected MAJOR.MINOR (each 0 to 255), e.g. 0.24');
-  return { major, minor };
-}
-
 export const VERIFY_TRUST_MODEL = [
   'Trust model (libvirt\'s virt-qemu-sev-validate\'s): only the measurement, the policy, the SEV API',
   'version and the build id may come from the host; the HMAC under your TIK binds them. The firmware,',
@@ -43,7 +35,7 @@ export function registerVerify(program: Command): void {
   const u8 = uintArg(0xff);
   const cmd = program
     .command('verify')
-    .description("check a guest's launch measurement offline against your own firmware, kernel, initrd, cmdline and TIK")
+    .description("check a guest's launch measurement (SEV, SEV-ES) or attestation report (SNP, --report) offline against your own inputs")
     .option('--record <file>', 'a sevsup measurement record (sevsup.measurement/v1) for the host-reported values')
     .option('--measurement <base64>', 'the measurement query-sev-launch-measure returned (48 bytes, base64)')
     .addOption(new Option('--api-major <n>', 'SEV API major version (query-sev)').argParser(u8))
@@ -56,8 +48,9 @@ export function registerVerify(program: Command): void {
   addLaunchInputOptions(cmd)
     .option('--use-record-inputs', "INSECURE: take missing launch inputs from the record (the host's word)")
     .addOption(new Option('--expected-policy <n>', 'also require this exact policy').argParser(uintArg(0xffffffff)))
-    .addOption(new Option('--min-api <major.minor>', 'also require at least this SEV API version').argParser(minApiArg))
-    .addOption(new Option('--allowed-build-id <n>', 'also require one of these build ids (repeatable)').argParser(collect(u8)))
+    .addOption(new Option('--min-api <major.minor>', 'also require at least this SEV API version').argParser(majorMinorArg('0.24')))
+    .addOption(new Option('--allowed-build-id <n>', 'also require one of these build ids (repeatable)').argParser(collect(u8)));
+  addSnpReportOptions(cmd)
     .option('--json', 'print the result as JSON')
     .option('-q, --quiet', 'print nothing; only the exit code tells')
     .addHelpText(
@@ -78,9 +71,21 @@ export function registerVerify(program: Command): void {
         '2 unsupported usage (missing or bad options, bad measurement); 3 insecure usage (an input would',
         'come from the host); 4 bad configuration (unreadable input, a firmware QEMU would refuse, bad',
         'record); 5 bad state (the record was not captured in launch-secret or running).',
+        '',
+        'SNP: --report REPORT.bin verifies an SEV-SNP attestation report offline (versions 2, 3, 5): its',
+        'structure, the ECDSA P-384 signature, the certificate chain to a pinned ARK, the certificate\'s',
+        'TCB, hwID and product against the report, and your expectations. Same exit codes; 4 also for a',
+        'missing or unreadable certificate or report.',
+        '',
+        SNP_TRUST_MODEL,
       ].join('\n'),
     )
     .action(async (opts: VerifyCliOptions) => {
+      if (opts.report !== undefined) {
+        const { runVerifySnp } = await import('../actions/verify-snp.js');
+        await runVerifySnp(opts);
+        return;
+      }
       const { runVerify } = await import('../actions/verify.js');
       await runVerify(opts);
     });

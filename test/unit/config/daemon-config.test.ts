@@ -37,6 +37,7 @@ describe('parseDaemonConfig', () => {
       'default-firmware: /usr/share/ovmf/OVMF.amdsev.fd',
       'hold-timeout: 120',
       'on-shutdown: shutdown',
+      'refuse-debug-policy: 1',
       'metrics-listen: 127.0.0.1:9464',
     ].join('\n');
     const settings = parseDaemonConfig(text, FILE);
@@ -57,6 +58,7 @@ describe('parseDaemonConfig', () => {
       defaultFirmware: '/usr/share/ovmf/OVMF.amdsev.fd',
       holdTimeout: 120,
       onShutdown: 'shutdown',
+      refuseDebugPolicy: true,
       metricsListen: '127.0.0.1:9464',
     });
   });

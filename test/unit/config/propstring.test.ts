@@ -14,7 +14,7 @@ import { catchSupervisorError } from '../../support/catch-error.js';
 
 const WHERE = { file: '/vms/a.conf', line: 7, key: 'amd_sev' } as const;
 const LOC = '/vms/a.conf:7: amd_sev: ';
-const SEV_ALLOWED = 'type (default), nodbg (or no-debug), noks (or no-key-sharing), kernel-hashes, cbitpos, reduced-phys-bits';
+const SEV_ALLOWED = 'type (default), nodbg (or no-debug), noks (or no-key-sharing), kernel-hashes, cbitpos, reduced-phys-bits, allow-smt, single-socket, cxl-allow, aes-256-xts, rapl-dis, ciphertext-hiding, page-swap-disable, abi, host-data, host-data-file, id-block, id-auth, author-key, vcek, guest-visible-workarounds';
 const BOOL_ALLOWED = '1, 0, yes, no, on, off, true, false';
 
 const sev = (text: string): PropertyValues<typeof SEV_SCHEMA> => parsePropertyString(text, SEV_SCHEMA, WHERE);
@@ -68,8 +68,8 @@ describe('parsePropertyString (SEV schema)', () => {
     ['es,type=std', 'SUP_ERR_PROPERTY_DUPLICATE', "property 'type' is given twice ('es' and 'type=std'); give it once", 'type'],
     ['std,es', 'SUP_ERR_PROPERTY_DUPLICATE', "property 'type' is given twice ('std' and 'es'); give it once", 'type'],
     // bad values
-    ['type=sev', 'SUP_ERR_PROPERTY_BAD_VALUE', "property 'type' has invalid value 'sev'; allowed: std, es", 'type'],
-    ['STD', 'SUP_ERR_PROPERTY_BAD_VALUE', "property 'type' has invalid value 'STD'; allowed: std, es", 'type'],
+    ['type=sev', 'SUP_ERR_PROPERTY_BAD_VALUE', "property 'type' has invalid value 'sev'; allowed: std, es, snp", 'type'],
+    ['STD', 'SUP_ERR_PROPERTY_BAD_VALUE', "property 'type' has invalid value 'STD'; allowed: std, es, snp", 'type'],
     ['std,nodbg=2', 'SUP_ERR_PROPERTY_BAD_VALUE', `property 'nodbg' has invalid value '2'; allowed: ${BOOL_ALLOWED}`, 'nodbg'],
     ['std,no-debug=y', 'SUP_ERR_PROPERTY_BAD_VALUE', `property 'nodbg' has invalid value 'y'; allowed: ${BOOL_ALLOWED}`, 'nodbg'],
     ['std,kernel-hashes=1 # seed', 'SUP_ERR_PROPERTY_BAD_VALUE',
@@ -82,13 +82,11 @@ describe('parsePropertyString (SEV schema)', () => {
     ['std,reduced-phys-bits=-1', 'SUP_ERR_PROPERTY_BAD_VALUE',
       "property 'reduced-phys-bits' has invalid value '-1'; allowed: an integer from 1 to 63", 'reduced-phys-bits'],
     // recognised, refused
-    ['snp', 'SUP_ERR_CONFIG_UNSUPPORTED', "property 'type': value 'snp' (AMD SEV-SNP) is not supported yet; allowed: std, es", 'type'],
-    ['type=snp,nodbg=1', 'SUP_ERR_CONFIG_UNSUPPORTED', "property 'type': value 'snp' (AMD SEV-SNP) is not supported yet; allowed: std, es", 'type'],
-    ['es,allow-smt=0', 'SUP_ERR_CONFIG_UNSUPPORTED',
-      "property 'allow-smt' is not supported: it applies only to AMD SEV-SNP, which sevsup does not support yet; remove it", 'allow-smt'],
+    ['snp,migrate-ma=1', 'SUP_ERR_CONFIG_UNSUPPORTED', "property 'migrate-ma' is not supported: an SNP migration agent (policy bit 18) would let the guest be migrated; sevsup never migrates an encrypted guest, as it always sets SEV\'s NOSEND; remove it", 'migrate-ma'],
+    ['snp,migration-agent=0', 'SUP_ERR_CONFIG_UNSUPPORTED', "property 'migration-agent' is not supported: an SNP migration agent (policy bit 18) would let the guest be migrated; sevsup never migrates an encrypted guest, as it always sets SEV\'s NOSEND; remove it", 'migrate-ma'],
     // required
-    ['nodbg=1', 'SUP_ERR_CONFIG_MISSING_KEY', "missing property 'type' (allowed: std, es)", 'type'],
-    [',', 'SUP_ERR_CONFIG_MISSING_KEY', "missing property 'type' (allowed: std, es)", 'type'],
+    ['nodbg=1', 'SUP_ERR_CONFIG_MISSING_KEY', "missing property 'type' (allowed: std, es, snp)", 'type'],
+    [',', 'SUP_ERR_CONFIG_MISSING_KEY', "missing property 'type' (allowed: std, es, snp)", 'type'],
   ])('refuses %j', (text, code, problem, property) => {
     const details = property === undefined ? { ...WHERE } : { ...WHERE, property };
     expect(catchSupervisorError(() => sev(text))).toEqual({ code, message: `${LOC}${problem}`, details });
@@ -160,7 +158,7 @@ describe('formatPropertyString', () => {
   });
 
   it('refuses an unsupported property and a non-integer', () => {
-    expect(catchSupervisorError(() => formatPropertyString({ type: 'std', 'allow-smt': true }, SEV_SCHEMA)).code).toBe(
+    expect(catchSupervisorError(() => formatPropertyString({ type: 'snp', 'migrate-ma': true }, SEV_SCHEMA)).code).toBe(
       'SUP_ERR_CONFIG_UNSUPPORTED',
     );
     expect(catchSupervisorError(() => formatPropertyString({ type: 'std', cbitpos: 47.5 }, SEV_SCHEMA)).message).toBe(

@@ -5,7 +5,7 @@ import { qmpAllowProblem } from '../../../src/policy/qmp-policy.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { formatVmConfig, parseVmConfig } from '../../../src/config/vm-config.js';
-import type { DiskSpec, NetSpec, SevSpec, VmSpec } from '../../../src/config/vm-spec.js';
+import type { DiskSpec, NetSpec, SevSpec, SnpSpec, VmSpec } from '../../../src/config/vm-spec.js';
 import { isSupervisorError } from '../../../src/errors.js';
 
 const FILE = '/vms/t.conf';
@@ -20,7 +20,9 @@ const KEYS = [
 const VALUES = [
   't', 'other', '512', '0', '-1', '1e3', '99999999999999999999', 'EPYC-v3', 'host,+x', 'ovmf', 'seabios', 'hold', 'none',
   'file', 'yes', 'OFF', 'std', 'es', 'snp', 'type=es,no-debug=1,no-key-sharing=1', 'es,nodbg=1,kernel-hashes=1',
-  'std,reduced-phys-bios=1', 'std,allow-smt=1', 'std,cbitpos=47,reduced-phys-bits=1', 'file=a.raw,format=raw,readonly=1',
+  'std,reduced-phys-bios=1', 'std,allow-smt=1', 'snp,allow-smt=0,no-debug=1', 'type=snp,abi=1.55,single-socket=1',
+  'snp,host-data=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 'snp,id-block=a,id-auth=b,author-key=1', 'snp,vcek=0',
+  'snp,no-key-sharing=1', 'snp,migrate-ma=1', 'snp,abi=256.0', 'es,host-data-file=x', 'std,cbitpos=47,reduced-phys-bits=1', 'file=a.raw,format=raw,readonly=1',
   'x.qcow2', 'x.vmdk', 'user', 'tap,ifname=t0', 'user,mac=52:54:00:00:00:01', 'user,mac=01:00:00:00:00:00',
   'dh-cert=a,session=b', '/abs/path', '../rel', 'a # b', 'a,b,,c', '=', ',', '==,==', '\u0000', '\u2028', '\t', '"\'',
 ];
@@ -53,7 +55,7 @@ const macOctets = fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 6, max
 const mac = macOctets.map((octets) => octets.map((o, i) => (i === 0 ? o & 0xfe : o).toString(16).padStart(2, '0')).join(':'));
 const qmpName = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_.-]{0,15}$/);
 
-const sevArb: fc.Arbitrary<SevSpec> = fc
+const legacySevArb: fc.Arbitrary<SevSpec> = fc
   .record({
     type: fc.constantFrom('std' as const, 'es' as const),
     nodbg: fc.boolean(),
@@ -68,6 +70,51 @@ const sevArb: fc.Arbitrary<SevSpec> = fc
     ...(cbitpos === undefined ? {} : { cbitpos }),
     ...(reducedPhysBits === undefined ? {} : { reducedPhysBits }),
   }));
+
+const bytesB64 = (n: number): fc.Arbitrary<string> =>
+  fc.uint8Array({ minLength: n, maxLength: n }).map((b) => Buffer.from(b).toString('base64'));
+
+const snpArb: fc.Arbitrary<SnpSpec> = fc
+  .record({
+    kernelHashes: fc.boolean(),
+    cbitpos: fc.option(fc.integer({ min: 32, max: 63 }), { nil: undefined }),
+    reducedPhysBits: fc.option(fc.integer({ min: 1, max: 63 }), { nil: undefined }),
+    key: fc.constantFrom('amd_sev' as const, 'amd-sev' as const),
+    flags: fc.array(fc.boolean(), { minLength: 11, maxLength: 11 }),
+    abi: fc.option(fc.record({ major: fc.integer({ min: 0, max: 255 }), minor: fc.integer({ min: 0, max: 255 }) }), { nil: undefined }),
+    hostData: fc.option(
+      fc.oneof(bytesB64(32).map((base64) => ({ kind: 'value' as const, base64 })), absPath.map((path) => ({ kind: 'file' as const, path }))),
+      { nil: undefined },
+    ),
+    id: fc.option(fc.tuple(absPath, absPath), { nil: undefined }),
+    gvw: fc.option(bytesB64(16), { nil: undefined }),
+  })
+  .map((r): SnpSpec => {
+    const [nodbg, allowSmt, singleSocket, cxlAllow, aes256Xts, raplDis, ciphertextHiding, pageSwapDisable, authorKey, vcek] = r.flags as boolean[];
+    return {
+      type: 'snp',
+      key: r.key,
+      kernelHashes: r.kernelHashes,
+      ...(r.cbitpos === undefined ? {} : { cbitpos: r.cbitpos }),
+      ...(r.reducedPhysBits === undefined ? {} : { reducedPhysBits: r.reducedPhysBits }),
+      nodbg: nodbg === true,
+      allowSmt: allowSmt === true,
+      singleSocket: singleSocket === true,
+      cxlAllow: cxlAllow === true,
+      aes256Xts: aes256Xts === true,
+      raplDis: raplDis === true,
+      ciphertextHiding: ciphertextHiding === true,
+      pageSwapDisable: pageSwapDisable === true,
+      ...(r.abi === undefined ? {} : { abi: r.abi }),
+      ...(r.hostData === undefined ? {} : { hostData: r.hostData }),
+      ...(r.id === undefined ? {} : { idBlock: r.id[0], idAuth: r.id[1] }),
+      authorKey: r.id !== undefined && authorKey === true,
+      vcek: vcek === true,
+      ...(r.gvw === undefined ? {} : { guestVisibleWorkarounds: r.gvw }),
+    };
+  });
+
+const sevArb: fc.Arbitrary<SevSpec> = fc.oneof(legacySevArb, snpArb);
 
 const disksArb: fc.Arbitrary<DiskSpec[]> = fc
   .uniqueArray(
@@ -114,6 +161,7 @@ const specArb: fc.Arbitrary<VmSpec> = fc
     autostart: fc.boolean(),
     serial: fc.constantFrom('none' as const, 'file' as const),
     sev: fc.option(sevArb, { nil: undefined }),
+    qemu: fc.option(fc.oneof(absPath, fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,20}$/)), { nil: undefined }),
     qmp: fc.uniqueArray(qmpName, { maxLength: 6 }),
     split: fc.nat(),
   })
@@ -124,6 +172,7 @@ const specArb: fc.Arbitrary<VmSpec> = fc
     const cut = r.qmp.length === 0 ? 0 : r.split % (r.qmp.length + 1);
     const fw = r.firmware;
     return {
+      ...(r.qemu === undefined ? {} : { qemu: r.qemu }),
       name: r.name,
       source: `/vms/${r.name}.conf`,
       memory: r.memory,
@@ -136,7 +185,7 @@ const specArb: fc.Arbitrary<VmSpec> = fc
       ...(r.kernel === undefined || r.cmdline === undefined ? {} : { cmdline: r.cmdline }),
       disks: r.disks,
       nets: r.nets,
-      ...(sev === undefined || r.launch === undefined ? {} : { launch: r.launch }),
+      ...(sev === undefined || sev.type === 'snp' || r.launch === undefined ? {} : { launch: r.launch }),
       attest: hold ? 'hold' : 'none',
       ...(hold && r.holdTimeout !== undefined ? { holdTimeout: r.holdTimeout } : {}),
       autostart: r.autostart,

@@ -13,7 +13,7 @@ const DIR = '/srv/vms';
 const FILE = `${DIR}/web.conf`;
 const KNOWN_KEYS =
   'name, memory, cores, cpu, bios, firmware, kernel, initrd, cmdline, disk0…disk9, net0…net9, launch, attest, ' +
-  'hold-timeout, autostart, serial, qmp-allow, qmp-deny, amd_sev (or amd-sev)';
+  'hold-timeout, autostart, serial, qmp-allow, qmp-deny, qemu, amd_sev (or amd-sev)';
 const BOOL_ALLOWED = '1, 0, yes, no, on, off, true, false';
 
 const DEFAULTS: VmSpec = {
@@ -185,13 +185,11 @@ describe('parseVmConfig: errors', () => {
     ['launch with a bare path', 'amd_sev: std\nlaunch: /a', 'SUP_ERR_PROPERTY_SYNTAX',
       at(2, 'launch', "'/a' has no property name; write NAME=VALUE (allowed: dh-cert, session)"), 2, 'launch'],
     // SEV line
-    ['SEV type snp', 'amd_sev: snp', 'SUP_ERR_CONFIG_UNSUPPORTED',
-      at(1, 'amd_sev', "property 'type': value 'snp' (AMD SEV-SNP) is not supported yet; allowed: std, es"), 1, 'amd_sev'],
-    ['SEV allow-smt', 'amd-sev: type=es,allow-smt=1', 'SUP_ERR_CONFIG_UNSUPPORTED',
-      at(1, 'amd-sev', "property 'allow-smt' is not supported: it applies only to AMD SEV-SNP, which sevsup does not support yet; remove it"), 1, 'amd-sev'],
+    ['SEV-ES with an SNP property', 'amd-sev: type=es,allow-smt=1', 'SUP_ERR_CONFIG_CONFLICT',
+      at(1, 'amd-sev', "property 'allow-smt' applies only to type=snp (AMD SEV-SNP), not type=es; remove it or use type=snp"), 1, 'amd-sev'],
     ["the seed's reduced-phys-bios typo", 'amd_sev: std,cbitpos=47,reduced-phys-bios=1', 'SUP_ERR_PROPERTY_UNKNOWN',
-      at(1, 'amd_sev', "unknown property 'reduced-phys-bios' (did you mean 'reduced-phys-bits'?); allowed: type (default), nodbg (or no-debug), noks (or no-key-sharing), kernel-hashes, cbitpos, reduced-phys-bits"), 1, 'amd_sev'],
-    ['SEV without type', 'amd_sev: nodbg=1', 'SUP_ERR_CONFIG_MISSING_KEY', at(1, 'amd_sev', "missing property 'type' (allowed: std, es)"), 1, 'amd_sev'],
+      at(1, 'amd_sev', "unknown property 'reduced-phys-bios' (did you mean 'reduced-phys-bits'?); allowed: type (default), nodbg (or no-debug), noks (or no-key-sharing), kernel-hashes, cbitpos, reduced-phys-bits, allow-smt, single-socket, cxl-allow, aes-256-xts, rapl-dis, ciphertext-hiding, page-swap-disable, abi, host-data, host-data-file, id-block, id-auth, author-key, vcek, guest-visible-workarounds"), 1, 'amd_sev'],
+    ['SEV without type', 'amd_sev: nodbg=1', 'SUP_ERR_CONFIG_MISSING_KEY', at(1, 'amd_sev', "missing property 'type' (allowed: std, es, snp)"), 1, 'amd_sev'],
     ['SEV nodbg twice under two spellings', 'amd_sev: std,nodbg=1,no-debug=1', 'SUP_ERR_PROPERTY_DUPLICATE',
       at(1, 'amd_sev', "property 'nodbg' is given twice ('nodbg=1' and 'no-debug=1'); give it once"), 1, 'amd_sev'],
     // combinations

@@ -49,6 +49,15 @@ describe('probeHostCaps on fake hosts', () => {
     expect([caps.cbitpos, caps.cbitposSource, caps.reducedPhysBits, caps.reducedPhysBitsSource]).toEqual([51, 'probe:qemu', 1, 'probe:qemu']);
   });
 
+  it('an SNP CPU on a host kernel whose kvm_amd has no sev_snp: the reason names the kernel', async () => {
+    const { caps } = await probe({ cpuid: { eax: 0b11010, ebx: 51 | (1 << 6) }, flags: ['sev', 'sev_es', 'sev_snp'], kvmAmd: { sev: 'Y', sev_es: 'Y' } });
+    expect(caps.sevSnp).toEqual({
+      supported: false,
+      reason: 'not supported, because kvm_amd has no sev_snp parameter (a kernel without SEV-SNP support in KVM; SEV-SNP guests need a host kernel of Linux 6.11 or newer)',
+      source: 'probe:kvm_amd',
+    });
+  });
+
   it('SEV but no SEV-ES: CPUID says so first', async () => {
     const { caps } = await probe({ cpuid: { eax: 0b0010, ebx: 47 | (1 << 6) }, flags: ['sev'], kvmAmd: { sev: 'Y', sev_es: 'N' } });
     expect(caps.sev.supported).toBe(true);

@@ -3,7 +3,7 @@
 // values that cannot reach QEMU unchanged.
 import { readFile, writeFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import type { VmSpec } from '../../../src/config/vm-spec.js';
+import type { LegacySevSpec, VmSpec } from '../../../src/config/vm-spec.js';
 import type { HostCaps } from '../../../src/host/host-caps.js';
 import { parseVmConfig } from '../../../src/config/vm-config.js';
 import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
@@ -213,9 +213,9 @@ function errorOf(fn: () => unknown): { code: ErrorCode; message: string; details
 }
 
 describe('the seed checks, in its order and texts', () => {
-  const sevSpec = (extra: Partial<VmSpec> = {}, sev: Partial<NonNullable<VmSpec['sev']>> = {}): VmSpec => {
+  const sevSpec = (extra: Partial<VmSpec> = {}, sev: Partial<LegacySevSpec> = {}): VmSpec => {
     const base = specFor('vm1', ['amd_sev: type=std', FW]);
-    return { ...base, ...extra, sev: { ...base.sev!, ...sev } };
+    return { ...base, ...extra, sev: { ...(base.sev as LegacySevSpec), ...sev } };
   };
   const noSev = { ...CAPS, sev: { supported: false, reason: 'not supported, because /dev/sev is missing', source: 'probe:/dev/sev' } };
   const noEs = { ...CAPS, sevEs: { supported: false, reason: 'not supported, because kvm_amd sev_es=N', source: 'probe:kvm_amd' } };

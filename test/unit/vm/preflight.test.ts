@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SevSpec, VmSpec } from '../../../src/config/vm-spec.js';
+import type { LegacySevSpec, VmSpec } from '../../../src/config/vm-spec.js';
 import { isSupervisorError, type ErrorCode } from '../../../src/errors.js';
 import { preflight } from '../../../src/vm/preflight.js';
 import {
@@ -70,7 +70,7 @@ function spec(overrides: Partial<VmSpec> = {}): VmSpec {
   };
 }
 
-const sev = (overrides: Partial<SevSpec>): SevSpec => ({
+const sev = (overrides: Partial<LegacySevSpec>): LegacySevSpec => ({
   type: 'std',
   nodbg: false,
   noks: false,

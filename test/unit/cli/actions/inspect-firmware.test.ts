@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildImage, debianLikeEntries } from '../../../support/ovmf-images.js';
+import { snpFirmwareDigest } from '../../../../src/sev/snp-launch-digest.js';
+import { buildImage, buildSnpImage, debianLikeEntries } from '../../../support/ovmf-images.js';
 import { runCliCaptured } from '../../../support/run-cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sevsup-inspect-'));
@@ -47,5 +48,23 @@ describe('sevsup inspect-firmware', () => {
     const invalid = await cli('inspect-firmware', bad);
     expect(invalid.code).toBe(3);
     expect(invalid.err).toBe('sevsup: OVMF table has invalid size -17 [SUP_ERR_FIRMWARE_TABLE_INVALID]\n');
+  });
+
+  it('shows the SNP sections, the firmware digest part and the SNP verdicts (text and --json)', async () => {
+    const path = join(dir, 'snp.fd');
+    const image = buildSnpImage({ sections: [[0x800000, 0x2000, 1], [0x802000, 0x1000, 2], [0x803000, 0x1000, 3], [0x804000, 0x1000, 0x10], [0x805000, 0x1000, 4]], hashes: [0x804c00, 0x400] });
+    writeFileSync(path, image);
+    const text = await cli('inspect-firmware', path);
+    expect(text.code).toBe(0);
+    expect(text.out).toContain('  version 1, 5 sections (in measuring order):\n    SEC_MEM        gpa=0x800000 size=0x2000\n');
+    expect(text.out).toContain('    KERNEL_HASHES  gpa=0x804000 size=0x1000\n    SVSM_CAA       gpa=0x805000 size=0x1000\n');
+    expect(text.out).toContain(`SNP firmware digest:  ${snpFirmwareDigest(image).toString('hex')} (measure --snp-ovmf-hash)`);
+    expect(text.out).toContain('SEV-SNP, no kernel:   usable\nSEV-SNP, kernel-hashes=1 with a kernel: usable\n');
+    const json = JSON.parse((await cli('inspect-firmware', path, '--json')).out) as { snp: Record<string, unknown> };
+    expect(json.snp).toMatchObject({
+      metadata: { status: 'found', version: 1 },
+      firmwareDigest: snpFirmwareDigest(image).toString('hex'),
+      problems: { withoutKernel: [], withKernelHashes: [] },
+    });
   });
 });

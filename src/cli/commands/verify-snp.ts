@@ -1,0 +1,128 @@
+// The SNP half of `sevsup verify`: `--report REPORT.bin` and the options that state the owner's
+// expectations of an SNP attestation report, with their argument parsers and the trust-model text.
+// Must not: import the implementation (cli/actions/verify-snp.ts is loaded on use) or anything
+// beyond commander.
+import { InvalidArgumentError, Option, type Command } from 'commander';
+
+export interface SnpVerifyCliOptions {
+  readonly report?: string;
+  readonly referenceValues?: string;
+  readonly certs?: string;
+  readonly ark?: string;
+  readonly cache?: string;
+  readonly product?: 'Milan' | 'Genoa' | 'Turin';
+  readonly expectedMeasurement?: Buffer;
+  readonly hostData?: Buffer;
+  readonly reportData?: Buffer;
+  readonly idKeyDigest?: Buffer;
+  readonly authorKeyDigest?: Buffer;
+  readonly expectedPolicy?: number;
+  readonly allowDebug?: boolean;
+  readonly allowMigrationAgent?: boolean;
+  readonly smt?: 'allowed' | 'forbidden';
+  readonly minAbi?: { readonly major: number; readonly minor: number };
+  readonly minTcb?: Readonly<Partial<Record<'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode', number>>>;
+  readonly minGuestSvn?: number;
+  readonly vmpl?: number;
+  readonly json?: boolean;
+  readonly quiet?: boolean;
+}
+
+/** Exactly `n` bytes as hex (or base64 when `base64` is allowed, as QEMU's host-data takes it). */
+export function bytesArg(n: number, o: { pad?: boolean; base64?: boolean } = {}): (value: string) => Buffer {
+  return (value: string): Buffer => {
+    const text = value.trim().replace(/^0x/i, '');
+    let bytes: Buffer | null = null;
+    if (/^(?:[0-9a-f]{2})+$/i.test(text)) bytes = Buffer.from(text, 'hex');
+    else if (o.base64 === true && /^[A-Za-z0-9+/]+={0,2}$/.test(text) && text.length % 4 === 0) bytes = Buffer.from(text, 'base64');
+    const shape = `${n} bytes as hex${o.base64 === true ? ' or base64' : ''}${o.pad === true ? ' (shorter is zero-padded)' : ''}`;
+    if (bytes === null) throw new InvalidArgumentError(`expected ${shape}`);
+    if (bytes.length === n) return bytes;
+    if (o.pad === true && bytes.length < n) return Buffer.concat([bytes, Buffer.alloc(n - bytes.length)]);
+    throw new InvalidArgumentError(`expected ${shape}, got ${bytes.length} bytes`);
+  };
+}
+
+const TCB_NAMES: Readonly<Record<string, 'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode'>> = {
+  fmc: 'fmc',
+  bl: 'bootloader',
+  bootloader: 'bootloader',
+  tee: 'tee',
+  snp: 'snp',
+  ucode: 'microcode',
+  microcode: 'microcode',
+};
+
+/** `bl=3,tee=0,snp=8,ucode=115[,fmc=1]`: any subset, each 0..255. */
+export function tcbArg(value: string): NonNullable<SnpVerifyCliOptions['minTcb']> {
+  const out: Partial<Record<'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode', number>> = {};
+  for (const part of value.split(',')) {
+    const m = /^([a-z]+)=(\d{1,3})$/.exec(part.trim());
+    const name = m?.[1] === undefined ? undefined : TCB_NAMES[m[1]];
+    const n = Number(m?.[2]);
+    if (name === undefined || !(n <= 0xff) || out[name] !== undefined) {
+      throw new InvalidArgumentError('expected SPLs like bl=3,tee=0,snp=8,ucode=115 (Turin also fmc=N), each 0 to 255, each once');
+    }
+    out[name] = n;
+  }
+  return out;
+}
+
+export function productArg(value: string): 'Milan' | 'Genoa' | 'Turin' {
+  const v = value.charAt(0).toUpperCase() + value.slice(1).toLowerCase();
+  if (v !== 'Milan' && v !== 'Genoa' && v !== 'Turin') throw new InvalidArgumentError('expected Milan, Genoa or Turin');
+  return v;
+}
+
+/** `MAJOR.MINOR`, each 0..255 (SEV's --min-api, SNP's --min-abi). */
+export function majorMinorArg(example: string): (value: string) => { major: number; minor: number } {
+  return (value: string) => {
+    const m = /^(\d{1,3})\.(\d{1,3})$/.exec(value);
+    const major = Number(m?.[1] ?? Number.NaN);
+    const minor = Number(m?.[2] ?? Number.NaN);
+    if (!(major <= 0xff && minor <= 0xff)) throw new InvalidArgumentError(`expected MAJOR.MINOR (each 0 to 255), e.g. ${example}`);
+    return { major, minor };
+  };
+}
+
+function smallUint(max: number): (v: string) => number {
+  return (v: string): number => {
+    const n = /^\d+$/.test(v) ? Number(v) : Number.NaN;
+    if (!(n <= max)) throw new InvalidArgumentError(`expected an integer from 0 to ${max}`);
+    return n;
+  };
+}
+
+export const SNP_TRUST_MODEL = [
+  'Trust model for --report (SNP): the only root of trust is a pinned ARK: AMD\'s (Milan, Genoa and',
+  'Turin built in) or yours (--ark). An ARK that comes with the evidence is used only if it is the',
+  'pinned one; the ASK/ASVK and the VCEK/VLEK come from --certs or the certificate cache and are',
+  'believed only because the pinned ARK\'s signatures chain to them. The report is believed only after',
+  'its signature verifies under that VCEK/VLEK and the certificate\'s TCB, hwID and product match it.',
+  'What the report must say comes from you, never from the host: --expected-measurement, --host-data,',
+  '--report-data (your fresh nonce), key digests, policy limits, minimum TCB, guest SVN and VMPL. With',
+  'none of them given, only the evidence is checked, and the result says so.',
+].join('\n');
+
+/** The SNP options on `verify` (only --report selects SNP verification). */
+export function addSnpReportOptions(cmd: Command): Command {
+  return cmd
+    .option('--report <file>', 'SNP: verify this attestation report (0x4a0 bytes, as the guest\'s /dev/sev-guest or snpguest writes it)')
+    .option('--reference-values <file>', 'SNP: expectations from a sevsup.snp-reference-values/v1 file (options given too override it)')
+    .option('--certs <dir>', 'SNP: certificates as snpguest writes them: ark.pem, ask.pem or asvk.pem, vcek.pem or vlek.pem (.der too)')
+    .option('--ark <file>', 'SNP: pin this ARK instead of AMD\'s built-in ones')
+    .option('--cache <dir>', 'SNP: the certificate cache to read (default /var/cache/sevsup/snp-certs)')
+    .addOption(new Option('--product <name>', 'SNP: Milan, Genoa or Turin (default: from the chain and the report)').argParser(productArg))
+    .addOption(new Option('--expected-measurement <hex>', 'SNP: the launch digest the report must carry (48 bytes)').argParser(bytesArg(48)))
+    .addOption(new Option('--host-data <hex|base64>', 'SNP: the host data the report must carry (32 bytes)').argParser(bytesArg(32, { base64: true })))
+    .addOption(new Option('--report-data <hex>', 'SNP: your nonce, as the guest put it in report data (64 bytes)').argParser(bytesArg(64, { pad: true })))
+    .addOption(new Option('--id-key-digest <hex>', 'SNP: SHA-384 of your ID key (48 bytes)').argParser(bytesArg(48)))
+    .addOption(new Option('--author-key-digest <hex>', 'SNP: SHA-384 of your author key (48 bytes)').argParser(bytesArg(48)))
+    .option('--allow-debug', 'SNP: accept a policy that allows debugging (refused by default)')
+    .option('--allow-migration-agent', 'SNP: accept a policy that allows a migration agent (refused by default)')
+    .addOption(new Option('--smt <allowed|forbidden>', 'SNP: require the policy to allow or forbid SMT').choices(['allowed', 'forbidden']))
+    .addOption(new Option('--min-abi <major.minor>', 'SNP: require at least this minimum ABI in the policy').argParser(majorMinorArg('1.51')))
+    .addOption(new Option('--min-tcb <spls>', 'SNP: minimum reported TCB per component, e.g. bl=3,tee=0,snp=8,ucode=115').argParser(tcbArg))
+    .addOption(new Option('--min-guest-svn <n>', 'SNP: minimum guest SVN').argParser(smallUint(0xffffffff)))
+    .addOption(new Option('--vmpl <n>', 'SNP: the VMPL the report must have been requested at').argParser(smallUint(3)));
+}
