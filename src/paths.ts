@@ -16,3 +16,5 @@ export const DEFAULT_STATE_DIR = '/var/lib/sevsup';
 export const DEFAULT_DAEMON_SOCKET = '/run/sevsup/sevsup.sock';
 /** The host-capabilities probe cache. */
 export const DEFAULT_CACHE_FILE = '/var/cache/sevsup/host-caps.json';
+/** The SEV-SNP certificate cache (VCEK, VLEK, ASK/ARK chains from AMD's KDS). */
+export const DEFAULT_SNP_CERT_CACHE = '/var/cache/sevsup/snp-certs';
