@@ -7,19 +7,12 @@ import { hex } from '../../sev/ovmf-table.js';
 import { snpFirmwareDigest } from '../../sev/snp-launch-digest.js';
 import { snpSectionLabel } from '../../sev/snp-metadata.js';
 import { cpuSignature } from '../../sev/vmsa.js';
-import type { MeasureCliOptions } from '../commands/measure.js';
+import type { MeasureCliOptions, SnpDigestCliOptions } from '../commands/measure.js';
 import { printJson } from '../output.js';
 import type { ResolvedLaunchOptions } from './measure.js';
 
 function usage(message: string): never {
   throw new SupervisorError('SUP_ERR_USAGE', message);
-}
-
-/** The SNP options `measure` and `id-block` share. */
-export interface SnpDigestCliOptions {
-  readonly guestFeatures: bigint;
-  readonly vmmType: 'QEMU' | 'ec2' | 'gce';
-  readonly snpOvmfHash?: string;
 }
 
 /**

@@ -26,13 +26,17 @@ export interface LaunchInputCliOptions {
   readonly sevFeatures: bigint;
 }
 
-export interface MeasureCliOptions extends LaunchInputCliOptions {
-  readonly mode: 'sev' | 'seves' | 'sev-es' | 'snp' | 'snp:ovmf-hash';
+/** The SNP digest options `measure`, `id-block` and `verify --report` share (sev-snp-measure's). */
+export interface SnpDigestCliOptions {
   /** SNP: the VMSA SEV_FEATURES word (default 0x1). */
   readonly guestFeatures: bigint;
   readonly vmmType: 'QEMU' | 'ec2' | 'gce';
   /** SNP: the firmware part of the chain, precomputed (96 hex digits). */
   readonly snpOvmfHash?: string;
+}
+
+export interface MeasureCliOptions extends LaunchInputCliOptions, SnpDigestCliOptions {
+  readonly mode: 'sev' | 'seves' | 'sev-es' | 'snp' | 'snp:ovmf-hash';
   readonly outputFormat: 'hex' | 'base64';
   readonly json?: boolean;
 }
@@ -95,6 +99,14 @@ export function addLaunchInputOptions(cmd: Command): Command {
     .addOption(new Option('--sev-features <n>', 'SEV-ES: the VMSA SEV_FEATURES word the host kernel set').argParser(u64Arg).default(0n, '0'));
 }
 
+/** --guest-features, --vmm-type and --snp-ovmf-hash, with sev-snp-measure's defaults. */
+export function addSnpDigestOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--guest-features <n>', 'SNP: the VMSA SEV_FEATURES word (default 0x1; see `sevsup measure --help`)').argParser(u64Arg).default(1n, '0x1'))
+    .addOption(new Option('--vmm-type <type>', 'SNP: whose VMM launches the guest (case-sensitive)').choices(['QEMU', 'ec2', 'gce']).default('QEMU'))
+    .option('--snp-ovmf-hash <hex>', 'SNP: the firmware part of the digest, precomputed with `sevsup measure --mode snp:ovmf-hash`');
+}
+
 /** Help text shared by measure and verify: what the SEV-ES options mean and why they fail. */
 export const SEV_ES_HELP = [
   'SEV-ES: one 4 KiB VMSA page per vCPU is measured after the firmware (vCPU 0 at the reset vector,',
@@ -134,12 +146,9 @@ export function registerMeasure(program: Command): void {
         .choices(['sev', 'seves', 'sev-es', 'snp', 'snp:ovmf-hash'])
         .makeOptionMandatory(),
     );
-  addLaunchInputOptions(cmd)
+  addSnpDigestOptions(addLaunchInputOptions(cmd))
     .addOption(new Option('--output-format <format>', 'how to print the digest').choices(['hex', 'base64']).default('hex'))
     .option('--json', 'print the digest with every input\'s sha256, the kernel-hashes table and the VMSA variant as JSON')
-    .addOption(new Option('--guest-features <n>', 'SNP: the VMSA SEV_FEATURES word (see below)').argParser(u64Arg).default(1n, '0x1'))
-    .addOption(new Option('--vmm-type <type>', 'SNP: whose VMM launches the guest (case-sensitive)').choices(['QEMU', 'ec2', 'gce']).default('QEMU'))
-    .option('--snp-ovmf-hash <hex>', 'SNP: the firmware part of the digest, precomputed with --mode snp:ovmf-hash')
     .addHelpText(
       'after',
       [
