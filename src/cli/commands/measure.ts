@@ -3,6 +3,7 @@
 // that `verify` and `secret build` share. Must not: import the implementation eagerly
 // (cli/actions/measure.ts is loaded on use) or anything beyond commander.
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { bytesArg, tcbArg, type SnpVerifyCliOptions } from './verify-snp.js';
 
 /** Launch-input options as commander hands them over (aliases still separate). */
 export interface LaunchInputCliOptions {
@@ -39,6 +40,30 @@ export interface MeasureCliOptions extends LaunchInputCliOptions, SnpDigestCliOp
   readonly mode: 'sev' | 'seves' | 'sev-es' | 'snp' | 'snp:ovmf-hash';
   readonly outputFormat: 'hex' | 'base64';
   readonly json?: boolean;
+  /** SNP: print the reference values (sevsup.snp-reference-values/v1) instead of the digest. */
+  readonly referenceValues?: boolean;
+  readonly policy?: bigint;
+  readonly hostData?: Buffer;
+  readonly idKeyDigest?: Buffer;
+  readonly authorKeyDigest?: Buffer;
+  readonly minTcb?: SnpVerifyCliOptions['minTcb'];
+  readonly minGuestSvn?: number;
+  readonly vmpl?: number;
+}
+
+/** The reference-values options of `measure`, as [flag, value] for the refusal of misuse. */
+export function referenceValueOptions(o: MeasureCliOptions): [string, unknown][] {
+  return (
+    [
+      ['--policy', o.policy],
+      ['--host-data', o.hostData],
+      ['--id-key-digest', o.idKeyDigest],
+      ['--author-key-digest', o.authorKeyDigest],
+      ['--min-tcb', o.minTcb],
+      ['--min-guest-svn', o.minGuestSvn],
+      ['--vmpl', o.vmpl],
+    ] as [string, unknown][]
+  ).filter(([, v]) => v !== undefined);
 }
 
 /** An unsigned integer argument, decimal or 0x-hex, at most `max`. */
@@ -149,6 +174,14 @@ export function registerMeasure(program: Command): void {
   addSnpDigestOptions(addLaunchInputOptions(cmd))
     .addOption(new Option('--output-format <format>', 'how to print the digest').choices(['hex', 'base64']).default('hex'))
     .option('--json', 'print the digest with every input\'s sha256, the kernel-hashes table and the VMSA variant as JSON')
+    .option('--reference-values', 'SNP: print the reference values (sevsup.snp-reference-values/v1 JSON) a verifier loads')
+    .addOption(new Option('--policy <n>', 'SNP reference values: the guest policy, 64-bit (default 0x30000, QEMU\'s)').argParser(u64Arg))
+    .addOption(new Option('--host-data <hex|base64>', 'SNP reference values: the host data (32 bytes)').argParser(bytesArg(32, { base64: true })))
+    .addOption(new Option('--id-key-digest <hex>', 'SNP reference values: the ID key digest `sevsup id-block` printed (48 bytes)').argParser(bytesArg(48)))
+    .addOption(new Option('--author-key-digest <hex>', 'SNP reference values: the author key digest (48 bytes)').argParser(bytesArg(48)))
+    .addOption(new Option('--min-tcb <spls>', 'SNP reference values: minimum TCB, e.g. bl=3,tee=0,snp=8,ucode=115 (unnamed: 0)').argParser(tcbArg))
+    .addOption(new Option('--min-guest-svn <n>', 'SNP reference values: minimum guest SVN').argParser(uintArg(U32)))
+    .addOption(new Option('--vmpl <n>', 'SNP reference values: the VMPL reports must be requested at').argParser(uintArg(3)))
     .addHelpText(
       'after',
       [
@@ -165,6 +198,10 @@ export function registerMeasure(program: Command): void {
         SEV_ES_HELP,
         '',
         SNP_HELP,
+        '  --reference-values prints what a verifier must expect (docs/snp-attestation.md): the digest, the',
+        '                    policy, and --host-data, --id-key-digest, --author-key-digest, --min-tcb,',
+        '                    --min-guest-svn, --vmpl when given; `sevsup verify --report R --reference-values F`',
+        '                    reads it.',
         '',
         'Exit codes: 0 printed; 2 usage error (and inputs QEMU would refuse); 3 unreadable file or unusable firmware.',
       ].join('\n'),

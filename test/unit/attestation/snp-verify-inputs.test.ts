@@ -97,3 +97,55 @@ describe('sevsup verify --report from the owner\'s inputs', () => {
     expect(r.err).toMatch(/--firmware \(or --ovmf\) is required/);
   });
 });
+
+describe('sevsup measure --mode snp --reference-values → verify --report --reference-values', () => {
+  const rvArgs = ['--policy', '0x30000', '--host-data', '48'.repeat(32), '--id-key-digest', '49'.repeat(48), '--min-tcb', 'bl=7,snp=14', '--vmpl', '0'];
+
+  it('prints the documented JSON for the inputs and options, and a matching report verifies against it', async () => {
+    const m = await runCliCaptured('measure', '--mode', 'snp', ...inputs(kernel), '--reference-values', ...rvArgs);
+    expect(m.code).toBe(0);
+    const rv = JSON.parse(m.out) as Record<string, unknown>;
+    const digest = await expectedDigest();
+    expect(rv).toEqual({
+      schema: 'sevsup.snp-reference-values/v1',
+      measurement: digest.toString('hex'),
+      policy: '0x30000',
+      hostData: '48'.repeat(32),
+      idKeyDigest: '49'.repeat(48),
+      authorKeyDigest: null,
+      minTcb: { bootloader: 7, tee: 0, snp: 14, microcode: 0 },
+      minGuestSvn: null,
+      vmpl: 0,
+      inputs: expect.objectContaining({ cmdline, vcpus: 2, vcpuSignature: '0xa00f11', guestFeatures: '0x1', vmmType: 'QEMU' }) as unknown,
+    });
+    const rvFile = file('reference-values.json', m.out);
+    const genuine = file('rt.bin', signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 }, { measurement: digest }), chain));
+    const ok = await runCliCaptured(...base(genuine), '--reference-values', rvFile);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(/OK: host data is the expected 4848/);
+
+    // Each field changed alone (the report still genuinely signed) is caught and named.
+    const tamper = async (name: string, over: Parameters<typeof fieldsFor>[1]): Promise<string> => {
+      const r = await runCliCaptured(...base(file(`${name}.bin`, signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 }, { measurement: digest, ...over }), chain))), '--reference-values', rvFile, '--json');
+      expect(r.code).toBe(1);
+      const failed = (JSON.parse(r.out) as { checks: { name: string; ok: boolean }[] }).checks.filter((c) => !c.ok).map((c) => c.name);
+      expect(failed).toHaveLength(1);
+      return failed[0] ?? '';
+    };
+    expect(await tamper('t-host', { hostData: Buffer.alloc(32, 0x47) })).toBe('host-data');
+    expect(await tamper('t-meas', { measurement: Buffer.alloc(48, 0x4d) })).toBe('measurement');
+    expect(await tamper('t-idkey', { idKeyDigest: Buffer.alloc(48, 0x50) })).toBe('id-key-digest');
+  });
+
+  it('refuses the reference-value options without --reference-values, outside --mode snp, and a policy sevsup refuses', async () => {
+    const without = await runCliCaptured('measure', '--mode', 'snp', ...inputs(kernel), '--host-data', '48'.repeat(32));
+    expect(without.code).toBe(2);
+    expect(without.err).toMatch(/--host-data goes with --reference-values/);
+    const sev = await runCliCaptured('measure', '--mode', 'sev', '--firmware', fw, '--reference-values');
+    expect(sev.code).toBe(2);
+    expect(sev.err).toMatch(/--reference-values: SNP reference values, only with --mode snp/);
+    const bad = await runCliCaptured('measure', '--mode', 'snp', ...inputs(kernel), '--reference-values', '--policy', '0x10000');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--policy 0x10000: /);
+  });
+});
