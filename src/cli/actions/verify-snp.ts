@@ -18,7 +18,8 @@ import {
   type SnpVerifyOutcome,
 } from '../../attestation/verify-snp.js';
 import { ERRORS, SupervisorError, type ErrorCode } from '../../errors.js';
-import { describeSnpPolicy, productFromCpuid, signingKeyOf, type SnpReport } from '../../sev/snp-report.js';
+import { formatSnpPolicy } from '../../sev/snp-policy.js';
+import { productFromCpuid, signingKeyOf, type SnpReport } from '../../sev/snp-report.js';
 import { describeIoError } from '../../util/io-error.js';
 import type { VerifyCliOptions } from '../commands/verify.js';
 import { resolveLaunchOptions } from './measure.js';
@@ -174,7 +175,7 @@ const EVIDENCE_ONLY =
 function present(out: SnpVerifyOutcome, ctx: { reportPath: string; certFiles: readonly string[]; pinned: readonly PinnedArk[] }): VerifyReport {
   const r = out.report;
   const kind = out.signingKey?.toUpperCase() ?? 'reserved key';
-  const summary = `SNP report v${r.version}, ${out.product ?? 'unknown product'}, ${kind}, policy ${describeSnpPolicy(r.policy).value}, VMPL ${r.vmpl}, measurement ${r.measurement.toString('hex')}`;
+  const summary = `SNP report v${r.version}, ${out.product ?? 'unknown product'}, ${kind}, policy ${formatSnpPolicy(r.policy)}, VMPL ${r.vmpl}, measurement ${r.measurement.toString('hex')}`;
   const warnings = out.evidenceOnly ? [EVIDENCE_ONLY] : [];
   const lines = out.valid ? [`OK: ${summary}`, ...out.checks.map((c) => `OK: ${c.message}`), ...warnings.map((w) => `WARNING: ${w}`)] : [];
   const problems = out.valid
