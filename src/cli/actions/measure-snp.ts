@@ -9,9 +9,10 @@ import { snpSectionLabel } from '../../sev/snp-metadata.js';
 import { cpuSignature } from '../../sev/vmsa.js';
 import { buildSnpReferenceValues, type SnpReferenceValues } from '../../attestation/snp-reference-values.js';
 import { formatSnpPolicy, QEMU_DEFAULT_SNP_POLICY, snpPolicyAllowsDebug, snpPolicyProblems } from '../../sev/snp-policy.js';
-import { referenceValueOptions, type MeasureCliOptions, type SnpDigestCliOptions } from '../commands/measure.js';
+import type { MeasureCliOptions, SnpDigestCliOptions } from '../commands/measure.js';
 import { printJson } from '../output.js';
 import type { ResolvedLaunchOptions } from './measure.js';
+import { referenceValueOptions } from './measure-rv-options.js';
 
 function usage(message: string): never {
   throw new SupervisorError('SUP_ERR_USAGE', message);

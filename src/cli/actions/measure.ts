@@ -7,7 +7,8 @@ import type { OwnerLaunchInputs } from '../../attestation/verify.js';
 import { SupervisorError } from '../../errors.js';
 import { decodeCpuSignature, requireCpuModel, type CpuSignatureParts } from '../../sev/cpu-models.js';
 import { hex } from '../../sev/ovmf-table.js';
-import { referenceValueOptions, type LaunchInputCliOptions, type MeasureCliOptions } from '../commands/measure.js';
+import type { LaunchInputCliOptions, MeasureCliOptions } from '../commands/measure.js';
+import { referenceValueOptions } from './measure-rv-options.js';
 import { printJson } from '../output.js';
 
 export interface ResolvedLaunchOptions {

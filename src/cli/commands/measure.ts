@@ -51,21 +51,6 @@ export interface MeasureCliOptions extends LaunchInputCliOptions, SnpDigestCliOp
   readonly vmpl?: number;
 }
 
-/** The reference-values options of `measure`, as [flag, value] for the refusal of misuse. */
-export function referenceValueOptions(o: MeasureCliOptions): [string, unknown][] {
-  return (
-    [
-      ['--policy', o.policy],
-      ['--host-data', o.hostData],
-      ['--id-key-digest', o.idKeyDigest],
-      ['--author-key-digest', o.authorKeyDigest],
-      ['--min-tcb', o.minTcb],
-      ['--min-guest-svn', o.minGuestSvn],
-      ['--vmpl', o.vmpl],
-    ] as [string, unknown][]
-  ).filter(([, v]) => v !== undefined);
-}
-
 /** An unsigned integer argument, decimal or 0x-hex, at most `max`. */
 export function uintArg(max: number): (value: string) => number {
   return (value: string): number => {

@@ -149,3 +149,11 @@ describe('sevsup measure --mode snp --reference-values → verify --report --ref
     expect(bad.err).toMatch(/--policy 0x10000: /);
   });
 });
+
+describe('SNP digest options on an SEV verify', () => {
+  it('are refused, not ignored (exit 2)', async () => {
+    const r = await runCliCaptured('verify', '--firmware', fw, '--snp-ovmf-hash', '00'.repeat(48), '--guest-features', '0x21');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--snp-ovmf-hash, --guest-features: for SNP attestation reports \(--report\), not SEV measurements/);
+  });
+});
