@@ -7,6 +7,7 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { SupervisorError, isErrorCode } from '../errors.js';
+import { DEFAULT_DAEMON_SOCKET } from '../paths.js';
 
 /** `sevsup run`'s per-VM control socket: `<run-dir>/<vm>/control.sock`. */
 export function controlSocketPath(runDir: string, vm: string): string {
@@ -14,7 +15,6 @@ export function controlSocketPath(runDir: string, vm: string): string {
 }
 
 /** The daemon's control socket unless `--socket` or SEVSUP_SOCKET says otherwise. */
-export const DEFAULT_DAEMON_SOCKET = '/run/sevsup/sevsup.sock';
 
 /** `--socket`, else $SEVSUP_SOCKET, else the daemon's default socket. */
 export function daemonSocketPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {

@@ -20,8 +20,6 @@ import { SNP_PRODUCTS, type SnpProduct } from '../sev/snp-report.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { describeIoError, errnoOf } from '../util/io-error.js';
 
-export const DEFAULT_SNP_CERT_CACHE = '/var/cache/sevsup/snp-certs';
-
 export interface VcekKey {
   readonly product: SnpProduct;
   readonly chipId: Buffer;

@@ -12,8 +12,8 @@ import { didYouMean } from './suggest.js';
 import { DAEMON_KEYS, type DaemonKey } from './daemon-keys.js';
 import { HOLD_TIMEOUT_SECONDS } from './vm-keys.js';
 import { BOOLEAN_ALLOWED, parseBooleanWord } from './propstring.js';
+import { DEFAULT_DAEMON_CONFIG_FILE, DEFAULT_VM_DIR, DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, DEFAULT_DAEMON_SOCKET } from '../paths.js';
 
-export const DEFAULT_DAEMON_CONFIG_FILE = '/etc/sevsup/sevsup.conf';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -53,10 +53,10 @@ export interface DaemonConfig {
 }
 
 export const DAEMON_DEFAULTS: DaemonConfig = {
-  vmDir: '/etc/sevsup/vms',
-  runDir: '/run/sevsup',
-  stateDir: '/var/lib/sevsup',
-  socket: '/run/sevsup/sevsup.sock',
+  vmDir: DEFAULT_VM_DIR,
+  runDir: DEFAULT_RUN_DIR,
+  stateDir: DEFAULT_STATE_DIR,
+  socket: DEFAULT_DAEMON_SOCKET,
   socketGroup: null,
   qemu: null,
   qemuSandbox: false,

@@ -49,10 +49,10 @@ import {
   VM_CONFIG_SUFFIX,
   type Ctx,
 } from './vm-values.js';
+import { DEFAULT_VM_DIR } from '../paths.js';
 
 export { VM_CONFIG_SUFFIX } from './vm-values.js';
 
-export const DEFAULT_VM_DIR = '/etc/sevsup/vms';
 
 /** A VM config is a few dozen lines; a megabyte is a wrong file, not a config. */
 export const MAX_VM_CONFIG_BYTES = 1024 * 1024;

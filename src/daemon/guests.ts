@@ -28,9 +28,10 @@ import type { HostCaps } from '../host/host-caps.js';
 import type { Logger } from '../log.js';
 import { findQemuByCmdline } from '../process/adopt.js';
 import { prepareVmRunDir, vmRunPaths, type VmPaths } from '../process/run-dir.js';
-import { startQmpProxy, type QmpProxy } from '../proxy/proxy-server.js';
-import type { QmpClient } from '../qmp/client.js';
-import { VmLifecycle, type LifecycleEventRecord, type LifecycleOptions } from '../vm/lifecycle.js';
+import { superviseGuest, type SupervisedGuest } from '../guest/supervised.js';
+import type { VmLifecycle } from '../vm/lifecycle.js';
+import type { LifecycleOptions } from '../vm/lifecycle-options.js';
+import type { LifecycleEventRecord } from '../vm/types.js';
 import type { MeasurementRecord, RecordPlatform } from '../vm/record.js';
 import { listRecords, readRecordFile, recordsDir } from '../vm/record-store.js';
 import { VM_STATE_SCHEMA, vmStateFilePath, type PersistedVmState } from '../vm/state-file.js';
@@ -84,7 +85,8 @@ class Guest {
   /** Its config file was removed: forget the guest once it has stopped. */
   removed = false;
   lifecycle: VmLifecycle | null = null;
-  proxy: QmpProxy | null = null;
+  /** The current supervision (lifecycle and proxy), once one was made. */
+  supervised: SupervisedGuest | null = null;
   /** Offline work or a launch being prepared; nothing else may start meanwhile. */
   busy: 'starting' | 'snapshot' | 'migrate' | null = null;
   /**
@@ -385,13 +387,13 @@ export class GuestRegistry {
         } else {
           if (lifecycle.state === 'attaching' || lifecycle.state === 'resuming') await settled(lifecycle);
           if (ONLINE.includes(lifecycle.state)) {
-            await guest.proxy?.close();
+            await guest.supervised?.closeProxy();
             await lifecycle.detach();
           } else if (!isTerminal(lifecycle.state)) {
             await lifecycle.stop('daemon shutdown during its launch (it never ran)');
           }
         }
-        await guest.proxy?.close();
+        await guest.supervised?.closeProxy();
       }),
     );
   }
@@ -509,10 +511,10 @@ export class GuestRegistry {
     });
   }
 
-  /** A lifecycle for `guest`, wired to the proxy, the event stream and the metrics. */
+  /** A supervised lifecycle for `guest` (superviseGuest), wired to the event stream and the metrics. */
   #lifecycle(guest: Guest, spec: VmSpec, paths: VmPaths): VmLifecycle {
     const { platform, binary, binaryArgs, caps, runDir, stateDir } = this.#o;
-    const lifecycle: VmLifecycle = new VmLifecycle({
+    const supervised = superviseGuest({
       spec,
       caps,
       platform,
@@ -527,9 +529,13 @@ export class GuestRegistry {
       ...this.#o.lifecycle,
       detached: { stderrFile: join(paths.dir, QEMU_LOG_FILE) },
       stateFile: vmStateFilePath(paths.dir),
-      onMonitor: (qmp) => this.#startProxy(guest, lifecycle, qmp, paths),
+      ...(this.#o.gid === undefined ? {} : { proxyGid: this.#o.gid }),
+      onRefusal: (reason) => this.#o.metrics?.refusedQmp(reason),
+      replaces: guest.supervised,
     });
+    const { lifecycle } = supervised;
     guest.lifecycle = lifecycle;
+    guest.supervised = supervised;
     let launchReported = false;
     lifecycle.onEvent((event) => {
       this.#publish(event);
@@ -541,7 +547,7 @@ export class GuestRegistry {
       if (event.event === 'failed') this.#o.metrics?.failedCheck(event.code);
     });
     void lifecycle.finished.then(async (outcome) => {
-      await guest.proxy?.close();
+      await supervised.closeProxy();
       // Detached (daemon shutdown, or left alone as unreachable): its QEMU runs on; not forgotten.
       if (outcome.state === 'detached') return;
       if (guest.lifecycle === lifecycle && guest.removed) {
@@ -550,21 +556,6 @@ export class GuestRegistry {
       }
     });
     return lifecycle;
-  }
-
-  /** Everyone but sevsup reaches the guest's monitor through the filtering proxy only. */
-  async #startProxy(guest: Guest, lifecycle: VmLifecycle, qmp: QmpClient, paths: VmPaths): Promise<void> {
-    await guest.proxy?.close();
-    const spec = lifecycle.spec;
-    guest.proxy = await startQmpProxy({
-      socketPath: paths.proxySocket,
-      vm: guest.name,
-      upstream: qmp,
-      context: () => ({ vmState: lifecycle.state, held: lifecycle.resumeLocked, sev: lifecycle.sev, allow: spec.qmpAllow, deny: spec.qmpDeny }),
-      logger: this.#o.logger,
-      ...(this.#o.gid === undefined ? {} : { gid: this.#o.gid }),
-      onRefusal: (reason) => this.#o.metrics?.refusedQmp(reason),
-    });
   }
 
   /** Run offline work on a stopped guest, excluding a start meanwhile. */

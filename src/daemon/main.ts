@@ -9,16 +9,12 @@
 // A crash or SIGKILL leaves every guest running: QEMU is detached and re-attached next time.
 import { mkdir, unlink } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import type { ControlTarget } from '../api/server.js';
 import { startControlServer, type ControlServer } from '../api/server.js';
 import { loadDaemonConfig, type DaemonConfig, type DaemonSettings } from '../config/daemon-config.js';
 import { SupervisorError, isSupervisorError } from '../errors.js';
-import type { HostCaps } from '../host/host-caps.js';
-import { resolveHostCaps } from '../host/resolve.js';
-import { SIMULATED_HOST_CAPS } from '../host/simulated.js';
 import type { Logger } from '../log.js';
-import { simArgs } from '../platform/sim/options.js';
+import { selectPlatform } from '../platform/select.js';
 import { lockDirs } from '../process/dir-lock.js';
 import { socketAnswers } from '../process/run-dir.js';
 import { discoverGuests } from './discover.js';
@@ -30,8 +26,6 @@ import { createNotifier, type Notifier } from './notify.js';
 import { scanVmConfigs } from './vm-configs.js';
 
 /** The simulator executable shipped next to bin/sevsup (dist/daemon/main.js → bin/). */
-const SIM_BINARY = fileURLToPath(new URL('../../bin/sevsup-sim-qemu', import.meta.url));
-const DEFAULT_QEMU = 'qemu-system-x86_64';
 /**
  * READY=1 waits for the autostart guests to be held or running (or failed), but no longer than
  * this: systemd's start timeout (90 s by default) must never kill a daemon over a slow launch.
@@ -67,12 +61,18 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
   const dirLock = await lockDirs([config.runDir, config.stateDir], { mode: 'exclusive', who: 'sevsup daemon' });
   logger.debug({ lockFiles: dirLock.paths }, 'run and state directories locked');
   const gid = config.socketGroup === null ? undefined : await resolveGroup(config.socketGroup);
-  const { binary, binaryArgs, caps } = await platformOf(config, logger);
+  if (sim) logger.warn('SIMULATED SEV platform: nothing is encrypted; for development and tests only');
+  const { platform, binary, binaryArgs, caps } = await selectPlatform({
+    platform: config.platform,
+    ...(config.qemu === null ? {} : { qemu: config.qemu }),
+    ...(config.hostCaps === null ? {} : { hostCaps: config.hostCaps }),
+    logger,
+  });
 
   const registry = new GuestRegistry({
     runDir: config.runDir,
     stateDir: config.stateDir,
-    platform: sim ? 'simulated' : 'hardware',
+    platform,
     binary,
     binaryArgs,
     caps,
@@ -186,22 +186,6 @@ function controlTarget(registry: GuestRegistry, metrics: DaemonMetrics): Control
     subscribe: (listener, vm) => registry.subscribe(listener, vm),
     metrics: () => metrics.render(),
   };
-}
-
-/** QEMU (or the simulator), its leading arguments, and the host caps guests are built for. */
-async function platformOf(config: DaemonConfig, logger: Logger): Promise<{ binary: string; binaryArgs: string[]; caps: HostCaps }> {
-  if (config.platform === 'sim') {
-    logger.warn('SIMULATED SEV platform: nothing is encrypted; for development and tests only');
-    return {
-      binary: SIM_BINARY,
-      binaryArgs: simArgs(config.qemu === null ? {} : { qemu: config.qemu }),
-      caps: config.hostCaps === null ? SIMULATED_HOST_CAPS : await resolveHostCaps({ file: config.hostCaps, logger }),
-    };
-  }
-  const binary = config.qemu ?? DEFAULT_QEMU;
-  // A host without SEV is an answer (guests needing it fail at start with the seed's words), not a crash.
-  const caps = await resolveHostCaps({ ...(config.hostCaps === null ? {} : { file: config.hostCaps }), qemu: binary, logger });
-  return { binary, binaryArgs: [], caps };
 }
 
 /** Unlink the control socket of a daemon that died; refuse while one still answers on it. */

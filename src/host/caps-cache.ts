@@ -11,7 +11,6 @@ import { findExecutable, readQemuVersion } from './qemu-version.js';
 
 export { findExecutable } from './qemu-version.js';
 
-export const DEFAULT_CACHE_FILE = '/var/cache/sevsup/host-caps.json';
 export const CACHE_SCHEMA = 'sevsup.host-caps-cache/v1';
 /** The cache is a few hundred bytes. */
 const MAX_CACHE_BYTES = 64 * 1024;

@@ -6,11 +6,12 @@
 import { join } from 'node:path';
 import { SupervisorError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { computeCacheKey, DEFAULT_CACHE_FILE, readCachedCaps, writeCachedCaps } from './caps-cache.js';
+import { computeCacheKey, readCachedCaps, writeCachedCaps } from './caps-cache.js';
 import { PROXMOX_CAPS_FILE, readCapsFile, SEED_CAPS_FILE } from './caps-file.js';
 import type { FeatureSupport, HostCaps } from './host-caps.js';
 import { probeHostCaps, type ProbeOptions } from './probe.js';
 import { DEFAULT_QEMU_BINARY } from './qemu-probe.js';
+import { DEFAULT_CACHE_FILE } from '../paths.js';
 
 export interface ResolveOptions {
   /** An explicit capabilities file: used alone, and it must exist. */

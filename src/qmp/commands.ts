@@ -252,6 +252,38 @@ export async function sevInjectLaunchSecret(c: QmpExecutor, secret: LaunchSecret
   await expectEmpty(c, 'sev-inject-launch-secret', args);
 }
 
+/** The x86 CPU signature of a vCPU (CPUID 1 EAX), as QEMU puts it in each SEV-ES VMSA (EDX at reset). */
+export interface VcpuSignature {
+  readonly family: number;
+  readonly model: number;
+  readonly stepping: number;
+}
+
+/**
+ * The CPU signature of the first vCPU: its QOM path from `query-cpus-fast`, then the x86 CPU
+ * object's `family`, `model` and `stepping` properties (every vCPU of a guest has the same).
+ * ```
+ * -> {"execute":"query-cpus-fast"}
+ * <- {"return":[{"thread-id":4242,"props":{"core-id":0,"thread-id":0,"node-id":0,"socket-id":0},
+ *                "qom-path":"/machine/unattached/device[0]","cpu-index":0,"target":"x86_64"}]}
+ * -> {"execute":"qom-get","arguments":{"path":"/machine/unattached/device[0]","property":"family"}}
+ * <- {"return":23}
+ * (the same for "model" and "stepping")
+ * ```
+ * @throws SUP_ERR_QMP_PROTOCOL when there is no vCPU or a property is not an unsigned integer.
+ */
+export async function queryCpuSignature(c: QmpExecutor): Promise<VcpuSignature> {
+  const cpus = await c.execute('query-cpus-fast');
+  if (!Array.isArray(cpus) || cpus.length === 0) throw badReply('query-cpus-fast', 'no vCPU');
+  const path = str('query-cpus-fast', reader('query-cpus-fast', cpus[0]), 'qom-path');
+  const prop = async (property: string): Promise<number> => {
+    const value = await c.execute('qom-get', { path, property });
+    if (!isUint(value)) throw badReply('qom-get', `${path} ${property} is not an unsigned integer`);
+    return value;
+  };
+  return { family: await prop('family'), model: await prop('model'), stepping: await prop('stepping') };
+}
+
 /**
  * Resume the guest; for SEV this is LAUNCH_FINISH.
  * ```

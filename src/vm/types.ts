@@ -1,6 +1,10 @@
-// The lifecycle's own types: what an owner asks of a held guest, what that did, and a guest's status.
+// The lifecycle's own types: what an owner asks of a held guest, what that did, a guest's status,
+// the lifecycle's events and how a launch ended.
 // The control API serves these shapes (api/types.ts re-exports them); they belong to vm/, which must
 // not import api/. Pure: types only.
+import type { SupervisorError } from '../errors.js';
+import type { RecordPlatform } from './record.js';
+import type { VmState } from './state.js';
 
 export type AttestRequest =
   | { readonly action: 'approve' }
@@ -43,3 +47,39 @@ export interface VmStatus {
   readonly secretsInjected: number;
   readonly error: { readonly code: string; readonly message: string } | null;
 }
+
+export type LifecycleEvent =
+  | { readonly event: 'starting'; readonly platform: RecordPlatform; readonly sev: boolean }
+  | { readonly event: 'spawned'; readonly pid: number }
+  | { readonly event: 'attached'; readonly pid: number; readonly was: VmState; readonly qemuStatus: string }
+  | {
+      readonly event: 'checked';
+      readonly policy: string;
+      readonly sevType: string;
+      readonly apiMajor: number;
+      readonly apiMinor: number;
+      readonly buildId: number;
+    }
+  | { readonly event: 'measured'; readonly record: string; readonly measurement: string }
+  | { readonly event: 'held'; readonly deadline: string; readonly timeoutSeconds: number; readonly controlSocket: string | null }
+  | { readonly event: 'secret-injected'; readonly gpa: number; readonly headerBytes: number; readonly secretBytes: number }
+  | { readonly event: 'resumed' }
+  | { readonly event: 'running'; readonly pid: number }
+  | { readonly event: 'paused'; readonly reason: string }
+  | { readonly event: 'stopping'; readonly reason: string }
+  | {
+      readonly event: 'stopped';
+      readonly how: string;
+      readonly exitCode: number | null;
+      readonly signal: string | null;
+    }
+  | { readonly event: 'failed'; readonly code: string; readonly message: string };
+
+/** An event as delivered: with the VM and a timestamp. */
+export type LifecycleEventRecord = LifecycleEvent & { readonly vm: string; readonly time: string };
+
+export type LifecycleOutcome =
+  | { readonly state: 'stopped'; readonly how: string; readonly ran: boolean }
+  | { readonly state: 'failed'; readonly error: SupervisorError; readonly ran: boolean }
+  /** detach(): QEMU was left running, unsupervised by this lifecycle. */
+  | { readonly state: 'detached'; readonly ran: boolean };

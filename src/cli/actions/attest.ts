@@ -2,16 +2,16 @@
 // guest's control socket, print the reply. Owns: option checks. Must not: print or log secrets.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { callControl, controlSocketPath, daemonSocketPath, DEFAULT_DAEMON_SOCKET } from '../../api/client.js';
+import { callControl, controlSocketPath, daemonSocketPath } from '../../api/client.js';
 import type { AttestRequest } from '../../api/types.js';
 import { SupervisorError } from '../../errors.js';
 import { decodeStrictBase64 } from '../../sev/measurement.js';
 import type { AttestCliOptions } from '../commands/attest.js';
 import { printJson } from '../output.js';
 import { errnoOf } from '../../util/io-error.js';
+import { DEFAULT_RUN_DIR, DEFAULT_DAEMON_SOCKET } from '../../paths.js';
 
 /** Where `sevsup run` and the daemon keep sockets unless told otherwise. */
-const DEFAULT_RUN_DIR = '/run/sevsup';
 /** A packet header is 52 bytes and the secret at most a few KiB (base64 of the secret area). */
 const MAX_SECRET_FILE_BYTES = 1024 * 1024;
 

@@ -4,11 +4,12 @@
 // decide a report's validity (verify-snp.ts).
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { chainPath, DEFAULT_SNP_CERT_CACHE, listCache, lookupReportCerts, vcekPath, vlekPath, writeCached } from '../../attestation/kds-cache.js';
+import { chainPath, listCache, lookupReportCerts, vcekPath, vlekPath, writeCached } from '../../attestation/kds-cache.js';
 import { checkChain, fetchChain, fetchCrl, fetchVcek, type Fetched, type KdsOptions } from '../../attestation/kds-fetch.js';
 import { loadPinnedArks, readCertDir } from '../../attestation/snp-cert-files.js';
 import { verifySnpChain, type PinnedArk } from '../../attestation/verify-snp.js';
 import { ERRORS, SupervisorError, type ErrorCode } from '../../errors.js';
+import { DEFAULT_SNP_CERT_CACHE } from '../../paths.js';
 import { amdExtensions, CERT_TABLE_GUID, certTcbRaw, encodeCertTable, isAmdPss, issuedBy, loadCert, productOfName, splitPem, type LoadedCert } from '../../sev/snp-certs.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import { parseSnpReport, productFromCpuid, signingKeyOf, tcbLayoutOf, type SnpProduct, type SnpReport } from '../../sev/snp-report.js';

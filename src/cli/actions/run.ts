@@ -2,26 +2,20 @@
 // one foreground guest; print its lifecycle events; stop it on SIGINT/SIGTERM.
 // Owns: option validation and the printing of events. Must not: know the launch order
 // (vm/lifecycle.ts does) or print secrets (events carry none).
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { lifecycleTarget, singleLifecycle } from '../../api/lifecycle-target.js';
 import { startControlServer } from '../../api/server.js';
 import { loadVmConfig } from '../../config/vm-config.js';
 import { SupervisorError } from '../../errors.js';
-import type { HostCaps } from '../../host/host-caps.js';
-import type { ResolveOptions } from '../../host/resolve.js';
-import { SIMULATED_HOST_CAPS } from '../../host/simulated.js';
 import { createLogger } from '../../log.js';
-import { SIM_FAULTS, simArgs, type SimFault, type SimOptions } from '../../platform/sim/options.js';
+import { DEFAULT_QEMU, SIM_FAULTS, selectPlatform, type SimFault, type SimOptions } from '../../platform/select.js';
 import { lockDirs } from '../../process/dir-lock.js';
 import { prepareVmRunDir } from '../../process/run-dir.js';
-import type { QmpProxy } from '../../proxy/proxy-server.js';
-import { VmLifecycle, type LifecycleEventRecord } from '../../vm/lifecycle.js';
-import { DEFAULT_RUN_DIR, type RunCliOptions } from '../commands/run.js';
+import { superviseGuest } from '../../guest/supervised.js';
+import type { LifecycleEventRecord } from '../../vm/types.js';
+import { DEFAULT_RUN_DIR } from '../../paths.js';
+import type { RunCliOptions } from '../commands/run.js';
 
-/** The simulator executable shipped next to bin/sevsup. */
-const SIM_BINARY = fileURLToPath(new URL('../../../bin/sevsup-sim-qemu', import.meta.url));
-const DEFAULT_QEMU = 'qemu-system-x86_64';
 /** Upper bounds that catch unit mix-ups (ms given as seconds) rather than limit anyone. */
 const MAX_HOLD_TIMEOUT_S = 7 * 24 * 3600;
 const MAX_QMP_TIMEOUT_MS = 10 * 60_000;
@@ -47,32 +41,25 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     pino.destination({ dest: 2, sync: true }),
   );
 
-  let binary: string;
-  let binaryArgs: string[] = [];
-  let caps: HostCaps;
-  // Loaded only when needed: probing pulls in QEMU-probe code the simulated platform never uses.
-  const resolveHostCaps = async (o: ResolveOptions): Promise<HostCaps> => (await import('../../host/resolve.js')).resolveHostCaps(o);
-  if (sim) {
-    binary = SIM_BINARY;
-    binaryArgs = simArgs(simOptions(opts));
-    caps = opts.hostCaps === undefined ? SIMULATED_HOST_CAPS : await resolveHostCaps({ file: opts.hostCaps, logger });
-  } else {
-    binary = spec.qemu ?? opts.qemu ?? DEFAULT_QEMU;
-    if (spec.sev?.type === 'snp') await (await import('../../host/qemu-version.js')).requireQemuForSnp(binary);
-    caps = await resolveHostCaps({ ...(opts.hostCaps === undefined ? {} : { file: opts.hostCaps }), qemu: binary, logger });
-  }
+  // A VM's own `qemu:` key names its QEMU on real hardware; the simulator runs the given one.
+  const qemu = sim ? opts.qemu : (spec.qemu ?? opts.qemu);
+  if (!sim && spec.sev?.type === 'snp') await (await import('../../host/qemu-version.js')).requireQemuForSnp(qemu ?? DEFAULT_QEMU);
+  const { platform, binary, binaryArgs, caps } = await selectPlatform({
+    platform: opts.platform,
+    ...(qemu === undefined ? {} : { qemu }),
+    ...(opts.hostCaps === undefined ? {} : { hostCaps: opts.hostCaps }),
+    ...(sim ? { sim: simOptions(opts) } : {}),
+    logger,
+  });
 
   // Never beside a daemon on the same directories (it would re-attach, and fight over, this guest).
   await lockDirs([opts.runDir, opts.stateDir], { mode: 'shared', who: 'sevsup run' });
   // Refuses while another supervisor's sockets for this VM still answer.
   const paths = await prepareVmRunDir(opts.runDir, spec.name);
-  // Loaded while QEMU starts, awaited once its monitor is up (keeps it off the launch's critical path).
-  const proxyModule = import('../../proxy/proxy-server.js');
-  let proxy: QmpProxy | undefined;
-  const lifecycle: VmLifecycle = new VmLifecycle({
+  const { lifecycle, closeProxy } = superviseGuest({
     spec,
     caps,
-    platform: sim ? 'simulated' : 'hardware',
+    platform,
     binary,
     binaryArgs,
     runDir: opts.runDir,
@@ -86,23 +73,6 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     ...(opts.sandbox === true || opts.runas !== undefined
       ? { qemuOptions: { ...(opts.sandbox === true ? { sandbox: true } : {}), ...(opts.runas === undefined ? {} : { runAs: opts.runas }) } }
       : {}),
-    // Everyone but sevsup reaches the guest's monitor only through the filtering proxy.
-    onMonitor: async (qmp) => {
-      const { startQmpProxy } = await proxyModule;
-      proxy = await startQmpProxy({
-        socketPath: paths.proxySocket,
-        vm: spec.name,
-        upstream: qmp,
-        context: () => ({
-          vmState: lifecycle.state,
-          held: lifecycle.resumeLocked,
-          sev: lifecycle.sev,
-          allow: spec.qmpAllow,
-          deny: spec.qmpDeny,
-        }),
-        logger,
-      });
-    },
   });
   const attestHint = opts.runDir === DEFAULT_RUN_DIR ? spec.name : `--run-dir ${opts.runDir} ${spec.name}`;
   lifecycle.onEvent(opts.json === true ? printJsonLine : (e) => printHuman(e, attestHint));
@@ -121,13 +91,13 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await proxy?.close();
+    await closeProxy();
     await server.close();
     logger.flush();
   }
 }
 
-function simOptions(opts: RunCliOptions): SimOptions {
+function simOptions(opts: RunCliOptions): Omit<SimOptions, 'qemu'> {
   const faults = (opts.simFault ?? []).map((name): SimFault => {
     const fault = SIM_FAULTS.find((f) => f === name);
     if (fault === undefined) throw usage(`--sim-fault must be one of ${SIM_FAULTS.join(', ')}; got '${name}'`);
@@ -135,7 +105,6 @@ function simOptions(opts: RunCliOptions): SimOptions {
   });
   const delayMs = integerOption('--sim-delay-ms', opts.simDelayMs, 0, MAX_SIM_DELAY_MS);
   return {
-    ...(opts.qemu === undefined ? {} : { qemu: opts.qemu }),
     ...(opts.simTik === undefined ? {} : { tik: opts.simTik }),
     ...(opts.simTek === undefined ? {} : { tek: opts.simTek }),
     ...(faults.length === 0 ? {} : { faults }),

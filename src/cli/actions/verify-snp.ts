@@ -5,7 +5,8 @@
 // `sevsup verify` (0 valid, 1 not trustworthy, 2 usage, 4 unreadable/missing input), set on process.exitCode.
 // Must not: decide validity (attestation/verify-snp.ts) or fetch certificates.
 import { readFile } from 'node:fs/promises';
-import { DEFAULT_SNP_CERT_CACHE, lookupReportCerts } from '../../attestation/kds-cache.js';
+import { lookupReportCerts } from '../../attestation/kds-cache.js';
+import { DEFAULT_SNP_CERT_CACHE } from '../../paths.js';
 import { loadPinnedArks, readCertDir } from '../../attestation/snp-cert-files.js';
 import { parseSnpReferenceValues, referenceExpectations } from '../../attestation/snp-reference-values.js';
 import {

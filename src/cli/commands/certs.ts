@@ -3,6 +3,7 @@
 // certificate's AMD extensions, verify a chain on its own. Must not: import the implementation
 // eagerly (cli/actions/certs.ts is loaded on use) or anything beyond commander.
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { DEFAULT_SNP_CERT_CACHE } from '../../paths.js';
 import { u64Arg } from './measure.js';
 import { bytesArg, productArg } from './verify-snp.js';
 
@@ -55,7 +56,7 @@ function chipOptions(cmd: Command): Command {
     .addOption(new Option('--product <name>', 'Milan, Genoa or Turin (needed unless the report names it: v3+)').argParser(productArg));
 }
 
-const CACHE_HELP = 'the certificate cache (default /var/cache/sevsup/snp-certs)';
+const CACHE_HELP = `the certificate cache (default ${DEFAULT_SNP_CERT_CACHE})`;
 
 export function registerCerts(program: Command): void {
   const certs = program.command('certs').description('AMD SEV-SNP certificates: fetch (cache first), import, show, verify');

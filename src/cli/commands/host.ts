@@ -1,6 +1,7 @@
 // `sevsup host`: what sevsup knows about this host's SEV support, and where each fact came from.
 // Must not: import the implementation eagerly (cli/actions/host.ts is loaded on use).
 import type { Command } from 'commander';
+import { DEFAULT_CACHE_FILE } from '../../paths.js';
 
 export interface HostCliOptions {
   readonly json?: boolean;
@@ -23,12 +24,12 @@ export function registerHost(program: Command): void {
     .option('--qemu <path>', 'QEMU binary for the probe and its cache key', 'qemu-system-x86_64')
     .option('--no-probe', 'read capability files only: no cache, no live probe')
     .option('--live', 'ignore files and cache: probe now, asking QEMU even when the other checks already say no')
-    .option('--cache <file>', 'probe cache file (default: /var/cache/sevsup/host-caps.json)')
+    .option('--cache <file>', `probe cache file (default: ${DEFAULT_CACHE_FILE})`)
     .addHelpText(
       'after',
       [
         '',
-        'Lookup order: --host-caps FILE; sevsup\'s probe cache (/var/cache/sevsup/host-caps.json, used only',
+        `Lookup order: --host-caps FILE; sevsup's probe cache (${DEFAULT_CACHE_FILE}, used only`,
         'for the same QEMU binary, version and boot); /run/qemu-server/hw-params.json (the seed);',
         '/run/qemu-server/host-hw-capabilities.json (Proxmox); a live probe of CPUID, /proc/cpuinfo,',
         'kvm_amd parameters, /dev/sev and QEMU query-sev-capabilities.',

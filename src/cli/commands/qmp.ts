@@ -1,9 +1,8 @@
 // `sevsup qmp` and `sevsup monitor`: one QMP command, or an interactive line mode, through a
 // guest's filtering proxy socket (<run-dir>/<vm>/qmp.sock). Never QEMU's private monitor.
 import type { Command } from 'commander';
-import { DEFAULT_RUN_DIR } from './run.js';
+import { DEFAULT_RUN_DIR } from '../../paths.js';
 
-export { DEFAULT_RUN_DIR };
 
 export function registerQmp(program: Command): void {
   program

@@ -2,9 +2,8 @@
 // control socket for `sevsup attest`. Declares the options only; cli/actions/run.ts (loaded on
 // use) does the work. Must not: import the lifecycle eagerly.
 import { Option, type Command } from 'commander';
+import { DEFAULT_RUN_DIR, DEFAULT_STATE_DIR } from '../../paths.js';
 
-export const DEFAULT_STATE_DIR = '/var/lib/sevsup';
-export const DEFAULT_RUN_DIR = '/run/sevsup';
 
 export interface RunCliOptions {
   readonly platform: 'hardware' | 'sim';

@@ -1,7 +1,7 @@
 // `sevsup showcmd <vm>`: print the QEMU command line sevsup would run for a VM, without running it.
 // Must not: import the implementation eagerly (cli/actions/showcmd.ts is loaded on use).
 import { Option, type Command } from 'commander';
-import { DEFAULT_RUN_DIR } from './qmp.js';
+import { DEFAULT_RUN_DIR } from '../../paths.js';
 
 export interface ShowcmdCliOptions {
   readonly hostCaps?: string;

@@ -3,6 +3,7 @@
 // Must not: import the implementation (cli/actions/verify-snp.ts is loaded on use) or anything
 // beyond commander.
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { DEFAULT_SNP_CERT_CACHE } from '../../paths.js';
 
 export interface SnpVerifyCliOptions {
   readonly report?: string;
@@ -111,7 +112,7 @@ export function addSnpReportOptions(cmd: Command): Command {
     .option('--reference-values <file>', 'SNP: expectations from a sevsup.snp-reference-values/v1 file (options given too override it)')
     .option('--certs <dir>', 'SNP: certificates as snpguest writes them: ark.pem, ask.pem or asvk.pem, vcek.pem or vlek.pem (.der too)')
     .option('--ark <file>', 'SNP: pin this ARK instead of AMD\'s built-in ones')
-    .option('--cache <dir>', 'SNP: the certificate cache to read (default /var/cache/sevsup/snp-certs)')
+    .option('--cache <dir>', `SNP: the certificate cache to read (default ${DEFAULT_SNP_CERT_CACHE})`)
     .addOption(new Option('--product <name>', 'SNP: Milan, Genoa or Turin (default: from the chain and the report)').argParser(productArg))
     .addOption(new Option('--expected-measurement <hex>', 'SNP: the launch digest the report must carry (48 bytes)').argParser(bytesArg(48)))
     .addOption(new Option('--host-data <hex|base64>', 'SNP: the host data the report must carry (32 bytes)').argParser(bytesArg(32, { base64: true })))

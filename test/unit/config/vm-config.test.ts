@@ -4,9 +4,10 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_VM_DIR, formatVmConfig, loadVmConfig, MAX_VM_CONFIG_BYTES, parseVmConfig } from '../../../src/config/vm-config.js';
+import { formatVmConfig, loadVmConfig, MAX_VM_CONFIG_BYTES, parseVmConfig } from '../../../src/config/vm-config.js';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
 import { catchSupervisorError, catchSupervisorErrorAsync } from '../../support/catch-error.js';
+import { DEFAULT_VM_DIR } from '../../../src/paths.js';
 
 const DIR = '/srv/vms';
 const FILE = `${DIR}/web.conf`;

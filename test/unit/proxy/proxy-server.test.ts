@@ -532,9 +532,13 @@ describe('the socket and the audit trail', () => {
   it('names a client that sends a refused command and exits at once (issue 9 #12)', async () => {
     const r = await rig({ realPeerLookup: true });
     const script = `
-      const s = require('node:net').createConnection(process.argv[1], () => {
+      const s = require('node:net').createConnection(process.argv[1]);
+      s.once('data', () => {
         s.write('{"execute":"qmp_capabilities"}{"execute":"pmemsave","arguments":{"val":0,"size":1,"filename":"/x"}}', () => process.exit(0));
       });`;
+    // The client waits for the greeting, as QMP clients do. (One that closes before the proxy's
+    // greeting is written can make that write fail with EPIPE, and Node then discards what the client
+    // sent unread: those bytes are never parsed, so never forwarded either.)
     const child = spawn(process.execPath, ['-e', script, r.path], { stdio: 'ignore' });
     await new Promise((resolve) => child.once('exit', resolve));
     await until('the audit line', () => r.logs.some((l) => l['msg'] === 'qmp command refused'));

@@ -117,6 +117,25 @@ describe('typed wrappers', () => {
     ]);
   });
 
+  it('queryCpuSignature reads the first vCPU\'s qom-path, then family/model/stepping; a missing vCPU or a non-integer is SUP_ERR_QMP_PROTOCOL', async () => {
+    const path = '/machine/unattached/device[0]';
+    const props: Record<string, unknown> = { family: 23, model: 1, stepping: 2 };
+    const { client, server } = await clientWith({
+      'query-cpus-fast': () => ({ return: [{ 'thread-id': 1, props: { 'core-id': 0 }, 'qom-path': path, 'cpu-index': 0, target: 'x86_64' }] }),
+      'qom-get': (c) => ({ return: props[String(c.arguments?.['property'])] }),
+    });
+    expect(await cmd.queryCpuSignature(client)).toEqual({ family: 23, model: 1, stepping: 2 });
+    expect(server.received.slice(1).map((c) => [c.command, c.arguments])).toEqual([
+      ['query-cpus-fast', undefined],
+      ['qom-get', { path, property: 'family' }],
+      ['qom-get', { path, property: 'model' }],
+      ['qom-get', { path, property: 'stepping' }],
+    ]);
+    props['stepping'] = 'two';
+    expect((await failure(cmd.queryCpuSignature(client)))[0]).toBe('SUP_ERR_QMP_PROTOCOL');
+    expect((await failure(cmd.queryCpuSignature(await returning('query-cpus-fast', []))))[0]).toBe('SUP_ERR_QMP_PROTOCOL');
+  });
+
   it('cont, stop, systemPowerdown, quit expect {} and send the exact names', async () => {
     const ok = (): { return: object } => ({ return: {} });
     const { client, server } = await clientWith({ cont: ok, stop: ok, system_powerdown: ok });

@@ -3,19 +3,22 @@
 // QEMU untouched; attach() restoring held (same deadline, same record, never re-measured, never
 // resumed) and running guests, destroying what cannot be trusted, and reporting a QEMU that is gone.
 import { connect } from 'node:net';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseVmConfig } from '../../../src/config/vm-config.js';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
-import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { isPidAlive, waitForPidExit } from '../../../src/process/pid.js';
-import { DetachedPids, FAKE_QEMU } from '../../support/detached-fakes.js';
+import { DetachedPids } from '../../support/detached-fakes.js';
 import { prepareVmRunDir } from '../../../src/process/run-dir.js';
-import { planReattach, VmLifecycle, type LifecycleEventRecord, type LifecycleOptions } from '../../../src/vm/lifecycle.js';
+import { planReattach } from '../../../src/vm/attach.js';
+import { VmLifecycle } from '../../../src/vm/lifecycle.js';
+import type { LifecycleOptions } from '../../../src/vm/lifecycle-options.js';
+import type { LifecycleEventRecord } from '../../../src/vm/types.js';
 import { readVmState, type PersistedVmState } from '../../../src/vm/state-file.js';
+import { fakeQemuCommands, fakeQemuLaunch } from '../../support/lifecycle-rig.js';
 import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-image.js';
 
 /** A synthetic image shaped like Debian's OVMF.fd (empty hashes and secret areas), written in beforeAll. */
@@ -62,21 +65,13 @@ async function rig(scenario: object = {}, vmSpec: VmSpec = spec()): Promise<Rig>
   const make = (over: Partial<LifecycleOptions> = {}): VmLifecycle => {
     const lifecycle = new VmLifecycle({
       spec: vmSpec,
-      caps: SIMULATED_HOST_CAPS,
-      platform: 'simulated',
-      binary: FAKE_QEMU,
+      ...fakeQemuLaunch(scenario, commandLog),
       runDir: join(dir, 'run'),
       stateDir: join(dir, 'state'),
       paths,
       powerdownTimeoutMs: 1000,
       detached: { stderrFile: join(paths.dir, 'qemu.log') },
       stateFile,
-      deps: {
-        launch: (o) =>
-          import('../../../src/process/launcher.js').then(({ launchQemu }) =>
-            launchQemu({ ...o, env: { FAKE_QEMU_SCENARIO: JSON.stringify(scenario), FAKE_QEMU_LOG: commandLog } }),
-          ),
-      },
       ...over,
     });
     lifecycle.onEvent((e) => {
@@ -91,11 +86,7 @@ async function rig(scenario: object = {}, vmSpec: VmSpec = spec()): Promise<Rig>
     monitor: paths.monitorSocket,
     commandLog,
     make,
-    commands: async () =>
-      (await readFile(commandLog, 'utf8').catch(() => ''))
-        .split('\n')
-        .filter((l) => l !== '')
-        .map((l) => (JSON.parse(l) as { execute: string }).execute),
+    commands: () => fakeQemuCommands(commandLog),
     persisted: async () => {
       const state = await readVmState(stateFile);
       if (state === null) throw new Error(`no state file at ${stateFile}`);

@@ -5,20 +5,20 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
 import { isSupervisorError, type SupervisorError } from '../../../src/errors.js';
-import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { createLogger } from '../../../src/log.js';
 import { isPidAlive } from '../../../src/process/pid.js';
 import { preflight } from '../../../src/vm/preflight.js';
-import { VmLifecycle, type LifecycleEventRecord, type LifecycleOptions } from '../../../src/vm/lifecycle.js';
+import { VmLifecycle } from '../../../src/vm/lifecycle.js';
+import type { LifecycleOptions } from '../../../src/vm/lifecycle-options.js';
+import type { LifecycleEventRecord } from '../../../src/vm/types.js';
+import { fakeQemuCommands, fakeQemuLaunch } from '../../support/lifecycle-rig.js';
 import { readLatestRecord } from '../../support/records.js';
 import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-image.js';
 
-const FAKE_QEMU = fileURLToPath(new URL('../../fixtures/bin/fake-qemu.mjs', import.meta.url));
 /** A synthetic image shaped like Debian's OVMF.fd (empty hashes and secret areas), written in beforeAll. */
 let OVMF: string;
 const SECRET = 'c2VjcmV0LXZhbHVlLXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQ=';
@@ -84,19 +84,11 @@ async function harness(scenario: object, over: Partial<LifecycleOptions> = {}, v
   });
   const lifecycle = new VmLifecycle({
     spec: vmSpec,
-    caps: SIMULATED_HOST_CAPS,
-    platform: 'simulated',
-    binary: FAKE_QEMU,
+    ...fakeQemuLaunch(scenario, commandLog),
     runDir: join(dir, 'run'),
     stateDir,
     powerdownTimeoutMs: 2000,
     logger: createLogger({ level: 'trace' }, sink),
-    deps: {
-      launch: (o) =>
-        import('../../../src/process/launcher.js').then(({ launchQemu }) =>
-          launchQemu({ ...o, env: { FAKE_QEMU_SCENARIO: JSON.stringify(scenario), FAKE_QEMU_LOG: commandLog } }),
-        ),
-    },
     ...over,
   });
   lifecycles.push(lifecycle);
@@ -108,13 +100,7 @@ async function harness(scenario: object, over: Partial<LifecycleOptions> = {}, v
     stateDir,
     commandLog,
     logText: () => logged,
-    commands: async () => {
-      const text = await readFile(commandLog, 'utf8').catch(() => '');
-      return text
-        .split('\n')
-        .filter((l) => l !== '')
-        .map((l) => (JSON.parse(l) as { execute: string }).execute);
-    },
+    commands: () => fakeQemuCommands(commandLog),
   };
 }
 
@@ -359,13 +345,12 @@ describe('VmLifecycle: the attestation hold', () => {
       {
         hold: true,
         deps: {
+          ...fakeQemuLaunch({}, join(root, 'area.jsonl')).deps,
           preflight: async (s) => {
             const p = await preflight(s);
             if (p.firmware === null) throw new Error('no firmware');
             return { ...p, firmware: { ...p.firmware, table: { ...p.firmware.table, secretArea: { base: 0x80b000, size: 0x1000 } } } };
           },
-          launch: (o) =>
-            import('../../../src/process/launcher.js').then(({ launchQemu }) => launchQemu({ ...o, env: { FAKE_QEMU_SCENARIO: '{}', FAKE_QEMU_LOG: join(root, 'area.jsonl') } })),
         },
       },
     );

@@ -1,0 +1,66 @@
+// "A supervised guest": the one way sevsup puts a guest under supervision, for `sevsup run` and
+// the daemon alike. The fail-closed lifecycle (preflight, spawn, checks, record, hold, resume), and
+// in front of QEMU's monitor, once sevsup's own session is up and before any check, the filtering
+// proxy, which decides each command from the lifecycle's state (DecideContext: held, SEV, the VM's
+// qmp-allow / qmp-deny). The caller adds what is its own: the control API target, events, metrics.
+// Owns: that wiring. Must not: know the launch order (vm/lifecycle.ts) or decide a command (proxy/).
+import type { Logger } from '../log.js';
+import type { VmPaths } from '../process/run-dir.js';
+import { buildQemuArgv } from '../qemu/argv.js';
+import type { DecideContext } from '../proxy/decide.js';
+import type { QmpProxy } from '../proxy/proxy-server.js';
+import { VmLifecycle } from '../vm/lifecycle.js';
+import type { LifecycleOptions } from '../vm/lifecycle-options.js';
+
+export interface SupervisedGuestOptions extends Omit<LifecycleOptions, 'onMonitor' | 'paths' | 'logger' | 'argv'> {
+  /** The guest's prepared run dir (its proxy socket among them). */
+  readonly paths: VmPaths;
+  readonly logger: Logger;
+  /** Group that may use the proxy socket (numeric gid). */
+  readonly proxyGid?: number;
+  /** Called on every proxy refusal (metrics). */
+  readonly onRefusal?: (reason: string) => void;
+  /** A previous supervision of the same guest, whose proxy must be gone before this one binds. */
+  readonly replaces?: SupervisedGuest | null;
+}
+
+export interface SupervisedGuest {
+  readonly lifecycle: VmLifecycle;
+  /** Close the filtering proxy (no-op when none is up). */
+  closeProxy(): Promise<void>;
+}
+
+/** What the proxy decides each command from: read at each decision, so a state change applies to the next. */
+export function decideContext(lifecycle: VmLifecycle): DecideContext {
+  const { spec } = lifecycle;
+  return { vmState: lifecycle.state, held: lifecycle.resumeLocked, sev: lifecycle.sev, allow: spec.qmpAllow, deny: spec.qmpDeny };
+}
+
+export function superviseGuest(o: SupervisedGuestOptions): SupervisedGuest {
+  const { paths, proxyGid, onRefusal, replaces, ...lifecycleOptions } = o;
+  // Loaded while QEMU starts, awaited once its monitor is up (keeps it off the launch's critical path).
+  const proxyModule = import('../proxy/proxy-server.js');
+  proxyModule.catch(() => undefined); // awaited (and its error reported) in onMonitor
+  let proxy: QmpProxy | undefined;
+  const lifecycle: VmLifecycle = new VmLifecycle({
+    ...lifecycleOptions,
+    paths,
+    argv: buildQemuArgv,
+    // Everyone but sevsup reaches the guest's monitor only through the filtering proxy.
+    onMonitor: async (qmp) => {
+      const { startQmpProxy } = await proxyModule;
+      await replaces?.closeProxy();
+      await proxy?.close();
+      proxy = await startQmpProxy({
+        socketPath: paths.proxySocket,
+        vm: lifecycle.vm,
+        upstream: qmp,
+        context: () => decideContext(lifecycle),
+        logger: o.logger,
+        ...(proxyGid === undefined ? {} : { gid: proxyGid }),
+        ...(onRefusal === undefined ? {} : { onRefusal }),
+      });
+    },
+  });
+  return { lifecycle, closeProxy: async () => proxy?.close() };
+}
