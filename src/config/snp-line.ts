@@ -6,7 +6,7 @@
 import type { SupervisorError } from '../errors.js';
 import type { PropertyValues } from './propstring.js';
 import type { InlineOrFile, SnpSpec } from './vm-spec.js';
-import { LEGACY_ONLY_PROPERTIES, SEV_SCHEMA, SNP_ONLY_PROPERTIES } from './vm-keys.js';
+import { LEGACY_ONLY_PROPERTIES, type SEV_SCHEMA, SNP_ONLY_PROPERTIES } from './vm-keys.js';
 
 export type SevProperties = PropertyValues<typeof SEV_SCHEMA>;
 

@@ -82,8 +82,8 @@ describe('parsePropertyString (SEV schema)', () => {
     ['std,reduced-phys-bits=-1', 'SUP_ERR_PROPERTY_BAD_VALUE',
       "property 'reduced-phys-bits' has invalid value '-1'; allowed: an integer from 1 to 63", 'reduced-phys-bits'],
     // recognised, refused
-    ['snp,migrate-ma=1', 'SUP_ERR_CONFIG_UNSUPPORTED', "property 'migrate-ma' is not supported: an SNP migration agent (policy bit 18) would let the guest be migrated; sevsup never migrates an encrypted guest, as it always sets SEV\'s NOSEND; remove it", 'migrate-ma'],
-    ['snp,migration-agent=0', 'SUP_ERR_CONFIG_UNSUPPORTED', "property 'migration-agent' is not supported: an SNP migration agent (policy bit 18) would let the guest be migrated; sevsup never migrates an encrypted guest, as it always sets SEV\'s NOSEND; remove it", 'migrate-ma'],
+    ['snp,migrate-ma=1', 'SUP_ERR_CONFIG_UNSUPPORTED', "property 'migrate-ma' is not supported: an SNP migration agent (policy bit 18) would let the guest be migrated; sevsup never migrates an encrypted guest, as it always sets SEV's NOSEND; remove it", 'migrate-ma'],
+    ['snp,migration-agent=0', 'SUP_ERR_CONFIG_UNSUPPORTED', "property 'migration-agent' is not supported: an SNP migration agent (policy bit 18) would let the guest be migrated; sevsup never migrates an encrypted guest, as it always sets SEV's NOSEND; remove it", 'migrate-ma'],
     // required
     ['nodbg=1', 'SUP_ERR_CONFIG_MISSING_KEY', "missing property 'type' (allowed: std, es, snp)", 'type'],
     [',', 'SUP_ERR_CONFIG_MISSING_KEY', "missing property 'type' (allowed: std, es, snp)", 'type'],
