@@ -43,11 +43,11 @@ const { callControl } = await import(join(REPO, 'dist', 'api', 'client.js'));
 
 const root = await mkdtemp(join(tmpdir(), 'bd-'));
 const socket = join(root, 's.sock');
-const conf = (name, autostart) =>
+const conf = (autostart) =>
   ['memory: 256', 'cores: 1', 'bios: ovmf', `firmware: ${OVMF}`, 'amd_sev: type=std,nodbg=1,noks=1', 'attest: hold', `autostart: ${autostart ? 1 : 0}`, ''].join('\n');
 await mkdir(join(root, 'vms'));
 const names = Array.from({ length: GUESTS }, (_, i) => `g${String(i).padStart(2, '0')}`);
-for (const n of names) await writeFile(join(root, 'vms', `${n}.conf`), conf(n, true));
+for (const n of names) await writeFile(join(root, 'vms', `${n}.conf`), conf(true));
 await writeFile(join(root, 'vms', 'probe.conf'), conf('probe', false));
 await mkdir(join(root, 'solo'));
 await writeFile(join(root, 'solo', 'probe.conf'), conf('probe', false));
@@ -103,8 +103,7 @@ function runOnce(i) {
     child.stderr.on('data', (c) => (stderr += c));
     child.stdout.on('data', (c) => {
       buffer += c;
-      let nl;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
+      for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
         const event = JSON.parse(buffer.slice(0, nl));
         buffer = buffer.slice(nl + 1);
         if (event.event === 'starting') starting = Date.parse(event.time);

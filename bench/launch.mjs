@@ -83,7 +83,7 @@ async function sevsupOnce(i) {
     let buf = '';
     child.stdout.on('data', (chunk) => {
       buf += chunk;
-      for (let nl; (nl = buf.indexOf('\n')) >= 0; ) {
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
         const event = JSON.parse(buf.slice(0, nl));
         buf = buf.slice(nl + 1);
         if (event.event === 'starting') tStarting = performance.now();
@@ -129,7 +129,7 @@ async function baselineOnce(i) {
         const steps = ['{"execute":"qmp_capabilities"}', '{"execute":"query-sev"}', '{"execute":"query-sev-launch-measure"}'];
         socket.on('data', (chunk) => {
           buf += chunk;
-          for (let nl; (nl = buf.indexOf('\n')) >= 0; ) {
+          for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
             const msg = JSON.parse(buf.slice(0, nl));
             buf = buf.slice(nl + 1);
             if ('event' in msg) continue;

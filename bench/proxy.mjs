@@ -174,7 +174,7 @@ async function main() {
       alone += await untilDeadline(viaProxy, performance.now() + sliceMs);
       const deadline = performance.now() + sliceMs;
       const done = await Promise.all(many.map((c) => untilDeadline(c, deadline)));
-      done.forEach((n, i) => (counts[i] += n));
+      for (const [i, n] of done.entries()) counts[i] += n;
     }
     for (const c of many) c.close();
     const total = counts.reduce((a, b) => a + b, 0);

@@ -27,8 +27,7 @@ export class RawQmpClient {
     socket.setEncoding('utf8');
     socket.on('data', (text) => {
       this.buffer += text;
-      let nl;
-      while ((nl = this.buffer.indexOf('\n')) >= 0) {
+      for (let nl = this.buffer.indexOf('\n'); nl >= 0; nl = this.buffer.indexOf('\n')) {
         const line = this.buffer.slice(0, nl);
         this.buffer = this.buffer.slice(nl + 1);
         if (line.trim() === '') continue;

@@ -68,7 +68,10 @@ function withoutRepeatedKeys(this: Logger, args: unknown[], method: (...a: unkno
     let shadowed: Record<string, unknown> | undefined;
     for (const key of Object.keys(fields)) {
       if (!(key in bound) && !LINE_KEYS.has(key)) continue;
-      if (bound[key] !== fields[key]) (shadowed ??= {})[key] = fields[key];
+      if (bound[key] !== fields[key]) {
+        shadowed ??= {};
+        shadowed[key] = fields[key];
+      }
       delete fields[key];
     }
     if (shadowed !== undefined) fields['shadowed'] = shadowed;

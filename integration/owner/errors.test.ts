@@ -21,7 +21,8 @@ describe.runIf(existsSync(DEBIAN_OVMF))('sevsup measure/verify refusals', () => 
     const put = (name: string, data: Buffer | string): string => {
       const path = join(dir, name);
       writeFileSync(path, data);
-      return (f[name] = path);
+      f[name] = path;
+      return path;
     };
     put('tik', randomBytes(16));
     put('tek', randomBytes(16));

@@ -27,7 +27,8 @@ describe.runIf(existsSync(DEBIAN_OVMF))('sevsup secret build', () => {
     const put = (name: string, data: Buffer | string): string => {
       const path = join(dir, name);
       writeFileSync(path, data);
-      return (f[name] = path);
+      f[name] = path;
+      return path;
     };
     put('tik', tik);
     put('tek', tek);

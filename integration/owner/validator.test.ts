@@ -73,7 +73,8 @@ describe.runIf(HAVE_VALIDATOR && existsSync(DEBIAN_OVMF) && existsSync(DEBIAN_OV
     const put = (name: string, data: Buffer): string => {
       const path = join(dir, name);
       writeFileSync(path, data);
-      return (files[name] = path);
+      files[name] = path;
+      return path;
     };
     files['debian'] = DEBIAN_OVMF;
     files['debian4m'] = DEBIAN_OVMF_4M;

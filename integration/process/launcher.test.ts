@@ -144,7 +144,7 @@ describe('detached launch', () => {
         "import { launchQemu } from './src/process/launcher.js';",
         'const [binary, mode, ...argv] = process.argv.slice(2);',
         "const proc = await launchQemu({ binary, argv, detached: mode === 'detached' });",
-        "process.stdout.write(`${proc.pid}\\n`, () => process.exit(0));",
+        "process.stdout.write(proc.pid + '\\n', () => process.exit(0));",
       ].join('\n'),
     );
   });

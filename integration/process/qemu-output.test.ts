@@ -10,7 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { coreLimit } from '../../src/process/core-limit.js';
-import { launchFailure, launchQemu, type QemuProcess } from '../../src/process/launcher.js';
+import { launchFailure, launchQemu, type QemuExit, type QemuProcess } from '../../src/process/launcher.js';
 import { QEMU_LOG_MAX_BYTES } from '../../src/process/log-cap.js';
 import { prepareVmRunDir } from '../../src/process/run-dir.js';
 import { QmpClient } from '../../src/qmp/client.js';
@@ -36,7 +36,7 @@ describe.runIf(existsSync(QEMU))('QEMU output (real QEMU, TCG)', () => {
       '-chardev', `socket,id=m,path=${paths.monitorSocket},server=on,wait=off`, '-mon', 'chardev=m,mode=control'];
     const proc: QemuProcess = await launchQemu({ binary: QEMU, argv, detached: true, stderrFile: qemuLog, logger });
     let qmp: QmpClient | undefined;
-    let exit;
+    let exit: QemuExit;
     try {
       expect(coreLimit(proc.pid)).toEqual({ soft: 0, hard: 0 });
       expect((await stat(qemuLog)).mode & 0o777).toBe(0o600);

@@ -52,8 +52,7 @@ export class NotifyListener {
     });
     this.#child.stdout?.on('data', (chunk: Buffer) => {
       buffer += chunk.toString('utf8');
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
+      for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
         const line = JSON.parse(buffer.slice(0, nl)) as { listening?: true; pid?: number | null; data?: string };
         buffer = buffer.slice(nl + 1);
         if (line.listening === true) onReady();

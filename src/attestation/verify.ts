@@ -205,7 +205,7 @@ export function selectLaunchInputs(o: {
   else throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', '--firmware is required');
 
   // The record's kernel, initrd and cmdline were measured only with kernel-hashes.
-  const measured = launch !== null && launch.kernelHashes && launch.kernel !== null;
+  const measured = launch?.kernelHashes === true && launch.kernel !== null;
   let kernel = owner.kernel;
   let initrd = owner.initrd;
   let cmdline = owner.cmdline;

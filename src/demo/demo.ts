@@ -497,7 +497,7 @@ function getMetrics(socketPath: string): Promise<string> {
 /** Stop the supervisor if it still runs, end anything left under the work dir, remove it unless kept. */
 async function cleanUp(ctx: Ctx, keep: boolean, failed: boolean): Promise<void> {
   const s = ctx.supervisor;
-  if (s !== undefined && s.process.running) {
+  if (s?.process.running) {
     process.stderr.write(`sevsup demo: stopping sevsup ${s.kind} (pid ${s.process.pid ?? '?'})…\n`);
     await s.shutdown();
   }

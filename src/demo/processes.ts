@@ -64,8 +64,7 @@ export class Background {
       const text = c.toString('utf8');
       this.#stdout = (this.#stdout + text).slice(-MAX_CAPTURE_CHARS);
       partial += text;
-      let nl: number;
-      while ((nl = partial.indexOf('\n')) >= 0) {
+      for (let nl = partial.indexOf('\n'); nl >= 0; nl = partial.indexOf('\n')) {
         const line = partial.slice(0, nl);
         partial = partial.slice(nl + 1);
         for (const listener of this.#lineListeners) listener(line);

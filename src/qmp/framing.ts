@@ -223,7 +223,7 @@ export class QmpFramer {
           } else {
             // Fast path: skip the run of bytes that cannot change the nesting (stopping at the
             // size limit so that the check at the loop top fires on the right byte).
-            const stop = limitAt < n ? limitAt : n;
+            const stop = Math.min(limitAt, n);
             i++;
             while (i < stop && NEST_SKIP[buf[i] as number] === 1) i++;
             continue;
@@ -244,7 +244,7 @@ export class QmpFramer {
           } else {
             // Fast path through string contents, as for NEST.
             const q = this.quoteByte;
-            const stop = limitAt < n ? limitAt : n;
+            const stop = Math.min(limitAt, n);
             i++;
             while (i < stop) {
               const b = buf[i] as number;
@@ -359,7 +359,7 @@ export class QmpFramer {
 
   /** The current value's text: held pieces plus this chunk's [start, end) (start -1: from 0). */
   private take(buf: Uint8Array, start: number, end: number): string {
-    const from = start < 0 ? 0 : start;
+    const from = Math.max(start, 0);
     let text: string;
     if (this.pieces.length === 0) {
       text = Buffer.isBuffer(buf) ? buf.toString('utf8', from, end) : Buffer.from(buf.buffer, buf.byteOffset + from, end - from).toString('utf8');

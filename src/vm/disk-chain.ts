@@ -11,7 +11,7 @@
 // Must not: run qemu-img or anything that follows a header (see qemu/qcow2-header.ts for why), or
 // build argv.
 import { constants } from 'node:fs';
-import { open, realpath } from 'node:fs/promises';
+import { type FileHandle, open, realpath } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import type { DiskSpec, VmSpec } from '../config/vm-spec.js';
 import { SupervisorError } from '../errors.js';
@@ -115,7 +115,7 @@ async function inspect(spec: VmSpec, key: string, path: string, format: BackingL
   } catch (error: unknown) {
     throw fail(`cannot read it: ${describeIoError(error)}; give an existing, readable file`);
   }
-  let handle;
+  let handle: FileHandle;
   try {
     handle = await open(real, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
   } catch (error: unknown) {

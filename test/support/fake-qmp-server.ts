@@ -270,7 +270,9 @@ export class FakeQmpServer {
       connection: conn,
     };
     conn.received.push(cmd);
-    this.commandWaiters = this.commandWaiters.filter((w) => (w.name === cmd.command ? (w.resolve(cmd), false) : true));
+    const matched = this.commandWaiters.filter((w) => w.name === cmd.command);
+    this.commandWaiters = this.commandWaiters.filter((w) => w.name !== cmd.command);
+    for (const w of matched) w.resolve(cmd);
 
     // QEMU's negotiation mode (qmp-spec): only qmp_capabilities until it succeeded.
     const custom = this.handlers.get(cmd.command);

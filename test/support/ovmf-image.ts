@@ -20,7 +20,7 @@ function entry(guid: string, data: Buffer): Buffer {
 
 function u32s(...values: number[]): Buffer {
   const buffer = Buffer.alloc(4 * values.length);
-  values.forEach((v, i) => buffer.writeUInt32LE(v, 4 * i));
+  for (const [i, v] of values.entries()) buffer.writeUInt32LE(v, 4 * i);
   return buffer;
 }
 

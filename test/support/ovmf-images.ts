@@ -25,7 +25,7 @@ export interface EntrySpec {
 
 export function u32s(...values: number[]): Buffer {
   const b = Buffer.alloc(4 * values.length);
-  values.forEach((v, i) => b.writeUInt32LE(v, 4 * i));
+  for (const [i, v] of values.entries()) b.writeUInt32LE(v, 4 * i);
   return b;
 }
 

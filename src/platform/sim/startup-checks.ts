@@ -198,9 +198,8 @@ export function planStartup(model: QemuArgvModel, facts: StartupFacts): StartupP
   }
   const measureKernelHashes = params.kernelHashes && model.kernel !== null && facts.kernelIsBzImage === true;
   if (measureKernelHashes) {
-    const hasGuid = table !== null && table.entries.some((e) => e.guid === SEV_HASH_TABLE_RV_GUID);
     // QEMU reads base and size from whatever the entry holds; a truncated entry reads as zeros here.
-    const area = hasGuid ? (table.hashesArea ?? { base: 0, size: 0 }) : null;
+    const area = table?.entries.some((e) => e.guid === SEV_HASH_TABLE_RV_GUID) ? (table.hashesArea ?? { base: 0, size: 0 }) : null;
     const problem = describeHashesAreaProblem(area);
     if (problem !== '') {
       say(null, problem);

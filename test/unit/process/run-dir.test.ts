@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { prepareVmRunDir, vmRunPaths } from '../../../src/process/run-dir.js';
+import { prepareVmRunDir, type VmPaths, vmRunPaths } from '../../../src/process/run-dir.js';
 import { catchSupervisorErrorAsync } from '../../support/catch-error.js';
 
 let base: string;
@@ -48,7 +48,7 @@ describe('prepareVmRunDir', () => {
   it('creates <vm> 0750 and private/ 0700 whatever the umask, and returns the contract paths', async () => {
     const runDir = join(base, 'run');
     const old = process.umask(0o077);
-    let paths;
+    let paths: VmPaths;
     try {
       paths = await prepareVmRunDir(runDir, 'vm1');
     } finally {

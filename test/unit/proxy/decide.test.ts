@@ -6,7 +6,6 @@ import { describe, expect, it } from 'vitest';
 import {
   HMP_FAMILIES,
   HMP_INFO_ALLOWED,
-  MEMORY_FAMILY,
   QMP_COMMANDS,
   PATH_VALUED_PROPERTIES,
   REALLOWABLE_REASONS,

@@ -159,7 +159,7 @@ describe('other commands', () => {
 
   it('prints HMP info sev as 7.2 does', () => {
     expect(guest().hmpInfoSev()).toBe('handle: 1\r\nstate: launch-secret\r\nbuild: 21\r\napi version: 1.55\r\ndebug: off\r\nkey-sharing: on\r\n');
-    expect(guest({ replyShape: '9.1', policy: 0xa }).hmpInfoSev()).toMatch(/^SEV type: sev\r\nhandle: 1\r\n[^]*debug: on\r\nkey-sharing: off\r\n$/);
+    expect(guest({ replyShape: '9.1', policy: 0xa }).hmpInfoSev()).toMatch(/^SEV type: sev\r\nhandle: 1\r\n[\s\S]*debug: on\r\nkey-sharing: off\r\n$/);
   });
 });
 
