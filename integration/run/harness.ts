@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import { missingBuildOrAssets, SEVSUP } from '../../test/support/it-env.js';
+import { terminate } from '../../test/support/terminate.js';
 
 export { ASSETS, DEBIAN_OVMF, KERNEL, processesMentioning, PYTHON, REAL_QEMU, REPO, SEVSUP, SIM, TEST_FIRMWARE, VALIDATOR } from '../../test/support/it-env.js';
 
@@ -95,10 +96,7 @@ export class SevsupRun {
   /** SIGTERM, then SIGKILL after a grace: for afterEach, whatever state it is in. */
   async cleanup(): Promise<void> {
     if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    this.#child.kill('SIGTERM');
-    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 15_000);
-    await this.done;
-    clearTimeout(timer);
+    await terminate(this.#child, this.done, 15_000);
   }
 }
 

@@ -14,6 +14,7 @@ import { SIMULATED_HOST_CAPS } from '../../src/host/simulated.js';
 import { buildQemuArgv } from '../../src/qemu/argv.js';
 import { isPidAlive } from '../../src/process/pid.js';
 import { KERNEL, missingBuildOrAssets, processesMentioning, REAL_QEMU, SIM, TEST_FIRMWARE } from '../../test/support/it-env.js';
+import { terminate } from '../../test/support/terminate.js';
 
 export { ASSETS, DEBIAN_OVMF, KERNEL, processesMentioning, REPO, SIM, TEST_FIRMWARE } from '../../test/support/it-env.js';
 export const CMDLINE = 'console=ttyS0 panic=-1';
@@ -96,11 +97,8 @@ export class SimProcess {
   /** Stop it as a supervisor would: SIGTERM (the sim cleans up), SIGKILL if it lingers. */
   async kill(graceMs = 5000): Promise<SimExit> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exited;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
-    const exit = await this.exited;
-    clearTimeout(timer);
-    return exit;
+    await terminate(this.child, this.exited, graceMs);
+    return this.exited;
   }
 }
 
