@@ -28,7 +28,8 @@ const OUT = join(ROOT, 'dist', 'bundle');
 
 /** Each executable's entry module: what bin/<name> runs (the bins only import it). */
 const ENTRIES = {
-  sevsup: "import { runCli } from './src/cli/main.ts';\nprocess.exitCode = await runCli(process.argv);\n",
+  sevsup:
+    "import { exitQuietlyOnEpipe } from './src/cli/epipe.ts';\nimport { runCli } from './src/cli/main.ts';\nexitQuietlyOnEpipe(process.stdout);\nprocess.exitCode = await runCli(process.argv);\n",
   'sevsup-sim-qemu': "import { runSimQemu } from './src/platform/sim/main.ts';\nawait runSimQemu(process.argv.slice(2));\n",
 };
 

@@ -5,7 +5,8 @@
 // Owns: that format, its strict parsing, and both mappings. Pure: no I/O.
 // Must not: compute digests (the SNP launch digest comes from sev/, the input hashes from callers).
 import { SupervisorError } from '../errors.js';
-import { describeSnpPolicy, SNP_POLICY, type TcbParts } from '../sev/snp-report.js';
+import { decodeSnpPolicy } from '../sev/snp-policy.js';
+import type { TcbParts } from '../sev/snp-report.js';
 import { isRecord } from '../util/is-record.js';
 import type { SnpExpectations } from './verify-snp.js';
 
@@ -116,13 +117,14 @@ export function parseSnpReferenceValues(json: unknown, source: string): SnpRefer
  * the migration agent are allowed only if the reference policy itself allows them). */
 export function referenceExpectations(rv: SnpReferenceValues): SnpExpectations {
   const policy = BigInt(rv.policy);
+  const view = decodeSnpPolicy(policy);
   const b = (h: string | null): Buffer | undefined => (h === null ? undefined : Buffer.from(h, 'hex'));
   const hostData = b(rv.hostData);
   const idKeyDigest = b(rv.idKeyDigest);
   const authorKeyDigest = b(rv.authorKeyDigest);
   return {
     measurement: Buffer.from(rv.measurement, 'hex'),
-    policy: { exact: policy, allowDebug: (policy & SNP_POLICY.DEBUG) !== 0n, allowMigrationAgent: (policy & SNP_POLICY.MIGRATE_MA) !== 0n },
+    policy: { exact: policy, allowDebug: view.debug, allowMigrationAgent: view.migrateMa },
     ...(hostData === undefined ? {} : { hostData }),
     ...(idKeyDigest === undefined ? {} : { idKeyDigest }),
     ...(authorKeyDigest === undefined ? {} : { authorKeyDigest }),
@@ -141,15 +143,14 @@ export function referenceExpectations(rv: SnpReferenceValues): SnpExpectations {
  * your own for them (docs/snp-reference-values.md).
  */
 export function toCocoReferenceValues(rv: SnpReferenceValues): Record<string, unknown[]> {
-  const view = describeSnpPolicy(BigInt(rv.policy));
-  const has = (bit: bigint): boolean => (BigInt(rv.policy) & bit) !== 0n;
+  const view = decodeSnpPolicy(BigInt(rv.policy));
   const measurement = Buffer.from(rv.measurement, 'hex');
   const out: Record<string, unknown[]> = {
     snp_launch_measurement: [rv.measurement, measurement.toString('base64')],
     snp_guest_abi_major: [view.abiMajor],
     snp_guest_abi_minor: [view.abiMinor],
-    snp_single_socket: [has(SNP_POLICY.SINGLE_SOCKET)],
-    snp_smt_allowed: [has(SNP_POLICY.SMT)],
+    snp_single_socket: [view.singleSocket],
+    snp_smt_allowed: [view.smt],
   };
   if (rv.minTcb !== null) {
     // RVPS holds lists of accepted values, not minima: list every SPL from the minimum up to 255.

@@ -32,13 +32,12 @@ import {
   type LoadedCert,
 } from '../sev/snp-certs.js';
 import { DerError } from '../sev/snp-der.js';
+import { decodeSnpPolicy, snpPolicyView } from '../sev/snp-policy.js';
 import {
   decodeTcb,
-  describeSnpPolicy,
   formatTcb,
   parseSnpReport,
   productFromCpuid,
-  SNP_POLICY,
   SNP_PRODUCTS,
   signingKeyOf,
   structureProblems,
@@ -345,22 +344,21 @@ function sameTcb(a: TcbParts, b: TcbParts): boolean {
 /** Debug and the migration agent are refused unless allowed, even with no other expectation. */
 function policyChecks(policy: bigint, p: SnpPolicyLimits): SnpCheck[] {
   const out: SnpCheck[] = [];
-  const has = (bit: bigint): boolean => (policy & bit) !== 0n;
-  const view = describeSnpPolicy(policy);
-  const debug = has(SNP_POLICY.DEBUG);
+  const view = decodeSnpPolicy(policy);
+  const { debug } = view;
   out.push({
     name: 'policy-debug',
     ok: !debug || p.allowDebug === true,
     message: debug ? `the policy allows debugging (bit 19): the host can read guest memory${p.allowDebug === true ? ' (allowed by --allow-debug)' : ''}` : 'debugging is off',
   });
-  const ma = has(SNP_POLICY.MIGRATE_MA);
+  const ma = view.migrateMa;
   out.push({
     name: 'policy-migration-agent',
     ok: !ma || p.allowMigrationAgent === true,
     message: ma ? `the policy allows a migration agent (bit 18)${p.allowMigrationAgent === true ? ' (allowed by --allow-migration-agent)' : ''}` : 'no migration agent',
   });
   if (p.smt !== undefined) {
-    const smt = has(SNP_POLICY.SMT);
+    const { smt } = view;
     const ok = p.smt === 'allowed' ? smt : !smt;
     out.push({ name: 'policy-smt', ok, message: `the policy ${smt ? 'allows' : 'forbids'} SMT; ${p.smt === 'allowed' ? 'allowed' : 'forbidden'} was wanted` });
   }
@@ -371,7 +369,7 @@ function policyChecks(policy: bigint, p: SnpPolicyLimits): SnpCheck[] {
   }
   if (p.exact !== undefined) {
     const ok = policy === p.exact;
-    out.push({ name: 'policy', ok, message: `policy ${view.value} ${ok ? 'is' : 'is not'} the expected 0x${p.exact.toString(16)}` });
+    out.push({ name: 'policy', ok, message: `policy ${view.hex} ${ok ? 'is' : 'is not'} the expected 0x${p.exact.toString(16)}` });
   }
   return out;
 }
@@ -437,7 +435,7 @@ export function reportToJson(r: SnpReport, layout: TcbLayout): Record<string, un
   return {
     version: r.version,
     guestSvn: r.guestSvn,
-    policy: describeSnpPolicy(r.policy),
+    policy: snpPolicyView(r.policy),
     familyId: r.familyId.toString('hex'),
     imageId: r.imageId.toString('hex'),
     vmpl: r.vmpl,

@@ -149,6 +149,19 @@ export function describeSnpPolicy(value: bigint): string {
   return `${d.hex} (${parts.join(', ')})`;
 }
 
+/** The policy as `verify --report --json` prints it: hex, minimum ABI, set flags (bit 17 left out). */
+export interface SnpPolicyView {
+  readonly value: string;
+  readonly abiMajor: number;
+  readonly abiMinor: number;
+  readonly flags: readonly SnpPolicyFlag[];
+}
+
+export function snpPolicyView(value: bigint): SnpPolicyView {
+  const d = decodeSnpPolicy(value);
+  return { value: d.hex, abiMajor: d.abiMajor, abiMinor: d.abiMinor, flags: d.flags.filter((f) => f !== 'RESERVED_MBO') };
+}
+
 /** Every bit with its state and meaning, for JSON records and `--json` output. */
 export function explainSnpPolicy(value: bigint): { bit: number; name: SnpPolicyFlag; set: boolean; meaning: string }[] {
   return (Object.keys(SNP_POLICY_FLAGS) as SnpPolicyFlag[]).map((name) => ({

@@ -6,6 +6,7 @@
 // virtee/sev agree). Owns: that layout. Pure: no I/O. Must not: decide trust (attestation/
 // verify-snp.ts), read certificates, or hold private keys beyond the call that signs.
 import { sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { SNP_POLICY_MBO, SNP_POLICY_RESERVED_HIGH } from './snp-policy.js';
 
 export const SNP_REPORT_SIZE = 0x4a0;
 /** The signature covers bytes [0, SNP_SIGNED_LENGTH). */
@@ -258,33 +259,6 @@ export function reservedRanges(version: number): [number, number][] {
   return ranges;
 }
 
-/** Policy bits: 17 must be 1, 63:26 must be 0 (snp-facts §2.2). */
-export const SNP_POLICY = {
-  SMT: 1n << 16n,
-  RESERVED_MBO: 1n << 17n,
-  MIGRATE_MA: 1n << 18n,
-  DEBUG: 1n << 19n,
-  SINGLE_SOCKET: 1n << 20n,
-  CXL_ALLOW: 1n << 21n,
-  MEM_AES_256_XTS: 1n << 22n,
-  RAPL_DIS: 1n << 23n,
-  CIPHERTEXT_HIDING: 1n << 24n,
-  PAGE_SWAP_DISABLE: 1n << 25n,
-} as const;
-const POLICY_MBZ = ~((1n << 26n) - 1n) & 0xffffffffffffffffn;
-
-export interface SnpPolicyView {
-  readonly value: string;
-  readonly abiMajor: number;
-  readonly abiMinor: number;
-  readonly flags: readonly (keyof typeof SNP_POLICY)[];
-}
-
-export function describeSnpPolicy(policy: bigint): SnpPolicyView {
-  const flags = (Object.keys(SNP_POLICY) as (keyof typeof SNP_POLICY)[]).filter((k) => (policy & SNP_POLICY[k]) !== 0n && k !== 'RESERVED_MBO');
-  return { value: `0x${policy.toString(16)}`, abiMajor: Number((policy >> 8n) & 0xffn), abiMinor: Number(policy & 0xffn), flags };
-}
-
 /** What makes a report malformed, one line each; empty when well-formed. */
 export function structureProblems(r: SnpReport): string[] {
   const out: string[] = [];
@@ -296,8 +270,8 @@ export function structureProblems(r: SnpReport): string[] {
   if (signingKeyOf(r.signingKeyCode) === null) out.push(`signing key ${r.signingKeyCode} is reserved (0 VCEK, 1 VLEK, 7 none)`);
   const flags = r.raw.readUInt32LE(0x48);
   if (flags >>> 5 !== 0) out.push(`reserved bits of the key flags (0x48) are set: 0x${flags.toString(16)}`);
-  if ((r.policy & SNP_POLICY.RESERVED_MBO) === 0n) out.push('policy bit 17 (reserved, must be one) is zero');
-  if ((r.policy & POLICY_MBZ) !== 0n) out.push(`policy 0x${r.policy.toString(16)} sets reserved bits 63:26`);
+  if ((r.policy & SNP_POLICY_MBO) === 0n) out.push('policy bit 17 (reserved, must be one) is zero');
+  if ((r.policy & SNP_POLICY_RESERVED_HIGH) !== 0n) out.push(`policy 0x${r.policy.toString(16)} sets reserved bits 63:26`);
   if (r.vmpl > 3) out.push(`VMPL ${r.vmpl} is not 0..3`);
   for (const [start, end] of reservedRanges(r.version)) {
     const bad = r.raw.subarray(start, end).findIndex((b) => b !== 0);

@@ -3,7 +3,7 @@
 // and sign themselves. Owns: sensible defaults for every report field and the OpenSSL cross-checks.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PinnedArk } from '../../src/attestation/verify-snp.js';
@@ -177,4 +177,14 @@ export function oracleVerify(report: Buffer, chain: BuiltChain, expect?: { measu
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The chain as snpguest lays it out (ark.pem, ask.pem, vcek.der) in `dir/certs`; returns that path. */
+export function writeCertDir(dir: string, chain: BuiltChain): string {
+  const certs = join(dir, 'certs');
+  mkdirSync(certs, { recursive: true });
+  writeFileSync(join(certs, 'ark.pem'), derToPem(chain.ark));
+  writeFileSync(join(certs, 'ask.pem'), derToPem(chain.intermediate));
+  writeFileSync(join(certs, 'vcek.der'), chain.leaf);
+  return certs;
 }

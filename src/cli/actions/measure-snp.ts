@@ -7,19 +7,15 @@ import { hex } from '../../sev/ovmf-table.js';
 import { snpFirmwareDigest } from '../../sev/snp-launch-digest.js';
 import { snpSectionLabel } from '../../sev/snp-metadata.js';
 import { cpuSignature } from '../../sev/vmsa.js';
-import type { MeasureCliOptions } from '../commands/measure.js';
+import { buildSnpReferenceValues, type SnpReferenceValues } from '../../attestation/snp-reference-values.js';
+import { formatSnpPolicy, QEMU_DEFAULT_SNP_POLICY, snpPolicyAllowsDebug, snpPolicyProblems } from '../../sev/snp-policy.js';
+import type { MeasureCliOptions, SnpDigestCliOptions } from '../commands/measure.js';
 import { printJson } from '../output.js';
 import type { ResolvedLaunchOptions } from './measure.js';
+import { referenceValueOptions } from './measure-rv-options.js';
 
 function usage(message: string): never {
   throw new SupervisorError('SUP_ERR_USAGE', message);
-}
-
-/** The SNP options `measure` and `id-block` share. */
-export interface SnpDigestCliOptions {
-  readonly guestFeatures: bigint;
-  readonly vmmType: 'QEMU' | 'ec2' | 'gce';
-  readonly snpOvmfHash?: string;
 }
 
 /**
@@ -60,6 +56,9 @@ export async function snpDigestFromOptions(o: SnpDigestCliOptions, r: ResolvedLa
 export async function runMeasureSnp(o: MeasureCliOptions, r: ResolvedLaunchOptions): Promise<void> {
   const { owner } = r;
   if (owner.firmware === undefined) usage('--firmware (or --ovmf) is required');
+  const rvOptions = referenceValueOptions(o).map(([flag]) => flag);
+  if (o.referenceValues !== true && rvOptions.length > 0) usage(`${rvOptions.join(', ')} ${rvOptions.length === 1 ? 'goes' : 'go'} with --reference-values`);
+  if (o.referenceValues === true && (o.mode === 'snp:ovmf-hash' || o.json === true)) usage('--reference-values prints JSON of its own: not with --json or --mode snp:ovmf-hash');
   if (o.mode === 'snp:ovmf-hash') {
     const fw = await readSnpFirmware(owner.firmware);
     const digest = snpFirmwareDigest(fw.bytes);
@@ -68,6 +67,10 @@ export async function runMeasureSnp(o: MeasureCliOptions, r: ResolvedLaunchOptio
     return;
   }
   const d = await snpDigestFromOptions(o, r);
+  if (o.referenceValues === true) {
+    printJson(referenceValuesOf(o, d, owner.vcpus ?? null));
+    return;
+  }
   if (o.json !== true) {
     process.stdout.write(`${d.digest.toString(o.outputFormat)}\n`);
     return;
@@ -99,5 +102,41 @@ export async function runMeasureSnp(o: MeasureCliOptions, r: ResolvedLaunchOptio
     vcpuFrom: r.cpuSource,
     guestFeatures: `0x${o.guestFeatures.toString(16)}`,
     vmmType: o.vmmType,
+  });
+}
+
+/**
+ * The reference values for these inputs and the policy, host-data, key-digest and minimum options.
+ * @throws SUP_ERR_USAGE for a policy sevsup would refuse to launch (the reasons listed).
+ */
+function referenceValuesOf(o: MeasureCliOptions, d: SnpExpectedDigest & { vcpuSignature: number }, vcpus: number | null): SnpReferenceValues {
+  const policy = o.policy ?? QEMU_DEFAULT_SNP_POLICY;
+  const problems = snpPolicyProblems(policy);
+  if (problems.length > 0) usage(`--policy ${formatSnpPolicy(policy)}: ${problems.join('; ')}`);
+  if (snpPolicyAllowsDebug(policy)) process.stderr.write(`sevsup: warning: policy ${formatSnpPolicy(policy)} allows debugging: a verifier loading these values accepts a guest the host can read\n`);
+  const t = o.minTcb;
+  return buildSnpReferenceValues({
+    measurement: d.digest,
+    policy,
+    ...(o.hostData === undefined ? {} : { hostData: o.hostData }),
+    ...(o.idKeyDigest === undefined ? {} : { idKeyDigest: o.idKeyDigest }),
+    ...(o.authorKeyDigest === undefined ? {} : { authorKeyDigest: o.authorKeyDigest }),
+    ...(t === undefined
+      ? {}
+      : { minTcb: { bootloader: t.bootloader ?? 0, tee: t.tee ?? 0, snp: t.snp ?? 0, microcode: t.microcode ?? 0, ...(t.fmc === undefined ? {} : { fmc: t.fmc }) } }),
+    ...(o.minGuestSvn === undefined ? {} : { minGuestSvn: o.minGuestSvn }),
+    ...(o.vmpl === undefined ? {} : { vmpl: o.vmpl }),
+    // Digests, not paths: the paths are this machine's, the sha256 says which files.
+    inputs: {
+      firmwareSha256: d.firmware.sha256,
+      firmwareDigest: d.firmwareDigest.toString('hex'),
+      kernelSha256: d.kernel?.sha256 ?? null,
+      initrdSha256: d.initrd?.sha256 ?? null,
+      cmdline: d.cmdline,
+      vcpus,
+      vcpuSignature: hex(d.vcpuSignature),
+      guestFeatures: `0x${o.guestFeatures.toString(16)}`,
+      vmmType: o.vmmType,
+    },
   });
 }

@@ -8,6 +8,7 @@ import { SupervisorError } from '../../errors.js';
 import { decodeCpuSignature, requireCpuModel, type CpuSignatureParts } from '../../sev/cpu-models.js';
 import { hex } from '../../sev/ovmf-table.js';
 import type { LaunchInputCliOptions, MeasureCliOptions } from '../commands/measure.js';
+import { referenceValueOptions } from './measure-rv-options.js';
 import { printJson } from '../output.js';
 
 export interface ResolvedLaunchOptions {
@@ -120,6 +121,9 @@ export async function runMeasure(o: MeasureCliOptions): Promise<void> {
     return;
   }
   const mode = o.mode === 'sev-es' ? 'seves' : o.mode;
+  const snpOnly = referenceValueOptions(o).map(([flag]) => flag);
+  if (o.referenceValues === true) snpOnly.unshift('--reference-values');
+  if (snpOnly.length > 0) usage(`${snpOnly.join(', ')}: SNP reference values, only with --mode snp`);
   const r = resolveLaunchOptions(o);
   const { owner } = r;
   if (owner.firmware === undefined) usage('--firmware (or --ovmf) is required');

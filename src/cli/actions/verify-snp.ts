@@ -1,7 +1,8 @@
 // Implementation of `sevsup verify --report`: read the report, find its certificates (--certs DIR
 // first, then the certificate cache; never the network), pin the ARK (AMD's or --ark), verify,
-// report. Owns: where each input comes from and the output shapes; exit codes as `sevsup verify`
-// (0 valid, 1 not trustworthy, 2 usage, 4 unreadable/missing input), set on process.exitCode.
+// report; the expected measurement computed from the owner's launch inputs when they are given (as
+// `measure --mode snp`). Owns: where each input comes from and the output shapes; exit codes as
+// `sevsup verify` (0 valid, 1 not trustworthy, 2 usage, 4 unreadable/missing input), set on process.exitCode.
 // Must not: decide validity (attestation/verify-snp.ts) or fetch certificates.
 import { readFile } from 'node:fs/promises';
 import { lookupReportCerts } from '../../attestation/kds-cache.js';
@@ -18,9 +19,11 @@ import {
   type SnpVerifyOutcome,
 } from '../../attestation/verify-snp.js';
 import { ERRORS, SupervisorError, type ErrorCode } from '../../errors.js';
-import { describeSnpPolicy, productFromCpuid, signingKeyOf, type SnpReport } from '../../sev/snp-report.js';
+import { formatSnpPolicy } from '../../sev/snp-policy.js';
+import { productFromCpuid, signingKeyOf, type SnpReport } from '../../sev/snp-report.js';
 import { describeIoError } from '../../util/io-error.js';
 import type { VerifyCliOptions } from '../commands/verify.js';
+import { resolveLaunchOptions } from './measure.js';
 import { runVerifyWith, verifyExitCode, type VerifyReport } from './verify-output.js';
 
 /** Codes that mean "an input could not be read or found": libvirt's 4 (bad configuration). */
@@ -55,12 +58,6 @@ function checkUsage(o: VerifyCliOptions): void {
   ).filter(([, v]) => v !== undefined);
   if (sevOnly.length > 0) {
     throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `${sevOnly.map(([f]) => f).join(', ')} ${sevOnly.length === 1 ? 'is' : 'are'} for SEV/SEV-ES measurements, not with --report`);
-  }
-  if (o.firmware !== undefined || o.ovmf !== undefined || o.kernel !== undefined) {
-    throw new SupervisorError(
-      'SUP_ERR_VERIFY_UNSUPPORTED',
-      'computing the SNP launch digest from your launch inputs is not wired into verify --report yet: compute it (sevsup measure --mode snp, or sev-snp-measure) and pass --expected-measurement',
-    );
   }
 }
 
@@ -104,9 +101,43 @@ async function findCerts(o: VerifyCliOptions, report: SnpReport): Promise<{ cert
   return { certs: found, from };
 }
 
+/** Launch inputs given: the owner wants the measurement computed from them (as `measure --mode snp`). */
+function inputsGiven(o: VerifyCliOptions): boolean {
+  const given = [o.firmware, o.ovmf, o.kernel, o.initrd, o.cmdline, o.append, o.snpOvmfHash, o.vcpus, o.numCpus, o.vcpuType, o.vcpuSig];
+  return [...given, o.vcpuFamily, o.vcpuModel, o.vcpuStepping, o.cpuFamily, o.cpuModel, o.cpuStepping].some((v) => v !== undefined);
+}
+
+/**
+ * The launch digest of the owner's inputs, exactly as `sevsup measure --mode snp` computes it; an
+ * expected measurement given as well (option or reference values) must be the same digest: two
+ * owner statements that disagree are a mistake to fix, not a report to judge.
+ * @throws SUP_ERR_USAGE when they disagree; the errors of snpDigestFromOptions.
+ */
+async function measurementFromInputs(o: VerifyCliOptions, stated: { value: Buffer; from: string } | null): Promise<Buffer> {
+  const { snpDigestFromOptions } = await import('./measure-snp.js');
+  const { digest } = await snpDigestFromOptions(o, resolveLaunchOptions(o));
+  if (stated !== null && !stated.value.equals(digest)) {
+    throw new SupervisorError(
+      'SUP_ERR_USAGE',
+      `the measurement from ${stated.from} (${stated.value.toString('hex')}) is not the launch digest of your inputs (${digest.toString('hex')}, as \`sevsup measure --mode snp\` computes it): give one of them, or fix the inputs (--firmware, --kernel, --initrd, --cmdline, --vcpus, the vCPU signature, --guest-features, --vmm-type)`,
+    );
+  }
+  return digest;
+}
+
 /** The reference-values file's expectations, then each option given on top. */
 async function expectations(o: VerifyCliOptions): Promise<SnpExpectations> {
   const base = o.referenceValues === undefined ? {} : referenceExpectations(parseSnpReferenceValues(parseJson(await readInput(o.referenceValues, '--reference-values'), o.referenceValues), o.referenceValues));
+  let measurement = o.expectedMeasurement;
+  if (inputsGiven(o)) {
+    const stated =
+      o.expectedMeasurement !== undefined
+        ? { value: o.expectedMeasurement, from: '--expected-measurement' }
+        : base.measurement !== undefined
+          ? { value: base.measurement, from: `--reference-values ${o.referenceValues ?? ''}` }
+          : null;
+    measurement = await measurementFromInputs(o, stated);
+  }
   const policy = {
     ...base.policy,
     ...(o.allowDebug === true ? { allowDebug: true } : {}),
@@ -117,7 +148,7 @@ async function expectations(o: VerifyCliOptions): Promise<SnpExpectations> {
   };
   return {
     ...base,
-    ...(o.expectedMeasurement === undefined ? {} : { measurement: o.expectedMeasurement }),
+    ...(measurement === undefined ? {} : { measurement }),
     ...(o.hostData === undefined ? {} : { hostData: o.hostData }),
     ...(o.reportData === undefined ? {} : { reportData: o.reportData }),
     ...(o.idKeyDigest === undefined ? {} : { idKeyDigest: o.idKeyDigest }),
@@ -145,7 +176,7 @@ const EVIDENCE_ONLY =
 function present(out: SnpVerifyOutcome, ctx: { reportPath: string; certFiles: readonly string[]; pinned: readonly PinnedArk[] }): VerifyReport {
   const r = out.report;
   const kind = out.signingKey?.toUpperCase() ?? 'reserved key';
-  const summary = `SNP report v${r.version}, ${out.product ?? 'unknown product'}, ${kind}, policy ${describeSnpPolicy(r.policy).value}, VMPL ${r.vmpl}, measurement ${r.measurement.toString('hex')}`;
+  const summary = `SNP report v${r.version}, ${out.product ?? 'unknown product'}, ${kind}, policy ${formatSnpPolicy(r.policy)}, VMPL ${r.vmpl}, measurement ${r.measurement.toString('hex')}`;
   const warnings = out.evidenceOnly ? [EVIDENCE_ONLY] : [];
   const lines = out.valid ? [`OK: ${summary}`, ...out.checks.map((c) => `OK: ${c.message}`), ...warnings.map((w) => `WARNING: ${w}`)] : [];
   const problems = out.valid

@@ -124,6 +124,13 @@ async function verify(o: VerifyCliOptions): Promise<VerifyReport> {
 
 /** Host-reported values come from a record or from all five options, never a mix. */
 function checkUsage(o: VerifyCliOptions): void {
+  // The SNP digest options (defaults 0x1 and QEMU) have no meaning for an SEV measurement: refuse, never ignore.
+  const snpOnly = [
+    ...(o.snpOvmfHash === undefined ? [] : ['--snp-ovmf-hash']),
+    ...((o.guestFeatures ?? 1n) === 1n ? [] : ['--guest-features']),
+    ...((o.vmmType ?? 'QEMU') === 'QEMU' ? [] : ['--vmm-type']),
+  ];
+  if (snpOnly.length > 0) throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `${snpOnly.join(', ')}: for SNP attestation reports (--report), not SEV measurements`);
   const given = (
     [
       ['--measurement', o.measurement],

@@ -2,12 +2,9 @@
 // refuses a launch whose digest differs. Takes sev-snp-measure's `snp-create-id-block` option names
 // too. Must not: import the implementation eagerly (cli/actions/id-block.ts is loaded on use).
 import { Option, type Command } from 'commander';
-import { addLaunchInputOptions, u64Arg, uintArg, type LaunchInputCliOptions } from './measure.js';
+import { addLaunchInputOptions, addSnpDigestOptions, u64Arg, uintArg, type LaunchInputCliOptions, type SnpDigestCliOptions } from './measure.js';
 
-export interface IdBlockCliOptions extends LaunchInputCliOptions {
-  readonly guestFeatures: bigint;
-  readonly vmmType: 'QEMU' | 'ec2' | 'gce';
-  readonly snpOvmfHash?: string;
+export interface IdBlockCliOptions extends LaunchInputCliOptions, SnpDigestCliOptions {
   readonly measurement?: string;
   readonly launchDigest?: string;
   readonly idkey?: string;
@@ -40,10 +37,7 @@ export function registerIdBlock(program: Command): void {
     .option('--id-block-file <file>', 'also write the ID block (base64, as the id-block= config property takes it)')
     .option('--id-auth-file <file>', 'also write the ID auth (base64, as the id-auth= config property takes it)')
     .option('--json', 'print {idBlock, idAuth (base64), idKeyDigest, authorKeyDigest (hex)} as JSON');
-  addLaunchInputOptions(cmd)
-    .addOption(new Option('--guest-features <n>', 'SNP: VMSA SEV_FEATURES, when the digest is computed from the inputs').argParser(u64Arg).default(1n, '0x1'))
-    .addOption(new Option('--vmm-type <type>', 'SNP: whose VMM launches the guest').choices(['QEMU', 'ec2', 'gce']).default('QEMU'))
-    .option('--snp-ovmf-hash <hex>', 'SNP: the firmware part of the digest, precomputed')
+  addSnpDigestOptions(addLaunchInputOptions(cmd))
     .addHelpText(
       'after',
       [

@@ -3,6 +3,7 @@
 // that `verify` and `secret build` share. Must not: import the implementation eagerly
 // (cli/actions/measure.ts is loaded on use) or anything beyond commander.
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { bytesArg, tcbArg, type SnpVerifyCliOptions } from './verify-snp.js';
 
 /** Launch-input options as commander hands them over (aliases still separate). */
 export interface LaunchInputCliOptions {
@@ -26,15 +27,28 @@ export interface LaunchInputCliOptions {
   readonly sevFeatures: bigint;
 }
 
-export interface MeasureCliOptions extends LaunchInputCliOptions {
-  readonly mode: 'sev' | 'seves' | 'sev-es' | 'snp' | 'snp:ovmf-hash';
+/** The SNP digest options `measure`, `id-block` and `verify --report` share (sev-snp-measure's). */
+export interface SnpDigestCliOptions {
   /** SNP: the VMSA SEV_FEATURES word (default 0x1). */
   readonly guestFeatures: bigint;
   readonly vmmType: 'QEMU' | 'ec2' | 'gce';
   /** SNP: the firmware part of the chain, precomputed (96 hex digits). */
   readonly snpOvmfHash?: string;
+}
+
+export interface MeasureCliOptions extends LaunchInputCliOptions, SnpDigestCliOptions {
+  readonly mode: 'sev' | 'seves' | 'sev-es' | 'snp' | 'snp:ovmf-hash';
   readonly outputFormat: 'hex' | 'base64';
   readonly json?: boolean;
+  /** SNP: print the reference values (sevsup.snp-reference-values/v1) instead of the digest. */
+  readonly referenceValues?: boolean;
+  readonly policy?: bigint;
+  readonly hostData?: Buffer;
+  readonly idKeyDigest?: Buffer;
+  readonly authorKeyDigest?: Buffer;
+  readonly minTcb?: SnpVerifyCliOptions['minTcb'];
+  readonly minGuestSvn?: number;
+  readonly vmpl?: number;
 }
 
 /** An unsigned integer argument, decimal or 0x-hex, at most `max`. */
@@ -95,6 +109,14 @@ export function addLaunchInputOptions(cmd: Command): Command {
     .addOption(new Option('--sev-features <n>', 'SEV-ES: the VMSA SEV_FEATURES word the host kernel set').argParser(u64Arg).default(0n, '0'));
 }
 
+/** --guest-features, --vmm-type and --snp-ovmf-hash, with sev-snp-measure's defaults. */
+export function addSnpDigestOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--guest-features <n>', 'SNP: the VMSA SEV_FEATURES word (default 0x1; see `sevsup measure --help`)').argParser(u64Arg).default(1n, '0x1'))
+    .addOption(new Option('--vmm-type <type>', 'SNP: whose VMM launches the guest (case-sensitive)').choices(['QEMU', 'ec2', 'gce']).default('QEMU'))
+    .option('--snp-ovmf-hash <hex>', 'SNP: the firmware part of the digest, precomputed with `sevsup measure --mode snp:ovmf-hash`');
+}
+
 /** Help text shared by measure and verify: what the SEV-ES options mean and why they fail. */
 export const SEV_ES_HELP = [
   'SEV-ES: one 4 KiB VMSA page per vCPU is measured after the firmware (vCPU 0 at the reset vector,',
@@ -134,12 +156,17 @@ export function registerMeasure(program: Command): void {
         .choices(['sev', 'seves', 'sev-es', 'snp', 'snp:ovmf-hash'])
         .makeOptionMandatory(),
     );
-  addLaunchInputOptions(cmd)
+  addSnpDigestOptions(addLaunchInputOptions(cmd))
     .addOption(new Option('--output-format <format>', 'how to print the digest').choices(['hex', 'base64']).default('hex'))
     .option('--json', 'print the digest with every input\'s sha256, the kernel-hashes table and the VMSA variant as JSON')
-    .addOption(new Option('--guest-features <n>', 'SNP: the VMSA SEV_FEATURES word (see below)').argParser(u64Arg).default(1n, '0x1'))
-    .addOption(new Option('--vmm-type <type>', 'SNP: whose VMM launches the guest (case-sensitive)').choices(['QEMU', 'ec2', 'gce']).default('QEMU'))
-    .option('--snp-ovmf-hash <hex>', 'SNP: the firmware part of the digest, precomputed with --mode snp:ovmf-hash')
+    .option('--reference-values', 'SNP: print the reference values (sevsup.snp-reference-values/v1 JSON) a verifier loads')
+    .addOption(new Option('--policy <n>', 'SNP reference values: the guest policy, 64-bit (default 0x30000, QEMU\'s)').argParser(u64Arg))
+    .addOption(new Option('--host-data <hex|base64>', 'SNP reference values: the host data (32 bytes)').argParser(bytesArg(32, { base64: true })))
+    .addOption(new Option('--id-key-digest <hex>', 'SNP reference values: the ID key digest `sevsup id-block` printed (48 bytes)').argParser(bytesArg(48)))
+    .addOption(new Option('--author-key-digest <hex>', 'SNP reference values: the author key digest (48 bytes)').argParser(bytesArg(48)))
+    .addOption(new Option('--min-tcb <spls>', 'SNP reference values: minimum TCB, e.g. bl=3,tee=0,snp=8,ucode=115 (unnamed: 0)').argParser(tcbArg))
+    .addOption(new Option('--min-guest-svn <n>', 'SNP reference values: minimum guest SVN').argParser(uintArg(U32)))
+    .addOption(new Option('--vmpl <n>', 'SNP reference values: the VMPL reports must be requested at').argParser(uintArg(3)))
     .addHelpText(
       'after',
       [
@@ -156,6 +183,10 @@ export function registerMeasure(program: Command): void {
         SEV_ES_HELP,
         '',
         SNP_HELP,
+        '  --reference-values prints what a verifier must expect (docs/snp-attestation.md): the digest, the',
+        '                    policy, and --host-data, --id-key-digest, --author-key-digest, --min-tcb,',
+        '                    --min-guest-svn, --vmpl when given; `sevsup verify --report R --reference-values F`',
+        '                    reads it.',
         '',
         'Exit codes: 0 printed; 2 usage error (and inputs QEMU would refuse); 3 unreadable file or unusable firmware.',
       ].join('\n'),

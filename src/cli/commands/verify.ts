@@ -2,10 +2,10 @@
 // inputs, with libvirt's virt-qemu-sev-validate's trust model and exit codes. Must not: import the
 // implementation eagerly (cli/actions/verify.ts is loaded on use) or anything beyond commander.
 import { Option, type Command } from 'commander';
-import { addLaunchInputOptions, collect, SEV_ES_HELP, uintArg, type LaunchInputCliOptions } from './measure.js';
+import { addLaunchInputOptions, addSnpDigestOptions, collect, SEV_ES_HELP, uintArg, type LaunchInputCliOptions, type SnpDigestCliOptions } from './measure.js';
 import { addSnpReportOptions, majorMinorArg, SNP_TRUST_MODEL, type SnpVerifyCliOptions } from './verify-snp.js';
 
-export interface VerifyCliOptions extends LaunchInputCliOptions, SnpVerifyCliOptions {
+export interface VerifyCliOptions extends LaunchInputCliOptions, SnpVerifyCliOptions, SnpDigestCliOptions {
   readonly record?: string;
   readonly measurement?: string;
   readonly apiMajor?: number;
@@ -50,7 +50,7 @@ export function registerVerify(program: Command): void {
     .addOption(new Option('--expected-policy <n>', 'also require this exact policy').argParser(uintArg(0xffffffff)))
     .addOption(new Option('--min-api <major.minor>', 'also require at least this SEV API version').argParser(majorMinorArg('0.24')))
     .addOption(new Option('--allowed-build-id <n>', 'also require one of these build ids (repeatable)').argParser(collect(u8)));
-  addSnpReportOptions(cmd)
+  addSnpReportOptions(addSnpDigestOptions(cmd))
     .option('--json', 'print the result as JSON')
     .option('-q, --quiet', 'print nothing; only the exit code tells')
     .addHelpText(
@@ -76,6 +76,10 @@ export function registerVerify(program: Command): void {
         'structure, the ECDSA P-384 signature, the certificate chain to a pinned ARK, the certificate\'s',
         'TCB, hwID and product against the report, and your expectations. Same exit codes; 4 also for a',
         'missing or unreadable certificate or report.',
+        'The expected measurement is --expected-measurement, or computed from your launch inputs exactly as',
+        '`sevsup measure --mode snp` computes it (--firmware, --kernel, --initrd, --cmdline, --vcpus, --vcpu-type',
+        'or --vcpu-sig, --guest-features, --vmm-type, --snp-ovmf-hash); both, or inputs with --reference-values,',
+        'must agree, or verify refuses to run (exit 2).',
         '',
         SNP_TRUST_MODEL,
       ].join('\n'),

@@ -1,7 +1,7 @@
 // `sevsup verify --report` and `sevsup certs` in-process, on a report and chain the test builds:
 // exit codes as `sevsup verify` (0, 1, 2, 4), --json with every field and verdict, certificates
 // from --certs or from the cache that `certs fetch` (fake key server) or `certs import` filled.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import { derToPem } from '../../../src/sev/snp-cert-builder.js';
 import { CERT_TABLE_GUID, decodeCertTable } from '../../../src/sev/snp-certs.js';
 import { startFakeKds, type FakeKds } from '../../support/fake-kds.js';
 import { runCliCaptured } from '../../support/run-cli.js';
-import { chainFor, CHIP_ID, fieldsFor, signedReport } from '../../support/snp-fixtures.js';
+import { chainFor, CHIP_ID, fieldsFor, signedReport, writeCertDir } from '../../support/snp-fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sevsup-snp-cli-'));
 const chain = chainFor({ product: 'Genoa', kind: 'vcek' });
@@ -25,11 +25,7 @@ const tampered = file('tampered.bin', (() => {
   b[0xc0] = (b[0xc0] ?? 0) ^ 1; // host data
   return b;
 })());
-const certs = join(dir, 'certs');
-mkdirSync(certs);
-writeFileSync(join(certs, 'ark.pem'), derToPem(chain.ark));
-writeFileSync(join(certs, 'ask.pem'), derToPem(chain.intermediate));
-writeFileSync(join(certs, 'vcek.der'), chain.leaf);
+const certs = writeCertDir(dir, chain);
 const ark = file('test-ark.pem', derToPem(chain.ark));
 const emptyCache = join(dir, 'empty-cache');
 

@@ -39,7 +39,8 @@ afterEach(async () => {
   await pids.endAll();
 });
 afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
+  // A QEMU ended just before may still have its last qemu.log write or rotation in flight: retry ENOTEMPTY.
+  await rm(root, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
 });
 
 /** The guest every test launches, from config text as the daemon reads it. */
