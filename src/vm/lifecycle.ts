@@ -462,8 +462,6 @@ export class VmLifecycle {
     this.#g.emit({ event: 'running', pid: this.#g.requireProc().pid });
   }
 
-  // Section: after it runs -------------------------------------------------------------------------
-
   // Section: failing closed ------------------------------------------------------------------------
 
   /** Any error before the guest ran (or while resuming): stop QEMU, never `cont`, record why. */
@@ -527,6 +525,4 @@ export class VmLifecycle {
       throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#g.state}; a lifecycle starts once (create a new one to launch again)`);
     }
   }
-
-  // Section: the state file (daemon mode) ----------------------------------------------------------
 }
