@@ -118,8 +118,7 @@ export class RawQmp {
   private constructor(private readonly socket: Socket) {
     socket.on('data', (chunk: Buffer) => {
       this.buffer += chunk.toString('utf8');
-      let nl: number;
-      while ((nl = this.buffer.indexOf('\n')) >= 0) {
+      for (let nl = this.buffer.indexOf('\n'); nl >= 0; nl = this.buffer.indexOf('\n')) {
         this.lines.push(this.buffer.slice(0, nl).replace(/\r$/, ''));
         this.buffer = this.buffer.slice(nl + 1);
       }
