@@ -61,4 +61,3 @@ export class RawQmpClient {
     this.socket.destroy();
   }
 }
-

@@ -10,7 +10,19 @@ import { afterEach } from 'vitest';
 import { missingBuildOrAssets, SEVSUP } from '../../test/support/it-env.js';
 import { terminate } from '../../test/support/terminate.js';
 
-export { ASSETS, DEBIAN_OVMF, KERNEL, processesMentioning, PYTHON, REAL_QEMU, REPO, SEVSUP, SIM, TEST_FIRMWARE, VALIDATOR } from '../../test/support/it-env.js';
+export {
+  ASSETS,
+  DEBIAN_OVMF,
+  KERNEL,
+  processesMentioning,
+  PYTHON,
+  REAL_QEMU,
+  REPO,
+  SEVSUP,
+  SIM,
+  TEST_FIRMWARE,
+  VALIDATOR,
+} from '../../test/support/it-env.js';
 
 /** Why the suite cannot run here, or null. */
 export function missingPrerequisite(...paths: string[]): string | null {
@@ -159,11 +171,25 @@ export async function writeKey(path: string): Promise<string> {
 
 /** `sevsup run --platform sim` with the test's run and state dirs. */
 export function simRun(dir: string, conf: string, extra: readonly string[] = []): SevsupRun {
-  return new SevsupRun([conf, '--platform', 'sim', '--run-dir', join(dir, 'run'), '--state-dir', join(dir, 'state'), '--powerdown-timeout', '1', ...extra]);
+  return new SevsupRun([
+    conf,
+    '--platform',
+    'sim',
+    '--run-dir',
+    join(dir, 'run'),
+    '--state-dir',
+    join(dir, 'state'),
+    '--powerdown-timeout',
+    '1',
+    ...extra,
+  ]);
 }
 
 /** The sim's `sim-status.json` (next to the monitor socket) of VM `vm`. */
-export function simStatus(dir: string, vm: string): { contCount: number; state: string; injectedSecrets: { gpa: number; secrets: { guid: string; length: number }[] }[] } {
+export function simStatus(
+  dir: string,
+  vm: string,
+): { contCount: number; state: string; injectedSecrets: { gpa: number; secrets: { guid: string; length: number }[] }[] } {
   return JSON.parse(readFileSync(join(dir, 'run', vm, 'private', 'sim-status.json'), 'utf8')) as ReturnType<typeof simStatus>;
 }
 

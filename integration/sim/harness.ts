@@ -60,7 +60,13 @@ export interface Paths {
 }
 
 export function paths(dir: string): Paths {
-  return { dir, monitor: join(dir, 'monitor.sock'), pidfile: join(dir, 'qemu.pid'), serial: join(dir, 'serial.log'), status: join(dir, 'sim-status.json') };
+  return {
+    dir,
+    monitor: join(dir, 'monitor.sock'),
+    pidfile: join(dir, 'qemu.pid'),
+    serial: join(dir, 'serial.log'),
+    status: join(dir, 'sim-status.json'),
+  };
 }
 
 /** buildQemuArgv's argv for `s` with the test directory's paths. */

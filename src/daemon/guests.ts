@@ -73,7 +73,9 @@ export interface GuestRegistryOptions {
   /** @default 'qemu-img' from PATH */
   readonly qemuImg?: string;
   /** Timeouts passed to every lifecycle (tests shorten them). */
-  readonly lifecycle?: Partial<Pick<LifecycleOptions, 'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions' | 'refuseDebugPolicy'>>;
+  readonly lifecycle?: Partial<
+    Pick<LifecycleOptions, 'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions' | 'refuseDebugPolicy'>
+  >;
 }
 
 export class GuestRegistry {
@@ -179,7 +181,9 @@ export class GuestRegistry {
   /** Start every autostart guest that has no QEMU (daemon start), a few at a time. */
   async autostart(): Promise<void> {
     if (!this.#open) return;
-    const names = [...this.#guests.values()].filter((g) => g.spec?.autostart === true && g.lifecycle === null && !g.hasQemu()).map((g) => g.name);
+    const names = [...this.#guests.values()]
+      .filter((g) => g.spec?.autostart === true && g.lifecycle === null && !g.hasQemu())
+      .map((g) => g.name);
     await inBatches(names, AUTOSTART_CONCURRENCY, (name) =>
       this.start(name).then(
         () => undefined,
@@ -231,9 +235,13 @@ export class GuestRegistry {
     this.#requireIdle(guest, 'start');
     const spec = guest.spec;
     if (spec === null || guest.removed) {
-      throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `VM ${vm}'s config was removed; it is kept only until it stops and cannot be started`, {
-        details: { vm },
-      });
+      throw new SupervisorError(
+        'SUP_ERR_VM_NOT_FOUND',
+        `VM ${vm}'s config was removed; it is kept only until it stops and cannot be started`,
+        {
+          details: { vm },
+        },
+      );
     }
     guest.busy = 'starting';
     let lifecycle: VmLifecycle;
@@ -272,9 +280,13 @@ export class GuestRegistry {
     this.#refuseUnsupervised(guest, request.action);
     const lifecycle = guest.lifecycle;
     if (lifecycle === null) {
-      throw new SupervisorError('SUP_ERR_ATTEST_NOT_HELD', `VM ${vm} is defined, not held for attestation; ${request.action} applies only to a held guest`, {
-        details: { vm, state: 'defined', action: request.action },
-      });
+      throw new SupervisorError(
+        'SUP_ERR_ATTEST_NOT_HELD',
+        `VM ${vm} is defined, not held for attestation; ${request.action} applies only to a held guest`,
+        {
+          details: { vm, state: 'defined', action: request.action },
+        },
+      );
     }
     return lifecycle.attest(request);
   }
@@ -292,18 +304,26 @@ export class GuestRegistry {
     const disks = refuseSnapshot(spec, request.vmstate);
     if (lifecycle === null) return this.#offline(guest, 'snapshot', () => snapshotOffline(spec, disks, request.name, this.#o.qemuImg));
     if (!ONLINE.includes(lifecycle.state)) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${vm} is ${lifecycle.state}; a snapshot is taken while it is held, running, paused or stopped`, {
-        details: { vm, state: lifecycle.state },
-      });
+      throw new SupervisorError(
+        'SUP_ERR_VM_STATE',
+        `VM ${vm} is ${lifecycle.state}; a snapshot is taken while it is held, running, paused or stopped`,
+        {
+          details: { vm, state: lifecycle.state },
+        },
+      );
     }
     try {
       await snapshotOnline(lifecycle, disks, request.name);
     } catch (error: unknown) {
       if (!hasCode(error, 'SUP_ERR_QMP_EXECUTE')) throw error;
-      throw new SupervisorError('SUP_ERR_SNAPSHOT_FAILED', `VM ${vm}: QEMU refused the disk snapshot '${request.name}': ${String(error.details['desc'] ?? error.message)}`, {
-        details: { vm },
-        cause: error,
-      });
+      throw new SupervisorError(
+        'SUP_ERR_SNAPSHOT_FAILED',
+        `VM ${vm}: QEMU refused the disk snapshot '${request.name}': ${String(error.details['desc'] ?? error.message)}`,
+        {
+          details: { vm },
+          cause: error,
+        },
+      );
     }
     this.#log.info({ vm, snapshot: request.name, disks: disks.length }, 'disk snapshot taken');
     return { vm, name: request.name, via: 'qmp', disks: disks.map((d) => d.file) };
@@ -425,13 +445,19 @@ export class GuestRegistry {
 
   #requireIdle(guest: Guest, what: string): void {
     if (guest.busy !== null) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${guest.name} is busy (${guest.busy} in progress); try ${what} again when it is done`, {
-        details: { vm: guest.name, busy: guest.busy },
-      });
+      throw new SupervisorError(
+        'SUP_ERR_VM_STATE',
+        `VM ${guest.name} is busy (${guest.busy} in progress); try ${what} again when it is done`,
+        {
+          details: { vm: guest.name, busy: guest.busy },
+        },
+      );
     }
     const active = guest.active();
     if (what === 'start' && active !== null) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${guest.name} is already ${active.state}`, { details: { vm: guest.name, state: active.state } });
+      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${guest.name} is already ${active.state}`, {
+        details: { vm: guest.name, state: active.state },
+      });
     }
   }
 
@@ -439,25 +465,31 @@ export class GuestRegistry {
   #refuseUnsupervised(guest: Guest, what: string): void {
     const left = guest.unsupervised;
     if (left === null) return;
-    throw new SupervisorError(left.error.code, `${what} refused: ${left.error.message}`, { details: { ...left.error.details, state: left.state } });
+    throw new SupervisorError(left.error.code, `${what} refused: ${left.error.message}`, {
+      details: { ...left.error.details, state: left.state },
+    });
   }
 
   /** The guest, for an operation that changes something. */
   #operate(vm: string): Guest {
     if (!this.#open) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', 'the daemon is re-attaching its guests (or shutting down); try again in a moment', { details: { vm } });
+      throw new SupervisorError('SUP_ERR_VM_STATE', 'the daemon is re-attaching its guests (or shutting down); try again in a moment', {
+        details: { vm },
+      });
     }
     return this.#require(vm);
   }
 
   #require(vm: string): Guest {
     const guest = this.#guests.get(vm);
-    if (guest === undefined) throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `no VM named ${JSON.stringify(vm)} is known to the daemon`, { details: { vm } });
+    if (guest === undefined)
+      throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `no VM named ${JSON.stringify(vm)} is known to the daemon`, { details: { vm } });
     return guest;
   }
 
   #requireSpec(guest: Guest): VmSpec {
-    if (guest.spec === null) throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `VM ${guest.name} has no config any more`, { details: { vm: guest.name } });
+    if (guest.spec === null)
+      throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `VM ${guest.name} has no config any more`, { details: { vm: guest.name } });
     return guest.spec;
   }
 

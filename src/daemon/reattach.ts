@@ -45,7 +45,10 @@ export async function adoptPersisted(ctx: ReattachContext, persisted: PersistedV
   try {
     spec = parseVmConfig(persisted.config, persisted.configSource);
   } catch (error: unknown) {
-    ctx.log.error({ vm: persisted.vm, pid: persisted.pid, err: error }, 'cannot read the launch config in the state file; guest not re-attached');
+    ctx.log.error(
+      { vm: persisted.vm, pid: persisted.pid, err: error },
+      'cannot read the launch config in the state file; guest not re-attached',
+    );
     return;
   }
   const guest = known ?? new Guest(persisted.vm, null);
@@ -91,7 +94,10 @@ export async function adoptUnreadable(ctx: ReattachContext, bad: UnreadableState
   const { vm, file, reason } = bad;
   ctx.log.error({ vm, file, reason }, `state file of VM ${vm} is unusable: ${reason}; looking for its QEMU by command line`);
   const paths = vmRunPaths(ctx.runDir, vm);
-  const written = await stat(file).then((s) => s.mtime, () => null);
+  const written = await stat(file).then(
+    (s) => s.mtime,
+    () => null,
+  );
   const candidates = findQemuByCmdline(paths.monitorSocket);
   const guest = ctx.guests.get(vm) ?? new Guest(vm, null);
   if (!ctx.guests.has(vm)) {

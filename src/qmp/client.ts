@@ -265,10 +265,13 @@ export class QmpClient {
         done();
         reject(signal?.reason);
       };
-      const timer = setTimeout(() => {
-        done();
-        reject(handshakeTimeout(step, this.where, timeoutMs));
-      }, Math.max(0, deadline - performance.now()));
+      const timer = setTimeout(
+        () => {
+          done();
+          reject(handshakeTimeout(step, this.where, timeoutMs));
+        },
+        Math.max(0, deadline - performance.now()),
+      );
       signal?.addEventListener('abort', onAbort, { once: true });
       this.inboxWaiter = {
         resolve: (message) => {
@@ -320,7 +323,9 @@ export class QmpClient {
     } else if (typeof oob === 'string' && execute === undefined) {
       encoded = this.encode('exec-oob', oob, message.arguments);
     } else {
-      return Promise.reject(new SupervisorError('SUP_ERR_INTERNAL', "a QMP command needs exactly one of 'execute' and 'exec-oob' as a string"));
+      return Promise.reject(
+        new SupervisorError('SUP_ERR_INTERNAL', "a QMP command needs exactly one of 'execute' and 'exec-oob' as a string"),
+      );
     }
     if (encoded instanceof SupervisorError) return Promise.reject(encoded);
     const name = execute ?? oob ?? '';
@@ -393,7 +398,11 @@ export class QmpClient {
   }
 
   /** Our id and the command's JSON text, built directly (this is the hot path). */
-  private encode(member: 'execute' | 'exec-oob', name: string, args: Record<string, unknown> | undefined): { id: string; text: string } | SupervisorError {
+  private encode(
+    member: 'execute' | 'exec-oob',
+    name: string,
+    args: Record<string, unknown> | undefined,
+  ): { id: string; text: string } | SupervisorError {
     const id = this.pending.nextId();
     try {
       const head = `{"${member}":${JSON.stringify(name)}`;
@@ -424,7 +433,11 @@ export class QmpClient {
 
   private onItem(item: FramedItem): void {
     if (item.kind === 'error') {
-      this.fail(new SupervisorError('SUP_ERR_QMP_PROTOCOL', `bad QMP data from ${this.where}: ${item.message}`, { details: { reason: item.reason } }));
+      this.fail(
+        new SupervisorError('SUP_ERR_QMP_PROTOCOL', `bad QMP data from ${this.where}: ${item.message}`, {
+          details: { reason: item.reason },
+        }),
+      );
       return;
     }
     if (this.log.isLevelEnabled('trace')) this.log.trace({ qmp: item.text }, '<--');
@@ -459,9 +472,13 @@ export class QmpClient {
           // qemu.qmp ServerParseError: it belongs to no command (we send none without id);
           // most likely QEMU failed to parse our input. Do not guess: end the session.
           this.fail(
-            new SupervisorError('SUP_ERR_QMP_PROTOCOL', `QMP error without id from ${this.where} (${message.error.class}): ${message.error.desc}`, {
-              details: { class: message.error.class, desc: message.error.desc },
-            }),
+            new SupervisorError(
+              'SUP_ERR_QMP_PROTOCOL',
+              `QMP error without id from ${this.where} (${message.error.class}): ${message.error.desc}`,
+              {
+                details: { class: message.error.class, desc: message.error.desc },
+              },
+            ),
           );
           return;
         }
@@ -481,7 +498,7 @@ export class QmpClient {
       this.log.debug({ id }, 'dropping late QMP reply to a timed-out or abandoned command');
     } else if (outcome === 'unknown') {
       // qmp-spec: "Clients should drop all the responses that have an unknown id field."
-      this.log.warn({ id: typeof id === 'string' ? id : JSON.stringify(id) ?? null }, 'dropping QMP reply with unknown id');
+      this.log.warn({ id: typeof id === 'string' ? id : (JSON.stringify(id) ?? null) }, 'dropping QMP reply with unknown id');
     }
   }
 
@@ -555,4 +572,3 @@ export class QmpClient {
     return new SupervisorError('SUP_ERR_QMP_STATE', `cannot ${action}`);
   }
 }
-

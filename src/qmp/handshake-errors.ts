@@ -9,14 +9,18 @@ export type HandshakeStep = 'greeting' | 'negotiation';
 
 /** QEMU exited (or its liveness check says so) before the handshake completed on `where`. */
 export function exitedBeforeHandshake(where: string): SupervisorError {
-  return new SupervisorError('SUP_ERR_QMP_CONNECT', `QEMU exited before completing the QMP handshake on ${where}`, { details: { path: where } });
+  return new SupervisorError('SUP_ERR_QMP_CONNECT', `QEMU exited before completing the QMP handshake on ${where}`, {
+    details: { path: where },
+  });
 }
 
 /** The connect deadline passed while waiting for `step`'s message. */
 export function handshakeTimeout(step: HandshakeStep, where: string, timeoutMs: number): SupervisorError {
   return new SupervisorError(
     step === 'greeting' ? 'SUP_ERR_QMP_GREETING' : 'SUP_ERR_QMP_NEGOTIATION',
-    step === 'greeting' ? `no QMP greeting from ${where} within ${timeoutMs} ms` : `no reply to qmp_capabilities from ${where} within ${timeoutMs} ms`,
+    step === 'greeting'
+      ? `no QMP greeting from ${where} within ${timeoutMs} ms`
+      : `no reply to qmp_capabilities from ${where} within ${timeoutMs} ms`,
     { details: { timeoutMs } },
   );
 }
