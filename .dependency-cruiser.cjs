@@ -31,7 +31,13 @@ module.exports = {
         // and firmware reader share. They read, never write, and are the only file access in sev/.
         pathNot: ['^src/sev/(hash-file|firmware-file|launch-digest|kernel-hashes)[.]ts$'],
       },
-      to: { path: ['^src/(config|qmp|process|host|qemu|vm|daemon|api|cli|proxy|platform|attestation)/', '^(node:)?(child_process|fs|fs/promises|net)$', '^execa$'] },
+      to: {
+        path: [
+          '^src/(config|qmp|process|host|qemu|vm|daemon|api|cli|proxy|platform|attestation)/',
+          '^(node:)?(child_process|fs|fs/promises|net)$',
+          '^execa$',
+        ],
+      },
     },
     {
       name: 'sev-no-config',

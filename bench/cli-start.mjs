@@ -33,7 +33,22 @@ await mkdir(join(root, 'vms'));
 await writeFile(join(root, 'vms', 'web.conf'), 'name: web\nmemory: 256\ncores: 1\nbios: ovmf\namd_sev: type=std\n');
 const daemon = spawn(
   process.execPath,
-  [SEVSUP, 'daemon', '--platform', 'sim', '--vm-dir', join(root, 'vms'), '--run-dir', join(root, 'run'), '--state-dir', join(root, 'state'), '--socket', socket, '--log-level', 'warn'],
+  [
+    SEVSUP,
+    'daemon',
+    '--platform',
+    'sim',
+    '--vm-dir',
+    join(root, 'vms'),
+    '--run-dir',
+    join(root, 'run'),
+    '--state-dir',
+    join(root, 'state'),
+    '--socket',
+    socket,
+    '--log-level',
+    'warn',
+  ],
   { stdio: ['ignore', 'ignore', 'inherit'] },
 );
 
@@ -44,7 +59,9 @@ function timed(argv) {
     const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (c) => (stderr += c));
-    child.on('close', (code) => (code === 0 ? resolve(performance.now() - start) : reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve(performance.now() - start) : reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr}`)),
+    );
   });
 }
 
@@ -56,7 +73,13 @@ const median = (xs) => {
 try {
   const status = [SEVSUP, 'status', 'web', '--socket', socket];
   for (let i = 0; ; i += 1) {
-    if (await timed(status).then(() => true, () => false)) break;
+    if (
+      await timed(status).then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
     if (i > 100) throw new Error('the daemon did not answer within 10 s');
     await delay(100);
   }
@@ -83,8 +106,16 @@ try {
   };
   result.pass = result.extraMs <= TARGET_EXTRA_MS && result.versionExtraMs <= TARGET_EXTRA_MS;
   reportTargets('cli-start', [
-    target("sevsup --version − node -e ''", result.versionExtraMs, { unit: 'ms', max: TARGET_EXTRA_MS, detail: `${result.versionMedianMs} vs ${result.nodeMedianMs} ms` }),
-    target("sevsup status − node -e ''", result.extraMs, { unit: 'ms', max: TARGET_EXTRA_MS, detail: `${result.statusMedianMs} vs ${result.nodeMedianMs} ms` }),
+    target("sevsup --version − node -e ''", result.versionExtraMs, {
+      unit: 'ms',
+      max: TARGET_EXTRA_MS,
+      detail: `${result.versionMedianMs} vs ${result.nodeMedianMs} ms`,
+    }),
+    target("sevsup status − node -e ''", result.extraMs, {
+      unit: 'ms',
+      max: TARGET_EXTRA_MS,
+      detail: `${result.statusMedianMs} vs ${result.nodeMedianMs} ms`,
+    }),
   ]);
   if (JSON_OUT) process.stdout.write(`${JSON.stringify(result)}\n`);
   else {

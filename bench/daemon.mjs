@@ -44,24 +44,51 @@ const { callControl } = await import(join(REPO, 'dist', 'api', 'client.js'));
 const root = await mkdtemp(join(tmpdir(), 'bd-'));
 const socket = join(root, 's.sock');
 const conf = (autostart) =>
-  ['memory: 256', 'cores: 1', 'bios: ovmf', `firmware: ${OVMF}`, 'amd_sev: type=std,nodbg=1,noks=1', 'attest: hold', `autostart: ${autostart ? 1 : 0}`, ''].join('\n');
+  [
+    'memory: 256',
+    'cores: 1',
+    'bios: ovmf',
+    `firmware: ${OVMF}`,
+    'amd_sev: type=std,nodbg=1,noks=1',
+    'attest: hold',
+    `autostart: ${autostart ? 1 : 0}`,
+    '',
+  ].join('\n');
 await mkdir(join(root, 'vms'));
 const names = Array.from({ length: GUESTS }, (_, i) => `g${String(i).padStart(2, '0')}`);
 for (const n of names) await writeFile(join(root, 'vms', `${n}.conf`), conf(true));
-await writeFile(join(root, 'vms', 'probe.conf'), conf('probe', false));
+await writeFile(join(root, 'vms', 'probe.conf'), conf(false));
 await mkdir(join(root, 'solo'));
-await writeFile(join(root, 'solo', 'probe.conf'), conf('probe', false));
+await writeFile(join(root, 'solo', 'probe.conf'), conf(false));
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const round = (x, d = 2) => Number(x.toFixed(d));
-const api = (method, path, body, timeoutMs = 120_000) => callControl({ socketPath: socket, method, path, ...(body === undefined ? {} : { body }), timeoutMs });
+const api = (method, path, body, timeoutMs = 120_000) =>
+  callControl({ socketPath: socket, method, path, ...(body === undefined ? {} : { body }), timeoutMs });
 
 const daemon = spawn(
   process.execPath,
-  [SEVSUP, 'daemon', '--platform', 'sim', '--vm-dir', join(root, 'vms'), '--run-dir', join(root, 'run'), '--state-dir', join(root, 'state'), '--socket', socket, '--log-level', 'warn', '--on-shutdown', 'shutdown'],
+  [
+    SEVSUP,
+    'daemon',
+    '--platform',
+    'sim',
+    '--vm-dir',
+    join(root, 'vms'),
+    '--run-dir',
+    join(root, 'run'),
+    '--state-dir',
+    join(root, 'state'),
+    '--socket',
+    socket,
+    '--log-level',
+    'warn',
+    '--on-shutdown',
+    'shutdown',
+  ],
   { stdio: ['ignore', 'ignore', 'inherit'] },
 );
 const daemonExit = new Promise((resolve) => daemon.once('close', resolve));
@@ -72,7 +99,9 @@ function cpuTicks(pid) {
   return Number(fields[11]) + Number(fields[12]); // utime + stime
 }
 function rssMb(pid) {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
   return Number(line?.split(/\s+/)[1] ?? 0) / 1024;
 }
 
@@ -93,7 +122,19 @@ function runOnce(i) {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      [SEVSUP, 'run', join(root, 'solo', 'probe.conf'), '--platform', 'sim', '--hold', '--json', '--run-dir', join(root, `solo-run-${i}`), '--state-dir', join(root, 'solo-state')],
+      [
+        SEVSUP,
+        'run',
+        join(root, 'solo', 'probe.conf'),
+        '--platform',
+        'sim',
+        '--hold',
+        '--json',
+        '--run-dir',
+        join(root, `solo-run-${i}`),
+        '--state-dir',
+        join(root, 'solo-state'),
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let buffer = '';
@@ -113,7 +154,9 @@ function runOnce(i) {
         }
       }
     });
-    child.once('close', (code) => (heldMs === null ? reject(new Error(`sevsup run exited ${code} before held: ${stderr}`)) : resolve(heldMs)));
+    child.once('close', (code) =>
+      heldMs === null ? reject(new Error(`sevsup run exited ${code} before held: ${stderr}`)) : resolve(heldMs),
+    );
   });
 }
 
@@ -242,8 +285,16 @@ try {
 reportTargets('daemon', [
   target(`daemon RSS, ${result.guests} guests held`, result.daemonRssMb, { unit: 'MB', max: TARGETS.rssMb }),
   target(`GET /v1/vms, ${result.guests} guests`, result.listMedianMs, { unit: 'ms', max: TARGETS.listMs }),
-  target('GET /v1/vms/<vm>, kept-alive connection', result.statusMedianMs, { unit: 'ms', max: TARGETS.statusMs, detail: `bare node:http server, same client: ${result.bareServerMedianMs} ms; fresh connection: ${result.statusFreshConnectionMedianMs} ms` }),
-  target('start → held: daemon / sevsup run --hold', result.startToHeld.ratio, { unit: '×', max: TARGETS.startRatio, detail: `${result.startToHeld.daemonMedianMs} vs ${result.startToHeld.runMedianMs} ms` }),
+  target('GET /v1/vms/<vm>, kept-alive connection', result.statusMedianMs, {
+    unit: 'ms',
+    max: TARGETS.statusMs,
+    detail: `bare node:http server, same client: ${result.bareServerMedianMs} ms; fresh connection: ${result.statusFreshConnectionMedianMs} ms`,
+  }),
+  target('start → held: daemon / sevsup run --hold', result.startToHeld.ratio, {
+    unit: '×',
+    max: TARGETS.startRatio,
+    detail: `${result.startToHeld.daemonMedianMs} vs ${result.startToHeld.runMedianMs} ms`,
+  }),
 ]);
 if (JSON_OUT) process.stdout.write(`${JSON.stringify(result)}\n`);
 else {

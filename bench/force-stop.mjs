@@ -70,8 +70,16 @@ for (let i = 0; i < RUNS; i++) {
   base.push(await baselineOnce());
   ours.push(await sevsupOnce());
 }
-const result = { runs: RUNS, baselineMedianMs: round(median(base)), forceStopMedianMs: round(median(ours)), ratio: round(median(ours) / median(base)) };
+const result = {
+  runs: RUNS,
+  baselineMedianMs: round(median(base)),
+  forceStopMedianMs: round(median(ours)),
+  ratio: round(median(ours) / median(base)),
+};
 const pass = result.ratio <= TARGET_RATIO;
 if (JSON_OUT) process.stdout.write(`${JSON.stringify({ ...result, target: TARGET_RATIO, pass })}\n`);
-else process.stdout.write(`force stop ${result.forceStopMedianMs} ms vs SIGKILL by hand ${result.baselineMedianMs} ms: ratio ${result.ratio} (target ≤ ${TARGET_RATIO}) ${pass ? 'ok' : 'SLOW'} [${RUNS} runs each, alternating]\n`);
+else
+  process.stdout.write(
+    `force stop ${result.forceStopMedianMs} ms vs SIGKILL by hand ${result.baselineMedianMs} ms: ratio ${result.ratio} (target ≤ ${TARGET_RATIO}) ${pass ? 'ok' : 'SLOW'} [${RUNS} runs each, alternating]\n`,
+  );
 process.exitCode = pass ? 0 : 1;

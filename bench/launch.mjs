@@ -62,20 +62,28 @@ await writeFile(
 );
 
 function timeout(what) {
-  return new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: no result within ${STEP_TIMEOUT_MS} ms`)), STEP_TIMEOUT_MS).unref());
+  return new Promise((_, reject) =>
+    setTimeout(() => reject(new Error(`${what}: no result within ${STEP_TIMEOUT_MS} ms`)), STEP_TIMEOUT_MS).unref(),
+  );
 }
 
 function exited(child) {
-  return new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('close', () => resolve())));
+  return new Promise((resolve) =>
+    child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('close', () => resolve()),
+  );
 }
 
 /** sevsup run: spawn → `measured` on stdout. Held, so the guest never runs; then SIGTERM. */
 async function sevsupOnce(i) {
   const dir = join(root, `s${i}`);
   const t0 = performance.now();
-  const child = spawn(process.execPath, [SEVSUP, 'run', conf, '--platform', 'sim', '--json', '--hold', '--run-dir', join(dir, 'run'), '--state-dir', join(dir, 'state')], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [SEVSUP, 'run', conf, '--platform', 'sim', '--json', '--hold', '--run-dir', join(dir, 'run'), '--state-dir', join(dir, 'state')],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stderr = '';
   child.stderr.on('data', (c) => (stderr += c));
   let tStarting = t0;
@@ -185,8 +193,16 @@ try {
     processMs: proc.map(Math.round),
   };
   reportTargets('launch', [
-    target('sevsup run: spawn → measured / by hand', result.processRatio, { unit: '×', max: TARGETS.process, detail: `${result.processMedianMs} vs ${result.baselineMedianMs} ms` }),
-    target('sevsup run: starting → measured / by hand', result.launchRatio, { unit: '×', max: TARGETS.launch, detail: `${result.launchMedianMs} vs ${result.baselineMedianMs} ms` }),
+    target('sevsup run: spawn → measured / by hand', result.processRatio, {
+      unit: '×',
+      max: TARGETS.process,
+      detail: `${result.processMedianMs} vs ${result.baselineMedianMs} ms`,
+    }),
+    target('sevsup run: starting → measured / by hand', result.launchRatio, {
+      unit: '×',
+      max: TARGETS.launch,
+      detail: `${result.launchMedianMs} vs ${result.baselineMedianMs} ms`,
+    }),
   ]);
   if (JSON_OUT) process.stdout.write(`${JSON.stringify(result)}\n`);
   else {

@@ -46,14 +46,20 @@ async function main() {
   }
   const dir = mkdtempSync(join(tmpdir(), 'sevsup-bench-owner-'));
   try {
-    const f = { firmware: join(dir, 'OVMF.fd'), kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img'), tik: join(dir, 'tik'), tek: join(dir, 'tek') };
+    const f = {
+      firmware: join(dir, 'OVMF.fd'),
+      kernel: join(dir, 'vmlinuz'),
+      initrd: join(dir, 'initrd.img'),
+      tik: join(dir, 'tik'),
+      tek: join(dir, 'tek'),
+    };
     writeFileSync(f.firmware, firmwareImage());
     writeFileSync(f.kernel, randomBytes(14 * MIB));
     writeFileSync(f.initrd, randomBytes(64 * MIB));
     const tik = randomBytes(16);
     writeFileSync(f.tik, tik);
     writeFileSync(f.tek, randomBytes(16));
-    const totalMiB = (4 + 14 + 64);
+    const totalMiB = 4 + 14 + 64;
     const cmdline = 'console=ttyS0 root=/dev/vda1 ro quiet';
     const es = { vcpus: 4, cpu: { family: 25, model: 1, stepping: 1 }, vmsaInit: 'legacy', sevFeatures: 0n };
 
@@ -64,10 +70,38 @@ async function main() {
     const head = Buffer.from([4, host.apiMajor, host.apiMinor, host.buildId, host.policy, 0, 0, 0]);
     const mac = createHmac('sha256', tik).update(head).update(expected.digest).update(mnonce).digest();
     const measurement = Buffer.concat([mac, mnonce]).toString('base64');
-    const hostArgs = ['--measurement', measurement, '--api-major', '1', '--api-minor', '55', '--build-id', '21', '--policy', '7', '--tik', f.tik];
+    const hostArgs = [
+      '--measurement',
+      measurement,
+      '--api-major',
+      '1',
+      '--api-minor',
+      '55',
+      '--build-id',
+      '21',
+      '--policy',
+      '7',
+      '--tik',
+      f.tik,
+    ];
     const inputs = ['--firmware', f.firmware, '--kernel', f.kernel, '--initrd', f.initrd, `--cmdline=${cmdline}`];
     const verifyArgs = ['verify', ...hostArgs, ...inputs, '--vcpus', '4', '--vcpu-type', 'EPYC-Milan'];
-    const validatorArgs = [VALIDATOR, ...hostArgs, '--tek', f.tek, ...inputs, '--num-cpus', '4', '--cpu-family', '25', '--cpu-model', '1', '--cpu-stepping', '1', '--quiet'];
+    const validatorArgs = [
+      VALIDATOR,
+      ...hostArgs,
+      '--tek',
+      f.tek,
+      ...inputs,
+      '--num-cpus',
+      '4',
+      '--cpu-family',
+      '25',
+      '--cpu-model',
+      '1',
+      '--cpu-stepping',
+      '1',
+      '--quiet',
+    ];
     const measureArgs = ['measure', '--mode', 'seves', ...inputs, '--vcpus', '4', '--vcpu-type', 'EPYC-Milan'];
     const opensslArgs = ['dgst', '-sha256', f.firmware, f.kernel, f.initrd];
 
@@ -75,7 +109,8 @@ async function main() {
     const ours = await run(BIN, verifyArgs);
     await run(PYTHON, validatorArgs); // rejects unless the validator exits 0 ("valid")
     const measured = await run(BIN, measureArgs);
-    if (!/^OK: /.test(ours.stdout) || measured.stdout.trim() !== expected.digest.toString('hex')) throw new Error('sevsup disagrees with itself');
+    if (!/^OK: /.test(ours.stdout) || measured.stdout.trim() !== expected.digest.toString('hex'))
+      throw new Error('sevsup disagrees with itself');
     await run('openssl', opensslArgs);
 
     const t = { inproc: [], openssl: [], verify: [], validator: [], measure: [] };
@@ -97,20 +132,42 @@ async function main() {
       ['virt-qemu-sev-validate (same check)', m.validator, ''],
       ['bin/sevsup measure (same inputs)', m.measure, ''],
     ];
-    process.stdout.write(`owner bench: ${totalMiB} MiB of inputs (4 MiB firmware, 14 MiB kernel, 64 MiB initrd), ${ROUNDS} rounds, medians\n`);
+    process.stdout.write(
+      `owner bench: ${totalMiB} MiB of inputs (4 MiB firmware, 14 MiB kernel, 64 MiB initrd), ${ROUNDS} rounds, medians\n`,
+    );
     for (const [name, ms, extra] of rows) process.stdout.write(`  ${name.padEnd(48)} ${ms.toFixed(1).padStart(8)} ms  ${extra}\n`);
     const hashRatio = m.openssl / m.inproc;
     const cmdRatio = m.validator / m.verify;
-    process.stdout.write(`  hashing throughput vs openssl: ${hashRatio.toFixed(2)}x (target >= 0.80) ${hashRatio >= 0.8 ? 'OK' : 'BELOW TARGET'}\n`);
-    process.stdout.write(`  sevsup verify vs validator:    ${cmdRatio.toFixed(2)}x faster (target > 1.00) ${cmdRatio > 1 ? 'OK' : 'BELOW TARGET'}\n`);
+    process.stdout.write(
+      `  hashing throughput vs openssl: ${hashRatio.toFixed(2)}x (target >= 0.80) ${hashRatio >= 0.8 ? 'OK' : 'BELOW TARGET'}\n`,
+    );
+    process.stdout.write(
+      `  sevsup verify vs validator:    ${cmdRatio.toFixed(2)}x faster (target > 1.00) ${cmdRatio > 1 ? 'OK' : 'BELOW TARGET'}\n`,
+    );
     const measureExtra = m.measure - m.inproc;
-    process.stdout.write(`  sevsup measure over in-process: +${measureExtra.toFixed(1)} ms (target <= ${MEASURE_EXTRA_MS}) ${measureExtra <= MEASURE_EXTRA_MS ? 'OK' : 'OVER TARGET'}\n`);
+    process.stdout.write(
+      `  sevsup measure over in-process: +${measureExtra.toFixed(1)} ms (target <= ${MEASURE_EXTRA_MS}) ${measureExtra <= MEASURE_EXTRA_MS ? 'OK' : 'OVER TARGET'}\n`,
+    );
     reportTargets('owner', [
-      target('sha-256 throughput vs openssl', hashRatio, { unit: '×', min: 0.8, detail: `${m.openssl.toFixed(0)} vs ${m.inproc.toFixed(0)} ms` }),
-      target('virt-qemu-sev-validate / sevsup verify', cmdRatio, { unit: '×', min: 1, detail: `${m.validator.toFixed(0)} vs ${m.verify.toFixed(0)} ms` }),
-      target('sevsup measure − in-process', measureExtra, { unit: 'ms', max: MEASURE_EXTRA_MS, detail: `${m.measure.toFixed(0)} vs ${m.inproc.toFixed(0)} ms` }),
+      target('sha-256 throughput vs openssl', hashRatio, {
+        unit: '×',
+        min: 0.8,
+        detail: `${m.openssl.toFixed(0)} vs ${m.inproc.toFixed(0)} ms`,
+      }),
+      target('virt-qemu-sev-validate / sevsup verify', cmdRatio, {
+        unit: '×',
+        min: 1,
+        detail: `${m.validator.toFixed(0)} vs ${m.verify.toFixed(0)} ms`,
+      }),
+      target('sevsup measure − in-process', measureExtra, {
+        unit: 'ms',
+        max: MEASURE_EXTRA_MS,
+        detail: `${m.measure.toFixed(0)} vs ${m.inproc.toFixed(0)} ms`,
+      }),
     ]);
-    process.stdout.write(`${JSON.stringify({ bench: 'owner', rounds: ROUNDS, medianMs: m, hashRatioVsOpenssl: hashRatio, verifySpeedupVsValidator: cmdRatio })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ bench: 'owner', rounds: ROUNDS, medianMs: m, hashRatioVsOpenssl: hashRatio, verifySpeedupVsValidator: cmdRatio })}\n`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -107,11 +107,32 @@ async function main() {
   const accel = existsSync('/dev/kvm') ? 'kvm' : 'tcg';
   const qemu = spawn(
     QEMU,
-    ['-machine', 'none', '-accel', accel, '-nodefaults', '-display', 'none', '-S',
-      '-chardev', `socket,id=monitor,path=${upstreamPath},server=on,wait=off`, '-mon', 'chardev=monitor,mode=control',
-      '-chardev', `socket,id=direct,path=${directPath},server=on,wait=off`, '-mon', 'chardev=direct,mode=control',
-      '-chardev', `socket,id=same,path=${sameBytesPath},server=on,wait=off`, '-mon', 'chardev=same,mode=control',
-      '-chardev', `socket,id=numeric,path=${numericUpstreamPath},server=on,wait=off`, '-mon', 'chardev=numeric,mode=control'],
+    [
+      '-machine',
+      'none',
+      '-accel',
+      accel,
+      '-nodefaults',
+      '-display',
+      'none',
+      '-S',
+      '-chardev',
+      `socket,id=monitor,path=${upstreamPath},server=on,wait=off`,
+      '-mon',
+      'chardev=monitor,mode=control',
+      '-chardev',
+      `socket,id=direct,path=${directPath},server=on,wait=off`,
+      '-mon',
+      'chardev=direct,mode=control',
+      '-chardev',
+      `socket,id=same,path=${sameBytesPath},server=on,wait=off`,
+      '-mon',
+      'chardev=same,mode=control',
+      '-chardev',
+      `socket,id=numeric,path=${numericUpstreamPath},server=on,wait=off`,
+      '-mon',
+      'chardev=numeric,mode=control',
+    ],
     { stdio: 'ignore' },
   );
   const exited = new Promise((resolve) => qemu.once('exit', resolve));
@@ -151,14 +172,24 @@ async function main() {
     console.log('\nsequential query-status round trips');
     const s = Object.fromEntries(names.map((n) => [n, stats(seq[n])]));
     for (const n of names) {
-      console.log(`  ${n.padEnd(18)} median ${us(s[n].median).padStart(10)}   mean ${us(s[n].mean).padStart(10)}   p99 ${us(s[n].p99).padStart(10)}   (${s[n].n} samples)`);
+      console.log(
+        `  ${n.padEnd(18)} median ${us(s[n].median).padStart(10)}   mean ${us(s[n].mean).padStart(10)}   p99 ${us(s[n].p99).padStart(10)}   (${s[n].n} samples)`,
+      );
     }
     const ratio = s.proxy.median / s.direct.median;
-    console.log(`  proxy/direct median ${ratio.toFixed(3)}×   mean ${(s.proxy.mean / s.direct.mean).toFixed(3)}×   p99 ${(s.proxy.p99 / s.direct.p99).toFixed(3)}×   (target ≤ ${TARGET.toFixed(2)}×: ${ratio <= TARGET ? 'OK' : 'OVER TARGET'})`);
-    console.log(`  added per command: ${us(s.proxy.median - s.direct.median)} (median), of which QEMU reading the upstream's longer ids: ${us(s['direct-sevsup-ids'].median - s.direct.median)}`);
-    console.log(`  proxy/direct-sevsup-ids median ${(s.proxy.median / s['direct-sevsup-ids'].median).toFixed(3)}× (the proxy's own cost, same bytes reaching QEMU)`);
+    console.log(
+      `  proxy/direct median ${ratio.toFixed(3)}×   mean ${(s.proxy.mean / s.direct.mean).toFixed(3)}×   p99 ${(s.proxy.p99 / s.direct.p99).toFixed(3)}×   (target ≤ ${TARGET.toFixed(2)}×: ${ratio <= TARGET ? 'OK' : 'OVER TARGET'})`,
+    );
+    console.log(
+      `  added per command: ${us(s.proxy.median - s.direct.median)} (median), of which QEMU reading the upstream's longer ids: ${us(s['direct-sevsup-ids'].median - s.direct.median)}`,
+    );
+    console.log(
+      `  proxy/direct-sevsup-ids median ${(s.proxy.median / s['direct-sevsup-ids'].median).toFixed(3)}× (the proxy's own cost, same bytes reaching QEMU)`,
+    );
     const numericRatio = s['proxy-numeric-up'].median / s.direct.median;
-    console.log(`  proxy-numeric-up/direct median ${numericRatio.toFixed(3)}× (the proxy over an upstream with numeric ids; target ≤ ${TARGET.toFixed(2)}×: ${numericRatio <= TARGET ? 'OK' : 'OVER TARGET'})`);
+    console.log(
+      `  proxy-numeric-up/direct median ${numericRatio.toFixed(3)}× (the proxy over an upstream with numeric ids; target ≤ ${TARGET.toFixed(2)}×: ${numericRatio <= TARGET ? 'OK' : 'OVER TARGET'})`,
+    );
 
     // Throughput, in interleaved slices (machine noise hits all three alike): one direct client,
     // one proxy client, then CLIENTS proxy clients at once, each client sequential.
@@ -183,11 +214,23 @@ async function main() {
     console.log(`\nthroughput, ${SECONDS} s each in ${SLICES} interleaved slices (query-status, each client sequential)`);
     console.log(`  1 direct client        ${(aloneDirect / SECONDS).toFixed(0).padStart(7)} commands/s`);
     console.log(`  1 proxy client         ${(alone / SECONDS).toFixed(0).padStart(7)} commands/s`);
-    console.log(`  ${String(CLIENTS).padStart(2)} proxy clients       ${(total / SECONDS).toFixed(0).padStart(7)} commands/s in total (${(total / alone).toFixed(2)}× one proxy client)`);
-    console.log(`  per client completed: min ${min}, max ${max} (min/max ${(min / max).toFixed(2)}; no client starved: ${min > 0 ? 'yes' : 'NO'})`);
+    console.log(
+      `  ${String(CLIENTS).padStart(2)} proxy clients       ${(total / SECONDS).toFixed(0).padStart(7)} commands/s in total (${(total / alone).toFixed(2)}× one proxy client)`,
+    );
+    console.log(
+      `  per client completed: min ${min}, max ${max} (min/max ${(min / max).toFixed(2)}; no client starved: ${min > 0 ? 'yes' : 'NO'})`,
+    );
     reportTargets('proxy', [
-      target('query-status via proxy / direct', ratio, { unit: '×', max: TARGET, detail: `${us(s.proxy.median)} vs ${us(s.direct.median)}` }),
-      target(`${CLIENTS} proxy clients: fewest / most completed`, min / max, { unit: '×', min: 0.01, detail: `min ${min}, max ${max} (none starved)` }),
+      target('query-status via proxy / direct', ratio, {
+        unit: '×',
+        max: TARGET,
+        detail: `${us(s.proxy.median)} vs ${us(s.direct.median)}`,
+      }),
+      target(`${CLIENTS} proxy clients: fewest / most completed`, min / max, {
+        unit: '×',
+        min: 0.01,
+        detail: `min ${min}, max ${max} (none starved)`,
+      }),
     ]);
     direct.close();
     sameBytes.close();

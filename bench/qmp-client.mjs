@@ -58,8 +58,15 @@ async function main() {
   const names = ['ours', 'raw', 'raw-numeric'];
   const paths = Object.fromEntries(names.map((n) => [n, join(dir, `${n}.sock`)]));
   const accel = existsSync('/dev/kvm') ? 'kvm' : 'tcg';
-  const monitors = names.flatMap((n, i) => ['-chardev', `socket,id=m${i},path=${paths[n]},server=on,wait=off`, '-mon', `chardev=m${i},mode=control`]);
-  const qemu = spawn(QEMU, ['-machine', 'none', '-accel', accel, '-nodefaults', '-display', 'none', '-S', ...monitors], { stdio: 'ignore' });
+  const monitors = names.flatMap((n, i) => [
+    '-chardev',
+    `socket,id=m${i},path=${paths[n]},server=on,wait=off`,
+    '-mon',
+    `chardev=m${i},mode=control`,
+  ]);
+  const qemu = spawn(QEMU, ['-machine', 'none', '-accel', accel, '-nodefaults', '-display', 'none', '-S', ...monitors], {
+    stdio: 'ignore',
+  });
   const exited = new Promise((resolve) => qemu.once('exit', resolve));
   const isAlive = () => qemu.exitCode === null && qemu.signalCode === null;
   try {
@@ -93,7 +100,8 @@ async function main() {
     const report = (title, table, key) => {
       const s = Object.fromEntries(names.map((n) => [n, stats(table[n])]));
       console.log(`\n${title}`);
-      for (const n of names) console.log(`  ${n.padEnd(12)} median ${us(s[n].median).padStart(11)}   p99 ${us(s[n].p99).padStart(11)}   (${s[n].n} samples)`);
+      for (const n of names)
+        console.log(`  ${n.padEnd(12)} median ${us(s[n].median).padStart(11)}   p99 ${us(s[n].p99).padStart(11)}   (${s[n].n} samples)`);
       for (const base of ['raw', 'raw-numeric']) {
         const m = s.ours.median / s[base].median;
         console.log(`  ours/${base.padEnd(11)} median ${m.toFixed(3)}×   p99 ${(s.ours.p99 / s[base].p99).toFixed(3)}×`);
@@ -103,8 +111,12 @@ async function main() {
     report(`sequential query-status round trips (${SEQ} per client per round)`, seq, 'sequential');
     report(`${CONCURRENCY} concurrent query-status (time per batch; ${BATCHES} batches per client per round)`, conc, 'concurrent');
     const worst = Math.max(ratios['sequential/raw'], ratios['concurrent/raw']);
-    console.log(`\nclient overhead (same bytes on the wire): worst median ratio ${worst.toFixed(3)}× (target ≤ ${TARGET.toFixed(2)}×): ${worst <= TARGET ? 'OK' : 'OVER TARGET'}`);
-    reportTargets('qmp-client', [target('QmpClient / raw client, worst median', worst, { unit: '×', max: TARGET, detail: 'sequential and concurrent query-status' })]);
+    console.log(
+      `\nclient overhead (same bytes on the wire): worst median ratio ${worst.toFixed(3)}× (target ≤ ${TARGET.toFixed(2)}×): ${worst <= TARGET ? 'OK' : 'OVER TARGET'}`,
+    );
+    reportTargets('qmp-client', [
+      target('QmpClient / raw client, worst median', worst, { unit: '×', max: TARGET, detail: 'sequential and concurrent query-status' }),
+    ]);
     const idCost = Math.max(ratios['sequential/raw-numeric'], ratios['concurrent/raw-numeric']);
     console.log(`against numeric ids (8 request bytes fewer, read one byte per QEMU loop iteration): worst ${idCost.toFixed(3)}×`);
   } finally {

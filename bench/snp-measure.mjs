@@ -24,14 +24,25 @@ const MIB = 1024 * 1024;
 /** 4 MiB: SEV info block, kernel-hashes area, SNP metadata (ASEV, 0x1000 before the end) with OvmfPkg's sections + KERNEL_HASHES. */
 function firmwareImage() {
   const image = randomBytes(4 * MIB);
-  const sections = [[0x800000, 0x9000, 1], [0x80a000, 0x3000, 1], [0x80d000, 0x1000, 2], [0x80e000, 0x1000, 3], [0x80f000, 0x1000, 0x10], [0x810000, 0x10000, 1]];
+  const sections = [
+    [0x800000, 0x9000, 1],
+    [0x80a000, 0x3000, 1],
+    [0x80d000, 0x1000, 2],
+    [0x80e000, 0x1000, 3],
+    [0x80f000, 0x1000, 0x10],
+    [0x810000, 0x10000, 1],
+  ];
   const entries = [
     ['00f771de-1a7e-4fcb-890e-68c77e2fb44e', u32s(0x80b004)],
     ['7255371f-3a3b-4b04-927b-1da6efa8d454', u32s(0x80fc00, 0x400)],
     ['dc886566-984a-4798-a75e-5585a7bf67cc', u32s(0x1000)],
   ];
   writeFooterTable(image, entries);
-  const meta = Buffer.concat([Buffer.from('ASEV'), u32s(16 + 12 * sections.length, 1, sections.length), ...sections.map((s) => u32s(...s))]);
+  const meta = Buffer.concat([
+    Buffer.from('ASEV'),
+    u32s(16 + 12 * sections.length, 1, sections.length),
+    ...sections.map((s) => u32s(...s)),
+  ]);
   meta.copy(image, image.length - 0x1000);
   return image;
 }
@@ -53,7 +64,8 @@ async function sha384Files(files, parallel = true) {
 }
 
 async function main() {
-  if (!existsSync(new URL('../dist/attestation/snp-inputs.js', import.meta.url))) throw new Error('snp-measure bench needs the build (npm run build)');
+  if (!existsSync(new URL('../dist/attestation/snp-inputs.js', import.meta.url)))
+    throw new Error('snp-measure bench needs the build (npm run build)');
   if (spawnSync('openssl', ['version']).status !== 0) throw new Error('snp-measure bench needs openssl');
   const dir = mkdtempSync(join(tmpdir(), 'sevsup-bench-snp-'));
   try {
@@ -63,15 +75,42 @@ async function main() {
     writeFileSync(f.initrd, randomBytes(64 * MIB));
     const totalMiB = 4 + 14 + 64;
     const cmdline = 'console=ttyS0 root=/dev/vda1 ro quiet';
-    const request = { firmware: f.firmware, kernel: f.kernel, initrd: f.initrd, cmdline, vcpus: 4, vcpuSignature: 0xa00f11, guestFeatures: 1n, vmmType: 'QEMU' };
-    const measureArgs = ['measure', '--mode', 'snp', '--firmware', f.firmware, '--kernel', f.kernel, '--initrd', f.initrd, `--cmdline=${cmdline}`, '--vcpus', '4', '--vcpu-type', 'EPYC-Milan'];
+    const request = {
+      firmware: f.firmware,
+      kernel: f.kernel,
+      initrd: f.initrd,
+      cmdline,
+      vcpus: 4,
+      vcpuSignature: 0xa00f11,
+      guestFeatures: 1n,
+      vmmType: 'QEMU',
+    };
+    const measureArgs = [
+      'measure',
+      '--mode',
+      'snp',
+      '--firmware',
+      f.firmware,
+      '--kernel',
+      f.kernel,
+      '--initrd',
+      f.initrd,
+      `--cmdline=${cmdline}`,
+      '--vcpus',
+      '4',
+      '--vcpu-type',
+      'EPYC-Milan',
+    ];
     const opensslArgs = ['dgst', '-sha384', '-r', f.firmware, f.kernel, f.initrd];
 
     // Warm the page cache and check every side agrees before timing anything.
     const expected = await computeSnpExpectedDigest(request);
     const cli = await run(BIN, measureArgs);
     if (cli.stdout.trim() !== expected.digest.toString('hex')) throw new Error('sevsup measure disagrees with computeSnpExpectedDigest');
-    const ossl = (await run('openssl', opensslArgs)).stdout.split('\n').filter(Boolean).map((l) => l.split(' ')[0]);
+    const ossl = (await run('openssl', opensslArgs)).stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(' ')[0]);
     const ours = await sha384Files([f.firmware, f.kernel, f.initrd]);
     if (ossl.join() !== ours.join()) throw new Error('SHA-384 of the inputs disagrees with openssl');
 
@@ -98,18 +137,32 @@ async function main() {
       ['computeSnpExpectedDigest (the same work in-process)', m.inproc, `${mbps(m.inproc)} MiB/s`],
       ['bin/sevsup measure --mode snp (4 vCPUs)', m.measure, ''],
     ];
-    process.stdout.write(`snp-measure bench: ${totalMiB} MiB of inputs (4 MiB firmware, 14 MiB kernel, 64 MiB initrd), ${ROUNDS} rounds, medians\n`);
+    process.stdout.write(
+      `snp-measure bench: ${totalMiB} MiB of inputs (4 MiB firmware, 14 MiB kernel, 64 MiB initrd), ${ROUNDS} rounds, medians\n`,
+    );
     for (const [name, ms, extra] of rows) process.stdout.write(`  ${name.padEnd(52)} ${ms.toFixed(1).padStart(8)} ms  ${extra}\n`);
     const hashRatio = m.openssl / m.sha384;
     const seqRatio = m.openssl / m.sha384seq;
-    process.stdout.write(`  SHA-384 throughput vs openssl: ${hashRatio.toFixed(2)}x (target >= 0.80) ${hashRatio >= 0.8 ? 'OK' : 'BELOW TARGET'}\n`);
+    process.stdout.write(
+      `  SHA-384 throughput vs openssl: ${hashRatio.toFixed(2)}x (target >= 0.80) ${hashRatio >= 0.8 ? 'OK' : 'BELOW TARGET'}\n`,
+    );
     process.stdout.write(`  the same, one file at a time (like openssl): ${seqRatio.toFixed(2)}x\n`);
     process.stdout.write(`  measure in-process vs openssl dgst -sha384: ${(m.openssl / m.inproc).toFixed(2)}x\n`);
     reportTargets('snp-measure', [
-      target('sha-384 throughput vs openssl', hashRatio, { unit: '×', min: 0.8, detail: `${m.openssl.toFixed(0)} vs ${m.sha384.toFixed(0)} ms` }),
-      target('sha-384 one file at a time vs openssl', seqRatio, { unit: '×', min: 0.8, detail: `${m.openssl.toFixed(0)} vs ${m.sha384seq.toFixed(0)} ms` }),
+      target('sha-384 throughput vs openssl', hashRatio, {
+        unit: '×',
+        min: 0.8,
+        detail: `${m.openssl.toFixed(0)} vs ${m.sha384.toFixed(0)} ms`,
+      }),
+      target('sha-384 one file at a time vs openssl', seqRatio, {
+        unit: '×',
+        min: 0.8,
+        detail: `${m.openssl.toFixed(0)} vs ${m.sha384seq.toFixed(0)} ms`,
+      }),
     ]);
-    process.stdout.write(`${JSON.stringify({ bench: 'snp-measure', rounds: ROUNDS, medianMs: m, sha384RatioVsOpenssl: hashRatio, sha384SequentialRatioVsOpenssl: seqRatio, measureRatioVsOpenssl: m.openssl / m.inproc })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ bench: 'snp-measure', rounds: ROUNDS, medianMs: m, sha384RatioVsOpenssl: hashRatio, sha384SequentialRatioVsOpenssl: seqRatio, measureRatioVsOpenssl: m.openssl / m.inproc })}\n`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -31,7 +31,9 @@ const ORACLE = process.env.SNP_ORACLE ?? new URL('../.cache/snporacle', import.m
 function run(cmd, args, env) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    execFile(cmd, args, env === undefined ? {} : { env }, (error, _out, stderr) => (error ? reject(new Error(`${cmd} failed: ${stderr}`)) : resolve(performance.now() - t0)));
+    execFile(cmd, args, env === undefined ? {} : { env }, (error, _out, stderr) =>
+      error ? reject(new Error(`${cmd} failed: ${stderr}`)) : resolve(performance.now() - t0),
+    );
   });
 }
 
@@ -39,16 +41,45 @@ const dir = mkdtempSync(join(tmpdir(), 'sevsup-bench-snp-'));
 try {
   const tcbParts = { bootloader: 7, tee: 0, snp: 14, microcode: 72 };
   const chipId = Buffer.alloc(64, 0x5c);
-  const chain = buildChain({ product: 'Genoa', kind: 'vcek', keys: { ark: key('ark'), intermediate: key('ask'), leaf: generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey }, tcb: tcbParts, chipId });
+  const chain = buildChain({
+    product: 'Genoa',
+    kind: 'vcek',
+    keys: { ark: key('ark'), intermediate: key('ask'), leaf: generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey },
+    tcb: tcbParts,
+    chipId,
+  });
   const tcb = encodeTcb(tcbParts, 'milan-genoa');
   const z = (n, b = 0) => Buffer.alloc(n, b);
   const report = buildSignedReport(
     {
-      version: 3, guestSvn: 1, policy: 0x30000n, familyId: z(16), imageId: z(16), vmpl: 0, signatureAlgo: 1, currentTcb: tcb, platformInfo: 1n,
-      authorKeyEn: false, maskChipKey: false, signingKeyCode: 0, reportData: z(64, 7), measurement: z(48, 0x4d), hostData: z(32, 0x48),
-      idKeyDigest: z(48), authorKeyDigest: z(48), reportId: z(32, 1), reportIdMa: z(32, 0xff), reportedTcb: tcb,
-      cpuid: { family: 0x19, model: 0x11, stepping: 1 }, chipId, committedTcb: tcb, currentVersion: { major: 1, minor: 55, build: 0 },
-      committedVersion: { major: 1, minor: 55, build: 0 }, launchTcb: tcb, launchMitVector: null, currentMitVector: null,
+      version: 3,
+      guestSvn: 1,
+      policy: 0x30000n,
+      familyId: z(16),
+      imageId: z(16),
+      vmpl: 0,
+      signatureAlgo: 1,
+      currentTcb: tcb,
+      platformInfo: 1n,
+      authorKeyEn: false,
+      maskChipKey: false,
+      signingKeyCode: 0,
+      reportData: z(64, 7),
+      measurement: z(48, 0x4d),
+      hostData: z(32, 0x48),
+      idKeyDigest: z(48),
+      authorKeyDigest: z(48),
+      reportId: z(32, 1),
+      reportIdMa: z(32, 0xff),
+      reportedTcb: tcb,
+      cpuid: { family: 0x19, model: 0x11, stepping: 1 },
+      chipId,
+      committedTcb: tcb,
+      currentVersion: { major: 1, minor: 55, build: 0 },
+      committedVersion: { major: 1, minor: 55, build: 0 },
+      launchTcb: tcb,
+      launchMitVector: null,
+      currentMitVector: null,
     },
     chain.leafKey,
   );
@@ -63,12 +94,26 @@ try {
   const arkFile = f('ark.pem', derToPem(chain.ark));
   const askFile = f('ask.pem', derToPem(chain.intermediate));
   const vcekFile = f('vcek.pem', derToPem(chain.leaf));
-  const be = (at) => `0x${Buffer.from(report.subarray(at, at + 72)).reverse().toString('hex')}`;
+  const be = (at) =>
+    `0x${Buffer.from(report.subarray(at, at + 72))
+      .reverse()
+      .toString('hex')}`;
   f('sig.cnf', `asn1=SEQUENCE:sig\n[sig]\nr=INTEGER:${be(0x2a0)}\ns=INTEGER:${be(0x2e8)}\n`);
   execFileSync('openssl', ['asn1parse', '-genconf', join(dir, 'sig.cnf'), '-out', join(dir, 'sig.der'), '-noout']);
   const bodyFile = f('body.bin', report.subarray(0, 0x2a0));
   const pubFile = f('pub.pem', execFileSync('openssl', ['x509', '-in', vcekFile, '-noout', '-pubkey']));
-  const sevsupArgs = ['verify', '--report', reportFile, '--cache', cache, '--ark', arkFile, '--expected-measurement', '4d'.repeat(48), '--quiet'];
+  const sevsupArgs = [
+    'verify',
+    '--report',
+    reportFile,
+    '--cache',
+    cache,
+    '--ark',
+    arkFile,
+    '--expected-measurement',
+    '4d'.repeat(48),
+    '--quiet',
+  ];
   const opensslSteps = async () =>
     (await run('openssl', ['verify', '-CAfile', arkFile, '-untrusted', askFile, vcekFile])) +
     (await run('openssl', ['dgst', '-sha384', '-verify', pubFile, '-signature', join(dir, 'sig.der'), bodyFile]));
@@ -115,15 +160,34 @@ try {
   }
   const o = median(ours);
   const t = median(theirs);
-  console.log(`verify --report (whole command, warm cache): sevsup ${o.toFixed(1)} ms, openssl chain+signature ${t.toFixed(1)} ms, ratio sevsup/openssl ${(o / t).toFixed(2)} (target < 1); node -e '' alone ${median(floor).toFixed(1)} ms`);
-  if (haveOracle) console.log(`vs go-sev-guest 0.15 (verify+validate, same expectations): ${median(gsg).toFixed(1)} ms, ratio sevsup/go-sev-guest ${(o / median(gsg)).toFixed(2)} (target < 1)`);
+  console.log(
+    `verify --report (whole command, warm cache): sevsup ${o.toFixed(1)} ms, openssl chain+signature ${t.toFixed(1)} ms, ratio sevsup/openssl ${(o / t).toFixed(2)} (target < 1); node -e '' alone ${median(floor).toFixed(1)} ms`,
+  );
+  if (haveOracle)
+    console.log(
+      `vs go-sev-guest 0.15 (verify+validate, same expectations): ${median(gsg).toFixed(1)} ms, ratio sevsup/go-sev-guest ${(o / median(gsg)).toFixed(2)} (target < 1)`,
+    );
   else console.log('go-sev-guest comparison skipped: scripts/build-snp-oracle.sh builds it');
   console.log(`verifySnpReport in process (all checks): ${median(verifyUs).toFixed(0)} µs per report`);
-  console.log(`cache lookup: ${median(lookupUs).toFixed(0)} µs (raw reads of the same files ${median(rawUs).toFixed(0)} µs, ratio ${(median(lookupUs) / median(rawUs)).toFixed(2)})`);
+  console.log(
+    `cache lookup: ${median(lookupUs).toFixed(0)} µs (raw reads of the same files ${median(rawUs).toFixed(0)} µs, ratio ${(median(lookupUs) / median(rawUs)).toFixed(2)})`,
+  );
   reportTargets('verify-snp', [
     target('verify --report vs openssl chain+signature', o / t, { unit: '×', max: 1, detail: `${o.toFixed(1)} ms vs ${t.toFixed(1)} ms` }),
-    ...(haveOracle ? [target('verify --report vs go-sev-guest', o / median(gsg), { unit: '×', max: 1, detail: `${o.toFixed(1)} ms vs ${median(gsg).toFixed(1)} ms` })] : []),
-    target('SNP cert cache lookup vs raw reads', median(lookupUs) / median(rawUs), { unit: '×', max: 2, detail: `${median(lookupUs).toFixed(0)} µs vs ${median(rawUs).toFixed(0)} µs` }),
+    ...(haveOracle
+      ? [
+          target('verify --report vs go-sev-guest', o / median(gsg), {
+            unit: '×',
+            max: 1,
+            detail: `${o.toFixed(1)} ms vs ${median(gsg).toFixed(1)} ms`,
+          }),
+        ]
+      : []),
+    target('SNP cert cache lookup vs raw reads', median(lookupUs) / median(rawUs), {
+      unit: '×',
+      max: 2,
+      detail: `${median(lookupUs).toFixed(0)} µs vs ${median(rawUs).toFixed(0)} µs`,
+    }),
   ]);
 } finally {
   rmSync(dir, { recursive: true, force: true });

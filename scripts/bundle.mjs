@@ -81,7 +81,9 @@ export async function bundle() {
     target: 'node20',
     // CommonJS dependencies (pino, prom-client…) call require() for Node built-ins: give the
     // bundle a real one.
-    banner: { js: "import { createRequire as __sevsupCreateRequire } from 'node:module';\nconst require = __sevsupCreateRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __sevsupCreateRequire } from 'node:module';\nconst require = __sevsupCreateRequire(import.meta.url);",
+    },
     external: ['unix-dgram', 'sockopt', 'pino-pretty'],
     plugins: [entryModules, keepRelativeUrls],
     legalComments: 'none',

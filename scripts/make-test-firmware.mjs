@@ -27,10 +27,12 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const DIST = new URL('../dist/', import.meta.url);
-const USAGE = 'usage: make-test-firmware.mjs SRC DST [--hashes BASE:SIZE] [--secret BASE:SIZE] [--snp kernel-hashes|all|TYPE:GPA:SIZE,…] [--snp-version N]';
+const USAGE =
+  'usage: make-test-firmware.mjs SRC DST [--hashes BASE:SIZE] [--secret BASE:SIZE] [--snp kernel-hashes|all|TYPE:GPA:SIZE,…] [--snp-version N]';
 /** Debian OVMF.fd's sections with SEC_MEM 0x80f000:0x11000 split around a KERNEL_HASHES page. */
 const SNP_PRESETS = {
-  'kernel-hashes': 'SEC_MEM:0x800000:0x9000,SEC_MEM:0x80a000:0x3000,SECRETS:0x80d000:0x1000,CPUID:0x80e000:0x1000,KERNEL_HASHES:0x80f000:0x1000,SEC_MEM:0x810000:0x10000',
+  'kernel-hashes':
+    'SEC_MEM:0x800000:0x9000,SEC_MEM:0x80a000:0x3000,SECRETS:0x80d000:0x1000,CPUID:0x80e000:0x1000,KERNEL_HASHES:0x80f000:0x1000,SEC_MEM:0x810000:0x10000',
   all: 'SEC_MEM:0x800000:0x9000,SEC_MEM:0x80a000:0x3000,SECRETS:0x80d000:0x1000,CPUID:0x80e000:0x1000,KERNEL_HASHES:0x80f000:0x1000,SVSM_CAA:0x810000:0x1000,0x20:0x811000:0x1000,SEC_MEM:0x812000:0xe000',
 };
 const DEFAULTS = { hashes: { base: 0x80fc00, size: 0x400 }, secret: { base: 0x80f000, size: 0xc00 } };
@@ -107,7 +109,10 @@ async function main() {
     fail(`${src}: ${error.message}`, 1);
   }
   if (!parsed.found) fail(`${src} has no OVMF footer table`, 1);
-  for (const [name, guid] of [['hashes', SEV_HASH_TABLE_RV_GUID], ['secret', SEV_SECRET_GUID]]) {
+  for (const [name, guid] of [
+    ['hashes', SEV_HASH_TABLE_RV_GUID],
+    ['secret', SEV_SECRET_GUID],
+  ]) {
     const entry = parsed.entries.find((e) => e.guid === guid);
     if (entry === undefined) fail(`${src} has no ${name} area entry (${guid}) to rewrite`, 1);
     if (entry.length < 8) fail(`${src}: the ${name} area entry has ${entry.length} data bytes, expected 8`, 1);

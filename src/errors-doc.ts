@@ -34,16 +34,14 @@ export function renderErrorsDoc(): string {
     '|---|---|',
     ...Object.entries(EXIT).map(([name, code]) => `| ${code} | ${EXIT_MEANING[name as keyof typeof EXIT]} |`),
     '',
-    '`sevsup verify` uses the exit codes of libvirt\'s `virt-qemu-sev-validate` instead: 0 valid,',
+    "`sevsup verify` uses the exit codes of libvirt's `virt-qemu-sev-validate` instead: 0 valid,",
     '1 mismatch, 2 unsupported usage, 3 insecure usage, 4 bad configuration, 5 bad state.',
     '',
     '## Codes',
     '',
     '| code | HTTP status | exit | default message |',
     '|---|---|---|---|',
-    ...Object.entries(ERRORS).map(
-      ([code, d]) => `| \`${code}\` | ${d.status} | ${d.exit} | ${d.message.replaceAll('|', '\\|')} |`,
-    ),
+    ...Object.entries(ERRORS).map(([code, d]) => `| \`${code}\` | ${d.status} | ${d.exit} | ${d.message.replaceAll('|', '\\|')} |`),
     '',
   ];
   return lines.join('\n');

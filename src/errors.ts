@@ -63,11 +63,7 @@ export const ERRORS = {
   SUP_ERR_SEV_DEBUG_POLICY: def('the guest policy allows debugging, and the daemon config refuses such policies', 400, EXIT.config),
   SUP_ERR_SEV_HOST_PARAMS: def('SEV host parameters (cbitpos, reduced-phys-bits) are unknown', 409, EXIT.host),
   SUP_ERR_MIGRATE_SEV: def('VMs with AMD SEV are not live migratable!', 409, EXIT.refused),
-  SUP_ERR_SNAPSHOT_VMSTATE: def(
-    'Snapshots that include memory are not supported while memory is encrypted by AMD SEV.',
-    409,
-    EXIT.refused,
-  ),
+  SUP_ERR_SNAPSHOT_VMSTATE: def('Snapshots that include memory are not supported while memory is encrypted by AMD SEV.', 409, EXIT.refused),
 
   // --- firmware --------------------------------------------------------------------------------
   SUP_ERR_FIRMWARE_READ: def('cannot read firmware image', 400, EXIT.config),

@@ -38,19 +38,37 @@ describe.skipIf(missing !== null)(`control API abuse${missing === null ? '' : ` 
       status: 400,
       body: { code: 'SUP_ERR_API_BAD_REQUEST', message: 'request body is not valid JSON (10 bytes)' },
     });
-    expect(await raw(s, 'POST', '/v1/vms/held/attest', '{"action":"cont"}')).toMatchObject({ status: 400, body: { code: 'SUP_ERR_API_BAD_REQUEST' } });
-    expect(await raw(s, 'GET', '/v1/vms/nope')).toEqual({ status: 404, body: { code: 'SUP_ERR_VM_NOT_FOUND', message: 'no VM named "nope" is served on this socket' } });
+    expect(await raw(s, 'POST', '/v1/vms/held/attest', '{"action":"cont"}')).toMatchObject({
+      status: 400,
+      body: { code: 'SUP_ERR_API_BAD_REQUEST' },
+    });
+    expect(await raw(s, 'GET', '/v1/vms/nope')).toEqual({
+      status: 404,
+      body: { code: 'SUP_ERR_VM_NOT_FOUND', message: 'no VM named "nope" is served on this socket' },
+    });
     expect(await raw(s, 'POST', '/v1/vms/idle/attest', '{"action":"approve"}')).toMatchObject({
       status: 409,
-      body: { code: 'SUP_ERR_ATTEST_NOT_HELD', message: 'VM idle is defined, not held for attestation; approve applies only to a held guest' },
+      body: {
+        code: 'SUP_ERR_ATTEST_NOT_HELD',
+        message: 'VM idle is defined, not held for attestation; approve applies only to a held guest',
+      },
     });
-    expect(await raw(s, 'POST', '/v1/vms/idle/stop', '{}')).toMatchObject({ status: 409, body: { code: 'SUP_ERR_VM_STATE', message: 'VM idle is not running (it is defined)' } });
-    expect(await raw(s, 'POST', '/v1/vms/held/start', '')).toMatchObject({ status: 409, body: { code: 'SUP_ERR_VM_STATE', message: 'VM held is already held' } });
+    expect(await raw(s, 'POST', '/v1/vms/idle/stop', '{}')).toMatchObject({
+      status: 409,
+      body: { code: 'SUP_ERR_VM_STATE', message: 'VM idle is not running (it is defined)' },
+    });
+    expect(await raw(s, 'POST', '/v1/vms/held/start', '')).toMatchObject({
+      status: 409,
+      body: { code: 'SUP_ERR_VM_STATE', message: 'VM held is already held' },
+    });
     expect(await raw(s, 'POST', '/v1/vms/held/attest', Buffer.alloc(MAX_BODY_BYTES + 1, 0x20))).toEqual({
       status: 413,
       body: { code: 'SUP_ERR_API_TOO_LARGE', message: `request body is larger than ${MAX_BODY_BYTES} bytes` },
     });
-    expect(await raw(s, 'DELETE', '/v1/vms/held')).toEqual({ status: 404, body: { code: 'SUP_ERR_API_NOT_FOUND', message: 'no API route DELETE /v1/vms/held (use GET)' } });
+    expect(await raw(s, 'DELETE', '/v1/vms/held')).toEqual({
+      status: 404,
+      body: { code: 'SUP_ERR_API_NOT_FOUND', message: 'no API route DELETE /v1/vms/held (use GET)' },
+    });
 
     // Not HTTP at all, and a client that stalls half-way through its headers: neither blocks anyone.
     await new Promise<void>((resolve) => {

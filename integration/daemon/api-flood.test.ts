@@ -30,7 +30,8 @@ function openStream(path: string): Promise<{ status: number; first: string; clos
       let text = '';
       res.on('data', (chunk: Buffer) => {
         text += chunk.toString('utf8');
-        if (text.includes('\n')) resolve({ status: res.statusCode ?? 0, first: text.slice(0, text.indexOf('\n')), close: () => req.destroy() });
+        if (text.includes('\n'))
+          resolve({ status: res.statusCode ?? 0, first: text.slice(0, text.indexOf('\n')), close: () => req.destroy() });
       });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, first: text.trim(), close: () => req.destroy() }));
     });
@@ -55,7 +56,9 @@ describe.skipIf(missing !== null)(`control API floods${missing === null ? '' : `
       expect(accepted).toHaveLength(MAX_EVENT_STREAMS);
       for (const s of accepted) expect(JSON.parse(s.first)).toMatchObject({ event: 'subscribed' });
       const refused = streams.filter((s) => s.status !== 200);
-      expect(refused.map((s) => [s.status, (JSON.parse(s.first) as { code: string }).code])).toEqual(Array(6).fill([503, 'SUP_ERR_API_BUSY']));
+      expect(refused.map((s) => [s.status, (JSON.parse(s.first) as { code: string }).code])).toEqual(
+        Array(6).fill([503, 'SUP_ERR_API_BUSY']),
+      );
 
       // The owner's approve gets through the flood, and the guest runs, resumed once.
       expect(await daemon.api('POST', '/v1/vms/held/attest', { action: 'approve' })).toMatchObject({ state: 'running' });

@@ -31,18 +31,34 @@ describe.skipIf(missing !== null)(`sevsup daemon and its client commands${missin
     await daemon.start();
     const cli = (...args: string[]): ReturnType<typeof sevsup> => sevsup([...args, '--socket', daemon.socket]);
 
-    const second = await sevsup(['daemon', '--platform', 'sim', '--vm-dir', join(dir, 'vms'), '--run-dir', join(dir, 'run2'), '--socket', daemon.socket]);
+    const second = await sevsup([
+      'daemon',
+      '--platform',
+      'sim',
+      '--vm-dir',
+      join(dir, 'vms'),
+      '--run-dir',
+      join(dir, 'run2'),
+      '--socket',
+      daemon.socket,
+    ]);
     expect(second.code).toBe(1);
     expect(second.stderr).toContain('[SUP_ERR_DAEMON_RUNNING]');
 
     expect(await cli('list')).toEqual({ code: 0, stdout: 'VM   STATE    SEV  PID  NOTE\nweb  defined  yes  -\n', stderr: '' });
-    expect(await cli('status', 'nope')).toEqual({ code: 9, stdout: '', stderr: 'sevsup: no VM named "nope" is served on this socket [SUP_ERR_VM_NOT_FOUND]\n' });
+    expect(await cli('status', 'nope')).toEqual({
+      code: 9,
+      stdout: '',
+      stderr: 'sevsup: no VM named "nope" is served on this socket [SUP_ERR_VM_NOT_FOUND]\n',
+    });
     expect(await sevsup(['status', 'web', '--socket', join(dir, 'none.sock')])).toMatchObject({ code: 8 });
     expect((await cli('measurement', 'web')).code).toBe(1);
 
     const started = await cli('start', 'web');
     expect(started.code).toBe(0);
-    expect(started.stdout).toMatch(/^web: held \(pid \d+\)\n {2}platform simulated, SEV guest\n {2}held for attestation until .+; secrets injected: 0\n {2}measurement record .+\.json\n$/);
+    expect(started.stdout).toMatch(
+      /^web: held \(pid \d+\)\n {2}platform simulated, SEV guest\n {2}held for attestation until .+; secrets injected: 0\n {2}measurement record .+\.json\n$/,
+    );
     const status = JSON.parse((await cli('status', 'web', '--json')).stdout) as { state: string; record: string };
     expect(status.state).toBe('held');
     const record = JSON.parse((await cli('measurement', 'web')).stdout) as { vm: string; schema: string };

@@ -48,7 +48,22 @@ export class Daemon {
     const from = this.output.length;
     const child = spawn(
       process.execPath,
-      [SEVSUP, 'daemon', '--platform', 'sim', '--vm-dir', join(d, 'vms'), '--run-dir', join(d, 'run'), '--state-dir', join(d, 'state'), '--socket', this.socket, ...this.#args, ...extra],
+      [
+        SEVSUP,
+        'daemon',
+        '--platform',
+        'sim',
+        '--vm-dir',
+        join(d, 'vms'),
+        '--run-dir',
+        join(d, 'run'),
+        '--state-dir',
+        join(d, 'state'),
+        '--socket',
+        this.socket,
+        ...this.#args,
+        ...extra,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.#child = child;
@@ -114,7 +129,15 @@ export class Daemon {
 /** `<dir>/vms/<name>.conf`: a simulated-SEV OVMF guest; `extra` lines add keys or replace them. */
 export async function writeVm(dir: string, name: string, extra: readonly string[] = []): Promise<void> {
   await mkdir(join(dir, 'vms'), { recursive: true });
-  const base = ['memory: 256', 'cores: 1', 'cpu: EPYC-v3', 'bios: ovmf', `firmware: ${DEBIAN_OVMF}`, 'serial: file', 'amd_sev: type=std,nodbg=1,noks=1'];
+  const base = [
+    'memory: 256',
+    'cores: 1',
+    'cpu: EPYC-v3',
+    'bios: ovmf',
+    `firmware: ${DEBIAN_OVMF}`,
+    'serial: file',
+    'amd_sev: type=std,nodbg=1,noks=1',
+  ];
   const lines = new Map([...base, ...extra].map((line) => [line.slice(0, line.indexOf(':')), line]));
   await writeFile(join(dir, 'vms', `${name}.conf`), `${[...lines.values()].join('\n')}\n`);
 }

@@ -63,7 +63,9 @@ describe.skipIf(missing !== null)(`hostile lifecycle corpus${missing === null ? 
     const held = await first.waitState('held', ['held']);
     const run1 = await first.waitState('run1', ['running']);
     const before = await stateFiles(dir, ['held', 'run1']);
-    const processes = processesMentioning(join(dir, 'run')).map((p) => p.pid).sort();
+    const processes = processesMentioning(join(dir, 'run'))
+      .map((p) => p.pid)
+      .sort();
 
     // Another socket: the socket alone would not have stopped it (the issue's case).
     const second = scope.daemon(dir, [], join(dir, 'other.sock'));
@@ -73,9 +75,22 @@ describe.skipIf(missing !== null)(`hostile lifecycle corpus${missing === null ? 
     expect(second.output).toContain(`${lockFile} is locked by pid ${first.pid}`);
     expect(second.output).not.toContain('re-attached');
 
-    const run = await sevsup(['run', 'run1', '--platform', 'sim', '--vm-dir', join(dir, 'vms'), '--run-dir', join(dir, 'run'), '--state-dir', join(dir, 'state')]);
+    const run = await sevsup([
+      'run',
+      'run1',
+      '--platform',
+      'sim',
+      '--vm-dir',
+      join(dir, 'vms'),
+      '--run-dir',
+      join(dir, 'run'),
+      '--state-dir',
+      join(dir, 'state'),
+    ]);
     expect(run.code).toBe(1);
-    expect(run.stderr).toContain(`sevsup run: a sevsup daemon is supervising the same directories: ${lockFile} is locked by pid ${first.pid}`);
+    expect(run.stderr).toContain(
+      `sevsup run: a sevsup daemon is supervising the same directories: ${lockFile} is locked by pid ${first.pid}`,
+    );
     expect(run.stderr).toContain('[SUP_ERR_DIR_LOCKED]');
 
     // Nothing happened to the first daemon's guests: same pids, same states, files unchanged.
@@ -85,7 +100,11 @@ describe.skipIf(missing !== null)(`hostile lifecycle corpus${missing === null ? 
     expect(simStatus(dir, 'held').contCount).toBe(0);
     expect(await stateFiles(dir, ['held', 'run1'])).toEqual(before);
     // No process came or went (the refused daemon and run left nothing either).
-    expect(processesMentioning(join(dir, 'run')).map((p) => p.pid).sort()).toEqual(processes);
+    expect(
+      processesMentioning(join(dir, 'run'))
+        .map((p) => p.pid)
+        .sort(),
+    ).toEqual(processes);
 
     // kill -9 frees the lock at once (the kernel drops it): a new daemon takes over and re-attaches.
     await first.crash();
@@ -112,17 +131,24 @@ describe.skipIf(missing !== null)(`hostile lifecycle corpus${missing === null ? 
     // Someone else holds both monitors while the daemon restarts.
     const taken = [await takeMonitor(dir, 'held'), await takeMonitor(dir, 'run1')];
     await daemon.start();
-    for (const [vm, was] of [['held', held], ['run1', run1]] as const) {
+    for (const [vm, was] of [
+      ['held', held],
+      ['run1', run1],
+    ] as const) {
       const s = await daemon.status(vm);
       expect(s).toMatchObject({ state: 'unreachable', pid: was.pid, error: { code: 'SUP_ERR_VM_UNREACHABLE' } });
-      expect(s.error?.message).toContain(`VM ${vm}: its QEMU (pid ${was.pid}) is running, but its monitor could not be reached on re-attach`);
+      expect(s.error?.message).toContain(
+        `VM ${vm}: its QEMU (pid ${was.pid}) is running, but its monitor could not be reached on re-attach`,
+      );
       expect(isPidAlive(was.pid ?? 0)).toBe(true);
     }
     expect(simStatus(dir, 'held').contCount).toBe(0);
     expect(await stateFiles(dir, ['held', 'run1'])).toEqual(before);
     // Left alone means left alone: neither a stop nor an approve reaches it.
     await expect(daemon.api('POST', '/v1/vms/run1/stop', { force: true })).rejects.toMatchObject({ code: 'SUP_ERR_VM_UNREACHABLE' });
-    await expect(daemon.api('POST', '/v1/vms/held/attest', { action: 'approve' })).rejects.toMatchObject({ code: 'SUP_ERR_VM_UNREACHABLE' });
+    await expect(daemon.api('POST', '/v1/vms/held/attest', { action: 'approve' })).rejects.toMatchObject({
+      code: 'SUP_ERR_VM_UNREACHABLE',
+    });
     expect(simStatus(dir, 'held').contCount).toBe(0);
     expect(isPidAlive(run1.pid ?? 0)).toBe(true);
 

@@ -22,7 +22,10 @@ let images: string;
 let outside: string;
 
 function spec(name: string, disks: readonly string[]): VmSpec {
-  return parseVmConfig([`name: ${name}`, 'memory: 128', ...disks.map((d, i) => `disk${i}: ${d}`), ''].join('\n'), join(dir, `${name}.conf`));
+  return parseVmConfig(
+    [`name: ${name}`, 'memory: 128', ...disks.map((d, i) => `disk${i}: ${d}`), ''].join('\n'),
+    join(dir, `${name}.conf`),
+  );
 }
 
 async function failure(p: Promise<unknown>): Promise<{ code: string; message: string }> {
@@ -63,12 +66,27 @@ describe.runIf(CAN_RUN)('offline migrate: exportGuest with the real qemu-img', (
     const s = spec('chain', [`file=${join(images, 'top.qcow2')}`, `file=${join(images, 'other.qcow2')}`]);
     const result = await exportGuest(s, join(dir, 'target1'));
     const dest = join(dir, 'target1', 'chain');
-    expect(await tree(dest)).toEqual(['chain.conf', 'disk0-backing1-mid.qcow2', 'disk0-backing2-base.raw', 'disk0-top.qcow2', 'disk1-other.qcow2']);
+    expect(await tree(dest)).toEqual([
+      'chain.conf',
+      'disk0-backing1-mid.qcow2',
+      'disk0-backing2-base.raw',
+      'disk0-top.qcow2',
+      'disk1-other.qcow2',
+    ]);
     expect(result.disks.map((d) => d.to).sort()).toEqual((await tree(dest)).filter((f) => f !== 'chain.conf').map((f) => join(dest, f)));
     for (const top of ['disk0-top.qcow2', 'disk1-other.qcow2']) {
       const { stdout } = await execa('qemu-img', ['info', '--backing-chain', '--output=json', '-U', join(dest, top)]);
-      const chain = JSON.parse(stdout) as { filename: string; 'full-backing-filename'?: string; 'backing-filename'?: string; 'backing-filename-format'?: string }[];
-      expect(chain.map((c) => c.filename)).toEqual([join(dest, top), join(dest, 'disk0-backing1-mid.qcow2'), join(dest, 'disk0-backing2-base.raw')]);
+      const chain = JSON.parse(stdout) as {
+        filename: string;
+        'full-backing-filename'?: string;
+        'backing-filename'?: string;
+        'backing-filename-format'?: string;
+      }[];
+      expect(chain.map((c) => c.filename)).toEqual([
+        join(dest, top),
+        join(dest, 'disk0-backing1-mid.qcow2'),
+        join(dest, 'disk0-backing2-base.raw'),
+      ]);
       expect(chain[0]?.['backing-filename']).toBe('disk0-backing1-mid.qcow2'); // relative: the directory can move
       expect(chain[1]?.['backing-filename-format']).toBe('raw');
     }
@@ -79,7 +97,7 @@ describe.runIf(CAN_RUN)('offline migrate: exportGuest with the real qemu-img', (
     expect(moved.disks.map((d) => d.file)).toEqual([join(dest, 'disk0-top.qcow2'), join(dest, 'disk1-other.qcow2')]);
   });
 
-  it('refuses a chain that leaves the disk\'s directory, before writing anything', async () => {
+  it("refuses a chain that leaves the disk's directory, before writing anything", async () => {
     const error = await failure(exportGuest(spec('leaks', [`file=${join(images, 'leaks.qcow2')}`]), join(dir, 'target2')));
     expect(error.code).toBe('SUP_ERR_DISK_CHAIN_REFUSED');
     expect(existsSync(join(dir, 'target2'))).toBe(false);

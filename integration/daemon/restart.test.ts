@@ -50,7 +50,9 @@ describe.skipIf(missing !== null)(`daemon restart and reload${missing === null ?
       ['g4', 'paused'],
       ['g5', 'paused'],
     ]);
-    expect(listed.configErrors).toEqual([expect.objectContaining({ file: join(dir, 'vms', 'bad.conf'), code: 'SUP_ERR_CONFIG_BAD_VALUE' })]);
+    expect(listed.configErrors).toEqual([
+      expect.objectContaining({ file: join(dir, 'vms', 'bad.conf'), code: 'SUP_ERR_CONFIG_BAD_VALUE' }),
+    ]);
     const before = new Map(listed.vms.map((s) => [s.vm, s]));
     const g1 = before.get('g1');
     expect(g1).toMatchObject({ state: 'held', secretsInjected: 0, error: null });
@@ -69,7 +71,9 @@ describe.skipIf(missing !== null)(`daemon restart and reload${missing === null ?
     const after = new Map((await daemon.list()).map((s) => [s.vm, s]));
     for (const vm of ['g1', 'g2', 'g3', 'g5']) expect(after.get(vm), vm).toEqual(before.get(vm));
     expect(after.get('g4')).toMatchObject({ state: 'failed', pid: null, error: { code: 'SUP_ERR_QEMU_EXITED' } });
-    expect(after.get('g4')?.error?.message).toContain(`VM g4: QEMU (pid ${g4pid}) ended while sevsup was not running; the guest was paused`);
+    expect(after.get('g4')?.error?.message).toContain(
+      `VM g4: QEMU (pid ${g4pid}) ended while sevsup was not running; the guest was paused`,
+    );
     for (const [path, text] of records) expect(await readFile(path, 'utf8')).toBe(text);
 
     // Held means held: paused, cont refused through the proxy, never resumed.

@@ -41,7 +41,10 @@ describe.skipIf(missing !== null)(`snapshot and migration rules${missing === nul
       stderr: 'sevsup: Snapshots that include memory are not supported while memory is encrypted by AMD SEV. [SUP_ERR_SNAPSHOT_VMSTATE]\n',
     });
     for (const target of [join(dir, 'export'), 'tcp:192.0.2.1:4444']) {
-      expect(await cli('migrate', 'web', target)).toMatchObject({ code: 10, stderr: 'sevsup: VMs with AMD SEV are not live migratable! [SUP_ERR_MIGRATE_SEV]\n' });
+      expect(await cli('migrate', 'web', target)).toMatchObject({
+        code: 10,
+        stderr: 'sevsup: VMs with AMD SEV are not live migratable! [SUP_ERR_MIGRATE_SEV]\n',
+      });
     }
     expect(await snapshotTags(disk)).toEqual([]);
 

@@ -32,7 +32,7 @@ function eventStream(socketPath: string): { lines: string[]; stop(): void; ready
 }
 
 describe.skipIf(missing !== null)(`launch secrets through the daemon${missing === null ? '' : ` (skipped: ${missing})`}`, () => {
-  it('injects the owner\'s secret and never logs it', async () => {
+  it("injects the owner's secret and never logs it", async () => {
     const dir = await scope.dir();
     await writeVm(dir, 'vault', ['attest: hold', `firmware: ${TEST_FIRMWARE}`]);
     const daemon = scope.daemon(dir, ['--log-level', 'trace']);
@@ -49,8 +49,18 @@ describe.skipIf(missing !== null)(`launch secrets through the daemon${missing ==
     const header = join(dir, 'header.b64');
     const payload = join(dir, 'payload.b64');
     const built = await runProcess(PYTHON, [
-      VALIDATOR, ...record.validateArgs, '--tik', sim.tikFile, '--tek', sim.tekFile,
-      '--inject-secret', `luks-key:${key}`, '--secret-header', header, '--secret-payload', payload,
+      VALIDATOR,
+      ...record.validateArgs,
+      '--tik',
+      sim.tikFile,
+      '--tek',
+      sim.tekFile,
+      '--inject-secret',
+      `luks-key:${key}`,
+      '--secret-header',
+      header,
+      '--secret-payload',
+      payload,
     ]);
     expect({ code: built.code, stderr: built.stderr }).toEqual({ code: 0, stderr: '' });
     const packetHeader = (await readFile(header, 'utf8')).trim();
@@ -83,7 +93,8 @@ describe.skipIf(missing !== null)(`launch secrets through the daemon${missing ==
     expect(daemon.output).toContain('sev-inject-launch-secret'); // trace logged the command itself…
     expect(events.lines.join('')).toContain('"event":"secret-injected"');
     for (const text of written) {
-      for (const needle of [secret, packetHeader, secret.slice(0, 24), packetHeader.slice(0, 24), 'correct horse']) expect(text).not.toContain(needle);
+      for (const needle of [secret, packetHeader, secret.slice(0, 24), packetHeader.slice(0, 24), 'correct horse'])
+        expect(text).not.toContain(needle);
     }
     expect(await nothingLeft(dir)).toEqual([]);
   });

@@ -47,7 +47,8 @@ function startDemo(args: readonly string[] = []): DemoRun {
     async waitForOutput(text, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       while (!stdout.includes(text)) {
-        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`no "${text}" in the demo's output; stdout:\n${stdout}\nstderr:\n${stderr}`);
+        if (child.exitCode !== null || Date.now() > deadline)
+          throw new Error(`no "${text}" in the demo's output; stdout:\n${stdout}\nstderr:\n${stderr}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     },
@@ -65,70 +66,73 @@ function workDir(stdout: string): string {
   return dir;
 }
 
-describe.skipIf(missing.length > 0)(`sevsup demo${missing.length > 0 ? ` (skipped: missing ${missing.join(', ')}; run bash scripts/setup.sh)` : ''}`, () => {
-  afterEach(async () => {
-    for (const run of started.splice(0)) {
-      run.kill('SIGTERM');
-      await run.done;
-    }
-    for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
-  });
+describe.skipIf(missing.length > 0)(
+  `sevsup demo${missing.length > 0 ? ` (skipped: missing ${missing.join(', ')}; run bash scripts/setup.sh)` : ''}`,
+  () => {
+    afterEach(async () => {
+      for (const run of started.splice(0)) {
+        run.kill('SIGTERM');
+        await run.done;
+      }
+      for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+    });
 
-  it.each([
-    ['the daemon (default)', [] as string[]],
-    ['sevsup run', ['--via', 'run']],
-  ])('through %s: runs every step, says the platform is simulated, and leaves nothing behind', async (via, args) => {
-    const result = await startDemo(args).done;
-    const out = result.stdout;
-    expect(result.code, `stdout:\n${out}\nstderr:\n${result.stderr}`).toBe(0);
-    expect(out).toContain('THE PLATFORM IS SIMULATED');
-    expect(out).toMatch(/demo-sev: state held \(paused, measured/);
-    expect(out).toMatch(/^ {4}platform: {5}simulated$/m);
-    expect(out).toMatch(/^ {4}OK: Looks good to me$/m);
-    expect(out).toContain("verdict: valid (exit 0): the measurement matches the owner's inputs and TIK");
-    expect(out).toContain('demo-sev: launch secret injected; state held');
-    expect(out).toContain('demo-sev: approved; state running');
-    expect(out).toMatch(/demo-sev: running \(QEMU pid \d+\)/);
-    expect(out).toContain('migrate refused by sevsup: migration');
-    expect(out).toContain('→ migrate: refused (exit 10)');
-    expect(out).toContain('dump-guest-memory refused by sevsup: memory-dump');
-    expect(out).toContain('→ dump-guest-memory: refused (exit 10)');
-    expect(out).toMatch(/^ {4}sevsup-demo: hello from the guest, running on \S+$/m);
-    expect(out).toContain('no QEMU, simulator or supervisor process is left');
-    if (via === 'sevsup run') {
-      expect(out).toContain('$ sevsup run demo-sev ');
-      expect(out).toContain('sevsup run exited by itself (code 0) once its guest had powered off');
-    } else {
-      expect(out).toContain('$ sevsup daemon --config ');
-      expect(out).toMatch(/^ {4}demo-sev +held +yes +\d+ /m); // sevsup list
-      expect(out).toContain('sevsup_qmp_refused_total{reason="migration"} 1');
-      expect(out).toContain('sevsup_qmp_refused_total{reason="memory-dump"} 1');
-      expect(out).toContain('sevsup daemon exited (code 0)');
-    }
-    // Step order as narrated.
-    const steps = [...out.matchAll(/^\[(\d)\/9\] /gm)].map((m) => Number(m[1]));
-    expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
-    // Keys and secrets never appear: only their lengths and file names.
-    expect(out).not.toContain('correct horse battery staple');
+    it.each([
+      ['the daemon (default)', [] as string[]],
+      ['sevsup run', ['--via', 'run']],
+    ])('through %s: runs every step, says the platform is simulated, and leaves nothing behind', async (via, args) => {
+      const result = await startDemo(args).done;
+      const out = result.stdout;
+      expect(result.code, `stdout:\n${out}\nstderr:\n${result.stderr}`).toBe(0);
+      expect(out).toContain('THE PLATFORM IS SIMULATED');
+      expect(out).toMatch(/demo-sev: state held \(paused, measured/);
+      expect(out).toMatch(/^ {4}platform: {5}simulated$/m);
+      expect(out).toMatch(/^ {4}OK: Looks good to me$/m);
+      expect(out).toContain("verdict: valid (exit 0): the measurement matches the owner's inputs and TIK");
+      expect(out).toContain('demo-sev: launch secret injected; state held');
+      expect(out).toContain('demo-sev: approved; state running');
+      expect(out).toMatch(/demo-sev: running \(QEMU pid \d+\)/);
+      expect(out).toContain('migrate refused by sevsup: migration');
+      expect(out).toContain('→ migrate: refused (exit 10)');
+      expect(out).toContain('dump-guest-memory refused by sevsup: memory-dump');
+      expect(out).toContain('→ dump-guest-memory: refused (exit 10)');
+      expect(out).toMatch(/^ {4}sevsup-demo: hello from the guest, running on \S+$/m);
+      expect(out).toContain('no QEMU, simulator or supervisor process is left');
+      if (via === 'sevsup run') {
+        expect(out).toContain('$ sevsup run demo-sev ');
+        expect(out).toContain('sevsup run exited by itself (code 0) once its guest had powered off');
+      } else {
+        expect(out).toContain('$ sevsup daemon --config ');
+        expect(out).toMatch(/^ {4}demo-sev +held +yes +\d+ /m); // sevsup list
+        expect(out).toContain('sevsup_qmp_refused_total{reason="migration"} 1');
+        expect(out).toContain('sevsup_qmp_refused_total{reason="memory-dump"} 1');
+        expect(out).toContain('sevsup daemon exited (code 0)');
+      }
+      // Step order as narrated.
+      const steps = [...out.matchAll(/^\[(\d)\/9\] /gm)].map((m) => Number(m[1]));
+      expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      // Keys and secrets never appear: only their lengths and file names.
+      expect(out).not.toContain('correct horse battery staple');
 
-    const dir = workDir(out);
-    expect(existsSync(dir)).toBe(false);
-    expect(running(dir).map((p) => p.cmdline)).toEqual([]);
-  });
+      const dir = workDir(out);
+      expect(existsSync(dir)).toBe(false);
+      expect(running(dir).map((p) => p.cmdline)).toEqual([]);
+    });
 
-  it('Ctrl-C while the guest is held stops everything; --keep keeps the work directory', async () => {
-    const run = startDemo(['--keep']);
-    await run.waitForOutput('demo-sev: state held', 120_000);
-    const dir = workDir(run.stdout());
-    expect(running(dir).length).toBeGreaterThan(0); // the supervisor, the simulator, QEMU
-    run.kill('SIGINT');
-    const result = await run.done;
-    expect(result.code).toBe(130);
-    expect(result.stderr).toContain('sevsup demo: SIGINT: stopping everything…');
-    expect(running(dir).map((p) => p.cmdline)).toEqual([]);
-    expect(result.stdout).toContain(`Kept ${dir}:`);
-    expect(readdirSync(dir).sort()).toEqual(expect.arrayContaining(['run', 'state', 'vms']));
-    // This launch's record (and the store's latest.json pointing at it).
-    expect(readdirSync(join(dir, 'state', 'demo-sev', 'measurements')).filter((f) => /^\d{4}-.*\.json$/.test(f))).toHaveLength(1);
-  });
-});
+    it('Ctrl-C while the guest is held stops everything; --keep keeps the work directory', async () => {
+      const run = startDemo(['--keep']);
+      await run.waitForOutput('demo-sev: state held', 120_000);
+      const dir = workDir(run.stdout());
+      expect(running(dir).length).toBeGreaterThan(0); // the supervisor, the simulator, QEMU
+      run.kill('SIGINT');
+      const result = await run.done;
+      expect(result.code).toBe(130);
+      expect(result.stderr).toContain('sevsup demo: SIGINT: stopping everything…');
+      expect(running(dir).map((p) => p.cmdline)).toEqual([]);
+      expect(result.stdout).toContain(`Kept ${dir}:`);
+      expect(readdirSync(dir).sort()).toEqual(expect.arrayContaining(['run', 'state', 'vms']));
+      // This launch's record (and the store's latest.json pointing at it).
+      expect(readdirSync(join(dir, 'state', 'demo-sev', 'measurements')).filter((f) => /^\d{4}-.*\.json$/.test(f))).toHaveLength(1);
+    });
+  },
+);

@@ -11,8 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const IMAGE = 'sevsup:dev';
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
-  .version;
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 // Every container this file starts carries this label, so afterAll can prove none is left.
 const LABEL = `sevsup-test=image-${process.pid}`;
 const ASSETS = '/opt/sevsup/.cache/test-assets';
@@ -44,7 +43,10 @@ describe('the Docker image sevsup:dev', () => {
   beforeAll(async () => {
     const engine = await run('docker', ['info', '--format', '{{.ServerVersion}}'], 15_000);
     if (engine.code !== 0) {
-      const why = engine.code === -1 && !engine.stderr ? 'the docker client is not installed' : tail(engine.stderr, 1) || `docker info exited ${engine.code}`;
+      const why =
+        engine.code === -1 && !engine.stderr
+          ? 'the docker client is not installed'
+          : tail(engine.stderr, 1) || `docker info exited ${engine.code}`;
       unavailable = `no Docker engine answers here (${why}); to run these tests: bash scripts/docker-engine.sh start`;
       process.stderr.write(`integration/docker: SKIPPED — ${unavailable}\n`);
       return;
@@ -105,7 +107,10 @@ describe('the Docker image sevsup:dev', () => {
     expect(r.stdout.trim().split('\n').filter(Boolean), 'left in the image').toEqual([]);
     // …while what sevsup needs at run time is there.
     const need = await dockerRun([
-      '--entrypoint', 'sh', IMAGE, '-c',
+      '--entrypoint',
+      'sh',
+      IMAGE,
+      '-c',
       'command -v sevsup qemu-system-x86_64 qemu-img node && test -s /usr/share/ovmf/OVMF.fd && node --version',
     ]);
     expect(need.code, need.stderr).toBe(0);
@@ -119,10 +124,30 @@ describe('the Docker image sevsup:dev', () => {
     // `timeout` inside the container bounds a hung guest; it then fails here, and is removed.
     const r = await dockerRun(
       [
-        '--entrypoint', 'timeout', IMAGE, '100',
-        'qemu-system-x86_64', '-machine', 'q35', '-accel', 'tcg', '-m', '512', '-nodefaults', '-nographic',
-        '-bios', `${ASSETS}/ovmf-sev-test.fd`, '-kernel', `${ASSETS}/vmlinuz`, '-initrd', `${ASSETS}/demo-initrd.img`,
-        '-append', 'console=ttyS0 panic=-1 quiet', '-no-reboot', '-serial', 'stdio',
+        '--entrypoint',
+        'timeout',
+        IMAGE,
+        '100',
+        'qemu-system-x86_64',
+        '-machine',
+        'q35',
+        '-accel',
+        'tcg',
+        '-m',
+        '512',
+        '-nodefaults',
+        '-nographic',
+        '-bios',
+        `${ASSETS}/ovmf-sev-test.fd`,
+        '-kernel',
+        `${ASSETS}/vmlinuz`,
+        '-initrd',
+        `${ASSETS}/demo-initrd.img`,
+        '-append',
+        'console=ttyS0 panic=-1 quiet',
+        '-no-reboot',
+        '-serial',
+        'stdio',
       ],
       150_000,
     );
@@ -143,4 +168,3 @@ describe('the Docker image sevsup:dev', () => {
     expect(r.stdout).toContain('sevsup-demo: hello from the guest');
   }, 240_000);
 });
-

@@ -46,7 +46,7 @@ describe.skipIf(HOST_MAY_HAVE_SEV)(`sevsup host on this host${HOST_MAY_HAVE_SEV 
     expect(r.json).toMatchObject({ sev: { supported: false }, sevEs: { supported: false }, sevSnp: { supported: false } });
   });
 
-  it('--live shows QEMU\'s own answer in the human output', async () => {
+  it("--live shows QEMU's own answer in the human output", async () => {
     const r = await sevsupHost('--live');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^SEV: +no +not supported, because \S.*\[probe:[a-z_-]+\]$/m);

@@ -28,7 +28,7 @@ describe('live host probe', () => {
     }
   });
 
-  it('the QEMU sub-probe gives QEMU\'s own answer for this host', async () => {
+  it("the QEMU sub-probe gives QEMU's own answer for this host", async () => {
     const answer = await probeQemuSevCapabilities({ qemu: QEMU });
     expect(answer).toEqual(expectedQemuSevAnswer());
     expect(livePidsWithArg('sevsup-probe-')).toEqual([]);

@@ -19,7 +19,11 @@ describe.runIf(HAVE_QEMU)('CPU models against QEMU', () => {
     ]
       .map((m) => JSON.stringify(m))
       .join('\n');
-    const run = spawnSync(QEMU, ['-machine', 'none', '-nodefaults', '-display', 'none', '-qmp', 'stdio'], { input: `${input}\n`, encoding: 'utf8', timeout: 60_000 });
+    const run = spawnSync(QEMU, ['-machine', 'none', '-nodefaults', '-display', 'none', '-qmp', 'stdio'], {
+      input: `${input}\n`,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     const replies: unknown[] = run.stdout
       .split('\n')
       .filter((l) => l.trim() !== '')

@@ -37,17 +37,32 @@ describe.runIf(existsSync(DEBIAN_OVMF))('sevsup measure/verify refusals', () => 
   });
 
   const host = (m = measurement): string[] => [
-    '--measurement', m, '--api-major', '1', '--api-minor', '49', '--build-id', '6', '--policy', '7', '--tik', f['tik'] ?? '',
+    '--measurement',
+    m,
+    '--api-major',
+    '1',
+    '--api-minor',
+    '49',
+    '--build-id',
+    '6',
+    '--policy',
+    '7',
+    '--tik',
+    f['tik'] ?? '',
   ];
   const es = ['--vcpus', '2', '--vcpu-type', 'EPYC-Milan'];
 
   it('measure: a firmware without a footer table cannot be SEV-ES; a kernel needs a hashes area (exit 3)', async () => {
     const noTable = await sevsup(['measure', '--mode', 'seves', '--firmware', f['nofooter'] ?? '', ...es]);
     expect(noTable.code).toBe(3);
-    expect(noTable.stderr).toMatch(/SEV information block\/Firmware GUID Table block not found in pflash rom: QEMU refuses .* no OVMF footer table.*\[SUP_ERR_FIRMWARE_NO_SEV_INFO\]/);
+    expect(noTable.stderr).toMatch(
+      /SEV information block\/Firmware GUID Table block not found in pflash rom: QEMU refuses .* no OVMF footer table.*\[SUP_ERR_FIRMWARE_NO_SEV_INFO\]/,
+    );
     const noArea = await sevsup(['measure', '--mode', 'sev', '--firmware', DEBIAN_OVMF, '--kernel', f['kernel'] ?? '']);
     expect(noArea.code).toBe(3);
-    expect(noArea.stderr).toMatch(/SEV: guest firmware hashes table area is invalid \(base=0x0 size=0x0\).*OVMF AmdSev.*\[SUP_ERR_FIRMWARE_NO_HASHES_AREA\]/);
+    expect(noArea.stderr).toMatch(
+      /SEV: guest firmware hashes table area is invalid \(base=0x0 size=0x0\).*OVMF AmdSev.*\[SUP_ERR_FIRMWARE_NO_HASHES_AREA\]/,
+    );
     const noGuid = await sevsup(['measure', '--mode', 'sev', '--firmware', f['nofooter'] ?? '', '--kernel', f['kernel'] ?? '']);
     expect(noGuid.code).toBe(3);
     expect(noGuid.stderr).toMatch(/SEV: kernel specified but guest firmware has no hashes table GUID/);
@@ -58,11 +73,20 @@ describe.runIf(existsSync(DEBIAN_OVMF))('sevsup measure/verify refusals', () => 
       [['measure', '--firmware', DEBIAN_OVMF], /required option '--mode <mode>' not specified/],
       [['measure', '--mode', 'seves', '--firmware', DEBIAN_OVMF, '--vcpu-type', 'EPYC'], /missing --vcpus N in guest mode 'seves'/],
       [['measure', '--mode', 'seves', '--firmware', DEBIAN_OVMF, '--vcpus', '2'], /missing --vcpu-type, --vcpu-sig/],
-      [['measure', '--mode', 'seves', '--firmware', DEBIAN_OVMF, '--vcpus', '2', '--vcpu-type', 'EPYC', '--vcpu-sig', '0x800f12'], /one way/],
+      [
+        ['measure', '--mode', 'seves', '--firmware', DEBIAN_OVMF, '--vcpus', '2', '--vcpu-type', 'EPYC', '--vcpu-sig', '0x800f12'],
+        /one way/,
+      ],
       [['measure', '--mode', 'seves', '--firmware', DEBIAN_OVMF, '--vcpus', '2', '--vcpu-family', '25'], /go together/],
-      [['measure', '--mode', 'seves', '--firmware', DEBIAN_OVMF, '--vcpus', '2', '--vcpu-sig', '0x10a00f11'], /outside family, model and stepping/],
+      [
+        ['measure', '--mode', 'seves', '--firmware', DEBIAN_OVMF, '--vcpus', '2', '--vcpu-sig', '0x10a00f11'],
+        /outside family, model and stepping/,
+      ],
       [['measure', '--mode', 'seves', '--firmware', DEBIAN_OVMF, '--vcpus', '0x'], /argument '0x' is invalid/],
-      [['measure', '--mode', 'sev', '--firmware', DEBIAN_OVMF, '--ovmf', f['nofooter'] ?? ''], /--firmware and its alias --ovmf were given different values/],
+      [
+        ['measure', '--mode', 'sev', '--firmware', DEBIAN_OVMF, '--ovmf', f['nofooter'] ?? ''],
+        /--firmware and its alias --ovmf were given different values/,
+      ],
       [['measure', '--mode', 'sev', '--firmware', DEBIAN_OVMF, '--initrd', f['kernel'] ?? ''], /--initrd\/--cmdline require --kernel/],
       [['measure', '--mode', 'sev'], /--firmware \(or --ovmf\) is required/],
       [['measure', '--mode', 'seves', '--firmware', DEBIAN_OVMF, ...es, '--sev-features', '-1'], /64-bit unsigned/],
@@ -95,9 +119,34 @@ describe.runIf(existsSync(DEBIAN_OVMF))('sevsup measure/verify refusals', () => 
     const { digest } = await computeLaunchDigestFromFiles({ firmware: DEBIAN_OVMF, kernel: f['kernel'] ?? '', kernelHashes: true });
     const host = { ...HOST, policy: 0x3 };
     const m = measurementFor(readFileSync(f['tik'] ?? ''), host, digest.toString('hex'));
-    const v = await runValidator({ measurement: m, ...host, firmware: DEBIAN_OVMF, tik: f['tik'] ?? '', tek: f['tek'] ?? '', kernel: f['kernel'] ?? '' });
+    const v = await runValidator({
+      measurement: m,
+      ...host,
+      firmware: DEBIAN_OVMF,
+      tik: f['tik'] ?? '',
+      tek: f['tek'] ?? '',
+      kernel: f['kernel'] ?? '',
+    });
     expect(v.exitCode, v.stderr).toBe(0);
-    const ours = await sevsup(['verify', '--measurement', m, '--api-major', '1', '--api-minor', '49', '--build-id', '6', '--policy', '3', '--tik', f['tik'] ?? '', '--firmware', DEBIAN_OVMF, '--kernel', f['kernel'] ?? '']);
+    const ours = await sevsup([
+      'verify',
+      '--measurement',
+      m,
+      '--api-major',
+      '1',
+      '--api-minor',
+      '49',
+      '--build-id',
+      '6',
+      '--policy',
+      '3',
+      '--tik',
+      f['tik'] ?? '',
+      '--firmware',
+      DEBIAN_OVMF,
+      '--kernel',
+      f['kernel'] ?? '',
+    ]);
     expect(ours.code).toBe(4);
   });
 
@@ -106,7 +155,10 @@ describe.runIf(existsSync(DEBIAN_OVMF))('sevsup measure/verify refusals', () => 
     const cases: [string[], RegExp][] = [
       [['verify', ...host(short), '--firmware', DEBIAN_OVMF, ...es], /launch measurement must be 48 bytes, got 47/],
       [['verify', ...host('@@not-base64@@'), '--firmware', DEBIAN_OVMF, ...es], /not valid base64/],
-      [['verify', '--measurement', measurement, '--tik', f['tik'] ?? '', '--firmware', DEBIAN_OVMF], /either --api-major or --record is required/],
+      [
+        ['verify', '--measurement', measurement, '--tik', f['tik'] ?? '', '--firmware', DEBIAN_OVMF],
+        /either --api-major or --record is required/,
+      ],
       [['verify', ...host(), ...es], /--firmware is required/],
       [['verify', ...host(), '--firmware', DEBIAN_OVMF], /give the number of vCPUs/],
       [['verify', ...host(), '--firmware', DEBIAN_OVMF, '--vcpus', '2'], /give the vCPU signature/],
@@ -114,7 +166,10 @@ describe.runIf(existsSync(DEBIAN_OVMF))('sevsup measure/verify refusals', () => 
       [['verify', ...host(), '--firmware', DEBIAN_OVMF, ...es, '--use-record-inputs'], /--use-record-inputs needs --record/],
       [['verify', ...host(), '--firmware', DEBIAN_OVMF, ...es, '--min-api', '1'], /expected MAJOR.MINOR/],
       [['verify', ...host(), '--firmware', DEBIAN_OVMF, ...es, '--no-such-option'], /unknown option '--no-such-option'/],
-      [['verify', '--record', f['kernel'] ?? '', ...host(), '--firmware', DEBIAN_OVMF], /--record and --measurement, --api-major, --api-minor, --build-id, --policy exclude each other/],
+      [
+        ['verify', '--record', f['kernel'] ?? '', ...host(), '--firmware', DEBIAN_OVMF],
+        /--record and --measurement, --api-major, --api-minor, --build-id, --policy exclude each other/,
+      ],
     ];
     for (const [args, message] of cases) {
       const r = await sevsup(args);
@@ -138,7 +193,9 @@ describe.runIf(existsSync(DEBIAN_OVMF))('sevsup measure/verify refusals', () => 
     };
     const insecure = await sevsup(['verify', '--record', rec('launch-secret'), '--tik', f['tik'] ?? '', ...es]);
     expect(insecure.code).toBe(3);
-    expect(insecure.stderr).toMatch(/using the firmware path .* from the measurement record is not secure .*give --firmware.*\[SUP_ERR_VERIFY_INSECURE\]/);
+    expect(insecure.stderr).toMatch(
+      /using the firmware path .* from the measurement record is not secure .*give --firmware.*\[SUP_ERR_VERIFY_INSECURE\]/,
+    );
     const cpu = await sevsup(['verify', '--record', rec('launch-secret'), '--tik', f['tik'] ?? '', '--firmware', DEBIAN_OVMF]);
     expect(cpu.code).toBe(3);
     expect(cpu.stderr).toMatch(/vCPU count \(2\)/);
@@ -146,9 +203,23 @@ describe.runIf(existsSync(DEBIAN_OVMF))('sevsup measure/verify refusals', () => 
     expect(accepted.code, accepted.stderr).toBe(0);
     expect(accepted.stderr).toMatch(/WARNING: insecure: firmware/);
     expect(JSON.parse(accepted.stdout)).toMatchObject({ valid: true, sources: { firmware: 'record', vcpus: 'record', cpu: 'record' } });
-    const state = await sevsup(['verify', '--record', rec('launch-update'), '--tik', f['tik'] ?? '', '--firmware', DEBIAN_OVMF, ...es, '--json']);
+    const state = await sevsup([
+      'verify',
+      '--record',
+      rec('launch-update'),
+      '--tik',
+      f['tik'] ?? '',
+      '--firmware',
+      DEBIAN_OVMF,
+      ...es,
+      '--json',
+    ]);
     expect(state.code).toBe(5);
-    expect(JSON.parse(state.stdout)).toEqual({ valid: false, exitCode: 5, error: { code: 'SUP_ERR_VERIFY_STATE', message: expect.stringContaining('"launch-update"') } });
+    expect(JSON.parse(state.stdout)).toEqual({
+      valid: false,
+      exitCode: 5,
+      error: { code: 'SUP_ERR_VERIFY_STATE', message: expect.stringContaining('"launch-update"') },
+    });
   });
 
   it('verify: --quiet prints nothing, the exit code tells', async () => {

@@ -9,7 +9,16 @@ import { buildRecord, type CpuSignature, type LaunchInputs, type MeasurementReco
 export const BIN = new URL('../../bin/sevsup', import.meta.url).pathname;
 export const ASSETS = new URL('../../.cache/test-assets/', import.meta.url).pathname;
 export const DEBIAN_OVMF_4M = '/usr/share/OVMF/OVMF_CODE_4M.fd';
-export { DEBIAN_OVMF, HAVE_VALIDATOR, mapLimit, PYTHON, runValidator, VALIDATOR, validatorArgv, type ValidatorArgs } from '../../test/support/validator.js';
+export {
+  DEBIAN_OVMF,
+  HAVE_VALIDATOR,
+  mapLimit,
+  PYTHON,
+  runValidator,
+  VALIDATOR,
+  validatorArgv,
+  type ValidatorArgs,
+} from '../../test/support/validator.js';
 
 export interface Run {
   readonly code: number;
@@ -93,7 +102,17 @@ export function writeRecord(
     expectedLaunchDigest: 'ab'.repeat(32),
     measurement: o.measurement,
     mnonce: Buffer.from(o.measurement, 'base64').subarray(32),
-    launch: { firmware: null, kernel: null, initrd: null, cmdline: null, kernelHashes: false, vcpus: 1, cpuModel: 'EPYC', qemuVersion: '7.2.22', ...o.launch },
+    launch: {
+      firmware: null,
+      kernel: null,
+      initrd: null,
+      cmdline: null,
+      kernelHashes: false,
+      vcpus: 1,
+      cpuModel: 'EPYC',
+      qemuVersion: '7.2.22',
+      ...o.launch,
+    },
     ...(o.cpuSignature === undefined ? {} : { cpuSignature: o.cpuSignature }),
   });
   writeFileSync(path, JSON.stringify(record));

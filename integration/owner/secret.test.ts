@@ -48,7 +48,17 @@ describe.runIf(existsSync(DEBIAN_OVMF))('sevsup secret build', () => {
   });
 
   const build = (...extra: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
-    sevsup(['secret', 'build', '--measurement', measurement, '--secret', `luks-key:${f['luks']}`, '--secret', `${OTHER_GUID}:${f['other']}`, ...extra]);
+    sevsup([
+      'secret',
+      'build',
+      '--measurement',
+      measurement,
+      '--secret',
+      `luks-key:${f['luks']}`,
+      '--secret',
+      `${OTHER_GUID}:${f['other']}`,
+      ...extra,
+    ]);
   const packet = (header: string, payload: string): { header: Buffer; payload: Buffer } => ({
     header: Buffer.from(readFileSync(header, 'utf8'), 'base64'),
     payload: Buffer.from(readFileSync(payload, 'utf8'), 'base64'),
@@ -132,10 +142,27 @@ describe.runIf(existsSync(DEBIAN_OVMF))('sevsup secret build', () => {
     };
     const h = join(dir, 'h4.b64');
     const p = join(dir, 'p4.b64');
-    const base = ['secret', 'build', '--tk', f['tk'] ?? '', '--secret', `luks-key:${f['luks']}`, '--header-out', h, '--payload-out', p, '--json'];
+    const base = [
+      'secret',
+      'build',
+      '--tk',
+      f['tk'] ?? '',
+      '--secret',
+      `luks-key:${f['luks']}`,
+      '--header-out',
+      h,
+      '--payload-out',
+      p,
+      '--json',
+    ];
     const ok = await sevsup([...base, '--record', rec('launch-secret')]);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({ header: h, payload: p, headerBytes: 52, secrets: [{ guid: SECRET_ALIASES['luks-key'], bytes: 32 }] });
+    expect(JSON.parse(ok.stdout)).toMatchObject({
+      header: h,
+      payload: p,
+      headerBytes: 52,
+      secrets: [{ guid: SECRET_ALIASES['luks-key'], bytes: 32 }],
+    });
     expect(verifyLaunchSecret({ tik, tek, measurementMac: mac, ...packet(h, p) }).ok).toBe(true);
     const late = await sevsup([...base, '--record', rec('running')]);
     expect(late.code).toBe(5);
@@ -146,16 +173,68 @@ describe.runIf(existsSync(DEBIAN_OVMF))('sevsup secret build', () => {
     const out = ['--header-out', join(dir, 'hx'), '--payload-out', join(dir, 'px')];
     const keys = ['--tik', f['tik'] ?? '', '--tek', f['tek'] ?? ''];
     const cases: [string[], RegExp][] = [
-      [['secret', 'build', ...keys, '--measurement', measurement, '--secret', `no-such-alias:${f['luks']}`, ...out], /neither a GUID nor a known alias \(luks-key\)/],
+      [
+        ['secret', 'build', ...keys, '--measurement', measurement, '--secret', `no-such-alias:${f['luks']}`, ...out],
+        /neither a GUID nor a known alias \(luks-key\)/,
+      ],
       [['secret', 'build', ...keys, '--measurement', measurement, '--secret', 'luks-key', ...out], /expected GUID-OR-ALIAS:FILE/],
       [['secret', 'build', ...keys, '--measurement', measurement, '--secret', `luks-key:${f['huge']}`, ...out], /larger than 65536 bytes/],
-      [['secret', 'build', ...keys, '--measurement', measurement, '--secret', `luks-key:${f['luks']}`, '--secret', `${SECRET_ALIASES['luks-key']}:${f['other']}`, ...out], /given twice/],
-      [['secret', 'build', ...keys, '--measurement', Buffer.alloc(47).toString('base64'), '--secret', `luks-key:${f['luks']}`, ...out], /must be 48 bytes, got 47/],
+      [
+        [
+          'secret',
+          'build',
+          ...keys,
+          '--measurement',
+          measurement,
+          '--secret',
+          `luks-key:${f['luks']}`,
+          '--secret',
+          `${SECRET_ALIASES['luks-key']}:${f['other']}`,
+          ...out,
+        ],
+        /given twice/,
+      ],
+      [
+        ['secret', 'build', ...keys, '--measurement', Buffer.alloc(47).toString('base64'), '--secret', `luks-key:${f['luks']}`, ...out],
+        /must be 48 bytes, got 47/,
+      ],
       [['secret', 'build', ...keys, '--measurement', 'bad base64!', '--secret', `luks-key:${f['luks']}`, ...out], /not valid base64/],
-      [['secret', 'build', '--tik', f['tik'] ?? '', '--measurement', measurement, '--secret', `luks-key:${f['luks']}`, ...out], /needs the TEK/],
-      [['secret', 'build', '--tik', f['tek'] ?? '', '--tek', f['luks'] ?? '', '--measurement', measurement, '--secret', `luks-key:${f['luks']}`, ...out], /expected 16 bytes in TEK file .* got 32/],
+      [
+        ['secret', 'build', '--tik', f['tik'] ?? '', '--measurement', measurement, '--secret', `luks-key:${f['luks']}`, ...out],
+        /needs the TEK/,
+      ],
+      [
+        [
+          'secret',
+          'build',
+          '--tik',
+          f['tek'] ?? '',
+          '--tek',
+          f['luks'] ?? '',
+          '--measurement',
+          measurement,
+          '--secret',
+          `luks-key:${f['luks']}`,
+          ...out,
+        ],
+        /expected 16 bytes in TEK file .* got 32/,
+      ],
       [['secret', 'build', ...keys, '--secret', `luks-key:${f['luks']}`, ...out], /exactly one of --measurement and --record/],
-      [['secret', 'build', ...keys, '--measurement', measurement, '--secret', `luks-key:${f['big']}`, '--firmware', f['firmware'] ?? '', ...out], /secret table is 4048 bytes .* area of 0xc00 bytes at 0x80f000/],
+      [
+        [
+          'secret',
+          'build',
+          ...keys,
+          '--measurement',
+          measurement,
+          '--secret',
+          `luks-key:${f['big']}`,
+          '--firmware',
+          f['firmware'] ?? '',
+          ...out,
+        ],
+        /secret table is 4048 bytes .* area of 0xc00 bytes at 0x80f000/,
+      ],
       [['secret', 'build', ...keys, '--measurement', measurement, ...out], /required option '--secret/],
     ];
     for (const [args, message] of cases) {

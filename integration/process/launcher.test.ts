@@ -47,15 +47,31 @@ function qemuArgv(machine: string, extra: readonly string[] = [], accel = 'tcg')
   return {
     socket,
     argv: [
-      '-name', tag, '-machine', machine, '-accel', accel, '-nodefaults', '-display', 'none', '-S',
-      '-chardev', `socket,id=m,path=${socket},server=on,wait=off`, '-mon', 'chardev=m,mode=control',
+      '-name',
+      tag,
+      '-machine',
+      machine,
+      '-accel',
+      accel,
+      '-nodefaults',
+      '-display',
+      'none',
+      '-S',
+      '-chardev',
+      `socket,id=m,path=${socket},server=on,wait=off`,
+      '-mon',
+      'chardev=m,mode=control',
       ...extra,
     ],
   };
 }
 
 /** Launch and wait for the negotiated QMP session (the launcher's `ready`). */
-async function launchWithQmp(machine: string, extra: readonly string[] = [], accel = 'tcg'): Promise<{ proc: QemuProcess; qmp: QmpClient }> {
+async function launchWithQmp(
+  machine: string,
+  extra: readonly string[] = [],
+  accel = 'tcg',
+): Promise<{ proc: QemuProcess; qmp: QmpClient }> {
   const { argv, socket } = qemuArgv(machine, extra, accel);
   let qmp: QmpClient | undefined;
   const proc = await launchQemu({
@@ -113,18 +129,16 @@ describe('launchQemu with real QEMU', () => {
     expect(proc.isAlive()).toBe(false);
   });
 
-  it('keeps QEMU\'s stderr for a bad argv', async () => {
+  it("keeps QEMU's stderr for a bad argv", async () => {
     expect(await launchError('none', ['-bogus-option'])).toEqual({
       code: 'SUP_ERR_LAUNCH_FAILED',
       message: 'QEMU exited with code 1 before it was ready: qemu-system-x86_64: -bogus-option: invalid option',
     });
   });
 
-  it.runIf(!existsSync('/dev/sev'))('quotes QEMU\'s SEV start failure on a host without /dev/sev', async (ctx) => {
+  it.runIf(!existsSync('/dev/sev'))("quotes QEMU's SEV start failure on a host without /dev/sev", async (ctx) => {
     skipWithoutKvm(ctx, 'QEMU reports SEV initialisation only under -accel kvm:');
-    expect(
-      await launchError('q35,memory-encryption=sev0', ['-object', 'sev-guest,id=sev0,cbitpos=0,reduced-phys-bits=1'], 'kvm'),
-    ).toEqual({
+    expect(await launchError('q35,memory-encryption=sev0', ['-object', 'sev-guest,id=sev0,cbitpos=0,reduced-phys-bits=1'], 'kvm')).toEqual({
       code: 'SUP_ERR_LAUNCH_FAILED',
       message:
         "QEMU exited with code 1 before it was ready: qemu-system-x86_64: -accel kvm: sev_kvm_init: Failed to open /dev/sev 'No such file or directory'; " +

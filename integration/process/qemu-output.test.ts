@@ -32,8 +32,22 @@ describe.runIf(existsSync(QEMU))('QEMU output (real QEMU, TCG)', () => {
     const qemuLog = join(paths.dir, 'qemu.log');
     const logged: string[] = [];
     const logger = createLogger({ level: 'debug' }, { write: (line: string) => void logged.push(line) });
-    const argv = ['-machine', 'q35', '-accel', 'tcg', '-nodefaults', '-display', 'none', '-S', '-m', '64',
-      '-chardev', `socket,id=m,path=${paths.monitorSocket},server=on,wait=off`, '-mon', 'chardev=m,mode=control'];
+    const argv = [
+      '-machine',
+      'q35',
+      '-accel',
+      'tcg',
+      '-nodefaults',
+      '-display',
+      'none',
+      '-S',
+      '-m',
+      '64',
+      '-chardev',
+      `socket,id=m,path=${paths.monitorSocket},server=on,wait=off`,
+      '-mon',
+      'chardev=m,mode=control',
+    ];
     const proc: QemuProcess = await launchQemu({ binary: QEMU, argv, detached: true, stderrFile: qemuLog, logger });
     let qmp: QmpClient | undefined;
     let exit: QemuExit;
@@ -64,7 +78,8 @@ describe.runIf(existsSync(QEMU))('QEMU output (real QEMU, TCG)', () => {
       // The bound plus what QEMU writes before the watcher acts (checked 50 ms after a write).
       expect(largest).toBeLessThan(2 * QEMU_LOG_MAX_BYTES);
       expect((await stat(`${qemuLog}.1`)).mode & 0o777).toBe(0o600);
-      if (process.env['SEVSUP_PRINT_SIZES'] === '1') console.log(`largest qemu.log seen: ${largest} bytes; qemu.log.1: ${(await stat(`${qemuLog}.1`)).size}`);
+      if (process.env['SEVSUP_PRINT_SIZES'] === '1')
+        console.log(`largest qemu.log seen: ${largest} bytes; qemu.log.1: ${(await stat(`${qemuLog}.1`)).size}`);
     } finally {
       await qmp?.close();
       exit = await proc.kill(); // no QEMU outlives the test, whatever failed above

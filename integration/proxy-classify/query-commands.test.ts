@@ -93,12 +93,14 @@ function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
 
 /** Command names of `help` (`a|b` kept whole) and sub-commands of `info`, as QEMU prints them. */
 function helpNames(text: string, prefix: string): string[] {
-  return text
-    .split('\n')
-    // Continuation lines of a long help start with whitespace or '[' (drive_add's options).
-    .filter((l) => l.startsWith(prefix) && !/^[\s[]/.test(l))
-    .map((l) => l.slice(prefix.length).split(' ')[0] as string)
-    .filter((n) => n !== '' && !n.startsWith('['));
+  return (
+    text
+      .split('\n')
+      // Continuation lines of a long help start with whitespace or '[' (drive_add's options).
+      .filter((l) => l.startsWith(prefix) && !/^[\s[]/.test(l))
+      .map((l) => l.slice(prefix.length).split(' ')[0] as string)
+      .filter((n) => n !== '' && !n.startsWith('['))
+  );
 }
 
 describe.runIf(existsSync(QEMU))('QEMU command classification (real binary)', () => {

@@ -93,7 +93,12 @@ describe.skipIf(SKIP !== null)(`sevsup qmp / monitor through the proxy (${ACCEL}
     expect(lines.slice(0, 5)).toEqual(['{', '  "status": "prelaunch",', '  "singlestep": false,', '  "running": false', '}']);
     expect(lines[5]).toBe('error (GenericError): human-monitor-command refused by sevsup: snapshot-vmstate');
     expect(lines[6]).toMatch(/^event: \{"event":"RESET","data":\{"guest":false,"reason":"host-qmp-system-reset"\}/);
-    expect(lines.slice(7)).toEqual(['{}', 'the arguments of qom-list is not valid JSON: {oops', '"VM status: paused (prelaunch)\\r\\n"', '']);
+    expect(lines.slice(7)).toEqual([
+      '{}',
+      'the arguments of qom-list is not valid JSON: {oops',
+      '"VM status: paused (prelaunch)\\r\\n"',
+      '',
+    ]);
     const snapshots = await run(QEMU_IMG, ['snapshot', '-U', '-l', guest.disk]);
     expect(snapshots.stdout).toBe('');
   });

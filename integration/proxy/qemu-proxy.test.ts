@@ -112,22 +112,66 @@ function argsFor(name: string, out: string): Record<string, unknown> {
 
 /** Files any refused command would have written. */
 const OUTPUT_FILES = [
-  'migrate.bin', 'dump.elf', 'memsave.bin', 'pmemsave.bin', 'xen.bin', 'screen.ppm',
-  'hmp-migrate.bin', 'hmp-dump.elf', 'hmp-memsave.bin', 'hmp-pmemsave.bin', 'split.bin', 'batch1.bin', 'batch2.bin',
-  'dup1.bin', 'dup2.bin', 'dup3.bin', 'single.bin', 'uni1.bin', 'uni2.bin', 'uni3.bin', 'big.bin', 'deep.bin',
+  'migrate.bin',
+  'dump.elf',
+  'memsave.bin',
+  'pmemsave.bin',
+  'xen.bin',
+  'screen.ppm',
+  'hmp-migrate.bin',
+  'hmp-dump.elf',
+  'hmp-memsave.bin',
+  'hmp-pmemsave.bin',
+  'split.bin',
+  'batch1.bin',
+  'batch2.bin',
+  'dup1.bin',
+  'dup2.bin',
+  'dup3.bin',
+  'single.bin',
+  'uni1.bin',
+  'uni2.bin',
+  'uni3.bin',
+  'big.bin',
+  'deep.bin',
 ];
 
 function hmpLines(out: string): string[] {
   const file = (base: string): string => join(out, base);
   return [
-    'savevm hmp1', '   savevm hmp2', '\tsavevm hmp3', ' \t savevm hmp4', 'loadvm hmp1', 'delvm hmp1',
-    `migrate -d exec:cat>${file('hmp-migrate.bin')}`, `  migrate exec:cat>${file('hmp-migrate.bin')}`,
-    `dump-guest-memory ${file('hmp-dump.elf')}`, `memsave 0 4096 ${file('hmp-memsave.bin')}`,
-    `\tpmemsave 0 4096 ${file('hmp-pmemsave.bin')}`, 'c', 'cont', '  c', '\tcont',
-    'x /4x 0', 'xp /4x 0', 'sum 0 16', 'gva2gpa 0', 'gpa2hva 0', `gdbserver tcp::${GDB_PORT}`,
-    'info mem', 'info registers', 'info tlb', '  info\tregisters', 'migrate_set_parameter max-bandwidth 1',
-    'migrate_set_capability events on', 'snapshot_blkdev_internal disk0 hmpsnap', 'p $pc', 'print $pc',
-    'q', 'quit', ' \tq',
+    'savevm hmp1',
+    '   savevm hmp2',
+    '\tsavevm hmp3',
+    ' \t savevm hmp4',
+    'loadvm hmp1',
+    'delvm hmp1',
+    `migrate -d exec:cat>${file('hmp-migrate.bin')}`,
+    `  migrate exec:cat>${file('hmp-migrate.bin')}`,
+    `dump-guest-memory ${file('hmp-dump.elf')}`,
+    `memsave 0 4096 ${file('hmp-memsave.bin')}`,
+    `\tpmemsave 0 4096 ${file('hmp-pmemsave.bin')}`,
+    'c',
+    'cont',
+    '  c',
+    '\tcont',
+    'x /4x 0',
+    'xp /4x 0',
+    'sum 0 16',
+    'gva2gpa 0',
+    'gpa2hva 0',
+    `gdbserver tcp::${GDB_PORT}`,
+    'info mem',
+    'info registers',
+    'info tlb',
+    '  info\tregisters',
+    'migrate_set_parameter max-bandwidth 1',
+    'migrate_set_capability events on',
+    'snapshot_blkdev_internal disk0 hmpsnap',
+    'p $pc',
+    'print $pc',
+    'q',
+    'quit',
+    ' \tq',
   ];
 }
 
@@ -137,26 +181,54 @@ function corpus(out: string): { what: string; wire: string | readonly string[] }
   const items: { what: string; wire: string | readonly string[] }[] = [];
   const refused = [...QMP_COMMANDS].filter(([, cls]) => cls.verdict === 'refused').map(([name]) => name);
   for (const member of ['execute', 'exec-oob']) {
-    for (const name of refused) items.push({ what: `${member} ${name}`, wire: JSON.stringify({ [member]: name, arguments: argsFor(name, out), id: `${member}:${name}` }) });
+    for (const name of refused)
+      items.push({
+        what: `${member} ${name}`,
+        wire: JSON.stringify({ [member]: name, arguments: argsFor(name, out), id: `${member}:${name}` }),
+      });
     items.push({ what: `${member} cont (held)`, wire: JSON.stringify({ [member]: 'cont', id: 'cont' }) });
   }
   for (const line of hmpLines(out)) {
     for (const member of ['execute', 'exec-oob']) {
-      items.push({ what: `${member} hmp ${JSON.stringify(line)}`, wire: JSON.stringify({ [member]: 'human-monitor-command', arguments: { 'command-line': line }, id: line }) });
+      items.push({
+        what: `${member} hmp ${JSON.stringify(line)}`,
+        wire: JSON.stringify({ [member]: 'human-monitor-command', arguments: { 'command-line': line }, id: line }),
+      });
     }
   }
   const mig = (base: string): string => JSON.stringify(`exec:cat > ${file(base)}`);
   items.push(
-    { what: 'duplicate execute, dangerous last', wire: `{"execute":"query-status","execute":"migrate","arguments":{"uri":${mig('dup1.bin')}}}` },
-    { what: 'duplicate execute, dangerous first', wire: `{"execute":"migrate","execute":"query-status","arguments":{"uri":${mig('dup2.bin')}}}` },
-    { what: 'duplicate through an escape', wire: `{"execute":"query-status","exe\\u0063ute":"migrate","arguments":{"uri":${mig('dup3.bin')}}}` },
-    { what: 'duplicate hmp command-line', wire: `{"execute":"human-monitor-command","arguments":{"command-line":"info status","command-line":"savevm dup"}}` },
+    {
+      what: 'duplicate execute, dangerous last',
+      wire: `{"execute":"query-status","execute":"migrate","arguments":{"uri":${mig('dup1.bin')}}}`,
+    },
+    {
+      what: 'duplicate execute, dangerous first',
+      wire: `{"execute":"migrate","execute":"query-status","arguments":{"uri":${mig('dup2.bin')}}}`,
+    },
+    {
+      what: 'duplicate through an escape',
+      wire: `{"execute":"query-status","exe\\u0063ute":"migrate","arguments":{"uri":${mig('dup3.bin')}}}`,
+    },
+    {
+      what: 'duplicate hmp command-line',
+      wire: `{"execute":"human-monitor-command","arguments":{"command-line":"info status","command-line":"savevm dup"}}`,
+    },
     { what: 'single quotes', wire: `{'execute':'migrate','arguments':{'uri':'exec:cat > ${file('single.bin')}'}}` },
     { what: 'single-quoted hmp', wire: `{'execute':'human-monitor-command','arguments':{'command-line':'savevm sq'}}` },
     { what: 'unicode-escaped migrate', wire: `{"execute":"\\u006d\\u0069\\u0067rate","arguments":{"uri":${mig('uni1.bin')}},"id":"u1"}` },
-    { what: 'unicode-escaped dump', wire: `{"execute":"dump\\u002dguest\\u002dmemory","arguments":{"paging":false,"protocol":"file:${file('uni2.bin')}"},"id":"u2"}` },
-    { what: 'unicode-escaped hmp line', wire: `{"execute":"human-monitor-command","arguments":{"command-line":"\\u0073avevm\\u0020u3"},"id":"u3"}` },
-    { what: 'unicode-escaped hmp name', wire: `{"execute":"human\\u002dmonitor\\u002dcommand","arguments":{"command-line":"\\u0009pmemsave 0 16 ${file('uni3.bin')}"},"id":"u4"}` },
+    {
+      what: 'unicode-escaped dump',
+      wire: `{"execute":"dump\\u002dguest\\u002dmemory","arguments":{"paging":false,"protocol":"file:${file('uni2.bin')}"},"id":"u2"}`,
+    },
+    {
+      what: 'unicode-escaped hmp line',
+      wire: `{"execute":"human-monitor-command","arguments":{"command-line":"\\u0073avevm\\u0020u3"},"id":"u3"}`,
+    },
+    {
+      what: 'unicode-escaped hmp name',
+      wire: `{"execute":"human\\u002dmonitor\\u002dcommand","arguments":{"command-line":"\\u0009pmemsave 0 16 ${file('uni3.bin')}"},"id":"u4"}`,
+    },
     { what: 'unicode-escaped exec-oob', wire: `{"exec\\u002doob":"migrate\\u002dpause","id":"u5"}` },
   );
   const split = JSON.stringify({ execute: 'migrate', arguments: { uri: `exec:cat > ${file('split.bin')}` }, id: 'split' });
@@ -209,117 +281,129 @@ function tcpRefused(port: number): Promise<boolean> {
   });
 }
 
-describe.skipIf(MISSING !== undefined)(`the QMP proxy against real QEMU (${ACCEL})${MISSING ? ` (skipped: ${MISSING} missing)` : ''}`, () => {
-  let guest: Guest;
-  let before: { capabilities: unknown; parameters: unknown };
+describe.skipIf(MISSING !== undefined)(
+  `the QMP proxy against real QEMU (${ACCEL})${MISSING ? ` (skipped: ${MISSING} missing)` : ''}`,
+  () => {
+    let guest: Guest;
+    let before: { capabilities: unknown; parameters: unknown };
 
-  beforeAll(async () => {
-    guest = await startGuest();
-    before = {
-      capabilities: await guest.upstream.execute('query-migrate-capabilities'),
-      parameters: await guest.upstream.execute('query-migrate-parameters'),
-    };
-  });
-  afterAll(async () => {
-    await guest?.stop();
-  });
+    beforeAll(async () => {
+      guest = await startGuest();
+      before = {
+        capabilities: await guest.upstream.execute('query-migrate-capabilities'),
+        parameters: await guest.upstream.execute('query-migrate-parameters'),
+      };
+    });
+    afterAll(async () => {
+      await guest?.stop();
+    });
 
-  it('greets and negotiates exactly as QEMU, and checks requests with the same texts', async () => {
-    const viaProxy = await exchange(guest.proxyPath, [...PRE_NEGOTIATION, ...POST_NEGOTIATION], false);
-    const direct = await exchange(guest.directPath, [...PRE_NEGOTIATION, ...POST_NEGOTIATION], false);
-    expect(viaProxy).toEqual(direct);
-    expect(viaProxy[0]).toEqual({ QMP: guest.upstream.greeting.QMP });
-  });
+    it('greets and negotiates exactly as QEMU, and checks requests with the same texts', async () => {
+      const viaProxy = await exchange(guest.proxyPath, [...PRE_NEGOTIATION, ...POST_NEGOTIATION], false);
+      const direct = await exchange(guest.directPath, [...PRE_NEGOTIATION, ...POST_NEGOTIATION], false);
+      expect(viaProxy).toEqual(direct);
+      expect(viaProxy[0]).toEqual({ QMP: guest.upstream.greeting.QMP });
+    });
 
-  it('refuses the whole corpus, each with an error reply', async () => {
-    const client = await WireClient.connect(guest.proxyPath);
-    await client.next();
-    await client.command({ execute: 'qmp_capabilities', arguments: { enable: ['oob'] } });
-    const items = corpus(guest.out);
-    for (const { what, wire } of items) {
-      await sendPieces(client, wire);
-      const reply = await expectErrorReply(client, what);
-      const desc = String(errorDesc(reply));
-      expect(desc, what).toMatch(/ refused by sevsup: [a-z-]+$|^JSON parse error, /);
-      // Three malformed messages in a row end the connection: keep this one with a good one.
-      if (desc.startsWith('JSON parse error')) expect(await client.command({ execute: 'query-status' })).toHaveProperty('return');
-    }
+    it('refuses the whole corpus, each with an error reply', async () => {
+      const client = await WireClient.connect(guest.proxyPath);
+      await client.next();
+      await client.command({ execute: 'qmp_capabilities', arguments: { enable: ['oob'] } });
+      const items = corpus(guest.out);
+      for (const { what, wire } of items) {
+        await sendPieces(client, wire);
+        const reply = await expectErrorReply(client, what);
+        const desc = String(errorDesc(reply));
+        expect(desc, what).toMatch(/ refused by sevsup: [a-z-]+$|^JSON parse error, /);
+        // Three malformed messages in a row end the connection: keep this one with a good one.
+        if (desc.startsWith('JSON parse error')) expect(await client.command({ execute: 'query-status' })).toHaveProperty('return');
+      }
 
-    // Several in one write: every one answered, in order.
-    const batch = [
-      { execute: 'migrate', arguments: { uri: `exec:cat > ${join(guest.out, 'batch1.bin')}` }, id: 'b1' },
-      { execute: 'pmemsave', arguments: { val: 0, size: 16, filename: join(guest.out, 'batch2.bin') }, id: 'b2' },
-      { execute: 'query-status', id: 'b3' },
-      { 'exec-oob': 'migrate-recover', arguments: { uri: 'exec:true' }, id: 'b4' },
-      { execute: 'human-monitor-command', arguments: { 'command-line': '\tsavevm b5' }, id: 'b5' },
-    ];
-    client.write(batch.map((m) => JSON.stringify(m)).join(''));
-    const replies = await client.nextN(batch.length);
-    expect(replies.map((r) => r['id']).sort()).toEqual(['b1', 'b2', 'b3', 'b4', 'b5']);
-    expect(replies.filter((r) => Object.hasOwn(r, 'return')).map((r) => r['id'])).toEqual(['b3']);
+      // Several in one write: every one answered, in order.
+      const batch = [
+        { execute: 'migrate', arguments: { uri: `exec:cat > ${join(guest.out, 'batch1.bin')}` }, id: 'b1' },
+        { execute: 'pmemsave', arguments: { val: 0, size: 16, filename: join(guest.out, 'batch2.bin') }, id: 'b2' },
+        { execute: 'query-status', id: 'b3' },
+        { 'exec-oob': 'migrate-recover', arguments: { uri: 'exec:true' }, id: 'b4' },
+        { execute: 'human-monitor-command', arguments: { 'command-line': '\tsavevm b5' }, id: 'b5' },
+      ];
+      client.write(batch.map((m) => JSON.stringify(m)).join(''));
+      const replies = await client.nextN(batch.length);
+      expect(replies.map((r) => r['id']).sort()).toEqual(['b1', 'b2', 'b3', 'b4', 'b5']);
+      expect(replies.filter((r) => Object.hasOwn(r, 'return')).map((r) => r['id'])).toEqual(['b3']);
 
-    // Oversize and deep input: a parse error each (a good message in between keeps the client).
-    const mig = (base: string): string => `exec:cat > ${join(guest.out, base)}`;
-    client.write(JSON.stringify({ execute: 'migrate', arguments: { uri: mig('big.bin'), pad: 'a'.repeat(2 * 1024 * 1024) } }));
-    expect(await expectErrorReply(client, 'oversize')).toEqual({ error: { class: 'GenericError', desc: expect.stringMatching(/^JSON parse error, /) } });
-    expect(await client.command({ execute: 'query-status', id: 'alive' })).toMatchObject({ id: 'alive' });
-    client.write(`{"execute":"migrate","arguments":{"uri":${JSON.stringify(mig('deep.bin'))},"x":${'['.repeat(200)}${']'.repeat(200)}}}`);
-    expect(await expectErrorReply(client, 'deep')).toEqual({ error: { class: 'GenericError', desc: expect.stringMatching(/^JSON parse error, /) } });
-    expect(await client.command({ execute: 'query-status', id: 'still' })).toMatchObject({ id: 'still', return: { status: 'prelaunch' } });
-    client.destroy();
-  });
-
-  it('none of it had any effect', async () => {
-    for (const base of OUTPUT_FILES) expect(existsSync(join(guest.out, base)), base).toBe(false);
-    expect(await guest.upstream.execute('query-migrate')).toEqual({});
-    expect(await guest.upstream.execute('query-migrate-capabilities')).toEqual(before.capabilities);
-    expect(await guest.upstream.execute('query-migrate-parameters')).toEqual(before.parameters);
-    expect(await guest.upstream.execute('query-jobs')).toEqual([]);
-    expect(await guest.upstream.execute('query-status')).toMatchObject({ status: 'prelaunch', running: false });
-    const snapshots = await run(QEMU_IMG, ['snapshot', '-U', '-l', guest.disk]);
-    expect(snapshots).toEqual({ code: 0, stdout: '', stderr: '' });
-    expect(await tcpRefused(GDB_PORT)).toBe(true);
-    expect(guest.child.exitCode).toBeNull();
-    // Every refusal was audited with its reason code and this process as the peer.
-    const refusals = Object.values(guest.proxy.refusals()).reduce((a, b) => a + b, 0);
-    expect(refusals).toBeGreaterThan(150);
-    // Past a burst per window the lines are counted instead, and the count is logged when the
-    // window ends (proxy-server LOG_BURST/LOG_WINDOW_MS): every refusal is accounted for.
-    const accounted = (): number =>
-      guest.logs.filter((l) => l['msg'] === 'qmp command refused').length +
-      guest.logs.filter((l) => l['kind'] === 'refused').reduce((sum, l) => sum + Number(l['suppressed']), 0);
-    const deadline = Date.now() + 20_000;
-    while (accounted() < refusals && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(accounted()).toBe(refusals);
-    const lines = guest.logs.filter((l) => l['msg'] === 'qmp command refused');
-    expect(lines[0]).toMatchObject({ vm: 'vm1', code: 'SUP_ERR_PROXY_REFUSED', vmState: 'held', peerPid: process.pid });
-  });
-
-  it('answers allowed commands through the proxy exactly as QEMU does directly', async () => {
-    const texts = ALLOWED.map((m) => JSON.stringify(m));
-    const viaProxy = await exchange(guest.proxyPath, texts, true);
-    const direct = await exchange(guest.directPath, texts, true);
-    expect(viaProxy).toEqual(direct);
-    expect(viaProxy[6]).toEqual({ return: 'VM status: paused (prelaunch)\r\n', id: null });
-  });
-
-  it('takes a disk-only internal snapshot through the proxy (and qemu-img sees it)', async () => {
-    const { client } = await WireClient.negotiated(guest.proxyPath);
-    expect(await client.command({ execute: 'blockdev-snapshot-internal-sync', arguments: { device: 'disk0', name: 'disk-only' }, id: 's' })).toEqual({ return: {}, id: 's' });
-    client.destroy();
-    const list = await run(QEMU_IMG, ['snapshot', '-U', '-l', guest.disk]);
-    expect(list.stdout).toMatch(/^1\s+disk-only\s+0 B\s/m);
-    expect(list.stdout.trim().split('\n')).toHaveLength(3);
-  });
-
-  it('delivers events to every negotiated client (RESET from system_reset; the guest stays paused)', async () => {
-    const clients = await Promise.all([1, 2, 3].map(() => WireClient.negotiated(guest.proxyPath)));
-    const [first] = clients;
-    expect(await first?.client.command({ execute: 'system_reset', id: 'r' })).toEqual({ return: {}, id: 'r' });
-    for (const { client } of clients) {
-      expect(await client.nextEvent()).toMatchObject({ event: 'RESET', data: { guest: false, reason: 'host-qmp-system-reset' } });
+      // Oversize and deep input: a parse error each (a good message in between keeps the client).
+      const mig = (base: string): string => `exec:cat > ${join(guest.out, base)}`;
+      client.write(JSON.stringify({ execute: 'migrate', arguments: { uri: mig('big.bin'), pad: 'a'.repeat(2 * 1024 * 1024) } }));
+      expect(await expectErrorReply(client, 'oversize')).toEqual({
+        error: { class: 'GenericError', desc: expect.stringMatching(/^JSON parse error, /) },
+      });
+      expect(await client.command({ execute: 'query-status', id: 'alive' })).toMatchObject({ id: 'alive' });
+      client.write(`{"execute":"migrate","arguments":{"uri":${JSON.stringify(mig('deep.bin'))},"x":${'['.repeat(200)}${']'.repeat(200)}}}`);
+      expect(await expectErrorReply(client, 'deep')).toEqual({
+        error: { class: 'GenericError', desc: expect.stringMatching(/^JSON parse error, /) },
+      });
+      expect(await client.command({ execute: 'query-status', id: 'still' })).toMatchObject({
+        id: 'still',
+        return: { status: 'prelaunch' },
+      });
       client.destroy();
-    }
-    expect(await guest.upstream.execute('query-status')).toMatchObject({ status: 'prelaunch' });
-  });
-});
+    });
+
+    it('none of it had any effect', async () => {
+      for (const base of OUTPUT_FILES) expect(existsSync(join(guest.out, base)), base).toBe(false);
+      expect(await guest.upstream.execute('query-migrate')).toEqual({});
+      expect(await guest.upstream.execute('query-migrate-capabilities')).toEqual(before.capabilities);
+      expect(await guest.upstream.execute('query-migrate-parameters')).toEqual(before.parameters);
+      expect(await guest.upstream.execute('query-jobs')).toEqual([]);
+      expect(await guest.upstream.execute('query-status')).toMatchObject({ status: 'prelaunch', running: false });
+      const snapshots = await run(QEMU_IMG, ['snapshot', '-U', '-l', guest.disk]);
+      expect(snapshots).toEqual({ code: 0, stdout: '', stderr: '' });
+      expect(await tcpRefused(GDB_PORT)).toBe(true);
+      expect(guest.child.exitCode).toBeNull();
+      // Every refusal was audited with its reason code and this process as the peer.
+      const refusals = Object.values(guest.proxy.refusals()).reduce((a, b) => a + b, 0);
+      expect(refusals).toBeGreaterThan(150);
+      // Past a burst per window the lines are counted instead, and the count is logged when the
+      // window ends (proxy-server LOG_BURST/LOG_WINDOW_MS): every refusal is accounted for.
+      const accounted = (): number =>
+        guest.logs.filter((l) => l['msg'] === 'qmp command refused').length +
+        guest.logs.filter((l) => l['kind'] === 'refused').reduce((sum, l) => sum + Number(l['suppressed']), 0);
+      const deadline = Date.now() + 20_000;
+      while (accounted() < refusals && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(accounted()).toBe(refusals);
+      const lines = guest.logs.filter((l) => l['msg'] === 'qmp command refused');
+      expect(lines[0]).toMatchObject({ vm: 'vm1', code: 'SUP_ERR_PROXY_REFUSED', vmState: 'held', peerPid: process.pid });
+    });
+
+    it('answers allowed commands through the proxy exactly as QEMU does directly', async () => {
+      const texts = ALLOWED.map((m) => JSON.stringify(m));
+      const viaProxy = await exchange(guest.proxyPath, texts, true);
+      const direct = await exchange(guest.directPath, texts, true);
+      expect(viaProxy).toEqual(direct);
+      expect(viaProxy[6]).toEqual({ return: 'VM status: paused (prelaunch)\r\n', id: null });
+    });
+
+    it('takes a disk-only internal snapshot through the proxy (and qemu-img sees it)', async () => {
+      const { client } = await WireClient.negotiated(guest.proxyPath);
+      expect(
+        await client.command({ execute: 'blockdev-snapshot-internal-sync', arguments: { device: 'disk0', name: 'disk-only' }, id: 's' }),
+      ).toEqual({ return: {}, id: 's' });
+      client.destroy();
+      const list = await run(QEMU_IMG, ['snapshot', '-U', '-l', guest.disk]);
+      expect(list.stdout).toMatch(/^1\s+disk-only\s+0 B\s/m);
+      expect(list.stdout.trim().split('\n')).toHaveLength(3);
+    });
+
+    it('delivers events to every negotiated client (RESET from system_reset; the guest stays paused)', async () => {
+      const clients = await Promise.all([1, 2, 3].map(() => WireClient.negotiated(guest.proxyPath)));
+      const [first] = clients;
+      expect(await first?.client.command({ execute: 'system_reset', id: 'r' })).toEqual({ return: {}, id: 'r' });
+      for (const { client } of clients) {
+        expect(await client.nextEvent()).toMatchObject({ event: 'RESET', data: { guest: false, reason: 'host-qmp-system-reset' } });
+        client.destroy();
+      }
+      expect(await guest.upstream.execute('query-status')).toMatchObject({ status: 'prelaunch' });
+    });
+  },
+);

@@ -8,7 +8,17 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WireClient, errorDesc, member } from '../../test/support/qmp-wire-client.js';
-import { DEBIAN_OVMF, SIM, missingPrerequisite, processesMentioning, simRun, simStatus, testDir, writeConf, type SevsupRun } from '../run/harness.js';
+import {
+  DEBIAN_OVMF,
+  SIM,
+  missingPrerequisite,
+  processesMentioning,
+  simRun,
+  simStatus,
+  testDir,
+  writeConf,
+  type SevsupRun,
+} from '../run/harness.js';
 
 const missing = missingPrerequisite(SIM, DEBIAN_OVMF);
 const cleanups: (() => Promise<void>)[] = [];
@@ -25,7 +35,8 @@ describe.skipIf(missing !== null)(`sevsup run --hold serves the QMP proxy${missi
     cleanups.push(() => run.cleanup());
     await run.waitFor('held');
     const proxyPath = join(dir, 'run', 'ph', 'qmp.sock');
-    if (!existsSync(proxyPath)) skip(`sevsup run --hold does not create ${'<run-dir>/<vm>/qmp.sock'} yet (the proxy is not wired into the lifecycle)`);
+    if (!existsSync(proxyPath))
+      skip(`sevsup run --hold does not create ${'<run-dir>/<vm>/qmp.sock'} yet (the proxy is not wired into the lifecycle)`);
 
     expect((await stat(proxyPath)).mode & 0o777).toBe(0o660);
     expect((await stat(join(dir, 'run', 'ph', 'private'))).mode & 0o777).toBe(0o700);
@@ -51,7 +62,10 @@ describe.skipIf(missing !== null)(`sevsup run --hold serves the QMP proxy${missi
       expect(String(errorDesc(reply))).toMatch(/ refused by sevsup: [a-z-]+$/);
     }
     expect(await client.command({ execute: 'query-status', id: 's' })).toMatchObject({ return: { status: 'prelaunch' }, id: 's' });
-    expect(await client.command({ execute: 'query-sev', id: 'sev' })).toMatchObject({ return: { enabled: true, state: 'launch-secret' }, id: 'sev' });
+    expect(await client.command({ execute: 'query-sev', id: 'sev' })).toMatchObject({
+      return: { enabled: true, state: 'launch-secret' },
+      id: 'sev',
+    });
     expect(existsSync(join(dir, 'm.bin')) || existsSync(join(dir, 'd.elf'))).toBe(false);
     expect(simStatus(dir, 'ph').contCount).toBe(0);
 

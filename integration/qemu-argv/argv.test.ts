@@ -152,7 +152,7 @@ describe.runIf(CAN_RUN)(`real QEMU (${QEMU})`, () => {
     expect(result.exitCode).toBe(0);
   });
 
-  it.skipIf(HOST_HAS_SEV)('accepts an SEV guest\'s argv up to SEV initialisation (cbitpos check)', async (ctx) => {
+  it.skipIf(HOST_HAS_SEV)("accepts an SEV guest's argv up to SEV initialisation (cbitpos check)", async (ctx) => {
     skipWithoutKvm(ctx, 'QEMU initialises SEV (and checks cbitpos) only under -accel kvm:');
     const spec = config('sev', ['amd_sev: type=std,nodbg=1,noks=1', `kernel: ${file('vm,linuz 6.1')}`, ...devices()]);
     await preflight(spec);
@@ -166,7 +166,7 @@ describe.runIf(CAN_RUN)(`real QEMU (${QEMU})`, () => {
     expect(result.stderr).toMatch(/^qemu-system-x86_64: -accel kvm: \w+: cbitpos check failed, host '0' requested '47'$/m);
   });
 
-  it('starts the SEV guest\'s devices (iommu_platform, no legacy virtio, no option ROM) without the SEV object', async () => {
+  it("starts the SEV guest's devices (iommu_platform, no legacy virtio, no option ROM) without the SEV object", async () => {
     const spec = config('sevdev', ['amd_sev: type=es', ...devices()]);
     const paths = await prepareVmRunDir(file('run,dir'), spec.name);
     const sevArgv = argvFor(spec, SEV_CAPS, paths);
@@ -209,7 +209,7 @@ describe.runIf(CAN_RUN)(`real QEMU (${QEMU})`, () => {
     }
   });
 
-  it('refuses kernel-hashes with Debian\'s OVMF in preflight, before any QEMU starts', async () => {
+  it("refuses kernel-hashes with Debian's OVMF in preflight, before any QEMU starts", async () => {
     const spec = parseVmConfig(
       ['name: hashes', 'amd_sev: es,nodbg=1,kernel-hashes=1', `kernel: ${file('vm,linuz 6.1')}`, ''].join('\n'),
       file('hashes.conf'),

@@ -33,7 +33,10 @@ async function qemuImg(...args: string[]): Promise<void> {
 }
 
 function spec(name: string, disk: string, format = 'qcow2'): VmSpec {
-  return parseVmConfig([`name: ${name}`, `disk0: file=${disk},format=${format}`, 'memory: 128', 'cpu: qemu64', ''].join('\n'), join(dir, `${name}.conf`));
+  return parseVmConfig(
+    [`name: ${name}`, `disk0: file=${disk},format=${format}`, 'memory: 128', 'cpu: qemu64', ''].join('\n'),
+    join(dir, `${name}.conf`),
+  );
 }
 
 async function refusal(s: VmSpec): Promise<{ code: string; message: string }> {
@@ -46,7 +49,11 @@ async function refusal(s: VmSpec): Promise<{ code: string; message: string }> {
 }
 
 /** Start QEMU (TCG) on `s` with the given chains, run `check` on its QMP session and pid, quit, reap. */
-async function withQemu(s: VmSpec, backingChains: DiskChains | undefined, check: (client: QmpClient, pid: number) => Promise<void>): Promise<void> {
+async function withQemu(
+  s: VmSpec,
+  backingChains: DiskChains | undefined,
+  check: (client: QmpClient, pid: number) => Promise<void>,
+): Promise<void> {
   const paths = await prepareVmRunDir(join(dir, 'run'), s.name);
   const argv = buildQemuArgv({
     spec: s,
@@ -89,7 +96,19 @@ beforeAll(async () => {
   // Hostile headers (-u: qemu-img writes the name without opening it).
   await qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', '/etc/shadow', '-F', 'raw', img('shadow.qcow2'), '1M');
   await qemuImg('create', '-q', '-f', 'qcow2', '-b', join(outside, 'secret.raw'), '-F', 'raw', img('outside.qcow2'));
-  await qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'json:{"driver":"raw","file":{"driver":"file","filename":"/etc/shadow"}}', '-F', 'raw', img('json.qcow2'), '1M');
+  await qemuImg(
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '-u',
+    '-b',
+    'json:{"driver":"raw","file":{"driver":"file","filename":"/etc/shadow"}}',
+    '-F',
+    'raw',
+    img('json.qcow2'),
+    '1M',
+  );
   await qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'nbd:127.0.0.1:10809', '-F', 'raw', img('nbd.qcow2'), '1M');
   await qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'base.raw', '-F', 'vmdk', img('vmdk.qcow2'), '1M');
   await qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'missing.raw', '-F', 'raw', img('missing.qcow2'), '1M');
@@ -131,7 +150,10 @@ describe.runIf(CAN_RUN)('disk backing chains (real qemu-img, QEMU under TCG)', (
   });
 
   it('refuses a missing backing image and a missing disk with SUP_ERR_DISK_READ', async () => {
-    expect(await refusal(spec('m', img('missing.qcow2')))).toMatchObject({ code: 'SUP_ERR_DISK_READ', message: expect.stringMatching(/missing\.raw: cannot read it: no such file/) });
+    expect(await refusal(spec('m', img('missing.qcow2')))).toMatchObject({
+      code: 'SUP_ERR_DISK_READ',
+      message: expect.stringMatching(/missing\.raw: cannot read it: no such file/),
+    });
     expect(await refusal(spec('m', img('nope.qcow2')))).toMatchObject({ code: 'SUP_ERR_DISK_READ' });
   });
 
@@ -151,14 +173,20 @@ describe.runIf(CAN_RUN)('disk backing chains (real qemu-img, QEMU under TCG)', (
         file: { driver: 'file', filename: img('sub/mid.qcow2') },
         backing: { driver: 'raw', file: { driver: 'file', filename: img('base.raw') } },
       });
-      expect((await openFiles(pid)).filter((p) => p.startsWith(images)).sort()).toEqual([img('base.raw'), img('sub/mid.qcow2'), img('top.qcow2')].sort());
+      expect((await openFiles(pid)).filter((p) => p.startsWith(images)).sort()).toEqual(
+        [img('base.raw'), img('sub/mid.qcow2'), img('top.qcow2')].sort(),
+      );
     });
   });
 
   it('opens no backing at all for a qcow2 disk without a stated chain, whatever its header names', async () => {
     // The argv alone, without preflight's chain: backing null, so /etc/shadow is never opened.
     await withQemu(spec('pinned', img('shadow.qcow2')), undefined, async (client, pid) => {
-      const nodes = (await client.execute('query-named-block-nodes', { flat: true })) as { 'node-name': string; backing_file_depth: number; file: string }[];
+      const nodes = (await client.execute('query-named-block-nodes', { flat: true })) as {
+        'node-name': string;
+        backing_file_depth: number;
+        file: string;
+      }[];
       expect(nodes.find((n) => n['node-name'] === 'disk0')?.backing_file_depth).toBe(0);
       expect(nodes.map((n) => n.file)).not.toContain('/etc/shadow');
       expect(await openFiles(pid)).not.toContain('/etc/shadow');

@@ -35,8 +35,19 @@ async function startQemu(machine: readonly string[]): Promise<Qemu> {
   const socket = join(dir, 'monitor.sock');
   const child = spawn(
     QEMU,
-    [...machine, '-accel', ACCEL, '-nodefaults', '-display', 'none', '-S',
-      '-chardev', `socket,id=m,path=${socket},server=on,wait=off`, '-mon', 'chardev=m,mode=control'],
+    [
+      ...machine,
+      '-accel',
+      ACCEL,
+      '-nodefaults',
+      '-display',
+      'none',
+      '-S',
+      '-chardev',
+      `socket,id=m,path=${socket},server=on,wait=off`,
+      '-mon',
+      'chardev=m,mode=control',
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
@@ -81,7 +92,15 @@ describe.skipIf(SKIP !== '')(`QmpClient against real QEMU (${ACCEL})${SKIP ? ` (
     expect(commands).toEqual(expect.arrayContaining(['query-sev', 'query-sev-launch-measure', 'sev-inject-launch-secret', 'cont', 'quit']));
 
     // SEV off is a successful reply, normalised (7.2: flat, sevType null).
-    expect(await cmd.querySev(client)).toMatchObject({ enabled: false, apiMajor: 0, apiMinor: 0, buildId: 0, state: 'uninit', policy: 0, handle: 0 });
+    expect(await cmd.querySev(client)).toMatchObject({
+      enabled: false,
+      apiMajor: 0,
+      apiMinor: 0,
+      buildId: 0,
+      state: 'uninit',
+      policy: 0,
+      handle: 0,
+    });
 
     let caught: unknown;
     try {
@@ -119,8 +138,24 @@ describe.skipIf(SKIP !== '')(`QmpClient against real QEMU (${ACCEL})${SKIP ? ` (
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const socket = join(dir, 'monitor.sock');
     const connecting = QmpClient.connect({ path: socket, connectTimeoutMs: 30_000 });
-    const child = spawn(QEMU, ['-machine', 'none', '-accel', ACCEL, '-nodefaults', '-display', 'none', '-S',
-      '-chardev', `socket,id=m,path=${socket},server=on,wait=off`, '-mon', 'chardev=m,mode=control'], { stdio: 'ignore' });
+    const child = spawn(
+      QEMU,
+      [
+        '-machine',
+        'none',
+        '-accel',
+        ACCEL,
+        '-nodefaults',
+        '-display',
+        'none',
+        '-S',
+        '-chardev',
+        `socket,id=m,path=${socket},server=on,wait=off`,
+        '-mon',
+        'chardev=m,mode=control',
+      ],
+      { stdio: 'ignore' },
+    );
     const exited = new Promise((resolve) => child.once('exit', resolve));
     cleanups.push(async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -172,6 +207,6 @@ describe.skipIf(SKIP !== '')(`QmpClient against real QEMU (${ACCEL})${SKIP ? ` (
       `QEMU exited before its QMP socket ${qemu.socket} accepted a connection`,
     ]);
     expect(await qemu.exited).toBe(1);
-    expect(qemu.stderr()).toContain("unsupported machine type");
+    expect(qemu.stderr()).toContain('unsupported machine type');
   });
 });

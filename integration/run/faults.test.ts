@@ -2,7 +2,17 @@
 // is 0, or QEMU died in LAUNCH_FINISH at the first cont), and no QEMU or sim process is left.
 // slow-qmp under the QMP command timeout still succeeds; over it, the launch fails closed.
 import { describe, expect, it } from 'vitest';
-import { DEBIAN_OVMF, SIM, cleanupScope, missingPrerequisite, processesMentioning, simRun, simStatus, writeConf, type SevsupRun } from './harness.js';
+import {
+  DEBIAN_OVMF,
+  SIM,
+  cleanupScope,
+  missingPrerequisite,
+  processesMentioning,
+  simRun,
+  simStatus,
+  writeConf,
+  type SevsupRun,
+} from './harness.js';
 
 const missing = missingPrerequisite(SIM, DEBIAN_OVMF);
 const scope = cleanupScope();
@@ -15,9 +25,24 @@ async function launch(name: string, extra: readonly string[]): Promise<{ dir: st
 
 describe.skipIf(missing !== null)(`sim faults fail closed${missing === null ? '' : ` (skipped: ${missing})`}`, () => {
   it.each([
-    ['wrong-policy', 6, 'SUP_ERR_CHECK_POLICY_MISMATCH', /^VM f-wrong-policy: QEMU applied SEV policy 0x[0-9a-f]+ \([^)]*\), but the config asks for 0xb \(SEV, NODBG, NOKS, NOSEND\); the guest was not resumed$/],
-    ['sev-disabled', 6, 'SUP_ERR_CHECK_SEV_DISABLED', /^VM f-sev-disabled: QEMU reports SEV is not enabled \(query-sev: enabled false\), expected an SEV guest with policy 0xb/],
-    ['no-measurement', 6, 'SUP_ERR_CHECK_STATE', /^VM f-no-measurement: SEV state is launch-update, expected launch-secret: LAUNCH_MEASURE failed/],
+    [
+      'wrong-policy',
+      6,
+      'SUP_ERR_CHECK_POLICY_MISMATCH',
+      /^VM f-wrong-policy: QEMU applied SEV policy 0x[0-9a-f]+ \([^)]*\), but the config asks for 0xb \(SEV, NODBG, NOKS, NOSEND\); the guest was not resumed$/,
+    ],
+    [
+      'sev-disabled',
+      6,
+      'SUP_ERR_CHECK_SEV_DISABLED',
+      /^VM f-sev-disabled: QEMU reports SEV is not enabled \(query-sev: enabled false\), expected an SEV guest with policy 0xb/,
+    ],
+    [
+      'no-measurement',
+      6,
+      'SUP_ERR_CHECK_STATE',
+      /^VM f-no-measurement: SEV state is launch-update, expected launch-secret: LAUNCH_MEASURE failed/,
+    ],
   ])('%s → exit %i, %s, never resumed', async (fault, exit, code, message) => {
     const name = `f-${fault}`;
     const { dir, run } = await launch(name, ['--sim-fault', fault]);

@@ -17,9 +17,14 @@ const scope = cleanupScope();
 async function hardwareRun(name: string, qemu: string): Promise<{ dir: string; run: SevsupRun }> {
   const dir = await scope.dir();
   const caps = join(dir, 'caps.json');
-  await writeFile(caps, JSON.stringify({ 'amd-sev': { cbitpos: 47, 'reduced-phys-bits': 1, 'sev-support': true, 'sev-support-es': true } }));
+  await writeFile(
+    caps,
+    JSON.stringify({ 'amd-sev': { cbitpos: 47, 'reduced-phys-bits': 1, 'sev-support': true, 'sev-support-es': true } }),
+  );
   const conf = await writeConf(dir, { name, firmware: DEBIAN_OVMF });
-  const run = scope.track(new SevsupRun([conf, '--qemu', qemu, '--host-caps', caps, '--run-dir', join(dir, 'run'), '--state-dir', join(dir, 'state')]));
+  const run = scope.track(
+    new SevsupRun([conf, '--qemu', qemu, '--host-caps', caps, '--run-dir', join(dir, 'run'), '--state-dir', join(dir, 'state')]),
+  );
   return { dir, run };
 }
 
@@ -53,7 +58,9 @@ describe.skipIf(missing !== null)(`sevsup run --platform hardware on real QEMU${
     expect(result.code).toBe(5);
     const failed = run.events.at(-1);
     expect(failed).toMatchObject({ event: 'failed', code: 'SUP_ERR_LAUNCH_FAILED' });
-    expect(String(failed?.['message'])).toMatch(/^QEMU exited with code 1 before it was ready: qemu-system-x86_64: -accel kvm: sev_kvm_init: /);
+    expect(String(failed?.['message'])).toMatch(
+      /^QEMU exited with code 1 before it was ready: qemu-system-x86_64: -accel kvm: sev_kvm_init: /,
+    );
     expect(processesMentioning(dir)).toEqual([]);
   });
 });

@@ -2,29 +2,31 @@
 // JSON event lines, waits for events, and proves afterwards that no QEMU/sim process is left (any
 // process whose command line mentions the test's private directory).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach } from 'vitest';
+import { missingBuildOrAssets, SEVSUP } from '../../test/support/it-env.js';
+import { terminate } from '../../test/support/terminate.js';
 
-export const REPO = fileURLToPath(new URL('../../', import.meta.url));
-export const SEVSUP = join(REPO, 'bin', 'sevsup');
-export const SIM = join(REPO, 'bin', 'sevsup-sim-qemu');
-export const ASSETS = join(REPO, '.cache', 'test-assets');
-export const KERNEL = join(ASSETS, 'vmlinuz');
-export const TEST_FIRMWARE = join(ASSETS, 'ovmf-sev-test.fd');
-export const DEBIAN_OVMF = '/usr/share/ovmf/OVMF.fd';
-export const VALIDATOR = '/usr/bin/virt-qemu-sev-validate';
-export const PYTHON = '/usr/bin/python3';
-export const REAL_QEMU = '/usr/bin/qemu-system-x86_64';
+export {
+  ASSETS,
+  DEBIAN_OVMF,
+  KERNEL,
+  processesMentioning,
+  PYTHON,
+  REAL_QEMU,
+  REPO,
+  SEVSUP,
+  SIM,
+  TEST_FIRMWARE,
+  VALIDATOR,
+} from '../../test/support/it-env.js';
 
 /** Why the suite cannot run here, or null. */
 export function missingPrerequisite(...paths: string[]): string | null {
-  if (!existsSync(join(REPO, 'dist', 'bundle', 'sevsup.mjs'))) return 'dist/ is not built (npm run build)';
-  for (const p of paths) if (!existsSync(p)) return `${p} is missing (bash scripts/setup-test-assets.sh)`;
-  return null;
+  return missingBuildOrAssets('sevsup.mjs', paths);
 }
 
 export interface Event {
@@ -55,8 +57,7 @@ export class SevsupRun {
     let buffer = '';
     this.#child.stdout?.on('data', (chunk: Buffer) => {
       buffer += chunk.toString('utf8');
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
+      for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
         const event = JSON.parse(line) as Event;
@@ -106,10 +107,7 @@ export class SevsupRun {
   /** SIGTERM, then SIGKILL after a grace: for afterEach, whatever state it is in. */
   async cleanup(): Promise<void> {
     if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    this.#child.kill('SIGTERM');
-    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 15_000);
-    await this.done;
-    clearTimeout(timer);
+    await terminate(this.#child, this.done, 15_000);
   }
 }
 
@@ -127,21 +125,6 @@ export function runProcess(cmd: string, args: readonly string[]): Promise<{ code
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
-}
-
-/** Processes (other than zombies) whose command line contains `needle`. */
-export function processesMentioning(needle: string): { pid: number; cmdline: string }[] {
-  const found: { pid: number; cmdline: string }[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      if (cmdline.includes(needle)) found.push({ pid: Number(entry), cmdline });
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return found;
 }
 
 /** A private directory for one test (short: unix socket paths are limited to 107 bytes). */
@@ -188,11 +171,25 @@ export async function writeKey(path: string): Promise<string> {
 
 /** `sevsup run --platform sim` with the test's run and state dirs. */
 export function simRun(dir: string, conf: string, extra: readonly string[] = []): SevsupRun {
-  return new SevsupRun([conf, '--platform', 'sim', '--run-dir', join(dir, 'run'), '--state-dir', join(dir, 'state'), '--powerdown-timeout', '1', ...extra]);
+  return new SevsupRun([
+    conf,
+    '--platform',
+    'sim',
+    '--run-dir',
+    join(dir, 'run'),
+    '--state-dir',
+    join(dir, 'state'),
+    '--powerdown-timeout',
+    '1',
+    ...extra,
+  ]);
 }
 
 /** The sim's `sim-status.json` (next to the monitor socket) of VM `vm`. */
-export function simStatus(dir: string, vm: string): { contCount: number; state: string; injectedSecrets: { gpa: number; secrets: { guid: string; length: number }[] }[] } {
+export function simStatus(
+  dir: string,
+  vm: string,
+): { contCount: number; state: string; injectedSecrets: { gpa: number; secrets: { guid: string; length: number }[] }[] } {
   return JSON.parse(readFileSync(join(dir, 'run', vm, 'private', 'sim-status.json'), 'utf8')) as ReturnType<typeof simStatus>;
 }
 

@@ -60,7 +60,9 @@ describe.skipIf(missing !== null)(`the attestation hold${missing === null ? '' :
 
     const again = await sevsup(['attest', '--run-dir', join(dir, 'run'), 'h1', '--approve']);
     expect(again.code).toBe(7);
-    expect(again.stderr).toBe('sevsup: VM h1 is running, not held for attestation; approve applies only to a held guest [SUP_ERR_ATTEST_NOT_HELD]\n');
+    expect(again.stderr).toBe(
+      'sevsup: VM h1 is running, not held for attestation; approve applies only to a held guest [SUP_ERR_ATTEST_NOT_HELD]\n',
+    );
     run.signal('SIGINT');
     expect((await run.done).code).toBe(0);
     expect(processesMentioning(dir)).toEqual([]);
@@ -112,7 +114,13 @@ describe.skipIf(missing !== null)(`the attestation hold${missing === null ? '' :
 
   it("an owner's secret (built by virt-qemu-sev-validate) reaches the platform; a tampered one is refused", async () => {
     const dir = await dirFor();
-    const conf = await writeConf(dir, { name: 'h4', firmware: TEST_FIRMWARE, kernel: KERNEL, cmdline: 'console=ttyS0', sev: 'type=std,nodbg=1,noks=1,kernel-hashes=1' });
+    const conf = await writeConf(dir, {
+      name: 'h4',
+      firmware: TEST_FIRMWARE,
+      kernel: KERNEL,
+      cmdline: 'console=ttyS0',
+      sev: 'type=std,nodbg=1,noks=1,kernel-hashes=1',
+    });
     const tik = await writeKey(join(dir, 'tik.bin'));
     const tek = await writeKey(join(dir, 'tek.bin'));
     const run = track(simRun(dir, conf, ['--hold', '--sim-tik', tik, '--sim-tek', tek]));
@@ -126,8 +134,18 @@ describe.skipIf(missing !== null)(`the attestation hold${missing === null ? '' :
     const header = join(dir, 'header.b64');
     const payload = join(dir, 'payload.b64');
     const built = await runProcess(PYTHON, [
-      VALIDATOR, ...record.validateArgs, '--tik', tik, '--tek', tek,
-      '--inject-secret', `luks-key:${key}`, '--secret-header', header, '--secret-payload', payload,
+      VALIDATOR,
+      ...record.validateArgs,
+      '--tik',
+      tik,
+      '--tek',
+      tek,
+      '--inject-secret',
+      `luks-key:${key}`,
+      '--secret-header',
+      header,
+      '--secret-payload',
+      payload,
     ]);
     expect({ code: built.code, stderr: built.stderr }).toEqual({ code: 0, stderr: '' });
 

@@ -31,7 +31,9 @@ const track = scope.track;
 const CMDLINE = 'console=ttyS0 panic=-1';
 
 async function sha256(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 }
 
 async function setup(name: string, sev: string): Promise<{ dir: string; conf: string; tik: string; tek: string }> {
@@ -57,11 +59,29 @@ describe.skipIf(missing !== null)(`sevsup run --platform sim, end to end${missin
 
     const recordPath = String(measured['record']);
     expect(recordPath).toMatch(new RegExp(`^${dir}/state/${vm}/measurements/\\d{4}-\\d\\d-\\d\\dT\\d\\d-\\d\\d-\\d\\d\\.\\d{3}Z\\.json$`));
-    const record = JSON.parse(await readFile(recordPath, 'utf8')) as Record<string, unknown> & { launch: Record<string, unknown>; validateArgs: string[] };
+    const record = JSON.parse(await readFile(recordPath, 'utf8')) as Record<string, unknown> & {
+      launch: Record<string, unknown>;
+      validateArgs: string[];
+    };
     expect(JSON.parse(await readFile(join(dir, 'state', vm, 'measurements', 'latest.json'), 'utf8'))).toEqual(record);
     expect(Object.keys(record)).toEqual([
-      'schema', 'vm', 'capturedAt', 'platform', 'sevType', 'policy', 'expectedPolicy', 'apiMajor', 'apiMinor', 'buildId',
-      'state', 'measurement', 'mnonce', 'launch', 'expectedLaunchDigest', 'vmsaInit', 'validateArgs',
+      'schema',
+      'vm',
+      'capturedAt',
+      'platform',
+      'sevType',
+      'policy',
+      'expectedPolicy',
+      'apiMajor',
+      'apiMinor',
+      'buildId',
+      'state',
+      'measurement',
+      'mnonce',
+      'launch',
+      'expectedLaunchDigest',
+      'vmsaInit',
+      'validateArgs',
     ]);
     // The host's own digest (a diagnostic for owners) equals what the platform measured.
     const platformDigest = (simStatus(dir, vm) as unknown as { launchDigest: string }).launchDigest;
@@ -92,8 +112,22 @@ describe.skipIf(missing !== null)(`sevsup run --platform sim, end to end${missin
       qemuVersion: expect.stringMatching(/^7\.2\.\d+/) as unknown as string,
     });
     expect(record.validateArgs).toEqual([
-      '--measurement', measurement, '--api-major', '1', '--api-minor', '55', '--build-id', '21', '--policy', '11',
-      '--firmware', TEST_FIRMWARE, '--kernel', KERNEL, '--cmdline', CMDLINE,
+      '--measurement',
+      measurement,
+      '--api-major',
+      '1',
+      '--api-minor',
+      '55',
+      '--build-id',
+      '21',
+      '--policy',
+      '11',
+      '--firmware',
+      TEST_FIRMWARE,
+      '--kernel',
+      KERNEL,
+      '--cmdline',
+      CMDLINE,
     ]);
     // The sim's own view agrees, and it really ran the guest once.
     expect(simStatus(dir, vm)).toMatchObject({ measurement, contCount: 1 });

@@ -29,7 +29,7 @@ function areaOffsets(image: Buffer): number[] {
 }
 
 describe.runIf(BUILT && existsSync(DEBIAN_OVMF))('make-test-firmware.mjs', () => {
-  it('rewrites only the two areas\' eight data bytes each, with the documented defaults', async () => {
+  it("rewrites only the two areas' eight data bytes each, with the documented defaults", async () => {
     const dst = join(dir, 'default.fd');
     const r = await run(DEBIAN_OVMF, dst);
     expect(r.exitCode, String(r.stderr)).toBe(0);
@@ -80,32 +80,60 @@ describe.runIf(BUILT && existsSync(DEBIAN_OVMF))('make-test-firmware.mjs', () =>
     const out = readFileSync(dst);
     const md = parseSnpMetadata(out, parseOvmfTable(out));
     expect(md.status === 'found' && md.sections.map((s) => snpSectionLabel(s.type))).toEqual([
-      'SEC_MEM', 'SEC_MEM', 'SECRETS', 'CPUID', 'KERNEL_HASHES', 'SVSM_CAA', 'type 0x20', 'SEC_MEM',
+      'SEC_MEM',
+      'SEC_MEM',
+      'SECRETS',
+      'CPUID',
+      'KERNEL_HASHES',
+      'SVSM_CAA',
+      'type 0x20',
+      'SEC_MEM',
     ]);
     const custom = join(dir, 'snp-custom.fd');
     expect((await run(DEBIAN_OVMF, custom, '--snp', 'SEC_MEM:0x800000:0x1000,16:0x801000:0x1000', '--snp-version', '2')).exitCode).toBe(0);
     const c = readFileSync(custom);
-    expect(parseSnpMetadata(c, parseOvmfTable(c))).toMatchObject({ status: 'found', version: 2, sections: [{ name: 'SEC_MEM' }, { name: 'KERNEL_HASHES' }] });
+    expect(parseSnpMetadata(c, parseOvmfTable(c))).toMatchObject({
+      status: 'found',
+      version: 2,
+      sections: [{ name: 'SEC_MEM' }, { name: 'KERNEL_HASHES' }],
+    });
     expect((await run(DEBIAN_OVMF, custom, '--snp', 'BOGUS:1:2')).exitCode).toBe(2);
   });
 
-  it.runIf(existsSync(QEMU) && existsSync(KERNEL)).each([[[]], [['--snp', 'all']]])('a patched image (%j) boots OVMF and a -kernel bzImage under plain QEMU TCG', async (extra: string[]) => {
-    const fw = join(dir, `boot${extra.length}.fd`);
-    expect((await run(DEBIAN_OVMF, fw, ...extra)).exitCode).toBe(0);
-    const serial = join(dir, `serial${extra.length}.log`);
-    const q = await execa(
-      QEMU,
-      [
-        '-accel', 'tcg', '-machine', 'q35', '-m', '512', '-nodefaults', '-display', 'none', '-no-reboot',
-        '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${fw}`,
-        '-kernel', KERNEL, '-append', 'console=ttyS0 panic=-1',
-        '-serial', `file:${serial}`,
-      ],
-      { reject: false, timeout: 90_000 },
-    );
-    expect(q.exitCode, String(q.stderr)).toBe(0);
-    const log = readFileSync(serial, 'utf8');
-    expect(log).toMatch(/Linux version/);
-    expect(log).toMatch(/Kernel panic - not syncing: VFS: Unable to mount root fs/);
-  });
+  it.runIf(existsSync(QEMU) && existsSync(KERNEL)).each([[[]], [['--snp', 'all']]])(
+    'a patched image (%j) boots OVMF and a -kernel bzImage under plain QEMU TCG',
+    async (extra: string[]) => {
+      const fw = join(dir, `boot${extra.length}.fd`);
+      expect((await run(DEBIAN_OVMF, fw, ...extra)).exitCode).toBe(0);
+      const serial = join(dir, `serial${extra.length}.log`);
+      const q = await execa(
+        QEMU,
+        [
+          '-accel',
+          'tcg',
+          '-machine',
+          'q35',
+          '-m',
+          '512',
+          '-nodefaults',
+          '-display',
+          'none',
+          '-no-reboot',
+          '-drive',
+          `if=pflash,format=raw,unit=0,readonly=on,file=${fw}`,
+          '-kernel',
+          KERNEL,
+          '-append',
+          'console=ttyS0 panic=-1',
+          '-serial',
+          `file:${serial}`,
+        ],
+        { reject: false, timeout: 90_000 },
+      );
+      expect(q.exitCode, String(q.stderr)).toBe(0);
+      const log = readFileSync(serial, 'utf8');
+      expect(log).toMatch(/Linux version/);
+      expect(log).toMatch(/Kernel panic - not syncing: VFS: Unable to mount root fs/);
+    },
+  );
 });

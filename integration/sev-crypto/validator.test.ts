@@ -31,12 +31,44 @@ const CASES: readonly Case[] = [
   { name: 'Debian OVMF, no kernel', firmware: 'debian', policy: 0x3, mutate: 'firmware' },
   { name: 'patched OVMF, no kernel', firmware: 'patched', policy: 0x8, mutate: 'measurement' },
   { name: 'kernel only (no -append: sha256 of NUL)', firmware: 'patched', kernel: true, policy: 0xb, mutate: 'kernel' },
-  { name: 'kernel, initrd, plain cmdline', firmware: 'patched', kernel: true, initrd: true, cmdline: 'console=ttyS0 root=/dev/vda1 quiet', policy: 0x9, mutate: 'initrd' },
+  {
+    name: 'kernel, initrd, plain cmdline',
+    firmware: 'patched',
+    kernel: true,
+    initrd: true,
+    cmdline: 'console=ttyS0 root=/dev/vda1 quiet',
+    policy: 0x9,
+    mutate: 'initrd',
+  },
   { name: 'empty cmdline', firmware: 'patched', kernel: true, initrd: true, cmdline: '', policy: 0x1, mutate: 'cmdline' },
-  { name: 'unicode cmdline', firmware: 'patched', kernel: true, cmdline: 'console=ttyS0 motd="héllo wörld" 漢字 ✓', policy: 0x3, mutate: 'cmdline' },
-  { name: 'commas and quotes', firmware: 'debian', kernel: true, initrd: true, cmdline: `a,b,,c "d e" 'f' g=h,i -- x`, policy: 0x0, mutate: 'api-minor' },
+  {
+    name: 'unicode cmdline',
+    firmware: 'patched',
+    kernel: true,
+    cmdline: 'console=ttyS0 motd="héllo wörld" 漢字 ✓',
+    policy: 0x3,
+    mutate: 'cmdline',
+  },
+  {
+    name: 'commas and quotes',
+    firmware: 'debian',
+    kernel: true,
+    initrd: true,
+    cmdline: `a,b,,c "d e" 'f' g=h,i -- x`,
+    policy: 0x0,
+    mutate: 'api-minor',
+  },
   { name: 'SEV-ES, 1 vCPU, Milan', firmware: 'debian', policy: 0x7, es: { vcpus: 1, sku: [25, 1, 1] }, mutate: 'build-id' },
-  { name: 'SEV-ES, 2 vCPUs, Rome, kernel', firmware: 'patched', kernel: true, initrd: true, cmdline: 'quiet', policy: 0x5, es: { vcpus: 2, sku: [23, 49, 0] }, mutate: 'num-cpus' },
+  {
+    name: 'SEV-ES, 2 vCPUs, Rome, kernel',
+    firmware: 'patched',
+    kernel: true,
+    initrd: true,
+    cmdline: 'quiet',
+    policy: 0x5,
+    es: { vcpus: 2, sku: [23, 49, 0] },
+    mutate: 'num-cpus',
+  },
   { name: 'SEV-ES, 4 vCPUs, Genoa', firmware: 'patched', policy: 0xf, es: { vcpus: 4, sku: [25, 17, 1] }, mutate: 'sku' },
   { name: 'SEV-ES, 3 vCPUs, policy flip', firmware: 'debian', policy: 0x4, es: { vcpus: 3, sku: [25, 1, 1] }, mutate: 'policy' },
 ];
@@ -169,7 +201,15 @@ describe.runIf(HAVE_VALIDATOR && existsSync(DEBIAN_OVMF))('sev/ against virt-qem
   });
 
   it("verifies the validator's secret packets and builds byte-identical ones from the same IV", async () => {
-    const c: Case = { name: 'secrets', firmware: 'patched', kernel: true, initrd: true, cmdline: 'root=/dev/vda', policy: 0x3, mutate: 'measurement' };
+    const c: Case = {
+      name: 'secrets',
+      firmware: 'patched',
+      kernel: true,
+      initrd: true,
+      cmdline: 'root=/dev/vda',
+      policy: 0x3,
+      mutate: 'measurement',
+    };
     const { args, mac } = await measure(c);
     const tek = readFileSync(files.tek);
     const otherGuid = 'a3b7d1c8-0f29-4b6e-9d51-7c2e8f4a6b10';

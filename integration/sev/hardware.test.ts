@@ -72,9 +72,14 @@ describe.skipIf(SKIP_REASON !== '')(`SEV hardware end to end${SKIP_REASON ? ` (s
 
     const sev = await run(BIN, ['qmp', 'hw', 'query-sev', '--json', '--run-dir', runDir]);
     expect(JSON.parse(sev.stdout)).toMatchObject({ return: { enabled: true, policy: 0xb, state: 'running' } });
-    const migrate = await run(BIN, ['qmp', 'hw', '{"execute":"migrate","arguments":{"uri":"exec:cat>/dev/null"}}', '--json', '--run-dir', runDir]).catch(
-      (e: { stdout: string }) => e,
-    );
+    const migrate = await run(BIN, [
+      'qmp',
+      'hw',
+      '{"execute":"migrate","arguments":{"uri":"exec:cat>/dev/null"}}',
+      '--json',
+      '--run-dir',
+      runDir,
+    ]).catch((e: { stdout: string }) => e);
     expect(JSON.parse(migrate.stdout)).toMatchObject({ error: { class: 'GenericError' } });
 
     const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));

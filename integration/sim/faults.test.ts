@@ -5,7 +5,18 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isPidAlive } from '../../src/process/pid.js';
 import { HAVE_VALIDATOR, runValidator } from '../../test/support/validator.js';
-import { argvFor, CMDLINE, KERNEL, missingPrerequisite, readStatus, spec, TEST_FIRMWARE, useSimFixture, type RawQmp, type SimProcess } from './harness.js';
+import {
+  argvFor,
+  CMDLINE,
+  KERNEL,
+  missingPrerequisite,
+  readStatus,
+  spec,
+  TEST_FIRMWARE,
+  useSimFixture,
+  type RawQmp,
+  type SimProcess,
+} from './harness.js';
 
 const missing = missingPrerequisite();
 
@@ -25,7 +36,17 @@ describe.skipIf(missing !== null)(`sim faults${missing === null ? '' : ` (skippe
     expect(readStatus(f.p)).toMatchObject({ policy: 0xa });
     if (HAVE_VALIDATOR) {
       const { data } = (await qmp.ret('query-sev-launch-measure')) as { data: string };
-      const args = { measurement: data, apiMajor: 1, apiMinor: 55, buildId: 21, firmware: TEST_FIRMWARE, tik: join(f.dir, 'sim-tik.bin'), tek: join(f.dir, 'sim-tek.bin'), kernel: KERNEL, cmdline: CMDLINE };
+      const args = {
+        measurement: data,
+        apiMajor: 1,
+        apiMinor: 55,
+        buildId: 21,
+        firmware: TEST_FIRMWARE,
+        tik: join(f.dir, 'sim-tik.bin'),
+        tek: join(f.dir, 'sim-tek.bin'),
+        kernel: KERNEL,
+        cmdline: CMDLINE,
+      };
       expect((await runValidator({ ...args, policy: 0xb })).exitCode).toBe(1);
       expect((await runValidator({ ...args, policy: 0xa })).exitCode).toBe(0);
     }
@@ -44,9 +65,13 @@ describe.skipIf(missing !== null)(`sim faults${missing === null ? '' : ` (skippe
 
   it('no-measurement: stuck in launch-update after a LAUNCH_MEASURE failure line; cont then dies in LAUNCH_FINISH', async () => {
     const { sim, qmp } = await launch(['--sim-fault', 'no-measurement']);
-    expect(sim.stderr).toContain("qemu-system-x86_64: sev_launch_get_measure: LAUNCH_MEASURE ret=-5 fw_error=19 'Platform is already owned'\n");
+    expect(sim.stderr).toContain(
+      "qemu-system-x86_64: sev_launch_get_measure: LAUNCH_MEASURE ret=-5 fw_error=19 'Platform is already owned'\n",
+    );
     expect(await qmp.ret('query-sev')).toMatchObject({ enabled: true, state: 'launch-update' });
-    expect(await qmp.cmd('query-sev-launch-measure')).toEqual({ error: { class: 'GenericError', desc: 'SEV launch measurement is not available' } });
+    expect(await qmp.cmd('query-sev-launch-measure')).toEqual({
+      error: { class: 'GenericError', desc: 'SEV launch measurement is not available' },
+    });
     qmp.raw('{"execute":"cont"}').catch(() => undefined);
     expect(await sim.exited).toEqual({ code: 1, signal: null });
     expect(sim.stderr).toContain("qemu-system-x86_64: sev_launch_finish: LAUNCH_FINISH ret=-5 fw_error=2 'Guest state is invalid'\n");

@@ -2,34 +2,26 @@
 // it serves (bytes as they arrive, so replies can be compared with QEMU's exactly), and proves that
 // no sim or QEMU process is left (any live process whose command line mentions the test directory).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach } from 'vitest';
 import type { VmSpec } from '../../src/config/vm-spec.js';
 import { SIMULATED_HOST_CAPS } from '../../src/host/simulated.js';
 import { buildQemuArgv } from '../../src/qemu/argv.js';
-import { isPidAlive, readProcStat } from '../../src/process/pid.js';
+import { isPidAlive } from '../../src/process/pid.js';
+import { KERNEL, missingBuildOrAssets, processesMentioning, REAL_QEMU, SIM, TEST_FIRMWARE } from '../../test/support/it-env.js';
+import { terminate } from '../../test/support/terminate.js';
 
-export const REPO = fileURLToPath(new URL('../../', import.meta.url));
-export const SIM = join(REPO, 'bin', 'sevsup-sim-qemu');
-export const ASSETS = join(REPO, '.cache', 'test-assets');
-export const KERNEL = join(ASSETS, 'vmlinuz');
-export const TEST_FIRMWARE = join(ASSETS, 'ovmf-sev-test.fd');
-export const DEBIAN_OVMF = '/usr/share/ovmf/OVMF.fd';
+export { ASSETS, DEBIAN_OVMF, KERNEL, processesMentioning, REPO, SIM, TEST_FIRMWARE } from '../../test/support/it-env.js';
 export const CMDLINE = 'console=ttyS0 panic=-1';
 
 /** Why the suite cannot run here, or null. */
 export function missingPrerequisite(): string | null {
-  if (!existsSync(join(REPO, 'dist', 'bundle', 'sevsup-sim-qemu.mjs'))) return 'dist/ is not built (npm run build)';
-  for (const p of [KERNEL, TEST_FIRMWARE, '/usr/bin/qemu-system-x86_64']) {
-    if (!existsSync(p)) return `${p} is missing (bash scripts/setup-test-assets.sh)`;
-  }
-  return null;
+  return missingBuildOrAssets('sevsup-sim-qemu.mjs', [KERNEL, TEST_FIRMWARE, REAL_QEMU]);
 }
 
 export function spec(overrides: Partial<VmSpec> = {}): VmSpec {
@@ -68,7 +60,13 @@ export interface Paths {
 }
 
 export function paths(dir: string): Paths {
-  return { dir, monitor: join(dir, 'monitor.sock'), pidfile: join(dir, 'qemu.pid'), serial: join(dir, 'serial.log'), status: join(dir, 'sim-status.json') };
+  return {
+    dir,
+    monitor: join(dir, 'monitor.sock'),
+    pidfile: join(dir, 'qemu.pid'),
+    serial: join(dir, 'serial.log'),
+    status: join(dir, 'sim-status.json'),
+  };
 }
 
 /** buildQemuArgv's argv for `s` with the test directory's paths. */
@@ -105,11 +103,8 @@ export class SimProcess {
   /** Stop it as a supervisor would: SIGTERM (the sim cleans up), SIGKILL if it lingers. */
   async kill(graceMs = 5000): Promise<SimExit> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exited;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
-    const exit = await this.exited;
-    clearTimeout(timer);
-    return exit;
+    await terminate(this.child, this.exited, graceMs);
+    return this.exited;
   }
 }
 
@@ -129,8 +124,7 @@ export class RawQmp {
   private constructor(private readonly socket: Socket) {
     socket.on('data', (chunk: Buffer) => {
       this.buffer += chunk.toString('utf8');
-      let nl: number;
-      while ((nl = this.buffer.indexOf('\n')) >= 0) {
+      for (let nl = this.buffer.indexOf('\n'); nl >= 0; nl = this.buffer.indexOf('\n')) {
         this.lines.push(this.buffer.slice(0, nl).replace(/\r$/, ''));
         this.buffer = this.buffer.slice(nl + 1);
       }
@@ -216,24 +210,6 @@ export class RawQmp {
   close(): void {
     this.socket.destroy();
   }
-}
-
-/** Live (non-zombie) processes whose command line mentions `text`, other than this test process. */
-export function processesMentioning(text: string): { pid: number; cmdline: string }[] {
-  const found: { pid: number; cmdline: string }[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
-    } catch {
-      continue;
-    }
-    if (!cmdline.includes(text)) continue;
-    const stat = readProcStat(Number(entry));
-    if (stat !== null && stat.state !== 'Z' && stat.state !== 'X') found.push({ pid: Number(entry), cmdline });
-  }
-  return found;
 }
 
 /** The QEMU pid the sim recorded in `dir`'s status file (QEMU's argv names only the sim's private dir). */

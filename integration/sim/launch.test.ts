@@ -10,8 +10,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeMeasurementMac, decodeMeasurement, encodeMeasurement } from '../../src/sev/measurement.js';
 import { HAVE_VALIDATOR, runValidator, type ValidatorArgs } from '../../test/support/validator.js';
 import {
-  argvFor, cleanupDir, CMDLINE, expectNoProcessesLeft, KERNEL, makeDir, missingPrerequisite, paths, RawQmp, readStatus, spec, startSim, TEST_FIRMWARE,
-  type Paths, type SimProcess,
+  argvFor,
+  cleanupDir,
+  CMDLINE,
+  expectNoProcessesLeft,
+  KERNEL,
+  makeDir,
+  missingPrerequisite,
+  paths,
+  RawQmp,
+  readStatus,
+  spec,
+  startSim,
+  TEST_FIRMWARE,
+  type Paths,
+  type SimProcess,
 } from './harness.js';
 
 const missing = missingPrerequisite() ?? (HAVE_VALIDATOR ? null : 'virt-qemu-sev-validate is missing');
@@ -62,7 +75,9 @@ describe.skipIf(missing !== null)(`sim: kernel-hashes SEV guest${missing === nul
   });
 
   it("greets with the real QEMU's greeting and negotiates", async () => {
-    expect(qmp.greeting).toMatch(/^\{"QMP": \{"version": \{"qemu": \{"micro": \d+, "minor": 2, "major": 7\}, "package": ".*"\}, "capabilities": \["oob"\]\}\}$/);
+    expect(qmp.greeting).toMatch(
+      /^\{"QMP": \{"version": \{"qemu": \{"micro": \d+, "minor": 2, "major": 7\}, "package": ".*"\}, "capabilities": \["oob"\]\}\}$/,
+    );
     expect(await qmp.raw('{"execute":"query-sev","id":0}')).toBe(
       '{"id": 0, "error": {"class": "CommandNotFound", "desc": "Expecting capabilities negotiation with \'qmp_capabilities\'"}}',
     );
@@ -95,7 +110,13 @@ describe.skipIf(missing !== null)(`sim: kernel-hashes SEV guest${missing === nul
 
   it('answers query-sev-capabilities and HMP info sev', async () => {
     const caps = (await qmp.ret('query-sev-capabilities')) as Record<string, unknown>;
-    expect(caps).toMatchObject({ cbitpos: 47, 'reduced-phys-bits': 1, pdh: expect.any(String), 'cert-chain': expect.any(String), 'cpu0-id': expect.any(String) });
+    expect(caps).toMatchObject({
+      cbitpos: 47,
+      'reduced-phys-bits': 1,
+      pdh: expect.any(String),
+      'cert-chain': expect.any(String),
+      'cpu0-id': expect.any(String),
+    });
     expect(await qmp.ret('human-monitor-command', { 'command-line': 'info sev' })).toBe(
       'handle: 1\r\nstate: launch-secret\r\nbuild: 21\r\napi version: 1.55\r\ndebug: off\r\nkey-sharing: off\r\n',
     );
@@ -132,7 +153,15 @@ describe.skipIf(missing !== null)(`sim: kernel-hashes SEV guest${missing === nul
     await writeFile(otherTik, tik);
     const status = JSON.parse(await readFile(p.status, 'utf8')) as { launchDigest: string };
     const { mnonce } = decodeMeasurement(measurement);
-    const mac = computeMeasurementMac({ tik, apiMajor: 1, apiMinor: 55, buildId: 21, policy: 0xb, digest: Buffer.from(status.launchDigest, 'hex'), mnonce });
+    const mac = computeMeasurementMac({
+      tik,
+      apiMajor: 1,
+      apiMinor: 55,
+      buildId: 21,
+      policy: 0xb,
+      digest: Buffer.from(status.launchDigest, 'hex'),
+      mnonce,
+    });
     const { header, payload } = await packet('x', { tik: otherTik, measurement: encodeMeasurement(mac, mnonce) });
     expect(await qmp.cmd('sev-inject-launch-secret', { 'packet-header': header, secret: payload, gpa: 0x900000 })).toEqual({
       error: { class: 'GenericError', desc: "SEV: failed to inject secret ret=-5 fw_error=11 'Bad measurement'" },
@@ -168,7 +197,9 @@ describe.skipIf(missing !== null)(`sim: kernel-hashes SEV guest${missing === nul
       '{"id": 9, "error": {"class": "GenericError", "desc": "SEV: Migration is not implemented"}}',
     );
     expect(await qmp.ret('query-migrate')).toEqual({});
-    expect(await qmp.ret('human-monitor-command', { 'command-line': 'migrate -d exec:cat>/dev/null' })).toBe('Error: SEV: Migration is not implemented\r\n');
+    expect(await qmp.ret('human-monitor-command', { 'command-line': 'migrate -d exec:cat>/dev/null' })).toBe(
+      'Error: SEV: Migration is not implemented\r\n',
+    );
     expect(await qmp.ret('human-monitor-command', { 'command-line': 'savevm s1' })).toBe('Error: SEV: Migration is not implemented\r\n');
     expect(await qmp.ret('snapshot-save', { 'job-id': 'snap', tag: 't', vmstate: 'none', devices: [] })).toEqual({});
     let jobs: { id: string; status: string; error?: string }[] = [];
@@ -176,7 +207,9 @@ describe.skipIf(missing !== null)(`sim: kernel-hashes SEV guest${missing === nul
       jobs = (await qmp.ret('query-jobs')) as typeof jobs;
       await delay(20);
     }
-    expect(jobs).toEqual([expect.objectContaining({ id: 'snap', type: 'snapshot-save', status: 'concluded', error: 'SEV: Migration is not implemented' })]);
+    expect(jobs).toEqual([
+      expect.objectContaining({ id: 'snap', type: 'snapshot-save', status: 'concluded', error: 'SEV: Migration is not implemented' }),
+    ]);
     expect(await qmp.ret('job-dismiss', { id: 'snap' })).toEqual({});
   });
 

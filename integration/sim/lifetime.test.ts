@@ -3,7 +3,20 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isPidAlive, waitForPidExit } from '../../src/process/pid.js';
-import { argvFor, cleanupDir, expectNoProcessesLeft, makeDir, missingPrerequisite, paths, RawQmp, readStatus, spec, startSim, type Paths, type SimProcess } from './harness.js';
+import {
+  argvFor,
+  cleanupDir,
+  expectNoProcessesLeft,
+  makeDir,
+  missingPrerequisite,
+  paths,
+  RawQmp,
+  readStatus,
+  spec,
+  startSim,
+  type Paths,
+  type SimProcess,
+} from './harness.js';
 
 const missing = missingPrerequisite();
 

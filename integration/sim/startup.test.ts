@@ -16,7 +16,7 @@ describe.skipIf(missing !== null)(`sim start-up${missing === null ? '' : ` (skip
   const launch = (argv: readonly string[]): SimProcess => f.launch(argv);
   const connect = (): Promise<RawQmp> => f.connect();
 
-  it('refuses a cbitpos other than the host\'s 47 as sev_kvm_init does', async () => {
+  it("refuses a cbitpos other than the host's 47 as sev_kvm_init does", async () => {
     const base = spec();
     const sim = launch(argvFor(spec({ sev: { ...(base.sev as NonNullable<typeof base.sev>), cbitpos: 51 } }), f.p));
     expect(await sim.exited).toEqual({ code: 1, signal: null });
@@ -43,22 +43,37 @@ describe.skipIf(missing !== null)(`sim start-up${missing === null ? '' : ` (skip
     );
   });
 
-  it("aborts like QEMU 7.2 when the guest would run under TCG (no -accel kvm)", async () => {
+  it('aborts like QEMU 7.2 when the guest would run under TCG (no -accel kvm)', async () => {
     const argv = argvFor(spec(), f.p).filter((a, i, all) => a !== '-accel' && all[i - 1] !== '-accel');
     const sim = launch(argv);
     expect(await sim.exited).toEqual({ code: null, signal: 'SIGABRT' });
-    expect(sim.stderr).toBe("qemu-system-x86_64: ../../softmmu/vl.c:2590: qemu_machine_creation_done: Assertion `machine->cgs->ready' failed.\n");
+    expect(sim.stderr).toBe(
+      "qemu-system-x86_64: ../../softmmu/vl.c:2590: qemu_machine_creation_done: Assertion `machine->cgs->ready' failed.\n",
+    );
   });
 
   it('measures SEV-ES with one VMSA per vCPU, as the validator computes it', async () => {
-    const es = spec({ firmware: { path: DEBIAN_OVMF }, cores: 2, sev: { type: 'es', nodbg: true, noks: true, kernelHashes: false, key: 'amd_sev' } });
+    const es = spec({
+      firmware: { path: DEBIAN_OVMF },
+      cores: 2,
+      sev: { type: 'es', nodbg: true, noks: true, kernelHashes: false, key: 'amd_sev' },
+    });
     const { kernel: _k, cmdline: _c, ...noKernel } = es;
     launch(argvFor(noKernel, f.p));
     const qmp = await connect();
     expect(await qmp.ret('query-sev')).toMatchObject({ enabled: true, policy: 0xf, state: 'launch-secret' });
     const { data } = (await qmp.ret('query-sev-launch-measure')) as { data: string };
     if (HAVE_VALIDATOR) {
-      const args = { measurement: data, apiMajor: 1, apiMinor: 55, buildId: 21, policy: 0xf, firmware: DEBIAN_OVMF, tik: join(f.dir, 'sim-tik.bin'), tek: join(f.dir, 'sim-tek.bin') };
+      const args = {
+        measurement: data,
+        apiMajor: 1,
+        apiMinor: 55,
+        buildId: 21,
+        policy: 0xf,
+        firmware: DEBIAN_OVMF,
+        tik: join(f.dir, 'sim-tik.bin'),
+        tek: join(f.dir, 'sim-tek.bin'),
+      };
       // -cpu EPYC is family 23, model 1, stepping 2 in QEMU 7.2.
       expect(await runValidator({ ...args, numCpus: 2, sku: [23, 1, 2] })).toMatchObject({ exitCode: 0 });
       expect((await runValidator({ ...args, numCpus: 1, sku: [23, 1, 2] })).exitCode).toBe(1);
@@ -77,7 +92,9 @@ describe.skipIf(missing !== null)(`sim start-up${missing === null ? '' : ` (skip
     });
     await qmp.ret('cont');
     // No SEV blocker: QEMU itself judges the (bad) URI.
-    expect(await qmp.cmd('migrate', { uri: 'bogus:x' })).not.toEqual({ error: { class: 'GenericError', desc: 'SEV: Migration is not implemented' } });
+    expect(await qmp.cmd('migrate', { uri: 'bogus:x' })).not.toEqual({
+      error: { class: 'GenericError', desc: 'SEV: Migration is not implemented' },
+    });
   });
 
   it('treats a sev-guest object without the machine link as a plain VM (facts §2.3)', async () => {
@@ -94,7 +111,9 @@ describe.skipIf(missing !== null)(`sim start-up${missing === null ? '' : ` (skip
     const qmp = await connect();
     expect(await qmp.ret('query-sev')).toMatchObject({ state: 'running' });
     expect(await qmp.ret('query-sev-launch-measure')).toMatchObject({ data: expect.any(String) });
-    expect(await qmp.cmd('migrate', { uri: 'exec:cat >/dev/null' })).toEqual({ error: { class: 'GenericError', desc: 'SEV: Migration is not implemented' } });
+    expect(await qmp.cmd('migrate', { uri: 'exec:cat >/dev/null' })).toEqual({
+      error: { class: 'GenericError', desc: 'SEV: Migration is not implemented' },
+    });
   });
 
   it('passes exec-oob and its replies through, ids echoed', async () => {

@@ -34,10 +34,24 @@ const add = (id: string, object: Record<string, unknown>): Record<string, unknow
 
 describe.runIf(READY)('QEMU 10 takes the sev-snp-guest objects sevsup builds', () => {
   it('accepts every property value we emit and refuses the lengths we refuse, with its own texts', async () => {
-    const base: SnpLaunchParams = { policy: 0x30000n, cbitpos: 51, reducedPhysBits: 1, kernelHashes: false, authorKey: false, vcekDisabled: false };
+    const base: SnpLaunchParams = {
+      policy: 0x30000n,
+      cbitpos: 51,
+      reducedPhysBits: 1,
+      kernelHashes: false,
+      authorKey: false,
+      vcekDisabled: false,
+    };
     const full = snpGuestObject({
-      ...base, policy: 0x3f301ffn & ~(1n << 18n), kernelHashes: true, idBlock: b64(96), idAuth: b64(4096, 2), authorKey: true,
-      hostData: b64(32, 3), guestVisibleWorkarounds: b64(16, 4), vcekDisabled: true,
+      ...base,
+      policy: 0x3f301ffn & ~(1n << 18n),
+      kernelHashes: true,
+      idBlock: b64(96),
+      idAuth: b64(4096, 2),
+      authorKey: true,
+      hostData: b64(32, 3),
+      guestVisibleWorkarounds: b64(16, 4),
+      vcekDisabled: true,
     });
     const plain = snpGuestObject(base);
     const replies = await qmp10([
@@ -72,9 +86,16 @@ describe.runIf(ROOT !== '' && existsSync(TRIXIE_OVMF))("Debian trixie's OVMF.fd 
     expect(sections.map((s) => s.name)).toContain('SVSM_CAA');
     expect(sections.map((s) => s.name)).not.toContain('KERNEL_HASHES');
     expect(snpFirmwareProblems(fw, { kernel: false, kernelHashes: false })).toEqual([]);
-    expect(snpFirmwareProblems(fw, { kernel: true, kernelHashes: true })[0]).toMatch(/^a kernel is given, but the firmware has no KERNEL_HASHES section/);
+    expect(snpFirmwareProblems(fw, { kernel: true, kernelHashes: true })[0]).toMatch(
+      /^a kernel is given, but the firmware has no KERNEL_HASHES section/,
+    );
     const digest = snpLaunchDigest({
-      firmware: fw.bytes, sections, resetAddress: fw.table.sevResetAddress ?? 0, vcpus: 2, vcpuSignature: 0x800f12, guestFeatures: 1n,
+      firmware: fw.bytes,
+      sections,
+      resetAddress: fw.table.sevResetAddress ?? 0,
+      vcpus: 2,
+      vcpuSignature: 0x800f12,
+      guestFeatures: 1n,
     });
     expect(digest.length).toBe(48);
   });

@@ -19,7 +19,8 @@ const ASSETS = join(REPO, '.cache', 'test-assets');
 
 function whyNot(): string | null {
   if (!HAVE_PYTHON) return '/usr/bin/python3 is missing';
-  for (const f of ['vmlinuz', 'demo-initrd.img', 'ovmf-sev-test.fd']) if (!existsSync(join(ASSETS, f))) return `${f} is missing (bash scripts/setup.sh)`;
+  for (const f of ['vmlinuz', 'demo-initrd.img', 'ovmf-sev-test.fd'])
+    if (!existsSync(join(ASSETS, f))) return `${f} is missing (bash scripts/setup.sh)`;
   try {
     execFileSync(process.execPath, [SEVSUP, 'daemon', '--help'], { stdio: 'ignore', timeout: 30_000 });
     return null;

@@ -74,7 +74,8 @@ export class NotifyListener {
       const found = this.messages().find((d) => d.lines.some((l) => pattern.test(l)));
       if (found !== undefined) return found;
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no notify message matching ${pattern} within ${timeoutMs} ms; got ${JSON.stringify(this.messages())}`);
+      if (left <= 0)
+        throw new Error(`no notify message matching ${pattern} within ${timeoutMs} ms; got ${JSON.stringify(this.messages())}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.#waiters.push(() => {

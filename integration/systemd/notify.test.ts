@@ -42,7 +42,9 @@ describe.skipIf(!HAVE_PYTHON)('sd_notify to a datagram listener', () => {
 
   /** The assignments, without systemd-notify's MAINPID= (which --pid adds). */
   const payloads = (l: NotifyListener): string[][] =>
-    l.messages().map((d) => d.lines.filter((x) => !x.startsWith('MAINPID=')).map((x) => x.replace(/^MONOTONIC_USEC=\d+$/, 'MONOTONIC_USEC=<n>')));
+    l
+      .messages()
+      .map((d) => d.lines.filter((x) => !x.startsWith('MAINPID=')).map((x) => x.replace(/^MONOTONIC_USEC=\d+$/, 'MONOTONIC_USEC=<n>')));
 
   const EXPECTED = [
     ['READY=1', 'STATUS=1 guest held for attestation'],
@@ -60,15 +62,18 @@ describe.skipIf(!HAVE_PYTHON)('sd_notify to a datagram listener', () => {
     expect(l.messages().map((d) => d.pid)).toEqual(EXPECTED.map(() => process.pid));
   });
 
-  it.skipIf(!existsSync(SYSTEMD_NOTIFY))('systemd-notify --pid: every message, in order, attributed to this process when root', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sn-'));
-    const l = await exchange(join(dir, 'notify.sock'), 'systemd-notify');
-    expect(payloads(l)).toEqual(EXPECTED);
-    expect(l.messages().every((d) => d.lines.includes(`MAINPID=${process.pid}`))).toBe(true);
-    // As root the kernel accepts the forged SCM_CREDENTIALS pid; otherwise it is systemd-notify's own.
-    if (isRoot) expect(l.messages().map((d) => d.pid)).toEqual(EXPECTED.map(() => process.pid));
-    else expect(l.messages().every((d) => d.pid !== process.pid)).toBe(true);
-  });
+  it.skipIf(!existsSync(SYSTEMD_NOTIFY))(
+    'systemd-notify --pid: every message, in order, attributed to this process when root',
+    async () => {
+      dir = await mkdtemp(join(tmpdir(), 'sn-'));
+      const l = await exchange(join(dir, 'notify.sock'), 'systemd-notify');
+      expect(payloads(l)).toEqual(EXPECTED);
+      expect(l.messages().every((d) => d.lines.includes(`MAINPID=${process.pid}`))).toBe(true);
+      // As root the kernel accepts the forged SCM_CREDENTIALS pid; otherwise it is systemd-notify's own.
+      if (isRoot) expect(l.messages().map((d) => d.pid)).toEqual(EXPECTED.map(() => process.pid));
+      else expect(l.messages().every((d) => d.pid !== process.pid)).toBe(true);
+    },
+  );
 
   it.skipIf(!existsSync(SYSTEMD_NOTIFY))('an abstract socket (@name) is reached through systemd-notify', async () => {
     const address = `@sevsup-test-${process.pid}-${Date.now()}`;

@@ -60,7 +60,9 @@ describe.skipIf(!existsSync(ANALYZE))('systemd units', () => {
   });
 
   it('verify would catch a broken unit (the check above can fail)', async () => {
-    const paths = await copies((name, text) => (name === 'sevsup.service' ? text.replace('KillMode=process', 'KillMode=process\nLimitMEMLOCK=lots') : text));
+    const paths = await copies((name, text) =>
+      name === 'sevsup.service' ? text.replace('KillMode=process', 'KillMode=process\nLimitMEMLOCK=lots') : text,
+    );
     const result = await analyze(['verify', '--man=no', ...paths]);
     expect(result.output).toContain('Failed to parse resource value, ignoring: lots');
   });
@@ -98,7 +100,7 @@ describe.skipIf(!existsSync(ANALYZE))('systemd units', () => {
     }
   });
 
-  it('sevsup-host-caps.service is a oneshot before sevsup.service writing sevsup\'s own path', () => {
+  it("sevsup-host-caps.service is a oneshot before sevsup.service writing sevsup's own path", () => {
     const d = directives('sevsup-host-caps.service');
     expect(d).toEqual(
       expect.arrayContaining([

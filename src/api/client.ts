@@ -105,7 +105,9 @@ function parseReply(bytes: Buffer): { status: number; body: string } | null {
   const [statusLine = '', ...headerLines] = bytes.subarray(0, split).toString('latin1').split('\r\n');
   const status = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1];
   if (status === undefined) return null;
-  const headers = new Map(headerLines.map((line) => [line.slice(0, line.indexOf(':')).trim().toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
+  const headers = new Map(
+    headerLines.map((line) => [line.slice(0, line.indexOf(':')).trim().toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]),
+  );
   let body = bytes.subarray(split + 4);
   if (headers.get('transfer-encoding')?.toLowerCase() === 'chunked') {
     const decoded = decodeChunked(body);
@@ -139,7 +141,8 @@ function toError(body: unknown, status: number, unreachable: (why: string) => Su
   if (typeof body === 'object' && body !== null && 'code' in body && 'message' in body) {
     const { code, message } = body;
     const details = 'details' in body && typeof body.details === 'object' && body.details !== null ? { ...body.details } : undefined;
-    if (isErrorCode(code) && typeof message === 'string') return new SupervisorError(code, message, details === undefined ? {} : { details });
+    if (isErrorCode(code) && typeof message === 'string')
+      return new SupervisorError(code, message, details === undefined ? {} : { details });
   }
   return unreachable(`HTTP ${status} without a sevsup error body`);
 }

@@ -110,14 +110,13 @@ export async function startControlServer(options: ControlServerOptions): Promise
     res.once('finish', () => {
       if (route !== 'events') options.onAnswered?.(route, (performance.now() - started) / 1000);
     });
-    handle(req, res, target, (kind) => (route = kind), slots)
-      .catch((error: unknown) => {
-        // Refusals (4xx) are normal answers; only our own faults are errors.
-        if (isSupervisorError(error) && error.status < 500) logger?.info({ code: error.code, url: req.url }, 'control API request refused');
-        else logger?.error({ err: error }, 'control API handler failed');
-        if (!res.headersSent) sendError(res, error);
-        else res.destroy();
-      });
+    handle(req, res, target, (kind) => (route = kind), slots).catch((error: unknown) => {
+      // Refusals (4xx) are normal answers; only our own faults are errors.
+      if (isSupervisorError(error) && error.status < 500) logger?.info({ code: error.code, url: req.url }, 'control API request refused');
+      else logger?.error({ err: error }, 'control API handler failed');
+      if (!res.headersSent) sendError(res, error);
+      else res.destroy();
+    });
   });
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = REQUEST_TIMEOUT_MS;
@@ -162,7 +161,13 @@ export async function startControlServer(options: ControlServerOptions): Promise
 }
 
 /** Serve one request; `matched` hears the route kind as soon as it is known (for metrics). */
-async function handle(req: IncomingMessage, res: ServerResponse, target: ControlTarget, matched: (kind: RouteKind) => void, slots: ConnectionSlots): Promise<void> {
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  target: ControlTarget,
+  matched: (kind: RouteKind) => void,
+  slots: ConnectionSlots,
+): Promise<void> {
   let route: Route;
   try {
     route = matchRoute(req.method ?? 'GET', req.url ?? '/');
@@ -215,7 +220,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, target: Control
       const read = served(target.record, route);
       known(target, route.vm);
       const record = await read(route.vm, route.name);
-      if (record === null) throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `VM ${route.vm} has no measurement record named ${JSON.stringify(route.name)}`);
+      if (record === null)
+        throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `VM ${route.vm} has no measurement record named ${JSON.stringify(route.name)}`);
       sendJson(res, 200, record);
       break;
     }
@@ -242,9 +248,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, target: Control
     case 'events': {
       const subscribe = served(target.subscribe, route);
       if (!slots.openStream(req.socket)) {
-        throw new SupervisorError('SUP_ERR_API_BUSY', `${MAX_EVENT_STREAMS} event streams are open already; close one, or try again later`, {
-          details: { limit: MAX_EVENT_STREAMS },
-        });
+        throw new SupervisorError(
+          'SUP_ERR_API_BUSY',
+          `${MAX_EVENT_STREAMS} event streams are open already; close one, or try again later`,
+          {
+            details: { limit: MAX_EVENT_STREAMS },
+          },
+        );
       }
       streamEvents(req, res, subscribe, route.vm);
       break;
@@ -296,7 +306,11 @@ class ConnectionSlots {
       this.#idle.delete(oldest);
       oldest.destroy();
       // One line per thousand: a flood must not become a log flood.
-      if (this.#evicted++ % 1000 === 0) this.#log?.warn({ limit: MAX_CONNECTIONS, evicted: this.#evicted }, 'control API at its connection limit; idle connections evicted');
+      if (this.#evicted++ % 1000 === 0)
+        this.#log?.warn(
+          { limit: MAX_CONNECTIONS, evicted: this.#evicted },
+          'control API at its connection limit; idle connections evicted',
+        );
     }
     this.#idle.add(socket);
   }
@@ -332,7 +346,10 @@ function known(target: ControlTarget, vm: string): VmStatus {
 /** An optional target method, bound; `sevsup run` serves only its one guest's routes. */
 function served<F extends (...args: never[]) => unknown>(method: F | undefined, route: Route): F {
   if (method === undefined) {
-    throw new SupervisorError('SUP_ERR_API_NOT_FOUND', `this socket does not serve ${route.kind} (it is \`sevsup run\`'s per-VM socket; the daemon's socket does)`);
+    throw new SupervisorError(
+      'SUP_ERR_API_NOT_FOUND',
+      `this socket does not serve ${route.kind} (it is \`sevsup run\`'s per-VM socket; the daemon's socket does)`,
+    );
   }
   return method;
 }
@@ -342,7 +359,12 @@ function served<F extends (...args: never[]) => unknown>(method: F | undefined, 
  * (`{"event":"subscribed"}`) tells the client it will see everything after it. A client that
  * does not read is cut off once MAX_EVENT_BACKLOG_BYTES are queued, never slowing anyone else.
  */
-function streamEvents(req: IncomingMessage, res: ServerResponse, subscribe: NonNullable<ControlTarget['subscribe']>, vm: string | null): void {
+function streamEvents(
+  req: IncomingMessage,
+  res: ServerResponse,
+  subscribe: NonNullable<ControlTarget['subscribe']>,
+  vm: string | null,
+): void {
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
   // Long-lived on purpose: no request timer applies once the response has started.
   req.socket.setTimeout(0);

@@ -82,13 +82,18 @@ async function readKeyFile(path: string, bytes: number, what: string): Promise<B
 export async function readBounded(path: string, max: number, code: ErrorCode, what: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
-  const fail = (reason: string): SupervisorError => new SupervisorError(code, `cannot read ${what} ${path}: ${reason}`, { details: { path, reason } });
+  const fail = (reason: string): SupervisorError =>
+    new SupervisorError(code, `cannot read ${what} ${path}: ${reason}`, { details: { path, reason } });
   try {
-    await readFileChunks(path, (chunk) => {
-      size += chunk.length;
-      if (size > max) throw fail(`larger than ${max} bytes`);
-      chunks.push(Buffer.from(chunk));
-    }, { code, what });
+    await readFileChunks(
+      path,
+      (chunk) => {
+        size += chunk.length;
+        if (size > max) throw fail(`larger than ${max} bytes`);
+        chunks.push(Buffer.from(chunk));
+      },
+      { code, what },
+    );
   } catch (error: unknown) {
     if (error instanceof SupervisorError && error.code === code) throw error;
     throw fail(error instanceof Error ? error.message : String(error));
@@ -106,13 +111,19 @@ export async function loadRecord(path: string): Promise<MeasurementRecord> {
   try {
     value = JSON.parse(text);
   } catch (error: unknown) {
-    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `measurement record ${path} is not JSON: ${error instanceof Error ? error.message : String(error)}`, {
-      details: { path },
-    });
+    throw new SupervisorError(
+      'SUP_ERR_VERIFY_CONFIG',
+      `measurement record ${path} is not JSON: ${error instanceof Error ? error.message : String(error)}`,
+      {
+        details: { path },
+      },
+    );
   }
   const record = parseRecord(value);
   if (record === null) {
-    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `${path} is not a sevsup measurement record (schema sevsup.measurement/v1)`, { details: { path } });
+    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `${path} is not a sevsup measurement record (schema sevsup.measurement/v1)`, {
+      details: { path },
+    });
   }
   return record;
 }

@@ -72,7 +72,10 @@ export async function readChain(dir: string, product: SnpProduct, kind: KdsKeyKi
   if (text === null) return null;
   const [intermediate, ark] = splitPem(text.toString('utf8'));
   if (intermediate === undefined || ark === undefined) {
-    throw new SupervisorError('SUP_ERR_CERTS_CACHE', `${chainPath(dir, product, kind)} does not hold two certificates (intermediate, then ARK)`);
+    throw new SupervisorError(
+      'SUP_ERR_CERTS_CACHE',
+      `${chainPath(dir, product, kind)} does not hold two certificates (intermediate, then ARK)`,
+    );
   }
   return { intermediate: Buffer.from(intermediate), ark: Buffer.from(ark) };
 }
@@ -94,7 +97,8 @@ export async function lookupReportCerts(
   q: { product: SnpProduct | null; chipId: Buffer; reportedTcb: bigint; kind: KdsKeyKind },
 ): Promise<CacheHit | null> {
   for (const product of q.product === null ? SNP_PRODUCTS : [q.product]) {
-    const leafPath = q.kind === 'vcek' ? vcekPath(dir, { product, chipId: q.chipId, reportedTcb: q.reportedTcb }) : vlekPath(dir, product, q.reportedTcb);
+    const leafPath =
+      q.kind === 'vcek' ? vcekPath(dir, { product, chipId: q.chipId, reportedTcb: q.reportedTcb }) : vlekPath(dir, product, q.reportedTcb);
     const leaf = await readCached(leafPath);
     if (leaf === null) continue;
     const chain = await readChain(dir, product, q.kind);

@@ -75,7 +75,8 @@ const MAX_ANSWER_BYTES = 1024 * 1024;
 
 /** The body, refusing (and cancelling) one larger than `max` bytes: a peer is never trusted with our memory. */
 async function readCapped(res: Response, url: string, max: number): Promise<Buffer> {
-  const tooBig = (): AbortError => new AbortError(new SupervisorError('SUP_ERR_KDS_BAD_CERT', `${url}: the answer is larger than ${max} bytes`));
+  const tooBig = (): AbortError =>
+    new AbortError(new SupervisorError('SUP_ERR_KDS_BAD_CERT', `${url}: the answer is larger than ${max} bytes`));
   const declared = Number(res.headers.get('content-length') ?? Number.NaN);
   if (declared > max) {
     await res.body?.cancel();
@@ -117,12 +118,16 @@ export async function kdsGet(url: string, o: Omit<KdsOptions, 'cacheDir'> = {}):
       const wait = retryAfterMs(res.headers.get('retry-after'));
       if (wait !== null && wait > maxWait) {
         throw new AbortError(
-          new SupervisorError('SUP_ERR_KDS_RATE_LIMITED', `${url}: the key server asks to wait ${Math.ceil(wait / 1000)} s (Retry-After), more than the ${Math.ceil(maxWait / 1000)} s allowed: try again later`),
+          new SupervisorError(
+            'SUP_ERR_KDS_RATE_LIMITED',
+            `${url}: the key server asks to wait ${Math.ceil(wait / 1000)} s (Retry-After), more than the ${Math.ceil(maxWait / 1000)} s allowed: try again later`,
+          ),
         );
       }
       throw new RateLimited(wait);
     }
-    if (res.status === 404) throw new AbortError(new SupervisorError('SUP_ERR_KDS_NOT_FOUND', `${url}: 404 (no such chip, TCB or product at the key server)`));
+    if (res.status === 404)
+      throw new AbortError(new SupervisorError('SUP_ERR_KDS_NOT_FOUND', `${url}: 404 (no such chip, TCB or product at the key server)`));
     if (res.status >= 500) throw new Error(`${url}: HTTP ${res.status}`);
     throw new AbortError(new SupervisorError('SUP_ERR_KDS_FETCH', `${url}: HTTP ${res.status}`));
   };
@@ -147,7 +152,10 @@ export async function kdsGet(url: string, o: Omit<KdsOptions, 'cacheDir'> = {}):
   } catch (error: unknown) {
     if (isSupervisorError(error)) throw error;
     if (error instanceof RateLimited) {
-      throw new SupervisorError('SUP_ERR_KDS_RATE_LIMITED', `${url}: still rate limited (HTTP 429) after ${(o.retries ?? 3) + 1} tries: try again later`);
+      throw new SupervisorError(
+        'SUP_ERR_KDS_RATE_LIMITED',
+        `${url}: still rate limited (HTTP 429) after ${(o.retries ?? 3) + 1} tries: try again later`,
+      );
     }
     throw new SupervisorError('SUP_ERR_KDS_FETCH', error instanceof Error ? error.message : String(error), { cause: error });
   }
@@ -200,7 +208,10 @@ export function checkVcek(der: Buffer, k: VcekKey, what: string): LoadedCert {
 // Section: cache-first fetches ----------------------------------------------------------------------
 
 function offlineMiss(path: string, what: string): SupervisorError {
-  return new SupervisorError('SUP_ERR_CERTS_OFFLINE', `${what} is not in the cache (${path}) and --offline forbids fetching it: run \`sevsup certs fetch\` where AMD's key server is reachable, or \`sevsup certs import\``);
+  return new SupervisorError(
+    'SUP_ERR_CERTS_OFFLINE',
+    `${what} is not in the cache (${path}) and --offline forbids fetching it: run \`sevsup certs fetch\` where AMD's key server is reachable, or \`sevsup certs import\``,
+  );
 }
 
 async function cacheFirst(path: string, what: string, o: KdsOptions, fetchAndCheck: () => Promise<Buffer>): Promise<Fetched> {
@@ -239,11 +250,16 @@ export function fetchCrl(product: SnpProduct, o: KdsOptions): Promise<Fetched> {
 /** The VCEK for (product, chip, TCB); checked against the cached chain when there is one. */
 export function fetchVcek(k: VcekKey, o: KdsOptions): Promise<Fetched> {
   const url = kdsVcekUrl(k.product, k.chipId, k.reportedTcb, o.baseUrl ?? KDS_BASE);
-  return cacheFirst(vcekPath(o.cacheDir, k), `the VCEK for chip ${kdsHwid(k.product, k.chipId).slice(0, 16)}… at TCB 0x${k.reportedTcb.toString(16)}`, o, async () => {
-    const data = await kdsGet(url, o);
-    const vcek = checkVcek(data, k, url);
-    const chain = await readChain(o.cacheDir, k.product, 'vcek');
-    if (chain !== null && !issuedBy(vcek, loadCert('ask', chain.intermediate))) throw bad(url, 'it is not signed by the cached ASK');
-    return data;
-  });
+  return cacheFirst(
+    vcekPath(o.cacheDir, k),
+    `the VCEK for chip ${kdsHwid(k.product, k.chipId).slice(0, 16)}… at TCB 0x${k.reportedTcb.toString(16)}`,
+    o,
+    async () => {
+      const data = await kdsGet(url, o);
+      const vcek = checkVcek(data, k, url);
+      const chain = await readChain(o.cacheDir, k.product, 'vcek');
+      if (chain !== null && !issuedBy(vcek, loadCert('ask', chain.intermediate))) throw bad(url, 'it is not signed by the cached ASK');
+      return data;
+    },
+  );
 }

@@ -44,8 +44,10 @@ export async function readCertDir(dir: string, flag = '--certs'): Promise<CertDi
     }
   };
   const [ark, ask, asvk, vcek, vlek, bundle] = await Promise.all(['ark', 'ask', 'asvk', 'vcek', 'vlek', 'cert_chain'].map(find));
-  if (vcek !== null && vlek !== null) throw new SupervisorError('SUP_ERR_CERTS_INPUT', `${dir} holds both vcek and vlek certificates: keep the one that signed the report`);
-  if (ask !== null && asvk !== null) throw new SupervisorError('SUP_ERR_CERTS_INPUT', `${dir} holds both ask and asvk certificates: keep the one of the report's chain`);
+  if (vcek !== null && vlek !== null)
+    throw new SupervisorError('SUP_ERR_CERTS_INPUT', `${dir} holds both vcek and vlek certificates: keep the one that signed the report`);
+  if (ask !== null && asvk !== null)
+    throw new SupervisorError('SUP_ERR_CERTS_INPUT', `${dir} holds both ask and asvk certificates: keep the one of the report's chain`);
   const files: string[] = [];
   let arkData = ark?.data;
   let mid = ask ?? asvk;
@@ -53,7 +55,8 @@ export async function readCertDir(dir: string, flag = '--certs'): Promise<CertDi
   if (mid !== null && mid !== undefined) files.push(mid.file);
   if (bundle !== null && bundle !== undefined && (arkData === undefined || mid === null)) {
     const [first, second] = splitPem(bundle.data.toString('utf8'));
-    if (first === undefined || second === undefined) throw new SupervisorError('SUP_ERR_CERTS_INPUT', `${bundle.file} does not hold two certificates (intermediate, then ARK)`);
+    if (first === undefined || second === undefined)
+      throw new SupervisorError('SUP_ERR_CERTS_INPUT', `${bundle.file} does not hold two certificates (intermediate, then ARK)`);
     mid ??= { data: Buffer.from(first), file: bundle.file };
     arkData ??= Buffer.from(second);
     files.push(bundle.file);
@@ -62,7 +65,9 @@ export async function readCertDir(dir: string, flag = '--certs'): Promise<CertDi
   if (leaf !== null && leaf !== undefined) files.push(leaf.file);
   return {
     ...(arkData === undefined ? {} : { ark: arkData }),
-    ...(mid === null || mid === undefined ? {} : { intermediate: mid.data, intermediateRole: asvk !== null && asvk !== undefined ? 'asvk' : 'ask' }),
+    ...(mid === null || mid === undefined
+      ? {}
+      : { intermediate: mid.data, intermediateRole: asvk !== null && asvk !== undefined ? 'asvk' : 'ask' }),
     ...(leaf === null || leaf === undefined ? {} : { leaf: leaf.data, leafRole: vlek !== null && vlek !== undefined ? 'vlek' : 'vcek' }),
     files,
   };

@@ -69,9 +69,13 @@ export async function readSnpFirmware(path: string): Promise<SnpFirmwareFile> {
     (chunk) => {
       total += chunk.length;
       if (total > MAX_SNP_FIRMWARE_BYTES) {
-        throw new SupervisorError('SUP_ERR_FIRMWARE_READ', `firmware image ${path} is larger than ${MAX_SNP_FIRMWARE_BYTES} bytes: not a -bios image`, {
-          details: { path },
-        });
+        throw new SupervisorError(
+          'SUP_ERR_FIRMWARE_READ',
+          `firmware image ${path} is larger than ${MAX_SNP_FIRMWARE_BYTES} bytes: not a -bios image`,
+          {
+            details: { path },
+          },
+        );
       }
       sha256.update(chunk);
       chunks.push(Buffer.from(chunk));
@@ -94,7 +98,10 @@ export async function computeSnpExpectedDigest(r: SnpDigestRequest): Promise<Snp
     throw new SupervisorError('SUP_ERR_USAGE', 'initrd and cmdline require a kernel');
   }
   if (r.firmwareDigest !== undefined && r.firmwareDigest.length !== SNP_LAUNCH_DIGEST_BYTES) {
-    throw new SupervisorError('SUP_ERR_USAGE', `--snp-ovmf-hash is ${SNP_LAUNCH_DIGEST_BYTES} bytes (96 hex digits), got ${r.firmwareDigest.length}`);
+    throw new SupervisorError(
+      'SUP_ERR_USAGE',
+      `--snp-ovmf-hash is ${SNP_LAUNCH_DIGEST_BYTES} bytes (96 hex digits), got ${r.firmwareDigest.length}`,
+    );
   }
   const [fw, kernelInputs] = await Promise.all([
     readSnpFirmware(r.firmware),
@@ -110,7 +117,9 @@ export async function computeSnpExpectedDigest(r: SnpDigestRequest): Promise<Snp
   const sections = fw.metadata.status === 'found' ? fw.metadata.sections : [];
   const metadataProblem =
     fw.metadata.status === 'invalid'
-      ? [`the firmware's SNP metadata is unusable (${fw.metadata.reason}); QEMU stops the guest at its first run ("Failed to locate SEV metadata header")`]
+      ? [
+          `the firmware's SNP metadata is unusable (${fw.metadata.reason}); QEMU stops the guest at its first run ("Failed to locate SEV metadata header")`,
+        ]
       : [];
   if (metadataProblem.length > 0) {
     throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `cannot compute the SNP launch digest: ${metadataProblem.join('; ')}`, {

@@ -67,7 +67,18 @@ export function parseSnpReferenceValues(json: unknown, source: string): SnpRefer
   };
   if (!isRecord(json)) return fail('not a JSON object');
   if (json['schema'] !== SNP_REFERENCE_VALUES_SCHEMA) fail(`schema must be ${JSON.stringify(SNP_REFERENCE_VALUES_SCHEMA)}`);
-  const known = ['schema', 'measurement', 'policy', 'hostData', 'idKeyDigest', 'authorKeyDigest', 'minTcb', 'minGuestSvn', 'vmpl', 'inputs'];
+  const known = [
+    'schema',
+    'measurement',
+    'policy',
+    'hostData',
+    'idKeyDigest',
+    'authorKeyDigest',
+    'minTcb',
+    'minGuestSvn',
+    'vmpl',
+    'inputs',
+  ];
   for (const k of Object.keys(json)) if (!known.includes(k)) fail(`unknown key ${JSON.stringify(k)}`);
   const hex = (key: string, n: number, required: boolean): string | null => {
     const v = json[key];
@@ -95,7 +106,13 @@ export function parseSnpReferenceValues(json: unknown, source: string): SnpRefer
     };
     for (const k of Object.keys(t)) if (!['bootloader', 'tee', 'snp', 'microcode', 'fmc'].includes(k)) fail(`unknown key minTcb.${k}`);
     const fmc = spl('fmc', true);
-    minTcb = { bootloader: spl('bootloader', false) ?? 0, tee: spl('tee', false) ?? 0, snp: spl('snp', false) ?? 0, microcode: spl('microcode', false) ?? 0, ...(fmc === undefined ? {} : { fmc }) };
+    minTcb = {
+      bootloader: spl('bootloader', false) ?? 0,
+      tee: spl('tee', false) ?? 0,
+      snp: spl('snp', false) ?? 0,
+      microcode: spl('microcode', false) ?? 0,
+      ...(fmc === undefined ? {} : { fmc }),
+    };
   }
   const inputs = json['inputs'] ?? {};
   if (!isRecord(inputs)) fail('inputs must be an object');

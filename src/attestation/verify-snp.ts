@@ -148,7 +148,9 @@ export function readSnpReport(bytes: Buffer, name: string): SnpReport {
   try {
     return parseSnpReport(bytes);
   } catch (error: unknown) {
-    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `${name}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `${name}: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
   }
 }
 
@@ -173,7 +175,11 @@ export function verifySnpReport(i: {
   };
 
   const problems = structureProblems(r);
-  add('structure', problems.length === 0, problems.length === 0 ? `report version ${r.version} is well-formed` : `the report is malformed: ${problems.join('; ')}`);
+  add(
+    'structure',
+    problems.length === 0,
+    problems.length === 0 ? `report version ${r.version} is well-formed` : `the report is malformed: ${problems.join('; ')}`,
+  );
   const signingKey = signingKeyOf(r.signingKeyCode);
   const kind = signingKey === 'vlek' ? 'vlek' : 'vcek';
 
@@ -188,11 +194,20 @@ export function verifySnpReport(i: {
   const productProblems: string[] = [];
   if (product === null) productProblems.push('the product line is unknown (give --product)');
   else {
-    if (fromCert !== product) productProblems.push(`the ${kind.toUpperCase()} says product ${JSON.stringify(exts.productName)}, not ${product}`);
-    if (fromCpuid !== null && fromCpuid !== product) productProblems.push(`the report's CPUID (family 0x${r.cpuid?.family.toString(16) ?? ''} model 0x${r.cpuid?.model.toString(16) ?? ''}) is ${fromCpuid}, not ${product}`);
-    if (root?.pin.product != null && root.pin.product !== product) productProblems.push(`the pinned ARK is ${root.pin.product}'s, not ${product}'s`);
+    if (fromCert !== product)
+      productProblems.push(`the ${kind.toUpperCase()} says product ${JSON.stringify(exts.productName)}, not ${product}`);
+    if (fromCpuid !== null && fromCpuid !== product)
+      productProblems.push(
+        `the report's CPUID (family 0x${r.cpuid?.family.toString(16) ?? ''} model 0x${r.cpuid?.model.toString(16) ?? ''}) is ${fromCpuid}, not ${product}`,
+      );
+    if (root?.pin.product != null && root.pin.product !== product)
+      productProblems.push(`the pinned ARK is ${root.pin.product}'s, not ${product}'s`);
   }
-  add('product', productProblems.length === 0, productProblems.length === 0 ? `product ${product ?? ''} (${exts.productName ?? ''})` : productProblems.join('; '));
+  add(
+    'product',
+    productProblems.length === 0,
+    productProblems.length === 0 ? `product ${product ?? ''} (${exts.productName ?? ''})` : productProblems.join('; '),
+  );
   const layout = tcbLayoutOf(product ?? 'Milan');
 
   // The signature.
@@ -229,14 +244,29 @@ export function verifySnpReport(i: {
       const hw = exts.hwId;
       const want = product === 'Turin' ? 8 : 64;
       const ok = hw !== null && hw.length === want && r.chipId.subarray(0, want).equals(hw);
-      add('chip-id', ok, ok ? 'CHIP_ID equals the VCEK\'s hwID' : `CHIP_ID ${r.chipId.toString('hex').slice(0, 16)}… is not the VCEK's hwID ${hw?.toString('hex').slice(0, 16) ?? '(none)'}… (${want} bytes on ${product ?? 'this product'})`);
+      add(
+        'chip-id',
+        ok,
+        ok
+          ? "CHIP_ID equals the VCEK's hwID"
+          : `CHIP_ID ${r.chipId.toString('hex').slice(0, 16)}… is not the VCEK's hwID ${hw?.toString('hex').slice(0, 16) ?? '(none)'}… (${want} bytes on ${product ?? 'this product'})`,
+      );
     }
   }
 
   checks.push(...policyChecks(r.policy, expect.policy ?? {}));
   checks.push(...ownerChecks(r, expect, layout));
   const valid = checks.every((c) => c.ok);
-  return { valid, exitCode: valid ? 0 : 1, checks, evidenceOnly: !hasExpectations(expect), product, tcbLayout: layout, signingKey, report: r };
+  return {
+    valid,
+    exitCode: valid ? 0 : 1,
+    checks,
+    evidenceOnly: !hasExpectations(expect),
+    product,
+    tcbLayout: layout,
+    signingKey,
+    report: r,
+  };
 }
 
 export interface SnpChainOutcome {
@@ -255,7 +285,12 @@ export interface SnpChainOutcome {
  * shapes, validity at `now`; an evidence ARK counts only if byte-equal to a pinned one.
  * @throws SUP_ERR_VERIFY_CONFIG when the leaf is missing or a certificate cannot be read.
  */
-export function verifySnpChain(i: { certs: SnpCertificates; pinned: readonly PinnedArk[]; kind: 'vcek' | 'vlek'; now?: Date }): SnpChainOutcome {
+export function verifySnpChain(i: {
+  certs: SnpCertificates;
+  pinned: readonly PinnedArk[];
+  kind: 'vcek' | 'vlek';
+  now?: Date;
+}): SnpChainOutcome {
   const { kind } = i;
   const now = i.now ?? new Date();
   const checks: SnpCheck[] = [];
@@ -264,7 +299,10 @@ export function verifySnpChain(i: { certs: SnpCertificates; pinned: readonly Pin
   };
   const leaf = load(kind, i.certs.leaf, kind === 'vcek' ? 'VCEK' : 'VLEK');
   if (leaf === null) {
-    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `no ${kind.toUpperCase()} certificate: give --certs DIR with ${kind}.pem, or fetch it first (sevsup certs fetch --report)`);
+    throw new SupervisorError(
+      'SUP_ERR_VERIFY_CONFIG',
+      `no ${kind.toUpperCase()} certificate: give --certs DIR with ${kind}.pem, or fetch it first (sevsup certs fetch --report)`,
+    );
   }
   const intermediate = load(kind === 'vcek' ? 'ask' : 'asvk', i.certs.intermediate, kind === 'vcek' ? 'ASK' : 'ASVK');
   const evidenceArk = load('ark', i.certs.ark, 'ARK');
@@ -284,7 +322,13 @@ export function verifySnpChain(i: { certs: SnpCertificates; pinned: readonly Pin
     );
   } else if (intermediate !== null) {
     root = pinned.find((p) => issuedBy(intermediate, p.cert)) ?? null;
-    add('ark', root !== null, root !== null ? `the chain roots in the pinned ${describePin(root.pin)}` : 'no pinned ARK issued the evidence\'s intermediate certificate');
+    add(
+      'ark',
+      root !== null,
+      root !== null
+        ? `the chain roots in the pinned ${describePin(root.pin)}`
+        : "no pinned ARK issued the evidence's intermediate certificate",
+    );
   } else {
     add('ark', false, `no ${kind === 'vcek' ? 'ASK' : 'ASVK'} certificate to connect the ${kind.toUpperCase()} to a pinned ARK`);
   }
@@ -294,10 +338,12 @@ export function verifySnpChain(i: { certs: SnpCertificates; pinned: readonly Pin
   if (root !== null && intermediate !== null) {
     if (!issuedBy(root.cert, root.cert)) chainProblems.push('the pinned ARK is not self-signed');
     if (!issuedBy(intermediate, root.cert)) chainProblems.push(`the ${intermediate.role.toUpperCase()} is not signed by the pinned ARK`);
-    if (!issuedBy(leaf, intermediate)) chainProblems.push(`the ${kind.toUpperCase()} is not signed by the ${intermediate.role.toUpperCase()}`);
+    if (!issuedBy(leaf, intermediate))
+      chainProblems.push(`the ${kind.toUpperCase()} is not signed by the ${intermediate.role.toUpperCase()}`);
     for (const c of [root.cert, intermediate, leaf]) {
       chainProblems.push(...shapeProblems(c));
-      if (!validAt(c, now)) chainProblems.push(`the ${c.role.toUpperCase()} is not valid at ${now.toISOString()} (${c.x509.validFrom} to ${c.x509.validTo})`);
+      if (!validAt(c, now))
+        chainProblems.push(`the ${c.role.toUpperCase()} is not valid at ${now.toISOString()} (${c.x509.validFrom} to ${c.x509.validTo})`);
     }
     if (kind === 'vcek' && exts.cspId !== null) chainProblems.push('the VCEK carries a CSP id (a VLEK extension)');
     if (kind === 'vlek' && exts.hwId !== null) chainProblems.push('the VLEK carries a hwID (a VCEK extension)');
@@ -320,7 +366,11 @@ function load(role: LoadedCert['role'], data: Buffer | undefined, what: string):
   try {
     return loadCert(role, data);
   } catch (error: unknown) {
-    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `the ${what} certificate cannot be read: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new SupervisorError(
+      'SUP_ERR_VERIFY_CONFIG',
+      `the ${what} certificate cannot be read: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
   }
 }
 
@@ -329,7 +379,9 @@ function extensionsOf(c: LoadedCert): AmdExtensions {
     return amdExtensions(c.parts);
   } catch (error: unknown) {
     if (!(error instanceof DerError)) throw error;
-    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `the ${c.role.toUpperCase()}'s AMD extensions are malformed: ${error.message}`, { cause: error });
+    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `the ${c.role.toUpperCase()}'s AMD extensions are malformed: ${error.message}`, {
+      cause: error,
+    });
   }
 }
 
@@ -338,7 +390,9 @@ function describePin(p: PinnedArk): string {
 }
 
 function sameTcb(a: TcbParts, b: TcbParts): boolean {
-  return a.bootloader === b.bootloader && a.tee === b.tee && a.snp === b.snp && a.microcode === b.microcode && (a.fmc ?? 0) === (b.fmc ?? 0);
+  return (
+    a.bootloader === b.bootloader && a.tee === b.tee && a.snp === b.snp && a.microcode === b.microcode && (a.fmc ?? 0) === (b.fmc ?? 0)
+  );
 }
 
 /** Debug and the migration agent are refused unless allowed, even with no other expectation. */
@@ -349,23 +403,35 @@ function policyChecks(policy: bigint, p: SnpPolicyLimits): SnpCheck[] {
   out.push({
     name: 'policy-debug',
     ok: !debug || p.allowDebug === true,
-    message: debug ? `the policy allows debugging (bit 19): the host can read guest memory${p.allowDebug === true ? ' (allowed by --allow-debug)' : ''}` : 'debugging is off',
+    message: debug
+      ? `the policy allows debugging (bit 19): the host can read guest memory${p.allowDebug === true ? ' (allowed by --allow-debug)' : ''}`
+      : 'debugging is off',
   });
   const ma = view.migrateMa;
   out.push({
     name: 'policy-migration-agent',
     ok: !ma || p.allowMigrationAgent === true,
-    message: ma ? `the policy allows a migration agent (bit 18)${p.allowMigrationAgent === true ? ' (allowed by --allow-migration-agent)' : ''}` : 'no migration agent',
+    message: ma
+      ? `the policy allows a migration agent (bit 18)${p.allowMigrationAgent === true ? ' (allowed by --allow-migration-agent)' : ''}`
+      : 'no migration agent',
   });
   if (p.smt !== undefined) {
     const { smt } = view;
     const ok = p.smt === 'allowed' ? smt : !smt;
-    out.push({ name: 'policy-smt', ok, message: `the policy ${smt ? 'allows' : 'forbids'} SMT; ${p.smt === 'allowed' ? 'allowed' : 'forbidden'} was wanted` });
+    out.push({
+      name: 'policy-smt',
+      ok,
+      message: `the policy ${smt ? 'allows' : 'forbids'} SMT; ${p.smt === 'allowed' ? 'allowed' : 'forbidden'} was wanted`,
+    });
   }
   if (p.minAbi !== undefined) {
     const { major, minor } = p.minAbi;
     const ok = view.abiMajor > major || (view.abiMajor === major && view.abiMinor >= minor);
-    out.push({ name: 'policy-abi', ok, message: `the policy's minimum ABI ${view.abiMajor}.${view.abiMinor} ${ok ? 'is at least' : 'is below'} ${major}.${minor}` });
+    out.push({
+      name: 'policy-abi',
+      ok,
+      message: `the policy's minimum ABI ${view.abiMajor}.${view.abiMinor} ${ok ? 'is at least' : 'is below'} ${major}.${minor}`,
+    });
   }
   if (p.exact !== undefined) {
     const ok = policy === p.exact;
@@ -393,7 +459,11 @@ function ownerChecks(r: SnpReport, e: SnpExpectations, layout: TcbLayout): SnpCh
   const bytes = (name: SnpCheckName, what: string, have: Buffer, want: Buffer | undefined): void => {
     if (want === undefined) return;
     const ok = want.length === have.length && want.equals(have);
-    out.push({ name, ok, message: ok ? `${what} is the expected ${short(want)}` : `${what} ${short(have)} is not the expected ${short(want)}` });
+    out.push({
+      name,
+      ok,
+      message: ok ? `${what} is the expected ${short(want)}` : `${what} ${short(have)} is not the expected ${short(want)}`,
+    });
   };
   bytes('measurement', 'the measurement', r.measurement, e.measurement);
   bytes('host-data', 'host data', r.hostData, e.hostData);
@@ -406,7 +476,10 @@ function ownerChecks(r: SnpReport, e: SnpExpectations, layout: TcbLayout): SnpCh
     out.push({
       name: 'min-tcb',
       ok: low.length === 0,
-      message: low.length === 0 ? `the reported TCB (${formatTcb(reported)}) meets the minimum` : `the reported TCB (${formatTcb(reported)}) is below the minimum in ${low.join(', ')}`,
+      message:
+        low.length === 0
+          ? `the reported TCB (${formatTcb(reported)}) meets the minimum`
+          : `the reported TCB (${formatTcb(reported)}) is below the minimum in ${low.join(', ')}`,
     });
   }
   if (e.minGuestSvn !== undefined) {

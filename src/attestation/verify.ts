@@ -63,15 +63,16 @@ export function isSevEsPolicy(policy: number): boolean {
  * @throws SUP_ERR_VERIFY_UNSUPPORTED for a measurement that is not base64 of 48 bytes, a TIK not
  * 16 bytes, or reported values outside their field sizes.
  */
-export function verifyLaunch(i: {
-  reported: ReportedLaunch;
-  tik: Buffer;
-  launchDigest: Buffer;
-  checks?: OwnerChecks;
-}): VerifyOutcome {
+export function verifyLaunch(i: { reported: ReportedLaunch; tik: Buffer; launchDigest: Buffer; checks?: OwnerChecks }): VerifyOutcome {
   const { reported } = i;
   const { mac, mnonce } = decodeReportedMeasurement(reported.measurement);
-  const expected = computeMeasurementMac({ tik: i.tik, ...pickPlatform(reported), policy: reported.policy, digest: i.launchDigest, mnonce });
+  const expected = computeMeasurementMac({
+    tik: i.tik,
+    ...pickPlatform(reported),
+    policy: reported.policy,
+    digest: i.launchDigest,
+    mnonce,
+  });
   const matches = macEquals(expected, mac);
   const results: CheckResult[] = [
     {
@@ -190,7 +191,7 @@ export function selectLaunchInputs(o: {
       throw new SupervisorError(
         'SUP_ERR_VERIFY_INSECURE',
         `using the ${what} from the measurement record is not secure (the host wrote it): give ${flag}, ` +
-          'or pass --use-record-inputs to accept the host\'s word',
+          "or pass --use-record-inputs to accept the host's word",
         { details: { input: name } },
       );
     }
@@ -210,12 +211,15 @@ export function selectLaunchInputs(o: {
   let initrd = owner.initrd;
   let cmdline = owner.cmdline;
   if (kernel !== undefined) sources.kernel = 'owner';
-  else if (measured && launch.kernel !== null) kernel = fromRecord('kernel', '--kernel', launch.kernel.path, `kernel path ${launch.kernel.path}`);
+  else if (measured && launch.kernel !== null)
+    kernel = fromRecord('kernel', '--kernel', launch.kernel.path, `kernel path ${launch.kernel.path}`);
   if (kernel !== undefined) {
     if (initrd !== undefined) sources.initrd = 'owner';
-    else if (measured && launch.initrd !== null) initrd = fromRecord('initrd', '--initrd', launch.initrd.path, `initrd path ${launch.initrd.path}`);
+    else if (measured && launch.initrd !== null)
+      initrd = fromRecord('initrd', '--initrd', launch.initrd.path, `initrd path ${launch.initrd.path}`);
     if (cmdline !== undefined) sources.cmdline = 'owner';
-    else if (measured && launch.cmdline !== null && launch.cmdline !== '') cmdline = fromRecord('cmdline', '--cmdline', launch.cmdline, 'kernel command line');
+    else if (measured && launch.cmdline !== null && launch.cmdline !== '')
+      cmdline = fromRecord('cmdline', '--cmdline', launch.cmdline, 'kernel command line');
   }
 
   let vcpus: number | undefined;
@@ -235,7 +239,12 @@ export function selectLaunchInputs(o: {
           `the record gives no vCPU signature for CPU model ${JSON.stringify(record.launch.cpuModel)}: give --vcpu-type or --vcpu-family/--vcpu-model/--vcpu-stepping`,
         );
       }
-      cpu = fromRecord('cpu', '--vcpu-type (or --vcpu-family/--vcpu-model/--vcpu-stepping)', fromHost ?? undefined, `vCPU signature (CPU model ${record.launch.cpuModel})`);
+      cpu = fromRecord(
+        'cpu',
+        '--vcpu-type (or --vcpu-family/--vcpu-model/--vcpu-stepping)',
+        fromHost ?? undefined,
+        `vCPU signature (CPU model ${record.launch.cpuModel})`,
+      );
     } else {
       throw new SupervisorError(
         'SUP_ERR_VERIFY_UNSUPPORTED',
@@ -299,10 +308,13 @@ export function explainMismatch(c: ComputedWith, record: MeasurementRecord | nul
     differs('kernel sha256', c.kernelSha256, measured ? (launch.kernel?.sha256 ?? null) : null);
     differs('initrd sha256', c.initrdSha256, measured ? (launch.initrd?.sha256 ?? null) : null);
     if (c.kernelSha256 !== null && measured && (c.cmdline ?? '') !== (launch.cmdline ?? '')) {
-      hints.push(`the record's kernel command line ${JSON.stringify(launch.cmdline ?? '')} differs from yours ${JSON.stringify(c.cmdline ?? '')}`);
+      hints.push(
+        `the record's kernel command line ${JSON.stringify(launch.cmdline ?? '')} differs from yours ${JSON.stringify(c.cmdline ?? '')}`,
+      );
     }
-    if (c.sevEs && c.vcpus !== null && c.vcpus !== launch.vcpus) hints.push(`the record says ${launch.vcpus} vCPUs, you computed with ${c.vcpus}`);
-    if (record?.platform === 'simulated') hints.push('the record comes from the simulated platform: use the simulator\'s TIK');
+    if (c.sevEs && c.vcpus !== null && c.vcpus !== launch.vcpus)
+      hints.push(`the record says ${launch.vcpus} vCPUs, you computed with ${c.vcpus}`);
+    if (record?.platform === 'simulated') hints.push("the record comes from the simulated platform: use the simulator's TIK");
   }
   if (c.sevEs) {
     if (c.vmsaInit === 'legacy') {
@@ -314,6 +326,6 @@ export function explainMismatch(c: ComputedWith, record: MeasurementRecord | nul
     }
     if (c.sevFeatures === 0n) hints.push('SEV-ES: some host kernels set DebugSwap in the VMSA: try --sev-features 0x20');
   }
-  hints.push('check the TIK is the one of this launch\'s session (a fresh TIK/TEK per launch)');
+  hints.push("check the TIK is the one of this launch's session (a fresh TIK/TEK per launch)");
   return hints;
 }

@@ -17,7 +17,11 @@ type Command = CommanderModule.Command;
 export async function buildProgram(): Promise<Command> {
   // commander is loaded here, on first use: it is most of the start-up of a light command, which
   // does not need it. The same module the command files import (one copy, in the bundle too).
-  const [{ COMMANDS }, { VERSION }, loaded] = await Promise.all([import('./commands/index.js'), import('../version.js'), import('commander')]);
+  const [{ COMMANDS }, { VERSION }, loaded] = await Promise.all([
+    import('./commands/index.js'),
+    import('../version.js'),
+    import('commander'),
+  ]);
   noteCommander(loaded);
   return createProgram(loaded, COMMANDS, VERSION);
 }

@@ -14,7 +14,6 @@ import { HOLD_TIMEOUT_SECONDS } from './vm-keys.js';
 import { BOOLEAN_ALLOWED, parseBooleanWord } from './propstring.js';
 import { DEFAULT_DAEMON_CONFIG_FILE, DEFAULT_VM_DIR, DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, DEFAULT_DAEMON_SOCKET } from '../paths.js';
 
-
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -106,9 +105,13 @@ export function parseDaemonConfig(text: string, file: string): DaemonSettings {
   const baseDir = path.dirname(path.resolve(file));
   for (const entry of indexKeyValueLines(readKeyValueLines(text, file), file).values()) {
     if (!isDaemonKey(entry.key)) {
-      throw new SupervisorError('SUP_ERR_CONFIG_UNKNOWN_KEY', `${file}:${entry.line}: unknown key '${entry.key}'${didYouMean(entry.key, DAEMON_KEYS)}`, {
-        details: { file, line: entry.line, key: entry.key },
-      });
+      throw new SupervisorError(
+        'SUP_ERR_CONFIG_UNKNOWN_KEY',
+        `${file}:${entry.line}: unknown key '${entry.key}'${didYouMean(entry.key, DAEMON_KEYS)}`,
+        {
+          details: { file, line: entry.line, key: entry.key },
+        },
+      );
     }
     applyValue({ ...DAEMON_DEFAULTS }, entry.key, entry.value, { where: `${file}:${entry.line}`, baseDir });
     settings[entry.key] = entry.value;
@@ -159,9 +162,13 @@ export async function loadDaemonConfig(options: LoadDaemonConfigOptions = {}): P
   try {
     const bytes = await readFile(file);
     if (bytes.length > MAX_DAEMON_CONFIG_BYTES) {
-      throw new SupervisorError('SUP_ERR_CONFIG_READ', `cannot read config file ${file}: it is ${bytes.length} bytes, more than ${MAX_DAEMON_CONFIG_BYTES}`, {
-        details: { file },
-      });
+      throw new SupervisorError(
+        'SUP_ERR_CONFIG_READ',
+        `cannot read config file ${file}: it is ${bytes.length} bytes, more than ${MAX_DAEMON_CONFIG_BYTES}`,
+        {
+          details: { file },
+        },
+      );
     }
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch (error: unknown) {

@@ -17,7 +17,11 @@ export const DAEMON_KEY_DOCS = [
   { key: 'socket', value: 'path', help: 'control API socket, mode 0660 (default /run/sevsup/sevsup.sock)' },
   { key: 'socket-group', value: 'group', help: 'group allowed on the control and QMP proxy sockets (name or gid)' },
   { key: 'qemu', value: 'path', help: 'QEMU binary (with --platform sim: the QEMU the simulator runs)' },
-  { key: 'qemu-sandbox', value: 'bool', help: "run QEMU under its seccomp sandbox (-sandbox on,obsolete=deny,spawn=deny,…): 1/0 (default 0)" },
+  {
+    key: 'qemu-sandbox',
+    value: 'bool',
+    help: 'run QEMU under its seccomp sandbox (-sandbox on,obsolete=deny,spawn=deny,…): 1/0 (default 0)',
+  },
   { key: 'qemu-user', value: 'user', help: 'user QEMU drops to after start-up (-runas); default: stays root' },
   { key: 'platform', value: 'name', help: 'hardware (real /dev/sev) or sim (simulated SEV platform) (default hardware)' },
   { key: 'host-caps', value: 'file', help: 'host capabilities file (seed hw-params.json format); skips probing' },
@@ -26,7 +30,11 @@ export const DAEMON_KEY_DOCS = [
   { key: 'default-firmware', value: 'file', help: 'firmware of OVMF guests whose config has no firmware key' },
   { key: 'hold-timeout', value: 'seconds', help: 'how long a held guest waits for its owner when its config does not say (default 600)' },
   { key: 'on-shutdown', value: 'mode', help: 'SIGTERM: keep guests running (default) or shutdown them' },
-  { key: 'refuse-debug-policy', value: 'bool', help: 'refuse guests whose SEV/SNP policy allows debugging (default 0: warn at every start)' },
+  {
+    key: 'refuse-debug-policy',
+    value: 'bool',
+    help: 'refuse guests whose SEV/SNP policy allows debugging (default 0: warn at every start)',
+  },
   { key: 'metrics-listen', value: 'addr', help: 'also serve /metrics on 127.0.0.1:PORT (loopback only)' },
 ] as const satisfies readonly DaemonKeyDoc[];
 

@@ -73,19 +73,11 @@ export function readKeyValueLines(text: string, file: string): KeyValueLine[] {
     const control = CONTROL_CHAR.exec(trimmed);
     if (control !== null) {
       const code = control[0].codePointAt(0) ?? 0;
-      throw syntaxError(
-        file,
-        lineNo,
-        `line contains control character U+${code.toString(16).toUpperCase().padStart(4, '0')}; remove it`,
-      );
+      throw syntaxError(file, lineNo, `line contains control character U+${code.toString(16).toUpperCase().padStart(4, '0')}; remove it`);
     }
     const colon = trimmed.indexOf(':');
     if (colon < 0) {
-      throw syntaxError(
-        file,
-        lineNo,
-        `line ${quoteForMessage(trimmed)} is not "key: value" (comment lines start with '#')`,
-      );
+      throw syntaxError(file, lineNo, `line ${quoteForMessage(trimmed)} is not "key: value" (comment lines start with '#')`);
     }
     const key = trimmed.slice(0, colon).trim();
     const value = trimmed.slice(colon + 1).trim();

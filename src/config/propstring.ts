@@ -84,12 +84,7 @@ function prefix(where: PropertyContext | undefined): string {
   return where === undefined ? '' : `${where.file}:${where.line}: ${where.key}: `;
 }
 
-function fail(
-  code: ErrorCode,
-  where: PropertyContext | undefined,
-  problem: string,
-  property?: string,
-): SupervisorError {
+function fail(code: ErrorCode, where: PropertyContext | undefined, problem: string, property?: string): SupervisorError {
   const details: Record<string, unknown> = where === undefined ? {} : { ...where };
   if (property !== undefined) details['property'] = property;
   return new SupervisorError(code, `${prefix(where)}${problem}`, { details });
@@ -150,12 +145,7 @@ function allSpellings(schema: PropertySchema): string[] {
     .flatMap(([name, def]) => [name, ...(def.aliases ?? [])]);
 }
 
-function convertValue(
-  name: string,
-  def: PropertyDef,
-  text: string,
-  where: PropertyContext | undefined,
-): string | number | boolean {
+function convertValue(name: string, def: PropertyDef, text: string, where: PropertyContext | undefined): string | number | boolean {
   const type = def.type;
   const bad = (): SupervisorError =>
     fail(
@@ -176,9 +166,7 @@ function convertValue(
       return value;
     }
     case 'enum': {
-      const meaning = type.unsupported !== undefined && Object.hasOwn(type.unsupported, text)
-        ? type.unsupported[text]
-        : undefined;
+      const meaning = type.unsupported !== undefined && Object.hasOwn(type.unsupported, text) ? type.unsupported[text] : undefined;
       if (meaning !== undefined) {
         throw fail(
           'SUP_ERR_CONFIG_UNSUPPORTED',
@@ -205,11 +193,7 @@ function convertValue(
  *   SUP_ERR_CONFIG_MISSING_KEY (a required property absent). With `where`, every message starts
  *   `file:line: key: ` and `details` carries file, line, key and property.
  */
-export function parsePropertyString<S extends PropertySchema>(
-  text: string,
-  schema: S,
-  where?: PropertyContext,
-): PropertyValues<S> {
+export function parsePropertyString<S extends PropertySchema>(text: string, schema: S, where?: PropertyContext): PropertyValues<S> {
   const values: Record<string, string | number | boolean> = {};
   const spelledAs = new Map<string, string>();
   const defaultKey = findDefaultKey(schema);
@@ -321,11 +305,7 @@ function formatValue(name: string, def: PropertyDef, value: unknown): string {
  *   value the parser would not give back, SUP_ERR_CONFIG_UNSUPPORTED / SUP_ERR_CONFIG_MISSING_KEY
  *   as the parser would.
  */
-export function formatPropertyString<S extends PropertySchema>(
-  values: PropertyValues<S>,
-  schema: S,
-  options: FormatOptions = {},
-): string {
+export function formatPropertyString<S extends PropertySchema>(values: PropertyValues<S>, schema: S, options: FormatOptions = {}): string {
   for (const name of Object.keys(values)) {
     if (!Object.hasOwn(schema, name)) {
       throw new SupervisorError('SUP_ERR_PROPERTY_UNKNOWN', `cannot format unknown property '${name}'`, {

@@ -41,17 +41,13 @@ export function refuseSnpOnly(p: SevProperties, type: string, fail: LineError): 
  *   id-block without id-auth or the reverse, author-key without an ID block),
  *   SUP_ERR_CONFIG_BAD_VALUE (abi outside 0..255 or bytes that are not what they claim).
  */
-export function snpSpecFromProperties(
-  p: SevProperties,
-  key: SnpSpec['key'],
-  resolve: (value: string) => string,
-  fail: LineError,
-): SnpSpec {
+export function snpSpecFromProperties(p: SevProperties, key: SnpSpec['key'], resolve: (value: string) => string, fail: LineError): SnpSpec {
   const conflict = (problem: string): never => {
     throw fail('SUP_ERR_CONFIG_CONFLICT', problem);
   };
   for (const [name, why] of Object.entries(LEGACY_ONLY_PROPERTIES)) {
-    if (Object.hasOwn(p, name)) conflict(`property '${name === 'noks' ? 'no-key-sharing' : name}' is refused with type=snp: ${why}; remove it`);
+    if (Object.hasOwn(p, name))
+      conflict(`property '${name === 'noks' ? 'no-key-sharing' : name}' is refused with type=snp: ${why}; remove it`);
   }
   if (p['host-data'] !== undefined && p['host-data-file'] !== undefined) {
     conflict('give host-data or host-data-file, not both');

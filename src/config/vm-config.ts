@@ -53,7 +53,6 @@ import { DEFAULT_VM_DIR } from '../paths.js';
 
 export { VM_CONFIG_SUFFIX } from './vm-values.js';
 
-
 /** A VM config is a few dozen lines; a megabyte is a wrong file, not a config. */
 export const MAX_VM_CONFIG_BYTES = 1024 * 1024;
 
@@ -282,7 +281,6 @@ export interface LoadVmConfigOptions {
   /** Directory of `<name>.conf` files. @default DEFAULT_VM_DIR */
   readonly vmDir?: string;
 }
-
 
 /**
  * Load a VM config by name (`web` → `<vmDir>/web.conf`) or by path (`ref` contains `/` or ends

@@ -48,8 +48,24 @@ export const KNOWN_KEYS_TEXT =
 
 /** Keys other than `diskN`/`netN`, in the order messages list them. */
 export const SIMPLE_KEYS: readonly string[] = [
-  'name', 'memory', 'cores', 'cpu', 'bios', 'firmware', 'kernel', 'initrd', 'cmdline', 'launch', 'attest',
-  'hold-timeout', 'autostart', 'serial', 'qmp-allow', 'qmp-deny', 'qemu', ...SEV_KEYS,
+  'name',
+  'memory',
+  'cores',
+  'cpu',
+  'bios',
+  'firmware',
+  'kernel',
+  'initrd',
+  'cmdline',
+  'launch',
+  'attest',
+  'hold-timeout',
+  'autostart',
+  'serial',
+  'qmp-allow',
+  'qmp-deny',
+  'qemu',
+  ...SEV_KEYS,
 ];
 
 /** `qemu:` takes a path (with a slash; relative to the config file) or a name looked up on PATH. */
@@ -137,8 +153,21 @@ export const SEV_SCHEMA = {
 
 /** Properties only `type=snp` takes. */
 export const SNP_ONLY_PROPERTIES: readonly string[] = [
-  'allow-smt', 'single-socket', 'cxl-allow', 'aes-256-xts', 'rapl-dis', 'ciphertext-hiding', 'page-swap-disable',
-  'abi', 'host-data', 'host-data-file', 'id-block', 'id-auth', 'author-key', 'vcek', 'guest-visible-workarounds',
+  'allow-smt',
+  'single-socket',
+  'cxl-allow',
+  'aes-256-xts',
+  'rapl-dis',
+  'ciphertext-hiding',
+  'page-swap-disable',
+  'abi',
+  'host-data',
+  'host-data-file',
+  'id-block',
+  'id-auth',
+  'author-key',
+  'vcek',
+  'guest-visible-workarounds',
 ];
 
 /** Properties `type=snp` refuses, with why. */

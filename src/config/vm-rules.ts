@@ -107,7 +107,10 @@ function checkDeviceClashes(file: string, keys: ReadonlyMap<string, KeyValueLine
   }
   const seen = new Map<string, number>();
   for (const net of spec.nets) {
-    for (const [label, value] of [['mac', net.mac], ['ifname', net.kind === 'tap' ? net.ifname : undefined]] as const) {
+    for (const [label, value] of [
+      ['mac', net.mac],
+      ['ifname', net.kind === 'tap' ? net.ifname : undefined],
+    ] as const) {
       if (value === undefined) continue;
       const other = seen.get(`${label}=${value}`);
       if (other !== undefined) throw clash(`net${net.index}`, `${label} ${value}`, `net${other}`);

@@ -33,7 +33,12 @@ export function configError(code: ErrorCode, file: string, entry: KeyValueLine, 
 
 /** SUP_ERR_CONFIG_BAD_VALUE quoting the line's value and what is allowed instead. */
 export function badValue(file: string, entry: KeyValueLine, allowed: string): SupervisorError {
-  return configError('SUP_ERR_CONFIG_BAD_VALUE', file, entry, `invalid value ${quoteForMessage(entry.value)}${trailingCommentHint(entry.value)}; allowed: ${allowed}`);
+  return configError(
+    'SUP_ERR_CONFIG_BAD_VALUE',
+    file,
+    entry,
+    `invalid value ${quoteForMessage(entry.value)}${trailingCommentHint(entry.value)}; allowed: ${allowed}`,
+  );
 }
 
 function where(file: string, entry: KeyValueLine): PropertyContext {
@@ -184,9 +189,7 @@ export function parseLaunch(ctx: Ctx, entry: KeyValueLine): LaunchSpec {
 /** The VM name a file name implies (`web.conf` → `web`), or undefined for other file names. */
 function nameFromFile(file: string): string | undefined {
   const base = path.basename(file);
-  return base.endsWith(VM_CONFIG_SUFFIX) && base.length > VM_CONFIG_SUFFIX.length
-    ? base.slice(0, -VM_CONFIG_SUFFIX.length)
-    : undefined;
+  return base.endsWith(VM_CONFIG_SUFFIX) && base.length > VM_CONFIG_SUFFIX.length ? base.slice(0, -VM_CONFIG_SUFFIX.length) : undefined;
 }
 
 /**

@@ -41,7 +41,12 @@ export async function discoverGuests(runDir: string): Promise<{ found: Persisted
     }
     // A state file must describe the directory it is in: never adopt through a copied file.
     if (read.state.vm === name && read.state.monitorSocket === vmRunPaths(runDir, name).monitorSocket) found.push(read.state);
-    else unreadable.push({ vm: name, file, reason: `it describes VM ${JSON.stringify(read.state.vm)} at ${read.state.monitorSocket}, not this directory` });
+    else
+      unreadable.push({
+        vm: name,
+        file,
+        reason: `it describes VM ${JSON.stringify(read.state.vm)} at ${read.state.monitorSocket}, not this directory`,
+      });
   }
   return { found, unreadable };
 }

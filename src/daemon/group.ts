@@ -17,7 +17,11 @@ export async function resolveGroup(group: string, groupFile = GROUP_FILE): Promi
     const [name, , gid] = line.split(':');
     if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
   }
-  throw new SupervisorError('SUP_ERR_CONFIG_BAD_VALUE', `socket-group: no group named '${group}' in ${groupFile}; create it (groupadd ${group}) or give a numeric gid`, {
-    details: { key: 'socket-group' },
-  });
+  throw new SupervisorError(
+    'SUP_ERR_CONFIG_BAD_VALUE',
+    `socket-group: no group named '${group}' in ${groupFile}; create it (groupadd ${group}) or give a numeric gid`,
+    {
+      details: { key: 'socket-group' },
+    },
+  );
 }

@@ -37,15 +37,23 @@ export function snapshotDisks(spec: VmSpec): DiskSpec[] {
 export function refuseSnapshot(spec: VmSpec, vmstate: boolean): DiskSpec[] {
   if (vmstate && spec.sev !== undefined) throw new SupervisorError('SUP_ERR_SNAPSHOT_VMSTATE', undefined, { details: { vm: spec.name } });
   if (vmstate) {
-    throw new SupervisorError('SUP_ERR_SNAPSHOT_UNSUPPORTED', `VM ${spec.name}: sevsup takes disk-only snapshots; memory state is never saved`, {
-      details: { vm: spec.name },
-    });
+    throw new SupervisorError(
+      'SUP_ERR_SNAPSHOT_UNSUPPORTED',
+      `VM ${spec.name}: sevsup takes disk-only snapshots; memory state is never saved`,
+      {
+        details: { vm: spec.name },
+      },
+    );
   }
   const disks = snapshotDisks(spec);
   if (disks.length === 0) {
-    throw new SupervisorError('SUP_ERR_SNAPSHOT_UNSUPPORTED', `VM ${spec.name} has no writable qcow2 disk: raw disks cannot hold internal snapshots`, {
-      details: { vm: spec.name },
-    });
+    throw new SupervisorError(
+      'SUP_ERR_SNAPSHOT_UNSUPPORTED',
+      `VM ${spec.name} has no writable qcow2 disk: raw disks cannot hold internal snapshots`,
+      {
+        details: { vm: spec.name },
+      },
+    );
   }
   return disks;
 }
@@ -70,7 +78,12 @@ export async function snapshotOnline(monitor: GuestMonitor, disks: readonly Disk
  * @throws SUP_ERR_SNAPSHOT_FAILED quoting qemu-img; SUP_ERR_DISK_READ, SUP_ERR_DISK_CHAIN_REFUSED
  *   (a disk's chain breaks the rules of vm/disk-chain.ts: qemu-img is not run).
  */
-export async function snapshotOffline(spec: VmSpec, disks: readonly DiskSpec[], name: string, qemuImg = 'qemu-img'): Promise<SnapshotResult> {
+export async function snapshotOffline(
+  spec: VmSpec,
+  disks: readonly DiskSpec[],
+  name: string,
+  qemuImg = 'qemu-img',
+): Promise<SnapshotResult> {
   // qemu-img opens the chain an image's header names (a json: or nbd: name included): it may run
   // only on images whose chain sevsup has checked, as before a start.
   await readDiskChains(spec);
@@ -80,11 +93,16 @@ export async function snapshotOffline(spec: VmSpec, disks: readonly DiskSpec[], 
       await run(qemuImg, ['snapshot', '-c', name, disk.file], { timeout: QEMU_IMG_TIMEOUT_MS });
       done.push(disk);
     } catch (error: unknown) {
-      for (const taken of done) await run(qemuImg, ['snapshot', '-d', name, taken.file], { timeout: QEMU_IMG_TIMEOUT_MS }).catch(() => undefined);
-      throw new SupervisorError('SUP_ERR_SNAPSHOT_FAILED', `VM ${spec.name}: qemu-img could not snapshot disk${disk.index} (${disk.file}): ${toolError(error)}`, {
-        details: { vm: spec.name, disk: disk.file },
-        cause: error,
-      });
+      for (const taken of done)
+        await run(qemuImg, ['snapshot', '-d', name, taken.file], { timeout: QEMU_IMG_TIMEOUT_MS }).catch(() => undefined);
+      throw new SupervisorError(
+        'SUP_ERR_SNAPSHOT_FAILED',
+        `VM ${spec.name}: qemu-img could not snapshot disk${disk.index} (${disk.file}): ${toolError(error)}`,
+        {
+          details: { vm: spec.name, disk: disk.file },
+          cause: error,
+        },
+      );
     }
   }
   return { vm: spec.name, name, via: 'qemu-img', disks: disks.map((d) => d.file) };
@@ -107,9 +125,13 @@ export function offlineMoveHelp(vm: string): string {
 export function refuseMigrate(spec: VmSpec, active: boolean, target: string): void {
   if (active && spec.sev !== undefined) throw new SupervisorError('SUP_ERR_MIGRATE_SEV', undefined, { details: { vm: spec.name } });
   if (active) {
-    throw new SupervisorError('SUP_ERR_MIGRATE_RUNNING', `VM ${spec.name} is running: sevsup has no live migration; stop it first, then move it offline`, {
-      details: { vm: spec.name },
-    });
+    throw new SupervisorError(
+      'SUP_ERR_MIGRATE_RUNNING',
+      `VM ${spec.name} is running: sevsup has no live migration; stop it first, then move it offline`,
+      {
+        details: { vm: spec.name },
+      },
+    );
   }
   if (!isAbsolute(target)) {
     throw new SupervisorError('SUP_ERR_MIGRATE_TARGET', `cannot migrate VM ${spec.name} to '${target}': ${offlineMoveHelp(spec.name)}`, {
@@ -136,7 +158,10 @@ export function exportPlan(spec: VmSpec, chains: DiskChains): { disks: { disk: D
   const disks: { disk: DiskSpec; name: string }[] = [];
   for (const disk of spec.disks) {
     const chain = chains.get(disk.index) ?? [];
-    const names = [`disk${disk.index}-${basename(disk.file)}`, ...chain.map((l, k) => byPath.get(l.file) ?? `disk${disk.index}-backing${k + 1}-${basename(l.file)}`)];
+    const names = [
+      `disk${disk.index}-${basename(disk.file)}`,
+      ...chain.map((l, k) => byPath.get(l.file) ?? `disk${disk.index}-backing${k + 1}-${basename(l.file)}`),
+    ];
     disks.push({ disk, name: names[0]! });
     const layers = [{ file: disk.file, format: disk.format }, ...chain];
     for (let k = 0; k < layers.length; k++) {
@@ -177,7 +202,8 @@ export async function exportGuest(spec: VmSpec, targetDir: string, qemuImg = 'qe
   try {
     parent = openDirNoFollow(targetDir, { create: true, mode: 0o750 });
   } catch (error: unknown) {
-    if (error instanceof DirHandleError) throw fail(`${error.message}; give a target whose every component is a real directory (no symlinks)`, error);
+    if (error instanceof DirHandleError)
+      throw fail(`${error.message}; give a target whose every component is a real directory (no symlinks)`, error);
     throw fail(describeIoError(error), error);
   }
   let temp: string | null = null;
@@ -194,9 +220,13 @@ export async function exportGuest(spec: VmSpec, targetDir: string, qemuImg = 'qe
       for (const file of plan.files) {
         if (file.backing === null) continue;
         // -u: only the header changes; the copy below it is identical to the source's base.
-        await run(qemuImg, ['rebase', '-q', '-u', '-f', 'qcow2', '-b', file.backing.name, '-F', file.backing.format, work.pathForChild(file.name)], {
-          timeout: QEMU_IMG_TIMEOUT_MS,
-        });
+        await run(
+          qemuImg,
+          ['rebase', '-q', '-u', '-f', 'qcow2', '-b', file.backing.name, '-F', file.backing.format, work.pathForChild(file.name)],
+          {
+            timeout: QEMU_IMG_TIMEOUT_MS,
+          },
+        );
       }
       const exported: VmSpec = { ...spec, disks: plan.disks.map((d) => ({ ...d.disk, file: join(dest, d.name) })) };
       await writeFile(work.path(`${spec.name}${VM_CONFIG_SUFFIX}`), formatVmConfig(exported), { mode: 0o640, flag: 'wx' });

@@ -4,8 +4,8 @@
 // configs appear, removed ones are forgotten once stopped, changed ones apply at next start),
 // the per-guest exclusion of offline work against a start, and the event fan-out.
 // Must not: know the launch order or judge QEMU's answers (vm/lifecycle.ts), decide QMP commands
-// (proxy/), or apply the seed's snapshot/migration rules itself (guest-ops.ts).
-import { rename, stat } from 'node:fs/promises';
+// (proxy/), apply the seed's snapshot/migration rules itself (guest-ops.ts), or decide how a
+// guest left by a previous daemon is re-attached (reattach.ts; this file only schedules it).
 import { join } from 'node:path';
 import type { StreamEvent } from '../api/server.js';
 import type {
@@ -21,37 +21,34 @@ import type {
   VmListReply,
   VmStatus,
 } from '../api/types.js';
-import { formatVmConfig, parseVmConfig } from '../config/vm-config.js';
 import type { VmSpec } from '../config/vm-spec.js';
 import { SupervisorError, hasCode } from '../errors.js';
 import type { HostCaps } from '../host/host-caps.js';
 import type { Logger } from '../log.js';
-import { findQemuByCmdline } from '../process/adopt.js';
-import { prepareVmRunDir, vmRunPaths, type VmPaths } from '../process/run-dir.js';
-import { superviseGuest, type SupervisedGuest } from '../guest/supervised.js';
+import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
+import { superviseGuest } from '../guest/supervised.js';
+import { inBatches } from '../util/batches.js';
 import type { VmLifecycle } from '../vm/lifecycle.js';
 import type { LifecycleOptions } from '../vm/lifecycle-options.js';
 import type { LifecycleEventRecord } from '../vm/types.js';
 import type { MeasurementRecord, RecordPlatform } from '../vm/record.js';
 import { listRecords, readRecordFile, recordsDir } from '../vm/record-store.js';
-import { VM_STATE_SCHEMA, vmStateFilePath, type PersistedVmState } from '../vm/state-file.js';
+import { vmStateFilePath, type PersistedVmState } from '../vm/state-file.js';
 import { isTerminal, type VmState } from '../vm/state.js';
-import { readPidFile, removeStaleRunFiles, type UnreadableState } from './discover.js';
+import type { UnreadableState } from './discover.js';
+import { canonical, Guest, settled, type Unsupervised } from './guest-entry.js';
 import { exportGuest, refuseMigrate, refuseSnapshot, snapshotOffline, snapshotOnline } from './guest-ops.js';
+import { adoptPersisted, adoptUnreadable, QEMU_LOG_FILE, type ReattachContext } from './reattach.js';
 import type { VmConfigScan } from './vm-configs.js';
 
 /** Guests launched at once at daemon start: QEMU start-up is CPU-bound, and the host has few cores. */
 export const AUTOSTART_CONCURRENCY = 4;
 /** Re-attaching is a QMP handshake and two queries per guest: cheap, but not unbounded. */
 export const ATTACH_CONCURRENCY = 8;
-/** A guest's state once a start or attach has settled (or it ended). */
-const SETTLED: readonly VmState[] = ['held', 'running', 'paused', 'stopped', 'failed'];
 /** States in which the lifecycle has its own monitor session for a disk snapshot. */
 const ONLINE: readonly VmState[] = ['held', 'running', 'paused'];
 /** Record names as the store writes them (`2026-11-26T10-35-20.123Z`, `latest`). */
 const RECORD_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-/** QEMU's stderr (appended per launch) in the guest's run dir: it outlives a daemon restart. */
-export const QEMU_LOG_FILE = 'qemu.log';
 
 /** What the daemon runs guests with (config, platform and host caps, resolved once). */
 export interface GuestRegistryOptions {
@@ -76,50 +73,9 @@ export interface GuestRegistryOptions {
   /** @default 'qemu-img' from PATH */
   readonly qemuImg?: string;
   /** Timeouts passed to every lifecycle (tests shorten them). */
-  readonly lifecycle?: Partial<Pick<LifecycleOptions, 'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions' | 'refuseDebugPolicy'>>;
-}
-
-class Guest {
-  /** The current config; null for a re-attached guest whose config file is gone. */
-  spec: VmSpec | null;
-  /** Its config file was removed: forget the guest once it has stopped. */
-  removed = false;
-  lifecycle: VmLifecycle | null = null;
-  /** The current supervision (lifecycle and proxy), once one was made. */
-  supervised: SupervisedGuest | null = null;
-  /** Offline work or a launch being prepared; nothing else may start meanwhile. */
-  busy: 'starting' | 'snapshot' | 'migrate' | null = null;
-  /**
-   * A QEMU of this guest that sevsup does not supervise, left alone and shown as such: its monitor
-   * was unreachable on re-attach (`start` retries), or its state file is unreadable and nothing
-   * proves which process is its QEMU (`orphaned`).
-   */
-  unsupervised: Unsupervised | null = null;
-
-  constructor(
-    readonly name: string,
-    spec: VmSpec | null,
-  ) {
-    this.spec = spec;
-  }
-
-  /** A lifecycle that has (or may have) a QEMU. */
-  active(): VmLifecycle | null {
-    return this.lifecycle !== null && !isTerminal(this.lifecycle.state) ? this.lifecycle : null;
-  }
-
-  /** A QEMU may run for it, supervised or not: never launch another, never forget it. */
-  hasQemu(): boolean {
-    return this.active() !== null || this.unsupervised !== null;
-  }
-}
-
-interface Unsupervised {
-  readonly state: 'unreachable' | 'orphaned';
-  readonly pid: number | null;
-  readonly error: SupervisorError;
-  /** What re-attaching needs (unreachable only). */
-  readonly persisted: PersistedVmState | null;
+  readonly lifecycle?: Partial<
+    Pick<LifecycleOptions, 'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions' | 'refuseDebugPolicy'>
+  >;
 }
 
 export class GuestRegistry {
@@ -130,10 +86,21 @@ export class GuestRegistry {
   #problems: readonly ConfigProblem[] = [];
   /** Closed until re-attaching is done: a start then could launch a second QEMU for an adopted guest. */
   #open = false;
+  /** What reattach.ts works on: these guests, supervised and announced as every other. */
+  readonly #reattach: ReattachContext;
 
   constructor(options: GuestRegistryOptions) {
     this.#o = options;
     this.#log = options.logger.child({ component: 'guests' });
+    this.#reattach = {
+      runDir: options.runDir,
+      platform: options.platform,
+      log: this.#log,
+      guests: this.#guests,
+      supervise: (guest, spec, paths) => this.#lifecycle(guest, spec, paths),
+      withDefaults: (spec) => this.#withDefaults(spec),
+      daemonEvent: (event, vm) => this.#daemonEvent(event, vm),
+    };
   }
 
   // Section: reading (served from memory) ---------------------------------------------------------
@@ -214,7 +181,9 @@ export class GuestRegistry {
   /** Start every autostart guest that has no QEMU (daemon start), a few at a time. */
   async autostart(): Promise<void> {
     if (!this.#open) return;
-    const names = [...this.#guests.values()].filter((g) => g.spec?.autostart === true && g.lifecycle === null && !g.hasQemu()).map((g) => g.name);
+    const names = [...this.#guests.values()]
+      .filter((g) => g.spec?.autostart === true && g.lifecycle === null && !g.hasQemu())
+      .map((g) => g.name);
     await inBatches(names, AUTOSTART_CONCURRENCY, (name) =>
       this.start(name).then(
         () => undefined,
@@ -247,7 +216,7 @@ export class GuestRegistry {
       guest.unsupervised = null;
       guest.busy = 'starting';
       try {
-        await this.#adoptOne(left.persisted);
+        await adoptPersisted(this.#reattach, left.persisted);
       } finally {
         guest.busy = null;
       }
@@ -266,9 +235,13 @@ export class GuestRegistry {
     this.#requireIdle(guest, 'start');
     const spec = guest.spec;
     if (spec === null || guest.removed) {
-      throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `VM ${vm}'s config was removed; it is kept only until it stops and cannot be started`, {
-        details: { vm },
-      });
+      throw new SupervisorError(
+        'SUP_ERR_VM_NOT_FOUND',
+        `VM ${vm}'s config was removed; it is kept only until it stops and cannot be started`,
+        {
+          details: { vm },
+        },
+      );
     }
     guest.busy = 'starting';
     let lifecycle: VmLifecycle;
@@ -307,9 +280,13 @@ export class GuestRegistry {
     this.#refuseUnsupervised(guest, request.action);
     const lifecycle = guest.lifecycle;
     if (lifecycle === null) {
-      throw new SupervisorError('SUP_ERR_ATTEST_NOT_HELD', `VM ${vm} is defined, not held for attestation; ${request.action} applies only to a held guest`, {
-        details: { vm, state: 'defined', action: request.action },
-      });
+      throw new SupervisorError(
+        'SUP_ERR_ATTEST_NOT_HELD',
+        `VM ${vm} is defined, not held for attestation; ${request.action} applies only to a held guest`,
+        {
+          details: { vm, state: 'defined', action: request.action },
+        },
+      );
     }
     return lifecycle.attest(request);
   }
@@ -327,18 +304,26 @@ export class GuestRegistry {
     const disks = refuseSnapshot(spec, request.vmstate);
     if (lifecycle === null) return this.#offline(guest, 'snapshot', () => snapshotOffline(spec, disks, request.name, this.#o.qemuImg));
     if (!ONLINE.includes(lifecycle.state)) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${vm} is ${lifecycle.state}; a snapshot is taken while it is held, running, paused or stopped`, {
-        details: { vm, state: lifecycle.state },
-      });
+      throw new SupervisorError(
+        'SUP_ERR_VM_STATE',
+        `VM ${vm} is ${lifecycle.state}; a snapshot is taken while it is held, running, paused or stopped`,
+        {
+          details: { vm, state: lifecycle.state },
+        },
+      );
     }
     try {
       await snapshotOnline(lifecycle, disks, request.name);
     } catch (error: unknown) {
       if (!hasCode(error, 'SUP_ERR_QMP_EXECUTE')) throw error;
-      throw new SupervisorError('SUP_ERR_SNAPSHOT_FAILED', `VM ${vm}: QEMU refused the disk snapshot '${request.name}': ${String(error.details['desc'] ?? error.message)}`, {
-        details: { vm },
-        cause: error,
-      });
+      throw new SupervisorError(
+        'SUP_ERR_SNAPSHOT_FAILED',
+        `VM ${vm}: QEMU refused the disk snapshot '${request.name}': ${String(error.details['desc'] ?? error.message)}`,
+        {
+          details: { vm },
+          cause: error,
+        },
+      );
     }
     this.#log.info({ vm, snapshot: request.name, disks: disks.length }, 'disk snapshot taken');
     return { vm, name: request.name, via: 'qmp', disks: disks.map((d) => d.file) };
@@ -368,8 +353,8 @@ export class GuestRegistry {
    * is held, running, paused or known to be gone (then its stale sockets are removed).
    */
   async adopt(found: readonly PersistedVmState[], unreadable: readonly UnreadableState[] = []): Promise<void> {
-    await inBatches(found, ATTACH_CONCURRENCY, (persisted) => this.#adoptOne(persisted));
-    await inBatches(unreadable, ATTACH_CONCURRENCY, (bad) => this.#adoptUnreadable(bad));
+    await inBatches(found, ATTACH_CONCURRENCY, (persisted) => adoptPersisted(this.#reattach, persisted));
+    await inBatches(unreadable, ATTACH_CONCURRENCY, (bad) => adoptUnreadable(this.#reattach, bad));
   }
 
   /**
@@ -399,117 +384,6 @@ export class GuestRegistry {
   }
 
   // Section: internals ------------------------------------------------------------------------------
-
-  async #adoptOne(persisted: PersistedVmState): Promise<void> {
-    const known = this.#guests.get(persisted.vm);
-    let spec: VmSpec;
-    try {
-      spec = parseVmConfig(persisted.config, persisted.configSource);
-    } catch (error: unknown) {
-      this.#log.error({ vm: persisted.vm, pid: persisted.pid, err: error }, 'cannot read the launch config in the state file; guest not re-attached');
-      return;
-    }
-    const guest = known ?? new Guest(persisted.vm, null);
-    if (known === undefined) {
-      // Its config file is gone: supervise it until it stops, then forget it.
-      guest.removed = true;
-      this.#guests.set(persisted.vm, guest);
-    }
-    // QEMU's pid file must agree with the state file; either way attach() adopts only a process
-    // whose start time and command line match (a reused pid is never taken for the guest).
-    const pidFile = await readPidFile(this.#o.runDir, persisted.vm);
-    if (pidFile !== null && pidFile !== persisted.pid) {
-      this.#log.warn({ vm: persisted.vm, pidFile, pid: persisted.pid }, 'qemu.pid disagrees with state.json; checking the recorded process');
-    }
-    const lifecycle = this.#lifecycle(guest, spec, vmRunPaths(this.#o.runDir, persisted.vm));
-    void lifecycle.attach(persisted).catch(() => undefined);
-    await settled(lifecycle);
-    const error = lifecycle.status().error;
-    if (error !== null && error.code === 'SUP_ERR_VM_UNREACHABLE') {
-      // Its QEMU runs but could not be talked to: left alone, shown as unreachable.
-      guest.lifecycle = null;
-      guest.unsupervised = {
-        state: 'unreachable',
-        pid: persisted.pid,
-        error: new SupervisorError('SUP_ERR_VM_UNREACHABLE', error.message, { details: { vm: persisted.vm, pid: persisted.pid } }),
-        persisted,
-      };
-      this.#daemonEvent('unreachable', persisted.vm);
-      return;
-    }
-    if (isTerminal(lifecycle.state)) await removeStaleRunFiles(this.#o.runDir, persisted.vm);
-    this.#log.info({ vm: persisted.vm, was: persisted.state, state: lifecycle.state, pid: lifecycle.pid }, 're-attached after restart');
-  }
-
-  /**
-   * A state file that exists but cannot be used. Said loudly; then its QEMU is looked for by
-   * command line (only this VM's QEMU names its private monitor socket). Exactly one such process
-   * that started before sevsup last wrote the file, with a config to supervise it by, is adopted
-   * as a guest that ran (QEMU's `prelaunch` still fails it closed: a hold cannot be restored);
-   * anything less certain is shown as `orphaned`, with why, and left alone.
-   */
-  async #adoptUnreadable(bad: UnreadableState): Promise<void> {
-    const { vm, file, reason } = bad;
-    this.#log.error({ vm, file, reason }, `state file of VM ${vm} is unusable: ${reason}; looking for its QEMU by command line`);
-    const paths = vmRunPaths(this.#o.runDir, vm);
-    const written = await stat(file).then((s) => s.mtime, () => null);
-    const candidates = findQemuByCmdline(paths.monitorSocket);
-    const guest = this.#guests.get(vm) ?? new Guest(vm, null);
-    if (!this.#guests.has(vm)) {
-      guest.removed = true;
-      this.#guests.set(vm, guest);
-    }
-    const aside = `${file}.unreadable`;
-    if (candidates.length === 0) {
-      // Nothing runs for it: keep the bad file for inspection, out of the next daemon's way.
-      await rename(file, aside).catch(() => undefined);
-      await removeStaleRunFiles(this.#o.runDir, vm);
-      if (guest.spec === null) this.#guests.delete(vm);
-      this.#log.warn({ vm, file: aside }, 'no QEMU of this VM is running; the unusable state file was moved aside');
-      return;
-    }
-    const orphan = (why: string): void => {
-      const pid = candidates.length === 1 ? (candidates[0]?.pid ?? null) : null;
-      const error = new SupervisorError(
-        'SUP_ERR_VM_ORPHANED',
-        `VM ${vm}: its state file ${file} is unusable (${reason}), and ${why}; sevsup left it alone. ` +
-          `Stop that QEMU by hand (pids: ${candidates.map((c) => c.pid).join(', ')}), or fix the file and restart the daemon`,
-        { details: { vm, file, pids: candidates.map((c) => c.pid) } },
-      );
-      guest.unsupervised = { state: 'orphaned', pid, error, persisted: null };
-      this.#log.error({ vm, pids: candidates.map((c) => c.pid), why }, 'guest orphaned: its QEMU runs unsupervised');
-      this.#daemonEvent('orphaned', vm);
-    };
-    const [only] = candidates;
-    if (candidates.length > 1 || only === undefined) return orphan(`${candidates.length} processes name its monitor socket`);
-    if (written === null || only.startedAt.getTime() > written.getTime() + 1000) {
-      return orphan(`process ${only.pid} started after sevsup last wrote the file, so nothing proves it is the guest's QEMU`);
-    }
-    if (guest.spec === null || guest.removed) return orphan(`there is no config for it to be supervised by`);
-    const spec = this.#withDefaults(guest.spec);
-    await rename(file, aside).catch(() => undefined);
-    this.#log.warn({ vm, pid: only.pid, file: aside }, 'adopting the QEMU its command line and start time name, with the current config');
-    await this.#adoptOne({
-      schema: VM_STATE_SCHEMA,
-      vm,
-      // A guest that ran: QEMU's own status decides running or paused (prelaunch fails closed).
-      state: 'paused',
-      platform: this.#o.platform,
-      sev: spec.sev !== undefined,
-      pid: only.pid,
-      startTime: only.startTime,
-      monitorSocket: paths.monitorSocket,
-      stderrFile: join(paths.dir, QEMU_LOG_FILE),
-      record: null,
-      holdDeadline: null,
-      secretsInjected: 0,
-      ran: true,
-      config: canonical(spec),
-      configSource: spec.source,
-      error: null,
-      updatedAt: new Date().toISOString(),
-    });
-  }
 
   /** A supervised lifecycle for `guest` (superviseGuest), wired to the event stream and the metrics. */
   #lifecycle(guest: Guest, spec: VmSpec, paths: VmPaths): VmLifecycle {
@@ -571,13 +445,19 @@ export class GuestRegistry {
 
   #requireIdle(guest: Guest, what: string): void {
     if (guest.busy !== null) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${guest.name} is busy (${guest.busy} in progress); try ${what} again when it is done`, {
-        details: { vm: guest.name, busy: guest.busy },
-      });
+      throw new SupervisorError(
+        'SUP_ERR_VM_STATE',
+        `VM ${guest.name} is busy (${guest.busy} in progress); try ${what} again when it is done`,
+        {
+          details: { vm: guest.name, busy: guest.busy },
+        },
+      );
     }
     const active = guest.active();
     if (what === 'start' && active !== null) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${guest.name} is already ${active.state}`, { details: { vm: guest.name, state: active.state } });
+      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${guest.name} is already ${active.state}`, {
+        details: { vm: guest.name, state: active.state },
+      });
     }
   }
 
@@ -585,25 +465,31 @@ export class GuestRegistry {
   #refuseUnsupervised(guest: Guest, what: string): void {
     const left = guest.unsupervised;
     if (left === null) return;
-    throw new SupervisorError(left.error.code, `${what} refused: ${left.error.message}`, { details: { ...left.error.details, state: left.state } });
+    throw new SupervisorError(left.error.code, `${what} refused: ${left.error.message}`, {
+      details: { ...left.error.details, state: left.state },
+    });
   }
 
   /** The guest, for an operation that changes something. */
   #operate(vm: string): Guest {
     if (!this.#open) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', 'the daemon is re-attaching its guests (or shutting down); try again in a moment', { details: { vm } });
+      throw new SupervisorError('SUP_ERR_VM_STATE', 'the daemon is re-attaching its guests (or shutting down); try again in a moment', {
+        details: { vm },
+      });
     }
     return this.#require(vm);
   }
 
   #require(vm: string): Guest {
     const guest = this.#guests.get(vm);
-    if (guest === undefined) throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `no VM named ${JSON.stringify(vm)} is known to the daemon`, { details: { vm } });
+    if (guest === undefined)
+      throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `no VM named ${JSON.stringify(vm)} is known to the daemon`, { details: { vm } });
     return guest;
   }
 
   #requireSpec(guest: Guest): VmSpec {
-    if (guest.spec === null) throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `VM ${guest.name} has no config any more`, { details: { vm: guest.name } });
+    if (guest.spec === null)
+      throw new SupervisorError('SUP_ERR_VM_NOT_FOUND', `VM ${guest.name} has no config any more`, { details: { vm: guest.name } });
     return guest.spec;
   }
 
@@ -656,45 +542,5 @@ export class GuestRegistry {
   #daemonEvent(event: 'config-added' | 'config-changed' | 'config-removed' | 'forgotten' | 'unreachable' | 'orphaned', vm: string): void {
     this.#log.info({ vm, event }, event);
     this.#publish({ event, vm, time: new Date().toISOString() });
-  }
-}
-
-/** Resolves once the lifecycle is held, running or paused, or has ended. */
-export function settled(lifecycle: VmLifecycle): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): boolean => SETTLED.includes(lifecycle.state);
-    if (done()) {
-      resolve();
-      return;
-    }
-    const unsubscribe = lifecycle.onEvent(() => {
-      if (!done()) return;
-      unsubscribe();
-      resolve();
-    });
-    void lifecycle.finished.then(() => {
-      unsubscribe();
-      resolve();
-    });
-  });
-}
-
-/** Run `work` over `items`, at most `limit` at a time. */
-async function inBatches<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const runner = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++];
-      if (item !== undefined) await work(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, runner));
-}
-
-function canonical(spec: VmSpec): string {
-  try {
-    return formatVmConfig(spec);
-  } catch {
-    return JSON.stringify(spec);
   }
 }

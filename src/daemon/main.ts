@@ -47,9 +47,16 @@ export interface DaemonRunOptions {
  *   any guest is touched.
  */
 export async function runDaemon(options: DaemonRunOptions = {}): Promise<number> {
-  const config = await loadDaemonConfig({ ...(options.configFile === undefined ? {} : { file: options.configFile }), flags: options.flags ?? {} });
+  const config = await loadDaemonConfig({
+    ...(options.configFile === undefined ? {} : { file: options.configFile }),
+    flags: options.flags ?? {},
+  });
   const sim = config.platform === 'sim';
-  const logger = createDaemonLogger({ level: config.logLevel, format: config.logFormat, base: { platform: sim ? 'simulated' : 'hardware' } });
+  const logger = createDaemonLogger({
+    level: config.logLevel,
+    format: config.logFormat,
+    base: { platform: sim ? 'simulated' : 'hardware' },
+  });
   const notifier = createNotifier();
   const metrics = createMetrics();
   process.on('uncaughtException', (error) => crash(logger, error));
@@ -111,7 +118,16 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
     const { vms, configErrors } = registry.list();
     return `${vms.length} guests, ${configErrors.length} bad configs`;
   };
-  logger.info({ socket: config.socket, vmDir: config.vmDir, runDir: config.runDir, onShutdown: config.onShutdown, metrics: metricsListener?.port ?? null }, 'sevsup daemon ready');
+  logger.info(
+    {
+      socket: config.socket,
+      vmDir: config.vmDir,
+      runDir: config.runDir,
+      onShutdown: config.onShutdown,
+      metrics: metricsListener?.port ?? null,
+    },
+    'sevsup daemon ready',
+  );
   await notifier.ready(summary());
   const watchdogMs = notifier.watchdogIntervalMs();
   const watchdog = watchdogMs === null ? null : setInterval(() => void notifier.watchdog(), watchdogMs);
@@ -195,15 +211,22 @@ async function removeStaleSocket(path: string): Promise<void> {
 }
 
 function daemonRunning(socketPath: string, cause?: unknown): SupervisorError {
-  return new SupervisorError('SUP_ERR_DAEMON_RUNNING', `another sevsup daemon is serving ${socketPath}; stop it first (two daemons must never supervise the same guests)`, {
-    details: { socketPath },
-    ...(cause === undefined ? {} : { cause }),
-  });
+  return new SupervisorError(
+    'SUP_ERR_DAEMON_RUNNING',
+    `another sevsup daemon is serving ${socketPath}; stop it first (two daemons must never supervise the same guests)`,
+    {
+      details: { socketPath },
+      ...(cause === undefined ? {} : { cause }),
+    },
+  );
 }
 
 /** Guests are detached: crashing leaves them running, and the next daemon re-attaches them. */
 function crash(logger: Logger, error: unknown): never {
-  logger.fatal({ err: isSupervisorError(error) || error instanceof Error ? error : String(error) }, 'daemon crashed; guests keep running and are re-attached at the next start');
+  logger.fatal(
+    { err: isSupervisorError(error) || error instanceof Error ? error : String(error) },
+    'daemon crashed; guests keep running and are re-attached at the next start',
+  );
   logger.flush();
   process.exit(EXIT_CRASH);
 }

@@ -72,7 +72,12 @@ export function createMetrics(options: MetricsOptions = {}): DaemonMetrics {
     },
   });
 
-  const launches = new Counter({ name: `${METRIC_PREFIX}launches_total`, help: 'Guest launches, by outcome', labelNames: ['outcome'], registers: [registry] });
+  const launches = new Counter({
+    name: `${METRIC_PREFIX}launches_total`,
+    help: 'Guest launches, by outcome',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
   const checks = new Counter({
     name: `${METRIC_PREFIX}failed_checks_total`,
     help: 'Launches stopped by a failed fail-closed check, by error code',

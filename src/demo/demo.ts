@@ -94,8 +94,11 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   }
   if (failure !== undefined) {
     const where = `demo step ${say.current}/${STEPS} failed`;
-    if (isSupervisorError(failure)) throw new SupervisorError(failure.code, `${where}: ${failure.message}`, { details: failure.details, cause: failure });
-    throw new SupervisorError('SUP_ERR_INTERNAL', `${where}: ${failure instanceof Error ? failure.message : String(failure)}`, { cause: failure });
+    if (isSupervisorError(failure))
+      throw new SupervisorError(failure.code, `${where}: ${failure.message}`, { details: failure.details, cause: failure });
+    throw new SupervisorError('SUP_ERR_INTERNAL', `${where}: ${failure instanceof Error ? failure.message : String(failure)}`, {
+      cause: failure,
+    });
   }
 }
 
@@ -180,14 +183,19 @@ async function demo(ctx: Ctx): Promise<void> {
   );
   if (supervisor.config !== null) {
     say.line(`${supervisor.config.path}:`);
-    say.output(supervisor.config.text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).join('\n'));
+    say.output(
+      supervisor.config.text
+        .split('\n')
+        .filter((l) => l !== '' && !l.startsWith('#'))
+        .join('\n'),
+    );
   }
   say.command(supervisor.shown);
   say.say(
     'sevsup starts QEMU with -S, so the guest has not executed a single instruction. Over QMP it checks that SEV is ' +
       'enabled with exactly the policy the config asks for (0xb: no debugging, no key sharing, never to be sent ' +
       'elsewhere) and that the launch is still open for a secret, asks the platform for the launch measurement, and ' +
-      "writes the measurement record to disk before anything could resume the guest. Any failed check stops QEMU.",
+      'writes the measurement record to disk before anything could resume the guest. Any failed check stops QEMU.',
   );
   const held = await waitForState(supervisor, 'held', HELD_TIMEOUT_MS, ctx.signal);
   say.line(`${VM}: state ${held.state} (paused, measured, waiting for its owner until ${held.holdDeadline ?? '?'})`);
@@ -217,8 +225,8 @@ async function demo(ctx: Ctx): Promise<void> {
   // 4 -------------------------------------------------------------------------------------------
   say.step('The owner verifies the measurement off-host');
   say.say(
-    "The owner recomputes the launch digest from their own copies of the firmware, kernel, initrd and command line, " +
-      'and checks the HMAC with their TIK. Here an independent tool does it: libvirt\'s virt-qemu-sev-validate, ' +
+    'The owner recomputes the launch digest from their own copies of the firmware, kernel, initrd and command line, ' +
+      "and checks the HMAC with their TIK. Here an independent tool does it: libvirt's virt-qemu-sev-validate, " +
       "offline, with the record's validateArgs (the host-reported values and the launch inputs; a real owner passes " +
       'their own files) plus the TIK and TEK.',
   );
@@ -246,7 +254,12 @@ async function demo(ctx: Ctx): Promise<void> {
   );
   const { mac } = decodeReportedMeasurement(record.measurement);
   const [tik, tek] = await Promise.all([readFile(paths.tik), readFile(paths.tek)]);
-  const packet = buildLaunchSecret({ tik, tek, measurementMac: mac, secrets: [{ guid: SECRET_ALIASES['luks-key'], data: Buffer.from(DEMO_SECRET) }] });
+  const packet = buildLaunchSecret({
+    tik,
+    tek,
+    measurementMac: mac,
+    secrets: [{ guid: SECRET_ALIASES['luks-key'], data: Buffer.from(DEMO_SECRET) }],
+  });
   const headerFile = join(paths.ownerDir, 'secret-header.b64');
   const payloadFile = join(paths.ownerDir, 'secret-payload.b64');
   await writeFile(headerFile, packet.header.toString('base64'), { mode: 0o600 });
@@ -272,16 +285,21 @@ async function demo(ctx: Ctx): Promise<void> {
   say.say(
     "Clients never get QEMU's own monitor; they get sevsup's QMP proxy, which parses every command and refuses what would " +
       "carry guest memory or state out of the host's control. A migration stream or a memory dump would do just that " +
-      '(with plain SEV the vCPU registers are not even encrypted), and the policy\'s NOSEND bit says this guest is never ' +
+      "(with plain SEV the vCPU registers are not even encrypted), and the policy's NOSEND bit says this guest is never " +
       'to be sent elsewhere. QEMU blocks migration of an SEV guest only after its first `cont`, and never blocks dumps, so ' +
       'the proxy is the line of defence. A refused command never reaches QEMU.',
   );
   const attempts: [string, string][] = [
     ['migrate', JSON.stringify({ execute: 'migrate', arguments: { uri: 'tcp:192.0.2.1:4444' } })],
-    ['dump-guest-memory', JSON.stringify({ execute: 'dump-guest-memory', arguments: { paging: false, protocol: `file:${join(paths.work, 'guest.dump')}` } })],
+    [
+      'dump-guest-memory',
+      JSON.stringify({ execute: 'dump-guest-memory', arguments: { paging: false, protocol: `file:${join(paths.work, 'guest.dump')}` } }),
+    ],
   ];
   // Both at once: the demo guest powers itself off a few seconds after it starts.
-  const results = await Promise.all(attempts.map(([, json]) => command(ctx, process.execPath, [SEVSUP, 'qmp', VM, ...supervisor.qmpTarget, json])));
+  const results = await Promise.all(
+    attempts.map(([, json]) => command(ctx, process.execPath, [SEVSUP, 'qmp', VM, ...supervisor.qmpTarget, json])),
+  );
   for (const [i, [name, json]] of attempts.entries()) {
     const result = results[i] as Completed;
     say.command(['sevsup', 'qmp', VM, ...supervisor.qmpTarget, json]);
@@ -291,7 +309,10 @@ async function demo(ctx: Ctx): Promise<void> {
     } else if (result.code === 0) {
       throw new SupervisorError('SUP_ERR_INTERNAL', `${name} was NOT refused by the QMP proxy`);
     } else {
-      throw new SupervisorError('SUP_ERR_API_UNREACHABLE', `sevsup qmp ${name} failed (exit ${result.code ?? result.signal ?? '?'}): ${result.stderr.trim()}`);
+      throw new SupervisorError(
+        'SUP_ERR_API_UNREACHABLE',
+        `sevsup qmp ${name} failed (exit ${result.code ?? result.signal ?? '?'}): ${result.stderr.trim()}`,
+      );
     }
   }
   if (supervisor.daemonTarget !== null) {
@@ -323,7 +344,10 @@ async function demo(ctx: Ctx): Promise<void> {
   );
   if (serial === undefined) {
     if (ctx.signal.aborted) throw new SupervisorError('SUP_ERR_USAGE', 'interrupted');
-    throw new SupervisorError('SUP_ERR_LAUNCH_TIMEOUT', `the guest did not print "${POWEROFF}" within ${GUEST_RUN_TIMEOUT_MS / 1000} s (see ${serialLog})`);
+    throw new SupervisorError(
+      'SUP_ERR_LAUNCH_TIMEOUT',
+      `the guest did not print "${POWEROFF}" within ${GUEST_RUN_TIMEOUT_MS / 1000} s (see ${serialLog})`,
+    );
   }
   say.output(
     serial
@@ -340,19 +364,27 @@ async function demo(ctx: Ctx): Promise<void> {
   if (supervisor.process.running) {
     say.say('The daemon is told to stop (SIGTERM, as `systemctl stop sevsup` does); it closes its sockets and exits.');
     const exit = await supervisor.shutdown();
-    if (exit.code !== 0) throw new SupervisorError('SUP_ERR_INTERNAL', `the supervisor exited with ${exit.signal ?? `code ${exit.code ?? '?'}`}:\n${supervisor.process.stderr.trim()}`);
+    if (exit.code !== 0)
+      throw new SupervisorError(
+        'SUP_ERR_INTERNAL',
+        `the supervisor exited with ${exit.signal ?? `code ${exit.code ?? '?'}`}:\n${supervisor.process.stderr.trim()}`,
+      );
     say.line(`sevsup ${supervisor.kind} exited (code 0)`);
   } else {
     say.line(`sevsup ${supervisor.kind} exited by itself (code 0) once its guest had powered off`);
   }
   const left = await sweepProcesses(paths.work);
-  if (left.length > 0) throw new SupervisorError('SUP_ERR_INTERNAL', `processes were left running and had to be killed: ${left.map((p) => p.cmdline.slice(0, 80)).join('; ')}`);
+  if (left.length > 0)
+    throw new SupervisorError(
+      'SUP_ERR_INTERNAL',
+      `processes were left running and had to be killed: ${left.map((p) => p.cmdline.slice(0, 80)).join('; ')}`,
+    );
   say.line('no QEMU, simulator or supervisor process is left');
   say.raw(
     [
       '',
       'Done. On the SIMULATED platform, sevsup launched demo-sev paused, checked its SEV policy, captured the',
-      "measurement and held the guest; its owner verified the measurement (virt-qemu-sev-validate: valid) and",
+      'measurement and held the guest; its owner verified the measurement (virt-qemu-sev-validate: valid) and',
       'injected a secret the host never saw in the clear; the guest ran on approval, and migrate and',
       'dump-guest-memory were refused.',
       '',
@@ -362,7 +394,7 @@ async function demo(ctx: Ctx): Promise<void> {
 
 /** Exit codes of virt-qemu-sev-validate (libvirt's tools/virt-qemu-sev-validate). */
 const VALIDATOR_VERDICTS: Readonly<Record<number, string>> = {
-  0: 'valid (exit 0): the measurement matches the owner\'s inputs and TIK',
+  0: "valid (exit 0): the measurement matches the owner's inputs and TIK",
   1: 'INVALID (exit 1): the measurement does not match; the guest is not trustworthy',
   2: 'unsupported usage (exit 2)',
   3: 'insecure usage (exit 3)',
@@ -420,7 +452,15 @@ function narrowRecord(value: unknown): DemoRecord {
   const apiMajor = num('apiMajor');
   const apiMinor = num('apiMinor');
   const buildId = num('buildId');
-  if (measurement === null || policy === null || apiMajor === null || apiMinor === null || buildId === null || !Array.isArray(validateArgs) || !validateArgs.every((a) => typeof a === 'string')) {
+  if (
+    measurement === null ||
+    policy === null ||
+    apiMajor === null ||
+    apiMinor === null ||
+    buildId === null ||
+    !Array.isArray(validateArgs) ||
+    !validateArgs.every((a) => typeof a === 'string')
+  ) {
     throw new SupervisorError('SUP_ERR_INTERNAL', 'the control API returned something that is not a measurement record');
   }
   const launch = isRecord(r['launch']) ? r['launch'] : {};
@@ -460,7 +500,10 @@ async function sevsupStep(ctx: Ctx, args: readonly string[]): Promise<void> {
   if (result.code !== 0) {
     // Keep the command's own error code (printed as "[SUP_ERR_…]"), so the demo exits as it did.
     const code = /\[(SUP_ERR_[A-Z_]+)\]\s*$/.exec(result.stderr)?.[1];
-    throw new SupervisorError(isErrorCode(code) ? code : 'SUP_ERR_INTERNAL', `\`sevsup ${args[0] ?? ''}\` failed (exit ${result.code ?? result.signal ?? '?'}): ${result.stderr.trim()}`);
+    throw new SupervisorError(
+      isErrorCode(code) ? code : 'SUP_ERR_INTERNAL',
+      `\`sevsup ${args[0] ?? ''}\` failed (exit ${result.code ?? result.signal ?? '?'}): ${result.stderr.trim()}`,
+    );
   }
 }
 
@@ -485,7 +528,9 @@ function getMetrics(socketPath: string): Promise<string> {
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
       res.on('end', () =>
-        res.statusCode === 200 ? resolve(body) : reject(new SupervisorError('SUP_ERR_API_UNREACHABLE', `GET /metrics answered HTTP ${res.statusCode ?? '?'}`)),
+        res.statusCode === 200
+          ? resolve(body)
+          : reject(new SupervisorError('SUP_ERR_API_UNREACHABLE', `GET /metrics answered HTTP ${res.statusCode ?? '?'}`)),
       );
     });
     req.on('timeout', () => req.destroy(new SupervisorError('SUP_ERR_API_UNREACHABLE', 'GET /metrics timed out')));

@@ -22,7 +22,11 @@ const MAX_CAPTURE_CHARS = 1024 * 1024;
  * Run `cmd args` to completion; resolves with its exit and output, never rejects for a non-zero
  * exit. Aborting `signal` sends SIGTERM (the promise still resolves when the process is gone).
  */
-export function runToCompletion(cmd: string, args: readonly string[], options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Completed> {
+export function runToCompletion(
+  cmd: string,
+  args: readonly string[],
+  options: { signal?: AbortSignal; timeoutMs?: number } = {},
+): Promise<Completed> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -169,7 +173,10 @@ function startTimeOf(started: Map<number, number | undefined>, pid: number): { s
 }
 
 /** Poll `check` every `intervalMs` until it returns a value (not undefined), or time runs out. */
-export async function pollUntil<T>(check: () => Promise<T | undefined> | T | undefined, o: { timeoutMs: number; intervalMs?: number; signal?: AbortSignal }): Promise<T | undefined> {
+export async function pollUntil<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  o: { timeoutMs: number; intervalMs?: number; signal?: AbortSignal },
+): Promise<T | undefined> {
   const deadline = Date.now() + o.timeoutMs;
   for (;;) {
     const value = await check();

@@ -90,7 +90,11 @@ export function startRunSupervisor(o: SupervisorSpawn): DemoSupervisor {
     // `sevsup run` exits once its guest is gone.
     guestStopped: async (timeoutMs, signal) => {
       const exited = await withinTime(child.exited, timeoutMs, signal);
-      if (exited === null) throw new SupervisorError('SUP_ERR_LAUNCH_TIMEOUT', `sevsup run did not exit within ${timeoutMs / 1000} s after the guest powered off`);
+      if (exited === null)
+        throw new SupervisorError(
+          'SUP_ERR_LAUNCH_TIMEOUT',
+          `sevsup run did not exit within ${timeoutMs / 1000} s after the guest powered off`,
+        );
       if (exited.code !== 0) throw supervisorExit('sevsup run', exited, child.stderr);
     },
     shutdown: async () => {
@@ -142,7 +146,8 @@ export async function startDaemonSupervisor(o: SupervisorSpawn): Promise<DemoSup
         },
         { timeoutMs, intervalMs: POLL_MS, signal },
       );
-      if (stopped === undefined) throw new SupervisorError('SUP_ERR_LAUNCH_TIMEOUT', `the daemon did not report the guest stopped within ${timeoutMs / 1000} s`);
+      if (stopped === undefined)
+        throw new SupervisorError('SUP_ERR_LAUNCH_TIMEOUT', `the daemon did not report the guest stopped within ${timeoutMs / 1000} s`);
       if (stopped.state === 'failed') throw guestFailed(stopped);
     },
     shutdown: async () => {
@@ -159,7 +164,8 @@ function controlApi(socketPath: string, vm: string): { status(): Promise<VmStatu
       try {
         return (await callControl({ socketPath, method: 'GET', path, timeoutMs: 5_000 })) as VmStatus;
       } catch (error: unknown) {
-        if (error instanceof SupervisorError && (error.code === 'SUP_ERR_API_UNREACHABLE' || error.code === 'SUP_ERR_VM_NOT_FOUND')) return null;
+        if (error instanceof SupervisorError && (error.code === 'SUP_ERR_API_UNREACHABLE' || error.code === 'SUP_ERR_VM_NOT_FOUND'))
+          return null;
         throw error;
       }
     },

@@ -102,7 +102,6 @@ function sameKey(value: unknown, key: CacheKey): boolean {
   );
 }
 
-
 async function readBootId(root: string): Promise<string | null> {
   try {
     return (await readFile(join(root, 'proc/sys/kernel/random/boot_id'), 'utf8')).trim();

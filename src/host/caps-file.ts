@@ -41,7 +41,15 @@ export function parseCapsFile(text: string, file: string): HostCaps {
   const section = value['amd-sev'];
   if (section === undefined) {
     const feature = unsupported(`${file} has no "amd-sev" section (it was written on a host without an AMD CPU)`, file);
-    return { sev: feature, sevEs: feature, sevSnp: feature, cbitpos: null, cbitposSource: file, reducedPhysBits: null, reducedPhysBitsSource: file };
+    return {
+      sev: feature,
+      sevEs: feature,
+      sevSnp: feature,
+      cbitpos: null,
+      cbitposSource: file,
+      reducedPhysBits: null,
+      reducedPhysBitsSource: file,
+    };
   }
   if (!isRecord(section)) throw capsFileError(file, 'amd-sev', 'must be an object');
 
@@ -156,4 +164,3 @@ function capsFileError(file: string, key: string | null, problem: string, cause?
     { details: { file, key }, ...(cause === undefined ? {} : { cause }) },
   );
 }
-

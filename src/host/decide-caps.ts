@@ -53,17 +53,11 @@ export function decideHostCaps(facts: HostFacts, qemu: QemuSevProbe | null): Hos
   const sevEs = sev.supported ? judge(facts, 'sevEs', null) : sev;
   const sevSnp = sev.supported ? judge(facts, 'sevSnp', null) : sev;
   const leaf = isAmd(facts) === false ? null : (facts.cpuid?.memoryEncryption ?? null);
-  const cbitpos: [number | null, CapSource] = qemu?.ok === true
-    ? [qemu.cbitpos, SOURCE.qemu]
-    : leaf !== null
-      ? [leaf.ebx & 0x3f, SOURCE.cpuid]
-      : [null, SOURCE.none];
+  const cbitpos: [number | null, CapSource] =
+    qemu?.ok === true ? [qemu.cbitpos, SOURCE.qemu] : leaf !== null ? [leaf.ebx & 0x3f, SOURCE.cpuid] : [null, SOURCE.none];
   // QEMU 7.2 hard-codes reduced-phys-bits 1 in its answer; CPUID has the real value.
-  const reduced: [number | null, CapSource] = leaf !== null
-    ? [(leaf.ebx >>> 6) & 0x3f, SOURCE.cpuid]
-    : qemu?.ok === true
-      ? [qemu.reducedPhysBits, SOURCE.qemu]
-      : [null, SOURCE.none];
+  const reduced: [number | null, CapSource] =
+    leaf !== null ? [(leaf.ebx >>> 6) & 0x3f, SOURCE.cpuid] : qemu?.ok === true ? [qemu.reducedPhysBits, SOURCE.qemu] : [null, SOURCE.none];
   return {
     sev,
     sevEs,
@@ -126,7 +120,11 @@ function cheapChecks(facts: HostFacts, feature: Feature): Verdict[] {
         source: SOURCE.cpuid,
       });
     } else {
-      checks.push({ ok: (leaf.eax & (1 << bit)) !== 0, because: `CPUID 0x8000001f EAX bit ${bit} (${name}) is clear`, source: SOURCE.cpuid });
+      checks.push({
+        ok: (leaf.eax & (1 << bit)) !== 0,
+        because: `CPUID 0x8000001f EAX bit ${bit} (${name}) is clear`,
+        source: SOURCE.cpuid,
+      });
     }
   }
   if (facts.cpuinfo !== null) {
@@ -148,7 +146,11 @@ function kvmCheck(facts: HostFacts, feature: Feature): Verdict {
   if (value === null) {
     // SNP reached upstream KVM in Linux 6.11: an older host kernel is the usual reason here.
     const kernel = feature === 'sevSnp' ? '; SEV-SNP guests need a host kernel of Linux 6.11 or newer' : '';
-    return { ok: false, because: `kvm_amd has no ${param} parameter (a kernel without ${name} support in KVM${kernel})`, source: SOURCE.kvmAmd };
+    return {
+      ok: false,
+      because: `kvm_amd has no ${param} parameter (a kernel without ${name} support in KVM${kernel})`,
+      source: SOURCE.kvmAmd,
+    };
   }
   return {
     ok: value.enabled,
@@ -160,6 +162,7 @@ function kvmCheck(facts: HostFacts, feature: Feature): Verdict {
 function devSevCheck(facts: HostFacts): Verdict {
   const dev = facts.devSev;
   if (!dev.present) return { ok: false, because: '/dev/sev does not exist (the ccp driver has no SEV firmware)', source: SOURCE.devSev };
-  if (!dev.accessible) return { ok: false, because: `/dev/sev is not readable and writable by this user (${dev.error})`, source: SOURCE.devSev };
+  if (!dev.accessible)
+    return { ok: false, because: `/dev/sev is not readable and writable by this user (${dev.error})`, source: SOURCE.devSev };
   return { ok: true, because: '/dev/sev is usable', source: SOURCE.devSev };
 }

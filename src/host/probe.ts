@@ -47,10 +47,12 @@ export async function probeHostReport(options: ProbeOptions = {}): Promise<Probe
       ...(options.qemu === undefined ? {} : { qemu: options.qemu }),
       ...(options.qemuTimeoutMs === undefined ? {} : { timeoutMs: options.qemuTimeoutMs }),
       ...(options.logger === undefined ? {} : { logger: options.logger }),
-    }).catch((error: unknown): QemuSevProbe => ({
-      ok: false,
-      reason: `the QEMU probe failed: ${error instanceof Error ? error.message : String(error)}`,
-    }));
+    }).catch(
+      (error: unknown): QemuSevProbe => ({
+        ok: false,
+        reason: `the QEMU probe failed: ${error instanceof Error ? error.message : String(error)}`,
+      }),
+    );
   }
   const caps = decideHostCaps(facts, qemu);
   options.logger?.info({ sev: caps.sev.supported, reason: caps.sev.reason, askedQemu: askQemu }, 'host probed');

@@ -33,13 +33,18 @@ export interface QemuProbeOptions {
 /** The probe's command line (without the binary): no guest, no devices, paused, KVM. */
 export function qemuProbeArgv(socketPath: string): string[] {
   return [
-    '-machine', 'none',
-    '-accel', 'kvm',
+    '-machine',
+    'none',
+    '-accel',
+    'kvm',
     '-nodefaults',
-    '-display', 'none',
+    '-display',
+    'none',
     '-S',
-    '-chardev', `socket,id=m,path=${socketPath},server=on,wait=off`,
-    '-mon', 'chardev=m,mode=control',
+    '-chardev',
+    `socket,id=m,path=${socketPath},server=on,wait=off`,
+    '-mon',
+    'chardev=m,mode=control',
   ];
 }
 
@@ -66,7 +71,13 @@ export async function probeQemuSevCapabilities(options: QemuProbeOptions = {}): 
       // Only a backstop: QMP's own connect timeout below should speak first, with the better message.
       readyTimeoutMs: timeoutMs + READY_BACKSTOP_MS,
       ready: async (started) => {
-        client = await QmpClient.connect({ path, connectTimeoutMs: timeoutMs, isAlive: () => started.isAlive(), exited: started.exited, logger });
+        client = await QmpClient.connect({
+          path,
+          connectTimeoutMs: timeoutMs,
+          isAlive: () => started.isAlive(),
+          exited: started.exited,
+          logger,
+        });
       },
     });
     if (client === undefined) return { ok: false, reason: 'QEMU started but its QMP monitor did not answer' };

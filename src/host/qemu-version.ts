@@ -59,9 +59,10 @@ export async function readQemuVersion(binary: string): Promise<{ path: string; v
 /** Why this QEMU cannot run an SEV-SNP guest (what was found, what to install), or null when it can. */
 export function qemuSnpProblem(binary: string, version: QemuVersion | null): string | null {
   const install =
-    'install QEMU 9.1 or newer (Debian 13 trixie\'s qemu-system-x86 has 10.0) and name it with the VM config\'s ' +
+    "install QEMU 9.1 or newer (Debian 13 trixie's qemu-system-x86 has 10.0) and name it with the VM config's " +
     "'qemu:' key or the daemon's 'qemu:' key";
-  if (version === null) return `cannot tell the version of QEMU ${binary} (\`${binary} -version\` failed); SEV-SNP needs QEMU >= 9.1: ${install}`;
+  if (version === null)
+    return `cannot tell the version of QEMU ${binary} (\`${binary} -version\` failed); SEV-SNP needs QEMU >= 9.1: ${install}`;
   const { major, minor } = QEMU_SNP_MIN;
   if (version.major > major || (version.major === major && version.minor >= minor)) return null;
   return `SEV-SNP needs QEMU >= ${major}.${minor} (the sev-snp-guest object), but ${binary} is QEMU ${version.text}; ${install}`;
@@ -86,7 +87,10 @@ export async function requireQemuForSnp(binary: string): Promise<QemuVersion> {
 export async function findExecutable(name: string): Promise<string | null> {
   const candidates = name.includes('/')
     ? [resolve(name)]
-    : (process.env['PATH'] ?? '').split(delimiter).filter((dir) => isAbsolute(dir)).map((dir) => join(dir, name));
+    : (process.env['PATH'] ?? '')
+        .split(delimiter)
+        .filter((dir) => isAbsolute(dir))
+        .map((dir) => join(dir, name));
   for (const candidate of candidates) {
     try {
       const info = await stat(candidate);

@@ -83,5 +83,13 @@ export async function resolveHostCaps(options: ResolveOptions = {}): Promise<Hos
 
 function nothingKnown(because: string): HostCaps {
   const feature: FeatureSupport = { supported: false, reason: `not supported, because ${because}`, source: 'default' };
-  return { sev: feature, sevEs: feature, sevSnp: feature, cbitpos: null, cbitposSource: 'default', reducedPhysBits: null, reducedPhysBitsSource: 'default' };
+  return {
+    sev: feature,
+    sevEs: feature,
+    sevSnp: feature,
+    cbitpos: null,
+    cbitposSource: 'default',
+    reducedPhysBits: null,
+    reducedPhysBitsSource: 'default',
+  };
 }

@@ -166,33 +166,21 @@ const ROWS: readonly Row[] = [
     'character devices carry only bytes a guest device sends; the paths that would make one a memory channel (gdbserver, vhost-user) are refused on their own',
     'chardev-remove chardev-send-break ringbuf-read ringbuf-write',
   ),
-  allowed(
-    'network',
-    'network back-ends and links (vhost-user and vhost-vdpa back-ends are refused)',
-    'netdev_del set_link announce-self',
-  ),
+  allowed('network', 'network back-ends and links (vhost-user and vhost-vdpa back-ends are refused)', 'netdev_del set_link announce-self'),
   allowed(
     'display',
     'remote display access and passwords (add_client only for vnc and spice)',
     'add_client change-vnc-password display-reload display-update expire_password set_password',
   ),
   allowed('input', 'keyboard and pointer input', 'input-send-event send-key'),
-  allowed(
-    'object',
-    'QOM objects (memory back-ends and vhost-user objects are refused)',
-    'object-del qom-set',
-  ),
+  allowed('object', 'QOM objects (memory back-ends and vhost-user objects are refused)', 'object-del qom-set'),
   allowed(
     'tuning',
     'resource tuning; dirty-rate tools report rates, never page contents',
     `balloon calc-dirty-rate cancel-vcpu-dirty-limit set-vcpu-dirty-limit set-numa-node
      rtc-reset-reinjection`,
   ),
-  allowed(
-    'diagnostic',
-    'diagnostics that read no guest memory',
-    'inject-nmi replay-break replay-delete-break yank',
-  ),
+  allowed('diagnostic', 'diagnostics that read no guest memory', 'inject-nmi replay-break replay-delete-break yank'),
   allowed('hmp', 'human monitor: only the read-only `info` sub-commands sevsup lists pass', 'human-monitor-command'),
 
   refused(
@@ -218,11 +206,7 @@ const ROWS: readonly Row[] = [
     'saves or restores device state outside the attested launch',
     'xen-save-devices-state xen-load-devices-state xen-set-global-dirty-log',
   ),
-  refused(
-    'colo',
-    'COLO replicates guest memory to a secondary host',
-    'x-colo-lost-heartbeat xen-colo-do-checkpoint xen-set-replication',
-  ),
+  refused('colo', 'COLO replicates guest memory to a secondary host', 'x-colo-lost-heartbeat xen-colo-do-checkpoint xen-set-replication'),
   refused(
     'launch-secret',
     "launch secrets are injected through sevsup's attestation path (sevsup attest --inject-secret)",
@@ -248,7 +232,7 @@ const ROWS: readonly Row[] = [
   ),
   refused(
     'unstable',
-    'unstable x- command; only by exact name in the VM\'s qmp-allow',
+    "unstable x- command; only by exact name in the VM's qmp-allow",
     `x-blockdev-amend x-blockdev-change x-blockdev-set-iothread x-debug-block-dirty-bitmap-sha256
      x-debug-query-block-graph x-exit-preconfig x-query-irq x-query-jit x-query-numa x-query-opcount
      x-query-profile x-query-rdma x-query-roms x-query-usb x-query-virtio x-query-virtio-queue-element
@@ -319,13 +303,61 @@ export function qmpAllowProblem(name: string): string | null {
  * guest memory, guest registers or host addresses. Everything else is refused.
  */
 export const HMP_INFO_ALLOWED: ReadonlySet<string> = new Set([
-  'balloon', 'block', 'block-jobs', 'blockstats', 'capture', 'chardev', 'cpus', 'dirty_rate', 'dump',
-  'hotpluggable-cpus', 'iothreads', 'irq', 'jit', 'kvm', 'memdev', 'memory-devices',
-  'memory_size_summary', 'mice', 'migrate', 'migrate_capabilities', 'migrate_parameters', 'mtree',
-  'name', 'network', 'numa', 'opcount', 'pci', 'profile', 'qdm', 'qom-tree', 'qtree', 'rdma',
-  'replay', 'rocker', 'rocker-of-dpa-flows', 'rocker-of-dpa-groups', 'rocker-ports', 'roms', 'sev',
-  'sgx', 'snapshots', 'spice', 'stats', 'status', 'sync-profile', 'tpm', 'trace-events', 'usb',
-  'usernet', 'uuid', 'vcpu_dirty_limit', 'version', 'virtio', 'virtio-status', 'vm-generation-id',
+  'balloon',
+  'block',
+  'block-jobs',
+  'blockstats',
+  'capture',
+  'chardev',
+  'cpus',
+  'dirty_rate',
+  'dump',
+  'hotpluggable-cpus',
+  'iothreads',
+  'irq',
+  'jit',
+  'kvm',
+  'memdev',
+  'memory-devices',
+  'memory_size_summary',
+  'mice',
+  'migrate',
+  'migrate_capabilities',
+  'migrate_parameters',
+  'mtree',
+  'name',
+  'network',
+  'numa',
+  'opcount',
+  'pci',
+  'profile',
+  'qdm',
+  'qom-tree',
+  'qtree',
+  'rdma',
+  'replay',
+  'rocker',
+  'rocker-of-dpa-flows',
+  'rocker-of-dpa-groups',
+  'rocker-ports',
+  'roms',
+  'sev',
+  'sgx',
+  'snapshots',
+  'spice',
+  'stats',
+  'status',
+  'sync-profile',
+  'tpm',
+  'trace-events',
+  'usb',
+  'usernet',
+  'uuid',
+  'vcpu_dirty_limit',
+  'version',
+  'virtio',
+  'virtio-status',
+  'vm-generation-id',
   'vnc',
 ]);
 
@@ -351,8 +383,16 @@ export const HMP_INFO_REFUSED: ReadonlyMap<string, RefusalReason> = new Map<stri
  */
 export const HMP_FAMILIES: ReadonlyMap<string, RefusalReason> = new Map<string, RefusalReason>([
   ...[
-    'migrate', 'migrate_cancel', 'migrate_continue', 'migrate_incoming', 'migrate_pause', 'migrate_recover',
-    'migrate_set_capability', 'migrate_set_parameter', 'migrate_start_postcopy', 'client_migrate_info',
+    'migrate',
+    'migrate_cancel',
+    'migrate_continue',
+    'migrate_incoming',
+    'migrate_pause',
+    'migrate_recover',
+    'migrate_set_capability',
+    'migrate_set_parameter',
+    'migrate_start_postcopy',
+    'client_migrate_info',
   ].map((n) => [n, 'migration'] as const),
   ...['savevm', 'loadvm', 'delvm', 'replay_seek'].map((n) => [n, 'snapshot-vmstate'] as const),
   ...['dump-guest-memory', 'memsave', 'pmemsave', 'x', 'xp', 'sum', 'gva2gpa', 'print', 'gdbserver'].map(
@@ -413,8 +453,27 @@ export function refusedDeviceDriver(driver: string): RefusalReason | null {
  * filename/path/logfile/bios/dtb (any future property of that kind).
  */
 export const PATH_VALUED_PROPERTIES: ReadonlySet<string> = new Set([
-  'romfile', 'file', 'filename', 'kernel', 'initrd', 'rootdir', 'dir', 'db', 'hostdevice', 'hidraw',
-  'sysfsdev', 'host', 'vhostfd', 'vhostfds', 'fd', 'fds', 'mem-path', 'path', 'logfile', 'bios', 'dtb',
+  'romfile',
+  'file',
+  'filename',
+  'kernel',
+  'initrd',
+  'rootdir',
+  'dir',
+  'db',
+  'hostdevice',
+  'hidraw',
+  'sysfsdev',
+  'host',
+  'vhostfd',
+  'vhostfds',
+  'fd',
+  'fds',
+  'mem-path',
+  'path',
+  'logfile',
+  'bios',
+  'dtb',
 ]);
 
 /** The path-valued property named `property` (any case), or null. */
@@ -463,9 +522,17 @@ export function qomSetProblem(path: string, property: string): { reason: Refusal
  * command of the same name; `abort` only makes the transaction fail. Any other type is refused.
  */
 export const TRANSACTION_ACTIONS: ReadonlySet<string> = new Set([
-  'abort', 'block-dirty-bitmap-add', 'block-dirty-bitmap-remove', 'block-dirty-bitmap-clear',
-  'block-dirty-bitmap-enable', 'block-dirty-bitmap-disable', 'block-dirty-bitmap-merge',
-  'blockdev-backup', 'blockdev-snapshot', 'blockdev-snapshot-internal-sync', 'blockdev-snapshot-sync',
+  'abort',
+  'block-dirty-bitmap-add',
+  'block-dirty-bitmap-remove',
+  'block-dirty-bitmap-clear',
+  'block-dirty-bitmap-enable',
+  'block-dirty-bitmap-disable',
+  'block-dirty-bitmap-merge',
+  'blockdev-backup',
+  'blockdev-snapshot',
+  'blockdev-snapshot-internal-sync',
+  'blockdev-snapshot-sync',
   'drive-backup',
 ]);
 

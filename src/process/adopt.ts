@@ -25,9 +25,7 @@ export interface QemuIdentity {
   readonly cmdlineIncludes: string;
 }
 
-export type IdentityCheck =
-  | { readonly kind: 'alive' }
-  | { readonly kind: 'gone'; readonly why: string };
+export type IdentityCheck = { readonly kind: 'alive' } | { readonly kind: 'gone'; readonly why: string };
 
 /** Is `identity` a live process right now? @param procRoot for tests */
 export function checkQemuIdentity(identity: QemuIdentity, procRoot = '/proc'): IdentityCheck {
@@ -35,7 +33,10 @@ export function checkQemuIdentity(identity: QemuIdentity, procRoot = '/proc'): I
   if (stat === null) return { kind: 'gone', why: `no process ${identity.pid}` };
   if (stat.state === 'Z' || stat.state === 'X') return { kind: 'gone', why: `process ${identity.pid} has exited` };
   if (stat.startTime !== identity.startTime) {
-    return { kind: 'gone', why: `pid ${identity.pid} now names another process (started at tick ${stat.startTime}, not ${identity.startTime})` };
+    return {
+      kind: 'gone',
+      why: `pid ${identity.pid} now names another process (started at tick ${stat.startTime}, not ${identity.startTime})`,
+    };
   }
   let cmdline: string;
   try {
@@ -44,7 +45,10 @@ export function checkQemuIdentity(identity: QemuIdentity, procRoot = '/proc'): I
     return { kind: 'gone', why: `cannot read the command line of process ${identity.pid}` };
   }
   if (!cmdline.includes(identity.cmdlineIncludes)) {
-    return { kind: 'gone', why: `process ${identity.pid} is not this VM's QEMU (its command line does not name ${identity.cmdlineIncludes})` };
+    return {
+      kind: 'gone',
+      why: `process ${identity.pid} is not this VM's QEMU (its command line does not name ${identity.cmdlineIncludes})`,
+    };
   }
   return { kind: 'alive' };
 }

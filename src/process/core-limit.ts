@@ -21,7 +21,9 @@ export function coreLimit(pid: number | 'self' = 'self'): { soft: number; hard: 
     const line = readFileSync(`/proc/${pid}/limits`, 'utf8')
       .split('\n')
       .find((l) => l.startsWith('Max core file size'));
-    const [soft, hard] = (line?.slice('Max core file size'.length).trim().split(/\s+/) ?? []).map((v) => (v === 'unlimited' ? Infinity : Number(v)));
+    const [soft, hard] = (line?.slice('Max core file size'.length).trim().split(/\s+/) ?? []).map((v) =>
+      v === 'unlimited' ? Infinity : Number(v),
+    );
     return soft === undefined || hard === undefined || Number.isNaN(soft) || Number.isNaN(hard) ? null : { soft, hard };
   } catch {
     return null;
@@ -47,7 +49,7 @@ async function setZero(prlimit: string): Promise<void> {
   try {
     await run(prlimit, [`--pid=${process.pid}`, '--core=0:0'], { timeout: 10_000 });
   } catch (error: unknown) {
-    why = error instanceof Error ? error.message.split('\n')[0] ?? '' : String(error);
+    why = error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error);
   }
   const after = coreLimit();
   if (after?.soft !== 0 || after.hard !== 0) {

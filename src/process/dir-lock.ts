@@ -80,10 +80,14 @@ async function ensureDir(dir: string): Promise<void> {
   try {
     await mkdir(dir, { recursive: true, mode: 0o755 });
   } catch (error: unknown) {
-    throw new SupervisorError('SUP_ERR_RUN_DIR', `cannot create ${dir} (${errnoOf(error) ?? String(error)}); check --run-dir and --state-dir`, {
-      details: { path: dir },
-      cause: error,
-    });
+    throw new SupervisorError(
+      'SUP_ERR_RUN_DIR',
+      `cannot create ${dir} (${errnoOf(error) ?? String(error)}); check --run-dir and --state-dir`,
+      {
+        details: { path: dir },
+        cause: error,
+      },
+    );
   }
 }
 
@@ -93,10 +97,14 @@ function openLockFile(path: string): number {
     // No symlinks: a planted link must not make us create or truncate another file.
     fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   } catch (error: unknown) {
-    throw new SupervisorError('SUP_ERR_RUN_DIR', `cannot open the lock file ${path} (${errnoOf(error) ?? String(error)}); is it a symlink, or is the directory not writable?`, {
-      details: { path },
-      cause: error,
-    });
+    throw new SupervisorError(
+      'SUP_ERR_RUN_DIR',
+      `cannot open the lock file ${path} (${errnoOf(error) ?? String(error)}); is it a symlink, or is the directory not writable?`,
+      {
+        details: { path },
+        cause: error,
+      },
+    );
   }
   if (!fstatSync(fd).isFile()) {
     closeSync(fd);
@@ -108,23 +116,36 @@ function openLockFile(path: string): number {
 /** Lock our descriptor `fd` through flock(1) given it as its fd 3. */
 function flockFd(fd: number, mode: DirLockMode, flock: string, path: string): Promise<'locked' | 'held'> {
   return new Promise((resolve, reject) => {
-    const child = spawn(flock, ['--nonblock', mode === 'exclusive' ? '--exclusive' : '--shared', '--conflict-exit-code', String(CONFLICT_EXIT), '3'], {
-      stdio: ['ignore', 'ignore', 'pipe', fd],
-    });
+    const child = spawn(
+      flock,
+      ['--nonblock', mode === 'exclusive' ? '--exclusive' : '--shared', '--conflict-exit-code', String(CONFLICT_EXIT), '3'],
+      {
+        stdio: ['ignore', 'ignore', 'pipe', fd],
+      },
+    );
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8').slice(0, 1024)));
     child.once('error', (error) =>
       reject(
-        new SupervisorError('SUP_ERR_RUN_DIR', `cannot run ${flock} to lock ${path} (${errnoOf(error) ?? error.message}); install util-linux`, {
-          details: { path },
-          cause: error,
-        }),
+        new SupervisorError(
+          'SUP_ERR_RUN_DIR',
+          `cannot run ${flock} to lock ${path} (${errnoOf(error) ?? error.message}); install util-linux`,
+          {
+            details: { path },
+            cause: error,
+          },
+        ),
       ),
     );
     child.once('close', (code) => {
       if (code === 0) resolve('locked');
       else if (code === CONFLICT_EXIT) resolve('held');
-      else reject(new SupervisorError('SUP_ERR_RUN_DIR', `${flock} could not lock ${path} (exit ${String(code)}: ${stderr.trim()})`, { details: { path } }));
+      else
+        reject(
+          new SupervisorError('SUP_ERR_RUN_DIR', `${flock} could not lock ${path} (exit ${String(code)}: ${stderr.trim()})`, {
+            details: { path },
+          }),
+        );
     });
   });
 }

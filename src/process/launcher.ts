@@ -112,7 +112,13 @@ export async function launchQemu(options: LaunchOptions): Promise<QemuProcess> {
   // QEMU inherits sevsup's zero core limit (core-limit.ts): no core dump ever holds guest RAM.
   await disableCoreDumps();
   const log = options.stderrFile === undefined ? null : prepareStderrFile(options.stderrFile);
-  const subprocess = spawnQemu(options.binary, options.argv, options.env ?? {}, detached, log === null ? 'pipe' : { file: log.path, append: true });
+  const subprocess = spawnQemu(
+    options.binary,
+    options.argv,
+    options.env ?? {},
+    detached,
+    log === null ? 'pipe' : { file: log.path, append: true },
+  );
 
   try {
     await once(subprocess, 'spawn');
@@ -120,11 +126,9 @@ export async function launchQemu(options: LaunchOptions): Promise<QemuProcess> {
     // 'error' (ENOENT, EACCES…): execa's result carries the reason.
     const result = await subprocess;
     const why = typeof result.originalMessage === 'string' ? result.originalMessage : String(result.code ?? 'unknown error');
-    throw new SupervisorError(
-      'SUP_ERR_LAUNCH_FAILED',
-      `cannot start QEMU: ${why}; check that ${options.binary} exists and is executable`,
-      { details: { binary: options.binary, code: result.code } },
-    );
+    throw new SupervisorError('SUP_ERR_LAUNCH_FAILED', `cannot start QEMU: ${why}; check that ${options.binary} exists and is executable`, {
+      details: { binary: options.binary, code: result.code },
+    });
   }
 
   const pid = subprocess.pid;
@@ -173,10 +177,14 @@ function prepareStderrFile(path: string): StderrLog {
   try {
     ensurePrivateFile(path);
   } catch (error: unknown) {
-    throw new SupervisorError('SUP_ERR_LAUNCH_FAILED', `cannot open QEMU's log file: ${error instanceof Error ? error.message : String(error)}`, {
-      details: { path },
-      cause: error,
-    });
+    throw new SupervisorError(
+      'SUP_ERR_LAUNCH_FAILED',
+      `cannot open QEMU's log file: ${error instanceof Error ? error.message : String(error)}`,
+      {
+        details: { path },
+        cause: error,
+      },
+    );
   }
   capLogFile(path);
   let size = 0;
@@ -335,11 +343,7 @@ export abstract class StoppableQemu implements QemuProcess {
           return null;
         },
       );
-    const outcome = await Promise.race([
-      this.exited,
-      actionFailed,
-      delay(timeoutMs, null, { signal: timer.signal }).catch(() => null),
-    ]);
+    const outcome = await Promise.race([this.exited, actionFailed, delay(timeoutMs, null, { signal: timer.signal }).catch(() => null)]);
     timer.abort();
     if (outcome === null && how !== 'sigkill') {
       this.logger.info({ step: how }, `stopping QEMU: no exit after ${STEP_TEXT[how]}`);

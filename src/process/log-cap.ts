@@ -8,7 +8,19 @@
 // the file stays dense and whole lines stay whole. Between daemons nobody rotates; that is bounded
 // in practice because what floods QEMU's stderr (tracing, logging) is only reachable through the
 // daemon's QMP proxy, which refuses it.
-import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, openSync, readSync, renameSync, watch, writeSync, type FSWatcher } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  renameSync,
+  watch,
+  writeSync,
+  type FSWatcher,
+} from 'node:fs';
 import { SupervisorError } from '../errors.js';
 import { errnoOf } from '../util/io-error.js';
 
@@ -34,7 +46,8 @@ export function ensurePrivateFile(path: string): void {
     throw new SupervisorError('SUP_ERR_RUN_DIR', `cannot create ${path} (${why})`, { details: { path }, cause: error });
   }
   try {
-    if (!fstatSync(fd).isFile()) throw new SupervisorError('SUP_ERR_RUN_DIR', `${path} exists and is not a regular file; move it away`, { details: { path } });
+    if (!fstatSync(fd).isFile())
+      throw new SupervisorError('SUP_ERR_RUN_DIR', `${path} exists and is not a regular file; move it away`, { details: { path } });
     fchmodSync(fd, 0o600);
   } finally {
     closeSync(fd);

@@ -109,7 +109,10 @@ export function redactQemuOutput(text: string): string {
   }
   const tail = last === undefined || last === '' ? null : redactQemuLine(last);
   if (last !== undefined && last !== '' && tail === null) dropped += 1;
-  if (dropped > 0) kept.unshift(`(sevsup left out ${dropped} line${dropped === 1 ? '' : 's'} of QEMU output that can carry command arguments; see qemu.log)`);
+  if (dropped > 0)
+    kept.unshift(
+      `(sevsup left out ${dropped} line${dropped === 1 ? '' : 's'} of QEMU output that can carry command arguments; see qemu.log)`,
+    );
   return kept.length === 0 ? '' : `${kept.join('\n')}${tail === null ? '\n' : `\n${tail}`}`;
 }
 

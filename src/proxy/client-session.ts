@@ -165,7 +165,13 @@ export class ClientSession {
     const decision = decide(value, ctx);
     if (!decision.allow) return { kind: 'reply', reply: errorReply('GenericError', decision.message, id), refusal: decision };
     const request: QmpRequest =
-      args === undefined ? (oob ? { 'exec-oob': name } : { execute: name }) : oob ? { 'exec-oob': name, arguments: args } : { execute: name, arguments: args };
+      args === undefined
+        ? oob
+          ? { 'exec-oob': name }
+          : { execute: name }
+        : oob
+          ? { 'exec-oob': name, arguments: args }
+          : { execute: name, arguments: args };
     return { kind: 'forward', command: name, oob, request, id };
   }
 

@@ -76,9 +76,7 @@ function own(obj: Record<string, unknown> | undefined, key: string): unknown {
 
 function refuse(command: string | null, reason: RefusalReason, detail: string, hmp?: Refusal['hmp']): Refusal {
   const message = `${command === null ? 'QMP input' : shorten(command)} refused by sevsup: ${reason}`;
-  return hmp === undefined
-    ? { allow: false, command, reason, message, detail }
-    : { allow: false, command, reason, message, detail, hmp };
+  return hmp === undefined ? { allow: false, command, reason, message, detail } : { allow: false, command, reason, message, detail, hmp };
 }
 
 /** A string member the rule needs, or the bad-message refusal saying it is missing. */
@@ -115,7 +113,9 @@ function checkArguments(name: string, args: Record<string, unknown> | undefined)
       // Deleting the confidential-guest object or a RAM back-end pulls them from under the guest.
       const id = stringArg(name, args, 'id');
       if (typeof id !== 'string') return id;
-      return guardedQomComponent(id) ? refuse(name, 'qom-property', `'${shorten(id)}' is the confidential-guest object or a memory back-end`) : null;
+      return guardedQomComponent(id)
+        ? refuse(name, 'qom-property', `'${shorten(id)}' is the confidential-guest object or a memory back-end`)
+        : null;
     }
     case 'qom-set': {
       const path = stringArg(name, args, 'path');

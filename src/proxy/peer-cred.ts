@@ -183,7 +183,8 @@ let queue: Promise<unknown> = Promise.resolve();
  * anything that prevents an answer is `{known: false, why}`.
  */
 export function lookupUnixPeer(socket: Socket, options: PeerLookupOptions = {}): Promise<PeerInfo> {
-  if (process.platform !== 'linux') return Promise.resolve({ known: false, why: `peer lookup needs Linux /proc (platform ${process.platform})` });
+  if (process.platform !== 'linux')
+    return Promise.resolve({ known: false, why: `peer lookup needs Linux /proc (platform ${process.platform})` });
   const fd = socket.destroyed ? null : socketFd(socket);
   if (fd === null) return Promise.resolve({ known: false, why: 'the connection is already closed' });
   const own = socketInode(fd);
@@ -196,7 +197,13 @@ export function lookupUnixPeer(socket: Socket, options: PeerLookupOptions = {}):
     try {
       output = await runSs(options.ss ?? 'ss', options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     } catch (error) {
-      return { known: false, why: errnoOf(error) === 'ENOENT' ? "iproute2's ss is not installed" : `ss failed: ${error instanceof Error ? error.message : String(error)}` };
+      return {
+        known: false,
+        why:
+          errnoOf(error) === 'ENOENT'
+            ? "iproute2's ss is not installed"
+            : `ss failed: ${error instanceof Error ? error.message : String(error)}`,
+      };
     }
     const sockets = parseSsUnix(output);
     const peerInode = sockets.get(own)?.peer;
@@ -209,7 +216,10 @@ export function lookupUnixPeer(socket: Socket, options: PeerLookupOptions = {}):
   };
   const result = queue.then(run, run);
   queue = result.catch(() => undefined);
-  return result.catch((error: unknown) => ({ known: false, why: `peer lookup failed: ${error instanceof Error ? error.message : String(error)}` }));
+  return result.catch((error: unknown) => ({
+    known: false,
+    why: `peer lookup failed: ${error instanceof Error ? error.message : String(error)}`,
+  }));
 }
 
 /** Flat log fields for a PeerInfo: `peerPid`, `peerUid`, `peerGid`, `peerComm` (+ `peerOthers`). */

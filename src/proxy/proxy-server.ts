@@ -149,7 +149,9 @@ export interface QmpProxy {
 
 type DropReason = 'slow' | 'bad-input' | 'too-many-clients' | 'peer-limit' | 'idle' | 'negotiation-timeout';
 
-type LaneItem = { readonly kind: 'value'; readonly value: unknown; readonly bytes: number } | { readonly kind: 'reply'; readonly reply: Record<string, unknown> };
+type LaneItem =
+  | { readonly kind: 'value'; readonly value: unknown; readonly bytes: number }
+  | { readonly kind: 'reply'; readonly reply: Record<string, unknown> };
 
 /** One client's requests of one kind (in-band or out-of-band), handled one at a time, in order. */
 interface Lane {
@@ -246,7 +248,14 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
   const oobGate = new Gate(limits.maxOobInFlight);
   const perPeer = new Map<string, number>();
   const refusalCounts: Record<string, number> = {};
-  const dropped: Record<DropReason, number> = { slow: 0, 'bad-input': 0, 'too-many-clients': 0, 'peer-limit': 0, idle: 0, 'negotiation-timeout': 0 };
+  const dropped: Record<DropReason, number> = {
+    slow: 0,
+    'bad-input': 0,
+    'too-many-clients': 0,
+    'peer-limit': 0,
+    idle: 0,
+    'negotiation-timeout': 0,
+  };
   let accepted = 0;
   let badInput = 0;
   let forwarded = 0;
@@ -255,7 +264,8 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
   const throttle = createLogThrottle({
     burst: LOG_BURST,
     windowMs: LOG_WINDOW_MS,
-    onSuppressed: (kind, count) => log.warn({ kind, suppressed: count, windowMs: LOG_WINDOW_MS }, `${count} similar qmp proxy lines suppressed`),
+    onSuppressed: (kind, count) =>
+      log.warn({ kind, suppressed: count, windowMs: LOG_WINDOW_MS }, `${count} similar qmp proxy lines suppressed`),
   });
 
   // Each client gets QEMU's greeting; oob only if the upstream can carry it.
@@ -420,7 +430,12 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
       return;
     }
     send(client, reply);
-    drop(client, 'bad-input', { code: 'SUP_ERR_PROXY_BAD_INPUT', count: client.badInARow, last: desc }, 'qmp proxy client sent malformed input repeatedly; disconnected');
+    drop(
+      client,
+      'bad-input',
+      { code: 'SUP_ERR_PROXY_BAD_INPUT', count: client.badInARow, last: desc },
+      'qmp proxy client sent malformed input repeatedly; disconnected',
+    );
   };
 
   const onData = (client: Client, chunk: Buffer): void => {
@@ -482,7 +497,11 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
       return;
     }
     if ((perPeer.get(peerKey) ?? 0) >= limits.maxClientsPerPeer) {
-      refuseConnection('peer-limit', { limit: limits.maxClientsPerPeer, peerKey }, 'qmp proxy peer holds too many connections; connection refused');
+      refuseConnection(
+        'peer-limit',
+        { limit: limits.maxClientsPerPeer, peerKey },
+        'qmp proxy peer holds too many connections; connection refused',
+      );
       return;
     }
     perPeer.set(peerKey, (perPeer.get(peerKey) ?? 0) + 1);
@@ -504,7 +523,12 @@ export async function startQmpProxy(options: ProxyOptions): Promise<QmpProxy> {
     clients.add(client);
     const negotiation = setTimeout(() => {
       if (client.closed || client.session.isNegotiated) return;
-      drop(client, 'negotiation-timeout', { timeoutMs: limits.negotiationTimeoutMs }, 'qmp proxy client never negotiated capabilities; disconnected');
+      drop(
+        client,
+        'negotiation-timeout',
+        { timeoutMs: limits.negotiationTimeoutMs },
+        'qmp proxy client never negotiated capabilities; disconnected',
+      );
     }, limits.negotiationTimeoutMs);
     negotiation.unref();
     socket.once('close', () => clearTimeout(negotiation));

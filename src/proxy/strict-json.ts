@@ -323,8 +323,7 @@ class StrictParser {
         } else if (e === 117 /* u */) {
           const unit = this.readHex4(pos + 2);
           if (isHighSurrogate(unit)) {
-            const low =
-              text.charCodeAt(pos + 6) === BACKSLASH && text.charCodeAt(pos + 7) === 117 ? this.readHex4(pos + 8) : -1;
+            const low = text.charCodeAt(pos + 6) === BACKSLASH && text.charCodeAt(pos + 7) === 117 ? this.readHex4(pos + 8) : -1;
             if (!isLowSurrogate(low)) fail('lone-surrogate', pos);
             out += String.fromCharCode(unit, low);
             pos += 12;

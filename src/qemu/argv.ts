@@ -73,14 +73,23 @@ export function buildQemuCommandLine(input: QemuArgvInput): readonly ArgGroup[] 
   const sev = resolveSevParams(spec, caps);
   const origin = (key: string): ValueOrigin => ({ file: spec.source, key });
   const groups: ArgGroup[] = [
-    ['-name', formatQemuOpts(null, [['guest', assertQemuSafe(spec.name, origin('name'))], ['debug-threads', 'on']])],
+    [
+      '-name',
+      formatQemuOpts(null, [
+        ['guest', assertQemuSafe(spec.name, origin('name'))],
+        ['debug-threads', 'on'],
+      ]),
+    ],
     ['-no-user-config'],
     ['-nodefaults'],
     ['-S'],
     ['-accel', 'kvm'],
     // dump-guest-core=off: a QEMU core dump (an abort, a crash) would otherwise hold guest RAM; the
     // launcher also sets a zero core limit (process/launcher.ts).
-    ['-machine', sev === null ? `${MACHINE_TYPE},${NO_GUEST_CORE}` : `${MACHINE_TYPE},${NO_GUEST_CORE},confidential-guest-support=${SEV_OBJECT_ID}`],
+    [
+      '-machine',
+      sev === null ? `${MACHINE_TYPE},${NO_GUEST_CORE}` : `${MACHINE_TYPE},${NO_GUEST_CORE},confidential-guest-support=${SEV_OBJECT_ID}`,
+    ],
   ];
   if (sev !== null) groups.push(['-object', formatJsonOption(sevGuestObject(sev, spec))]);
   if (!CPU_MODEL.test(spec.cpu)) {
@@ -108,7 +117,13 @@ export function buildQemuCommandLine(input: QemuArgvInput): readonly ArgGroup[] 
   if (paths.serialLog !== undefined) {
     const log = assertQemuSafe(paths.serialLog, { file: 'run directory', key: 'serial log' });
     groups.push(
-      ['-chardev', formatQemuOpts('file', [['id', 'serial0'], ['path', log]])],
+      [
+        '-chardev',
+        formatQemuOpts('file', [
+          ['id', 'serial0'],
+          ['path', log],
+        ]),
+      ],
       ['-device', formatJsonOption({ driver: 'isa-serial', chardev: 'serial0', id: 'serial0' })],
     );
   }
@@ -158,11 +173,9 @@ export function buildQemuArgv(input: QemuArgvInput): readonly string[] {
 
 function positiveInteger(value: number, origin: ValueOrigin): number {
   if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new SupervisorError(
-      'SUP_ERR_CONFIG_BAD_VALUE',
-      `${origin.file}: ${origin.key}: ${value} is not a positive whole number`,
-      { details: { file: origin.file, key: origin.key } },
-    );
+    throw new SupervisorError('SUP_ERR_CONFIG_BAD_VALUE', `${origin.file}: ${origin.key}: ${value} is not a positive whole number`, {
+      details: { file: origin.file, key: origin.key },
+    });
   }
   return value;
 }

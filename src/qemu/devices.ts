@@ -40,8 +40,7 @@ export function diskArgs(disk: DiskSpec, spec: VmSpec, confidential: boolean, ba
   const node = diskNodeName(disk);
   const groups: ArgGroup[] = [];
   // `backing` is a qcow2 option; a raw node opens nothing but its file.
-  const below = (depth: number): JsonOption =>
-    depth < backing.length ? { backing: `${node}-backing${depth + 1}` } : { backing: null };
+  const below = (depth: number): JsonOption => (depth < backing.length ? { backing: `${node}-backing${depth + 1}` } : { backing: null });
   for (let depth = backing.length - 1; depth >= 0; depth--) {
     const layer = backing[depth]!;
     const name = `${node}-backing${depth + 1}`;

@@ -59,7 +59,8 @@ export function parseQcow2Header(head: Buffer): Qcow2Header {
 
   let backingName: string | null = null;
   if (backingOffset !== 0n) {
-    if (backingSize > MAX_BACKING_NAME) throw new Qcow2HeaderError(`the backing file name is ${backingSize} bytes (QEMU allows ${MAX_BACKING_NAME})`);
+    if (backingSize > MAX_BACKING_NAME)
+      throw new Qcow2HeaderError(`the backing file name is ${backingSize} bytes (QEMU allows ${MAX_BACKING_NAME})`);
     const start = Number(backingOffset);
     if (start + backingSize > head.length) throw new Qcow2HeaderError('the backing file name lies beyond the header area sevsup reads');
     backingName = head.subarray(start, start + backingSize).toString('latin1');

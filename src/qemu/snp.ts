@@ -43,7 +43,10 @@ function checkBase64(name: keyof typeof LENGTHS, value: string): void {
   const ok = canonical && (rule.exact === undefined ? bytes.length > 0 && bytes.length <= (rule.max ?? 0) : bytes.length === rule.exact);
   if (!ok) {
     const want = rule.exact === undefined ? `at most ${rule.max} bytes` : `exactly ${rule.exact} bytes`;
-    throw new SupervisorError('SUP_ERR_INTERNAL', `sev-snp-guest ${name} must be base64 of ${want}, got ${canonical ? `${bytes.length} bytes` : 'text that is not canonical base64'}`);
+    throw new SupervisorError(
+      'SUP_ERR_INTERNAL',
+      `sev-snp-guest ${name} must be base64 of ${want}, got ${canonical ? `${bytes.length} bytes` : 'text that is not canonical base64'}`,
+    );
   }
 }
 
@@ -56,7 +59,8 @@ function checkBase64(name: keyof typeof LENGTHS, value: string): void {
 export function snpGuestObject(p: SnpLaunchParams): JsonOption {
   const problems = snpPolicyProblems(p.policy);
   if (problems.length > 0) throw new SupervisorError('SUP_ERR_INTERNAL', `SNP policy refused: ${problems.join('; ')}`);
-  if ((p.idBlock === undefined) !== (p.idAuth === undefined)) throw new SupervisorError('SUP_ERR_INTERNAL', 'id-block and id-auth go together');
+  if ((p.idBlock === undefined) !== (p.idAuth === undefined))
+    throw new SupervisorError('SUP_ERR_INTERNAL', 'id-block and id-auth go together');
   if (p.authorKey && p.idBlock === undefined) throw new SupervisorError('SUP_ERR_INTERNAL', 'author-key-enabled needs an ID block');
   const object: Record<string, string | number | boolean> = {
     'qom-type': 'sev-snp-guest',

@@ -5,16 +5,20 @@
 // and the terminal cause. Must not: know about VMs, SEV policy or which commands are allowed;
 // reconnect (a client is sticky after failure: make a new one).
 // Layers: framing.ts (bytes → JSON texts) → message.ts (validate) → session.ts (runstate,
-// pending table) + events.ts (fan-out) → here → commands.ts (typed wrappers).
+// pending table) + events.ts (fan-out) → here → commands.ts (typed wrappers). Beside it:
+// socket-connect.ts (connect with retry), handshake-errors.ts (what a failed handshake is),
+// trace-redact.ts (secret arguments kept out of the trace log).
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { SupervisorError, isSupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { EventHub, type EventListenOptions } from './events.js';
 import { QmpFramer, type FramedItem } from './framing.js';
+import { exitedBeforeHandshake, handshakeFailure, handshakeTimeout, negotiationRefused, type HandshakeStep } from './handshake-errors.js';
 import { parseInbound, type QmpErrorInfo, type QmpEvent, type QmpGreeting, type QmpInbound } from './message.js';
 import { PendingTable, RunstateMachine, type QmpReply, type Runstate, type RunstateListener, type SettleOutcome } from './session.js';
 import { connectQemuSocket } from './socket-connect.js';
+import { loggableCommand } from './trace-redact.js';
 
 export type { QmpReply, Runstate } from './session.js';
 export type { QmpEvent, QmpGreeting, QmpErrorInfo } from './message.js';
@@ -27,13 +31,6 @@ export const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
 const LIVENESS_POLL_MS = 50;
 /** How long close() lets the peer finish a graceful close before the socket is destroyed. */
 const CLOSE_GRACE_MS = 1_000;
-/** Commands whose arguments carry secrets, and which of their arguments: never logged. */
-const SECRET_ARGUMENTS: ReadonlyMap<string, readonly string[]> = new Map([
-  ['sev-inject-launch-secret', ['packet-header', 'secret']],
-  ['object-add', ['data']],
-  ['set_password', ['password']],
-  ['change-vnc-password', ['password']],
-]);
 
 export interface QmpSessionOptions {
   /** Per-command reply timeout; a call may override it. @default DEFAULT_COMMAND_TIMEOUT_MS */
@@ -88,19 +85,6 @@ interface InboxWaiter {
 
 function asError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
-}
-
-/** The JSON text of an outbound command for the trace log, secret arguments redacted. */
-function loggableCommand(name: string, text: string): string {
-  const keys = SECRET_ARGUMENTS.get(name);
-  if (keys === undefined) return text;
-  const wire: unknown = JSON.parse(text);
-  if (typeof wire !== 'object' || wire === null || !('arguments' in wire)) return text;
-  const args = wire.arguments;
-  if (typeof args !== 'object' || args === null) return text;
-  const redacted: Record<string, unknown> = { ...args };
-  for (const key of keys) if (Object.hasOwn(redacted, key)) redacted[key] = '[redacted]';
-  return JSON.stringify({ ...wire, arguments: redacted });
 }
 
 /** SUP_ERR_QMP_EXECUTE for an error reply; `desc` is QEMU's text, shown but never parsed. */
@@ -215,8 +199,7 @@ export class QmpClient {
     this.attach(stream);
     // QEMU may die after accepting (or a stale socket's owner may never greet): stop waiting then.
     const gone = new AbortController();
-    const exitedError = (): SupervisorError =>
-      new SupervisorError('SUP_ERR_QMP_CONNECT', `QEMU exited before completing the QMP handshake on ${this.where}`, { details: { path: this.where } });
+    const exitedError = (): SupervisorError => exitedBeforeHandshake(this.where);
     const isAlive = liveness.isAlive;
     const poll = isAlive
       ? setInterval(() => {
@@ -229,7 +212,7 @@ export class QmpClient {
       () => gone.abort(exitedError()),
     );
     const signal = userSignal ? AbortSignal.any([userSignal, gone.signal]) : gone.signal;
-    let step: 'greeting' | 'negotiation' = 'greeting';
+    let step: HandshakeStep = 'greeting';
     try {
       const first = await this.nextInbound(deadline, timeoutMs, signal, 'greeting');
       if (first.kind !== 'greeting') {
@@ -244,16 +227,8 @@ export class QmpClient {
       const id = negotiation.id;
       this.transmit('qmp_capabilities', id, negotiation.text);
       const reply = await this.nextInbound(deadline, timeoutMs, signal, 'negotiation');
-      if (reply.kind === 'error') {
-        throw new SupervisorError(
-          'SUP_ERR_QMP_NEGOTIATION',
-          `qmp_capabilities failed (${reply.error.class}): ${reply.error.desc}`,
-          { details: { class: reply.error.class, desc: reply.error.desc } },
-        );
-      }
-      if (reply.kind !== 'return' || reply.id !== id) {
-        throw new SupervisorError('SUP_ERR_QMP_NEGOTIATION', `unexpected ${reply.kind} message during capabilities negotiation`);
-      }
+      const refused = negotiationRefused(reply, id);
+      if (refused !== null) throw refused;
       this.oobEnabled = enableOob;
       this.phase = 'running';
       this.machine.set('running');
@@ -265,7 +240,7 @@ export class QmpClient {
         this.route(message);
       }
     } catch (error) {
-      const failure = this.handshakeFailure(error, step, userSignal, gone.signal, isAlive, exitedError);
+      const failure = handshakeFailure(error, step, this.where, userSignal, gone.signal, isAlive);
       this.teardown(asError(failure), false);
       await this.closed;
       throw failure;
@@ -274,31 +249,8 @@ export class QmpClient {
     }
   }
 
-  /** What a failed handshake rejects with: the caller's abort reason unwrapped; CONNECT when
-   * QEMU is gone (whatever the symptom was); else GREETING or NEGOTIATION with the cause. */
-  private handshakeFailure(
-    error: unknown,
-    step: 'greeting' | 'negotiation',
-    userSignal: AbortSignal | undefined,
-    gone: AbortSignal,
-    isAlive: (() => boolean) | undefined,
-    exitedError: () => SupervisorError,
-  ): unknown {
-    if (userSignal?.aborted === true && error === userSignal.reason) return error;
-    if (gone.aborted && error === gone.reason) return error;
-    if (gone.aborted || isAlive?.() === false) {
-      return new SupervisorError('SUP_ERR_QMP_CONNECT', exitedError().message, { details: { path: this.where }, cause: error });
-    }
-    if (isSupervisorError(error) && (error.code === 'SUP_ERR_QMP_GREETING' || error.code === 'SUP_ERR_QMP_NEGOTIATION')) return error;
-    return new SupervisorError(
-      step === 'greeting' ? 'SUP_ERR_QMP_GREETING' : 'SUP_ERR_QMP_NEGOTIATION',
-      `${step === 'greeting' ? 'no valid QMP greeting' : 'capabilities negotiation failed'} on ${this.where}: ${asError(error).message}`,
-      { cause: error },
-    );
-  }
-
   /** Next message during the handshake, bounded by the connect deadline and the signal. */
-  private nextInbound(deadline: number, timeoutMs: number, signal: AbortSignal | undefined, step: 'greeting' | 'negotiation'): Promise<QmpInbound> {
+  private nextInbound(deadline: number, timeoutMs: number, signal: AbortSignal | undefined, step: HandshakeStep): Promise<QmpInbound> {
     const ready = this.inbox.shift();
     if (ready !== undefined) return Promise.resolve(ready);
     if (this.terminalCause) return Promise.reject(this.terminalCause);
@@ -313,18 +265,13 @@ export class QmpClient {
         done();
         reject(signal?.reason);
       };
-      const timer = setTimeout(() => {
-        done();
-        reject(
-          new SupervisorError(
-            step === 'greeting' ? 'SUP_ERR_QMP_GREETING' : 'SUP_ERR_QMP_NEGOTIATION',
-            step === 'greeting'
-              ? `no QMP greeting from ${this.where} within ${timeoutMs} ms`
-              : `no reply to qmp_capabilities from ${this.where} within ${timeoutMs} ms`,
-            { details: { timeoutMs } },
-          ),
-        );
-      }, Math.max(0, deadline - performance.now()));
+      const timer = setTimeout(
+        () => {
+          done();
+          reject(handshakeTimeout(step, this.where, timeoutMs));
+        },
+        Math.max(0, deadline - performance.now()),
+      );
       signal?.addEventListener('abort', onAbort, { once: true });
       this.inboxWaiter = {
         resolve: (message) => {
@@ -376,7 +323,9 @@ export class QmpClient {
     } else if (typeof oob === 'string' && execute === undefined) {
       encoded = this.encode('exec-oob', oob, message.arguments);
     } else {
-      return Promise.reject(new SupervisorError('SUP_ERR_INTERNAL', "a QMP command needs exactly one of 'execute' and 'exec-oob' as a string"));
+      return Promise.reject(
+        new SupervisorError('SUP_ERR_INTERNAL', "a QMP command needs exactly one of 'execute' and 'exec-oob' as a string"),
+      );
     }
     if (encoded instanceof SupervisorError) return Promise.reject(encoded);
     const name = execute ?? oob ?? '';
@@ -449,7 +398,11 @@ export class QmpClient {
   }
 
   /** Our id and the command's JSON text, built directly (this is the hot path). */
-  private encode(member: 'execute' | 'exec-oob', name: string, args: Record<string, unknown> | undefined): { id: string; text: string } | SupervisorError {
+  private encode(
+    member: 'execute' | 'exec-oob',
+    name: string,
+    args: Record<string, unknown> | undefined,
+  ): { id: string; text: string } | SupervisorError {
     const id = this.pending.nextId();
     try {
       const head = `{"${member}":${JSON.stringify(name)}`;
@@ -480,7 +433,11 @@ export class QmpClient {
 
   private onItem(item: FramedItem): void {
     if (item.kind === 'error') {
-      this.fail(new SupervisorError('SUP_ERR_QMP_PROTOCOL', `bad QMP data from ${this.where}: ${item.message}`, { details: { reason: item.reason } }));
+      this.fail(
+        new SupervisorError('SUP_ERR_QMP_PROTOCOL', `bad QMP data from ${this.where}: ${item.message}`, {
+          details: { reason: item.reason },
+        }),
+      );
       return;
     }
     if (this.log.isLevelEnabled('trace')) this.log.trace({ qmp: item.text }, '<--');
@@ -515,9 +472,13 @@ export class QmpClient {
           // qemu.qmp ServerParseError: it belongs to no command (we send none without id);
           // most likely QEMU failed to parse our input. Do not guess: end the session.
           this.fail(
-            new SupervisorError('SUP_ERR_QMP_PROTOCOL', `QMP error without id from ${this.where} (${message.error.class}): ${message.error.desc}`, {
-              details: { class: message.error.class, desc: message.error.desc },
-            }),
+            new SupervisorError(
+              'SUP_ERR_QMP_PROTOCOL',
+              `QMP error without id from ${this.where} (${message.error.class}): ${message.error.desc}`,
+              {
+                details: { class: message.error.class, desc: message.error.desc },
+              },
+            ),
           );
           return;
         }
@@ -537,7 +498,7 @@ export class QmpClient {
       this.log.debug({ id }, 'dropping late QMP reply to a timed-out or abandoned command');
     } else if (outcome === 'unknown') {
       // qmp-spec: "Clients should drop all the responses that have an unknown id field."
-      this.log.warn({ id: typeof id === 'string' ? id : JSON.stringify(id) ?? null }, 'dropping QMP reply with unknown id');
+      this.log.warn({ id: typeof id === 'string' ? id : (JSON.stringify(id) ?? null) }, 'dropping QMP reply with unknown id');
     }
   }
 
@@ -611,4 +572,3 @@ export class QmpClient {
     return new SupervisorError('SUP_ERR_QMP_STATE', `cannot ${action}`);
   }
 }
-

@@ -55,7 +55,6 @@ export interface LaunchSecret {
 
 type Obj = Readonly<Record<string, unknown>>;
 
-
 function isUint(value: unknown, max = Number.MAX_SAFE_INTEGER): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= max;
 }

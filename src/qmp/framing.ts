@@ -362,7 +362,9 @@ export class QmpFramer {
     const from = Math.max(start, 0);
     let text: string;
     if (this.pieces.length === 0) {
-      text = Buffer.isBuffer(buf) ? buf.toString('utf8', from, end) : Buffer.from(buf.buffer, buf.byteOffset + from, end - from).toString('utf8');
+      text = Buffer.isBuffer(buf)
+        ? buf.toString('utf8', from, end)
+        : Buffer.from(buf.buffer, buf.byteOffset + from, end - from).toString('utf8');
     } else {
       this.pieces.push(Buffer.from(buf.buffer, buf.byteOffset + from, end - from));
       text = Buffer.concat(this.pieces, this.heldBytes + end - from).toString('utf8');

@@ -56,7 +56,9 @@ function protocolError(message: string, details: Record<string, unknown> = {}): 
  */
 export function parseInbound(value: unknown): QmpInbound {
   if (!isRecord(value)) {
-    throw protocolError(`QMP message is not a JSON object (got ${Array.isArray(value) ? 'array' : value === null ? 'null' : typeof value})`);
+    throw protocolError(
+      `QMP message is not a JSON object (got ${Array.isArray(value) ? 'array' : value === null ? 'null' : typeof value})`,
+    );
   }
   let found: (typeof KINDS)[number] | undefined;
   for (const key of KINDS) {
@@ -103,8 +105,7 @@ function parseEvent(value: Record<string, unknown>): QmpEvent {
 
 function parseGreeting(value: Record<string, unknown>): QmpGreeting {
   const qmp = value['QMP'];
-  const bad = (what: string): SupervisorError =>
-    new SupervisorError('SUP_ERR_QMP_GREETING', `QMP greeting is malformed: ${what}`);
+  const bad = (what: string): SupervisorError => new SupervisorError('SUP_ERR_QMP_GREETING', `QMP greeting is malformed: ${what}`);
   if (!isRecord(qmp)) throw bad("'QMP' is not an object");
   const version = qmp['version'];
   if (!isRecord(version)) throw bad("'version' is not an object");

@@ -68,10 +68,14 @@ export async function connectQemuSocket(options: QemuSocketOptions, timeoutMs: n
         cause,
       });
     }
-    throw new SupervisorError('SUP_ERR_QMP_CONNECT', `cannot connect to QMP socket ${path}: ${cause instanceof Error ? cause.message : String(cause)}`, {
-      details: { path, ...(code === undefined ? {} : { errno: code }) },
-      cause,
-    });
+    throw new SupervisorError(
+      'SUP_ERR_QMP_CONNECT',
+      `cannot connect to QMP socket ${path}: ${cause instanceof Error ? cause.message : String(cause)}`,
+      {
+        details: { path, ...(code === undefined ? {} : { errno: code }) },
+        cause,
+      },
+    );
   }
 }
 

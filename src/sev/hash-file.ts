@@ -23,11 +23,7 @@ export interface ReadChunksOptions {
  * @throws `options.code` (default SUP_ERR_KERNEL_READ) when the file is missing, unreadable or not
  * a regular file; details `{path, reason}`.
  */
-export async function readFileChunks(
-  path: string,
-  onChunk: (chunk: Buffer) => void,
-  options: ReadChunksOptions = {},
-): Promise<number> {
+export async function readFileChunks(path: string, onChunk: (chunk: Buffer) => void, options: ReadChunksOptions = {}): Promise<number> {
   const code = options.code ?? 'SUP_ERR_KERNEL_READ';
   const what = options.what ?? 'file';
   const fail = (reason: string, cause?: unknown): SupervisorError =>
@@ -92,4 +88,3 @@ export class TailKeeper {
     return this.tail;
   }
 }
-

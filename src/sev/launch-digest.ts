@@ -84,11 +84,7 @@ export async function computeLaunchDigestFromFiles(o: {
   };
 }
 
-function appendMeasuredTail(
-  hash: ReturnType<typeof createHash>,
-  table: Buffer | undefined,
-  vmsas: readonly Buffer[] | undefined,
-): void {
+function appendMeasuredTail(hash: ReturnType<typeof createHash>, table: Buffer | undefined, vmsas: readonly Buffer[] | undefined): void {
   if (table !== undefined) {
     if (table.length !== PADDED_HASH_TABLE_BYTES) {
       throw new SupervisorError('SUP_ERR_INTERNAL', `kernel-hashes table must be ${PADDED_HASH_TABLE_BYTES} bytes, got ${table.length}`);

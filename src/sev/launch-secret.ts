@@ -96,9 +96,7 @@ export function buildLaunchSecret(i: {
   return { header: Buffer.concat([flags, iv, mac]), payload };
 }
 
-export type VerifyLaunchSecretResult =
-  | { ok: true; secrets?: { guid: string; length: number }[] }
-  | { ok: false; reason: string };
+export type VerifyLaunchSecretResult = { ok: true; secrets?: { guid: string; length: number }[] } | { ok: false; reason: string };
 
 /**
  * Accept or refuse a packet as the secure processor does: header shape, then the MAC under the
@@ -138,7 +136,8 @@ export function parseSecretTable(table: Buffer): { guid: string; length: number 
   if (table.length < TABLE_HEADER_BYTES) return 'secret table is shorter than its header';
   if (!guidToBytesLe(SECRET_TABLE_GUID).equals(table.subarray(0, 16))) return 'secret table header GUID does not match (wrong TEK?)';
   const length = table.readUInt32LE(16);
-  if (length < TABLE_HEADER_BYTES || length > table.length) return `secret table length ${length} does not fit the ${table.length}-byte payload`;
+  if (length < TABLE_HEADER_BYTES || length > table.length)
+    return `secret table length ${length} does not fit the ${table.length}-byte payload`;
   const secrets: { guid: string; length: number }[] = [];
   let offset = TABLE_HEADER_BYTES;
   while (offset < length) {
@@ -175,9 +174,14 @@ function aesCtr(tek: Buffer, iv: Buffer, data: Buffer): Buffer {
 }
 
 function checkKeys(tik: Buffer, tek: Buffer, measurementMac: Buffer): void {
-  if (tik.length !== TIK_BYTES) throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `TIK must be ${TIK_BYTES} bytes, got ${tik.length}`);
-  if (tek.length !== TEK_BYTES) throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `TEK must be ${TEK_BYTES} bytes, got ${tek.length}`);
+  if (tik.length !== TIK_BYTES)
+    throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `TIK must be ${TIK_BYTES} bytes, got ${tik.length}`);
+  if (tek.length !== TEK_BYTES)
+    throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `TEK must be ${TEK_BYTES} bytes, got ${tek.length}`);
   if (measurementMac.length !== MEASUREMENT_MAC_BYTES) {
-    throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `measurement MAC must be ${MEASUREMENT_MAC_BYTES} bytes, got ${measurementMac.length}`);
+    throw new SupervisorError(
+      'SUP_ERR_VERIFY_UNSUPPORTED',
+      `measurement MAC must be ${MEASUREMENT_MAC_BYTES} bytes, got ${measurementMac.length}`,
+    );
   }
 }

@@ -55,7 +55,10 @@ export function computeMeasurementMac(i: MeasurementInputs): Buffer {
 /** base64 of MAC ‖ mnonce, as `query-sev-launch-measure` returns it. */
 export function encodeMeasurement(mac: Buffer, mnonce: Buffer): string {
   if (mac.length !== MEASUREMENT_MAC_BYTES || mnonce.length !== MNONCE_BYTES) {
-    throw new SupervisorError('SUP_ERR_INTERNAL', `measurement needs a ${MEASUREMENT_MAC_BYTES}-byte MAC and a ${MNONCE_BYTES}-byte mnonce`);
+    throw new SupervisorError(
+      'SUP_ERR_INTERNAL',
+      `measurement needs a ${MEASUREMENT_MAC_BYTES}-byte MAC and a ${MNONCE_BYTES}-byte mnonce`,
+    );
   }
   return Buffer.concat([mac, mnonce]).toString('base64');
 }
@@ -103,11 +106,9 @@ export function decodeMeasurement(b64: string): MeasurementParts {
   if (parts.problem === 'not-base64') {
     throw new SupervisorError('SUP_ERR_CHECK_MEASUREMENT', 'launch measurement is not valid base64');
   }
-  throw new SupervisorError(
-    'SUP_ERR_CHECK_MEASUREMENT',
-    `launch measurement must be ${MEASUREMENT_BLOB_BYTES} bytes, got ${parts.bytes}`,
-    { details: { length: parts.bytes } },
-  );
+  throw new SupervisorError('SUP_ERR_CHECK_MEASUREMENT', `launch measurement must be ${MEASUREMENT_BLOB_BYTES} bytes, got ${parts.bytes}`, {
+    details: { length: parts.bytes },
+  });
 }
 
 /** Constant-time equality for MACs; different lengths are simply unequal. */

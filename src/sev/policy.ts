@@ -31,7 +31,10 @@ export type PolicyFlag = keyof typeof POLICY_BITS;
  */
 export function encodePolicy(sev: PolicyInputs): number {
   if (sev.type === 'snp') {
-    throw new SupervisorError('SUP_ERR_INTERNAL', 'the SEV policy was asked for an SEV-SNP guest; SNP uses the 64-bit policy of sev/snp-policy.ts');
+    throw new SupervisorError(
+      'SUP_ERR_INTERNAL',
+      'the SEV policy was asked for an SEV-SNP guest; SNP uses the 64-bit policy of sev/snp-policy.ts',
+    );
   }
   let policy = POLICY_BITS.NOSEND;
   if (sev.nodbg) policy |= POLICY_BITS.NODBG;

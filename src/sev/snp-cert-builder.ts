@@ -68,7 +68,8 @@ export function buildCertificate(s: CertSpec): Buffer {
   if (s.ca !== undefined) {
     exts.push(seq(oid('2.5.29.14'), octets(octets(keyId(spki(s.publicKey))))));
     if (s.issuerPublicKey !== undefined) exts.push(seq(oid('2.5.29.35'), octets(seq(tlv(0x80, keyId(spki(s.issuerPublicKey)))))));
-    const bc = s.ca.pathLen === undefined ? seq(tlv(0x01, Buffer.from([0xff]))) : seq(tlv(0x01, Buffer.from([0xff])), integer(s.ca.pathLen));
+    const bc =
+      s.ca.pathLen === undefined ? seq(tlv(0x01, Buffer.from([0xff]))) : seq(tlv(0x01, Buffer.from([0xff])), integer(s.ca.pathLen));
     exts.push(seq(oid('2.5.29.15'), tlv(0x01, Buffer.from([0xff])), octets(keyUsage(s.ca.crlSign))));
     exts.push(seq(oid('2.5.29.19'), tlv(0x01, Buffer.from([0xff])), octets(bc)));
   }
@@ -99,12 +100,7 @@ function keyUsage(crlSign: boolean): Buffer {
 }
 
 /** The AMD extensions of a VCEK/VLEK for a TCB (Turin: with fmcSPL) and hwID or CSP id. */
-export function amdLeafExtensions(o: {
-  productName: string;
-  tcb: TcbParts;
-  hwId?: Buffer;
-  cspId?: string;
-}): [string, Buffer][] {
+export function amdLeafExtensions(o: { productName: string; tcb: TcbParts; hwId?: Buffer; cspId?: string }): [string, Buffer][] {
   const out: [string, Buffer][] = [
     [AMD_OID.structVersion, integer(1)],
     [AMD_OID.productName, ia5(o.productName)],
@@ -213,7 +209,15 @@ export function buildChain(c: ChainSpec): BuiltChain {
       ...(c.kind === 'vlek' ? { cspId: c.cspId ?? `${label === '' ? '' : `${label} `}csp` } : {}),
     }),
   });
-  return { product: c.product, kind: c.kind, ark, intermediate, leaf, leafKey: c.keys.leaf, roles: { intermediate: c.kind === 'vcek' ? 'ask' : 'asvk', leaf: c.kind } };
+  return {
+    product: c.product,
+    kind: c.kind,
+    ark,
+    intermediate,
+    leaf,
+    leafKey: c.keys.leaf,
+    roles: { intermediate: c.kind === 'vcek' ? 'ask' : 'asvk', leaf: c.kind },
+  };
 }
 
 /** Fresh keys: two RSA-4096 (seconds each on a busy machine) and one P-384. */
@@ -227,10 +231,21 @@ export function generateChainKeys(): ChainKeys {
  * O prefixed with SIMULATED, so no one can mistake it for AMD's; AMD's pinned ARKs never verify it.
  */
 export function buildSimulatedChain(o: { product: SnpProduct; tcb: TcbParts; chipId: Buffer; keys?: ChainKeys; now?: Date }): BuiltChain {
-  return buildChain({ product: o.product, kind: 'vcek', keys: o.keys ?? generateChainKeys(), tcb: o.tcb, chipId: o.chipId, label: 'SIMULATED', ...(o.now === undefined ? {} : { now: o.now }) });
+  return buildChain({
+    product: o.product,
+    kind: 'vcek',
+    keys: o.keys ?? generateChainKeys(),
+    tcb: o.tcb,
+    chipId: o.chipId,
+    label: 'SIMULATED',
+    ...(o.now === undefined ? {} : { now: o.now }),
+  });
 }
 
 export function derToPem(der: Buffer): string {
-  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b64 = der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
 }

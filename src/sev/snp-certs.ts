@@ -316,7 +316,8 @@ export function decodeCertTable(table: Buffer): CertTableEntry[] {
     const offset = table.readUInt32LE(at + 16);
     const length = table.readUInt32LE(at + 20);
     if (guid.every((b) => b === 0) && offset === 0 && length === 0) return out;
-    if (offset + length > table.length || offset < at + ENTRY) throw new RangeError(`certificate table entry ${out.length} points outside the table`);
+    if (offset + length > table.length || offset < at + ENTRY)
+      throw new RangeError(`certificate table entry ${out.length} points outside the table`);
     out.push({ guid: guidText(guid), data: Buffer.from(table.subarray(offset, offset + length)) });
   }
 }

@@ -43,18 +43,28 @@ export function snpFirmwareProblems(fw: SnpFirmwareFacts, use: SnpLaunchUse): st
     return problems;
   }
   if (md.version !== SNP_METADATA_VERSION) {
-    problems.push(`SNP metadata version ${md.version} is not ${SNP_METADATA_VERSION}: QEMU does not check it, but no known firmware writes another; refused`);
+    problems.push(
+      `SNP metadata version ${md.version} is not ${SNP_METADATA_VERSION}: QEMU does not check it, but no known firmware writes another; refused`,
+    );
   }
   for (const s of md.sections) {
-    if (s.name === null) problems.push(`SNP metadata section ${snpSectionLabel(s.type)} at ${hex(s.gpa)} is of no known type: QEMU would measure it as ZERO pages`);
-    if (s.size === 0 || s.gpa % PAGE !== 0 || s.size % PAGE !== 0) problems.push(`SNP metadata section ${snpSectionLabel(s.type)} at ${hex(s.gpa)} (size ${hex(s.size)}) is not whole pages`);
+    if (s.name === null)
+      problems.push(
+        `SNP metadata section ${snpSectionLabel(s.type)} at ${hex(s.gpa)} is of no known type: QEMU would measure it as ZERO pages`,
+      );
+    if (s.size === 0 || s.gpa % PAGE !== 0 || s.size % PAGE !== 0)
+      problems.push(`SNP metadata section ${snpSectionLabel(s.type)} at ${hex(s.gpa)} (size ${hex(s.size)}) is not whole pages`);
   }
   const hashes = md.sections.filter((s) => s.type === SNP_SECTION.KERNEL_HASHES);
   if (use.kernelHashes && !use.kernel && hashes.length > 0) {
-    problems.push('kernel-hashes=1 without a kernel: QEMU 10 aborts (assert kernel_hashes_data) on a firmware with a KERNEL_HASHES section');
+    problems.push(
+      'kernel-hashes=1 without a kernel: QEMU 10 aborts (assert kernel_hashes_data) on a firmware with a KERNEL_HASHES section',
+    );
   }
   if (use.kernel && hashes.length === 0) {
-    problems.push('a kernel is given, but the firmware has no KERNEL_HASHES section: QEMU launches and the kernel is never measured; use a firmware built with one (OvmfPkg/AmdSev)');
+    problems.push(
+      'a kernel is given, but the firmware has no KERNEL_HASHES section: QEMU launches and the kernel is never measured; use a firmware built with one (OvmfPkg/AmdSev)',
+    );
   }
   if (use.kernel && use.kernelHashes) {
     const area = describeHashesAreaProblem(fw.table.hashesArea);
@@ -64,7 +74,8 @@ export function snpFirmwareProblems(fw: SnpFirmwareFacts, use: SnpLaunchUse): st
       const inPage = base % PAGE;
       if (inPage + PADDED_HASH_TABLE_BYTES > PAGE) problems.push(`the kernel-hashes table at ${hex(base)} would cross its page`);
       for (const s of hashes) {
-        if (inPage + PADDED_HASH_TABLE_BYTES > s.size) problems.push(`the kernel-hashes table would cross the end of the KERNEL_HASHES section at ${hex(s.gpa)} (QEMU aborts)`);
+        if (inPage + PADDED_HASH_TABLE_BYTES > s.size)
+          problems.push(`the kernel-hashes table would cross the end of the KERNEL_HASHES section at ${hex(s.gpa)} (QEMU aborts)`);
       }
     }
   }

@@ -43,7 +43,8 @@ export function buildIdBlock(f: IdBlockFields): Buffer {
   const bad = (what: string): never => {
     throw new SupervisorError('SUP_ERR_USAGE', `ID block: ${what}`);
   };
-  if (f.launchDigest.length !== SNP_LAUNCH_DIGEST_BYTES) bad(`the launch digest is ${SNP_LAUNCH_DIGEST_BYTES} bytes, got ${f.launchDigest.length}`);
+  if (f.launchDigest.length !== SNP_LAUNCH_DIGEST_BYTES)
+    bad(`the launch digest is ${SNP_LAUNCH_DIGEST_BYTES} bytes, got ${f.launchDigest.length}`);
   if (f.familyId.length !== 16) bad(`the family ID is 16 bytes (32 hex digits), got ${f.familyId.length}`);
   if (f.imageId.length !== 16) bad(`the image ID is 16 bytes (32 hex digits), got ${f.imageId.length}`);
   if (!Number.isInteger(f.guestSvn) || f.guestSvn < 0 || f.guestSvn > 0xffffffff) bad(`the guest SVN is a u32, got ${f.guestSvn}`);
@@ -114,7 +115,8 @@ export interface IdAuthResult {
  * @throws SUP_ERR_USAGE for keys that are not P-384 private keys or a block that is not 96 bytes.
  */
 export function buildIdAuth(idBlock: Uint8Array, idKey: KeyObject, authorKey?: KeyObject): IdAuthResult {
-  if (idBlock.length !== ID_BLOCK_BYTES) throw new SupervisorError('SUP_ERR_USAGE', `the ID block is ${ID_BLOCK_BYTES} bytes, got ${idBlock.length}`);
+  if (idBlock.length !== ID_BLOCK_BYTES)
+    throw new SupervisorError('SUP_ERR_USAGE', `the ID block is ${ID_BLOCK_BYTES} bytes, got ${idBlock.length}`);
   const auth = Buffer.alloc(ID_AUTH_BYTES);
   const idPublic = snpPublicKey(idKey);
   auth.writeUInt32LE(ALGO_ECDSA_P384_SHA384, AUTH.idKeyAlgo);

@@ -31,7 +31,10 @@ export class SnpGctx {
 
   constructor(seed: Uint8Array = ZEROS48) {
     if (seed.length !== SNP_LAUNCH_DIGEST_BYTES) {
-      throw new SupervisorError('SUP_ERR_USAGE', `a launch digest seed is ${SNP_LAUNCH_DIGEST_BYTES} bytes (96 hex digits), got ${seed.length}`);
+      throw new SupervisorError(
+        'SUP_ERR_USAGE',
+        `a launch digest seed is ${SNP_LAUNCH_DIGEST_BYTES} bytes (96 hex digits), got ${seed.length}`,
+      );
     }
     this.#ld = Buffer.from(seed);
   }
@@ -208,7 +211,8 @@ export function firmwareSizeProblem(size: number): string | null {
  */
 export function snpDigestProblems(i: SnpLaunchInputs): string[] {
   const problems: string[] = [];
-  if ((i.firmware === undefined) === (i.firmwareDigest === undefined)) problems.push('give the firmware or its precomputed digest, not both or neither');
+  if ((i.firmware === undefined) === (i.firmwareDigest === undefined))
+    problems.push('give the firmware or its precomputed digest, not both or neither');
   if (i.firmware !== undefined) {
     const size = firmwareSizeProblem(i.firmware.length);
     if (size !== null) problems.push(size);
@@ -222,24 +226,29 @@ export function snpDigestProblems(i: SnpLaunchInputs): string[] {
   }
   const hashes = i.sections.filter((s) => s.type === SNP_SECTION.KERNEL_HASHES);
   if (i.kernelHashesTable !== undefined) {
-    if (i.kernelHashesTable.length !== PADDED_HASH_TABLE_BYTES) problems.push(`the kernel-hashes table must be ${PADDED_HASH_TABLE_BYTES} bytes`);
+    if (i.kernelHashesTable.length !== PADDED_HASH_TABLE_BYTES)
+      problems.push(`the kernel-hashes table must be ${PADDED_HASH_TABLE_BYTES} bytes`);
     if (hashes.length === 0) {
       problems.push('a kernel is given, but the firmware has no KERNEL_HASHES section: QEMU would launch without measuring the kernel');
     }
     const base = i.kernelHashesBase;
     if (base === undefined || base === 0) {
-      problems.push('the firmware declares no kernel-hashes area (base 0): QEMU refuses -kernel with kernel-hashes ("hashes table area is invalid")');
+      problems.push(
+        'the firmware declares no kernel-hashes area (base 0): QEMU refuses -kernel with kernel-hashes ("hashes table area is invalid")',
+      );
     } else {
       const inPage = base & (PAGE_BYTES - 1);
       if (inPage + PADDED_HASH_TABLE_BYTES > PAGE_BYTES) {
         problems.push(`the kernel-hashes table at 0x${base.toString(16)} would cross its page`);
       }
       for (const s of hashes) {
-        if (inPage + PADDED_HASH_TABLE_BYTES > s.size) problems.push('the kernel-hashes table would cross the end of the KERNEL_HASHES section (QEMU aborts)');
+        if (inPage + PADDED_HASH_TABLE_BYTES > s.size)
+          problems.push('the kernel-hashes table would cross the end of the KERNEL_HASHES section (QEMU aborts)');
       }
     }
   }
-  if (!Number.isInteger(i.vcpus) || i.vcpus < 1 || i.vcpus > 1024) problems.push(`vCPUs must be 1..1024 (QEMU has no guest without a vCPU), got ${i.vcpus}`);
+  if (!Number.isInteger(i.vcpus) || i.vcpus < 1 || i.vcpus > 1024)
+    problems.push(`vCPUs must be 1..1024 (QEMU has no guest without a vCPU), got ${i.vcpus}`);
   // QEMU looks for the AP reset address whatever the vCPU count (sev_es_find_reset_vector).
   if (!Number.isInteger(i.resetAddress) || i.resetAddress <= 0 || i.resetAddress > 0xffffffff) {
     problems.push('the firmware has no AP reset address (SEV info block): QEMU refuses it ("SEV-ES reset address is zero")');

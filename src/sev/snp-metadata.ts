@@ -63,13 +63,15 @@ export function parseSnpMetadata(image: Uint8Array, table: OvmfTable): SnpMetada
   const entry = table.entries.find((e) => e.guid === SEV_SNP_METADATA_GUID);
   if (entry === undefined) return { status: 'absent' };
   const view = new DataView(image.buffer, image.byteOffset, image.byteLength);
-  if (entry.length < 4 || entry.offset + 4 > image.length) return { status: 'invalid', reason: 'the metadata entry is shorter than its u32 offset' };
+  if (entry.length < 4 || entry.offset + 4 > image.length)
+    return { status: 'invalid', reason: 'the metadata entry is shorter than its u32 offset' };
   const back = view.getUint32(entry.offset, true);
   const offset = image.length - back;
   if (back === 0 || offset < 0 || offset + HEADER_BYTES > image.length) {
     return { status: 'invalid', reason: `the metadata offset 0x${back.toString(16)} points outside the image` };
   }
-  if (view.getUint32(offset, true) !== ASEV) return { status: 'invalid', reason: `no "ASEV" signature at image offset 0x${offset.toString(16)}` };
+  if (view.getUint32(offset, true) !== ASEV)
+    return { status: 'invalid', reason: `no "ASEV" signature at image offset 0x${offset.toString(16)}` };
   const length = view.getUint32(offset + 4, true);
   const version = view.getUint32(offset + 8, true);
   const count = view.getUint32(offset + 12, true);
@@ -109,7 +111,12 @@ export function encodeSnpMetadata(sections: readonly Omit<SnpSection, 'name'>[],
  * firmware (scripts/make-test-firmware.mjs): the image must already have a metadata entry.
  * @throws RangeError when the image has no metadata entry or no room for the header.
  */
-export function withSnpMetadata(image: Uint8Array, table: OvmfTable, sections: readonly Omit<SnpSection, 'name'>[], version = SNP_METADATA_VERSION): Buffer {
+export function withSnpMetadata(
+  image: Uint8Array,
+  table: OvmfTable,
+  sections: readonly Omit<SnpSection, 'name'>[],
+  version = SNP_METADATA_VERSION,
+): Buffer {
   const entry = table.entries.find((e) => e.guid === SEV_SNP_METADATA_GUID);
   if (entry === undefined || entry.length < 4) throw new RangeError('the image has no SEV-SNP metadata entry in its footer table');
   const out = Buffer.from(image);

@@ -63,7 +63,10 @@ const FIELD_FLAGS: readonly (readonly [keyof SnpPolicyFields, SnpPolicyFlag])[] 
  * @throws RangeError for an ABI major/minor outside 0..255 (a caller bug: config validates them).
  */
 export function encodeSnpPolicy(fields: SnpPolicyFields): bigint {
-  for (const [name, v] of [['abiMajor', fields.abiMajor], ['abiMinor', fields.abiMinor]] as const) {
+  for (const [name, v] of [
+    ['abiMajor', fields.abiMajor],
+    ['abiMinor', fields.abiMinor],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0 || v > 0xff) throw new RangeError(`${name} must be 0..255, got ${v}`);
   }
   let policy = SNP_POLICY_MBO | (BigInt(fields.abiMajor) << 8n) | BigInt(fields.abiMinor);
@@ -124,7 +127,9 @@ export function snpPolicyProblems(value: bigint): string[] {
   const high = value & SNP_POLICY_RESERVED_HIGH;
   if (high !== 0n) problems.push(`reserved bits 63:26 are set (${formatSnpPolicy(high)}); no firmware defines them`);
   if ((value & flagMask('MIGRATE_MA')) !== 0n) {
-    problems.push('bit 18 (MIGRATE_MA) allows a migration agent; sevsup never migrates an encrypted guest (as it always sets SEV\'s NOSEND)');
+    problems.push(
+      "bit 18 (MIGRATE_MA) allows a migration agent; sevsup never migrates an encrypted guest (as it always sets SEV's NOSEND)",
+    );
   }
   return problems;
 }

@@ -266,7 +266,8 @@ export function structureProblems(r: SnpReport): string[] {
     out.push(`version ${r.version} is not one of ${SNP_REPORT_VERSIONS.join(', ')}`);
     return out; // the rest of the layout is unknown
   }
-  if (r.signatureAlgo !== SIG_ALGO_ECDSA_P384_SHA384) out.push(`signature algorithm ${r.signatureAlgo} is not 1 (ECDSA P-384 with SHA-384)`);
+  if (r.signatureAlgo !== SIG_ALGO_ECDSA_P384_SHA384)
+    out.push(`signature algorithm ${r.signatureAlgo} is not 1 (ECDSA P-384 with SHA-384)`);
   if (signingKeyOf(r.signingKeyCode) === null) out.push(`signing key ${r.signingKeyCode} is reserved (0 VCEK, 1 VLEK, 7 none)`);
   const flags = r.raw.readUInt32LE(0x48);
   if (flags >>> 5 !== 0) out.push(`reserved bits of the key flags (0x48) are set: 0x${flags.toString(16)}`);
@@ -277,7 +278,10 @@ export function structureProblems(r: SnpReport): string[] {
     const bad = r.raw.subarray(start, end).findIndex((b) => b !== 0);
     if (bad >= 0) out.push(`reserved byte 0x${(start + bad).toString(16)} is not zero`);
   }
-  for (const [name, c] of [['R', r.signatureR], ['S', r.signatureS]] as const) {
+  for (const [name, c] of [
+    ['R', r.signatureR],
+    ['S', r.signatureS],
+  ] as const) {
     if (c.subarray(P384_BYTES).some((b) => b !== 0)) out.push(`signature ${name} has non-zero bytes beyond 48`);
   }
   return out;

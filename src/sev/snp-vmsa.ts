@@ -45,7 +45,15 @@ export function buildSnpVmsas(p: SnpVmsaParams): Buffer[] {
 /** One SNP VMSA page for a vCPU starting at `resetAddress`. */
 export function buildSnpVmsa(p: SnpVmsaParams, resetAddress: number): Buffer {
   const page = buildVmsa(
-    { vcpus: 1, family: 0, model: 0, stepping: 0, resetAddress, vmsaInit: p.vmmType === 'QEMU' ? 'init2' : 'legacy', sevFeatures: p.guestFeatures },
+    {
+      vcpus: 1,
+      family: 0,
+      model: 0,
+      stepping: 0,
+      resetAddress,
+      vmsaInit: p.vmmType === 'QEMU' ? 'init2' : 'legacy',
+      sevFeatures: p.guestFeatures,
+    },
     resetAddress,
   );
   page.writeBigUInt64LE(BigInt(p.vmmType === 'QEMU' ? p.vcpuSignature : CLOUD_RDX), OFF.rdx);

@@ -27,7 +27,8 @@ export class DirHandle {
 
   /** `name` inside this directory, for this process's own file calls (one component, no '/'). */
   path(name: string): string {
-    if (name === '' || name === '.' || name === '..' || name.includes('/')) throw new Error(`internal: ${JSON.stringify(name)} is not one path component`);
+    if (name === '' || name === '.' || name === '..' || name.includes('/'))
+      throw new Error(`internal: ${JSON.stringify(name)} is not one path component`);
     return `/proc/self/fd/${this.fd}/${name}`;
   }
 
@@ -82,7 +83,13 @@ export function openDirNoFollow(path: string, options: { create?: boolean; mode?
         // Gone meanwhile: the errno says enough.
       }
       dir.close();
-      const why = symlink ? 'is a symlink' : code === 'ENOTDIR' ? 'is not a directory' : code === 'ENOENT' ? 'does not exist' : (code ?? String(error));
+      const why = symlink
+        ? 'is a symlink'
+        : code === 'ENOTDIR'
+          ? 'is not a directory'
+          : code === 'ENOENT'
+            ? 'does not exist'
+            : (code ?? String(error));
       throw new DirHandleError(`${walked} ${why}`, walked, code);
     }
   }

@@ -32,7 +32,10 @@ export type ReattachPlan =
 export function planReattach(persisted: VmState, ran: boolean, qemuRunning: boolean, qemuPrelaunch = false): ReattachPlan {
   // QEMU's `prelaunch` means no `cont` ever reached it: whatever the file says, it never ran.
   if (qemuPrelaunch && (persisted === 'running' || persisted === 'paused')) {
-    return { kind: 'destroy', why: `it was recorded as ${persisted}, but QEMU says it never ran (prelaunch): nothing proves it was approved` };
+    return {
+      kind: 'destroy',
+      why: `it was recorded as ${persisted}, but QEMU says it never ran (prelaunch): nothing proves it was approved`,
+    };
   }
   switch (persisted) {
     case 'held':
@@ -50,7 +53,9 @@ export function planReattach(persisted: VmState, ran: boolean, qemuRunning: bool
     case 'starting':
     case 'attaching':
     case 'measuring':
-      return ran && qemuRunning ? { kind: 'running' } : { kind: 'destroy', why: `sevsup stopped while it was ${persisted}, before its launch completed` };
+      return ran && qemuRunning
+        ? { kind: 'running' }
+        : { kind: 'destroy', why: `sevsup stopped while it was ${persisted}, before its launch completed` };
     case 'stopped':
     case 'failed':
       return { kind: 'destroy', why: `it was recorded as ${persisted}` };
@@ -74,12 +79,21 @@ export function adoptPersisted(persisted: PersistedVmState, logger: Logger): Qem
  * for its secret: LAUNCH_FINISH (the first cont) has not happened.
  * @throws what the QMP exchange threw (the caller leaves a live QEMU alone then).
  */
-export async function inspectAdopted(qmp: QmpExecutor, persisted: PersistedVmState, sev: boolean, step: QmpStep): Promise<{ status: string; plan: ReattachPlan }> {
+export async function inspectAdopted(
+  qmp: QmpExecutor,
+  persisted: PersistedVmState,
+  sev: boolean,
+  step: QmpStep,
+): Promise<{ status: string; plan: ReattachPlan }> {
   const status = await step('query-status', () => queryStatus(qmp));
   const plan = planReattach(persisted.state, persisted.ran, status.running, status.status === 'prelaunch');
   if (plan.kind === 'hold' && sev) {
     const info = await step('query-sev', () => querySev(qmp));
-    if (info.state !== 'launch-secret') return { status: status.status, plan: { kind: 'destroy', why: `it was held, but its SEV state is ${info.state}, not launch-secret` } };
+    if (info.state !== 'launch-secret')
+      return {
+        status: status.status,
+        plan: { kind: 'destroy', why: `it was held, but its SEV state is ${info.state}, not launch-secret` },
+      };
   }
   return { status: status.status, plan };
 }
@@ -98,7 +112,8 @@ export function unreachableError(vm: string, pid: number, cause: unknown): Super
 
 /** attach() found no QEMU: it ended while nobody supervised it; stopped if it was stopping, else failed with what is known. */
 export function goneEnding(vm: string, persisted: PersistedVmState): Ending {
-  if (persisted.state === 'stopping' || persisted.state === 'stopped') return { kind: 'stopped', how: 'exited while sevsup was not running' };
+  if (persisted.state === 'stopping' || persisted.state === 'stopped')
+    return { kind: 'stopped', how: 'exited while sevsup was not running' };
   const known = persisted.error;
   if (persisted.state === 'failed' && known !== null && isErrorCode(known.code)) {
     return { kind: 'failed', error: new SupervisorError(known.code, known.message, { details: { vm } }) };
@@ -107,9 +122,13 @@ export function goneEnding(vm: string, persisted: PersistedVmState): Ending {
   const pid = persisted.pid === null ? '' : ` (pid ${persisted.pid})`;
   return {
     kind: 'failed',
-    error: new SupervisorError('SUP_ERR_QEMU_EXITED', `VM ${vm}: QEMU${pid} ended while sevsup was not running; the guest was ${persisted.state}${quoteStderr(tail)}`, {
-      details: { vm, pid: persisted.pid, was: persisted.state, stderrTail: tail },
-    }),
+    error: new SupervisorError(
+      'SUP_ERR_QEMU_EXITED',
+      `VM ${vm}: QEMU${pid} ended while sevsup was not running; the guest was ${persisted.state}${quoteStderr(tail)}`,
+      {
+        details: { vm, pid: persisted.pid, was: persisted.state, stderrTail: tail },
+      },
+    ),
   };
 }
 
@@ -134,7 +153,10 @@ export async function leaveUnreachable(g: GuestRecord, proc: QemuProcess, cause:
   await g.qmp?.close().catch(() => undefined);
   const error = unreachableError(g.vm, proc.pid, cause);
   g.error = error;
-  logger.error({ pid: proc.pid, reason: cause instanceof Error ? cause.message : String(cause) }, 'guest unreachable on re-attach; left alone');
+  logger.error(
+    { pid: proc.pid, reason: cause instanceof Error ? cause.message : String(cause) },
+    'guest unreachable on re-attach; left alone',
+  );
   g.running.reject(error);
   g.finish({ state: 'detached', ran: g.ran });
   throw error;

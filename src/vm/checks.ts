@@ -28,11 +28,16 @@ export interface ExpectedSev {
 export function checkSevInfo(vm: string, seen: ReportedSev, expected: ExpectedSev): void {
   const want = describePolicy(expected.policy);
   if (!seen.enabled) {
-    throw fail('SUP_ERR_CHECK_SEV_DISABLED', vm, `QEMU reports SEV is not enabled (query-sev: enabled false), expected an SEV guest with policy ${want}`, {
-      check: 'enabled',
-      seen: false,
-      expected: true,
-    });
+    throw fail(
+      'SUP_ERR_CHECK_SEV_DISABLED',
+      vm,
+      `QEMU reports SEV is not enabled (query-sev: enabled false), expected an SEV guest with policy ${want}`,
+      {
+        check: 'enabled',
+        seen: false,
+        expected: true,
+      },
+    );
   }
   if (seen.sevType !== null && seen.sevType !== 'sev') {
     throw fail('SUP_ERR_CHECK_SEV_TYPE_MISMATCH', vm, `QEMU reports sev-type ${seen.sevType}, expected sev`, {
@@ -42,11 +47,16 @@ export function checkSevInfo(vm: string, seen: ReportedSev, expected: ExpectedSe
     });
   }
   if (seen.policy !== expected.policy) {
-    throw fail('SUP_ERR_CHECK_POLICY_MISMATCH', vm, `QEMU applied SEV policy ${safeDescribe(seen.policy)}, but the config asks for ${want}`, {
-      check: 'policy',
-      seen: seen.policy,
-      expected: expected.policy,
-    });
+    throw fail(
+      'SUP_ERR_CHECK_POLICY_MISMATCH',
+      vm,
+      `QEMU applied SEV policy ${safeDescribe(seen.policy)}, but the config asks for ${want}`,
+      {
+        check: 'policy',
+        seen: seen.policy,
+        expected: expected.policy,
+      },
+    );
   }
   if (seen.state !== 'launch-secret') {
     throw fail('SUP_ERR_CHECK_STATE', vm, `SEV state is ${seen.state}, expected launch-secret: ${stateHint(seen.state)}`, {
@@ -71,17 +81,27 @@ export function checkMeasurement(vm: string, measurement: unknown): MeasurementP
   const parts = splitMeasurement(measurement);
   if (!('problem' in parts)) return parts;
   if (parts.problem === 'not-base64') {
-    throw fail('SUP_ERR_CHECK_MEASUREMENT', vm, `the launch measurement QEMU returned is not base64 (${measurement.length} characters), expected base64 of ${MEASUREMENT_BYTES} bytes`, {
-      check: 'measurement',
-      seen: `${measurement.length} characters`,
-      expected: `${MEASUREMENT_BYTES} bytes`,
-    });
+    throw fail(
+      'SUP_ERR_CHECK_MEASUREMENT',
+      vm,
+      `the launch measurement QEMU returned is not base64 (${measurement.length} characters), expected base64 of ${MEASUREMENT_BYTES} bytes`,
+      {
+        check: 'measurement',
+        seen: `${measurement.length} characters`,
+        expected: `${MEASUREMENT_BYTES} bytes`,
+      },
+    );
   }
-  throw fail('SUP_ERR_CHECK_MEASUREMENT', vm, `the launch measurement QEMU returned is ${parts.bytes} bytes, expected ${MEASUREMENT_BYTES}`, {
-    check: 'measurement',
-    seen: `${parts.bytes} bytes`,
-    expected: `${MEASUREMENT_BYTES} bytes`,
-  });
+  throw fail(
+    'SUP_ERR_CHECK_MEASUREMENT',
+    vm,
+    `the launch measurement QEMU returned is ${parts.bytes} bytes, expected ${MEASUREMENT_BYTES}`,
+    {
+      check: 'measurement',
+      seen: `${parts.bytes} bytes`,
+      expected: `${MEASUREMENT_BYTES} bytes`,
+    },
+  );
 }
 
 function stateHint(state: string): string {
@@ -106,7 +126,12 @@ function safeDescribe(policy: number): string {
 }
 
 function fail(
-  code: 'SUP_ERR_CHECK_SEV_DISABLED' | 'SUP_ERR_CHECK_SEV_TYPE_MISMATCH' | 'SUP_ERR_CHECK_POLICY_MISMATCH' | 'SUP_ERR_CHECK_STATE' | 'SUP_ERR_CHECK_MEASUREMENT',
+  code:
+    | 'SUP_ERR_CHECK_SEV_DISABLED'
+    | 'SUP_ERR_CHECK_SEV_TYPE_MISMATCH'
+    | 'SUP_ERR_CHECK_POLICY_MISMATCH'
+    | 'SUP_ERR_CHECK_STATE'
+    | 'SUP_ERR_CHECK_MEASUREMENT',
   vm: string,
   what: string,
   details: Readonly<Record<string, unknown>>,

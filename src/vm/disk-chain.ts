@@ -62,12 +62,18 @@ async function readChain(spec: VmSpec, disk: DiskSpec): Promise<readonly Backing
     const header = current.header;
     if (header === null) return layers;
     if (header.dataFile !== null) {
-      throw refuse(`${current.path} keeps its data in an external file (${JSON.stringify(header.dataFile)}); convert it with 'qemu-img convert -O qcow2'`, current.path);
+      throw refuse(
+        `${current.path} keeps its data in an external file (${JSON.stringify(header.dataFile)}); convert it with 'qemu-img convert -O qcow2'`,
+        current.path,
+      );
     }
     const name = header.backingName;
     if (name === null) return layers;
     if (name === '' || name.includes('\0') || name.startsWith('json:') || hasProtocolPrefix(name)) {
-      throw refuse(`${current.path} names the backing ${JSON.stringify(name)}, which is not a plain file path (QEMU would read it as a protocol or JSON node)`, current.path);
+      throw refuse(
+        `${current.path} names the backing ${JSON.stringify(name)}, which is not a plain file path (QEMU would read it as a protocol or JSON node)`,
+        current.path,
+      );
     }
     const format = header.backingFormat;
     if (format === null) {
@@ -78,14 +84,20 @@ async function readChain(spec: VmSpec, disk: DiskSpec): Promise<readonly Backing
       );
     }
     if (!(PLAIN_FORMATS as readonly string[]).includes(format)) {
-      throw refuse(`${current.path} names a ${JSON.stringify(format)} backing; sevsup opens only qcow2 and raw backing images (other formats open further files)`, current.path);
+      throw refuse(
+        `${current.path} names a ${JSON.stringify(format)} backing; sevsup opens only qcow2 and raw backing images (other formats open further files)`,
+        current.path,
+      );
     }
     if (layers.length >= MAX_CHAIN_DEPTH) throw refuse(`the backing chain is deeper than ${MAX_CHAIN_DEPTH} images`, current.path);
     const wanted = isAbsolute(name) ? name : resolve(dirname(current.path), name);
     const layer = await inspect(spec, key, wanted, format as BackingLayer['format'], true);
     const inside = relative(root, layer.real);
     if (inside === '' || inside.startsWith(`..${sep}`) || inside === '..' || isAbsolute(inside)) {
-      throw refuse(`${current.path} names the backing ${wanted} (${layer.real}), which lies outside ${root}, the directory of the disk; keep a disk's backing images beside it or below`, current.path);
+      throw refuse(
+        `${current.path} names the backing ${wanted} (${layer.real}), which lies outside ${root}, the directory of the disk; keep a disk's backing images beside it or below`,
+        current.path,
+      );
     }
     if (seen.has(layer.identity)) throw refuse(`the backing chain loops: ${layer.real} appears twice`, current.path);
     seen.add(layer.identity);
@@ -128,7 +140,11 @@ async function inspect(spec: VmSpec, key: string, path: string, format: BackingL
     const head = Buffer.alloc(Math.min(QCOW2_HEADER_READ_BYTES, stat.size));
     const { bytesRead } = await handle.read(head, 0, head.length, 0);
     const bytes = head.subarray(0, bytesRead);
-    if (!isQcow2(bytes)) throw fail(`format qcow2 is configured, but the file is not a qcow2 image`, backing ? 'SUP_ERR_DISK_CHAIN_REFUSED' : 'SUP_ERR_DISK_READ');
+    if (!isQcow2(bytes))
+      throw fail(
+        `format qcow2 is configured, but the file is not a qcow2 image`,
+        backing ? 'SUP_ERR_DISK_CHAIN_REFUSED' : 'SUP_ERR_DISK_READ',
+      );
     try {
       return { real, identity: `${stat.dev}:${stat.ino}`, format, header: parseQcow2Header(bytes) };
     } catch (error: unknown) {

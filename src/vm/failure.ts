@@ -30,21 +30,31 @@ export function quoteStderr(tail: string): string {
  * EXIT_GRACE_MS for its exit so that the error quotes what it printed.
  */
 export async function explainFailure(vm: string, proc: QemuProcess | undefined, error: unknown, phase: string): Promise<SupervisorError> {
-  if (hasCode(error, 'SUP_ERR_LAUNCH_FAILED') || (hasCode(error, 'SUP_ERR_QEMU_EXITED') && error.details['stderrTail'] !== undefined)) return error;
-  const qmpGone = hasCode(error, 'SUP_ERR_QMP_INTERRUPTED', 'SUP_ERR_QMP_STATE', 'SUP_ERR_QEMU_EXITED') || (proc !== undefined && !proc.isAlive());
+  if (hasCode(error, 'SUP_ERR_LAUNCH_FAILED') || (hasCode(error, 'SUP_ERR_QEMU_EXITED') && error.details['stderrTail'] !== undefined))
+    return error;
+  const qmpGone =
+    hasCode(error, 'SUP_ERR_QMP_INTERRUPTED', 'SUP_ERR_QMP_STATE', 'SUP_ERR_QEMU_EXITED') || (proc !== undefined && !proc.isAlive());
   if (proc !== undefined && qmpGone) {
     const exit = await Promise.race([proc.exited, delay(EXIT_GRACE_MS, null)]);
     if (exit !== null) {
-      return new SupervisorError('SUP_ERR_QEMU_EXITED', `VM ${vm}: QEMU ${describeEnd(exit)} during ${phase}${quoteStderr(exit.stderrTail)}`, {
-        details: { vm, phase, exitCode: exit.exitCode, signal: exit.signal, stderrTail: exit.stderrTail },
-        cause: error,
-      });
+      return new SupervisorError(
+        'SUP_ERR_QEMU_EXITED',
+        `VM ${vm}: QEMU ${describeEnd(exit)} during ${phase}${quoteStderr(exit.stderrTail)}`,
+        {
+          details: { vm, phase, exitCode: exit.exitCode, signal: exit.signal, stderrTail: exit.stderrTail },
+          cause: error,
+        },
+      );
     }
   }
   if (isSupervisorError(error)) return error;
-  return new SupervisorError('SUP_ERR_INTERNAL', `VM ${vm}: internal error during ${phase}: ${error instanceof Error ? error.message : String(error)}`, {
-    cause: error,
-  });
+  return new SupervisorError(
+    'SUP_ERR_INTERNAL',
+    `VM ${vm}: internal error during ${phase}: ${error instanceof Error ? error.message : String(error)}`,
+    {
+      cause: error,
+    },
+  );
 }
 
 /** The launch phase a state is in, as failure messages name it. */

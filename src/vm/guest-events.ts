@@ -71,8 +71,12 @@ export function exitEnding(vm: string, state: VmState, exit: QemuExit, failed: S
     kind: 'failed',
     error:
       failed ??
-      new SupervisorError('SUP_ERR_QEMU_EXITED', `VM ${vm}: QEMU ${describeEnd(exit)} while the guest was ${state}${quoteStderr(exit.stderrTail)}`, {
-        details: { vm, exitCode: exit.exitCode, signal: exit.signal, stderrTail: exit.stderrTail },
-      }),
+      new SupervisorError(
+        'SUP_ERR_QEMU_EXITED',
+        `VM ${vm}: QEMU ${describeEnd(exit)} while the guest was ${state}${quoteStderr(exit.stderrTail)}`,
+        {
+          details: { vm, exitCode: exit.exitCode, signal: exit.signal, stderrTail: exit.stderrTail },
+        },
+      ),
   };
 }

@@ -111,9 +111,13 @@ export class OwnerActions {
     const g = this.#g;
     const admit = (): void => {
       if (g.state !== 'held') {
-        throw new SupervisorError('SUP_ERR_ATTEST_NOT_HELD', `VM ${g.vm} is ${g.state}, not held for attestation; ${request.action} applies only to a held guest`, {
-          details: { vm: g.vm, state: g.state, action: request.action },
-        });
+        throw new SupervisorError(
+          'SUP_ERR_ATTEST_NOT_HELD',
+          `VM ${g.vm} is ${g.state}, not held for attestation; ${request.action} applies only to a held guest`,
+          {
+            details: { vm: g.vm, state: g.state, action: request.action },
+          },
+        );
       }
     };
     return this.#hold.exclusive(admit, async (): Promise<AttestResult> => {
@@ -146,9 +150,13 @@ export class OwnerActions {
 /** The error a launch fails with when its hold ended without approval: the guest never ran. */
 export function holdRefusal(vm: string, outcome: 'rejected' | 'timeout', timeoutMs: number): SupervisorError {
   if (outcome === 'rejected') {
-    return new SupervisorError('SUP_ERR_ATTEST_REJECTED', `VM ${vm} was rejected by the guest owner; QEMU was stopped and the guest never ran`, {
-      details: { vm },
-    });
+    return new SupervisorError(
+      'SUP_ERR_ATTEST_REJECTED',
+      `VM ${vm} was rejected by the guest owner; QEMU was stopped and the guest never ran`,
+      {
+        details: { vm },
+      },
+    );
   }
   return new SupervisorError(
     'SUP_ERR_ATTEST_TIMEOUT',

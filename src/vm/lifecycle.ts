@@ -36,7 +36,6 @@ import type { AttestRequest, AttestResult, LifecycleEventRecord, LifecycleOutcom
 /** Commands the daemon may send on sevsup's own monitor session (disk snapshots), by state. */
 const MONITOR_STATES: readonly VmState[] = ['held', 'running', 'paused'];
 
-
 /**
  * One launch of one guest. Create it, subscribe with onEvent(), call start(); `finished` settles
  * when the guest is gone. The attest methods act only while `held`.
@@ -265,7 +264,10 @@ export class VmLifecycle {
    */
   async detach(): Promise<void> {
     if (!MONITOR_STATES.includes(this.#g.state)) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#g.state}; only a held, running or paused guest can be left running`);
+      throw new SupervisorError(
+        'SUP_ERR_VM_STATE',
+        `VM ${this.vm} is ${this.#g.state}; only a held, running or paused guest can be left running`,
+      );
     }
     this.#detached = true;
     this.#abort.abort(new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} was detached`));
@@ -283,7 +285,11 @@ export class VmLifecycle {
    */
   monitorExecute(command: string, args?: Record<string, unknown>): Promise<unknown> {
     if (!MONITOR_STATES.includes(this.#g.state) || this.#detached) {
-      return Promise.reject(new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#g.state}; its monitor is not available`, { details: { vm: this.vm, state: this.#g.state } }));
+      return Promise.reject(
+        new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#g.state}; its monitor is not available`, {
+          details: { vm: this.vm, state: this.#g.state },
+        }),
+      );
     }
     return this.#g.requireQmp().execute(command, args);
   }
@@ -315,9 +321,13 @@ export class VmLifecycle {
    */
   async resumePaused(): Promise<void> {
     if (this.#g.state !== 'paused' || !this.#g.ran || this.#detached) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#g.state}; only a guest that ran and was paused since can be resumed this way`, {
-        details: { vm: this.vm, state: this.#g.state },
-      });
+      throw new SupervisorError(
+        'SUP_ERR_VM_STATE',
+        `VM ${this.vm} is ${this.#g.state}; only a guest that ran and was paused since can be resumed this way`,
+        {
+          details: { vm: this.vm, state: this.#g.state },
+        },
+      );
     }
     const qmp = this.#g.requireQmp();
     await cont(qmp);
@@ -373,7 +383,11 @@ export class VmLifecycle {
     const argv = this.#o.argv({
       spec,
       caps: this.#o.caps,
-      paths: { monitorSocket: paths.monitorSocket, pidFile: paths.pidFile, ...(spec.serial === 'file' ? { serialLog: paths.serialLog } : {}) },
+      paths: {
+        monitorSocket: paths.monitorSocket,
+        pidFile: paths.pidFile,
+        ...(spec.serial === 'file' ? { serialLog: paths.serialLog } : {}),
+      },
       ...(this.#o.qemuOptions === undefined ? {} : { options: this.#o.qemuOptions }),
       backingChains: this.#preflight.disks,
     });
@@ -417,7 +431,8 @@ export class VmLifecycle {
 
   /** Wait paused for the owner. MUST run after #measure. @throws SUP_ERR_ATTEST_REJECTED / _TIMEOUT. */
   async #waitForOwner(restoredDeadline?: Date): Promise<void> {
-    const timeoutMs = this.#o.holdTimeoutMs ?? (this.#o.spec.holdTimeout !== undefined ? this.#o.spec.holdTimeout * 1000 : DEFAULT_HOLD_TIMEOUT_MS);
+    const timeoutMs =
+      this.#o.holdTimeoutMs ?? (this.#o.spec.holdTimeout !== undefined ? this.#o.spec.holdTimeout * 1000 : DEFAULT_HOLD_TIMEOUT_MS);
     const proc = this.#g.requireProc();
     this.#hold.open();
     // A re-attached guest keeps the deadline it was given when it was first held.
@@ -426,7 +441,12 @@ export class VmLifecycle {
     this.#g.move('held');
     // Durable before anyone hears it is held: a restart must find it held, with this deadline.
     await this.#g.persisted();
-    this.#g.emit({ event: 'held', deadline: deadline.toISOString(), timeoutSeconds: timeoutMs / 1000, controlSocket: this.#g.paths?.controlSocket ?? null });
+    this.#g.emit({
+      event: 'held',
+      deadline: deadline.toISOString(),
+      timeoutSeconds: timeoutMs / 1000,
+      controlSocket: this.#g.paths?.controlSocket ?? null,
+    });
     const outcome = await this.#hold.wait({ deadline, exited: proc.exited, signal: this.#abort.signal });
     switch (outcome) {
       case 'approved':
@@ -462,8 +482,6 @@ export class VmLifecycle {
     this.#g.emit({ event: 'running', pid: this.#g.requireProc().pid });
   }
 
-  // Section: after it runs -------------------------------------------------------------------------
-
   // Section: failing closed ------------------------------------------------------------------------
 
   /** Any error before the guest ran (or while resuming): stop QEMU, never `cont`, record why. */
@@ -496,7 +514,9 @@ export class VmLifecycle {
   /** quit → SIGTERM → SIGKILL (no powerdown: a paused guest cannot act on it). */
   async #destroy(): Promise<QemuExit> {
     const proc = this.#g.requireProc();
-    const exit = this.#force ? await proc.kill() : await proc.stop({ ...(this.#g.qmp === undefined ? {} : { qmp: this.#g.qmp }), powerdownTimeoutMs: 0 });
+    const exit = this.#force
+      ? await proc.kill()
+      : await proc.stop({ ...(this.#g.qmp === undefined ? {} : { qmp: this.#g.qmp }), powerdownTimeoutMs: 0 });
     await this.#g.qmp?.close();
     return exit;
   }
@@ -524,9 +544,10 @@ export class VmLifecycle {
 
   #requireFresh(): void {
     if (this.#g.state !== 'defined') {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm} is ${this.#g.state}; a lifecycle starts once (create a new one to launch again)`);
+      throw new SupervisorError(
+        'SUP_ERR_VM_STATE',
+        `VM ${this.vm} is ${this.#g.state}; a lifecycle starts once (create a new one to launch again)`,
+      );
     }
   }
-
-  // Section: the state file (daemon mode) ----------------------------------------------------------
 }

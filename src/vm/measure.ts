@@ -27,7 +27,8 @@ export type LaunchFileDigests = readonly [FileDigest | null, FileDigest | null];
  * start-up (a 14 MB kernel takes tens of ms); its error is reported where it is awaited.
  */
 export function hashLaunchFiles(spec: VmSpec): Promise<LaunchFileDigests> {
-  const digest = async (path: string | undefined): Promise<FileDigest | null> => (path === undefined ? null : { path, sha256: (await sha256File(path)).sha256 });
+  const digest = async (path: string | undefined): Promise<FileDigest | null> =>
+    path === undefined ? null : { path, sha256: (await sha256File(path)).sha256 };
   const hashing = Promise.all([digest(spec.kernel), digest(spec.initrd)] as const);
   hashing.catch(() => undefined);
   return hashing;
@@ -61,17 +62,28 @@ export async function measureSevLaunch(c: MeasureContext): Promise<string> {
   const seen = await step('query-sev', () => querySev(qmp));
   checkSevInfo(vm, seen, { policy: expectedPolicy });
   const sevType = recordSevType(spec);
-  c.emit({ event: 'checked', policy: formatPolicy(seen.policy), sevType, apiMajor: seen.apiMajor, apiMinor: seen.apiMinor, buildId: seen.buildId });
+  c.emit({
+    event: 'checked',
+    policy: formatPolicy(seen.policy),
+    sevType,
+    apiMajor: seen.apiMajor,
+    apiMinor: seen.apiMinor,
+    buildId: seen.buildId,
+  });
 
   let measurement: string;
   try {
     measurement = await step('query-sev-launch-measure', () => querySevLaunchMeasure(qmp));
   } catch (error: unknown) {
     if (!hasCode(error, 'SUP_ERR_QMP_EXECUTE')) throw error;
-    throw new SupervisorError('SUP_ERR_CHECK_MEASUREMENT', `VM ${vm}: QEMU gave no launch measurement: ${error.message}; the guest was not resumed`, {
-      details: { vm, check: 'measurement' },
-      cause: error,
-    });
+    throw new SupervisorError(
+      'SUP_ERR_CHECK_MEASUREMENT',
+      `VM ${vm}: QEMU gave no launch measurement: ${error.message}; the guest was not resumed`,
+      {
+        details: { vm, check: 'measurement' },
+        cause: error,
+      },
+    );
   }
   const bytes = checkMeasurement(vm, measurement);
   c.signal.throwIfAborted();
@@ -82,13 +94,20 @@ export async function measureSevLaunch(c: MeasureContext): Promise<string> {
   const [kernel, initrd] = await c.hashing;
   const spawned = { vm, platform: c.platform, spec, firmware: fw, firmwareBytes, kernel, initrd, qemuVersion: qmp.greeting.QMP.version };
   const cpuSignature = sevType === 'sev-es' ? await step('query-cpus-fast', () => queryCpuSignature(qmp)) : undefined;
-  const record = buildLaunchRecord(spawned, { sev: seen, expectedPolicy, measurement, mnonce: bytes.mnonce, capturedAt: new Date() }, cpuSignature);
+  const record = buildLaunchRecord(
+    spawned,
+    { sev: seen, expectedPolicy, measurement, mnonce: bytes.mnonce, capturedAt: new Date() },
+    cpuSignature,
+  );
   let path: string;
   try {
     path = await writeRecord(c.stateDir, record);
   } catch (error: unknown) {
     if (!hasCode(error, 'SUP_ERR_RECORD_WRITE')) throw error;
-    throw new SupervisorError('SUP_ERR_RECORD_WRITE', `VM ${vm}: ${error.message}; the guest was not resumed`, { details: error.details, cause: error });
+    throw new SupervisorError('SUP_ERR_RECORD_WRITE', `VM ${vm}: ${error.message}; the guest was not resumed`, {
+      details: error.details,
+      cause: error,
+    });
   }
   c.emit({ event: 'measured', record: path, measurement });
   return path;

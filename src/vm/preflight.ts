@@ -86,8 +86,7 @@ async function checkFirmware(spec: VmSpec): Promise<FirmwareInfo | null> {
     const reason = describeHashesAreaProblem(info.table.hashesArea);
     throw new SupervisorError(
       'SUP_ERR_FIRMWARE_NO_HASHES_AREA',
-      `${spec.source}: ${sev.key}: kernel-hashes=1, but QEMU would refuse the firmware ${path}: ` +
-        `"${reason}"; ${AMDSEV_OVMF_HINT}`,
+      `${spec.source}: ${sev.key}: kernel-hashes=1, but QEMU would refuse the firmware ${path}: ` + `"${reason}"; ${AMDSEV_OVMF_HINT}`,
       { details: { file: spec.source, key: sev.key, path, reason } },
     );
   }

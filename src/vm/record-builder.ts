@@ -113,7 +113,8 @@ export function expectedLaunchDigest(spawned: SpawnedLaunch, cpu: CpuSignature |
   let vmsas: Buffer[] | undefined;
   if (cpu !== undefined) {
     const resetAddress = fw.table.sevResetAddress;
-    if (resetAddress === null) throw new SupervisorError('SUP_ERR_FIRMWARE_NO_SEV_INFO', `VM ${vm}: firmware ${fw.path} has no SEV-ES reset address`);
+    if (resetAddress === null)
+      throw new SupervisorError('SUP_ERR_FIRMWARE_NO_SEV_INFO', `VM ${vm}: firmware ${fw.path} has no SEV-ES reset address`);
     vmsas = buildVmsas({ vcpus: spec.cores, ...cpu, resetAddress, vmsaInit: RECORD_VMSA_INIT });
   }
   const digest = launchDigest({

@@ -31,9 +31,13 @@ export async function writeRecord(stateDir: string, record: MeasurementRecord): 
   const dir = recordsDir(stateDir, record.vm);
   const path = join(dir, `${recordFileStem(record.capturedAt)}.json`);
   if (!SAFE_VM_NAME.test(record.vm)) {
-    throw new SupervisorError('SUP_ERR_RECORD_WRITE', `cannot write the measurement record of VM ${JSON.stringify(record.vm)}: the name is not usable as a directory name`, {
-      details: { vm: record.vm },
-    });
+    throw new SupervisorError(
+      'SUP_ERR_RECORD_WRITE',
+      `cannot write the measurement record of VM ${JSON.stringify(record.vm)}: the name is not usable as a directory name`,
+      {
+        details: { vm: record.vm },
+      },
+    );
   }
   const text = `${JSON.stringify(record, null, 2)}\n`;
   const latest = join(dir, LATEST_RECORD);
@@ -48,7 +52,10 @@ export async function writeRecord(stateDir: string, record: MeasurementRecord): 
     await writeFileAtomic(latest, text, { mode: FILE_MODE, overwrite: true });
     return path;
   } catch (error: unknown) {
-    if (step === 'latest') await unlink(path).then(() => fsyncDir(dir)).catch(() => undefined);
+    if (step === 'latest')
+      await unlink(path)
+        .then(() => fsyncDir(dir))
+        .catch(() => undefined);
     const errno = errnoOf(error);
     const why = errno === 'EEXIST' ? 'a record with that timestamp already exists (records are never rewritten)' : describeErrno(error);
     const message =
@@ -106,7 +113,6 @@ export async function listRecords(stateDir: string, vm: string): Promise<string[
 function malformed(path: string, why: string): SupervisorError {
   return new SupervisorError('SUP_ERR_INTERNAL', `cannot read measurement record ${path}: ${why}`, { details: { path } });
 }
-
 
 const ERRNO_TEXT: Readonly<Record<string, string>> = {
   ENOSPC: 'no space left on the device',

@@ -249,4 +249,3 @@ function parseDigest(value: unknown): FileDigest | null | undefined {
   const { path, sha256 } = value;
   return typeof path === 'string' && typeof sha256 === 'string' ? { path, sha256 } : undefined;
 }
-

@@ -20,7 +20,13 @@ export interface SnpLaunchFiles {
 }
 
 /** A small file the SNP line names: raw bytes of the exact size, or their base64 text (what `sevsup id-block` writes). */
-async function readBytesFile(spec: VmSpec, sev: SnpSpec, what: string, path: string, size: { exact?: number; max?: number }): Promise<string> {
+async function readBytesFile(
+  spec: VmSpec,
+  sev: SnpSpec,
+  what: string,
+  path: string,
+  size: { exact?: number; max?: number },
+): Promise<string> {
   const fail = (problem: string): SupervisorError =>
     new SupervisorError('SUP_ERR_CONFIG_BAD_VALUE', `${spec.source}: ${sev.key}: ${what} ${path}: ${problem}`, {
       details: { file: spec.source, key: sev.key, property: what, path },
@@ -50,16 +56,24 @@ async function readBytesFile(spec: VmSpec, sev: SnpSpec, what: string, path: str
 export async function snpPreflight(spec: VmSpec, sev: SnpSpec): Promise<SnpLaunchFiles> {
   const path = firmwarePath(spec);
   if (path === null) {
-    throw new SupervisorError('SUP_ERR_FIRMWARE_SNP', `${spec.source}: SEV-SNP needs OVMF loaded as -bios; set bios: ovmf and a firmware key`, {
-      details: { file: spec.source, key: 'firmware' },
-    });
+    throw new SupervisorError(
+      'SUP_ERR_FIRMWARE_SNP',
+      `${spec.source}: SEV-SNP needs OVMF loaded as -bios; set bios: ovmf and a firmware key`,
+      {
+        details: { file: spec.source, key: 'firmware' },
+      },
+    );
   }
   const fw = await readSnpFirmware(path);
   const problems = snpFirmwareProblems(fw, { kernel: spec.kernel !== undefined, kernelHashes: sev.kernelHashes });
   if (problems.length > 0) {
-    throw new SupervisorError('SUP_ERR_FIRMWARE_SNP', `${spec.source}: firmware: ${path} cannot launch this SEV-SNP guest: ${problems.join('; ')}`, {
-      details: { file: spec.source, key: 'firmware', path, problems },
-    });
+    throw new SupervisorError(
+      'SUP_ERR_FIRMWARE_SNP',
+      `${spec.source}: firmware: ${path} cannot launch this SEV-SNP guest: ${problems.join('; ')}`,
+      {
+        details: { file: spec.source, key: 'firmware', path, problems },
+      },
+    );
   }
   const files: { idBlock?: string; idAuth?: string; hostData?: string } = {};
   if (sev.idBlock !== undefined) files.idBlock = await readBytesFile(spec, sev, 'id-block', sev.idBlock, { exact: ID_BLOCK_BYTES });

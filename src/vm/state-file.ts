@@ -75,7 +75,8 @@ export async function readVmStateFile(path: string): Promise<VmStateRead> {
   let text: string;
   try {
     const bytes = await readFile(path);
-    if (bytes.length > MAX_STATE_BYTES) return { kind: 'bad', reason: `it is ${bytes.length} bytes, more than a state file can be (${MAX_STATE_BYTES})` };
+    if (bytes.length > MAX_STATE_BYTES)
+      return { kind: 'bad', reason: `it is ${bytes.length} bytes, more than a state file can be (${MAX_STATE_BYTES})` };
     text = bytes.toString('utf8');
   } catch (error: unknown) {
     const code = errnoOf(error);
@@ -85,11 +86,16 @@ export async function readVmStateFile(path: string): Promise<VmStateRead> {
   try {
     value = JSON.parse(text);
   } catch (error: unknown) {
-    const what = text.trim() === '' ? 'it is empty' : `it is not JSON, truncated or corrupt (${error instanceof Error ? error.message : String(error)})`;
+    const what =
+      text.trim() === ''
+        ? 'it is empty'
+        : `it is not JSON, truncated or corrupt (${error instanceof Error ? error.message : String(error)})`;
     return { kind: 'bad', reason: what };
   }
   const state = parseVmState(value);
-  return state === null ? { kind: 'bad', reason: `it is not a ${VM_STATE_SCHEMA} file (a member is missing or of the wrong type)` } : { kind: 'ok', state };
+  return state === null
+    ? { kind: 'bad', reason: `it is not a ${VM_STATE_SCHEMA} file (a member is missing or of the wrong type)` }
+    : { kind: 'ok', state };
 }
 
 /** Narrow a decoded state file; null when any member is missing or of the wrong type. */

@@ -42,7 +42,9 @@ export class StateWriter {
     const file = this.#file;
     this.#pending = this.#pending
       .then(() => this.#write(file, ordered))
-      .catch((cause: unknown) => this.#log.error({ err: cause, file }, 'cannot write the VM state file; a restarted daemon may not re-attach this guest'));
+      .catch((cause: unknown) =>
+        this.#log.error({ err: cause, file }, 'cannot write the VM state file; a restarted daemon may not re-attach this guest'),
+      );
   }
 
   /** Resolves once every write queued so far has landed (or failed and been logged). */

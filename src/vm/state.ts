@@ -49,9 +49,13 @@ export function canTransition(from: VmState, to: VmState): boolean {
 export function transition(from: VmState, to: VmState, vm?: string): VmState {
   if (canTransition(from, to)) return to;
   const who = vm === undefined ? 'VM' : `VM ${vm}`;
-  throw new SupervisorError('SUP_ERR_VM_STATE', `${who}: cannot go from ${from} to ${to} (allowed from ${from}: ${formatList(ALLOWED[from])})`, {
-    details: { from, to },
-  });
+  throw new SupervisorError(
+    'SUP_ERR_VM_STATE',
+    `${who}: cannot go from ${from} to ${to} (allowed from ${from}: ${formatList(ALLOWED[from])})`,
+    {
+      details: { from, to },
+    },
+  );
 }
 
 export function isVmState(value: unknown): value is VmState {

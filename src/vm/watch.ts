@@ -62,10 +62,14 @@ export class GuestWatch {
       const exit = await Promise.race([proc.exited, delay(EXIT_GRACE_MS, null)]);
       if (exit !== null || ending()) return;
       this.#log.error({ err: cause }, 'QMP monitor closed while QEMU runs; stopping QEMU');
-      this.#g.error = new SupervisorError('SUP_ERR_QMP_INTERRUPTED', `VM ${this.#g.vm}: QEMU's QMP monitor closed while the guest was running; QEMU was stopped`, {
-        details: { vm: this.#g.vm },
-        ...(cause === undefined ? {} : { cause }),
-      });
+      this.#g.error = new SupervisorError(
+        'SUP_ERR_QMP_INTERRUPTED',
+        `VM ${this.#g.vm}: QEMU's QMP monitor closed while the guest was running; QEMU was stopped`,
+        {
+          details: { vm: this.#g.vm },
+          ...(cause === undefined ? {} : { cause }),
+        },
+      );
       void this.shutdown('monitor lost', false);
     });
   }
@@ -118,7 +122,11 @@ export class GuestWatch {
       ? proc.kill()
       : proc.stop({
           ...(this.#g.qmp === undefined ? {} : { qmp: this.#g.qmp }),
-          ...(powerdown ? (this.#c.powerdownTimeoutMs === undefined ? {} : { powerdownTimeoutMs: this.#c.powerdownTimeoutMs }) : { powerdownTimeoutMs: 0 }),
+          ...(powerdown
+            ? this.#c.powerdownTimeoutMs === undefined
+              ? {}
+              : { powerdownTimeoutMs: this.#c.powerdownTimeoutMs }
+            : { powerdownTimeoutMs: 0 }),
         });
     await stopped.catch((error: unknown) => {
       this.#log.error({ err: error }, 'QEMU did not stop');

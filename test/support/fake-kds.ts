@@ -10,7 +10,10 @@ export interface KdsRequest {
   readonly at: number;
 }
 
-export type Misbehaviour = { readonly status: 429; readonly retryAfter?: string } | { readonly status: 404 | 500 | 503 } | { readonly status: 200; readonly body: Buffer; readonly chunked?: boolean };
+export type Misbehaviour =
+  | { readonly status: 429; readonly retryAfter?: string }
+  | { readonly status: 404 | 500 | 503 }
+  | { readonly status: 200; readonly body: Buffer; readonly chunked?: boolean };
 
 export interface FakeKds {
   readonly base: string;

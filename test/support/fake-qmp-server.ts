@@ -278,7 +278,10 @@ export class FakeQmpServer {
     const custom = this.handlers.get(cmd.command);
     if (cmd.command === 'qmp_capabilities' && custom === undefined) {
       if (conn.negotiated) {
-        await conn.perform([{ error: { class: 'CommandNotFound', desc: 'Capabilities negotiation is already complete, command ignored' } }], cmd);
+        await conn.perform(
+          [{ error: { class: 'CommandNotFound', desc: 'Capabilities negotiation is already complete, command ignored' } }],
+          cmd,
+        );
         return;
       }
       conn.negotiated = true;
@@ -288,7 +291,10 @@ export class FakeQmpServer {
       return;
     }
     if (!conn.negotiated && cmd.command !== 'qmp_capabilities') {
-      await conn.perform([{ error: { class: 'CommandNotFound', desc: "Expecting capabilities negotiation with 'qmp_capabilities'" } }], cmd);
+      await conn.perform(
+        [{ error: { class: 'CommandNotFound', desc: "Expecting capabilities negotiation with 'qmp_capabilities'" } }],
+        cmd,
+      );
       return;
     }
     if (custom === undefined) {

@@ -9,7 +9,10 @@ import type { LifecycleOptions } from '../../src/vm/lifecycle-options.js';
 import { FAKE_QEMU } from './detached-fakes.js';
 
 /** The lifecycle options that launch the fake QEMU running `scenario`, logging what it receives to `commandLog`. */
-export function fakeQemuLaunch(scenario: object, commandLog: string): Pick<LifecycleOptions, 'caps' | 'platform' | 'binary' | 'argv' | 'deps'> {
+export function fakeQemuLaunch(
+  scenario: object,
+  commandLog: string,
+): Pick<LifecycleOptions, 'caps' | 'platform' | 'binary' | 'argv' | 'deps'> {
   return {
     caps: SIMULATED_HOST_CAPS,
     platform: 'simulated',

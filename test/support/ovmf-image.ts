@@ -2,12 +2,7 @@
 // the way QEMU's pc_system_parse_ovmf_flash reads it. Shared by the preflight, showcmd and
 // qemu-argv tests; no real firmware code, so never boot one.
 import { guidToBytesLe } from '../../src/sev/guid.js';
-import {
-  OVMF_TABLE_FOOTER_GUID,
-  SEV_HASH_TABLE_RV_GUID,
-  SEV_INFO_BLOCK_GUID,
-  SEV_SECRET_GUID,
-} from '../../src/sev/ovmf-table.js';
+import { OVMF_TABLE_FOOTER_GUID, SEV_HASH_TABLE_RV_GUID, SEV_INFO_BLOCK_GUID, SEV_SECRET_GUID } from '../../src/sev/ovmf-table.js';
 
 export const IMAGE_BYTES = 64 * 1024;
 

@@ -52,12 +52,15 @@ export interface RigOptions {
 export function logSink(level: 'debug' | 'info' = 'debug'): { logger: Logger; lines: Record<string, unknown>[]; raw: string[] } {
   const lines: Record<string, unknown>[] = [];
   const raw: string[] = [];
-  const logger = createLogger({ level }, {
-    write: (s: string) => {
-      raw.push(s);
-      lines.push(JSON.parse(s));
+  const logger = createLogger(
+    { level },
+    {
+      write: (s: string) => {
+        raw.push(s);
+        lines.push(JSON.parse(s));
+      },
     },
-  });
+  );
   return { logger, lines, raw };
 }
 
@@ -67,7 +70,11 @@ export async function startProxyRig(options: RigOptions, register: (cleanup: () 
   register(() => rm(dir, { recursive: true, force: true }));
   const fake = await FakeQmpServer.start({
     ...(options.capabilities ? { capabilities: options.capabilities } : {}),
-    handlers: { 'query-yank': () => ({ return: [] }), 'qom-list': () => ({ return: [{ name: 'type', type: 'string' }] }), ...options.handlers },
+    handlers: {
+      'query-yank': () => ({ return: [] }),
+      'qom-list': () => ({ return: [{ name: 'type', type: 'string' }] }),
+      ...options.handlers,
+    },
   });
   register(() => fake.close());
   const upstream = await QmpClient.connect({

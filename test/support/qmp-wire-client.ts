@@ -71,7 +71,9 @@ export class WireClient {
   static async negotiated(path: string, oob = false): Promise<{ client: WireClient; greeting: WireMessage }> {
     const client = await WireClient.connect(path);
     const greeting = await client.next();
-    const reply = await client.command(oob ? { execute: 'qmp_capabilities', arguments: { enable: ['oob'] } } : { execute: 'qmp_capabilities' });
+    const reply = await client.command(
+      oob ? { execute: 'qmp_capabilities', arguments: { enable: ['oob'] } } : { execute: 'qmp_capabilities' },
+    );
     if (!Object.hasOwn(reply, 'return')) throw new Error(`negotiation failed: ${JSON.stringify(reply)}`);
     return { client, greeting };
   }

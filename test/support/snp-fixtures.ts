@@ -116,7 +116,9 @@ export function opensslVerifyChain(chain: BuiltChain): boolean {
     writeFileSync(join(dir, 'ark.pem'), derToPem(chain.ark));
     writeFileSync(join(dir, 'mid.pem'), derToPem(chain.intermediate));
     writeFileSync(join(dir, 'leaf.pem'), derToPem(chain.leaf));
-    execFileSync('openssl', ['verify', '-CAfile', join(dir, 'ark.pem'), '-untrusted', join(dir, 'mid.pem'), join(dir, 'leaf.pem')], { stdio: 'pipe' });
+    execFileSync('openssl', ['verify', '-CAfile', join(dir, 'ark.pem'), '-untrusted', join(dir, 'mid.pem'), join(dir, 'leaf.pem')], {
+      stdio: 'pipe',
+    });
     return true;
   } catch {
     return false;
@@ -133,14 +135,21 @@ export function opensslVerifyChain(chain: BuiltChain): boolean {
 export function opensslVerifySignature(report: Buffer, leafDer: Buffer): boolean {
   const dir = mkdtempSync(join(tmpdir(), 'sevsup-snp-ossl-'));
   try {
-    const be = (from: number): string => `0x${Buffer.from(report.subarray(from, from + 72)).reverse().toString('hex')}`;
+    const be = (from: number): string =>
+      `0x${Buffer.from(report.subarray(from, from + 72))
+        .reverse()
+        .toString('hex')}`;
     writeFileSync(join(dir, 'sig.cnf'), `asn1=SEQUENCE:sig\n[sig]\nr=INTEGER:${be(0x2a0)}\ns=INTEGER:${be(0x2e8)}\n`);
     execFileSync('openssl', ['asn1parse', '-genconf', join(dir, 'sig.cnf'), '-out', join(dir, 'sig.der'), '-noout'], { stdio: 'pipe' });
     writeFileSync(join(dir, 'body.bin'), report.subarray(0, 0x2a0));
     writeFileSync(join(dir, 'leaf.pem'), derToPem(leafDer));
     const pub = execFileSync('openssl', ['x509', '-in', join(dir, 'leaf.pem'), '-noout', '-pubkey'], { stdio: 'pipe' });
     writeFileSync(join(dir, 'pub.pem'), pub);
-    execFileSync('openssl', ['dgst', '-sha384', '-verify', join(dir, 'pub.pem'), '-signature', join(dir, 'sig.der'), join(dir, 'body.bin')], { stdio: 'pipe' });
+    execFileSync(
+      'openssl',
+      ['dgst', '-sha384', '-verify', join(dir, 'pub.pem'), '-signature', join(dir, 'sig.der'), join(dir, 'body.bin')],
+      { stdio: 'pipe' },
+    );
     return true;
   } catch {
     return false;
@@ -162,7 +171,11 @@ export const SNP_ORACLE: string | null = (() => {
  * chain as the only trusted root (and, given, the expected measurement, host data, report data):
  * "OK" or its error text.
  */
-export function oracleVerify(report: Buffer, chain: BuiltChain, expect?: { measurement: Buffer; hostData: Buffer; reportData: Buffer }): string {
+export function oracleVerify(
+  report: Buffer,
+  chain: BuiltChain,
+  expect?: { measurement: Buffer; hostData: Buffer; reportData: Buffer },
+): string {
   if (SNP_ORACLE === null) throw new Error('no oracle');
   const dir = mkdtempSync(join(tmpdir(), 'sevsup-snp-oracle-'));
   try {
@@ -171,7 +184,8 @@ export function oracleVerify(report: Buffer, chain: BuiltChain, expect?: { measu
     writeFileSync(join(dir, 'mid.pem'), derToPem(chain.intermediate));
     writeFileSync(join(dir, 'leaf.pem'), derToPem(chain.leaf));
     const args = [join(dir, 'report.bin'), join(dir, 'ark.pem'), join(dir, 'mid.pem'), join(dir, 'leaf.pem')];
-    if (expect !== undefined) args.push(expect.measurement.toString('hex'), expect.hostData.toString('hex'), expect.reportData.toString('hex'));
+    if (expect !== undefined)
+      args.push(expect.measurement.toString('hex'), expect.hostData.toString('hex'), expect.reportData.toString('hex'));
     const r = spawnSync(SNP_ORACLE, args, { env: { PRODUCT_LINE: chain.product }, encoding: 'utf8' });
     return r.stdout.trim();
   } finally {

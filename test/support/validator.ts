@@ -30,14 +30,22 @@ export interface ValidatorArgs {
 export function validatorArgv(a: ValidatorArgs): string[] {
   const argv = [
     VALIDATOR,
-    '--measurement', a.measurement,
-    '--api-major', String(a.apiMajor),
-    '--api-minor', String(a.apiMinor),
-    '--build-id', String(a.buildId),
-    '--policy', String(a.policy),
-    '--firmware', a.firmware,
-    '--tik', a.tik,
-    '--tek', a.tek,
+    '--measurement',
+    a.measurement,
+    '--api-major',
+    String(a.apiMajor),
+    '--api-minor',
+    String(a.apiMinor),
+    '--build-id',
+    String(a.buildId),
+    '--policy',
+    String(a.policy),
+    '--firmware',
+    a.firmware,
+    '--tik',
+    a.tik,
+    '--tek',
+    a.tek,
   ];
   if (a.kernel !== undefined) argv.push('--kernel', a.kernel);
   if (a.initrd !== undefined) argv.push('--initrd', a.initrd);

@@ -32,7 +32,8 @@ export async function runAttest(vm: string, opts: AttestCliOptions): Promise<voi
     const packetHeader = await readBase64File(headerFile, 'packet header');
     const secret = await readBase64File(secretFile, 'secret');
     const gpa = parseGpa(opts.gpa);
-    request = gpa === undefined ? { action: 'inject-secret', packetHeader, secret } : { action: 'inject-secret', packetHeader, secret, gpa };
+    request =
+      gpa === undefined ? { action: 'inject-secret', packetHeader, secret } : { action: 'inject-secret', packetHeader, secret, gpa };
   }
 
   const socketPath = attestSocket(vm, opts);

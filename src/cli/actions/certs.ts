@@ -10,11 +10,28 @@ import { loadPinnedArks, readCertDir } from '../../attestation/snp-cert-files.js
 import { verifySnpChain, type PinnedArk } from '../../attestation/verify-snp.js';
 import { ERRORS, SupervisorError, type ErrorCode } from '../../errors.js';
 import { DEFAULT_SNP_CERT_CACHE } from '../../paths.js';
-import { amdExtensions, CERT_TABLE_GUID, certTcbRaw, encodeCertTable, isAmdPss, issuedBy, loadCert, productOfName, splitPem, type LoadedCert } from '../../sev/snp-certs.js';
+import {
+  amdExtensions,
+  CERT_TABLE_GUID,
+  certTcbRaw,
+  encodeCertTable,
+  isAmdPss,
+  issuedBy,
+  loadCert,
+  productOfName,
+  splitPem,
+  type LoadedCert,
+} from '../../sev/snp-certs.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import { parseSnpReport, productFromCpuid, signingKeyOf, tcbLayoutOf, type SnpProduct, type SnpReport } from '../../sev/snp-report.js';
 import { describeIoError } from '../../util/io-error.js';
-import type { CertsCommonOptions, CertsFetchOptions, CertsImportOptions, CertsTableOptions, CertsVerifyOptions } from '../commands/certs.js';
+import type {
+  CertsCommonOptions,
+  CertsFetchOptions,
+  CertsImportOptions,
+  CertsTableOptions,
+  CertsVerifyOptions,
+} from '../commands/certs.js';
 import { printJson } from '../output.js';
 import { runVerifyWith, verifyExitCode } from './verify-output.js';
 
@@ -46,14 +63,25 @@ async function chipQuery(o: { report?: string; chipId?: Buffer; tcb?: bigint; pr
       r = parseSnpReport(await readInput(o.report, '--report'));
     } catch (error: unknown) {
       if (error instanceof SupervisorError) throw error;
-      throw new SupervisorError('SUP_ERR_CERTS_INPUT', `--report ${o.report}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      throw new SupervisorError('SUP_ERR_CERTS_INPUT', `--report ${o.report}: ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error,
+      });
     }
     const product = o.product ?? productFromCpuid(r.cpuid);
-    if (product === null) throw new SupervisorError('SUP_ERR_USAGE', `the report (version ${r.version}) does not name its product: give --product Milan|Genoa|Turin`);
+    if (product === null)
+      throw new SupervisorError(
+        'SUP_ERR_USAGE',
+        `the report (version ${r.version}) does not name its product: give --product Milan|Genoa|Turin`,
+      );
     return { product, chip: { chipId: r.chipId, reportedTcb: r.reportedTcb }, vlek: signingKeyOf(r.signingKeyCode) === 'vlek' };
   }
-  if (o.product === undefined) throw new SupervisorError('SUP_ERR_USAGE', 'give --product (and --chip-id with --tcb for a VCEK), or --report');
-  return { product: o.product, chip: o.chipId !== undefined && o.tcb !== undefined ? { chipId: o.chipId, reportedTcb: o.tcb } : null, vlek: false };
+  if (o.product === undefined)
+    throw new SupervisorError('SUP_ERR_USAGE', 'give --product (and --chip-id with --tcb for a VCEK), or --report');
+  return {
+    product: o.product,
+    chip: o.chipId !== undefined && o.tcb !== undefined ? { chipId: o.chipId, reportedTcb: o.tcb } : null,
+    vlek: false,
+  };
 }
 
 interface FetchPlan {
@@ -66,7 +94,9 @@ interface FetchPlan {
 async function planFetch(o: CertsFetchOptions): Promise<FetchPlan> {
   const q = await chipQuery(o);
   if (q.vlek) {
-    const notes = ["the report is signed with a VLEK: AMD's key server serves only its chain; import the VLEK from your cloud provider (sevsup certs import)"];
+    const notes = [
+      "the report is signed with a VLEK: AMD's key server serves only its chain; import the VLEK from your cloud provider (sevsup certs import)",
+    ];
     return { product: q.product, vcek: null, vlekChain: true, notes };
   }
   return { product: q.product, vcek: q.chip, vlekChain: o.vlek === true, notes: [] };
@@ -91,11 +121,17 @@ export async function runCertsFetch(o: CertsFetchOptions): Promise<void> {
   if (plan.vlekChain) await step(`${plan.product} VLEK cert_chain (ASVK, ARK)`, () => fetchChain(plan.product, 'vlek', opts));
   if (plan.vcek !== null) {
     const k = { product: plan.product, ...plan.vcek };
-    await step(`VCEK for chip ${plan.vcek.chipId.toString('hex').slice(0, 16)}… TCB 0x${plan.vcek.reportedTcb.toString(16)}`, () => fetchVcek(k, opts));
+    await step(`VCEK for chip ${plan.vcek.chipId.toString('hex').slice(0, 16)}… TCB 0x${plan.vcek.reportedTcb.toString(16)}`, () =>
+      fetchVcek(k, opts),
+    );
   }
   if (o.crl === true) await step(`${plan.product} CRL`, () => fetchCrl(plan.product, opts));
   if (o.json === true) {
-    printJson({ product: plan.product, items: done.map((d) => ({ what: d.what, path: d.result.path, source: d.result.source })), notes: plan.notes });
+    printJson({
+      product: plan.product,
+      items: done.map((d) => ({ what: d.what, path: d.result.path, source: d.result.source })),
+      notes: plan.notes,
+    });
     return;
   }
   for (const d of done) process.stdout.write(`${d.result.source === 'cache' ? 'cached ' : 'fetched'} ${d.what}: ${d.result.path}\n`);
@@ -108,11 +144,20 @@ export async function runCertsFetch(o: CertsFetchOptions): Promise<void> {
 export async function runCertsTable(o: CertsTableOptions): Promise<void> {
   const q = await chipQuery(o);
   if (q.chip === null) throw new SupervisorError('SUP_ERR_USAGE', 'give --report, or --chip-id with --tcb');
-  if (q.vlek) throw new SupervisorError('SUP_ERR_USAGE', 'the report is signed with a VLEK: the table is built for VCEK-signing chips only');
+  if (q.vlek)
+    throw new SupervisorError('SUP_ERR_USAGE', 'the report is signed with a VLEK: the table is built for VCEK-signing chips only');
   const cacheDir = o.cache ?? DEFAULT_SNP_CERT_CACHE;
-  const hit = await lookupReportCerts(cacheDir, { product: q.product, chipId: q.chip.chipId, reportedTcb: q.chip.reportedTcb, kind: 'vcek' });
+  const hit = await lookupReportCerts(cacheDir, {
+    product: q.product,
+    chipId: q.chip.chipId,
+    reportedTcb: q.chip.reportedTcb,
+    kind: 'vcek',
+  });
   if (hit === null) {
-    throw new SupervisorError('SUP_ERR_CERTS_OFFLINE', `the cache ${cacheDir} has no VCEK (or no cert_chain) for this chip and TCB: run \`sevsup certs fetch\` with the same arguments first`);
+    throw new SupervisorError(
+      'SUP_ERR_CERTS_OFFLINE',
+      `the cache ${cacheDir} has no VCEK (or no cert_chain) for this chip and TCB: run \`sevsup certs fetch\` with the same arguments first`,
+    );
   }
   const der = (data: Buffer): Buffer => new X509Certificate(data).raw;
   const table = encodeCertTable([
@@ -139,7 +184,8 @@ export async function runCertsImport(dir: string, o: CertsImportOptions): Promis
   const cacheDir = o.cache ?? DEFAULT_SNP_CERT_CACHE;
   const found = await readCertDir(dir, 'import');
   const bad = (why: string): SupervisorError => new SupervisorError('SUP_ERR_KDS_BAD_CERT', `${dir}: ${why}`);
-  if (found.intermediate === undefined) throw new SupervisorError('SUP_ERR_CERTS_INPUT', `${dir} has no ask.pem, asvk.pem or cert_chain.pem`);
+  if (found.intermediate === undefined)
+    throw new SupervisorError('SUP_ERR_CERTS_INPUT', `${dir} has no ask.pem, asvk.pem or cert_chain.pem`);
   const kind = found.intermediateRole === 'asvk' || found.leafRole === 'vlek' ? 'vlek' : 'vcek';
   const load = (role: LoadedCert['role'], data: Buffer): LoadedCert => {
     try {
@@ -156,21 +202,31 @@ export async function runCertsImport(dir: string, o: CertsImportOptions): Promis
     throw new SupervisorError('SUP_ERR_CERTS_INPUT', error instanceof Error ? error.message : String(error), { cause: error });
   }
   const pins = pinned.map((p) => ({ pin: p, cert: loadCert('ark', p.der) }));
-  const root = found.ark === undefined ? pins.find((p) => issuedBy(intermediate, p.cert)) : pins.find((p) => p.cert.x509.raw.equals(load('ark', found.ark ?? Buffer.alloc(0)).x509.raw));
-  if (root === undefined) throw bad(`its ARK is not ${o.ark === undefined ? "one of AMD's" : `the one in ${o.ark}`}, or does not sign its ${intermediate.role.toUpperCase()} (give --ark for a root of your own)`);
+  const root =
+    found.ark === undefined
+      ? pins.find((p) => issuedBy(intermediate, p.cert))
+      : pins.find((p) => p.cert.x509.raw.equals(load('ark', found.ark ?? Buffer.alloc(0)).x509.raw));
+  if (root === undefined)
+    throw bad(
+      `its ARK is not ${o.ark === undefined ? "one of AMD's" : `the one in ${o.ark}`}, or does not sign its ${intermediate.role.toUpperCase()} (give --ark for a root of your own)`,
+    );
   const chainText = pem(intermediate) + pem(root.cert);
   checkChain(chainText, dir, kind);
   const leaf = found.leaf === undefined ? null : load(kind, found.leaf);
   let ext = null;
   if (leaf !== null) {
-    if (!issuedBy(leaf, intermediate) || !isAmdPss(leaf.parts.signatureAlgorithm)) throw bad(`its ${kind.toUpperCase()} is not signed by its ${intermediate.role.toUpperCase()}`);
+    if (!issuedBy(leaf, intermediate) || !isAmdPss(leaf.parts.signatureAlgorithm))
+      throw bad(`its ${kind.toUpperCase()} is not signed by its ${intermediate.role.toUpperCase()}`);
     try {
       ext = amdExtensions(leaf.parts);
     } catch (error: unknown) {
       throw bad(`its ${kind.toUpperCase()}'s AMD extensions are malformed (${error instanceof Error ? error.message : String(error)})`);
     }
   }
-  const product = root.pin.product ?? productOfName(ext?.productName ?? null) ?? productOfName(/CN=(?:.* )?ARK-(\w+)/.exec(root.cert.x509.subject)?.[1] ?? null);
+  const product =
+    root.pin.product ??
+    productOfName(ext?.productName ?? null) ??
+    productOfName(/CN=(?:.* )?ARK-(\w+)/.exec(root.cert.x509.subject)?.[1] ?? null);
   if (product === null) throw bad('its product line (Milan, Genoa, Turin) cannot be told from the ARK or the leaf');
   const written: string[] = [];
   const path = chainPath(cacheDir, product, kind);
@@ -214,7 +270,7 @@ function describeCert(x: X509Certificate): Record<string, unknown> {
     validFrom: x.validFrom,
     validTo: x.validTo,
     key: key.asymmetricKeyType === 'rsa' ? `RSA-${d.modulusLength ?? '?'}` : `${key.asymmetricKeyType ?? '?'} ${d.namedCurve ?? ''}`.trim(),
-    signature: isAmdPss(parts.signatureAlgorithm) ? 'RSASSA-PSS SHA-384 salt 48 (AMD)' : 'not AMD\'s RSASSA-PSS SHA-384 salt 48',
+    signature: isAmdPss(parts.signatureAlgorithm) ? 'RSASSA-PSS SHA-384 salt 48 (AMD)' : "not AMD's RSASSA-PSS SHA-384 salt 48",
     ca: x.ca,
     selfSigned: x.checkIssued(x) && x.verify(x.publicKey),
     sha256: x.fingerprint256,
@@ -239,7 +295,11 @@ export async function runCertsShow(files: string[], o: CertsCommonOptions): Prom
       try {
         shown.push({ file, ...describeCert(new X509Certificate(blob)) });
       } catch (error: unknown) {
-        throw new SupervisorError('SUP_ERR_CERTS_INPUT', `${file}: not a certificate (${error instanceof Error ? error.message : String(error)})`, { cause: error });
+        throw new SupervisorError(
+          'SUP_ERR_CERTS_INPUT',
+          `${file}: not a certificate (${error instanceof Error ? error.message : String(error)})`,
+          { cause: error },
+        );
       }
     }
   }
@@ -248,7 +308,8 @@ export async function runCertsShow(files: string[], o: CertsCommonOptions): Prom
     return;
   }
   for (const s of shown) {
-    for (const [k, v] of Object.entries(s)) process.stdout.write(`${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}\n`);
+    for (const [k, v] of Object.entries(s))
+      process.stdout.write(`${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}\n`);
     process.stdout.write('\n');
   }
 }
@@ -257,7 +318,8 @@ export async function runCertsShow(files: string[], o: CertsCommonOptions): Prom
 
 /** A chain on its own, with verify's exit codes (0 ok, 1 not trustworthy, 4 missing/unreadable). */
 export async function runCertsVerify(dir: string, o: CertsVerifyOptions): Promise<void> {
-  const exitOf = (code: ErrorCode): number | null => (code === 'SUP_ERR_CERTS_INPUT' ? ERRORS.SUP_ERR_VERIFY_CONFIG.exit : verifyExitCode(code));
+  const exitOf = (code: ErrorCode): number | null =>
+    code === 'SUP_ERR_CERTS_INPUT' ? ERRORS.SUP_ERR_VERIFY_CONFIG.exit : verifyExitCode(code);
   await runVerifyWith(
     o,
     async () => {

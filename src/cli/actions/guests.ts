@@ -40,9 +40,17 @@ function out(opts: GuestCliOptions, reply: unknown, human: (r: Json) => string):
 export async function runList(opts: GuestCliOptions): Promise<void> {
   out(opts, await call(opts, 'GET', '/v1/vms'), (r) => {
     const vms = Array.isArray(r['vms']) ? r['vms'].map(asObject) : [];
-    const rows = [['VM', 'STATE', 'SEV', 'PID', 'NOTE'], ...vms.map((s) => [text(s['vm']), text(s['state']), s['sev'] === true ? 'yes' : 'no', text(s['pid'] ?? '-'), note(s)])];
+    const rows = [
+      ['VM', 'STATE', 'SEV', 'PID', 'NOTE'],
+      ...vms.map((s) => [text(s['vm']), text(s['state']), s['sev'] === true ? 'yes' : 'no', text(s['pid'] ?? '-'), note(s)]),
+    ];
     const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? [];
-    const lines = rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd());
+    const lines = rows.map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+        .join('  ')
+        .trimEnd(),
+    );
     const problems = Array.isArray(r['configErrors']) ? r['configErrors'].map(asObject) : [];
     for (const p of problems) lines.push(`bad config: ${text(p['message'])} [${text(p['code'])}]`);
     return `${lines.join('\n')}\n`;
@@ -69,7 +77,9 @@ export async function runMeasurement(vm: string, opts: MeasurementCliOptions): P
   if (opts.all === true) {
     out(opts, await call(opts, 'GET', vmPath(vm, '/measurements')), (r) => {
       const records = Array.isArray(r['records']) ? r['records'].map(asObject) : [];
-      return records.length === 0 ? `${vm}: no measurement records\n` : records.map((x) => `${text(x['name'])}  ${text(x['path'])}\n`).join('');
+      return records.length === 0
+        ? `${vm}: no measurement records\n`
+        : records.map((x) => `${text(x['name'])}  ${text(x['path'])}\n`).join('');
     });
     return;
   }
@@ -88,14 +98,20 @@ export async function runSnapshot(vm: string, name: string, opts: SnapshotCliOpt
 export async function runMigrate(vm: string, target: string, opts: GuestCliOptions): Promise<void> {
   out(opts, await call(opts, 'POST', vmPath(vm, '/migrate'), { target }, MIGRATE_TIMEOUT_MS), (r) => {
     const next = Array.isArray(r['next']) ? r['next'].map(text) : [];
-    return [`${vm}: copied to ${text(r['target'])} (config ${text(r['config'])})`, 'next:', ...next.map((n, i) => `  ${i + 1}. ${n}`), ''].join('\n');
+    return [
+      `${vm}: copied to ${text(r['target'])} (config ${text(r['config'])})`,
+      'next:',
+      ...next.map((n, i) => `  ${i + 1}. ${n}`),
+      '',
+    ].join('\n');
   });
 }
 
 function statusText(s: Json): string {
   const lines = [`${text(s['vm'])}: ${text(s['state'])}${s['pid'] === null || s['pid'] === undefined ? '' : ` (pid ${text(s['pid'])})`}`];
   lines.push(`  platform ${text(s['platform'])}, ${s['sev'] === true ? 'SEV guest' : 'no SEV'}`);
-  if (typeof s['holdDeadline'] === 'string') lines.push(`  held for attestation until ${s['holdDeadline']}; secrets injected: ${text(s['secretsInjected'])}`);
+  if (typeof s['holdDeadline'] === 'string')
+    lines.push(`  held for attestation until ${s['holdDeadline']}; secrets injected: ${text(s['secretsInjected'])}`);
   if (typeof s['record'] === 'string') lines.push(`  measurement record ${s['record']}`);
   const error = s['error'] === null || s['error'] === undefined ? null : asObject(s['error']);
   if (error !== null) lines.push(`  error: ${text(error['message'])} [${text(error['code'])}]`);
@@ -113,5 +129,5 @@ function asObject(value: unknown): Json {
 }
 
 function text(value: unknown): string {
-  return typeof value === 'string' ? value : JSON.stringify(value) ?? '';
+  return typeof value === 'string' ? value : (JSON.stringify(value) ?? '');
 }

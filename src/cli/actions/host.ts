@@ -45,8 +45,10 @@ async function hostCaps(opts: HostCliOptions): Promise<{ caps: HostCaps; qemu: Q
 
 /** The human form: one line per feature and per value, each with its source. */
 export function formatHostCaps(caps: HostCaps): string {
-  const feature = (name: string, f: FeatureSupport): string => `${name.padEnd(19)}${f.supported ? 'yes' : 'no '}  ${f.reason}  [${f.source}]`;
-  const value = (name: string, v: number | null, source: string): string => `${name.padEnd(19)}${v === null ? 'unknown' : String(v)}  [${source}]`;
+  const feature = (name: string, f: FeatureSupport): string =>
+    `${name.padEnd(19)}${f.supported ? 'yes' : 'no '}  ${f.reason}  [${f.source}]`;
+  const value = (name: string, v: number | null, source: string): string =>
+    `${name.padEnd(19)}${v === null ? 'unknown' : String(v)}  [${source}]`;
   return [
     feature('SEV:', caps.sev),
     feature('SEV-ES:', caps.sevEs),

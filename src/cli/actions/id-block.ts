@@ -27,7 +27,9 @@ async function loadKey(path: string, what: string): Promise<KeyObject> {
   try {
     key = createPrivateKey(bytes.includes('-----BEGIN') ? { key: bytes, format: 'pem' } : { key: bytes, format: 'der', type: 'pkcs8' });
   } catch {
-    throw new SupervisorError('SUP_ERR_USAGE', `${what} ${path} is not an unencrypted private key in PEM (or PKCS#8 DER)`, { details: { path } });
+    throw new SupervisorError('SUP_ERR_USAGE', `${what} ${path} is not an unencrypted private key in PEM (or PKCS#8 DER)`, {
+      details: { path },
+    });
   } finally {
     bytes.fill(0);
   }
@@ -59,11 +61,14 @@ async function launchDigestOf(o: IdBlockCliOptions): Promise<Buffer> {
     if (bytes.length !== 48 || bytes.toString('base64') !== o.measurement) usage('--measurement takes 48 bytes in base64 (64 characters)');
     return bytes;
   }
-  return usage('give the expected launch digest (--launch-digest HEX or --measurement BASE64), or the inputs to compute it (--firmware, --vcpus, --vcpu-type, …)');
+  return usage(
+    'give the expected launch digest (--launch-digest HEX or --measurement BASE64), or the inputs to compute it (--firmware, --vcpus, --vcpu-type, …)',
+  );
 }
 
 function merge(name: string, value: string | undefined, alias: string, aliasValue: string | undefined): string | undefined {
-  if (value !== undefined && aliasValue !== undefined && value !== aliasValue) usage(`${name} and its alias ${alias} were given different values`);
+  if (value !== undefined && aliasValue !== undefined && value !== aliasValue)
+    usage(`${name} and its alias ${alias} were given different values`);
   return value ?? aliasValue;
 }
 

@@ -2,13 +2,7 @@
 // Owns: the human and JSON shapes of this command's output. Must not: contain table parsing
 // (sev/ovmf-table.ts) or file reading (sev/firmware-file.ts).
 import { inspectFirmwareFile, type FirmwareInfo } from '../../sev/firmware-file.js';
-import {
-  describeHashesAreaProblem,
-  describeSecretAreaProblem,
-  describeSevEsProblem,
-  hex,
-  type Area,
-} from '../../sev/ovmf-table.js';
+import { describeHashesAreaProblem, describeSecretAreaProblem, describeSevEsProblem, hex, type Area } from '../../sev/ovmf-table.js';
 import { readSnpFirmware } from '../../attestation/snp-inputs.js';
 import { snpFirmwareProblems } from '../../sev/snp-firmware-checks.js';
 import { firmwareSizeProblem, snpFirmwareDigest } from '../../sev/snp-launch-digest.js';
@@ -36,7 +30,8 @@ export interface FirmwareReport extends FirmwareInfo {
 }
 
 export function buildFirmwareReport(info: FirmwareInfo): FirmwareReport {
-  const verdict = (problem: string, ok: string): Verdict => (problem === '' ? { usable: true, message: ok } : { usable: false, message: problem });
+  const verdict = (problem: string, ok: string): Verdict =>
+    problem === '' ? { usable: true, message: ok } : { usable: false, message: problem };
   const { table } = info;
   return {
     ...info,
@@ -51,11 +46,7 @@ export function buildFirmwareReport(info: FirmwareInfo): FirmwareReport {
 export function formatFirmwareReport(r: FirmwareReport): string {
   const { table } = r;
   const area = (a: Area | null): string => (a === null ? 'not declared' : `base=${hex(a.base)} size=${hex(a.size)}`);
-  const lines = [
-    `firmware:   ${r.path}`,
-    `size:       ${r.size} bytes`,
-    `sha256:     ${r.sha256}`,
-  ];
+  const lines = [`firmware:   ${r.path}`, `size:       ${r.size} bytes`, `sha256:     ${r.sha256}`];
   if (!table.found) {
     lines.push('footer table: not found (no OVMF GUIDed footer table: not an OVMF image, or one too old for SEV)');
   } else {
@@ -68,7 +59,9 @@ export function formatFirmwareReport(r: FirmwareReport): string {
     }
   }
   const reset =
-    table.sevInfoResetAddress === null ? 'none' : `${hex(table.sevInfoResetAddress)} (${table.sevInfoSource === 'legacy' ? 'legacy SEV info block' : 'footer table'})`;
+    table.sevInfoResetAddress === null
+      ? 'none'
+      : `${hex(table.sevInfoResetAddress)} (${table.sevInfoSource === 'legacy' ? 'legacy SEV info block' : 'footer table'})`;
   lines.push(`SEV-ES reset address: ${reset} — ${r.verdicts.sevEs.message}`);
   lines.push(`kernel-hashes area:   ${area(table.hashesArea)} — ${r.verdicts.kernelHashes.message}`);
   lines.push(`launch-secret area:   ${area(table.secretArea)} — ${r.verdicts.secret.message}`);

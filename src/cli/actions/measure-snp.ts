@@ -22,7 +22,10 @@ function usage(message: string): never {
  * The expected SNP launch digest from the launch-input options (sev-snp-measure's rules).
  * @throws SUP_ERR_USAGE for missing options; the errors of computeSnpExpectedDigest.
  */
-export async function snpDigestFromOptions(o: SnpDigestCliOptions, r: ResolvedLaunchOptions): Promise<SnpExpectedDigest & { vcpuSignature: number }> {
+export async function snpDigestFromOptions(
+  o: SnpDigestCliOptions,
+  r: ResolvedLaunchOptions,
+): Promise<SnpExpectedDigest & { vcpuSignature: number }> {
   const { owner } = r;
   if (owner.firmware === undefined) usage('--firmware (or --ovmf) is required');
   if (owner.vcpus === undefined) usage("missing --vcpus N in guest mode 'snp'");
@@ -57,12 +60,15 @@ export async function runMeasureSnp(o: MeasureCliOptions, r: ResolvedLaunchOptio
   const { owner } = r;
   if (owner.firmware === undefined) usage('--firmware (or --ovmf) is required');
   const rvOptions = referenceValueOptions(o).map(([flag]) => flag);
-  if (o.referenceValues !== true && rvOptions.length > 0) usage(`${rvOptions.join(', ')} ${rvOptions.length === 1 ? 'goes' : 'go'} with --reference-values`);
-  if (o.referenceValues === true && (o.mode === 'snp:ovmf-hash' || o.json === true)) usage('--reference-values prints JSON of its own: not with --json or --mode snp:ovmf-hash');
+  if (o.referenceValues !== true && rvOptions.length > 0)
+    usage(`${rvOptions.join(', ')} ${rvOptions.length === 1 ? 'goes' : 'go'} with --reference-values`);
+  if (o.referenceValues === true && (o.mode === 'snp:ovmf-hash' || o.json === true))
+    usage('--reference-values prints JSON of its own: not with --json or --mode snp:ovmf-hash');
   if (o.mode === 'snp:ovmf-hash') {
     const fw = await readSnpFirmware(owner.firmware);
     const digest = snpFirmwareDigest(fw.bytes);
-    if (o.json === true) printJson({ mode: o.mode, firmwareDigest: digest.toString('hex'), firmware: { path: fw.path, size: fw.size, sha256: fw.sha256 } });
+    if (o.json === true)
+      printJson({ mode: o.mode, firmwareDigest: digest.toString('hex'), firmware: { path: fw.path, size: fw.size, sha256: fw.sha256 } });
     else process.stdout.write(`${digest.toString(o.outputFormat)}\n`);
     return;
   }
@@ -109,11 +115,18 @@ export async function runMeasureSnp(o: MeasureCliOptions, r: ResolvedLaunchOptio
  * The reference values for these inputs and the policy, host-data, key-digest and minimum options.
  * @throws SUP_ERR_USAGE for a policy sevsup would refuse to launch (the reasons listed).
  */
-function referenceValuesOf(o: MeasureCliOptions, d: SnpExpectedDigest & { vcpuSignature: number }, vcpus: number | null): SnpReferenceValues {
+function referenceValuesOf(
+  o: MeasureCliOptions,
+  d: SnpExpectedDigest & { vcpuSignature: number },
+  vcpus: number | null,
+): SnpReferenceValues {
   const policy = o.policy ?? QEMU_DEFAULT_SNP_POLICY;
   const problems = snpPolicyProblems(policy);
   if (problems.length > 0) usage(`--policy ${formatSnpPolicy(policy)}: ${problems.join('; ')}`);
-  if (snpPolicyAllowsDebug(policy)) process.stderr.write(`sevsup: warning: policy ${formatSnpPolicy(policy)} allows debugging: a verifier loading these values accepts a guest the host can read\n`);
+  if (snpPolicyAllowsDebug(policy))
+    process.stderr.write(
+      `sevsup: warning: policy ${formatSnpPolicy(policy)} allows debugging: a verifier loading these values accepts a guest the host can read\n`,
+    );
   const t = o.minTcb;
   return buildSnpReferenceValues({
     measurement: d.digest,
@@ -123,7 +136,15 @@ function referenceValuesOf(o: MeasureCliOptions, d: SnpExpectedDigest & { vcpuSi
     ...(o.authorKeyDigest === undefined ? {} : { authorKeyDigest: o.authorKeyDigest }),
     ...(t === undefined
       ? {}
-      : { minTcb: { bootloader: t.bootloader ?? 0, tee: t.tee ?? 0, snp: t.snp ?? 0, microcode: t.microcode ?? 0, ...(t.fmc === undefined ? {} : { fmc: t.fmc }) } }),
+      : {
+          minTcb: {
+            bootloader: t.bootloader ?? 0,
+            tee: t.tee ?? 0,
+            snp: t.snp ?? 0,
+            microcode: t.microcode ?? 0,
+            ...(t.fmc === undefined ? {} : { fmc: t.fmc }),
+          },
+        }),
     ...(o.minGuestSvn === undefined ? {} : { minGuestSvn: o.minGuestSvn }),
     ...(o.vmpl === undefined ? {} : { vmpl: o.vmpl }),
     // Digests, not paths: the paths are this machine's, the sha256 says which files.

@@ -63,7 +63,8 @@ export function resolveLaunchOptions(o: LaunchInputCliOptions): ResolvedLaunchOp
 }
 
 function merge<T>(name: string, value: T | undefined, aliasName: string, alias: T | undefined): T | undefined {
-  if (value !== undefined && alias !== undefined && value !== alias) usage(`${name} and its alias ${aliasName} were given different values`);
+  if (value !== undefined && alias !== undefined && value !== alias)
+    usage(`${name} and its alias ${aliasName} were given different values`);
   return value ?? alias;
 }
 
@@ -129,7 +130,8 @@ export async function runMeasure(o: MeasureCliOptions): Promise<void> {
   if (owner.firmware === undefined) usage('--firmware (or --ovmf) is required');
   if (mode === 'seves') {
     if (owner.vcpus === undefined) usage("missing --vcpus N in guest mode 'seves'");
-    if (owner.cpu === undefined) usage("missing --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping in guest mode 'seves'");
+    if (owner.cpu === undefined)
+      usage("missing --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping in guest mode 'seves'");
   } else if (owner.vcpus !== undefined || owner.cpu !== undefined) {
     process.stderr.write('sevsup: note: --vcpus and the vCPU signature only count for --mode seves; ignored\n');
   }

@@ -12,7 +12,6 @@ import type { MonitorCliOptions, QmpCliOptions } from '../commands/qmp.js';
 
 type Message = Record<string, unknown>;
 
-
 function parseJson(text: string, what: string): unknown {
   try {
     return JSON.parse(text);
@@ -83,7 +82,8 @@ class ProxyPeer {
     const greeting = await peer.reply();
     if (!Object.hasOwn(greeting, 'QMP')) throw new SupervisorError('SUP_ERR_QMP_GREETING', `${path} did not greet like a QMP monitor`);
     const negotiated = await peer.send({ execute: 'qmp_capabilities' });
-    if (!Object.hasOwn(negotiated, 'return')) throw new SupervisorError('SUP_ERR_QMP_NEGOTIATION', 'the proxy refused capabilities negotiation');
+    if (!Object.hasOwn(negotiated, 'return'))
+      throw new SupervisorError('SUP_ERR_QMP_NEGOTIATION', 'the proxy refused capabilities negotiation');
     return peer;
   }
 
@@ -125,7 +125,8 @@ export function formatReply(reply: Message): { text: string; error: boolean } {
 export async function runQmp(vm: string, command: string, opts: QmpCliOptions): Promise<void> {
   const message = parseCommandLine(command);
   const timeoutMs = Number(opts.timeout);
-  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new SupervisorError('SUP_ERR_USAGE', `--timeout must be a positive integer, got ${opts.timeout}`);
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
+    throw new SupervisorError('SUP_ERR_USAGE', `--timeout must be a positive integer, got ${opts.timeout}`);
   const peer = await ProxyPeer.open(socketPath(vm, opts));
   let timer: NodeJS.Timeout | undefined;
   try {

@@ -48,7 +48,11 @@ export async function runSecretBuild(o: SecretBuildCliOptions): Promise<void> {
   const specs = o.secret.map(parseSecretSpec);
   const [keys, record, datas, firmware] = await Promise.all([
     loadTransportKeys(
-      { ...(o.tik === undefined ? {} : { tik: o.tik }), ...(o.tek === undefined ? {} : { tek: o.tek }), ...(o.tk === undefined ? {} : { tk: o.tk }) },
+      {
+        ...(o.tik === undefined ? {} : { tik: o.tik }),
+        ...(o.tek === undefined ? {} : { tek: o.tek }),
+        ...(o.tk === undefined ? {} : { tk: o.tk }),
+      },
       { needTek: true },
     ),
     o.record === undefined ? Promise.resolve(null) : loadRecord(o.record),
@@ -120,6 +124,9 @@ async function writeOut(path: string, text: string, what: string): Promise<void>
     await writeFileAtomic(path, text, { mode: 0o600, overwrite: true });
   } catch (error: unknown) {
     const reason = errnoOf(error) ?? (error instanceof Error ? error.message : String(error));
-    throw new SupervisorError('SUP_ERR_USAGE', `cannot write the ${what} to ${path}: ${reason}`, { details: { path, reason }, cause: error });
+    throw new SupervisorError('SUP_ERR_USAGE', `cannot write the ${what} to ${path}: ${reason}`, {
+      details: { path, reason },
+      cause: error,
+    });
   }
 }

@@ -57,7 +57,10 @@ function checkUsage(o: VerifyCliOptions): void {
     ] as const
   ).filter(([, v]) => v !== undefined);
   if (sevOnly.length > 0) {
-    throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `${sevOnly.map(([f]) => f).join(', ')} ${sevOnly.length === 1 ? 'is' : 'are'} for SEV/SEV-ES measurements, not with --report`);
+    throw new SupervisorError(
+      'SUP_ERR_VERIFY_UNSUPPORTED',
+      `${sevOnly.map(([f]) => f).join(', ')} ${sevOnly.length === 1 ? 'is' : 'are'} for SEV/SEV-ES measurements, not with --report`,
+    );
   }
 }
 
@@ -65,7 +68,11 @@ function parseJson(data: Buffer, path: string): unknown {
   try {
     return JSON.parse(data.toString('utf8')) as unknown;
   } catch (error: unknown) {
-    throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `--reference-values ${path}: not JSON (${error instanceof Error ? error.message : String(error)})`, { cause: error });
+    throw new SupervisorError(
+      'SUP_ERR_VERIFY_CONFIG',
+      `--reference-values ${path}: not JSON (${error instanceof Error ? error.message : String(error)})`,
+      { cause: error },
+    );
   }
 }
 
@@ -85,7 +92,12 @@ async function findCerts(o: VerifyCliOptions, report: SnpReport): Promise<{ cert
   const from = [...(dir?.files ?? [])];
   if (found.leaf === undefined || found.intermediate === undefined) {
     const cacheDir = o.cache ?? DEFAULT_SNP_CERT_CACHE;
-    const hit = await lookupReportCerts(cacheDir, { product: o.product ?? productFromCpuid(report.cpuid), chipId: report.chipId, reportedTcb: report.reportedTcb, kind });
+    const hit = await lookupReportCerts(cacheDir, {
+      product: o.product ?? productFromCpuid(report.cpuid),
+      chipId: report.chipId,
+      reportedTcb: report.reportedTcb,
+      kind,
+    });
     if (hit !== null) {
       found.leaf ??= hit.leaf;
       found.intermediate ??= hit.intermediate;
@@ -127,7 +139,15 @@ async function measurementFromInputs(o: VerifyCliOptions, stated: { value: Buffe
 
 /** The reference-values file's expectations, then each option given on top. */
 async function expectations(o: VerifyCliOptions): Promise<SnpExpectations> {
-  const base = o.referenceValues === undefined ? {} : referenceExpectations(parseSnpReferenceValues(parseJson(await readInput(o.referenceValues, '--reference-values'), o.referenceValues), o.referenceValues));
+  const base =
+    o.referenceValues === undefined
+      ? {}
+      : referenceExpectations(
+          parseSnpReferenceValues(
+            parseJson(await readInput(o.referenceValues, '--reference-values'), o.referenceValues),
+            o.referenceValues,
+          ),
+        );
   let measurement = o.expectedMeasurement;
   if (inputsGiven(o)) {
     const stated =
@@ -173,7 +193,10 @@ async function verifySnp(o: VerifyCliOptions): Promise<VerifyReport> {
 const EVIDENCE_ONLY =
   'no expectation was given (--expected-measurement, --host-data, --report-data, …): only the evidence was checked; a genuine report of some guest on some AMD chip proves nothing about yours';
 
-function present(out: SnpVerifyOutcome, ctx: { reportPath: string; certFiles: readonly string[]; pinned: readonly PinnedArk[] }): VerifyReport {
+function present(
+  out: SnpVerifyOutcome,
+  ctx: { reportPath: string; certFiles: readonly string[]; pinned: readonly PinnedArk[] },
+): VerifyReport {
   const r = out.report;
   const kind = out.signingKey?.toUpperCase() ?? 'reserved key';
   const summary = `SNP report v${r.version}, ${out.product ?? 'unknown product'}, ${kind}, policy ${formatSnpPolicy(r.policy)}, VMPL ${r.vmpl}, measurement ${r.measurement.toString('hex')}`;

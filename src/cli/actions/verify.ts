@@ -34,14 +34,22 @@ async function verify(o: VerifyCliOptions): Promise<VerifyReport> {
   const [record, keys] = await Promise.all([
     o.record === undefined ? Promise.resolve(null) : loadRecord(o.record),
     loadTransportKeys(
-      { ...(o.tik === undefined ? {} : { tik: o.tik }), ...(o.tek === undefined ? {} : { tek: o.tek }), ...(o.tk === undefined ? {} : { tk: o.tk }) },
+      {
+        ...(o.tik === undefined ? {} : { tik: o.tik }),
+        ...(o.tek === undefined ? {} : { tek: o.tek }),
+        ...(o.tk === undefined ? {} : { tk: o.tk }),
+      },
       { needTek: false },
     ),
   ]);
   if (record !== null && !MEASURED_STATES.includes(record.state)) {
-    throw new SupervisorError('SUP_ERR_VERIFY_STATE', `the record was captured in SEV state ${JSON.stringify(record.state)}, which has no launch measurement`, {
-      details: { state: record.state },
-    });
+    throw new SupervisorError(
+      'SUP_ERR_VERIFY_STATE',
+      `the record was captured in SEV state ${JSON.stringify(record.state)}, which has no launch measurement`,
+      {
+        details: { state: record.state },
+      },
+    );
   }
   const reported = reportedLaunch(o, record);
   decodeReportedMeasurement(reported.measurement); // fail on a malformed measurement before hashing files
@@ -91,10 +99,17 @@ async function verify(o: VerifyCliOptions): Promise<VerifyReport> {
         record,
       );
   const kind = sevEs ? 'SEV-ES' : 'SEV';
-  const vcpuText = digest.vmsa === null ? '' : `, ${digest.vmsa.vcpus} vCPU${digest.vmsa.vcpus === 1 ? '' : 's'} (${resolved.cpuSource ?? 'from the record'}, ${digest.vmsa.variant} VMSAs)`;
+  const vcpuText =
+    digest.vmsa === null
+      ? ''
+      : `, ${digest.vmsa.vcpus} vCPU${digest.vmsa.vcpus === 1 ? '' : 's'} (${resolved.cpuSource ?? 'from the record'}, ${digest.vmsa.variant} VMSAs)`;
   const summary = `${kind}, policy ${describePolicy(reported.policy)}, SEV API ${reported.apiMajor}.${reported.apiMinor} build ${reported.buildId}${vcpuText}`;
   const lines = outcome.valid
-    ? [`OK: ${outcome.checks[0]?.message ?? ''}: ${summary}`, ...outcome.checks.slice(1).map((c) => `OK: ${c.message}`), `launch digest: ${digest.digest.toString('hex')}`]
+    ? [
+        `OK: ${outcome.checks[0]?.message ?? ''}: ${summary}`,
+        ...outcome.checks.slice(1).map((c) => `OK: ${c.message}`),
+        `launch digest: ${digest.digest.toString('hex')}`,
+      ]
     : [];
   const problems = outcome.valid
     ? []
@@ -130,7 +145,11 @@ function checkUsage(o: VerifyCliOptions): void {
     ...((o.guestFeatures ?? 1n) === 1n ? [] : ['--guest-features']),
     ...((o.vmmType ?? 'QEMU') === 'QEMU' ? [] : ['--vmm-type']),
   ];
-  if (snpOnly.length > 0) throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `${snpOnly.join(', ')}: for SNP attestation reports (--report), not SEV measurements`);
+  if (snpOnly.length > 0)
+    throw new SupervisorError(
+      'SUP_ERR_VERIFY_UNSUPPORTED',
+      `${snpOnly.join(', ')}: for SNP attestation reports (--report), not SEV measurements`,
+    );
   const given = (
     [
       ['--measurement', o.measurement],
@@ -143,7 +162,10 @@ function checkUsage(o: VerifyCliOptions): void {
   if (o.record !== undefined) {
     const clash = given.filter((g) => g.given).map((g) => g.flag);
     if (clash.length > 0) {
-      throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `--record and ${clash.join(', ')} exclude each other: the record carries the host-reported values`);
+      throw new SupervisorError(
+        'SUP_ERR_VERIFY_UNSUPPORTED',
+        `--record and ${clash.join(', ')} exclude each other: the record carries the host-reported values`,
+      );
     }
     return;
   }
@@ -153,9 +175,21 @@ function checkUsage(o: VerifyCliOptions): void {
 
 function reportedLaunch(o: VerifyCliOptions, record: MeasurementRecord | null): ReportedLaunch {
   if (record !== null) {
-    return { measurement: record.measurement, apiMajor: record.apiMajor, apiMinor: record.apiMinor, buildId: record.buildId, policy: record.policy };
+    return {
+      measurement: record.measurement,
+      apiMajor: record.apiMajor,
+      apiMinor: record.apiMinor,
+      buildId: record.buildId,
+      policy: record.policy,
+    };
   }
-  if (o.measurement === undefined || o.apiMajor === undefined || o.apiMinor === undefined || o.buildId === undefined || o.policy === undefined) {
+  if (
+    o.measurement === undefined ||
+    o.apiMajor === undefined ||
+    o.apiMinor === undefined ||
+    o.buildId === undefined ||
+    o.policy === undefined
+  ) {
     throw new SupervisorError('SUP_ERR_INTERNAL', 'checkUsage let incomplete host values through');
   }
   return { measurement: o.measurement, apiMajor: o.apiMajor, apiMinor: o.apiMinor, buildId: o.buildId, policy: o.policy };

@@ -21,9 +21,12 @@ export function registerAttest(program: Command): void {
     .option('--approve', 'resume the held guest')
     .option('--reject', 'destroy the held guest; it never runs')
     .option('--inject-secret <files...>', 'HEADER_B64_FILE SECRET_B64_FILE: inject a launch secret (repeatable before --approve)')
-    .option('--gpa <address>', 'guest physical address for the secret (decimal or 0x hex; default: the firmware\'s secret area)')
+    .option('--gpa <address>', "guest physical address for the secret (decimal or 0x hex; default: the firmware's secret area)")
     .option('--run-dir <dir>', '`sevsup run` guest: use <dir>/<vm>/control.sock')
-    .option('--socket <path>', 'control socket (default: $SEVSUP_SOCKET; else /run/sevsup/<vm>/control.sock when a `sevsup run` guest has one; else the daemon\'s /run/sevsup/sevsup.sock)')
+    .option(
+      '--socket <path>',
+      "control socket (default: $SEVSUP_SOCKET; else /run/sevsup/<vm>/control.sock when a `sevsup run` guest has one; else the daemon's /run/sevsup/sevsup.sock)",
+    )
     .option('--json', 'print the API reply as JSON')
     .addHelpText(
       'after',

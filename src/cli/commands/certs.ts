@@ -61,9 +61,7 @@ const CACHE_HELP = `the certificate cache (default ${DEFAULT_SNP_CERT_CACHE})`;
 export function registerCerts(program: Command): void {
   const certs = program.command('certs').description('AMD SEV-SNP certificates: fetch (cache first), import, show, verify');
 
-  chipOptions(certs
-    .command('fetch')
-    .description("fetch the product's cert_chain and a chip's VCEK from AMD's key server into the cache"))
+  chipOptions(certs.command('fetch').description("fetch the product's cert_chain and a chip's VCEK from AMD's key server into the cache"))
     .option('--vlek', 'also fetch the VLEK chain (ASVK, ARK); VLEKs themselves come from your cloud provider: import them')
     .option('--crl', "also fetch the product's certificate revocation list")
     .option('--cache <dir>', CACHE_HELP)
@@ -78,7 +76,7 @@ export function registerCerts(program: Command): void {
         '',
         'The cache is keyed by product, chip and TCB: <cache>/<Product>/cert_chain.pem, crl.der,',
         'vcek/<hwid>/<tcb>.der (docs/snp-attestation.md). Every command reads it first. Requests go one',
-        "at a time; a 429 waits what Retry-After says (up to --max-wait), 5xx backs off; 404 is final.",
+        'at a time; a 429 waits what Retry-After says (up to --max-wait), 5xx backs off; 404 is final.',
       ].join('\n'),
     )
     .action(async (opts: CertsFetchOptions) => {
@@ -86,13 +84,18 @@ export function registerCerts(program: Command): void {
       await runCertsFetch(opts);
     });
 
-  chipOptions(certs
-    .command('table')
-    .description("write the GHCB extended-guest-request certificate table (ARK, ASK, VCEK) for a chip and TCB, from the cache only"))
+  chipOptions(
+    certs
+      .command('table')
+      .description('write the GHCB extended-guest-request certificate table (ARK, ASK, VCEK) for a chip and TCB, from the cache only'),
+  )
     .requiredOption('--out <file>', 'where to write the table (atomically)')
     .option('--cache <dir>', CACHE_HELP)
     .option('--json', 'print what was written as JSON')
-    .addHelpText('after', '\nThe format (entries of GUID, offset, length; a zero entry; the DER certificates; 4 KiB pages) is in docs/snp-attestation.md.')
+    .addHelpText(
+      'after',
+      '\nThe format (entries of GUID, offset, length; a zero entry; the DER certificates; 4 KiB pages) is in docs/snp-attestation.md.',
+    )
     .action(async (opts: CertsTableOptions) => {
       const { runCertsTable } = await import('../actions/certs.js');
       await runCertsTable(opts);
@@ -112,7 +115,7 @@ export function registerCerts(program: Command): void {
 
   certs
     .command('show')
-    .description("decode certificates (subject, validity, key, AMD extensions); with no file, list the cache")
+    .description('decode certificates (subject, validity, key, AMD extensions); with no file, list the cache')
     .argument('[files...]', 'PEM or DER certificates (a PEM bundle shows each)')
     .option('--cache <dir>', CACHE_HELP)
     .option('--json', 'print as JSON')

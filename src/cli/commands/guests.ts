@@ -48,7 +48,7 @@ export function registerList(program: Command): void {
 }
 
 export function registerStatus(program: Command): void {
-  clientCommand(program, 'status', 'show one guest (served from the daemon\'s memory: no QMP round trip)')
+  clientCommand(program, 'status', "show one guest (served from the daemon's memory: no QMP round trip)")
     .argument('<vm>', 'VM name')
     .action(async (vm: string, opts: GuestCliOptions) => {
       const { runStatus } = await import('../actions/guests.js');

@@ -34,7 +34,7 @@ export function registerHost(program: Command): void {
         '/run/qemu-server/host-hw-capabilities.json (Proxmox); a live probe of CPUID, /proc/cpuinfo,',
         'kvm_amd parameters, /dev/sev and QEMU query-sev-capabilities.',
         '',
-        'A boot-time unit can run `sevsup host --write /run/qemu-server/hw-params.json`, like Proxmox\'s',
+        "A boot-time unit can run `sevsup host --write /run/qemu-server/hw-params.json`, like Proxmox's",
         'pve-query-machine-capabilities.service.',
         '',
         'Exit codes: 0 answered (even when SEV is not supported); 2 usage; 4 invalid or unwritable',

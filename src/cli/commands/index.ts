@@ -5,7 +5,15 @@ import { registerAttest } from './attest.js';
 import { registerCerts } from './certs.js';
 import { registerDaemon } from './daemon.js';
 import { registerDemo } from './demo.js';
-import { registerList, registerMeasurement, registerMigrate, registerSnapshot, registerStart, registerStatus, registerStop } from './guests.js';
+import {
+  registerList,
+  registerMeasurement,
+  registerMigrate,
+  registerSnapshot,
+  registerStart,
+  registerStatus,
+  registerStop,
+} from './guests.js';
 import { registerHost } from './host.js';
 import { registerIdBlock } from './id-block.js';
 import { registerInspectFirmware } from './inspect-firmware.js';

@@ -16,7 +16,7 @@ export function registerInspectFirmware(program: Command): void {
       'after',
       [
         '',
-        'Reads the table exactly as QEMU does and says, with QEMU\'s own words, whether kernel-hashes=on,',
+        "Reads the table exactly as QEMU does and says, with QEMU's own words, whether kernel-hashes=on,",
         'SEV-ES and sev-inject-launch-secret without a gpa would work with this image.',
         'Exit codes: 0 inspected (whatever the verdicts); 3 unreadable file or invalid footer table.',
       ].join('\n'),

@@ -95,7 +95,11 @@ export function addLaunchInputOptions(cmd: Command): Command {
     .addOption(hidden('--num-cpus <n>', uintArg(MAX_VCPUS_ARG)))
     .option('--vcpu-type <name>', 'SEV-ES and SNP: QEMU CPU model (EPYC, EPYC-Rome, EPYC-Milan, EPYC-Genoa, EPYC-Turin, their -vN)')
     .addOption(new Option('--vcpu-sig <n>', 'SEV-ES and SNP: vCPU signature (CPUID 1 EAX)').argParser(uintArg(U32)))
-    .addOption(new Option('--vcpu-family <n>', 'SEV-ES: vCPU family (with --vcpu-model, --vcpu-stepping); alias --cpu-family').argParser(uintArg(0x10e)))
+    .addOption(
+      new Option('--vcpu-family <n>', 'SEV-ES: vCPU family (with --vcpu-model, --vcpu-stepping); alias --cpu-family').argParser(
+        uintArg(0x10e),
+      ),
+    )
     .addOption(new Option('--vcpu-model <n>', 'SEV-ES: vCPU model; alias --cpu-model').argParser(uintArg(U8)))
     .addOption(new Option('--vcpu-stepping <n>', 'SEV-ES: vCPU stepping; alias --cpu-stepping').argParser(uintArg(0xf)))
     .addOption(hidden('--cpu-family <n>', uintArg(0x10e)))
@@ -106,26 +110,34 @@ export function addLaunchInputOptions(cmd: Command): Command {
         .choices(['legacy', 'init2'])
         .default('legacy'),
     )
-    .addOption(new Option('--sev-features <n>', 'SEV-ES: the VMSA SEV_FEATURES word the host kernel set').argParser(u64Arg).default(0n, '0'));
+    .addOption(
+      new Option('--sev-features <n>', 'SEV-ES: the VMSA SEV_FEATURES word the host kernel set').argParser(u64Arg).default(0n, '0'),
+    );
 }
 
 /** --guest-features, --vmm-type and --snp-ovmf-hash, with sev-snp-measure's defaults. */
 export function addSnpDigestOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--guest-features <n>', 'SNP: the VMSA SEV_FEATURES word (default 0x1; see `sevsup measure --help`)').argParser(u64Arg).default(1n, '0x1'))
-    .addOption(new Option('--vmm-type <type>', 'SNP: whose VMM launches the guest (case-sensitive)').choices(['QEMU', 'ec2', 'gce']).default('QEMU'))
+    .addOption(
+      new Option('--guest-features <n>', 'SNP: the VMSA SEV_FEATURES word (default 0x1; see `sevsup measure --help`)')
+        .argParser(u64Arg)
+        .default(1n, '0x1'),
+    )
+    .addOption(
+      new Option('--vmm-type <type>', 'SNP: whose VMM launches the guest (case-sensitive)').choices(['QEMU', 'ec2', 'gce']).default('QEMU'),
+    )
     .option('--snp-ovmf-hash <hex>', 'SNP: the firmware part of the digest, precomputed with `sevsup measure --mode snp:ovmf-hash`');
 }
 
 /** Help text shared by measure and verify: what the SEV-ES options mean and why they fail. */
 export const SEV_ES_HELP = [
   'SEV-ES: one 4 KiB VMSA page per vCPU is measured after the firmware (vCPU 0 at the reset vector,',
-  'the others at the AP reset address from the firmware\'s SEV info block), carrying the vCPU signature',
-  '(--vcpu-type: QEMU\'s -cpu model, or --vcpu-sig / --vcpu-family/--vcpu-model/--vcpu-stepping).',
-  'The host kernel decides the rest of the VMSA, and that is the most common reason an owner\'s SEV-ES',
+  "the others at the AP reset address from the firmware's SEV info block), carrying the vCPU signature",
+  "(--vcpu-type: QEMU's -cpu model, or --vcpu-sig / --vcpu-family/--vcpu-model/--vcpu-stepping).",
+  "The host kernel decides the rest of the VMSA, and that is the most common reason an owner's SEV-ES",
   'check fails:',
   '  --vmsa-init legacy (default): KVM_SEV_ES_INIT, what QEMU 7.2 and 10.x use unless legacy-vm-type=off;',
-  '                    x87/SSE control words zero, as libvirt\'s virt-qemu-sev-validate computes.',
+  "                    x87/SSE control words zero, as libvirt's virt-qemu-sev-validate computes.",
   '  --vmsa-init init2: KVM_SEV_INIT2 (Linux >= 6.10 with legacy-vm-type=off): FCW 0x37f, MXCSR 0x1f80,',
   '                    as sev-snp-measure computes.',
   '  --sev-features N: the VMSA SEV_FEATURES word (default 0); some host kernels set DebugSwap (0x20).',
@@ -134,9 +146,9 @@ export const SEV_ES_HELP = [
 /** Help text for `--mode snp`. */
 export const SNP_HELP = [
   'SEV-SNP (--mode snp): the SHA-384 PAGE_INFO chain the secure processor builds, which reports carry as',
-  'MEASUREMENT: every firmware page (-bios, ending at 4 GiB), the firmware\'s SNP metadata sections in table',
+  "MEASUREMENT: every firmware page (-bios, ending at 4 GiB), the firmware's SNP metadata sections in table",
   'order (the kernel-hashes table in the KERNEL_HASHES section with --kernel), then one VMSA per vCPU.',
-  'Options are sev-snp-measure\'s: --vcpus, --vcpu-type (or --vcpu-sig, --vcpu-family/-model/-stepping),',
+  "Options are sev-snp-measure's: --vcpus, --vcpu-type (or --vcpu-sig, --vcpu-family/-model/-stepping),",
   '--guest-features, --vmm-type QEMU|ec2|gce, --snp-ovmf-hash, --mode snp:ovmf-hash, --output-format.',
   '  --guest-features N (default 0x1): SEV_FEATURES in every VMSA. 0x1 (SNPActive) is what QEMU 10 + KVM',
   '                    give a stock guest (KVM_SEV_INIT2 with vmsa_features 0). 0x21 adds DebugSwap, which',
@@ -158,13 +170,21 @@ export function registerMeasure(program: Command): void {
     );
   addSnpDigestOptions(addLaunchInputOptions(cmd))
     .addOption(new Option('--output-format <format>', 'how to print the digest').choices(['hex', 'base64']).default('hex'))
-    .option('--json', 'print the digest with every input\'s sha256, the kernel-hashes table and the VMSA variant as JSON')
+    .option('--json', "print the digest with every input's sha256, the kernel-hashes table and the VMSA variant as JSON")
     .option('--reference-values', 'SNP: print the reference values (sevsup.snp-reference-values/v1 JSON) a verifier loads')
-    .addOption(new Option('--policy <n>', 'SNP reference values: the guest policy, 64-bit (default 0x30000, QEMU\'s)').argParser(u64Arg))
-    .addOption(new Option('--host-data <hex|base64>', 'SNP reference values: the host data (32 bytes)').argParser(bytesArg(32, { base64: true })))
-    .addOption(new Option('--id-key-digest <hex>', 'SNP reference values: the ID key digest `sevsup id-block` printed (48 bytes)').argParser(bytesArg(48)))
+    .addOption(new Option('--policy <n>', "SNP reference values: the guest policy, 64-bit (default 0x30000, QEMU's)").argParser(u64Arg))
+    .addOption(
+      new Option('--host-data <hex|base64>', 'SNP reference values: the host data (32 bytes)').argParser(bytesArg(32, { base64: true })),
+    )
+    .addOption(
+      new Option('--id-key-digest <hex>', 'SNP reference values: the ID key digest `sevsup id-block` printed (48 bytes)').argParser(
+        bytesArg(48),
+      ),
+    )
     .addOption(new Option('--author-key-digest <hex>', 'SNP reference values: the author key digest (48 bytes)').argParser(bytesArg(48)))
-    .addOption(new Option('--min-tcb <spls>', 'SNP reference values: minimum TCB, e.g. bl=3,tee=0,snp=8,ucode=115 (unnamed: 0)').argParser(tcbArg))
+    .addOption(
+      new Option('--min-tcb <spls>', 'SNP reference values: minimum TCB, e.g. bl=3,tee=0,snp=8,ucode=115 (unnamed: 0)').argParser(tcbArg),
+    )
     .addOption(new Option('--min-guest-svn <n>', 'SNP reference values: minimum guest SVN').argParser(uintArg(U32)))
     .addOption(new Option('--vmpl <n>', 'SNP reference values: the VMPL reports must be requested at').argParser(uintArg(3)))
     .addHelpText(
@@ -173,10 +193,10 @@ export function registerMeasure(program: Command): void {
         '',
         'Prints the launch digest: sha256 over the firmware image, the kernel-hashes table (with --kernel;',
         'the table exactly as QEMU builds it for kernel-hashes=on) and, for SEV-ES, one VMSA per vCPU.',
-        'This is GCTX.LD, not the measurement: QEMU\'s query-sev-launch-measure returns HMAC(TIK, … ‖ digest',
+        "This is GCTX.LD, not the measurement: QEMU's query-sev-launch-measure returns HMAC(TIK, … ‖ digest",
         '‖ mnonce) ‖ mnonce; `sevsup verify` checks that against these same inputs.',
-        'Options and defaults are sev-snp-measure\'s (--mode, --ovmf, --append, --vcpus, --vcpu-type,',
-        '--output-format hex); digests agree with it and with libvirt\'s virt-qemu-sev-validate.',
+        "Options and defaults are sev-snp-measure's (--mode, --ovmf, --append, --vcpus, --vcpu-type,",
+        "--output-format hex); digests agree with it and with libvirt's virt-qemu-sev-validate.",
         'A kernel with a firmware that declares no usable kernel-hashes area is refused: QEMU would not',
         'launch it (use an OVMF AmdSev build).',
         '',

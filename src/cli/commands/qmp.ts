@@ -3,7 +3,6 @@
 import type { Command } from 'commander';
 import { DEFAULT_RUN_DIR } from '../../paths.js';
 
-
 export function registerQmp(program: Command): void {
   program
     .command('qmp')

@@ -4,7 +4,6 @@
 import { Option, type Command } from 'commander';
 import { DEFAULT_RUN_DIR, DEFAULT_STATE_DIR } from '../../paths.js';
 
-
 export interface RunCliOptions {
   readonly platform: 'hardware' | 'sim';
   readonly stateDir: string;
@@ -34,25 +33,40 @@ export function registerRun(program: Command): void {
     .command('run')
     .description('run one guest in the foreground: launch paused, verify SEV, record the measurement, [hold], resume')
     .argument('<vm>', 'VM name (<vm-dir>/<vm>.conf) or a path to a .conf file')
-    .addOption(new Option('--platform <platform>', 'hardware (real /dev/sev) or sim (simulated SEV platform)').choices(['hardware', 'sim']).default('hardware'))
+    .addOption(
+      new Option('--platform <platform>', 'hardware (real /dev/sev) or sim (simulated SEV platform)')
+        .choices(['hardware', 'sim'])
+        .default('hardware'),
+    )
     .option('--state-dir <dir>', 'where measurement records are kept (<dir>/<vm>/measurements/)', DEFAULT_STATE_DIR)
     .option('--run-dir <dir>', 'where sockets go (<dir>/<vm>/control.sock, …)', DEFAULT_RUN_DIR)
     .option('--vm-dir <dir>', 'directory of VM configs (default /etc/sevsup/vms)')
     .option('--host-caps <file>', 'host capabilities file (seed hw-params.json format); skips probing')
     .option('--qemu <path>', 'QEMU binary (with --platform sim: the QEMU the simulator runs)')
-    .option('--sandbox', "run QEMU under its seccomp sandbox (-sandbox on,obsolete=deny,spawn=deny,…)")
+    .option('--sandbox', 'run QEMU under its seccomp sandbox (-sandbox on,obsolete=deny,spawn=deny,…)')
     .option('--runas <user>', 'QEMU drops to this user after start-up (-runas)')
     .option('--hold', 'stay paused after measuring until `sevsup attest` approves (as "attest: hold")')
-    .option('--hold-timeout <seconds>', 'reject a held guest nobody approved after this long (default: the config\'s hold-timeout, else 600)')
+    .option(
+      '--hold-timeout <seconds>',
+      "reject a held guest nobody approved after this long (default: the config's hold-timeout, else 600)",
+    )
     .option('--qmp-timeout <ms>', 'QMP command reply timeout (default 30000)')
     .option('--powerdown-timeout <seconds>', 'on SIGINT/SIGTERM, how long a running guest gets to power off before QEMU quits (default 10)')
     .option('--json', 'print one JSON object per line per lifecycle event')
     .option('--sim-tik <file>', 'sim: the platform TIK (16 bytes; default: generated in the run dir)')
     .option('--sim-tek <file>', 'sim: the platform TEK (16 bytes; default: generated in the run dir)')
-    .option('--sim-fault <name>', 'sim: inject a fault, repeatable: wrong-policy, sev-disabled, no-measurement, crash-on-cont, slow-qmp', collect)
+    .option(
+      '--sim-fault <name>',
+      'sim: inject a fault, repeatable: wrong-policy, sev-disabled, no-measurement, crash-on-cont, slow-qmp',
+      collect,
+    )
     .option('--sim-delay-ms <ms>', 'sim: reply delay for the slow-qmp fault')
-    .addOption(new Option('--sim-reply-shape <version>', "sim: query-sev reply shape of QEMU 7.2 or 9.1+").choices(['7.2', '9.1']))
-    .addOption(new Option('--log-level <level>', 'log level of the JSON log on stderr').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('error'))
+    .addOption(new Option('--sim-reply-shape <version>', 'sim: query-sev reply shape of QEMU 7.2 or 9.1+').choices(['7.2', '9.1']))
+    .addOption(
+      new Option('--log-level <level>', 'log level of the JSON log on stderr')
+        .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+        .default('error'),
+    )
     .addHelpText(
       'after',
       [

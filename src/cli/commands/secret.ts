@@ -40,7 +40,7 @@ export function registerSecret(program: Command): void {
       'after',
       [
         '',
-        'The secret table is the one OVMF and Linux\'s efi_secret read (GUID 1e74f542-71dd-4d66-963e-ef4287ff173b,',
+        "The secret table is the one OVMF and Linux's efi_secret read (GUID 1e74f542-71dd-4d66-963e-ef4287ff173b,",
         'entries GUID ‖ u32 length ‖ data, then 16 - length % 16 zero bytes, as libvirt pads it),',
         'encrypted with AES-128-CTR under the TEK; the header is flags ‖ IV ‖ HMAC(TIK, 0x01 ‖ flags ‖ IV ‖',
         'lengths ‖ ciphertext ‖ measurement MAC), so the platform accepts it only for this launch.',

@@ -2,7 +2,15 @@
 // inputs, with libvirt's virt-qemu-sev-validate's trust model and exit codes. Must not: import the
 // implementation eagerly (cli/actions/verify.ts is loaded on use) or anything beyond commander.
 import { Option, type Command } from 'commander';
-import { addLaunchInputOptions, addSnpDigestOptions, collect, SEV_ES_HELP, uintArg, type LaunchInputCliOptions, type SnpDigestCliOptions } from './measure.js';
+import {
+  addLaunchInputOptions,
+  addSnpDigestOptions,
+  collect,
+  SEV_ES_HELP,
+  uintArg,
+  type LaunchInputCliOptions,
+  type SnpDigestCliOptions,
+} from './measure.js';
 import { addSnpReportOptions, majorMinorArg, SNP_TRUST_MODEL, type SnpVerifyCliOptions } from './verify-snp.js';
 
 export interface VerifyCliOptions extends LaunchInputCliOptions, SnpVerifyCliOptions, SnpDigestCliOptions {
@@ -24,10 +32,10 @@ export interface VerifyCliOptions extends LaunchInputCliOptions, SnpVerifyCliOpt
 }
 
 export const VERIFY_TRUST_MODEL = [
-  'Trust model (libvirt\'s virt-qemu-sev-validate\'s): only the measurement, the policy, the SEV API',
+  "Trust model (libvirt's virt-qemu-sev-validate's): only the measurement, the policy, the SEV API",
   'version and the build id may come from the host; the HMAC under your TIK binds them. The firmware,',
-  'kernel, initrd, cmdline, vCPU count and vCPU signature must be yours: a record\'s launch paths are the',
-  'host\'s word and are used only with --use-record-inputs, which prints that this is insecure. Use a',
+  "kernel, initrd, cmdline, vCPU count and vCPU signature must be yours: a record's launch paths are the",
+  "host's word and are used only with --use-record-inputs, which prints that this is insecure. Use a",
   'fresh TIK/TEK for every launch (sevctl session). The comparison is constant-time.',
 ].join('\n');
 
@@ -67,13 +75,13 @@ export function registerVerify(program: Command): void {
         '',
         SEV_ES_HELP,
         '',
-        'Exit codes (libvirt\'s): 0 valid; 1 measurement mismatch or an owner check failed (not trustworthy);',
+        "Exit codes (libvirt's): 0 valid; 1 measurement mismatch or an owner check failed (not trustworthy);",
         '2 unsupported usage (missing or bad options, bad measurement); 3 insecure usage (an input would',
         'come from the host); 4 bad configuration (unreadable input, a firmware QEMU would refuse, bad',
         'record); 5 bad state (the record was not captured in launch-secret or running).',
         '',
         'SNP: --report REPORT.bin verifies an SEV-SNP attestation report offline (versions 2, 3, 5): its',
-        'structure, the ECDSA P-384 signature, the certificate chain to a pinned ARK, the certificate\'s',
+        "structure, the ECDSA P-384 signature, the certificate chain to a pinned ARK, the certificate's",
         'TCB, hwID and product against the report, and your expectations. Same exit codes; 4 also for a',
         'missing or unreadable certificate or report.',
         'The expected measurement is --expected-measurement, or computed from your launch inputs exactly as',

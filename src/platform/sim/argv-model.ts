@@ -82,7 +82,8 @@ function findFirmware(options: readonly QemuOption[], machine: Map<string, strin
       const file = props.get('file');
       if (file === undefined) return { kind: 'unsupported', reason: 'pflash unit 0 has no file=' };
       const format = props.get('format');
-      if (format !== undefined && format !== 'raw') return { kind: 'unsupported', reason: `pflash unit 0 has format=${format}; only raw images are measured here` };
+      if (format !== undefined && format !== 'raw')
+        return { kind: 'unsupported', reason: `pflash unit 0 has format=${format}; only raw images are measured here` };
       return { kind: 'pflash', path: file };
     }
   }
@@ -108,7 +109,9 @@ function resolveBlockdevNode(options: readonly QemuOption[], node: Record<string
   const driver = node['driver'];
   if (driver === 'file' || driver === 'host_device') {
     const filename = node['filename'];
-    return typeof filename === 'string' ? { kind: 'pflash', path: filename } : { kind: 'unsupported', reason: 'file blockdev without filename' };
+    return typeof filename === 'string'
+      ? { kind: 'pflash', path: filename }
+      : { kind: 'unsupported', reason: 'file blockdev without filename' };
   }
   if (driver === 'raw') {
     if (node['offset'] !== undefined || node['size'] !== undefined) {

@@ -77,7 +77,12 @@ export function rewriteQemuArgv(argv: readonly string[], model: QemuArgvModel, o
         }
         break;
       case 'qmp':
-        if (monitor?.kind === 'qmp' && value !== null && value.startsWith('unix:') && parseQemuOpts(value.slice(5))[0]?.value === monitor.path) {
+        if (
+          monitor?.kind === 'qmp' &&
+          value !== null &&
+          value.startsWith('unix:') &&
+          parseQemuOpts(value.slice(5))[0]?.value === monitor.path
+        ) {
           out.push(tokens[0] as string, rewriteQmp(value, o.monitorPath));
           continue;
         }

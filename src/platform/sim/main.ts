@@ -55,7 +55,9 @@ const fail = (message: string, code = 1): never => {
 
 async function loadKey(file: string | null, dir: string, name: string, what: string): Promise<{ key: Buffer; path: string }> {
   if (file !== null) {
-    const key = await readFile(file).catch((e: NodeJS.ErrnoException) => fail(`cannot read the ${what} file ${file}: ${e.code ?? e.message}`));
+    const key = await readFile(file).catch((e: NodeJS.ErrnoException) =>
+      fail(`cannot read the ${what} file ${file}: ${e.code ?? e.message}`),
+    );
     if (key.length !== TIK_BYTES) fail(`the ${what} file ${file} must hold exactly ${TIK_BYTES} bytes, got ${key.length}`);
     return { key, path: file };
   }
@@ -166,7 +168,8 @@ async function measure(
   let sevEs = null;
   if (plan.es) {
     const sig = cpuSignature(model.cpuModel);
-    if (sig === null) fail(`SEV-ES needs the CPU signature of -cpu ${model.cpuModel ?? '(default)'}, which the simulated platform does not know`);
+    if (sig === null)
+      fail(`SEV-ES needs the CPU signature of -cpu ${model.cpuModel ?? '(default)'}, which the simulated platform does not know`);
     sevEs = { vcpus: model.vcpus, ...(sig as NonNullable<typeof sig>), resetAddress: plan.resetAddress ?? 0, vmsaInit: 'legacy' as const };
   }
   try {
@@ -190,7 +193,9 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
   if (model.daemonize) return fail('-daemonize is not supported: the simulated platform must stay the process that is supervised');
   const monitor = model.monitor;
   if (monitor === null || !monitor.server) {
-    return fail('needs the QMP monitor as a unix socket server: -chardev socket,id=ID,path=P,server=on,wait=off -mon chardev=ID,mode=control');
+    return fail(
+      'needs the QMP monitor as a unix socket server: -chardev socket,id=ID,path=P,server=on,wait=off -mon chardev=ID,mode=control',
+    );
   }
   const monitorDir = dirname(monitor.path);
 
@@ -203,8 +208,10 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
     if (firmwarePath !== null) firmware = await readFirmware(firmwarePath);
     plan = planStartup(model, await gatherStartupFacts(model, firmware));
     if (plan.kind === 'fail') return failStartup(plan);
-    if (plan.kind === 'unreadable') note(`cannot read the sev-guest object (${plan.reason}); QEMU judges it, and the guest is not simulated as SEV`);
-    if (plan.kind === 'sev' && firmwarePath === null) return fail('an SEV guest needs a firmware image (-bios or pflash unit 0) to measure');
+    if (plan.kind === 'unreadable')
+      note(`cannot read the sev-guest object (${plan.reason}); QEMU judges it, and the guest is not simulated as SEV`);
+    if (plan.kind === 'sev' && firmwarePath === null)
+      return fail('an SEV guest needs a firmware image (-bios or pflash unit 0) to measure');
   }
   const tik = await loadKey(o.tik, monitorDir, 'sim-tik.bin', 'TIK');
   const tek = await loadKey(o.tek, monitorDir, 'sim-tek.bin', 'TEK');
@@ -298,7 +305,9 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
       randomBytes: (n) => randomBytes(n),
       secretAccepted: (injected: InjectedSecret) => {
         const list = injected.secrets.map((s) => `${s.guid} (${s.length} bytes)`).join(', ');
-        note(`launch secret accepted at gpa 0x${injected.gpa.toString(16)}: ${injected.secrets.length} secret(s)${list === '' ? '' : `: ${list}`}`);
+        note(
+          `launch secret accepted at gpa 0x${injected.gpa.toString(16)}: ${injected.secrets.length} secret(s)${list === '' ? '' : `: ${list}`}`,
+        );
         writeStatus();
       },
       secretRefused: (desc, reason) => note(`launch secret refused: ${desc}${reason === null ? '' : ` (${reason})`}`),
@@ -314,7 +323,7 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
 
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     process.on(signal, () => {
-        // QEMU exits on it; the sim then exits with QEMU's status.
+      // QEMU exits on it; the sim then exits with QEMU's status.
       if (sim.qemuAlive()) sim.child?.kill(signal);
     });
   }

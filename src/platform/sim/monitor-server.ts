@@ -30,7 +30,6 @@ export interface MonitorServerOptions {
   readonly onResume: () => void;
 }
 
-
 /** One client bridged to one QEMU monitor session. */
 class Bridge {
   private upstream: Socket | null = null;

@@ -94,18 +94,7 @@ export type ParsedSimCommandLine =
   | { readonly kind: 'help' }
   | { readonly kind: 'error'; readonly message: string };
 
-const VALUE_OPTIONS = [
-  'qemu',
-  'tik',
-  'tek',
-  'fault',
-  'delay-ms',
-  'reply-shape',
-  'accel',
-  'api-major',
-  'api-minor',
-  'build-id',
-] as const;
+const VALUE_OPTIONS = ['qemu', 'tik', 'tek', 'fault', 'delay-ms', 'reply-shape', 'accel', 'api-major', 'api-minor', 'build-id'] as const;
 type ValueOption = (typeof VALUE_OPTIONS)[number];
 
 function isValueOption(name: string): name is ValueOption {

@@ -35,7 +35,10 @@ function cert(name: string, usage: number, algo: number, apiMajor: number, apiMi
   c.writeUInt32LE(CURVE_P384, 0x10);
   derivedBytes(`${name}:qx`, 72).copy(c, 0x14);
   derivedBytes(`${name}:qy`, 72).copy(c, 0x14 + 72);
-  for (const [slot, at] of [[0, 0x414], [1, 0x61c]] as const) {
+  for (const [slot, at] of [
+    [0, 0x414],
+    [1, 0x61c],
+  ] as const) {
     const signer = signers[slot];
     c.writeUInt32LE(signer ?? USAGE.INVALID, at);
     c.writeUInt32LE(signer === undefined ? ALGO.INVALID : ALGO.ECDSA_SHA256, at + 4);

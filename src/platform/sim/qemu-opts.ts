@@ -16,10 +16,35 @@ export interface QemuOption {
 
 /** QEMU 7.2 (x86) options without an argument (qemu-options.hx, HAS_ARG 0; checked against the binary). */
 const NO_ARG_OPTIONS: ReadonlySet<string> = new Set([
-  'h', 'help', 'version', 'S', 's', 'snapshot', 'nodefaults', 'no-user-config', 'nographic', 'portrait',
-  'full-screen', 'win2k-hack', 'no-fd-bootchk', 'no-acpi', 'no-hpet', 'enable-kvm', 'xen-attach',
-  'xen-domid-restrict', 'no-reboot', 'no-shutdown', 'singlestep', 'preconfig', 'daemonize',
-  'only-migratable', 'enable-sync-profile', 'mem-prealloc', 'usb', 'async-teardown', 'audio-help',
+  'h',
+  'help',
+  'version',
+  'S',
+  's',
+  'snapshot',
+  'nodefaults',
+  'no-user-config',
+  'nographic',
+  'portrait',
+  'full-screen',
+  'win2k-hack',
+  'no-fd-bootchk',
+  'no-acpi',
+  'no-hpet',
+  'enable-kvm',
+  'xen-attach',
+  'xen-domid-restrict',
+  'no-reboot',
+  'no-shutdown',
+  'singlestep',
+  'preconfig',
+  'daemonize',
+  'only-migratable',
+  'enable-sync-profile',
+  'mem-prealloc',
+  'usb',
+  'async-teardown',
+  'audio-help',
 ]);
 
 /** Split argv into options; QEMU accepts `-opt` and `--opt` alike. */
@@ -137,7 +162,12 @@ export function parseObjectOption(text: string, impliedKey: string | null): Reco
 export function readUint(value: unknown, max: number): number | null {
   if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 && value <= max ? value : null;
   if (typeof value !== 'string' || !/^(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.test(value)) return null;
-  const n = value.startsWith('0x') || value.startsWith('0X') ? Number.parseInt(value.slice(2), 16) : value.length > 1 && value.startsWith('0') ? Number.parseInt(value.slice(1), 8) : Number(value);
+  const n =
+    value.startsWith('0x') || value.startsWith('0X')
+      ? Number.parseInt(value.slice(2), 16)
+      : value.length > 1 && value.startsWith('0')
+        ? Number.parseInt(value.slice(1), 8)
+        : Number(value);
   return Number.isSafeInteger(n) && n <= max ? n : null;
 }
 

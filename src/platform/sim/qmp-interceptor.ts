@@ -40,14 +40,16 @@ export interface SharedState {
  */
 const UNMATCHABLE_VMSTATE_NODE = '#sevsup-sim-migration-blocked';
 
-
 type ArgType = 'str' | 'bool' | 'int' | 'str-list';
 /** Whether `args` has exactly QEMU's members with its types (required unless marked `?`). */
 function conforms(args: Record<string, unknown>, schema: Readonly<Record<string, ArgType>>): boolean {
   const ok = (v: unknown, t: ArgType): boolean =>
-    t === 'str' ? typeof v === 'string'
-      : t === 'bool' ? typeof v === 'boolean'
-        : t === 'int' ? Number.isSafeInteger(v)
+    t === 'str'
+      ? typeof v === 'string'
+      : t === 'bool'
+        ? typeof v === 'boolean'
+        : t === 'int'
+          ? Number.isSafeInteger(v)
           : Array.isArray(v) && v.every((x) => typeof x === 'string');
   for (const key of Object.keys(args)) {
     const type = schema[key] ?? schema[`${key}?`];
@@ -106,7 +108,11 @@ export class QmpInterceptor {
 
   /** Decide what to do with one framed client value. */
   plan(text: string): Plan {
-    const forward = (transform: ((reply: QmpObject) => QmpObject | null) | null = null, out = text): Plan => ({ kind: 'forward', text: out, transform });
+    const forward = (transform: ((reply: QmpObject) => QmpObject | null) | null = null, out = text): Plan => ({
+      kind: 'forward',
+      text: out,
+      transform,
+    });
     const parsed = parseQemuJson(text);
     // Anything QEMU would reject as input (or we cannot read exactly as QEMU does) is QEMU's to answer.
     if (!parsed.ok || parsed.duplicateKeys || !isRecord(parsed.value)) return forward();
@@ -126,7 +132,10 @@ export class QmpInterceptor {
       });
     }
     if (!this.negotiatedValue) return forward();
-    const local = (result: QmpResult): Plan => ({ kind: 'local', reply: Object.hasOwn(msg, 'id') ? { ...result, id: msg['id'] } : { ...result } });
+    const local = (result: QmpResult): Plan => ({
+      kind: 'local',
+      reply: Object.hasOwn(msg, 'id') ? { ...result, id: msg['id'] } : { ...result },
+    });
     const guest = this.guest;
     switch (name) {
       case 'query-sev':
@@ -136,7 +145,9 @@ export class QmpInterceptor {
       case 'query-sev-capabilities':
         return forward((reply) => {
           const desc = errorDesc(reply);
-          return desc !== null && (NOT_SEV.capabilities as readonly string[]).includes(desc) ? withResult(reply, guest.queryCapabilities()) : null;
+          return desc !== null && (NOT_SEV.capabilities as readonly string[]).includes(desc)
+            ? withResult(reply, guest.queryCapabilities())
+            : null;
         });
       case 'sev-inject-launch-secret':
         return forward((reply) => {
@@ -167,7 +178,8 @@ export class QmpInterceptor {
         return forward();
       }
       case 'migrate':
-        if (guest.migrationBlocked && conforms(args, MIGRATE_ARGS)) return local({ error: { class: 'GenericError', desc: MIGRATION_BLOCKER } });
+        if (guest.migrationBlocked && conforms(args, MIGRATE_ARGS))
+          return local({ error: { class: 'GenericError', desc: MIGRATION_BLOCKER } });
         return forward();
       case 'snapshot-save': {
         if (!guest.migrationBlocked || !conforms(args, SNAPSHOT_SAVE_ARGS)) return forward();

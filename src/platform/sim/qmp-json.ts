@@ -4,9 +4,7 @@
 // (QEMU rejects them), and a writer with QEMU's key order, spacing and escapes. Pure: no I/O.
 // Must not: be used by the supervisor's own QMP client or proxy (those are strict on purpose).
 
-export type QemuJsonParse =
-  | { readonly ok: true; readonly value: unknown; readonly duplicateKeys: boolean }
-  | { readonly ok: false };
+export type QemuJsonParse = { readonly ok: true; readonly value: unknown; readonly duplicateKeys: boolean } | { readonly ok: false };
 
 /** Deepest nesting read; QEMU's json-streamer bound (MAX_NESTING). */
 const MAX_DEPTH = 1024;
@@ -31,7 +29,11 @@ class Reader {
     if (c === '{') return this.object(depth);
     if (c === '[') return this.array(depth);
     if (c === '"' || c === "'") return this.string();
-    for (const [word, value] of [['true', true], ['false', false], ['null', null]] as const) {
+    for (const [word, value] of [
+      ['true', true],
+      ['false', false],
+      ['null', null],
+    ] as const) {
       if (this.text.startsWith(word, this.pos)) {
         this.pos += word.length;
         return value;
@@ -139,13 +141,27 @@ function quoteString(s: string): string {
   for (const ch of s) {
     const cp = ch.codePointAt(0) as number;
     switch (ch) {
-      case '"': out += '\\"'; break;
-      case '\\': out += '\\\\'; break;
-      case '\b': out += '\\b'; break;
-      case '\f': out += '\\f'; break;
-      case '\n': out += '\\n'; break;
-      case '\r': out += '\\r'; break;
-      case '\t': out += '\\t'; break;
+      case '"':
+        out += '\\"';
+        break;
+      case '\\':
+        out += '\\\\';
+        break;
+      case '\b':
+        out += '\\b';
+        break;
+      case '\f':
+        out += '\\f';
+        break;
+      case '\n':
+        out += '\\n';
+        break;
+      case '\r':
+        out += '\\r';
+        break;
+      case '\t':
+        out += '\\t';
+        break;
       default:
         if (cp > 0xffff) {
           const hi = 0xd800 + ((cp - 0x10000) >> 10);

@@ -13,8 +13,7 @@ import { gpaProblem, SIM_HOST_CBITPOS } from './sev-state.js';
 export const QEMU_PROGNAME = 'qemu-system-x86_64';
 
 /** glibc's assert text from qemu_machine_creation_done when the guest's accelerator is not KVM. */
-export const CGS_NOT_READY_ASSERT =
-  "../../softmmu/vl.c:2590: qemu_machine_creation_done: Assertion `machine->cgs->ready' failed.";
+export const CGS_NOT_READY_ASSERT = "../../softmmu/vl.c:2590: qemu_machine_creation_done: Assertion `machine->cgs->ready' failed.";
 
 export interface SevObjectParams {
   readonly id: string;
@@ -30,7 +29,16 @@ export interface SevObjectParams {
 
 const UINT32_MAX = 0xffffffff;
 const KNOWN_PROPERTIES = new Set([
-  'qom-type', 'id', 'sev-device', 'dh-cert-file', 'session-file', 'policy', 'handle', 'cbitpos', 'reduced-phys-bits', 'kernel-hashes',
+  'qom-type',
+  'id',
+  'sev-device',
+  'dh-cert-file',
+  'session-file',
+  'policy',
+  'handle',
+  'cbitpos',
+  'reduced-phys-bits',
+  'kernel-hashes',
 ]);
 
 /**
@@ -56,7 +64,17 @@ export function readSevObject(object: SevGuestObject): SevObjectParams | { reado
   if (sevDevice === undefined || dhCertFile === undefined || sessionFile === undefined) {
     return { unreadable: 'a non-string file property' };
   }
-  return { id: object.id, policy, cbitpos, reducedPhysBits, handle, kernelHashes, sevDevice: sevDevice ?? '/dev/sev', dhCertFile, sessionFile };
+  return {
+    id: object.id,
+    policy,
+    cbitpos,
+    reducedPhysBits,
+    handle,
+    kernelHashes,
+    sevDevice: sevDevice ?? '/dev/sev',
+    dhCertFile,
+    sessionFile,
+  };
 }
 
 /** Files and devices the checks look at, read by the caller beforehand. */

@@ -8,7 +8,13 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { callControl } from '../../../src/api/client.js';
 import { matchRoute } from '../../../src/api/routes.js';
-import { MAX_EVENT_BACKLOG_BYTES, startControlServer, type ControlServer, type ControlTarget, type StreamEvent } from '../../../src/api/server.js';
+import {
+  MAX_EVENT_BACKLOG_BYTES,
+  startControlServer,
+  type ControlServer,
+  type ControlTarget,
+  type StreamEvent,
+} from '../../../src/api/server.js';
 import type { VmStatus } from '../../../src/api/types.js';
 import { SupervisorError } from '../../../src/errors.js';
 
@@ -66,7 +72,10 @@ function raw(socketPath: string, method: string, path: string, body?: string): P
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, body: (res.headers['content-type'] ?? '').startsWith('application/json') ? JSON.parse(text) : text });
+        resolve({
+          status: res.statusCode ?? 0,
+          body: (res.headers['content-type'] ?? '').startsWith('application/json') ? JSON.parse(text) : text,
+        });
       });
     });
     req.on('error', reject);
@@ -129,34 +138,55 @@ describe('daemon routes', () => {
     expect(await raw(socketPath, 'GET', '/v1/vms')).toEqual({ status: 200, body: daemonTarget.list?.() });
     expect(await raw(socketPath, 'POST', '/v1/vms/web/start')).toEqual({ status: 200, body: STATUS });
     expect(await raw(socketPath, 'POST', '/v1/vms/web/stop', '{"force":true}')).toMatchObject({ status: 200, body: { state: 'stopped' } });
-    expect(calls).toEqual([['start', 'web'], ['stop', 'web', { force: true }]]);
+    expect(calls).toEqual([
+      ['start', 'web'],
+      ['stop', 'web', { force: true }],
+    ]);
     expect(answered).toEqual(['list', 'start', 'stop']);
   });
 
   it('the client waits for a slow reply (it never half-closes the connection)', async () => {
-    const socketPath = await serve({ ...daemonTarget, start: async () => new Promise((resolve) => setTimeout(() => resolve(STATUS), 300)) });
+    const socketPath = await serve({
+      ...daemonTarget,
+      start: async () => new Promise((resolve) => setTimeout(() => resolve(STATUS), 300)),
+    });
     expect(await callControl({ socketPath, method: 'POST', path: '/v1/vms/web/start', body: {} })).toEqual(STATUS);
   });
 
   it.each([
     ['/v1/vms/web/stop', '{"force":"yes"}', 'stop request: "force" must be true or false'],
     ['/v1/vms/web/stop', '{"now":true}', 'stop request: unexpected member "now"'],
-    ['/v1/vms/web/snapshot', '{"name":"1"}', 'snapshot request: "name" must be a letter followed by up to 63 letters, digits, ".", "_" or "-"'],
-    ['/v1/vms/web/snapshot', '{"name":"a/../b"}', 'snapshot request: "name" must be a letter followed by up to 63 letters, digits, ".", "_" or "-"'],
+    [
+      '/v1/vms/web/snapshot',
+      '{"name":"1"}',
+      'snapshot request: "name" must be a letter followed by up to 63 letters, digits, ".", "_" or "-"',
+    ],
+    [
+      '/v1/vms/web/snapshot',
+      '{"name":"a/../b"}',
+      'snapshot request: "name" must be a letter followed by up to 63 letters, digits, ".", "_" or "-"',
+    ],
     ['/v1/vms/web/snapshot', '{"name":"s","vmstate":1}', 'snapshot request: "vmstate" must be true or false'],
     ['/v1/vms/web/snapshot', '', 'request body is not valid JSON (0 bytes)'],
     ['/v1/vms/web/migrate', '{"target":""}', 'migrate request: "target" must be a non-empty string of at most 4096 printable characters'],
-    ['/v1/vms/web/migrate', '{"target":"/a\\nb"}', 'migrate request: "target" must be a non-empty string of at most 4096 printable characters'],
+    [
+      '/v1/vms/web/migrate',
+      '{"target":"/a\\nb"}',
+      'migrate request: "target" must be a non-empty string of at most 4096 printable characters',
+    ],
   ])('400s POST %s %s', async (path, body, message) => {
     const socketPath = await serve(daemonTarget);
     expect(await raw(socketPath, 'POST', path, body)).toEqual({ status: 400, body: { code: 'SUP_ERR_API_BAD_REQUEST', message } });
   });
 
-  it('maps the seed\'s refusals to 409 with their texts', async () => {
+  it("maps the seed's refusals to 409 with their texts", async () => {
     const socketPath = await serve(daemonTarget);
     expect(await raw(socketPath, 'POST', '/v1/vms/web/snapshot', '{"name":"s1","vmstate":true}')).toEqual({
       status: 409,
-      body: { code: 'SUP_ERR_SNAPSHOT_VMSTATE', message: 'Snapshots that include memory are not supported while memory is encrypted by AMD SEV.' },
+      body: {
+        code: 'SUP_ERR_SNAPSHOT_VMSTATE',
+        message: 'Snapshots that include memory are not supported while memory is encrypted by AMD SEV.',
+      },
     });
     expect(await raw(socketPath, 'POST', '/v1/vms/web/migrate', '{"target":"tcp:h:1"}')).toEqual({
       status: 409,
@@ -227,12 +257,26 @@ describe('daemon routes', () => {
     expect(await callControl({ socketPath, method: 'GET', path: '/v1/vms/web' })).toEqual(STATUS);
   });
 
-  it('`sevsup run`\'s target (one guest) does not serve the daemon routes', async () => {
-    const { list: _l, start: _s, stop: _t, records: _r, record: _c, snapshot: _n, migrate: _m, subscribe: _u, metrics: _x, ...runTarget } = daemonTarget;
+  it("`sevsup run`'s target (one guest) does not serve the daemon routes", async () => {
+    const {
+      list: _l,
+      start: _s,
+      stop: _t,
+      records: _r,
+      record: _c,
+      snapshot: _n,
+      migrate: _m,
+      subscribe: _u,
+      metrics: _x,
+      ...runTarget
+    } = daemonTarget;
     const socketPath = await serve(runTarget);
     expect(await raw(socketPath, 'GET', '/v1/vms')).toEqual({
       status: 404,
-      body: { code: 'SUP_ERR_API_NOT_FOUND', message: "this socket does not serve list (it is `sevsup run`'s per-VM socket; the daemon's socket does)" },
+      body: {
+        code: 'SUP_ERR_API_NOT_FOUND',
+        message: "this socket does not serve list (it is `sevsup run`'s per-VM socket; the daemon's socket does)",
+      },
     });
     expect(await raw(socketPath, 'GET', '/v1/vms/web')).toEqual({ status: 200, body: STATUS });
   });

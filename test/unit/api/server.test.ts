@@ -39,7 +39,12 @@ const target: ControlTarget = {
 };
 
 /** Raw HTTP exchange: status and parsed body. */
-function raw(method: string, path: string, body?: string | Buffer, headers: Record<string, string | number> = {}): Promise<{ status: number; body: unknown }> {
+function raw(
+  method: string,
+  path: string,
+  body?: string | Buffer,
+  headers: Record<string, string | number> = {},
+): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath, method, path, headers }, (res) => {
       const chunks: Buffer[] = [];
@@ -90,7 +95,10 @@ describe('control API server', () => {
       status: 404,
       body: { code: 'SUP_ERR_VM_NOT_FOUND', message: 'no VM named "other" is served on this socket' },
     });
-    expect(await raw('GET', '/v2/things')).toEqual({ status: 404, body: { code: 'SUP_ERR_API_NOT_FOUND', message: 'no API route GET /v2/things' } });
+    expect(await raw('GET', '/v2/things')).toEqual({
+      status: 404,
+      body: { code: 'SUP_ERR_API_NOT_FOUND', message: 'no API route GET /v2/things' },
+    });
     expect(await raw('GET', '/v1/vms/demo/attest')).toEqual({
       status: 404,
       body: { code: 'SUP_ERR_API_NOT_FOUND', message: 'no API route GET /v1/vms/demo/attest (use POST)' },
@@ -110,7 +118,10 @@ describe('control API server', () => {
 
   it('passes a valid attest request to the target', async () => {
     const body = JSON.stringify({ action: 'inject-secret', packetHeader: 'AAAA', secret: 'QUJD', gpa: 8429568 });
-    expect(await raw('POST', '/v1/vms/demo/attest', body)).toEqual({ status: 200, body: { vm: 'demo', action: 'inject-secret', state: 'running' } });
+    expect(await raw('POST', '/v1/vms/demo/attest', body)).toEqual({
+      status: 200,
+      body: { vm: 'demo', action: 'inject-secret', state: 'running' },
+    });
     expect(calls).toEqual([{ action: 'inject-secret', packetHeader: 'AAAA', secret: 'QUJD', gpa: 8429568 }]);
   });
 
@@ -123,7 +134,10 @@ describe('control API server', () => {
     ['{"action":"inject-secret","packetHeader":"AAAA","secret":"s3cr3t!!"}', 'attest request: "secret" must be non-empty base64'],
     ['{"action":"inject-secret","packetHeader":"","secret":"AAAA"}', 'attest request: "packetHeader" must be non-empty base64'],
     ['{"action":"inject-secret","packetHeader":"AAAA","secret":"AAAA","gpa":-1}', 'attest request: "gpa" must be a non-negative integer'],
-    ['{"action":"inject-secret","packetHeader":"AAAA","secret":"AAAA","gpa":"0x100"}', 'attest request: "gpa" must be a non-negative integer'],
+    [
+      '{"action":"inject-secret","packetHeader":"AAAA","secret":"AAAA","gpa":"0x100"}',
+      'attest request: "gpa" must be a non-negative integer',
+    ],
   ])('400s %s', async (body, message) => {
     expect(await raw('POST', '/v1/vms/demo/attest', body)).toEqual({ status: 400, body: { code: 'SUP_ERR_API_BAD_REQUEST', message } });
     expect(calls).toEqual([]);
@@ -131,7 +145,10 @@ describe('control API server', () => {
 
   it('413s a body declared too large without reading it, and one that grows too large', async () => {
     const declared = await raw('POST', '/v1/vms/demo/attest', undefined, { 'content-length': MAX_BODY_BYTES + 1 });
-    expect(declared).toEqual({ status: 413, body: { code: 'SUP_ERR_API_TOO_LARGE', message: `request body is larger than ${MAX_BODY_BYTES} bytes` } });
+    expect(declared).toEqual({
+      status: 413,
+      body: { code: 'SUP_ERR_API_TOO_LARGE', message: `request body is larger than ${MAX_BODY_BYTES} bytes` },
+    });
     const chunked = await raw('POST', '/v1/vms/demo/attest', Buffer.alloc(MAX_BODY_BYTES + 10, 0x20), { 'transfer-encoding': 'chunked' });
     expect(chunked.status).toBe(413);
     expect(calls).toEqual([]);

@@ -42,8 +42,13 @@ describe('resolveLaunchOptions', () => {
       vmsaInit: 'legacy',
       sevFeatures: 0n,
     });
-    expect(resolveLaunchOptions({ ...base, vcpuSig: 0xa10f10 })).toMatchObject({ owner: { cpu: { family: 25, model: 17, stepping: 0 } }, cpuSource: '--vcpu-sig 0xa10f10' });
-    expect(resolveLaunchOptions({ ...base, cpuFamily: 26, vcpuModel: 0, cpuStepping: 0 })).toMatchObject({ owner: { cpu: { family: 26, model: 0, stepping: 0 } } });
+    expect(resolveLaunchOptions({ ...base, vcpuSig: 0xa10f10 })).toMatchObject({
+      owner: { cpu: { family: 25, model: 17, stepping: 0 } },
+      cpuSource: '--vcpu-sig 0xa10f10',
+    });
+    expect(resolveLaunchOptions({ ...base, cpuFamily: 26, vcpuModel: 0, cpuStepping: 0 })).toMatchObject({
+      owner: { cpu: { family: 26, model: 0, stepping: 0 } },
+    });
     expect(resolveLaunchOptions({ ...base, firmware: 'f', ovmf: 'f' }).owner.firmware).toBe('f');
   });
 
@@ -56,7 +61,13 @@ describe('resolveLaunchOptions', () => {
       { vcpuType: 'Skylake-Server' },
       { vcpuFamily: 25, cpuFamily: 23, vcpuModel: 1, vcpuStepping: 1 },
     ]) {
-      expect(hasCode(thrown(() => resolveLaunchOptions({ ...base, ...bad })), 'SUP_ERR_USAGE'), JSON.stringify(bad)).toBe(true);
+      expect(
+        hasCode(
+          thrown(() => resolveLaunchOptions({ ...base, ...bad })),
+          'SUP_ERR_USAGE',
+        ),
+        JSON.stringify(bad),
+      ).toBe(true);
     }
   });
 });
@@ -65,7 +76,14 @@ describe('parseSecretSpec', () => {
   it('splits at the first colon and resolves the luks-key alias', () => {
     expect(parseSecretSpec('luks-key:/a:b')).toEqual({ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', path: '/a:b' });
     expect(parseSecretSpec('E6F5A162-D67F-4750-A67C-5D065F2A9910:x')).toEqual({ guid: 'e6f5a162-d67f-4750-a67c-5d065f2a9910', path: 'x' });
-    for (const bad of ['luks-key', 'luks-key:', 'disk:/x', ':x']) expect(hasCode(thrown(() => parseSecretSpec(bad)), 'SUP_ERR_USAGE'), bad).toBe(true);
+    for (const bad of ['luks-key', 'luks-key:', 'disk:/x', ':x'])
+      expect(
+        hasCode(
+          thrown(() => parseSecretSpec(bad)),
+          'SUP_ERR_USAGE',
+        ),
+        bad,
+      ).toBe(true);
   });
 });
 
@@ -103,7 +121,20 @@ describe('measure → verify → secret build, in-process', () => {
     tek: file('tek', randomBytes(16)),
     secret: file('luks', 'correct horse battery staple'),
   };
-  const inputs = ['--firmware', f.fw, '--kernel', f.kernel, '--initrd', f.initrd, '--cmdline', 'console=ttyS0', '--vcpus', '3', '--vcpu-type', 'EPYC-Milan'];
+  const inputs = [
+    '--firmware',
+    f.fw,
+    '--kernel',
+    f.kernel,
+    '--initrd',
+    f.initrd,
+    '--cmdline',
+    'console=ttyS0',
+    '--vcpus',
+    '3',
+    '--vcpu-type',
+    'EPYC-Milan',
+  ];
 
   it('agrees with itself, refuses a changed input, and builds a packet for the verified measurement', async () => {
     const m = await cli('measure', '--mode', 'seves', ...inputs, '--output-format', 'base64');
@@ -111,13 +142,30 @@ describe('measure → verify → secret build, in-process', () => {
     const digest = Buffer.from(m.out.trim(), 'base64');
     expect(digest).toHaveLength(32);
     const json = await cli('measure', '--mode', 'sev-es', ...inputs, '--json');
-    expect(JSON.parse(json.out)).toMatchObject({ mode: 'seves', launchDigest: digest.toString('hex'), vmsa: { vcpus: 3, variant: 'legacy', cpu: { signature: '0xa00f11', from: 'EPYC-Milan' } } });
+    expect(JSON.parse(json.out)).toMatchObject({
+      mode: 'seves',
+      launchDigest: digest.toString('hex'),
+      vmsa: { vcpus: 3, variant: 'legacy', cpu: { signature: '0xa00f11', from: 'EPYC-Milan' } },
+    });
 
     const mnonce = randomBytes(16);
     const head = Buffer.from([4, 1, 52, 4, 0x0f, 0, 0, 0]);
     const mac = createHmac('sha256', readFileSync(f.tik)).update(head).update(digest).update(mnonce).digest();
     const measurement = Buffer.concat([mac, mnonce]).toString('base64');
-    const host = ['--measurement', measurement, '--api-major', '1', '--api-minor', '52', '--build-id', '4', '--policy', '0xf', '--tik', f.tik];
+    const host = [
+      '--measurement',
+      measurement,
+      '--api-major',
+      '1',
+      '--api-minor',
+      '52',
+      '--build-id',
+      '4',
+      '--policy',
+      '0xf',
+      '--tik',
+      f.tik,
+    ];
     const ok = await cli('verify', ...host, ...inputs, '--json', '--min-api', '1.52', '--allowed-build-id', '4');
     expect(ok.code, ok.err).toBe(0);
     expect(JSON.parse(ok.out)).toMatchObject({ valid: true, exitCode: 0, sevType: 'sev-es', launchDigest: digest.toString('hex') });
@@ -130,7 +178,24 @@ describe('measure → verify → secret build, in-process', () => {
 
     const h = join(dir, 'h.b64');
     const p = join(dir, 'p.b64');
-    const s = await cli('secret', 'build', '--tik', f.tik, '--tek', f.tek, '--measurement', measurement, '--secret', `luks-key:${f.secret}`, '--header-out', h, '--payload-out', p, '--firmware', f.fw);
+    const s = await cli(
+      'secret',
+      'build',
+      '--tik',
+      f.tik,
+      '--tek',
+      f.tek,
+      '--measurement',
+      measurement,
+      '--secret',
+      `luks-key:${f.secret}`,
+      '--header-out',
+      h,
+      '--payload-out',
+      p,
+      '--firmware',
+      f.fw,
+    );
     expect(s.code, s.err).toBe(0);
     const check = verifyLaunchSecret({
       tik: readFileSync(f.tik),
@@ -143,8 +208,29 @@ describe('measure → verify → secret build, in-process', () => {
   });
 
   it('reports a failure it could not check as JSON with its exit code', async () => {
-    const r = await cli('verify', '--measurement', 'AAAA', '--api-major', '1', '--api-minor', '0', '--build-id', '0', '--policy', '1', '--tik', f.tik, '--firmware', f.fw, '--json');
+    const r = await cli(
+      'verify',
+      '--measurement',
+      'AAAA',
+      '--api-major',
+      '1',
+      '--api-minor',
+      '0',
+      '--build-id',
+      '0',
+      '--policy',
+      '1',
+      '--tik',
+      f.tik,
+      '--firmware',
+      f.fw,
+      '--json',
+    );
     expect(r.code).toBe(2);
-    expect(JSON.parse(r.out)).toEqual({ valid: false, exitCode: 2, error: { code: 'SUP_ERR_VERIFY_UNSUPPORTED', message: '--measurement: launch measurement must be 48 bytes, got 3' } });
+    expect(JSON.parse(r.out)).toEqual({
+      valid: false,
+      exitCode: 2,
+      error: { code: 'SUP_ERR_VERIFY_UNSUPPORTED', message: '--measurement: launch measurement must be 48 bytes, got 3' },
+    });
   });
 });

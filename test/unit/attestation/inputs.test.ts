@@ -79,7 +79,12 @@ describe('computeExpectedDigest', () => {
   });
 
   it('appends the kernel-hashes table QEMU builds (cmdline + NUL, initrd, kernel)', async () => {
-    const d = await computeExpectedDigest({ firmware: paths.usable, kernel: paths.kernel, initrd: paths.initrd, cmdline: 'console=ttyS0 motd="héllo", ✓' });
+    const d = await computeExpectedDigest({
+      firmware: paths.usable,
+      kernel: paths.kernel,
+      initrd: paths.initrd,
+      cmdline: 'console=ttyS0 motd="héllo", ✓',
+    });
     const t = table(sha('console=ttyS0 motd="héllo", ✓', Buffer.of(0)), sha(initrdBytes()), sha(kernelBytes()));
     expect(d.kernelHashesTable?.equals(t)).toBe(true);
     expect(d.digest.equals(sha(usable, t))).toBe(true);
@@ -107,23 +112,47 @@ describe('computeExpectedDigest', () => {
     expect(d.vmsa?.apSha256).toBe(sha(pages[1] ?? Buffer.alloc(0)).toString('hex'));
     const one = await computeExpectedDigest({ firmware: paths.debian, sevEs: { ...es, vcpus: 1, vmsaInit: 'init2', sevFeatures: 0x20n } });
     expect(one.vmsa).toMatchObject({ apSha256: null, variant: 'init2', sevFeatures: 0x20n });
-    const init2 = buildVmsas({ vcpus: 1, family: 25, model: 1, stepping: 1, resetAddress: 0x80b004, vmsaInit: 'init2', sevFeatures: 0x20n });
+    const init2 = buildVmsas({
+      vcpus: 1,
+      family: 25,
+      model: 1,
+      stepping: 1,
+      resetAddress: 0x80b004,
+      vmsaInit: 'init2',
+      sevFeatures: 0x20n,
+    });
     expect(one.digest.equals(sha(debian, ...init2))).toBe(true);
   });
 
   it("refuses what QEMU would refuse to launch, in QEMU's words", async () => {
     const cases: [ExpectedDigestInputs, ErrorCode, RegExp][] = [
-      [{ firmware: paths.debian, kernel: paths.kernel }, 'SUP_ERR_FIRMWARE_NO_HASHES_AREA', /hashes table area is invalid \(base=0x0 size=0x0\).*AmdSev/],
+      [
+        { firmware: paths.debian, kernel: paths.kernel },
+        'SUP_ERR_FIRMWARE_NO_HASHES_AREA',
+        /hashes table area is invalid \(base=0x0 size=0x0\).*AmdSev/,
+      ],
       [{ firmware: paths.bare, kernel: paths.kernel }, 'SUP_ERR_FIRMWARE_NO_HASHES_AREA', /no hashes table GUID/],
-      [{ firmware: paths.bare, sevEs: { vcpus: 1, cpu: { family: 25, model: 1, stepping: 1 }, vmsaInit: 'legacy', sevFeatures: 0n } }, 'SUP_ERR_FIRMWARE_NO_SEV_INFO', /not found in pflash rom.*no OVMF footer table/],
-      [{ firmware: paths.zeroReset, sevEs: { vcpus: 2, cpu: { family: 25, model: 1, stepping: 1 }, vmsaInit: 'legacy', sevFeatures: 0n } }, 'SUP_ERR_FIRMWARE_NO_SEV_INFO', /reset address is zero/],
+      [
+        { firmware: paths.bare, sevEs: { vcpus: 1, cpu: { family: 25, model: 1, stepping: 1 }, vmsaInit: 'legacy', sevFeatures: 0n } },
+        'SUP_ERR_FIRMWARE_NO_SEV_INFO',
+        /not found in pflash rom.*no OVMF footer table/,
+      ],
+      [
+        { firmware: paths.zeroReset, sevEs: { vcpus: 2, cpu: { family: 25, model: 1, stepping: 1 }, vmsaInit: 'legacy', sevFeatures: 0n } },
+        'SUP_ERR_FIRMWARE_NO_SEV_INFO',
+        /reset address is zero/,
+      ],
       [{ firmware: paths.badTable }, 'SUP_ERR_FIRMWARE_TABLE_INVALID', /OVMF table has invalid size/],
       [{ firmware: join(dir, 'missing.fd') }, 'SUP_ERR_FIRMWARE_READ', /no such file/],
       [{ firmware: paths.usable, kernel: join(dir, 'missing') }, 'SUP_ERR_KERNEL_READ', /no such file/],
       [{ firmware: paths.usable, kernel: paths.kernel, cmdline: 'a\0b' }, 'SUP_ERR_CONFIG_BAD_VALUE', /NUL/],
       [{ firmware: paths.usable, initrd: paths.initrd }, 'SUP_ERR_VERIFY_UNSUPPORTED', /require --kernel/],
       [{ firmware: paths.usable, cmdline: '' }, 'SUP_ERR_VERIFY_UNSUPPORTED', /require --kernel/],
-      [{ firmware: paths.usable, sevEs: { vcpus: 0, cpu: { family: 25, model: 1, stepping: 1 }, vmsaInit: 'legacy', sevFeatures: 0n } }, 'SUP_ERR_VERIFY_UNSUPPORTED', /vcpus/],
+      [
+        { firmware: paths.usable, sevEs: { vcpus: 0, cpu: { family: 25, model: 1, stepping: 1 }, vmsaInit: 'legacy', sevFeatures: 0n } },
+        'SUP_ERR_VERIFY_UNSUPPORTED',
+        /vcpus/,
+      ],
     ];
     for (const [input, code, message] of cases) await expectCode(computeExpectedDigest(input), code, message);
   });
@@ -132,7 +161,12 @@ describe('computeExpectedDigest', () => {
 describe('loadTransportKeys', () => {
   const tik = randomBytes(16);
   const tek = randomBytes(16);
-  const f = { tik: file('tik.bin', tik), tek: file('tek.bin', tek), tk: file('tk.bin', Buffer.concat([tek, tik])), short: file('short.bin', randomBytes(15)) };
+  const f = {
+    tik: file('tik.bin', tik),
+    tek: file('tek.bin', tek),
+    tk: file('tk.bin', Buffer.concat([tek, tik])),
+    short: file('short.bin', randomBytes(15)),
+  };
 
   it('reads --tik/--tek, and --tk as TEK then TIK', async () => {
     expect(await loadTransportKeys({ tik: f.tik, tek: f.tek }, { needTek: true })).toEqual({ tik, tek });
@@ -141,8 +175,16 @@ describe('loadTransportKeys', () => {
   });
 
   it('refuses wrong lengths, mixtures and missing keys without showing key bytes', async () => {
-    await expectCode(loadTransportKeys({ tik: f.short }, { needTek: false }), 'SUP_ERR_VERIFY_UNSUPPORTED', /expected 16 bytes in TIK file .*got 15/);
-    await expectCode(loadTransportKeys({ tk: f.tik }, { needTek: false }), 'SUP_ERR_VERIFY_UNSUPPORTED', /expected 32 bytes in TEK\/TIK file/);
+    await expectCode(
+      loadTransportKeys({ tik: f.short }, { needTek: false }),
+      'SUP_ERR_VERIFY_UNSUPPORTED',
+      /expected 16 bytes in TIK file .*got 15/,
+    );
+    await expectCode(
+      loadTransportKeys({ tk: f.tik }, { needTek: false }),
+      'SUP_ERR_VERIFY_UNSUPPORTED',
+      /expected 32 bytes in TEK\/TIK file/,
+    );
     await expectCode(loadTransportKeys({ tk: f.tk, tik: f.tik }, { needTek: false }), 'SUP_ERR_VERIFY_UNSUPPORTED', /mutually exclusive/);
     await expectCode(loadTransportKeys({ tik: f.tik }, { needTek: true }), 'SUP_ERR_VERIFY_UNSUPPORTED', /needs the TEK/);
     await expectCode(loadTransportKeys({}, { needTek: false }), 'SUP_ERR_VERIFY_UNSUPPORTED', /give --tik/);
@@ -164,7 +206,16 @@ describe('loadRecord and readSecretFile', () => {
       expectedLaunchDigest: 'ab'.repeat(32),
       measurement: Buffer.alloc(48).toString('base64'),
       mnonce: Buffer.alloc(16),
-      launch: { firmware: null, kernel: null, initrd: null, cmdline: null, kernelHashes: false, vcpus: 1, cpuModel: 'EPYC', qemuVersion: '7.2.22' },
+      launch: {
+        firmware: null,
+        kernel: null,
+        initrd: null,
+        cmdline: null,
+        kernelHashes: false,
+        vcpus: 1,
+        cpuModel: 'EPYC',
+        qemuVersion: '7.2.22',
+      },
     });
     expect(await loadRecord(file('rec.json', JSON.stringify(rec)))).toEqual(rec);
     await expectCode(loadRecord(file('not.json', '{"schema":')), 'SUP_ERR_VERIFY_CONFIG', /is not JSON/);

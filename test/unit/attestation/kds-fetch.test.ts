@@ -39,7 +39,11 @@ beforeEach(() => {
   return () => rmSync(dir, { recursive: true, force: true });
 });
 
-const errorOf = async (p: Promise<unknown>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
+const errorOf = async (p: Promise<unknown>): Promise<unknown> =>
+  p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
 
 describe('certs fetch against a fake key server', () => {
   it('fetches the chain, the VCEK (query from REPORTED_TCB) and the CRL once, then serves the cache', async () => {
@@ -48,12 +52,20 @@ describe('certs fetch against a fake key server', () => {
     expect(v.source).toBe('network');
     expect(v.data).toEqual(chain.leaf);
     expect((await fetchCrl('Milan', opts)).source).toBe('network');
-    expect(kds.requests.map((r) => r.url)).toEqual(['/vcek/v1/Milan/cert_chain', `${vcekUrlPath}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`, '/vcek/v1/Milan/crl']);
+    expect(kds.requests.map((r) => r.url)).toEqual([
+      '/vcek/v1/Milan/cert_chain',
+      `${vcekUrlPath}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`,
+      '/vcek/v1/Milan/crl',
+    ]);
     // Cache hits: no request at all, even without --offline.
     expect((await fetchVcek(key, opts)).source).toBe('cache');
     expect((await fetchChain('Milan', 'vcek', opts)).source).toBe('cache');
     expect(kds.requests).toHaveLength(3);
-    expect(await listCache(dir)).toEqual(['Milan/cert_chain.pem', 'Milan/crl.der', `Milan/vcek/${CHIP_ID.toString('hex')}/${tcb.toString(16).padStart(16, '0')}.der`]);
+    expect(await listCache(dir)).toEqual([
+      'Milan/cert_chain.pem',
+      'Milan/crl.der',
+      `Milan/vcek/${CHIP_ID.toString('hex')}/${tcb.toString(16).padStart(16, '0')}.der`,
+    ]);
     const hit = await lookupReportCerts(dir, { product: null, chipId: CHIP_ID, reportedTcb: tcb, kind: 'vcek' });
     expect(hit?.product).toBe('Milan');
     expect(hit?.leaf).toEqual(chain.leaf);

@@ -20,11 +20,14 @@ const file = (name: string, data: Buffer | string): string => {
   return path;
 };
 const report = file('report.bin', signedReport(fields, chain));
-const tampered = file('tampered.bin', (() => {
-  const b = signedReport(fields, chain);
-  b[0xc0] = (b[0xc0] ?? 0) ^ 1; // host data
-  return b;
-})());
+const tampered = file(
+  'tampered.bin',
+  (() => {
+    const b = signedReport(fields, chain);
+    b[0xc0] = (b[0xc0] ?? 0) ^ 1; // host data
+    return b;
+  })(),
+);
 const certs = writeCertDir(dir, chain);
 const ark = file('test-ark.pem', derToPem(chain.ark));
 const emptyCache = join(dir, 'empty-cache');
@@ -52,17 +55,49 @@ describe('sevsup verify --report', () => {
     expect(r.out).toMatch(/WARNING: no expectation was given/);
   });
 
-  it('exit 0 with the owner\'s expectations met; exit 1 naming each one that is not', async () => {
-    const good = await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--expected-measurement', measurement, '--host-data', hostData, '--report-data', '5a'.repeat(64), '--min-tcb', 'bl=7,snp=14', '--vmpl', '0', '--smt', 'allowed');
+  it("exit 0 with the owner's expectations met; exit 1 naming each one that is not", async () => {
+    const good = await runCliCaptured(
+      'verify',
+      '--report',
+      report,
+      '--certs',
+      certs,
+      '--ark',
+      ark,
+      '--expected-measurement',
+      measurement,
+      '--host-data',
+      hostData,
+      '--report-data',
+      '5a'.repeat(64),
+      '--min-tcb',
+      'bl=7,snp=14',
+      '--vmpl',
+      '0',
+      '--smt',
+      'allowed',
+    );
     expect(good.code).toBe(0);
     expect(good.out).not.toMatch(/WARNING/);
-    const bad = await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--expected-measurement', '00'.repeat(48), '--min-guest-svn', '9');
+    const bad = await runCliCaptured(
+      'verify',
+      '--report',
+      report,
+      '--certs',
+      certs,
+      '--ark',
+      ark,
+      '--expected-measurement',
+      '00'.repeat(48),
+      '--min-guest-svn',
+      '9',
+    );
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/ERROR: the measurement 4d4d.* is not the expected 0000/);
     expect(bad.err).toMatch(/ERROR: guest SVN 2 is below 9/);
   });
 
-  it('exit 1 for a tampered report (the signature), and against AMD\'s real roots (the chain)', async () => {
+  it("exit 1 for a tampered report (the signature), and against AMD's real roots (the chain)", async () => {
     const t = await runCliCaptured('verify', '--report', tampered, '--certs', certs, '--ark', ark);
     expect(t.code).toBe(1);
     expect(t.err).toMatch(/ERROR: the VCEK signature does not verify/);
@@ -71,25 +106,103 @@ describe('sevsup verify --report', () => {
     expect(amd.err).toMatch(/is not a pinned root/);
   });
 
-  it('--reference-values: the owner\'s published values, refused when the measurement differs', async () => {
-    const rv = (m: string): string => JSON.stringify({ schema: 'sevsup.snp-reference-values/v1', measurement: m, policy: '0x30000', hostData: '48'.repeat(32), minTcb: { bootloader: 7, tee: 0, snp: 14, microcode: 72 }, inputs: {} });
-    const good = await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--reference-values', file('rv.json', rv(measurement)));
+  it("--reference-values: the owner's published values, refused when the measurement differs", async () => {
+    const rv = (m: string): string =>
+      JSON.stringify({
+        schema: 'sevsup.snp-reference-values/v1',
+        measurement: m,
+        policy: '0x30000',
+        hostData: '48'.repeat(32),
+        minTcb: { bootloader: 7, tee: 0, snp: 14, microcode: 72 },
+        inputs: {},
+      });
+    const good = await runCliCaptured(
+      'verify',
+      '--report',
+      report,
+      '--certs',
+      certs,
+      '--ark',
+      ark,
+      '--reference-values',
+      file('rv.json', rv(measurement)),
+    );
     expect(good.code).toBe(0);
     expect(good.out).toMatch(/OK: policy 0x30000 is the expected 0x30000/);
-    const bad = await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--reference-values', file('rv-bad.json', rv('00'.repeat(48))));
+    const bad = await runCliCaptured(
+      'verify',
+      '--report',
+      report,
+      '--certs',
+      certs,
+      '--ark',
+      ark,
+      '--reference-values',
+      file('rv-bad.json', rv('00'.repeat(48))),
+    );
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/ERROR: the measurement/);
-    expect((await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--reference-values', file('rv-junk.json', '{'))).code).toBe(4);
+    expect(
+      (await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--reference-values', file('rv-junk.json', '{')))
+        .code,
+    ).toBe(4);
   });
 
   it('--json decodes every field and gives every verdict', async () => {
     const r = await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--json');
     expect(r.code).toBe(0);
-    const j = JSON.parse(r.out) as { valid: boolean; product: string; checks: { name: string; ok: boolean }[]; report: Record<string, unknown> };
+    const j = JSON.parse(r.out) as {
+      valid: boolean;
+      product: string;
+      checks: { name: string; ok: boolean }[];
+      report: Record<string, unknown>;
+    };
     expect(j.valid).toBe(true);
     expect(j.product).toBe('Genoa');
-    expect(j.checks.map((c) => c.name)).toEqual(['structure', 'ark', 'chain', 'product', 'signature', 'certificate-tcb', 'chip-id', 'policy-debug', 'policy-migration-agent']);
-    expect(Object.keys(j.report)).toEqual(expect.arrayContaining(['version', 'guestSvn', 'policy', 'familyId', 'imageId', 'vmpl', 'signatureAlgo', 'currentTcb', 'platformInfo', 'authorKeyEn', 'maskChipKey', 'signingKey', 'reportData', 'measurement', 'hostData', 'idKeyDigest', 'authorKeyDigest', 'reportId', 'reportIdMa', 'reportedTcb', 'cpuid', 'chipId', 'committedTcb', 'currentVersion', 'committedVersion', 'launchTcb', 'launchMitVector', 'currentMitVector', 'signature']));
+    expect(j.checks.map((c) => c.name)).toEqual([
+      'structure',
+      'ark',
+      'chain',
+      'product',
+      'signature',
+      'certificate-tcb',
+      'chip-id',
+      'policy-debug',
+      'policy-migration-agent',
+    ]);
+    expect(Object.keys(j.report)).toEqual(
+      expect.arrayContaining([
+        'version',
+        'guestSvn',
+        'policy',
+        'familyId',
+        'imageId',
+        'vmpl',
+        'signatureAlgo',
+        'currentTcb',
+        'platformInfo',
+        'authorKeyEn',
+        'maskChipKey',
+        'signingKey',
+        'reportData',
+        'measurement',
+        'hostData',
+        'idKeyDigest',
+        'authorKeyDigest',
+        'reportId',
+        'reportIdMa',
+        'reportedTcb',
+        'cpuid',
+        'chipId',
+        'committedTcb',
+        'currentVersion',
+        'committedVersion',
+        'launchTcb',
+        'launchMitVector',
+        'currentMitVector',
+        'signature',
+      ]),
+    );
     expect(j.report['reportedTcb']).toMatchObject({ bootloader: 7, snp: 14, microcode: 72 });
   });
 
@@ -159,7 +272,13 @@ describe('sevsup certs', () => {
     const s = await runCliCaptured('certs', 'show', join(certs, 'vcek.der'), '--json');
     expect(s.code).toBe(0);
     const [leaf] = JSON.parse(s.out) as { amdExtensions: Record<string, unknown>; signature: string }[];
-    expect(leaf?.amdExtensions).toMatchObject({ productName: 'Genoa-B0', blSpl: 7, snpSpl: 14, ucodeSpl: 72, hwId: CHIP_ID.toString('hex') });
+    expect(leaf?.amdExtensions).toMatchObject({
+      productName: 'Genoa-B0',
+      blSpl: 7,
+      snpSpl: 14,
+      ucodeSpl: 72,
+      hwId: CHIP_ID.toString('hex'),
+    });
     expect(leaf?.signature).toMatch(/AMD/);
     expect((await runCliCaptured('certs', 'verify', certs, '--ark', ark)).code).toBe(0);
     expect((await runCliCaptured('certs', 'verify', certs)).code).toBe(1);

@@ -20,7 +20,7 @@ const rv = buildSnpReferenceValues({
 });
 
 describe('sevsup.snp-reference-values/v1', () => {
-  it('round-trips through JSON and becomes the verifier\'s expectations', () => {
+  it("round-trips through JSON and becomes the verifier's expectations", () => {
     const back = parseSnpReferenceValues(JSON.parse(JSON.stringify(rv)), 'rv.json');
     expect(back).toEqual(rv);
     const e = referenceExpectations(back);
@@ -46,7 +46,7 @@ describe('sevsup.snp-reference-values/v1', () => {
     }
   });
 
-  it('maps onto the reference values of Trustee\'s default SNP policy', () => {
+  it("maps onto the reference values of Trustee's default SNP policy", () => {
     const coco = toCocoReferenceValues(rv);
     expect(coco['snp_launch_measurement']).toEqual(['4d'.repeat(48), Buffer.alloc(48, 0x4d).toString('base64')]);
     expect(coco['snp_bootloader']).toEqual([250, 251, 252, 253, 254, 255]);

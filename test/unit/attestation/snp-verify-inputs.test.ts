@@ -21,7 +21,12 @@ const file = (name: string, data: Buffer | string): string => {
   return path;
 };
 
-const SECTIONS = [[0x800000, 0x2000, 1], [0x802000, 0x1000, 2], [0x803000, 0x1000, 3], [0x804000, 0x1000, 0x10]] as const;
+const SECTIONS = [
+  [0x800000, 0x2000, 1],
+  [0x802000, 0x1000, 2],
+  [0x803000, 0x1000, 3],
+  [0x804000, 0x1000, 0x10],
+] as const;
 const image = buildSnpImage({ sections: SECTIONS, hashes: [0x804c00, 0x400], size: 0x20000 });
 const fw = file('fw.fd', image);
 const kernel = file('vmlinuz', Buffer.from('a generated kernel image, not a real one'));
@@ -47,13 +52,29 @@ async function expectedDigest(): Promise<Buffer> {
   });
 }
 
-const inputs = (k: string): string[] => ['--firmware', fw, '--kernel', k, '--initrd', initrd, '--append', cmdline, '--vcpus', '2', '--vcpu-type', 'EPYC-Milan'];
+const inputs = (k: string): string[] => [
+  '--firmware',
+  fw,
+  '--kernel',
+  k,
+  '--initrd',
+  initrd,
+  '--append',
+  cmdline,
+  '--vcpus',
+  '2',
+  '--vcpu-type',
+  'EPYC-Milan',
+];
 const base = (report: string): string[] => ['verify', '--report', report, '--certs', certs, '--ark', ark, '--cache', join(dir, 'no-cache')];
 
-describe('sevsup verify --report from the owner\'s inputs', () => {
+describe("sevsup verify --report from the owner's inputs", () => {
   it('verifies a report carrying the digest of the inputs; a changed kernel fails the measurement check alone', async () => {
     const digest = await expectedDigest();
-    const report = file('report.bin', signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 }, { measurement: digest }), chain));
+    const report = file(
+      'report.bin',
+      signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 }, { measurement: digest }), chain),
+    );
     const good = await runCliCaptured(...base(report), ...inputs(kernel), '--json');
     expect(good.code).toBe(0);
     const j = JSON.parse(good.out) as { valid: boolean; evidenceOnly: boolean; checks: { name: string; ok: boolean }[] };
@@ -71,35 +92,61 @@ describe('sevsup verify --report from the owner\'s inputs', () => {
   it('the same digest as `measure --mode snp` for the same options (--guest-features changes both)', async () => {
     const m = await runCliCaptured('measure', '--mode', 'snp', ...inputs(kernel), '--guest-features', '0x21');
     expect(m.code).toBe(0);
-    const report = file('report-21.bin', signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 }, { measurement: Buffer.from(m.out.trim(), 'hex') }), chain));
+    const report = file(
+      'report-21.bin',
+      signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 }, { measurement: Buffer.from(m.out.trim(), 'hex') }), chain),
+    );
     expect((await runCliCaptured(...base(report), ...inputs(kernel), '--guest-features', '0x21')).code).toBe(0);
     expect((await runCliCaptured(...base(report), ...inputs(kernel))).code).toBe(1);
   });
 
   it('refuses an expected measurement that disagrees with the inputs (exit 2), accepts one that agrees', async () => {
     const digest = await expectedDigest();
-    const report = file('report-agree.bin', signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 }, { measurement: digest }), chain));
+    const report = file(
+      'report-agree.bin',
+      signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 }, { measurement: digest }), chain),
+    );
     const agree = await runCliCaptured(...base(report), ...inputs(kernel), '--expected-measurement', digest.toString('hex'));
     expect(agree.code).toBe(0);
     const clash = await runCliCaptured(...base(report), ...inputs(kernel), '--expected-measurement', '00'.repeat(48));
     expect(clash.code).toBe(2);
-    expect(clash.err).toMatch(/the measurement from --expected-measurement \(0{96}\) is not the launch digest of your inputs \([0-9a-f]{96}/);
+    expect(clash.err).toMatch(
+      /the measurement from --expected-measurement \(0{96}\) is not the launch digest of your inputs \([0-9a-f]{96}/,
+    );
     expect(clash.err).not.toMatch(/\n\s+at /);
-    const rv = file('rv.json', JSON.stringify({ schema: 'sevsup.snp-reference-values/v1', measurement: '11'.repeat(48), policy: '0x30000' }));
+    const rv = file(
+      'rv.json',
+      JSON.stringify({ schema: 'sevsup.snp-reference-values/v1', measurement: '11'.repeat(48), policy: '0x30000' }),
+    );
     const rvClash = await runCliCaptured(...base(report), ...inputs(kernel), '--reference-values', rv);
     expect(rvClash.code).toBe(2);
     expect(rvClash.err).toMatch(/the measurement from --reference-values .*rv\.json/);
   });
 
   it('launch inputs without a firmware are a usage error, not ignored', async () => {
-    const r = await runCliCaptured(...base(file('r.bin', signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 }), chain))), '--vcpus', '2');
+    const r = await runCliCaptured(
+      ...base(file('r.bin', signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 }), chain))),
+      '--vcpus',
+      '2',
+    );
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/--firmware \(or --ovmf\) is required/);
   });
 });
 
 describe('sevsup measure --mode snp --reference-values → verify --report --reference-values', () => {
-  const rvArgs = ['--policy', '0x30000', '--host-data', '48'.repeat(32), '--id-key-digest', '49'.repeat(48), '--min-tcb', 'bl=7,snp=14', '--vmpl', '0'];
+  const rvArgs = [
+    '--policy',
+    '0x30000',
+    '--host-data',
+    '48'.repeat(32),
+    '--id-key-digest',
+    '49'.repeat(48),
+    '--min-tcb',
+    'bl=7,snp=14',
+    '--vmpl',
+    '0',
+  ];
 
   it('prints the documented JSON for the inputs and options, and a matching report verifies against it', async () => {
     const m = await runCliCaptured('measure', '--mode', 'snp', ...inputs(kernel), '--reference-values', ...rvArgs);
@@ -126,7 +173,17 @@ describe('sevsup measure --mode snp --reference-values → verify --report --ref
 
     // Each field changed alone (the report still genuinely signed) is caught and named.
     const tamper = async (name: string, over: Parameters<typeof fieldsFor>[1]): Promise<string> => {
-      const r = await runCliCaptured(...base(file(`${name}.bin`, signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 }, { measurement: digest, ...over }), chain))), '--reference-values', rvFile, '--json');
+      const r = await runCliCaptured(
+        ...base(
+          file(
+            `${name}.bin`,
+            signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 }, { measurement: digest, ...over }), chain),
+          ),
+        ),
+        '--reference-values',
+        rvFile,
+        '--json',
+      );
       expect(r.code).toBe(1);
       const failed = (JSON.parse(r.out) as { checks: { name: string; ok: boolean }[] }).checks.filter((c) => !c.ok).map((c) => c.name);
       expect(failed).toHaveLength(1);

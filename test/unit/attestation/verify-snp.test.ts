@@ -37,7 +37,11 @@ import {
 const NOW = new Date();
 const certsOf = (c: BuiltChain): SnpCertificates => ({ ark: c.ark, intermediate: c.intermediate, leaf: c.leaf });
 
-function run(report: Buffer, chain: BuiltChain, o: { expect?: SnpExpectations; certs?: SnpCertificates; pinned?: PinnedArk[]; now?: Date } = {}): SnpVerifyOutcome {
+function run(
+  report: Buffer,
+  chain: BuiltChain,
+  o: { expect?: SnpExpectations; certs?: SnpCertificates; pinned?: PinnedArk[]; now?: Date } = {},
+): SnpVerifyOutcome {
   return verifySnpReport({
     report: parseSnpReport(report),
     certs: o.certs ?? certsOf(chain),
@@ -69,7 +73,9 @@ describe('every version, product and key verifies, and OpenSSL agrees', () => {
   it.each(CASES)('$product $kind v$version', (c) => {
     const chain = chainOf(c);
     const report = signedReport(fieldsFor(c), chain);
-    const out = run(report, chain, { expect: { measurement: Buffer.alloc(48, 0x4d), hostData: Buffer.alloc(32, 0x48), reportData: Buffer.alloc(64, 0x5a) } });
+    const out = run(report, chain, {
+      expect: { measurement: Buffer.alloc(48, 0x4d), hostData: Buffer.alloc(32, 0x48), reportData: Buffer.alloc(64, 0x5a) },
+    });
     expect(failed(out)).toEqual([]);
     expect(out.valid).toBe(true);
     expect(out.exitCode).toBe(0);
@@ -93,7 +99,9 @@ describe('every version, product and key verifies, and OpenSSL agrees', () => {
     const tampered = signedReport(fields, chain);
     tampered[0x90] = (tampered[0x90] ?? 0) ^ 1;
     expect(oracleVerify(tampered, chain, want)).not.toBe('OK');
-    expect(oracleVerify(signedReport(fieldsFor(c, { hostData: Buffer.alloc(32, 1) }), chain), chain, want)).toMatch(/host_data|HOST_DATA|host data/i);
+    expect(oracleVerify(signedReport(fieldsFor(c, { hostData: Buffer.alloc(32, 1) }), chain), chain, want)).toMatch(
+      /host_data|HOST_DATA|host data/i,
+    );
   });
   it.runIf(SNP_ORACLE === null)('go-sev-guest comparison skipped: build it with scripts/build-snp-oracle.sh (or set SNP_ORACLE)', () => {
     expect(SNP_ORACLE).toBeNull();
@@ -109,7 +117,9 @@ describe('every version, product and key verifies, and OpenSSL agrees', () => {
     const foreign = chainFor(c, { keys: { ark: fixtureKey('other-ark'), intermediate: fixtureKey('ask'), leaf: p384() } });
     const mixed: BuiltChain = { ...chain, intermediate: foreign.intermediate };
     expect(opensslVerifyChain(mixed)).toBe(false);
-    expect(failed(run(signedReport(fieldsFor(c), chain), mixed, { certs: { intermediate: mixed.intermediate, leaf: chain.leaf } }))).toEqual(['ark', 'chain']);
+    expect(
+      failed(run(signedReport(fieldsFor(c), chain), mixed, { certs: { intermediate: mixed.intermediate, leaf: chain.leaf } })),
+    ).toEqual(['ark', 'chain']);
   });
 
   it('with no expectations it checks the evidence alone and says so', () => {
@@ -133,34 +143,96 @@ describe('each check fails alone', () => {
   };
 
   it.each<[string, () => SnpVerifyOutcome, SnpCheckName[]]>([
-    ['a reserved byte set', () => run(resign((b) => (b[0x1f8] = 1)), chain), ['structure']],
+    [
+      'a reserved byte set',
+      () =>
+        run(
+          resign((b) => (b[0x1f8] = 1)),
+          chain,
+        ),
+      ['structure'],
+    ],
     ['policy bit 17 zero', () => run(good({ policy: 0x10000n }), chain), ['structure']],
     ['a policy bit above 25', () => run(good({ policy: 0x30000n | (1n << 40n) }), chain), ['structure']],
     ['signature algorithm 2', () => run(good({ signatureAlgo: 2 }), chain), ['structure']],
     ['a reserved signing key', () => run(good({ signingKeyCode: 3 }), chain), ['structure']],
-    ['a byte of R beyond 48 (outside the signed bytes)', () => run((() => { const b = good(); b[0x2a0 + 60] = 1; return b; })(), chain), ['structure']],
-    ['one measurement bit flipped after signing', () => run((() => { const b = good(); b[0x90] = (b[0x90] ?? 0) ^ 0x80; return b; })(), chain), ['signature']],
+    [
+      'a byte of R beyond 48 (outside the signed bytes)',
+      () =>
+        run(
+          (() => {
+            const b = good();
+            b[0x2a0 + 60] = 1;
+            return b;
+          })(),
+          chain,
+        ),
+      ['structure'],
+    ],
+    [
+      'one measurement bit flipped after signing',
+      () =>
+        run(
+          (() => {
+            const b = good();
+            b[0x90] = (b[0x90] ?? 0) ^ 0x80;
+            return b;
+          })(),
+          chain,
+        ),
+      ['signature'],
+    ],
     ['signed by another P-384 key', () => run(signedReport(fieldsFor(base), { ...chain, leafKey: p384() }), chain), ['signature']],
-    ['the VCEK from another ASK', () => {
-      const other = chainFor(base, { keys: { ark: fixtureKey('ark'), intermediate: fixtureKey('other-ark'), leaf: chain.leafKey } });
-      return run(good(), chain, { certs: { ark: chain.ark, intermediate: chain.intermediate, leaf: other.leaf } });
-    }, ['chain']],
+    [
+      'the VCEK from another ASK',
+      () => {
+        const other = chainFor(base, { keys: { ark: fixtureKey('ark'), intermediate: fixtureKey('other-ark'), leaf: chain.leafKey } });
+        return run(good(), chain, { certs: { ark: chain.ark, intermediate: chain.intermediate, leaf: other.leaf } });
+      },
+      ['chain'],
+    ],
     ['an expired VCEK', () => run(good(), chain, { now: new Date(NOW.getTime() + 8 * 365 * 86_400_000) }), ['chain']],
-    ['an evidence ARK that is not pinned', () => {
-      const foreign = chainFor(base, { keys: { ark: fixtureKey('other-ark'), intermediate: fixtureKey('ask'), leaf: chain.leafKey } });
-      return run(good(), chain, { certs: { ark: foreign.ark, intermediate: chain.intermediate, leaf: chain.leaf } });
-    }, ['ark', 'chain']],
-    ['AMD\'s real ARKs pinned instead of the test root', () => run(good(), chain, { pinned: amdPinnedArks(), certs: { intermediate: chain.intermediate, leaf: chain.leaf } }), ['ark', 'chain']],
-    ['a VCEK naming another product', () => {
-      const other = chainFor(base, { productName: 'Genoa-B1', keys: { ark: fixtureKey('ark'), intermediate: fixtureKey('ask'), leaf: chain.leafKey } });
-      return run(good(), chain, { certs: { ...certsOf(chain), leaf: other.leaf } });
-    }, ['product']],
+    [
+      'an evidence ARK that is not pinned',
+      () => {
+        const foreign = chainFor(base, { keys: { ark: fixtureKey('other-ark'), intermediate: fixtureKey('ask'), leaf: chain.leafKey } });
+        return run(good(), chain, { certs: { ark: foreign.ark, intermediate: chain.intermediate, leaf: chain.leaf } });
+      },
+      ['ark', 'chain'],
+    ],
+    [
+      "AMD's real ARKs pinned instead of the test root",
+      () => run(good(), chain, { pinned: amdPinnedArks(), certs: { intermediate: chain.intermediate, leaf: chain.leaf } }),
+      ['ark', 'chain'],
+    ],
+    [
+      'a VCEK naming another product',
+      () => {
+        const other = chainFor(base, {
+          productName: 'Genoa-B1',
+          keys: { ark: fixtureKey('ark'), intermediate: fixtureKey('ask'), leaf: chain.leafKey },
+        });
+        return run(good(), chain, { certs: { ...certsOf(chain), leaf: other.leaf } });
+      },
+      ['product'],
+    ],
     ['CPUID of another product', () => run(good({ cpuid: { family: 0x1a, model: 2, stepping: 0 } }), chain), ['product']],
-    ['a VCEK for another TCB', () => {
-      const other = chainFor(base, { tcb: { ...TCB.Milan, snp: 9 }, keys: { ark: fixtureKey('ark'), intermediate: fixtureKey('ask'), leaf: chain.leafKey } });
-      return run(good(), chain, { certs: { ...certsOf(chain), leaf: other.leaf } });
-    }, ['certificate-tcb']],
-    ['REPORTED_TCB raised', () => run(good({ reportedTcb: encodeTcb({ ...TCB.Milan, microcode: 200 }, 'milan-genoa') }), chain), ['certificate-tcb']],
+    [
+      'a VCEK for another TCB',
+      () => {
+        const other = chainFor(base, {
+          tcb: { ...TCB.Milan, snp: 9 },
+          keys: { ark: fixtureKey('ark'), intermediate: fixtureKey('ask'), leaf: chain.leafKey },
+        });
+        return run(good(), chain, { certs: { ...certsOf(chain), leaf: other.leaf } });
+      },
+      ['certificate-tcb'],
+    ],
+    [
+      'REPORTED_TCB raised',
+      () => run(good({ reportedTcb: encodeTcb({ ...TCB.Milan, microcode: 200 }, 'milan-genoa') }), chain),
+      ['certificate-tcb'],
+    ],
     ['another chip', () => run(good({ chipId: Buffer.alloc(64, 9) }), chain), ['chip-id']],
     ['debug allowed', () => run(good({ policy: 0x30000n | (1n << 19n) }), chain), ['policy-debug']],
     ['migration agent allowed', () => run(good({ policy: 0x30000n | (1n << 18n) }), chain), ['policy-migration-agent']],
@@ -204,7 +276,12 @@ describe('each check fails alone', () => {
 
   it('passes what the owner allowed or asked for', () => {
     const out = run(good({ policy: 0x30000n | (1n << 19n) | (1n << 18n), vmpl: 1, guestSvn: 5 }), chain, {
-      expect: { policy: { allowDebug: true, allowMigrationAgent: true, smt: 'allowed', minAbi: { major: 0, minor: 0 }, exact: 0xf0000n }, vmpl: 1, minGuestSvn: 5, minTcb: TCB.Milan },
+      expect: {
+        policy: { allowDebug: true, allowMigrationAgent: true, smt: 'allowed', minAbi: { major: 0, minor: 0 }, exact: 0xf0000n },
+        vmpl: 1,
+        minGuestSvn: 5,
+        minTcb: TCB.Milan,
+      },
     });
     expect(failed(out)).toEqual([]);
   });
@@ -238,9 +315,24 @@ describe('each check fails alone', () => {
   });
 
   it('refuses a missing or unreadable certificate and a wrong-size report with exit-code errors', () => {
-    expect(hasCode(errorOf(() => verifySnpReport({ report: parseSnpReport(good()), certs: {}, pinned: pinnedFor(chain) })), 'SUP_ERR_VERIFY_CONFIG')).toBe(true);
-    expect(hasCode(errorOf(() => verifySnpReport({ report: parseSnpReport(good()), certs: { leaf: Buffer.from('junk') }, pinned: pinnedFor(chain) })), 'SUP_ERR_VERIFY_CONFIG')).toBe(true);
-    expect(hasCode(errorOf(() => readSnpReport(Buffer.alloc(100), 'r.bin')), 'SUP_ERR_VERIFY_CONFIG')).toBe(true);
+    expect(
+      hasCode(
+        errorOf(() => verifySnpReport({ report: parseSnpReport(good()), certs: {}, pinned: pinnedFor(chain) })),
+        'SUP_ERR_VERIFY_CONFIG',
+      ),
+    ).toBe(true);
+    expect(
+      hasCode(
+        errorOf(() => verifySnpReport({ report: parseSnpReport(good()), certs: { leaf: Buffer.from('junk') }, pinned: pinnedFor(chain) })),
+        'SUP_ERR_VERIFY_CONFIG',
+      ),
+    ).toBe(true);
+    expect(
+      hasCode(
+        errorOf(() => readSnpReport(Buffer.alloc(100), 'r.bin')),
+        'SUP_ERR_VERIFY_CONFIG',
+      ),
+    ).toBe(true);
   });
 
   it('unknown versions are malformed', () => {
@@ -249,15 +341,22 @@ describe('each check fails alone', () => {
   });
 });
 
-describe('the simulated platform\'s chain is labelled SIMULATED, AMD-shaped, and never AMD-trusted', () => {
+describe("the simulated platform's chain is labelled SIMULATED, AMD-shaped, and never AMD-trusted", () => {
   it('verifies against its own root only', () => {
-    const c = buildSimulatedChain({ product: 'Genoa', keys: { ark: fixtureKey('ark'), intermediate: fixtureKey('ask'), leaf: p384() }, tcb: TCB.Genoa, chipId: CHIP_ID });
+    const c = buildSimulatedChain({
+      product: 'Genoa',
+      keys: { ark: fixtureKey('ark'), intermediate: fixtureKey('ask'), leaf: p384() },
+      tcb: TCB.Genoa,
+      chipId: CHIP_ID,
+    });
     for (const der of [c.ark, c.intermediate, c.leaf]) {
       const x = new X509Certificate(der);
       expect(x.subject).toMatch(/O=SIMULATED Advanced Micro Devices\nCN=SIMULATED /);
     }
     expect(opensslVerifyChain(c)).toBe(true);
-    expect(failed(run(signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 5 }), c), c, { pinned: amdPinnedArks() }))).toEqual(['ark', 'chain']);
+    expect(failed(run(signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 5 }), c), c, { pinned: amdPinnedArks() }))).toEqual(
+      ['ark', 'chain'],
+    );
     const out = run(signedReport(fieldsFor({ product: 'Genoa', kind: 'vcek', version: 5 }), c), c);
     expect(failed(out)).toEqual([]);
   });

@@ -65,8 +65,18 @@ describe('verifyLaunch', () => {
   });
 
   it('refuses a measurement that is not base64 of 48 bytes as unsupported usage', () => {
-    for (const bad of [Buffer.alloc(47).toString('base64'), Buffer.alloc(49).toString('base64'), 'not base64!', '', `${reported.measurement}\n`]) {
-      expectCode(() => verifyLaunch({ reported: { ...reported, measurement: bad }, tik, launchDigest: digest }), 'SUP_ERR_VERIFY_UNSUPPORTED', /measurement/);
+    for (const bad of [
+      Buffer.alloc(47).toString('base64'),
+      Buffer.alloc(49).toString('base64'),
+      'not base64!',
+      '',
+      `${reported.measurement}\n`,
+    ]) {
+      expectCode(
+        () => verifyLaunch({ reported: { ...reported, measurement: bad }, tik, launchDigest: digest }),
+        'SUP_ERR_VERIFY_UNSUPPORTED',
+        /measurement/,
+      );
     }
   });
 
@@ -90,7 +100,13 @@ describe('verifyLaunch', () => {
   });
 });
 
-function record(o: Partial<RecordInputs['launch']> & { cpuSignature?: RecordInputs['cpuSignature']; sevType?: 'sev' | 'sev-es'; platform?: 'hardware' | 'simulated' } = {}): MeasurementRecord {
+function record(
+  o: Partial<RecordInputs['launch']> & {
+    cpuSignature?: RecordInputs['cpuSignature'];
+    sevType?: 'sev' | 'sev-es';
+    platform?: 'hardware' | 'simulated';
+  } = {},
+): MeasurementRecord {
   const { cpuSignature, sevType, platform, ...launch } = o;
   return buildRecord({
     vm: 'vm1',
@@ -136,7 +152,11 @@ describe('selectLaunchInputs (the trust model)', () => {
   });
 
   it('needs a firmware from somewhere', () => {
-    expectCode(() => selectLaunchInputs({ owner: {}, record: null, useRecordInputs: false, sevEs: false }), 'SUP_ERR_VERIFY_UNSUPPORTED', /--firmware is required/);
+    expectCode(
+      () => selectLaunchInputs({ owner: {}, record: null, useRecordInputs: false, sevEs: false }),
+      'SUP_ERR_VERIFY_UNSUPPORTED',
+      /--firmware is required/,
+    );
   });
 
   it("refuses the record's launch paths without --use-record-inputs, naming the option to give", () => {
@@ -170,7 +190,12 @@ describe('selectLaunchInputs (the trust model)', () => {
   });
 
   it('takes no kernel, initrd or cmdline from a record that did not measure them', () => {
-    const s = selectLaunchInputs({ owner: { firmware: 'f' }, record: record({ kernelHashes: false }), useRecordInputs: false, sevEs: false });
+    const s = selectLaunchInputs({
+      owner: { firmware: 'f' },
+      record: record({ kernelHashes: false }),
+      useRecordInputs: false,
+      sevEs: false,
+    });
     expect(s).toEqual({ firmware: 'f', sources: { firmware: 'owner' }, insecure: [] });
   });
 
@@ -179,13 +204,32 @@ describe('selectLaunchInputs (the trust model)', () => {
     expect(recordCpuSignature(noArgs)).toEqual({ family: 23, model: 49, stepping: 0 });
     const host = { ...noArgs, launch: { ...noArgs.launch, cpuModel: 'host' } };
     expect(recordCpuSignature(host)).toBeNull();
-    expectCode(() => selectLaunchInputs({ owner: { firmware: 'f', vcpus: 1 }, record: host, useRecordInputs: true, sevEs: true }), 'SUP_ERR_VERIFY_CONFIG', /"host"/);
+    expectCode(
+      () => selectLaunchInputs({ owner: { firmware: 'f', vcpus: 1 }, record: host, useRecordInputs: true, sevEs: true }),
+      'SUP_ERR_VERIFY_CONFIG',
+      /"host"/,
+    );
   });
 
   it('asks for vCPUs and their signature for SEV-ES, and ignores them otherwise', () => {
-    expectCode(() => selectLaunchInputs({ owner: { firmware: 'f' }, record: null, useRecordInputs: false, sevEs: true }), 'SUP_ERR_VERIFY_UNSUPPORTED', /--vcpus/);
-    expectCode(() => selectLaunchInputs({ owner: { firmware: 'f', vcpus: 2 }, record: null, useRecordInputs: false, sevEs: true }), 'SUP_ERR_VERIFY_UNSUPPORTED', /--vcpu-type/);
-    expect(selectLaunchInputs({ owner: { firmware: 'f', vcpus: 2, cpu: mine.cpu ?? { family: 0, model: 0, stepping: 0 } }, record: null, useRecordInputs: false, sevEs: false })).toEqual({
+    expectCode(
+      () => selectLaunchInputs({ owner: { firmware: 'f' }, record: null, useRecordInputs: false, sevEs: true }),
+      'SUP_ERR_VERIFY_UNSUPPORTED',
+      /--vcpus/,
+    );
+    expectCode(
+      () => selectLaunchInputs({ owner: { firmware: 'f', vcpus: 2 }, record: null, useRecordInputs: false, sevEs: true }),
+      'SUP_ERR_VERIFY_UNSUPPORTED',
+      /--vcpu-type/,
+    );
+    expect(
+      selectLaunchInputs({
+        owner: { firmware: 'f', vcpus: 2, cpu: mine.cpu ?? { family: 0, model: 0, stepping: 0 } },
+        record: null,
+        useRecordInputs: false,
+        sevEs: false,
+      }),
+    ).toEqual({
       firmware: 'f',
       sources: { firmware: 'owner' },
       insecure: [],
@@ -193,7 +237,11 @@ describe('selectLaunchInputs (the trust model)', () => {
   });
 
   it('refuses --use-record-inputs without a record', () => {
-    expectCode(() => selectLaunchInputs({ owner: mine, record: null, useRecordInputs: true, sevEs: false }), 'SUP_ERR_VERIFY_UNSUPPORTED', /needs --record/);
+    expectCode(
+      () => selectLaunchInputs({ owner: mine, record: null, useRecordInputs: true, sevEs: false }),
+      'SUP_ERR_VERIFY_UNSUPPORTED',
+      /needs --record/,
+    );
   });
 });
 

@@ -17,10 +17,18 @@ describe('parseLight', () => {
     expect(parseLight(argv(...args))).toEqual(expected);
   });
 
-  it.each([[['status']], [['status', 'a', 'b']], [['status', 'web', '--help']], [['list', '-h']], [['list', 'extra']], [['status', 'web', '--socket']], [['start', 'web']], [[]], [['--version', 'extra']], [['status', '--version']]])(
-    '%j is not',
-    (args) => {
-      expect(parseLight(argv(...args))).toBeNull();
-    },
-  );
+  it.each([
+    [['status']],
+    [['status', 'a', 'b']],
+    [['status', 'web', '--help']],
+    [['list', '-h']],
+    [['list', 'extra']],
+    [['status', 'web', '--socket']],
+    [['start', 'web']],
+    [[]],
+    [['--version', 'extra']],
+    [['status', '--version']],
+  ])('%j is not', (args) => {
+    expect(parseLight(argv(...args))).toBeNull();
+  });
 });

@@ -4,7 +4,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DAEMON_DEFAULTS, DAEMON_KEYS, loadDaemonConfig, parseDaemonConfig, resolveDaemonConfig } from '../../../src/config/daemon-config.js';
+import {
+  DAEMON_DEFAULTS,
+  DAEMON_KEYS,
+  loadDaemonConfig,
+  parseDaemonConfig,
+  resolveDaemonConfig,
+} from '../../../src/config/daemon-config.js';
 import { DAEMON_KEY_DOCS } from '../../../src/config/daemon-keys.js';
 import { catchSupervisorError as errorOf, catchSupervisorErrorAsync as asyncErrorOf } from '../../support/catch-error.js';
 
@@ -64,14 +70,39 @@ describe('parseDaemonConfig', () => {
   });
 
   it.each([
-    ['a qemu-sandbox that is not a boolean', 'qemu-sandbox: maybe', 'SUP_ERR_CONFIG_BAD_VALUE', `${FILE}:1: qemu-sandbox: 'maybe' must be a boolean (1, 0, yes, no, on, off, true, false)`],
-    ['an unknown key, with a suggestion', 'vmdir: /x', 'SUP_ERR_CONFIG_UNKNOWN_KEY', `${FILE}:1: unknown key 'vmdir' (did you mean 'vm-dir'?)`],
-    ['a duplicate key', 'platform: sim\nplatform: hardware', 'SUP_ERR_CONFIG_DUPLICATE_KEY', `${FILE}:2: duplicate key 'platform' (first set at line 1); keep one of them`],
+    [
+      'a qemu-sandbox that is not a boolean',
+      'qemu-sandbox: maybe',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: qemu-sandbox: 'maybe' must be a boolean (1, 0, yes, no, on, off, true, false)`,
+    ],
+    [
+      'an unknown key, with a suggestion',
+      'vmdir: /x',
+      'SUP_ERR_CONFIG_UNKNOWN_KEY',
+      `${FILE}:1: unknown key 'vmdir' (did you mean 'vm-dir'?)`,
+    ],
+    [
+      'a duplicate key',
+      'platform: sim\nplatform: hardware',
+      'SUP_ERR_CONFIG_DUPLICATE_KEY',
+      `${FILE}:2: duplicate key 'platform' (first set at line 1); keep one of them`,
+    ],
     ['a bad platform', 'platform: kvm', 'SUP_ERR_CONFIG_BAD_VALUE', `${FILE}:1: platform: 'kvm' must be one of hardware, sim`],
     ['a bad on-shutdown', 'on-shutdown: stop', 'SUP_ERR_CONFIG_BAD_VALUE', `${FILE}:1: on-shutdown: 'stop' must be one of keep, shutdown`],
     ['a bad log format', 'log-format: text', 'SUP_ERR_CONFIG_BAD_VALUE', `${FILE}:1: log-format: 'text' must be one of json, pretty`],
-    ['hold-timeout zero', 'hold-timeout: 0', 'SUP_ERR_CONFIG_BAD_VALUE', `${FILE}:1: hold-timeout: '0' must be whole seconds from 1 to 86400`],
-    ['hold-timeout in ms', 'hold-timeout: 600000', 'SUP_ERR_CONFIG_BAD_VALUE', `${FILE}:1: hold-timeout: '600000' must be whole seconds from 1 to 86400`],
+    [
+      'hold-timeout zero',
+      'hold-timeout: 0',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: hold-timeout: '0' must be whole seconds from 1 to 86400`,
+    ],
+    [
+      'hold-timeout in ms',
+      'hold-timeout: 600000',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: hold-timeout: '600000' must be whole seconds from 1 to 86400`,
+    ],
     [
       'metrics on all interfaces',
       'metrics-listen: 0.0.0.0:9464',
@@ -84,7 +115,12 @@ describe('parseDaemonConfig', () => {
       'SUP_ERR_CONFIG_BAD_VALUE',
       `${FILE}:1: metrics-listen: '127.0.0.1:70000' must be 127.0.0.1:PORT (metrics are served on loopback only; put a proxy in front for remote scrapes)`,
     ],
-    ['a group with a slash', 'socket-group: a/b', 'SUP_ERR_CONFIG_BAD_VALUE', `${FILE}:1: socket-group: 'a/b' is not a group name or numeric gid`],
+    [
+      'a group with a slash',
+      'socket-group: a/b',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: socket-group: 'a/b' is not a group name or numeric gid`,
+    ],
   ])('refuses %s', (_name, text, code, message) => {
     expect(errorOf(() => parseDaemonConfig(text, FILE))).toMatchObject({ code, message });
   });
@@ -99,11 +135,21 @@ describe('parseDaemonConfig', () => {
 describe('resolveDaemonConfig', () => {
   it('defaults when nothing is given', () => {
     expect(resolveDaemonConfig({}, null, {})).toEqual(DAEMON_DEFAULTS);
-    expect(DAEMON_DEFAULTS).toMatchObject({ socket: '/run/sevsup/sevsup.sock', onShutdown: 'keep', platform: 'hardware', holdTimeout: 600 });
+    expect(DAEMON_DEFAULTS).toMatchObject({
+      socket: '/run/sevsup/sevsup.sock',
+      onShutdown: 'keep',
+      platform: 'hardware',
+      holdTimeout: 600,
+    });
   });
 
   it('lets flags win over the file, naming the flag in errors', () => {
-    const config = resolveDaemonConfig({ platform: 'hardware', 'log-level': 'warn' }, { where: FILE, baseDir: '/etc' }, { platform: 'sim' }, '/home/op');
+    const config = resolveDaemonConfig(
+      { platform: 'hardware', 'log-level': 'warn' },
+      { where: FILE, baseDir: '/etc' },
+      { platform: 'sim' },
+      '/home/op',
+    );
     expect(config).toMatchObject({ platform: 'sim', logLevel: 'warn' });
     expect(errorOf(() => resolveDaemonConfig({}, null, { 'hold-timeout': 'soon' }))).toMatchObject({
       code: 'SUP_ERR_CONFIG_BAD_VALUE',

@@ -30,7 +30,10 @@ describe('the SNP line', () => {
 
   it('reads every SNP key', () => {
     const hex = 'ab'.repeat(32);
-    const s = snp(`amd-sev: type=snp,kernel-hashes=1,host-data=${hex},id-block=ib.b64,id-auth=/k/ia.b64,author-key=1,vcek=0,guest-visible-workarounds=${'0f'.repeat(16)},cbitpos=51,reduced-phys-bits=1`, 'kernel: /k/vmlinuz\n');
+    const s = snp(
+      `amd-sev: type=snp,kernel-hashes=1,host-data=${hex},id-block=ib.b64,id-auth=/k/ia.b64,author-key=1,vcek=0,guest-visible-workarounds=${'0f'.repeat(16)},cbitpos=51,reduced-phys-bits=1`,
+      'kernel: /k/vmlinuz\n',
+    );
     expect(s).toEqual({
       type: 'snp',
       key: 'amd-sev',
@@ -65,26 +68,75 @@ describe('the SNP line', () => {
 
   const at = (key: string, problem: string, line = 1): string => `${FILE}:${line}: ${key}: ${problem}`;
   it.each([
-    ['amd-sev: type=snp,no-key-sharing=1', 'SUP_ERR_CONFIG_CONFLICT',
-      at('amd-sev', "property 'no-key-sharing' is refused with type=snp: SEV-SNP has no key-sharing policy bit: every SNP guest always gets its own memory key (Proxmox ignores no-key-sharing for SNP; sevsup refuses it so the config says what happens); remove it")],
-    ['amd_sev: snp,migrate-ma=1', 'SUP_ERR_CONFIG_UNSUPPORTED',
-      at('amd_sev', "property 'migrate-ma' is not supported: an SNP migration agent (policy bit 18) would let the guest be migrated; sevsup never migrates an encrypted guest, as it always sets SEV's NOSEND; remove it")],
-    ['amd_sev: es,host-data-file=x', 'SUP_ERR_CONFIG_CONFLICT',
-      at('amd_sev', "property 'host-data-file' applies only to type=snp (AMD SEV-SNP), not type=es; remove it or use type=snp")],
-    ['amd_sev: std,vcek=0', 'SUP_ERR_CONFIG_CONFLICT',
-      at('amd_sev', "property 'vcek' applies only to type=snp (AMD SEV-SNP), not type=std; remove it or use type=snp")],
-    ['amd_sev: snp,abi=256.0', 'SUP_ERR_CONFIG_BAD_VALUE', at('amd_sev', "property 'abi' has invalid value '256.0'; allowed: MAJOR.MINOR, each 0 to 255")],
-    ['amd_sev: snp,abi=1', 'SUP_ERR_PROPERTY_BAD_VALUE', at('amd_sev', "property 'abi' has invalid value '1'; allowed: MAJOR.MINOR, each 0 to 255 (e.g. 1.55)")],
-    ['amd_sev: snp,host-data=abcd', 'SUP_ERR_PROPERTY_BAD_VALUE',
-      at('amd_sev', "property 'host-data' has invalid value 'abcd'; allowed: 32 bytes as 44 base64 characters or 64 hex digits")],
-    [`amd_sev: snp,host-data=${'00'.repeat(32)},host-data-file=f`, 'SUP_ERR_CONFIG_CONFLICT', at('amd_sev', 'give host-data or host-data-file, not both')],
-    ['amd_sev: snp,id-block=a', 'SUP_ERR_CONFIG_CONFLICT',
-      at('amd_sev', 'id-block and id-auth go together (QEMU needs both; `sevsup id-block` writes both files)')],
-    ['amd_sev: snp,author-key=1', 'SUP_ERR_CONFIG_CONFLICT', at('amd_sev', 'author-key=1 needs id-block and id-auth: the author key is part of the ID auth')],
-    ['amd_sev: snp,guest-visible-workarounds=AAAA', 'SUP_ERR_PROPERTY_BAD_VALUE',
-      at('amd_sev', "property 'guest-visible-workarounds' has invalid value 'AAAA'; allowed: 16 bytes as 24 base64 characters or 32 hex digits")],
-    ['amd_sev: snp,kernel-hashes=1', 'SUP_ERR_CONFIG_MISSING_KEY',
-      at('amd_sev', "kernel-hashes=1 needs a 'kernel' key; without a kernel QEMU silently measures nothing")],
+    [
+      'amd-sev: type=snp,no-key-sharing=1',
+      'SUP_ERR_CONFIG_CONFLICT',
+      at(
+        'amd-sev',
+        "property 'no-key-sharing' is refused with type=snp: SEV-SNP has no key-sharing policy bit: every SNP guest always gets its own memory key (Proxmox ignores no-key-sharing for SNP; sevsup refuses it so the config says what happens); remove it",
+      ),
+    ],
+    [
+      'amd_sev: snp,migrate-ma=1',
+      'SUP_ERR_CONFIG_UNSUPPORTED',
+      at(
+        'amd_sev',
+        "property 'migrate-ma' is not supported: an SNP migration agent (policy bit 18) would let the guest be migrated; sevsup never migrates an encrypted guest, as it always sets SEV's NOSEND; remove it",
+      ),
+    ],
+    [
+      'amd_sev: es,host-data-file=x',
+      'SUP_ERR_CONFIG_CONFLICT',
+      at('amd_sev', "property 'host-data-file' applies only to type=snp (AMD SEV-SNP), not type=es; remove it or use type=snp"),
+    ],
+    [
+      'amd_sev: std,vcek=0',
+      'SUP_ERR_CONFIG_CONFLICT',
+      at('amd_sev', "property 'vcek' applies only to type=snp (AMD SEV-SNP), not type=std; remove it or use type=snp"),
+    ],
+    [
+      'amd_sev: snp,abi=256.0',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      at('amd_sev', "property 'abi' has invalid value '256.0'; allowed: MAJOR.MINOR, each 0 to 255"),
+    ],
+    [
+      'amd_sev: snp,abi=1',
+      'SUP_ERR_PROPERTY_BAD_VALUE',
+      at('amd_sev', "property 'abi' has invalid value '1'; allowed: MAJOR.MINOR, each 0 to 255 (e.g. 1.55)"),
+    ],
+    [
+      'amd_sev: snp,host-data=abcd',
+      'SUP_ERR_PROPERTY_BAD_VALUE',
+      at('amd_sev', "property 'host-data' has invalid value 'abcd'; allowed: 32 bytes as 44 base64 characters or 64 hex digits"),
+    ],
+    [
+      `amd_sev: snp,host-data=${'00'.repeat(32)},host-data-file=f`,
+      'SUP_ERR_CONFIG_CONFLICT',
+      at('amd_sev', 'give host-data or host-data-file, not both'),
+    ],
+    [
+      'amd_sev: snp,id-block=a',
+      'SUP_ERR_CONFIG_CONFLICT',
+      at('amd_sev', 'id-block and id-auth go together (QEMU needs both; `sevsup id-block` writes both files)'),
+    ],
+    [
+      'amd_sev: snp,author-key=1',
+      'SUP_ERR_CONFIG_CONFLICT',
+      at('amd_sev', 'author-key=1 needs id-block and id-auth: the author key is part of the ID auth'),
+    ],
+    [
+      'amd_sev: snp,guest-visible-workarounds=AAAA',
+      'SUP_ERR_PROPERTY_BAD_VALUE',
+      at(
+        'amd_sev',
+        "property 'guest-visible-workarounds' has invalid value 'AAAA'; allowed: 16 bytes as 24 base64 characters or 32 hex digits",
+      ),
+    ],
+    [
+      'amd_sev: snp,kernel-hashes=1',
+      'SUP_ERR_CONFIG_MISSING_KEY',
+      at('amd_sev', "kernel-hashes=1 needs a 'kernel' key; without a kernel QEMU silently measures nothing"),
+    ],
   ])('refuses %s', (line, code, message) => {
     expect(catchSupervisorError(() => parseVmConfig(`${line}\n`, FILE))).toMatchObject({ code, message });
   });
@@ -122,6 +174,10 @@ describe('examples/vms/snp.conf', () => {
     expect(spec.qemu).toBe('/usr/local/bin/qemu-system-x86_64');
     if (spec.sev?.type !== 'snp') throw new Error('not SNP');
     expect(snpPolicyFromConfig(spec.sev)).toBe(0x30000n);
-    expect(spec.sev).toMatchObject({ kernelHashes: true, idBlock: path.join(path.dirname(file), 'snp.idblock'), hostData: { kind: 'value' } });
+    expect(spec.sev).toMatchObject({
+      kernelHashes: true,
+      idBlock: path.join(path.dirname(file), 'snp.idblock'),
+      hostData: { kind: 'value' },
+    });
   });
 });

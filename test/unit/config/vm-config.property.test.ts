@@ -13,18 +13,92 @@ const FILE = '/vms/t.conf';
 // --- hostile text ----------------------------------------------------------------------------
 
 const KEYS = [
-  'name', 'memory', 'cores', 'cpu', 'bios', 'firmware', 'kernel', 'initrd', 'cmdline', 'disk0', 'disk9', 'disk10',
-  'net0', 'net1', 'launch', 'attest', 'hold-timeout', 'autostart', 'serial', 'qmp-allow', 'qmp-deny', 'amd_sev',
-  'amd-sev', 'Memory', 'memroy', '__proto__', 'constructor', 'toString', 'a', '0', '#memory', ' ',
+  'name',
+  'memory',
+  'cores',
+  'cpu',
+  'bios',
+  'firmware',
+  'kernel',
+  'initrd',
+  'cmdline',
+  'disk0',
+  'disk9',
+  'disk10',
+  'net0',
+  'net1',
+  'launch',
+  'attest',
+  'hold-timeout',
+  'autostart',
+  'serial',
+  'qmp-allow',
+  'qmp-deny',
+  'amd_sev',
+  'amd-sev',
+  'Memory',
+  'memroy',
+  '__proto__',
+  'constructor',
+  'toString',
+  'a',
+  '0',
+  '#memory',
+  ' ',
 ];
 const VALUES = [
-  't', 'other', '512', '0', '-1', '1e3', '99999999999999999999', 'EPYC-v3', 'host,+x', 'ovmf', 'seabios', 'hold', 'none',
-  'file', 'yes', 'OFF', 'std', 'es', 'snp', 'type=es,no-debug=1,no-key-sharing=1', 'es,nodbg=1,kernel-hashes=1',
-  'std,reduced-phys-bios=1', 'std,allow-smt=1', 'snp,allow-smt=0,no-debug=1', 'type=snp,abi=1.55,single-socket=1',
-  'snp,host-data=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 'snp,id-block=a,id-auth=b,author-key=1', 'snp,vcek=0',
-  'snp,no-key-sharing=1', 'snp,migrate-ma=1', 'snp,abi=256.0', 'es,host-data-file=x', 'std,cbitpos=47,reduced-phys-bits=1', 'file=a.raw,format=raw,readonly=1',
-  'x.qcow2', 'x.vmdk', 'user', 'tap,ifname=t0', 'user,mac=52:54:00:00:00:01', 'user,mac=01:00:00:00:00:00',
-  'dh-cert=a,session=b', '/abs/path', '../rel', 'a # b', 'a,b,,c', '=', ',', '==,==', '\u0000', '\u2028', '\t', '"\'',
+  't',
+  'other',
+  '512',
+  '0',
+  '-1',
+  '1e3',
+  '99999999999999999999',
+  'EPYC-v3',
+  'host,+x',
+  'ovmf',
+  'seabios',
+  'hold',
+  'none',
+  'file',
+  'yes',
+  'OFF',
+  'std',
+  'es',
+  'snp',
+  'type=es,no-debug=1,no-key-sharing=1',
+  'es,nodbg=1,kernel-hashes=1',
+  'std,reduced-phys-bios=1',
+  'std,allow-smt=1',
+  'snp,allow-smt=0,no-debug=1',
+  'type=snp,abi=1.55,single-socket=1',
+  'snp,host-data=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
+  'snp,id-block=a,id-auth=b,author-key=1',
+  'snp,vcek=0',
+  'snp,no-key-sharing=1',
+  'snp,migrate-ma=1',
+  'snp,abi=256.0',
+  'es,host-data-file=x',
+  'std,cbitpos=47,reduced-phys-bits=1',
+  'file=a.raw,format=raw,readonly=1',
+  'x.qcow2',
+  'x.vmdk',
+  'user',
+  'tap,ifname=t0',
+  'user,mac=52:54:00:00:00:01',
+  'user,mac=01:00:00:00:00:00',
+  'dh-cert=a,session=b',
+  '/abs/path',
+  '../rel',
+  'a # b',
+  'a,b,,c',
+  '=',
+  ',',
+  '==,==',
+  '\u0000',
+  '\u2028',
+  '\t',
+  '"\'',
 ];
 const key = fc.oneof({ weight: 10, arbitrary: fc.constantFrom(...KEYS) }, { weight: 1, arbitrary: fc.string({ maxLength: 6 }) });
 const value = fc.oneof(
@@ -83,14 +157,18 @@ const snpArb: fc.Arbitrary<SnpSpec> = fc
     flags: fc.array(fc.boolean(), { minLength: 11, maxLength: 11 }),
     abi: fc.option(fc.record({ major: fc.integer({ min: 0, max: 255 }), minor: fc.integer({ min: 0, max: 255 }) }), { nil: undefined }),
     hostData: fc.option(
-      fc.oneof(bytesB64(32).map((base64) => ({ kind: 'value' as const, base64 })), absPath.map((path) => ({ kind: 'file' as const, path }))),
+      fc.oneof(
+        bytesB64(32).map((base64) => ({ kind: 'value' as const, base64 })),
+        absPath.map((path) => ({ kind: 'file' as const, path })),
+      ),
       { nil: undefined },
     ),
     id: fc.option(fc.tuple(absPath, absPath), { nil: undefined }),
     gvw: fc.option(bytesB64(16), { nil: undefined }),
   })
   .map((r): SnpSpec => {
-    const [nodbg, allowSmt, singleSocket, cxlAllow, aes256Xts, raplDis, ciphertextHiding, pageSwapDisable, authorKey, vcek] = r.flags as boolean[];
+    const [nodbg, allowSmt, singleSocket, cxlAllow, aes256Xts, raplDis, ciphertextHiding, pageSwapDisable, authorKey, vcek] =
+      r.flags as boolean[];
     return {
       type: 'snp',
       key: r.key,
@@ -118,7 +196,12 @@ const sevArb: fc.Arbitrary<SevSpec> = fc.oneof(legacySevArb, snpArb);
 
 const disksArb: fc.Arbitrary<DiskSpec[]> = fc
   .uniqueArray(
-    fc.record({ index: fc.integer({ min: 0, max: 9 }), file: absPath, format: fc.constantFrom('qcow2' as const, 'raw' as const), readonly: fc.boolean() }),
+    fc.record({
+      index: fc.integer({ min: 0, max: 9 }),
+      file: absPath,
+      format: fc.constantFrom('qcow2' as const, 'raw' as const),
+      readonly: fc.boolean(),
+    }),
     { maxLength: 3, selector: (d) => d.index },
   )
   .map((disks) => disks.filter((d, i) => disks.findIndex((o) => o.file === d.file) === i).sort((a, b) => a.index - b.index));
@@ -134,11 +217,17 @@ const netsArb: fc.Arbitrary<NetSpec[]> = fc
   )
   .map((nets) =>
     nets
-      .filter((n, i) => (n.mac === undefined || nets.findIndex((o) => o.mac === n.mac) === i) && (n.tap === undefined || nets.findIndex((o) => o.tap === n.tap) === i))
+      .filter(
+        (n, i) =>
+          (n.mac === undefined || nets.findIndex((o) => o.mac === n.mac) === i) &&
+          (n.tap === undefined || nets.findIndex((o) => o.tap === n.tap) === i),
+      )
       .sort((a, b) => a.index - b.index)
       .map((n): NetSpec => {
         const macPart = n.mac === undefined ? {} : { mac: n.mac };
-        return n.tap === undefined ? { index: n.index, kind: 'user', ...macPart } : { index: n.index, kind: 'tap', ifname: n.tap, ...macPart };
+        return n.tap === undefined
+          ? { index: n.index, kind: 'user', ...macPart }
+          : { index: n.index, kind: 'tap', ifname: n.tap, ...macPart };
       }),
   );
 

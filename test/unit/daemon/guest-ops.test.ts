@@ -34,13 +34,22 @@ afterAll(async () => {
 
 function spec(): VmSpec {
   return parseVmConfig(
-    ['name: web', 'memory: 256', 'cores: 1', 'bios: ovmf', 'amd_sev: type=std', 'disk0: file=/srv/web.qcow2,format=qcow2', 'disk1: file=/srv/data.raw,format=raw', 'disk2: file=/srv/ro.qcow2,format=qcow2,readonly=1'].join('\n'),
+    [
+      'name: web',
+      'memory: 256',
+      'cores: 1',
+      'bios: ovmf',
+      'amd_sev: type=std',
+      'disk0: file=/srv/web.qcow2,format=qcow2',
+      'disk1: file=/srv/data.raw,format=raw',
+      'disk2: file=/srv/ro.qcow2,format=qcow2,readonly=1',
+    ].join('\n'),
     '/etc/sevsup/vms/web.conf',
   );
 }
 
 describe('refuseSnapshot', () => {
-  it('refuses memory state of an SEV guest with the seed\'s words', () => {
+  it("refuses memory state of an SEV guest with the seed's words", () => {
     expect(errorOf(() => refuseSnapshot(spec(), true))).toMatchObject({
       code: 'SUP_ERR_SNAPSHOT_VMSTATE',
       message: 'Snapshots that include memory are not supported while memory is encrypted by AMD SEV.',
@@ -49,7 +58,10 @@ describe('refuseSnapshot', () => {
 
   it('refuses memory state of any guest, and a guest without qcow2 disks', () => {
     const { sev: _sev, ...noSev } = spec();
-    expect(errorOf(() => refuseSnapshot(noSev, true))).toMatchObject({ code: 'SUP_ERR_SNAPSHOT_UNSUPPORTED', message: 'VM web: sevsup takes disk-only snapshots; memory state is never saved' });
+    expect(errorOf(() => refuseSnapshot(noSev, true))).toMatchObject({
+      code: 'SUP_ERR_SNAPSHOT_UNSUPPORTED',
+      message: 'VM web: sevsup takes disk-only snapshots; memory state is never saved',
+    });
     expect(errorOf(() => refuseSnapshot({ ...spec(), disks: [] }, false))).toMatchObject({
       code: 'SUP_ERR_SNAPSHOT_UNSUPPORTED',
       message: 'VM web has no writable qcow2 disk: raw disks cannot hold internal snapshots',
@@ -72,9 +84,12 @@ describe('refuseSnapshot', () => {
 });
 
 describe('refuseMigrate', () => {
-  it('refuses a running SEV guest with the seed\'s words, whatever the target', () => {
+  it("refuses a running SEV guest with the seed's words, whatever the target", () => {
     for (const target of ['/srv/export', 'tcp:10.0.0.2:4444']) {
-      expect(errorOf(() => refuseMigrate(spec(), true, target))).toMatchObject({ code: 'SUP_ERR_MIGRATE_SEV', message: 'VMs with AMD SEV are not live migratable!' });
+      expect(errorOf(() => refuseMigrate(spec(), true, target))).toMatchObject({
+        code: 'SUP_ERR_MIGRATE_SEV',
+        message: 'VMs with AMD SEV are not live migratable!',
+      });
     }
   });
 
@@ -83,7 +98,9 @@ describe('refuseMigrate', () => {
     expect(errorOf(() => refuseMigrate(noSev, true, '/srv'))).toMatchObject({ code: 'SUP_ERR_MIGRATE_RUNNING' });
     const uri = errorOf(() => refuseMigrate(spec(), false, 'ssh://other/'));
     expect(uri.code).toBe('SUP_ERR_MIGRATE_TARGET');
-    expect(uri.message).toContain("cannot migrate VM web to 'ssh://other/': sevsup moves a stopped guest offline: 'sevsup migrate web /ABSOLUTE/DIR'");
+    expect(uri.message).toContain(
+      "cannot migrate VM web to 'ssh://other/': sevsup moves a stopped guest offline: 'sevsup migrate web /ABSOLUTE/DIR'",
+    );
     expect(() => refuseMigrate(spec(), false, '/srv/export')).not.toThrow();
   });
 });
@@ -94,11 +111,14 @@ describe('exportGuest', () => {
     await mkdir(src);
     await writeFile(join(src, 'a.qcow2'), 'disk-a');
     await writeFile(join(src, 'b.raw'), 'disk-b');
-    const guest = { ...spec(), disks: [
-      // Raw, so any bytes will do (qcow2 chains are exported in integration/daemon/migrate-export).
-      { index: 0, file: join(src, 'a.qcow2'), format: 'raw' as const, readonly: false },
-      { index: 3, file: join(src, 'b.raw'), format: 'raw' as const, readonly: false },
-    ] };
+    const guest = {
+      ...spec(),
+      disks: [
+        // Raw, so any bytes will do (qcow2 chains are exported in integration/daemon/migrate-export).
+        { index: 0, file: join(src, 'a.qcow2'), format: 'raw' as const, readonly: false },
+        { index: 3, file: join(src, 'b.raw'), format: 'raw' as const, readonly: false },
+      ],
+    };
     const result = await exportGuest(guest, join(dir, 'out'));
     const dest = join(dir, 'out', 'web');
     expect(result).toMatchObject({
@@ -148,6 +168,9 @@ describe('exportGuest', () => {
     );
     race.hook = undefined;
     expect(await readdir(elsewhere)).toEqual([]);
-    expect(outcome).toMatchObject({ code: 'SUP_ERR_MIGRATE_FAILED', message: `cannot move VM web to ${join(shared, 'web')}: it already exists; choose another directory or remove it` });
+    expect(outcome).toMatchObject({
+      code: 'SUP_ERR_MIGRATE_FAILED',
+      message: `cannot move VM web to ${join(shared, 'web')}: it already exists; choose another directory or remove it`,
+    });
   });
 });

@@ -76,7 +76,10 @@ async function rig(): Promise<Rig> {
       return registry;
     },
     conf: async (name, extra = []) => {
-      await writeFile(join(vmDir, `${name}.conf`), ['memory: 256', 'cores: 1', 'bios: ovmf', 'amd_sev: type=std,nodbg=1', ...extra, ''].join('\n'));
+      await writeFile(
+        join(vmDir, `${name}.conf`),
+        ['memory: 256', 'cores: 1', 'bios: ovmf', 'amd_sev: type=std,nodbg=1', ...extra, ''].join('\n'),
+      );
     },
   };
 }
@@ -116,12 +119,24 @@ describe('GuestRegistry', () => {
     expect(await registry.record('b', '../../etc/passwd')).toBeNull();
     await expect(registry.start('b')).rejects.toMatchObject({ code: 'SUP_ERR_VM_STATE', message: 'VM b is already held' });
     await expect(registry.attest('a', { action: 'approve' })).rejects.toMatchObject({ code: 'SUP_ERR_ATTEST_NOT_HELD' });
-    await expect(registry.stop('a', { force: false })).rejects.toMatchObject({ code: 'SUP_ERR_VM_STATE', message: 'VM a is not running (it is defined)' });
+    await expect(registry.stop('a', { force: false })).rejects.toMatchObject({
+      code: 'SUP_ERR_VM_STATE',
+      message: 'VM a is not running (it is defined)',
+    });
     expect(await registry.stop('b', { force: false })).toMatchObject({ state: 'stopped', pid: null });
-    expect(r.events.filter((e) => e.vm === 'b').map((e) => e.event)).toEqual(['config-added', 'starting', 'spawned', 'checked', 'measured', 'held', 'stopping', 'stopped']);
+    expect(r.events.filter((e) => e.vm === 'b').map((e) => e.event)).toEqual([
+      'config-added',
+      'starting',
+      'spawned',
+      'checked',
+      'measured',
+      'held',
+      'stopping',
+      'stopped',
+    ]);
   });
 
-  it('applies the seed\'s rules to a guest with a QEMU', async () => {
+  it("applies the seed's rules to a guest with a QEMU", async () => {
     const r = await rig();
     // A qcow2 header without a backing file is all preflight reads (vm/disk-chain.ts); the fake QEMU opens nothing.
     const header = Buffer.alloc(112);
@@ -138,7 +153,10 @@ describe('GuestRegistry', () => {
       code: 'SUP_ERR_SNAPSHOT_VMSTATE',
       message: 'Snapshots that include memory are not supported while memory is encrypted by AMD SEV.',
     });
-    await expect(registry.migrate('c', { target: '/srv/x' })).rejects.toMatchObject({ code: 'SUP_ERR_MIGRATE_SEV', message: 'VMs with AMD SEV are not live migratable!' });
+    await expect(registry.migrate('c', { target: '/srv/x' })).rejects.toMatchObject({
+      code: 'SUP_ERR_MIGRATE_SEV',
+      message: 'VMs with AMD SEV are not live migratable!',
+    });
     // The fake QEMU has no `transaction`: QEMU's refusal is reported, coded.
     await expect(registry.snapshot('c', { name: 's1', vmstate: false })).rejects.toMatchObject({
       code: 'SUP_ERR_SNAPSHOT_FAILED',

@@ -29,7 +29,9 @@ function logSecrets(logger: ReturnType<typeof createDaemonLogger>): void {
     'qmp command forwarded',
   );
   logger.info({ tik: 'TIK-BYTES-0001', tek: 'TEK-BYTES-0002', session: 'SESSION-BLOB-0003' }, 'owner keys');
-  logger.child({ vm: 'demo-sev', component: 'proxy' }).warn({ request: { arguments: { secret: 'S3CR3T-PAYLOAD' } }, keys: { tik: 'TIK-BYTES-0001' } }, 'nested');
+  logger
+    .child({ vm: 'demo-sev', component: 'proxy' })
+    .warn({ request: { arguments: { secret: 'S3CR3T-PAYLOAD' } }, keys: { tik: 'TIK-BYTES-0001' } }, 'nested');
 }
 
 describe('createDaemonLogger', () => {
@@ -41,10 +43,20 @@ describe('createDaemonLogger', () => {
     vmLog.info({ vm: 'g2', component: 'launcher', platform: 'simulated', msg: 'x', time: 1 }, 'other values');
     await settle();
     // Strict parsing rejects a repeated key: every line must pass it.
-    const lines = out.text().trim().split('\n').map((line) => parseStrictJson(line) as Record<string, unknown>);
+    const lines = out
+      .text()
+      .trim()
+      .split('\n')
+      .map((line) => parseStrictJson(line) as Record<string, unknown>);
     expect(lines[0]).toMatchObject({ vm: 'g1', component: 'lifecycle', pid: 7, msg: 'same vm' });
     expect(lines[0]).not.toHaveProperty('shadowed');
-    expect(lines[1]).toMatchObject({ vm: 'g1', component: 'lifecycle', platform: 'simulated', msg: 'other values', shadowed: { vm: 'g2', component: 'launcher', msg: 'x', time: 1 } });
+    expect(lines[1]).toMatchObject({
+      vm: 'g1',
+      component: 'lifecycle',
+      platform: 'simulated',
+      msg: 'other values',
+      shadowed: { vm: 'g2', component: 'launcher', msg: 'x', time: 1 },
+    });
   });
 
   it('json: one JSON object per line, secrets redacted, other fields kept', async () => {
@@ -54,7 +66,10 @@ describe('createDaemonLogger', () => {
     await settle();
     const text = out.text();
     for (const value of SECRET_VALUES) expect(text).not.toContain(value);
-    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toHaveLength(3);
     expect(lines[0]).toMatchObject({
       level: 30,
@@ -77,7 +92,9 @@ describe('createDaemonLogger', () => {
     for (const value of SECRET_VALUES) expect(text).not.toContain(value);
     const lines = text.trim().split('\n');
     expect(lines).toHaveLength(3);
-    expect(lines[0]).toMatch(/^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] INFO: qmp command forwarded \{.*"secret":"\[redacted\]".*"packet-header":"\[redacted\]"/);
+    expect(lines[0]).toMatch(
+      /^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] INFO: qmp command forwarded \{.*"secret":"\[redacted\]".*"packet-header":"\[redacted\]"/,
+    );
     expect(lines[2]).toMatch(/ WARN: nested /);
     expect(lines[2]).toContain('"vm":"demo-sev"');
     expect(text).not.toContain('below the level');
@@ -90,7 +107,13 @@ describe('createDaemonLogger', () => {
     logger.debug('hidden');
     logger.info({ n: 1 }, 'shown');
     await settle();
-    expect(out.text().trim().split('\n').map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual(['shown']);
+    expect(
+      out
+        .text()
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { msg: string }).msg),
+    ).toEqual(['shown']);
   });
 
   it('parses format names', () => {

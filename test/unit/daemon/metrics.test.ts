@@ -3,7 +3,13 @@
 // TCP socket on 127.0.0.1).
 import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMetrics, MAX_LABEL_VALUES, parseMetricsListen, startMetricsListener, type MetricsListener } from '../../../src/daemon/metrics.js';
+import {
+  createMetrics,
+  MAX_LABEL_VALUES,
+  parseMetricsListen,
+  startMetricsListener,
+  type MetricsListener,
+} from '../../../src/daemon/metrics.js';
 import { VERSION } from '../../../src/version.js';
 
 const lines = (body: string): string[] => body.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
@@ -99,7 +105,9 @@ describe('parseMetricsListen', () => {
     ['127.0.0.1', 'is not HOST:PORT'],
     ['127.0.0.1:99999', 'has a port above 65535'],
   ])('refuses %s', (text, why) => {
-    expect(() => parseMetricsListen(text)).toThrow(expect.objectContaining({ code: 'SUP_ERR_CONFIG_BAD_VALUE', message: expect.stringContaining(why) }));
+    expect(() => parseMetricsListen(text)).toThrow(
+      expect.objectContaining({ code: 'SUP_ERR_CONFIG_BAD_VALUE', message: expect.stringContaining(why) }),
+    );
   });
 });
 

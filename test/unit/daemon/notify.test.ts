@@ -75,7 +75,12 @@ describe('createNotifier', () => {
     await n.stopping();
     const logged = lines();
     expect(logged).toHaveLength(1);
-    expect(logged[0]).toMatchObject({ level: 40, msg: 'cannot notify systemd; further notification failures are not logged', transport: 'unix-dgram', message: ['READY', 'STATUS'] });
+    expect(logged[0]).toMatchObject({
+      level: 40,
+      msg: 'cannot notify systemd; further notification failures are not logged',
+      transport: 'unix-dgram',
+      message: ['READY', 'STATUS'],
+    });
     expect(String((logged[0]?.['err'] as { message?: string } | undefined)?.message)).toMatch(/ENOENT|-2/);
   });
 

@@ -31,7 +31,9 @@ describe('scanVmConfigs', () => {
       [join(vms, 'b.conf'), 'SUP_ERR_CONFIG_BAD_VALUE'],
       [join(vms, 'c.conf'), 'SUP_ERR_CONFIG_CONFLICT'],
     ]);
-    expect(scan.problems[1]?.message).toBe(`${join(vms, 'c.conf')}:1: name: 'a' does not match the file name 'c.conf'; rename one so they agree`);
+    expect(scan.problems[1]?.message).toBe(
+      `${join(vms, 'c.conf')}:1: name: 'a' does not match the file name 'c.conf'; rename one so they agree`,
+    );
   });
 
   it('treats a missing directory as empty', async () => {

@@ -56,19 +56,33 @@ describe('parseCapsFile', () => {
         reason: `not supported, because ${F} has no "amd-sev" section (it was written on a host without an AMD CPU)`,
         source: F,
       };
-      expect(caps).toEqual({ sev: feature, sevEs: feature, sevSnp: feature, cbitpos: null, cbitposSource: F, reducedPhysBits: null, reducedPhysBitsSource: F });
+      expect(caps).toEqual({
+        sev: feature,
+        sevEs: feature,
+        sevSnp: feature,
+        cbitpos: null,
+        cbitposSource: F,
+        reducedPhysBits: null,
+        reducedPhysBitsSource: F,
+      });
     }
   });
 
   it('gives ES and SNP the SEV reason when sev-support is false', () => {
-    const caps = parseCapsFile('{"amd-sev": {"cbitpos": 0, "reduced-phys-bits": 0, "sev-support": false, "sev-support-es": true, "sev-support-snp": true}}', F);
+    const caps = parseCapsFile(
+      '{"amd-sev": {"cbitpos": 0, "reduced-phys-bits": 0, "sev-support": false, "sev-support-es": true, "sev-support-snp": true}}',
+      F,
+    );
     const off = { supported: false, reason: `not supported, because ${F} says "sev-support": false`, source: F };
     expect([caps.sev, caps.sevEs, caps.sevSnp]).toEqual([off, off, off]);
     expect(caps.cbitpos).toBe(0);
   });
 
   it('ignores keys a newer writer adds', () => {
-    const caps = parseCapsFile('{"amd-sev": {"cbitpos": 47, "reduced-phys-bits": 1, "sev-support": true, "sev-support-es": true, "max-guests": 509}, "intel-tdx": {}}', F);
+    const caps = parseCapsFile(
+      '{"amd-sev": {"cbitpos": 47, "reduced-phys-bits": 1, "sev-support": true, "sev-support-es": true, "max-guests": 509}, "intel-tdx": {}}',
+      F,
+    );
     expect(caps.sev.supported).toBe(true);
   });
 
@@ -77,17 +91,61 @@ describe('parseCapsFile', () => {
     ['not JSON', '{"amd-sev": ', null, `host capabilities file ${F} is not valid JSON (Unexpected end of JSON input)`],
     ['an array', '[]', null, `host capabilities file ${F} must contain a JSON object`],
     ['amd-sev not an object', '{"amd-sev": true}', 'amd-sev', `host capabilities file ${F}: key "amd-sev" must be an object`],
-    ['cbitpos missing', '{"amd-sev": {"reduced-phys-bits": 1, "sev-support": true, "sev-support-es": true}}', 'amd-sev.cbitpos', `host capabilities file ${F}: key "amd-sev.cbitpos" is missing`],
-    ['cbitpos a string', '{"amd-sev": {"cbitpos": "47", "reduced-phys-bits": 1, "sev-support": true, "sev-support-es": true}}', 'amd-sev.cbitpos', `host capabilities file ${F}: key "amd-sev.cbitpos" must be an integer from 0 to 63, got "47"`],
-    ['cbitpos 64', '{"amd-sev": {"cbitpos": 64, "reduced-phys-bits": 1, "sev-support": true, "sev-support-es": true}}', 'amd-sev.cbitpos', `host capabilities file ${F}: key "amd-sev.cbitpos" must be an integer from 0 to 63, got 64`],
-    ['reduced-phys-bits fractional', '{"amd-sev": {"cbitpos": 47, "reduced-phys-bits": 1.5, "sev-support": true, "sev-support-es": true}}', 'amd-sev.reduced-phys-bits', `host capabilities file ${F}: key "amd-sev.reduced-phys-bits" must be an integer from 0 to 63, got 1.5`],
-    ['sev-support missing', '{"amd-sev": {"cbitpos": 47, "reduced-phys-bits": 1, "sev-support-es": true}}', 'amd-sev.sev-support', `host capabilities file ${F}: key "amd-sev.sev-support" is missing`],
-    ['sev-support "true"', '{"amd-sev": {"cbitpos": 47, "reduced-phys-bits": 1, "sev-support": "true", "sev-support-es": true}}', 'amd-sev.sev-support', `host capabilities file ${F}: key "amd-sev.sev-support" must be true or false (or 0 or 1), got "true"`],
-    ['sev-support-es 2', '{"amd-sev": {"cbitpos": 47, "reduced-phys-bits": 1, "sev-support": true, "sev-support-es": 2}}', 'amd-sev.sev-support-es', `host capabilities file ${F}: key "amd-sev.sev-support-es" must be true or false (or 0 or 1), got 2`],
-    ['sev-support-snp null', '{"amd-sev": {"cbitpos": 47, "reduced-phys-bits": 1, "sev-support": true, "sev-support-es": true, "sev-support-snp": null}}', 'amd-sev.sev-support-snp', `host capabilities file ${F}: key "amd-sev.sev-support-snp" must be true or false (or 0 or 1), got null`],
+    [
+      'cbitpos missing',
+      '{"amd-sev": {"reduced-phys-bits": 1, "sev-support": true, "sev-support-es": true}}',
+      'amd-sev.cbitpos',
+      `host capabilities file ${F}: key "amd-sev.cbitpos" is missing`,
+    ],
+    [
+      'cbitpos a string',
+      '{"amd-sev": {"cbitpos": "47", "reduced-phys-bits": 1, "sev-support": true, "sev-support-es": true}}',
+      'amd-sev.cbitpos',
+      `host capabilities file ${F}: key "amd-sev.cbitpos" must be an integer from 0 to 63, got "47"`,
+    ],
+    [
+      'cbitpos 64',
+      '{"amd-sev": {"cbitpos": 64, "reduced-phys-bits": 1, "sev-support": true, "sev-support-es": true}}',
+      'amd-sev.cbitpos',
+      `host capabilities file ${F}: key "amd-sev.cbitpos" must be an integer from 0 to 63, got 64`,
+    ],
+    [
+      'reduced-phys-bits fractional',
+      '{"amd-sev": {"cbitpos": 47, "reduced-phys-bits": 1.5, "sev-support": true, "sev-support-es": true}}',
+      'amd-sev.reduced-phys-bits',
+      `host capabilities file ${F}: key "amd-sev.reduced-phys-bits" must be an integer from 0 to 63, got 1.5`,
+    ],
+    [
+      'sev-support missing',
+      '{"amd-sev": {"cbitpos": 47, "reduced-phys-bits": 1, "sev-support-es": true}}',
+      'amd-sev.sev-support',
+      `host capabilities file ${F}: key "amd-sev.sev-support" is missing`,
+    ],
+    [
+      'sev-support "true"',
+      '{"amd-sev": {"cbitpos": 47, "reduced-phys-bits": 1, "sev-support": "true", "sev-support-es": true}}',
+      'amd-sev.sev-support',
+      `host capabilities file ${F}: key "amd-sev.sev-support" must be true or false (or 0 or 1), got "true"`,
+    ],
+    [
+      'sev-support-es 2',
+      '{"amd-sev": {"cbitpos": 47, "reduced-phys-bits": 1, "sev-support": true, "sev-support-es": 2}}',
+      'amd-sev.sev-support-es',
+      `host capabilities file ${F}: key "amd-sev.sev-support-es" must be true or false (or 0 or 1), got 2`,
+    ],
+    [
+      'sev-support-snp null',
+      '{"amd-sev": {"cbitpos": 47, "reduced-phys-bits": 1, "sev-support": true, "sev-support-es": true, "sev-support-snp": null}}',
+      'amd-sev.sev-support-snp',
+      `host capabilities file ${F}: key "amd-sev.sev-support-snp" must be true or false (or 0 or 1), got null`,
+    ],
   ];
   it.each(bad)('refuses %s with SUP_ERR_HOST_CAPS_FILE naming file and key', (_name, text, key, message) => {
-    expect(catchSupervisorError(() => parseCapsFile(text, F))).toEqual({ code: 'SUP_ERR_HOST_CAPS_FILE', message: message + hint, details: { file: F, key } });
+    expect(catchSupervisorError(() => parseCapsFile(text, F))).toEqual({
+      code: 'SUP_ERR_HOST_CAPS_FILE',
+      message: message + hint,
+      details: { file: F, key },
+    });
   });
 });
 
@@ -107,12 +165,27 @@ describe('formatCapsFile', () => {
   it('round-trips the support flags and bit fields', () => {
     const feature = (supported: boolean) => ({ supported, reason: 'r', source: 's' });
     fc.assert(
-      fc.property(fc.boolean(), fc.boolean(), fc.boolean(), fc.integer({ min: 0, max: 63 }), fc.integer({ min: 0, max: 63 }), (sev, es, snp, cbitpos, reduced) => {
-        const caps: HostCaps = { sev: feature(sev), sevEs: feature(es), sevSnp: feature(snp), cbitpos, cbitposSource: 's', reducedPhysBits: reduced, reducedPhysBitsSource: 's' };
-        const back = parseCapsFile(formatCapsFile(caps), F);
-        expect([back.sev.supported, back.sevEs.supported, back.sevSnp.supported]).toEqual([sev, sev && es, sev && snp]);
-        expect([back.cbitpos, back.reducedPhysBits]).toEqual([cbitpos, reduced]);
-      }),
+      fc.property(
+        fc.boolean(),
+        fc.boolean(),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 63 }),
+        fc.integer({ min: 0, max: 63 }),
+        (sev, es, snp, cbitpos, reduced) => {
+          const caps: HostCaps = {
+            sev: feature(sev),
+            sevEs: feature(es),
+            sevSnp: feature(snp),
+            cbitpos,
+            cbitposSource: 's',
+            reducedPhysBits: reduced,
+            reducedPhysBitsSource: 's',
+          };
+          const back = parseCapsFile(formatCapsFile(caps), F);
+          expect([back.sev.supported, back.sevEs.supported, back.sevSnp.supported]).toEqual([sev, sev && es, sev && snp]);
+          expect([back.cbitpos, back.reducedPhysBits]).toEqual([cbitpos, reduced]);
+        },
+      ),
     );
   });
 });
@@ -161,7 +234,7 @@ describe('readCapsFile / writeCapsFile', () => {
     expect((await readCapsFile(file))?.sev.supported).toBe(true);
   });
 
-  it('creates a missing directory, as Proxmox\'s writer does for /run/qemu-server', async () => {
+  it("creates a missing directory, as Proxmox's writer does for /run/qemu-server", async () => {
     const file = join(dir, 'run', 'qemu-server', 'hw-params.json');
     await writeCapsFile(file, SIMULATED_HOST_CAPS);
     expect((await readCapsFile(file))?.cbitpos).toBe(47);

@@ -46,14 +46,24 @@ describe('probeHostCaps on fake hosts', () => {
   it('without a CPUID device, cbitpos and reduced-phys-bits come from QEMU', async () => {
     const { caps } = await probe({ cpuid: null }, { ok: true, cbitpos: 51, reducedPhysBits: 1 });
     expect(caps.sev.reason).toBe('supported: confirmed by cpuinfo, kvm_amd, dev-sev, qemu');
-    expect([caps.cbitpos, caps.cbitposSource, caps.reducedPhysBits, caps.reducedPhysBitsSource]).toEqual([51, 'probe:qemu', 1, 'probe:qemu']);
+    expect([caps.cbitpos, caps.cbitposSource, caps.reducedPhysBits, caps.reducedPhysBitsSource]).toEqual([
+      51,
+      'probe:qemu',
+      1,
+      'probe:qemu',
+    ]);
   });
 
   it('an SNP CPU on a host kernel whose kvm_amd has no sev_snp: the reason names the kernel', async () => {
-    const { caps } = await probe({ cpuid: { eax: 0b11010, ebx: 51 | (1 << 6) }, flags: ['sev', 'sev_es', 'sev_snp'], kvmAmd: { sev: 'Y', sev_es: 'Y' } });
+    const { caps } = await probe({
+      cpuid: { eax: 0b11010, ebx: 51 | (1 << 6) },
+      flags: ['sev', 'sev_es', 'sev_snp'],
+      kvmAmd: { sev: 'Y', sev_es: 'Y' },
+    });
     expect(caps.sevSnp).toEqual({
       supported: false,
-      reason: 'not supported, because kvm_amd has no sev_snp parameter (a kernel without SEV-SNP support in KVM; SEV-SNP guests need a host kernel of Linux 6.11 or newer)',
+      reason:
+        'not supported, because kvm_amd has no sev_snp parameter (a kernel without SEV-SNP support in KVM; SEV-SNP guests need a host kernel of Linux 6.11 or newer)',
       source: 'probe:kvm_amd',
     });
   });
@@ -61,14 +71,19 @@ describe('probeHostCaps on fake hosts', () => {
   it('SEV but no SEV-ES: CPUID says so first', async () => {
     const { caps } = await probe({ cpuid: { eax: 0b0010, ebx: 47 | (1 << 6) }, flags: ['sev'], kvmAmd: { sev: 'Y', sev_es: 'N' } });
     expect(caps.sev.supported).toBe(true);
-    expect(caps.sevEs).toEqual({ supported: false, reason: 'not supported, because CPUID 0x8000001f EAX bit 3 (SEV-ES) is clear', source: 'probe:cpuid' });
+    expect(caps.sevEs).toEqual({
+      supported: false,
+      reason: 'not supported, because CPUID 0x8000001f EAX bit 3 (SEV-ES) is clear',
+      source: 'probe:cpuid',
+    });
   });
 
-  it('SEV but no SEV-ES: without CPUID, the kernel\'s flags say so', async () => {
+  it("SEV but no SEV-ES: without CPUID, the kernel's flags say so", async () => {
     const { caps } = await probe({ flags: ['sev'], kvmAmd: { sev: 'Y', sev_es: 'N' } });
     expect(caps.sevEs).toEqual({
       supported: false,
-      reason: 'not supported, because the kernel does not list the sev_es CPU flag in /proc/cpuinfo (SEV-ES is off in the BIOS or unsupported by the kernel)',
+      reason:
+        'not supported, because the kernel does not list the sev_es CPU flag in /proc/cpuinfo (SEV-ES is off in the BIOS or unsupported by the kernel)',
       source: 'probe:cpuinfo',
     });
   });
@@ -91,7 +106,11 @@ describe('probeHostCaps on fake hosts', () => {
   it('CPU flags present but kvm_amd has SEV off: decided without QEMU', async () => {
     const { caps, asked } = await probe({ kvmAmd: { sev: 'N', sev_es: 'N' } });
     expect(asked).toBe(0);
-    const off = { supported: false, reason: 'not supported, because SEV is not enabled in KVM (kvm_amd parameter sev is N); set kvm_amd.sev=1', source: 'probe:kvm_amd' };
+    const off = {
+      supported: false,
+      reason: 'not supported, because SEV is not enabled in KVM (kvm_amd parameter sev is N); set kvm_amd.sev=1',
+      source: 'probe:kvm_amd',
+    };
     expect([caps.sev, caps.sevEs, caps.sevSnp]).toEqual([off, off, off]);
   });
 
@@ -103,7 +122,11 @@ describe('probeHostCaps on fake hosts', () => {
 
   it('kvm_amd not loaded', async () => {
     const { caps } = await probe({ kvmAmd: null });
-    expect(caps.sev).toEqual({ supported: false, reason: 'not supported, because the kvm_amd module is not loaded', source: 'probe:kvm_amd' });
+    expect(caps.sev).toEqual({
+      supported: false,
+      reason: 'not supported, because the kvm_amd module is not loaded',
+      source: 'probe:kvm_amd',
+    });
   });
 
   it('no /dev/sev', async () => {
@@ -134,7 +157,13 @@ describe('probeHostCaps on fake hosts', () => {
   });
 
   it('an Intel host', async () => {
-    const { caps, asked } = await probe({ vendor: 'GenuineIntel', flags: ['vmx'], kvmAmd: null, devSev: false, cpuid: { eax: 0, ebx: 0, maxExtendedLeaf: 0x8000_0008 } });
+    const { caps, asked } = await probe({
+      vendor: 'GenuineIntel',
+      flags: ['vmx'],
+      kvmAmd: null,
+      devSev: false,
+      cpuid: { eax: 0, ebx: 0, maxExtendedLeaf: 0x8000_0008 },
+    });
     expect(asked).toBe(0);
     expect(caps.sev).toEqual({
       supported: false,
@@ -160,7 +189,11 @@ describe('probeHostCaps on fake hosts', () => {
     const host = await makeFakeHost({ vendor: null, kvmAmd: null, devSev: false });
     cleanups.push(host.remove);
     const caps = await probeHostCaps({ root: host.root, qemuProbe: () => Promise.reject(new Error('boom')) });
-    expect(caps.sev).toEqual({ supported: false, reason: 'not supported, because the kvm_amd module is not loaded', source: 'probe:kvm_amd' });
+    expect(caps.sev).toEqual({
+      supported: false,
+      reason: 'not supported, because the kvm_amd module is not loaded',
+      source: 'probe:kvm_amd',
+    });
   });
 
   it('a QEMU sub-probe that throws is an answer too', async () => {

@@ -29,8 +29,18 @@ async function script(name: string, body: string): Promise<string> {
 describe('probeQemuSevCapabilities', () => {
   it('uses a paused, device-less KVM QEMU with its monitor on a socket', () => {
     expect(qemuProbeArgv('/tmp/p/qmp.sock')).toEqual([
-      '-machine', 'none', '-accel', 'kvm', '-nodefaults', '-display', 'none', '-S',
-      '-chardev', 'socket,id=m,path=/tmp/p/qmp.sock,server=on,wait=off', '-mon', 'chardev=m,mode=control',
+      '-machine',
+      'none',
+      '-accel',
+      'kvm',
+      '-nodefaults',
+      '-display',
+      'none',
+      '-S',
+      '-chardev',
+      'socket,id=m,path=/tmp/p/qmp.sock,server=on,wait=off',
+      '-mon',
+      'chardev=m,mode=control',
     ]);
   });
 

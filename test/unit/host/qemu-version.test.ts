@@ -15,7 +15,10 @@ const REAL_QEMU = '/usr/bin/qemu-system-x86_64';
 /** A fake QEMU that prints `line` for -version and counts its runs in `<name>.runs`. */
 function fakeQemu(name: string, line: string): string {
   const file = path.join(dir, name);
-  writeFileSync(file, `#!/bin/sh\necho run >> '${file}.runs'\necho '${line}'\necho 'Copyright (c) 2003-2025 Fabrice Bellard and the QEMU Project developers'\n`);
+  writeFileSync(
+    file,
+    `#!/bin/sh\necho run >> '${file}.runs'\necho '${line}'\necho 'Copyright (c) 2003-2025 Fabrice Bellard and the QEMU Project developers'\n`,
+  );
   chmodSync(file, 0o755);
   return file;
 }
@@ -23,7 +26,10 @@ function fakeQemu(name: string, line: string): string {
 describe('QEMU version', () => {
   it('parses -version lines', () => {
     expect(parseQemuVersion('QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u16)\nCopyright')).toEqual({
-      major: 7, minor: 2, micro: 19, text: '7.2.19 (Debian 1:7.2+dfsg-7+deb12u16)',
+      major: 7,
+      minor: 2,
+      micro: 19,
+      text: '7.2.19 (Debian 1:7.2+dfsg-7+deb12u16)',
     });
     expect(parseQemuVersion('QEMU emulator version 10.0.2')).toMatchObject({ major: 10, minor: 0, micro: 2 });
     expect(parseQemuVersion('QEMU emulator version 9.1')).toMatchObject({ major: 9, minor: 1, micro: 0 });
@@ -34,7 +40,7 @@ describe('QEMU version', () => {
     expect(qemuSnpProblem('/q', parseQemuVersion('QEMU emulator version 9.1.0'))).toBeNull();
     expect(qemuSnpProblem('/q', parseQemuVersion('QEMU emulator version 10.0.2'))).toBeNull();
     expect(qemuSnpProblem('/usr/bin/qemu-system-x86_64', parseQemuVersion('QEMU emulator version 9.0.4'))).toBe(
-      "SEV-SNP needs QEMU >= 9.1 (the sev-snp-guest object), but /usr/bin/qemu-system-x86_64 is QEMU 9.0.4; install QEMU 9.1 or newer " +
+      'SEV-SNP needs QEMU >= 9.1 (the sev-snp-guest object), but /usr/bin/qemu-system-x86_64 is QEMU 9.0.4; install QEMU 9.1 or newer ' +
         "(Debian 13 trixie's qemu-system-x86 has 10.0) and name it with the VM config's 'qemu:' key or the daemon's 'qemu:' key",
     );
   });
@@ -55,7 +61,9 @@ describe('QEMU version', () => {
       caught = error;
     }
     expect(hasCode(caught, 'SUP_ERR_SEV_SNP_QEMU')).toBe(true);
-    expect(isSupervisorError(caught) && caught.message).toMatch(/^SEV-SNP needs QEMU >= 9\.1 \(the sev-snp-guest object\), but \/usr\/bin\/qemu-system-x86_64 is QEMU 7\.2\./);
+    expect(isSupervisorError(caught) && caught.message).toMatch(
+      /^SEV-SNP needs QEMU >= 9\.1 \(the sev-snp-guest object\), but \/usr\/bin\/qemu-system-x86_64 is QEMU 7\.2\./,
+    );
   });
 
   it('a missing binary is refused too', async () => {

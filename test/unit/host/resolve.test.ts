@@ -28,7 +28,10 @@ interface Setup {
   resolve(extra?: Partial<ResolveOptions>): ReturnType<typeof resolveHostCaps>;
 }
 
-async function setup(spec: FakeHost = { cpuid: ROME_CPUID }, qemuAnswer: QemuSevProbe = { ok: true, cbitpos: 47, reducedPhysBits: 1 }): Promise<Setup> {
+async function setup(
+  spec: FakeHost = { cpuid: ROME_CPUID },
+  qemuAnswer: QemuSevProbe = { ok: true, cbitpos: 47, reducedPhysBits: 1 },
+): Promise<Setup> {
   const host = await makeFakeHost(spec);
   cleanups.push(host.remove);
   const qemu = join(host.root, 'usr/bin/qemu-system-x86_64');
@@ -101,7 +104,10 @@ describe('resolveHostCaps lookup order', () => {
     await mkdir(join(s.seed, '..'), { recursive: true });
     await writeFile(s.seed, '{"amd-sev": {"cbitpos": 47}}');
     await place(s.proxmox, 'proxmox-epyc-genoa.json');
-    await expect(s.resolve()).rejects.toMatchObject({ code: 'SUP_ERR_HOST_CAPS_FILE', details: { file: s.seed, key: 'amd-sev.reduced-phys-bits' } });
+    await expect(s.resolve()).rejects.toMatchObject({
+      code: 'SUP_ERR_HOST_CAPS_FILE',
+      details: { file: s.seed, key: 'amd-sev.reduced-phys-bits' },
+    });
   });
 
   it('with no file, probes live and caches the result under the QEMU key', async () => {

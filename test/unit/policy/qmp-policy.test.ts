@@ -62,7 +62,9 @@ const APPENDIX_A = `
   x-query-virtio-queue-element x-query-virtio-queue-status x-query-virtio-status
   x-query-virtio-vhost-queue-status xen-colo-do-checkpoint xen-load-devices-state
   xen-save-devices-state xen-set-global-dirty-log xen-set-replication yank
-`.split(/\s+/).filter((n) => n !== '');
+`
+  .split(/\s+/)
+  .filter((n) => n !== '');
 
 /** qemu-sev-facts §8: commands QEMU 10.x added that sevsup classifies too. */
 const ADDITIONS_10 = ['query-migrationthreads', 'blockdev-set-active'];
@@ -88,8 +90,18 @@ describe('the command table', () => {
   it.each<[RefusalReason, string[]]>([
     [
       'migration',
-      ['migrate', 'migrate-incoming', 'migrate-recover', 'migrate-pause', 'migrate-continue', 'migrate-start-postcopy',
-        'migrate_cancel', 'migrate-set-capabilities', 'migrate-set-parameters', 'client_migrate_info'],
+      [
+        'migrate',
+        'migrate-incoming',
+        'migrate-recover',
+        'migrate-pause',
+        'migrate-continue',
+        'migrate-start-postcopy',
+        'migrate_cancel',
+        'migrate-set-capabilities',
+        'migrate-set-parameters',
+        'client_migrate_info',
+      ],
     ],
     ['snapshot-vmstate', ['snapshot-save', 'snapshot-load', 'snapshot-delete', 'replay-seek']],
     ['memory-dump', ['dump-guest-memory', 'memsave', 'pmemsave']],
@@ -102,9 +114,24 @@ describe('the command table', () => {
     ['screen', ['screendump']],
     [
       'host-access',
-      ['blockdev-add', 'blockdev-create', 'blockdev-reopen', 'blockdev-change-medium', 'blockdev-snapshot-sync',
-        'change-backing-file', 'drive-backup', 'drive-mirror', 'block-export-add', 'nbd-server-add', 'nbd-server-start',
-        'chardev-add', 'chardev-change', 'netdev_add', 'object-add', 'dumpdtb'],
+      [
+        'blockdev-add',
+        'blockdev-create',
+        'blockdev-reopen',
+        'blockdev-change-medium',
+        'blockdev-snapshot-sync',
+        'change-backing-file',
+        'drive-backup',
+        'drive-mirror',
+        'block-export-add',
+        'nbd-server-add',
+        'nbd-server-start',
+        'chardev-add',
+        'chardev-change',
+        'netdev_add',
+        'object-add',
+        'dumpdtb',
+      ],
     ],
     ['unstable', ['x-exit-preconfig', 'x-query-virtio-queue-element', 'x-blockdev-change', 'x-debug-query-block-graph']],
   ])('refuses the %s family', (reason, names) => {
@@ -121,10 +148,23 @@ describe('the command table', () => {
 
   it.each([
     // Read-only status of refused families, disk-only snapshots, disk exports, attestation evidence.
-    'query-migrate', 'query-dump', 'query-colo-status', 'blockdev-snapshot-internal-sync',
-    'transaction', 'nbd-server-stop', 'block-export-del', 'query-sev', 'query-sev-launch-measure',
-    'query-sev-attestation-report', 'chardev-remove', 'device_add', 'object-del', 'cont', 'quit',
-    'qmp_capabilities', 'human-monitor-command',
+    'query-migrate',
+    'query-dump',
+    'query-colo-status',
+    'blockdev-snapshot-internal-sync',
+    'transaction',
+    'nbd-server-stop',
+    'block-export-del',
+    'query-sev',
+    'query-sev-launch-measure',
+    'query-sev-attestation-report',
+    'chardev-remove',
+    'device_add',
+    'object-del',
+    'cont',
+    'quit',
+    'qmp_capabilities',
+    'human-monitor-command',
   ])('allows %s (rules for arguments, HMP and hold apply in decide)', (name) => {
     expect(reasonOf(name)).toBe('allowed');
   });
@@ -158,7 +198,17 @@ describe('classifyCommand for names outside the table', () => {
 describe('re-allowable reasons', () => {
   it('keeps the memory family, launch secrets, HMP and the supervisor channel final', () => {
     for (const reason of MEMORY_FAMILY) expect(REALLOWABLE_REASONS.has(reason)).toBe(false);
-    for (const reason of ['launch-secret', 'hmp', 'held', 'supervisor-channel', 'bad-message', 'config-deny', 'tracing', 'fd-passing', 'qom-property'] as const) {
+    for (const reason of [
+      'launch-secret',
+      'hmp',
+      'held',
+      'supervisor-channel',
+      'bad-message',
+      'config-deny',
+      'tracing',
+      'fd-passing',
+      'qom-property',
+    ] as const) {
       expect(REALLOWABLE_REASONS.has(reason)).toBe(false);
     }
   });
@@ -229,9 +279,22 @@ describe('argument rules', () => {
 
   // Devices that open a host file, directory or device node with QEMU's privileges (issue 9 #11).
   it.each([
-    'guest-loader', 'usb-mtp', 'usb-host', 'USB-HOST', 'u2f-passthru', 'u2f-emulated', 'ccid-card-emulated',
-    'vhost-vsock-pci', 'vhost-vsock-device', 'vhost-vsock-pci-non-transitional', 'vhost-vsock-ccw',
-    'vhost-scsi', 'vhost-scsi-pci', 'vhost-scsi-pci-non-transitional', 'pvrdma', 'x-pci-proxy-dev',
+    'guest-loader',
+    'usb-mtp',
+    'usb-host',
+    'USB-HOST',
+    'u2f-passthru',
+    'u2f-emulated',
+    'ccid-card-emulated',
+    'vhost-vsock-pci',
+    'vhost-vsock-device',
+    'vhost-vsock-pci-non-transitional',
+    'vhost-vsock-ccw',
+    'vhost-scsi',
+    'vhost-scsi-pci',
+    'vhost-scsi-pci-non-transitional',
+    'pvrdma',
+    'x-pci-proxy-dev',
   ])('driver %s is host-access', (driver) => {
     expect(refusedDeviceDriver(driver)).toBe('host-access');
   });

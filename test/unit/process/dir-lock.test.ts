@@ -28,7 +28,9 @@ function holder(mode: 'exclusive' | 'shared'): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   return new Promise((resolve, reject) => {
-    child.stdout?.once('data', (chunk: Buffer) => (chunk.toString().trim() === 'locked' ? resolve(child) : reject(new Error(chunk.toString()))));
+    child.stdout?.once('data', (chunk: Buffer) =>
+      chunk.toString().trim() === 'locked' ? resolve(child) : reject(new Error(chunk.toString())),
+    );
   });
 }
 

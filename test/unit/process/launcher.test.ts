@@ -26,9 +26,11 @@ async function launch(...args: Parameters<typeof launchQemu>): Promise<QemuProce
 }
 
 /** A ready check that waits for `text` on the child's stderr. */
-const stderrSays = (text: string) => async (proc: QemuProcess): Promise<void> => {
-  while (!proc.stderrTail().includes(text)) await delay(10);
-};
+const stderrSays =
+  (text: string) =>
+  async (proc: QemuProcess): Promise<void> => {
+    while (!proc.stderrTail().includes(text)) await delay(10);
+  };
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {

@@ -36,14 +36,14 @@ describe('StderrTail', () => {
 
 describe('errorLines', () => {
   it('drops blank lines and warnings', () => {
-    expect(errorLines('qemu: warning: host doesn\'t support x\n\nqemu: -accel kvm: failed\n  \n')).toEqual(['qemu: -accel kvm: failed']);
+    expect(errorLines("qemu: warning: host doesn't support x\n\nqemu: -accel kvm: failed\n  \n")).toEqual(['qemu: -accel kvm: failed']);
   });
 });
 
 describe('redactQemuLine / redactQemuOutput', () => {
-  it('keeps QEMU\'s own messages and drops trace output, which can carry command arguments', () => {
-    expect(redactQemuLine('qemu-system-x86_64: warning: host doesn\'t support requested feature')).toBe(
-      'qemu-system-x86_64: warning: host doesn\'t support requested feature',
+  it("keeps QEMU's own messages and drops trace output, which can carry command arguments", () => {
+    expect(redactQemuLine("qemu-system-x86_64: warning: host doesn't support requested feature")).toBe(
+      "qemu-system-x86_64: warning: host doesn't support requested feature",
     );
     expect(redactQemuLine('qmp_enter_sev_inject_launch_secret {"packet-header": "AAAA", "secret": "BBBB"}')).toBeNull();
     expect(redactQemuLine('12345@1700000000.123456:handle_qmp_command mon 0x55 req {"execute": "x"}')).toBeNull();
@@ -53,11 +53,19 @@ describe('redactQemuLine / redactQemuOutput', () => {
     expect(redactQemuLine('qemu-system-x86_64: -blockdev {"driver":"file","filename":"/srv/a: b"}: Could not open: No such file')).toBe(
       'qemu-system-x86_64: -blockdev …: Could not open: No such file',
     );
-    expect(redactQemuLine('qemu-system-x86_64: -accel kvm: sev_kvm_init: cbitpos check failed')).toBe('qemu-system-x86_64: -accel kvm: sev_kvm_init: cbitpos check failed');
+    expect(redactQemuLine('qemu-system-x86_64: -accel kvm: sev_kvm_init: cbitpos check failed')).toBe(
+      'qemu-system-x86_64: -accel kvm: sev_kvm_init: cbitpos check failed',
+    );
     expect(redactQemuLine('qemu-system-x86_64: -bogus-option: invalid option')).toBe('qemu-system-x86_64: -bogus-option: invalid option');
-    expect(redactQemuLine('qemu-system-x86_64: -append console=ttyS0 x y: too long')).toBe('qemu-system-x86_64: -append …: (message left out: it echoes the option)');
-    expect(redactQemuLine('qemu-system-x86_64: -chardev socket,id=m,path=/run/x.sock: Failed to bind')).toBe('qemu-system-x86_64: -chardev …: Failed to bind');
-    expect(redactQemuLine(`qemu-system-x86_64: bad packet ${'QUJD'.repeat(12)}== here`)).toBe('qemu-system-x86_64: bad packet [redacted] here');
+    expect(redactQemuLine('qemu-system-x86_64: -append console=ttyS0 x y: too long')).toBe(
+      'qemu-system-x86_64: -append …: (message left out: it echoes the option)',
+    );
+    expect(redactQemuLine('qemu-system-x86_64: -chardev socket,id=m,path=/run/x.sock: Failed to bind')).toBe(
+      'qemu-system-x86_64: -chardev …: Failed to bind',
+    );
+    expect(redactQemuLine(`qemu-system-x86_64: bad packet ${'QUJD'.repeat(12)}== here`)).toBe(
+      'qemu-system-x86_64: bad packet [redacted] here',
+    );
     expect(redactQemuLine(`qemu-system-x86_64: ${'a b '.repeat(200)}`)?.length).toBe(MAX_STDERR_LINE + 1);
   });
 
@@ -65,7 +73,9 @@ describe('redactQemuLine / redactQemuOutput', () => {
     expect(redactQemuLine('Could not access KVM kernel module: No such file or directory')).toBe(
       'Could not access KVM kernel module: No such file or directory',
     );
-    expect(redactQemuLine('ioctl(KVM_CREATE_VM) failed: 12 Cannot allocate memory')).toBe('ioctl(KVM_CREATE_VM) failed: 12 Cannot allocate memory');
+    expect(redactQemuLine('ioctl(KVM_CREATE_VM) failed: 12 Cannot allocate memory')).toBe(
+      'ioctl(KVM_CREATE_VM) failed: 12 Cannot allocate memory',
+    );
     // Only at the start of a line: a trace line that mentions the text is still left out.
     expect(redactQemuLine('kvm_vm_ioctl type 0x1 Could not access KVM kernel module: x')).toBeNull();
   });

@@ -16,7 +16,10 @@ function fresh(offered: readonly string[] = ['oob']): ClientSession {
 
 function negotiated(oob = false, offered: readonly string[] = ['oob']): ClientSession {
   const session = fresh(offered);
-  const action = session.handle(oob ? { execute: 'qmp_capabilities', arguments: { enable: ['oob'] } } : { execute: 'qmp_capabilities' }, HELD);
+  const action = session.handle(
+    oob ? { execute: 'qmp_capabilities', arguments: { enable: ['oob'] } } : { execute: 'qmp_capabilities' },
+    HELD,
+  );
   expect(action).toEqual({ kind: 'reply', reply: { return: {} } });
   return session;
 }
@@ -31,16 +34,52 @@ const err = (cls: string, desc: string, id?: unknown): Record<string, unknown> =
 
 describe('before negotiation (QEMU 7.2 texts)', () => {
   it.each([
-    ['a command', { execute: 'query-status', id: 1 }, err('CommandNotFound', "Expecting capabilities negotiation with 'qmp_capabilities'", 1)],
-    ['an unknown command', { execute: 'nonexist', id: 9 }, err('CommandNotFound', "Expecting capabilities negotiation with 'qmp_capabilities'", 9)],
-    ['a refused command (nothing is decided yet)', { execute: 'migrate', id: 'm' }, err('CommandNotFound', "Expecting capabilities negotiation with 'qmp_capabilities'", 'm')],
-    ['exec-oob (oob is not enabled yet)', { 'exec-oob': 'yank', id: 2 }, err('GenericError', "QMP input member 'exec-oob' is unexpected", 2)],
+    [
+      'a command',
+      { execute: 'query-status', id: 1 },
+      err('CommandNotFound', "Expecting capabilities negotiation with 'qmp_capabilities'", 1),
+    ],
+    [
+      'an unknown command',
+      { execute: 'nonexist', id: 9 },
+      err('CommandNotFound', "Expecting capabilities negotiation with 'qmp_capabilities'", 9),
+    ],
+    [
+      'a refused command (nothing is decided yet)',
+      { execute: 'migrate', id: 'm' },
+      err('CommandNotFound', "Expecting capabilities negotiation with 'qmp_capabilities'", 'm'),
+    ],
+    [
+      'exec-oob (oob is not enabled yet)',
+      { 'exec-oob': 'yank', id: 2 },
+      err('GenericError', "QMP input member 'exec-oob' is unexpected", 2),
+    ],
     ['a non-object (no id)', [1], err('GenericError', 'QMP input must be a JSON object')],
-    ['an unknown capability', { execute: 'qmp_capabilities', arguments: { enable: ['foo'] }, id: 3 }, err('GenericError', "Parameter 'null' does not accept value 'foo'", 3)],
-    ['enable not a list', { execute: 'qmp_capabilities', arguments: { enable: 'oob' }, id: 4 }, err('GenericError', "Invalid parameter type for 'enable', expected: array", 4)],
-    ['an extra argument', { execute: 'qmp_capabilities', arguments: { x: 1 }, id: 5 }, err('GenericError', "Parameter 'x' is unexpected", 5)],
-    ['a non-string capability', { execute: 'qmp_capabilities', arguments: { enable: [1] }, id: 6 }, err('GenericError', "Invalid parameter type for 'enable[0]', expected: string", 6)],
-    ['arguments not an object', { execute: 'qmp_capabilities', arguments: [], id: 7 }, err('GenericError', "QMP input member 'arguments' must be an object", 7)],
+    [
+      'an unknown capability',
+      { execute: 'qmp_capabilities', arguments: { enable: ['foo'] }, id: 3 },
+      err('GenericError', "Parameter 'null' does not accept value 'foo'", 3),
+    ],
+    [
+      'enable not a list',
+      { execute: 'qmp_capabilities', arguments: { enable: 'oob' }, id: 4 },
+      err('GenericError', "Invalid parameter type for 'enable', expected: array", 4),
+    ],
+    [
+      'an extra argument',
+      { execute: 'qmp_capabilities', arguments: { x: 1 }, id: 5 },
+      err('GenericError', "Parameter 'x' is unexpected", 5),
+    ],
+    [
+      'a non-string capability',
+      { execute: 'qmp_capabilities', arguments: { enable: [1] }, id: 6 },
+      err('GenericError', "Invalid parameter type for 'enable[0]', expected: string", 6),
+    ],
+    [
+      'arguments not an object',
+      { execute: 'qmp_capabilities', arguments: [], id: 7 },
+      err('GenericError', "QMP input member 'arguments' must be an object", 7),
+    ],
     ['an extra member', { execute: 'qmp_capabilities', foo: 1, id: 8 }, err('GenericError', "QMP input member 'foo' is unexpected", 8)],
     ['no execute', { id: 10 }, err('GenericError', "QMP input lacks member 'execute'", 10)],
   ])('%s', (_what, message, expected) => {
@@ -51,7 +90,9 @@ describe('before negotiation (QEMU 7.2 texts)', () => {
 
   it('negotiates with duplicated oob and an object id, then refuses a second negotiation', () => {
     const session = fresh();
-    expect(reply(session.handle({ execute: 'qmp_capabilities', arguments: { enable: ['oob', 'oob'] }, id: { a: [1, null] } }, HELD))).toEqual({
+    expect(
+      reply(session.handle({ execute: 'qmp_capabilities', arguments: { enable: ['oob', 'oob'] }, id: { a: [1, null] } }, HELD)),
+    ).toEqual({
       return: {},
       id: { a: [1, null] },
     });
@@ -76,7 +117,9 @@ describe('before negotiation (QEMU 7.2 texts)', () => {
     expect(session.isNegotiated).toBe(false);
     expect(reply(session.handle({ execute: 'qmp_capabilities', arguments: { enable: [] } }, HELD))).toEqual({ return: {} });
     expect(session.oob).toBe(false);
-    expect(reply(session.handle({ 'exec-oob': 'query-yank', id: 1 }, HELD))).toEqual(err('GenericError', "QMP input member 'exec-oob' is unexpected", 1));
+    expect(reply(session.handle({ 'exec-oob': 'query-yank', id: 1 }, HELD))).toEqual(
+      err('GenericError', "QMP input member 'exec-oob' is unexpected", 1),
+    );
   });
 });
 
@@ -117,13 +160,25 @@ describe('ids and forwarding', () => {
       err('GenericError', 'migrate refused by sevsup: migration', id),
     );
     const action = session.handle({ execute: 'query-status', id }, HELD);
-    expect(action).toEqual({ kind: 'forward', command: 'query-status', oob: false, request: { execute: 'query-status' }, id: { value: id } });
+    expect(action).toEqual({
+      kind: 'forward',
+      command: 'query-status',
+      oob: false,
+      request: { execute: 'query-status' },
+      id: { value: id },
+    });
   });
 
   it('forwards no id member when the client sent none, and only name and arguments', () => {
     const args = { path: '/machine' };
     const action = negotiated().handle({ arguments: args, execute: 'qom-list' }, HELD);
-    expect(action).toEqual({ kind: 'forward', command: 'qom-list', oob: false, request: { execute: 'qom-list', arguments: args }, id: null });
+    expect(action).toEqual({
+      kind: 'forward',
+      command: 'qom-list',
+      oob: false,
+      request: { execute: 'qom-list', arguments: args },
+      id: null,
+    });
   });
 
   it('forwards exec-oob as exec-oob once oob is enabled, and refuses refused commands either way', () => {
@@ -136,12 +191,19 @@ describe('ids and forwarding', () => {
       id: { value: 1 },
     });
     const refused = session.handle({ 'exec-oob': 'migrate-pause', id: 2 }, HELD);
-    expect(refused).toMatchObject({ kind: 'reply', reply: err('GenericError', 'migrate-pause refused by sevsup: migration', 2), refusal: { reason: 'migration' } });
+    expect(refused).toMatchObject({
+      kind: 'reply',
+      reply: err('GenericError', 'migrate-pause refused by sevsup: migration', 2),
+      refusal: { reason: 'migration' },
+    });
   });
 
   it('refuses cont while held and lets it through when not', () => {
     expect(negotiated().handle({ execute: 'cont' }, HELD)).toMatchObject({ kind: 'reply', refusal: { reason: 'held' } });
-    expect(negotiated().handle({ execute: 'cont' }, { ...HELD, held: false, vmState: 'running' })).toMatchObject({ kind: 'forward', command: 'cont' });
+    expect(negotiated().handle({ execute: 'cont' }, { ...HELD, held: false, vmState: 'running' })).toMatchObject({
+      kind: 'forward',
+      command: 'cont',
+    });
   });
 
   it('isOutOfBand is QEMU qmp_is_oob: exec-oob without execute, whatever else is wrong', () => {
@@ -153,15 +215,21 @@ describe('ids and forwarding', () => {
 
   it('never throws and never forwards a command decide() refuses (any JSON value, any name)', () => {
     const names = fc.oneof(fc.constantFrom(...QMP_COMMANDS.keys()), fc.string());
-    const request = fc.record(
-      {
-        member: fc.constantFrom('execute', 'exec-oob'),
-        name: names,
-        args: fc.oneof(fc.dictionary(fc.string(), fc.jsonValue()), fc.record({ 'command-line': fc.string() })),
-        id: fc.jsonValue(),
-      },
-      { requiredKeys: ['member', 'name'] },
-    ).map(({ member, name, args, id }) => ({ [member]: name, ...(args === undefined ? {} : { arguments: args }), ...(id === undefined ? {} : { id }) }));
+    const request = fc
+      .record(
+        {
+          member: fc.constantFrom('execute', 'exec-oob'),
+          name: names,
+          args: fc.oneof(fc.dictionary(fc.string(), fc.jsonValue()), fc.record({ 'command-line': fc.string() })),
+          id: fc.jsonValue(),
+        },
+        { requiredKeys: ['member', 'name'] },
+      )
+      .map(({ member, name, args, id }) => ({
+        [member]: name,
+        ...(args === undefined ? {} : { arguments: args }),
+        ...(id === undefined ? {} : { id }),
+      }));
     fc.assert(
       fc.property(fc.oneof(fc.jsonValue(), request), fc.boolean(), (value, oob) => {
         const action = negotiated(oob).handle(value, HELD);

@@ -50,7 +50,19 @@ describe('refused families, through execute and exec-oob', () => {
 describe('allowed commands', () => {
   const SIMPLE = ALLOWED_NAMES.filter(
     (n) =>
-      !['device_add', 'object-add', 'netdev_add', 'add_client', 'yank', 'chardev-change', 'chardev-remove', 'human-monitor-command', 'transaction', 'qom-set', 'object-del'].includes(n),
+      ![
+        'device_add',
+        'object-add',
+        'netdev_add',
+        'add_client',
+        'yank',
+        'chardev-change',
+        'chardev-remove',
+        'human-monitor-command',
+        'transaction',
+        'qom-set',
+        'object-del',
+      ].includes(n),
   );
   it.each(MEMBERS.flatMap((member) => SIMPLE.map((name) => [member, name] as const)))('%s %s passes', (member, name) => {
     expect(decide(msg(member, name, {}), CTX)).toMatchObject({ allow: true, command: name });
@@ -70,10 +82,19 @@ describe('message shape', () => {
     ['object name', { execute: { name: 'migrate' } }, "'execute' must be a string"],
     ['null name', { execute: null }, "'execute' must be a string"],
     ['unknown member', { execute: 'query-status', control: {} }, "member 'control' is unexpected"],
-    ['own __proto__ member', parseStrictJson('{"execute":"query-status","__proto__":{"execute":"migrate"}}'), "member '__proto__' is unexpected"],
+    [
+      'own __proto__ member',
+      parseStrictJson('{"execute":"query-status","__proto__":{"execute":"migrate"}}'),
+      "member '__proto__' is unexpected",
+    ],
   ])('%s is refused as bad-message', (_label, value, detail) => {
     const decision = decide(value, CTX);
-    expect(decision).toMatchObject({ allow: false, command: null, reason: 'bad-message', message: 'QMP input refused by sevsup: bad-message' });
+    expect(decision).toMatchObject({
+      allow: false,
+      command: null,
+      reason: 'bad-message',
+      message: 'QMP input refused by sevsup: bad-message',
+    });
     if (!decision.allow) expect(decision.detail).toContain(detail);
   });
 
@@ -176,12 +197,15 @@ describe('human-monitor-command', () => {
     }
   });
 
-  it.each<[unknown]>([[undefined], [{}], [{ 'command-line': 1 }], [{ command_line: 'info status' }], [{ 'command-line': ['info status'] }]])(
-    'arguments %j are refused as bad-message',
-    (args) => {
-      expect(reasonOf(decide(msg('execute', 'human-monitor-command', args), CTX))).toBe('bad-message');
-    },
-  );
+  it.each<[unknown]>([
+    [undefined],
+    [{}],
+    [{ 'command-line': 1 }],
+    [{ command_line: 'info status' }],
+    [{ 'command-line': ['info status'] }],
+  ])('arguments %j are refused as bad-message', (args) => {
+    expect(reasonOf(decide(msg('execute', 'human-monitor-command', args), CTX))).toBe('bad-message');
+  });
 
   it('lets qmp-deny remove even the read-only info commands', () => {
     expect(reasonOf(decide(hmp('info status'), ctx({ deny: ['human-monitor-command'] })))).toBe('config-deny');
@@ -236,10 +260,16 @@ describe('argument rules', () => {
   });
 
   it('refuses host-access commands unless qmp-allow names them, and qmp-deny still wins', () => {
-    expect(reasonOf(decide(msg('execute', 'chardev-add', { id: 'c', backend: { type: 'file', data: { out: '/etc/x' } } }), CTX))).toBe('host-access');
+    expect(reasonOf(decide(msg('execute', 'chardev-add', { id: 'c', backend: { type: 'file', data: { out: '/etc/x' } } }), CTX))).toBe(
+      'host-access',
+    );
     expect(reasonOf(decide(msg('execute', 'netdev_add', { type: 'tap', id: 'n', script: '/tmp/x' }), CTX))).toBe('host-access');
     expect(reasonOf(decide(msg('execute', 'dumpdtb', { filename: '/etc/passwd' }), ctx({ deny: ['dumpdtb'] })))).toBe('config-deny');
-    expect(reasonOf(decide(msg('execute', 'blockdev-add', { driver: 'file', 'node-name': 'f', filename: '/x' }), ctx({ allow: ['blockdev-add'] })))).toBe('allowed');
+    expect(
+      reasonOf(
+        decide(msg('execute', 'blockdev-add', { driver: 'file', 'node-name': 'f', filename: '/x' }), ctx({ allow: ['blockdev-add'] })),
+      ),
+    ).toBe('allowed');
   });
 
   it('applies the rules even when qmp-allow names the command', () => {
@@ -297,7 +327,7 @@ describe('host paths, tracing, fd passing and qom-set (issue 9)', () => {
     expect(reasonOf(decide(msg('execute', name, args), CTX))).toBe(expected);
   });
 
-  it('a VM\'s qmp-allow cannot lift tracing, fd passing or a qom-set rule', () => {
+  it("a VM's qmp-allow cannot lift tracing, fd passing or a qom-set rule", () => {
     const lifting = ctx({ allow: ['trace-event-set-state', 'getfd', 'qom-set', 'block-stream'] });
     expect(reasonOf(decide(msg('execute', 'trace-event-set-state', { name: '*', enable: true }), lifting))).toBe('tracing');
     expect(reasonOf(decide(msg('execute', 'getfd', { fdname: 'x' }), lifting))).toBe('fd-passing');
@@ -382,14 +412,21 @@ describe('transaction: each action gets the verdict of its command sent alone', 
       }),
       CTX,
     );
-    expect(decision).toMatchObject({ allow: false, command: 'transaction', reason: 'host-access', message: 'transaction refused by sevsup: host-access' });
+    expect(decision).toMatchObject({
+      allow: false,
+      command: 'transaction',
+      reason: 'host-access',
+      message: 'transaction refused by sevsup: host-access',
+    });
     expect(!decision.allow && decision.detail).toContain('action 1 (drive-backup)');
   });
 
   it("follows the VM's qmp-allow and qmp-deny exactly as for the command alone", () => {
     const data = { device: 'disk0', target: '/tmp/x', sync: 'full' };
     expect(reasonOf(decide(tx('drive-backup', data), ctx({ allow: ['drive-backup'] })))).toBe('allowed');
-    expect(reasonOf(decide(tx('blockdev-snapshot', { node: 'a', overlay: 'b' }), ctx({ deny: ['blockdev-snapshot'] })))).toBe('config-deny');
+    expect(reasonOf(decide(tx('blockdev-snapshot', { node: 'a', overlay: 'b' }), ctx({ deny: ['blockdev-snapshot'] })))).toBe(
+      'config-deny',
+    );
   });
 
   it('property: an action is allowed exactly when its command alone is (any context, any data)', () => {
@@ -413,7 +450,11 @@ describe('transaction: each action gets the verdict of its command sent alone', 
 
 describe('hold and VM config', () => {
   it.each(MEMBERS)('refuses %s cont while held, allows it otherwise', (member) => {
-    expect(decide(msg(member, 'cont'), ctx({ held: true }))).toMatchObject({ allow: false, reason: 'held', message: 'cont refused by sevsup: held' });
+    expect(decide(msg(member, 'cont'), ctx({ held: true }))).toMatchObject({
+      allow: false,
+      reason: 'held',
+      message: 'cont refused by sevsup: held',
+    });
     expect(decide(msg(member, 'cont'), ctx({ held: true, allow: ['cont'] }))).toMatchObject({ allow: false, reason: 'held' });
     expect(decide(msg(member, 'cont'), ctx({ held: false }))).toMatchObject({ allow: true });
     expect(decide(msg(member, 'stop'), ctx({ held: true }))).toMatchObject({ allow: true });
@@ -479,7 +520,8 @@ const messageFor = (name: fc.Arbitrary<string>): fc.Arbitrary<Record<string, unk
     })
     .map(({ member, name: n, args, id, extra }) => {
       const out: Record<string, unknown> = {};
-      if (extra !== undefined) Object.defineProperty(out, extra, { value: 'query-status', enumerable: true, writable: true, configurable: true });
+      if (extra !== undefined)
+        Object.defineProperty(out, extra, { value: 'query-status', enumerable: true, writable: true, configurable: true });
       out[member] = n;
       if (args !== undefined) out['arguments'] = args;
       if (id !== undefined) out['id'] = id;
@@ -557,7 +599,9 @@ describe('properties', () => {
     fc.assert(
       fc.property(
         fc.oneof(
-          fc.tuple(ws, fc.constantFrom('info', 'Info', 'info/', 'c', 'savevm'), ws, fc.constantFrom(...subs), fc.string({ maxLength: 6 })).map((p) => p.join('')),
+          fc
+            .tuple(ws, fc.constantFrom('info', 'Info', 'info/', 'c', 'savevm'), ws, fc.constantFrom(...subs), fc.string({ maxLength: 6 }))
+            .map((p) => p.join('')),
           fc.string({ maxLength: 20 }),
         ),
         (line) => {

@@ -38,9 +38,22 @@ describe('parseSsUnix', () => {
 
 describe('peerLogFields', () => {
   it('flattens the first holder and lists the others; says why when unknown', () => {
-    expect(peerLogFields({ known: true, via: 'ss', inode: 1, processes: [{ pid: 5, uid: 1000, gid: 100, comm: 'a' }] })).toEqual({ peerPid: 5, peerUid: 1000, peerGid: 100, peerComm: 'a' });
+    expect(peerLogFields({ known: true, via: 'ss', inode: 1, processes: [{ pid: 5, uid: 1000, gid: 100, comm: 'a' }] })).toEqual({
+      peerPid: 5,
+      peerUid: 1000,
+      peerGid: 100,
+      peerComm: 'a',
+    });
     expect(
-      peerLogFields({ known: true, via: 'ss', inode: 1, processes: [{ pid: 5, uid: 0, gid: 0, comm: 'a' }, { pid: 6, uid: 1, gid: 1, comm: 'b' }] }),
+      peerLogFields({
+        known: true,
+        via: 'ss',
+        inode: 1,
+        processes: [
+          { pid: 5, uid: 0, gid: 0, comm: 'a' },
+          { pid: 6, uid: 1, gid: 1, comm: 'b' },
+        ],
+      }),
     ).toEqual({ peerPid: 5, peerUid: 0, peerGid: 0, peerComm: 'a', peerOthers: [{ pid: 6, uid: 1, gid: 1, comm: 'b' }] });
     expect(peerLogFields({ known: false, why: 'x' })).toEqual({ peer: 'unknown', peerUnknownWhy: 'x' });
   });
@@ -82,7 +95,10 @@ describe('lookupUnixPeer', () => {
   it('answers unknown, with the reason, when ss is missing or the socket is closed', async () => {
     const pair = await connectedPair();
     try {
-      expect(await lookupUnixPeer(pair.accepted, { ss: '/nonexistent/ss' })).toEqual({ known: false, why: "iproute2's ss is not installed" });
+      expect(await lookupUnixPeer(pair.accepted, { ss: '/nonexistent/ss' })).toEqual({
+        known: false,
+        why: "iproute2's ss is not installed",
+      });
       pair.accepted.destroy();
       expect(await lookupUnixPeer(pair.accepted)).toMatchObject({ known: false });
     } finally {
@@ -135,9 +151,13 @@ describe('peerCredAtAccept (SO_PEERCRED)', () => {
     });
     await new Promise<void>((resolve) => server.listen(path, resolve));
     try {
-      const child = spawn('python3', ['-c', `import socket,os;s=socket.socket(socket.AF_UNIX);s.connect(${JSON.stringify(path)});print(os.getpid(),flush=True)`], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
+      const child = spawn(
+        'python3',
+        ['-c', `import socket,os;s=socket.socket(socket.AF_UNIX);s.connect(${JSON.stringify(path)});print(os.getpid(),flush=True)`],
+        {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
       let out = '';
       child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
       await new Promise((resolve) => child.once('exit', resolve));

@@ -22,7 +22,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-const rig = (options: RigOptions = {}, register = (f: () => Promise<unknown>) => void cleanups.push(f)): Promise<Rig> => startProxyRig(options, register);
+const rig = (options: RigOptions = {}, register = (f: () => Promise<unknown>) => void cleanups.push(f)): Promise<Rig> =>
+  startProxyRig(options, register);
 
 async function client(r: Rig, oob = false): Promise<WireClient> {
   const { client: c } = await WireClient.negotiated(r.path, oob);
@@ -102,7 +103,10 @@ describe('negotiation deadline', () => {
     const r = await rig({ limits: { negotiationTimeoutMs: 150 } });
     const idle = await WireClient.connect(r.path);
     const active = await WireClient.connect(r.path);
-    cleanups.push(async () => idle.destroy(), async () => active.destroy());
+    cleanups.push(
+      async () => idle.destroy(),
+      async () => active.destroy(),
+    );
     await idle.next();
     await active.next();
     expect(await active.command({ execute: 'qmp_capabilities', id: 1 })).toEqual({ return: {}, id: 1 });
@@ -119,7 +123,10 @@ describe('ids', () => {
     const r = await rig();
     const c = await client(r);
     for (const id of IDS) {
-      expect(await c.command({ execute: 'query-status', id })).toEqual({ return: { status: 'prelaunch', singlestep: false, running: false }, id });
+      expect(await c.command({ execute: 'query-status', id })).toEqual({
+        return: { status: 'prelaunch', singlestep: false, running: false },
+        id,
+      });
       expect(await c.command({ execute: 'migrate', arguments: { uri: 'exec:true' }, id })).toEqual({
         error: { class: 'GenericError', desc: 'migrate refused by sevsup: migration' },
         id,
@@ -195,7 +202,17 @@ describe('refusals', () => {
     await c.command({ execute: 'memsave', arguments: { val: 0, size: 1, filename: '/x' } });
     await until('three audit lines', () => r.logs.filter((l) => l['msg'] === 'qmp command refused').length === 3);
     const lines = r.logs.filter((l) => l['msg'] === 'qmp command refused');
-    expect(lines[0]).toMatchObject({ level: 40, vm: 'vm1', component: 'qmp-proxy', code: 'SUP_ERR_PROXY_REFUSED', command: 'migrate', reason: 'migration', vmState: 'held', client: 1, peer: 'unknown' });
+    expect(lines[0]).toMatchObject({
+      level: 40,
+      vm: 'vm1',
+      component: 'qmp-proxy',
+      code: 'SUP_ERR_PROXY_REFUSED',
+      command: 'migrate',
+      reason: 'migration',
+      vmState: 'held',
+      client: 1,
+      peer: 'unknown',
+    });
     expect(lines[1]).toMatchObject({ command: 'human-monitor-command', reason: 'snapshot-vmstate', hmp: { name: 'savevm', sub: null } });
     expect(r.proxy.refusals()).toEqual({ migration: 1, 'snapshot-vmstate': 1, 'memory-dump': 1 });
     expect(JSON.stringify(r.logs)).not.toContain('exec:true'); // arguments are never logged
@@ -248,7 +265,9 @@ describe('ordering, disconnects and the upstream', () => {
     const slow = deferred();
     const r = await rig({ handlers: { 'query-block': slow.handler } });
     const c = await client(r, true);
-    c.write('{"execute":"query-block","id":1}{"execute":"migrate","id":2}{"execute":"query-status","id":3}{"exec-oob":"query-yank","id":4}');
+    c.write(
+      '{"execute":"query-block","id":1}{"execute":"migrate","id":2}{"execute":"query-status","id":3}{"exec-oob":"query-yank","id":4}',
+    );
     expect(await c.next()).toEqual({ return: [], id: 4 });
     await until('query-block upstream', slow.arrived);
     // One in-band request of a client at a time: query-status waits behind query-block.
@@ -355,7 +374,14 @@ describe('many clients', () => {
     c.write(Array.from({ length: N }, (_v, i) => JSON.stringify({ execute: i % 3 === 0 ? 'migrate' : 'query-status', id: i })).join(''));
     const replies = await c.nextN(N, 20_000);
     expect(replies.map((x) => x['id'])).toEqual([...Array(N).keys()]);
-    expect(r.proxy.stats().dropped).toEqual({ slow: 0, 'bad-input': 0, 'too-many-clients': 0, 'peer-limit': 0, idle: 0, 'negotiation-timeout': 0 });
+    expect(r.proxy.stats().dropped).toEqual({
+      slow: 0,
+      'bad-input': 0,
+      'too-many-clients': 0,
+      'peer-limit': 0,
+      idle: 0,
+      'negotiation-timeout': 0,
+    });
   });
 
   it('stops reading a client once its queued requests reach maxQueuedBytes, not only maxQueued', async () => {
@@ -369,7 +395,11 @@ describe('many clients', () => {
     const total = 48 * (big.length + 40);
     for (let i = 0; i < 48; i++) c.write(`${JSON.stringify({ execute: 'query-status', id: `${i}${big}` })}\n`);
     // Wait until the proxy has read all it will: our pending bytes stop changing for 200 ms.
-    for (let previous = -1, pending = c.socket.writableLength; pending !== previous; previous = pending, pending = c.socket.writableLength) {
+    for (
+      let previous = -1, pending = c.socket.writableLength;
+      pending !== previous;
+      previous = pending, pending = c.socket.writableLength
+    ) {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     // Accepted by the proxy (and the kernel's socket buffers): what left our own buffer.
@@ -423,7 +453,8 @@ describe('fair slots, idle clients and out-of-band floods (issue 9 #6 #8)', () =
     const a = await client(r, true);
     const b = await client(r, true);
     const N = 200;
-    for (const c of [a, b]) c.write(Array.from({ length: N }, (_v, i) => JSON.stringify({ 'exec-oob': 'yank', arguments: { instances: [] }, id: i })).join(''));
+    for (const c of [a, b])
+      c.write(Array.from({ length: N }, (_v, i) => JSON.stringify({ 'exec-oob': 'yank', arguments: { instances: [] }, id: i })).join(''));
     await until('two requests upstream', () => inFlight.length === 2);
     await new Promise((resolve) => setTimeout(resolve, 200));
     // One per client (each lane is serial), two in all, the rest wait in the proxy.
@@ -456,20 +487,32 @@ describe('fair slots, idle clients and out-of-band floods (issue 9 #6 #8)', () =
     slow.answer({ enabled: false });
     await own;
     await c.nextN(2);
-    expect(r.forwarded().map((x) => x.command).sort()).toEqual(['query-sev', 'query-status', 'yank']);
+    expect(
+      r
+        .forwarded()
+        .map((x) => x.command)
+        .sort(),
+    ).toEqual(['query-sev', 'query-status', 'yank']);
   });
 
   it('writes at most a burst of refusal lines per window and counts every refusal', async () => {
     const r = await rig();
     const c = await client(r);
     const N = 1000;
-    c.write(Array.from({ length: N }, (_v, i) => JSON.stringify({ execute: 'pmemsave', arguments: { val: 0, size: 1, filename: '/x' }, id: i })).join(''));
+    c.write(
+      Array.from({ length: N }, (_v, i) =>
+        JSON.stringify({ execute: 'pmemsave', arguments: { val: 0, size: 1, filename: '/x' }, id: i }),
+      ).join(''),
+    );
     await c.nextN(N, 20_000);
     await tick();
     expect(r.proxy.refusals()['memory-dump']).toBe(N);
     expect(r.logs.filter((l) => l['msg'] === 'qmp command refused').length).toBeLessThanOrEqual(100);
     await r.proxy.close();
-    expect(r.logs.find((l) => l['kind'] === 'refused')).toMatchObject({ suppressed: N - 100, msg: `${N - 100} similar qmp proxy lines suppressed` });
+    expect(r.logs.find((l) => l['kind'] === 'refused')).toMatchObject({
+      suppressed: N - 100,
+      msg: `${N - 100} similar qmp proxy lines suppressed`,
+    });
   });
 
   it('never writes a log line with the same key twice', async () => {
@@ -525,7 +568,14 @@ describe('the socket and the audit trail', () => {
     await until('the refusal at the child', () => out.includes('refused by sevsup'));
     await until('the audit line', () => r.logs.some((l) => l['msg'] === 'qmp command refused'));
     const line = r.logs.find((l) => l['msg'] === 'qmp command refused');
-    expect(line).toMatchObject({ command: 'pmemsave', reason: 'memory-dump', peerPid: child.pid, peerUid: process.geteuid?.(), peerGid: process.getegid?.(), peerComm: 'node' });
+    expect(line).toMatchObject({
+      command: 'pmemsave',
+      reason: 'memory-dump',
+      peerPid: child.pid,
+      peerUid: process.geteuid?.(),
+      peerGid: process.getegid?.(),
+      peerComm: 'node',
+    });
     child.stdin.end();
   });
 
@@ -542,7 +592,11 @@ describe('the socket and the audit trail', () => {
     const child = spawn(process.execPath, ['-e', script, r.path], { stdio: 'ignore' });
     await new Promise((resolve) => child.once('exit', resolve));
     await until('the audit line', () => r.logs.some((l) => l['msg'] === 'qmp command refused'));
-    expect(r.logs.find((l) => l['msg'] === 'qmp command refused')).toMatchObject({ command: 'pmemsave', peerPid: child.pid, peerUid: process.geteuid?.() });
+    expect(r.logs.find((l) => l['msg'] === 'qmp command refused')).toMatchObject({
+      command: 'pmemsave',
+      peerPid: child.pid,
+      peerUid: process.geteuid?.(),
+    });
   });
 });
 
@@ -551,7 +605,10 @@ describe('property: no input makes the proxy throw, hang or forward a refused co
   const local: (() => Promise<unknown>)[] = [];
   beforeAll(async () => {
     r = await rig(
-      { handlers: { quit: () => ({ return: {} }), 'human-monitor-command': () => ({ return: '' }) }, limits: { maxMessageBytes: 2048, maxDepth: 8 } },
+      {
+        handlers: { quit: () => ({ return: {} }), 'human-monitor-command': () => ({ return: '' }) },
+        limits: { maxMessageBytes: 2048, maxDepth: 8 },
+      },
       (f) => void local.push(f),
     );
   });
@@ -560,8 +617,16 @@ describe('property: no input makes the proxy throw, hang or forward a refused co
   });
 
   const escapeAll = (s: string): string => [...s].map((ch) => `\\u${(ch.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`).join('');
-  const name = fc.oneof(fc.constantFrom(...QMP_COMMANDS.keys()), fc.constantFrom('migrate', 'savevm', 'cont', 'human-monitor-command'), fc.string({ maxLength: 12 }));
-  const hmpLine = fc.tuple(fc.constantFrom('', ' ', '\t', '  \t'), fc.constantFrom('savevm', 'migrate', 'c', 'cont', 'info status', 'info mem', 'x', 'pmemsave', 'info', 'quit', 'q'), fc.string({ maxLength: 8 }));
+  const name = fc.oneof(
+    fc.constantFrom(...QMP_COMMANDS.keys()),
+    fc.constantFrom('migrate', 'savevm', 'cont', 'human-monitor-command'),
+    fc.string({ maxLength: 12 }),
+  );
+  const hmpLine = fc.tuple(
+    fc.constantFrom('', ' ', '\t', '  \t'),
+    fc.constantFrom('savevm', 'migrate', 'c', 'cont', 'info status', 'info mem', 'x', 'pmemsave', 'info', 'quit', 'q'),
+    fc.string({ maxLength: 8 }),
+  );
   const message = fc
     .record({
       member: fc.constantFrom('execute', 'exec-oob'),
@@ -608,7 +673,12 @@ describe('property: no input makes the proxy throw, hang or forward a refused co
           // Not hung: the proxy still answers this client (if it kept it) and a new one.
           if (!c.isClosed) {
             // 0xFF resets QMP framing (qmp-spec), ending any value the stream left open.
-            c.write(Buffer.concat([Buffer.from([0xff]), Buffer.from('\n{"execute":"qmp_capabilities"}{"execute":"query-status","id":"sentinel"}')]));
+            c.write(
+              Buffer.concat([
+                Buffer.from([0xff]),
+                Buffer.from('\n{"execute":"qmp_capabilities"}{"execute":"query-status","id":"sentinel"}'),
+              ]),
+            );
             await until('the sentinel reply or a disconnect', () => c.isClosed || c.all.some((m) => m['id'] === 'sentinel'), 5_000);
           }
         } finally {
@@ -618,7 +688,10 @@ describe('property: no input makes the proxy throw, hang or forward a refused co
         expect(await probe.client.command({ execute: 'query-status', id: 'probe' }, 5_000)).toMatchObject({ id: 'probe' });
         probe.client.destroy();
         for (const sent of r.forwarded()) {
-          const request = { [sent.oob ? 'exec-oob' : 'execute']: sent.command, ...(sent.arguments === undefined ? {} : { arguments: sent.arguments }) };
+          const request = {
+            [sent.oob ? 'exec-oob' : 'execute']: sent.command,
+            ...(sent.arguments === undefined ? {} : { arguments: sent.arguments }),
+          };
           expect(classifyCommand(sent.command).verdict, sent.raw).toBe('allowed');
           expect(decide(request, HELD).allow, sent.raw).toBe(true);
         }

@@ -3,12 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hasCode, isSupervisorError } from '../../../src/errors.js';
-import {
-  DEFAULT_MAX_JSON_DEPTH,
-  parseStrictJson,
-  type StrictJsonOptions,
-  type StrictJsonProblem,
-} from '../../../src/proxy/strict-json.js';
+import { DEFAULT_MAX_JSON_DEPTH, parseStrictJson, type StrictJsonOptions, type StrictJsonProblem } from '../../../src/proxy/strict-json.js';
 
 function problemOf(text: string, options?: StrictJsonOptions): StrictJsonProblem | 'accepted' {
   try {
@@ -75,8 +70,8 @@ describe('parseStrictJson refuses', () => {
     ['duplicate key nested in arguments', '{"execute":"x","arguments":{"a":1,"b":{"c":1,"c":2}}}', 'duplicate-key'],
     ['duplicate key inside an array', '[{"a":1},{"a":1,"a":1}]', 'duplicate-key'],
     ['duplicate empty key', '{"":1,"":2}', 'duplicate-key'],
-    ['single-quoted value', "{\"execute\":'migrate'}", 'single-quote'],
-    ['single-quoted key', "{'execute':\"migrate\"}", 'single-quote'],
+    ['single-quoted value', '{"execute":\'migrate\'}', 'single-quote'],
+    ['single-quoted key', '{\'execute\':"migrate"}', 'single-quote'],
     ['trailing object', '{"execute":"query-status"}{"execute":"migrate"}', 'trailing-garbage'],
     ['trailing text', '{"execute":"query-status"} x', 'trailing-garbage'],
     ['trailing comma in object', '{"a":1,}', 'unexpected-character'],
@@ -234,7 +229,9 @@ function restyle(value: unknown, seed: number): string {
   const walk = (v: unknown): string => {
     if (Array.isArray(v)) return `[${ws()}${v.map((x) => ws() + walk(x) + ws()).join(',')}]`;
     if (typeof v === 'object' && v !== null) {
-      return `{${ws()}${Object.entries(v).map(([k, x]) => `${ws()}${str(k)}${ws()}:${ws()}${walk(x)}${ws()}`).join(',')}}`;
+      return `{${ws()}${Object.entries(v)
+        .map(([k, x]) => `${ws()}${str(k)}${ws()}:${ws()}${walk(x)}${ws()}`)
+        .join(',')}}`;
     }
     if (typeof v === 'string') return str(v);
     return JSON.stringify(v);

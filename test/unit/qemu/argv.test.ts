@@ -182,7 +182,9 @@ describe('buildQemuArgv invariants', () => {
   });
 
   it('opens backing images read-only, deepest first, and pins a raw base without a backing key', () => {
-    const argv = buildQemuArgv(inputFor(specFor('vm1', SCENARIOS['disk-backing-chain']!.lines), undefined, SCENARIOS['disk-backing-chain']!.backingChains));
+    const argv = buildQemuArgv(
+      inputFor(specFor('vm1', SCENARIOS['disk-backing-chain']!.lines), undefined, SCENARIOS['disk-backing-chain']!.backingChains),
+    );
     const nodes = argv.filter((_, i) => argv[i - 1] === '-blockdev').map((b) => JSON.parse(b) as Record<string, unknown>);
     const backing = nodes.filter((n) => String(n['node-name']).includes('backing'));
     expect(backing.every((n) => n['read-only'] === true)).toBe(true);
@@ -194,10 +196,7 @@ describe('buildQemuArgv invariants', () => {
   it('groups each option with its arguments for one-per-line printing', () => {
     const groups = buildQemuCommandLine(inputFor(specFor('vm1', SCENARIOS['cmdline-commas-quotes']!.lines)));
     expect(groups.every((g) => g[0]?.startsWith('-') === true)).toBe(true);
-    expect(groups).toContainEqual([
-      '-append',
-      `console=ttyS0,115200 root="/dev/vda1" opt=a,b,,c 'x y' -device foo,id=evil`,
-    ]);
+    expect(groups).toContainEqual(['-append', `console=ttyS0,115200 root="/dev/vda1" opt=a,b,,c 'x y' -device foo,id=evil`]);
     expect(groups.flat()).toEqual(buildQemuArgv(inputFor(specFor('vm1', SCENARIOS['cmdline-commas-quotes']!.lines))));
   });
 });
@@ -251,7 +250,7 @@ describe('the seed checks, in its order and texts', () => {
     expect(error.message).toBe(
       '/etc/sevsup/vms/vm1.conf: amd_sev: cbitpos is unknown: the host capabilities (/run/qemu-server/hw-params.json) ' +
         'do not give it; add cbitpos=N to the amd_sev line, or give a host capabilities file that has them ' +
-        '(`sevsup host` shows the host\'s values)',
+        "(`sevsup host` shows the host's values)",
     );
     expect(error.details).toMatchObject({ missing: ['cbitpos'] });
   });
@@ -262,7 +261,7 @@ describe('the seed checks, in its order and texts', () => {
     expect(error.message).toBe(
       '/etc/sevsup/vms/vm1.conf: amd_sev: cbitpos and reduced-phys-bits are unknown: the host capabilities (probe) ' +
         'do not give them; add cbitpos=N,reduced-phys-bits=N to the amd_sev line, or give a host capabilities file ' +
-        'that has them (`sevsup host` shows the host\'s values)',
+        "that has them (`sevsup host` shows the host's values)",
     );
   });
 
@@ -276,9 +275,7 @@ describe('the seed checks, in its order and texts', () => {
 
   it('a VM without SEV never consults the SEV caps', () => {
     const spec = specFor('vm1', ['cpu: qemu64']);
-    expect(buildQemuArgv({ ...inputFor(spec), caps: { ...noSev, cbitpos: null, reducedPhysBits: null } })).not.toContain(
-      '-object',
-    );
+    expect(buildQemuArgv({ ...inputFor(spec), caps: { ...noSev, cbitpos: null, reducedPhysBits: null } })).not.toContain('-object');
   });
 });
 

@@ -76,17 +76,32 @@ const qemuSafe = tricky.filter((s) => {
 
 describe('formatQemuOpts', () => {
   it('doubles commas in values and leaves everything else', () => {
-    expect(formatQemuOpts('file', [['id', 'serial0'], ['path', '/run/a,b,,c/x']])).toBe('file,id=serial0,path=/run/a,,b,,,,c/x');
+    expect(
+      formatQemuOpts('file', [
+        ['id', 'serial0'],
+        ['path', '/run/a,b,,c/x'],
+      ]),
+    ).toBe('file,id=serial0,path=/run/a,,b,,,,c/x');
     expect(escapeOptionValue('a=b,c')).toBe('a=b,,c');
   });
 
   it('round-trips any QEMU-safe value through a QemuOpts parser and never adds a key', () => {
     fc.assert(
       fc.property(qemuSafe, qemuSafe, (path, name) => {
-        const text = formatQemuOpts('socket', [['id', 'monitor'], ['path', path], ['name', name], ['server', 'on']]);
+        const text = formatQemuOpts('socket', [
+          ['id', 'monitor'],
+          ['path', path],
+          ['name', name],
+          ['server', 'on'],
+        ]);
         expect(parseQemuOpts(text)).toEqual({
           head: 'socket',
-          props: [['id', 'monitor'], ['path', path], ['name', name], ['server', 'on']],
+          props: [
+            ['id', 'monitor'],
+            ['path', path],
+            ['name', name],
+            ['server', 'on'],
+          ],
         });
       }),
       { numRuns: 500 },

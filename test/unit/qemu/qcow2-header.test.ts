@@ -41,11 +41,17 @@ describe('parseQcow2Header', () => {
   });
 
   it('reads a version 2 header, which has no extensions area of its own', () => {
-    expect(parseQcow2Header(header({ version: 2, backing: '/etc/shadow' }))).toMatchObject({ version: 2, backingName: '/etc/shadow', backingFormat: null });
+    expect(parseQcow2Header(header({ version: 2, backing: '/etc/shadow' }))).toMatchObject({
+      version: 2,
+      backingName: '/etc/shadow',
+      backingFormat: null,
+    });
   });
 
   it('reports an external data file, named or only flagged', () => {
-    expect(parseQcow2Header(header({ extensions: [[0x44415441, '/elsewhere/data.raw']], incompatible: 4n })).dataFile).toBe('/elsewhere/data.raw');
+    expect(parseQcow2Header(header({ extensions: [[0x44415441, '/elsewhere/data.raw']], incompatible: 4n })).dataFile).toBe(
+      '/elsewhere/data.raw',
+    );
     expect(parseQcow2Header(header({ incompatible: 4n })).dataFile).toBe('');
   });
 

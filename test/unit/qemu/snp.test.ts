@@ -5,7 +5,14 @@ import { hasCode } from '../../../src/errors.js';
 import { formatJsonOption } from '../../../src/qemu/escape.js';
 import { SNP_MACHINE_PROPERTIES, snpGuestObject, type SnpLaunchParams } from '../../../src/qemu/snp.js';
 
-const base: SnpLaunchParams = { policy: 0x30000n, cbitpos: 51, reducedPhysBits: 1, kernelHashes: false, authorKey: false, vcekDisabled: false };
+const base: SnpLaunchParams = {
+  policy: 0x30000n,
+  cbitpos: 51,
+  reducedPhysBits: 1,
+  kernelHashes: false,
+  authorKey: false,
+  vcekDisabled: false,
+};
 const b64 = (n: number, fill = 1): string => Buffer.alloc(n, fill).toString('base64');
 
 describe('snpGuestObject', () => {
@@ -15,15 +22,31 @@ describe('snpGuestObject', () => {
     );
   });
 
-  it('carries every SNP option, and none of sev-guest\'s session properties', () => {
+  it("carries every SNP option, and none of sev-guest's session properties", () => {
     const o = snpGuestObject({
-      ...base, policy: 0x1b0000n, kernelHashes: true, idBlock: b64(96), idAuth: b64(4096, 2), authorKey: true, hostData: b64(32, 3),
-      guestVisibleWorkarounds: b64(16, 4), vcekDisabled: true,
+      ...base,
+      policy: 0x1b0000n,
+      kernelHashes: true,
+      idBlock: b64(96),
+      idAuth: b64(4096, 2),
+      authorKey: true,
+      hostData: b64(32, 3),
+      guestVisibleWorkarounds: b64(16, 4),
+      vcekDisabled: true,
     });
     expect(o).toEqual({
-      'qom-type': 'sev-snp-guest', id: 'sev0', cbitpos: 51, 'reduced-phys-bits': 1, policy: 0x1b0000, 'kernel-hashes': true,
-      'guest-visible-workarounds': b64(16, 4), 'id-block': b64(96), 'id-auth': b64(4096, 2), 'host-data': b64(32, 3),
-      'author-key-enabled': true, 'vcek-disabled': true,
+      'qom-type': 'sev-snp-guest',
+      id: 'sev0',
+      cbitpos: 51,
+      'reduced-phys-bits': 1,
+      policy: 0x1b0000,
+      'kernel-hashes': true,
+      'guest-visible-workarounds': b64(16, 4),
+      'id-block': b64(96),
+      'id-auth': b64(4096, 2),
+      'host-data': b64(32, 3),
+      'author-key-enabled': true,
+      'vcek-disabled': true,
     });
     for (const name of ['dh-cert-file', 'session-file', 'handle', 'legacy-vm-type']) expect(o).not.toHaveProperty(name);
     expect(SNP_MACHINE_PROPERTIES).toEqual(['confidential-guest-support=sev0', 'smm=off']);

@@ -36,7 +36,10 @@ async function connect(server: FakeQmpServer, options: Partial<QmpConnectOptions
 }
 
 /** A pino logger writing parsed lines into an array. */
-function logSink(level: 'trace' | 'debug' | 'warn' = 'trace'): { logger: ReturnType<typeof createLogger>; lines: Record<string, unknown>[] } {
+function logSink(level: 'trace' | 'debug' | 'warn' = 'trace'): {
+  logger: ReturnType<typeof createLogger>;
+  lines: Record<string, unknown>[];
+} {
   const lines: Record<string, unknown>[] = [];
   const logger = createLogger({ level }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
   return { logger, lines };
@@ -260,13 +263,19 @@ describe('QmpClient: commands and replies', () => {
 
   it('an error reply rejects SUP_ERR_QMP_EXECUTE with class and desc in the details', async () => {
     const server = await startServer({
-      handlers: { 'query-sev-launch-measure': () => ({ error: { class: 'GenericError', desc: 'SEV launch measurement is not available' } }) },
+      handlers: {
+        'query-sev-launch-measure': () => ({ error: { class: 'GenericError', desc: 'SEV launch measurement is not available' } }),
+      },
     });
     const { client } = await connect(server);
     const err = await rejection(client.execute('query-sev-launch-measure'));
     expect(err.code).toBe('SUP_ERR_QMP_EXECUTE');
     expect(err.message).toBe("QMP command 'query-sev-launch-measure' failed (GenericError): SEV launch measurement is not available");
-    expect(err.details).toEqual({ command: 'query-sev-launch-measure', class: 'GenericError', desc: 'SEV launch measurement is not available' });
+    expect(err.details).toEqual({
+      command: 'query-sev-launch-measure',
+      class: 'GenericError',
+      desc: 'SEV launch measurement is not available',
+    });
     expect(client.state).toBe('running');
   });
 
@@ -346,7 +355,9 @@ describe('QmpClient: commands and replies', () => {
     const slow = await server.command('slow');
     slow.connection.write({ return: 'late', id: slow.id });
     expect(await client.execute('query-status', undefined, { timeoutMs: 0 })).toMatchObject({ running: false });
-    expect(lines.filter((l) => l['id'] === 's2').map((l) => l['msg'])).toEqual(['dropping late QMP reply to a timed-out or abandoned command']);
+    expect(lines.filter((l) => l['id'] === 's2').map((l) => l['msg'])).toEqual([
+      'dropping late QMP reply to a timed-out or abandoned command',
+    ]);
     expect(lines.some((l) => l['level'] === 40)).toBe(false);
   });
 
@@ -395,7 +406,9 @@ describe('QmpClient: failures end the session', () => {
   });
 
   it('an error reply without id is a fatal protocol error (nothing id-less is ever pending)', async () => {
-    const server = await startServer({ handlers: { dup: () => ({ raw: '{"error": {"class": "GenericError", "desc": "JSON parse error, duplicate key"}}\r\n' }) } });
+    const server = await startServer({
+      handlers: { dup: () => ({ raw: '{"error": {"class": "GenericError", "desc": "JSON parse error, duplicate key"}}\r\n' }) },
+    });
     const { client, states } = await connect(server);
     const err = await rejection(client.execute('dup'));
     expect(err.code).toBe('SUP_ERR_QMP_INTERRUPTED');
@@ -417,7 +430,9 @@ describe('QmpClient: failures end the session', () => {
   });
 
   it('a message that is not a QMP message is a fatal protocol error', async () => {
-    const server = await startServer({ handlers: { w: (cmd) => ({ raw: `{"return": 1, "error": {"class": "a", "desc": "b"}, "id": "${String(cmd.id)}"}` }) } });
+    const server = await startServer({
+      handlers: { w: (cmd) => ({ raw: `{"return": 1, "error": {"class": "a", "desc": "b"}, "id": "${String(cmd.id)}"}` }) },
+    });
     const { client } = await connect(server);
     await rejection(client.execute('w'));
     expect((await client.closed)?.message).toBe("QMP message has both 'return' and 'error'");

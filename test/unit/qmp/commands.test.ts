@@ -35,15 +35,48 @@ async function failure(promise: Promise<unknown>): Promise<[string, string]> {
 /** qemu-sev-facts §1.3 and §7: the real 7.2 reply without SEV, and the 9.1+ shapes. */
 const SEV_72_OFF = { enabled: false, 'api-minor': 0, handle: 0, state: 'uninit', 'api-major': 0, 'build-id': 0, policy: 0 };
 const SEV_72_ON = { enabled: true, 'api-major': 1, 'api-minor': 55, 'build-id': 21, policy: 7, state: 'launch-secret', handle: 1 };
-const SEV_10_OFF = { enabled: false, 'api-minor': 0, handle: 0, state: 'uninit', 'api-major': 0, 'sev-type': 'sev', 'build-id': 0, policy: 0 };
-const SNP_10 = { enabled: true, 'api-major': 1, 'api-minor': 55, 'build-id': 21, state: 'launch-update', 'sev-type': 'sev-snp', 'snp-policy': 196608 };
+const SEV_10_OFF = {
+  enabled: false,
+  'api-minor': 0,
+  handle: 0,
+  state: 'uninit',
+  'api-major': 0,
+  'sev-type': 'sev',
+  'build-id': 0,
+  policy: 0,
+};
+const SNP_10 = {
+  enabled: true,
+  'api-major': 1,
+  'api-minor': 55,
+  'build-id': 21,
+  state: 'launch-update',
+  'sev-type': 'sev-snp',
+  'snp-policy': 196608,
+};
 
 describe('querySev / parseSevInfo', () => {
   it.each([
-    ['7.2 flat, SEV off', SEV_72_OFF, { enabled: false, apiMajor: 0, apiMinor: 0, buildId: 0, state: 'uninit', policy: 0, handle: 0, sevType: null }],
-    ['7.2 flat, SEV-ES on', SEV_72_ON, { enabled: true, apiMajor: 1, apiMinor: 55, buildId: 21, state: 'launch-secret', policy: 7, handle: 1, sevType: null }],
-    ['9.1+ sev, off', SEV_10_OFF, { enabled: false, apiMajor: 0, apiMinor: 0, buildId: 0, state: 'uninit', policy: 0, handle: 0, sevType: 'sev' }],
-    ['9.1+ sev-snp', SNP_10, { enabled: true, apiMajor: 1, apiMinor: 55, buildId: 21, state: 'launch-update', policy: 196608, handle: 0, sevType: 'sev-snp' }],
+    [
+      '7.2 flat, SEV off',
+      SEV_72_OFF,
+      { enabled: false, apiMajor: 0, apiMinor: 0, buildId: 0, state: 'uninit', policy: 0, handle: 0, sevType: null },
+    ],
+    [
+      '7.2 flat, SEV-ES on',
+      SEV_72_ON,
+      { enabled: true, apiMajor: 1, apiMinor: 55, buildId: 21, state: 'launch-secret', policy: 7, handle: 1, sevType: null },
+    ],
+    [
+      '9.1+ sev, off',
+      SEV_10_OFF,
+      { enabled: false, apiMajor: 0, apiMinor: 0, buildId: 0, state: 'uninit', policy: 0, handle: 0, sevType: 'sev' },
+    ],
+    [
+      '9.1+ sev-snp',
+      SNP_10,
+      { enabled: true, apiMajor: 1, apiMinor: 55, buildId: 21, state: 'launch-update', policy: 196608, handle: 0, sevType: 'sev-snp' },
+    ],
   ])('%s', async (_name, reply, expected) => {
     expect(cmd.parseSevInfo(reply)).toEqual(expected);
     expect(await cmd.querySev(await returning('query-sev', reply))).toEqual(expected);
@@ -52,12 +85,21 @@ describe('querySev / parseSevInfo', () => {
   it.each([
     [[], "QMP command 'query-sev' returned an unexpected reply: not an object"],
     [{ ...SEV_72_ON, enabled: 'yes' }, "QMP command 'query-sev' returned an unexpected reply: 'enabled' is not a boolean"],
-    [{ ...SEV_72_ON, 'api-major': 256 }, "QMP command 'query-sev' returned an unexpected reply: 'api-major' is not an unsigned integer ≤ 255"],
-    [{ ...SEV_72_ON, policy: 2 ** 32 }, "QMP command 'query-sev' returned an unexpected reply: 'policy' is not an unsigned integer ≤ 4294967295"],
-    [{ ...SEV_72_ON, policy: undefined }, "QMP command 'query-sev' returned an unexpected reply: 'policy' is not an unsigned integer ≤ 4294967295"],
+    [
+      { ...SEV_72_ON, 'api-major': 256 },
+      "QMP command 'query-sev' returned an unexpected reply: 'api-major' is not an unsigned integer ≤ 255",
+    ],
+    [
+      { ...SEV_72_ON, policy: 2 ** 32 },
+      "QMP command 'query-sev' returned an unexpected reply: 'policy' is not an unsigned integer ≤ 4294967295",
+    ],
+    [
+      { ...SEV_72_ON, policy: undefined },
+      "QMP command 'query-sev' returned an unexpected reply: 'policy' is not an unsigned integer ≤ 4294967295",
+    ],
     [{ ...SEV_72_ON, state: 3 }, "QMP command 'query-sev' returned an unexpected reply: 'state' is not a string"],
     [{ ...SNP_10, 'snp-policy': -1 }, "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is not an unsigned integer"],
-    [{ ...SEV_10_OFF, 'sev-type': 'tdx' }, 'QMP command \'query-sev\' returned an unexpected reply: unknown \'sev-type\' "tdx"'],
+    [{ ...SEV_10_OFF, 'sev-type': 'tdx' }, "QMP command 'query-sev' returned an unexpected reply: unknown 'sev-type' \"tdx\""],
   ])('rejects %j', (reply, message) => {
     let caught: unknown;
     try {
@@ -83,7 +125,7 @@ describe('typed wrappers', () => {
     expect(await cmd.queryCommands(client)).toEqual(['query-sev', 'cont']);
   });
 
-  it('querySevLaunchMeasure returns the base64 data; QEMU\'s error is SUP_ERR_QMP_EXECUTE', async () => {
+  it("querySevLaunchMeasure returns the base64 data; QEMU's error is SUP_ERR_QMP_EXECUTE", async () => {
     expect(await cmd.querySevLaunchMeasure(await returning('query-sev-launch-measure', { data: 'QUJD' }))).toBe('QUJD');
     const { client } = await clientWith({
       'query-sev-launch-measure': () => ({ error: { class: 'GenericError', desc: 'SEV launch measurement is not available' } }),
@@ -107,7 +149,7 @@ describe('typed wrappers', () => {
     expect((await cmd.querySevCapabilities(await returning('query-sev-capabilities', old))).cpu0Id).toBeNull();
   });
 
-  it('sevInjectLaunchSecret sends QEMU\'s argument names, gpa only when given', async () => {
+  it("sevInjectLaunchSecret sends QEMU's argument names, gpa only when given", async () => {
     const { client, server } = await clientWith({ 'sev-inject-launch-secret': () => ({ return: {} }) });
     await cmd.sevInjectLaunchSecret(client, { packetHeader: 'H', secret: 'S' });
     await cmd.sevInjectLaunchSecret(client, { packetHeader: 'H', secret: 'S', gpa: 0x80b000 });
@@ -117,11 +159,13 @@ describe('typed wrappers', () => {
     ]);
   });
 
-  it('queryCpuSignature reads the first vCPU\'s qom-path, then family/model/stepping; a missing vCPU or a non-integer is SUP_ERR_QMP_PROTOCOL', async () => {
+  it("queryCpuSignature reads the first vCPU's qom-path, then family/model/stepping; a missing vCPU or a non-integer is SUP_ERR_QMP_PROTOCOL", async () => {
     const path = '/machine/unattached/device[0]';
     const props: Record<string, unknown> = { family: 23, model: 1, stepping: 2 };
     const { client, server } = await clientWith({
-      'query-cpus-fast': () => ({ return: [{ 'thread-id': 1, props: { 'core-id': 0 }, 'qom-path': path, 'cpu-index': 0, target: 'x86_64' }] }),
+      'query-cpus-fast': () => ({
+        return: [{ 'thread-id': 1, props: { 'core-id': 0 }, 'qom-path': path, 'cpu-index': 0, target: 'x86_64' }],
+      }),
       'qom-get': (c) => ({ return: props[String(c.arguments?.['property'])] }),
     });
     expect(await cmd.queryCpuSignature(client)).toEqual({ family: 23, model: 1, stepping: 2 });
@@ -148,16 +192,25 @@ describe('typed wrappers', () => {
     server.assertNoUnexpected();
   });
 
-  it('snapshotInternalTransaction sends one transaction over every node; QEMU\'s refusal is SUP_ERR_QMP_EXECUTE', async () => {
+  it("snapshotInternalTransaction sends one transaction over every node; QEMU's refusal is SUP_ERR_QMP_EXECUTE", async () => {
     const { client, server } = await clientWith({ transaction: () => ({ return: {} }) });
     await cmd.snapshotInternalTransaction(client, ['disk0', 'disk2'], 'before-upgrade');
     expect(server.received.slice(1).map((c) => [c.command, c.arguments])).toEqual([
-      ['transaction', { actions: [
-        { type: 'blockdev-snapshot-internal-sync', data: { device: 'disk0', name: 'before-upgrade' } },
-        { type: 'blockdev-snapshot-internal-sync', data: { device: 'disk2', name: 'before-upgrade' } },
-      ] }],
+      [
+        'transaction',
+        {
+          actions: [
+            { type: 'blockdev-snapshot-internal-sync', data: { device: 'disk0', name: 'before-upgrade' } },
+            { type: 'blockdev-snapshot-internal-sync', data: { device: 'disk2', name: 'before-upgrade' } },
+          ],
+        },
+      ],
     ]);
-    const refused = (await clientWith({ transaction: () => ({ error: { class: 'GenericError', desc: "Device 'disk0' is writable but does not support snapshots" } }) })).client;
+    const refused = (
+      await clientWith({
+        transaction: () => ({ error: { class: 'GenericError', desc: "Device 'disk0' is writable but does not support snapshots" } }),
+      })
+    ).client;
     expect((await failure(cmd.snapshotInternalTransaction(refused, ['disk0'], 'x')))[0]).toBe('SUP_ERR_QMP_EXECUTE');
   });
 
@@ -184,7 +237,7 @@ describe('typed wrappers', () => {
     ]);
   });
 
-  it('qmpCapabilities after negotiation gets QEMU\'s CommandNotFound', async () => {
+  it("qmpCapabilities after negotiation gets QEMU's CommandNotFound", async () => {
     const { client } = await clientWith({});
     expect(await failure(cmd.qmpCapabilities(client, ['oob']))).toEqual([
       'SUP_ERR_QMP_EXECUTE',

@@ -108,12 +108,7 @@ describe('QmpFramer', () => {
     });
 
     it('garbage between values is reported once, then skipped to the next { or line end', () => {
-      expect(frameAll(['@#$ junk, more {"a":1}\n:: x\n[1]'])).toEqual([
-        "!bad-input: stray '@'",
-        '{"a":1}',
-        "!bad-input: stray ':'",
-        '[1]',
-      ]);
+      expect(frameAll(['@#$ junk, more {"a":1}\n:: x\n[1]'])).toEqual(["!bad-input: stray '@'", '{"a":1}', "!bad-input: stray ':'", '[1]']);
     });
 
     it('an invalid bare token is bad input', () => {
@@ -135,10 +130,7 @@ describe('QmpFramer', () => {
 
     it('a control byte ends the skipping of an oversized value too, without a second error', () => {
       const framer = new QmpFramer({ maxBytes: 4 });
-      expect(frameAll(['{"a": "long', '\x04', '[1]'], framer)).toEqual([
-        '!too-large: JSON value larger than 4 bytes',
-        '[1]',
-      ]);
+      expect(frameAll(['{"a": "long', '\x04', '[1]'], framer)).toEqual(['!too-large: JSON value larger than 4 bytes', '[1]']);
     });
 
     it('rejects nonsensical limits', () => {

@@ -36,7 +36,11 @@ describe('parseInbound', () => {
 
   it('keeps only the documented members of a greeting and an error', () => {
     expect(parseInbound({ QMP: { ...greeting.QMP, extra: 1 } })).toEqual({ kind: 'greeting', greeting });
-    expect(parseInbound({ error: { class: 'c', desc: 'd', more: true } })).toEqual({ kind: 'error', id: undefined, error: { class: 'c', desc: 'd' } });
+    expect(parseInbound({ error: { class: 'c', desc: 'd', more: true } })).toEqual({
+      kind: 'error',
+      id: undefined,
+      error: { class: 'c', desc: 'd' },
+    });
   });
 
   it.each([
@@ -51,11 +55,27 @@ describe('parseInbound', () => {
     [{ event: 7, timestamp: { seconds: 1, microseconds: 1 } }, 'SUP_ERR_QMP_PROTOCOL', "QMP event has no string 'event' name"],
     [{ event: 'STOP' }, 'SUP_ERR_QMP_PROTOCOL', "QMP event STOP has no valid 'timestamp'"],
     [{ event: 'STOP', timestamp: { seconds: -1, microseconds: 0 } }, 'SUP_ERR_QMP_PROTOCOL', "QMP event STOP has no valid 'timestamp'"],
-    [{ event: 'STOP', data: [1], timestamp: { seconds: 1, microseconds: 0 } }, 'SUP_ERR_QMP_PROTOCOL', "QMP event STOP has non-object 'data'"],
+    [
+      { event: 'STOP', data: [1], timestamp: { seconds: 1, microseconds: 0 } },
+      'SUP_ERR_QMP_PROTOCOL',
+      "QMP event STOP has non-object 'data'",
+    ],
     [{ QMP: [] }, 'SUP_ERR_QMP_GREETING', "QMP greeting is malformed: 'QMP' is not an object"],
-    [{ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: 1 }, capabilities: [] } }, 'SUP_ERR_QMP_GREETING', "QMP greeting is malformed: 'version.package' is not a string"],
-    [{ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: '' }, capabilities: 'oob' } }, 'SUP_ERR_QMP_GREETING', "QMP greeting is malformed: 'capabilities' is not an array"],
-    [{ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: '' }, capabilities: [1] } }, 'SUP_ERR_QMP_GREETING', "QMP greeting is malformed: 'capabilities' has a non-string member"],
+    [
+      { QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: 1 }, capabilities: [] } },
+      'SUP_ERR_QMP_GREETING',
+      "QMP greeting is malformed: 'version.package' is not a string",
+    ],
+    [
+      { QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: '' }, capabilities: 'oob' } },
+      'SUP_ERR_QMP_GREETING',
+      "QMP greeting is malformed: 'capabilities' is not an array",
+    ],
+    [
+      { QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: '' }, capabilities: [1] } },
+      'SUP_ERR_QMP_GREETING',
+      "QMP greeting is malformed: 'capabilities' has a non-string member",
+    ],
   ])('%j → %s', (value, code, message) => {
     expect(codeAndMessage(value)).toEqual([code, message]);
   });

@@ -54,9 +54,14 @@ describe('CPU models', () => {
 describe('decodeCpuSignature', () => {
   it('inverts cpuSignature for every family, model and stepping', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 0x10e }), fc.integer({ min: 0, max: 0xff }), fc.integer({ min: 0, max: 0xf }), (family, model, stepping) => {
-        expect(decodeCpuSignature(cpuSignature(family, model, stepping))).toEqual({ family, model, stepping });
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 0x10e }),
+        fc.integer({ min: 0, max: 0xff }),
+        fc.integer({ min: 0, max: 0xf }),
+        (family, model, stepping) => {
+          expect(decodeCpuSignature(cpuSignature(family, model, stepping))).toEqual({ family, model, stepping });
+        },
+      ),
     );
   });
 
@@ -68,7 +73,13 @@ describe('decodeCpuSignature', () => {
   it('refuses values no family/model/stepping encodes', () => {
     // extended family with a base family below 0xf; processor-type bits; reserved bits; not a u32
     for (const bad of [0x100f11 - 0xf00 + 0x600, 0xa03f11, 0x10a00f11, -1, 2 ** 32, 1.5]) {
-      expect(hasCode(errorOf(() => decodeCpuSignature(bad)), 'SUP_ERR_USAGE'), bad.toString(16)).toBe(true);
+      expect(
+        hasCode(
+          errorOf(() => decodeCpuSignature(bad)),
+          'SUP_ERR_USAGE',
+        ),
+        bad.toString(16),
+      ).toBe(true);
     }
   });
 });

@@ -33,7 +33,7 @@ describe('kernel-hashes table', () => {
     expect(table.equals(expectedTable(h.cmdline, h.initrd, h.kernel))).toBe(true);
   });
 
-  it('equals the bytes libvirt\'s validator builds (vector from virt-qemu-sev-validate KernelTable)', () => {
+  it("equals the bytes libvirt's validator builds (vector from virt-qemu-sev-validate KernelTable)", () => {
     const table = buildKernelHashesTable({
       cmdline: cmdlineDigest('console=ttyS0 root="/dev/vda1",ro \u00e9\u6f22'),
       initrd: sha('initrd-bytes'),
@@ -49,7 +49,12 @@ describe('kernel-hashes table', () => {
     expect(cmdlineDigest('').equals(sha(Buffer.of(0)))).toBe(true);
     expect(cmdlineDigest('é,"x"').equals(sha(Buffer.concat([Buffer.from('é,"x"', 'utf8'), Buffer.of(0)])))).toBe(true);
     expect(EMPTY_SHA256.toString('hex')).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
-    expect(hasCode(errorOf(() => cmdlineDigest('a\0b')), 'SUP_ERR_CONFIG_BAD_VALUE')).toBe(true);
+    expect(
+      hasCode(
+        errorOf(() => cmdlineDigest('a\0b')),
+        'SUP_ERR_CONFIG_BAD_VALUE',
+      ),
+    ).toBe(true);
   });
 
   it('refuses digests that are not 32 bytes', () => {

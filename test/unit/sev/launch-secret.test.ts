@@ -34,9 +34,29 @@ describe('secret table', () => {
   });
 
   it('refuses no secrets, duplicate or malformed GUIDs', () => {
-    expect(hasCode(errorOf(() => buildSecretTable([])), 'SUP_ERR_USAGE')).toBe(true);
-    expect(hasCode(errorOf(() => buildSecretTable([{ guid: LUKS, data: Buffer.alloc(1) }, { guid: LUKS.toUpperCase(), data: Buffer.alloc(1) }])), 'SUP_ERR_USAGE')).toBe(true);
-    expect(hasCode(errorOf(() => buildSecretTable([{ guid: 'luks-key', data: Buffer.alloc(1) }])), 'SUP_ERR_USAGE')).toBe(true);
+    expect(
+      hasCode(
+        errorOf(() => buildSecretTable([])),
+        'SUP_ERR_USAGE',
+      ),
+    ).toBe(true);
+    expect(
+      hasCode(
+        errorOf(() =>
+          buildSecretTable([
+            { guid: LUKS, data: Buffer.alloc(1) },
+            { guid: LUKS.toUpperCase(), data: Buffer.alloc(1) },
+          ]),
+        ),
+        'SUP_ERR_USAGE',
+      ),
+    ).toBe(true);
+    expect(
+      hasCode(
+        errorOf(() => buildSecretTable([{ guid: 'luks-key', data: Buffer.alloc(1) }])),
+        'SUP_ERR_USAGE',
+      ),
+    ).toBe(true);
   });
 
   it('resolves aliases and GUIDs', () => {
@@ -48,8 +68,14 @@ describe('secret table', () => {
   });
 
   it('parses tables and reports malformed ones', () => {
-    const table = buildSecretTable([{ guid: LUKS, data: Buffer.alloc(5) }, { guid: '00000000-0000-0000-0000-000000000001', data: Buffer.alloc(0) }]);
-    expect(parseSecretTable(table)).toEqual([{ guid: LUKS, length: 5 }, { guid: '00000000-0000-0000-0000-000000000001', length: 0 }]);
+    const table = buildSecretTable([
+      { guid: LUKS, data: Buffer.alloc(5) },
+      { guid: '00000000-0000-0000-0000-000000000001', data: Buffer.alloc(0) },
+    ]);
+    expect(parseSecretTable(table)).toEqual([
+      { guid: LUKS, length: 5 },
+      { guid: '00000000-0000-0000-0000-000000000001', length: 0 },
+    ]);
     const badLen = Buffer.from(table);
     badLen.writeUInt32LE(table.length + 1, 16);
     expect(parseSecretTable(badLen)).toMatch(/does not fit/);
@@ -62,7 +88,7 @@ describe('secret table', () => {
 });
 
 describe('launch secret packet', () => {
-  it('matches a packet built by libvirt\'s validator code with a fixed IV', () => {
+  it("matches a packet built by libvirt's validator code with a fixed IV", () => {
     const packet = buildLaunchSecret({
       tik: range(0, 16),
       tek: range(16, 16),
@@ -134,8 +160,23 @@ describe('launch secret packet', () => {
   it('refuses wrong key sizes as caller errors', () => {
     const k = keys();
     const secrets = [{ guid: LUKS, data: Buffer.from('x') }];
-    expect(hasCode(errorOf(() => buildLaunchSecret({ ...k, tek: Buffer.alloc(32), secrets })), 'SUP_ERR_VERIFY_UNSUPPORTED')).toBe(true);
-    expect(hasCode(errorOf(() => buildLaunchSecret({ ...k, iv: Buffer.alloc(12), secrets })), 'SUP_ERR_VERIFY_UNSUPPORTED')).toBe(true);
-    expect(hasCode(errorOf(() => verifyLaunchSecret({ ...k, measurementMac: Buffer.alloc(48), header: Buffer.alloc(52), payload: Buffer.alloc(16) })), 'SUP_ERR_VERIFY_UNSUPPORTED')).toBe(true);
+    expect(
+      hasCode(
+        errorOf(() => buildLaunchSecret({ ...k, tek: Buffer.alloc(32), secrets })),
+        'SUP_ERR_VERIFY_UNSUPPORTED',
+      ),
+    ).toBe(true);
+    expect(
+      hasCode(
+        errorOf(() => buildLaunchSecret({ ...k, iv: Buffer.alloc(12), secrets })),
+        'SUP_ERR_VERIFY_UNSUPPORTED',
+      ),
+    ).toBe(true);
+    expect(
+      hasCode(
+        errorOf(() => verifyLaunchSecret({ ...k, measurementMac: Buffer.alloc(48), header: Buffer.alloc(52), payload: Buffer.alloc(16) })),
+        'SUP_ERR_VERIFY_UNSUPPORTED',
+      ),
+    ).toBe(true);
   });
 });

@@ -12,7 +12,6 @@ import {
 import { createHash } from 'node:crypto';
 import { errorOf } from '../../support/sev-helpers.js';
 
-
 describe('measurement MAC', () => {
   const inputs = {
     tik: Buffer.from([...Array(16).keys()]),
@@ -20,11 +19,13 @@ describe('measurement MAC', () => {
     apiMinor: 49,
     buildId: 3,
     policy: 0x8,
-    digest: createHash('sha256').update(Buffer.from('fw-bytes'.repeat(100))).digest(),
+    digest: createHash('sha256')
+      .update(Buffer.from('fw-bytes'.repeat(100)))
+      .digest(),
     mnonce: Buffer.from([...Array(16).keys()].map((i) => 100 + i)),
   };
 
-  it('matches a vector computed with libvirt\'s validator code', () => {
+  it("matches a vector computed with libvirt's validator code", () => {
     const mac = computeMeasurementMac(inputs);
     expect(mac.toString('hex')).toBe('62b1a260ee43650e59948cd5907e4bfc26b8bc4a56c50c08a26dc746c262c0ff');
     expect(encodeMeasurement(mac, inputs.mnonce)).toBe('YrGiYO5DZQ5ZlIzVkH5L/Ca4vEpWxQwIom3HRsJiwP9kZWZnaGlqa2xtbm9wcXJz');
@@ -57,7 +58,12 @@ describe('measurement MAC', () => {
       { policy: 0x100000000 },
       { policy: 1.5 },
     ]) {
-      expect(hasCode(errorOf(() => computeMeasurementMac({ ...inputs, ...bad })), 'SUP_ERR_VERIFY_UNSUPPORTED')).toBe(true);
+      expect(
+        hasCode(
+          errorOf(() => computeMeasurementMac({ ...inputs, ...bad })),
+          'SUP_ERR_VERIFY_UNSUPPORTED',
+        ),
+      ).toBe(true);
     }
   });
 });

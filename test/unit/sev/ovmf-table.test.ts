@@ -11,7 +11,6 @@ import {
 import { errorOf } from '../../support/sev-helpers.js';
 import { buildImage, debianLikeEntries, guidLe, HASHES, SECRET, SEV_INFO, SNP_META, u32s } from '../../support/ovmf-images.js';
 
-
 function expectInvalidSize(image: Buffer, size: number): void {
   const caught = errorOf(() => parseOvmfTable(image));
   expect(hasCode(caught, 'SUP_ERR_FIRMWARE_TABLE_INVALID')).toBe(true);
@@ -37,7 +36,14 @@ describe('parseOvmfTable on synthetic images', () => {
 
   it('finds nothing without the footer GUID, and in images too small for QEMU to look', () => {
     const plain = Buffer.alloc(8192, 0xff);
-    expect(parseOvmfTable(plain)).toMatchObject({ found: false, entries: [], sevResetAddress: null, hashesArea: null, secretArea: null, snpMetadata: false });
+    expect(parseOvmfTable(plain)).toMatchObject({
+      found: false,
+      entries: [],
+      sevResetAddress: null,
+      hashesArea: null,
+      secretArea: null,
+      snpMetadata: false,
+    });
     // A valid table in a 4095-byte image: QEMU skips flashes below TARGET_PAGE_SIZE.
     const small = buildImage(debianLikeEntries(), { size: 4095 });
     expect(parseOvmfTable(small).found).toBe(false);
@@ -53,7 +59,7 @@ describe('parseOvmfTable on synthetic images', () => {
     expect(parseOvmfTable(full.subarray(0, full.length - 1)).found).toBe(false);
   });
 
-  it('rejects footer lengths below its own size or reaching before the image, with QEMU\'s text', () => {
+  it("rejects footer lengths below its own size or reaching before the image, with QEMU's text", () => {
     expectInvalidSize(buildImage(debianLikeEntries(), { totalLen: 0 }), -18);
     expectInvalidSize(buildImage(debianLikeEntries(), { totalLen: 17 }), -1);
     expectInvalidSize(buildImage([], { size: 4096, totalLen: 4096 - 50 + 18 + 1 }), 4096 - 50 + 1);
@@ -67,20 +73,26 @@ describe('parseOvmfTable on synthetic images', () => {
   });
 
   it('stops at an entry whose length is below its trailer or beyond the table, never looping', () => {
-    const zero = buildImage([{ guid: SEV_INFO, data: u32s(0x80b004) }, { guid: HASHES, data: u32s(1, 0x400), len: 0 }]);
+    const zero = buildImage([
+      { guid: SEV_INFO, data: u32s(0x80b004) },
+      { guid: HASHES, data: u32s(1, 0x400), len: 0 },
+    ]);
     const t = parseOvmfTable(zero);
     expect(t.entries.map((e) => e.guid)).toEqual([SEV_INFO]);
     expect(t.badEntry?.length).toBe(0);
     expect(t.hashesArea).toBeNull();
 
-    const tooLong = buildImage([{ guid: HASHES, data: u32s(1, 0x400), len: 0xffff }, { guid: SECRET, data: u32s(2, 0x1000) }]);
+    const tooLong = buildImage([
+      { guid: HASHES, data: u32s(1, 0x400), len: 0xffff },
+      { guid: SECRET, data: u32s(2, 0x1000) },
+    ]);
     const t2 = parseOvmfTable(tooLong);
     expect(t2.entries).toEqual([]);
     expect(t2.badEntry?.length).toBe(0xffff);
     expect(t2.secretArea).toBeNull();
   });
 
-  it('reports missing entries as absent, with QEMU\'s refusal texts', () => {
+  it("reports missing entries as absent, with QEMU's refusal texts", () => {
     const t = parseOvmfTable(buildImage([{ guid: SNP_META, data: u32s(1) }]));
     expect(t.hashesArea).toBeNull();
     expect(t.secretArea).toBeNull();
@@ -90,14 +102,24 @@ describe('parseOvmfTable on synthetic images', () => {
     expect(describeSevEsProblem(t)).toBe('SEV information block/Firmware GUID Table block not found in pflash rom');
   });
 
-  it('takes the first match walking from the footer, as QEMU\'s lookup does', () => {
-    const t = parseOvmfTable(buildImage([{ guid: HASHES, data: u32s(0x1000, 0x400) }, { guid: HASHES, data: u32s(0x2000, 0x800) }]));
+  it("takes the first match walking from the footer, as QEMU's lookup does", () => {
+    const t = parseOvmfTable(
+      buildImage([
+        { guid: HASHES, data: u32s(0x1000, 0x400) },
+        { guid: HASHES, data: u32s(0x2000, 0x800) },
+      ]),
+    );
     expect(t.hashesArea).toEqual({ base: 0x1000, size: 0x400 });
     expect(t.entries).toHaveLength(2);
   });
 
   it('does not read area entries shorter than {base, size}', () => {
-    const t = parseOvmfTable(buildImage([{ guid: HASHES, data: u32s(0x1000) }, { guid: SEV_INFO, data: Buffer.of(1, 2) }]));
+    const t = parseOvmfTable(
+      buildImage([
+        { guid: HASHES, data: u32s(0x1000) },
+        { guid: SEV_INFO, data: Buffer.of(1, 2) },
+      ]),
+    );
     expect(t.hashesArea).toBeNull();
     expect(t.sevResetAddress).toBeNull();
     expect(t.entries.map((e) => e.length)).toEqual([4, 2]);

@@ -38,7 +38,10 @@ function pemOfSnpKey(k: Buffer): string {
   expect(k.readUInt32LE(0)).toBe(2);
   const point = Buffer.concat([Buffer.of(4), be48(k.subarray(4, 76)), be48(k.subarray(76, 148))]);
   const spki = Buffer.concat([Buffer.from('3076301006072a8648ce3d020106052b81040022036200', 'hex'), point]);
-  return `-----BEGIN PUBLIC KEY-----\n${spki.toString('base64').match(/.{1,64}/g)?.join('\n')}\n-----END PUBLIC KEY-----\n`;
+  return `-----BEGIN PUBLIC KEY-----\n${spki
+    .toString('base64')
+    .match(/.{1,64}/g)
+    ?.join('\n')}\n-----END PUBLIC KEY-----\n`;
 }
 /** OpenSSL's verdict on an AMD-format signature over `data` by the AMD-format key. */
 function opensslVerifies(snpKey: Buffer, signature: Buffer, data: Buffer, name: string): boolean {
@@ -52,7 +55,9 @@ function opensslVerifies(snpKey: Buffer, signature: Buffer, data: Buffer, name: 
   writeFileSync(files.sig, der);
   writeFileSync(files.data, data);
   try {
-    return execFileSync('openssl', ['dgst', '-sha384', '-verify', files.pub, '-signature', files.sig, files.data], { encoding: 'utf8' }).includes('Verified OK');
+    return execFileSync('openssl', ['dgst', '-sha384', '-verify', files.pub, '-signature', files.sig, files.data], {
+      encoding: 'utf8',
+    }).includes('Verified OK');
   } catch {
     return false;
   }
@@ -61,7 +66,11 @@ function opensslVerifies(snpKey: Buffer, signature: Buffer, data: Buffer, name: 
 describe("sev-snp-measure's known answers (tests/test_id_block.py)", () => {
   it('gives its ID block, ID key hash and author key hash for its LD and keys', () => {
     const block = buildIdBlock({
-      launchDigest: Buffer.from(LD_B64, 'base64'), familyId: Buffer.alloc(16), imageId: Buffer.alloc(16), guestSvn: 0, policy: 0x30000n,
+      launchDigest: Buffer.from(LD_B64, 'base64'),
+      familyId: Buffer.alloc(16),
+      imageId: Buffer.alloc(16),
+      guestSvn: 0,
+      policy: 0x30000n,
     });
     expect(block.toString('base64')).toBe(
       'B28FLQi9p6cAqipgjFyqawDrrSl7bWioWkWx5mmlWLZ+G5HShKMB/mPE+gdQRn7tAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAwAAAAAA',
@@ -80,7 +89,11 @@ describe('ID auth signatures, verified by OpenSSL', () => {
     const idKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
     const authorKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
     const block = buildIdBlock({
-      launchDigest: Buffer.alloc(48, 0x5a), familyId: Buffer.alloc(16, 1), imageId: Buffer.alloc(16, 2), guestSvn: 7, policy: 0x30000n,
+      launchDigest: Buffer.alloc(48, 0x5a),
+      familyId: Buffer.alloc(16, 1),
+      imageId: Buffer.alloc(16, 2),
+      guestSvn: 7,
+      policy: 0x30000n,
     });
     const { idAuth, idKeyDigest, authorKeyDigest } = buildIdAuth(block, idKey, withAuthor ? authorKey : undefined);
     expect(idAuth.length).toBe(4096);
@@ -122,7 +135,9 @@ describe('sevsup id-block', () => {
     const r = await runCliCaptured('id-block', '--measurement', LD_B64, '--idkey', idKeyPem, '--authorkey', authorKeyPem);
     expect(r.code).toBe(0);
     const [first, second, third] = r.out.trimEnd().split('\n');
-    expect(first).toMatch(/^id-block=B28FLQi9p6cAqipgjFyqawDrrSl7bWioWkWx5mmlWLZ\+G5HShKMB\/mPE\+gdQRn7tAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAwAAAAAA,id-auth=[A-Za-z0-9+/]{5462}==$/);
+    expect(first).toMatch(
+      /^id-block=B28FLQi9p6cAqipgjFyqawDrrSl7bWioWkWx5mmlWLZ\+G5HShKMB\/mPE\+gdQRn7tAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAwAAAAAA,id-auth=[A-Za-z0-9+/]{5462}==$/,
+    );
     expect(second).toBe('id_key_hash: hwt+NcU/inLQ0yL3WrKvgmJ5Kq9leWIs5BMcPyHyied8sFYKXjuQs5MuZ07HCcsU');
     expect(third).toBe('author_key: YxEcNLv8Ckk4+aAJvQdJgNgXIyPmFZnJ/TNtqGcySOHcqY0L6PdjdqEGuK/UwKBX');
   });
@@ -130,25 +145,62 @@ describe('sevsup id-block', () => {
   it('--json, the policy and IDs, and the files the config takes', async () => {
     const files = { block: path.join(dir, 'g.idblock'), auth: path.join(dir, 'g.idauth') };
     const ld = 'ab'.repeat(48);
-    const r = await runCliCaptured('id-block', '--launch-digest', ld, '--id-key', idKeyPem, '--policy', '0x30000', '--svn', '3',
-      '--family-id', '11'.repeat(16), '--image-id', '22'.repeat(16), '--id-block-file', files.block, '--id-auth-file', files.auth, '--json');
+    const r = await runCliCaptured(
+      'id-block',
+      '--launch-digest',
+      ld,
+      '--id-key',
+      idKeyPem,
+      '--policy',
+      '0x30000',
+      '--svn',
+      '3',
+      '--family-id',
+      '11'.repeat(16),
+      '--image-id',
+      '22'.repeat(16),
+      '--id-block-file',
+      files.block,
+      '--id-auth-file',
+      files.auth,
+      '--json',
+    );
     expect(r.code).toBe(0);
     const j = JSON.parse(r.out) as Record<string, string | null>;
     const block = Buffer.from(j['idBlock'] ?? '', 'base64');
     expect(block.toString('hex')).toBe(`${ld}${'11'.repeat(16)}${'22'.repeat(16)}01000000030000000000030000000000`);
-    expect(j).toMatchObject({ idKeyDigest: Buffer.from('hwt+NcU/inLQ0yL3WrKvgmJ5Kq9leWIs5BMcPyHyied8sFYKXjuQs5MuZ07HCcsU', 'base64').toString('hex'), authorKeyDigest: null });
+    expect(j).toMatchObject({
+      idKeyDigest: Buffer.from('hwt+NcU/inLQ0yL3WrKvgmJ5Kq9leWIs5BMcPyHyied8sFYKXjuQs5MuZ07HCcsU', 'base64').toString('hex'),
+      authorKeyDigest: null,
+    });
     expect(readFileSync(files.block, 'utf8')).toBe(`${j['idBlock']}\n`);
     expect(readFileSync(files.auth, 'utf8')).toBe(`${j['idAuth']}\n`);
   });
 
   it('computes the digest from the inputs as measure --mode snp does', async () => {
     const fw = path.join(dir, 'fw.fd');
-    writeFileSync(fw, buildSnpImage({ sections: [[0x800000, 0x1000, 1], [0x801000, 0x1000, 2], [0x802000, 0x1000, 3]] }));
+    writeFileSync(
+      fw,
+      buildSnpImage({
+        sections: [
+          [0x800000, 0x1000, 1],
+          [0x801000, 0x1000, 2],
+          [0x802000, 0x1000, 3],
+        ],
+      }),
+    );
     const inputs = ['--ovmf', fw, '--vcpus', '2', '--vcpu-type', 'EPYC-Genoa'];
     const measured = (await runCliCaptured('measure', '--mode', 'snp', ...inputs)).out.trim();
-    const fromInputs = JSON.parse((await runCliCaptured('id-block', ...inputs, '--idkey', idKeyPem, '--json')).out) as Record<string, string>;
+    const fromInputs = JSON.parse((await runCliCaptured('id-block', ...inputs, '--idkey', idKeyPem, '--json')).out) as Record<
+      string,
+      string
+    >;
     expect(fromInputs['launchDigest']).toBe(measured);
-    expect(Buffer.from(fromInputs['idBlock'] ?? '', 'base64').subarray(0, 48).toString('hex')).toBe(measured);
+    expect(
+      Buffer.from(fromInputs['idBlock'] ?? '', 'base64')
+        .subarray(0, 48)
+        .toString('hex'),
+    ).toBe(measured);
     const both = await runCliCaptured('id-block', ...inputs, '--launch-digest', measured, '--idkey', idKeyPem);
     expect(both.code).toBe(2);
     expect(both.err).toMatch(/not both/);
@@ -159,7 +211,10 @@ describe('sevsup id-block', () => {
     [['--measurement', LD_B64, '--idkey', idKeyPem, '--policy', '0x10000'], /bit 17 \(reserved, must be one\) is clear/],
     [['--measurement', 'AAAA', '--idkey', idKeyPem], /--measurement takes 48 bytes in base64/],
     [['--measurement', LD_B64], /--id-key PEM \(alias --idkey\) is required/],
-    [['--measurement', LD_B64, '--idkey', authorKeyPem, '--id-key', idKeyPem], /--id-key and its alias --idkey were given different values/],
+    [
+      ['--measurement', LD_B64, '--idkey', authorKeyPem, '--id-key', idKeyPem],
+      /--id-key and its alias --idkey were given different values/,
+    ],
   ])('refuses %j', async (args, message) => {
     const r = await runCliCaptured('id-block', ...args);
     expect(r.code).toBe(2);

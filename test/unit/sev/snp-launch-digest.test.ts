@@ -27,7 +27,13 @@ import { referencePage } from './vmsa-reference.js';
 
 const sec = (gpa: number, size: number, type: number): SnpSection => ({ gpa, size, type, name: null });
 /** The metadata of edk2's OvmfPkgX64 build (Debian's OVMF.fd, sev-snp-measure-go's testdata). */
-const OVMF_SECTIONS = [sec(0x800000, 0x9000, 1), sec(0x80a000, 0x3000, 1), sec(0x80d000, 0x1000, 2), sec(0x80e000, 0x1000, 3), sec(0x80f000, 0x11000, 1)];
+const OVMF_SECTIONS = [
+  sec(0x800000, 0x9000, 1),
+  sec(0x80a000, 0x3000, 1),
+  sec(0x80d000, 0x1000, 2),
+  sec(0x80e000, 0x1000, 3),
+  sec(0x80f000, 0x11000, 1),
+];
 
 // --- a reference chain, written from sev-snp-measure's gctx.py -------------------------------------
 const sha384 = (b: Uint8Array): Buffer => createHash('sha384').update(b).digest();
@@ -69,10 +75,14 @@ function refPages(i: { firmware: Buffer; sections: readonly SnpSection[]; table?
 
 describe("sev-snp-measure-go's known answers (ovmf_img_1/2.json: ec2, 2 vCPUs, guest features 0x1)", () => {
   const cases = [
-    ['a58211791a556a630a4319dc9e2ea96cc0e9784dd9f20a4fadf81b26c98d163fcdcb6703884bbbb80d7b1de45b3d84d0',
-      '4c6e33087d08fa770259484dddbef367086a15c3e2cf10038dc97229d39c942671c2e22b300178f8de594a3f2fa59303'],
-    ['2027a27bb9f7acfd280e4c7bd68a73973b94bf0756e5b282e004b9395f597b8d0eb4defa7d8f6549375aa4d2b146f0f3',
-      'c2c84b9364fc9f0f54b04534768c860c6e0e386ad98b96e8b98eca46ac8971d05c531ba48373f054c880cfd1f4a0a84e'],
+    [
+      'a58211791a556a630a4319dc9e2ea96cc0e9784dd9f20a4fadf81b26c98d163fcdcb6703884bbbb80d7b1de45b3d84d0',
+      '4c6e33087d08fa770259484dddbef367086a15c3e2cf10038dc97229d39c942671c2e22b300178f8de594a3f2fa59303',
+    ],
+    [
+      '2027a27bb9f7acfd280e4c7bd68a73973b94bf0756e5b282e004b9395f597b8d0eb4defa7d8f6549375aa4d2b146f0f3',
+      'c2c84b9364fc9f0f54b04534768c860c6e0e386ad98b96e8b98eca46ac8971d05c531ba48373f054c880cfd1f4a0a84e',
+    ],
   ] as const;
   const inputs = (seed: string): SnpLaunchInputs => ({
     firmwareDigest: Buffer.from(seed, 'hex'),
@@ -106,7 +116,14 @@ describe('the chain against OpenSSL (an independent SHA-384)', () => {
     return Buffer.from(execFileSync('openssl', ['dgst', '-sha384', '-binary', file]));
   };
   it('a 64 KiB firmware with every section type and 2 vCPUs', () => {
-    const sections = [sec(0x800000, 0x2000, 1), sec(0x802000, 0x1000, 4), sec(0x803000, 0x1000, 2), sec(0x804000, 0x1000, 3), sec(0x805000, 0x1000, 0x10), sec(0x806000, 0x1000, 0x77)];
+    const sections = [
+      sec(0x800000, 0x2000, 1),
+      sec(0x802000, 0x1000, 4),
+      sec(0x803000, 0x1000, 2),
+      sec(0x804000, 0x1000, 3),
+      sec(0x805000, 0x1000, 0x10),
+      sec(0x806000, 0x1000, 0x77),
+    ];
     const image = buildSnpImage({ sections: sections.map((s) => [s.gpa, s.size, s.type] as const), hashes: [0x805c00, 0x400] });
     const table = Buffer.alloc(176, 0xa5);
     const vmsas = buildSnpVmsas({ vcpus: 2, resetAddress: 0x80b004, vcpuSignature: 0xa00f11, guestFeatures: 1n, vmmType: 'QEMU' });
@@ -135,10 +152,10 @@ describe('the chain against OpenSSL (an independent SHA-384)', () => {
 describe('generated inputs against the reference chain', () => {
   const models = ['EPYC', 'EPYC-Rome', 'EPYC-Milan', 'EPYC-Genoa', 'EPYC-Turin'] as const;
   it('firmware, every section type, kernel table, 1–64 vCPUs, five CPU models, three VMM types', () => {
-    const sectionArb = fc.array(
-      fc.record({ pages: fc.integer({ min: 1, max: 3 }), type: fc.constantFrom(1, 2, 3, 4, 0x10, 0x99) }),
-      { minLength: 1, maxLength: 6 },
-    );
+    const sectionArb = fc.array(fc.record({ pages: fc.integer({ min: 1, max: 3 }), type: fc.constantFrom(1, 2, 3, 4, 0x10, 0x99) }), {
+      minLength: 1,
+      maxLength: 6,
+    });
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 4 }),
@@ -193,7 +210,13 @@ describe('generated inputs against the reference chain', () => {
 
 describe('the firmware image: metadata as the chain reads it', () => {
   it('parses every section type and measures unknown ones as ZERO (as QEMU 10)', () => {
-    const image = buildSnpImage({ sections: [[0x800000, 0x1000, 1], [0x801000, 0x1000, 4], [0x802000, 0x1000, 0x20]] });
+    const image = buildSnpImage({
+      sections: [
+        [0x800000, 0x1000, 1],
+        [0x801000, 0x1000, 4],
+        [0x802000, 0x1000, 0x20],
+      ],
+    });
     const md = parseSnpMetadata(image, parseOvmfTable(image));
     expect(md).toEqual({
       status: 'found',
@@ -230,15 +253,39 @@ describe('refusals: what sev-snp-measure measures and QEMU never launches', () =
     expect(snpDigestProblems(ok)).toEqual([]);
   });
   it.each([
-    ['no metadata', { sections: [] }, 'the firmware has no SEV-SNP metadata: QEMU stops the guest at its first run ("Failed to locate SEV metadata header")'],
-    ['a size not a multiple of 64 KiB', { firmware: Buffer.alloc(0x11000) }, 'the firmware is 69632 bytes, not a non-zero multiple of 64 KiB: QEMU refuses it as -bios ("could not load PC BIOS")'],
-    ['a kernel without a KERNEL_HASHES section', { sections: [sec(0x800000, 0x1000, 1)] }, 'a kernel is given, but the firmware has no KERNEL_HASHES section: QEMU would launch without measuring the kernel'],
-    ['a hashes area with base 0', { kernelHashesBase: 0 }, 'the firmware declares no kernel-hashes area (base 0): QEMU refuses -kernel with kernel-hashes ("hashes table area is invalid")'],
+    [
+      'no metadata',
+      { sections: [] },
+      'the firmware has no SEV-SNP metadata: QEMU stops the guest at its first run ("Failed to locate SEV metadata header")',
+    ],
+    [
+      'a size not a multiple of 64 KiB',
+      { firmware: Buffer.alloc(0x11000) },
+      'the firmware is 69632 bytes, not a non-zero multiple of 64 KiB: QEMU refuses it as -bios ("could not load PC BIOS")',
+    ],
+    [
+      'a kernel without a KERNEL_HASHES section',
+      { sections: [sec(0x800000, 0x1000, 1)] },
+      'a kernel is given, but the firmware has no KERNEL_HASHES section: QEMU would launch without measuring the kernel',
+    ],
+    [
+      'a hashes area with base 0',
+      { kernelHashesBase: 0 },
+      'the firmware declares no kernel-hashes area (base 0): QEMU refuses -kernel with kernel-hashes ("hashes table area is invalid")',
+    ],
     ['a table crossing its page', { kernelHashesBase: 0x801f80 }, 'the kernel-hashes table at 0x801f80 would cross its page'],
     ['0 vCPUs', { vcpus: 0 }, 'vCPUs must be 1..1024 (QEMU has no guest without a vCPU), got 0'],
     ['guest features 0', { guestFeatures: 0n }, 'guest features must set bit 0 (SNPActive): KVM always sets it for an SNP guest'],
-    ['no AP reset address', { resetAddress: 0 }, 'the firmware has no AP reset address (SEV info block): QEMU refuses it ("SEV-ES reset address is zero")'],
-    ['a section that is not whole pages', { sections: [sec(0x800000, 0x800, 1), sec(0x801000, 0x1000, 0x10)] }, 'SEC_MEM section at 0x800000 (size 0x800) is not page-aligned'],
+    [
+      'no AP reset address',
+      { resetAddress: 0 },
+      'the firmware has no AP reset address (SEV info block): QEMU refuses it ("SEV-ES reset address is zero")',
+    ],
+    [
+      'a section that is not whole pages',
+      { sections: [sec(0x800000, 0x800, 1), sec(0x801000, 0x1000, 0x10)] },
+      'SEC_MEM section at 0x800000 (size 0x800) is not page-aligned',
+    ],
   ])('refuses %s', (_name, change, problem) => {
     const inputs = { ...ok, ...change } as SnpLaunchInputs;
     expect(snpDigestProblems(inputs)).toContain(problem);

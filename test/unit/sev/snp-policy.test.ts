@@ -70,12 +70,19 @@ describe('SNP policy', () => {
     expect(snpPolicyAllowsDebug(0x30000n)).toBe(false);
     expect(describeSnpPolicy(0x30000n)).toBe('0x30000 (SNP, ABI >= 0.0, SMT allowed, no debugging)');
     expect(describeSnpPolicy(0xb0137n)).toBe('0xb0137 (SNP, ABI >= 1.55, SMT allowed, DEBUG allowed)');
-    expect(describeSnpPolicy(0x2120000n)).toBe('0x2120000 (SNP, ABI >= 0.0, SMT not allowed, no debugging, SINGLE_SOCKET, PAGE_SWAP_DISABLE)');
-    expect(describeSnpPolicy(0x4000000n)).toBe('0x4000000 (SNP, ABI >= 0.0, SMT not allowed, no debugging, bit 17 CLEAR, reserved 0x4000000)');
+    expect(describeSnpPolicy(0x2120000n)).toBe(
+      '0x2120000 (SNP, ABI >= 0.0, SMT not allowed, no debugging, SINGLE_SOCKET, PAGE_SWAP_DISABLE)',
+    );
+    expect(describeSnpPolicy(0x4000000n)).toBe(
+      '0x4000000 (SNP, ABI >= 0.0, SMT not allowed, no debugging, bit 17 CLEAR, reserved 0x4000000)',
+    );
     // The verifier's JSON view (what issue 13's own decoder printed): bit 17 left out of the flags.
     expect(snpPolicyView(0x1b0137n)).toEqual({ value: '0x1b0137', abiMajor: 1, abiMinor: 0x37, flags: ['SMT', 'DEBUG', 'SINGLE_SOCKET'] });
     expect(explainSnpPolicy(0x80000n).find((b) => b.name === 'DEBUG')).toEqual({
-      bit: 19, name: 'DEBUG', set: true, meaning: 'debugging allowed (the host can read and write guest memory through the PSP)',
+      bit: 19,
+      name: 'DEBUG',
+      set: true,
+      meaning: 'debugging allowed (the host can read and write guest memory through the PSP)',
     });
   });
 

@@ -33,11 +33,18 @@ import {
 import { chainFor, CHIP_ID, fieldsFor, TCB } from '../../support/snp-fixtures.js';
 
 describe('AMD ARKs built in', () => {
-  it.each(SNP_PRODUCTS)('%s: self-signed RSA-4096 PSS with AMD\'s subject and the recorded fingerprint', (product) => {
+  it.each(SNP_PRODUCTS)("%s: self-signed RSA-4096 PSS with AMD's subject and the recorded fingerprint", (product) => {
     const pem = AMD_ARK_PEM[product];
     const x = new X509Certificate(pem);
     expect(x.verify(x.publicKey)).toBe(true);
-    expect(x.subject.split('\n')).toEqual(['OU=Engineering', 'C=US', 'L=Santa Clara', 'ST=CA', 'O=Advanced Micro Devices', `CN=ARK-${product}`]);
+    expect(x.subject.split('\n')).toEqual([
+      'OU=Engineering',
+      'C=US',
+      'L=Santa Clara',
+      'ST=CA',
+      'O=Advanced Micro Devices',
+      `CN=ARK-${product}`,
+    ]);
     expect(x.subject).toBe(x.issuer);
     expect(createHash('sha256').update(x.raw).digest('hex')).toBe(AMD_ARK_SHA256[product]);
     expect(shapeProblems(loadCert('ark', Buffer.from(pem)))).toEqual([]);
@@ -130,9 +137,13 @@ describe('certificates', () => {
 describe('AMD key server URLs', () => {
   it('builds the VCEK URL from CHIP_ID and REPORTED_TCB (Turin: 8-byte hwid and fmcSPL)', () => {
     const milan = encodeTcb(TCB.Milan, 'milan-genoa');
-    expect(kdsVcekUrl('Milan', CHIP_ID, milan)).toBe(`https://kdsintf.amd.com/vcek/v1/Milan/${CHIP_ID.toString('hex')}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`);
+    expect(kdsVcekUrl('Milan', CHIP_ID, milan)).toBe(
+      `https://kdsintf.amd.com/vcek/v1/Milan/${CHIP_ID.toString('hex')}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`,
+    );
     const turin = encodeTcb(TCB.Turin, 'turin');
-    expect(kdsVcekUrl('Turin', CHIP_ID, turin)).toBe(`https://kdsintf.amd.com/vcek/v1/Turin/${CHIP_ID.subarray(0, 8).toString('hex')}?fmcSPL=1&blSPL=1&teeSPL=1&snpSPL=1&ucodeSPL=76`);
+    expect(kdsVcekUrl('Turin', CHIP_ID, turin)).toBe(
+      `https://kdsintf.amd.com/vcek/v1/Turin/${CHIP_ID.subarray(0, 8).toString('hex')}?fmcSPL=1&blSPL=1&teeSPL=1&snpSPL=1&ucodeSPL=76`,
+    );
     expect(kdsChainUrl('Genoa', 'vlek')).toBe('https://kdsintf.amd.com/vlek/v1/Genoa/cert_chain');
   });
 });

@@ -89,7 +89,13 @@ describe('SEV-ES VMSA parameters', () => {
     ];
     for (const bad of bads) {
       const params = { ...base, ...bad } as SevEsParams; // deliberately wrong shapes
-      expect(hasCode(errorOf(() => buildVmsas(params)), 'SUP_ERR_VERIFY_UNSUPPORTED'), JSON.stringify(bad, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).toBe(true);
+      expect(
+        hasCode(
+          errorOf(() => buildVmsas(params)),
+          'SUP_ERR_VERIFY_UNSUPPORTED',
+        ),
+        JSON.stringify(bad, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
+      ).toBe(true);
     }
   });
 

@@ -8,7 +8,16 @@ function failure(fn: () => unknown): { code: string; message: string; details: R
   try {
     fn();
   } catch (error) {
-    if (hasCode(error, 'SUP_ERR_CHECK_SEV_DISABLED', 'SUP_ERR_CHECK_SEV_TYPE_MISMATCH', 'SUP_ERR_CHECK_POLICY_MISMATCH', 'SUP_ERR_CHECK_STATE', 'SUP_ERR_CHECK_MEASUREMENT')) {
+    if (
+      hasCode(
+        error,
+        'SUP_ERR_CHECK_SEV_DISABLED',
+        'SUP_ERR_CHECK_SEV_TYPE_MISMATCH',
+        'SUP_ERR_CHECK_POLICY_MISMATCH',
+        'SUP_ERR_CHECK_STATE',
+        'SUP_ERR_CHECK_MEASUREMENT',
+      )
+    ) {
       return { code: error.code, message: error.message, details: error.details };
     }
     throw error;
@@ -61,13 +70,18 @@ describe('checkSevInfo', () => {
   });
 
   it('checks enabled before anything else', () => {
-    expect(failure(() => checkSevInfo('demo', { enabled: false, policy: 1, state: 'launch-update', sevType: 'sev-snp' }, { policy: 8 })).code).toBe(
-      'SUP_ERR_CHECK_SEV_DISABLED',
-    );
+    expect(
+      failure(() => checkSevInfo('demo', { enabled: false, policy: 1, state: 'launch-update', sevType: 'sev-snp' }, { policy: 8 })).code,
+    ).toBe('SUP_ERR_CHECK_SEV_DISABLED');
   });
 
   it('puts what it saw and expected in details', () => {
-    expect(failure(() => checkSevInfo('demo', { ...GOOD, policy: 1 }, { policy: 0xb })).details).toEqual({ vm: 'demo', check: 'policy', seen: 1, expected: 0xb });
+    expect(failure(() => checkSevInfo('demo', { ...GOOD, policy: 1 }, { policy: 0xb })).details).toEqual({
+      vm: 'demo',
+      check: 'policy',
+      seen: 1,
+      expected: 0xb,
+    });
   });
 });
 
@@ -80,10 +94,22 @@ describe('checkMeasurement', () => {
   it.each([
     [undefined, 'VM demo: QEMU returned no launch measurement, expected base64 of 48 bytes; the guest was not resumed'],
     ['', 'VM demo: QEMU returned no launch measurement, expected base64 of 48 bytes; the guest was not resumed'],
-    [Buffer.alloc(32).toString('base64'), 'VM demo: the launch measurement QEMU returned is 32 bytes, expected 48; the guest was not resumed'],
-    [`${Buffer.alloc(48).toString('base64')}AA==`, 'VM demo: the launch measurement QEMU returned is 49 bytes, expected 48; the guest was not resumed'],
-    ['not base64!', 'VM demo: the launch measurement QEMU returned is not base64 (11 characters), expected base64 of 48 bytes; the guest was not resumed'],
-    [` ${Buffer.alloc(48).toString('base64')}`, 'VM demo: the launch measurement QEMU returned is not base64 (65 characters), expected base64 of 48 bytes; the guest was not resumed'],
+    [
+      Buffer.alloc(32).toString('base64'),
+      'VM demo: the launch measurement QEMU returned is 32 bytes, expected 48; the guest was not resumed',
+    ],
+    [
+      `${Buffer.alloc(48).toString('base64')}AA==`,
+      'VM demo: the launch measurement QEMU returned is 49 bytes, expected 48; the guest was not resumed',
+    ],
+    [
+      'not base64!',
+      'VM demo: the launch measurement QEMU returned is not base64 (11 characters), expected base64 of 48 bytes; the guest was not resumed',
+    ],
+    [
+      ` ${Buffer.alloc(48).toString('base64')}`,
+      'VM demo: the launch measurement QEMU returned is not base64 (65 characters), expected base64 of 48 bytes; the guest was not resumed',
+    ],
   ])('refuses %j', (value, message) => {
     const f = failure(() => checkMeasurement('demo', value));
     expect(f.code).toBe('SUP_ERR_CHECK_MEASUREMENT');

@@ -30,7 +30,10 @@ describe('checkDebugPolicy', () => {
     );
   });
 
-  it.each(['amd_sev: std,nodbg=1', 'amd-sev: type=es,no-debug=1', 'amd-sev: type=snp,no-debug=1', 'memory: 512'])('%s: nothing to say', (line) => {
-    expect(checkDebugPolicy(spec(line), true)).toBeNull();
-  });
+  it.each(['amd_sev: std,nodbg=1', 'amd-sev: type=es,no-debug=1', 'amd-sev: type=snp,no-debug=1', 'memory: 512'])(
+    '%s: nothing to say',
+    (line) => {
+      expect(checkDebugPolicy(spec(line), true)).toBeNull();
+    },
+  );
 });

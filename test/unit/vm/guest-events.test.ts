@@ -2,7 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { exitEnding, reactToEvent, type WatchedGuest } from '../../../src/vm/guest-events.js';
 
 const guest = (over: Partial<WatchedGuest> = {}): WatchedGuest => ({ vm: 'vm1', state: 'running', pid: 42, stopRequested: false, ...over });
-const event = (name: string, data?: Record<string, unknown>) => ({ event: name, ...(data === undefined ? {} : { data }), timestamp: { seconds: 0, microseconds: 0 } });
+const event = (name: string, data?: Record<string, unknown>) => ({
+  event: name,
+  ...(data === undefined ? {} : { data }),
+  timestamp: { seconds: 0, microseconds: 0 },
+});
 
 describe('reactToEvent', () => {
   it('STOP pauses a running guest, RESUME runs a paused one; anything else changes nothing', () => {
@@ -27,9 +31,15 @@ describe('reactToEvent', () => {
 });
 
 describe('exitEnding', () => {
-  it('stopped when stopping or clean, naming a guest shutdown; failed with the earlier error or QEMU\'s end', () => {
-    expect(exitEnding('vm1', 'running', { exitCode: 0, stderrTail: '', how: 'exited' }, null, true)).toEqual({ kind: 'stopped', how: 'guest-shutdown' });
-    expect(exitEnding('vm1', 'stopping', { signal: 'SIGTERM', stderrTail: '', how: 'sigterm' }, null, false)).toEqual({ kind: 'stopped', how: 'sigterm' });
+  it("stopped when stopping or clean, naming a guest shutdown; failed with the earlier error or QEMU's end", () => {
+    expect(exitEnding('vm1', 'running', { exitCode: 0, stderrTail: '', how: 'exited' }, null, true)).toEqual({
+      kind: 'stopped',
+      how: 'guest-shutdown',
+    });
+    expect(exitEnding('vm1', 'stopping', { signal: 'SIGTERM', stderrTail: '', how: 'sigterm' }, null, false)).toEqual({
+      kind: 'stopped',
+      how: 'sigterm',
+    });
     const crashed = exitEnding('vm1', 'running', { exitCode: 1, stderrTail: 'qemu-system-x86_64: boom\n', how: 'exited' }, null, false);
     expect(crashed.kind === 'failed' && [crashed.error.code, crashed.error.message]).toEqual([
       'SUP_ERR_QEMU_EXITED',

@@ -45,7 +45,10 @@ afterAll(async () => {
 
 /** The guest every test launches, from config text as the daemon reads it. */
 function spec(): VmSpec {
-  return parseVmConfig(['memory: 256', 'cores: 1', 'bios: ovmf', `firmware: ${OVMF}`, 'serial: none', 'amd_sev: type=std,nodbg=1,noks=1'].join('\n'), '/etc/sevsup/vms/vm1.conf');
+  return parseVmConfig(
+    ['memory: 256', 'cores: 1', 'bios: ovmf', `firmware: ${OVMF}`, 'serial: none', 'amd_sev: type=std,nodbg=1,noks=1'].join('\n'),
+    '/etc/sevsup/vms/vm1.conf',
+  );
 }
 
 interface Rig {
@@ -261,7 +264,9 @@ describe('daemon mode', () => {
     await first.detach();
     const persisted = await r.persisted();
     const second = r.make();
-    await expect(second.attach({ ...persisted, startTime: (persisted.startTime ?? 0) + 1 })).rejects.toMatchObject({ code: 'SUP_ERR_QEMU_EXITED' });
+    await expect(second.attach({ ...persisted, startTime: (persisted.startTime ?? 0) + 1 })).rejects.toMatchObject({
+      code: 'SUP_ERR_QEMU_EXITED',
+    });
     // The real QEMU was not touched: it still answers (and is ended by the cleanup).
     expect(isPidAlive(persisted.pid ?? 0)).toBe(true);
   });
@@ -291,7 +296,8 @@ describe('daemon mode', () => {
     const midLaunch = r.make();
     await expect(midLaunch.attach({ ...persisted, state: 'measuring' })).rejects.toMatchObject({
       code: 'SUP_ERR_VM_STATE',
-      message: 'VM vm1: re-attached after a restart, but sevsup stopped while it was measuring, before its launch completed; QEMU was stopped',
+      message:
+        'VM vm1: re-attached after a restart, but sevsup stopped while it was measuring, before its launch completed; QEMU was stopped',
     });
     expect(isPidAlive(persisted.pid ?? 0)).toBe(false);
     expect(await r.commands()).not.toContain('cont');
@@ -306,7 +312,8 @@ describe('daemon mode', () => {
     const again = r2.make({ hold: true });
     await expect(again.attach(await r2.persisted())).rejects.toMatchObject({
       code: 'SUP_ERR_VM_STATE',
-      message: 'VM vm1: re-attached after a restart, but it was held for attestation, but QEMU reports it running: nothing but sevsup may resume it; QEMU was stopped',
+      message:
+        'VM vm1: re-attached after a restart, but it was held for attestation, but QEMU reports it running: nothing but sevsup may resume it; QEMU was stopped',
     });
   });
 

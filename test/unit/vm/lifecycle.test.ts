@@ -139,14 +139,28 @@ describe('VmLifecycle: the SEV launch path', () => {
     expect(names(h.events)).toEqual(['starting', 'spawned', 'checked', 'measured', 'resumed', 'running']);
     expect(h.events[2]).toMatchObject({ vm: 'vm1', policy: '0xb', sevType: 'sev', apiMajor: 1, apiMinor: 55, buildId: 21 });
     const record = await readLatestRecord(h.stateDir, 'vm1');
-    expect(record).toMatchObject({ vm: 'vm1', platform: 'simulated', sevType: 'sev', policy: 0xb, expectedPolicy: 0xb, state: 'launch-secret' });
+    expect(record).toMatchObject({
+      vm: 'vm1',
+      platform: 'simulated',
+      sevType: 'sev',
+      policy: 0xb,
+      expectedPolicy: 0xb,
+      state: 'launch-secret',
+    });
     expect(record?.launch.qemuVersion).toBe('7.2.22 (fake)');
     expect(h.events[3]).toMatchObject({ record: h.lifecycle.status().record, measurement: Buffer.alloc(48, 0x5a).toString('base64') });
     const pid = h.lifecycle.pid;
     const outcome = await h.lifecycle.stop('test');
     expect(outcome).toEqual({ state: 'stopped', how: 'powerdown', ran: true });
     expect(names(h.events).slice(6)).toEqual(['stopping', 'stopped']);
-    expect(await h.commands()).toEqual(['qmp_capabilities', 'query-sev', 'query-sev-launch-measure', 'cont', 'query-status', 'system_powerdown']);
+    expect(await h.commands()).toEqual([
+      'qmp_capabilities',
+      'query-sev',
+      'query-sev-launch-measure',
+      'cont',
+      'query-status',
+      'system_powerdown',
+    ]);
     expect(pid !== null && isPidAlive(pid)).toBe(false);
   });
 
@@ -166,7 +180,11 @@ describe('VmLifecycle: the SEV launch path', () => {
   });
 
   it('records the CPU signature for SEV-ES', async () => {
-    const h = await harness({ cpu: { family: 25, model: 1, stepping: 1 } }, {}, spec({ cores: 2, sev: { type: 'es', nodbg: false, noks: false, kernelHashes: false, key: 'amd_sev' } }));
+    const h = await harness(
+      { cpu: { family: 25, model: 1, stepping: 1 } },
+      {},
+      spec({ cores: 2, sev: { type: 'es', nodbg: false, noks: false, kernelHashes: false, key: 'amd_sev' } }),
+    );
     await h.lifecycle.start();
     const record = await readLatestRecord(h.stateDir, 'vm1');
     expect(record?.sevType).toBe('sev-es');
@@ -379,7 +397,9 @@ describe('VmLifecycle: the attestation hold', () => {
       code: 'SUP_ERR_ATTEST_NOT_HELD',
       message: 'VM vm1 is running, not held for attestation; approve applies only to a held guest',
     });
-    await expect(h.lifecycle.injectSecret({ packetHeader: HEADER, secret: SECRET, gpa: 1 })).rejects.toMatchObject({ code: 'SUP_ERR_ATTEST_NOT_HELD' });
+    await expect(h.lifecycle.injectSecret({ packetHeader: HEADER, secret: SECRET, gpa: 1 })).rejects.toMatchObject({
+      code: 'SUP_ERR_ATTEST_NOT_HELD',
+    });
   });
 
   it('stop() before start() ends it at once; start() afterwards is refused', async () => {

@@ -133,7 +133,10 @@ describe('preflight firmware', () => {
 
   it('accepts an image whose pinned sha256 matches', async () => {
     const actual = createHash('sha256').update(DEBIAN_LIKE).digest('hex');
-    expect(await inspected(spec({ firmware: { path: file('debian-like.fd'), sha256: actual } }))).toEqual({ path: file('debian-like.fd'), sha256: actual });
+    expect(await inspected(spec({ firmware: { path: file('debian-like.fd'), sha256: actual } }))).toEqual({
+      path: file('debian-like.fd'),
+      sha256: actual,
+    });
   });
 
   it('refuses an image with a corrupt footer table, naming it', async () => {
@@ -153,7 +156,7 @@ describe('preflight kernel-hashes', () => {
     ['debian-like.fd', 'SEV: guest firmware hashes table area is invalid (base=0x0 size=0x0)'],
     ['no-hashes-guid.fd', 'SEV: kernel specified but guest firmware has no hashes table GUID'],
     ['small-hashes.fd', 'SEV: guest firmware hashes table area is invalid (base=0x80fc00 size=0xa0)'],
-  ])('refuses %s with QEMU\'s reason, the image and what to use', async (fw, reason) => {
+  ])("refuses %s with QEMU's reason, the image and what to use", async (fw, reason) => {
     const error = await failure(withHashes(fw));
     expect(error.code).toBe('SUP_ERR_FIRMWARE_NO_HASHES_AREA');
     expect(error.message).toBe(
@@ -210,9 +213,7 @@ describe('preflight kernel, initrd and launch files', () => {
   it('refuses an initrd that is a directory', async () => {
     const error = await failure(spec({ kernel: file('vmlinuz'), initrd: file('a-directory') }));
     expect(error.code).toBe('SUP_ERR_KERNEL_READ');
-    expect(error.message).toBe(
-      `${CONF}: initrd: cannot read ${file('a-directory')}: not a regular file; give an existing, readable file`,
-    );
+    expect(error.message).toBe(`${CONF}: initrd: cannot read ${file('a-directory')}: not a regular file; give an existing, readable file`);
   });
 
   it('refuses a missing launch session file', async () => {

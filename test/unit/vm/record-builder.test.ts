@@ -42,7 +42,12 @@ async function spawned(sev: NonNullable<VmSpec['sev']>, over: Partial<SpawnedLau
     sev,
   } as unknown as VmSpec;
   const table = { sevResetAddress: RESET } as unknown as OvmfTable;
-  const firmware: FirmwareInfo = { path: file('OVMF.fd'), size: FIRMWARE.length, sha256: (await sha256File(file('OVMF.fd'))).sha256, table };
+  const firmware: FirmwareInfo = {
+    path: file('OVMF.fd'),
+    size: FIRMWARE.length,
+    sha256: (await sha256File(file('OVMF.fd'))).sha256,
+    table,
+  };
   return {
     vm: 'demo',
     platform: 'simulated',
@@ -56,13 +61,31 @@ async function spawned(sev: NonNullable<VmSpec['sev']>, over: Partial<SpawnedLau
   };
 }
 
-const reported = { sev: SEV, expectedPolicy: 7, measurement: MEASUREMENT.toString('base64'), mnonce: MEASUREMENT.subarray(32), capturedAt: new Date('2026-12-02T00:00:00Z') };
-const sevSpec = (type: 'std' | 'es', kernelHashes: boolean): NonNullable<VmSpec['sev']> => ({ type, nodbg: true, noks: true, kernelHashes, key: 'amd_sev' });
+const reported = {
+  sev: SEV,
+  expectedPolicy: 7,
+  measurement: MEASUREMENT.toString('base64'),
+  mnonce: MEASUREMENT.subarray(32),
+  capturedAt: new Date('2026-12-02T00:00:00Z'),
+};
+const sevSpec = (type: 'std' | 'es', kernelHashes: boolean): NonNullable<VmSpec['sev']> => ({
+  type,
+  nodbg: true,
+  noks: true,
+  kernelHashes,
+  key: 'amd_sev',
+});
 
 describe('buildLaunchRecord', () => {
   it('an SEV record with kernel hashes: the launch inputs and the digest the owner computes from the same files', async () => {
     const record = buildLaunchRecord(await spawned(sevSpec('std', true)), reported);
-    const owner = await computeLaunchDigestFromFiles({ firmware: file('OVMF.fd'), kernel: file('vmlinuz'), initrd: file('initrd'), cmdline: 'console=ttyS0', kernelHashes: true });
+    const owner = await computeLaunchDigestFromFiles({
+      firmware: file('OVMF.fd'),
+      kernel: file('vmlinuz'),
+      initrd: file('initrd'),
+      cmdline: 'console=ttyS0',
+      kernelHashes: true,
+    });
     expect(record.expectedLaunchDigest).toBe(owner.digest.toString('hex'));
     expect(record.sevType).toBe('sev');
     expect(record.vmsaInit).toBeNull();
@@ -88,7 +111,11 @@ describe('buildLaunchRecord', () => {
   it('an SEV-ES record measures the VMSAs built from the CPU signature QEMU reported', async () => {
     const cpu = { family: 23, model: 1, stepping: 2 };
     const record = buildLaunchRecord(await spawned(sevSpec('es', false)), reported, cpu);
-    const owner = await computeLaunchDigestFromFiles({ firmware: file('OVMF.fd'), kernelHashes: false, sevEs: { vcpus: 2, ...cpu, resetAddress: RESET, vmsaInit: 'legacy' } });
+    const owner = await computeLaunchDigestFromFiles({
+      firmware: file('OVMF.fd'),
+      kernelHashes: false,
+      sevEs: { vcpus: 2, ...cpu, resetAddress: RESET, vmsaInit: 'legacy' },
+    });
     expect(record.expectedLaunchDigest).toBe(owner.digest.toString('hex'));
     expect([record.sevType, record.vmsaInit]).toEqual(['sev-es', 'legacy']);
     expect(record.validateArgs).toContain('--cpu-family');

@@ -24,7 +24,16 @@ function record(at: string, vm = 'demo'): MeasurementRecord {
     expectedLaunchDigest: 'ab'.repeat(32),
     measurement: M.toString('base64'),
     mnonce: M.subarray(32),
-    launch: { firmware: null, kernel: null, initrd: null, cmdline: null, kernelHashes: false, vcpus: 1, cpuModel: 'EPYC', qemuVersion: '7.2.22' },
+    launch: {
+      firmware: null,
+      kernel: null,
+      initrd: null,
+      cmdline: null,
+      kernelHashes: false,
+      vcpus: 1,
+      cpuModel: 'EPYC',
+      qemuVersion: '7.2.22',
+    },
   });
 }
 

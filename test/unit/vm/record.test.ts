@@ -53,7 +53,16 @@ describe('buildRecord', () => {
     ]);
     expect(record.expectedLaunchDigest).toBe('ab'.repeat(32));
     expect(record.vmsaInit).toBeNull();
-    expect(Object.keys(record.launch)).toEqual(['firmware', 'kernel', 'initrd', 'cmdline', 'kernelHashes', 'vcpus', 'cpuModel', 'qemuVersion']);
+    expect(Object.keys(record.launch)).toEqual([
+      'firmware',
+      'kernel',
+      'initrd',
+      'cmdline',
+      'kernelHashes',
+      'vcpus',
+      'cpuModel',
+      'qemuVersion',
+    ]);
     expect(record.schema).toBe('sevsup.measurement/v1');
     expect(record.capturedAt).toBe('2026-11-26T10:25:20.123Z');
     expect(record.mnonce).toBe('ab'.repeat(16));
@@ -83,7 +92,9 @@ describe('buildRecord', () => {
 
   it('passes --initrd when there is one, and no kernel at all without kernel-hashes', () => {
     const base = inputs();
-    const withInitrd = buildRecord(inputs({ launch: { ...base.launch, initrd: { path: '/k/initrd', sha256: 'cc'.repeat(32) }, cmdline: null } }));
+    const withInitrd = buildRecord(
+      inputs({ launch: { ...base.launch, initrd: { path: '/k/initrd', sha256: 'cc'.repeat(32) }, cmdline: null } }),
+    );
     expect(withInitrd.validateArgs.slice(12)).toEqual(['--kernel', '/k/vmlinuz', '--initrd', '/k/initrd']);
     const unmeasured = buildRecord(inputs({ launch: { ...base.launch, kernelHashes: false } }));
     expect(unmeasured.validateArgs).not.toContain('--kernel');
@@ -93,7 +104,9 @@ describe('buildRecord', () => {
   it('adds the vCPU count and CPU signature for SEV-ES', () => {
     const record = buildRecord(inputs({ sevType: 'sev-es', cpuSignature: { family: 23, model: 1, stepping: 2 } }));
     expect(record.validateArgs.slice(-8)).toEqual(['--num-cpus', '2', '--cpu-family', '23', '--cpu-model', '1', '--cpu-stepping', '2']);
-    expect(() => buildRecord(inputs({ sevType: 'sev-es' }))).toThrow('an SEV-ES record needs the guest CPU signature (family, model, stepping)');
+    expect(() => buildRecord(inputs({ sevType: 'sev-es' }))).toThrow(
+      'an SEV-ES record needs the guest CPU signature (family, model, stepping)',
+    );
   });
 
   it('never includes --tik or --tek', () => {

@@ -12,7 +12,18 @@ import { buildSnpImage } from '../../support/ovmf-images.js';
 const dir = mkdtempSync(path.join(tmpdir(), 'snp-preflight-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const fw = path.join(dir, 'fw.fd');
-writeFileSync(fw, buildSnpImage({ sections: [[0x800000, 0x1000, 1], [0x801000, 0x1000, 2], [0x802000, 0x1000, 3], [0x803000, 0x1000, 0x10]], hashes: [0x803c00, 0x400] }));
+writeFileSync(
+  fw,
+  buildSnpImage({
+    sections: [
+      [0x800000, 0x1000, 1],
+      [0x801000, 0x1000, 2],
+      [0x802000, 0x1000, 3],
+      [0x803000, 0x1000, 0x10],
+    ],
+    hashes: [0x803c00, 0x400],
+  }),
+);
 const plainFw = path.join(dir, 'plain.fd');
 writeFileSync(plainFw, buildSnpImage({ sections: [[0x800000, 0x1000, 1]] }));
 
@@ -27,7 +38,9 @@ describe('snpPreflight', () => {
     writeFileSync(path.join(dir, 'g.idblock'), `${Buffer.alloc(96, 7).toString('base64')}\n`);
     writeFileSync(path.join(dir, 'g.idauth'), Buffer.alloc(4096, 9));
     writeFileSync(path.join(dir, 'hd.bin'), Buffer.alloc(32, 5));
-    const { spec, sev } = load(`firmware: ${fw}\nkernel: /k\namd-sev: type=snp,kernel-hashes=1,id-block=g.idblock,id-auth=g.idauth,host-data-file=hd.bin\n`);
+    const { spec, sev } = load(
+      `firmware: ${fw}\nkernel: /k\namd-sev: type=snp,kernel-hashes=1,id-block=g.idblock,id-auth=g.idauth,host-data-file=hd.bin\n`,
+    );
     expect(await snpPreflight(spec, sev)).toEqual({
       idBlock: Buffer.alloc(96, 7).toString('base64'),
       idAuth: Buffer.alloc(4096, 9).toString('base64'),
@@ -39,7 +52,9 @@ describe('snpPreflight', () => {
     const { spec, sev } = load(`firmware: ${plainFw}\nkernel: /k\namd-sev: type=snp\n`);
     await expect(snpPreflight(spec, sev)).rejects.toMatchObject({
       code: 'SUP_ERR_FIRMWARE_SNP',
-      message: expect.stringContaining(`firmware: ${plainFw} cannot launch this SEV-SNP guest: a kernel is given, but the firmware has no KERNEL_HASHES section`),
+      message: expect.stringContaining(
+        `firmware: ${plainFw} cannot launch this SEV-SNP guest: a kernel is given, but the firmware has no KERNEL_HASHES section`,
+      ),
     });
   });
 

@@ -76,6 +76,8 @@ describe('StateWriter', () => {
     writer.queue(snapshot('running'));
     await writer.flush();
     expect((await readVmState(file))?.state).toBe('running');
-    expect(lines.map((l) => JSON.parse(l).msg)).toEqual(['cannot write the VM state file; a restarted daemon may not re-attach this guest']);
+    expect(lines.map((l) => JSON.parse(l).msg)).toEqual([
+      'cannot write the VM state file; a restarted daemon may not re-attach this guest',
+    ]);
   });
 });

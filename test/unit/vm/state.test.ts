@@ -36,11 +36,15 @@ describe('vm state machine', () => {
       caught = error;
     }
     expect(hasCode(caught, 'SUP_ERR_VM_STATE')).toBe(true);
-    expect((caught as Error).message).toBe(`VM demo: cannot go from ${from} to ${to} (allowed from ${from}: ${VM_STATES.filter((s) => canTransition(from, s)).join(', ')})`);
+    expect((caught as Error).message).toBe(
+      `VM demo: cannot go from ${from} to ${to} (allowed from ${from}: ${VM_STATES.filter((s) => canTransition(from, s)).join(', ')})`,
+    );
   });
 
   it('exact message for a held guest asked to run directly', () => {
-    expect(() => transition('held', 'running', 'vm1')).toThrow('VM vm1: cannot go from held to running (allowed from held: resuming, stopping, failed)');
+    expect(() => transition('held', 'running', 'vm1')).toThrow(
+      'VM vm1: cannot go from held to running (allowed from held: resuming, stopping, failed)',
+    );
   });
 
   it('recognises its own states only', () => {

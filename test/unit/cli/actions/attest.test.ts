@@ -24,7 +24,17 @@ beforeAll(async () => {
     target: {
       status: (vm) =>
         vm === 'vm1'
-          ? { vm, state: 'held', platform: 'simulated', sev: true, pid: 1, record: null, holdDeadline: null, secretsInjected: 0, error: null }
+          ? {
+              vm,
+              state: 'held',
+              platform: 'simulated',
+              sev: true,
+              pid: 1,
+              record: null,
+              holdDeadline: null,
+              secretsInjected: 0,
+              error: null,
+            }
           : undefined,
       measurement: async () => null,
       attest: async (vm, req) => {
@@ -69,12 +79,19 @@ describe('sevsup attest', () => {
   });
 
   it('sends the file contents (trimmed) and a hex gpa', async () => {
-    await runAttest('vm1', { runDir: join(dir, 'run'), injectSecret: [join(dir, 'h.b64'), join(dir, 's.b64')], gpa: '0x80B000', json: true });
+    await runAttest('vm1', {
+      runDir: join(dir, 'run'),
+      injectSecret: [join(dir, 'h.b64'), join(dir, 's.b64')],
+      gpa: '0x80B000',
+      json: true,
+    });
     expect(received.at(-1)).toEqual({ action: 'inject-secret', packetHeader: HEADER, secret: SECRET, gpa: 0x80b000 });
   });
 
   it('says when no supervisor serves the VM', async () => {
-    await expect(runAttest('other', { runDir: join(dir, 'run'), approve: true })).rejects.toMatchObject({ code: 'SUP_ERR_API_UNREACHABLE' });
+    await expect(runAttest('other', { runDir: join(dir, 'run'), approve: true })).rejects.toMatchObject({
+      code: 'SUP_ERR_API_UNREACHABLE',
+    });
   });
 
   it('goes to the daemon socket named by SEVSUP_SOCKET when no --run-dir or --socket is given', async () => {

@@ -83,6 +83,8 @@ describe('sevsup host', () => {
     const target = join(dir, 'file', 'caps.json');
     const r = await sevsup('host', '--host-caps', FIXTURE, '--write', target);
     expect(r.code).toBe(4);
-    expect(r.err).toBe(`sevsup: cannot write host capabilities file ${target} (EEXIST); check that its directory exists and is writable [SUP_ERR_HOST_CAPS_WRITE]\n`);
+    expect(r.err).toBe(
+      `sevsup: cannot write host capabilities file ${target} (EEXIST); check that its directory exists and is writable [SUP_ERR_HOST_CAPS_WRITE]\n`,
+    );
   });
 });

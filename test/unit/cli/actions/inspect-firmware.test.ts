@@ -21,7 +21,12 @@ describe('sevsup inspect-firmware', () => {
     expect(report).toMatchObject({
       path,
       size: 64 * 1024,
-      table: { found: true, hashesArea: { base: 0x80a000, size: 0x400 }, secretArea: { base: 0x80b000, size: 0x1000 }, sevResetAddress: 0x80b004 },
+      table: {
+        found: true,
+        hashesArea: { base: 0x80a000, size: 0x400 },
+        secretArea: { base: 0x80b000, size: 0x1000 },
+        sevResetAddress: 0x80b004,
+      },
       verdicts: {
         kernelHashes: { usable: true, message: 'usable for kernel-hashes' },
         secret: { usable: true },
@@ -52,7 +57,16 @@ describe('sevsup inspect-firmware', () => {
 
   it('shows the SNP sections, the firmware digest part and the SNP verdicts (text and --json)', async () => {
     const path = join(dir, 'snp.fd');
-    const image = buildSnpImage({ sections: [[0x800000, 0x2000, 1], [0x802000, 0x1000, 2], [0x803000, 0x1000, 3], [0x804000, 0x1000, 0x10], [0x805000, 0x1000, 4]], hashes: [0x804c00, 0x400] });
+    const image = buildSnpImage({
+      sections: [
+        [0x800000, 0x2000, 1],
+        [0x802000, 0x1000, 2],
+        [0x803000, 0x1000, 3],
+        [0x804000, 0x1000, 0x10],
+        [0x805000, 0x1000, 4],
+      ],
+      hashes: [0x804c00, 0x400],
+    });
     writeFileSync(path, image);
     const text = await cli('inspect-firmware', path);
     expect(text.code).toBe(0);

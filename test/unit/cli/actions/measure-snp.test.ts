@@ -11,7 +11,12 @@ import { runCliCaptured } from '../../../support/run-cli.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'measure-snp-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const SECTIONS = [[0x800000, 0x2000, 1], [0x802000, 0x1000, 2], [0x803000, 0x1000, 3], [0x804000, 0x1000, 0x10]] as const;
+const SECTIONS = [
+  [0x800000, 0x2000, 1],
+  [0x802000, 0x1000, 2],
+  [0x803000, 0x1000, 3],
+  [0x804000, 0x1000, 0x10],
+] as const;
 const image = buildSnpImage({ sections: SECTIONS, hashes: [0x804c00, 0x400], size: 0x20000 });
 const fw = path.join(dir, 'fw.fd');
 writeFileSync(fw, image);
@@ -20,18 +25,43 @@ writeFileSync(kernel, Buffer.from('not really a kernel'));
 const sections = SECTIONS.map(([gpa, size, type]) => ({ gpa, size, type, name: null }));
 
 describe('sevsup measure --mode snp', () => {
-  it('prints the digest in hex, base64 and JSON, with sev-snp-measure\'s options', async () => {
+  it("prints the digest in hex, base64 and JSON, with sev-snp-measure's options", async () => {
     const { table } = await hashKernelInputs({ kernel, cmdline: 'console=ttyS0' });
     const expected = snpLaunchDigest({
-      firmware: image, sections, kernelHashesTable: table, kernelHashesBase: 0x804c00, resetAddress: 0x80b004,
-      vcpus: 4, vcpuSignature: 0xa00f11, guestFeatures: 1n,
+      firmware: image,
+      sections,
+      kernelHashesTable: table,
+      kernelHashesBase: 0x804c00,
+      resetAddress: 0x80b004,
+      vcpus: 4,
+      vcpuSignature: 0xa00f11,
+      guestFeatures: 1n,
     });
-    const args = ['measure', '--mode', 'snp', '--ovmf', fw, '--kernel', kernel, '--append', 'console=ttyS0', '--vcpus', '4', '--vcpu-type', 'EPYC-Milan'];
+    const args = [
+      'measure',
+      '--mode',
+      'snp',
+      '--ovmf',
+      fw,
+      '--kernel',
+      kernel,
+      '--append',
+      'console=ttyS0',
+      '--vcpus',
+      '4',
+      '--vcpu-type',
+      'EPYC-Milan',
+    ];
     expect(await runCliCaptured(...args)).toEqual({ code: 0, out: `${expected.toString('hex')}\n`, err: '' });
     expect((await runCliCaptured(...args, '--output-format', 'base64')).out).toBe(`${expected.toString('base64')}\n`);
     const json = JSON.parse((await runCliCaptured(...args, '--json')).out) as Record<string, unknown>;
     expect(json).toMatchObject({
-      mode: 'snp', launchDigest: expected.toString('hex'), guestFeatures: '0x1', vmmType: 'QEMU', vcpuSignature: '0xa00f11', vcpus: 4,
+      mode: 'snp',
+      launchDigest: expected.toString('hex'),
+      guestFeatures: '0x1',
+      vmmType: 'QEMU',
+      vcpuSignature: '0xa00f11',
+      vcpus: 4,
       firmwareDigest: snpFirmwareDigest(image).toString('hex'),
     });
   });
@@ -39,9 +69,34 @@ describe('sevsup measure --mode snp', () => {
   it('--mode snp:ovmf-hash prints the firmware part; --snp-ovmf-hash seeds the chain with it', async () => {
     const part = await runCliCaptured('measure', '--mode', 'snp:ovmf-hash', '--ovmf', fw);
     expect(part).toEqual({ code: 0, out: `${snpFirmwareDigest(image).toString('hex')}\n`, err: '' });
-    const whole = await runCliCaptured('measure', '--mode', 'snp', '--ovmf', fw, '--vcpus', '2', '--vcpu-sig', '0xa00f11', '--guest-features', '0x21');
-    const seeded = await runCliCaptured('measure', '--mode', 'snp', '--ovmf', fw, '--vcpus', '2', '--vcpu-sig', '0xa00f11', '--guest-features', '0x21',
-      '--snp-ovmf-hash', part.out.trim());
+    const whole = await runCliCaptured(
+      'measure',
+      '--mode',
+      'snp',
+      '--ovmf',
+      fw,
+      '--vcpus',
+      '2',
+      '--vcpu-sig',
+      '0xa00f11',
+      '--guest-features',
+      '0x21',
+    );
+    const seeded = await runCliCaptured(
+      'measure',
+      '--mode',
+      'snp',
+      '--ovmf',
+      fw,
+      '--vcpus',
+      '2',
+      '--vcpu-sig',
+      '0xa00f11',
+      '--guest-features',
+      '0x21',
+      '--snp-ovmf-hash',
+      part.out.trim(),
+    );
     expect(seeded.out).toBe(whole.out);
     expect(whole.code).toBe(0);
   });

@@ -73,7 +73,9 @@ describe('sevsup qmp', () => {
     const r = await rig();
     const run = await runCliCaptured('qmp', '--run-dir', r.dir, 'nosuchvm', 'query-status');
     expect(run.code).toBe(8);
-    expect(run.err).toBe(`sevsup: cannot connect to the QMP proxy socket ${r.dir}/nosuchvm/qmp.sock: ENOENT; is the guest running? [SUP_ERR_API_UNREACHABLE]\n`);
+    expect(run.err).toBe(
+      `sevsup: cannot connect to the QMP proxy socket ${r.dir}/nosuchvm/qmp.sock: ENOENT; is the guest running? [SUP_ERR_API_UNREACHABLE]\n`,
+    );
   });
 
   it('a malformed command: usage error, nothing sent', async () => {

@@ -46,7 +46,13 @@ beforeAll(async () => {
   await writeFile(file('vmlinuz'), 'kernel');
   await writeFile(
     file('web.conf'),
-    ['amd_sev: type=es,nodbg=1,kernel-hashes=1', `firmware: ${file('amdsev.fd')}`, `kernel: ${file('vmlinuz')}`, `cmdline: ${CMDLINE}`, ''].join('\n'),
+    [
+      'amd_sev: type=es,nodbg=1,kernel-hashes=1',
+      `firmware: ${file('amdsev.fd')}`,
+      `kernel: ${file('vmlinuz')}`,
+      `cmdline: ${CMDLINE}`,
+      '',
+    ].join('\n'),
   );
   await writeFile(
     file('hashes-debian.conf'),
@@ -74,7 +80,12 @@ describe('sevsup showcmd', () => {
     expect(lines.at(-1)).toBe('');
 
     const spec = parseVmConfig(
-      ['amd_sev: type=es,nodbg=1,kernel-hashes=1', `firmware: ${file('amdsev.fd')}`, `kernel: ${file('vmlinuz')}`, `cmdline: ${CMDLINE}`].join('\n'),
+      [
+        'amd_sev: type=es,nodbg=1,kernel-hashes=1',
+        `firmware: ${file('amdsev.fd')}`,
+        `kernel: ${file('vmlinuz')}`,
+        `cmdline: ${CMDLINE}`,
+      ].join('\n'),
       file('web.conf'),
     );
     const argv = buildQemuArgv({
@@ -99,7 +110,9 @@ describe('sevsup showcmd', () => {
 
   it('adds the sandbox and runas options when asked', async () => {
     const { stdout } = await cli('showcmd', file('plain.conf'), '--platform', 'sim', '--sandbox', '--runas', 'qemu-user');
-    expect(stdout).toContain('  -sandbox on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny \\\n  -runas qemu-user\n');
+    expect(stdout).toContain(
+      '  -sandbox on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny \\\n  -runas qemu-user\n',
+    );
   });
 
   it('refuses an SEV guest on a host whose capabilities say no SEV (exit 4)', async () => {

@@ -22,7 +22,11 @@ describe('rewriteQemuArgv', () => {
     expect(out[out.indexOf('-object') + 1]).toBe(argv[argv.indexOf('-object') + 1]);
     // Everything else byte for byte, in order.
     const untouched = (a: string[]): string[] =>
-      a.filter((_, i) => !['-machine', '-accel', '-chardev', '-pidfile'].includes(a[i] as string) && !['-machine', '-accel', '-chardev', '-pidfile'].includes(a[i - 1] as string));
+      a.filter(
+        (_, i) =>
+          !['-machine', '-accel', '-chardev', '-pidfile'].includes(a[i] as string) &&
+          !['-machine', '-accel', '-chardev', '-pidfile'].includes(a[i - 1] as string),
+      );
     expect(untouched(out)).toEqual(untouched(argv));
   });
 
@@ -32,7 +36,17 @@ describe('rewriteQemuArgv', () => {
   });
 
   it('turns several accelerators into one -accel tcg, and -cpu host into max', () => {
-    const argv = ['-accel', 'kvm,kernel-irqchip=split', '-enable-kvm', '-accel', 'tcg', '-cpu', 'host,+aes', '-machine', 'q35,accel=kvm,confidential-guest-support=sev0,smm=off'];
+    const argv = [
+      '-accel',
+      'kvm,kernel-irqchip=split',
+      '-enable-kvm',
+      '-accel',
+      'tcg',
+      '-cpu',
+      'host,+aes',
+      '-machine',
+      'q35,accel=kvm,confidential-guest-support=sev0,smm=off',
+    ];
     expect(rewrite(argv)).toEqual(['-accel', 'tcg', '-cpu', 'max,+aes', '-machine', 'q35,accel=tcg,smm=off']);
   });
 
@@ -42,7 +56,14 @@ describe('rewriteQemuArgv', () => {
   });
 
   it('escapes commas in the private monitor path and drops an emptied -machine', () => {
-    const argv = ['-machine', 'confidential-guest-support=sev0', '-chardev', 'socket,id=monitor,path=/a,server=on', '-mon', 'chardev=monitor,mode=control'];
+    const argv = [
+      '-machine',
+      'confidential-guest-support=sev0',
+      '-chardev',
+      'socket,id=monitor,path=/a,server=on',
+      '-mon',
+      'chardev=monitor,mode=control',
+    ];
     const out = rewriteQemuArgv(argv, readQemuArgv(argv), { sevObjectId: 'sev0', monitorPath: '/p,q/s', accel: 'tcg' });
     expect(out).toEqual(['-chardev', 'socket,id=monitor,path=/p,,q/s,server=on', '-mon', 'chardev=monitor,mode=control']);
   });

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { parseMemorySize, parseObjectOption, parseQemuOpts, readBool, readUint, splitQemuArgv } from '../../../../src/platform/sim/qemu-opts.js';
+import {
+  parseMemorySize,
+  parseObjectOption,
+  parseQemuOpts,
+  readBool,
+  readUint,
+  splitQemuArgv,
+} from '../../../../src/platform/sim/qemu-opts.js';
 
 describe('splitQemuArgv', () => {
   it('knows which options take no argument', () => {
@@ -40,7 +47,11 @@ describe('parseQemuOpts', () => {
 
 describe('parseObjectOption', () => {
   it('reads the JSON form and the keyval form with dotted keys', () => {
-    expect(parseObjectOption('{"qom-type":"sev-guest","id":"sev0","cbitpos":47}', 'qom-type')).toEqual({ 'qom-type': 'sev-guest', id: 'sev0', cbitpos: 47 });
+    expect(parseObjectOption('{"qom-type":"sev-guest","id":"sev0","cbitpos":47}', 'qom-type')).toEqual({
+      'qom-type': 'sev-guest',
+      id: 'sev0',
+      cbitpos: 47,
+    });
     expect(parseObjectOption('sev-guest,id=sev0,policy=0x5', 'qom-type')).toEqual({ 'qom-type': 'sev-guest', id: 'sev0', policy: '0x5' });
     expect(parseObjectOption('driver=raw,node-name=fw,file.driver=file,file.filename=/a,,b', null)).toEqual({
       driver: 'raw',
@@ -53,16 +64,40 @@ describe('parseObjectOption', () => {
 
 describe('value readers', () => {
   it.each([
-    [47, 47], ['47', 47], ['0x2f', 47], ['057', 47], ['0', 0], [-1, null], ['-1', null], ['4294967296', null], [1.5, null], ['x', null],
+    [47, 47],
+    ['47', 47],
+    ['0x2f', 47],
+    ['057', 47],
+    ['0', 0],
+    [-1, null],
+    ['-1', null],
+    ['4294967296', null],
+    [1.5, null],
+    ['x', null],
   ])('readUint(%j) = %j', (input, expected) => {
     expect(readUint(input, 0xffffffff)).toBe(expected);
   });
 
   it('reads booleans as QemuOpts and JSON do', () => {
-    expect([true, 'on', 'yes', 'true', false, 'off', 'no', 'false', 'maybe'].map(readBool)).toEqual([true, true, true, true, false, false, false, false, null]);
+    expect([true, 'on', 'yes', 'true', false, 'off', 'no', 'false', 'maybe'].map(readBool)).toEqual([
+      true,
+      true,
+      true,
+      true,
+      false,
+      false,
+      false,
+      false,
+      null,
+    ]);
   });
 
   it('reads -m sizes with MiB as the default unit', () => {
-    expect([parseMemorySize('512'), parseMemorySize('2G'), parseMemorySize('1024M'), parseMemorySize('x')]).toEqual([512 * 2 ** 20, 2 * 2 ** 30, 2 ** 30, null]);
+    expect([parseMemorySize('512'), parseMemorySize('2G'), parseMemorySize('1024M'), parseMemorySize('x')]).toEqual([
+      512 * 2 ** 20,
+      2 * 2 ** 30,
+      2 ** 30,
+      null,
+    ]);
   });
 });

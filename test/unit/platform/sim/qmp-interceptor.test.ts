@@ -51,7 +51,10 @@ describe('QmpInterceptor', () => {
     negotiate();
     expect(interceptor.negotiated).toBe(true);
     const plan = interceptor.plan('{"execute":"query-sev","id":{"a":[1]}}');
-    expect(reply(plan, { return: { enabled: false }, id: { a: [1] } })).toMatchObject({ return: { enabled: true, state: 'launch-secret' }, id: { a: [1] } });
+    expect(reply(plan, { return: { enabled: false }, id: { a: [1] } })).toMatchObject({
+      return: { enabled: true, state: 'launch-secret' },
+      id: { a: [1] },
+    });
     const err = { id: 2, error: { class: 'GenericError', desc: "Parameter 'x' is unexpected" } };
     expect(reply(interceptor.plan('{"execute":"query-sev","arguments":{"x":1},"id":2}'), err)).toBeNull();
   });
@@ -59,7 +62,11 @@ describe('QmpInterceptor', () => {
   it("answers the measurement, inject and attestation only in place of QEMU's not-SEV error", () => {
     const { interceptor, negotiate, events } = setup();
     negotiate();
-    expect(reply(interceptor.plan('{"execute":"query-sev-launch-measure"}'), { error: { class: 'GenericError', desc: 'SEV launch measurement is not available' } })).toMatchObject({
+    expect(
+      reply(interceptor.plan('{"execute":"query-sev-launch-measure"}'), {
+        error: { class: 'GenericError', desc: 'SEV launch measurement is not available' },
+      }),
+    ).toMatchObject({
       return: { data: expect.any(String) },
     });
     const inject = interceptor.plan('{"execute":"sev-inject-launch-secret","arguments":{"packet-header":"AAAA","secret":"AAAA"}}');
@@ -75,8 +82,12 @@ describe('QmpInterceptor', () => {
     const migrate = '{"execute":"migrate","arguments":{"uri":"exec:cat>/dev/null"},"id":"m"}';
     expect(interceptor.plan(migrate).kind).toBe('forward');
     guest.resume();
-    expect(interceptor.plan(migrate)).toEqual({ kind: 'local', reply: { error: { class: 'GenericError', desc: 'SEV: Migration is not implemented' }, id: 'm' } });
-    const hmp = (line: string): Plan => interceptor.plan(JSON.stringify({ execute: 'human-monitor-command', arguments: { 'command-line': line } }));
+    expect(interceptor.plan(migrate)).toEqual({
+      kind: 'local',
+      reply: { error: { class: 'GenericError', desc: 'SEV: Migration is not implemented' }, id: 'm' },
+    });
+    const hmp = (line: string): Plan =>
+      interceptor.plan(JSON.stringify({ execute: 'human-monitor-command', arguments: { 'command-line': line } }));
     expect(hmp('  migrate -d tcp:1.2.3.4:5')).toEqual({ kind: 'local', reply: { return: 'Error: SEV: Migration is not implemented\r\n' } });
     expect(hmp('savevm snap1')).toEqual({ kind: 'local', reply: { return: 'Error: SEV: Migration is not implemented\r\n' } });
     // QEMU rejects these before reaching the blocker: they go to QEMU for its own text.
@@ -90,30 +101,55 @@ describe('QmpInterceptor', () => {
     const { interceptor, negotiate, guest, shared } = setup();
     negotiate();
     guest.resume();
-    const plan = interceptor.plan('{"execute":"snapshot-save","arguments":{"job-id":"j1","tag":"t","vmstate":"disk0","devices":["disk0"]},"id":7}');
+    const plan = interceptor.plan(
+      '{"execute":"snapshot-save","arguments":{"job-id":"j1","tag":"t","vmstate":"disk0","devices":["disk0"]},"id":7}',
+    );
     if (plan.kind !== 'forward') throw new Error('expected forward');
-    expect(JSON.parse(plan.text)).toEqual({ execute: 'snapshot-save', arguments: { 'job-id': 'j1', tag: 't', vmstate: '#sevsup-sim-migration-blocked', devices: [] }, id: 7 });
+    expect(JSON.parse(plan.text)).toEqual({
+      execute: 'snapshot-save',
+      arguments: { 'job-id': 'j1', tag: 't', vmstate: '#sevsup-sim-migration-blocked', devices: [] },
+      id: 7,
+    });
     expect([...shared.blockedJobs]).toEqual(['j1']);
     const jobs = reply(interceptor.plan('{"execute":"query-jobs"}'), {
       return: [
-        { id: 'j1', type: 'snapshot-save', status: 'concluded', 'current-progress': 1, 'total-progress': 1, error: "vmstate block device '#sevsup-sim-migration-blocked' does not exist" },
+        {
+          id: 'j1',
+          type: 'snapshot-save',
+          status: 'concluded',
+          'current-progress': 1,
+          'total-progress': 1,
+          error: "vmstate block device '#sevsup-sim-migration-blocked' does not exist",
+        },
         { id: 'other', status: 'concluded', error: 'x' },
       ],
     });
-    expect(jobs).toMatchObject({ return: [{ id: 'j1', error: 'SEV: Migration is not implemented' }, { id: 'other', error: 'x' }] });
+    expect(jobs).toMatchObject({
+      return: [
+        { id: 'j1', error: 'SEV: Migration is not implemented' },
+        { id: 'other', error: 'x' },
+      ],
+    });
   });
 
   it('replaces HMP info sev', () => {
     const { interceptor, negotiate } = setup();
     negotiate();
     const plan = interceptor.plan('{"execute":"human-monitor-command","arguments":{"command-line":"info sev"},"id":1}');
-    expect(reply(plan, { return: 'SEV is not enabled\r\n', id: 1 })).toEqual({ return: expect.stringMatching(/^handle: 1\r\nstate: launch-secret\r\n/), id: 1 });
+    expect(reply(plan, { return: 'SEV is not enabled\r\n', id: 1 })).toEqual({
+      return: expect.stringMatching(/^handle: 1\r\nstate: launch-secret\r\n/),
+      id: 1,
+    });
   });
 
   it('sends exec-oob with an id outside the queue, and lets QEMU judge malformed input', () => {
     const { interceptor, negotiate } = setup();
     negotiate();
-    expect(interceptor.plan('{"exec-oob":"migrate-pause","id":"o1"}')).toEqual({ kind: 'oob', text: '{"exec-oob":"migrate-pause","id":"o1"}', idKey: '"o1"' });
+    expect(interceptor.plan('{"exec-oob":"migrate-pause","id":"o1"}')).toEqual({
+      kind: 'oob',
+      text: '{"exec-oob":"migrate-pause","id":"o1"}',
+      idKey: '"o1"',
+    });
     for (const text of ['{"execute":"migrate","execute":"migrate","arguments":{"uri":"x"}}', '[1]', '{"execute":1}', '{bad']) {
       expect(interceptor.plan(text)).toEqual({ kind: 'forward', text, transform: null });
     }

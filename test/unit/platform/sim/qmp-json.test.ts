@@ -3,11 +3,17 @@ import { formatQemuJson, parseQemuJson, qdictBucket } from '../../../../src/plat
 
 describe('formatQemuJson', () => {
   it('writes what QEMU 7.2 writes (recorded from the real binary)', () => {
-    expect(formatQemuJson({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: 'Debian 1:7.2+dfsg-7+deb12u18+b3' }, capabilities: ['oob'] } })).toBe(
+    expect(
+      formatQemuJson({
+        QMP: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: 'Debian 1:7.2+dfsg-7+deb12u18+b3' }, capabilities: ['oob'] },
+      }),
+    ).toBe(
       '{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "Debian 1:7.2+dfsg-7+deb12u18+b3"}, "capabilities": ["oob"]}}',
     );
     expect(formatQemuJson({ return: {}, id: 1 })).toBe('{"return": {}, "id": 1}');
-    expect(formatQemuJson({ error: { class: 'GenericError', desc: 'x' }, id: 2 })).toBe('{"id": 2, "error": {"class": "GenericError", "desc": "x"}}');
+    expect(formatQemuJson({ error: { class: 'GenericError', desc: 'x' }, id: 2 })).toBe(
+      '{"id": 2, "error": {"class": "GenericError", "desc": "x"}}',
+    );
     expect(formatQemuJson({ return: 'SEV is not enabled\r\n', id: 5 })).toBe('{"return": "SEV is not enabled\\r\\n", "id": 5}');
   });
 
@@ -23,7 +29,11 @@ describe('formatQemuJson', () => {
 
 describe('parseQemuJson', () => {
   it('reads single-quoted strings as QEMU does', () => {
-    expect(parseQemuJson(`{'execute': 'query-sev', "id": 'a\\'b'}`)).toEqual({ ok: true, value: { execute: 'query-sev', id: "a'b" }, duplicateKeys: false });
+    expect(parseQemuJson(`{'execute': 'query-sev', "id": 'a\\'b'}`)).toEqual({
+      ok: true,
+      value: { execute: 'query-sev', id: "a'b" },
+      duplicateKeys: false,
+    });
   });
 
   it('notes duplicate keys at any depth', () => {

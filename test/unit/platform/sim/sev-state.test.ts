@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { glibBase64Decode, gpaProblem, launchMeasureFailureLine, SevGuestSim, type SevGuestSetup } from '../../../../src/platform/sim/sev-state.js';
+import {
+  glibBase64Decode,
+  gpaProblem,
+  launchMeasureFailureLine,
+  SevGuestSim,
+  type SevGuestSetup,
+} from '../../../../src/platform/sim/sev-state.js';
 import { ATTESTATION_REPORT_BYTES } from '../../../../src/platform/sim/platform-blobs.js';
 import { formatQemuJson } from '../../../../src/platform/sim/qmp-json.js';
 import { buildLaunchSecret, SECRET_ALIASES } from '../../../../src/sev/launch-secret.js';
@@ -32,7 +38,12 @@ function guest(o: Partial<SevGuestSetup> = {}): SevGuestSim {
 }
 
 function packet(o: { tik?: Buffer; data?: string } = {}): { packetHeader: string; secret: string } {
-  const p = buildLaunchSecret({ tik: o.tik ?? tik, tek, measurementMac: mac, secrets: [{ guid: SECRET_ALIASES['luks-key'], data: Buffer.from(o.data ?? 'passphrase') }] });
+  const p = buildLaunchSecret({
+    tik: o.tik ?? tik,
+    tek,
+    measurementMac: mac,
+    secrets: [{ guid: SECRET_ALIASES['luks-key'], data: Buffer.from(o.data ?? 'passphrase') }],
+  });
   return { packetHeader: p.header.toString('base64'), secret: p.payload.toString('base64') };
 }
 
@@ -78,7 +89,10 @@ describe('state machine', () => {
   });
 
   it('fails LAUNCH_FINISH with crash-on-cont and the blocker with -only-migratable', () => {
-    expect(guest({ crashOnCont: true }).resume()).toEqual({ kind: 'fatal', message: "sev_launch_finish: LAUNCH_FINISH ret=-5 fw_error=19 'Hardware error'" });
+    expect(guest({ crashOnCont: true }).resume()).toEqual({
+      kind: 'fatal',
+      message: "sev_launch_finish: LAUNCH_FINISH ret=-5 fw_error=19 'Hardware error'",
+    });
     expect(guest({ onlyMigratable: true }).resume()).toEqual({
       kind: 'fatal',
       message: 'disallowing migration blocker (--only-migratable) for: SEV: Migration is not implemented',
@@ -104,19 +118,32 @@ describe('sev-inject-launch-secret', () => {
 
   it('refuses a packet under another TIK as the PSP does', () => {
     const outcome = guest().injectLaunchSecret(packet({ tik: Buffer.alloc(16, 9) }));
-    expect(outcome).toMatchObject({ kind: 'refused', result: { error: { class: 'GenericError', desc: "SEV: failed to inject secret ret=-5 fw_error=11 'Bad measurement'" } } });
+    expect(outcome).toMatchObject({
+      kind: 'refused',
+      result: { error: { class: 'GenericError', desc: "SEV: failed to inject secret ret=-5 fw_error=11 'Bad measurement'" } },
+    });
   });
 
   it('runs QEMU 7.2 checks in order', () => {
     const p = packet();
-    expect(guest({ enabled: false }).injectLaunchSecret(p).result).toEqual({ error: { class: 'GenericError', desc: 'SEV not enabled for guest' } });
+    expect(guest({ enabled: false }).injectLaunchSecret(p).result).toEqual({
+      error: { class: 'GenericError', desc: 'SEV not enabled for guest' },
+    });
     const running = guest({ secretArea: null });
     running.resume();
     // The secret-area check comes before the state check.
-    expect(running.injectLaunchSecret(p).result).toMatchObject({ error: { desc: 'SEV: no secret area found in OVMF, gpa must be specified.' } });
-    expect(running.injectLaunchSecret({ ...p, gpa: 0x1000 }).result).toMatchObject({ error: { desc: 'SEV: Not in correct state. (LSECRET) 3' } });
-    expect(guest({ measurement: null }).injectLaunchSecret(p).result).toMatchObject({ error: { desc: 'SEV: Not in correct state. (LSECRET) 1' } });
-    expect(guest().injectLaunchSecret({ ...p, packetHeader: '!!' }).result).toMatchObject({ error: { desc: 'SEV: Failed to decode sequence header' } });
+    expect(running.injectLaunchSecret(p).result).toMatchObject({
+      error: { desc: 'SEV: no secret area found in OVMF, gpa must be specified.' },
+    });
+    expect(running.injectLaunchSecret({ ...p, gpa: 0x1000 }).result).toMatchObject({
+      error: { desc: 'SEV: Not in correct state. (LSECRET) 3' },
+    });
+    expect(guest({ measurement: null }).injectLaunchSecret(p).result).toMatchObject({
+      error: { desc: 'SEV: Not in correct state. (LSECRET) 1' },
+    });
+    expect(guest().injectLaunchSecret({ ...p, packetHeader: '!!' }).result).toMatchObject({
+      error: { desc: 'SEV: Failed to decode sequence header' },
+    });
     expect(guest().injectLaunchSecret({ ...p, secret: '' }).result).toMatchObject({ error: { desc: 'SEV: Failed to decode data' } });
     expect(guest().injectLaunchSecret({ ...p, gpa: 2 ** 33 }).result).toMatchObject({
       error: { desc: 'SEV: Failed to calculate guest address: No memory is mapped at address 0x200000000' },
@@ -153,13 +180,21 @@ describe('other commands', () => {
     expect(report.subarray(0, 16)).toEqual(nonce);
     expect(report.subarray(16, 48)).toEqual(digest);
     expect(report.readUInt32LE(0x30)).toBe(9);
-    expect(guest().queryAttestationReport('AAAA', Buffer.alloc(144))).toEqual({ error: { class: 'GenericError', desc: 'SEV: mnonce must be 16 bytes (got 3)' } });
-    expect(guest({ enabled: false }).queryAttestationReport('AAAA', Buffer.alloc(144))).toEqual({ error: { class: 'GenericError', desc: 'SEV is not enabled' } });
+    expect(guest().queryAttestationReport('AAAA', Buffer.alloc(144))).toEqual({
+      error: { class: 'GenericError', desc: 'SEV: mnonce must be 16 bytes (got 3)' },
+    });
+    expect(guest({ enabled: false }).queryAttestationReport('AAAA', Buffer.alloc(144))).toEqual({
+      error: { class: 'GenericError', desc: 'SEV is not enabled' },
+    });
   });
 
   it('prints HMP info sev as 7.2 does', () => {
-    expect(guest().hmpInfoSev()).toBe('handle: 1\r\nstate: launch-secret\r\nbuild: 21\r\napi version: 1.55\r\ndebug: off\r\nkey-sharing: on\r\n');
-    expect(guest({ replyShape: '9.1', policy: 0xa }).hmpInfoSev()).toMatch(/^SEV type: sev\r\nhandle: 1\r\n[\s\S]*debug: on\r\nkey-sharing: off\r\n$/);
+    expect(guest().hmpInfoSev()).toBe(
+      'handle: 1\r\nstate: launch-secret\r\nbuild: 21\r\napi version: 1.55\r\ndebug: off\r\nkey-sharing: on\r\n',
+    );
+    expect(guest({ replyShape: '9.1', policy: 0xa }).hmpInfoSev()).toMatch(
+      /^SEV type: sev\r\nhandle: 1\r\n[\s\S]*debug: on\r\nkey-sharing: off\r\n$/,
+    );
   });
 });
 

@@ -24,7 +24,14 @@ function table(o: { hashes?: Area | null; reset?: number | null } = {}): OvmfTab
 }
 
 function facts(o: Partial<StartupFacts> = {}): StartupFacts {
-  return { unreadableFiles: new Map(), existingDevices: new Set(), firmwareTable: table(), firmwareTableError: null, kernelIsBzImage: true, ...o };
+  return {
+    unreadableFiles: new Map(),
+    existingDevices: new Set(),
+    firmwareTable: table(),
+    firmwareTableError: null,
+    kernelIsBzImage: true,
+    ...o,
+  };
 }
 
 /** buildQemuArgv's argv with the sev-guest object's JSON edited. */
@@ -41,7 +48,13 @@ const KVM_FAILED = 'qemu-system-x86_64: -accel kvm: failed to initialize kvm: Op
 describe('planStartup', () => {
   it('accepts buildQemuArgv on the simulated host and measures kernel hashes', () => {
     const plan = planStartup(readQemuArgv(simArgv()), facts());
-    expect(plan).toMatchObject({ kind: 'sev', lines: [], es: false, measureKernelHashes: true, params: { policy: 9, cbitpos: 47, reducedPhysBits: 1 } });
+    expect(plan).toMatchObject({
+      kind: 'sev',
+      lines: [],
+      es: false,
+      measureKernelHashes: true,
+      params: { policy: 9, cbitpos: 47, reducedPhysBits: 1 },
+    });
   });
 
   it('is plain without the machine link (an unlinked object is a normal VM)', () => {
@@ -50,9 +63,18 @@ describe('planStartup', () => {
   });
 
   it.each([
-    [(o: Record<string, unknown>) => (o['cbitpos'] = 51), ["qemu-system-x86_64: -accel kvm: sev_kvm_init: cbitpos check failed, host '47' requested '51'"]],
-    [(o: Record<string, unknown>) => (o['reduced-phys-bits'] = 0), ["qemu-system-x86_64: -accel kvm: sev_kvm_init: reduced_phys_bits check failed, it should be >=1, requested '0'"]],
-    [(o: Record<string, unknown>) => (o['sev-device'] = '/dev/nosuch'), ["qemu-system-x86_64: -accel kvm: sev_kvm_init: Failed to open /dev/nosuch 'No such file or directory'"]],
+    [
+      (o: Record<string, unknown>) => (o['cbitpos'] = 51),
+      ["qemu-system-x86_64: -accel kvm: sev_kvm_init: cbitpos check failed, host '47' requested '51'"],
+    ],
+    [
+      (o: Record<string, unknown>) => (o['reduced-phys-bits'] = 0),
+      ["qemu-system-x86_64: -accel kvm: sev_kvm_init: reduced_phys_bits check failed, it should be >=1, requested '0'"],
+    ],
+    [
+      (o: Record<string, unknown>) => (o['sev-device'] = '/dev/nosuch'),
+      ["qemu-system-x86_64: -accel kvm: sev_kvm_init: Failed to open /dev/nosuch 'No such file or directory'"],
+    ],
     [
       (o: Record<string, unknown>) => (o['session-file'] = '/owner/session.b64'),
       [
@@ -74,19 +96,31 @@ describe('planStartup', () => {
   });
 
   it('prints no location without -accel (-enable-kvm)', () => {
-    const argv = withObject((o) => (o['cbitpos'] = 1)).map((a) => (a === '-accel' ? '-enable-kvm' : a)).filter((a) => a !== 'kvm');
+    const argv = withObject((o) => (o['cbitpos'] = 1))
+      .map((a) => (a === '-accel' ? '-enable-kvm' : a))
+      .filter((a) => a !== 'kvm');
     expect(planStartup(readQemuArgv(argv), facts())).toMatchObject({
-      lines: ["qemu-system-x86_64: sev_kvm_init: cbitpos check failed, host '47' requested '1'", 'qemu-system-x86_64: failed to initialize kvm: Operation not permitted'],
+      lines: [
+        "qemu-system-x86_64: sev_kvm_init: cbitpos check failed, host '47' requested '1'",
+        'qemu-system-x86_64: failed to initialize kvm: Operation not permitted',
+      ],
     });
   });
 
   it('aborts like 7.2 when TCG ends up as the accelerator', () => {
     const noAccel = simArgv().filter((a, i, all) => a !== '-accel' && all[i - 1] !== '-accel');
-    expect(planStartup(readQemuArgv(noAccel), facts())).toEqual({ kind: 'fail', lines: [`qemu-system-x86_64: ${CGS_NOT_READY_ASSERT}`], exit: 'abort' });
+    expect(planStartup(readQemuArgv(noAccel), facts())).toEqual({
+      kind: 'fail',
+      lines: [`qemu-system-x86_64: ${CGS_NOT_READY_ASSERT}`],
+      exit: 'abort',
+    });
     const fallback = withObject((o) => (o['cbitpos'] = 51), [...simArgv(), '-accel', 'tcg']);
     const plan = planStartup(readQemuArgv(fallback), facts());
     expect(plan).toMatchObject({ kind: 'fail', exit: 'abort' });
-    expect(plan.kind === 'fail' && plan.lines.slice(2)).toEqual(['qemu-system-x86_64: falling back to tcg', `qemu-system-x86_64: ${CGS_NOT_READY_ASSERT}`]);
+    expect(plan.kind === 'fail' && plan.lines.slice(2)).toEqual([
+      'qemu-system-x86_64: falling back to tcg',
+      `qemu-system-x86_64: ${CGS_NOT_READY_ASSERT}`,
+    ]);
   });
 
   it('runs SEV under kvm:tcg when KVM initialises', () => {
@@ -99,13 +133,20 @@ describe('planStartup', () => {
     [{ hashes: null }, 'SEV: kernel specified but guest firmware has no hashes table GUID'],
     [{ hashes: { base: 0x7fff0000, size: 0x400 } }, 'SEV: cannot map hashes table guest memory area'],
   ])('refuses kernel-hashes with firmware %j', (t, line) => {
-    expect(planStartup(readQemuArgv(simArgv()), facts({ firmwareTable: table(t) }))).toEqual({ kind: 'fail', lines: [`qemu-system-x86_64: ${line}`], exit: 'exit-1' });
+    expect(planStartup(readQemuArgv(simArgv()), facts({ firmwareTable: table(t) }))).toEqual({
+      kind: 'fail',
+      lines: [`qemu-system-x86_64: ${line}`],
+      exit: 'exit-1',
+    });
   });
 
   it('does not look at the hashes area without kernel-hashes or for a non-bzImage kernel', () => {
     const bad = facts({ firmwareTable: table({ hashes: { base: 0, size: 0 } }) });
     expect(planStartup(readQemuArgv(withObject((o) => delete o['kernel-hashes'])), bad).kind).toBe('sev');
-    expect(planStartup(readQemuArgv(simArgv()), { ...bad, kernelIsBzImage: false })).toMatchObject({ kind: 'sev', measureKernelHashes: false });
+    expect(planStartup(readQemuArgv(simArgv()), { ...bad, kernelIsBzImage: false })).toMatchObject({
+      kind: 'sev',
+      measureKernelHashes: false,
+    });
   });
 
   it('needs the SEV info block for SEV-ES', () => {
@@ -119,7 +160,9 @@ describe('planStartup', () => {
       ],
       exit: 'exit-1',
     });
-    expect(planStartup(es, facts({ firmwareTable: table({ reset: 0 }) }))).toMatchObject({ lines: ['qemu-system-x86_64: SEV-ES reset address is zero', 'qemu-system-x86_64: failed to locate and/or save reset vector'] });
+    expect(planStartup(es, facts({ firmwareTable: table({ reset: 0 }) }))).toMatchObject({
+      lines: ['qemu-system-x86_64: SEV-ES reset address is zero', 'qemu-system-x86_64: failed to locate and/or save reset vector'],
+    });
   });
 
   it('leaves objects it cannot read to QEMU', () => {
