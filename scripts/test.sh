@@ -10,4 +10,6 @@ bash scripts/setup.sh
 npx tsc -p tsconfig.json --noEmit
 # Module boundaries (DESIGN.md's "must not" column, no cycles): .dependency-cruiser.cjs.
 npm run --silent deps
+# One formatter and linter for the whole tree (biome.json): formatting and lint findings fail the run.
+npx biome check .
 npx vitest run

@@ -96,6 +96,8 @@ describe('createNotifier', () => {
     const { logger, lines } = sinkLogger();
     const n = createNotifier({ NOTIFY_SOCKET: '@abstract' }, { logger, transport: 'unix-dgram' });
     await n.ready();
-    expect(String((lines()[0]?.['err'] as { message?: string } | undefined)?.message)).toBe('unix-dgram cannot address the abstract socket @abstract');
+    expect(String((lines()[0]?.['err'] as { message?: string } | undefined)?.message)).toBe(
+      'unix-dgram cannot address the abstract socket @abstract',
+    );
   });
 });
