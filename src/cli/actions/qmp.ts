@@ -1,16 +1,14 @@
-// Implementation of `sevsup qmp` and `sevsup monitor`: a minimal QMP peer on a guest's proxy
-// socket. Owns: turning a user's line into a QMP message and printing replies and events.
+// Implementation of `sevsup qmp` and `sevsup monitor`: a human's QMP session on a guest's proxy
+// socket (qmp/relay.ts speaks the protocol). Owns: turning a user's line into a QMP message and
+// printing replies and events.
 // Must not: bypass the proxy (it only ever connects to <run-dir>/<vm>/qmp.sock or --socket), or
 // decide what is allowed (the proxy does, and answers refusals like any QMP error).
-import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { EXIT, SupervisorError } from '../../errors.js';
-import { QmpFramer } from '../../qmp/framing.js';
+import { QmpRelay, type RawMessage } from '../../qmp/relay.js';
 import { isRecord } from '../../util/is-record.js';
 import type { MonitorCliOptions, QmpCliOptions } from '../commands/qmp.js';
-
-type Message = Record<string, unknown>;
 
 function parseJson(text: string, what: string): unknown {
   try {
@@ -21,7 +19,7 @@ function parseJson(text: string, what: string): unknown {
 }
 
 /** Turn `query-status`, `qom-list {"path":"/"}` or a whole JSON command into a QMP message. */
-export function parseCommandLine(line: string): Message {
+export function parseCommandLine(line: string): RawMessage {
   const text = line.trim();
   if (text.startsWith('{')) {
     const value = parseJson(text, 'the command');
@@ -37,86 +35,12 @@ export function parseCommandLine(line: string): Message {
   return { execute: name, arguments: args };
 }
 
-/** A QMP peer that has read the greeting and negotiated capabilities. */
-class ProxyPeer {
-  private readonly framer = new QmpFramer();
-  private readonly waiting: ((value: Message) => void)[] = [];
-  private nextId = 1;
-  onEvent: (event: Message) => void = () => {};
-  readonly closed: Promise<void>;
-
-  private constructor(private readonly socket: Socket) {
-    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
-    socket.on('error', () => {}); // surfaces as 'close'; the pending send reports it
-    socket.on('data', (chunk: Buffer) => {
-      for (const item of this.framer.push(chunk)) {
-        if (item.kind !== 'value') continue;
-        let value: unknown;
-        try {
-          value = JSON.parse(item.text);
-        } catch {
-          continue;
-        }
-        if (!isRecord(value)) continue;
-        if (Object.hasOwn(value, 'event')) this.onEvent(value);
-        else this.waiting.shift()?.(value);
-      }
-    });
-  }
-
-  static async open(path: string): Promise<ProxyPeer> {
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = createConnection(path);
-      s.once('connect', () => resolve(s));
-      s.once('error', (error: NodeJS.ErrnoException) =>
-        reject(
-          new SupervisorError(
-            'SUP_ERR_API_UNREACHABLE',
-            `cannot connect to the QMP proxy socket ${path}: ${error.code ?? error.message}; is the guest running?`,
-            { details: { path } },
-          ),
-        ),
-      );
-    });
-    const peer = new ProxyPeer(socket);
-    const greeting = await peer.reply();
-    if (!Object.hasOwn(greeting, 'QMP')) throw new SupervisorError('SUP_ERR_QMP_GREETING', `${path} did not greet like a QMP monitor`);
-    const negotiated = await peer.send({ execute: 'qmp_capabilities' });
-    if (!Object.hasOwn(negotiated, 'return'))
-      throw new SupervisorError('SUP_ERR_QMP_NEGOTIATION', 'the proxy refused capabilities negotiation');
-    return peer;
-  }
-
-  /** The next greeting or reply; rejects when the proxy closes the connection first. */
-  private reply(): Promise<Message> {
-    const reply = new Promise<Message>((resolve) => this.waiting.push(resolve));
-    return Promise.race([
-      reply,
-      this.closed.then(() => {
-        throw new SupervisorError('SUP_ERR_API_UNREACHABLE', 'the QMP proxy closed the connection');
-      }),
-    ]);
-  }
-
-  /** Send one command and wait for its reply (one in-band command at a time: replies are in order). */
-  send(message: Message): Promise<Message> {
-    const withId = Object.hasOwn(message, 'id') ? message : { ...message, id: `sevsup-cli-${this.nextId++}` };
-    const reply = this.reply();
-    this.socket.write(`${JSON.stringify(withId)}\n`);
-    return reply;
-  }
-
-  close(): void {
-    this.socket.end();
-  }
-}
-
 function socketPath(vm: string, opts: { runDir: string; socket?: string }): string {
   return opts.socket ?? join(opts.runDir, vm, 'qmp.sock');
 }
 
 /** `error (Class): desc` for an error reply, else the pretty-printed `return` value. */
-export function formatReply(reply: Message): { text: string; error: boolean } {
+export function formatReply(reply: RawMessage): { text: string; error: boolean } {
   const error = reply['error'];
   if (isRecord(error)) return { text: `error (${String(error['class'])}): ${String(error['desc'])}`, error: true };
   return { text: JSON.stringify(Object.hasOwn(reply, 'return') ? reply['return'] : reply, null, 2), error: false };
@@ -127,7 +51,7 @@ export async function runQmp(vm: string, command: string, opts: QmpCliOptions): 
   const timeoutMs = Number(opts.timeout);
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
     throw new SupervisorError('SUP_ERR_USAGE', `--timeout must be a positive integer, got ${opts.timeout}`);
-  const peer = await ProxyPeer.open(socketPath(vm, opts));
+  const peer = await QmpRelay.open(socketPath(vm, opts));
   let timer: NodeJS.Timeout | undefined;
   try {
     const reply = await Promise.race([
@@ -154,7 +78,7 @@ export async function runQmp(vm: string, command: string, opts: QmpCliOptions): 
  * mode can be driven through a pipe. Ctrl-D (end of input) quits.
  */
 export async function runMonitor(vm: string, opts: MonitorCliOptions): Promise<void> {
-  const peer = await ProxyPeer.open(socketPath(vm, opts));
+  const peer = await QmpRelay.open(socketPath(vm, opts));
   peer.onEvent = (event) => process.stdout.write(`event: ${JSON.stringify(event)}\n`);
   const interactive = process.stdin.isTTY === true;
   const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: `${vm}> `, terminal: interactive });
@@ -170,7 +94,7 @@ export async function runMonitor(vm: string, opts: MonitorCliOptions): Promise<v
   try {
     for await (const line of rl) {
       if (line.trim() !== '') {
-        let message: Message;
+        let message: RawMessage;
         try {
           message = parseCommandLine(line);
         } catch (error: unknown) {
