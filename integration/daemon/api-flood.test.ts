@@ -13,7 +13,7 @@ import { daemonScope, writeVm } from './harness.js';
 const missing = missingPrerequisite(SIM, DEBIAN_OVMF);
 const scope = daemonScope();
 
-function idleConnection(path: string): Promise<{ socket: Socket; closed: Promise<void> }> {
+function connectOnce(path: string): Promise<{ socket: Socket; closed: Promise<void> }> {
   return new Promise((resolve, reject) => {
     const socket = connect(path);
     const closed = new Promise<void>((done) => socket.once('close', () => done()));
@@ -21,6 +21,22 @@ function idleConnection(path: string): Promise<{ socket: Socket; closed: Promise
     socket.once('connect', () => resolve({ socket, closed }));
     socket.once('error', reject);
   });
+}
+
+/**
+ * One idle connection. A unix socket's listen backlog can be full for a moment when the daemon
+ * accepts more slowly than the flood connects (connect() then fails with EAGAIN, the kernel's
+ * own push-back): try again shortly, as a persistent attacker would.
+ */
+async function idleConnection(path: string): Promise<{ socket: Socket; closed: Promise<void> }> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await connectOnce(path);
+    } catch (error: unknown) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN' || attempt >= 500) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
 }
 
 /** GET /v1/events: the status, and the first line (the subscription) when it was accepted. */
