@@ -49,6 +49,8 @@ export interface DaemonConfig {
   readonly refuseDebugPolicy: boolean;
   /** Optional loopback TCP listener for Prometheus: `127.0.0.1:PORT` (port 0: any free one). */
   readonly metricsListen: string | null;
+  /** The host's id in relay requests (`attest: relay`); null: os.hostname(). */
+  readonly hostId: string | null;
 }
 
 export const DAEMON_DEFAULTS: DaemonConfig = {
@@ -69,6 +71,7 @@ export const DAEMON_DEFAULTS: DaemonConfig = {
   onShutdown: 'keep',
   refuseDebugPolicy: false,
   metricsListen: null,
+  hostId: null,
 };
 
 export { DAEMON_KEYS, type DaemonKey } from './daemon-keys.js';
@@ -82,6 +85,7 @@ export const MAX_DAEMON_CONFIG_BYTES = 64 * 1024;
 const GROUP_PATTERN = /^(?:[a-z_][a-z0-9_-]{0,31}\$?|\d{1,10})$/;
 /** POSIX-style user names (as useradd accepts them), or a numeric uid. */
 const USER_PATTERN = GROUP_PATTERN;
+const HOST_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 const METRICS_PATTERN = /^127\.0\.0\.1:(\d{1,5})$/;
 
 export function isDaemonKey(key: string): key is DaemonKey {
@@ -254,6 +258,11 @@ function applyValue(c: Mutable<DaemonConfig>, key: DaemonKey, value: string, sou
       c.holdTimeout = n;
       return;
     }
+    case 'host-id':
+      // A hostname-like word: it travels in every relay request and the owner's logs.
+      if (!HOST_ID_PATTERN.test(value)) throw bad("is not a host id (1 to 253 letters, digits, '.', '_', '-')");
+      c.hostId = value;
+      return;
     case 'metrics-listen': {
       const port = METRICS_PATTERN.exec(value)?.[1];
       if (port === undefined || Number(port) > 65535) {

@@ -36,6 +36,7 @@ export const DAEMON_KEY_DOCS = [
     help: 'refuse guests whose SEV/SNP policy allows debugging (default 0: warn at every start)',
   },
   { key: 'metrics-listen', value: 'addr', help: 'also serve /metrics on 127.0.0.1:PORT (loopback only)' },
+  { key: 'host-id', value: 'name', help: "this host's name to guest owners' services (attest: relay) (default: the hostname)" },
 ] as const satisfies readonly DaemonKeyDoc[];
 
 export type DaemonKey = (typeof DAEMON_KEY_DOCS)[number]['key'];

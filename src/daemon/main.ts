@@ -84,6 +84,7 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
     binaryArgs,
     caps,
     holdTimeoutSeconds: config.holdTimeout,
+    ...(config.hostId === null ? {} : { hostId: config.hostId }),
     defaultFirmware: config.defaultFirmware,
     ...(gid === undefined ? {} : { gid }),
     lifecycle: {

@@ -8,6 +8,7 @@ import { launchQemu, type LaunchOptions, type QemuProcess } from '../process/lau
 import type { VmPaths } from '../process/run-dir.js';
 import type { QemuArgvInput, QemuArgvOptions } from '../qemu/argv.js';
 import type { QmpClient } from '../qmp/client.js';
+import type { RelayHold, RelayOutcome } from '../relay/relay.js';
 import { preflight, type Preflight } from './preflight.js';
 import type { RecordPlatform } from './record.js';
 
@@ -60,6 +61,11 @@ export interface LifecycleOptions {
    * command and the daemon put the filtering proxy in front of it here. A failure fails the launch.
    */
   readonly onMonitor?: (qmp: QmpClient) => Promise<void> | void;
+  /**
+   * `attest: relay`: ask the guest owner's service during the hold (src/relay/relay.ts, given by the
+   * composition so that vm/ holds no network client). Without it a relayed guest is rejected.
+   */
+  readonly relay?: (hold: RelayHold) => Promise<RelayOutcome>;
   /** QEMU's seccomp sandbox and the user it drops to after start-up (`-sandbox`, `-runas`). */
   readonly qemuOptions?: QemuArgvOptions;
   /** Daemon `refuse-debug-policy`: refuse a policy that allows debugging (else warn). */

@@ -1,5 +1,6 @@
-// Strict RFC 8259 JSON parser for everything a proxy client sends. Owns: the one reading of client
-// bytes that decide() and the forwarder act on, with size and depth bounds.
+// Strict RFC 8259 JSON parser for everything a hostile peer sends: a QMP proxy client, the guest
+// owner's service answering a relay. Owns: the one reading of their bytes that decide(), the
+// forwarder and the relay act on, with size and depth bounds.
 // Must not: accept anything QEMU's more lenient parser would read differently (duplicate keys,
 // single quotes, comments, lone surrogates), echo client input in errors, or do I/O.
 // Invariants: results are plain data built with own properties (`__proto__` included, as
