@@ -135,7 +135,12 @@ export interface RelayParts {
  * `attest: relay` are refused (a key that does nothing is a config that lies).
  * @throws SUP_ERR_CONFIG_MISSING_KEY, SUP_ERR_CONFIG_CONFLICT naming the line.
  */
-export function relaySpecFrom(file: string, keys: ReadonlyMap<string, KeyValueLine>, attest: VmSpec['attest'], parts: RelayParts): RelaySpec | undefined {
+export function relaySpecFrom(
+  file: string,
+  keys: ReadonlyMap<string, KeyValueLine>,
+  attest: VmSpec['attest'],
+  parts: RelayParts,
+): RelaySpec | undefined {
   if (attest !== 'relay') {
     for (const key of RELAY_KEYS) {
       const entry = keys.get(key);
@@ -168,7 +173,12 @@ export function relaySpecFrom(file: string, keys: ReadonlyMap<string, KeyValueLi
   } else if (certEntry !== undefined || keyEntry !== undefined) {
     const given = certEntry ?? keyEntry;
     if (given === undefined) throw new SupervisorError('SUP_ERR_INTERNAL', 'relay identity without its line');
-    throw configError('SUP_ERR_CONFIG_MISSING_KEY', file, given, "needs both 'attest-cert' and 'attest-key' (the client certificate and its private key)");
+    throw configError(
+      'SUP_ERR_CONFIG_MISSING_KEY',
+      file,
+      given,
+      "needs both 'attest-cert' and 'attest-key' (the client certificate and its private key)",
+    );
   } else {
     throw need("the host's identity: 'attest-cert' and 'attest-key' (mutual TLS) or 'attest-token-file' (bearer token)");
   }

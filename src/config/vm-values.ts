@@ -80,7 +80,12 @@ export function parseAttestUrl(ctx: Ctx, entry: KeyValueLine): string {
     throw badValue(ctx.file, entry, allowed);
   }
   if (url.protocol !== 'https:') {
-    throw configError('SUP_ERR_CONFIG_BAD_VALUE', ctx.file, entry, `must be https (got ${url.protocol.replace(/:$/, '')}): the record and any secret travel over it`);
+    throw configError(
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      ctx.file,
+      entry,
+      `must be https (got ${url.protocol.replace(/:$/, '')}): the record and any secret travel over it`,
+    );
   }
   if (url.username !== '' || url.password !== '' || url.hash !== '' || url.hostname === '') {
     throw configError('SUP_ERR_CONFIG_BAD_VALUE', ctx.file, entry, `invalid value; allowed: ${allowed}`);

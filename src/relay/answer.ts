@@ -52,7 +52,11 @@ export function judgeAnswer(i: AnswerInput): AttemptVerdict {
     try {
       return { kind: 'answer', answer: parseAnswerBody(i.contentType, i.body, i.launchId, i.snp) };
     } catch (error: unknown) {
-      return { kind: 'final', code: 'SUP_ERR_RELAY_ANSWER', reason: error instanceof SupervisorError ? error.message : 'unreadable answer' };
+      return {
+        kind: 'final',
+        code: 'SUP_ERR_RELAY_ANSWER',
+        reason: error instanceof SupervisorError ? error.message : 'unreadable answer',
+      };
     }
   }
   const retryAfterMs = parseRetryAfter(i.retryAfter, i.now);
@@ -71,7 +75,8 @@ export function judgeAnswer(i: AnswerInput): AttemptVerdict {
  * @throws SUP_ERR_RELAY_ANSWER naming the problem (never the secret's bytes).
  */
 export function parseAnswerBody(contentType: string | undefined, body: Buffer, launchId: string, snp: boolean): RelayDecision {
-  if (!isJsonContentType(contentType)) throw bad(`content type ${JSON.stringify(printable(contentType ?? '(none)', 80))} is not application/json`);
+  if (!isJsonContentType(contentType))
+    throw bad(`content type ${JSON.stringify(printable(contentType ?? '(none)', 80))} is not application/json`);
   if (body.length > MAX_RELAY_BODY_BYTES) throw bad(`answer larger than ${MAX_RELAY_BODY_BYTES} bytes`);
   const text = body.toString('utf8');
   if (!Buffer.from(text, 'utf8').equals(body)) throw bad('answer is not UTF-8');
@@ -85,7 +90,8 @@ export function parseAnswerBody(contentType: string | undefined, body: Buffer, l
   if (!isRecord(value)) throw bad('answer is not a JSON object');
   const only = (names: readonly string[]): void => {
     const extra = Object.keys(value).filter((k) => !names.includes(k));
-    if (extra.length > 0) throw bad(`unknown member ${JSON.stringify(printable(extra[0] ?? '', 40))} in a ${String(value['decision'])} answer`);
+    if (extra.length > 0)
+      throw bad(`unknown member ${JSON.stringify(printable(extra[0] ?? '', 40))} in a ${String(value['decision'])} answer`);
   };
   if (value['schema'] !== ANSWER_SCHEMA) throw bad(`schema is not ${ANSWER_SCHEMA}`);
   if (typeof value['launchId'] !== 'string') throw bad('launchId missing');

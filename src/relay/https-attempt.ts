@@ -58,7 +58,16 @@ export class AttemptFailure extends Error {
 }
 
 /** Network errors that a restart or a moment may cure (the owner's service down, a dropped link). */
-const TRANSIENT_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE', 'ECONNABORTED']);
+const TRANSIENT_ERRNO = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'EPIPE',
+  'ECONNABORTED',
+]);
 
 /**
  * POST `body` to `url` once. Resolves with whatever status came back (3xx included: never followed).
@@ -122,7 +131,14 @@ export function postOnce(r: AttemptRequest): Promise<AttemptResponse> {
     req.on('response', (res) => {
       const declared = Number(res.headers['content-length'] ?? '0');
       if (declared > MAX_RELAY_BODY_BYTES) {
-        fail(new AttemptFailure('SUP_ERR_RELAY_ANSWER', `answer of ${declared} bytes declared; the cap is ${MAX_RELAY_BODY_BYTES}`, false, peer));
+        fail(
+          new AttemptFailure(
+            'SUP_ERR_RELAY_ANSWER',
+            `answer of ${declared} bytes declared; the cap is ${MAX_RELAY_BODY_BYTES}`,
+            false,
+            peer,
+          ),
+        );
         return;
       }
       const chunks: Buffer[] = [];
@@ -130,7 +146,9 @@ export function postOnce(r: AttemptRequest): Promise<AttemptResponse> {
       res.on('data', (chunk: Buffer) => {
         size += chunk.length;
         if (size > MAX_RELAY_BODY_BYTES) {
-          fail(new AttemptFailure('SUP_ERR_RELAY_ANSWER', `answer longer than ${MAX_RELAY_BODY_BYTES} bytes; reading stopped`, false, peer));
+          fail(
+            new AttemptFailure('SUP_ERR_RELAY_ANSWER', `answer longer than ${MAX_RELAY_BODY_BYTES} bytes; reading stopped`, false, peer),
+          );
           return;
         }
         chunks.push(chunk);

@@ -36,7 +36,9 @@ export interface RelayHold {
 }
 
 /** How a relay ended: approved (the guest may run) or rejected with the error it fails with. */
-export type RelayOutcome = { readonly approved: true; readonly injected: boolean } | { readonly approved: false; readonly error: SupervisorError };
+export type RelayOutcome =
+  | { readonly approved: true; readonly injected: boolean }
+  | { readonly approved: false; readonly error: SupervisorError };
 
 /** Hooks for the daemon's metrics: one per attempt, one per hold. Labels are our own words only. */
 export interface RelayMetrics {
@@ -50,8 +52,8 @@ export interface RelayEnv {
   readonly metrics?: RelayMetrics;
 }
 
-/** Backoff between attempts: 250 ms doubling to 5 s, randomised; the deadline caps it all. */
-const BACKOFF = { minTimeout: 250, maxTimeout: 5000, factor: 2, randomize: true } as const;
+/** Backoff between attempts: 250 ms doubling to 2 s, randomised: an owner's service that comes back is reached within about 2 s; the deadline caps it all. */
+const BACKOFF = { minTimeout: 250, maxTimeout: 2000, factor: 2, randomize: true } as const;
 /** CA bundles and client certificates are a few KiB; a token is a line. */
 const MAX_CREDENTIAL_BYTES = 1024 * 1024;
 /** RFC 6750 b64token: what may follow `Bearer ` (no spaces or line breaks to smuggle a header). */
@@ -98,12 +100,14 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
   let last: { code: ErrorCode; reason: string } = { code: 'SUP_ERR_RELAY_UNREACHABLE', reason: 'no attempt was made' };
   const attempt = async (n: number): Promise<RelayDecision> => {
     const remaining = h.deadline.getTime() - Date.now();
-    if (remaining <= 0) throw new AbortError(new RelayStop('SUP_ERR_ATTEST_TIMEOUT', 'the hold deadline passed'));
+    if (remaining <= 0) throw new AbortError(new RelayStop('SUP_ERR_ATTEST_TIMEOUT', deadlinePassed(last.reason)));
     const body = Buffer.from(
       JSON.stringify({ schema: REQUEST_SCHEMA, host, vm: h.vm, launchId, attempt: n, sentAt: new Date().toISOString(), record }),
     );
     if (body.length > MAX_RELAY_BODY_BYTES) {
-      throw new AbortError(new RelayStop('SUP_ERR_RELAY_ANSWER', `the request would be ${body.length} bytes, over the ${MAX_RELAY_BODY_BYTES}-byte cap`));
+      throw new AbortError(
+        new RelayStop('SUP_ERR_RELAY_ANSWER', `the request would be ${body.length} bytes, over the ${MAX_RELAY_BODY_BYTES}-byte cap`),
+      );
     }
     const line: Record<string, unknown> = {
       time: new Date().toISOString(),
@@ -168,7 +172,7 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
     if (h.signal.aborted) return reject('SUP_ERR_ATTEST_TIMEOUT', 'the hold ended before the owner answered', 'ended');
     if (error instanceof RelayStop) return reject(error.code, error.reason, resultOf(error.code));
     if (error instanceof RetryLater) {
-      return reject('SUP_ERR_ATTEST_TIMEOUT', `the hold deadline passed while retrying (last: ${last.reason})`, 'deadline');
+      return reject('SUP_ERR_ATTEST_TIMEOUT', deadlinePassed(last.reason), 'deadline');
     }
     return reject('SUP_ERR_RELAY_UNREACHABLE', error instanceof Error ? error.message : String(error), 'unreachable');
   }
@@ -184,7 +188,12 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
         const why = error instanceof SupervisorError ? error.message : String(error);
         return reject(code, `the owner's secret could not be injected: ${why}`, 'inject-refused');
       }
-      await appendAudit(audit, { time: new Date().toISOString(), launchId, event: 'injected', secret: secretFacts(answer.header, answer.payload) });
+      await appendAudit(audit, {
+        time: new Date().toISOString(),
+        launchId,
+        event: 'injected',
+        secret: secretFacts(answer.header, answer.payload),
+      });
       break;
     case 'approve':
       break;
@@ -193,6 +202,10 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
   env.metrics?.outcome(answer.decision, (performance.now() - started) / 1000);
   log.info({ launchId, decision: answer.decision }, "relay: the owner's service approved the guest");
   return { approved: true, injected: answer.decision === 'inject' };
+}
+
+function deadlinePassed(lastReason: string): string {
+  return `the hold deadline passed before the owner's service answered (last attempt: ${lastReason})`;
 }
 
 /** A final answer or failure inside p-retry (wrapped in its AbortError, which it unwraps). */
@@ -264,7 +277,11 @@ async function refuseOpenPermissions(file: string, key: string): Promise<void> {
   }
   if ((mode & 0o077) !== 0) {
     const octal = (mode & 0o777).toString(8).padStart(4, '0');
-    throw credentialError(file, key, `has permissions ${octal}, which are too open: it must not be accessible by group or others (chmod 600)`);
+    throw credentialError(
+      file,
+      key,
+      `has permissions ${octal}, which are too open: it must not be accessible by group or others (chmod 600)`,
+    );
   }
 }
 
@@ -275,7 +292,8 @@ async function readBounded(file: string, key: string): Promise<Buffer> {
   } catch (error: unknown) {
     throw credentialError(file, key, `cannot be read: ${describeIoError(error)}`);
   }
-  if (data.length === 0 || data.length > MAX_CREDENTIAL_BYTES) throw credentialError(file, key, `is ${data.length} bytes; expected 1 byte to 1 MiB`);
+  if (data.length === 0 || data.length > MAX_CREDENTIAL_BYTES)
+    throw credentialError(file, key, `is ${data.length} bytes; expected 1 byte to 1 MiB`);
   return data;
 }
 

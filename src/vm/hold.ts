@@ -125,9 +125,13 @@ export class OwnerActions {
     const g = this.#g;
     return (): void => {
       if (g.state !== 'held') {
-        throw new SupervisorError('SUP_ERR_ATTEST_NOT_HELD', `VM ${g.vm} is ${g.state}, not held for attestation; ${action} applies only to a held guest`, {
-          details: { vm: g.vm, state: g.state, action },
-        });
+        throw new SupervisorError(
+          'SUP_ERR_ATTEST_NOT_HELD',
+          `VM ${g.vm} is ${g.state}, not held for attestation; ${action} applies only to a held guest`,
+          {
+            details: { vm: g.vm, state: g.state, action },
+          },
+        );
       }
     };
   }

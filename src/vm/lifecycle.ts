@@ -91,7 +91,13 @@ export class VmLifecycle {
       destroy: () => this.#destroy(),
       ...(options.powerdownTimeoutMs === undefined ? {} : { powerdownTimeoutMs: options.powerdownTimeoutMs }),
     });
-    this.#owner = new OwnerActions(this.#g, this.#hold, this.#log, () => this.#preflight?.firmware ?? null, options.spec.attest === 'relay');
+    this.#owner = new OwnerActions(
+      this.#g,
+      this.#hold,
+      this.#log,
+      () => this.#preflight?.firmware ?? null,
+      options.spec.attest === 'relay',
+    );
   }
 
   get state(): VmState {
@@ -489,7 +495,10 @@ export class VmLifecycle {
     const recordPath = this.#g.recordPath;
     let outcome: RelayOutcome;
     if (spec === undefined || run === undefined || recordPath === null) {
-      const error = new SupervisorError('SUP_ERR_RELAY_CREDENTIALS', `VM ${this.vm} is attest: relay, but this launch has no relay or no record; rejected`);
+      const error = new SupervisorError(
+        'SUP_ERR_RELAY_CREDENTIALS',
+        `VM ${this.vm} is attest: relay, but this launch has no relay or no record; rejected`,
+      );
       outcome = { approved: false, error };
     } else {
       outcome = await run({
@@ -500,10 +509,15 @@ export class VmLifecycle {
         signal,
         inject: (packet) => this.#owner.relayInject(packet),
         logger: this.#vmLog,
-      }).catch((error: unknown): RelayOutcome => ({
-        approved: false,
-        error: error instanceof SupervisorError ? error : new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: the relay failed`, { cause: error }),
-      }));
+      }).catch(
+        (error: unknown): RelayOutcome => ({
+          approved: false,
+          error:
+            error instanceof SupervisorError
+              ? error
+              : new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: the relay failed`, { cause: error }),
+        }),
+      );
     }
     if (signal.aborted) return;
     if (!outcome.approved) refuse(outcome.error);

@@ -45,6 +45,7 @@ describe('parseDaemonConfig', () => {
       'on-shutdown: shutdown',
       'refuse-debug-policy: 1',
       'metrics-listen: 127.0.0.1:9464',
+      'host-id: node-7.rack2',
     ].join('\n');
     const settings = parseDaemonConfig(text, FILE);
     expect(Object.keys(settings).sort()).toEqual([...DAEMON_KEYS].sort());
@@ -66,10 +67,17 @@ describe('parseDaemonConfig', () => {
       onShutdown: 'shutdown',
       refuseDebugPolicy: true,
       metricsListen: '127.0.0.1:9464',
+      hostId: 'node-7.rack2',
     });
   });
 
   it.each([
+    [
+      'a host-id with a space',
+      'host-id: node 7',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: host-id: 'node 7' is not a host id (1 to 253 letters, digits, '.', '_', '-')`,
+    ],
     [
       'a qemu-sandbox that is not a boolean',
       'qemu-sandbox: maybe',
