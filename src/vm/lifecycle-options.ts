@@ -44,7 +44,7 @@ export interface LifecycleOptions {
   readonly stateDir: string;
   /** An already prepared run dir (the run command prepares it first to open its control socket). */
   readonly paths?: VmPaths;
-  /** Hold after measuring, whatever the config says. @default spec.attest === 'hold' */
+  /** Hold after measuring, whatever the config says. @default spec.attest !== 'none' (hold or relay) */
   readonly hold?: boolean;
   /** @default spec.holdTimeout seconds, else DEFAULT_HOLD_TIMEOUT_MS */
   readonly holdTimeoutMs?: number;
