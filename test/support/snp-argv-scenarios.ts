@@ -2,7 +2,7 @@
 // read (the ID block, ID auth and host data files). One list for the golden argv files
 // (test/unit/qemu/argv.test.ts) and for QEMU 10 itself (integration/snp/qemu10-object.test.ts), so
 // every object the golden files show is one the real QEMU 10 accepted.
-import type { SnpLaunchFiles } from '../../src/qemu/snp.js';
+import type { SnpLaunchFiles, SnpLaunchParams } from '../../src/qemu/snp.js';
 
 export const FW = 'firmware: /usr/share/ovmf/OVMF.fd';
 export const KERNEL = ['kernel: /srv/boot/vmlinuz', 'initrd: /srv/boot/initrd.img', 'cmdline: console=ttyS0 root=/dev/vda1'];
@@ -11,6 +11,16 @@ export const ID_FILES = 'id-block=/srv/owner/vm1.idblock,id-auth=/srv/owner/vm1.
 
 /** Base64 of `n` bytes of `fill`: the byte values preflight hands over for SNP guests. */
 export const b64 = (n: number, fill: number): string => Buffer.alloc(n, fill).toString('base64');
+
+/** The object parameters of a plain SNP guest (QEMU's default policy) that single-value tests vary. */
+export const PLAIN_SNP_PARAMS: SnpLaunchParams = {
+  policy: 0x30000n,
+  cbitpos: 51,
+  reducedPhysBits: 1,
+  kernelHashes: false,
+  authorKey: false,
+  vcekDisabled: false,
+};
 
 export interface SnpScenario {
   readonly lines: readonly string[];
