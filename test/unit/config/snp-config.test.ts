@@ -141,6 +141,16 @@ describe('the SNP line', () => {
     expect(catchSupervisorError(() => parseVmConfig(`${line}\n`, FILE))).toMatchObject({ code, message });
   });
 
+  it('refuses an EFI vars disk (pflash), saying why, SNP first among the reasons', () => {
+    const error = catchSupervisorError(() => parseVmConfig('amd-sev: type=snp\nefidisk0: local:vm-100-disk-0,size=4M\n', FILE));
+    expect(error.code).toBe('SUP_ERR_CONFIG_UNSUPPORTED');
+    expect(error.message).toMatch(
+      /^\/vms\/g\.conf:2: efidisk0: sevsup has no EFI vars disk \(pflash VARS store\): it loads OVMF stateless with -bios/,
+    );
+    expect(error.message).toContain('SEV-SNP cannot use one at all');
+    expect(error.details).toEqual({ file: FILE, line: 2, key: 'efidisk0' });
+  });
+
   it('refuses a launch session with SNP, saying why', () => {
     const error = catchSupervisorError(() => parseVmConfig('amd_sev: snp\nlaunch: dh-cert=a,session=b\n', FILE));
     expect(error.code).toBe('SUP_ERR_CONFIG_CONFLICT');
