@@ -12,13 +12,13 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parseVmConfig } from '../../src/config/vm-config.js';
 import { preflight } from '../../src/vm/preflight.js';
 import { snpLaunchDigest } from '../../src/sev/snp-launch-digest.js';
 import { readSnpFirmware } from '../../src/attestation/snp-inputs.js';
 import { KERNEL, processesMentioning, QEMU10_ROOT, qemu10Unavailable, REAL_QEMU, REPO } from '../../test/support/it-env.js';
-import { qemu10Dir, writeQemu10Wrapper } from '../../test/support/qemu10.js';
+import { qemu10Dir, qemu10Workspace } from '../../test/support/qemu10.js';
 import { runCliCaptured } from '../../test/support/run-cli.js';
 
 const missing = qemu10Unavailable() ?? (existsSync(KERNEL) ? null : `${KERNEL} is missing (bash scripts/setup-test-assets.sh)`);
@@ -35,9 +35,7 @@ function mountsUnder(dir: string): string[] {
 }
 
 describe.skipIf(missing !== null)(`SNP command lines on QEMU 10${missing === null ? '' : ` (skipped: ${missing})`}`, () => {
-  const dir = qemu10Dir('sevsup-qemu10-argv-');
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const qemu = writeQemu10Wrapper(dir);
+  const { dir, qemu } = qemu10Workspace('sevsup-qemu10-argv-', missing === null);
   // The firmware with a KERNEL_HASHES section: trixie's OVMF.fd given AmdSev's layout by the test
   // firmware maker (scripts/make-test-firmware.mjs), for the measured direct boot.
   const hashesFw = join(dir, 'ovmf-snp-hashes.fd');

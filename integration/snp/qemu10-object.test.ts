@@ -5,16 +5,15 @@
 // lengths sevsup refuses up front are ones QEMU refuses too, in its own words (policies it does not
 // check: those sevsup refuses would fail only at launch, in KVM or the firmware).
 // Skipped, saying why, without the root or without root privileges (test/support/it-env.ts).
-import { rmSync } from 'node:fs';
 import { execa } from 'execa';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseVmConfig } from '../../src/config/vm-config.js';
 import { isSupervisorError } from '../../src/errors.js';
 import { SIMULATED_HOST_CAPS } from '../../src/host/simulated.js';
 import { buildQemuArgv } from '../../src/qemu/argv.js';
 import { snpGuestObject, type SnpLaunchParams } from '../../src/qemu/snp.js';
 import { qemu10Unavailable } from '../../test/support/it-env.js';
-import { qemu10Dir, writeQemu10Wrapper } from '../../test/support/qemu10.js';
+import { qemu10Workspace } from '../../test/support/qemu10.js';
 import { b64, PLAIN_SNP_PARAMS, SNP_SCENARIOS } from '../../test/support/snp-argv-scenarios.js';
 
 const missing = qemu10Unavailable();
@@ -65,9 +64,7 @@ function emittedObject(name: string): Reply {
 describe.skipIf(missing !== null)(
   `QEMU 10 takes the sev-snp-guest objects sevsup builds${missing === null ? '' : ` (skipped: ${missing})`}`,
   () => {
-    const dir = qemu10Dir('sevsup-qemu10-object-');
-    afterAll(() => rmSync(dir, { recursive: true, force: true }));
-    const qemu = writeQemu10Wrapper(dir);
+    const { qemu } = qemu10Workspace('sevsup-qemu10-object-', missing === null);
 
     it('accepts the object of every SNP golden scenario, holding the 64-bit policy we meant', async () => {
       const names = Object.keys(SNP_SCENARIOS);

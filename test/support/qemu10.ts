@@ -4,8 +4,9 @@
 // own paths, so argv paths mean the same inside and out. The mounts live and die with the process
 // (nothing stays mounted); unshare, sh and chroot each exec the next, so the wrapper's pid is QEMU's.
 // Must not: write into the root (it is shared by every test; /tmp inside is a private tmpfs).
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
 import { QEMU10_ROOT } from './it-env.js';
 
 /** A fresh directory under /tmp that the wrapper shows QEMU 10 at the same path. */
@@ -27,4 +28,15 @@ export function writeQemu10Wrapper(dir: string): string {
   );
   chmodSync(wrapper, 0o755);
   return wrapper;
+}
+
+/**
+ * For a suite that runs only when `runs`: its directory and the wrapper seeing it, removed after
+ * the suite. Nothing is made for a skipped suite (whose afterAll would never run).
+ */
+export function qemu10Workspace(prefix: string, runs: boolean): { readonly dir: string; readonly qemu: string } {
+  if (!runs) return { dir: '', qemu: '' };
+  const dir = qemu10Dir(prefix);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return { dir, qemu: writeQemu10Wrapper(dir) };
 }
