@@ -71,11 +71,17 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
   const audit = auditPathFor(h.recordPath);
   const url = h.spec.url;
   const launchId = randomUUID();
-  const reject = async (code: ErrorCode, reason: string, result: string): Promise<RelayOutcome> => {
+  /** The rejection; `before`: audit lines not yet written (the deciding attempt), written with it in one fsync. */
+  const reject = async (
+    code: ErrorCode,
+    reason: string,
+    result: string,
+    before: readonly Record<string, unknown>[] = [],
+  ): Promise<RelayOutcome> => {
     const error = new SupervisorError(code, `VM ${h.vm} was rejected: ${reason}; QEMU was stopped and the guest never ran`, {
       details: { vm: h.vm, reason, launchId },
     });
-    await appendAudit(audit, { time: new Date().toISOString(), launchId, event: 'rejected', code, reason }).catch((e: unknown) =>
+    await appendAudit(audit, ...before, { time: new Date().toISOString(), launchId, event: 'rejected', code, reason }).catch((e: unknown) =>
       log.error({ err: e }, 'relay audit line could not be written'),
     );
     env.metrics?.outcome(result, (performance.now() - started) / 1000);
@@ -98,7 +104,8 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
 
   const host = env.hostId ?? hostname();
   let last: { code: ErrorCode; reason: string } = { code: 'SUP_ERR_RELAY_UNREACHABLE', reason: 'no attempt was made' };
-  const attempt = async (n: number): Promise<RelayDecision> => {
+  /** One attempt; an answer comes back with its audit line unwritten (written with what follows, one fsync). */
+  const attempt = async (n: number): Promise<{ readonly answer: RelayDecision; readonly line: Record<string, unknown> }> => {
     const remaining = h.deadline.getTime() - Date.now();
     if (remaining <= 0) throw new AbortError(new RelayStop('SUP_ERR_ATTEST_TIMEOUT', deadlinePassed(last.reason)));
     const body = Buffer.from(
@@ -130,9 +137,8 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
         Object.assign(line, { decision: a.decision });
         if (a.decision === 'reject') Object.assign(line, { reason: a.reason });
         if (a.decision === 'inject') Object.assign(line, { secret: secretFacts(a.header, a.payload) });
-        await appendAudit(audit, line);
         env.metrics?.attempt(a.decision, ms(t0) / 1000);
-        return a;
+        return { answer: a, line };
       }
       Object.assign(line, { code: verdict.code, reason: verdict.reason });
       await appendAudit(audit, line);
@@ -154,8 +160,9 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
   };
 
   let answer: RelayDecision;
+  let answerLine: Record<string, unknown>;
   try {
-    answer = await pRetry(attempt, {
+    ({ answer, line: answerLine } = await pRetry(attempt, {
       retries: Number.POSITIVE_INFINITY,
       ...BACKOFF,
       maxRetryTime: Math.max(0, h.deadline.getTime() - Date.now()),
@@ -167,7 +174,7 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
         if (wait > 0 && cap > 0) await sleep(Math.min(wait, cap), h.signal);
         log.info({ launchId, reason: error.message }, 'relay: attempt failed; retrying within the hold deadline');
       },
-    });
+    }));
   } catch (error: unknown) {
     if (h.signal.aborted) return reject('SUP_ERR_ATTEST_TIMEOUT', 'the hold ended before the owner answered', 'ended');
     if (error instanceof RelayStop) return reject(error.code, error.reason, resultOf(error.code));
@@ -177,10 +184,13 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
     return reject('SUP_ERR_RELAY_UNREACHABLE', error instanceof Error ? error.message : String(error), 'unreachable');
   }
 
+  const done: Record<string, unknown>[] = [answerLine];
   switch (answer.decision) {
     case 'reject':
-      return reject('SUP_ERR_RELAY_REJECTED', `the owner's service rejected it: ${answer.reason}`, 'reject');
+      return reject('SUP_ERR_RELAY_REJECTED', `the owner's service rejected it: ${answer.reason}`, 'reject', done);
     case 'inject':
+      // What is about to be injected is on disk before the platform sees it.
+      await appendAudit(audit, ...done.splice(0));
       try {
         await h.inject({ packetHeader: answer.header, secret: answer.payload });
       } catch (error: unknown) {
@@ -188,17 +198,17 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
         const why = error instanceof SupervisorError ? error.message : String(error);
         return reject(code, `the owner's secret could not be injected: ${why}`, 'inject-refused');
       }
-      await appendAudit(audit, {
-        time: new Date().toISOString(),
-        launchId,
-        event: 'injected',
-        secret: secretFacts(answer.header, answer.payload),
-      });
+      done.push({ time: new Date().toISOString(), launchId, event: 'injected', secret: secretFacts(answer.header, answer.payload) });
       break;
     case 'approve':
       break;
   }
-  await appendAudit(audit, { time: new Date().toISOString(), launchId, event: 'approved', injected: answer.decision === 'inject' });
+  await appendAudit(audit, ...done, {
+    time: new Date().toISOString(),
+    launchId,
+    event: 'approved',
+    injected: answer.decision === 'inject',
+  });
   env.metrics?.outcome(answer.decision, (performance.now() - started) / 1000);
   log.info({ launchId, decision: answer.decision }, "relay: the owner's service approved the guest");
   return { approved: true, injected: answer.decision === 'inject' };
@@ -301,11 +311,11 @@ function credentialError(file: string, key: string, problem: string): Supervisor
   return new SupervisorError('SUP_ERR_RELAY_CREDENTIALS', `${key} ${file} ${problem}`, { details: { key, file } });
 }
 
-/** One JSON line, appended and fsync'd before the relay goes on (the audit outlives a crash). */
-export async function appendAudit(file: string, line: Record<string, unknown>): Promise<void> {
+/** JSON lines, appended in one write and fsync'd before the relay goes on (the audit outlives a crash). */
+export async function appendAudit(file: string, ...lines: Record<string, unknown>[]): Promise<void> {
   const handle = await open(file, 'a', 0o600);
   try {
-    await handle.write(`${JSON.stringify(line)}\n`);
+    await handle.write(lines.map((line) => `${JSON.stringify(line)}\n`).join(''));
     await handle.sync();
   } finally {
     await handle.close();
