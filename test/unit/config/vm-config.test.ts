@@ -806,6 +806,17 @@ describe('examples/vms', () => {
     });
   });
 
+  it('relayed.conf: attest: relay over mutual TLS', async () => {
+    const spec = await loadVmConfig(path.join(EXAMPLES, 'relayed.conf'));
+    expect(spec).toMatchObject({ attest: 'relay', holdTimeout: 300, sev: { type: 'es', nodbg: true, noks: true } });
+    expect(spec.relay).toEqual({
+      url: 'https://owner.example:8443/attest',
+      ca: '/etc/sevsup/owner/ca.pem',
+      identity: { kind: 'mtls', cert: '/etc/sevsup/host.crt', key: '/etc/sevsup/host.key' },
+      timeoutSeconds: 10,
+    });
+  });
+
   it('plain.conf: no SEV', async () => {
     const spec = await loadVmConfig(path.join(EXAMPLES, 'plain.conf'));
     expect(spec).toMatchObject({
