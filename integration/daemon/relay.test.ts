@@ -181,6 +181,7 @@ describe.skipIf(missing !== null)(`attest: relay through the daemon${missing ===
     expect(r.daemon.output).toMatch(/"event":"relay-override".*"action":"approve".*"peer":"(uid=\d+ pid=\d+|unknown)/);
     const manualAudit = await auditOf(await r.daemon.status('manual'));
     expect(manualAudit.filter((l) => l['event'] === 'attempt').every((l) => l['status'] === 503)).toBe(true);
+    expect(manualAudit.at(-1)).toMatchObject({ event: 'ended' });
 
     // Secrets: never in the daemon's output or any audit.
     const audits = (

@@ -64,7 +64,10 @@ export function auditPathFor(recordPath: string): string {
   return `${recordPath.replace(/\.json$/, '')}.relay.jsonl`;
 }
 
-/** Run the relay for one hold. Never throws: every failure is a rejection with its reason. */
+/**
+ * Run the relay for one hold. Every failure is a rejection with its reason; it throws only when the
+ * audit of an approval cannot be written (the lifecycle then rejects the guest: fail closed).
+ */
 export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<RelayOutcome> {
   const started = performance.now();
   const log = h.logger.child({ component: 'relay' });
@@ -176,7 +179,14 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
       },
     }));
   } catch (error: unknown) {
-    if (h.signal.aborted) return reject('SUP_ERR_ATTEST_TIMEOUT', 'the hold ended before the owner answered', 'ended');
+    if (h.signal.aborted) {
+      // The hold ended otherwise (deadline, stop, QEMU gone, an operator's forced approve): the
+      // lifecycle decides from that; the audit says the relay stopped, not that it rejected.
+      const reason = 'the hold ended before the owner answered (deadline, stop, QEMU gone or a forced approve)';
+      await appendAudit(audit, { time: new Date().toISOString(), launchId, event: 'ended', reason }).catch(() => undefined);
+      env.metrics?.outcome('ended', (performance.now() - started) / 1000);
+      return { approved: false, error: new SupervisorError('SUP_ERR_ATTEST_TIMEOUT', `VM ${h.vm}: ${reason}`, { details: { vm: h.vm } }) };
+    }
     if (error instanceof RelayStop) return reject(error.code, error.reason, resultOf(error.code));
     if (error instanceof RetryLater) {
       return reject('SUP_ERR_ATTEST_TIMEOUT', deadlinePassed(last.reason), 'deadline');
