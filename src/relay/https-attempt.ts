@@ -112,6 +112,8 @@ export function postOnce(r: AttemptRequest): Promise<AttemptResponse> {
         ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
       },
     });
+    // First, so that an error from a request destroyed at once (an aborted hold) is heard, not thrown.
+    req.on('error', (error: NodeJS.ErrnoException) => fail(classify(error, url.origin, peer)));
     const onAbort = (): void => fail(new AttemptFailure('SUP_ERR_RELAY_UNREACHABLE', 'the hold ended during the attempt', false, peer));
     const timer = setTimeout(
       () => fail(new AttemptFailure('SUP_ERR_RELAY_UNREACHABLE', `no complete answer within ${r.timeoutMs} ms`, true, peer)),
@@ -127,7 +129,6 @@ export function postOnce(r: AttemptRequest): Promise<AttemptResponse> {
         peer = peerOf(socket as TLSSocket);
       });
     });
-    req.on('error', (error: NodeJS.ErrnoException) => fail(classify(error, url.origin, peer)));
     req.on('response', (res) => {
       const declared = Number(res.headers['content-length'] ?? '0');
       if (declared > MAX_RELAY_BODY_BYTES) {

@@ -288,6 +288,18 @@ describe('retries within the deadline only', () => {
   });
 });
 
+describe('a hold already over', () => {
+  it('an aborted signal sends nothing and audits the end', async () => {
+    const s = await owner((r) => answer.approve(r));
+    const ac = new AbortController();
+    ac.abort();
+    const run = await relay(spec(s.url), { signal: ac.signal });
+    expect(rejection(run).code).toBe('SUP_ERR_ATTEST_TIMEOUT');
+    expect(s.requests).toEqual([]);
+    expect(run.audit.map((l) => l['event'])).toEqual(['ended']);
+  });
+});
+
 describe('credentials', () => {
   it.each([
     ['a token file others can read', 'token', 0o644],
