@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Bundles what ships: one ESM entry file per executable, dist/bundle/sevsup.mjs (bin/sevsup) and
 // dist/bundle/sevsup-sim-qemu.mjs (bin/sevsup-sim-qemu, which the daemon and `sevsup run` spawn),
-// plus the chunks they import on demand, instead of resolving and loading ~150 modules from
+// plus the chunks they import on demand, and dist/bundle/sevsup-light.cjs (LIGHT_ENTRY below), instead of resolving and loading ~150 modules from
 // dist/ and node_modules. Run by `npm run build` after tsc (which still makes dist/ for the
 // scripts and tests that import single modules). Owns: the bundles only. Must not: change what
 // the code does.
@@ -65,7 +65,34 @@ const entryModules = {
   },
 };
 
+/**
+ * bin/sevsup's first step: the light commands (src/cli/light-main.ts) as one small CommonJS file,
+ * required synchronously. Node starts a CommonJS entry about 12 ms sooner than an ES module one
+ * (no ESM loader, no asynchronous reads per file); bin/sevsup imports the ES module bundle only
+ * for the other commands.
+ */
+const LIGHT_ENTRY =
+  "import { exitQuietlyOnEpipe } from './src/cli/epipe.ts';\nimport { runLightCli } from './src/cli/light-main.ts';\n" +
+  'export function runLight(argv) {\n  const run = runLightCli(argv);\n  if (run !== null) exitQuietlyOnEpipe(process.stdout);\n  return run;\n}\n';
+
 export async function bundle() {
+  const light = await build({
+    absWorkingDir: ROOT,
+    metafile: true,
+    stdin: { contents: LIGHT_ENTRY, resolveDir: ROOT, loader: 'js', sourcefile: 'entry:sevsup-light' },
+    outfile: join(OUT, 'sevsup-light.cjs'),
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    plugins: [keepRelativeUrls],
+    legalComments: 'none',
+    minifyWhitespace: true,
+    minifySyntax: true,
+    // import.meta is empty in CommonJS: a light command that came to need it must fail the build.
+    logOverride: { 'empty-import-meta': 'error' },
+    logLevel: 'warning',
+  });
   const result = await build({
     absWorkingDir: ROOT, // the metafile's output paths are relative to it
     metafile: true,
@@ -95,7 +122,7 @@ export async function bundle() {
   });
   // Stale chunks of an earlier build go only now, after the new files are in place: a CLI call
   // started during a rebuild still finds its entry file.
-  const current = new Set(Object.keys(result.metafile.outputs).map((out) => resolve(ROOT, out)));
+  const current = new Set([...Object.keys(result.metafile.outputs), ...Object.keys(light.metafile.outputs)].map((out) => resolve(ROOT, out)));
   for (const name of await readdir(OUT)) {
     if (!current.has(join(OUT, name))) await rm(join(OUT, name), { recursive: true, force: true });
   }

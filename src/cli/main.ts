@@ -4,11 +4,12 @@
 // Each command is registered by a small file in cli/commands/ whose action lazily imports its
 // implementation from cli/actions/. The light commands (commands/light.ts: plain `status <vm>`,
 // `list` and `--version`) skip commander and the command table altogether: monitoring calls them
-// often. What ships is bundled (scripts/bundle.mjs); each lazy import stays a chunk of its own.
+// often (bin/sevsup runs them from their own small bundle, cli/light-main.ts). What ships is bundled
+// (scripts/bundle.mjs); each lazy import stays a chunk of its own.
 import type * as CommanderModule from 'commander';
 import { EXIT } from '../errors.js';
 import type { RegisterCommand } from './commands/index.js';
-import { parseLight, runLight } from './commands/light.js';
+import { runLightCli } from './light-main.js';
 import { noteCommander, reportError } from './report-error.js';
 
 type Command = CommanderModule.Command;
@@ -41,14 +42,11 @@ function createProgram(lib: typeof CommanderModule, registers: readonly Register
 
 /** Run the CLI with `argv` (process.argv form) and return the exit code. Never throws. */
 export async function runCli(argv: readonly string[]): Promise<number> {
+  const light = runLightCli(argv);
+  if (light !== null) return light;
   try {
-    const light = parseLight(argv);
-    if (light !== null) {
-      await runLight(light);
-    } else {
-      const program = await buildProgram();
-      await program.parseAsync([...argv]);
-    }
+    const program = await buildProgram();
+    await program.parseAsync([...argv]);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (error: unknown) {
     return reportError(error);
