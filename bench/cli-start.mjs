@@ -40,7 +40,14 @@ const COMMANDS = {
 };
 
 try {
-  for (let i = 0; !(await timeNode(COMMANDS['sevsup status <vm> (daemon)'].argv).then(() => true, () => false)); i += 1) {
+  for (
+    let i = 0;
+    !(await timeNode(COMMANDS['sevsup status <vm> (daemon)'].argv).then(
+      () => true,
+      () => false,
+    ));
+    i += 1
+  ) {
     if (i > 100) throw new Error('the daemon did not answer within 10 s');
     await delay(100);
   }
@@ -61,7 +68,9 @@ try {
   else {
     process.stdout.write(`node -e '': median ${round1(base)} ms [${RUNS} runs each, in turn]\n`);
     for (const r of rows)
-      process.stdout.write(`${r.metric.padEnd(48)} ${String(r.value).padStart(6)} ms (${r.detail}; target ≤ ${TARGET_EXTRA_MS}) ${r.ok ? 'PASS' : 'FAIL'}\n`);
+      process.stdout.write(
+        `${r.metric.padEnd(48)} ${String(r.value).padStart(6)} ms (${r.detail}; target ≤ ${TARGET_EXTRA_MS}) ${r.ok ? 'PASS' : 'FAIL'}\n`,
+      );
   }
 } finally {
   daemon.child.kill('SIGTERM');

@@ -140,7 +140,9 @@ export async function bundle() {
   });
   // Stale chunks of an earlier build go only now, after the new files are in place: a CLI call
   // started during a rebuild still finds its entry file.
-  const current = new Set([...Object.keys(result.metafile.outputs), ...Object.keys(light.metafile.outputs)].map((out) => resolve(ROOT, out)));
+  const current = new Set(
+    [...Object.keys(result.metafile.outputs), ...Object.keys(light.metafile.outputs)].map((out) => resolve(ROOT, out)),
+  );
   for (const name of await readdir(OUT)) {
     if (!current.has(join(OUT, name))) await rm(join(OUT, name), { recursive: true, force: true });
   }

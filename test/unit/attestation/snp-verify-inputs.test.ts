@@ -26,7 +26,6 @@ const otherKernel = file('vmlinuz-2', Buffer.from('a generated kernel image, not
 const initrd = file('initrd.img', Buffer.alloc(5000, 0x17));
 const cmdline = 'console=ttyS0 root=/dev/vda';
 
-
 async function expectedDigest(): Promise<Buffer> {
   const { table } = await hashKernelInputs({ kernel, initrd, cmdline });
   return snpLaunchDigest({

@@ -15,7 +15,7 @@ describe('sevsup command table', () => {
     }
   });
 
-  it("each table entry registers exactly the names it lists, and a command line naming one gets only that entry", async () => {
+  it('each table entry registers exactly the names it lists, and a command line naming one gets only that entry', async () => {
     for (const entry of COMMANDS) {
       const alone = new Command('sevsup');
       entry.register(alone);
