@@ -191,6 +191,15 @@ without the SEV parts and serves the QMP monitor socket itself, answering the SE
 query-sev-attestation-report, HMP "info sev") as QEMU 7.2 does on SEV hardware, and blocking
 migration and snapshots after the first cont.
 
+SEV-SNP: a -object sev-snp-guest (linked by confidential-guest-support) is simulated as QEMU 10
+on an SNP host: its property checks, accelerator init (cbitpos, reduced-phys-bits, the policy bits
+KVM takes, SMM refused), -bios only (a non-zero multiple of 64 KiB, with the SEV info block) and
+the kernel-hashes area, with QEMU 10's texts; query-sev answers sev-type sev-snp (launch-update
+until the first cont, then running); at the first cont the SNP launch digest is computed over the
+firmware, its metadata sections (the kernel-hashes page among them) and one VMSA per vCPU, and an
+ID block is checked as SNP_LAUNCH_FINISH does (signature, digest, policy: QEMU then exits 1 before
+the guest runs). The simulated SNP host runs with SMT off, firmware API as below.
+
 Options (before the first QEMU argument):
   --sim-qemu PATH          QEMU binary to run (default qemu-system-x86_64)
   --sim-tik FILE           16-byte TIK (default: generated, written 0600 as sim-tik.bin next to

@@ -8,7 +8,7 @@
 import { parseHmpCommandLine } from '../../qemu/hmp.js';
 import { ATTESTATION_SIGNATURE_BYTES } from './platform-blobs.js';
 import { formatQemuJson, parseQemuJson } from './qmp-json.js';
-import { MIGRATION_BLOCKER, type InjectedSecret, type QmpResult, type SevGuestSim } from './sev-state.js';
+import type { InjectedSecret, QmpResult, SevGuestSim } from './sev-state.js';
 import { isRecord } from '../../util/is-record.js';
 
 /** A reply or event object from QEMU, members in QEMU's order. */
@@ -174,12 +174,12 @@ export class QmpInterceptor {
           return forward((reply) => (reply['return'] === NOT_SEV.hmpInfo ? withResult(reply, { return: guest.hmpInfoSev() }) : null));
         }
         const blocked = (hmp.name === 'migrate' && hmpMigrateHasUri(hmp.args)) || hmp.name === 'savevm';
-        if (guest.migrationBlocked && blocked) return local({ return: `Error: ${MIGRATION_BLOCKER}\r\n` });
+        if (guest.migrationBlocked && blocked) return local({ return: `Error: ${guest.migrationBlocker}\r\n` });
         return forward();
       }
       case 'migrate':
         if (guest.migrationBlocked && conforms(args, MIGRATE_ARGS))
-          return local({ error: { class: 'GenericError', desc: MIGRATION_BLOCKER } });
+          return local({ error: { class: 'GenericError', desc: guest.migrationBlocker } });
         return forward();
       case 'snapshot-save': {
         if (!guest.migrationBlocked || !conforms(args, SNAPSHOT_SAVE_ARGS)) return forward();
@@ -207,7 +207,7 @@ export class QmpInterceptor {
       ...reply,
       return: jobs.map((job: unknown) =>
         isRecord(job) && typeof job['id'] === 'string' && this.shared.blockedJobs.has(job['id']) && Object.hasOwn(job, 'error')
-          ? { ...job, error: MIGRATION_BLOCKER }
+          ? { ...job, error: this.guest.migrationBlocker }
           : job,
       ),
     };
