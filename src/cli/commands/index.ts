@@ -22,6 +22,7 @@ import { registerQmp } from './qmp.js';
 import { registerRun } from './run.js';
 import { registerSecret } from './secret.js';
 import { registerShowcmd } from './showcmd.js';
+import { registerSim } from './sim.js';
 import { registerVerify } from './verify.js';
 
 export type RegisterCommand = (program: Command) => void;
@@ -46,5 +47,6 @@ export const COMMANDS: readonly RegisterCommand[] = [
   registerVerify,
   registerCerts,
   registerSecret,
+  registerSim,
   registerDemo,
 ];

@@ -36,7 +36,9 @@ import {
 import { MonitorServer } from './monitor-server.js';
 import { parseSimCommandLine, SIM_HELP, type ResolvedSimOptions } from './options.js';
 import { launchMeasureFailureLine, SevGuestSim, type InjectedSecret, type ResumeOutcome, type SevPlatformVersion } from './sev-state.js';
+import { answerReportRequest } from './snp-guest-report.js';
 import { snpLaunchFinish, type SnpFinish } from './snp-launch.js';
+import { loadOrCreateSnpPlatform, simStateDir, type SnpPlatformIdentity } from './snp-platform-keys.js';
 import { DEFAULT_BIOS, planSnpStartup, readSnpObject, type SnpFirmwareFacts } from './snp-startup-checks.js';
 import { planStartup, QEMU_PROGNAME, type StartupPlan } from './startup-checks.js';
 import type { QemuArgvModel as Model } from './argv-model.js';
@@ -299,6 +301,14 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
     throw new SimExit({ code: 0 });
   }
   if (cl.kind === 'error') return fail(cl.message, EXIT_USAGE);
+  if (cl.kind === 'init') {
+    const dir = simStateDir(cl.options.stateDir);
+    const identity = await loadOrCreateSnpPlatform(dir).catch((e: unknown) =>
+      fail(`cannot make the simulated SNP platform in ${dir}: ${e instanceof Error ? e.message : String(e)}`),
+    );
+    process.stdout.write(`${join(identity.dir, 'snp')}\n`);
+    throw new SimExit({ code: 0 });
+  }
   const o = cl.options;
   const model = readQemuArgv(cl.qemuArgv);
   const object = model.cgsId === null ? null : (model.sevObjects.find((s) => s.id === model.cgsId) ?? null);
@@ -327,6 +337,24 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
     if (plan.kind === 'sev' && firmwarePath === null)
       return fail('an SEV guest needs a firmware image (-bios or pflash unit 0) to measure');
   }
+  // The simulated SNP platform's chain and chip key (made on first use): signs the guest's reports.
+  // Not awaited: on first use the keys take up to a minute, and the launch must not wait for them.
+  let snpIdentity: SnpPlatformIdentity | string = 'the simulated SNP platform is still making its chain (first use); try again shortly';
+  if (snp !== null) {
+    const dir = simStateDir(o.stateDir);
+    void loadOrCreateSnpPlatform(dir).then(
+      (identity) => {
+        snpIdentity = identity;
+      },
+      (e: unknown) => {
+        snpIdentity = `cannot make or read the simulated SNP platform in ${dir} (see the sim's stderr)`;
+        note(
+          `no signed SNP reports: cannot make or read the simulated SNP platform in ${dir}: ${e instanceof Error ? e.message : String(e)}`,
+        );
+      },
+    );
+  }
+  const snpReportId = randomBytes(32);
   const tik = await loadKey(o.tik, monitorDir, 'sim-tik.bin', 'TIK');
   const tek = await loadKey(o.tek, monitorDir, 'sim-tek.bin', 'TEK');
 
@@ -421,6 +449,7 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
     onResume,
     hooks: {
       randomBytes: (n) => randomBytes(n),
+      snpReport: (args) => answerReportRequest(args, guest, snpIdentity, platform, snpReportId),
       secretAccepted: (injected: InjectedSecret) => {
         const list = injected.secrets.map((s) => `${s.guid} (${s.length} bytes)`).join(', ');
         note(

@@ -8,6 +8,7 @@
 import { parseHmpCommandLine } from '../../qemu/hmp.js';
 import { ATTESTATION_SIGNATURE_BYTES } from './platform-blobs.js';
 import { formatQemuJson, parseQemuJson } from './qmp-json.js';
+import { SIM_SNP_REPORT_COMMAND } from './snp-guest-report.js';
 import type { InjectedSecret, QmpResult, SevGuestSim } from './sev-state.js';
 import { isRecord } from '../../util/is-record.js';
 
@@ -26,6 +27,8 @@ export interface InterceptorHooks {
   secretAccepted(injected: InjectedSecret): void;
   secretRefused(desc: string, reason: string | null): void;
   randomBytes(n: number): Buffer;
+  /** The sim-only x-sevsup-sim-snp-report request (snp-guest-report.ts). */
+  snpReport(args: Record<string, unknown>): QmpResult;
 }
 
 /** State shared by every client session of one guest. */
@@ -195,6 +198,8 @@ export class QmpInterceptor {
       }
       case 'query-jobs':
         return forward((reply) => this.rewriteJobs(reply));
+      case SIM_SNP_REPORT_COMMAND:
+        return local(this.hooks.snpReport(args));
       default:
         return forward();
     }
