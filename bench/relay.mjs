@@ -19,11 +19,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { median } from './bench-lib.mjs';
+import { median, SEVSUP, spawnSimDaemon } from './bench-lib.mjs';
 import { reportTargets, target } from './targets.mjs';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
-const SEVSUP = join(REPO, 'bin', 'sevsup');
 const OVMF = '/usr/share/ovmf/OVMF.fd';
 const args = process.argv.slice(2);
 const opt = (name, dflt) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt);
@@ -121,29 +120,7 @@ await writeFile(join(root, 'vms', 'viaapi.conf'), conf('hold'));
 const many = Array.from({ length: GUESTS }, (_, i) => `m${String(i).padStart(2, '0')}`);
 for (const n of many) await writeFile(join(root, 'vms', `${n}.conf`), conf('relay', ['hold-timeout: 600']));
 
-const daemon = spawn(
-  process.execPath,
-  [
-    SEVSUP,
-    'daemon',
-    '--platform',
-    'sim',
-    '--vm-dir',
-    join(root, 'vms'),
-    '--run-dir',
-    join(root, 'run'),
-    '--state-dir',
-    join(root, 'state'),
-    '--socket',
-    socket,
-    '--log-level',
-    'warn',
-    '--on-shutdown',
-    'shutdown',
-  ],
-  { stdio: ['ignore', 'ignore', 'inherit'] },
-);
-const daemonExit = new Promise((resolve) => daemon.once('close', resolve));
+const { child: daemon, exited: daemonExit } = spawnSimDaemon(root, socket, ['--on-shutdown', 'shutdown']);
 
 /** The daemon's event stream for one VM: resolves events by name as they arrive (arrival time). */
 function watch(vm) {
