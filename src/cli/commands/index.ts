@@ -18,6 +18,7 @@ import { registerHost } from './host.js';
 import { registerIdBlock } from './id-block.js';
 import { registerInspectFirmware } from './inspect-firmware.js';
 import { registerMeasure } from './measure.js';
+import { registerOwner } from './owner.js';
 import { registerQmp } from './qmp.js';
 import { registerRun } from './run.js';
 import { registerSecret } from './secret.js';
@@ -46,5 +47,6 @@ export const COMMANDS: readonly RegisterCommand[] = [
   registerVerify,
   registerCerts,
   registerSecret,
+  registerOwner,
   registerDemo,
 ];
