@@ -34,7 +34,22 @@ function certs() {
   ]) {
     writeFileSync(f(`${name}.ext`), ext);
     openssl('req', ...ec, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${cn}`);
-    openssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-out', f(`${name}.pem`), '-days', '2', '-extfile', f(`${name}.ext`));
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      f(`${name}.csr`),
+      '-CA',
+      f('ca.pem'),
+      '-CAkey',
+      f('ca.key'),
+      '-out',
+      f(`${name}.pem`),
+      '-days',
+      '2',
+      '-extfile',
+      f(`${name}.ext`),
+    );
   }
 }
 
@@ -68,25 +83,65 @@ function body() {
   const mac = createHmac('sha256', tik).update(head).update(digest).update(mnonce).digest();
   const measurement = Buffer.concat([mac, mnonce]).toString('base64');
   const record = {
-    schema: 'sevsup.measurement/v1', vm: 'web1', capturedAt: new Date().toISOString(), platform: 'simulated', sevType: 'sev',
-    policy: 3, expectedPolicy: 3, apiMajor: 1, apiMinor: 55, buildId: 21, state: 'launch-secret', measurement,
+    schema: 'sevsup.measurement/v1',
+    vm: 'web1',
+    capturedAt: new Date().toISOString(),
+    platform: 'simulated',
+    sevType: 'sev',
+    policy: 3,
+    expectedPolicy: 3,
+    apiMajor: 1,
+    apiMinor: 55,
+    buildId: 21,
+    state: 'launch-secret',
+    measurement,
     mnonce: mnonce.toString('hex'),
-    launch: { firmware: null, kernel: null, initrd: null, cmdline: null, kernelHashes: false, vcpus: 1, cpuModel: 'EPYC', qemuVersion: '7.2.22' },
-    expectedLaunchDigest: digest.toString('hex'), vmsaInit: null, validateArgs: [],
+    launch: {
+      firmware: null,
+      kernel: null,
+      initrd: null,
+      cmdline: null,
+      kernelHashes: false,
+      vcpus: 1,
+      cpuModel: 'EPYC',
+      qemuVersion: '7.2.22',
+    },
+    expectedLaunchDigest: digest.toString('hex'),
+    vmsaInit: null,
+    validateArgs: [],
   };
-  return JSON.stringify({ schema: 'sevsup.attest-request/v1', host: 'node-7', vm: 'web1', launchId: randomUUID(), attempt: 1, sentAt: new Date().toISOString(), record });
+  return JSON.stringify({
+    schema: 'sevsup.attest-request/v1',
+    host: 'node-7',
+    vm: 'web1',
+    launchId: randomUUID(),
+    attempt: 1,
+    sentAt: new Date().toISOString(),
+    record,
+  });
 }
 
 function post(port, text) {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port, servername: 'localhost', method: 'POST', path: '/attest', agent: false,
-        ca: readFileSync(f('ca.pem')), cert: readFileSync(f('client.pem')), key: readFileSync(f('client.key')),
-        headers: { 'content-type': 'application/json' } },
+      {
+        host: '127.0.0.1',
+        port,
+        servername: 'localhost',
+        method: 'POST',
+        path: '/attest',
+        agent: false,
+        ca: readFileSync(f('ca.pem')),
+        cert: readFileSync(f('client.pem')),
+        key: readFileSync(f('client.key')),
+        headers: { 'content-type': 'application/json' },
+      },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
-        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(Buffer.concat(chunks).toString())) : reject(new Error(`status ${res.statusCode}`))));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve(JSON.parse(Buffer.concat(chunks).toString())) : reject(new Error(`status ${res.statusCode}`)),
+        );
       },
     );
     req.on('error', reject);
@@ -108,8 +163,25 @@ async function main() {
   writeFileSync(f('tik'), tik);
   writeFileSync(f('tek'), randomBytes(16));
   writeFileSync(f('luks'), 'bench secret');
-  writeFileSync(f('owner.conf'), ['listen: 127.0.0.1:0', 'tls-cert: server.pem', 'tls-key: server.key', 'client-ca: ca.pem', 'state-file: answered.json',
-    'max-connections: 128', '[guest node-7/web1]', 'type: sev', `expected-digest: ${digest.toString('hex')}`, 'policy: 0x3', 'tik: tik', 'tek: tek', 'secret: luks-key:luks', ''].join('\n'));
+  writeFileSync(
+    f('owner.conf'),
+    [
+      'listen: 127.0.0.1:0',
+      'tls-cert: server.pem',
+      'tls-key: server.key',
+      'client-ca: ca.pem',
+      'state-file: answered.json',
+      'max-connections: 128',
+      '[guest node-7/web1]',
+      'type: sev',
+      `expected-digest: ${digest.toString('hex')}`,
+      'policy: 0x3',
+      'tik: tik',
+      'tek: tek',
+      'secret: luks-key:luks',
+      '',
+    ].join('\n'),
+  );
   const owner = await listen(BIN, ['owner', 'serve', '--config', f('owner.conf')], /"address":"127\.0\.0\.1:(\d+)"/);
   const floor = await listen(process.execPath, ['-e', BASELINE, dir], /^port (\d+)$/);
   try {
@@ -124,7 +196,9 @@ async function main() {
     const o = median(ours);
     const b = median(base);
     const ratio = o / b;
-    console.log(`owner service: ${BURST} concurrent relay requests (mTLS, decided, sealed, durable): median ${o.toFixed(1)} ms (${((BURST * 1000) / o).toFixed(0)} req/s)`);
+    console.log(
+      `owner service: ${BURST} concurrent relay requests (mTLS, decided, sealed, durable): median ${o.toFixed(1)} ms (${((BURST * 1000) / o).toFixed(0)} req/s)`,
+    );
     console.log(`bare https floor: ${BURST} concurrent requests: median ${b.toFixed(1)} ms (${((BURST * 1000) / b).toFixed(0)} req/s)`);
     console.log(`ratio ${ratio.toFixed(2)}x (target <= ${MAX_RATIO}x)`);
     reportTargets('owner-service', [

@@ -30,14 +30,61 @@ function openssl(...args: string[]): void {
 
 /** A key and a certificate for `cn` signed by `ca` (`days` < 0: already expired). */
 function issue(name: string, cn: string, ca: string, o: { days?: number; server?: boolean } = {}): void {
-  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${cn}`);
+  openssl(
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    f(`${name}.key`),
+    '-out',
+    f(`${name}.csr`),
+    '-subj',
+    `/CN=${cn}`,
+  );
   const ext = f(`${name}.ext`);
-  writeFileSync(ext, o.server === true ? 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' : 'extendedKeyUsage=clientAuth\n');
-  openssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f(`${ca}.pem`), '-CAkey', f(`${ca}.key`), '-out', f(`${name}.pem`), '-days', String(o.days ?? 2), '-extfile', ext);
+  writeFileSync(
+    ext,
+    o.server === true ? 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' : 'extendedKeyUsage=clientAuth\n',
+  );
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    f(`${name}.csr`),
+    '-CA',
+    f(`${ca}.pem`),
+    '-CAkey',
+    f(`${ca}.key`),
+    '-out',
+    f(`${name}.pem`),
+    '-days',
+    String(o.days ?? 2),
+    '-extfile',
+    ext,
+  );
 }
 
 function makeCa(name: string): void {
-  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f(`${name}.key`), '-out', f(`${name}.pem`), '-subj', `/CN=${name}`, '-days', '2');
+  openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    f(`${name}.key`),
+    '-out',
+    f(`${name}.pem`),
+    '-subj',
+    `/CN=${name}`,
+    '-days',
+    '2',
+  );
 }
 
 interface Service {
@@ -76,7 +123,11 @@ interface Reply {
   readonly body: string;
 }
 
-function post(port: number, body: string | Buffer, o: { cert?: string; token?: string; type?: string; method?: string; path?: string } = {}): Promise<Reply> {
+function post(
+  port: number,
+  body: string | Buffer,
+  o: { cert?: string; token?: string; type?: string; method?: string; path?: string } = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       {
@@ -135,8 +186,12 @@ beforeAll(async () => {
   firmware = patchFirmware(DEBIAN_OVMF, f('ovmf.fd'));
   kernel = realKernel();
   const kernelLines = kernel === null ? [] : [`kernel: ${kernel}`, 'cmdline: console=ttyS0'];
-  sevDigest = (await computeExpectedDigest({ firmware, ...(kernel === null ? {} : { kernel, cmdline: 'console=ttyS0' }) })).digest.toString('hex');
-  esDigest = (await computeExpectedDigest({ firmware: DEBIAN_OVMF, sevEs: { vcpus: 2, cpu: EPYC, vmsaInit: 'legacy', sevFeatures: 0n } })).digest.toString('hex');
+  sevDigest = (await computeExpectedDigest({ firmware, ...(kernel === null ? {} : { kernel, cmdline: 'console=ttyS0' }) })).digest.toString(
+    'hex',
+  );
+  esDigest = (
+    await computeExpectedDigest({ firmware: DEBIAN_OVMF, sevEs: { vcpus: 2, cpu: EPYC, vmsaInit: 'legacy', sevFeatures: 0n } })
+  ).digest.toString('hex');
   const guests = [
     '[guest node-7/web1]',
     'type: sev',
@@ -157,11 +212,28 @@ beforeAll(async () => {
   ];
   writeFileSync(
     f('owner.conf'),
-    ['listen: 127.0.0.1:0', 'tls-cert: server.pem', 'tls-key: server.key', 'client-ca: ca.pem', 'state-file: answered.json', 'max-connections: 16', ...guests, ''].join('\n'),
+    [
+      'listen: 127.0.0.1:0',
+      'tls-cert: server.pem',
+      'tls-key: server.key',
+      'client-ca: ca.pem',
+      'state-file: answered.json',
+      'max-connections: 16',
+      ...guests,
+      '',
+    ].join('\n'),
   );
   writeFileSync(
     f('owner-token.conf'),
-    ['listen: 127.0.0.1:0', 'tls-cert: server.pem', 'tls-key: server.key', 'token: node-7:token-node-7', 'state-file: answered-token.json', ...guests, ''].join('\n'),
+    [
+      'listen: 127.0.0.1:0',
+      'tls-cert: server.pem',
+      'tls-key: server.key',
+      'token: node-7:token-node-7',
+      'state-file: answered-token.json',
+      ...guests,
+      '',
+    ].join('\n'),
   );
   service = await startService(f('owner.conf'));
 }, 120_000);
@@ -171,7 +243,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function sevRecord(digestHex: string, o: { policy?: number; vm?: string; es?: boolean } = {}): { record: Record<string, unknown>; measurement: string } {
+function sevRecord(
+  digestHex: string,
+  o: { policy?: number; vm?: string; es?: boolean } = {},
+): { record: Record<string, unknown>; measurement: string } {
   const policy = o.policy ?? (o.es === true ? 0x5 : 0x1);
   const host = { ...HOSTV, policy };
   const measurement = measurementFor(keys.tik, host, digestHex);
@@ -191,7 +266,16 @@ describe('sevsup owner serve over mutual TLS', () => {
     expect(reply.status).toBe(200);
     expect(JSON.parse(reply.body)).toEqual({ schema: 'sevsup.attest-answer/v1', launchId: req.launchId, decision: 'approve' });
     if (HAVE_VALIDATOR) {
-      const v = await runValidator({ measurement, ...HOSTV, policy: 0x5, firmware: DEBIAN_OVMF, tik: f('tik'), tek: f('tek'), numCpus: 2, sku: [EPYC.family, EPYC.model, EPYC.stepping] });
+      const v = await runValidator({
+        measurement,
+        ...HOSTV,
+        policy: 0x5,
+        firmware: DEBIAN_OVMF,
+        tik: f('tik'),
+        tek: f('tek'),
+        numCpus: 2,
+        sku: [EPYC.family, EPYC.model, EPYC.stepping],
+      });
       expect(v).toMatchObject({ exitCode: 0 });
     }
   });
@@ -244,9 +328,21 @@ describe('sevsup owner serve over mutual TLS', () => {
     const req = attestRequest('web1', record);
     const reply = await post(service.port, req.body, { cert: 'node7' });
     expect(reply.status).toBe(200);
-    expect(JSON.parse(reply.body)).toMatchObject({ decision: 'reject', launchId: req.launchId, reason: expect.stringContaining('the measurement does not match') });
+    expect(JSON.parse(reply.body)).toMatchObject({
+      decision: 'reject',
+      launchId: req.launchId,
+      reason: expect.stringContaining('the measurement does not match'),
+    });
     if (HAVE_VALIDATOR) {
-      const v = await runValidator({ measurement, ...HOSTV, policy: 0x1, firmware, ...(kernel === null ? {} : { kernel, cmdline: 'console=ttyS0' }), tik: f('tik'), tek: f('tek') });
+      const v = await runValidator({
+        measurement,
+        ...HOSTV,
+        policy: 0x1,
+        firmware,
+        ...(kernel === null ? {} : { kernel, cmdline: 'console=ttyS0' }),
+        tik: f('tik'),
+        tek: f('tek'),
+      });
       expect(v.exitCode).toBe(1);
     }
     const again = attestRequest('web1', record);

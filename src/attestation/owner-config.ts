@@ -187,9 +187,13 @@ export function parseOwnerConfig(text: string, file: string): OwnerServiceConfig
     const id = `${h.host}/${h.vm}`;
     const first = seen.get(id);
     if (first !== undefined) {
-      throw new SupervisorError('SUP_ERR_CONFIG_DUPLICATE_KEY', `${file}:${h.index + 1}: [guest ${id}] is already defined at line ${first}`, {
-        details: { file, line: h.index + 1 },
-      });
+      throw new SupervisorError(
+        'SUP_ERR_CONFIG_DUPLICATE_KEY',
+        `${file}:${h.index + 1}: [guest ${id}] is already defined at line ${first}`,
+        {
+          details: { file, line: h.index + 1 },
+        },
+      );
     }
     seen.set(id, h.index + 1);
     const lines = readSection(part(h.index + 1, headers[n + 1]?.index ?? rawLines.length), file, GUEST_KEYS);
@@ -211,7 +215,14 @@ function readSection(text: string, file: string, known: readonly string[]): Line
   }
   const repeated = new Map<string, KeyValueLine[]>();
   for (const e of entries.filter((x) => REPEATABLE.has(x.key))) repeated.set(e.key, [...(repeated.get(e.key) ?? []), e]);
-  return new Lines(file, indexKeyValueLines(entries.filter((x) => !REPEATABLE.has(x.key)), file), repeated);
+  return new Lines(
+    file,
+    indexKeyValueLines(
+      entries.filter((x) => !REPEATABLE.has(x.key)),
+      file,
+    ),
+    repeated,
+  );
 }
 
 function missing(file: string, line: number, key: string, why: string): SupervisorError {
@@ -237,7 +248,7 @@ function parseService(s: Lines, guests: GuestConfig[]): OwnerServiceConfig {
     const at = e.value.indexOf(':');
     const host = at < 0 ? '' : e.value.slice(0, at);
     const path = at < 0 ? '' : e.value.slice(at + 1);
-    if (!NAME.test(host) || path === '') throw s.bad(e, 'expected HOST:TOKEN-FILE (the file holds that host\'s bearer token)');
+    if (!NAME.test(host) || path === '') throw s.bad(e, "expected HOST:TOKEN-FILE (the file holds that host's bearer token)");
     return { host, file: resolvePath(file, path), line: e.line };
   });
   const hosts = new Map<string, number>();
@@ -253,7 +264,8 @@ function parseService(s: Lines, guests: GuestConfig[]): OwnerServiceConfig {
   const int = (key: string, dflt: number, min: number, max: number): number => {
     const e = s.get(key);
     if (e === undefined) return dflt;
-    if (!/^\d+$/.test(e.value) || Number(e.value) < min || Number(e.value) > max) throw s.bad(e, `expected an integer from ${min} to ${max}`);
+    if (!/^\d+$/.test(e.value) || Number(e.value) < min || Number(e.value) > max)
+      throw s.bad(e, `expected an integer from ${min} to ${max}`);
     return Number(e.value);
   };
   const metricsEntry = s.get('metrics');
@@ -282,7 +294,8 @@ function parseService(s: Lines, guests: GuestConfig[]): OwnerServiceConfig {
 function parseListen(s: Lines, e: KeyValueLine): { host: string; port: number } {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(e.value);
   const port = Number(m?.[3]);
-  if (m === null || !(port >= 0 && port <= 65535)) throw s.bad(e, 'expected HOST:PORT, e.g. 127.0.0.1:8443 or [::1]:8443 (port 0: any free port)');
+  if (m === null || !(port >= 0 && port <= 65535))
+    throw s.bad(e, 'expected HOST:PORT, e.g. 127.0.0.1:8443 or [::1]:8443 (port 0: any free port)');
   return { host: m[1] ?? m[2] ?? '', port };
 }
 
@@ -313,7 +326,8 @@ function parseSnpGuest(s: Lines, base: GuestBase): SnpGuestConfig {
   }
   const where = `in [guest ${base.host}/${base.vm}] (type: snp)`;
   const digest = s.get('snp-digest');
-  if (digest === undefined) throw missing(s.file, base.line, 'snp-digest', `${where}: the expected launch digest (sevsup measure --mode snp)`);
+  if (digest === undefined)
+    throw missing(s.file, base.line, 'snp-digest', `${where}: the expected launch digest (sevsup measure --mode snp)`);
   const policyEntry = s.get('snp-policy');
   if (policyEntry === undefined) throw missing(s.file, base.line, 'snp-policy', `${where}: the exact 64-bit guest policy`);
   if (!/^(0x[0-9a-fA-F]{1,16}|\d{1,20})$/.test(policyEntry.value) || BigInt(policyEntry.value) > 0xffff_ffff_ffff_ffffn) {
@@ -334,7 +348,8 @@ function parseSnpGuest(s: Lines, base: GuestBase): SnpGuestConfig {
 function parseNumberList(s: Lines, e: KeyValueLine, max: number): number[] {
   const items = e.value.split(',').map((x) => x.trim());
   return items.map((x) => {
-    if (!/^(0x[0-9a-fA-F]+|\d+)$/.test(x) || Number(x) > max) throw s.bad(e, `${quoteForMessage(x)} is not a number from 0 to ${max} (0x-hex or decimal; a comma-separated list)`);
+    if (!/^(0x[0-9a-fA-F]+|\d+)$/.test(x) || Number(x) > max)
+      throw s.bad(e, `${quoteForMessage(x)} is not a number from 0 to ${max} (0x-hex or decimal; a comma-separated list)`);
     return Number(x);
   });
 }
@@ -351,10 +366,12 @@ function parseSevGuest(s: Lines, base: GuestBase, type: 'sev' | 'sev-es'): SevGu
   }
   const es = type === 'sev-es';
   const policyEntry = s.get('policy');
-  if (policyEntry === undefined) throw missing(s.file, base.line, 'policy', `${where}: the allowed guest policies (e.g. policy: 0x1 or 0x5,0x7)`);
+  if (policyEntry === undefined)
+    throw missing(s.file, base.line, 'policy', `${where}: the allowed guest policies (e.g. policy: 0x1 or 0x5,0x7)`);
   const policies = parseNumberList(s, policyEntry, 0xffff_ffff);
   for (const p of policies) {
-    if (((p & 0x4) !== 0) !== es) throw s.bad(policyEntry, `policy 0x${p.toString(16)} ${es ? 'lacks' : 'has'} the ES bit (0x4) but the guest's type is ${type}`);
+    if (((p & 0x4) !== 0) !== es)
+      throw s.bad(policyEntry, `policy 0x${p.toString(16)} ${es ? 'lacks' : 'has'} the ES bit (0x4) but the guest's type is ${type}`);
   }
   const digestEntry = s.get('expected-digest');
   const firmware = s.path('firmware');
@@ -371,7 +388,8 @@ function parseSevGuest(s: Lines, base: GuestBase, type: 'sev' | 'sev-es'): SevGu
     }
     reference = { kind: 'digest', digest: hexBytes(s, digestEntry, 32) };
   } else {
-    if (firmware === null) throw missing(s.file, base.line, 'firmware', `${where}: the launch inputs (firmware, kernel, …) or expected-digest`);
+    if (firmware === null)
+      throw missing(s.file, base.line, 'firmware', `${where}: the launch inputs (firmware, kernel, …) or expected-digest`);
     const kernel = s.path('kernel');
     for (const k of ['initrd', 'cmdline']) {
       const e = s.get(k);
@@ -383,9 +401,11 @@ function parseSevGuest(s: Lines, base: GuestBase, type: 'sev' | 'sev-es'): SevGu
     const cpuEntry = s.get('cpu');
     if (es) {
       if (vcpusEntry === undefined) throw missing(s.file, base.line, 'vcpus', `${where}: SEV-ES measures one VMSA per vCPU`);
-      if (!/^\d+$/.test(vcpusEntry.value) || Number(vcpusEntry.value) < 1 || Number(vcpusEntry.value) > 512) throw s.bad(vcpusEntry, 'expected 1 to 512');
+      if (!/^\d+$/.test(vcpusEntry.value) || Number(vcpusEntry.value) < 1 || Number(vcpusEntry.value) > 512)
+        throw s.bad(vcpusEntry, 'expected 1 to 512');
       vcpus = Number(vcpusEntry.value);
-      if (cpuEntry === undefined) throw missing(s.file, base.line, 'cpu', `${where}: the vCPU model (e.g. EPYC-Milan) or signature (0xa00f11)`);
+      if (cpuEntry === undefined)
+        throw missing(s.file, base.line, 'cpu', `${where}: the vCPU model (e.g. EPYC-Milan) or signature (0xa00f11)`);
       cpu = parseCpu(s, cpuEntry);
     } else {
       const extra = vcpusEntry ?? cpuEntry ?? s.get('vmsa-init') ?? s.get('sev-features');
@@ -394,7 +414,8 @@ function parseSevGuest(s: Lines, base: GuestBase, type: 'sev' | 'sev-es'): SevGu
     const vmsaEntry = s.get('vmsa-init');
     if (vmsaEntry !== undefined && !['legacy', 'init2'].includes(vmsaEntry.value)) throw s.bad(vmsaEntry, 'expected legacy or init2');
     const featEntry = s.get('sev-features');
-    if (featEntry !== undefined && !/^(0x[0-9a-fA-F]{1,16}|\d{1,20})$/.test(featEntry.value)) throw s.bad(featEntry, 'expected a 64-bit number');
+    if (featEntry !== undefined && !/^(0x[0-9a-fA-F]{1,16}|\d{1,20})$/.test(featEntry.value))
+      throw s.bad(featEntry, 'expected a 64-bit number');
     reference = {
       kind: 'inputs',
       firmware,

@@ -45,7 +45,13 @@ export type LoadedGuest = LoadedSevGuest | LoadedSnpGuest;
 
 export type OwnerDecision =
   | { readonly verdict: 'approve'; readonly reasons: readonly string[] }
-  | { readonly verdict: 'inject'; readonly reasons: readonly string[]; readonly header: Buffer; readonly payload: Buffer; readonly secrets: number }
+  | {
+      readonly verdict: 'inject';
+      readonly reasons: readonly string[];
+      readonly header: Buffer;
+      readonly payload: Buffer;
+      readonly secrets: number;
+    }
   | { readonly verdict: 'reject'; readonly reasons: readonly string[] };
 
 const reject = (...reasons: string[]): OwnerDecision => ({ verdict: 'reject', reasons });
@@ -70,7 +76,13 @@ function decideSev(request: AttestRequest, guest: LoadedSevGuest, o: { iv?: Buff
   let outcome: ReturnType<typeof verifyLaunch>;
   try {
     outcome = verifyLaunch({
-      reported: { measurement: record.measurement, apiMajor: record.apiMajor, apiMinor: record.apiMinor, buildId: record.buildId, policy: record.policy },
+      reported: {
+        measurement: record.measurement,
+        apiMajor: record.apiMajor,
+        apiMinor: record.apiMinor,
+        buildId: record.buildId,
+        policy: record.policy,
+      },
       tik: guest.tik,
       launchDigest: guest.digest,
       checks: {
@@ -80,7 +92,8 @@ function decideSev(request: AttestRequest, guest: LoadedSevGuest, o: { iv?: Buff
     });
   } catch (error: unknown) {
     // A malformed measurement or out-of-range host values: the evidence cannot be checked.
-    if (isSupervisorError(error)) return reject(...problems, `cannot verify: ${error.message.replace(/^--measurement: /, 'measurement: ')}`);
+    if (isSupervisorError(error))
+      return reject(...problems, `cannot verify: ${error.message.replace(/^--measurement: /, 'measurement: ')}`);
     throw error;
   }
   problems.push(...outcome.checks.filter((c) => !c.ok).map((c) => c.message));
@@ -115,15 +128,25 @@ function decideSnp(request: AttestRequest, guest: LoadedSnpGuest): OwnerDecision
     (ok ? reasons : problems).push(ok ? good : bad);
   };
   check(view.digest.equals(guest.digest), 'the launch digest is the expected one', "the launch digest is not the owner's expected digest");
-  check(view.policy === guest.policy, `policy 0x${view.policy.toString(16)} is the expected one`, `policy 0x${view.policy.toString(16)} is not the expected 0x${guest.policy.toString(16)}`);
+  check(
+    view.policy === guest.policy,
+    `policy 0x${view.policy.toString(16)} is the expected one`,
+    `policy 0x${view.policy.toString(16)} is not the expected 0x${guest.policy.toString(16)}`,
+  );
   if (guest.hostData !== null) {
-    check(view.hostData?.equals(guest.hostData) === true, 'host data is the expected one', view.hostData === null ? 'the launch has no host data; the owner expects some' : 'host data differs from the expected');
+    check(
+      view.hostData?.equals(guest.hostData) === true,
+      'host data is the expected one',
+      view.hostData === null ? 'the launch has no host data; the owner expects some' : 'host data differs from the expected',
+    );
   }
   if (guest.idKeyDigest !== null) {
     check(
       view.idKeyDigest?.equals(guest.idKeyDigest) === true,
       "the ID block is signed by the owner's ID key",
-      view.idKeyDigest === null ? 'the launch has no ID block; the owner expects one signed by its ID key' : 'the ID key digest differs from the expected',
+      view.idKeyDigest === null
+        ? 'the launch has no ID block; the owner expects one signed by its ID key'
+        : 'the ID key digest differs from the expected',
     );
   }
   if (problems.length > 0) return reject(...problems);

@@ -61,7 +61,12 @@ export async function loadOwnerService(file: string): Promise<LoadedOwnerService
   for (const t of config.tokens) {
     const token = (await small(t.file, t.line, 'token')).toString('utf8').trim();
     if (token.length < MIN_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(token)) {
-      throw bad(config.file, t.line, 'token', `the token file ${t.file} must hold one token of at least ${MIN_TOKEN_CHARS} printable characters`);
+      throw bad(
+        config.file,
+        t.line,
+        'token',
+        `the token file ${t.file} must hold one token of at least ${MIN_TOKEN_CHARS} printable characters`,
+      );
     }
     if (tokens.has(token)) throw bad(config.file, t.line, 'token', `host ${t.host} has the same token as host ${tokens.get(token) ?? ''}`);
     tokens.set(token, t.host);
@@ -72,7 +77,8 @@ export async function loadOwnerService(file: string): Promise<LoadedOwnerService
 }
 
 async function loadGuest(file: string, g: GuestConfig): Promise<LoadedGuest> {
-  if (g.type === 'snp') return { type: 'snp', host: g.host, vm: g.vm, digest: g.digest, policy: g.policy, hostData: g.hostData, idKeyDigest: g.idKeyDigest };
+  if (g.type === 'snp')
+    return { type: 'snp', host: g.host, vm: g.vm, digest: g.digest, policy: g.policy, hostData: g.hostData, idKeyDigest: g.idKeyDigest };
   return loadSevGuest(file, g);
 }
 
@@ -103,7 +109,8 @@ async function loadSevGuest(file: string, g: SevGuestConfig): Promise<LoadedSevG
       throw rewrap(error, file, line('secret#0'), 'secret');
     }
     const max = maxSecretTableBytes();
-    if (table.length > max) throw bad(file, line('secret#0'), 'secret', `the secret table is ${table.length} bytes; an answer carries at most ${max}`);
+    if (table.length > max)
+      throw bad(file, line('secret#0'), 'secret', `the secret table is ${table.length} bytes; an answer carries at most ${max}`);
   }
   let digest: Buffer;
   let firmware: LoadedSevGuest['firmware'] = null;
@@ -117,7 +124,9 @@ async function loadSevGuest(file: string, g: SevGuestConfig): Promise<LoadedSevG
         ...(ref.kernel === null ? {} : { kernel: ref.kernel }),
         ...(ref.initrd === null ? {} : { initrd: ref.initrd }),
         ...(ref.cmdline === null ? {} : { cmdline: ref.cmdline }),
-        ...(ref.vcpus !== null && ref.cpu !== null ? { sevEs: { vcpus: ref.vcpus, cpu: ref.cpu, vmsaInit: ref.vmsaInit, sevFeatures: ref.sevFeatures } } : {}),
+        ...(ref.vcpus !== null && ref.cpu !== null
+          ? { sevEs: { vcpus: ref.vcpus, cpu: ref.cpu, vmsaInit: ref.vmsaInit, sevFeatures: ref.sevFeatures } }
+          : {}),
       });
       digest = computed.digest;
       firmware = { path: computed.firmware.path, table: computed.firmware.table };
@@ -152,7 +161,10 @@ function bad(file: string, line: number, key: string, problem: string): Supervis
 
 function rewrap(error: unknown, file: string, line: number, key: string): SupervisorError {
   const message = isSupervisorError(error) || error instanceof Error ? error.message : String(error);
-  return new SupervisorError('SUP_ERR_CONFIG_BAD_VALUE', `${file}:${line}: ${key}: ${message}`, { details: { file, line, key }, cause: error });
+  return new SupervisorError('SUP_ERR_CONFIG_BAD_VALUE', `${file}:${line}: ${key}: ${message}`, {
+    details: { file, line, key },
+    cause: error,
+  });
 }
 
 /** Line of a service-section key (they are unique there), for messages about the file it names. */

@@ -43,7 +43,9 @@ export class AnsweredStore {
       text = await readFile(file, 'utf8');
     } catch (error: unknown) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new SupervisorError('SUP_ERR_OWNER_STATE', `cannot read the state file ${file}: ${describeIoError(error)}`, { details: { file } });
+        throw new SupervisorError('SUP_ERR_OWNER_STATE', `cannot read the state file ${file}: ${describeIoError(error)}`, {
+          details: { file },
+        });
       }
     }
     const entries = new Map<string, AnsweredEntry>();

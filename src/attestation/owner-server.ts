@@ -78,14 +78,21 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     });
   } catch (error: unknown) {
-    throw new SupervisorError('SUP_ERR_OWNER_LISTEN', `cannot use the TLS certificate or key: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
+    throw new SupervisorError(
+      'SUP_ERR_OWNER_LISTEN',
+      `cannot use the TLS certificate or key: ${error instanceof Error ? error.message : String(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
   server.maxConnections = config.maxConnections;
   server.setTimeout(config.requestTimeoutSeconds * 1000, (socket) => socket.destroy());
   server.on('tlsClientError', (error, socket) => {
-    deps.logger.debug({ peer: socket.remoteAddress, reason: (error as NodeJS.ErrnoException).code ?? error.message }, 'TLS handshake refused');
+    deps.logger.debug(
+      { peer: socket.remoteAddress, reason: (error as NodeJS.ErrnoException).code ?? error.message },
+      'TLS handshake refused',
+    );
   });
   const inFlight = new Set<Promise<void>>();
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -123,7 +130,8 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
     };
     const who = identify(req);
     if (who === null || who === 'bad-certificate') {
-      const why = who === null ? 'authenticate with a client certificate or a bearer token' : 'the client certificate is not valid for this service';
+      const why =
+        who === null ? 'authenticate with a client certificate or a bearer token' : 'the client certificate is not valid for this service';
       deps.logger.warn({ peer: req.socket.remoteAddress, reason: who ?? 'no credentials' }, 'unauthenticated request refused');
       finish(401, errorBody(why), 'unauthenticated', tokens.size > 0 ? { 'www-authenticate': 'Bearer' } : {});
       return drain(req);
@@ -236,9 +244,13 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
   await new Promise<void>((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {
       reject(
-        new SupervisorError('SUP_ERR_OWNER_LISTEN', `cannot listen on ${config.listen.host}:${config.listen.port}: ${error.code ?? error.message}`, {
-          details: { host: config.listen.host, port: config.listen.port, reason: error.code ?? 'error' },
-        }),
+        new SupervisorError(
+          'SUP_ERR_OWNER_LISTEN',
+          `cannot listen on ${config.listen.host}:${config.listen.port}: ${error.code ?? error.message}`,
+          {
+            details: { host: config.listen.host, port: config.listen.port, reason: error.code ?? 'error' },
+          },
+        ),
       );
     };
     server.once('error', onError);

@@ -58,7 +58,8 @@ export function readAttestRequest(value: unknown): RequestRead {
   if (typeof host !== 'string' || !NAME.test(host)) return no('host is not a host name');
   if (typeof vm !== 'string' || !NAME.test(vm)) return no('vm is not a VM name');
   if (typeof launchId !== 'string' || !LAUNCH_ID.test(launchId)) return no('launchId is not an id (1 to 128 of A-Z a-z 0-9 . _ : -)');
-  if (typeof attempt !== 'number' || !Number.isSafeInteger(attempt) || attempt < 1 || attempt > MAX_ATTEMPT) return no('attempt is not a positive integer');
+  if (typeof attempt !== 'number' || !Number.isSafeInteger(attempt) || attempt < 1 || attempt > MAX_ATTEMPT)
+    return no('attempt is not a positive integer');
   if (typeof sentAt !== 'string' || !ISO_TIME.test(sentAt)) return no('sentAt is not an ISO-8601 time');
   if (!isRecord(record)) return no('record is not an object');
   return { ok: true, request: { schema, host, vm, launchId, attempt, sentAt, record } };
@@ -83,7 +84,12 @@ export function approveAnswer(launchId: string): AttestAnswer {
 }
 
 export function injectAnswer(launchId: string, header: Buffer, payload: Buffer): AttestAnswer {
-  return { schema: ATTEST_ANSWER_SCHEMA, launchId, decision: 'inject', secret: { header: header.toString('base64'), payload: payload.toString('base64') } };
+  return {
+    schema: ATTEST_ANSWER_SCHEMA,
+    launchId,
+    decision: 'inject',
+    secret: { header: header.toString('base64'), payload: payload.toString('base64') },
+  };
 }
 
 export function rejectAnswer(launchId: string, reason: string): AttestAnswer {

@@ -54,7 +54,13 @@ export function sealLaunchSecret(i: {
   iv?: Buffer;
 }): SealedSecret {
   const { mac } = decodeReportedMeasurement(i.measurement);
-  const packet = buildLaunchSecret({ tik: i.tik, tek: i.tek, measurementMac: mac, secrets: i.secrets, ...(i.iv === undefined ? {} : { iv: i.iv }) });
+  const packet = buildLaunchSecret({
+    tik: i.tik,
+    tek: i.tek,
+    measurementMac: mac,
+    secrets: i.secrets,
+    ...(i.iv === undefined ? {} : { iv: i.iv }),
+  });
   const notes: string[] = [];
   if (i.firmware != null) {
     const area = i.firmware.table.secretArea;

@@ -29,7 +29,7 @@ export function encodeSimSession(keys: { tik: Buffer; tek: Buffer }): SimSession
   }
   const session = [
     SIM_SESSION_LABEL,
-    '# It carries the guest owner\'s transport keys IN THE CLEAR (a real sevctl session wraps them for the',
+    "# It carries the guest owner's transport keys IN THE CLEAR (a real sevctl session wraps them for the",
     '# platform). Keep it 0600; make a fresh one per launch, as with sevctl.',
     `format: ${SIM_SESSION_FORMAT}`,
     `tik: ${keys.tik.toString('hex')}`,
@@ -38,7 +38,7 @@ export function encodeSimSession(keys: { tik: Buffer; tek: Buffer }): SimSession
   ].join('\n');
   const dhCert = [
     SIM_SESSION_LABEL,
-    '# Stands for the owner\'s Diffie-Hellman certificate; it binds the session file beside it.',
+    "# Stands for the owner's Diffie-Hellman certificate; it binds the session file beside it.",
     `format: ${SIM_DH_CERT_FORMAT}`,
     `session-sha256: ${createHash('sha256').update(session).digest('hex')}`,
     '',
@@ -51,7 +51,9 @@ export function isSimSessionText(text: string): boolean {
   return text.startsWith(SIM_SESSION_LABEL);
 }
 
-export type SimSessionRead = { readonly ok: true; readonly tik: Buffer; readonly tek: Buffer } | { readonly ok: false; readonly problem: string };
+export type SimSessionRead =
+  | { readonly ok: true; readonly tik: Buffer; readonly tek: Buffer }
+  | { readonly ok: false; readonly problem: string };
 
 /**
  * Read the keys from a simulated session, checking the dh-cert binds it. Problems name the file and
@@ -65,10 +67,13 @@ export function decodeSimSession(files: SimSessionFiles): SimSessionRead {
     return { ok: false, problem: `dh-cert file: not a ${SIM_DH_CERT_FORMAT} file made with the session` };
   }
   const binding = createHash('sha256').update(files.session).digest('hex');
-  if (cert.get('session-sha256') !== binding) return { ok: false, problem: 'dh-cert file: does not bind this session file (made for another session?)' };
+  if (cert.get('session-sha256') !== binding)
+    return { ok: false, problem: 'dh-cert file: does not bind this session file (made for another session?)' };
   const key = (name: 'tik' | 'tek', bytes: number): Buffer | string => {
     const text = session.get(name) ?? '';
-    return new RegExp(`^[0-9a-f]{${2 * bytes}}$`).test(text) ? Buffer.from(text, 'hex') : `session file: ${name} is not ${bytes} bytes of lower-case hex`;
+    return new RegExp(`^[0-9a-f]{${2 * bytes}}$`).test(text)
+      ? Buffer.from(text, 'hex')
+      : `session file: ${name} is not ${bytes} bytes of lower-case hex`;
   };
   const tik = key('tik', TIK_BYTES);
   const tek = key('tek', TEK_BYTES);

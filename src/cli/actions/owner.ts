@@ -59,7 +59,8 @@ export async function runOwnerCheck(o: OwnerConfigCliOptions): Promise<void> {
     return;
   }
   const lines = [`${svc.config.file}: OK, listens on ${listen}`];
-  for (const g of guests) lines.push(`  [guest ${g.host}/${g.vm}] ${g.type}: expected digest ${g.expectedDigest}${'answer' in g ? `, answers ${g.answer}` : ''}`);
+  for (const g of guests)
+    lines.push(`  [guest ${g.host}/${g.vm}] ${g.type}: expected digest ${g.expectedDigest}${'answer' in g ? `, answers ${g.answer}` : ''}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 

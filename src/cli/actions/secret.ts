@@ -10,7 +10,6 @@ import type { SecretBuildCliOptions } from '../commands/secret.js';
 import { printJson } from '../output.js';
 import { errnoOf } from '../../util/io-error.js';
 
-
 /**
  * @throws SUP_ERR_USAGE (secret specs, sizes, --measurement/--record), SUP_ERR_VERIFY_UNSUPPORTED
  * (keys, malformed measurement), SUP_ERR_VERIFY_CONFIG (bad record), SUP_ERR_VERIFY_STATE (record
@@ -44,7 +43,13 @@ export async function runSecretBuild(o: SecretBuildCliOptions): Promise<void> {
   const tek = keys.tek;
   if (tek === null) throw new SupervisorError('SUP_ERR_INTERNAL', 'loadTransportKeys returned no TEK');
   const secrets = specs.map((s, i) => ({ guid: s.guid, data: datas[i] ?? Buffer.alloc(0) }));
-  const { packet, notes } = sealLaunchSecret({ tik: keys.tik, tek, measurement: record?.measurement ?? o.measurement ?? '', secrets, firmware });
+  const { packet, notes } = sealLaunchSecret({
+    tik: keys.tik,
+    tek,
+    measurement: record?.measurement ?? o.measurement ?? '',
+    secrets,
+    firmware,
+  });
 
   await Promise.all([
     writeOut(o.headerOut, packet.header.toString('base64'), 'packet header'),

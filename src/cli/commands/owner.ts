@@ -23,7 +23,7 @@ export function registerOwner(program: Command): void {
       'after',
       [
         '',
-        'Verifies each held guest\'s measurement with your reference inputs and TIK (as `sevsup verify`), answers',
+        "Verifies each held guest's measurement with your reference inputs and TIK (as `sevsup verify`), answers",
         'approve, inject (a launch secret built as `sevsup secret build` does) or reject, and refuses a measurement it',
         'has already answered (409). Logs decisions as JSON lines on stdout, never keys or secrets.',
         'SIGTERM or SIGINT: stop accepting, finish requests in flight, exit 0.',
@@ -36,7 +36,7 @@ export function registerOwner(program: Command): void {
     });
   owner
     .command('check')
-    .description('load the owner config and everything it names, compute each guest\'s expected digest, and exit')
+    .description("load the owner config and everything it names, compute each guest's expected digest, and exit")
     .requiredOption('--config <file>', 'the owner config')
     .option('--json', 'print the guests and their expected digests as JSON')
     .action(async (opts: OwnerConfigCliOptions) => {

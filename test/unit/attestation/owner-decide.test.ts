@@ -19,7 +19,9 @@ const tek = randomBytes(16);
 const digest = randomBytes(32);
 const HOST = { apiMajor: 1, apiMinor: 55, buildId: 21 };
 
-function record(o: { policy?: number; digest?: Buffer; tik?: Buffer; vm?: string; state?: string; api?: typeof HOST; sevType?: 'sev' | 'sev-es' } = {}): MeasurementRecord {
+function record(
+  o: { policy?: number; digest?: Buffer; tik?: Buffer; vm?: string; state?: string; api?: typeof HOST; sevType?: 'sev' | 'sev-es' } = {},
+): MeasurementRecord {
   const policy = o.policy ?? 0x1;
   const api = o.api ?? HOST;
   const mnonce = randomBytes(16);
@@ -33,14 +35,31 @@ function record(o: { policy?: number; digest?: Buffer; tik?: Buffer; vm?: string
     expectedPolicy: policy,
     measurement: encodeMeasurement(mac, mnonce),
     mnonce,
-    launch: { firmware: null, kernel: null, initrd: null, cmdline: null, kernelHashes: false, vcpus: 1, cpuModel: 'EPYC', qemuVersion: '7.2.22' },
+    launch: {
+      firmware: null,
+      kernel: null,
+      initrd: null,
+      cmdline: null,
+      kernelHashes: false,
+      vcpus: 1,
+      cpuModel: 'EPYC',
+      qemuVersion: '7.2.22',
+    },
     expectedLaunchDigest: digest.toString('hex'),
     ...(o.sevType === 'sev-es' ? { cpuSignature: { family: 23, model: 1, stepping: 2 } } : {}),
   });
 }
 
 function request(rec: unknown, launchId = 'launch-1'): AttestRequest {
-  const read = readAttestRequest({ schema: ATTEST_REQUEST_SCHEMA, host: 'node-7', vm: 'web1', launchId, attempt: 1, sentAt: '2026-12-02T04:00:00.000Z', record: rec });
+  const read = readAttestRequest({
+    schema: ATTEST_REQUEST_SCHEMA,
+    host: 'node-7',
+    vm: 'web1',
+    launchId,
+    attempt: 1,
+    sentAt: '2026-12-02T04:00:00.000Z',
+    record: rec,
+  });
   if (!read.ok) throw new Error(read.problem);
   return read.request;
 }
@@ -86,14 +105,29 @@ describe('decideAttestation (SEV, SEV-ES)', () => {
     ['not a record', request({ schema: 'x' }), guest, 'the record is not a sevsup.measurement/v1 measurement record (SEV, SEV-ES)'],
     ['another VM', request(record({ vm: 'web2' })), guest, 'the record is for another VM than the request names'],
     ['another type', request(record({ policy: 0x5, sevType: 'sev-es' })), guest, 'the record is an sev-es launch; the owner expects sev'],
-    ['state running', request(record({ state: 'running' })), guest, 'the record was captured in SEV state "running", not launch-secret (held before the first cont)'],
+    [
+      'state running',
+      request(record({ state: 'running' })),
+      guest,
+      'the record was captured in SEV state "running", not launch-secret (held before the first cont)',
+    ],
     ['policy not allowed', request(record({ policy: 0x0 })), guest, 'policy 0x0 is not one the owner allows (0x1, 0x3)'],
-    ['another digest (changed kernel)', request(record({ digest: randomBytes(32) })), guest, 'the measurement does not match: the VM is not trustworthy (different inputs, policy, platform or TIK)'],
+    [
+      'another digest (changed kernel)',
+      request(record({ digest: randomBytes(32) })),
+      guest,
+      'the measurement does not match: the VM is not trustworthy (different inputs, policy, platform or TIK)',
+    ],
     ['another TIK', request(record({ tik: randomBytes(16) })), guest, 'the measurement does not match'],
     ['old API', request(record({ api: { ...HOST, apiMinor: 40 } })), guest, 'SEV API 1.40 is older than 1.50'],
     ['build id', request(record({ api: { ...HOST, buildId: 3 } })), guest, 'build id 3 is not one of the allowed 20, 21'],
     ['ES with wrong policy', request(record({ policy: 0x7, sevType: 'sev-es' })), es, 'policy 0x7 is not one the owner allows (0x5)'],
-    ['malformed measurement', request({ ...record(), measurement: Buffer.alloc(47).toString('base64') }), guest, 'cannot verify: measurement:'],
+    [
+      'malformed measurement',
+      request({ ...record(), measurement: Buffer.alloc(47).toString('base64') }),
+      guest,
+      'cannot verify: measurement:',
+    ],
   ];
   it.each(rejects)('rejects %s', (_name, req, g, reason) => {
     const d = decideAttestation(req, g);
@@ -113,7 +147,15 @@ describe('decideAttestation (SEV, SEV-ES)', () => {
 });
 
 describe('decideAttestation (SNP launch records)', () => {
-  const snp: LoadedSnpGuest = { type: 'snp', host: 'node-7', vm: 'web1', digest: randomBytes(48), policy: 0x30000n, hostData: randomBytes(32), idKeyDigest: randomBytes(48) };
+  const snp: LoadedSnpGuest = {
+    type: 'snp',
+    host: 'node-7',
+    vm: 'web1',
+    digest: randomBytes(48),
+    policy: 0x30000n,
+    hostData: randomBytes(32),
+    idKeyDigest: randomBytes(48),
+  };
   const snpRecord = (o: Record<string, unknown> = {}): Record<string, unknown> => ({
     sevType: 'sev-snp',
     vm: 'web1',
@@ -142,7 +184,15 @@ describe('decideAttestation (SNP launch records)', () => {
 });
 
 describe('readAttestRequest', () => {
-  const good = { schema: ATTEST_REQUEST_SCHEMA, host: 'node-7', vm: 'web1', launchId: 'a-1', attempt: 1, sentAt: '2026-12-02T04:00:00.000Z', record: {} };
+  const good = {
+    schema: ATTEST_REQUEST_SCHEMA,
+    host: 'node-7',
+    vm: 'web1',
+    launchId: 'a-1',
+    attempt: 1,
+    sentAt: '2026-12-02T04:00:00.000Z',
+    record: {},
+  };
   it.each([
     ['an array', [], 'the body is not a JSON object'],
     ['an extra key', { ...good, extra: 1 }, 'unknown key in the request (1)'],

@@ -20,9 +20,24 @@ describe('simulated launch session', () => {
   });
 
   it.each([
-    ['a dh-cert of another session', (f: { session: string; dhCert: string }) => ({ ...f, dhCert: encodeSimSession({ tik: randomBytes(16), tek: randomBytes(16) }).dhCert }), 'dh-cert file: does not bind this session file (made for another session?)'],
-    ['an altered key', (f: { session: string; dhCert: string }) => ({ ...f, session: f.session.replace(/tik: ../, 'tik: zz') }), 'dh-cert file: does not bind this session file (made for another session?)'],
-    ['a real dh-cert', (f: { session: string; dhCert: string }) => ({ ...f, dhCert: 'AAAA' }), 'dh-cert file: not a sevsup-sim-dh-cert/v1 file made with the session'],
+    [
+      'a dh-cert of another session',
+      (f: { session: string; dhCert: string }) => ({
+        ...f,
+        dhCert: encodeSimSession({ tik: randomBytes(16), tek: randomBytes(16) }).dhCert,
+      }),
+      'dh-cert file: does not bind this session file (made for another session?)',
+    ],
+    [
+      'an altered key',
+      (f: { session: string; dhCert: string }) => ({ ...f, session: f.session.replace(/tik: ../, 'tik: zz') }),
+      'dh-cert file: does not bind this session file (made for another session?)',
+    ],
+    [
+      'a real dh-cert',
+      (f: { session: string; dhCert: string }) => ({ ...f, dhCert: 'AAAA' }),
+      'dh-cert file: not a sevsup-sim-dh-cert/v1 file made with the session',
+    ],
   ])('refuses %s', (_n, change, problem) => {
     expect(decodeSimSession(change(encodeSimSession(keys)))).toEqual({ ok: false, problem });
   });
