@@ -5,10 +5,11 @@
 // with an independent HMAC/AES implementation), reject (a changed kernel), replay → 409 (also after a
 // restart), oversized body, bad JSON, unknown host → 403, and no, expired or foreign client
 // certificates refused at the handshake; bearer tokens; /metrics; SIGTERM → exit 0.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -393,6 +394,46 @@ describe('sevsup owner serve over mutual TLS', () => {
     service = await startService(f('owner.conf'));
     const replay = await post(service.port, attestRequest('web2', record).body, { cert: 'node7' });
     expect(replay.status).toBe(409);
+  });
+});
+
+describe('sevsup owner serve: slow peers and its config check', () => {
+  it('closes a connection whose headers never finish (slowloris)', async () => {
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: service.port,
+      servername: 'localhost',
+      ca: readFileSync(f('ca.pem')),
+      cert: readFileSync(f('node7.pem')),
+      key: readFileSync(f('node7.key')),
+    });
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    socket.write('POST /attest HTTP/1.1\r\nHost: localhost\r\n');
+    const answer = await new Promise<string>((resolve) => {
+      let text = '';
+      socket.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      socket.once('close', () => resolve(text));
+    });
+    expect(answer === '' || answer.startsWith('HTTP/1.1 408')).toBe(true);
+  }, 30_000);
+
+  it('owner check prints the expected digests; a bad config names file:line:key and exits 3', async () => {
+    const ok = spawnSync(BIN, ['owner', 'check', '--config', f('owner.conf'), '--json'], { encoding: 'utf8' });
+    expect(ok.status).toBe(0);
+    const report = JSON.parse(ok.stdout) as { guests: { vm: string; expectedDigest: string }[] };
+    expect(report.guests.map((g) => [g.vm, g.expectedDigest])).toEqual([
+      ['web1', sevDigest],
+      ['web2', esDigest],
+    ]);
+    writeFileSync(f('bad.conf'), readFileSync(f('owner.conf'), 'utf8').replace('policy: 0x5', 'policy: 0x1'));
+    const bad = spawnSync(BIN, ['owner', 'check', '--config', f('bad.conf')], { encoding: 'utf8' });
+    expect(bad.status).toBe(3);
+    expect(bad.stderr).toContain(`${f('bad.conf')}:`);
+    expect(bad.stderr).toContain("policy: policy 0x1 lacks the ES bit (0x4) but the guest's type is sev-es");
+    expect(bad.stderr).not.toContain('    at ');
   });
 });
 

@@ -76,6 +76,8 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
       requestTimeout: config.requestTimeoutSeconds * 1000,
       headersTimeout: Math.min(HEADERS_TIMEOUT_MS, config.requestTimeoutSeconds * 1000),
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      // Node checks the two timeouts above only this often (30 s by default).
+      connectionsCheckingInterval: 1_000,
     });
   } catch (error: unknown) {
     throw new SupervisorError(
