@@ -420,6 +420,36 @@ describe('sevsup owner serve: slow peers and its config check', () => {
     expect(answer === '' || answer.startsWith('HTTP/1.1 408')).toBe(true);
   }, 30_000);
 
+  it('drops connections beyond max-connections (16 here) and serves again once they go', async () => {
+    const open = (): Promise<{ socket: ReturnType<typeof tlsConnect>; ok: boolean }> =>
+      new Promise((resolve) => {
+        const socket = tlsConnect({
+          host: '127.0.0.1',
+          port: service.port,
+          servername: 'localhost',
+          ca: readFileSync(f('ca.pem')),
+          cert: readFileSync(f('node7.pem')),
+          key: readFileSync(f('node7.key')),
+        });
+        socket.once('secureConnect', () => resolve({ socket, ok: true }));
+        socket.once('error', () => resolve({ socket, ok: false }));
+        socket.once('close', () => resolve({ socket, ok: false }));
+      });
+    const held = [];
+    for (let i = 0; i < 16; i += 1) held.push(await open());
+    expect(held.every((h) => h.ok)).toBe(true);
+    const extra = await open();
+    expect(extra.ok).toBe(false);
+    for (const h of [...held, extra]) h.socket.destroy();
+    const { record } = sevRecord(esDigest, { es: true });
+    let reply: Reply | null = null;
+    // The server learns of the closes asynchronously: try until a slot is free.
+    for (let i = 0; i < 50 && reply === null; i += 1) {
+      reply = await post(service.port, attestRequest('web2', record).body, { cert: 'node7' }).catch(() => null);
+    }
+    expect(reply?.status).toBe(200);
+  });
+
   it('owner check prints the expected digests; a bad config names file:line:key and exits 3', async () => {
     const ok = spawnSync(BIN, ['owner', 'check', '--config', f('owner.conf'), '--json'], { encoding: 'utf8' });
     expect(ok.status).toBe(0);
