@@ -3,9 +3,11 @@
 // host data and the ID key digest. Owns: that narrow reading, in one place, so the record's final
 // field names change only here. Pure. Must not: believe the record proves anything (it is the host's
 // word; the guest's attestation report is the evidence).
-// Accepted spellings: `sevType` (or `kind`) `sev-snp`/`snp`; the digest as `launchDigest` or
-// `expectedLaunchDigest` (96 hex digits); `policy` a number or 0x-hex string; `hostData` and
-// `idKeyDigest` hex (or base64), null or absent.
+// The record is `sevsup.snp-launch/v1` (issue 12: src/vm/snp-record.ts): `sevType` `sev-snp`,
+// `state` `launch-update`, `expectedLaunchDigest` (96 hex digits), `policy.value` (0x-hex),
+// `hostData` (64 hex digits or null), `idBlock.idKeyDigest` (96 hex digits; `idBlock` null without
+// an ID block). Also read, for records from other writers: `kind` for `sevType`, `launchDigest` for
+// the digest, `policy` as a number or string, a top-level `idKeyDigest`, base64 for the byte fields.
 import { isRecord } from '../util/is-record.js';
 
 export interface SnpLaunchView {
@@ -23,10 +25,15 @@ export function readSnpLaunchRecord(record: unknown): SnpLaunchView | string {
   if (kind !== 'sev-snp' && kind !== 'snp') return 'the record is not an SNP launch record (sevType sev-snp)';
   const digest = bytes(record['launchDigest'] ?? record['expectedLaunchDigest'], 48);
   if (digest === null) return 'the SNP record has no 48-byte launch digest';
-  const policy = policyOf(record['policy']);
+  if (typeof record['state'] === 'string' && record['state'] !== 'launch-update') {
+    return `the SNP record was captured in state ${JSON.stringify(record['state'])}, not launch-update (held before the first run)`;
+  }
+  const rawPolicy = record['policy'];
+  const policy = policyOf(isRecord(rawPolicy) ? rawPolicy['value'] : rawPolicy);
   if (policy === null) return 'the SNP record has no 64-bit policy';
   const hostData = optional(record['hostData'], 32);
-  const idKeyDigest = optional(record['idKeyDigest'], 48);
+  const idBlock = record['idBlock'];
+  const idKeyDigest = optional(isRecord(idBlock) ? idBlock['idKeyDigest'] : record['idKeyDigest'], 48);
   if (hostData === undefined) return "the SNP record's host data is not 32 bytes";
   if (idKeyDigest === undefined) return "the SNP record's ID key digest is not 48 bytes";
   const vm = typeof record['vm'] === 'string' ? record['vm'] : null;

@@ -178,6 +178,26 @@ describe('decideAttestation (SNP launch records)', () => {
     const d = decideAttestation(request(snpRecord(change)), snp);
     expect(d).toEqual({ verdict: 'reject', reasons: [reason] });
   });
+  it('reads the sevsup.snp-launch/v1 shape (policy object, ID block) and refuses a launched record', () => {
+    const v1 = {
+      schema: 'sevsup.snp-launch/v1',
+      vm: 'web1',
+      sevType: 'sev-snp',
+      state: 'launch-update',
+      policy: { value: '0x30000', description: 'SMT allowed', abiMajor: 0, abiMinor: 0, flags: ['smt'] },
+      expectedLaunchDigest: snp.digest.toString('hex'),
+      hostData: snp.hostData?.toString('hex'),
+      idBlock: { launchDigest: snp.digest.toString('hex'), matchesExpected: true, idKeyDigest: snp.idKeyDigest?.toString('hex') },
+    };
+    expect(decideAttestation(request(v1), snp).verdict).toBe('approve');
+    expect(decideAttestation(request({ ...v1, idBlock: null }), snp).reasons).toEqual([
+      'the launch has no ID block; the owner expects one signed by its ID key',
+    ]);
+    expect(decideAttestation(request({ ...v1, state: 'running' }), snp).reasons).toEqual([
+      'the SNP record was captured in state "running", not launch-update (held before the first run)',
+    ]);
+  });
+
   it('an SNP record for an SEV guest is rejected', () => {
     expect(decideAttestation(request(snpRecord()), guest).verdict).toBe('reject');
   });
