@@ -6,12 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadTransportKeys } from '../../attestation/inputs.js';
 import { loadOwnerService } from '../../attestation/owner-load.js';
-import { createOwnerMetrics } from '../../attestation/owner-metrics.js';
-import { AnsweredStore } from '../../attestation/owner-replay.js';
-import { startOwnerServer } from '../../attestation/owner-server.js';
 import { SupervisorError } from '../../errors.js';
-import { createLogger } from '../../log.js';
-import { createNotifier } from '../../process/sd-notify.js';
 import { encodeSimSession } from '../../sev/sim-session.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import { describeIoError } from '../../util/io-error.js';
@@ -19,6 +14,14 @@ import type { OwnerConfigCliOptions, OwnerSessionCliOptions } from '../commands/
 import { printJson } from '../output.js';
 
 export async function runOwnerServe(o: OwnerConfigCliOptions): Promise<void> {
+  // The service's own modules (https, pino, prom-client) load only for `serve`: check and session stay lean.
+  const [{ createOwnerMetrics }, { AnsweredStore }, { startOwnerServer }, { createLogger }, { createNotifier }] = await Promise.all([
+    import('../../attestation/owner-metrics.js'),
+    import('../../attestation/owner-replay.js'),
+    import('../../attestation/owner-server.js'),
+    import('../../log.js'),
+    import('../../process/sd-notify.js'),
+  ]);
   const svc = await loadOwnerService(o.config);
   const store = await AnsweredStore.open(svc.config.stateFile);
   const logger = createLogger({ base: { component: 'owner' } });
