@@ -23,9 +23,9 @@ import { cpuSignature, gatherStartupFacts, measureLaunch, readFirmware, type Fir
 import { MonitorServer } from './monitor-server.js';
 import { parseSimCommandLine, SIM_HELP, type ResolvedSimOptions } from './options.js';
 import { launchMeasureFailureLine, SevGuestSim, type InjectedSecret, type SevPlatformVersion } from './sev-state.js';
-import { readSessionKeys } from './session-keys.js';
 import { planStartup, QEMU_PROGNAME, type StartupPlan } from './startup-checks.js';
 import { SIM_STATUS_FILE, SIM_STATUS_SCHEMA, writeStatusFile } from './status-file.js';
+import { readSessionKeys } from './session-keys.js';
 
 const PREFIX = 'sevsup-sim: simulated:';
 /** util-linux's setpriv: gives QEMU a parent-death signal, which Node cannot set itself. */
