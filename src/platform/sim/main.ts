@@ -21,11 +21,11 @@ import { readQemuArgv, type QemuArgvModel } from './argv-model.js';
 import { rewriteQemuArgv } from './argv-rewrite.js';
 import { cpuSignature, gatherStartupFacts, measureLaunch, readFirmware, type FirmwareRead, type LaunchMeasurement } from './measure.js';
 import { MonitorServer } from './monitor-server.js';
+import { readSessionKeys } from './session-keys.js';
 import { parseSimCommandLine, SIM_HELP, type ResolvedSimOptions } from './options.js';
 import { launchMeasureFailureLine, SevGuestSim, type InjectedSecret, type SevPlatformVersion } from './sev-state.js';
 import { planStartup, QEMU_PROGNAME, type StartupPlan } from './startup-checks.js';
 import { SIM_STATUS_FILE, SIM_STATUS_SCHEMA, writeStatusFile } from './status-file.js';
-import { readSessionKeys } from './session-keys.js';
 
 const PREFIX = 'sevsup-sim: simulated:';
 /** util-linux's setpriv: gives QEMU a parent-death signal, which Node cannot set itself. */
