@@ -4,18 +4,12 @@
 // lengths), which statuses are retried, and the sanitising of the owner's reason text.
 // Must not: do I/O, log, or put the secret (header, payload) in a message or detail: a malformed
 // answer is named by its problem, never echoed. Pure.
+import { ATTEST_ANSWER_SCHEMA, MAX_REASON_CHARS, MAX_RELAY_BODY_BYTES, MAX_RELAY_JSON_DEPTH } from '../attestation/relay-protocol.js';
 import { SupervisorError, type ErrorCode } from '../errors.js';
 import { SECRET_HEADER_BYTES, MAX_SECRET_PAYLOAD_BYTES } from '../sev/launch-secret.js';
 import { decodeStrictBase64 } from '../sev/measurement.js';
 import { isRecord } from '../util/is-record.js';
 import { parseStrictJson } from '../util/strict-json.js';
-
-export const ANSWER_SCHEMA = 'sevsup.attest-answer/v1';
-export const REQUEST_SCHEMA = 'sevsup.attest-request/v1';
-/** Both directions: a record is a few KiB; 64 KiB is the protocol's cap, enforced while reading. */
-export const MAX_RELAY_BODY_BYTES = 64 * 1024;
-/** The owner's reject reason and error text are kept to this many characters. */
-export const MAX_REASON_CHARS = 512;
 
 export type RelayDecision =
   | { readonly decision: 'approve' }
@@ -82,7 +76,7 @@ export function parseAnswerBody(contentType: string | undefined, body: Buffer, l
   if (!Buffer.from(text, 'utf8').equals(body)) throw bad('answer is not UTF-8');
   let value: unknown;
   try {
-    value = parseStrictJson(text, { maxBytes: MAX_RELAY_BODY_BYTES, maxDepth: 8 });
+    value = parseStrictJson(text, { maxBytes: MAX_RELAY_BODY_BYTES, maxDepth: MAX_RELAY_JSON_DEPTH });
   } catch (error: unknown) {
     const why = error instanceof SupervisorError && typeof error.details['reason'] === 'string' ? error.details['reason'] : 'invalid';
     throw bad(`answer is not strict JSON (${why})`);
@@ -93,7 +87,7 @@ export function parseAnswerBody(contentType: string | undefined, body: Buffer, l
     if (extra.length > 0)
       throw bad(`unknown member ${JSON.stringify(printable(extra[0] ?? '', 40))} in a ${String(value['decision'])} answer`);
   };
-  if (value['schema'] !== ANSWER_SCHEMA) throw bad(`schema is not ${ANSWER_SCHEMA}`);
+  if (value['schema'] !== ATTEST_ANSWER_SCHEMA) throw bad(`schema is not ${ATTEST_ANSWER_SCHEMA}`);
   if (typeof value['launchId'] !== 'string') throw bad('launchId missing');
   if (value['launchId'] !== launchId) throw bad('launchId is not the one this launch sent (an answer for another launch)');
   switch (value['decision']) {
@@ -154,7 +148,7 @@ export function parseRetryAfter(value: string | undefined, now: Date): number | 
 function ownerErrorSuffix(contentType: string | undefined, body: Buffer): string {
   if (!isJsonContentType(contentType) || body.length === 0 || body.length > MAX_RELAY_BODY_BYTES) return '';
   try {
-    const value = parseStrictJson(body.toString('utf8'), { maxBytes: MAX_RELAY_BODY_BYTES, maxDepth: 8 });
+    const value = parseStrictJson(body.toString('utf8'), { maxBytes: MAX_RELAY_BODY_BYTES, maxDepth: MAX_RELAY_JSON_DEPTH });
     if (isRecord(value) && typeof value['error'] === 'string') return `: ${printable(value['error'], MAX_REASON_CHARS)}`;
   } catch {
     // An unreadable error body: the status says enough.

@@ -8,7 +8,7 @@
 import { request } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { ErrorCode } from '../errors.js';
-import { MAX_RELAY_BODY_BYTES } from './answer.js';
+import { MAX_RELAY_BODY_BYTES } from '../attestation/relay-protocol.js';
 
 export interface HostCredentials {
   /** The owner's CA certificate(s), PEM: the only trust anchor. */

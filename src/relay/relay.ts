@@ -18,7 +18,8 @@ import type { RelaySpec } from '../config/vm-spec.js';
 import { hasCode, SupervisorError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { describeIoError } from '../util/io-error.js';
-import { judgeAnswer, MAX_RELAY_BODY_BYTES, REQUEST_SCHEMA, type RelayDecision } from './answer.js';
+import { ATTEST_REQUEST_SCHEMA, MAX_RELAY_BODY_BYTES } from '../attestation/relay-protocol.js';
+import { judgeAnswer, type RelayDecision } from './answer.js';
 import { AttemptFailure, postOnce, type HostCredentials, type TlsPeer } from './https-attempt.js';
 
 /** What the lifecycle gives the relay for one hold. */
@@ -112,7 +113,7 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
     const remaining = h.deadline.getTime() - Date.now();
     if (remaining <= 0) throw new AbortError(new RelayStop('SUP_ERR_ATTEST_TIMEOUT', deadlinePassed(last.reason)));
     const body = Buffer.from(
-      JSON.stringify({ schema: REQUEST_SCHEMA, host, vm: h.vm, launchId, attempt: n, sentAt: new Date().toISOString(), record }),
+      JSON.stringify({ schema: ATTEST_REQUEST_SCHEMA, host, vm: h.vm, launchId, attempt: n, sentAt: new Date().toISOString(), record }),
     );
     if (body.length > MAX_RELAY_BODY_BYTES) {
       throw new AbortError(

@@ -1,7 +1,8 @@
 // The relay's answer parser (src/relay/answer.ts): every malformed answer is a final rejection
 // with the problem named (never the secret's bytes); 5xx/429 are retried; 3xx/4xx are final.
 import { describe, expect, it } from 'vitest';
-import { judgeAnswer, MAX_RELAY_BODY_BYTES, parseAnswerBody, parseRetryAfter, type AnswerInput } from '../../../src/relay/answer.js';
+import { MAX_RELAY_BODY_BYTES } from '../../../src/attestation/relay-protocol.js';
+import { judgeAnswer, parseAnswerBody, parseRetryAfter, type AnswerInput } from '../../../src/relay/answer.js';
 import { catchSupervisorError as catchError } from '../../support/catch-error.js';
 
 const LAUNCH = '3f1c8a52-8a51-4a53-9c1e-5a7bd8f2b7e1';
