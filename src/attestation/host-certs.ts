@@ -9,13 +9,14 @@
 // Owns: the refresh decision, the tables' contents and their atomic rewrites, the status it reports.
 // Must not: schedule itself (the daemon's timer and SIGHUP call refresh), log (it reports events),
 // or throw from refresh (an outcome says what happened).
-import { rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { isSupervisorError, SupervisorError } from '../errors.js';
 import { sameIdentity, type PlatformTcbSource, type SnpPlatformIdentity } from '../host/snp-platform.js';
 import { kdsHwid } from '../sev/snp-certs.js';
 import { decodeTcb, formatTcb, tcbLayoutOf } from '../sev/snp-report.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
-import { describeIoError } from '../util/io-error.js';
+import { isRecord } from '../util/is-record.js';
+import { describeIoError, errnoOf } from '../util/io-error.js';
 import { certTableFromCache, emptyCertTable } from './cert-table.js';
 import { fetchChain, fetchVcek, type KdsOptions } from './kds-fetch.js';
 
@@ -97,6 +98,8 @@ export class HostCertKeeper {
   #backoff: number;
   #tcbChanges = 0;
   #fetches = 0;
+  /** Tables written at a launch that `tables()` may not list yet (the guest's lifecycle is being made). */
+  readonly #launched = new Set<string>();
 
   constructor(options: HostCertKeeperOptions) {
     this.#o = options;
@@ -119,20 +122,31 @@ export class HostCertKeeper {
   }
 
   /**
-   * Write the current table to one guest's file (at its launch, before QEMU starts). Resolves false
-   * when there is nothing to write yet (the identity was never known): the file is then removed, so
-   * no earlier run's table outlives its TCB.
+   * Write the current table to one guest's file (at its launch, before QEMU starts), at once — not
+   * behind a refresh that may be waiting out a 429 — and keep it current from then on. Resolves
+   * false when there is nothing to write yet (no identity was ever known): the file is then removed,
+   * so no earlier run's table outlives its TCB.
    * @throws SUP_ERR_CERTS_CACHE when the file cannot be written.
    */
-  writeTable(path: string): Promise<boolean> {
-    return this.#serial(async () => {
+  async writeTable(path: string): Promise<boolean> {
+    this.#launched.add(path);
+    for (;;) {
       const content = this.#content;
       if (content === null) {
         await rm(path, { force: true });
-        return false;
+        if (this.#content === null) return false;
+        continue;
       }
       await writeTableFile(path, content);
-      return true;
+      // A refresh that changed the content meanwhile may have written before this rename: again.
+      if (this.#content === content) return true;
+    }
+  }
+
+  /** Rewrite every listed table with the current content (guests re-attached after a restart). */
+  syncTables(): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#content !== null) await this.#setTables(this.#content, this.#ready);
     });
   }
 
@@ -242,7 +256,9 @@ export class HostCertKeeper {
   async #setTables(content: Buffer, ready: boolean): Promise<void> {
     this.#content = content;
     this.#ready = ready;
-    for (const path of this.#o.tables()) {
+    const listed = new Set(this.#o.tables());
+    for (const path of new Set([...listed, ...this.#launched])) {
+      if (listed.has(path)) this.#launched.delete(path);
       try {
         await writeTableFile(path, content);
       } catch (error: unknown) {
@@ -284,7 +300,33 @@ async function writeTableFile(path: string, content: Buffer): Promise<void> {
 
 /** The status as a file (`<run-dir>/snp-certs.json`) for `sevsup host` and operators. */
 export const HOST_CERTS_STATUS_SCHEMA = 'sevsup.snp-certs-status/v1';
+/** Its name in the daemon's run directory. */
+export const HOST_CERTS_STATUS_FILE = 'snp-certs.json';
 
 export async function writeStatusFile(path: string, status: HostCertStatus): Promise<void> {
-  await writeFileAtomic(path, `${JSON.stringify({ schema: HOST_CERTS_STATUS_SCHEMA, ...status }, null, 2)}\n`, { overwrite: true, mode: 0o644 });
+  await writeFileAtomic(path, `${JSON.stringify({ schema: HOST_CERTS_STATUS_SCHEMA, ...status }, null, 2)}\n`, {
+    overwrite: true,
+    mode: 0o644,
+  });
+}
+
+/** The daemon's status file, or null when there is none (no daemon keeps SNP certificates here). */
+export async function readStatusFile(path: string): Promise<HostCertStatus | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error: unknown) {
+    if (errnoOf(error) === 'ENOENT') return null;
+    throw new SupervisorError('SUP_ERR_CERTS_CACHE', `cannot read ${path}: ${describeIoError(error)}`, { cause: error });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = null;
+  }
+  if (!isRecord(parsed) || parsed.schema !== HOST_CERTS_STATUS_SCHEMA) {
+    throw new SupervisorError('SUP_ERR_CERTS_CACHE', `${path} is not a ${HOST_CERTS_STATUS_SCHEMA} status file`);
+  }
+  return parsed as unknown as HostCertStatus;
 }

@@ -63,8 +63,7 @@ function keeper(source: PlatformTcbSource, over: { offline?: boolean; now?: () =
   return { k, events, tables };
 }
 
-const leafOf = (file: string): Buffer | undefined =>
-  decodeCertTable(readFileSync(file)).find((e) => e.guid === CERT_TABLE_GUID.vcek)?.data;
+const leafOf = (file: string): Buffer | undefined => decodeCertTable(readFileSync(file)).find((e) => e.guid === CERT_TABLE_GUID.vcek)?.data;
 
 describe('HostCertKeeper', () => {
   it('fills the cache at start, keeps it while the TCB stands, and fetches only the new VCEK when it changes', async () => {
