@@ -11,16 +11,7 @@ import { loadPinnedArks, readCertDir } from '../../attestation/snp-cert-files.js
 import { verifySnpChain, type PinnedArk } from '../../attestation/verify-snp.js';
 import { ERRORS, SupervisorError, type ErrorCode } from '../../errors.js';
 import { DEFAULT_SNP_CERT_CACHE } from '../../paths.js';
-import {
-  amdExtensions,
-  certTcbRaw,
-  isAmdPss,
-  issuedBy,
-  loadCert,
-  productOfName,
-  splitPem,
-  type LoadedCert,
-} from '../../sev/snp-certs.js';
+import { amdExtensions, certTcbRaw, isAmdPss, issuedBy, loadCert, productOfName, splitPem, type LoadedCert } from '../../sev/snp-certs.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import { parseSnpReport, productFromCpuid, signingKeyOf, tcbLayoutOf, type SnpProduct, type SnpReport } from '../../sev/snp-report.js';
 import { describeIoError } from '../../util/io-error.js';
