@@ -39,7 +39,7 @@ export const DAEMON_KEY_DOCS = [
   {
     key: 'snp-certs',
     value: 'mode',
-    help: "keep the host's SEV-SNP certificates and each SNP guest's certificate table: on, off or auto (default auto: on when the host supports SNP or snp-platform is given)",
+    help: "keep the host's SEV-SNP certificates and each SNP guest's certificate table: on, off or auto (default auto: on with snp-platform, on hardware that supports SNP, on sim with kds-url)",
   },
   {
     key: 'snp-platform',

@@ -42,10 +42,15 @@ export interface HostCertsWiring {
   readonly metrics: DaemonMetrics;
 }
 
-/** Whether this host keeps SNP certificates: `snp-certs: on`, or auto with SNP support or a facts file. */
+/**
+ * Whether this host keeps SNP certificates: `snp-certs: on`; or `auto` with a facts file, or on
+ * hardware that supports SNP, or on the simulated platform given a key server (its chip is no
+ * AMD chip: without one there is nothing to keep, and every sim daemon would warn about it).
+ */
 export function hostCertsWanted(config: DaemonConfig, platform: Platform): boolean {
-  if (config.snpCerts === 'off') return false;
-  return config.snpCerts === 'on' || config.snpPlatform !== null || platform.caps.sevSnp.supported;
+  if (config.snpCerts !== 'auto') return config.snpCerts === 'on';
+  if (config.snpPlatform !== null) return true;
+  return platform.platform === 'simulated' ? config.kdsUrl !== null : platform.caps.sevSnp.supported;
 }
 
 /** Build the keeper and run its first refresh (waiting a little for it); null when not wanted. */
