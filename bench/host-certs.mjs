@@ -32,6 +32,7 @@ try {
   const cache = join(dir, 'cache');
   const ark = key('ark');
   const ask = key('ask');
+  let arkDer;
   for (const tcb of parts) {
     const chain = buildChain({
       product: 'Milan',
@@ -41,6 +42,7 @@ try {
       chipId,
     });
     await writeCached(chainPath(cache, 'Milan'), derToPem(chain.intermediate) + derToPem(chain.ark));
+    arkDer = chain.ark;
     await writeCached(vcekPath(cache, { product: 'Milan', chipId, reportedTcb: encodeTcb(tcb, 'milan-genoa') }), chain.leaf);
   }
   const facts = join(dir, 'snp-platform');
@@ -51,7 +53,13 @@ try {
     );
   write(0);
   const table = join(dir, 'snp-certs.bin');
-  const keeper = new HostCertKeeper({ cacheDir: cache, offline: true, source: fileTcbSource(facts), tables: () => [table] });
+  const keeper = new HostCertKeeper({
+    cacheDir: cache,
+    offline: true,
+    source: fileTcbSource(facts),
+    pinned: [{ der: arkDer, product: 'Milan', source: 'owner' }],
+    tables: () => [table],
+  });
   if ((await keeper.refresh('start')) !== 'cache') throw new Error('bench cache miss');
 
   const N = 200;

@@ -73,9 +73,13 @@ describe('sevsup daemon keeps the host SNP certificates', () => {
     kds.requests.length = 0;
     kds.script(vcekAt, { status: 429, retryAfter: '1' });
     const cache = join(dir, 'certs');
+    const ark = join(dir, 'ark.pem');
+    await writeFile(ark, derToPem(chainOld.ark));
     const daemon = scope.daemon(dir, [
       '--snp-certs',
       'on',
+      '--snp-ark',
+      ark,
       '--snp-platform',
       platformFile,
       '--snp-cert-cache',
@@ -145,19 +149,31 @@ describe('sevsup daemon keeps the host SNP certificates', () => {
     const dir = await scope.dir();
     kds.requests.length = 0;
     const cache = join(dir, 'certs');
-    const daemon = scope.daemon(dir, ['--snp-certs', 'on', '--snp-certs-offline', '1', '--kds-url', kds.base, '--snp-cert-cache', cache]);
+    // The simulated chip's certificates (on a test root the daemon pins), imported later.
+    const simChain = chainFor(
+      { product: 'Milan', kind: 'vcek' },
+      { chipId: simulatedChipId(), tcb: decodeTcb(SIM_SNP_TCB, 'milan-genoa') },
+    );
+    const certs = writeCertDir(dir, simChain);
+    const daemon = scope.daemon(dir, [
+      '--snp-certs',
+      'on',
+      '--snp-certs-offline',
+      '1',
+      '--kds-url',
+      kds.base,
+      '--snp-cert-cache',
+      cache,
+      '--snp-ark',
+      join(certs, 'ark.pem'),
+    ]);
     await daemon.start();
     const statusFile = join(dir, 'run', 'snp-certs.json');
     const missed = await waitStatus(statusFile, (s) => s.lastOutcome !== null);
     expect(missed).toMatchObject({ tables: 'empty', lastOutcome: 'offline-miss', lastError: { code: 'SUP_ERR_CERTS_OFFLINE' } });
     expect(missed.platform?.reportedTcb).toBe(`0x${SIM_SNP_TCB.toString(16).padStart(16, '0')}`);
 
-    // The simulated chip's certificates, imported air-gapped with the CLI.
-    const simChain = chainFor(
-      { product: 'Milan', kind: 'vcek' },
-      { chipId: simulatedChipId(), tcb: decodeTcb(SIM_SNP_TCB, 'milan-genoa') },
-    );
-    const certs = writeCertDir(dir, simChain);
+    // Imported air-gapped with the CLI.
     const imported = spawnSync(process.execPath, [SEVSUP, 'certs', 'import', certs, '--ark', join(certs, 'ark.pem'), '--cache', cache], {
       encoding: 'utf8',
     });

@@ -9,6 +9,7 @@
 // Owns: the refresh decision, the tables' contents and their atomic rewrites, the status it reports.
 // Must not: schedule itself (the daemon's timer and SIGHUP call refresh), log (it reports events),
 // or throw from refresh (an outcome says what happened).
+import { X509Certificate } from 'node:crypto';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { isSupervisorError, SupervisorError } from '../errors.js';
 import { sameIdentity, type PlatformTcbSource, type SnpPlatformIdentity } from '../host/snp-platform.js';
@@ -18,7 +19,9 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { isRecord } from '../util/is-record.js';
 import { describeIoError, errnoOf } from '../util/io-error.js';
 import { certTableFromCache, emptyCertTable } from './cert-table.js';
+import { chainPath } from './kds-cache.js';
 import { fetchChain, fetchVcek, type KdsOptions } from './kds-fetch.js';
+import type { PinnedArk } from './verify-snp.js';
 
 export type RefreshTrigger = 'start' | 'interval' | 'reload';
 
@@ -45,6 +48,8 @@ export interface HostCertKeeperOptions {
   readonly source: PlatformTcbSource;
   /** The table files to keep current: every SNP guest's (read at each rewrite). */
   readonly tables: () => Iterable<string>;
+  /** The roots a chain must have to be handed to guests: AMD's ARKs, or the operator's (`snp-ark`). */
+  readonly pinned: readonly PinnedArk[];
   /** Key server request discipline (base URL, 429 wait cap, retries). */
   readonly kds?: Omit<KdsOptions, 'cacheDir' | 'offline' | 'refresh' | 'onWait'>;
   /** First wait after a failed fetch before the next automatic one. @default 60000 */
@@ -209,7 +214,8 @@ export class HostCertKeeper {
     }
     if (this.#ready) return 'unchanged';
     const fromCache = await this.#fromCache(identity);
-    if (fromCache) return 'cache';
+    if (fromCache === 'hit') return 'cache';
+    if (fromCache === 'unpinned') return 'failed';
     if (changed || this.#content === null) await this.#setTables(emptyCertTable(), false);
     if (this.#o.offline) {
       const message = `offline: the cache ${this.#o.cacheDir} has no VCEK and cert_chain for ${describe(identity)}: run \`sevsup certs fetch --product ${identity.product} --chip-id … --tcb 0x${identity.reportedTcb.toString(16)}\` where AMD's key server is reachable, or \`sevsup certs import\``;
@@ -230,16 +236,35 @@ export class HostCertKeeper {
       return 'failed';
     }
     this.#fetches += 1;
-    if (!(await this.#fromCache(identity))) {
+    const fetched = await this.#fromCache(identity);
+    if (fetched === 'unpinned') return 'failed';
+    if (fetched === 'miss') {
       throw new SupervisorError('SUP_ERR_CERTS_CACHE', `the certificates just fetched are not in the cache ${this.#o.cacheDir}`);
     }
     return 'network';
   }
 
-  /** Use the cache's certificates for `identity` if it has them. */
-  async #fromCache(identity: SnpPlatformIdentity): Promise<boolean> {
+  /**
+   * Use the cache's certificates for `identity` if it has them and their ARK is pinned. A chain with
+   * another root is never handed to guests (the tables go empty) and is left for the operator to
+   * replace: the cache is read first, so fetching again would only find it again.
+   */
+  async #fromCache(identity: SnpPlatformIdentity): Promise<'hit' | 'miss' | 'unpinned'> {
     const built = await certTableFromCache(this.#o.cacheDir, identity);
-    if (built === null) return false;
+    if (built === null) return 'miss';
+    const ark = new X509Certificate(built.hit.ark).raw;
+    if (!this.#o.pinned.some((p) => p.der.equals(ark))) {
+      const path = chainPath(this.#o.cacheDir, built.hit.product);
+      this.#fail(
+        new SupervisorError(
+          'SUP_ERR_KDS_BAD_CERT',
+          `the ARK of ${path} is not AMD's${this.#o.pinned.some((p) => p.source === 'owner') ? ' nor the snp-ark given' : ''}: it is not handed to guests; replace the file (\`sevsup certs fetch --refresh\` or \`certs import\`), or pin its root with snp-ark`,
+        ),
+      );
+      await this.#setTables(emptyCertTable(), false);
+      this.#vcek = null;
+      return 'unpinned';
+    }
     const leafPath = built.hit.paths[0] ?? '';
     let mtimeMs = this.#now();
     try {
@@ -250,7 +275,7 @@ export class HostCertKeeper {
     this.#vcek = { path: leafPath, mtimeMs };
     this.#lastError = null;
     await this.#setTables(built.table, true);
-    return true;
+    return 'hit';
   }
 
   async #setTables(content: Buffer, ready: boolean): Promise<void> {

@@ -62,6 +62,8 @@ export interface DaemonConfig {
   readonly snpPlatform: string | null;
   readonly snpCertCache: string;
   readonly snpCertsOffline: boolean;
+  /** The ARK to pin instead of AMD's; null: AMD's built-in ARKs. */
+  readonly snpArk: string | null;
   /** null: AMD's (hardware), none (sim: offline unless given). */
   readonly kdsUrl: string | null;
   /** Seconds between re-reads of the platform's reported TCB. */
@@ -93,6 +95,7 @@ export const DAEMON_DEFAULTS: DaemonConfig = {
   snpPlatform: null,
   snpCertCache: DEFAULT_SNP_CERT_CACHE,
   snpCertsOffline: false,
+  snpArk: null,
   kdsUrl: null,
   snpCertsRefresh: 300,
 };
@@ -290,6 +293,9 @@ function applyValue(c: Mutable<DaemonConfig>, key: DaemonKey, value: string, sou
       return;
     case 'snp-certs-offline':
       c.snpCertsOffline = boolean();
+      return;
+    case 'snp-ark':
+      c.snpArk = resolved;
       return;
     case 'kds-url':
       c.kdsUrl = kdsUrl(value, bad);

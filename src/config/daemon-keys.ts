@@ -52,6 +52,11 @@ export const DAEMON_KEY_DOCS = [
     value: 'bool',
     help: "never ask AMD's key server; only the cache (default 0; always 1 on the sim platform without kds-url)",
   },
+  {
+    key: 'snp-ark',
+    value: 'file',
+    help: "pin this ARK instead of AMD's: only chains rooted in it are handed to guests (a test or simulated root)",
+  },
   { key: 'kds-url', value: 'url', help: "AMD's key server (default https://kdsintf.amd.com)" },
   {
     key: 'snp-certs-refresh',

@@ -11,7 +11,9 @@ import {
   type KeeperEvent,
   type RefreshTrigger,
 } from '../attestation/host-certs.js';
+import { loadPinnedArks } from '../attestation/snp-cert-files.js';
 import type { DaemonConfig } from '../config/daemon-config.js';
+import { SupervisorError } from '../errors.js';
 import type { VmSpec } from '../config/vm-spec.js';
 import { fileTcbSource } from '../host/snp-platform.js';
 import type { Logger } from '../log.js';
@@ -62,10 +64,21 @@ export async function startHostCerts(w: HostCertsWiring): Promise<DaemonHostCert
   const offline = config.snpCertsOffline || (platform.platform === 'simulated' && config.kdsUrl === null);
   const source = config.snpPlatform === null ? platform.snpIdentity : fileTcbSource(config.snpPlatform);
   const statusFile = join(config.runDir, HOST_CERTS_STATUS_FILE);
+  const pinned = await loadPinnedArks(config.snpArk ?? undefined).catch((error: unknown) => {
+    throw new SupervisorError(
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `snp-ark: ${error instanceof Error ? error.message.replace(/^--ark /, '') : String(error)}`,
+      {
+        details: { key: 'snp-ark' },
+        cause: error,
+      },
+    );
+  });
   const keeper = new HostCertKeeper({
     cacheDir: config.snpCertCache,
     offline,
     source,
+    pinned,
     tables: w.tables,
     kds: { baseUrl: config.kdsUrl ?? KDS_BASE },
     onEvent: (event) => logEvent(log, event),

@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { HostCertKeeper, type KeeperEvent } from '../../../src/attestation/host-certs.js';
+import { amdPinnedArks } from '../../../src/attestation/verify-snp.js';
 import type { PlatformTcbSource, SnpPlatformIdentity, SnpPlatformReading } from '../../../src/host/snp-platform.js';
 import { derToPem } from '../../../src/sev/snp-cert-builder.js';
 import { CERT_TABLE_GUID, decodeCertTable } from '../../../src/sev/snp-certs.js';
 import { encodeTcb, type TcbParts } from '../../../src/sev/snp-report.js';
 import { startFakeKds, type FakeKds } from '../../support/fake-kds.js';
-import { chainFor, CHIP_ID, TCB } from '../../support/snp-fixtures.js';
+import { chainFor, CHIP_ID, pinnedFor, TCB } from '../../support/snp-fixtures.js';
 
 const OLD: TcbParts = TCB.Milan;
 const NEW: TcbParts = { ...TCB.Milan, snp: 9, microcode: 116 };
@@ -47,7 +48,10 @@ beforeEach(() => {
   return () => rmSync(dir, { recursive: true, force: true });
 });
 
-function keeper(source: PlatformTcbSource, over: { offline?: boolean; now?: () => number; tables?: string[] } = {}) {
+function keeper(
+  source: PlatformTcbSource,
+  over: { offline?: boolean; now?: () => number; tables?: string[]; pinned?: ReturnType<typeof pinnedFor> } = {},
+) {
   const events: KeeperEvent[] = [];
   const tables = over.tables ?? [join(dir, 'a.bin'), join(dir, 'b.bin')];
   const k = new HostCertKeeper({
@@ -55,6 +59,7 @@ function keeper(source: PlatformTcbSource, over: { offline?: boolean; now?: () =
     offline: over.offline ?? false,
     source,
     tables: () => tables,
+    pinned: over.pinned ?? pinnedFor(chainOld),
     kds: { baseUrl: kds.base, retries: 1, backoffMs: 10 },
     failureBackoffMs: 60_000,
     ...(over.now === undefined ? {} : { now: over.now }),
@@ -135,6 +140,17 @@ describe('HostCertKeeper', () => {
     kds.serve(vcekPathAtKds, chainNew.leaf, query(NEW));
     expect(await k.refresh('reload')).toBe('network');
     for (const t of tables) expect(leafOf(t)).toEqual(chainNew.leaf);
+  });
+
+  it("never hands guests a chain whose ARK is not pinned (AMD's by default), and does not fetch it again", async () => {
+    const { k, tables } = keeper(movableSource(known(OLD)), { pinned: amdPinnedArks() });
+    expect(await k.refresh('start')).toBe('failed');
+    expect(k.status()).toMatchObject({ tables: 'empty', vcek: null, lastError: { code: 'SUP_ERR_KDS_BAD_CERT' } });
+    expect(k.status().lastError?.message).toMatch(/cert_chain\.pem is not AMD's: it is not handed to guests/);
+    for (const t of tables) expect(decodeCertTable(readFileSync(t))).toEqual([]);
+    const asked = kds.requests.length;
+    expect(await k.refresh('reload')).toBe('failed');
+    expect(kds.requests).toHaveLength(asked);
   });
 
   it('an unknown platform writes nothing, removes a stale table at launch, and keeps a known identity when its file breaks', async () => {

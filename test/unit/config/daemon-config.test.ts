@@ -49,6 +49,7 @@ describe('parseDaemonConfig', () => {
       'snp-platform: snp-platform',
       'snp-cert-cache: /srv/snp-certs',
       'snp-certs-offline: yes',
+      'snp-ark: /etc/sevsup/ark.pem',
       'kds-url: http://127.0.0.1:8080/',
       'snp-certs-refresh: 60',
     ].join('\n');
@@ -76,6 +77,7 @@ describe('parseDaemonConfig', () => {
       snpPlatform: '/etc/sevsup/snp-platform',
       snpCertCache: '/srv/snp-certs',
       snpCertsOffline: true,
+      snpArk: '/etc/sevsup/ark.pem',
       kdsUrl: 'http://127.0.0.1:8080',
       snpCertsRefresh: 60,
     });
