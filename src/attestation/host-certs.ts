@@ -213,7 +213,11 @@ export class HostCertKeeper {
       this.#backoff = this.#o.failureBackoffMs ?? 60_000;
     }
     if (this.#ready) return 'unchanged';
-    const fromCache = await this.#fromCache(identity);
+    const fromCache = await this.#fromCache(identity).catch(async (error: unknown) => {
+      // An unreadable cache must not leave a previous TCB's VCEK in the tables.
+      if (changed) await this.#setTables(emptyCertTable(), false);
+      throw error;
+    });
     if (fromCache === 'hit') return 'cache';
     if (fromCache === 'unpinned') return 'failed';
     if (changed || this.#content === null) await this.#setTables(emptyCertTable(), false);

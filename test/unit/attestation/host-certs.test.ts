@@ -153,6 +153,21 @@ describe('HostCertKeeper', () => {
     expect(kds.requests).toHaveLength(asked);
   });
 
+  it('a cache that cannot be read after a TCB change empties the tables (never the old VCEK)', async () => {
+    const platform = movableSource(known(OLD));
+    const { k, tables } = keeper(platform);
+    expect(await k.refresh('start')).toBe('network');
+    platform.now = known(NEW);
+    // The NEW VCEK is in the cache, but the product's chain file is garbage now.
+    kds.serve(vcekPathAtKds, chainNew.leaf, query(NEW));
+    const other = keeper(movableSource(known(NEW)), { tables: [] }).k;
+    expect(await other.refresh('start')).toBe('network');
+    writeFileSync(join(cache, 'Milan', 'cert_chain.pem'), 'not a chain');
+    expect(await k.refresh('interval')).toBe('failed');
+    expect(k.status()).toMatchObject({ tables: 'empty', lastError: { code: 'SUP_ERR_CERTS_CACHE' } });
+    for (const t of tables) expect(decodeCertTable(readFileSync(t))).toEqual([]);
+  });
+
   it('an unknown platform writes nothing, removes a stale table at launch, and keeps a known identity when its file breaks', async () => {
     const platform = movableSource({ known: false, reason: 'give snp-platform', source: 'hardware' });
     const { k, events } = keeper(platform);
