@@ -24,6 +24,7 @@ import { registerQmp } from './qmp.js';
 import { registerRun } from './run.js';
 import { registerSecret } from './secret.js';
 import { registerShowcmd } from './showcmd.js';
+import { registerSim } from './sim.js';
 import { registerVerify } from './verify.js';
 
 export type RegisterCommand = (program: Command) => void;
@@ -54,6 +55,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   { names: ['verify'], register: registerVerify },
   { names: ['certs'], register: registerCerts },
   { names: ['secret'], register: registerSecret },
+  { names: ['sim'], register: registerSim },
   { names: ['demo'], register: registerDemo },
 ];
 
