@@ -3,7 +3,7 @@
 // GHCB certificate table written into its run directory before its QEMU starts, a change of the
 // platform's REPORTED_TCB (the operator's facts file rewritten, as after a firmware update) fetched
 // once and every table rewritten; offline mode never touching the network, even on SIGHUP.
-// The simulated platform does not run SNP guests yet (its caps say so), so the guest's launch fails
+// The simulated platform's caps do not offer SNP to the daemon yet, so the guest's launch is refused
 // after the table is written: the hook is what is tested here, not an SNP launch.
 import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -11,14 +11,14 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { simulatedChipId } from '../../src/platform/sim/platform-blobs.js';
-import { SIM_SNP_TCB } from '../../src/platform/sim/snp-identity.js';
 import { derToPem } from '../../src/sev/snp-cert-builder.js';
 import { CERT_TABLE_GUID, decodeCertTable } from '../../src/sev/snp-certs.js';
-import { decodeTcb, encodeTcb, type TcbParts } from '../../src/sev/snp-report.js';
+import { encodeTcb, type TcbParts } from '../../src/sev/snp-report.js';
 import { startFakeKds, type FakeKds } from '../../test/support/fake-kds.js';
-import { chainFor, CHIP_ID, TCB, writeCertDir } from '../../test/support/snp-fixtures.js';
+import { chainFor, CHIP_ID, TCB } from '../../test/support/snp-fixtures.js';
 import { daemonScope, SEVSUP, writeVm } from './harness.js';
+
+const SIM_QEMU = new URL('../../bin/sevsup-sim-qemu', import.meta.url).pathname;
 
 const scope = daemonScope();
 const OLD: TcbParts = TCB.Milan;
@@ -145,16 +145,12 @@ describe('sevsup daemon keeps the host SNP certificates', () => {
     expect(host.stdout).toContain(`[file:${platformFile}]`);
   });
 
-  it('offline never touches the network: the simulated chip misses, an import is picked up on SIGHUP', async () => {
+  it("offline never touches the network: the simulated platform's own chip, its chain imported, picked up on SIGHUP", async () => {
     const dir = await scope.dir();
     kds.requests.length = 0;
     const cache = join(dir, 'certs');
-    // The simulated chip's certificates (on a test root the daemon pins), imported later.
-    const simChain = chainFor(
-      { product: 'Milan', kind: 'vcek' },
-      { chipId: simulatedChipId(), tcb: decodeTcb(SIM_SNP_TCB, 'milan-genoa') },
-    );
-    const certs = writeCertDir(dir, simChain);
+    const simState = join(dir, 'sim-state');
+    const simArk = join(simState, 'snp', 'ark.pem');
     const daemon = scope.daemon(dir, [
       '--snp-certs',
       'on',
@@ -165,16 +161,28 @@ describe('sevsup daemon keeps the host SNP certificates', () => {
       '--snp-cert-cache',
       cache,
       '--snp-ark',
-      join(certs, 'ark.pem'),
+      join(dir, 'sim-ark.pem'),
     ]);
-    await daemon.start();
+    // The simulated chain is made as at install time (two RSA-4096 keys), then the daemon pins its ARK.
+    const init = spawnSync(SIM_QEMU, ['--sim-init-snp-platform', '--sim-state-dir', simState], { encoding: 'utf8', timeout: 110_000 });
+    expect(init.status, init.stderr).toBe(0);
+    await writeFile(join(dir, 'sim-ark.pem'), await readFile(simArk));
+    const saved = process.env.SEVSUP_SIM_STATE_DIR;
+    process.env.SEVSUP_SIM_STATE_DIR = simState; // the daemon reads the sim's state where its sims would
+    try {
+      await daemon.start();
+    } finally {
+      if (saved === undefined) delete process.env.SEVSUP_SIM_STATE_DIR;
+      else process.env.SEVSUP_SIM_STATE_DIR = saved;
+    }
     const statusFile = join(dir, 'run', 'snp-certs.json');
     const missed = await waitStatus(statusFile, (s) => s.lastOutcome !== null);
     expect(missed).toMatchObject({ tables: 'empty', lastOutcome: 'offline-miss', lastError: { code: 'SUP_ERR_CERTS_OFFLINE' } });
-    expect(missed.platform?.reportedTcb).toBe(`0x${SIM_SNP_TCB.toString(16).padStart(16, '0')}`);
+    const platform = JSON.parse(await readFile(join(simState, 'snp', 'platform.json'), 'utf8')) as { chipId: string };
+    expect(missed.platform).toMatchObject({ chipId: platform.chipId });
 
-    // Imported air-gapped with the CLI.
-    const imported = spawnSync(process.execPath, [SEVSUP, 'certs', 'import', certs, '--ark', join(certs, 'ark.pem'), '--cache', cache], {
+    // The sim's chain (ark.pem, ask.pem, vcek.pem as snpguest lays them out), imported air-gapped.
+    const imported = spawnSync(process.execPath, [SEVSUP, 'certs', 'import', join(simState, 'snp'), '--ark', simArk, '--cache', cache], {
       encoding: 'utf8',
     });
     expect(imported.status, imported.stderr).toBe(0);

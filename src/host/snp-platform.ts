@@ -7,7 +7,8 @@
 //     Node cannot issue without a native addon, and sysfs has only the PSP's bootloader_version and
 //     tee_version (firmware versions, not the SPLs of REPORTED_TCB; drivers/crypto/ccp, Linux 6.4+),
 //     so on hardware without the file the identity is "unknown" with a reason saying what to give;
-//   - the simulated platform's constants (platform/select.ts hands them out; platform/sim owns them).
+//   - the simulated platform's chain in the sim's state directory (platform/select.ts hands that
+//     source out; platform/sim/snp-identity.ts owns it).
 // Owns: the facts file's grammar and the "unknown" answers. Must not: throw from read() (an unknown
 // identity is an answer, never a daemon failure), fetch certificates, or decide what to do about a
 // change (attestation/host-certs.ts does).
@@ -124,11 +125,6 @@ export function hardwareTcbSource(): PlatformTcbSource {
           '(docs/snp-attestation.md), rewritten whenever the firmware or its configured TCB changes',
       }),
   };
-}
-
-/** A constant identity (the simulated platform's). */
-export function fixedTcbSource(name: string, identity: SnpPlatformIdentity): PlatformTcbSource {
-  return { name, read: () => Promise.resolve({ known: true, identity, source: name }) };
 }
 
 /** Same chip, product and TCB. */

@@ -6,11 +6,11 @@
 import { fileURLToPath } from 'node:url';
 import type { HostCaps } from '../host/host-caps.js';
 import { SIMULATED_HOST_CAPS } from '../host/simulated.js';
-import { fixedTcbSource, hardwareTcbSource, type PlatformTcbSource } from '../host/snp-platform.js';
+import { hardwareTcbSource, type PlatformTcbSource } from '../host/snp-platform.js';
 import type { Logger } from '../log.js';
 import type { RecordPlatform } from '../vm/record.js';
 import { simArgs, type SimOptions } from './sim/options.js';
-import { simulatedSnpIdentity } from './sim/snp-identity.js';
+import { simulatedSnpSource } from './sim/snp-identity.js';
 
 export { SIM_FAULTS, type SimFault, type SimOptions } from './sim/options.js';
 
@@ -51,7 +51,7 @@ export async function selectPlatform(r: PlatformRequest): Promise<Platform> {
       binary: SIM_BINARY,
       binaryArgs: simArgs({ ...r.sim, ...(r.qemu === undefined ? {} : { qemu: r.qemu }) }),
       caps: r.hostCaps === undefined ? SIMULATED_HOST_CAPS : await resolveHostCaps({ file: r.hostCaps, logger: r.logger }),
-      snpIdentity: fixedTcbSource('simulated', simulatedSnpIdentity()),
+      snpIdentity: simulatedSnpSource(r.sim?.stateDir),
     };
   }
   const binary = r.qemu ?? DEFAULT_QEMU;

@@ -62,13 +62,8 @@ export function platformCapabilities(apiMajor: number, apiMinor: number): Platfo
   return {
     pdh: pdh.toString('base64'),
     certChain: Buffer.concat([pek, oca, cek]).toString('base64'),
-    cpu0Id: simulatedChipId().toString('base64'),
+    cpu0Id: derivedBytes('chip-id', CHIP_ID_BYTES).toString('base64'),
   };
-}
-
-/** The simulated chip's id (GET_ID's 64 bytes; SNP reports' CHIP_ID): one chip, whatever the guest. */
-export function simulatedChipId(): Buffer {
-  return derivedBytes('chip-id', CHIP_ID_BYTES);
 }
 
 /**

@@ -1,15 +1,34 @@
-// The simulated SEV-SNP platform's identity as the host sees it: a Milan chip (the simulated chip
-// id of platform-blobs.ts) at a fixed REPORTED_TCB. The simulator has no firmware to update, so its
-// TCB never changes by itself; a test simulates a firmware update with the daemon's `snp-platform`
-// facts file, which takes precedence on every platform.
-// Owns: those constants. Must not: be used unless the simulated platform was asked for by name.
-import type { SnpPlatformIdentity } from '../../host/snp-platform.js';
-import { encodeTcb } from '../../sev/snp-report.js';
-import { simulatedChipId } from './platform-blobs.js';
+// The simulated SEV-SNP platform's identity as the host sees it: the chip id, product and TCB of
+// the simulated chain in the sim's state directory (snp-platform-keys.ts), read — never made — at
+// each refresh, so the daemon keeps the certificates of the very chip that signs the sim's reports.
+// The simulator has no firmware to update: a TCB change is simulated with the daemon's
+// `snp-platform` facts file, which takes precedence on every platform.
+// Owns: that reading. Must not: create the chain (the sim does, at its first SNP launch or with
+// --sim-init-snp-platform), or be used unless the simulated platform was asked for by name.
+import type { PlatformTcbSource } from '../../host/snp-platform.js';
+import { encodeTcb, tcbLayoutOf } from '../../sev/snp-report.js';
+import { describeIoError, errnoOf } from '../../util/io-error.js';
+import { loadSnpPlatform, simStateDir } from './snp-platform-keys.js';
 
-/** Milan SPLs of a 2025 firmware (bootloader 4, TEE 0, SNP 23, microcode 213): plausible, not real. */
-export const SIM_SNP_TCB = encodeTcb({ bootloader: 4, tee: 0, snp: 23, microcode: 213 }, 'milan-genoa');
-
-export function simulatedSnpIdentity(): SnpPlatformIdentity {
-  return { product: 'Milan', chipId: simulatedChipId(), reportedTcb: SIM_SNP_TCB };
+export function simulatedSnpSource(stateDir: string = simStateDir(null)): PlatformTcbSource {
+  const name = `simulated:${stateDir}`;
+  return {
+    name,
+    async read() {
+      try {
+        const p = await loadSnpPlatform(stateDir);
+        return {
+          known: true,
+          source: name,
+          identity: { product: p.product, chipId: p.chipId, reportedTcb: encodeTcb(p.tcb, tcbLayoutOf(p.product)) },
+        };
+      } catch (error: unknown) {
+        const reason =
+          errnoOf(error) === 'ENOENT'
+            ? `the simulated platform has no SNP chain yet in ${stateDir}: it is made at the first SNP launch, or by \`sevsup-sim-qemu --sim-init-snp-platform\``
+            : `the simulated platform's SNP identity in ${stateDir} cannot be read: ${error instanceof Error && errnoOf(error) === undefined ? error.message : describeIoError(error)}`;
+        return { known: false, source: name, reason };
+      }
+    },
+  };
 }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { DAEMON_DEFAULTS, type DaemonConfig } from '../../../src/config/daemon-config.js';
 import { hostCertsWanted } from '../../../src/daemon/snp-certs.js';
 import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
-import { fixedTcbSource, hardwareTcbSource } from '../../../src/host/snp-platform.js';
+import { hardwareTcbSource } from '../../../src/host/snp-platform.js';
 import type { Platform } from '../../../src/platform/select.js';
 
 const snp = { supported: true, reason: 'supported', source: 'test' };
@@ -20,7 +20,7 @@ const sim: Platform = {
   binary: 'sevsup-sim-qemu',
   binaryArgs: [],
   caps: { ...SIMULATED_HOST_CAPS, sevSnp: snp },
-  snpIdentity: fixedTcbSource('simulated', { product: 'Milan', chipId: Buffer.alloc(64), reportedTcb: 0n }),
+  snpIdentity: { name: 'simulated', read: () => Promise.resolve({ known: false, reason: 'test', source: 'simulated' }) },
 };
 const config = (over: Partial<DaemonConfig>): DaemonConfig => ({ ...DAEMON_DEFAULTS, ...over });
 
