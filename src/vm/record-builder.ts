@@ -7,7 +7,7 @@
 // answers (checks.ts does, before this runs). An SNP launch builds its own record beside this.
 import type { VmSpec } from '../config/vm-spec.js';
 import { SupervisorError } from '../errors.js';
-import type { QemuVersion, SevInfo } from '../qmp/commands.js';
+import type { QemuVersion, SevInfoLegacy, SevInfoSev } from '../qmp/commands.js';
 import type { FirmwareInfo } from '../sev/firmware-file.js';
 import { buildKernelHashesTable, cmdlineDigest, EMPTY_SHA256 } from '../sev/kernel-hashes.js';
 import { launchDigest } from '../sev/launch-digest.js';
@@ -41,7 +41,7 @@ export interface SpawnedLaunch {
 
 /** What QEMU reported while the guest was paused, after checks.ts accepted it. */
 export interface ReportedLaunch {
-  readonly sev: SevInfo;
+  readonly sev: SevInfoLegacy | SevInfoSev;
   readonly expectedPolicy: number;
   /** base64, exactly as QEMU returned it. */
   readonly measurement: string;
