@@ -80,7 +80,11 @@ export function checkSevInfo(vm: string, seen: ReportedSev, expected: ExpectedSe
  * run, so before `cont` the launch must not have gone further (snp-facts §1.2, §1.4).
  * @throws SUP_ERR_CHECK_SEV_DISABLED, SUP_ERR_CHECK_SEV_TYPE_MISMATCH, SUP_ERR_CHECK_POLICY_MISMATCH, SUP_ERR_CHECK_STATE
  */
-export function checkSnpInfo(vm: string, seen: ReportedSev, expected: { readonly policy: bigint }): void {
+export function checkSnpInfo(
+  vm: string,
+  seen: ReportedSev,
+  expected: { readonly policy: bigint },
+): asserts seen is Extract<ReportedSev, { readonly sevType: 'sev-snp' }> {
   const want = describeSnpPolicy(expected.policy);
   if (!seen.enabled) {
     throw fail(

@@ -13,6 +13,7 @@ import { inspectFirmwareFile, type FirmwareInfo } from '../sev/firmware-file.js'
 import { describeHashesAreaProblem, describeSevEsProblem, isUsableHashesArea } from '../sev/ovmf-table.js';
 import { describeIoError } from '../util/io-error.js';
 import { readDiskChains, type DiskChains } from './disk-chain.js';
+import { snpPreflight, type SnpLaunchFiles } from './snp-preflight.js';
 
 /** Where the one firmware that can measure a direct kernel boot comes from. */
 export const AMDSEV_OVMF_HINT =
@@ -23,6 +24,8 @@ export interface Preflight {
   readonly firmware: FirmwareInfo | null;
   /** Each disk's checked backing chain: what the argv states (QemuArgvInput.backingChains). */
   readonly disks: DiskChains;
+  /** SEV-SNP: the firmware checked for SNP, and the ID block, ID auth and host data read (base64); null otherwise. */
+  readonly snp: SnpLaunchFiles | null;
 }
 
 /**
@@ -31,7 +34,8 @@ export interface Preflight {
  * @throws SUP_ERR_FIRMWARE_READ, SUP_ERR_FIRMWARE_TABLE_INVALID, SUP_ERR_FIRMWARE_HASH_MISMATCH,
  *   SUP_ERR_FIRMWARE_NO_HASHES_AREA, SUP_ERR_FIRMWARE_NO_SEV_INFO, SUP_ERR_KERNEL_READ
  *   (kernel/initrd), SUP_ERR_CONFIG_BAD_VALUE (launch session files), SUP_ERR_DISK_READ,
- *   SUP_ERR_DISK_CHAIN_REFUSED (disks and their backing chains).
+ *   SUP_ERR_DISK_CHAIN_REFUSED (disks and their backing chains); for SEV-SNP, snpPreflight's
+ *   SUP_ERR_FIRMWARE_SNP and SUP_ERR_CONFIG_BAD_VALUE.
  */
 export async function preflight(spec: VmSpec): Promise<Preflight> {
   const firmware = await checkFirmware(spec);
@@ -42,7 +46,8 @@ export async function preflight(spec: VmSpec): Promise<Preflight> {
     await checkReadable(spec, 'launch dh-cert', spec.launch.dhCert, 'SUP_ERR_CONFIG_BAD_VALUE');
     await checkReadable(spec, 'launch session', spec.launch.session, 'SUP_ERR_CONFIG_BAD_VALUE');
   }
-  return { firmware, disks: await readDiskChains(spec) };
+  const snp = spec.sev?.type === 'snp' ? await snpPreflight(spec, spec.sev) : null;
+  return { firmware, disks: await readDiskChains(spec), snp };
 }
 
 async function checkFirmware(spec: VmSpec): Promise<FirmwareInfo | null> {

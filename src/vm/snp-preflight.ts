@@ -1,8 +1,7 @@
 // SEV-SNP checks on the files a guest boots from, before any QEMU starts: the -bios image
 // (sev/snp-firmware-checks.ts says what QEMU 10 would refuse or mishandle) and the files the SNP
 // line names (ID block, ID auth, host data), read and turned into the base64 values the
-// sev-snp-guest object takes (qemu/snp.ts). The SNP launch will call it; until then the argv
-// builder refuses SNP guests. Owns: the messages (config file, key, path, what to do).
+// sev-snp-guest object takes (qemu/snp.ts). preflight.ts calls it for every SNP guest. Owns: the messages (config file, key, path, what to do).
 // Must not: spawn anything or build argv.
 import { readFile } from 'node:fs/promises';
 import { readSnpFirmware } from '../attestation/snp-inputs.js';

@@ -99,14 +99,26 @@ describe('querySev / parseSevInfo', () => {
     ],
     [{ ...SEV_72_ON, state: 3 }, "QMP command 'query-sev' returned an unexpected reply: 'state' is not a string"],
     [{ ...SNP_10, 'snp-policy': -1 }, "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is not an unsigned integer"],
-    [{ ...SNP_10, 'snp-policy': '0x30000' }, "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is not an unsigned integer"],
-    [{ ...SNP_10, 'snp-policy': 196608.5 }, "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is not an unsigned integer"],
+    [
+      { ...SNP_10, 'snp-policy': '0x30000' },
+      "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is not an unsigned integer",
+    ],
+    [
+      { ...SNP_10, 'snp-policy': 196608.5 },
+      "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is not an unsigned integer",
+    ],
     [
       { ...SNP_10, 'snp-policy': 2 ** 53 + 2 },
       "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is above 2^53 and cannot be read exactly from JSON",
     ],
-    [{ ...SNP_10, 'snp-policy': undefined }, "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is not an unsigned integer"],
-    [{ ...SEV_10_OFF, 'sev-type': 'sev', policy: undefined }, "QMP command 'query-sev' returned an unexpected reply: 'policy' is not an unsigned integer ≤ 4294967295"],
+    [
+      { ...SNP_10, 'snp-policy': undefined },
+      "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is not an unsigned integer",
+    ],
+    [
+      { ...SEV_10_OFF, 'sev-type': 'sev', policy: undefined },
+      "QMP command 'query-sev' returned an unexpected reply: 'policy' is not an unsigned integer ≤ 4294967295",
+    ],
     [{ ...SEV_10_OFF, 'sev-type': 'tdx' }, "QMP command 'query-sev' returned an unexpected reply: unknown 'sev-type' \"tdx\""],
   ])('rejects %j', (reply, message) => {
     let caught: unknown;

@@ -71,7 +71,8 @@ describe('checkSevInfo', () => {
 
   it('checks enabled before anything else', () => {
     expect(
-      failure(() => checkSevInfo('demo', { enabled: false, snpPolicy: 1n, state: 'launch-update', sevType: 'sev-snp' }, { policy: 8 })).code,
+      failure(() => checkSevInfo('demo', { enabled: false, snpPolicy: 1n, state: 'launch-update', sevType: 'sev-snp' }, { policy: 8 }))
+        .code,
     ).toBe('SUP_ERR_CHECK_SEV_DISABLED');
   });
 
