@@ -13,6 +13,7 @@ APT_PACKAGES=(
   openssl                                    # hashing baseline for benchmarks; SNP chain/signature cross-checks
   busybox-static cpio                        # the demo guest's tiny initramfs
   systemd                                    # systemd-analyze verify for the unit files
+  debootstrap                                # the QEMU 10 root (setup-qemu10-root.sh) and the Docker base
 )
 
 missing=()
@@ -29,6 +30,13 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The QEMU 10 root (trixie's QEMU and OVMF, for the SNP tests) in the background: it is mostly
+# downloading, so it overlaps npm ci and the test assets. Without it (no network, not root) setup
+# only warns: the QEMU 10 tests skip and say why.
+mkdir -p .cache
+bash scripts/setup-qemu10-root.sh >.cache/qemu10-root.log 2>&1 &
+qemu10_pid=$!
+
 # npm ci only when the lock file changed since the last install (npm ci wipes node_modules).
 lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [[ ! -f node_modules/.sevsup-lock-sum || "$(cat node_modules/.sevsup-lock-sum)" != "$lock_sum" ]]; then
@@ -40,3 +48,10 @@ echo "setup: building dist/"
 npm run --silent build
 
 bash scripts/setup-test-assets.sh
+
+if wait "$qemu10_pid"; then
+  tail -n 1 .cache/qemu10-root.log
+else
+  echo "setup: warning: no QEMU 10 root, so the QEMU 10 (SEV-SNP) tests will skip: $(tail -n 1 .cache/qemu10-root.log)" >&2
+  echo "setup: (full log: .cache/qemu10-root.log; retry: bash scripts/setup-qemu10-root.sh)" >&2
+fi

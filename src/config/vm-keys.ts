@@ -79,6 +79,18 @@ export const SUGGESTED_KEYS: readonly string[] = [
   ...Array.from({ length: MAX_DEVICE_INDEX + 1 }, (_, i) => `net${i}`),
 ];
 
+/**
+ * Proxmox keys for a writable firmware store (pflash VARS), refused with why: sevsup loads OVMF
+ * stateless with `-bios` (qemu/firmware.ts), and SEV-SNP cannot use pflash at all (snp-facts §1.2).
+ */
+export const FIRMWARE_STORE_KEYS: Readonly<Record<string, string>> = {
+  efidisk0:
+    'sevsup has no EFI vars disk (pflash VARS store): it loads OVMF stateless with -bios, because a VARS store is ' +
+    'never measured, so what it holds could change the guest behind its measurement; and SEV-SNP cannot use one at ' +
+    'all: QEMU copies SNP firmware into encrypted guest_memfd memory, which KVM cannot map read-only as pflash ' +
+    '(Proxmox refuses it for SNP too); remove the line (the firmware key names the one image, a combined OVMF.fd)',
+};
+
 export function isKnownKey(key: string): boolean {
   return SIMPLE_KEYS.includes(key) || DISK_KEY_PATTERN.test(key) || NET_KEY_PATTERN.test(key);
 }

@@ -5,7 +5,7 @@ import { SupervisorError } from '../errors.js';
 import type { VmSpec } from './vm-spec.js';
 import { indexKeyValueLines, quoteForMessage, type KeyValueLine } from './kv-file.js';
 import { didYouMean } from './suggest.js';
-import { isKnownKey, KNOWN_KEYS_TEXT, MAX_DEVICE_INDEX, SEV_KEYS, SUGGESTED_KEYS } from './vm-keys.js';
+import { FIRMWARE_STORE_KEYS, isKnownKey, KNOWN_KEYS_TEXT, MAX_DEVICE_INDEX, SEV_KEYS, SUGGESTED_KEYS } from './vm-keys.js';
 import { configError } from './vm-values.js';
 
 /** Structural checks in file order: unknown keys, both SEV spellings, duplicates. */
@@ -17,6 +17,8 @@ export function checkKeys(file: string, entries: readonly KeyValueLine[]): Map<s
       const kind = device[1] ?? '';
       throw configError('SUP_ERR_CONFIG_UNKNOWN_KEY', file, entry, `unknown key; use ${kind}0…${kind}${MAX_DEVICE_INDEX}`);
     }
+    const refused = FIRMWARE_STORE_KEYS[entry.key];
+    if (refused !== undefined) throw configError('SUP_ERR_CONFIG_UNSUPPORTED', file, entry, refused);
     if (!isKnownKey(entry.key)) {
       throw configError(
         'SUP_ERR_CONFIG_UNKNOWN_KEY',

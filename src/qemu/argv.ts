@@ -13,6 +13,7 @@ import { diskArgs, netArgs, type ArgGroup, type BackingLayer } from './devices.j
 import { assertQemuSafe, formatJsonOption, formatQemuOpts, type ValueOrigin } from './escape.js';
 import { FIRMWARE_OPTION, firmwarePath } from './firmware.js';
 import { resolveSevParams, sevGuestObject, SEV_OBJECT_ID } from './sev.js';
+import { SNP_MACHINE_PROPERTIES, snpGuestObject, snpLaunchParams, type SnpLaunchFiles } from './snp.js';
 
 export type { ArgGroup, BackingLayer } from './devices.js';
 
@@ -41,6 +42,8 @@ export interface QemuArgvInput {
    * below the disk. A qcow2 disk without an entry opens no backing file at all (`backing: null`).
    */
   readonly backingChains?: ReadonlyMap<number, readonly BackingLayer[]>;
+  /** An SNP guest's ID block, ID auth and host data as preflight read them (vm/snp-preflight.ts). */
+  readonly snp?: SnpLaunchFiles;
 }
 
 /** The machine type: q35 (PCIe, what OVMF AmdSev builds and libvirt's SEV tests use). */
@@ -86,12 +89,15 @@ export function buildQemuCommandLine(input: QemuArgvInput): readonly ArgGroup[] 
     ['-accel', 'kvm'],
     // dump-guest-core=off: a QEMU core dump (an abort, a crash) would otherwise hold guest RAM; the
     // launcher also sets a zero core limit (process/launcher.ts).
-    [
-      '-machine',
-      sev === null ? `${MACHINE_TYPE},${NO_GUEST_CORE}` : `${MACHINE_TYPE},${NO_GUEST_CORE},confidential-guest-support=${SEV_OBJECT_ID}`,
-    ],
+    ['-machine', [MACHINE_TYPE, NO_GUEST_CORE, ...machineSevProperties(sev)].join(',')],
   ];
-  if (sev !== null) groups.push(['-object', formatJsonOption(sevGuestObject(sev, spec))]);
+  if (sev?.type === 'snp') {
+    // The firmware is -bios (FIRMWARE_OPTION), the only way SNP can load it: copied into
+    // guest_memfd RAM and measured at the first run (snp-facts §1.2); argv never has pflash.
+    groups.push(['-object', formatJsonOption(snpGuestObject(snpLaunchParams(sev, input.snp)))]);
+  } else if (sev !== null) {
+    groups.push(['-object', formatJsonOption(sevGuestObject(sev, spec))]);
+  }
   if (!CPU_MODEL.test(spec.cpu)) {
     throw new SupervisorError(
       'SUP_ERR_CONFIG_BAD_VALUE',
@@ -162,13 +168,21 @@ export function buildQemuCommandLine(input: QemuArgvInput): readonly ArgGroup[] 
 
 /**
  * The QEMU argv for `input.spec`, without the binary. Starts paused (-S) with only the private
- * monitor, under `-accel kvm` alone; with SEV, the `sev-guest` object linked from the machine.
+ * monitor, under `-accel kvm` alone; with SEV, the `sev-guest` object linked from the machine;
+ * with SEV-SNP, the `sev-snp-guest` object (QEMU >= 9.1: the caller checks the version) and smm=off.
  * @throws SUP_ERR_SEV_BIOS_NOT_OVMF, SUP_ERR_SEV_UNSUPPORTED, SUP_ERR_SEV_ES_UNSUPPORTED (the seed's
  *   checks, in its order), SUP_ERR_SEV_HOST_PARAMS (cbitpos/reduced-phys-bits unknown),
- *   SUP_ERR_CONFIG_BAD_VALUE (a value QEMU could not receive unchanged).
+ *   SUP_ERR_CONFIG_BAD_VALUE (a value QEMU could not receive unchanged), SUP_ERR_SEV_SNP_UNSUPPORTED,
+ *   SUP_ERR_INTERNAL (an SNP file preflight did not read).
  */
 export function buildQemuArgv(input: QemuArgvInput): readonly string[] {
   return buildQemuCommandLine(input).flat();
+}
+
+/** The machine's link to the SEV object; SNP adds smm=off (QEMU 10: "SEV-SNP does not support SMM."). */
+function machineSevProperties(sev: ReturnType<typeof resolveSevParams>): readonly string[] {
+  if (sev === null) return [];
+  return sev.type === 'snp' ? SNP_MACHINE_PROPERTIES : [`confidential-guest-support=${SEV_OBJECT_ID}`];
 }
 
 function positiveInteger(value: number, origin: ValueOrigin): number {

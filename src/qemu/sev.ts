@@ -1,7 +1,7 @@
 // The SEV half of the command line: the seed's refusal rules and the `sev-guest` object.
 // Owns: the order and texts of the seed's checks (bios, SEV support, SEV-ES support) and where
 // cbitpos/reduced-phys-bits come from. Pure: no I/O. Must not: probe the host (caps are given).
-import type { VmSpec } from '../config/vm-spec.js';
+import type { SnpSpec, VmSpec } from '../config/vm-spec.js';
 import type { HostCaps } from '../host/host-caps.js';
 import { SupervisorError } from '../errors.js';
 import { encodePolicy } from '../sev/policy.js';
@@ -9,6 +9,14 @@ import { assertQemuSafe, type JsonOption } from './escape.js';
 
 /** The `-object` id the machine's confidential-guest-support property links to. */
 export const SEV_OBJECT_ID = 'sev0';
+
+/** An SNP guest's line with the host's values filled in; qemu/snp.ts builds its object (with preflight's files). */
+export interface SnpHostParams {
+  readonly type: 'snp';
+  readonly sev: SnpSpec;
+  readonly cbitpos: number;
+  readonly reducedPhysBits: number;
+}
 
 export interface SevLaunchParams {
   readonly type: 'std' | 'es';
@@ -20,13 +28,15 @@ export interface SevLaunchParams {
 
 /**
  * Apply the seed's checks in its order and work out the guest's SEV parameters; null without SEV.
+ * For SNP only the host's part (qemu/snp.ts builds the rest: its policy is 64-bit, its byte values
+ * come from preflight).
  * cbitpos and reduced-phys-bits come from the config when it overrides them, else from host caps
  * (libvirt qemuProcessUpdateSEVInfo does the same autofill).
  * @throws SUP_ERR_SEV_BIOS_NOT_OVMF, SUP_ERR_SEV_UNSUPPORTED, SUP_ERR_SEV_ES_UNSUPPORTED (seed texts),
- *   SUP_ERR_SEV_SNP_UNSUPPORTED (the seed's style), SUP_ERR_CONFIG_UNSUPPORTED for SNP (its launch is not built yet),
+ *   SUP_ERR_SEV_SNP_UNSUPPORTED (the seed's style),
  *   SUP_ERR_SEV_HOST_PARAMS when a value is known neither from the config nor from the host.
  */
-export function resolveSevParams(spec: VmSpec, caps: HostCaps): SevLaunchParams | null {
+export function resolveSevParams(spec: VmSpec, caps: HostCaps): SevLaunchParams | SnpHostParams | null {
   const sev = spec.sev;
   if (sev === undefined) return null;
   const details = { file: spec.source, key: sev.key };
@@ -44,17 +54,6 @@ export function resolveSevParams(spec: VmSpec, caps: HostCaps): SevLaunchParams 
     throw new SupervisorError('SUP_ERR_SEV_SNP_UNSUPPORTED', 'Your CPU does not support AMD SEV-SNP!', {
       details: { ...details, reason: caps.sevSnp.reason, source: caps.sevSnp.source },
     });
-  }
-  if (sev.type === 'snp') {
-    // The config, policy, digest and ID block are in place; the sev-snp-guest command line and the
-    // fail-closed SNP launch are not yet, so an SNP guest must not start (never as a SEV guest).
-    throw new SupervisorError(
-      'SUP_ERR_CONFIG_UNSUPPORTED',
-      `${spec.source}: ${sev.key}: type=snp: launching AMD SEV-SNP guests is not supported by this sevsup yet ` +
-        '(the sev-snp-guest command line and the SNP launch checks come next); `sevsup measure --mode snp` and ' +
-        '`sevsup id-block` already work for SNP guests launched by other means',
-      { details: { ...details, type: 'snp' } },
-    );
   }
   if (sev.type === 'es' && !caps.sevEs.supported) {
     throw new SupervisorError('SUP_ERR_SEV_ES_UNSUPPORTED', 'Your CPU does not support AMD SEV-ES!', {
@@ -78,6 +77,7 @@ export function resolveSevParams(spec: VmSpec, caps: HostCaps): SevLaunchParams 
       { details: { ...details, missing: missing.map((m) => m.name) } },
     );
   }
+  if (sev.type === 'snp') return { type: 'snp', sev, cbitpos, reducedPhysBits };
   return { type: sev.type, policy: encodePolicy(sev), cbitpos, reducedPhysBits, kernelHashes: sev.kernelHashes };
 }
 

@@ -1,14 +1,24 @@
 // The SEV-SNP half of the command line: the `sev-snp-guest` object (QEMU >= 9.1, qapi
-// SevSnpGuestProperties; snp-facts §1.1) and the machine properties SNP needs. Not yet wired into
-// argv.ts: the fail-closed SNP launch comes first (qemu/sev.ts refuses SNP guests until then).
+// SevSnpGuestProperties; snp-facts §1.1) and the machine properties SNP needs; qemu/argv.ts puts
+// them in place of the `sev-guest` object for `type=snp`.
 // Owns: property names and encodings (u64 policy, base64 byte values, the inverted vcek). Pure:
-// the ID block, ID auth and host data arrive already read and checked (by preflight).
+// the ID block, ID auth and host data arrive already read and checked (vm/snp-preflight.ts). None
+// of them is a secret, so argv may carry them: the ID block is a digest, ids, an SVN and the
+// policy; the ID auth holds signatures and public keys; host data is copied into every
+// attestation report the guest shows anyone.
 // Must not: carry sev-guest's launch-session properties (dh-cert-file, session-file, handle,
 // legacy-vm-type), which sev-snp-guest does not have.
 import { SupervisorError } from '../errors.js';
-import { snpPolicyProblems } from '../sev/snp-policy.js';
+import { snpPolicyFromConfig, snpPolicyProblems } from '../sev/snp-policy.js';
 import type { JsonOption } from './escape.js';
-import { SEV_OBJECT_ID } from './sev.js';
+import { SEV_OBJECT_ID, type SnpHostParams } from './sev.js';
+
+/** The SNP line's byte values as preflight read them (files) or the config gave them: base64, as QEMU takes them. */
+export interface SnpLaunchFiles {
+  readonly idBlock?: string;
+  readonly idAuth?: string;
+  readonly hostData?: string;
+}
 
 export interface SnpLaunchParams {
   readonly policy: bigint;
@@ -85,6 +95,37 @@ export function snpGuestObject(p: SnpLaunchParams): JsonOption {
   if (p.authorKey) object['author-key-enabled'] = true;
   if (p.vcekDisabled) object['vcek-disabled'] = true;
   return object;
+}
+
+/**
+ * The object's parameters for `host.sev`: the policy from the config, the host's cbitpos and
+ * reduced-phys-bits, and the byte values preflight read.
+ * @throws SUP_ERR_INTERNAL when the config names a file preflight did not read (a caller bug).
+ */
+export function snpLaunchParams(host: SnpHostParams, files: SnpLaunchFiles = {}): SnpLaunchParams {
+  const { sev } = host;
+  const unread = (
+    [
+      ['id-block', sev.idBlock !== undefined, files.idBlock],
+      ['id-auth', sev.idAuth !== undefined, files.idAuth],
+      ['host-data', sev.hostData !== undefined, files.hostData],
+    ] as const
+  ).filter(([, wanted, value]) => wanted && value === undefined);
+  if (unread.length > 0) {
+    throw new SupervisorError('SUP_ERR_INTERNAL', `SNP ${unread.map(([name]) => name).join(', ')} not read by preflight`);
+  }
+  return {
+    policy: snpPolicyFromConfig(sev),
+    cbitpos: host.cbitpos,
+    reducedPhysBits: host.reducedPhysBits,
+    kernelHashes: sev.kernelHashes,
+    ...(files.idBlock === undefined ? {} : { idBlock: files.idBlock }),
+    ...(files.idAuth === undefined ? {} : { idAuth: files.idAuth }),
+    authorKey: sev.authorKey,
+    ...(files.hostData === undefined ? {} : { hostData: files.hostData }),
+    ...(sev.guestVisibleWorkarounds === undefined ? {} : { guestVisibleWorkarounds: sev.guestVisibleWorkarounds }),
+    vcekDisabled: !sev.vcek,
+  };
 }
 
 /** Machine properties for SNP: the object link, and SMM off (QEMU: "SEV-SNP does not support SMM."). */

@@ -402,6 +402,7 @@ export class VmLifecycle {
       },
       ...(this.#o.qemuOptions === undefined ? {} : { options: this.#o.qemuOptions }),
       backingChains: this.#preflight.disks,
+      ...(this.#preflight.snp === undefined ? {} : { snp: this.#preflight.snp }),
     });
     this.#abort.signal.throwIfAborted();
     this.#g.proc = await this.#deps.launch({

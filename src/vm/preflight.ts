@@ -1,6 +1,7 @@
 // Checks on the files a VM will boot from, before any QEMU starts: the firmware image (readable,
 // pinned sha256, a kernel-hashes area QEMU will accept, an SEV-ES reset address), the kernel and
-// initrd, the owner's launch session files, and each disk's backing chain (vm/disk-chain.ts).
+// initrd, the owner's launch session files, each disk's backing chain (vm/disk-chain.ts), and for
+// SEV-SNP the firmware's SNP metadata and the SNP line's files (vm/snp-preflight.ts).
 // Owns: turning "QEMU would refuse this at start-up" into a clear error that names the config file,
 // the key, the image and what to use instead. Must not: spawn anything, build argv, or judge the
 // host (qemu/argv.ts applies the seed's host checks).
@@ -24,8 +25,8 @@ export interface Preflight {
   readonly firmware: FirmwareInfo | null;
   /** Each disk's checked backing chain: what the argv states (QemuArgvInput.backingChains). */
   readonly disks: DiskChains;
-  /** SEV-SNP: the firmware checked for SNP, and the ID block, ID auth and host data read (base64); null otherwise. */
-  readonly snp: SnpLaunchFiles | null;
+  /** For an SNP guest: its ID block, ID auth and host data, read (QemuArgvInput.snp). */
+  readonly snp?: SnpLaunchFiles;
 }
 
 /**
@@ -34,8 +35,8 @@ export interface Preflight {
  * @throws SUP_ERR_FIRMWARE_READ, SUP_ERR_FIRMWARE_TABLE_INVALID, SUP_ERR_FIRMWARE_HASH_MISMATCH,
  *   SUP_ERR_FIRMWARE_NO_HASHES_AREA, SUP_ERR_FIRMWARE_NO_SEV_INFO, SUP_ERR_KERNEL_READ
  *   (kernel/initrd), SUP_ERR_CONFIG_BAD_VALUE (launch session files), SUP_ERR_DISK_READ,
- *   SUP_ERR_DISK_CHAIN_REFUSED (disks and their backing chains); for SEV-SNP, snpPreflight's
- *   SUP_ERR_FIRMWARE_SNP and SUP_ERR_CONFIG_BAD_VALUE.
+ *   SUP_ERR_DISK_CHAIN_REFUSED (disks and their backing chains), and for SNP SUP_ERR_FIRMWARE_SNP and
+ *   SUP_ERR_CONFIG_BAD_VALUE (its files).
  */
 export async function preflight(spec: VmSpec): Promise<Preflight> {
   const firmware = await checkFirmware(spec);
@@ -46,8 +47,8 @@ export async function preflight(spec: VmSpec): Promise<Preflight> {
     await checkReadable(spec, 'launch dh-cert', spec.launch.dhCert, 'SUP_ERR_CONFIG_BAD_VALUE');
     await checkReadable(spec, 'launch session', spec.launch.session, 'SUP_ERR_CONFIG_BAD_VALUE');
   }
-  const snp = spec.sev?.type === 'snp' ? await snpPreflight(spec, spec.sev) : null;
-  return { firmware, disks: await readDiskChains(spec), snp };
+  const snp = spec.sev?.type === 'snp' ? await snpPreflight(spec, spec.sev) : undefined;
+  return { firmware, disks: await readDiskChains(spec), ...(snp === undefined ? {} : { snp }) };
 }
 
 async function checkFirmware(spec: VmSpec): Promise<FirmwareInfo | null> {
@@ -87,7 +88,8 @@ async function checkFirmware(spec: VmSpec): Promise<FirmwareInfo | null> {
 
   const sev = spec.sev;
   if (sev === undefined) return info;
-  if (sev.kernelHashes && !isUsableHashesArea(info.table.hashesArea)) {
+  // SNP's checks (vm/snp-preflight.ts) name this and what else SNP needs from the firmware at once.
+  if (sev.type !== 'snp' && sev.kernelHashes && !isUsableHashesArea(info.table.hashesArea)) {
     const reason = describeHashesAreaProblem(info.table.hashesArea);
     throw new SupervisorError(
       'SUP_ERR_FIRMWARE_NO_HASHES_AREA',

@@ -1,22 +1,20 @@
 // SEV-SNP checks on the files a guest boots from, before any QEMU starts: the -bios image
 // (sev/snp-firmware-checks.ts says what QEMU 10 would refuse or mishandle) and the files the SNP
 // line names (ID block, ID auth, host data), read and turned into the base64 values the
-// sev-snp-guest object takes (qemu/snp.ts). preflight.ts calls it for every SNP guest. Owns: the messages (config file, key, path, what to do).
+// sev-snp-guest object takes (qemu/snp.ts); vm/preflight.ts calls it for `type=snp`.
+// Owns: the messages (config file, key, path, what to do).
 // Must not: spawn anything or build argv.
 import { readFile } from 'node:fs/promises';
 import { readSnpFirmware } from '../attestation/snp-inputs.js';
 import type { SnpSpec, VmSpec } from '../config/vm-spec.js';
 import { SupervisorError } from '../errors.js';
 import { firmwarePath } from '../qemu/firmware.js';
+import type { SnpLaunchFiles } from '../qemu/snp.js';
 import { snpFirmwareProblems } from '../sev/snp-firmware-checks.js';
 import { ID_AUTH_BYTES, ID_BLOCK_BYTES } from '../sev/snp-id-block.js';
 import { describeIoError } from '../util/io-error.js';
 
-export interface SnpLaunchFiles {
-  readonly idBlock?: string;
-  readonly idAuth?: string;
-  readonly hostData?: string;
-}
+export type { SnpLaunchFiles } from '../qemu/snp.js';
 
 /** A small file the SNP line names: raw bytes of the exact size, or their base64 text (what `sevsup id-block` writes). */
 async function readBytesFile(
@@ -74,7 +72,7 @@ export async function snpPreflight(spec: VmSpec, sev: SnpSpec): Promise<SnpLaunc
       },
     );
   }
-  const files: { idBlock?: string; idAuth?: string; hostData?: string } = {};
+  const files: { -readonly [K in keyof SnpLaunchFiles]: SnpLaunchFiles[K] } = {};
   if (sev.idBlock !== undefined) files.idBlock = await readBytesFile(spec, sev, 'id-block', sev.idBlock, { exact: ID_BLOCK_BYTES });
   if (sev.idAuth !== undefined) files.idAuth = await readBytesFile(spec, sev, 'id-auth', sev.idAuth, { max: ID_AUTH_BYTES });
   if (sev.hostData?.kind === 'file') files.hostData = await readBytesFile(spec, sev, 'host-data-file', sev.hostData.path, { exact: 32 });

@@ -17,6 +17,20 @@ export const DEBIAN_OVMF = '/usr/share/ovmf/OVMF.fd';
 export const VALIDATOR = '/usr/bin/virt-qemu-sev-validate';
 export const PYTHON = '/usr/bin/python3';
 export const REAL_QEMU = '/usr/bin/qemu-system-x86_64';
+/**
+ * A Debian trixie root with QEMU 10 and trixie's OVMF (scripts/setup-qemu10-root.sh, which setup
+ * runs); SEVSUP_QEMU10_ROOT names another one.
+ */
+export const QEMU10_ROOT = process.env['SEVSUP_QEMU10_ROOT'] ?? join(REPO, '.cache', 'qemu10-root');
+
+/** Why QEMU 10 cannot run from QEMU10_ROOT here, or null. */
+export function qemu10Unavailable(): string | null {
+  if (!existsSync(join(QEMU10_ROOT, 'usr', 'bin', 'qemu-system-x86_64'))) {
+    return `no QEMU 10 root at ${QEMU10_ROOT} (setup warned why; make it with: bash scripts/setup-qemu10-root.sh)`;
+  }
+  if (process.getuid?.() !== 0) return 'running QEMU 10 in its root needs root (unshare -m, chroot)';
+  return null;
+}
 
 /** Why a suite cannot run here, or null: `bundle` (dist/bundle/<bundle>) must be built, `paths` present. */
 export function missingBuildOrAssets(bundle: string, paths: readonly string[]): string | null {

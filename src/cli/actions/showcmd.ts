@@ -45,6 +45,7 @@ export async function runShowcmd(ref: string, opts: ShowcmdCliOptions): Promise<
       ...(opts.runas === undefined ? {} : { runAs: opts.runas }),
     },
     backingChains: checked.disks,
+    ...(checked.snp === undefined ? {} : { snp: checked.snp }),
   });
   if (opts.json === true) printJson([binary, ...groups.flat()]);
   else process.stdout.write(formatCommandLine(binary, groups));

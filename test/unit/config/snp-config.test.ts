@@ -141,6 +141,16 @@ describe('the SNP line', () => {
     expect(catchSupervisorError(() => parseVmConfig(`${line}\n`, FILE))).toMatchObject({ code, message });
   });
 
+  it('refuses an EFI vars disk (pflash), saying why, SNP first among the reasons', () => {
+    const error = catchSupervisorError(() => parseVmConfig('amd-sev: type=snp\nefidisk0: local:vm-100-disk-0,size=4M\n', FILE));
+    expect(error.code).toBe('SUP_ERR_CONFIG_UNSUPPORTED');
+    expect(error.message).toMatch(
+      /^\/vms\/g\.conf:2: efidisk0: sevsup has no EFI vars disk \(pflash VARS store\): it loads OVMF stateless with -bios/,
+    );
+    expect(error.message).toContain('SEV-SNP cannot use one at all');
+    expect(error.details).toEqual({ file: FILE, line: 2, key: 'efidisk0' });
+  });
+
   it('refuses a launch session with SNP, saying why', () => {
     const error = catchSupervisorError(() => parseVmConfig('amd_sev: snp\nlaunch: dh-cert=a,session=b\n', FILE));
     expect(error.code).toBe('SUP_ERR_CONFIG_CONFLICT');
@@ -148,21 +158,19 @@ describe('the SNP line', () => {
   });
 });
 
-describe('an SNP guest before the SNP launch exists', () => {
-  it('is refused by the argv builder (never launched as a SEV guest)', async () => {
+describe('an SNP guest in the argv builder', () => {
+  it('is never launched as a SEV guest: no SNP on the host is refused, SNP gets sev-snp-guest', async () => {
     const { resolveSevParams } = await import('../../../src/qemu/sev.js');
     const { SIMULATED_HOST_CAPS } = await import('../../../src/host/simulated.js');
     const spec = parseVmConfig('amd-sev: type=snp,no-debug=1\nfirmware: /fw.fd\n', FILE);
-    // The seed's style for a host without SNP first (the simulated platform does not model SNP) …
+    // The seed's style for a host without SNP (the simulated platform's caps do not claim SNP) …
     expect(catchSupervisorError(() => resolveSevParams(spec, SIMULATED_HOST_CAPS))).toMatchObject({
       code: 'SUP_ERR_SEV_SNP_UNSUPPORTED',
       message: 'Your CPU does not support AMD SEV-SNP!',
     });
-    // … and on a host with SNP, the launch that does not exist yet.
+    // … and on a host with SNP, the SNP parameters (qemu/snp.ts builds the sev-snp-guest object).
     const snpHost = { ...SIMULATED_HOST_CAPS, sevSnp: { supported: true, reason: 'supported: test', source: 'test' } };
-    const error = catchSupervisorError(() => resolveSevParams(spec, snpHost));
-    expect(error.code).toBe('SUP_ERR_CONFIG_UNSUPPORTED');
-    expect(error.message).toMatch(/^\/vms\/g\.conf: amd-sev: type=snp: launching AMD SEV-SNP guests is not supported by this sevsup yet/);
+    expect(resolveSevParams(spec, snpHost)).toMatchObject({ type: 'snp', cbitpos: 47, reducedPhysBits: 1 });
   });
 });
 

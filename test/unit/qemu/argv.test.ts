@@ -10,13 +10,11 @@ import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { isSupervisorError, type ErrorCode } from '../../../src/errors.js';
 import { buildQemuArgv, buildQemuCommandLine, type QemuArgvInput } from '../../../src/qemu/argv.js';
 import { vmRunPaths } from '../../../src/process/run-dir.js';
+import type { SnpLaunchFiles } from '../../../src/qemu/snp.js';
+import { AMDSEV_FW, FW, ID_FILES, KERNEL, SNP_SCENARIOS } from '../../support/snp-argv-scenarios.js';
 
-/** SEV and SEV-ES supported, cbitpos 47, reduced-phys-bits 1 (each test changes what it needs). */
-const CAPS: HostCaps = SIMULATED_HOST_CAPS;
-
-const FW = 'firmware: /usr/share/ovmf/OVMF.fd';
-const KERNEL = ['kernel: /srv/boot/vmlinuz', 'initrd: /srv/boot/initrd.img', 'cmdline: console=ttyS0 root=/dev/vda1'];
-const AMDSEV_FW = 'firmware: /srv/fw/OVMF.amdsev.fd';
+/** SEV, SEV-ES and SEV-SNP supported, cbitpos 47, reduced-phys-bits 1 (each test changes what it needs). */
+const CAPS: HostCaps = { ...SIMULATED_HOST_CAPS, sevSnp: { supported: true, reason: 'supported: test host', source: 'test' } };
 
 /** Config text per scenario; every scenario is one golden file. */
 interface Scenario {
@@ -25,6 +23,8 @@ interface Scenario {
   readonly patch?: (spec: VmSpec) => VmSpec;
   readonly options?: QemuArgvInput['options'];
   readonly backingChains?: QemuArgvInput['backingChains'];
+  /** What preflight read for an SNP guest (vm/snp-preflight.ts). */
+  readonly snp?: SnpLaunchFiles;
 }
 
 const SCENARIOS: Record<string, Scenario> = {
@@ -72,6 +72,7 @@ const SCENARIOS: Record<string, Scenario> = {
     lines: ['amd_sev: type=std'],
     patch: (spec) => ({ ...spec, firmware: { path: '/srv/fw dir/OVMF, AmdSev,,v2.fd' } }),
   },
+  ...SNP_SCENARIOS,
   'cmdline-commas-quotes': {
     lines: [
       'bios: ovmf',
@@ -86,7 +87,12 @@ function specFor(name: string, lines: readonly string[], patch?: Scenario['patch
   return patch === undefined ? spec : patch(spec);
 }
 
-function inputFor(spec: VmSpec, options?: QemuArgvInput['options'], backingChains?: QemuArgvInput['backingChains']): QemuArgvInput {
+function inputFor(
+  spec: VmSpec,
+  options?: QemuArgvInput['options'],
+  backingChains?: QemuArgvInput['backingChains'],
+  snp?: SnpLaunchFiles,
+): QemuArgvInput {
   const paths = vmRunPaths('/run/sevsup', spec.name);
   return {
     spec,
@@ -98,6 +104,7 @@ function inputFor(spec: VmSpec, options?: QemuArgvInput['options'], backingChain
     },
     ...(options === undefined ? {} : { options }),
     ...(backingChains === undefined ? {} : { backingChains }),
+    ...(snp === undefined ? {} : { snp }),
   };
 }
 
@@ -118,9 +125,9 @@ async function expectGolden(scenario: string, argv: readonly string[]): Promise<
 }
 
 describe('buildQemuArgv golden files', () => {
-  for (const [scenario, { lines, patch, options, backingChains }] of Object.entries(SCENARIOS)) {
+  for (const [scenario, { lines, patch, options, backingChains, snp }] of Object.entries(SCENARIOS)) {
     it(scenario, async () => {
-      const argv = buildQemuArgv(inputFor(specFor('vm1', lines, patch), options, backingChains));
+      const argv = buildQemuArgv(inputFor(specFor('vm1', lines, patch), options, backingChains, snp));
       await expectGolden(scenario, argv);
     });
   }
@@ -133,9 +140,9 @@ describe('buildQemuArgv golden files', () => {
 });
 
 describe('buildQemuArgv invariants', () => {
-  const all = Object.entries(SCENARIOS).map(([scenario, { lines, patch, options }]) => {
+  const all = Object.entries(SCENARIOS).map(([scenario, { lines, patch, options, snp }]) => {
     const spec = specFor('vm1', lines, patch);
-    return { scenario, spec, argv: buildQemuArgv(inputFor(spec, options)) };
+    return { scenario, spec, argv: buildQemuArgv(inputFor(spec, options, undefined, snp)) };
   });
 
   it.each(all)('$scenario: paused, KVM alone, no pflash or -drive, private monitor', ({ argv }) => {
@@ -154,6 +161,13 @@ describe('buildQemuArgv invariants', () => {
     if (spec.sev === undefined) {
       expect(machine).toBe('q35,dump-guest-core=off');
       expect(objects).toEqual([]);
+    } else if (spec.sev.type === 'snp') {
+      expect(machine).toBe('q35,dump-guest-core=off,confidential-guest-support=sev0,smm=off');
+      expect(objects).toHaveLength(1);
+      expect(objects[0]).toMatchObject({ 'qom-type': 'sev-snp-guest', id: 'sev0' });
+      // sev-guest's launch-session properties do not exist on sev-snp-guest.
+      for (const name of ['dh-cert-file', 'session-file', 'handle', 'legacy-vm-type']) expect(objects[0]).not.toHaveProperty(name);
+      expect(argv[argv.indexOf('-bios') + 1]).toMatch(/\.fd$/);
     } else {
       expect(machine).toBe('q35,dump-guest-core=off,confidential-guest-support=sev0');
       expect(objects).toHaveLength(1);
@@ -333,5 +347,31 @@ describe('values that cannot reach QEMU unchanged', () => {
     expect(errorOf(() => buildQemuArgv(inputFor({ ...plain, memory: 1.5 }))).message).toBe(
       '/etc/sevsup/vms/vm1.conf: memory: 1.5 is not a positive whole number',
     );
+  });
+});
+
+describe('SEV-SNP refusals in the argv builder', () => {
+  const snpSpec = (line: string): VmSpec => specFor('vm1', [line, FW]);
+
+  it("refuses SNP on a host without it, in the seed's style", () => {
+    const noSnp = { ...CAPS, sevSnp: { supported: false, reason: 'not supported, because kvm_amd sev_snp=N', source: 'probe:kvm_amd' } };
+    const error = errorOf(() => buildQemuArgv({ ...inputFor(snpSpec('amd-sev: type=snp')), caps: noSnp }));
+    expect(error.code).toBe('SUP_ERR_SEV_SNP_UNSUPPORTED');
+    expect(error.message).toBe('Your CPU does not support AMD SEV-SNP!');
+    expect(error.details).toMatchObject({ key: 'amd-sev', reason: 'not supported, because kvm_amd sev_snp=N' });
+  });
+
+  it('refuses SNP without OVMF first, as for SEV (SNP firmware is -bios only)', () => {
+    const error = errorOf(() => buildQemuArgv(inputFor({ ...snpSpec('amd-sev: type=snp'), bios: 'seabios' })));
+    expect(error.code).toBe('SUP_ERR_SEV_BIOS_NOT_OVMF');
+  });
+
+  it.each([
+    [`amd-sev: type=snp,${ID_FILES}`, 'id-block, id-auth'],
+    ['amd-sev: type=snp,host-data-file=/srv/hd', 'host-data'],
+  ])('never builds an object without the files the line names (%s)', (line, names) => {
+    const error = errorOf(() => buildQemuArgv(inputFor(snpSpec(line))));
+    expect(error.code).toBe('SUP_ERR_INTERNAL');
+    expect(error.message).toBe(`SNP ${names} not read by preflight`);
   });
 });

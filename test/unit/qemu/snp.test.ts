@@ -4,15 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { hasCode } from '../../../src/errors.js';
 import { formatJsonOption } from '../../../src/qemu/escape.js';
 import { SNP_MACHINE_PROPERTIES, snpGuestObject, type SnpLaunchParams } from '../../../src/qemu/snp.js';
+import { PLAIN_SNP_PARAMS } from '../../support/snp-argv-scenarios.js';
 
-const base: SnpLaunchParams = {
-  policy: 0x30000n,
-  cbitpos: 51,
-  reducedPhysBits: 1,
-  kernelHashes: false,
-  authorKey: false,
-  vcekDisabled: false,
-};
+const base: SnpLaunchParams = PLAIN_SNP_PARAMS;
 const b64 = (n: number, fill = 1): string => Buffer.alloc(n, fill).toString('base64');
 
 describe('snpGuestObject', () => {

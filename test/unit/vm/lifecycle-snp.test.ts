@@ -1,5 +1,5 @@
 // The SEV-SNP launch on real processes and sockets: test/fixtures/bin/fake-qemu.mjs, spawned by the
-// real launcher with a `sev-snp-guest` object, answers QEMU 10's SNP QMP on the real monitor socket;
+// real launcher with the real argv builder's `sev-snp-guest` object, answers QEMU 10's SNP QMP on the real monitor socket;
 // the real QMP client, preflight (an SNP-shaped firmware image), digest, record builder and record
 // store run. Each scenario asserts the commands the fake received: `cont` never reaches QEMU on a
 // failed check or an unwritten record, query-sev-launch-measure and secret injection never at all.
@@ -11,15 +11,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { computeSnpExpectedDigest } from '../../../src/attestation/snp-inputs.js';
 import { parseSnpReferenceValues } from '../../../src/attestation/snp-reference-values.js';
 import type { SnpSpec, VmSpec } from '../../../src/config/vm-spec.js';
-import { buildQemuArgv, type QemuArgvInput } from '../../../src/qemu/argv.js';
-import { snpGuestObject } from '../../../src/qemu/snp.js';
+import type { HostCaps } from '../../../src/host/host-caps.js';
+import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { buildIdAuth, buildIdBlock } from '../../../src/sev/snp-id-block.js';
 import { snpPolicyFromConfig } from '../../../src/sev/snp-policy.js';
 import { cpuSignature } from '../../../src/sev/vmsa.js';
 import { VmLifecycle } from '../../../src/vm/lifecycle.js';
 import type { LifecycleOptions } from '../../../src/vm/lifecycle-options.js';
 import { SNP_QEMU_GUEST_FEATURES, parseSnpRecord } from '../../../src/vm/snp-record.js';
-import { snpPreflight, type SnpLaunchFiles } from '../../../src/vm/snp-preflight.js';
 import type { LifecycleEventRecord } from '../../../src/vm/types.js';
 import { fakeQemuCommands, fakeQemuLaunch, names, startFailure, waitFor } from '../../support/lifecycle-rig.js';
 import { buildSnpImage, SECTION } from '../../support/ovmf-images.js';
@@ -92,31 +91,6 @@ function spec(sev: Partial<SnpSpec> = {}, over: Partial<VmSpec> = {}): VmSpec {
   };
 }
 
-/**
- * The command line: buildQemuArgv for the guest without SEV (its SNP wiring is another change's), plus
- * the real `sev-snp-guest` object from qemu/snp.ts with the values preflight read.
- */
-function snpArgv(input: QemuArgvInput & { readonly snp: SnpLaunchFiles }): readonly string[] {
-  const { sev, ...plain } = input.spec;
-  if (sev?.type !== 'snp') throw new Error('not an SNP spec');
-  const argv = buildQemuArgv({ ...input, spec: plain });
-  return [
-    ...argv,
-    '-object',
-    JSON.stringify(
-      snpGuestObject({
-        policy: snpPolicyFromConfig(sev),
-        cbitpos: 51,
-        reducedPhysBits: 1,
-        kernelHashes: sev.kernelHashes,
-        authorKey: sev.authorKey,
-        vcekDisabled: !sev.vcek,
-        ...input.snp,
-      }),
-    ),
-  ];
-}
-
 /** What `sevsup measure --mode snp` gives for the test guest's inputs (no kernel, 2 vCPUs of the fake's signature). */
 function expectedDigest(): ReturnType<typeof computeSnpExpectedDigest> {
   return computeSnpExpectedDigest({
@@ -127,6 +101,12 @@ function expectedDigest(): ReturnType<typeof computeSnpExpectedDigest> {
     vmmType: 'QEMU',
   });
 }
+
+/** The simulated host, with SEV-SNP: the fake QEMU answers as an SNP host would. */
+const SNP_CAPS: HostCaps = {
+  ...SIMULATED_HOST_CAPS,
+  sevSnp: { supported: true, reason: 'supported: the fake QEMU of this test answers as an SNP host', source: 'test' },
+};
 
 interface Harness {
   readonly lifecycle: VmLifecycle;
@@ -139,11 +119,10 @@ async function harness(scenario: object, vmSpec: VmSpec = spec(), over: Partial<
   const dir = join(root, String(n++));
   const commandLog = join(dir, 'commands.jsonl');
   const stateDir = join(dir, 'state');
-  const files = await snpPreflight(vmSpec, vmSpec.sev as SnpSpec);
   const lifecycle = new VmLifecycle({
     spec: vmSpec,
     ...fakeQemuLaunch(scenario, commandLog),
-    argv: (input) => snpArgv({ ...input, snp: files }),
+    caps: SNP_CAPS,
     runDir: join(dir, 'run'),
     stateDir,
     powerdownTimeoutMs: 2000,

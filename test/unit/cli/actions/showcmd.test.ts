@@ -11,6 +11,9 @@ import { parseVmConfig } from '../../../../src/config/vm-config.js';
 import { SIMULATED_HOST_CAPS } from '../../../../src/host/simulated.js';
 import { buildQemuArgv } from '../../../../src/qemu/argv.js';
 import { AMDSEV_LIKE_IMAGE, DEBIAN_LIKE_IMAGE } from '../../../support/ovmf-image.js';
+import { buildSnpImage } from '../../../support/ovmf-images.js';
+
+const GENOA_CAPS = new URL('../../../fixtures/host-caps/proxmox-epyc-genoa.json', import.meta.url).pathname;
 
 let dir: string;
 const file = (name: string): string => join(dir, name);
@@ -128,6 +131,60 @@ describe('sevsup showcmd', () => {
       `sevsup: ${file('hashes-debian.conf')}: amd_sev: kernel-hashes=1, but QEMU would refuse the firmware ${file('debian.fd')}: ` +
         '"SEV: guest firmware hashes table area is invalid (base=0x0 size=0x0)"; use an OVMF AmdSev build ' +
         '(OvmfPkg/AmdSev/AmdSevX64.dsc; Debian ships none) and point the firmware key at it [SUP_ERR_FIRMWARE_NO_HASHES_AREA]\n',
+    );
+  });
+
+  it("prints an SNP guest's sev-snp-guest object, with the files its line names read, when qemu: names QEMU >= 9.1", async () => {
+    // A QEMU that only answers -version, as 10.0 does: showcmd asks nothing else (it starts nothing).
+    const qemu = file('qemu-10');
+    await writeFile(qemu, '#!/bin/sh\necho "QEMU emulator version 10.0.13 (Debian 1:10.0.13+ds-0+deb13u1)"\n', { mode: 0o755 });
+    await writeFile(
+      file('snp.fd'),
+      buildSnpImage({
+        sections: [
+          [0x800000, 0x1000, 1],
+          [0x801000, 0x1000, 2],
+          [0x802000, 0x1000, 3],
+        ],
+      }),
+    );
+    await writeFile(file('snp.idblock'), Buffer.alloc(96, 7).toString('base64'));
+    await writeFile(file('snp.idauth'), Buffer.alloc(4096, 9));
+    await writeFile(
+      file('snp.conf'),
+      [`qemu: ${qemu}`, `firmware: ${file('snp.fd')}`, 'amd-sev: type=snp,no-debug=1,id-block=snp.idblock,id-auth=snp.idauth', ''].join(
+        '\n',
+      ),
+    );
+    const { code, stdout, stderr } = await cli('showcmd', file('snp.conf'), '--json', '--host-caps', GENOA_CAPS, '--run-dir', '/run/sv');
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    const argv = JSON.parse(stdout) as string[];
+    expect(argv[0]).toBe(qemu);
+    expect(argv[argv.indexOf('-machine') + 1]).toBe('q35,dump-guest-core=off,confidential-guest-support=sev0,smm=off');
+    expect(JSON.parse(argv[argv.indexOf('-object') + 1] ?? '')).toEqual({
+      'qom-type': 'sev-snp-guest',
+      id: 'sev0',
+      cbitpos: 51,
+      'reduced-phys-bits': 1,
+      policy: 0x30000,
+      'id-block': Buffer.alloc(96, 7).toString('base64'),
+      'id-auth': Buffer.alloc(4096, 9).toString('base64'),
+    });
+    expect(argv[argv.indexOf('-bios') + 1]).toBe(file('snp.fd'));
+
+    // The same VM on Debian 12's QEMU 7.2 (no qemu: key): refused before anything else.
+    await writeFile(file('snp72.conf'), [`firmware: ${file('snp.fd')}`, 'amd-sev: type=snp', ''].join('\n'));
+    const old = await cli('showcmd', file('snp72.conf'), '--host-caps', GENOA_CAPS, '--qemu', file('qemu-7.2'));
+    await writeFile(file('qemu-7.2'), '#!/bin/sh\necho "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"\n', {
+      mode: 0o755,
+    });
+    const refused = await cli('showcmd', file('snp72.conf'), '--host-caps', GENOA_CAPS, '--qemu', file('qemu-7.2'));
+    expect(old.stderr).toBe(`sevsup: QEMU ${file('qemu-7.2')} was not found; SEV-SNP needs QEMU >= 9.1 [SUP_ERR_SEV_SNP_QEMU]\n`);
+    expect({ code: refused.code, stdout: refused.stdout }).toEqual({ code: old.code, stdout: '' });
+    expect(refused.stderr).toBe(
+      `sevsup: SEV-SNP needs QEMU >= 9.1 (the sev-snp-guest object), but ${file('qemu-7.2')} is QEMU 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3); ` +
+        "install QEMU 9.1 or newer (Debian 13 trixie's qemu-system-x86 has 10.0) and name it with the VM config's 'qemu:' key " +
+        "or the daemon's 'qemu:' key [SUP_ERR_SEV_SNP_QEMU]\n",
     );
   });
 
