@@ -136,21 +136,15 @@ export function buildIdAuth(idBlock: Uint8Array, idKey: KeyObject, authorKey?: K
 /** Where the parts of an ID auth are, for verifiers and tests. */
 export const ID_AUTH_OFFSETS = AUTH;
 
-/** An ID block's fields, as the firmware reads them at SNP_LAUNCH_FINISH. */
-export interface IdBlockView {
-  readonly launchDigest: Buffer;
-  readonly familyId: Buffer;
-  readonly imageId: Buffer;
+// Section: reading them back (the SNP launch record, the simulated firmware's LAUNCH_FINISH, verifiers) ----
+
+/** The fields of a 96-byte ID block, as LAUNCH_FINISH reads them. */
+export interface ParsedIdBlock extends IdBlockFields {
   readonly version: number;
-  readonly guestSvn: number;
-  readonly policy: bigint;
 }
 
-/**
- * Read a 96-byte ID block (the inverse of buildIdBlock).
- * @throws SUP_ERR_USAGE for a block that is not 96 bytes.
- */
-export function parseIdBlock(block: Uint8Array): IdBlockView {
+/** @throws SUP_ERR_USAGE when `block` is not 96 bytes. */
+export function parseIdBlock(block: Uint8Array): ParsedIdBlock {
   if (block.length !== ID_BLOCK_BYTES)
     throw new SupervisorError('SUP_ERR_USAGE', `the ID block is ${ID_BLOCK_BYTES} bytes, got ${block.length}`);
   const b = Buffer.from(block);

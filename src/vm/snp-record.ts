@@ -144,12 +144,13 @@ export function buildSnpRecord(i: SnpRecordInputs): SnpLaunchRecord {
     const authBytes = Buffer.from(i.idBlock.auth, 'base64');
     const view = parseIdBlock(blockBytes);
     const keys = idAuthKeyDigests(authBytes);
+    const hexOf = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
     idBlock = {
-      launchDigest: view.launchDigest.toString('hex'),
-      matchesExpected: view.launchDigest.equals(d.digest) && view.policy === i.reported.snpPolicy,
+      launchDigest: hexOf(view.launchDigest),
+      matchesExpected: Buffer.from(view.launchDigest).equals(d.digest) && view.policy === i.reported.snpPolicy,
       policy: `0x${view.policy.toString(16)}`,
-      familyId: view.familyId.toString('hex'),
-      imageId: view.imageId.toString('hex'),
+      familyId: hexOf(view.familyId),
+      imageId: hexOf(view.imageId),
       guestSvn: view.guestSvn,
       idKeyDigest: keys.idKeyDigest.toString('hex'),
       authorKeyDigest: keys.authorKeyDigest?.toString('hex') ?? null,
