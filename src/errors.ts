@@ -157,6 +157,9 @@ export const ERRORS = {
   SUP_ERR_MIGRATE_TARGET: def('a stopped guest is moved offline to a local directory', 400, EXIT.usage),
   SUP_ERR_MIGRATE_FAILED: def('the offline move failed', 500, EXIT.failure),
 
+  // --- simulated platform: sim-only requests ------------------------------------------------------
+  SUP_ERR_SIM_ONLY: def('this request exists only on the simulated platform', 409, EXIT.refused),
+
   // --- anything else ----------------------------------------------------------------------------
   SUP_ERR_INTERNAL: def('internal error', 500, EXIT.internal),
 } as const satisfies Record<string, ErrorDef>;

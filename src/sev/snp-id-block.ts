@@ -4,7 +4,7 @@
 // Owns: both layouts, AMD's ECDSA P-384 public-key (1028 bytes) and signature (512 bytes, R and S
 // little-endian in 72 bytes each) encodings, and the key digests reports carry. Pure (node:crypto
 // signing on KeyObjects); must not read key files (the CLI does) or put key bytes in messages.
-import { createHash, sign, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { SupervisorError } from '../errors.js';
 import { SNP_LAUNCH_DIGEST_BYTES } from './snp-launch-digest.js';
 
@@ -177,4 +177,72 @@ export function idAuthKeyDigests(idAuth: Uint8Array): { readonly idKeyDigest: Bu
     idKeyDigest: digest(AUTH.idKey),
     authorKeyDigest: auth.readUInt32LE(AUTH.authorKeyAlgo) === 0 ? null : digest(AUTH.authorKey),
   };
+}
+
+/** A 72-byte little-endian field as a 48-byte big-endian value; null when its high bytes are not zero. */
+function fromLe72(le: Uint8Array): Buffer | null {
+  if (le.subarray(P384_BYTES, COMPONENT_BYTES).some((x) => x !== 0)) return null;
+  return Buffer.from(le.subarray(0, P384_BYTES)).reverse();
+}
+
+/** AMD's 1028-byte public-key structure as a P-384 KeyObject; null unless curve 2 with a point on the curve. */
+export function snpPublicKeyFromBytes(raw: Uint8Array): KeyObject | null {
+  if (raw.length < SNP_KEY_BYTES) return null;
+  const b = Buffer.from(raw.subarray(0, SNP_KEY_BYTES));
+  if (b.readUInt32LE(0) !== CURVE_P384) return null;
+  const x = fromLe72(b.subarray(4, 4 + COMPONENT_BYTES));
+  const y = fromLe72(b.subarray(4 + COMPONENT_BYTES, 4 + 2 * COMPONENT_BYTES));
+  if (x === null || y === null) return null;
+  try {
+    return createPublicKey({ key: { kty: 'EC', crv: 'P-384', x: x.toString('base64url'), y: y.toString('base64url') }, format: 'jwk' });
+  } catch {
+    return null; // not a point on P-384
+  }
+}
+
+/** Whether `signature` (AMD's 512-byte layout, R and S little-endian) is `key`'s ECDSA P-384/SHA-384 over `data`. */
+export function snpVerify(key: KeyObject, data: Uint8Array, signature: Uint8Array): boolean {
+  if (signature.length < 2 * COMPONENT_BYTES) return false;
+  const r = fromLe72(signature.subarray(0, COMPONENT_BYTES));
+  const s = fromLe72(signature.subarray(COMPONENT_BYTES, 2 * COMPONENT_BYTES));
+  if (r === null || s === null) return false;
+  try {
+    return verify('sha384', data, { key, dsaEncoding: 'ieee-p1363' }, Buffer.concat([r, s]));
+  } catch {
+    return false;
+  }
+}
+
+/** Why an ID auth does not authenticate `idBlock` (the firmware answers BAD_SIGNATURE), or null. */
+export type IdAuthVerdict =
+  | { readonly ok: true; readonly idKeyDigest: Buffer; readonly authorKeyDigest: Buffer | null }
+  | { readonly ok: false; readonly reason: string };
+
+/**
+ * The firmware's LAUNCH_FINISH check of an ID auth (zero-padded to 4096 bytes): the ID key's
+ * algorithm and signature over the block, and with `authorKeyEnabled` the author key's over the ID key.
+ */
+export function verifyIdAuth(idBlock: Uint8Array, idAuth: Uint8Array, authorKeyEnabled: boolean): IdAuthVerdict {
+  const auth = Buffer.alloc(ID_AUTH_BYTES);
+  Buffer.from(idAuth).copy(auth, 0, 0, Math.min(idAuth.length, ID_AUTH_BYTES));
+  const idPublic = auth.subarray(AUTH.idKey, AUTH.idKey + SNP_KEY_BYTES);
+  if (auth.readUInt32LE(AUTH.idKeyAlgo) !== ALGO_ECDSA_P384_SHA384) return { ok: false, reason: 'the ID key algorithm is not ECDSA P-384' };
+  const idKey = snpPublicKeyFromBytes(idPublic);
+  if (idKey === null) return { ok: false, reason: 'the ID key is not a P-384 point' };
+  if (!snpVerify(idKey, idBlock, auth.subarray(AUTH.idBlockSig, AUTH.idBlockSig + SNP_SIGNATURE_BYTES))) {
+    return { ok: false, reason: "the ID block's signature does not verify with the ID key" };
+  }
+  let authorKeyDigest: Buffer | null = null;
+  if (authorKeyEnabled) {
+    const authorPublic = auth.subarray(AUTH.authorKey, AUTH.authorKey + SNP_KEY_BYTES);
+    if (auth.readUInt32LE(AUTH.authorKeyAlgo) !== ALGO_ECDSA_P384_SHA384)
+      return { ok: false, reason: 'the author key algorithm is not ECDSA P-384' };
+    const authorKey = snpPublicKeyFromBytes(authorPublic);
+    if (authorKey === null) return { ok: false, reason: 'the author key is not a P-384 point' };
+    if (!snpVerify(authorKey, idPublic, auth.subarray(AUTH.idKeySig, AUTH.idKeySig + SNP_SIGNATURE_BYTES))) {
+      return { ok: false, reason: "the ID key's signature does not verify with the author key" };
+    }
+    authorKeyDigest = createHash('sha384').update(authorPublic).digest();
+  }
+  return { ok: true, idKeyDigest: createHash('sha384').update(idPublic).digest(), authorKeyDigest };
 }

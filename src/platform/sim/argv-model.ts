@@ -4,11 +4,17 @@
 // Must not: judge them (startup-checks.ts does) or rewrite them (argv-rewrite.ts does).
 import { parseMemorySize, parseObjectOption, parseQemuOpts, qemuOptsToMap, splitQemuArgv, type QemuOption } from './qemu-opts.js';
 
+/** The confidential-guest object types the simulated platform knows (QEMU 7.2's and QEMU 10's). */
+export type SevObjectType = 'sev-guest' | 'sev-snp-guest';
+
 export interface SevGuestObject {
+  readonly qomType: SevObjectType;
   readonly id: string;
   readonly props: Readonly<Record<string, unknown>>;
   /** The option as given, for QEMU-style error locations (`-object …: …`). */
   readonly optionText: string;
+  /** Given as JSON (`-object {…}`): QEMU's visitor words type errors differently than for keyval. */
+  readonly json: boolean;
 }
 
 export interface AccelRequest {
@@ -35,6 +41,8 @@ export interface QemuArgvModel {
   /** `-machine …,confidential-guest-support=ID` (or the legacy `memory-encryption=ID`). */
   readonly cgsId: string | null;
   readonly cgsKey: 'confidential-guest-support' | 'memory-encryption' | null;
+  /** `-machine …,smm=…` as given (on/off/auto); null when absent. */
+  readonly smm: string | null;
   /** In QEMU's try order; empty when none was asked for. */
   readonly accels: readonly AccelRequest[];
   readonly startPaused: boolean;
@@ -175,8 +183,15 @@ export function readQemuArgv(argv: readonly string[]): QemuArgvModel {
   const sevObjects: SevGuestObject[] = [];
   for (const { value } of optionValues(options, 'object')) {
     const props = parseObjectOption(value, 'qom-type');
-    if (props === null || props['qom-type'] !== 'sev-guest') continue;
-    sevObjects.push({ id: typeof props['id'] === 'string' ? props['id'] : '', props, optionText: `-object ${value}` });
+    const qomType = props?.['qom-type'];
+    if (props === null || (qomType !== 'sev-guest' && qomType !== 'sev-snp-guest')) continue;
+    sevObjects.push({
+      qomType,
+      id: typeof props['id'] === 'string' ? props['id'] : '',
+      props,
+      optionText: `-object ${value}`,
+      json: value.trimStart().startsWith('{'),
+    });
   }
   const cgs = machine.get('confidential-guest-support');
   const legacy = machine.get('memory-encryption');
@@ -197,6 +212,7 @@ export function readQemuArgv(argv: readonly string[]): QemuArgvModel {
     sevObjects,
     cgsId: cgs ?? legacy ?? null,
     cgsKey: cgs !== undefined ? 'confidential-guest-support' : legacy !== undefined ? 'memory-encryption' : null,
+    smm: machine.get('smm') ?? null,
     accels,
     startPaused: options.some((o) => o.name === 'S'),
     firmware: findFirmware(options, machine),

@@ -1,12 +1,13 @@
 // The argv the simulated platform gives the real QEMU: the caller's argv with the SEV machine link
 // removed, the accelerator swapped, -pidfile dropped and the QMP monitor moved to a private socket.
 // Owns: those edits only; every other argument reaches QEMU byte for byte. Pure: no I/O.
-// Must not: drop the sev-guest object itself: left unlinked it is inert (a plain VM, facts §2.3),
-// and QEMU still validates its properties with its own exact messages.
+// Must not: drop a sev-guest object: left unlinked it is inert (a plain VM, facts §2.3), and
+// QEMU still validates its properties with its own exact messages. A sev-snp-guest object is
+// dropped (QEMU 7.2 has no such type; the sim judged it as QEMU 10 does).
 import { escapeOptionValue } from '../../qemu/escape.js';
 import type { QemuArgvModel } from './argv-model.js';
 import type { SimAccel } from './options.js';
-import { parseQemuOpts } from './qemu-opts.js';
+import { parseObjectOption, parseQemuOpts } from './qemu-opts.js';
 
 export interface RewriteOptions {
   /** Id of the linked sev-guest object whose machine link is removed; null leaves -machine alone. */
@@ -14,6 +15,8 @@ export interface RewriteOptions {
   /** The private socket QEMU's monitor listens on instead of the caller's path. */
   readonly monitorPath: string;
   readonly accel: SimAccel;
+  /** Id of a sev-snp-guest object to leave out (the SNP guest the sim simulates). */
+  readonly dropSnpObjectId?: string | null;
 }
 
 function rewriteMachine(value: string, o: RewriteOptions): string | null {
@@ -51,6 +54,11 @@ export function rewriteQemuArgv(argv: readonly string[], model: QemuArgvModel, o
     switch (option.name) {
       case 'pidfile':
         continue;
+      case 'object': {
+        const props = value === null ? null : parseObjectOption(value, 'qom-type');
+        if (o.dropSnpObjectId != null && props?.['qom-type'] === 'sev-snp-guest' && props['id'] === o.dropSnpObjectId) continue;
+        break;
+      }
       case 'machine':
       case 'M': {
         if (value === null) break;

@@ -9,22 +9,40 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { readSnpFirmware, type SnpFirmwareFile } from '../../attestation/snp-inputs.js';
+import { isSupervisorError } from '../../errors.js';
 import { isPidAlive } from '../../process/pid.js';
 import { MAX_UNIX_SOCKET_PATH_BYTES } from '../../qemu/argv.js';
 import { POLICY_BITS } from '../../sev/policy.js';
 import { TIK_BYTES } from '../../sev/measurement.js';
+import type { Area } from '../../sev/ovmf-table.js';
+import { hashKernelInputs } from '../../sev/kernel-hashes.js';
+import { cpuSignature as cpuidSignature } from '../../sev/vmsa.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import { readQemuArgv, type QemuArgvModel } from './argv-model.js';
 import { rewriteQemuArgv } from './argv-rewrite.js';
-import { cpuSignature, gatherStartupFacts, measureLaunch, readFirmware, type FirmwareRead, type LaunchMeasurement } from './measure.js';
+import {
+  cpuSignature,
+  gatherStartupFacts,
+  isBzImage,
+  measureLaunch,
+  readFirmware,
+  type FirmwareRead,
+  type LaunchMeasurement,
+} from './measure.js';
 import { MonitorServer } from './monitor-server.js';
 import { parseSimCommandLine, SIM_HELP, type ResolvedSimOptions } from './options.js';
-import { launchMeasureFailureLine, SevGuestSim, type InjectedSecret, type SevPlatformVersion } from './sev-state.js';
+import { launchMeasureFailureLine, SevGuestSim, type InjectedSecret, type ResumeOutcome, type SevPlatformVersion } from './sev-state.js';
+import { answerReportRequest } from './snp-guest-report.js';
+import { snpLaunchFinish, type SnpFinish } from './snp-launch.js';
+import { loadOrCreateSnpPlatform, simStateDir, type SnpPlatformIdentity } from './snp-platform-keys.js';
+import { DEFAULT_BIOS, planSnpStartup, readSnpObject, type SnpFirmwareFacts } from './snp-startup-checks.js';
 import { planStartup, QEMU_PROGNAME, type StartupPlan } from './startup-checks.js';
-import { SIM_STATUS_FILE, SIM_STATUS_SCHEMA, writeStatusFile } from './status-file.js';
+import type { QemuArgvModel as Model } from './argv-model.js';
+import { SIM_STATUS_FILE, SIM_STATUS_SCHEMA, snpStatus, writeStatusFile } from './status-file.js';
 
 const PREFIX = 'sevsup-sim: simulated:';
 /** util-linux's setpriv: gives QEMU a parent-death signal, which Node cannot set itself. */
@@ -179,6 +197,103 @@ async function measure(
   }
 }
 
+/** QEMU 10's debug-allowed policy bit: the wrong-policy fault flips it, as it flips SEV's NODBG. */
+const SNP_POLICY_DEBUG = 0x80000n;
+
+/** What the SNP path gives the guest: its applied policy and its first run. */
+interface SnpPrepared {
+  readonly requestedPolicy: bigint;
+  readonly policy: bigint;
+  /** The firmware's launch-secret area (QEMU 10 looks it up before refusing the state). */
+  readonly secretArea: Area | null;
+  readonly finish: () => SnpFinish;
+}
+
+/**
+ * QEMU 10's start-up of a sev-snp-guest on the simulated host (snp-startup-checks.ts), with the
+ * files it reads: the -bios image (kept: QEMU measures the bytes it loaded), the kernel inputs
+ * when it builds the kernel-hashes table. Fails as QEMU would; returns the first-run step.
+ */
+async function prepareSnp(o: ResolvedSimOptions, model: Model): Promise<SnpPrepared> {
+  const object = model.sevObjects.find((s) => s.id === model.cgsId);
+  if (model.firmware?.kind === 'pflash' || model.firmware?.kind === 'unsupported') {
+    return fail(
+      'an SEV-SNP guest takes its firmware as -bios (QEMU 10 maps it into guest_memfd RAM; KVM cannot map a pflash ROM for SNP): not simulated',
+    );
+  }
+  const read = object === undefined ? null : readSnpObject(object);
+  const existingDevices = new Set<string>();
+  if (read !== null && !('error' in read) && read.sevDevice !== '/dev/sev') {
+    if (
+      await access(read.sevDevice).then(
+        () => true,
+        () => false,
+      )
+    )
+      existingDevices.add(read.sevDevice);
+  }
+  const given = model.firmware?.kind === 'bios' ? model.firmware.path : DEFAULT_BIOS;
+  const path = resolveBiosPath(given);
+  let file: SnpFirmwareFile | null = null;
+  let firmware: SnpFirmwareFacts;
+  try {
+    file = await readSnpFirmware(path);
+    firmware = { given, size: file.size, table: file.table, tableError: null };
+  } catch (error: unknown) {
+    const size = await stat(path).then(
+      (s) => (s.isFile() ? s.size : null),
+      () => null,
+    );
+    const tableError =
+      isSupervisorError(error) && error.code === 'SUP_ERR_FIRMWARE_TABLE_INVALID' ? `${QEMU_PROGNAME}: ${error.message}` : null;
+    firmware = { given, size, table: null, tableError };
+  }
+  const plan = planSnpStartup(model, {
+    host: { apiMajor: o.apiMajor, apiMinor: o.apiMinor, existingDevices },
+    firmware,
+    kernelIsBzImage: model.kernel === null ? null : await isBzImage(model.kernel),
+  });
+  if (plan.kind === 'fail') return failStartup(plan);
+  for (const line of plan.lines) process.stderr.write(`${line}\n`);
+  const fw = file as SnpFirmwareFile;
+  let kernelHashesTable: Buffer | null = null;
+  if (plan.kernelHashesBuilt && model.kernel !== null) {
+    try {
+      const inputs = await hashKernelInputs({
+        kernel: model.kernel,
+        ...(model.initrd === null ? {} : { initrd: model.initrd }),
+        ...(model.append === null ? {} : { cmdline: model.append }),
+      });
+      kernelHashesTable = inputs.table;
+    } catch (error: unknown) {
+      return fail(`cannot hash the kernel inputs: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  const sig = cpuSignature(model.cpuModel);
+  if (sig === null)
+    return fail(`SEV-SNP needs the CPU signature of -cpu ${model.cpuModel ?? '(default)'}, which the simulated platform does not know`);
+  const policy = o.faults.has('wrong-policy') ? plan.params.policy ^ SNP_POLICY_DEBUG : plan.params.policy;
+  const params = plan.params;
+  return {
+    requestedPolicy: params.policy,
+    policy,
+    secretArea: fw.table.secretArea,
+    finish: () =>
+      snpLaunchFinish({
+        params,
+        policy,
+        firmware: fw.bytes,
+        metadata: fw.metadata,
+        kernelHashesTable,
+        kernelHashesBase: fw.table.hashesArea?.base ?? 0,
+        resetAddress: plan.resetAddress,
+        vcpus: model.vcpus,
+        vcpuSignature: cpuidSignature(sig.family, sig.model, sig.stepping),
+        hardwareError: o.faults.has('crash-on-cont'),
+      }),
+  };
+}
+
 async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
   const cl = parseSimCommandLine(argv);
   if (cl.kind === 'help') {
@@ -186,6 +301,14 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
     throw new SimExit({ code: 0 });
   }
   if (cl.kind === 'error') return fail(cl.message, EXIT_USAGE);
+  if (cl.kind === 'init') {
+    const dir = simStateDir(cl.options.stateDir);
+    const identity = await loadOrCreateSnpPlatform(dir).catch((e: unknown) =>
+      fail(`cannot make the simulated SNP platform in ${dir}: ${e instanceof Error ? e.message : String(e)}`),
+    );
+    process.stdout.write(`${join(identity.dir, 'snp')}\n`);
+    throw new SimExit({ code: 0 });
+  }
   const o = cl.options;
   const model = readQemuArgv(cl.qemuArgv);
   const object = model.cgsId === null ? null : (model.sevObjects.find((s) => s.id === model.cgsId) ?? null);
@@ -203,7 +326,8 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
   const firmwarePath = model.firmware?.kind === 'pflash' || model.firmware?.kind === 'bios' ? resolveBiosPath(model.firmware.path) : null;
   let plan: StartupPlan = { kind: 'plain' };
   let firmware: FirmwareRead = { info: null, tableError: null };
-  if (object !== null) {
+  const snp = object?.qomType === 'sev-snp-guest' ? await prepareSnp(o, model) : null;
+  if (object !== null && snp === null) {
     if (model.firmware?.kind === 'unsupported') return fail(`cannot measure the firmware: ${model.firmware.reason}`);
     if (firmwarePath !== null) firmware = await readFirmware(firmwarePath);
     plan = planStartup(model, await gatherStartupFacts(model, firmware));
@@ -213,14 +337,32 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
     if (plan.kind === 'sev' && firmwarePath === null)
       return fail('an SEV guest needs a firmware image (-bios or pflash unit 0) to measure');
   }
+  // The simulated SNP platform's chain and chip key (made on first use): signs the guest's reports.
+  // Not awaited: on first use the keys take up to a minute, and the launch must not wait for them.
+  let snpIdentity: SnpPlatformIdentity | string = 'the simulated SNP platform is still making its chain (first use); try again shortly';
+  if (snp !== null) {
+    const dir = simStateDir(o.stateDir);
+    void loadOrCreateSnpPlatform(dir).then(
+      (identity) => {
+        snpIdentity = identity;
+      },
+      (e: unknown) => {
+        snpIdentity = `cannot make or read the simulated SNP platform in ${dir} (see the sim's stderr)`;
+        note(
+          `no signed SNP reports: cannot make or read the simulated SNP platform in ${dir}: ${e instanceof Error ? e.message : String(e)}`,
+        );
+      },
+    );
+  }
+  const snpReportId = randomBytes(32);
   const tik = await loadKey(o.tik, monitorDir, 'sim-tik.bin', 'TIK');
   const tek = await loadKey(o.tek, monitorDir, 'sim-tek.bin', 'TEK');
 
   const platform = { apiMajor: o.apiMajor, apiMinor: o.apiMinor, buildId: o.buildId };
-  const sevOn = plan.kind === 'sev' && !o.faults.has('sev-disabled');
-  const requestedPolicy = plan.kind === 'sev' ? plan.params.policy : 0;
+  const sevOn = (plan.kind === 'sev' || snp !== null) && !o.faults.has('sev-disabled');
+  const requestedPolicy = snp !== null ? Number(snp.requestedPolicy) : plan.kind === 'sev' ? plan.params.policy : 0;
   // wrong-policy: the platform applied another policy than asked (debugging allowed instead of not).
-  const policy = o.faults.has('wrong-policy') ? requestedPolicy ^ POLICY_BITS.NODBG : requestedPolicy;
+  const policy = snp !== null ? Number(snp.policy) : o.faults.has('wrong-policy') ? requestedPolicy ^ POLICY_BITS.NODBG : requestedPolicy;
   let measurement: LaunchMeasurement | null = null;
   if (plan.kind === 'sev') {
     for (const line of plan.lines) process.stderr.write(`${line}\n`);
@@ -233,13 +375,14 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
     handle: SIM_GUEST_HANDLE,
     launchDigest: measurement?.digest ?? null,
     measurement,
-    secretArea: firmware.info?.table.secretArea ?? null,
+    secretArea: snp !== null ? snp.secretArea : (firmware.info?.table.secretArea ?? null),
     memoryBytes: model.memoryBytes,
     tik: tik.key,
     tek: tek.key,
     replyShape: o.replyShape,
     crashOnCont: o.faults.has('crash-on-cont'),
     onlyMigratable: model.onlyMigratable,
+    snp: snp === null || !sevOn ? null : { finish: snp.finish },
   });
 
   sim.privateDir = await makePrivateDir(monitorDir);
@@ -272,24 +415,27 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
       contCount,
       tikFile: tik.path,
       tekFile: tek.path,
+      sevType: !sevOn ? null : snp !== null ? 'sev-snp' : 'sev',
+      snp: guest.snpFacts === null ? null : snpStatus(guest.snpFacts),
     });
     if (problem !== null && !statusProblemReported) note(`cannot write ${statusPath}: ${problem}`);
     statusProblemReported ||= problem !== null;
   };
 
-  let fatal: ((message: string) => void) | null = null;
+  let fatal: ((outcome: Extract<ResumeOutcome, { kind: 'fatal' | 'abort' }>) => void) | null = null;
   const onResume = (): void => {
     contCount++;
     const outcome = guest.resume();
     writeStatus();
-    if (outcome.kind === 'fatal') fatal?.(outcome.message);
+    if (outcome.kind === 'fatal' || outcome.kind === 'abort') fatal?.(outcome);
   };
   const exitPromise = new Promise<never>((_, reject) => {
-    fatal = (message: string): void => {
-      process.stderr.write(`${QEMU_PROGNAME}: ${message}\n`);
+    fatal = (outcome): void => {
+      if (outcome.kind === 'fatal' && outcome.note != null) note(`the launch failed: ${outcome.note}`);
+      process.stderr.write(`${QEMU_PROGNAME}: ${outcome.message}\n`);
       // QEMU exits inside vm_state_notify: nothing after the RESUME event reaches the client.
       void sim.server?.close();
-      reject(new SimExit({ code: 1 }));
+      reject(new SimExit(outcome.kind === 'abort' ? { signal: 'SIGABRT' } : { code: 1 }));
     };
   });
   exitPromise.catch(() => undefined);
@@ -303,6 +449,7 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
     onResume,
     hooks: {
       randomBytes: (n) => randomBytes(n),
+      snpReport: (args) => answerReportRequest(args, guest, snpIdentity, platform, snpReportId),
       secretAccepted: (injected: InjectedSecret) => {
         const list = injected.secrets.map((s) => `${s.guid} (${s.length} bytes)`).join(', ');
         note(
@@ -314,10 +461,15 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
     },
   });
   await sim.server.listen();
-  const qemuArgv = rewriteQemuArgv(cl.qemuArgv, model, { sevObjectId: object?.id ?? null, monitorPath: upstreamPath, accel: o.accel });
+  const qemuArgv = rewriteQemuArgv(cl.qemuArgv, model, {
+    sevObjectId: object?.id ?? null,
+    monitorPath: upstreamPath,
+    accel: o.accel,
+    dropSnpObjectId: snp === null ? null : (object?.id ?? null),
+  });
   sim.spawnQemu(o.qemu, qemuArgv);
   writeStatus();
-  if (sevOn && measurement === null) process.stderr.write(`${QEMU_PROGNAME}: ${launchMeasureFailureLine()}\n`);
+  if (sevOn && snp === null && measurement === null) process.stderr.write(`${QEMU_PROGNAME}: ${launchMeasureFailureLine()}\n`);
   // Without -S, vm_start (and so LAUNCH_FINISH) runs before the monitor is usable.
   if (!model.startPaused && sevOn) onResume();
 

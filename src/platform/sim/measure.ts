@@ -43,7 +43,7 @@ export function cpuSignature(cpuOption: string | null): { family: number; model:
 }
 
 /** Linux's bzImage magic "HdrS" at 0x202: only that path adds SEV kernel hashes (x86_load_linux). */
-async function isBzImage(path: string): Promise<boolean | null> {
+export async function isBzImage(path: string): Promise<boolean | null> {
   try {
     const handle = await open(path, 'r');
     try {

@@ -29,6 +29,11 @@ export interface SimOptions {
   readonly apiMajor?: number;
   readonly apiMinor?: number;
   readonly buildId?: number;
+  /**
+   * The sim's state directory (the simulated SNP platform's chain and chip key, made on first use).
+   * @default $SEVSUP_SIM_STATE_DIR, else $XDG_STATE_HOME/sevsup-sim (~/.local/state/sevsup-sim)
+   */
+  readonly stateDir?: string;
 }
 
 export interface ResolvedSimOptions {
@@ -42,6 +47,7 @@ export interface ResolvedSimOptions {
   readonly apiMajor: number;
   readonly apiMinor: number;
   readonly buildId: number;
+  readonly stateDir: string | null;
 }
 
 /**
@@ -70,6 +76,7 @@ export function resolveSimOptions(o: SimOptions = {}): ResolvedSimOptions {
     apiMajor: o.apiMajor ?? SIM_PLATFORM_DEFAULTS.apiMajor,
     apiMinor: o.apiMinor ?? SIM_PLATFORM_DEFAULTS.apiMinor,
     buildId: o.buildId ?? SIM_PLATFORM_DEFAULTS.buildId,
+    stateDir: o.stateDir ?? null,
   };
 }
 
@@ -86,15 +93,30 @@ export function simArgs(o: SimOptions): string[] {
   if (o.apiMajor !== undefined) args.push('--sim-api-major', String(o.apiMajor));
   if (o.apiMinor !== undefined) args.push('--sim-api-minor', String(o.apiMinor));
   if (o.buildId !== undefined) args.push('--sim-build-id', String(o.buildId));
+  if (o.stateDir !== undefined) args.push('--sim-state-dir', o.stateDir);
   return args;
 }
 
 export type ParsedSimCommandLine =
   | { readonly kind: 'run'; readonly options: ResolvedSimOptions; readonly qemuArgv: readonly string[] }
   | { readonly kind: 'help' }
+  /** `--sim-init-snp-platform`: make the simulated SNP platform's chain now (install time) and exit. */
+  | { readonly kind: 'init'; readonly options: ResolvedSimOptions }
   | { readonly kind: 'error'; readonly message: string };
 
-const VALUE_OPTIONS = ['qemu', 'tik', 'tek', 'fault', 'delay-ms', 'reply-shape', 'accel', 'api-major', 'api-minor', 'build-id'] as const;
+const VALUE_OPTIONS = [
+  'qemu',
+  'tik',
+  'tek',
+  'fault',
+  'delay-ms',
+  'reply-shape',
+  'accel',
+  'api-major',
+  'api-minor',
+  'build-id',
+  'state-dir',
+] as const;
 type ValueOption = (typeof VALUE_OPTIONS)[number];
 
 function isValueOption(name: string): name is ValueOption {
@@ -116,11 +138,16 @@ export function parseSimCommandLine(argv: readonly string[]): ParsedSimCommandLi
   } = {};
   const faults: SimFault[] = [];
   let i = 0;
+  let init = false;
   if (argv[0] === '--help' || argv[0] === '--sim-help' || argv[0] === '-h') return { kind: 'help' };
   for (; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (!arg.startsWith('--sim-')) break;
     if (arg === '--sim-help') return { kind: 'help' };
+    if (arg === '--sim-init-snp-platform') {
+      init = true;
+      continue;
+    }
     const eq = arg.indexOf('=');
     const name = arg.slice('--sim-'.length, eq < 0 ? undefined : eq);
     if (!isValueOption(name)) return { kind: 'error', message: `unknown option '${arg}' (see --sim-help)` };
@@ -136,8 +163,10 @@ export function parseSimCommandLine(argv: readonly string[]): ParsedSimCommandLi
       case 'qemu':
       case 'tik':
       case 'tek':
+      case 'state-dir':
         if (value === '') return { kind: 'error', message: `--sim-${name} needs a non-empty path` };
-        o[name] = value;
+        if (name === 'state-dir') o.stateDir = value;
+        else o[name] = value;
         break;
       case 'fault':
         if (!(SIM_FAULTS as readonly string[]).includes(value)) {
@@ -174,6 +203,10 @@ export function parseSimCommandLine(argv: readonly string[]): ParsedSimCommandLi
     }
   }
   if (faults.length > 0) o.faults = faults;
+  if (init) {
+    if (i < argv.length) return { kind: 'error', message: '--sim-init-snp-platform takes no QEMU arguments' };
+    return { kind: 'init', options: resolveSimOptions(o) };
+  }
   return { kind: 'run', options: resolveSimOptions(o), qemuArgv: argv.slice(i) };
 }
 
@@ -191,6 +224,25 @@ without the SEV parts and serves the QMP monitor socket itself, answering the SE
 query-sev-attestation-report, HMP "info sev") as QEMU 7.2 does on SEV hardware, and blocking
 migration and snapshots after the first cont.
 
+SEV-SNP: a -object sev-snp-guest (linked by confidential-guest-support) is simulated as QEMU 10
+on an SNP host: its property checks, accelerator init (cbitpos, reduced-phys-bits, the policy bits
+KVM takes, SMM refused), -bios only (a non-zero multiple of 64 KiB, with the SEV info block) and
+the kernel-hashes area, with QEMU 10's texts; query-sev answers sev-type sev-snp (launch-update
+until the first cont, then running); at the first cont the SNP launch digest is computed over the
+firmware, its metadata sections (the kernel-hashes page among them) and one VMSA per vCPU, and an
+ID block is checked as SNP_LAUNCH_FINISH does (signature, digest, policy: QEMU then exits 1 before
+the guest runs). The simulated SNP host runs with SMT off, firmware API as below.
+
+Signed SNP reports (SIMULATED): the state directory's snp/ holds a simulated ARK -> ASK -> VCEK
+chain (RSA-PSS ARK/ASK, P-384 VCEK with AMD's extensions, every subject labelled SIMULATED;
+ark.pem ask.pem vcek.pem as snpguest lays them out), the VCEK's key and the chip id, all 0600,
+made once (two RSA-4096 keys: seconds). A guest under TCG cannot ask the PSP itself, so the sim
+answers a sim-only QMP request for a running SNP guest (real QEMU has no such command):
+  {"execute":"x-sevsup-sim-snp-report","arguments":{"report-data":"<128 hex digits|base64>"}}
+with {"data": base64 of the 0x4A0-byte version 3 report at VMPL 0 (the launch digest, host data,
+ID key and author key digests, policy, family/image id, guest SVN, the platform's TCB and chip
+id), "ark", "ask", "vcek": PEM}. AMD's pinned roots never verify it; pass its ark.pem as --ark.
+
 Options (before the first QEMU argument):
   --sim-qemu PATH          QEMU binary to run (default qemu-system-x86_64)
   --sim-tik FILE           16-byte TIK (default: generated, written 0600 as sim-tik.bin next to
@@ -203,6 +255,10 @@ Options (before the first QEMU argument):
   --sim-accel tcg|kvm      accelerator of the QEMU underneath (default tcg)
   --sim-api-major N, --sim-api-minor N, --sim-build-id N
                            simulated SEV firmware version (default ${SIM_PLATFORM_DEFAULTS.apiMajor}.${SIM_PLATFORM_DEFAULTS.apiMinor} build ${SIM_PLATFORM_DEFAULTS.buildId})
+  --sim-state-dir DIR      the sim's state directory (default $SEVSUP_SIM_STATE_DIR, else
+                           $XDG_STATE_HOME/sevsup-sim, i.e. ~/.local/state/sevsup-sim)
+  --sim-init-snp-platform  make the simulated SNP platform's chain in the state directory now
+                           (install time; otherwise the first SNP guest makes it) and exit
   --sim-help               this text
 
 What the simulated secure processor returns: query-sev-capabilities gives structurally valid

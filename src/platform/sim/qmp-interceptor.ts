@@ -8,7 +8,8 @@
 import { parseHmpCommandLine } from '../../qemu/hmp.js';
 import { ATTESTATION_SIGNATURE_BYTES } from './platform-blobs.js';
 import { formatQemuJson, parseQemuJson } from './qmp-json.js';
-import { MIGRATION_BLOCKER, type InjectedSecret, type QmpResult, type SevGuestSim } from './sev-state.js';
+import { SIM_SNP_REPORT_COMMAND } from './snp-guest-report.js';
+import type { InjectedSecret, QmpResult, SevGuestSim } from './sev-state.js';
 import { isRecord } from '../../util/is-record.js';
 
 /** A reply or event object from QEMU, members in QEMU's order. */
@@ -26,6 +27,8 @@ export interface InterceptorHooks {
   secretAccepted(injected: InjectedSecret): void;
   secretRefused(desc: string, reason: string | null): void;
   randomBytes(n: number): Buffer;
+  /** The sim-only x-sevsup-sim-snp-report request (snp-guest-report.ts). */
+  snpReport(args: Record<string, unknown>): QmpResult;
 }
 
 /** State shared by every client session of one guest. */
@@ -174,12 +177,12 @@ export class QmpInterceptor {
           return forward((reply) => (reply['return'] === NOT_SEV.hmpInfo ? withResult(reply, { return: guest.hmpInfoSev() }) : null));
         }
         const blocked = (hmp.name === 'migrate' && hmpMigrateHasUri(hmp.args)) || hmp.name === 'savevm';
-        if (guest.migrationBlocked && blocked) return local({ return: `Error: ${MIGRATION_BLOCKER}\r\n` });
+        if (guest.migrationBlocked && blocked) return local({ return: `Error: ${guest.migrationBlocker}\r\n` });
         return forward();
       }
       case 'migrate':
         if (guest.migrationBlocked && conforms(args, MIGRATE_ARGS))
-          return local({ error: { class: 'GenericError', desc: MIGRATION_BLOCKER } });
+          return local({ error: { class: 'GenericError', desc: guest.migrationBlocker } });
         return forward();
       case 'snapshot-save': {
         if (!guest.migrationBlocked || !conforms(args, SNAPSHOT_SAVE_ARGS)) return forward();
@@ -195,6 +198,8 @@ export class QmpInterceptor {
       }
       case 'query-jobs':
         return forward((reply) => this.rewriteJobs(reply));
+      case SIM_SNP_REPORT_COMMAND:
+        return local(this.hooks.snpReport(args));
       default:
         return forward();
     }
@@ -207,7 +212,7 @@ export class QmpInterceptor {
       ...reply,
       return: jobs.map((job: unknown) =>
         isRecord(job) && typeof job['id'] === 'string' && this.shared.blockedJobs.has(job['id']) && Object.hasOwn(job, 'error')
-          ? { ...job, error: MIGRATION_BLOCKER }
+          ? { ...job, error: this.guest.migrationBlocker }
           : job,
       ),
     };

@@ -10,6 +10,7 @@ import { encodeMeasurement } from '../../sev/measurement.js';
 import { POLICY_BITS } from '../../sev/policy.js';
 import { attestationReport, platformCapabilities, type PlatformCapabilities } from './platform-blobs.js';
 import type { SimReplyShape } from './options.js';
+import type { SnpFinish, SnpLaunchFacts } from './snp-launch.js';
 
 export type SevState = 'uninit' | 'launch-update' | 'launch-secret' | 'running' | 'send-update' | 'receive-update';
 
@@ -41,11 +42,19 @@ export const PSP_IOCTL_RET = -5;
 export const SEV_FW_ERRORS = {
   INVALID_GUEST_STATE: { code: 2, text: 'Guest state is invalid' },
   ALREADY_OWNED: { code: 5, text: 'Platform is already owned' },
+  POLICY_FAILURE: { code: 7, text: 'Policy is not allowed' },
+  BAD_SIGNATURE: { code: 10, text: 'Bad signature' },
   BAD_MEASUREMENT: { code: 11, text: 'Bad measurement' },
   HWSEV_RET_PLATFORM: { code: 19, text: 'Hardware error' },
 } as const;
 
 export const MIGRATION_BLOCKER = 'SEV: Migration is not implemented';
+/** QEMU 10's blocker for SNP guests (sev_snp_launch_finish). */
+export const SNP_MIGRATION_BLOCKER = 'SEV-SNP: Migration is not implemented';
+
+/** QEMU 10's SEV_SNP_POLICY_SMT and SEV_SNP_POLICY_DBG (info sev). */
+const SNP_POLICY_SMT = 0x10000;
+const SNP_POLICY_DBG = 0x80000;
 
 export interface SevPlatformVersion {
   readonly apiMajor: number;
@@ -72,6 +81,11 @@ export interface SevGuestSetup {
   readonly replyShape: SimReplyShape;
   readonly crashOnCont: boolean;
   readonly onlyMigratable: boolean;
+  /**
+   * An SEV-SNP guest (QEMU 10's sev-snp-guest): `finish` is its first run (snp-launch.ts), and
+   * `policy` above is its 64-bit policy (below 2^26, so a number holds it). null: SEV or SEV-ES.
+   */
+  readonly snp?: { readonly finish: () => SnpFinish } | null;
 }
 
 export interface InjectedSecret {
@@ -88,8 +102,10 @@ export type InjectOutcome =
 export type ResumeOutcome =
   | { readonly kind: 'none' }
   | { readonly kind: 'finished' }
-  /** QEMU prints this (after "qemu-system-x86_64: ") and exits 1. */
-  | { readonly kind: 'fatal'; readonly message: string };
+  /** QEMU prints this (after "qemu-system-x86_64: ") and exits 1; `note` is the sim's own why. */
+  | { readonly kind: 'fatal'; readonly message: string; readonly note?: string | null }
+  /** QEMU's assertion fails: this line (after the prefix), then SIGABRT. */
+  | { readonly kind: 'abort'; readonly message: string };
 
 /**
  * glib's g_base64_decode, which QEMU uses: characters outside the alphabet are skipped, a trailing
@@ -147,6 +163,7 @@ export class SevGuestSim {
   private stateValue: SevState;
   private readonly injectedSecrets: InjectedSecret[] = [];
   private readonly caps: PlatformCapabilities;
+  private snpFactsValue: SnpLaunchFacts | null = null;
 
   constructor(readonly setup: SevGuestSetup) {
     // The state after machine init (LAUNCH_MEASURE done or failed). Without -S the caller calls
@@ -158,6 +175,20 @@ export class SevGuestSim {
 
   get state(): SevState {
     return this.stateValue;
+  }
+
+  get isSnp(): boolean {
+    return this.setup.snp != null;
+  }
+
+  /** What the SNP launch measured and bound, once the first run has finished it. */
+  get snpFacts(): SnpLaunchFacts | null {
+    return this.snpFactsValue;
+  }
+
+  /** The migration blocker QEMU adds at LAUNCH_FINISH. */
+  get migrationBlocker(): string {
+    return this.isSnp ? SNP_MIGRATION_BLOCKER : MIGRATION_BLOCKER;
   }
 
   get injected(): readonly InjectedSecret[] {
@@ -178,6 +209,18 @@ export class SevGuestSim {
   /** -> {"execute":"query-sev"}: 7.2's flat SevInfo, or 9.1+'s union flattened with sev-type. */
   querySev(): Record<string, unknown> {
     const on = this.setup.enabled;
+    if (on && this.isSnp) {
+      // QEMU 10's SevInfo union for sev-type sev-snp: no policy, no handle.
+      return {
+        enabled: true,
+        'api-major': this.setup.platform.apiMajor,
+        'api-minor': this.setup.platform.apiMinor,
+        'build-id': this.setup.platform.buildId,
+        state: this.stateValue,
+        'sev-type': 'sev-snp',
+        'snp-policy': this.setup.policy,
+      };
+    }
     // formatQemuJson orders the members as QEMU's QDict does, whatever the order here.
     return {
       enabled: on,
@@ -261,6 +304,10 @@ export class SevGuestSim {
     if (!this.setup.enabled) return genericError('SEV is not enabled');
     const nonce = glibBase64Decode(mnonce);
     if (nonce.length !== 16) return genericError(`SEV: mnonce must be 16 bytes (got ${nonce.length})`);
+    if (this.isSnp) {
+      // KVM refuses SEV-only commands on an SNP VM with -EPERM before the firmware sees them.
+      return genericError('SEV: Failed to query the attestation report length ret=-1 fw_err=0 ()');
+    }
     const digest = this.setup.launchDigest;
     if (digest === null || this.stateValue === 'launch-update') {
       // The firmware's ATTESTATION needs a measured guest; the length query already fails.
@@ -274,6 +321,17 @@ export class SevGuestSim {
   hmpInfoSev(): string {
     if (!this.setup.enabled) return 'SEV is not enabled\r\n';
     const p = this.setup.policy;
+    if (this.isSnp) {
+      const snpLines = [
+        'SEV type: sev-snp',
+        `state: ${this.stateValue}`,
+        `build: ${this.setup.platform.buildId}`,
+        `api version: ${this.setup.platform.apiMajor}.${this.setup.platform.apiMinor}`,
+        `debug: ${p & SNP_POLICY_DBG ? 'on' : 'off'}`,
+        `SMT allowed: ${p & SNP_POLICY_SMT ? 'on' : 'off'}`,
+      ];
+      return snpLines.map((l) => `${l}\r\n`).join('');
+    }
     const lines = [
       ...(this.setup.replyShape === '9.1' ? ['SEV type: sev'] : []),
       `handle: ${this.setup.handle}`,
@@ -292,6 +350,8 @@ export class SevGuestSim {
    */
   resume(): ResumeOutcome {
     if (!this.setup.enabled || this.stateValue === 'running') return { kind: 'none' };
+    const snp = this.setup.snp;
+    if (snp != null) return this.resumeSnp(snp.finish());
     if (this.stateValue === 'launch-update') {
       // LAUNCH_FINISH needs the LSECRET state, which only LAUNCH_MEASURE enters.
       const fw = SEV_FW_ERRORS.INVALID_GUEST_STATE;
@@ -304,6 +364,17 @@ export class SevGuestSim {
     this.stateValue = 'running';
     if (this.setup.onlyMigratable) {
       return { kind: 'fatal', message: `disallowing migration blocker (--only-migratable) for: ${MIGRATION_BLOCKER}` };
+    }
+    return { kind: 'finished' };
+  }
+
+  private resumeSnp(finish: SnpFinish): ResumeOutcome {
+    if (finish.kind === 'abort') return finish;
+    if (finish.kind === 'exit') return { kind: 'fatal', message: finish.message, note: finish.why };
+    this.snpFactsValue = finish.facts;
+    this.stateValue = 'running';
+    if (this.setup.onlyMigratable) {
+      return { kind: 'fatal', message: `disallowing migration blocker (--only-migratable) for: ${SNP_MIGRATION_BLOCKER}` };
     }
     return { kind: 'finished' };
   }

@@ -150,16 +150,17 @@ function kvmInitProblems(params: SevObjectParams, facts: StartupFacts): string[]
   return [];
 }
 
-/**
- * QEMU 7.2's start-up on the simulated SEV host, up to LAUNCH_MEASURE. Lines come with QEMU's
- * prefix (and the `-accel …:` location where QEMU prints one).
- */
-export function planStartup(model: QemuArgvModel, facts: StartupFacts): StartupPlan {
-  const object = linkedSevObject(model);
-  if (object === null) return { kind: 'plain' };
-  const params = readSevObject(object);
-  if ('unreadable' in params) return { kind: 'unreadable', reason: params.unreadable };
+/** What accelerator init printed on the way to KVM, or how QEMU stopped. */
+export type AccelOutcome =
+  | { readonly kind: 'kvm'; readonly lines: readonly string[] }
+  | { readonly kind: 'fail'; readonly lines: readonly string[]; readonly exit: 'exit-1' | 'abort' };
 
+/**
+ * QEMU's accelerator loop (vl.c configure_accelerators) for a guest with a confidential-guest
+ * object: KVM runs `kvmInit` (the object's kvm_init checks, as QEMU's texts), TCG is tried as QEMU
+ * does, and only KVM makes the object ready (anything else trips the machine-creation assertion).
+ */
+export function initAccelerator(model: QemuArgvModel, kvmInit: () => readonly string[]): AccelOutcome {
   const lines: string[] = [];
   const say = (location: string | null, text: string): void => {
     lines.push(`${QEMU_PROGNAME}: ${location === null ? '' : `${location}: `}${text}`);
@@ -170,13 +171,13 @@ export function planStartup(model: QemuArgvModel, facts: StartupFacts): StartupP
   let failedOne = false;
   for (const accel of accels) {
     if (accel.name === 'kvm') {
-      const problems = kvmInitProblems(params, facts);
+      const problems = kvmInit();
       if (problems.length === 0) {
         chosen = 'kvm';
         break;
       }
       for (const p of problems) say(accel.location, p);
-      // sev_kvm_init returns -1, which vl.c prints as strerror(1).
+      // kvm_init returns -1, which vl.c prints as strerror(1).
       say(accel.location, 'failed to initialize kvm: Operation not permitted');
       failedOne = true;
     } else if (accel.name === 'tcg') {
@@ -193,8 +194,26 @@ export function planStartup(model: QemuArgvModel, facts: StartupFacts): StartupP
     return { kind: 'fail', lines, exit: 'exit-1' };
   }
   if (failedOne) say(null, `falling back to ${chosen}`);
-  // Only KVM makes the confidential-guest object ready; anything else trips 7.2's assertion.
   if (chosen !== 'kvm') return { kind: 'fail', lines: [...lines, `${QEMU_PROGNAME}: ${CGS_NOT_READY_ASSERT}`], exit: 'abort' };
+  return { kind: 'kvm', lines };
+}
+
+/**
+ * QEMU 7.2's start-up on the simulated SEV host, up to LAUNCH_MEASURE. Lines come with QEMU's
+ * prefix (and the `-accel …:` location where QEMU prints one).
+ */
+export function planStartup(model: QemuArgvModel, facts: StartupFacts): StartupPlan {
+  const object = linkedSevObject(model);
+  if (object === null) return { kind: 'plain' };
+  const params = readSevObject(object);
+  if ('unreadable' in params) return { kind: 'unreadable', reason: params.unreadable };
+
+  const accel = initAccelerator(model, () => kvmInitProblems(params, facts));
+  if (accel.kind === 'fail') return accel;
+  const lines = [...accel.lines];
+  const say = (location: string | null, text: string): void => {
+    lines.push(`${QEMU_PROGNAME}: ${location === null ? '' : `${location}: `}${text}`);
+  };
 
   const table = facts.firmwareTable;
   if (facts.firmwareTableError !== null) say(null, facts.firmwareTableError);

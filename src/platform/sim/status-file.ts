@@ -6,6 +6,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import type { SimFault } from './options.js';
 import type { InjectedSecret, SevState } from './sev-state.js';
+import type { SnpLaunchFacts } from './snp-launch.js';
 
 export const SIM_STATUS_FILE = 'sim-status.json';
 export const SIM_STATUS_SCHEMA = 'sevsup.sim-status/v1';
@@ -35,6 +36,45 @@ export interface SimStatus {
   readonly contCount: number;
   readonly tikFile: string;
   readonly tekFile: string;
+  /** `sev-snp` for a sev-snp-guest (QEMU 10), else `sev` (SEV and SEV-ES); null for a plain VM. */
+  readonly sevType: 'sev' | 'sev-snp' | null;
+  /** An SNP guest's launch, once its first run finished it; what its reports carry. */
+  readonly snp: SimSnpStatus | null;
+}
+
+/** The SNP launch facts (hex), as the simulated firmware keeps them in the guest context. */
+export interface SimSnpStatus {
+  readonly measurement: string;
+  readonly hostData: string;
+  readonly idKeyDigest: string;
+  readonly authorKeyDigest: string;
+  readonly idBlockEnabled: boolean;
+  readonly authorKeyEnabled: boolean;
+  readonly familyId: string;
+  readonly imageId: string;
+  readonly guestSvn: number;
+  /** The applied 64-bit policy, hex. */
+  readonly policy: string;
+  readonly vcpus: number;
+  readonly vcekDisabled: boolean;
+}
+
+/** The status view of an SNP launch's facts. */
+export function snpStatus(f: SnpLaunchFacts): SimSnpStatus {
+  return {
+    measurement: f.measurement.toString('hex'),
+    hostData: f.hostData.toString('hex'),
+    idKeyDigest: f.idKeyDigest.toString('hex'),
+    authorKeyDigest: f.authorKeyDigest.toString('hex'),
+    idBlockEnabled: f.idBlockEnabled,
+    authorKeyEnabled: f.authorKeyEnabled,
+    familyId: f.familyId.toString('hex'),
+    imageId: f.imageId.toString('hex'),
+    guestSvn: f.guestSvn,
+    policy: `0x${f.policy.toString(16)}`,
+    vcpus: f.vcpus,
+    vcekDisabled: f.vcekDisabled,
+  };
 }
 
 /** Replace the status file atomically (temp file, rename); errors are reported, never thrown. */

@@ -14,7 +14,7 @@ import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { silentLogger } from '../../../src/log.js';
 import { isPidAlive } from '../../../src/process/pid.js';
 import { DetachedPids, FAKE_QEMU } from '../../support/detached-fakes.js';
-import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-image.js';
+import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-images.js';
 
 /** A synthetic image shaped like Debian's OVMF.fd (empty hashes and secret areas), written in beforeAll. */
 let OVMF: string;

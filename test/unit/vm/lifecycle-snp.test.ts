@@ -11,8 +11,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { computeSnpExpectedDigest } from '../../../src/attestation/snp-inputs.js';
 import { parseSnpReferenceValues } from '../../../src/attestation/snp-reference-values.js';
 import type { SnpSpec, VmSpec } from '../../../src/config/vm-spec.js';
-import type { HostCaps } from '../../../src/host/host-caps.js';
-import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { buildIdAuth, buildIdBlock } from '../../../src/sev/snp-id-block.js';
 import { snpPolicyFromConfig } from '../../../src/sev/snp-policy.js';
 import { cpuSignature } from '../../../src/sev/vmsa.js';
@@ -102,12 +100,6 @@ function expectedDigest(): ReturnType<typeof computeSnpExpectedDigest> {
   });
 }
 
-/** The simulated host, with SEV-SNP: the fake QEMU answers as an SNP host would. */
-const SNP_CAPS: HostCaps = {
-  ...SIMULATED_HOST_CAPS,
-  sevSnp: { supported: true, reason: 'supported: the fake QEMU of this test answers as an SNP host', source: 'test' },
-};
-
 interface Harness {
   readonly lifecycle: VmLifecycle;
   readonly events: LifecycleEventRecord[];
@@ -122,7 +114,6 @@ async function harness(scenario: object, vmSpec: VmSpec = spec(), over: Partial<
   const lifecycle = new VmLifecycle({
     spec: vmSpec,
     ...fakeQemuLaunch(scenario, commandLog),
-    caps: SNP_CAPS,
     runDir: join(dir, 'run'),
     stateDir,
     powerdownTimeoutMs: 2000,

@@ -59,11 +59,23 @@ describe('simArgs', () => {
       apiMajor: 0,
       apiMinor: 24,
       buildId: 15,
+      stateDir: '/var/lib/sevsup-sim',
     };
     const parsed = parseSimCommandLine([...simArgs({ ...options, faults: [...options.faults] }), '-S']);
     if (parsed.kind !== 'run') throw new Error('expected run');
     expect(parsed.qemuArgv).toEqual(['-S']);
     expect({ ...parsed.options, faults: [...parsed.options.faults] }).toEqual({ ...options, faults: [...options.faults] });
+  });
+
+  it('takes --sim-init-snp-platform alone (no QEMU argv)', () => {
+    expect(parseSimCommandLine(['--sim-init-snp-platform', '--sim-state-dir', '/s'])).toMatchObject({
+      kind: 'init',
+      options: { stateDir: '/s' },
+    });
+    expect(parseSimCommandLine(['--sim-init-snp-platform', '-S'])).toEqual({
+      kind: 'error',
+      message: '--sim-init-snp-platform takes no QEMU arguments',
+    });
   });
 
   it('spells out nothing for the defaults', () => {

@@ -24,6 +24,7 @@ function setup(o: { enabled?: boolean } = {}) {
     secretAccepted: (i: InjectedSecret) => events.push(`accepted ${i.gpa}`),
     secretRefused: (desc: string) => events.push(`refused ${desc}`),
     randomBytes: (n: number) => Buffer.alloc(n),
+    snpReport: () => ({ return: { data: 'report' } }),
   };
   const interceptor = new QmpInterceptor(guest, shared, hooks);
   const negotiate = (): void => {
