@@ -3,8 +3,8 @@
 // ID block at LAUNCH_FINISH. Launch, hold, approve, run: the record written before cont carries the
 // digest the platform itself measured, and the reference values `sevsup measure --mode snp
 // --reference-values` prints for the owner's own files; an ID block pinning the owner's digest is
-// accepted by the platform; an ID block pinning another digest and a
-// wrong policy each fail closed; no sim or QEMU process is left behind.
+// accepted by the platform; one pinning another digest and a wrong policy each fail closed; no sim
+// or QEMU process is left behind.
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -48,6 +48,12 @@ function snpConf(dir: string, name: string, sev = 'type=snp,no-debug=1,kernel-ha
 
 type Json = Record<string, unknown>;
 
+/** `sevsup measure --mode snp` as the owner runs it on their own copies of the guest's files. */
+function ownerMeasure(firmware: string, extra: readonly string[] = []): ReturnType<typeof sevsup> {
+  const inputs = ['--firmware', firmware, '--kernel', KERNEL, '--cmdline', CMDLINE, '--vcpus', '1', '--vcpu-sig', VCPU_SIG];
+  return sevsup(['measure', '--mode', 'snp', ...inputs, ...extra]);
+}
+
 describe.skipIf(missing !== null)(`sevsup run --platform sim, SEV-SNP${missing === null ? '' : ` (skipped: ${missing})`}`, () => {
   it('launch, hold, approve, run: the record before cont holds the digest the platform measured', async () => {
     const dir = await scope.dir();
@@ -83,24 +89,7 @@ describe.skipIf(missing !== null)(`sevsup run --platform sim, SEV-SNP${missing =
 
     // The record's reference values are what the owner's own `measure --mode snp --reference-values` prints.
     const firmware = (record['launch'] as { firmware: { path: string } }).firmware.path;
-    const measured = await sevsup([
-      'measure',
-      '--mode',
-      'snp',
-      '--firmware',
-      firmware,
-      '--kernel',
-      KERNEL,
-      '--cmdline',
-      CMDLINE,
-      '--vcpus',
-      '1',
-      '--vcpu-sig',
-      VCPU_SIG,
-      '--policy',
-      '0x30000',
-      '--reference-values',
-    ]);
+    const measured = await ownerMeasure(firmware, ['--policy', '0x30000', '--reference-values']);
     expect(measured.code).toBe(0);
     expect(JSON.parse(measured.stdout)).toEqual(record['referenceValues']);
 
@@ -114,21 +103,7 @@ describe.skipIf(missing !== null)(`sevsup run --platform sim, SEV-SNP${missing =
     const conf = await snpConf(dir, 'p4', 'type=snp,no-debug=1,kernel-hashes=1,id-block=p4.idblock,id-auth=p4.idauth,host-data-file=p4.hd');
     const firmware = join(dir, 'snp.fd');
     // The owner's digest, from their own files and `sevsup measure`, never from the host.
-    const measured = await sevsup([
-      'measure',
-      '--mode',
-      'snp',
-      '--firmware',
-      firmware,
-      '--kernel',
-      KERNEL,
-      '--cmdline',
-      CMDLINE,
-      '--vcpus',
-      '1',
-      '--vcpu-sig',
-      VCPU_SIG,
-    ]);
+    const measured = await ownerMeasure(firmware);
     expect(measured.code).toBe(0);
     const digest = Buffer.from(measured.stdout.trim(), 'hex');
     const idKey = generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey;
