@@ -125,6 +125,10 @@ export const ERRORS = {
   SUP_ERR_VERIFY_CONFIG: def('incorrect verification configuration', 400, 4),
   SUP_ERR_VERIFY_STATE: def('guest is in the wrong state for verification', 409, 5),
 
+  // --- the guest owner's service (`sevsup owner serve`) -------------------------------------------
+  SUP_ERR_OWNER_STATE: def("the owner service's state file (answered launches) cannot be read or written", 500, EXIT.failure),
+  SUP_ERR_OWNER_LISTEN: def('the owner service cannot listen (address, certificate or key)', 500, EXIT.failure),
+
   // --- SNP certificates: AMD's key server (KDS) and the certificate cache ------------------------
   SUP_ERR_KDS_FETCH: def('the AMD key server request failed', 502, EXIT.unreachable),
   SUP_ERR_KDS_RATE_LIMITED: def('the AMD key server kept answering 429 (rate limited)', 503, EXIT.unreachable),

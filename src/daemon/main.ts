@@ -22,7 +22,7 @@ import { resolveGroup } from './group.js';
 import { GuestRegistry } from './guests.js';
 import { createDaemonLogger } from './log-format.js';
 import { createMetrics, startMetricsListener, type DaemonMetrics, type MetricsListener } from './metrics.js';
-import { createNotifier, type Notifier } from './notify.js';
+import { createNotifier, type Notifier } from '../process/sd-notify.js';
 import { scanVmConfigs } from './vm-configs.js';
 
 /** The simulator executable shipped next to bin/sevsup (dist/daemon/main.js → bin/). */

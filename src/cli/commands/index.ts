@@ -20,6 +20,7 @@ import { registerHost } from './host.js';
 import { registerIdBlock } from './id-block.js';
 import { registerInspectFirmware } from './inspect-firmware.js';
 import { registerMeasure } from './measure.js';
+import { registerOwner } from './owner.js';
 import { registerQmp } from './qmp.js';
 import { registerRun } from './run.js';
 import { registerSecret } from './secret.js';
@@ -55,6 +56,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   { names: ['verify'], register: registerVerify },
   { names: ['certs'], register: registerCerts },
   { names: ['secret'], register: registerSecret },
+  { names: ['owner'], register: registerOwner },
   { names: ['sim'], register: registerSim },
   { names: ['demo'], register: registerDemo },
 ];
