@@ -137,6 +137,11 @@ export const ERRORS = {
   SUP_ERR_CERTS_OFFLINE: def('certificate not in the cache, and --offline forbids the network', 404, EXIT.notFound),
   SUP_ERR_CERTS_CACHE: def('the SNP certificate cache cannot be read or written', 500, EXIT.failure),
   SUP_ERR_CERTS_INPUT: def('invalid certificate, report or chip input', 400, EXIT.usage),
+  SUP_ERR_SNP_PLATFORM: def(
+    "the SEV-SNP platform's identity (product, chip id, reported TCB) is unknown or its facts file is invalid",
+    500,
+    EXIT.failure,
+  ),
 
   // --- QMP proxy ------------------------------------------------------------------------------------
   SUP_ERR_PROXY_REFUSED: def('command refused by sevsup', 403, EXIT.refused),
