@@ -326,6 +326,14 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
   const firmwarePath = model.firmware?.kind === 'pflash' || model.firmware?.kind === 'bios' ? resolveBiosPath(model.firmware.path) : null;
   let plan: StartupPlan = { kind: 'plain' };
   let firmware: FirmwareRead = { info: null, tableError: null };
+  // QEMU 10 creates every -object, linked or not: an unlinked sev-snp-guest is inert, but its
+  // properties are still checked (the linked one's are, in planSnpStartup).
+  for (const other of model.sevObjects) {
+    if (other.qomType !== 'sev-snp-guest' || other === object) continue;
+    const read = readSnpObject(other);
+    if ('error' in read)
+      return failStartup({ kind: 'fail', lines: [`${QEMU_PROGNAME}: ${other.optionText}: ${read.error}`], exit: 'exit-1' });
+  }
   const snp = object?.qomType === 'sev-snp-guest' ? await prepareSnp(o, model) : null;
   if (object !== null && snp === null) {
     if (model.firmware?.kind === 'unsupported') return fail(`cannot measure the firmware: ${model.firmware.reason}`);
@@ -465,7 +473,6 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
     sevObjectId: object?.id ?? null,
     monitorPath: upstreamPath,
     accel: o.accel,
-    dropSnpObjectId: snp === null ? null : (object?.id ?? null),
   });
   sim.spawnQemu(o.qemu, qemuArgv);
   writeStatus();
