@@ -39,7 +39,7 @@ import { launchMeasureFailureLine, SevGuestSim, type InjectedSecret, type Resume
 import { answerReportRequest } from './snp-guest-report.js';
 import { snpLaunchFinish, type SnpFinish } from './snp-launch.js';
 import { loadOrCreateSnpPlatform, simStateDir, type SnpPlatformIdentity } from './snp-platform-keys.js';
-import { DEFAULT_BIOS, planSnpStartup, readSnpObject, type SnpFirmwareFacts } from './snp-startup-checks.js';
+import { DEFAULT_BIOS, objectErrorLine, planSnpStartup, readSnpObject, type SnpFirmwareFacts } from './snp-startup-checks.js';
 import { planStartup, QEMU_PROGNAME, type StartupPlan } from './startup-checks.js';
 import type { QemuArgvModel as Model } from './argv-model.js';
 import { SIM_STATUS_FILE, SIM_STATUS_SCHEMA, snpStatus, writeStatusFile } from './status-file.js';
@@ -331,8 +331,7 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
   for (const other of model.sevObjects) {
     if (other.qomType !== 'sev-snp-guest' || other === object) continue;
     const read = readSnpObject(other);
-    if ('error' in read)
-      return failStartup({ kind: 'fail', lines: [`${QEMU_PROGNAME}: ${other.optionText}: ${read.error}`], exit: 'exit-1' });
+    if ('error' in read) return failStartup({ kind: 'fail', lines: [objectErrorLine(other, read)], exit: 'exit-1' });
   }
   const snp = object?.qomType === 'sev-snp-guest' ? await prepareSnp(o, model) : null;
   if (object !== null && snp === null) {
