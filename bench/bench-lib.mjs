@@ -1,6 +1,12 @@
-// Helpers shared by the benchmarks: timing a child process, medians, and synthetic firmware images
-// with an OVMF footer table (GUID byte order written out here, independent of src/sev/).
-import { execFile } from 'node:child_process';
+// Helpers shared by the benchmarks: timing a child process, rounds of several commands in turn,
+// medians, a `sevsup daemon` on the simulated platform, and synthetic firmware images with an OVMF
+// footer table (GUID byte order written out here, independent of src/sev/).
+import { execFile, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** bin/sevsup of this checkout. */
+export const SEVSUP = fileURLToPath(new URL('../bin/sevsup', import.meta.url));
 
 const MIB = 1024 * 1024;
 
@@ -29,11 +35,11 @@ export function writeFooterTable(image, entries) {
   return image;
 }
 
-/** Run a command; resolves to its wall time and stdout, rejects with its stderr. */
-export function run(cmd, args) {
+/** Run a command (`env`: its whole environment, else this one's); resolves to its wall time and stdout, rejects with its stderr. */
+export function run(cmd, args, env = undefined) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    execFile(cmd, args, { maxBuffer: 64 * MIB }, (error, stdout, stderr) => {
+    execFile(cmd, args, { maxBuffer: 64 * MIB, ...(env === undefined ? {} : { env }) }, (error, stdout, stderr) => {
       const ms = performance.now() - t0;
       if (error) reject(new Error(`${cmd} ${args.slice(0, 3).join(' ')} … failed (${error.code}): ${stderr}`));
       else resolve({ ms, stdout });
@@ -45,3 +51,59 @@ export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
+
+/**
+ * Wall time of one `node <argv>` process from spawn to exit, in ms; rejects unless it exits with
+ * one of `okCodes` (an error path, such as `status` without a daemon, is timed with its code).
+ */
+export function timeNode(argv, okCodes = [0]) {
+  return new Promise((resolve, reject) => {
+    const start = performance.now();
+    const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c) => (stderr += c));
+    child.on('close', (code) =>
+      okCodes.includes(code) ? resolve(performance.now() - start) : reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr}`)),
+    );
+  });
+}
+
+/**
+ * `runs` rounds of `measure(name)` for every name of `names`, in turn within each round (so a
+ * shared machine's noise hits each alike), after one warm-up call each. Returns name → samples.
+ */
+export async function rounds(names, runs, measure) {
+  for (const name of names) await measure(name);
+  const samples = Object.fromEntries(names.map((n) => [n, []]));
+  for (let i = 0; i < runs; i += 1) for (const name of names) samples[name].push(await measure(name));
+  return samples;
+}
+
+/**
+ * `sevsup daemon --platform sim` with its directories under `root` (vms/ must hold the configs) and
+ * its socket at `socket`; `extra` more arguments. Returns the child and a promise of its exit.
+ */
+export function spawnSimDaemon(root, socket, extra = []) {
+  const child = spawn(
+    process.execPath,
+    [
+      SEVSUP,
+      'daemon',
+      '--platform',
+      'sim',
+      '--vm-dir',
+      join(root, 'vms'),
+      '--run-dir',
+      join(root, 'run'),
+      '--state-dir',
+      join(root, 'state'),
+      '--socket',
+      socket,
+      '--log-level',
+      'warn',
+      ...extra,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  return { child, exited: new Promise((resolve) => child.once('close', resolve)) };
+}

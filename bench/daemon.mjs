@@ -19,10 +19,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { median, SEVSUP, spawnSimDaemon } from './bench-lib.mjs';
 import { reportTargets, target } from './targets.mjs';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
-const SEVSUP = join(REPO, 'bin', 'sevsup');
 const OVMF = '/usr/share/ovmf/OVMF.fd';
 const args = process.argv.slice(2);
 const opt = (name, dflt) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt);
@@ -61,37 +61,11 @@ await writeFile(join(root, 'vms', 'probe.conf'), conf(false));
 await mkdir(join(root, 'solo'));
 await writeFile(join(root, 'solo', 'probe.conf'), conf(false));
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const round = (x, d = 2) => Number(x.toFixed(d));
 const api = (method, path, body, timeoutMs = 120_000) =>
   callControl({ socketPath: socket, method, path, ...(body === undefined ? {} : { body }), timeoutMs });
 
-const daemon = spawn(
-  process.execPath,
-  [
-    SEVSUP,
-    'daemon',
-    '--platform',
-    'sim',
-    '--vm-dir',
-    join(root, 'vms'),
-    '--run-dir',
-    join(root, 'run'),
-    '--state-dir',
-    join(root, 'state'),
-    '--socket',
-    socket,
-    '--log-level',
-    'warn',
-    '--on-shutdown',
-    'shutdown',
-  ],
-  { stdio: ['ignore', 'ignore', 'inherit'] },
-);
-const daemonExit = new Promise((resolve) => daemon.once('close', resolve));
+const { child: daemon, exited: daemonExit } = spawnSimDaemon(root, socket, ['--on-shutdown', 'shutdown']);
 
 function cpuTicks(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

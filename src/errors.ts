@@ -123,6 +123,10 @@ export const ERRORS = {
   SUP_ERR_VERIFY_CONFIG: def('incorrect verification configuration', 400, 4),
   SUP_ERR_VERIFY_STATE: def('guest is in the wrong state for verification', 409, 5),
 
+  // --- the guest owner's service (`sevsup owner serve`) -------------------------------------------
+  SUP_ERR_OWNER_STATE: def("the owner service's state file (answered launches) cannot be read or written", 500, EXIT.failure),
+  SUP_ERR_OWNER_LISTEN: def('the owner service cannot listen (address, certificate or key)', 500, EXIT.failure),
+
   // --- SNP certificates: AMD's key server (KDS) and the certificate cache ------------------------
   SUP_ERR_KDS_FETCH: def('the AMD key server request failed', 502, EXIT.unreachable),
   SUP_ERR_KDS_RATE_LIMITED: def('the AMD key server kept answering 429 (rate limited)', 503, EXIT.unreachable),
@@ -131,6 +135,11 @@ export const ERRORS = {
   SUP_ERR_CERTS_OFFLINE: def('certificate not in the cache, and --offline forbids the network', 404, EXIT.notFound),
   SUP_ERR_CERTS_CACHE: def('the SNP certificate cache cannot be read or written', 500, EXIT.failure),
   SUP_ERR_CERTS_INPUT: def('invalid certificate, report or chip input', 400, EXIT.usage),
+  SUP_ERR_SNP_PLATFORM: def(
+    "the SEV-SNP platform's identity (product, chip id, reported TCB) is unknown or its facts file is invalid",
+    500,
+    EXIT.failure,
+  ),
 
   // --- QMP proxy ------------------------------------------------------------------------------------
   SUP_ERR_PROXY_REFUSED: def('command refused by sevsup', 403, EXIT.refused),

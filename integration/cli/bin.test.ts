@@ -50,6 +50,7 @@ describe('bin/sevsup', () => {
     try {
       mkdirSync(join(dir, 'bin'));
       copyFileSync(BIN, join(dir, 'bin', 'sevsup'));
+      copyFileSync(new URL('../../bin/package.json', import.meta.url), join(dir, 'bin', 'package.json'));
       copyFileSync(new URL('../../package.json', import.meta.url), join(dir, 'package.json'));
       const r = await run(process.execPath, [join(dir, 'bin', 'sevsup'), '--version']).then(
         () => ({ code: 0, stderr: '' }),

@@ -15,7 +15,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isPidAlive, waitForPidExit } from '../../src/process/pid.js';
-import { parseStrictJson } from '../../src/proxy/strict-json.js';
+import { parseStrictJson } from '../../src/util/strict-json.js';
 import { DEBIAN_OVMF, SIM, missingPrerequisite, processesMentioning, sevsup, simStatus } from '../run/harness.js';
 import { daemonScope, writeVm, type Daemon, type GuestStatus } from './harness.js';
 

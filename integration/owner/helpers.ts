@@ -5,9 +5,8 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseOvmfTable, SEV_HASH_TABLE_RV_GUID, SEV_SECRET_GUID } from '../../src/sev/ovmf-table.js';
 import { buildRecord, type CpuSignature, type LaunchInputs, type MeasurementRecord } from '../../src/vm/record.js';
+import { KERNEL, SEVSUP as BIN } from '../../test/support/it-env.js';
 
-export const BIN = new URL('../../bin/sevsup', import.meta.url).pathname;
-export const ASSETS = new URL('../../.cache/test-assets/', import.meta.url).pathname;
 export const DEBIAN_OVMF_4M = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 export {
   DEBIAN_OVMF,
@@ -73,8 +72,7 @@ export function patchFirmware(src: string, dst: string, areas = { hashes: [0x80f
 
 /** The real kernel from scripts/setup-test-assets.sh when present. */
 export function realKernel(): string | null {
-  const path = `${ASSETS}vmlinuz`;
-  return existsSync(path) ? path : null;
+  return existsSync(KERNEL) ? KERNEL : null;
 }
 
 /**

@@ -5,10 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
-
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
+import { REPO } from '../../test/support/it-env.js';
 
 export interface Transpiled {
   /** Directory holding `src/...js`; write driver scripts here. */

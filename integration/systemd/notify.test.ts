@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createNotifier, unixDgramAvailable, type NotifyTransportName } from '../../src/daemon/notify.js';
+import { createNotifier, unixDgramAvailable, type NotifyTransportName } from '../../src/process/sd-notify.js';
 import { HAVE_PYTHON, NotifyListener } from './listener.js';
 
 const SYSTEMD_NOTIFY = '/usr/bin/systemd-notify';

@@ -25,7 +25,7 @@ import type { VmSpec } from '../config/vm-spec.js';
 import { SupervisorError, hasCode } from '../errors.js';
 import type { HostCaps } from '../host/host-caps.js';
 import type { Logger } from '../log.js';
-import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
+import { prepareVmRunDir, vmRunPaths, type VmPaths } from '../process/run-dir.js';
 import { superviseGuest } from '../guest/supervised.js';
 import { inBatches } from '../util/batches.js';
 import type { VmLifecycle } from '../vm/lifecycle.js';
@@ -72,6 +72,11 @@ export interface GuestRegistryOptions {
   };
   /** @default 'qemu-img' from PATH */
   readonly qemuImg?: string;
+  /**
+   * Called for each start after the guest's run directory is prepared and before QEMU is spawned
+   * (the daemon writes an SNP guest's certificate table there). A throw fails the start.
+   */
+  readonly beforeLaunch?: (vm: string, spec: VmSpec, paths: VmPaths) => Promise<void>;
   /** Timeouts passed to every lifecycle (tests shorten them). */
   readonly lifecycle?: Partial<
     Pick<LifecycleOptions, 'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions' | 'refuseDebugPolicy'>
@@ -113,6 +118,15 @@ export class GuestRegistry {
   list(): VmListReply {
     const names = [...this.#guests.keys()].sort();
     return { vms: names.map((n) => this.#statusOf(this.#require(n))), configErrors: this.#problems };
+  }
+
+  /** The run directories of SNP guests that have (or may have) a QEMU: whose certificate tables are kept. */
+  snpGuestPaths(): VmPaths[] {
+    const out: VmPaths[] = [];
+    for (const guest of this.#guests.values()) {
+      if (guest.spec?.sev?.type === 'snp' && guest.hasQemu()) out.push(vmRunPaths(this.#o.runDir, guest.name));
+    }
+    return out;
   }
 
   /** Guests by state, for the metrics gauge. */
@@ -247,6 +261,7 @@ export class GuestRegistry {
     let lifecycle: VmLifecycle;
     try {
       const paths = await prepareVmRunDir(this.#o.runDir, vm, this.#o.gid === undefined ? {} : { group: this.#o.gid });
+      await this.#o.beforeLaunch?.(vm, spec, paths);
       lifecycle = this.#lifecycle(guest, this.#withDefaults(spec), paths);
     } finally {
       guest.busy = null;

@@ -77,6 +77,9 @@ class AdoptedQemu extends StoppableQemu {
   readonly pid: number;
   readonly exited: Promise<QemuExit>;
   readonly #o: AdoptOptions;
+  readonly #capped: { close(): void } | null;
+  /** Ends the exit poll on release(). */
+  readonly #released = new AbortController();
 
   constructor(options: AdoptOptions, logger: Logger) {
     super(logger);
@@ -84,13 +87,22 @@ class AdoptedQemu extends StoppableQemu {
     this.#o = options;
     // The re-attaching supervisor takes over holding QEMU's log file under its bound (log-cap.ts).
     const capped = options.stderrFile === undefined ? null : watchLogFile(options.stderrFile);
-    this.exited = waitForPidExit(options.pid, {
+    this.#capped = capped;
+    const gone = waitForPidExit(options.pid, {
       startTime: options.startTime,
       intervalMs: options.pollIntervalMs ?? ADOPTED_POLL_INTERVAL_MS,
+      signal: this.#released.signal,
       ...(options.procRoot === undefined ? {} : { procRoot: options.procRoot }),
-    })
-      .then(() => this.finish(undefined, undefined, this.stage, this.stderrTail()))
-      .finally(() => capped?.close());
+    }).finally(() => capped?.close());
+    // False only when released: the process was not seen to exit, so `exited` stays pending.
+    this.exited = gone.then((exited) =>
+      exited ? this.finish(undefined, undefined, this.stage, this.stderrTail()) : new Promise<QemuExit>(() => undefined),
+    );
+  }
+
+  release(): void {
+    this.#released.abort();
+    this.#capped?.close();
   }
 
   stderrTail(): string {

@@ -53,6 +53,12 @@ export interface QemuProcess {
   stop(options?: StopOptions): Promise<QemuExit>;
   /** SIGKILL now. @throws SUP_ERR_SHUTDOWN_ABNORMAL if that does not end it. */
   kill(): Promise<QemuExit>;
+  /**
+   * Let go of the process without touching it (the supervisor detaches and leaves it running):
+   * stop what this object keeps doing for it, the qemu.log bound's watcher (log-cap.ts) and an
+   * adopted process's exit poll. `exited` may then never settle. Idempotent.
+   */
+  release(): void;
 }
 
 export interface LaunchOptions {
@@ -279,6 +285,7 @@ export abstract class StoppableQemu implements QemuProcess {
 
   abstract stderrTail(): string;
   abstract isAlive(): boolean;
+  abstract release(): void;
   /** Send `signal`; false when there was no process to send it to. */
   protected abstract sendSignal(signal: 'SIGTERM' | 'SIGKILL'): boolean;
 
@@ -389,6 +396,7 @@ class QemuChild extends StoppableQemu {
   readonly #subprocess: QemuSubprocess;
   readonly #tail = new StderrTail();
   readonly #log: StderrLog | null;
+  readonly #capped: { close(): void } | null;
 
   constructor(subprocess: QemuSubprocess, pid: number, logger: Logger, log: StderrLog | null) {
     super(logger);
@@ -397,6 +405,7 @@ class QemuChild extends StoppableQemu {
     this.#log = log;
     // While this supervisor runs, QEMU's log file stays under its bound (log-cap.ts).
     const capped = log === null ? null : watchLogFile(log.path);
+    this.#capped = capped;
     subprocess.stderr?.on('data', (chunk: Buffer) => this.#logLines(this.#tail.push(chunk)));
     let how: StopHow = 'exited';
     subprocess.once('exit', () => {
@@ -410,6 +419,10 @@ class QemuChild extends StoppableQemu {
         () => this.#end(undefined, undefined, how),
       )
       .finally(() => capped?.close());
+  }
+
+  release(): void {
+    this.#capped?.close();
   }
 
   stderrTail(): string {

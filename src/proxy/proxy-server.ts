@@ -30,7 +30,7 @@ import { ClientSession, isOutOfBand, type ClientId, type Refusal } from './clien
 import type { DecideContext } from './decide.js';
 import { lookupUnixPeer, peerCredAtAccept, peerLogFields, type PeerInfo } from './peer-cred.js';
 import { createLogThrottle } from '../util/log-throttle.js';
-import { parseStrictJson } from './strict-json.js';
+import { parseStrictJson } from '../util/strict-json.js';
 
 /** What the proxy needs of the supervisor's own QMP connection; a QmpClient is one. */
 export type QmpUpstream = Pick<QmpClient, 'greeting' | 'oob' | 'request' | 'onEvent' | 'closed'> & Partial<Pick<QmpClient, 'ownIdle'>>;

@@ -151,6 +151,7 @@ export function endGone(g: GuestRecord, persisted: PersistedVmState): void {
  */
 export async function leaveUnreachable(g: GuestRecord, proc: QemuProcess, cause: unknown, logger: Logger): Promise<never> {
   await g.qmp?.close().catch(() => undefined);
+  proc.release();
   const error = unreachableError(g.vm, proc.pid, cause);
   g.error = error;
   logger.error(

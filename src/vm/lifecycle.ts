@@ -274,6 +274,7 @@ export class VmLifecycle {
     this.#watch.stopListening();
     await this.#g.persisted();
     await this.#g.qmp?.close();
+    this.#g.proc?.release();
     this.#log.info({ state: this.#g.state }, 'detached; QEMU left running');
     this.#g.finish({ state: 'detached', ran: this.#g.ran });
   }

@@ -1,7 +1,8 @@
 // Test helper: synthetic OVMF images with a footer GUID table, built independently of
 // src/sev/ovmf-table.ts (own GUID byte order, own layout code) so the parser is checked against
 // a second implementation of the format: entries are `data ‖ u16 len ‖ GUID(LE)`, the footer is
-// `u16 total ‖ footer GUID` ending 32 bytes before the end of the image.
+// `u16 total ‖ footer GUID` ending 32 bytes before the end of the image. The one builder of
+// synthetic firmware for tests; no real firmware code in them, so never boot one.
 
 /** GUID text → little-endian bytes, written out by hand here on purpose. */
 export function guidLe(guid: string): Buffer {
@@ -29,13 +30,17 @@ export function u32s(...values: number[]): Buffer {
   return b;
 }
 
+/** buildImage's default size. */
+export const IMAGE_BYTES = 64 * 1024;
+
 /**
- * An image of `size` bytes (0xff filler, as erased flash) whose table holds `entries`, the first
- * one nearest the footer (QEMU's walking order). `totalLen` overrides the footer's u16.
+ * An image of `size` bytes (`fill`: 0xff, as erased flash, unless told) whose table holds
+ * `entries`, the first one nearest the footer (QEMU's walking order). `totalLen` overrides the
+ * footer's u16.
  */
-export function buildImage(entries: readonly EntrySpec[], options: { size?: number; totalLen?: number } = {}): Buffer {
-  const size = options.size ?? 64 * 1024;
-  const image = Buffer.alloc(size, 0xff);
+export function buildImage(entries: readonly EntrySpec[], options: { size?: number; totalLen?: number; fill?: number } = {}): Buffer {
+  const size = options.size ?? IMAGE_BYTES;
+  const image = Buffer.alloc(size, options.fill ?? 0xff);
   const parts: Buffer[] = [];
   // Build from the start of the table to the footer: the last entry in `entries` comes first.
   for (const e of [...entries].reverse()) {
@@ -60,6 +65,15 @@ export function debianLikeEntries(o: { reset?: number; hashes?: [number, number]
     { guid: SNP_META, data: u32s(0x52c) },
   ];
 }
+
+export const sevInfo = (reset: number): EntrySpec => ({ guid: SEV_INFO, data: u32s(reset) });
+export const hashes = (base: number, size: number): EntrySpec => ({ guid: HASHES, data: u32s(base, size) });
+export const secret = (base: number, size: number): EntrySpec => ({ guid: SECRET, data: u32s(base, size) });
+
+/** Like Debian's OVMF (zero-filled): an SEV info block, and empty hashes and secret areas. */
+export const DEBIAN_LIKE_IMAGE = buildImage([hashes(0, 0), secret(0, 0), sevInfo(0x80b004)], { fill: 0 });
+/** Like an OVMF AmdSev build of the 2022 era: areas at 0x80f000 (secret) and 0x80fc00 (hashes). */
+export const AMDSEV_LIKE_IMAGE = buildImage([hashes(0x80fc00, 0x400), secret(0x80f000, 0xc00), sevInfo(0x80b004)], { fill: 0 });
 
 /** SNP metadata section types, written out here (edk2 / QEMU pc.h numbering). */
 export const SECTION = { SEC_MEM: 1, SECRETS: 2, CPUID: 3, SVSM_CAA: 4, KERNEL_HASHES: 0x10 } as const;

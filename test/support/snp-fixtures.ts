@@ -202,3 +202,35 @@ export function writeCertDir(dir: string, chain: BuiltChain): string {
   writeFileSync(join(certs, 'vcek.der'), chain.leaf);
   return certs;
 }
+
+/** What the `sevsup verify --report` CLI tests share: a temp dir with a Genoa VCEK chain in it. */
+export interface SnpCliFiles {
+  readonly dir: string;
+  readonly chain: BuiltChain;
+  /** The chain as writeCertDir lays it out (--certs). */
+  readonly certs: string;
+  /** The chain's ARK as PEM (--ark). */
+  readonly ark: string;
+  /** Write `data` to `name` in the dir; returns its path. */
+  file(name: string, data: Buffer | string): string;
+  remove(): void;
+}
+
+/** A temp dir (`prefix`) with a Genoa VCEK chain, its cert dir and its ARK written for the CLI. */
+export function snpCliFiles(prefix: string): SnpCliFiles {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const file = (name: string, data: Buffer | string): string => {
+    const path = join(dir, name);
+    writeFileSync(path, data);
+    return path;
+  };
+  const chain = chainFor({ product: 'Genoa', kind: 'vcek' });
+  return {
+    dir,
+    chain,
+    certs: writeCertDir(dir, chain),
+    ark: file('ark.pem', derToPem(chain.ark)),
+    file,
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}

@@ -2,11 +2,10 @@
 // run offline: the measurement and every launch input are passed on its command line.
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
+import { PYTHON, VALIDATOR } from './it-env.js';
 
-export const PYTHON = '/usr/bin/python3';
-export const VALIDATOR = '/usr/bin/virt-qemu-sev-validate';
+export { DEBIAN_OVMF, PYTHON, VALIDATOR } from './it-env.js';
 export const HAVE_VALIDATOR = existsSync(PYTHON) && existsSync(VALIDATOR);
-export const DEBIAN_OVMF = '/usr/share/ovmf/OVMF.fd';
 
 export interface ValidatorArgs {
   readonly measurement: string;

@@ -1,40 +1,14 @@
 // Implementation of `sevsup secret build`: read keys, measurement and secret files, build the
-// packet with sev/launch-secret.ts, check it as the platform would, write header and payload in
+// packet with attestation/secret-packet.ts (as the owner service does), check it as the platform would, write header and payload in
 // base64 (0600). Must not: print, log or put in errors any key or secret byte; load heavy modules.
 import { loadRecord, loadTransportKeys, readSecretFile } from '../../attestation/inputs.js';
-import { decodeReportedMeasurement } from '../../attestation/verify.js';
+import { parseSecretSpec, sealLaunchSecret } from '../../attestation/secret-packet.js';
 import { SupervisorError } from '../../errors.js';
 import { inspectFirmwareFile } from '../../sev/firmware-file.js';
-import { buildLaunchSecret, resolveSecretGuid, SECRET_ALIASES, verifyLaunchSecret } from '../../sev/launch-secret.js';
-import { describeSecretAreaProblem, hex } from '../../sev/ovmf-table.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import type { SecretBuildCliOptions } from '../commands/secret.js';
 import { printJson } from '../output.js';
 import { errnoOf } from '../../util/io-error.js';
-
-export interface SecretSpec {
-  readonly guid: string;
-  readonly path: string;
-}
-
-/**
- * `GUID:FILE` or `ALIAS:FILE`, split at the first colon (GUIDs and aliases have none; paths may).
- * @throws SUP_ERR_USAGE for a missing colon or path, or an unknown alias.
- */
-export function parseSecretSpec(spec: string): SecretSpec {
-  const at = spec.indexOf(':');
-  const name = at < 0 ? spec : spec.slice(0, at);
-  const path = at < 0 ? '' : spec.slice(at + 1);
-  if (path === '') throw new SupervisorError('SUP_ERR_USAGE', `--secret ${JSON.stringify(spec)}: expected GUID-OR-ALIAS:FILE`);
-  const guid = resolveSecretGuid(name);
-  if (guid === null) {
-    throw new SupervisorError(
-      'SUP_ERR_USAGE',
-      `--secret: ${JSON.stringify(name)} is neither a GUID nor a known alias (${Object.keys(SECRET_ALIASES).join(', ')})`,
-    );
-  }
-  return { guid, path };
-}
 
 /**
  * @throws SUP_ERR_USAGE (secret specs, sizes, --measurement/--record), SUP_ERR_VERIFY_UNSUPPORTED
@@ -45,7 +19,7 @@ export async function runSecretBuild(o: SecretBuildCliOptions): Promise<void> {
   if ((o.measurement === undefined) === (o.record === undefined)) {
     throw new SupervisorError('SUP_ERR_USAGE', 'give the launch measurement with exactly one of --measurement and --record');
   }
-  const specs = o.secret.map(parseSecretSpec);
+  const specs = o.secret.map((spec) => parseSecretSpec(spec));
   const [keys, record, datas, firmware] = await Promise.all([
     loadTransportKeys(
       {
@@ -66,30 +40,16 @@ export async function runSecretBuild(o: SecretBuildCliOptions): Promise<void> {
       { details: { state: record.state } },
     );
   }
-  const { mac } = decodeReportedMeasurement(record?.measurement ?? o.measurement ?? '');
   const tek = keys.tek;
   if (tek === null) throw new SupervisorError('SUP_ERR_INTERNAL', 'loadTransportKeys returned no TEK');
   const secrets = specs.map((s, i) => ({ guid: s.guid, data: datas[i] ?? Buffer.alloc(0) }));
-  const packet = buildLaunchSecret({ tik: keys.tik, tek, measurementMac: mac, secrets });
-
-  const notes: string[] = [];
-  if (firmware !== null) {
-    const area = firmware.table.secretArea;
-    const problem = describeSecretAreaProblem(area);
-    if (problem !== '' || area === null) {
-      notes.push(`${firmware.path}: ${problem}`);
-    } else if (packet.payload.length > area.size) {
-      throw new SupervisorError(
-        'SUP_ERR_USAGE',
-        `the secret table is ${packet.payload.length} bytes but ${firmware.path} declares a launch-secret area of ${hex(area.size)} bytes at ${hex(area.base)}: ` +
-          'QEMU would write past it',
-        { details: { tableBytes: packet.payload.length, areaSize: area.size } },
-      );
-    }
-  }
-  // Check the packet as the secure processor will, before anyone carries it to the host.
-  const check = verifyLaunchSecret({ tik: keys.tik, tek, measurementMac: mac, header: packet.header, payload: packet.payload });
-  if (!check.ok) throw new SupervisorError('SUP_ERR_INTERNAL', `built a launch secret the platform would refuse: ${check.reason}`);
+  const { packet, notes } = sealLaunchSecret({
+    tik: keys.tik,
+    tek,
+    measurement: record?.measurement ?? o.measurement ?? '',
+    secrets,
+    firmware,
+  });
 
   await Promise.all([
     writeOut(o.headerOut, packet.header.toString('base64'), 'packet header'),

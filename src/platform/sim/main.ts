@@ -34,6 +34,7 @@ import {
   type LaunchMeasurement,
 } from './measure.js';
 import { MonitorServer } from './monitor-server.js';
+import { readSessionKeys } from './session-keys.js';
 import { parseSimCommandLine, SIM_HELP, type ResolvedSimOptions } from './options.js';
 import { launchMeasureFailureLine, SevGuestSim, type InjectedSecret, type ResumeOutcome, type SevPlatformVersion } from './sev-state.js';
 import { answerReportRequest } from './snp-guest-report.js';
@@ -83,6 +84,30 @@ async function loadKey(file: string | null, dir: string, name: string, what: str
   const path = join(dir, name);
   await writeFileAtomic(path, key, { mode: 0o600, overwrite: true });
   return { key, path };
+}
+
+/**
+ * The platform's TIK/TEK for this launch: a simulated launch session's (the owner's keys, as the
+ * session carries them on hardware; session-keys.ts), else --sim-tik/--sim-tek, else generated.
+ */
+async function launchKeys(
+  o: ResolvedSimOptions,
+  plan: StartupPlan,
+  dir: string,
+): Promise<{ tik: { key: Buffer; path: string }; tek: { key: Buffer; path: string } }> {
+  const session = plan.kind === 'sev' ? await readSessionKeys(plan.params) : ({ kind: 'none' } as const);
+  if (session.kind === 'fail') {
+    note(session.problem);
+    return failStartup({ kind: 'fail', lines: session.lines.map((l) => `${QEMU_PROGNAME}: ${l}`), exit: 'exit-1' });
+  }
+  if (session.kind === 'keys') {
+    if (o.tik !== null || o.tek !== null) {
+      return fail('give the keys either with --sim-tik/--sim-tek or in a simulated launch session (session-file), not both');
+    }
+    note(`TIK and TEK from the simulated launch session ${session.file}`);
+    return { tik: { key: session.tik, path: session.file }, tek: { key: session.tek, path: session.file } };
+  }
+  return { tik: await loadKey(o.tik, dir, 'sim-tik.bin', 'TIK'), tek: await loadKey(o.tek, dir, 'sim-tek.bin', 'TEK') };
 }
 
 /** Private directories are named after the sim's pid, so a later sim can remove a SIGKILLed one's. */
@@ -362,8 +387,7 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
     );
   }
   const snpReportId = randomBytes(32);
-  const tik = await loadKey(o.tik, monitorDir, 'sim-tik.bin', 'TIK');
-  const tek = await loadKey(o.tek, monitorDir, 'sim-tek.bin', 'TEK');
+  const { tik, tek } = await launchKeys(o, plan, monitorDir);
 
   const platform = { apiMajor: o.apiMajor, apiMinor: o.apiMinor, buildId: o.buildId };
   const sevOn = (plan.kind === 'sev' || snp !== null) && !o.faults.has('sev-disabled');

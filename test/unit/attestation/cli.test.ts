@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveLaunchOptions } from '../../../src/cli/actions/measure.js';
-import { parseSecretSpec } from '../../../src/cli/actions/secret.js';
+import { parseSecretSpec } from '../../../src/attestation/secret-packet.js';
 import { verifyExitCode } from '../../../src/cli/actions/verify.js';
 import type { LaunchInputCliOptions } from '../../../src/cli/commands/measure.js';
 import { ERRORS, hasCode, isErrorCode, type ErrorCode } from '../../../src/errors.js';

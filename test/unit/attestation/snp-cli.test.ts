@@ -1,24 +1,17 @@
 // `sevsup verify --report` and `sevsup certs` in-process, on a report and chain the test builds:
 // exit codes as `sevsup verify` (0, 1, 2, 4), --json with every field and verdict, certificates
 // from --certs or from the cache that `certs fetch` (fake key server) or `certs import` filled.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { derToPem } from '../../../src/sev/snp-cert-builder.js';
 import { CERT_TABLE_GUID, decodeCertTable } from '../../../src/sev/snp-certs.js';
 import { startFakeKds, type FakeKds } from '../../support/fake-kds.js';
 import { runCliCaptured } from '../../support/run-cli.js';
-import { chainFor, CHIP_ID, fieldsFor, signedReport, writeCertDir } from '../../support/snp-fixtures.js';
+import { CHIP_ID, fieldsFor, signedReport, snpCliFiles } from '../../support/snp-fixtures.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'sevsup-snp-cli-'));
-const chain = chainFor({ product: 'Genoa', kind: 'vcek' });
+const { dir, file, chain, certs, ark, remove } = snpCliFiles('sevsup-snp-cli-');
 const fields = fieldsFor({ product: 'Genoa', kind: 'vcek', version: 3 });
-const file = (name: string, data: Buffer | string): string => {
-  const path = join(dir, name);
-  writeFileSync(path, data);
-  return path;
-};
 const report = file('report.bin', signedReport(fields, chain));
 const tampered = file(
   'tampered.bin',
@@ -28,8 +21,6 @@ const tampered = file(
     return b;
   })(),
 );
-const certs = writeCertDir(dir, chain);
-const ark = file('test-ark.pem', derToPem(chain.ark));
 const emptyCache = join(dir, 'empty-cache');
 
 let kds: FakeKds;
@@ -40,7 +31,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await kds.close();
-  rmSync(dir, { recursive: true, force: true });
+  remove();
 });
 
 const measurement = Buffer.alloc(48, 0x4d).toString('hex');

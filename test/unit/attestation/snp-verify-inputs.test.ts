@@ -2,24 +2,16 @@
 // `sevsup measure --mode snp` computes it, on reports the tests build and sign for a digest computed
 // independently (the pure snpLaunchDigest over generated inputs); a changed kernel fails the
 // measurement check alone; an expected measurement that disagrees with the inputs is refused.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hashKernelInputs } from '../../../src/sev/kernel-hashes.js';
-import { derToPem } from '../../../src/sev/snp-cert-builder.js';
 import { snpLaunchDigest } from '../../../src/sev/snp-launch-digest.js';
 import { buildSnpImage } from '../../support/ovmf-images.js';
 import { runCliCaptured } from '../../support/run-cli.js';
-import { chainFor, fieldsFor, signedReport, writeCertDir } from '../../support/snp-fixtures.js';
+import { fieldsFor, signedReport, snpCliFiles } from '../../support/snp-fixtures.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'sevsup-snp-inputs-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const file = (name: string, data: Buffer | string): string => {
-  const path = join(dir, name);
-  writeFileSync(path, data);
-  return path;
-};
+const { dir, file, chain, certs, ark, remove } = snpCliFiles('sevsup-snp-inputs-');
+afterAll(remove);
 
 const SECTIONS = [
   [0x800000, 0x2000, 1],
@@ -33,10 +25,6 @@ const kernel = file('vmlinuz', Buffer.from('a generated kernel image, not a real
 const otherKernel = file('vmlinuz-2', Buffer.from('a generated kernel image, not a real one!'));
 const initrd = file('initrd.img', Buffer.alloc(5000, 0x17));
 const cmdline = 'console=ttyS0 root=/dev/vda';
-
-const chain = chainFor({ product: 'Genoa', kind: 'vcek' });
-const certs = writeCertDir(dir, chain);
-const ark = file('ark.pem', derToPem(chain.ark));
 
 async function expectedDigest(): Promise<Buffer> {
   const { table } = await hashKernelInputs({ kernel, initrd, cmdline });

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { Command } from 'commander';
+import { COMMANDS, commandsFor } from '../../../src/cli/commands/index.js';
 import { buildProgram } from '../../../src/cli/main.js';
 
 describe('sevsup command table', () => {
@@ -11,6 +13,17 @@ describe('sevsup command table', () => {
       expect(help).toContain(`Usage: sevsup ${cmd.name()}`);
       for (const opt of cmd.options.filter((o) => !o.hidden)) expect(help).toContain(opt.flags);
     }
+  });
+
+  it('each table entry registers exactly the names it lists, and a command line naming one gets only that entry', async () => {
+    for (const entry of COMMANDS) {
+      const alone = new Command('sevsup');
+      entry.register(alone);
+      expect(alone.commands.map((c) => c.name())).toEqual(entry.names);
+      for (const name of entry.names) expect(commandsFor(name)).toEqual([entry]);
+    }
+    expect((await buildProgram()).commands.map((c) => c.name())).toEqual(COMMANDS.flatMap((e) => e.names));
+    for (const first of [undefined, 'help', '--help', 'no-such-command', '-V']) expect(commandsFor(first)).toBe(COMMANDS);
   });
 
   it('command names are unique', async () => {

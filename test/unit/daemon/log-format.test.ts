@@ -3,7 +3,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createDaemonLogger, parseDaemonLogFormat } from '../../../src/daemon/log-format.js';
-import { parseStrictJson } from '../../../src/proxy/strict-json.js';
+import { parseStrictJson } from '../../../src/util/strict-json.js';
 
 const SECRET_VALUES = ['S3CR3T-PAYLOAD', 'PACKET-HEADER-B64', 'TIK-BYTES-0001', 'TEK-BYTES-0002', 'SESSION-BLOB-0003'];
 

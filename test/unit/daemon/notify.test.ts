@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createNotifier, unixDgramAvailable } from '../../../src/daemon/notify.js';
+import { createNotifier, unixDgramAvailable } from '../../../src/process/sd-notify.js';
 import { createLogger } from '../../../src/log.js';
 
 function sinkLogger(): { logger: ReturnType<typeof createLogger>; lines: () => Record<string, unknown>[] } {

@@ -14,7 +14,7 @@ import {
 } from '../../../src/policy/qmp-policy.js';
 import { HMP_COMMANDS_7_2, HMP_INFO_COMMANDS_7_2 } from '../../../src/qemu/hmp.js';
 import { decide, type DecideContext, type Decision } from '../../../src/proxy/decide.js';
-import { parseStrictJson } from '../../../src/proxy/strict-json.js';
+import { parseStrictJson } from '../../../src/util/strict-json.js';
 
 const CTX: DecideContext = { vmState: 'running', held: false, sev: true, allow: [], deny: [] };
 const MEMBERS = ['execute', 'exec-oob'] as const;

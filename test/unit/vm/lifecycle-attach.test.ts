@@ -5,13 +5,14 @@
 import { connect } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseVmConfig } from '../../../src/config/vm-config.js';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
 import { isPidAlive, waitForPidExit } from '../../../src/process/pid.js';
 import { DetachedPids } from '../../support/detached-fakes.js';
+import { inotifyWatchesOn } from '../../support/proc-scan.js';
 import { prepareVmRunDir } from '../../../src/process/run-dir.js';
 import { planReattach } from '../../../src/vm/attach.js';
 import { VmLifecycle } from '../../../src/vm/lifecycle.js';
@@ -19,7 +20,7 @@ import type { LifecycleOptions } from '../../../src/vm/lifecycle-options.js';
 import type { LifecycleEventRecord } from '../../../src/vm/types.js';
 import { readVmState, type PersistedVmState } from '../../../src/vm/state-file.js';
 import { fakeQemuCommands, fakeQemuLaunch } from '../../support/lifecycle-rig.js';
-import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-image.js';
+import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-images.js';
 
 /** A synthetic image shaped like Debian's OVMF.fd (empty hashes and secret areas), written in beforeAll. */
 let OVMF: string;
@@ -220,6 +221,23 @@ describe('daemon mode', () => {
     expect(second.state).toBe('running');
     expect((await r.commands()).filter((c) => c === 'cont')).toEqual(['cont']);
     await eventually(async () => (await r.persisted()).state === 'running');
+  });
+
+  it("detach() lets go of QEMU's log file: the qemu.log bound's watcher is closed, after a launch and after an attach", async () => {
+    const r = await rig();
+    const log = join(dirname(r.stateFile), 'qemu.log');
+    const first = r.make();
+    await first.start();
+    expect(inotifyWatchesOn(log)).toBe(1);
+    await first.detach();
+    expect(inotifyWatchesOn(log)).toBe(0);
+    const second = r.make();
+    await second.attach(await r.persisted());
+    expect(second.state).toBe('running');
+    expect(inotifyWatchesOn(log)).toBe(1);
+    await second.detach();
+    expect(inotifyWatchesOn(log)).toBe(0);
+    expect(isPidAlive(second.pid ?? 0)).toBe(true);
   });
 
   it('a running guest stays running across detach and attach', async () => {

@@ -17,7 +17,7 @@ import type { LifecycleOptions } from '../../../src/vm/lifecycle-options.js';
 import type { LifecycleEventRecord } from '../../../src/vm/types.js';
 import { fakeQemuCommands, fakeQemuLaunch } from '../../support/lifecycle-rig.js';
 import { readLatestRecord } from '../../support/records.js';
-import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-image.js';
+import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-images.js';
 
 /** A synthetic image shaped like Debian's OVMF.fd (empty hashes and secret areas), written in beforeAll. */
 let OVMF: string;

@@ -1,5 +1,5 @@
 // preflight: the firmware, kernel, initrd and launch files a VM boots from, checked before QEMU
-// starts, on real files in a temp dir (synthetic OVMF images from test/support/ovmf-image.ts).
+// starts, on real files in a temp dir (synthetic OVMF images from test/support/ovmf-images.ts).
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,12 +10,12 @@ import { isSupervisorError, type ErrorCode } from '../../../src/errors.js';
 import { preflight } from '../../../src/vm/preflight.js';
 import {
   AMDSEV_LIKE_IMAGE,
+  buildImage,
   DEBIAN_LIKE_IMAGE as DEBIAN_LIKE,
-  firmwareImage,
   hashes,
   IMAGE_BYTES,
   sevInfo,
-} from '../../support/ovmf-image.js';
+} from '../../support/ovmf-images.js';
 
 let dir: string;
 const file = (name: string): string => join(dir, name);
@@ -24,11 +24,11 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sevsup-preflight-'));
   await writeFile(file('debian-like.fd'), DEBIAN_LIKE);
   await writeFile(file('amdsev.fd'), AMDSEV_LIKE_IMAGE);
-  await writeFile(file('no-hashes-guid.fd'), firmwareImage([sevInfo(0x80b004)]));
-  await writeFile(file('small-hashes.fd'), firmwareImage([sevInfo(0x80b004), hashes(0x80fc00, 0xa0)]));
-  await writeFile(file('no-sev-info.fd'), firmwareImage([hashes(0x80fc00, 0x400)]));
-  await writeFile(file('zero-reset.fd'), firmwareImage([sevInfo(0)]));
-  await writeFile(file('bad-table.fd'), firmwareImage([], 2));
+  await writeFile(file('no-hashes-guid.fd'), buildImage([sevInfo(0x80b004)]));
+  await writeFile(file('small-hashes.fd'), buildImage([hashes(0x80fc00, 0xa0), sevInfo(0x80b004)]));
+  await writeFile(file('no-sev-info.fd'), buildImage([hashes(0x80fc00, 0x400)]));
+  await writeFile(file('zero-reset.fd'), buildImage([sevInfo(0)]));
+  await writeFile(file('bad-table.fd'), buildImage([], { totalLen: 2 }));
   await writeFile(file('vmlinuz'), 'kernel');
   await writeFile(file('initrd.img'), 'initrd');
   await mkdir(file('a-directory'));

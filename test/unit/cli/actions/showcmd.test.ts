@@ -10,8 +10,7 @@ import { runCli } from '../../../../src/cli/main.js';
 import { parseVmConfig } from '../../../../src/config/vm-config.js';
 import { SIMULATED_HOST_CAPS } from '../../../../src/host/simulated.js';
 import { buildQemuArgv } from '../../../../src/qemu/argv.js';
-import { AMDSEV_LIKE_IMAGE, DEBIAN_LIKE_IMAGE } from '../../../support/ovmf-image.js';
-import { buildSnpImage } from '../../../support/ovmf-images.js';
+import { AMDSEV_LIKE_IMAGE, buildSnpImage, DEBIAN_LIKE_IMAGE } from '../../../support/ovmf-images.js';
 
 const GENOA_CAPS = new URL('../../../fixtures/host-caps/proxmox-epyc-genoa.json', import.meta.url).pathname;
 

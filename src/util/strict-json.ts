@@ -1,5 +1,8 @@
-// Strict RFC 8259 JSON parser for everything a proxy client sends. Owns: the one reading of client
-// bytes that decide() and the forwarder act on, with size and depth bounds.
+// Strict RFC 8259 JSON parser for everything a hostile peer sends: QMP proxy clients (the one reading
+// of client bytes that proxy/decide() and the forwarder act on) and the attestation relay (requests
+// to the owner's service, its answers to the daemon). Owns: that parser, with size and depth bounds.
+// Errors carry SUP_ERR_PROXY_BAD_INPUT and `details.reason` (a StrictJsonProblem); other callers
+// map the reason to their own code.
 // Must not: accept anything QEMU's more lenient parser would read differently (duplicate keys,
 // single quotes, comments, lone surrogates), echo client input in errors, or do I/O.
 // Invariants: results are plain data built with own properties (`__proto__` included, as

@@ -1,4 +1,4 @@
-// sd_notify for `sevsup daemon` under systemd (Type=notify): READY=1, STATUS=, STOPPING=1,
+// sd_notify for `sevsup daemon` and `sevsup owner serve` under systemd (Type=notify): READY=1, STATUS=, STOPPING=1,
 // RELOADING=1, WATCHDOG=1 as datagrams to $NOTIFY_SOCKET (a path, or `@name` in the abstract
 // namespace). Owns: the message format, their order, and the choice of transport.
 // Node cannot send AF_UNIX datagrams, so a message goes through the optional native `unix-dgram`

@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hasCode, isSupervisorError } from '../../../src/errors.js';
-import { DEFAULT_MAX_JSON_DEPTH, parseStrictJson, type StrictJsonOptions, type StrictJsonProblem } from '../../../src/proxy/strict-json.js';
+import { DEFAULT_MAX_JSON_DEPTH, parseStrictJson, type StrictJsonOptions, type StrictJsonProblem } from '../../../src/util/strict-json.js';
 
 function problemOf(text: string, options?: StrictJsonOptions): StrictJsonProblem | 'accepted' {
   try {

@@ -1,0 +1,484 @@
+// `sevsup owner serve` as a real process over real TLS on loopback, with a CA, server and client
+// certificates made here by the openssl CLI, and a raw https client speaking the relay protocol
+// (docs/relay-protocol.md): approve (the same measurement validates with libvirt's
+// virt-qemu-sev-validate given the same inputs and keys), inject (the packet checked and opened
+// with an independent HMAC/AES implementation), reject (a changed kernel), replay → 409 (also after a
+// restart), oversized body, bad JSON, unknown host → 403, and no, expired or foreign client
+// certificates refused at the handshake; bearer tokens; /metrics; SIGTERM → exit 0.
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createCipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { computeExpectedDigest } from '../../src/attestation/inputs.js';
+import { cpuModelSignature } from '../../src/sev/cpu-models.js';
+import { SEVSUP as BIN } from '../../test/support/it-env.js';
+import { DEBIAN_OVMF, HAVE_VALIDATOR, measurementFor, patchFirmware, realKernel, runValidator, writeRecord } from './helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sevsup-owner-service-'));
+const f = (name: string): string => join(dir, name);
+const SECRET = Buffer.from('the owner-only disk passphrase');
+const HOSTV = { apiMajor: 1, apiMinor: 55, buildId: 21 };
+const EPYC = cpuModelSignature('EPYC-v4') ?? { family: 0, model: 0, stepping: 0 };
+
+function openssl(...args: string[]): void {
+  execFileSync('openssl', args, { stdio: 'ignore' });
+}
+
+/** A key and a certificate for `cn` signed by `ca` (`days` < 0: already expired). */
+function issue(name: string, cn: string, ca: string, o: { days?: number; server?: boolean } = {}): void {
+  openssl(
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    f(`${name}.key`),
+    '-out',
+    f(`${name}.csr`),
+    '-subj',
+    `/CN=${cn}`,
+  );
+  const ext = f(`${name}.ext`);
+  writeFileSync(
+    ext,
+    o.server === true ? 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' : 'extendedKeyUsage=clientAuth\n',
+  );
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    f(`${name}.csr`),
+    '-CA',
+    f(`${ca}.pem`),
+    '-CAkey',
+    f(`${ca}.key`),
+    '-out',
+    f(`${name}.pem`),
+    '-days',
+    String(o.days ?? 2),
+    '-extfile',
+    ext,
+  );
+}
+
+function makeCa(name: string): void {
+  openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    f(`${name}.key`),
+    '-out',
+    f(`${name}.pem`),
+    '-subj',
+    `/CN=${name}`,
+    '-days',
+    '2',
+  );
+}
+
+interface Service {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly lines: string[];
+  readonly exited: Promise<number | null>;
+}
+
+async function startService(config: string): Promise<Service> {
+  const child = spawn(BIN, ['owner', 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      lines.push(line);
+      const m = /"address":"127\.0\.0\.1:(\d+)"/.exec(line);
+      if (m !== null) resolve(Number(m[1]));
+    });
+    void exited.then((code) => reject(new Error(`owner serve exited ${code}: ${stderr}`)));
+  });
+  return { child, port, lines, exited };
+}
+
+async function stopService(s: Service): Promise<number | null> {
+  s.child.kill('SIGTERM');
+  return s.exited;
+}
+
+interface Reply {
+  readonly status: number;
+  readonly body: string;
+}
+
+function post(
+  port: number,
+  body: string | Buffer,
+  o: { cert?: string; token?: string; type?: string; method?: string; path?: string } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        servername: 'localhost',
+        method: o.method ?? 'POST',
+        path: o.path ?? '/attest',
+        ca: readFileSync(f('ca.pem')),
+        ...(o.cert === undefined ? {} : { cert: readFileSync(f(`${o.cert}.pem`)), key: readFileSync(f(`${o.cert}.key`)) }),
+        headers: {
+          'content-type': o.type ?? 'application/json',
+          ...(o.token === undefined ? {} : { authorization: `Bearer ${o.token}` }),
+        },
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function attestRequest(vm: string, record: unknown, host = 'node-7'): { body: string; launchId: string } {
+  const launchId = randomUUID();
+  return {
+    launchId,
+    body: JSON.stringify({ schema: 'sevsup.attest-request/v1', host, vm, launchId, attempt: 1, sentAt: new Date().toISOString(), record }),
+  };
+}
+
+const keys = { tik: randomBytes(16), tek: randomBytes(16) };
+let firmware = '';
+let kernel: string | null = null;
+let sevDigest = '';
+let esDigest = '';
+let service: Service;
+
+beforeAll(async () => {
+  makeCa('ca');
+  makeCa('other-ca');
+  issue('server', 'localhost', 'ca', { server: true });
+  issue('node7', 'node-7', 'ca');
+  issue('node9', 'node-9', 'ca');
+  issue('expired', 'node-7', 'ca', { days: -1 });
+  issue('foreign', 'node-7', 'other-ca');
+  writeFileSync(f('tik'), keys.tik);
+  writeFileSync(f('tek'), keys.tek);
+  writeFileSync(f('luks'), SECRET);
+  writeFileSync(f('token-node-7'), 'tok-node-7-0123456789abcdef\n');
+  firmware = patchFirmware(DEBIAN_OVMF, f('ovmf.fd'));
+  kernel = realKernel();
+  const kernelLines = kernel === null ? [] : [`kernel: ${kernel}`, 'cmdline: console=ttyS0'];
+  sevDigest = (await computeExpectedDigest({ firmware, ...(kernel === null ? {} : { kernel, cmdline: 'console=ttyS0' }) })).digest.toString(
+    'hex',
+  );
+  esDigest = (
+    await computeExpectedDigest({ firmware: DEBIAN_OVMF, sevEs: { vcpus: 2, cpu: EPYC, vmsaInit: 'legacy', sevFeatures: 0n } })
+  ).digest.toString('hex');
+  const guests = [
+    '[guest node-7/web1]',
+    'type: sev',
+    `firmware: ${firmware}`,
+    ...kernelLines,
+    'policy: 0x1',
+    'min-api: 1.50',
+    'tik: tik',
+    'tek: tek',
+    `secret: luks-key:${f('luks')}`,
+    '[guest node-7/web2]',
+    'type: sev-es',
+    `firmware: ${DEBIAN_OVMF}`,
+    'vcpus: 2',
+    'cpu: EPYC-v4',
+    'policy: 0x5',
+    'tik: tik',
+  ];
+  writeFileSync(
+    f('owner.conf'),
+    [
+      'listen: 127.0.0.1:0',
+      'tls-cert: server.pem',
+      'tls-key: server.key',
+      'client-ca: ca.pem',
+      'state-file: answered.json',
+      'max-connections: 16',
+      ...guests,
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(
+    f('owner-token.conf'),
+    [
+      'listen: 127.0.0.1:0',
+      'tls-cert: server.pem',
+      'tls-key: server.key',
+      'token: node-7:token-node-7',
+      'state-file: answered-token.json',
+      ...guests,
+      '',
+    ].join('\n'),
+  );
+  service = await startService(f('owner.conf'));
+}, 120_000);
+
+afterAll(async () => {
+  if (service !== undefined && service.child.exitCode === null) await stopService(service);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function sevRecord(
+  digestHex: string,
+  o: { policy?: number; vm?: string; es?: boolean } = {},
+): { record: Record<string, unknown>; measurement: string } {
+  const policy = o.policy ?? (o.es === true ? 0x5 : 0x1);
+  const host = { ...HOSTV, policy };
+  const measurement = measurementFor(keys.tik, host, digestHex);
+  const record = writeRecord(f(`rec-${randomUUID()}.json`), {
+    host,
+    measurement,
+    ...(o.es === true ? { launch: { firmware: { path: DEBIAN_OVMF, sha256: '00' }, vcpus: 2 }, cpuSignature: EPYC } : {}),
+  });
+  return { record: { ...record, vm: o.vm ?? (o.es === true ? 'web2' : 'web1') }, measurement };
+}
+
+describe('sevsup owner serve over mutual TLS', () => {
+  it('approves a measurement of the owner inputs, and libvirt validates the same one', async () => {
+    const { record, measurement } = sevRecord(esDigest, { es: true });
+    const req = attestRequest('web2', record);
+    const reply = await post(service.port, req.body, { cert: 'node7' });
+    expect(reply.status).toBe(200);
+    expect(JSON.parse(reply.body)).toEqual({ schema: 'sevsup.attest-answer/v1', launchId: req.launchId, decision: 'approve' });
+    if (HAVE_VALIDATOR) {
+      const v = await runValidator({
+        measurement,
+        ...HOSTV,
+        policy: 0x5,
+        firmware: DEBIAN_OVMF,
+        tik: f('tik'),
+        tek: f('tek'),
+        numCpus: 2,
+        sku: [EPYC.family, EPYC.model, EPYC.stepping],
+      });
+      expect(v).toMatchObject({ exitCode: 0 });
+    }
+  });
+
+  it('injects a packet bound to this measurement (checked and opened independently); libvirt validates the measurement', async () => {
+    const { record, measurement } = sevRecord(sevDigest);
+    const req = attestRequest('web1', record);
+    const reply = await post(service.port, req.body, { cert: 'node7' });
+    expect(reply.status).toBe(200);
+    const answer = JSON.parse(reply.body) as { decision: string; launchId: string; secret: { header: string; payload: string } };
+    expect(answer).toMatchObject({ decision: 'inject', launchId: req.launchId });
+    const header = Buffer.from(answer.secret.header, 'base64');
+    const payload = Buffer.from(answer.secret.payload, 'base64');
+    expect(header.length).toBe(52);
+    // SEV API LAUNCH_SECRET: MAC = HMAC-SHA256(TIK, 0x01 ‖ flags ‖ IV ‖ guest len ‖ trans len ‖ data ‖ measurement MAC).
+    const flags = header.subarray(0, 4);
+    const iv = header.subarray(4, 20);
+    const lens = Buffer.alloc(8);
+    lens.writeUInt32LE(payload.length, 0);
+    lens.writeUInt32LE(payload.length, 4);
+    const mac = createHmac('sha256', keys.tik)
+      .update(Buffer.from([0x01]))
+      .update(flags)
+      .update(iv)
+      .update(lens)
+      .update(payload)
+      .update(Buffer.from(measurement, 'base64').subarray(0, 32))
+      .digest();
+    expect(header.subarray(20).equals(mac)).toBe(true);
+    const decipher = createCipheriv('aes-128-ctr', keys.tek, iv);
+    const table = Buffer.concat([decipher.update(payload), decipher.final()]);
+    expect(table.indexOf(SECRET)).toBeGreaterThan(0);
+    expect(table.subarray(0, 4).toString('hex')).toBe('42f5741e'); // secret-table GUID 1e74f542-… (little-endian)
+    if (HAVE_VALIDATOR) {
+      const v = await runValidator({
+        measurement,
+        ...HOSTV,
+        policy: 0x1,
+        firmware,
+        ...(kernel === null ? {} : { kernel, cmdline: 'console=ttyS0' }),
+        tik: f('tik'),
+        tek: f('tek'),
+      });
+      expect(v).toMatchObject({ exitCode: 0 });
+    }
+  });
+
+  it('rejects a changed kernel (another digest) with the reason, and refuses its replay with 409', async () => {
+    const { record, measurement } = sevRecord(randomBytes(32).toString('hex'));
+    const req = attestRequest('web1', record);
+    const reply = await post(service.port, req.body, { cert: 'node7' });
+    expect(reply.status).toBe(200);
+    expect(JSON.parse(reply.body)).toMatchObject({
+      decision: 'reject',
+      launchId: req.launchId,
+      reason: expect.stringContaining('the measurement does not match'),
+    });
+    if (HAVE_VALIDATOR) {
+      const v = await runValidator({
+        measurement,
+        ...HOSTV,
+        policy: 0x1,
+        firmware,
+        ...(kernel === null ? {} : { kernel, cmdline: 'console=ttyS0' }),
+        tik: f('tik'),
+        tek: f('tek'),
+      });
+      expect(v.exitCode).toBe(1);
+    }
+    const again = attestRequest('web1', record);
+    const replay = await post(service.port, again.body, { cert: 'node7' });
+    expect(replay.status).toBe(409);
+    expect(JSON.parse(replay.body).error).toMatch(/^replay: this measurement was already answered \(reject\)/);
+  });
+
+  it('refuses bad requests: oversized, bad JSON, wrong type, unknown guest or host, another host in the body', async () => {
+    const ok = sevRecord(sevDigest);
+    const big = await post(service.port, Buffer.alloc(70 * 1024, 0x20), { cert: 'node7' });
+    expect(big.status).toBe(413);
+    const dup = await post(service.port, '{"schema":"a","schema":"b"}', { cert: 'node7' });
+    expect(dup.status).toBe(400);
+    expect(JSON.parse(dup.body).error).toBe('the body is not strict JSON (duplicate-key)');
+    expect((await post(service.port, attestRequest('web1', ok.record).body, { cert: 'node7', type: 'text/plain' })).status).toBe(415);
+    expect((await post(service.port, attestRequest('web9', ok.record).body, { cert: 'node7' })).status).toBe(403);
+    expect((await post(service.port, attestRequest('web1', ok.record, 'node-9').body, { cert: 'node9' })).status).toBe(403);
+    expect((await post(service.port, attestRequest('web1', ok.record, 'node-9').body, { cert: 'node7' })).status).toBe(403);
+    expect((await post(service.port, '{}', { cert: 'node7', path: '/other' })).status).toBe(404);
+    // None of these was a decision: the same evidence is still decided once.
+    const first = await post(service.port, attestRequest('web1', ok.record).body, { cert: 'node7' });
+    expect(JSON.parse(first.body).decision).toBe('inject');
+  });
+
+  it('refuses the TLS handshake without a client certificate, with an expired one, or one of another CA', async () => {
+    const body = attestRequest('web1', sevRecord(sevDigest).record).body;
+    for (const cert of [undefined, 'expired', 'foreign']) {
+      await expect(post(service.port, body, cert === undefined ? {} : { cert })).rejects.toThrow();
+    }
+  });
+
+  it('serves Prometheus metrics behind the same authentication, and logs decisions without secrets', async () => {
+    const m = await post(service.port, '', { cert: 'node7', method: 'GET', path: '/metrics' });
+    expect(m.status).toBe(200);
+    expect(m.body).toMatch(/sevsup_owner_requests_total\{outcome="inject"\} [1-9]/);
+    expect(m.body).toMatch(/sevsup_owner_requests_total\{outcome="replay"\} 1/);
+    const log = service.lines.join('\n');
+    expect(log).toContain('"verdict":"reject"');
+    for (const b of [keys.tik, keys.tek, SECRET]) for (const enc of ['hex', 'base64'] as const) expect(log).not.toContain(b.toString(enc));
+    expect(log).not.toContain(SECRET.toString());
+  });
+
+  it('exits 0 on SIGTERM and remembers answered measurements across a restart', async () => {
+    const { record } = sevRecord(esDigest, { es: true });
+    expect(JSON.parse((await post(service.port, attestRequest('web2', record).body, { cert: 'node7' })).body).decision).toBe('approve');
+    expect(await stopService(service)).toBe(0);
+    service = await startService(f('owner.conf'));
+    const replay = await post(service.port, attestRequest('web2', record).body, { cert: 'node7' });
+    expect(replay.status).toBe(409);
+  });
+});
+
+describe('sevsup owner serve: slow peers and its config check', () => {
+  it('closes a connection whose headers never finish (slowloris)', async () => {
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: service.port,
+      servername: 'localhost',
+      ca: readFileSync(f('ca.pem')),
+      cert: readFileSync(f('node7.pem')),
+      key: readFileSync(f('node7.key')),
+    });
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    socket.write('POST /attest HTTP/1.1\r\nHost: localhost\r\n');
+    const answer = await new Promise<string>((resolve) => {
+      let text = '';
+      socket.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      socket.once('close', () => resolve(text));
+    });
+    expect(answer === '' || answer.startsWith('HTTP/1.1 408')).toBe(true);
+  }, 30_000);
+
+  it('drops connections beyond max-connections (16 here) and serves again once they go', async () => {
+    const open = (): Promise<{ socket: ReturnType<typeof tlsConnect>; ok: boolean }> =>
+      new Promise((resolve) => {
+        const socket = tlsConnect({
+          host: '127.0.0.1',
+          port: service.port,
+          servername: 'localhost',
+          ca: readFileSync(f('ca.pem')),
+          cert: readFileSync(f('node7.pem')),
+          key: readFileSync(f('node7.key')),
+        });
+        socket.once('secureConnect', () => resolve({ socket, ok: true }));
+        socket.once('error', () => resolve({ socket, ok: false }));
+        socket.once('close', () => resolve({ socket, ok: false }));
+      });
+    const held = [];
+    for (let i = 0; i < 16; i += 1) held.push(await open());
+    expect(held.every((h) => h.ok)).toBe(true);
+    const extra = await open();
+    expect(extra.ok).toBe(false);
+    for (const h of [...held, extra]) h.socket.destroy();
+    const { record } = sevRecord(esDigest, { es: true });
+    let reply: Reply | null = null;
+    // The server learns of the closes asynchronously: try until a slot is free.
+    for (let i = 0; i < 50 && reply === null; i += 1) {
+      reply = await post(service.port, attestRequest('web2', record).body, { cert: 'node7' }).catch(() => null);
+    }
+    expect(reply?.status).toBe(200);
+  });
+
+  it('owner check prints the expected digests; a bad config names file:line:key and exits 3', async () => {
+    const ok = spawnSync(BIN, ['owner', 'check', '--config', f('owner.conf'), '--json'], { encoding: 'utf8' });
+    expect(ok.status).toBe(0);
+    const report = JSON.parse(ok.stdout) as { guests: { vm: string; expectedDigest: string }[] };
+    expect(report.guests.map((g) => [g.vm, g.expectedDigest])).toEqual([
+      ['web1', sevDigest],
+      ['web2', esDigest],
+    ]);
+    writeFileSync(f('bad.conf'), readFileSync(f('owner.conf'), 'utf8').replace('policy: 0x5', 'policy: 0x1'));
+    const bad = spawnSync(BIN, ['owner', 'check', '--config', f('bad.conf')], { encoding: 'utf8' });
+    expect(bad.status).toBe(3);
+    expect(bad.stderr).toContain(`${f('bad.conf')}:`);
+    expect(bad.stderr).toContain("policy: policy 0x1 lacks the ES bit (0x4) but the guest's type is sev-es");
+    expect(bad.stderr).not.toContain('    at ');
+  });
+});
+
+describe('sevsup owner serve with bearer tokens', () => {
+  it('approves with the right token and refuses a wrong or missing one', async () => {
+    const s = await startService(f('owner-token.conf'));
+    try {
+      const { record } = sevRecord(esDigest, { es: true });
+      expect((await post(s.port, attestRequest('web2', record).body, { token: 'wrong-token-0123456789' })).status).toBe(401);
+      expect((await post(s.port, attestRequest('web2', record).body)).status).toBe(401);
+      const ok = await post(s.port, attestRequest('web2', record).body, { token: 'tok-node-7-0123456789abcdef' });
+      expect(JSON.parse(ok.body).decision).toBe('approve');
+      expect(s.lines.join('\n')).not.toContain('tok-node-7');
+    } finally {
+      expect(await stopService(s)).toBe(0);
+    }
+  });
+});

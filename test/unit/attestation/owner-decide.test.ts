@@ -1,0 +1,272 @@
+// The owner service's pure decision: approve, inject (the packet opens under the owner's keys for
+// this measurement only), and a reject for every reason; SNP records; and the replay memory
+// (reservations, durable entries that survive a reopen, a corrupt state file refused).
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { decideAttestation, type LoadedSevGuest, type LoadedSnpGuest } from '../../../src/attestation/owner-decide.js';
+import { AnsweredStore } from '../../../src/attestation/owner-replay.js';
+import { ATTEST_REQUEST_SCHEMA, readAttestRequest, replayKey, type AttestRequest } from '../../../src/attestation/relay-protocol.js';
+import { verifyLaunchSecret } from '../../../src/sev/launch-secret.js';
+import { computeMeasurementMac, encodeMeasurement } from '../../../src/sev/measurement.js';
+import { buildRecord, type MeasurementRecord } from '../../../src/vm/record.js';
+import { catchSupervisorErrorAsync } from '../../support/catch-error.js';
+
+const tik = randomBytes(16);
+const tek = randomBytes(16);
+const digest = randomBytes(32);
+const HOST = { apiMajor: 1, apiMinor: 55, buildId: 21 };
+
+function record(
+  o: { policy?: number; digest?: Buffer; tik?: Buffer; vm?: string; state?: string; api?: typeof HOST; sevType?: 'sev' | 'sev-es' } = {},
+): MeasurementRecord {
+  const policy = o.policy ?? 0x1;
+  const api = o.api ?? HOST;
+  const mnonce = randomBytes(16);
+  const mac = computeMeasurementMac({ tik: o.tik ?? tik, ...api, policy, digest: o.digest ?? digest, mnonce });
+  return buildRecord({
+    vm: o.vm ?? 'web1',
+    capturedAt: new Date('2026-12-02T04:00:00Z'),
+    platform: 'simulated',
+    sevType: o.sevType ?? 'sev',
+    reported: { ...api, policy, state: o.state ?? 'launch-secret' },
+    expectedPolicy: policy,
+    measurement: encodeMeasurement(mac, mnonce),
+    mnonce,
+    launch: {
+      firmware: null,
+      kernel: null,
+      initrd: null,
+      cmdline: null,
+      kernelHashes: false,
+      vcpus: 1,
+      cpuModel: 'EPYC',
+      qemuVersion: '7.2.22',
+    },
+    expectedLaunchDigest: digest.toString('hex'),
+    ...(o.sevType === 'sev-es' ? { cpuSignature: { family: 23, model: 1, stepping: 2 } } : {}),
+  });
+}
+
+function request(rec: unknown, launchId = 'launch-1'): AttestRequest {
+  const read = readAttestRequest({
+    schema: ATTEST_REQUEST_SCHEMA,
+    host: 'node-7',
+    vm: 'web1',
+    launchId,
+    attempt: 1,
+    sentAt: '2026-12-02T04:00:00.000Z',
+    record: rec,
+  });
+  if (!read.ok) throw new Error(read.problem);
+  return read.request;
+}
+
+const guest: LoadedSevGuest = {
+  type: 'sev',
+  host: 'node-7',
+  vm: 'web1',
+  digest,
+  policies: [0x1, 0x3],
+  minApi: { major: 1, minor: 50 },
+  buildIds: [20, 21],
+  tik,
+  tek,
+  secrets: [],
+  firmware: null,
+};
+
+describe('decideAttestation (SEV, SEV-ES)', () => {
+  it('approves a measurement of the owner digest under its TIK with an allowed policy', () => {
+    const d = decideAttestation(request(record()), guest);
+    expect(d.verdict).toBe('approve');
+    expect(d.reasons).toContain('the measurement matches the launch digest of your inputs');
+  });
+
+  it('injects a packet that only this launch accepts', () => {
+    const secret = Buffer.from('correct horse battery staple');
+    const rec = record({ policy: 0x3 });
+    const d = decideAttestation(request(rec), { ...guest, secrets: [{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: secret }] });
+    if (d.verdict !== 'inject') throw new Error(`expected inject, got ${d.verdict}`);
+    const mac = Buffer.from(rec.measurement, 'base64').subarray(0, 32);
+    expect(verifyLaunchSecret({ tik, tek, measurementMac: mac, header: d.header, payload: d.payload })).toEqual({
+      ok: true,
+      secrets: [{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', length: secret.length }],
+    });
+    // Another launch's measurement (fresh mnonce, same inputs): the platform refuses the packet.
+    const other = Buffer.from(record({ policy: 0x3 }).measurement, 'base64').subarray(0, 32);
+    expect(verifyLaunchSecret({ tik, tek, measurementMac: other, header: d.header, payload: d.payload }).ok).toBe(false);
+  });
+
+  const es = { ...guest, type: 'sev-es' as const, policies: [0x5] };
+  const rejects: readonly [string, AttestRequest, LoadedSevGuest, string][] = [
+    ['not a record', request({ schema: 'x' }), guest, 'the record is not a sevsup.measurement/v1 measurement record (SEV, SEV-ES)'],
+    ['another VM', request(record({ vm: 'web2' })), guest, 'the record is for another VM than the request names'],
+    ['another type', request(record({ policy: 0x5, sevType: 'sev-es' })), guest, 'the record is an sev-es launch; the owner expects sev'],
+    [
+      'state running',
+      request(record({ state: 'running' })),
+      guest,
+      'the record was captured in SEV state "running", not launch-secret (held before the first cont)',
+    ],
+    ['policy not allowed', request(record({ policy: 0x0 })), guest, 'policy 0x0 is not one the owner allows (0x1, 0x3)'],
+    [
+      'another digest (changed kernel)',
+      request(record({ digest: randomBytes(32) })),
+      guest,
+      'the measurement does not match: the VM is not trustworthy (different inputs, policy, platform or TIK)',
+    ],
+    ['another TIK', request(record({ tik: randomBytes(16) })), guest, 'the measurement does not match'],
+    ['old API', request(record({ api: { ...HOST, apiMinor: 40 } })), guest, 'SEV API 1.40 is older than 1.50'],
+    ['build id', request(record({ api: { ...HOST, buildId: 3 } })), guest, 'build id 3 is not one of the allowed 20, 21'],
+    ['ES with wrong policy', request(record({ policy: 0x7, sevType: 'sev-es' })), es, 'policy 0x7 is not one the owner allows (0x5)'],
+    [
+      'malformed measurement',
+      request({ ...record(), measurement: Buffer.alloc(47).toString('base64') }),
+      guest,
+      'cannot verify: measurement:',
+    ],
+  ];
+  it.each(rejects)('rejects %s', (_name, req, g, reason) => {
+    const d = decideAttestation(req, g);
+    expect(d.verdict).toBe('reject');
+    expect(d.reasons.some((r) => r.startsWith(reason))).toBe(true);
+  });
+
+  it('never puts key or secret bytes in reasons', () => {
+    const secret = Buffer.from('s3cr3t-s3cr3t-s3cr3t');
+    for (const req of [request(record()), request(record({ digest: randomBytes(32) }))]) {
+      const d = decideAttestation(req, { ...guest, secrets: [{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: secret }] });
+      const text = d.reasons.join('\n');
+      for (const b of [tik, tek, secret]) for (const enc of ['hex', 'base64'] as const) expect(text).not.toContain(b.toString(enc));
+      expect(text).not.toContain('s3cr3t');
+    }
+  });
+});
+
+describe('decideAttestation (SNP launch records)', () => {
+  const snp: LoadedSnpGuest = {
+    type: 'snp',
+    host: 'node-7',
+    vm: 'web1',
+    digest: randomBytes(48),
+    policy: 0x30000n,
+    hostData: randomBytes(32),
+    idKeyDigest: randomBytes(48),
+  };
+  const snpRecord = (o: Record<string, unknown> = {}): Record<string, unknown> => ({
+    sevType: 'sev-snp',
+    vm: 'web1',
+    expectedLaunchDigest: snp.digest.toString('hex'),
+    policy: '0x30000',
+    hostData: snp.hostData?.toString('hex'),
+    idKeyDigest: snp.idKeyDigest?.toString('hex'),
+    ...o,
+  });
+  it('approves the expected digest, policy, host data and ID key', () => {
+    expect(decideAttestation(request(snpRecord()), snp).verdict).toBe('approve');
+  });
+  it.each([
+    ['digest', { expectedLaunchDigest: 'ab'.repeat(48) }, "the launch digest is not the owner's expected digest"],
+    ['policy', { policy: 0x70000 }, 'policy 0x70000 is not the expected 0x30000'],
+    ['host data', { hostData: '00'.repeat(32) }, 'host data differs from the expected'],
+    ['no ID block', { idKeyDigest: null }, 'the launch has no ID block; the owner expects one signed by its ID key'],
+    ['an SEV record', { sevType: 'sev' }, 'the record is not an SNP launch record (sevType sev-snp)'],
+  ])('rejects another %s', (_n, change, reason) => {
+    const d = decideAttestation(request(snpRecord(change)), snp);
+    expect(d).toEqual({ verdict: 'reject', reasons: [reason] });
+  });
+  it('reads the sevsup.snp-launch/v1 shape (policy object, ID block) and refuses a launched record', () => {
+    const v1 = {
+      schema: 'sevsup.snp-launch/v1',
+      vm: 'web1',
+      sevType: 'sev-snp',
+      state: 'launch-update',
+      policy: { value: '0x30000', description: 'SMT allowed', abiMajor: 0, abiMinor: 0, flags: ['smt'] },
+      expectedLaunchDigest: snp.digest.toString('hex'),
+      hostData: snp.hostData?.toString('hex'),
+      idBlock: { launchDigest: snp.digest.toString('hex'), matchesExpected: true, idKeyDigest: snp.idKeyDigest?.toString('hex') },
+    };
+    expect(decideAttestation(request(v1), snp).verdict).toBe('approve');
+    expect(decideAttestation(request({ ...v1, idBlock: null }), snp).reasons).toEqual([
+      'the launch has no ID block; the owner expects one signed by its ID key',
+    ]);
+    expect(decideAttestation(request({ ...v1, state: 'running' }), snp).reasons).toEqual([
+      'the SNP record was captured in state "running", not launch-update (held before the first run)',
+    ]);
+  });
+
+  it('an SNP record for an SEV guest is rejected', () => {
+    expect(decideAttestation(request(snpRecord()), guest).verdict).toBe('reject');
+  });
+});
+
+describe('readAttestRequest', () => {
+  const good = {
+    schema: ATTEST_REQUEST_SCHEMA,
+    host: 'node-7',
+    vm: 'web1',
+    launchId: 'a-1',
+    attempt: 1,
+    sentAt: '2026-12-02T04:00:00.000Z',
+    record: {},
+  };
+  it.each([
+    ['an array', [], 'the body is not a JSON object'],
+    ['an extra key', { ...good, extra: 1 }, 'unknown key in the request (1)'],
+    ['no record', { ...good, record: undefined }, 'record is not an object'],
+    ['a bad schema', { ...good, schema: 'v0' }, `schema is not ${ATTEST_REQUEST_SCHEMA}`],
+    ['a bad host', { ...good, host: 'a b' }, 'host is not a host name'],
+    ['attempt 0', { ...good, attempt: 0 }, 'attempt is not a positive integer'],
+    ['a launch id with quotes', { ...good, launchId: '"x"' }, 'launchId is not an id (1 to 128 of A-Z a-z 0-9 . _ : -)'],
+  ])('refuses %s', (_n, value, problem) => {
+    expect(readAttestRequest(value)).toEqual({ ok: false, problem });
+  });
+});
+
+describe('AnsweredStore (replay)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sevsup-owner-replay-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const entry = { at: '2026-12-02T04:00:00.000Z', host: 'node-7', vm: 'web1', launchId: 'l1', decision: 'approve' as const };
+
+  it('refuses a second claim while in flight and after the answer, across a restart', async () => {
+    const file = join(dir, 'state.json');
+    const store = await AnsweredStore.open(file);
+    const key = replayKey(request(record()));
+    expect(store.reserve(key)).toBe(true);
+    expect(store.reserve(key)).toBe(false);
+    expect(store.seen(key)).toBe('in-flight');
+    await Promise.all([store.commit(key, entry), store.commit('other', { ...entry, launchId: 'l2' })]);
+    expect(store.seen(key)).toEqual(entry);
+    const again = await AnsweredStore.open(file);
+    expect(again.seen(key)).toEqual(entry);
+    expect(again.reserve(key)).toBe(false);
+    expect(again.size).toBe(2);
+    expect(JSON.parse(readFileSync(file, 'utf8')).schema).toBe('sevsup.owner-answered/v1');
+  });
+
+  it('a released claim can be taken again; a corrupt state file refuses to start', async () => {
+    const store = await AnsweredStore.open(join(dir, 'fresh.json'));
+    expect(store.reserve('k')).toBe(true);
+    store.release('k');
+    expect(store.reserve('k')).toBe(true);
+    writeFileSync(join(dir, 'bad.json'), '{"schema":"nope"}');
+    expect((await catchSupervisorErrorAsync(() => AnsweredStore.open(join(dir, 'bad.json')))).code).toBe('SUP_ERR_OWNER_STATE');
+  });
+
+  it('a failed write remembers nothing and says why', async () => {
+    const store = await AnsweredStore.open(join(dir, 'missing-dir', 'state.json'));
+    store.reserve('k');
+    const e = await catchSupervisorErrorAsync(() => store.commit('k', entry));
+    expect(e.code).toBe('SUP_ERR_OWNER_STATE');
+    expect(store.seen('k')).toBeUndefined();
+  });
+
+  it('keys SEV requests by measurement and SNP ones by launch id', () => {
+    const rec = record();
+    expect(replayKey(request(rec, 'a'))).toBe(replayKey(request(rec, 'b')));
+    expect(replayKey(request({ sevType: 'sev-snp' }, 'a'))).not.toBe(replayKey(request({ sevType: 'sev-snp' }, 'b')));
+  });
+});
