@@ -105,9 +105,10 @@ export const ERRORS = {
   SUP_ERR_CHECK_SEV_DISABLED: def('QEMU reports SEV is not enabled for the guest', 500, EXIT.check),
   SUP_ERR_CHECK_POLICY_MISMATCH: def('SEV policy applied differs from the policy requested', 500, EXIT.check),
   SUP_ERR_CHECK_SEV_TYPE_MISMATCH: def('SEV type reported differs from the type requested', 500, EXIT.check),
-  SUP_ERR_CHECK_STATE: def('SEV guest is not in the launch-secret state', 500, EXIT.check),
+  SUP_ERR_CHECK_STATE: def('SEV guest is not in the state its launch expects (launch-secret; launch-update for SEV-SNP)', 500, EXIT.check),
   SUP_ERR_CHECK_MEASUREMENT: def('launch measurement unavailable or malformed', 500, EXIT.check),
   SUP_ERR_RECORD_WRITE: def('measurement record could not be written durably', 500, EXIT.check),
+  SUP_ERR_SNP_LAUNCH_FAILED: def('SEV-SNP launch failed at its first run: QEMU exited right after cont', 500, EXIT.launch),
 
   // --- attestation hold ------------------------------------------------------------------------
   SUP_ERR_ATTEST_REJECTED: def('guest rejected by the guest owner', 409, EXIT.attest),
@@ -115,6 +116,7 @@ export const ERRORS = {
   SUP_ERR_ATTEST_NOT_HELD: def('guest is not held for attestation', 409, EXIT.attest),
   SUP_ERR_SECRET_NO_AREA: def('firmware declares no launch-secret area; give --gpa', 400, EXIT.attest),
   SUP_ERR_SECRET_REFUSED: def('launch secret refused by the platform', 409, EXIT.attest),
+  SUP_ERR_SECRET_SNP: def('SEV-SNP guests take no launch secret (no host-side injection exists)', 409, EXIT.attest),
   SUP_ERR_ATTEST_RELAYED: def("guest is relayed to its owner's service; approve and inject need --force", 409, EXIT.attest),
 
   // --- attest: relay (the daemon asks the guest owner's service) -----------------------------------

@@ -31,7 +31,7 @@ import { inBatches } from '../util/batches.js';
 import type { VmLifecycle } from '../vm/lifecycle.js';
 import type { LifecycleOptions } from '../vm/lifecycle-options.js';
 import type { LifecycleEventRecord } from '../vm/types.js';
-import type { MeasurementRecord, RecordPlatform } from '../vm/record.js';
+import type { LaunchRecord, RecordPlatform } from '../vm/record.js';
 import { listRecords, readRecordFile, recordsDir } from '../vm/record-store.js';
 import { vmStateFilePath, type PersistedVmState } from '../vm/state-file.js';
 import { isTerminal, type VmState } from '../vm/state.js';
@@ -144,7 +144,7 @@ export class GuestRegistry {
   }
 
   /** This launch's record; never an earlier launch's (an owner must not verify a stale one). */
-  async measurement(vm: string): Promise<MeasurementRecord | null> {
+  async measurement(vm: string): Promise<LaunchRecord | null> {
     const path = this.#require(vm).lifecycle?.status().record ?? null;
     return path === null ? null : readRecordFile(path);
   }
@@ -154,7 +154,7 @@ export class GuestRegistry {
     return paths.map((path) => ({ name: path.slice(path.lastIndexOf('/') + 1, -'.json'.length), path }));
   }
 
-  async record(vm: string, name: string): Promise<MeasurementRecord | null> {
+  async record(vm: string, name: string): Promise<LaunchRecord | null> {
     if (!RECORD_NAME.test(name) || name.includes('..')) return null;
     return readRecordFile(join(recordsDir(this.#o.stateDir, vm), `${name}.json`));
   }
