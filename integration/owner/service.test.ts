@@ -3,7 +3,7 @@
 // (docs/relay-protocol.md): approve (the same measurement validates with libvirt's
 // virt-qemu-sev-validate given the same inputs and keys), inject (the packet checked and opened
 // with an independent HMAC/AES implementation), reject (a changed kernel), replay → 409 (also after a
-// restart), oversized body, bad JSON, unknown host → 403, and no, expired or foreign client
+// restart; made-up evidence is not remembered), oversized body, bad JSON, unknown host → 403, and no, expired or foreign client
 // certificates refused at the handshake; bearer tokens; /metrics; SIGTERM → exit 0.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
@@ -324,7 +324,7 @@ describe('sevsup owner serve over mutual TLS', () => {
     }
   });
 
-  it('rejects a changed kernel (another digest) with the reason, and refuses its replay with 409', async () => {
+  it('rejects a changed kernel (another digest) with the reason, and the same again when asked again', async () => {
     const { record, measurement } = sevRecord(randomBytes(32).toString('hex'));
     const req = attestRequest('web1', record);
     const reply = await post(service.port, req.body, { cert: 'node7' });
@@ -346,8 +346,39 @@ describe('sevsup owner serve over mutual TLS', () => {
       });
       expect(v.exitCode).toBe(1);
     }
+    // Evidence whose MAC does not verify is not remembered (anyone can make it up): asked again, the
+    // same reject, and the state file does not grow with it.
     const again = attestRequest('web1', record);
-    const replay = await post(service.port, again.body, { cert: 'node7' });
+    const repeat = await post(service.port, again.body, { cert: 'node7' });
+    expect(repeat.status).toBe(200);
+    expect(JSON.parse(repeat.body)).toMatchObject({ decision: 'reject', launchId: again.launchId });
+  });
+
+  it('does not remember made-up evidence: the state file stays bounded and another host cannot burn a measurement', async () => {
+    const entries = (): number => Object.keys((JSON.parse(readFileSync(f('answered.json'), 'utf8')) as { answered: object }).answered).length;
+    const before = entries();
+    for (let i = 0; i < 20; i += 1) {
+      const forged = { ...sevRecord(sevDigest).record, measurement: randomBytes(48).toString('base64') };
+      const reply = await post(service.port, attestRequest('web1', forged).body, { cert: 'node7' });
+      expect(JSON.parse(reply.body)).toMatchObject({ decision: 'reject' });
+    }
+    expect(entries()).toBe(before);
+    // A genuine measurement first sent under the wrong guest (its MAC fails there) is still decided
+    // for its own guest.
+    const { record } = sevRecord(esDigest, { es: true });
+    const wrong = await post(service.port, attestRequest('web1', { ...record, vm: 'web1' }).body, { cert: 'node7' });
+    expect(JSON.parse(wrong.body)).toMatchObject({ decision: 'reject' });
+    const right = await post(service.port, attestRequest('web2', record).body, { cert: 'node7' });
+    expect(JSON.parse(right.body)).toMatchObject({ decision: 'approve' });
+  });
+
+  it('remembers a reject of evidence the TIK authenticates (an API older than min-api) and refuses its replay with 409', async () => {
+    const host = { apiMajor: 1, apiMinor: 40, buildId: 21, policy: 0x1 };
+    const measurement = measurementFor(keys.tik, host, sevDigest);
+    const record = { ...writeRecord(f(`rec-${randomUUID()}.json`), { host, measurement }), vm: 'web1' };
+    const first = await post(service.port, attestRequest('web1', record).body, { cert: 'node7' });
+    expect(JSON.parse(first.body)).toMatchObject({ decision: 'reject', reason: expect.stringContaining('older than 1.50') });
+    const replay = await post(service.port, attestRequest('web1', record).body, { cert: 'node7' });
     expect(replay.status).toBe(409);
     expect(JSON.parse(replay.body).error).toMatch(/^replay: this measurement was already answered \(reject\)/);
   });

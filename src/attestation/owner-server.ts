@@ -216,6 +216,13 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
       deps.store.release(key);
       throw error;
     }
+    if (decision.verdict === 'reject' && !decision.authenticated) {
+      // Unauthenticated evidence is answered, not remembered (owner-decide.ts OwnerDecision).
+      deps.store.release(key);
+      log.info({ verdict: 'reject', reasons: decision.reasons }, 'launch rejected (evidence not authenticated; not remembered)');
+      finish(200, JSON.stringify(rejectAnswer(request.launchId, decision.reasons.join('; '))), 'reject');
+      return;
+    }
     const answer: AttestAnswer =
       decision.verdict === 'approve'
         ? approveAnswer(request.launchId)
