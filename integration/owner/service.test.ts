@@ -7,7 +7,7 @@
 // certificates refused at the handshake; bearer tokens; /metrics; SIGTERM → exit 0.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
@@ -180,10 +180,13 @@ beforeAll(async () => {
   issue('node9', 'node-9', 'ca');
   issue('expired', 'node-7', 'ca', { days: -1 });
   issue('foreign', 'node-7', 'other-ca');
-  writeFileSync(f('tik'), keys.tik);
-  writeFileSync(f('tek'), keys.tek);
-  writeFileSync(f('luks'), SECRET);
-  writeFileSync(f('token-node-7'), 'tok-node-7-0123456789abcdef\n');
+  // Keys, secrets and tokens readable by others are refused (owner-load.ts), as ssh refuses such keys.
+  const secretFile = { mode: 0o600 };
+  writeFileSync(f('tik'), keys.tik, secretFile);
+  writeFileSync(f('tek'), keys.tek, secretFile);
+  writeFileSync(f('luks'), SECRET, secretFile);
+  writeFileSync(f('token-node-7'), 'tok-node-7-0123456789abcdef\n', secretFile);
+  chmodSync(f('server.key'), 0o600);
   firmware = patchFirmware(DEBIAN_OVMF, f('ovmf.fd'));
   kernel = realKernel();
   const kernelLines = kernel === null ? [] : [`kernel: ${kernel}`, 'cmdline: console=ttyS0'];
@@ -495,6 +498,27 @@ describe('sevsup owner serve: slow peers and its config check', () => {
     expect(bad.stderr).toContain(`${f('bad.conf')}:`);
     expect(bad.stderr).toContain("policy: policy 0x1 lacks the ES bit (0x4) but the guest's type is sev-es");
     expect(bad.stderr).not.toContain('    at ');
+  });
+
+  it('refuses to start with a TIK, TEK, secret, TLS key or token file that other users can read', async () => {
+    for (const name of ['tik', 'tek', 'luks', 'server.key', 'token-node-7']) {
+      chmodSync(f(name), 0o644);
+      try {
+        const config = name === 'token-node-7' ? 'owner-token.conf' : 'owner.conf';
+        const run = spawnSync(BIN, ['owner', 'serve', '--config', f(config)], { encoding: 'utf8', timeout: 30_000 });
+        expect(run.status).toBe(3);
+        expect(run.stderr).toContain(`${f(name)} is open to other users (mode 0644)`);
+        expect(run.stderr).toContain(`chmod o-rwx ${f(name)}`);
+        expect(run.stderr).not.toContain('    at ');
+      } finally {
+        chmodSync(f(name), 0o600);
+      }
+    }
+    // Group access is a fair deployment (root:sevsup-owner 0640).
+    chmodSync(f('tik'), 0o640);
+    const ok = spawnSync(BIN, ['owner', 'check', '--config', f('owner.conf')], { encoding: 'utf8' });
+    chmodSync(f('tik'), 0o600);
+    expect(ok.status).toBe(0);
   });
 });
 
