@@ -522,7 +522,37 @@ describe('sevsup owner serve: slow peers and its config check', () => {
   });
 });
 
+/** Write `text` on a fresh TLS connection (no client certificate) and collect what comes back until the server closes. */
+async function raw(port: number, text: string, o: { maxVersion?: 'TLSv1.2' } = {}): Promise<string> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(f('ca.pem')), ...o });
+  socket.on('error', () => undefined);
+  await new Promise((resolve) => socket.once('secureConnect', resolve));
+  socket.write(text);
+  return new Promise<string>((resolve) => {
+    let got = '';
+    socket.on('data', (d: Buffer) => {
+      got += d.toString();
+    });
+    socket.once('close', () => resolve(got));
+  });
+}
+
 describe('sevsup owner serve with bearer tokens', () => {
+  it('closes the connection after refusing a peer without credentials (no keep-alive, no body read for strangers)', async () => {
+    const s = await startService(f('owner-token.conf'));
+    try {
+      // Two pipelined requests from a stranger, the first with a large declared body: one 401, then the close.
+      const big = 'x'.repeat(1024);
+      const one = `POST /attest HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${big.length}\r\n\r\n${big}`;
+      const answer = await raw(s.port, `${one}${one}`);
+      expect(answer.match(/^HTTP\/1\.1 401/gm)?.length).toBe(1);
+      expect(answer.toLowerCase()).toContain('connection: close');
+    } finally {
+      expect(await stopService(s)).toBe(0);
+    }
+  });
+
+
   it('approves with the right token and refuses a wrong or missing one', async () => {
     const s = await startService(f('owner-token.conf'));
     try {

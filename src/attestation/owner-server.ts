@@ -135,8 +135,13 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
       const why =
         who === null ? 'authenticate with a client certificate or a bearer token' : 'the client certificate is not valid for this service';
       deps.logger.warn({ peer: req.socket.remoteAddress, reason: who ?? 'no credentials' }, 'unauthenticated request refused');
-      finish(401, errorBody(why), 'unauthenticated', tokens.size > 0 ? { 'www-authenticate': 'Bearer' } : {});
-      return drain(req);
+      // A stranger gets one answer per connection and none of its body is read: each try costs it a
+      // TLS handshake, and it cannot keep a slot (max-connections) busy with keep-alive requests.
+      finish(401, errorBody(why), 'unauthenticated', {
+        ...(tokens.size > 0 ? { 'www-authenticate': 'Bearer' } : {}),
+        connection: 'close',
+      });
+      return;
     }
     const path = (req.url ?? '').split('?', 1)[0];
     if (req.method === 'GET' && path === '/metrics' && config.metrics) {
