@@ -454,6 +454,28 @@ describe('sevsup owner serve: slow peers and its config check', () => {
     expect(answer === '' || answer.startsWith('HTTP/1.1 408')).toBe(true);
   }, 30_000);
 
+  it('refuses TLS 1.2 renegotiation (a peer cannot swap its certificate or burn CPU mid-connection)', async () => {
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: service.port,
+      servername: 'localhost',
+      maxVersion: 'TLSv1.2',
+      ca: readFileSync(f('ca.pem')),
+      cert: readFileSync(f('node7.pem')),
+      key: readFileSync(f('node7.key')),
+    });
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    expect(socket.getProtocol()).toBe('TLSv1.2');
+    const outcome = await new Promise<string>((resolve) => {
+      socket.once('close', () => resolve('closed'));
+      const started = socket.renegotiate({ rejectUnauthorized: true }, (err) => resolve(err === null ? 'renegotiated' : 'refused'));
+      if (!started) resolve('refused');
+    });
+    socket.destroy();
+    expect(outcome).not.toBe('renegotiated');
+  });
+
   it('drops connections beyond max-connections (16 here) and serves again once they go', async () => {
     const open = (): Promise<{ socket: ReturnType<typeof tlsConnect>; ok: boolean }> =>
       new Promise((resolve) => {

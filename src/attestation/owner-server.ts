@@ -5,7 +5,7 @@
 // Must not: log or answer with keys, tokens or secret bytes (only the packet, to the host that the
 // decision is for); decide (owner-decide.ts); parse JSON leniently.
 // Every peer is hostile: errors never echo the peer's input, and every path ends with one answer.
-import { createHash } from 'node:crypto';
+import { constants as tlsConstants, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -71,6 +71,9 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
       // With tokens allowed too, a host without a certificate must reach the token check.
       rejectUnauthorized: mtls && tokens.size === 0,
       minVersion: 'TLSv1.2',
+      // No TLS 1.2 renegotiation: a peer could otherwise change its client certificate under an open
+      // connection, or make the server redo handshakes on demand (TLS 1.3 has none).
+      secureOptions: tlsConstants.SSL_OP_NO_RENEGOTIATION,
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
       maxHeaderSize: MAX_HEADER_BYTES,
       requestTimeout: config.requestTimeoutSeconds * 1000,
