@@ -119,6 +119,18 @@ async function stopService(s: Service): Promise<number | null> {
   return s.exited;
 }
 
+/** A raw TLS connection to the service (trusting the test CA), with a client certificate when named. */
+function tlsTo(port: number, o: { cert?: string; maxVersion?: 'TLSv1.2' } = {}): ReturnType<typeof tlsConnect> {
+  return tlsConnect({
+    host: '127.0.0.1',
+    port,
+    servername: 'localhost',
+    ca: readFileSync(f('ca.pem')),
+    ...(o.maxVersion === undefined ? {} : { maxVersion: o.maxVersion }),
+    ...(o.cert === undefined ? {} : { cert: readFileSync(f(`${o.cert}.pem`)), key: readFileSync(f(`${o.cert}.key`)) }),
+  });
+}
+
 interface Reply {
   readonly status: number;
   readonly body: string;
@@ -433,14 +445,7 @@ describe('sevsup owner serve over mutual TLS', () => {
 
 describe('sevsup owner serve: slow peers and its config check', () => {
   it('closes a connection whose headers never finish (slowloris)', async () => {
-    const socket = tlsConnect({
-      host: '127.0.0.1',
-      port: service.port,
-      servername: 'localhost',
-      ca: readFileSync(f('ca.pem')),
-      cert: readFileSync(f('node7.pem')),
-      key: readFileSync(f('node7.key')),
-    });
+    const socket = tlsTo(service.port, { cert: 'node7' });
     socket.on('error', () => undefined);
     await new Promise((resolve) => socket.once('secureConnect', resolve));
     socket.write('POST /attest HTTP/1.1\r\nHost: localhost\r\n');
@@ -455,15 +460,7 @@ describe('sevsup owner serve: slow peers and its config check', () => {
   }, 30_000);
 
   it('refuses TLS 1.2 renegotiation (a peer cannot swap its certificate or burn CPU mid-connection)', async () => {
-    const socket = tlsConnect({
-      host: '127.0.0.1',
-      port: service.port,
-      servername: 'localhost',
-      maxVersion: 'TLSv1.2',
-      ca: readFileSync(f('ca.pem')),
-      cert: readFileSync(f('node7.pem')),
-      key: readFileSync(f('node7.key')),
-    });
+    const socket = tlsTo(service.port, { cert: 'node7', maxVersion: 'TLSv1.2' });
     socket.on('error', () => undefined);
     await new Promise((resolve) => socket.once('secureConnect', resolve));
     expect(socket.getProtocol()).toBe('TLSv1.2');
@@ -479,14 +476,7 @@ describe('sevsup owner serve: slow peers and its config check', () => {
   it('drops connections beyond max-connections (16 here) and serves again once they go', async () => {
     const open = (): Promise<{ socket: ReturnType<typeof tlsConnect>; ok: boolean }> =>
       new Promise((resolve) => {
-        const socket = tlsConnect({
-          host: '127.0.0.1',
-          port: service.port,
-          servername: 'localhost',
-          ca: readFileSync(f('ca.pem')),
-          cert: readFileSync(f('node7.pem')),
-          key: readFileSync(f('node7.key')),
-        });
+        const socket = tlsTo(service.port, { cert: 'node7' });
         socket.once('secureConnect', () => resolve({ socket, ok: true }));
         socket.once('error', () => resolve({ socket, ok: false }));
         socket.once('close', () => resolve({ socket, ok: false }));
@@ -546,7 +536,7 @@ describe('sevsup owner serve: slow peers and its config check', () => {
 
 /** Write `text` on a fresh TLS connection (no client certificate) and collect what comes back until the server closes. */
 async function raw(port: number, text: string, o: { maxVersion?: 'TLSv1.2' } = {}): Promise<string> {
-  const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(f('ca.pem')), ...o });
+  const socket = tlsTo(port, o);
   socket.on('error', () => undefined);
   await new Promise((resolve) => socket.once('secureConnect', resolve));
   socket.write(text);

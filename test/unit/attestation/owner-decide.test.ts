@@ -259,6 +259,15 @@ describe('AnsweredStore (replay)', () => {
     expect((await catchSupervisorErrorAsync(() => AnsweredStore.open(join(dir, 'bad.json')))).code).toBe('SUP_ERR_OWNER_STATE');
   });
 
+  it('a state file with an entry it cannot read refuses to start (dropping it would re-open that replay)', async () => {
+    const file = join(dir, 'damaged.json');
+    const answered = { 'sev-measurement:aa': entry, 'sev-measurement:bb': { ...entry, decision: 'maybe' } };
+    writeFileSync(file, JSON.stringify({ schema: 'sevsup.owner-answered/v1', answered }));
+    const e = await catchSupervisorErrorAsync(() => AnsweredStore.open(file));
+    expect(e.code).toBe('SUP_ERR_OWNER_STATE');
+    expect(e.message).toContain('sev-measurement:bb');
+  });
+
   it('a failed write remembers nothing and says why', async () => {
     const store = await AnsweredStore.open(join(dir, 'missing-dir', 'state.json'));
     store.reserve('k');
