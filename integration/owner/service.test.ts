@@ -225,6 +225,14 @@ beforeAll(async () => {
     'cpu: EPYC-v4',
     'policy: 0x5',
     'tik: tik',
+    // Another host's guest with the same inputs and keys: replays across hosts say nothing of the other.
+    '[guest node-9/web2]',
+    'type: sev-es',
+    `firmware: ${DEBIAN_OVMF}`,
+    'vcpus: 2',
+    'cpu: EPYC-v4',
+    'policy: 0x5',
+    'tik: tik',
   ];
   writeFileSync(
     f('owner.conf'),
@@ -398,6 +406,16 @@ describe('sevsup owner serve over mutual TLS', () => {
     expect(JSON.parse(replay.body).error).toMatch(/^replay: this measurement was already answered \(reject\)/);
   });
 
+  it("a replay from another host is refused without telling it the first host's launch id or time", async () => {
+    const { record } = sevRecord(esDigest, { es: true });
+    const first = attestRequest('web2', record);
+    expect(JSON.parse((await post(service.port, first.body, { cert: 'node7' })).body).decision).toBe('approve');
+    const theirs = await post(service.port, attestRequest('web2', record, 'node-9').body, { cert: 'node9' });
+    expect(theirs.status).toBe(409);
+    expect(theirs.body).not.toContain(first.launchId);
+    expect(JSON.parse(theirs.body).error).toBe('replay: this measurement was already answered');
+  });
+
   it('refuses bad requests: oversized, bad JSON, wrong type, unknown guest or host, another host in the body', async () => {
     const ok = sevRecord(sevDigest);
     const big = await post(service.port, Buffer.alloc(70 * 1024, 0x20), { cert: 'node7' });
@@ -426,7 +444,7 @@ describe('sevsup owner serve over mutual TLS', () => {
     const m = await post(service.port, '', { cert: 'node7', method: 'GET', path: '/metrics' });
     expect(m.status).toBe(200);
     expect(m.body).toMatch(/sevsup_owner_requests_total\{outcome="inject"\} [1-9]/);
-    expect(m.body).toMatch(/sevsup_owner_requests_total\{outcome="replay"\} 1/);
+    expect(m.body).toMatch(/sevsup_owner_requests_total\{outcome="replay"\} 2/);
     const log = service.lines.join('\n');
     expect(log).toContain('"verdict":"reject"');
     for (const b of [keys.tik, keys.tek, SECRET]) for (const enc of ['hex', 'base64'] as const) expect(log).not.toContain(b.toString(enc));
@@ -502,6 +520,7 @@ describe('sevsup owner serve: slow peers and its config check', () => {
     const report = JSON.parse(ok.stdout) as { guests: { vm: string; expectedDigest: string }[] };
     expect(report.guests.map((g) => [g.vm, g.expectedDigest])).toEqual([
       ['web1', sevDigest],
+      ['web2', esDigest],
       ['web2', esDigest],
     ]);
     writeFileSync(f('bad.conf'), readFileSync(f('owner.conf'), 'utf8').replace('policy: 0x5', 'policy: 0x1'));

@@ -209,12 +209,14 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
     const key = replayKey(request);
     const seen = deps.store.seen(key);
     if (seen !== undefined || !deps.store.reserve(key)) {
+      const what = `replay: this ${key.startsWith('sev-') ? 'measurement' : 'launch'} was already answered`;
       const why =
         seen === 'in-flight' || seen === undefined
           ? 'replay: the same evidence is being decided in another request'
-          : `replay: this ${key.startsWith('sev-') ? 'measurement' : 'launch'} was already answered (${seen.decision}) at ${seen.at} for launch ${seen.launchId}`;
+          : `${what} (${seen.decision}) at ${seen.at} for launch ${seen.launchId}${seen.host === who.host ? '' : ` of host ${seen.host}`}`;
       log.warn({ verdict: 'replay', reason: why }, 'replayed evidence refused');
-      finish(409, errorBody(why), 'replay');
+      // Another host's launch id, time and decision are not this host's business: only the log has them.
+      finish(409, errorBody(seen === 'in-flight' || seen === undefined || seen.host === who.host ? why : what), 'replay');
       return;
     }
     let decision: OwnerDecision;
