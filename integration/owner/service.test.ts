@@ -218,21 +218,16 @@ beforeAll(async () => {
     'tik: tik',
     'tek: tek',
     `secret: luks-key:${f('luks')}`,
-    '[guest node-7/web2]',
-    'type: sev-es',
-    `firmware: ${DEBIAN_OVMF}`,
-    'vcpus: 2',
-    'cpu: EPYC-v4',
-    'policy: 0x5',
-    'tik: tik',
-    // Another host's guest with the same inputs and keys: replays across hosts say nothing of the other.
-    '[guest node-9/web2]',
-    'type: sev-es',
-    `firmware: ${DEBIAN_OVMF}`,
-    'vcpus: 2',
-    'cpu: EPYC-v4',
-    'policy: 0x5',
-    'tik: tik',
+    // node-9/web2: another host's guest with the same inputs and keys (a replay across hosts says nothing of the other).
+    ...['node-7', 'node-9'].flatMap((host) => [
+      `[guest ${host}/web2]`,
+      'type: sev-es',
+      `firmware: ${DEBIAN_OVMF}`,
+      'vcpus: 2',
+      'cpu: EPYC-v4',
+      'policy: 0x5',
+      'tik: tik',
+    ]),
   ];
   writeFileSync(
     f('owner.conf'),
