@@ -129,10 +129,13 @@ describe('decideAttestation (SEV, SEV-ES)', () => {
       'cannot verify: measurement:',
     ],
   ];
-  it.each(rejects)('rejects %s', (_name, req, g, reason) => {
+  /** Rejects whose MAC verified under the TIK (remembered against replay); the others are not. */
+  const authenticated = new Set(['policy not allowed', 'old API', 'build id', 'ES with wrong policy']);
+  it.each(rejects)('rejects %s', (name, req, g, reason) => {
     const d = decideAttestation(req, g);
     expect(d.verdict).toBe('reject');
     expect(d.reasons.some((r) => r.startsWith(reason))).toBe(true);
+    expect(d).toMatchObject({ authenticated: authenticated.has(name) });
   });
 
   it('never puts key or secret bytes in reasons', () => {
@@ -176,7 +179,7 @@ describe('decideAttestation (SNP launch records)', () => {
     ['an SEV record', { sevType: 'sev' }, 'the record is not an SNP launch record (sevType sev-snp)'],
   ])('rejects another %s', (_n, change, reason) => {
     const d = decideAttestation(request(snpRecord(change)), snp);
-    expect(d).toEqual({ verdict: 'reject', reasons: [reason] });
+    expect(d).toEqual({ verdict: 'reject', reasons: [reason], authenticated: false });
   });
   it('reads the sevsup.snp-launch/v1 shape (policy object, ID block) and refuses a launched record', () => {
     const v1 = {
@@ -254,6 +257,15 @@ describe('AnsweredStore (replay)', () => {
     expect(store.reserve('k')).toBe(true);
     writeFileSync(join(dir, 'bad.json'), '{"schema":"nope"}');
     expect((await catchSupervisorErrorAsync(() => AnsweredStore.open(join(dir, 'bad.json')))).code).toBe('SUP_ERR_OWNER_STATE');
+  });
+
+  it('a state file with an entry it cannot read refuses to start (dropping it would re-open that replay)', async () => {
+    const file = join(dir, 'damaged.json');
+    const answered = { 'sev-measurement:aa': entry, 'sev-measurement:bb': { ...entry, decision: 'maybe' } };
+    writeFileSync(file, JSON.stringify({ schema: 'sevsup.owner-answered/v1', answered }));
+    const e = await catchSupervisorErrorAsync(() => AnsweredStore.open(file));
+    expect(e.code).toBe('SUP_ERR_OWNER_STATE');
+    expect(e.message).toContain('sev-measurement:bb');
   });
 
   it('a failed write remembers nothing and says why', async () => {
