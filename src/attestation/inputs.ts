@@ -200,6 +200,17 @@ export async function computeExpectedDigest(i: ExpectedDigestInputs): Promise<Ex
   if (i.kernel === undefined && (i.initrd !== undefined || i.cmdline !== undefined)) {
     throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', '--initrd/--cmdline require --kernel');
   }
+  // Kernel and initrd are read while the firmware is; the firmware's result and checks are still
+  // awaited first, so a firmware problem is reported ahead of a kernel one, as before.
+  const kernelRead =
+    i.kernel === undefined
+      ? Promise.resolve(null)
+      : hashKernelInputs({
+          kernel: i.kernel,
+          ...(i.initrd === undefined ? {} : { initrd: i.initrd }),
+          ...(i.cmdline === undefined ? {} : { cmdline: i.cmdline }),
+        });
+  kernelRead.catch(() => undefined); // handled below; not "unhandled" while the firmware is checked
   const firmwareHash = createHash('sha256');
   const tail = new TailKeeper(OVMF_TABLE_TAIL_BYTES);
   const size = await readFileChunks(
@@ -213,14 +224,7 @@ export async function computeExpectedDigest(i: ExpectedDigestInputs): Promise<Ex
   const table = parseOvmfTableTail(tail.bytes, size);
   if (i.kernel !== undefined) checkHashesArea(i.firmware, table);
   const vmsas = i.sevEs === undefined ? null : buildFirmwareVmsas(i.firmware, table, i.sevEs);
-  const kernelInputs =
-    i.kernel === undefined
-      ? null
-      : await hashKernelInputs({
-          kernel: i.kernel,
-          ...(i.initrd === undefined ? {} : { initrd: i.initrd }),
-          ...(i.cmdline === undefined ? {} : { cmdline: i.cmdline }),
-        });
+  const kernelInputs = await kernelRead;
   // The digest continues the firmware's hash, so the image is read and hashed once.
   const digestHash = firmwareHash.copy();
   if (kernelInputs !== null) digestHash.update(kernelInputs.table);
