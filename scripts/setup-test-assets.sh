@@ -4,7 +4,10 @@
 #  - ovmf-sev-test.fd: a copy of Debian's OVMF.fd whose footer table declares a kernel-hashes
 #    area and a launch-secret area (Debian's declare base 0, size 0, which QEMU refuses for
 #    kernel-hashes). Real SEV hosts use the OVMF AmdSev build (OvmfPkg/AmdSev/AmdSevX64.dsc);
-#  - demo-initrd.img: a busybox initramfs whose /init prints a greeting and powers off.
+#  - demo-initrd.img: a busybox initramfs whose /init prints a greeting and powers off;
+#  - sim-state/: the simulated SEV-SNP platform's state directory (its SIMULATED ARK → ASK → VCEK
+#    chain and chip key, 0600; two RSA-4096 keys, up to a minute): what tests and the demo pass as
+#    --sim-state-dir. An installed sim makes its own on first use ($XDG_STATE_HOME/sevsup-sim).
 # Needs dist/ (npm run build) for the firmware patcher.
 #   usage: setup-test-assets.sh [ASSET…]   (default: all three; the Dockerfile makes the two that
 #   need no build before copying the sources, so a source change does not download the kernel)
@@ -13,9 +16,9 @@ cd "$(dirname "$0")/.."
 ASSETS=.cache/test-assets
 mkdir -p "$ASSETS"
 wanted=("$@")
-((${#wanted[@]})) || wanted=(vmlinuz ovmf-sev-test.fd demo-initrd.img)
+((${#wanted[@]})) || wanted=(vmlinuz ovmf-sev-test.fd demo-initrd.img sim-state)
 for w in "${wanted[@]}"; do
-  case $w in vmlinuz | ovmf-sev-test.fd | demo-initrd.img) ;; *) echo "setup: no asset '$w' (vmlinuz, ovmf-sev-test.fd, demo-initrd.img)" >&2; exit 2 ;; esac
+  case $w in vmlinuz | ovmf-sev-test.fd | demo-initrd.img | sim-state) ;; *) echo "setup: no asset '$w' (vmlinuz, ovmf-sev-test.fd, demo-initrd.img, sim-state)" >&2; exit 2 ;; esac
 done
 want() { [[ " ${wanted[*]} " == *" $1 "* && ! -s "$ASSETS/$1" ]]; }
 
@@ -40,5 +43,8 @@ fi
 
 if want demo-initrd.img && [[ -x /bin/busybox ]]; then
   bash scripts/make-demo-initrd.sh "$ASSETS/demo-initrd.img"
+fi
+if [[ " ${wanted[*]} " == *" sim-state "* && -s dist/bundle/sevsup-sim-qemu.mjs ]]; then
+  node bin/sevsup-sim-qemu --sim-init-snp-platform --sim-state-dir "$ASSETS/sim-state" >/dev/null
 fi
 echo "setup: test assets ready in $ASSETS"

@@ -105,9 +105,10 @@ export const ERRORS = {
   SUP_ERR_CHECK_SEV_DISABLED: def('QEMU reports SEV is not enabled for the guest', 500, EXIT.check),
   SUP_ERR_CHECK_POLICY_MISMATCH: def('SEV policy applied differs from the policy requested', 500, EXIT.check),
   SUP_ERR_CHECK_SEV_TYPE_MISMATCH: def('SEV type reported differs from the type requested', 500, EXIT.check),
-  SUP_ERR_CHECK_STATE: def('SEV guest is not in the launch-secret state', 500, EXIT.check),
+  SUP_ERR_CHECK_STATE: def('SEV guest is not in the state its launch expects (launch-secret; launch-update for SEV-SNP)', 500, EXIT.check),
   SUP_ERR_CHECK_MEASUREMENT: def('launch measurement unavailable or malformed', 500, EXIT.check),
   SUP_ERR_RECORD_WRITE: def('measurement record could not be written durably', 500, EXIT.check),
+  SUP_ERR_SNP_LAUNCH_FAILED: def('SEV-SNP launch failed at its first run: QEMU exited right after cont', 500, EXIT.launch),
 
   // --- attestation hold ------------------------------------------------------------------------
   SUP_ERR_ATTEST_REJECTED: def('guest rejected by the guest owner', 409, EXIT.attest),
@@ -115,6 +116,7 @@ export const ERRORS = {
   SUP_ERR_ATTEST_NOT_HELD: def('guest is not held for attestation', 409, EXIT.attest),
   SUP_ERR_SECRET_NO_AREA: def('firmware declares no launch-secret area; give --gpa', 400, EXIT.attest),
   SUP_ERR_SECRET_REFUSED: def('launch secret refused by the platform', 409, EXIT.attest),
+  SUP_ERR_SECRET_SNP: def('SEV-SNP guests take no launch secret (no host-side injection exists)', 409, EXIT.attest),
 
   // --- guest owner's verification (exit codes as virt-qemu-sev-validate) -------------------------
   SUP_ERR_VERIFY_MISMATCH: def('measurement does not match the expected launch digest', 409, 1),
@@ -135,6 +137,11 @@ export const ERRORS = {
   SUP_ERR_CERTS_OFFLINE: def('certificate not in the cache, and --offline forbids the network', 404, EXIT.notFound),
   SUP_ERR_CERTS_CACHE: def('the SNP certificate cache cannot be read or written', 500, EXIT.failure),
   SUP_ERR_CERTS_INPUT: def('invalid certificate, report or chip input', 400, EXIT.usage),
+  SUP_ERR_SNP_PLATFORM: def(
+    "the SEV-SNP platform's identity (product, chip id, reported TCB) is unknown or its facts file is invalid",
+    500,
+    EXIT.failure,
+  ),
 
   // --- QMP proxy ------------------------------------------------------------------------------------
   SUP_ERR_PROXY_REFUSED: def('command refused by sevsup', 403, EXIT.refused),

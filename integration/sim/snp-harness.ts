@@ -9,7 +9,7 @@ import { computeSnpExpectedDigest } from '../../src/attestation/snp-inputs.js';
 import { parseOvmfTable } from '../../src/sev/ovmf-table.js';
 import { buildIdAuth, buildIdBlock } from '../../src/sev/snp-id-block.js';
 import { parseSnpMetadata } from '../../src/sev/snp-metadata.js';
-import { CMDLINE, DEBIAN_OVMF, KERNEL, REPO, type Paths } from './harness.js';
+import { ASSETS, CMDLINE, DEBIAN_OVMF, KERNEL, REPO, SIM, type Paths } from './harness.js';
 
 /** Debian's OVMF.fd with a hashes area and SNP metadata (`kernel-hashes`: with a KERNEL_HASHES page). */
 export function makeSnpFirmware(dir: string, preset: 'kernel-hashes' | 'debian' = 'kernel-hashes'): string {
@@ -102,4 +102,16 @@ export function idBlockProps(digest: Buffer, policy: bigint, idKey: KeyObject, a
   });
   const auth = buildIdAuth(block, idKey, authorKey);
   return `id-block=${block.toString('base64')},id-auth=${auth.idAuth.toString('base64')}${authorKey === undefined ? '' : ',author-key-enabled=on'}`;
+}
+
+/** The sim state directory the tests share (scripts/setup-test-assets.sh makes it: sim-state). */
+export const SIM_STATE = join(ASSETS, 'sim-state');
+
+/**
+ * Make the simulated SNP platform's chain in SIM_STATE unless it is there (two RSA-4096 keys:
+ * up to a minute on a busy machine, once).
+ */
+export function ensureSimState(): string {
+  execFileSync(process.execPath, [SIM, '--sim-init-snp-platform', '--sim-state-dir', SIM_STATE], { stdio: 'ignore', timeout: 300_000 });
+  return SIM_STATE;
 }

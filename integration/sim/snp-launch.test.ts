@@ -33,20 +33,23 @@ describe.skipIf(missing !== null)(`sim SEV-SNP launch${missing === null ? '' : `
   const objectOption = (argv: readonly string[]): string => argv[argv.indexOf('-object') + 1] as string;
 
   it('refuses property values as QEMU 10 creates the object, naming the option', async () => {
-    const cases: [string, string][] = [
-      ['host-data=AAAA', 'parameter length of 3 not equal to 32'],
-      [`id-block=${Buffer.alloc(95).toString('base64')}`, 'parameter length of 95 not equal to 96'],
-      [`id-auth=${Buffer.alloc(4097).toString('base64')}`, 'parameter length:ID_AUTH 4097 exceeds max of 4096'],
-      [`guest-visible-workarounds=${Buffer.alloc(8).toString('base64')}`, 'parameter length of 8 exceeds max of 16'],
-      ['handle=1', "Invalid parameter 'handle'"],
-      ['dh-cert-file=/x', "Invalid parameter 'dh-cert-file'"],
-      ['policy=zero', "Parameter 'policy' expects a uint64 value"],
+    // Texts and locations as QEMU 10.0.13 prints them (checked with Debian trixie's): the QAPI visit's
+    // errors name the -object option, the property setters' (base64 lengths) do not.
+    const cases: [string, string, boolean][] = [
+      ['host-data=AAAA', 'parameter length of 3 not equal to 32', false],
+      [`id-block=${Buffer.alloc(95).toString('base64')}`, 'parameter length of 95 not equal to 96', false],
+      [`id-auth=${Buffer.alloc(4097).toString('base64')}`, 'parameter length:ID_AUTH 4097 exceeds max of 4096', false],
+      [`guest-visible-workarounds=${Buffer.alloc(8).toString('base64')}`, 'parameter length of 8 exceeds max of 16', false],
+      ['host-data=!!!!', 'Base64 data contains invalid characters', false],
+      ['handle=1', "Invalid parameter 'handle'", true],
+      ['dh-cert-file=/x', "Invalid parameter 'dh-cert-file'", true],
+      ['policy=zero', "Parameter 'policy' expects a uint64 value", true],
     ];
-    for (const [object, error] of cases) {
+    for (const [object, error, located] of cases) {
       const argv = snpArgv(f.p, { firmware, object });
       const sim = f.launch(argv);
       expect(await sim.exited).toEqual({ code: 1, signal: null });
-      expect(sim.stderr).toBe(`${PREFIX}-object ${objectOption(argv)}: ${error}\n`);
+      expect(sim.stderr).toBe(`${PREFIX}${located ? `-object ${objectOption(argv)}: ` : ''}${error}\n`);
     }
   });
 

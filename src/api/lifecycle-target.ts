@@ -2,7 +2,7 @@
 // hand it its registry. Owns: mapping a VM name to its lifecycle and its current launch's record.
 // Must not: decide anything (the lifecycle does) or serve another launch's record: an owner asking
 // for the measurement before this launch is measured must not get the previous one.
-import type { MeasurementRecord } from '../vm/record.js';
+import type { LaunchRecord } from '../vm/record.js';
 import { readRecordFile } from '../vm/record-store.js';
 import type { VmLifecycle } from '../vm/lifecycle.js';
 import type { ControlTarget } from './server.js';
@@ -12,7 +12,7 @@ export function lifecycleTarget(lookup: (vm: string) => VmLifecycle | undefined)
   const find = (vm: string): VmLifecycle | undefined => lookup(vm);
   return {
     status: (vm) => find(vm)?.status(),
-    measurement: async (vm): Promise<MeasurementRecord | null> => {
+    measurement: async (vm): Promise<LaunchRecord | null> => {
       const path = find(vm)?.status().record ?? null;
       return path === null ? null : readRecordFile(path);
     },

@@ -11,7 +11,7 @@ import { listenUnixSocket } from '../util/unix-listen.js';
 import { performance } from 'node:perf_hooks';
 import { SupervisorError, isSupervisorError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { MeasurementRecord } from '../vm/record.js';
+import type { LaunchRecord } from '../vm/record.js';
 import { matchRoute, type Route, type RouteKind } from './routes.js';
 import { errnoOf } from '../util/io-error.js';
 import {
@@ -39,7 +39,7 @@ export interface ControlTarget {
   /** undefined: no such VM here. Served from memory: no QMP round trip. */
   status(vm: string): VmStatus | undefined;
   /** This launch's record of `vm`; null when it has none (yet). */
-  measurement(vm: string): Promise<MeasurementRecord | null>;
+  measurement(vm: string): Promise<LaunchRecord | null>;
   attest(vm: string, request: AttestRequest): Promise<AttestResult>;
   list?(): VmListReply;
   start?(vm: string): Promise<VmStatus>;
@@ -47,7 +47,7 @@ export interface ControlTarget {
   /** Every record of `vm` ever written, oldest first. */
   records?(vm: string): Promise<readonly RecordSummary[]>;
   /** One past record by name; null when there is none. */
-  record?(vm: string, name: string): Promise<MeasurementRecord | null>;
+  record?(vm: string, name: string): Promise<LaunchRecord | null>;
   snapshot?(vm: string, request: SnapshotRequest): Promise<SnapshotResult>;
   migrate?(vm: string, request: MigrateRequest): Promise<MigrateResult>;
   /** Subscribe to events (all VMs, or one); returns the unsubscribe function. */

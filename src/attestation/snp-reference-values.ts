@@ -5,9 +5,12 @@
 // Owns: that format, its strict parsing, and both mappings. Pure: no I/O.
 // Must not: compute digests (the SNP launch digest comes from sev/, the input hashes from callers).
 import { SupervisorError } from '../errors.js';
+import { hex } from '../sev/ovmf-table.js';
 import { decodeSnpPolicy } from '../sev/snp-policy.js';
 import type { TcbParts } from '../sev/snp-report.js';
+import type { SnpVmmType } from '../sev/snp-vmsa.js';
 import { isRecord } from '../util/is-record.js';
+import type { SnpExpectedDigest } from './snp-inputs.js';
 import type { SnpExpectations } from './verify-snp.js';
 
 export const SNP_REFERENCE_VALUES_SCHEMA = 'sevsup.snp-reference-values/v1';
@@ -54,6 +57,56 @@ export function buildSnpReferenceValues(i: {
     vmpl: i.vmpl ?? null,
     inputs: i.inputs ?? {},
   };
+}
+
+/** What an SNP launch digest was computed from: the `inputs` of its reference values. */
+export interface SnpMeasuredInputs {
+  readonly digest: Pick<SnpExpectedDigest, 'digest' | 'firmwareDigest' | 'firmware' | 'kernel' | 'initrd' | 'cmdline'>;
+  readonly vcpus: number | null;
+  readonly vcpuSignature: number;
+  readonly guestFeatures: bigint;
+  readonly vmmType: SnpVmmType;
+}
+
+/** What a verifier must expect beyond the measurement. */
+export interface SnpLaunchExpectations {
+  readonly policy: bigint;
+  readonly hostData?: Buffer;
+  readonly idKeyDigest?: Buffer;
+  readonly authorKeyDigest?: Buffer;
+  readonly minTcb?: TcbParts;
+  readonly minGuestSvn?: number;
+  readonly vmpl?: number;
+}
+
+/**
+ * The reference values of one launch: the one builder behind `sevsup measure --mode snp
+ * --reference-values` and the SNP launch record (vm/snp-record.ts), so both print the same JSON.
+ * `inputs` holds digests, not paths: the paths are one machine's, the sha256 says which files.
+ */
+export function snpLaunchReferenceValues(m: SnpMeasuredInputs, e: SnpLaunchExpectations): SnpReferenceValues {
+  const d = m.digest;
+  return buildSnpReferenceValues({
+    measurement: d.digest,
+    policy: e.policy,
+    ...(e.hostData === undefined ? {} : { hostData: e.hostData }),
+    ...(e.idKeyDigest === undefined ? {} : { idKeyDigest: e.idKeyDigest }),
+    ...(e.authorKeyDigest === undefined ? {} : { authorKeyDigest: e.authorKeyDigest }),
+    ...(e.minTcb === undefined ? {} : { minTcb: e.minTcb }),
+    ...(e.minGuestSvn === undefined ? {} : { minGuestSvn: e.minGuestSvn }),
+    ...(e.vmpl === undefined ? {} : { vmpl: e.vmpl }),
+    inputs: {
+      firmwareSha256: d.firmware.sha256,
+      firmwareDigest: d.firmwareDigest.toString('hex'),
+      kernelSha256: d.kernel?.sha256 ?? null,
+      initrdSha256: d.initrd?.sha256 ?? null,
+      cmdline: d.cmdline,
+      vcpus: m.vcpus,
+      vcpuSignature: hex(m.vcpuSignature),
+      guestFeatures: `0x${m.guestFeatures.toString(16)}`,
+      vmmType: m.vmmType,
+    },
+  });
 }
 
 /**

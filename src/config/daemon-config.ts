@@ -12,7 +12,14 @@ import { didYouMean } from './suggest.js';
 import { DAEMON_KEYS, type DaemonKey } from './daemon-keys.js';
 import { HOLD_TIMEOUT_SECONDS } from './vm-keys.js';
 import { BOOLEAN_ALLOWED, parseBooleanWord } from './propstring.js';
-import { DEFAULT_DAEMON_CONFIG_FILE, DEFAULT_VM_DIR, DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, DEFAULT_DAEMON_SOCKET } from '../paths.js';
+import {
+  DEFAULT_DAEMON_CONFIG_FILE,
+  DEFAULT_VM_DIR,
+  DEFAULT_RUN_DIR,
+  DEFAULT_STATE_DIR,
+  DEFAULT_DAEMON_SOCKET,
+  DEFAULT_SNP_CERT_CACHE,
+} from '../paths.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -49,7 +56,22 @@ export interface DaemonConfig {
   readonly refuseDebugPolicy: boolean;
   /** Optional loopback TCP listener for Prometheus: `127.0.0.1:PORT` (port 0: any free one). */
   readonly metricsListen: string | null;
+  /** Keep the host's SNP certificates and the guests' tables: on, off, or auto (SNP host or facts file). */
+  readonly snpCerts: 'on' | 'off' | 'auto';
+  /** The operator's SNP platform facts file (product, chip-id, reported-tcb); null: the platform's own source. */
+  readonly snpPlatform: string | null;
+  readonly snpCertCache: string;
+  readonly snpCertsOffline: boolean;
+  /** The ARK to pin instead of AMD's; null: AMD's built-in ARKs. */
+  readonly snpArk: string | null;
+  /** null: AMD's (hardware), none (sim: offline unless given). */
+  readonly kdsUrl: string | null;
+  /** Seconds between re-reads of the platform's reported TCB. */
+  readonly snpCertsRefresh: number;
 }
+
+/** Bounds of `snp-certs-refresh` (seconds). */
+export const SNP_CERTS_REFRESH_SECONDS = { min: 1, max: 86_400 } as const;
 
 export const DAEMON_DEFAULTS: DaemonConfig = {
   vmDir: DEFAULT_VM_DIR,
@@ -69,6 +91,13 @@ export const DAEMON_DEFAULTS: DaemonConfig = {
   onShutdown: 'keep',
   refuseDebugPolicy: false,
   metricsListen: null,
+  snpCerts: 'auto',
+  snpPlatform: null,
+  snpCertCache: DEFAULT_SNP_CERT_CACHE,
+  snpCertsOffline: false,
+  snpArk: null,
+  kdsUrl: null,
+  snpCertsRefresh: 300,
 };
 
 export { DAEMON_KEYS, type DaemonKey } from './daemon-keys.js';
@@ -191,6 +220,16 @@ function applyValue(c: Mutable<DaemonConfig>, key: DaemonKey, value: string, sou
   const bad = (why: string): SupervisorError =>
     new SupervisorError('SUP_ERR_CONFIG_BAD_VALUE', `${what}: ${quoteForMessage(value)} ${why}`, { details: { where: source.where, key } });
   const resolved = path.resolve(source.baseDir, value);
+  const boolean = (): boolean => {
+    const flag = parseBooleanWord(value);
+    if (flag === undefined) throw bad(`must be a boolean (${BOOLEAN_ALLOWED})`);
+    return flag;
+  };
+  const seconds = (range: { readonly min: number; readonly max: number }): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < range.min || n > range.max) throw bad(`must be whole seconds from ${range.min} to ${range.max}`);
+    return n;
+  };
   switch (key) {
     case 'vm-dir':
       c.vmDir = resolved;
@@ -214,18 +253,12 @@ function applyValue(c: Mutable<DaemonConfig>, key: DaemonKey, value: string, sou
       // A bare name is looked up on PATH as QEMU is; anything with a slash is a path.
       c.qemu = value.includes('/') ? resolved : value;
       return;
-    case 'qemu-sandbox': {
-      const flag = parseBooleanWord(value);
-      if (flag === undefined) throw bad(`must be a boolean (${BOOLEAN_ALLOWED})`);
-      c.qemuSandbox = flag;
+    case 'qemu-sandbox':
+      c.qemuSandbox = boolean();
       return;
-    }
-    case 'refuse-debug-policy': {
-      const flag = parseBooleanWord(value);
-      if (flag === undefined) throw bad(`must be a boolean (${BOOLEAN_ALLOWED})`);
-      c.refuseDebugPolicy = flag;
+    case 'refuse-debug-policy':
+      c.refuseDebugPolicy = boolean();
       return;
-    }
     case 'qemu-user':
       if (!USER_PATTERN.test(value)) throw bad('is not a user name or numeric uid');
       c.qemuUser = value;
@@ -246,14 +279,30 @@ function applyValue(c: Mutable<DaemonConfig>, key: DaemonKey, value: string, sou
     case 'on-shutdown':
       c.onShutdown = oneOf(value, ['keep', 'shutdown'], bad);
       return;
-    case 'hold-timeout': {
-      const n = Number(value);
-      if (!/^\d+$/.test(value) || n < HOLD_TIMEOUT_SECONDS.min || n > HOLD_TIMEOUT_SECONDS.max) {
-        throw bad(`must be whole seconds from ${HOLD_TIMEOUT_SECONDS.min} to ${HOLD_TIMEOUT_SECONDS.max}`);
-      }
-      c.holdTimeout = n;
+    case 'hold-timeout':
+      c.holdTimeout = seconds(HOLD_TIMEOUT_SECONDS);
       return;
-    }
+    case 'snp-certs':
+      c.snpCerts = oneOf(value, ['on', 'off', 'auto'], bad);
+      return;
+    case 'snp-platform':
+      c.snpPlatform = resolved;
+      return;
+    case 'snp-cert-cache':
+      c.snpCertCache = resolved;
+      return;
+    case 'snp-certs-offline':
+      c.snpCertsOffline = boolean();
+      return;
+    case 'snp-ark':
+      c.snpArk = resolved;
+      return;
+    case 'kds-url':
+      c.kdsUrl = kdsUrl(value, bad);
+      return;
+    case 'snp-certs-refresh':
+      c.snpCertsRefresh = seconds(SNP_CERTS_REFRESH_SECONDS);
+      return;
     case 'metrics-listen': {
       const port = METRICS_PATTERN.exec(value)?.[1];
       if (port === undefined || Number(port) > 65535) {
@@ -263,6 +312,20 @@ function applyValue(c: Mutable<DaemonConfig>, key: DaemonKey, value: string, sou
       return;
     }
   }
+}
+
+/** An http(s) base URL without credentials, query or fragment; returned without a trailing slash. */
+function kdsUrl(value: string, bad: (why: string) => SupervisorError): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw bad('is not a URL (e.g. https://kdsintf.amd.com)');
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw bad('must be an http:// or https:// URL');
+  if (u.username !== '' || u.password !== '') throw bad('must not carry credentials');
+  if (u.search !== '' || u.hash !== '') throw bad('must be a base URL without ?query or #fragment');
+  return value.replace(/\/+$/, '');
 }
 
 function oneOf<T extends string>(value: string, allowed: readonly T[], bad: (why: string) => SupervisorError): T {

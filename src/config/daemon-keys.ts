@@ -36,6 +36,33 @@ export const DAEMON_KEY_DOCS = [
     help: 'refuse guests whose SEV/SNP policy allows debugging (default 0: warn at every start)',
   },
   { key: 'metrics-listen', value: 'addr', help: 'also serve /metrics on 127.0.0.1:PORT (loopback only)' },
+  {
+    key: 'snp-certs',
+    value: 'mode',
+    help: "keep the host's SEV-SNP certificates and each SNP guest's certificate table: on, off or auto (default auto: on with snp-platform, on hardware that supports SNP, on sim with kds-url)",
+  },
+  {
+    key: 'snp-platform',
+    value: 'file',
+    help: "the SNP platform's product, chip-id and reported-tcb (re-read at every refresh; needed on hardware)",
+  },
+  { key: 'snp-cert-cache', value: 'dir', help: 'the SNP certificate cache (default /var/cache/sevsup/snp-certs)' },
+  {
+    key: 'snp-certs-offline',
+    value: 'bool',
+    help: "never ask AMD's key server; only the cache (default 0; always 1 on the sim platform without kds-url)",
+  },
+  {
+    key: 'snp-ark',
+    value: 'file',
+    help: "pin this ARK instead of AMD's: only chains rooted in it are handed to guests (a test or simulated root)",
+  },
+  { key: 'kds-url', value: 'url', help: "AMD's key server (default https://kdsintf.amd.com)" },
+  {
+    key: 'snp-certs-refresh',
+    value: 'seconds',
+    help: "how often the platform's reported TCB is re-read (default 300; SIGHUP also re-reads it)",
+  },
 ] as const satisfies readonly DaemonKeyDoc[];
 
 export type DaemonKey = (typeof DAEMON_KEY_DOCS)[number]['key'];

@@ -25,13 +25,13 @@ import type { VmSpec } from '../config/vm-spec.js';
 import { SupervisorError, hasCode } from '../errors.js';
 import type { HostCaps } from '../host/host-caps.js';
 import type { Logger } from '../log.js';
-import { prepareVmRunDir, type VmPaths } from '../process/run-dir.js';
+import { prepareVmRunDir, vmRunPaths, type VmPaths } from '../process/run-dir.js';
 import { superviseGuest } from '../guest/supervised.js';
 import { inBatches } from '../util/batches.js';
 import type { VmLifecycle } from '../vm/lifecycle.js';
 import type { LifecycleOptions } from '../vm/lifecycle-options.js';
 import type { LifecycleEventRecord } from '../vm/types.js';
-import type { MeasurementRecord, RecordPlatform } from '../vm/record.js';
+import type { LaunchRecord, RecordPlatform } from '../vm/record.js';
 import { listRecords, readRecordFile, recordsDir } from '../vm/record-store.js';
 import { vmStateFilePath, type PersistedVmState } from '../vm/state-file.js';
 import { isTerminal, type VmState } from '../vm/state.js';
@@ -72,6 +72,11 @@ export interface GuestRegistryOptions {
   };
   /** @default 'qemu-img' from PATH */
   readonly qemuImg?: string;
+  /**
+   * Called for each start after the guest's run directory is prepared and before QEMU is spawned
+   * (the daemon writes an SNP guest's certificate table there). A throw fails the start.
+   */
+  readonly beforeLaunch?: (vm: string, spec: VmSpec, paths: VmPaths) => Promise<void>;
   /** Timeouts passed to every lifecycle (tests shorten them). */
   readonly lifecycle?: Partial<
     Pick<LifecycleOptions, 'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions' | 'refuseDebugPolicy'>
@@ -115,6 +120,15 @@ export class GuestRegistry {
     return { vms: names.map((n) => this.#statusOf(this.#require(n))), configErrors: this.#problems };
   }
 
+  /** The run directories of SNP guests that have (or may have) a QEMU: whose certificate tables are kept. */
+  snpGuestPaths(): VmPaths[] {
+    const out: VmPaths[] = [];
+    for (const guest of this.#guests.values()) {
+      if (guest.spec?.sev?.type === 'snp' && guest.hasQemu()) out.push(vmRunPaths(this.#o.runDir, guest.name));
+    }
+    return out;
+  }
+
   /** Guests by state, for the metrics gauge. */
   countByState(): Record<string, number> {
     const counts: Record<string, number> = {};
@@ -126,7 +140,7 @@ export class GuestRegistry {
   }
 
   /** This launch's record; never an earlier launch's (an owner must not verify a stale one). */
-  async measurement(vm: string): Promise<MeasurementRecord | null> {
+  async measurement(vm: string): Promise<LaunchRecord | null> {
     const path = this.#require(vm).lifecycle?.status().record ?? null;
     return path === null ? null : readRecordFile(path);
   }
@@ -136,7 +150,7 @@ export class GuestRegistry {
     return paths.map((path) => ({ name: path.slice(path.lastIndexOf('/') + 1, -'.json'.length), path }));
   }
 
-  async record(vm: string, name: string): Promise<MeasurementRecord | null> {
+  async record(vm: string, name: string): Promise<LaunchRecord | null> {
     if (!RECORD_NAME.test(name) || name.includes('..')) return null;
     return readRecordFile(join(recordsDir(this.#o.stateDir, vm), `${name}.json`));
   }
@@ -247,6 +261,7 @@ export class GuestRegistry {
     let lifecycle: VmLifecycle;
     try {
       const paths = await prepareVmRunDir(this.#o.runDir, vm, this.#o.gid === undefined ? {} : { group: this.#o.gid });
+      await this.#o.beforeLaunch?.(vm, spec, paths);
       lifecycle = this.#lifecycle(guest, this.#withDefaults(spec), paths);
     } finally {
       guest.busy = null;

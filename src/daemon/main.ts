@@ -4,7 +4,9 @@
 // daemon, or a `sevsup run`, on the same directories stops here, before touching any guest) →
 // claim the control socket → VM configs → re-attach guests left by a previous daemon
 // → accept operations → autostart (READY=1 once those guests are held or running, or after 30 s,
-// whichever is first; launches still going on continue in the background). SIGHUP reloads configs; SIGTERM/SIGINT stop taking
+// whichever is first; launches still going on continue in the background). The host's SNP certificates
+// (snp-certs.ts) are brought in line before the registry exists and re-checked on a timer.
+// SIGHUP reloads configs and re-reads the SNP platform's TCB; SIGTERM/SIGINT stop taking
 // requests, then keep (detach) or shut down the guests as `on-shutdown` says, then exit 0.
 // A crash or SIGKILL leaves every guest running: QEMU is detached and re-attached next time.
 import { mkdir, unlink } from 'node:fs/promises';
@@ -23,6 +25,7 @@ import { GuestRegistry } from './guests.js';
 import { createDaemonLogger } from './log-format.js';
 import { createMetrics, startMetricsListener, type DaemonMetrics, type MetricsListener } from './metrics.js';
 import { createNotifier, type Notifier } from '../process/sd-notify.js';
+import { startHostCerts } from './snp-certs.js';
 import { scanVmConfigs } from './vm-configs.js';
 
 /** The simulator executable shipped next to bin/sevsup (dist/daemon/main.js → bin/). */
@@ -69,13 +72,23 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
   logger.debug({ lockFiles: dirLock.paths }, 'run and state directories locked');
   const gid = config.socketGroup === null ? undefined : await resolveGroup(config.socketGroup);
   if (sim) logger.warn('SIMULATED SEV platform: nothing is encrypted; for development and tests only');
-  const { platform, binary, binaryArgs, caps } = await selectPlatform({
+  const selected = await selectPlatform({
     platform: config.platform,
     ...(config.qemu === null ? {} : { qemu: config.qemu }),
     ...(config.hostCaps === null ? {} : { hostCaps: config.hostCaps }),
     logger,
   });
+  const { platform, binary, binaryArgs, caps } = selected;
 
+  // Before the registry, so that guests autostarted or re-attached below find their certificate table.
+  let guests: GuestRegistry | null = null;
+  const hostCerts = await startHostCerts({
+    config,
+    platform: selected,
+    tables: () => guests?.snpGuestPaths().map((p) => p.snpCertTable) ?? [],
+    logger,
+    metrics,
+  });
   const registry = new GuestRegistry({
     runDir: config.runDir,
     stateDir: config.stateDir,
@@ -92,7 +105,9 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
     },
     logger,
     metrics,
+    ...(hostCerts === null ? {} : { beforeLaunch: (vm, spec, paths) => hostCerts.beforeLaunch(vm, spec, paths) }),
   });
+  guests = registry;
   metrics.guestsByState(() => registry.countByState());
 
   // The directory lock is the daemon's lock; the socket is claimed before any guest is re-attached too.
@@ -109,6 +124,8 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
   registry.reload(await scanVmConfigs(config.vmDir));
   const left = await discoverGuests(config.runDir);
   await registry.adopt(left.found, left.unreadable);
+  // Re-attached SNP guests' tables may predate a TCB change made while no daemon ran.
+  await hostCerts?.syncTables();
   registry.open();
   const metricsListener = config.metricsListen === null ? null : await startMetricsListener(config.metricsListen, metrics);
   const autostarted = registry.autostart();
@@ -143,6 +160,7 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
         } catch (error: unknown) {
           logger.error({ err: error }, 'reload failed; the previous configs stay in effect');
         }
+        await hostCerts?.refresh('reload');
         await notifier.ready(summary());
       });
     };
@@ -151,6 +169,7 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
       if (stopping) return;
       stopping = true;
       logger.info({ signal, onShutdown: config.onShutdown }, 'shutting down');
+      hostCerts?.close();
       void shutdown({ server, metricsListener, registry, config, notifier, watchdog })
         .then(
           () => {

@@ -20,10 +20,23 @@ export interface DaemonMetrics {
   failedCheck(code: string): void;
   /** The QMP proxy refused a command for this reason (proxy/decide.ts RefusalReason). */
   refusedQmp(reason: string): void;
+  /**
+   * The host's SNP certificates, read at every scrape: tables ready (1/0), the VCEK's age in the
+   * cache, TCB changes seen. Replaces an earlier callback; null: not kept on this host.
+   */
+  snpCerts(fn: () => SnpCertsGauge | null): void;
+  /** One refresh of the host's SNP certificates ended with this outcome (host-certs.ts RefreshOutcome). */
+  snpCertRefresh(outcome: string): void;
   /** One control API request took `seconds`; `route` is the route template, never a raw URL. */
   apiLatency(route: string, seconds: number): void;
   /** The Prometheus text exposition of every metric. */
   render(): Promise<{ contentType: string; body: string }>;
+}
+
+export interface SnpCertsGauge {
+  readonly ready: boolean;
+  readonly ageSeconds: number | null;
+  readonly tcbChanges: number;
 }
 
 export interface MetricsOptions {
@@ -97,6 +110,37 @@ export function createMetrics(options: MetricsOptions = {}): DaemonMetrics {
     buckets: API_LATENCY_BUCKETS,
     registers: [registry],
   });
+  let snpCerts: () => SnpCertsGauge | null = () => null;
+  const snpGauge = (name: string, help: string, pick: (g: SnpCertsGauge) => number | null): void => {
+    new Gauge({
+      name: `${METRIC_PREFIX}${name}`,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        let g: SnpCertsGauge | null = null;
+        try {
+          g = snpCerts();
+        } catch {
+          return;
+        }
+        const v = g === null ? null : pick(g);
+        if (v !== null && Number.isFinite(v)) this.set(v);
+      },
+    });
+  };
+  snpGauge('snp_certs_ready', "1 when every SNP guest's certificate table holds the platform's current VCEK chain", (g) =>
+    g.ready ? 1 : 0,
+  );
+  snpGauge('snp_certs_age_seconds', 'Age of the VCEK in use, since it was written to the cache', (g) => g.ageSeconds);
+  snpGauge('snp_platform_tcb_changes', "Changes of the platform's REPORTED_TCB seen since the daemon started", (g) => g.tcbChanges);
+  const snpRefreshes = new Counter({
+    name: `${METRIC_PREFIX}snp_cert_refreshes_total`,
+    help: "Refreshes of the host's SNP certificates, by outcome",
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const snpOutcomeLabel = bounded();
   const outcomeLabel = bounded();
   const codeLabel = bounded();
   const reasonLabel = bounded();
@@ -109,6 +153,10 @@ export function createMetrics(options: MetricsOptions = {}): DaemonMetrics {
     launch: (outcome) => launches.inc({ outcome: outcomeLabel(outcome) }),
     failedCheck: (code) => checks.inc({ code: codeLabel(code) }),
     refusedQmp: (reason) => refused.inc({ reason: reasonLabel(reason) }),
+    snpCerts: (fn) => {
+      snpCerts = fn;
+    },
+    snpCertRefresh: (outcome) => snpRefreshes.inc({ outcome: snpOutcomeLabel(outcome) }),
     apiLatency: (route, seconds) => {
       if (Number.isFinite(seconds) && seconds >= 0) latency.observe({ route: routeLabel(route) }, seconds);
     },

@@ -5,15 +5,14 @@ import type { HostCaps } from './host-caps.js';
 
 const SOURCE = 'simulated';
 
-/** SEV and SEV-ES supported, SNP not; cbitpos 47 and reduced-phys-bits 1 as on Rome/Milan. */
+/**
+ * SEV, SEV-ES and SEV-SNP supported (SNP as QEMU 10 on an SNP host: platform/sim/snp-*.ts);
+ * cbitpos 47 and reduced-phys-bits 1 as on Milan.
+ */
 export const SIMULATED_HOST_CAPS: HostCaps = Object.freeze({
   sev: Object.freeze({ supported: true, reason: 'supported: simulated SEV platform', source: SOURCE }),
   sevEs: Object.freeze({ supported: true, reason: 'supported: simulated SEV platform', source: SOURCE }),
-  sevSnp: Object.freeze({
-    supported: false,
-    reason: 'not supported, because the simulated SEV platform does not model SEV-SNP',
-    source: SOURCE,
-  }),
+  sevSnp: Object.freeze({ supported: true, reason: 'supported: simulated SEV-SNP platform', source: SOURCE }),
   cbitpos: 47,
   cbitposSource: SOURCE,
   reducedPhysBits: 1,

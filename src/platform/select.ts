@@ -6,9 +6,11 @@
 import { fileURLToPath } from 'node:url';
 import type { HostCaps } from '../host/host-caps.js';
 import { SIMULATED_HOST_CAPS } from '../host/simulated.js';
+import { hardwareTcbSource, type PlatformTcbSource } from '../host/snp-platform.js';
 import type { Logger } from '../log.js';
 import type { RecordPlatform } from '../vm/record.js';
 import { simArgs, type SimOptions } from './sim/options.js';
+import { simulatedSnpSource } from './sim/snp-identity.js';
 
 export { SIM_FAULTS, type SimFault, type SimOptions } from './sim/options.js';
 
@@ -36,6 +38,8 @@ export interface Platform {
   /** Arguments before QEMU's argv (the simulator's `--sim-*` options). */
   readonly binaryArgs: readonly string[];
   readonly caps: HostCaps;
+  /** Where the host's SEV-SNP identity (chip, REPORTED_TCB) comes from when no facts file is given. */
+  readonly snpIdentity: PlatformTcbSource;
 }
 
 export async function selectPlatform(r: PlatformRequest): Promise<Platform> {
@@ -47,10 +51,11 @@ export async function selectPlatform(r: PlatformRequest): Promise<Platform> {
       binary: SIM_BINARY,
       binaryArgs: simArgs({ ...r.sim, ...(r.qemu === undefined ? {} : { qemu: r.qemu }) }),
       caps: r.hostCaps === undefined ? SIMULATED_HOST_CAPS : await resolveHostCaps({ file: r.hostCaps, logger: r.logger }),
+      snpIdentity: simulatedSnpSource(r.sim?.stateDir),
     };
   }
   const binary = r.qemu ?? DEFAULT_QEMU;
   // A host without SEV is an answer (guests needing it fail at start with the seed's words), not a crash.
   const caps = await resolveHostCaps({ ...(r.hostCaps === undefined ? {} : { file: r.hostCaps }), qemu: binary, logger: r.logger });
-  return { platform: 'hardware', binary, binaryArgs: [], caps };
+  return { platform: 'hardware', binary, binaryArgs: [], caps, snpIdentity: hardwareTcbSource() };
 }

@@ -21,6 +21,8 @@ export interface VmPaths {
   readonly controlSocket: string;
   readonly pidFile: string;
   readonly serialLog: string;
+  /** The GHCB certificate table the daemon keeps for an SNP guest's VMM (0644: public certificates). */
+  readonly snpCertTable: string;
 }
 
 export interface PrepareRunDirOptions {
@@ -47,6 +49,7 @@ export function vmRunPaths(runDir: string, vm: string): VmPaths {
     controlSocket: join(dir, 'control.sock'),
     pidFile: join(dir, 'qemu.pid'),
     serialLog: join(dir, 'serial.log'),
+    snpCertTable: join(dir, 'snp-certs.bin'),
   };
 }
 

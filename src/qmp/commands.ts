@@ -1,7 +1,7 @@
 // Typed wrappers for the QMP commands sevsup uses, in libvirt's three beats: make the command,
 // send it, check the reply's shape. Each JSDoc quotes the wire exchange (QEMU 7.2 unless noted).
-// Owns: the shapes of these replies and their normalisation (query-sev's 7.2 flat struct and its
-// 9.1+ union). Must not: decide what a reply means for a VM (vm/ does), or log secrets.
+// Owns: the shapes of these replies (query-sev as a union of the 7.2 flat struct and 9.1+'s SEV
+// and SEV-SNP branches). Must not: decide what a reply means for a VM (vm/ does), or log secrets.
 // A `return` of the wrong shape is SUP_ERR_QMP_PROTOCOL; a QMP error reply is SUP_ERR_QMP_EXECUTE.
 import { SupervisorError } from '../errors.js';
 import type { QmpCallOptions } from './client.js';
@@ -14,21 +14,41 @@ export interface QmpExecutor {
 
 export type SevType = 'sev' | 'sev-snp';
 
-/** `query-sev`, normalised across QEMU versions. */
-export interface SevInfo {
+/** What every `query-sev` shape carries. */
+interface SevInfoCommon {
   readonly enabled: boolean;
   readonly apiMajor: number;
   readonly apiMinor: number;
   readonly buildId: number;
   /** SevState: uninit, launch-update, launch-secret, running, send-update, receive-update. */
   readonly state: string;
-  /** SEV/SEV-ES guest policy (uint32); for SEV-SNP the 64-bit `snp-policy`. */
-  readonly policy: number;
-  /** Firmware guest handle; 0 for SEV-SNP, which has none. */
-  readonly handle: number;
-  /** `sev-type` from QEMU ≥ 9.1; null for the 7.2 flat reply (which is always SEV/SEV-ES). */
-  readonly sevType: SevType | null;
 }
+
+/** QEMU 7.2's flat reply: always SEV/SEV-ES (7.2 knows no SNP). */
+export interface SevInfoLegacy extends SevInfoCommon {
+  readonly sevType: null;
+  /** SEV/SEV-ES guest policy (uint32). */
+  readonly policy: number;
+  /** Firmware guest handle. */
+  readonly handle: number;
+}
+
+/** QEMU ≥ 9.1, `sev-type: sev` (SEV and SEV-ES alike). */
+export interface SevInfoSev extends SevInfoCommon {
+  readonly sevType: 'sev';
+  readonly policy: number;
+  readonly handle: number;
+}
+
+/** QEMU ≥ 9.1, `sev-type: sev-snp`: a 64-bit policy, no handle (snp-facts §1.4). */
+export interface SevInfoSnp extends SevInfoCommon {
+  readonly sevType: 'sev-snp';
+  /** `snp-policy`: the sev-snp-guest object's 64-bit policy, exactly. */
+  readonly snpPolicy: bigint;
+}
+
+/** `query-sev`: a union discriminated on `sevType` (null: the 7.2 flat reply). */
+export type SevInfo = SevInfoLegacy | SevInfoSev | SevInfoSnp;
 
 export interface QemuVersion {
   readonly qemu: { readonly major: number; readonly minor: number; readonly micro: number };
@@ -153,17 +173,19 @@ export async function queryCommands(c: QmpExecutor): Promise<string[]> {
 }
 
 /**
- * SEV state of the guest, normalised. `enabled:false` is a successful reply (SEV off or an
- * unlinked sev-guest object), not an error.
+ * SEV state of the guest, as a union on `sevType`. `enabled:false` is a successful reply (SEV off or
+ * an unlinked sev-guest object), not an error.
  * ```
  * QEMU 7.2 (flat):
  * -> {"execute":"query-sev"}
  * <- {"return":{"enabled":true,"api-major":1,"api-minor":55,"build-id":21,"policy":7,
  *               "state":"launch-secret","handle":1}}
- * QEMU ≥ 9.1 (union on sev-type):
+ * QEMU ≥ 9.1 (union on sev-type), SEV / SEV-ES:
  * <- {"return":{"enabled":true,"api-major":1,"api-minor":55,"build-id":21,"state":"launch-secret",
  *               "sev-type":"sev","policy":7,"handle":1}}
- * <- {"return":{"enabled":true,…,"state":"launch-update","sev-type":"sev-snp","snp-policy":196608}}
+ * QEMU ≥ 9.1, SEV-SNP (no policy, no handle; launch-update until the first run, then running):
+ * <- {"return":{"enabled":true,"api-major":1,"api-minor":55,"build-id":21,"state":"launch-update",
+ *               "sev-type":"sev-snp","snp-policy":196608}}
  * ```
  * @throws SUP_ERR_QMP_PROTOCOL for any other shape or an unknown `sev-type`.
  */
@@ -171,11 +193,16 @@ export async function querySev(c: QmpExecutor): Promise<SevInfo> {
   return parseSevInfo(await c.execute('query-sev'));
 }
 
-/** The normalisation of {@link querySev}, for replies obtained otherwise (the proxy, records). */
+/**
+ * The parsing of {@link querySev}, for replies obtained otherwise (the proxy, records).
+ * `snp-policy` is a QAPI uint64 but arrives as a JSON number: only a safe integer is accepted, so a
+ * value JSON.parse rounded (above 2^53) is refused, never compared inexactly. Every policy a
+ * firmware accepts fits (bits 63:26 are reserved).
+ */
 export function parseSevInfo(value: unknown): SevInfo {
   const cmd = 'query-sev';
   const ret = reader(cmd, value);
-  const base = {
+  const common: SevInfoCommon = {
     enabled: bool(cmd, ret, 'enabled'),
     apiMajor: uint(cmd, ret, 'api-major', UINT8_MAX),
     apiMinor: uint(cmd, ret, 'api-minor', UINT8_MAX),
@@ -184,21 +211,24 @@ export function parseSevInfo(value: unknown): SevInfo {
   };
   const sevType = ret['sev-type'];
   if (sevType === undefined || sevType === 'sev') {
-    return {
-      ...base,
-      policy: uint(cmd, ret, 'policy', UINT32_MAX),
-      handle: uint(cmd, ret, 'handle', UINT32_MAX),
-      sevType: sevType === undefined ? null : 'sev',
-    };
+    const policy = uint(cmd, ret, 'policy', UINT32_MAX);
+    const handle = uint(cmd, ret, 'handle', UINT32_MAX);
+    return sevType === undefined ? { ...common, sevType: null, policy, handle } : { ...common, sevType: 'sev', policy, handle };
   }
   if (sevType === 'sev-snp') {
-    return { ...base, policy: uint(cmd, ret, 'snp-policy'), handle: 0, sevType: 'sev-snp' };
+    const snpPolicy = ret['snp-policy'];
+    if (typeof snpPolicy === 'number' && Number.isInteger(snpPolicy) && snpPolicy >= 0 && !Number.isSafeInteger(snpPolicy)) {
+      throw badReply(cmd, "'snp-policy' is above 2^53 and cannot be read exactly from JSON");
+    }
+    return { ...common, sevType: 'sev-snp', snpPolicy: BigInt(uint(cmd, ret, 'snp-policy')) };
   }
   throw badReply(cmd, `unknown 'sev-type' ${JSON.stringify(sevType)}`);
 }
 
 /**
  * The launch measurement: base64 of 48 bytes (HMAC ‖ mnonce). Available from state launch-secret.
+ * SEV / SEV-ES only: on an SEV-SNP guest it always fails with the error below (the measurement
+ * exists only inside the guest's attestation report), so sevsup never sends it for SNP.
  * ```
  * -> {"execute":"query-sev-launch-measure"}
  * <- {"return":{"data":"4l8LXeNlSPUDlXPJG5966/8%YZ…"}}

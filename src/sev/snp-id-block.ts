@@ -136,7 +136,7 @@ export function buildIdAuth(idBlock: Uint8Array, idKey: KeyObject, authorKey?: K
 /** Where the parts of an ID auth are, for verifiers and tests. */
 export const ID_AUTH_OFFSETS = AUTH;
 
-// Section: reading them back (the simulated firmware's LAUNCH_FINISH, verifiers) ----------------
+// Section: reading them back (the SNP launch record, the simulated firmware's LAUNCH_FINISH, verifiers) ----
 
 /** The fields of a 96-byte ID block, as LAUNCH_FINISH reads them. */
 export interface ParsedIdBlock extends IdBlockFields {
@@ -155,6 +155,27 @@ export function parseIdBlock(block: Uint8Array): ParsedIdBlock {
     version: b.readUInt32LE(80),
     guestSvn: b.readUInt32LE(84),
     policy: b.readBigUInt64LE(88),
+  };
+}
+
+/**
+ * The key digests a report will carry for this ID auth: SHA-384 of the ID key structure, and of the
+ * author key structure when one is present (AUTHOR_KEY_ALGO set). QEMU takes an ID auth of up to
+ * 4096 bytes and zero-fills the rest, so a shorter one is read the same way.
+ * @throws SUP_ERR_USAGE for an ID auth longer than 4096 bytes.
+ */
+export function idAuthKeyDigests(idAuth: Uint8Array): { readonly idKeyDigest: Buffer; readonly authorKeyDigest: Buffer | null } {
+  if (idAuth.length > ID_AUTH_BYTES)
+    throw new SupervisorError('SUP_ERR_USAGE', `the ID auth is at most ${ID_AUTH_BYTES} bytes, got ${idAuth.length}`);
+  const auth = Buffer.alloc(ID_AUTH_BYTES);
+  auth.set(idAuth, 0);
+  const digest = (at: number): Buffer =>
+    createHash('sha384')
+      .update(auth.subarray(at, at + SNP_KEY_BYTES))
+      .digest();
+  return {
+    idKeyDigest: digest(AUTH.idKey),
+    authorKeyDigest: auth.readUInt32LE(AUTH.authorKeyAlgo) === 0 ? null : digest(AUTH.authorKey),
   };
 }
 

@@ -76,23 +76,24 @@ export function adoptPersisted(persisted: PersistedVmState, logger: Logger): Qem
 
 /**
  * Ask the adopted QEMU what it is doing and plan from that. A held SEV guest must still be waiting
- * for its secret: LAUNCH_FINISH (the first cont) has not happened.
+ * for its secret (`launch-secret`), a held SEV-SNP guest still in `launch-update`: LAUNCH_FINISH
+ * (the first cont) has not happened. `heldSevState` is that state; null without SEV.
  * @throws what the QMP exchange threw (the caller leaves a live QEMU alone then).
  */
 export async function inspectAdopted(
   qmp: QmpExecutor,
   persisted: PersistedVmState,
-  sev: boolean,
+  heldSevState: 'launch-secret' | 'launch-update' | null,
   step: QmpStep,
 ): Promise<{ status: string; plan: ReattachPlan }> {
   const status = await step('query-status', () => queryStatus(qmp));
   const plan = planReattach(persisted.state, persisted.ran, status.running, status.status === 'prelaunch');
-  if (plan.kind === 'hold' && sev) {
+  if (plan.kind === 'hold' && heldSevState !== null) {
     const info = await step('query-sev', () => querySev(qmp));
-    if (info.state !== 'launch-secret')
+    if (info.state !== heldSevState)
       return {
         status: status.status,
-        plan: { kind: 'destroy', why: `it was held, but its SEV state is ${info.state}, not launch-secret` },
+        plan: { kind: 'destroy', why: `it was held, but its SEV state is ${info.state}, not ${heldSevState}` },
       };
   }
   return { status: status.status, plan };

@@ -4,7 +4,7 @@
 // the VM's state (the lifecycle does, with the error named here).
 import { setTimeout as delay } from 'node:timers/promises';
 import { hasCode, isSupervisorError, SupervisorError } from '../errors.js';
-import { describeEnd, type QemuProcess } from '../process/launcher.js';
+import { describeEnd, type QemuExit, type QemuProcess } from '../process/launcher.js';
 import { errorLines } from '../process/stderr-tail.js';
 import type { VmState } from './state.js';
 
@@ -30,7 +30,10 @@ export function quoteStderr(tail: string): string {
  * EXIT_GRACE_MS for its exit so that the error quotes what it printed.
  */
 export async function explainFailure(vm: string, proc: QemuProcess | undefined, error: unknown, phase: string): Promise<SupervisorError> {
-  if (hasCode(error, 'SUP_ERR_LAUNCH_FAILED') || (hasCode(error, 'SUP_ERR_QEMU_EXITED') && error.details['stderrTail'] !== undefined))
+  if (
+    hasCode(error, 'SUP_ERR_LAUNCH_FAILED', 'SUP_ERR_SNP_LAUNCH_FAILED') ||
+    (hasCode(error, 'SUP_ERR_QEMU_EXITED') && error.details['stderrTail'] !== undefined)
+  )
     return error;
   const qmpGone =
     hasCode(error, 'SUP_ERR_QMP_INTERRUPTED', 'SUP_ERR_QMP_STATE', 'SUP_ERR_QEMU_EXITED') || (proc !== undefined && !proc.isAlive());
@@ -53,6 +56,29 @@ export async function explainFailure(vm: string, proc: QemuProcess | undefined, 
     `VM ${vm}: internal error during ${phase}: ${error instanceof Error ? error.message : String(error)}`,
     {
       cause: error,
+    },
+  );
+}
+
+/**
+ * An SEV-SNP guest whose QEMU ended at (or right after) its first `cont`: the PSP measures and
+ * checks an SNP guest only when it first runs (metadata, CPUID page, policy, ID block), and QEMU
+ * exits on any refusal. That is a failed launch, in QEMU's own words, never a guest that stopped.
+ */
+export function snpLaunchFailure(
+  vm: string,
+  exit: Pick<QemuExit, 'exitCode' | 'signal' | 'stderrTail'>,
+  windowMs: number,
+  cause?: unknown,
+): SupervisorError {
+  return new SupervisorError(
+    'SUP_ERR_SNP_LAUNCH_FAILED',
+    `VM ${vm}: the SEV-SNP launch failed at its first run: QEMU ${describeEnd(exit)} within ${windowMs / 1000} s of cont` +
+      `${quoteStderr(exit.stderrTail)}; the platform measures and checks an SNP guest (firmware metadata, CPUID page, ` +
+      'policy, ID block) only when it first runs',
+    {
+      details: { vm, phase: 'first run', exitCode: exit.exitCode, signal: exit.signal, stderrTail: exit.stderrTail, windowMs },
+      ...(cause === undefined ? {} : { cause }),
     },
   );
 }

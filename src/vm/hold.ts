@@ -92,12 +92,14 @@ export class OwnerActions {
   readonly #hold: AttestationHold;
   readonly #log: Logger;
   readonly #firmware: () => FirmwareInfo | null;
+  readonly #snp: boolean;
 
-  constructor(guest: GuestRecord, hold: AttestationHold, logger: Logger, firmware: () => FirmwareInfo | null) {
+  constructor(guest: GuestRecord, hold: AttestationHold, logger: Logger, firmware: () => FirmwareInfo | null, snp = false) {
     this.#g = guest;
     this.#hold = hold;
     this.#log = logger;
     this.#firmware = firmware;
+    this.#snp = snp;
   }
 
   /**
@@ -105,10 +107,14 @@ export class OwnerActions {
    * destroyed and never runs. inject-secret: may be repeated before approve; without `gpa` the
    * firmware's launch-secret area is used.
    * @throws SUP_ERR_ATTEST_NOT_HELD unless held; SUP_ERR_SECRET_NO_AREA, SUP_ERR_SECRET_REFUSED;
-   *   for approve, the error that failed the resume.
+   *   SUP_ERR_SECRET_SNP for an SEV-SNP guest (whatever its state); for approve, the error that
+   *   failed the resume.
    */
   attest(request: AttestRequest): Promise<AttestResult> {
     const g = this.#g;
+    // Never sent: SNP has no launch-secret state (QEMU answers "SEV: Not in correct state"), and an
+    // SNP guest gets its secrets from its owner after attesting from inside (snp-facts §1.4, §4).
+    if (request.action === 'inject-secret' && this.#snp) return Promise.reject(snpSecretRefusal(g.vm));
     const admit = (): void => {
       if (g.state !== 'held') {
         throw new SupervisorError(
@@ -145,6 +151,17 @@ export class OwnerActions {
       }
     });
   }
+}
+
+/** The refusal of `inject-secret` for an SEV-SNP guest. */
+export function snpSecretRefusal(vm: string): SupervisorError {
+  return new SupervisorError(
+    'SUP_ERR_SECRET_SNP',
+    `VM ${vm} is an SEV-SNP guest: SNP has no host-side launch secret (no launch-secret state, no sev-inject-launch-secret); ` +
+      "the owner releases secrets to the guest after checking its attestation report (the SNP launch record's referenceValues), " +
+      'so only --approve or --reject apply',
+    { details: { vm, action: 'inject-secret' } },
+  );
 }
 
 /** The error a launch fails with when its hold ended without approval: the guest never ran. */

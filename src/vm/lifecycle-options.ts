@@ -15,6 +15,14 @@ import type { RecordPlatform } from './record.js';
 export const DEFAULT_HOLD_TIMEOUT_MS = 600_000;
 
 /**
+ * How long after its first `cont` an SEV-SNP guest's QEMU exiting is a failed launch. The PSP's
+ * refusals (metadata, CPUID page, policy, ID block) make QEMU exit within milliseconds of `cont`;
+ * three seconds leaves room for a loaded host's scheduling while an approved guest is reported
+ * running soon after. A guest that ends later ran and stopped.
+ */
+export const DEFAULT_SNP_FIRST_RUN_WINDOW_MS = 3_000;
+
+/**
  * The collaborators tests replace (the fake QEMU's environment, a firmware table it lacks); the
  * defaults are the real modules. Everything else the lifecycle calls directly.
  */
@@ -62,6 +70,8 @@ export interface LifecycleOptions {
   readonly onMonitor?: (qmp: QmpClient) => Promise<void> | void;
   /** QEMU's seccomp sandbox and the user it drops to after start-up (`-sandbox`, `-runas`). */
   readonly qemuOptions?: QemuArgvOptions;
+  /** SEV-SNP: how long after the first `cont` a QEMU exit is a failed launch. @default DEFAULT_SNP_FIRST_RUN_WINDOW_MS */
+  readonly snpFirstRunWindowMs?: number;
   /** Daemon `refuse-debug-policy`: refuse a policy that allows debugging (else warn). */
   readonly refuseDebugPolicy?: boolean;
   /**

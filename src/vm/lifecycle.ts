@@ -1,10 +1,12 @@
 // The launch lifecycle of one guest: the only place that knows the order (style-anchors §6.9,
 // DESIGN "Data flow"): preflight → run dir → argv → spawn paused (-S) → QMP → query-sev checks →
 // launch measurement → record (durable) → [hold for the owner] → cont → running → watch.
+// SEV-SNP: query-sev checks → expected-digest record (durable) → [hold] → cont → the first-run
+// window (QEMU exiting in it is a failed launch) → running.
 // Owns: that order, driving the VM's state machine, and the fail-closed end: once QEMU is spawned,
 // any failed check, refusal or error before `cont` stops QEMU (quit → SIGTERM → SIGKILL) and never
 // resumes it. One AbortController per launch: stop() before the guest ran and detach() abort it.
-// Beside it, one job each: measure.ts (the SEV step; an SNP launch adds its own), hold.ts (the
+// Beside it, one job each: measure.ts (the SEV step), snp-launch.ts (the SNP step), hold.ts (the
 // owner's hold and actions), attach.ts (re-attach), guest-record.ts (state, facts, events, the
 // state file), watch.ts + guest-events.ts (QEMU after the launch), failure.ts (naming a failure).
 // Must not: build argv strings (its `argv` option does), parse QMP bytes (qmp/), or log or report
@@ -12,6 +14,7 @@
 // Daemon mode: QEMU runs detached and every transition is persisted to state.json, so a restarted
 // daemon can attach() to the same QEMU (held stays held with its deadline, running stays running,
 // never re-measured or resumed by mistake) and a stopping daemon can detach() without touching it.
+import { setTimeout as delay } from 'node:timers/promises';
 import type { VmSpec } from '../config/vm-spec.js';
 import { hasCode, SupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -22,12 +25,19 @@ import { QmpClient } from '../qmp/client.js';
 import { cont, queryStatus } from '../qmp/commands.js';
 import { adoptPersisted, endGone, inspectAdopted, leaveUnreachable, type ReattachPlan } from './attach.js';
 import { checkDebugPolicy } from './debug-policy.js';
-import { explainFailure, phaseOf } from './failure.js';
+import { explainFailure, phaseOf, snpLaunchFailure } from './failure.js';
 import { AttestationHold, holdRefusal, OwnerActions } from './hold.js';
 import { GuestWatch } from './watch.js';
-import { DEFAULT_HOLD_TIMEOUT_MS, DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from './lifecycle-options.js';
+import {
+  DEFAULT_HOLD_TIMEOUT_MS,
+  DEFAULT_LIFECYCLE_DEPS,
+  DEFAULT_SNP_FIRST_RUN_WINDOW_MS,
+  type LifecycleDeps,
+  type LifecycleOptions,
+} from './lifecycle-options.js';
 import type { Preflight } from './preflight.js';
-import { hashLaunchFiles, measureSevLaunch, type LaunchFileDigests } from './measure.js';
+import { hashLaunchFiles, measureSevLaunch, type LaunchFileDigests, type MeasureContext } from './measure.js';
+import { recordSnpLaunch } from './snp-launch.js';
 import type { PersistedVmState } from './state-file.js';
 import { GuestRecord } from './guest-record.js';
 import { isTerminal, type VmState } from './state.js';
@@ -90,7 +100,7 @@ export class VmLifecycle {
       destroy: () => this.#destroy(),
       ...(options.powerdownTimeoutMs === undefined ? {} : { powerdownTimeoutMs: options.powerdownTimeoutMs }),
     });
-    this.#owner = new OwnerActions(this.#g, this.#hold, this.#log, () => this.#preflight?.firmware ?? null);
+    this.#owner = new OwnerActions(this.#g, this.#hold, this.#log, () => this.#preflight?.firmware ?? null, this.#snp);
   }
 
   get state(): VmState {
@@ -142,7 +152,8 @@ export class VmLifecycle {
       await this.#launch();
       if (this.sev) {
         this.#g.move('measuring');
-        await this.#measure();
+        if (this.#snp) await this.#recordSnp();
+        else await this.#measure();
       }
       if (this.#holds()) await this.#waitForOwner();
       this.#abort.signal.throwIfAborted();
@@ -216,7 +227,8 @@ export class VmLifecycle {
       let status: string;
       try {
         const qmp = await this.#connectMonitor(persisted.monitorSocket, proc);
-        ({ status, plan } = await inspectAdopted(qmp, persisted, this.sev, (what, run) => this.#step(what, run)));
+        const heldSevState = !this.sev ? null : this.#snp ? 'launch-update' : 'launch-secret';
+        ({ status, plan } = await inspectAdopted(qmp, persisted, heldSevState, (what, run) => this.#step(what, run)));
       } catch (error: unknown) {
         // Re-attach destroys only what QEMU's own answers show to be wrong, never what it could
         // not look at: a monitor that is busy (someone else holds it) or silent is left alone.
@@ -413,8 +425,22 @@ export class VmLifecycle {
 
   /** The checks and the durable record (measure.ts). MUST run after #launch, with QEMU paused. */
   async #measure(): Promise<void> {
+    this.#g.recordPath = await measureSevLaunch(this.#measureContext());
+  }
+
+  /**
+   * SEV-SNP: the checks and the durable expected-digest record (snp-launch.ts); no measurement
+   * command exists. MUST run after #launch, with QEMU paused.
+   */
+  async #recordSnp(): Promise<void> {
+    const snp = this.#preflight?.snp ?? null;
+    if (snp === null) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: no SNP preflight`);
+    this.#g.recordPath = await recordSnpLaunch({ ...this.#measureContext(), snp });
+  }
+
+  #measureContext(): MeasureContext {
     const { spec, platform, stateDir } = this.#o;
-    this.#g.recordPath = await measureSevLaunch({
+    return {
       vm: this.vm,
       spec,
       platform,
@@ -426,9 +452,18 @@ export class VmLifecycle {
       signal: this.#abort.signal,
       emit: (event) => {
         if (event.event === 'measured') this.#log.info({ record: event.record }, 'measurement recorded');
+        if (event.event === 'snp-recorded') {
+          this.#log.info({ record: event.record, expectedLaunchDigest: event.expectedLaunchDigest }, 'SNP launch recorded');
+          if (event.idBlockMatches === false) {
+            this.#log.warn(
+              { record: event.record },
+              'the ID block pins another launch digest or policy than this launch has: the platform will refuse it at its first run',
+            );
+          }
+        }
         this.#g.emit(event);
       },
-    });
+    };
   }
 
   /** Wait paused for the owner. MUST run after #measure. @throws SUP_ERR_ATTEST_REJECTED / _TIMEOUT. */
@@ -448,6 +483,7 @@ export class VmLifecycle {
       deadline: deadline.toISOString(),
       timeoutSeconds: timeoutMs / 1000,
       controlSocket: this.#g.paths?.controlSocket ?? null,
+      secretInjection: !this.#snp,
     });
     const outcome = await this.#hold.wait({ deadline, exited: proc.exited, signal: this.#abort.signal });
     switch (outcome) {
@@ -464,24 +500,78 @@ export class VmLifecycle {
     }
   }
 
-  /** `cont` and confirm. MUST be the last step; the only `cont` before the guest ever ran. */
+  /**
+   * `cont` and confirm. MUST be the last step; the only `cont` before the guest ever ran. An SEV-SNP
+   * guest stays `resuming` through its first-run window: its launch is finished only when the PSP
+   * has measured and accepted it, which happens at this first run (#snpFirstRun).
+   */
   async #resume(): Promise<void> {
     const qmp = this.#g.requireQmp();
     this.#g.move('resuming');
     this.#g.ran = true;
-    await this.#step('cont', () => cont(qmp));
-    this.#g.emit({ event: 'resumed' });
-    const status = await this.#step('query-status', () => queryStatus(qmp));
-    if (!status.running) {
-      throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm}: QEMU reports status ${status.status} after cont, expected running`, {
-        details: { vm: this.vm, status: status.status },
-      });
+    try {
+      await this.#step('cont', () => cont(qmp));
+      this.#g.emit({ event: 'resumed' });
+      const status = await this.#step('query-status', () => queryStatus(qmp));
+      if (!status.running) {
+        throw new SupervisorError('SUP_ERR_VM_STATE', `VM ${this.vm}: QEMU reports status ${status.status} after cont, expected running`, {
+          details: { vm: this.vm, status: status.status },
+        });
+      }
+      if (this.#snp) await this.#snpFirstRun();
+    } catch (error: unknown) {
+      throw this.#snp ? this.#asSnpLaunchFailure(error) : error;
     }
     this.#g.move('running');
     // Durable before anyone hears it runs: a restart must find it running, not resuming.
     await this.#g.persisted();
     this.#g.running.resolve();
     this.#g.emit({ event: 'running', pid: this.#g.requireProc().pid });
+  }
+
+  /**
+   * SEV-SNP's first run: QEMU does SNP_LAUNCH_FINISH inside the first `cont` (the firmware pages,
+   * the metadata sections, the CPUID page the PSP validates, then the VMSAs, then the ID block
+   * check) and exits on any refusal, mostly before it even replies; KVM's first entry into each
+   * vCPU's VMSA can still fail just after. A QEMU that exits within the window is therefore a failed
+   * launch, not a guest that stopped. The window is short because these failures are immediate;
+   * its default (lifecycle-options.ts) leaves room for a loaded host's scheduling.
+   */
+  async #snpFirstRun(): Promise<void> {
+    const windowMs = this.#o.snpFirstRunWindowMs ?? DEFAULT_SNP_FIRST_RUN_WINDOW_MS;
+    const proc = this.#g.requireProc();
+    const ended = new AbortController();
+    try {
+      const exit = await Promise.race([
+        proc.exited,
+        delay(windowMs, null, { signal: ended.signal }).catch(() => null),
+        new Promise<null>((resolve) =>
+          this.#abort.signal.addEventListener('abort', () => resolve(null), { once: true, signal: ended.signal }),
+        ),
+      ]);
+      this.#abort.signal.throwIfAborted();
+      if (exit !== null) throw snpLaunchFailure(this.vm, exit, windowMs);
+    } finally {
+      ended.abort();
+    }
+  }
+
+  /** A QEMU that died during an SNP guest's `cont` or first-run window: a failed SNP launch with QEMU's words. */
+  #asSnpLaunchFailure(error: unknown): unknown {
+    if (hasCode(error, 'SUP_ERR_QEMU_EXITED') && typeof error.details['stderrTail'] === 'string') {
+      const { exitCode, signal } = error.details;
+      return snpLaunchFailure(
+        this.vm,
+        {
+          ...(typeof exitCode === 'number' ? { exitCode } : {}),
+          ...(typeof signal === 'string' ? { signal } : {}),
+          stderrTail: error.details['stderrTail'],
+        },
+        this.#o.snpFirstRunWindowMs ?? DEFAULT_SNP_FIRST_RUN_WINDOW_MS,
+        error,
+      );
+    }
+    return error;
   }
 
   // Section: failing closed ------------------------------------------------------------------------
@@ -529,6 +619,11 @@ export class VmLifecycle {
   }
 
   // Section: helpers -------------------------------------------------------------------------------
+
+  /** An SEV-SNP guest: its own launch step, no secrets, the first-run window. */
+  get #snp(): boolean {
+    return this.#o.spec.sev?.type === 'snp';
+  }
 
   #holds(): boolean {
     return this.#o.hold ?? this.#o.spec.attest === 'hold';

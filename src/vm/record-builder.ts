@@ -4,10 +4,10 @@
 // Owns: the launch inputs (the record's `launch` member) and the host's expected GCTX.LD (the
 // kernel-hashes table, the SEV-ES VMSAs, the launch digest). Pure: no I/O; the lifecycle does the
 // reading and the writing. Must not: judge the measurement (only the owner can) or check QEMU's
-// answers (checks.ts does, before this runs). An SNP launch builds its own record beside this.
+// answers (checks.ts does, before this runs). An SNP launch builds its own record (snp-record.ts).
 import type { VmSpec } from '../config/vm-spec.js';
 import { SupervisorError } from '../errors.js';
-import type { QemuVersion, SevInfo } from '../qmp/commands.js';
+import type { QemuVersion, SevInfoLegacy, SevInfoSev } from '../qmp/commands.js';
 import type { FirmwareInfo } from '../sev/firmware-file.js';
 import { buildKernelHashesTable, cmdlineDigest, EMPTY_SHA256 } from '../sev/kernel-hashes.js';
 import { launchDigest } from '../sev/launch-digest.js';
@@ -41,7 +41,7 @@ export interface SpawnedLaunch {
 
 /** What QEMU reported while the guest was paused, after checks.ts accepted it. */
 export interface ReportedLaunch {
-  readonly sev: SevInfo;
+  readonly sev: SevInfoLegacy | SevInfoSev;
   readonly expectedPolicy: number;
   /** base64, exactly as QEMU returned it. */
   readonly measurement: string;
@@ -78,7 +78,7 @@ export function buildLaunchRecord(spawned: SpawnedLaunch, reported: ReportedLaun
 }
 
 /** The record's `launch` member: what the host gave QEMU. */
-export function launchInputs(spawned: SpawnedLaunch): LaunchInputs {
+export function launchInputs(spawned: Pick<SpawnedLaunch, 'spec' | 'firmware' | 'kernel' | 'initrd' | 'qemuVersion'>): LaunchInputs {
   const { spec, firmware } = spawned;
   const { qemu, package: pkg } = spawned.qemuVersion;
   return {

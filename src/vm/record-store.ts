@@ -1,4 +1,4 @@
-// The measurement record store: `<state-dir>/<vm>/measurements/<capturedAt>.json` plus `latest.json`.
+// The launch record store (SEV measurement records and SEV-SNP launch records alike): `<state-dir>/<vm>/measurements/<capturedAt>.json` plus `latest.json`.
 // Owns: the layout, modes (dir 0755, files 0644: records hold no secrets and attestation scripts of
 // other users read them) and durability. Must not: build or judge records (record.ts; the owner).
 // Records are never rewritten: a write refuses an existing target. A failed write leaves nothing
@@ -8,7 +8,7 @@ import { chmod, mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path';
 import { SupervisorError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic-write.js';
-import { parseRecord, recordFileStem, type MeasurementRecord } from './record.js';
+import { parseLaunchRecord, recordFileStem, type LaunchRecord } from './record.js';
 import { errnoOf } from '../util/io-error.js';
 
 const DIR_MODE = 0o755;
@@ -27,7 +27,7 @@ export function recordsDir(stateDir: string, vm: string): string {
  * Write `record` durably; returns the dated file's path.
  * @throws SUP_ERR_RECORD_WRITE (read-only/full/missing dir, name taken, unsafe VM name).
  */
-export async function writeRecord(stateDir: string, record: MeasurementRecord): Promise<string> {
+export async function writeRecord(stateDir: string, record: LaunchRecord): Promise<string> {
   const dir = recordsDir(stateDir, record.vm);
   const path = join(dir, `${recordFileStem(record.capturedAt)}.json`);
   if (!SAFE_VM_NAME.test(record.vm)) {
@@ -72,7 +72,7 @@ export async function writeRecord(stateDir: string, record: MeasurementRecord): 
 }
 
 /** Read one record file; null when it does not exist. @throws SUP_ERR_INTERNAL when malformed. */
-export async function readRecordFile(path: string): Promise<MeasurementRecord | null> {
+export async function readRecordFile(path: string): Promise<LaunchRecord | null> {
   let text: string;
   try {
     const bytes = await readFile(path);
@@ -88,8 +88,8 @@ export async function readRecordFile(path: string): Promise<MeasurementRecord | 
   } catch {
     throw malformed(path, 'not JSON');
   }
-  const record = parseRecord(value);
-  if (record === null) throw malformed(path, 'not a sevsup.measurement/v1 record');
+  const record = parseLaunchRecord(value);
+  if (record === null) throw malformed(path, 'not a sevsup.measurement/v1 or sevsup.snp-launch/v1 record');
   return record;
 }
 

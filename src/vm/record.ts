@@ -2,9 +2,11 @@
 // "Measurement record"). One JSON object per launch, schema `sevsup.measurement/v1`.
 // Owns: the record's shape, its construction from what QEMU reported plus the launch inputs, the
 // argument list for libvirt's `virt-qemu-sev-validate` (offline mode), and narrowing a record read
-// back from disk. Pure: no I/O; never judges whether a measurement is right (only the owner can).
+// back from disk; and the union of the two kinds of launch record (SEV-SNP's is vm/snp-record.ts).
+// Pure: no I/O; never judges whether a measurement is right (only the owner can).
 import { MNONCE_BYTES } from '../sev/measurement.js';
 import { isRecord } from '../util/is-record.js';
+import { parseSnpRecord, type SnpLaunchRecord } from './snp-record.js';
 
 export const RECORD_SCHEMA = 'sevsup.measurement/v1';
 
@@ -165,6 +167,14 @@ export function buildValidateArgs(record: Omit<MeasurementRecord, 'validateArgs'
     );
   }
   return args;
+}
+
+/** A launch's record: SEV / SEV-ES (`sevsup.measurement/v1`) or SEV-SNP (`sevsup.snp-launch/v1`), told apart by `schema`. */
+export type LaunchRecord = MeasurementRecord | SnpLaunchRecord;
+
+/** Narrow a value read back to either kind of launch record; null when it is neither. */
+export function parseLaunchRecord(value: unknown): LaunchRecord | null {
+  return parseRecord(value) ?? parseSnpRecord(value);
 }
 
 /** `2026-11-26T10:25:20.123Z` → `2026-11-26T10-25-20.123Z`: no `:` (invalid on some filesystems, awkward in shells). */

@@ -61,7 +61,24 @@ export type LifecycleEvent =
       readonly buildId: number;
     }
   | { readonly event: 'measured'; readonly record: string; readonly measurement: string }
-  | { readonly event: 'held'; readonly deadline: string; readonly timeoutSeconds: number; readonly controlSocket: string | null }
+  /** SEV-SNP: the launch record is durable (before `cont`); what the guest's report must carry. */
+  | {
+      readonly event: 'snp-recorded';
+      readonly record: string;
+      readonly expectedLaunchDigest: string;
+      readonly hostData: string | null;
+      readonly idKeyDigest: string | null;
+      /** Whether the ID block pins this digest and policy (false: the platform will refuse the launch); null without one. */
+      readonly idBlockMatches: boolean | null;
+    }
+  | {
+      readonly event: 'held';
+      readonly deadline: string;
+      readonly timeoutSeconds: number;
+      readonly controlSocket: string | null;
+      /** Whether the owner may inject a launch secret (SEV / SEV-ES; never SEV-SNP). */
+      readonly secretInjection: boolean;
+    }
   | { readonly event: 'secret-injected'; readonly gpa: number; readonly headerBytes: number; readonly secretBytes: number }
   | { readonly event: 'resumed' }
   | { readonly event: 'running'; readonly pid: number }

@@ -4,24 +4,14 @@
 // decide a report's validity (verify-snp.ts).
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { chainPath, listCache, lookupReportCerts, vcekPath, vlekPath, writeCached } from '../../attestation/kds-cache.js';
+import { certTableFromCache } from '../../attestation/cert-table.js';
+import { chainPath, listCache, vcekPath, vlekPath, writeCached } from '../../attestation/kds-cache.js';
 import { checkChain, fetchChain, fetchCrl, fetchVcek, type Fetched, type KdsOptions } from '../../attestation/kds-fetch.js';
 import { loadPinnedArks, readCertDir } from '../../attestation/snp-cert-files.js';
 import { verifySnpChain, type PinnedArk } from '../../attestation/verify-snp.js';
 import { ERRORS, SupervisorError, type ErrorCode } from '../../errors.js';
 import { DEFAULT_SNP_CERT_CACHE } from '../../paths.js';
-import {
-  amdExtensions,
-  CERT_TABLE_GUID,
-  certTcbRaw,
-  encodeCertTable,
-  isAmdPss,
-  issuedBy,
-  loadCert,
-  productOfName,
-  splitPem,
-  type LoadedCert,
-} from '../../sev/snp-certs.js';
+import { amdExtensions, certTcbRaw, isAmdPss, issuedBy, loadCert, productOfName, splitPem, type LoadedCert } from '../../sev/snp-certs.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import { parseSnpReport, productFromCpuid, signingKeyOf, tcbLayoutOf, type SnpProduct, type SnpReport } from '../../sev/snp-report.js';
 import { describeIoError } from '../../util/io-error.js';
@@ -147,24 +137,14 @@ export async function runCertsTable(o: CertsTableOptions): Promise<void> {
   if (q.vlek)
     throw new SupervisorError('SUP_ERR_USAGE', 'the report is signed with a VLEK: the table is built for VCEK-signing chips only');
   const cacheDir = o.cache ?? DEFAULT_SNP_CERT_CACHE;
-  const hit = await lookupReportCerts(cacheDir, {
-    product: q.product,
-    chipId: q.chip.chipId,
-    reportedTcb: q.chip.reportedTcb,
-    kind: 'vcek',
-  });
-  if (hit === null) {
+  const built = await certTableFromCache(cacheDir, { product: q.product, chipId: q.chip.chipId, reportedTcb: q.chip.reportedTcb });
+  if (built === null) {
     throw new SupervisorError(
       'SUP_ERR_CERTS_OFFLINE',
       `the cache ${cacheDir} has no VCEK (or no cert_chain) for this chip and TCB: run \`sevsup certs fetch\` with the same arguments first`,
     );
   }
-  const der = (data: Buffer): Buffer => new X509Certificate(data).raw;
-  const table = encodeCertTable([
-    { guid: CERT_TABLE_GUID.ark, data: der(hit.ark) },
-    { guid: CERT_TABLE_GUID.ask, data: der(hit.intermediate) },
-    { guid: CERT_TABLE_GUID.vcek, data: der(hit.leaf) },
-  ]);
+  const { table, hit } = built;
   try {
     await writeFileAtomic(o.out, table, { overwrite: true, mode: 0o644 });
   } catch (error: unknown) {

@@ -2,6 +2,8 @@
 // optionally write the seed-compatible file.
 // Owns: the human and JSON shapes of this command's output. Must not: contain probing or file
 // parsing (host/probe.ts, host/caps-file.ts, host/resolve.ts do).
+import { join } from 'node:path';
+import { HOST_CERTS_STATUS_FILE, readStatusFile, type HostCertStatus } from '../../attestation/host-certs.js';
 import { SupervisorError } from '../../errors.js';
 import { writeCapsFile } from '../../host/caps-file.js';
 import type { FeatureSupport, HostCaps } from '../../host/host-caps.js';
@@ -9,17 +11,20 @@ import type { QemuSevProbe } from '../../host/decide-caps.js';
 import { probeHostReport } from '../../host/probe.js';
 import { DEFAULT_QEMU_BINARY } from '../../host/qemu-probe.js';
 import { resolveHostCaps } from '../../host/resolve.js';
+import { DEFAULT_RUN_DIR } from '../../paths.js';
 import type { HostCliOptions } from '../commands/host.js';
 import { printJson } from '../output.js';
 
 export async function runHost(opts: HostCliOptions): Promise<void> {
   const { caps, qemu } = await hostCaps(opts);
   if (opts.write !== undefined) await writeCapsFile(opts.write, caps);
+  const snpCerts = await readStatusFile(join(opts.runDir ?? DEFAULT_RUN_DIR, HOST_CERTS_STATUS_FILE));
   if (opts.json === true) {
-    printJson(caps);
+    printJson(snpCerts === null ? caps : { ...caps, snpCerts });
     return;
   }
   process.stdout.write(formatHostCaps(caps));
+  if (snpCerts !== null) process.stdout.write(formatSnpCerts(snpCerts));
   if (qemu !== null) {
     const said = qemu.ok ? `cbitpos ${qemu.cbitpos}, reduced-phys-bits ${qemu.reducedPhysBits}` : qemu.reason;
     process.stdout.write(`${'QEMU says:'.padEnd(19)}${said}\n`);
@@ -57,4 +62,15 @@ export function formatHostCaps(caps: HostCaps): string {
     value('reduced-phys-bits:', caps.reducedPhysBits, caps.reducedPhysBitsSource),
     '',
   ].join('\n');
+}
+
+/** The daemon's SNP certificate state, a few lines. */
+export function formatSnpCerts(s: HostCertStatus): string {
+  const p = s.platform;
+  const lines = [
+    `${'SNP platform:'.padEnd(19)}${p === null ? `unknown: ${s.platformProblem ?? 'not read yet'}` : `${p.product} chip ${p.chipId.slice(0, 16)}… TCB ${p.reportedTcb} (${p.tcb})`}  [${s.source}]`,
+    `${'SNP certificates:'.padEnd(19)}${s.tables}${s.vcek === null ? '' : `, VCEK cached ${s.vcek.cachedAt} (${s.vcek.ageSeconds} s ago)`}${s.offline ? ', offline' : ''}  [${s.cacheDir}]`,
+  ];
+  if (s.lastError !== null) lines.push(`${'SNP certs error:'.padEnd(19)}${s.lastError.code}: ${s.lastError.message}`);
+  return `${lines.join('\n')}\n`;
 }

@@ -7,7 +7,7 @@ import { hex } from '../../sev/ovmf-table.js';
 import { snpFirmwareDigest } from '../../sev/snp-launch-digest.js';
 import { snpSectionLabel } from '../../sev/snp-metadata.js';
 import { cpuSignature } from '../../sev/vmsa.js';
-import { buildSnpReferenceValues, type SnpReferenceValues } from '../../attestation/snp-reference-values.js';
+import { snpLaunchReferenceValues, type SnpReferenceValues } from '../../attestation/snp-reference-values.js';
 import { formatSnpPolicy, QEMU_DEFAULT_SNP_POLICY, snpPolicyAllowsDebug, snpPolicyProblems } from '../../sev/snp-policy.js';
 import type { MeasureCliOptions, SnpDigestCliOptions } from '../commands/measure.js';
 import { printJson } from '../output.js';
@@ -128,36 +128,26 @@ function referenceValuesOf(
       `sevsup: warning: policy ${formatSnpPolicy(policy)} allows debugging: a verifier loading these values accepts a guest the host can read\n`,
     );
   const t = o.minTcb;
-  return buildSnpReferenceValues({
-    measurement: d.digest,
-    policy,
-    ...(o.hostData === undefined ? {} : { hostData: o.hostData }),
-    ...(o.idKeyDigest === undefined ? {} : { idKeyDigest: o.idKeyDigest }),
-    ...(o.authorKeyDigest === undefined ? {} : { authorKeyDigest: o.authorKeyDigest }),
-    ...(t === undefined
-      ? {}
-      : {
-          minTcb: {
-            bootloader: t.bootloader ?? 0,
-            tee: t.tee ?? 0,
-            snp: t.snp ?? 0,
-            microcode: t.microcode ?? 0,
-            ...(t.fmc === undefined ? {} : { fmc: t.fmc }),
-          },
-        }),
-    ...(o.minGuestSvn === undefined ? {} : { minGuestSvn: o.minGuestSvn }),
-    ...(o.vmpl === undefined ? {} : { vmpl: o.vmpl }),
-    // Digests, not paths: the paths are this machine's, the sha256 says which files.
-    inputs: {
-      firmwareSha256: d.firmware.sha256,
-      firmwareDigest: d.firmwareDigest.toString('hex'),
-      kernelSha256: d.kernel?.sha256 ?? null,
-      initrdSha256: d.initrd?.sha256 ?? null,
-      cmdline: d.cmdline,
-      vcpus,
-      vcpuSignature: hex(d.vcpuSignature),
-      guestFeatures: `0x${o.guestFeatures.toString(16)}`,
-      vmmType: o.vmmType,
+  return snpLaunchReferenceValues(
+    { digest: d, vcpus, vcpuSignature: d.vcpuSignature, guestFeatures: o.guestFeatures, vmmType: o.vmmType },
+    {
+      policy,
+      ...(o.hostData === undefined ? {} : { hostData: o.hostData }),
+      ...(o.idKeyDigest === undefined ? {} : { idKeyDigest: o.idKeyDigest }),
+      ...(o.authorKeyDigest === undefined ? {} : { authorKeyDigest: o.authorKeyDigest }),
+      ...(t === undefined
+        ? {}
+        : {
+            minTcb: {
+              bootloader: t.bootloader ?? 0,
+              tee: t.tee ?? 0,
+              snp: t.snp ?? 0,
+              microcode: t.microcode ?? 0,
+              ...(t.fmc === undefined ? {} : { fmc: t.fmc }),
+            },
+          }),
+      ...(o.minGuestSvn === undefined ? {} : { minGuestSvn: o.minGuestSvn }),
+      ...(o.vmpl === undefined ? {} : { vmpl: o.vmpl }),
     },
-  });
+  );
 }

@@ -139,8 +139,15 @@ function humanLine(e: LifecycleEventRecord, attestHint: string): string | null {
       return `SEV checks passed: ${e.sevType}, policy ${e.policy}, firmware API ${e.apiMajor}.${e.apiMinor} build ${e.buildId}`;
     case 'measured':
       return `launch measurement ${e.measurement}\n${e.vm}: record ${e.record}`;
+    case 'snp-recorded':
+      return (
+        `SNP launch record ${e.record}\n${e.vm}: expected launch digest ${e.expectedLaunchDigest} (the guest's attestation report must carry it)` +
+        (e.idBlockMatches === false
+          ? `\n${e.vm}: WARNING: the ID block pins another digest or policy: the platform will refuse this launch`
+          : '')
+      );
     case 'held':
-      return `held for attestation until ${e.deadline}: sevsup attest ${attestHint} --approve | --reject | --inject-secret HEADER_FILE SECRET_FILE`;
+      return `held for attestation until ${e.deadline}: sevsup attest ${attestHint} --approve | --reject${e.secretInjection ? ' | --inject-secret HEADER_FILE SECRET_FILE' : ''}`;
     case 'secret-injected':
       return `launch secret injected at gpa 0x${e.gpa.toString(16)} (header ${e.headerBytes} bytes, secret ${e.secretBytes} bytes)`;
     case 'resumed':

@@ -1,7 +1,7 @@
 // `sevsup host`: what sevsup knows about this host's SEV support, and where each fact came from.
 // Must not: import the implementation eagerly (cli/actions/host.ts is loaded on use).
 import type { Command } from 'commander';
-import { DEFAULT_CACHE_FILE } from '../../paths.js';
+import { DEFAULT_CACHE_FILE, DEFAULT_RUN_DIR } from '../../paths.js';
 
 export interface HostCliOptions {
   readonly json?: boolean;
@@ -12,6 +12,7 @@ export interface HostCliOptions {
   readonly probe: boolean;
   readonly live?: boolean;
   readonly cache?: string;
+  readonly runDir?: string;
 }
 
 export function registerHost(program: Command): void {
@@ -25,6 +26,7 @@ export function registerHost(program: Command): void {
     .option('--no-probe', 'read capability files only: no cache, no live probe')
     .option('--live', 'ignore files and cache: probe now, asking QEMU even when the other checks already say no')
     .option('--cache <file>', `probe cache file (default: ${DEFAULT_CACHE_FILE})`)
+    .option('--run-dir <dir>', `the daemon's run directory, for its SNP certificate status (default: ${DEFAULT_RUN_DIR})`)
     .addHelpText(
       'after',
       [
@@ -33,6 +35,8 @@ export function registerHost(program: Command): void {
         'for the same QEMU binary, version and boot); /run/qemu-server/hw-params.json (the seed);',
         '/run/qemu-server/host-hw-capabilities.json (Proxmox); a live probe of CPUID, /proc/cpuinfo,',
         'kvm_amd parameters, /dev/sev and QEMU query-sev-capabilities.',
+        '',
+        "When a daemon keeps the host's SNP certificates, their state (<run-dir>/snp-certs.json) is shown too.",
         '',
         "A boot-time unit can run `sevsup host --write /run/qemu-server/hw-params.json`, like Proxmox's",
         'pve-query-machine-capabilities.service.',

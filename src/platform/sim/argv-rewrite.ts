@@ -2,8 +2,8 @@
 // removed, the accelerator swapped, -pidfile dropped and the QMP monitor moved to a private socket.
 // Owns: those edits only; every other argument reaches QEMU byte for byte. Pure: no I/O.
 // Must not: drop a sev-guest object: left unlinked it is inert (a plain VM, facts §2.3), and
-// QEMU still validates its properties with its own exact messages. A sev-snp-guest object is
-// dropped (QEMU 7.2 has no such type; the sim judged it as QEMU 10 does).
+// QEMU still validates its properties with its own exact messages. sev-snp-guest objects are
+// dropped (QEMU 7.2 has no such type; the sim judged them as QEMU 10 does).
 import { escapeOptionValue } from '../../qemu/escape.js';
 import type { QemuArgvModel } from './argv-model.js';
 import type { SimAccel } from './options.js';
@@ -15,8 +15,6 @@ export interface RewriteOptions {
   /** The private socket QEMU's monitor listens on instead of the caller's path. */
   readonly monitorPath: string;
   readonly accel: SimAccel;
-  /** Id of a sev-snp-guest object to leave out (the SNP guest the sim simulates). */
-  readonly dropSnpObjectId?: string | null;
 }
 
 function rewriteMachine(value: string, o: RewriteOptions): string | null {
@@ -56,7 +54,7 @@ export function rewriteQemuArgv(argv: readonly string[], model: QemuArgvModel, o
         continue;
       case 'object': {
         const props = value === null ? null : parseObjectOption(value, 'qom-type');
-        if (o.dropSnpObjectId != null && props?.['qom-type'] === 'sev-snp-guest' && props['id'] === o.dropSnpObjectId) continue;
+        if (props?.['qom-type'] === 'sev-snp-guest') continue;
         break;
       }
       case 'machine':

@@ -40,7 +40,7 @@ import { launchMeasureFailureLine, SevGuestSim, type InjectedSecret, type Resume
 import { answerReportRequest } from './snp-guest-report.js';
 import { snpLaunchFinish, type SnpFinish } from './snp-launch.js';
 import { loadOrCreateSnpPlatform, simStateDir, type SnpPlatformIdentity } from './snp-platform-keys.js';
-import { DEFAULT_BIOS, planSnpStartup, readSnpObject, type SnpFirmwareFacts } from './snp-startup-checks.js';
+import { DEFAULT_BIOS, objectErrorLine, planSnpStartup, readSnpObject, type SnpFirmwareFacts } from './snp-startup-checks.js';
 import { planStartup, QEMU_PROGNAME, type StartupPlan } from './startup-checks.js';
 import type { QemuArgvModel as Model } from './argv-model.js';
 import { SIM_STATUS_FILE, SIM_STATUS_SCHEMA, snpStatus, writeStatusFile } from './status-file.js';
@@ -351,6 +351,13 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
   const firmwarePath = model.firmware?.kind === 'pflash' || model.firmware?.kind === 'bios' ? resolveBiosPath(model.firmware.path) : null;
   let plan: StartupPlan = { kind: 'plain' };
   let firmware: FirmwareRead = { info: null, tableError: null };
+  // QEMU 10 creates every -object, linked or not: an unlinked sev-snp-guest is inert, but its
+  // properties are still checked (the linked one's are, in planSnpStartup).
+  for (const other of model.sevObjects) {
+    if (other.qomType !== 'sev-snp-guest' || other === object) continue;
+    const read = readSnpObject(other);
+    if ('error' in read) return failStartup({ kind: 'fail', lines: [objectErrorLine(other, read)], exit: 'exit-1' });
+  }
   const snp = object?.qomType === 'sev-snp-guest' ? await prepareSnp(o, model) : null;
   if (object !== null && snp === null) {
     if (model.firmware?.kind === 'unsupported') return fail(`cannot measure the firmware: ${model.firmware.reason}`);
@@ -489,7 +496,6 @@ async function run(sim: Simulation, argv: readonly string[]): Promise<never> {
     sevObjectId: object?.id ?? null,
     monitorPath: upstreamPath,
     accel: o.accel,
-    dropSnpObjectId: snp === null ? null : (object?.id ?? null),
   });
   sim.spawnQemu(o.qemu, qemuArgv);
   writeStatus();

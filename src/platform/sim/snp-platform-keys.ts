@@ -116,6 +116,11 @@ async function create(stateDir: string, snpDir: string): Promise<void> {
   }
 }
 
+/** The platform identity in `stateDir`, read only. @throws ENOENT when none was made yet. */
+export function loadSnpPlatform(stateDir: string): Promise<SnpPlatformIdentity> {
+  return load(join(stateDir, 'snp'), stateDir);
+}
+
 /**
  * The platform identity in `stateDir`, made there first if absent (two RSA-4096 keys: up to a minute).
  * @throws Error with the path when the directory cannot be made or holds something else.

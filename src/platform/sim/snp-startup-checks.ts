@@ -8,7 +8,7 @@ import { describeHashesAreaProblem, SEV_HASH_TABLE_RV_GUID, type OvmfTable } fro
 import { firmwareSizeProblem } from '../../sev/snp-launch-digest.js';
 import { linkedSevObject, type QemuArgvModel, type SevGuestObject } from './argv-model.js';
 import { readBool, readUint } from './qemu-opts.js';
-import { PSP_IOCTL_RET, SEV_FW_ERRORS, SIM_HOST_CBITPOS } from './sev-state.js';
+import { glibBase64Decode, PSP_IOCTL_RET, SEV_FW_ERRORS, SIM_HOST_CBITPOS } from './sev-state.js';
 import { initAccelerator, QEMU_PROGNAME } from './startup-checks.js';
 
 /** QEMU's default SNP policy (DEFAULT_SEV_SNP_POLICY: SMT allowed, reserved bit 17). */
@@ -81,12 +81,13 @@ function typeError(name: string, kind: Kind, value: unknown, json: boolean): str
 }
 
 /**
- * qbase64_decode (QEMU's strict decoder: only the alphabet, '=' padding, whole groups) then the
- * property setter's length rule. Returns the bytes, or the setter's error.
+ * qbase64_decode (only the alphabet, '=' and newlines, then glib's lenient decode, which drops a
+ * trailing incomplete group) then the property setter's length rule. Returns the bytes, or the
+ * setter's error (checked against QEMU 10.0.13: "AAA" is "parameter length of 0").
  */
 function decodeProperty(name: string, text: string): Buffer | string {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) return 'Base64 data contains invalid characters';
-  const bytes = Buffer.from(text, 'base64');
+  if (!/^[A-Za-z0-9+/=\n]*$/.test(text)) return 'Base64 data contains invalid characters';
+  const bytes = glibBase64Decode(text);
   switch (name) {
     case 'guest-visible-workarounds':
       return bytes.length === 16 ? bytes : `parameter length of ${bytes.length} exceeds max of 16`;
@@ -104,7 +105,7 @@ function decodeProperty(name: string, text: string): Buffer | string {
  * then unknown members: `sev-guest`'s dh-cert-file, session-file, handle and legacy-vm-type are
  * unknown here), then the setters. Returns the parameters or QEMU's error text (without prefix).
  */
-export function readSnpObject(object: SevGuestObject): SnpObjectParams | { readonly error: string } {
+export function readSnpObject(object: SevGuestObject): SnpObjectParams | { readonly error: string; readonly setter?: true } {
   const p = object.props;
   if (typeof p['id'] !== 'string') return { error: "Parameter 'id' is missing" };
   for (const [name, kind] of SCHEMA) {
@@ -127,7 +128,8 @@ export function readSnpObject(object: SevGuestObject): SnpObjectParams | { reado
       continue;
     }
     const decoded = decodeProperty(name, text);
-    if (typeof decoded === 'string') return { error: decoded };
+    // Setters run after the option's visit: QEMU prints their errors without the -object location.
+    if (typeof decoded === 'string') return { error: decoded, setter: true };
     bytes[name] = decoded;
   }
   const bool = (name: string): boolean => (p[name] === undefined ? false : (readBool(p[name]) as boolean));
@@ -145,6 +147,11 @@ export function readSnpObject(object: SevGuestObject): SnpObjectParams | { reado
     hostData: bytes['host-data'] ?? null,
     vcekDisabled: bool('vcek-disabled'),
   };
+}
+
+/** QEMU's line for an object error: visit errors name the option, setter errors do not (QEMU 10.0.13). */
+export function objectErrorLine(object: SevGuestObject, read: { readonly error: string; readonly setter?: true }): string {
+  return read.setter === true ? `${QEMU_PROGNAME}: ${read.error}` : `${QEMU_PROGNAME}: ${object.optionText}: ${read.error}`;
 }
 
 /** The simulated host's SNP firmware: its API version bounds the policy's minimum ABI. */
@@ -230,7 +237,7 @@ export const DEFAULT_BIOS = 'bios-256k.bin';
 export function planSnpStartup(model: QemuArgvModel, facts: SnpStartupFacts): SnpStartupPlan {
   const object = linkedSevObject(model) as SevGuestObject;
   const read = readSnpObject(object);
-  if ('error' in read) return { kind: 'fail', lines: [`${QEMU_PROGNAME}: ${object.optionText}: ${read.error}`], exit: 'exit-1' };
+  if ('error' in read) return { kind: 'fail', lines: [objectErrorLine(object, read)], exit: 'exit-1' };
   const params = read;
   const accel = initAccelerator(model, () => kvmInitProblems(params, model, facts.host));
   if (accel.kind === 'fail') return accel;

@@ -45,6 +45,13 @@ describe('parseDaemonConfig', () => {
       'on-shutdown: shutdown',
       'refuse-debug-policy: 1',
       'metrics-listen: 127.0.0.1:9464',
+      'snp-certs: on',
+      'snp-platform: snp-platform',
+      'snp-cert-cache: /srv/snp-certs',
+      'snp-certs-offline: yes',
+      'snp-ark: /etc/sevsup/ark.pem',
+      'kds-url: http://127.0.0.1:8080/',
+      'snp-certs-refresh: 60',
     ].join('\n');
     const settings = parseDaemonConfig(text, FILE);
     expect(Object.keys(settings).sort()).toEqual([...DAEMON_KEYS].sort());
@@ -66,6 +73,13 @@ describe('parseDaemonConfig', () => {
       onShutdown: 'shutdown',
       refuseDebugPolicy: true,
       metricsListen: '127.0.0.1:9464',
+      snpCerts: 'on',
+      snpPlatform: '/etc/sevsup/snp-platform',
+      snpCertCache: '/srv/snp-certs',
+      snpCertsOffline: true,
+      snpArk: '/etc/sevsup/ark.pem',
+      kdsUrl: 'http://127.0.0.1:8080',
+      snpCertsRefresh: 60,
     });
   });
 
@@ -114,6 +128,37 @@ describe('parseDaemonConfig', () => {
       'metrics-listen: 127.0.0.1:70000',
       'SUP_ERR_CONFIG_BAD_VALUE',
       `${FILE}:1: metrics-listen: '127.0.0.1:70000' must be 127.0.0.1:PORT (metrics are served on loopback only; put a proxy in front for remote scrapes)`,
+    ],
+    ['a bad snp-certs mode', 'snp-certs: yes', 'SUP_ERR_CONFIG_BAD_VALUE', `${FILE}:1: snp-certs: 'yes' must be one of on, off, auto`],
+    [
+      'a key server URL that is not http(s)',
+      'kds-url: ftp://kds.example',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: kds-url: 'ftp://kds.example' must be an http:// or https:// URL`,
+    ],
+    [
+      'a key server URL with credentials',
+      'kds-url: https://u:p@kds.example',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: kds-url: 'https://u:p@kds.example' must not carry credentials`,
+    ],
+    [
+      'a key server URL that is no URL',
+      'kds-url: kdsintf',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: kds-url: 'kdsintf' is not a URL (e.g. https://kdsintf.amd.com)`,
+    ],
+    [
+      'a refresh of zero seconds',
+      'snp-certs-refresh: 0',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: snp-certs-refresh: '0' must be whole seconds from 1 to 86400`,
+    ],
+    [
+      'snp-certs-offline that is not a boolean',
+      'snp-certs-offline: sometimes',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: snp-certs-offline: 'sometimes' must be a boolean (1, 0, yes, no, on, off, true, false)`,
     ],
     [
       'a group with a slash',

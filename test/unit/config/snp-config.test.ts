@@ -163,8 +163,9 @@ describe('an SNP guest in the argv builder', () => {
     const { resolveSevParams } = await import('../../../src/qemu/sev.js');
     const { SIMULATED_HOST_CAPS } = await import('../../../src/host/simulated.js');
     const spec = parseVmConfig('amd-sev: type=snp,no-debug=1\nfirmware: /fw.fd\n', FILE);
-    // The seed's style for a host without SNP (the simulated platform's caps do not claim SNP) …
-    expect(catchSupervisorError(() => resolveSevParams(spec, SIMULATED_HOST_CAPS))).toMatchObject({
+    // The seed's style for a host without SNP …
+    const noSnp = { ...SIMULATED_HOST_CAPS, sevSnp: { supported: false, reason: 'not supported: test', source: 'test' } };
+    expect(catchSupervisorError(() => resolveSevParams(spec, noSnp))).toMatchObject({
       code: 'SUP_ERR_SEV_SNP_UNSUPPORTED',
       message: 'Your CPU does not support AMD SEV-SNP!',
     });

@@ -10,6 +10,7 @@ import type { StreamEvent } from '../../../src/api/server.js';
 import { discoverGuests } from '../../../src/daemon/discover.js';
 import { GuestRegistry, type GuestRegistryOptions } from '../../../src/daemon/guests.js';
 import { scanVmConfigs } from '../../../src/daemon/vm-configs.js';
+import { SupervisorError } from '../../../src/errors.js';
 import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
 import { silentLogger } from '../../../src/log.js';
 import { isPidAlive } from '../../../src/process/pid.js';
@@ -41,7 +42,7 @@ interface Rig {
   readonly dir: string;
   readonly vmDir: string;
   readonly events: StreamEvent[];
-  make(): GuestRegistry;
+  make(extra?: Partial<GuestRegistryOptions>): GuestRegistry;
   conf(name: string, extra?: readonly string[]): Promise<void>;
 }
 
@@ -66,8 +67,8 @@ async function rig(): Promise<Rig> {
     dir,
     vmDir,
     events,
-    make: () => {
-      const registry = new GuestRegistry(options);
+    make: (extra = {}) => {
+      const registry = new GuestRegistry({ ...options, ...extra });
       registry.subscribe((e) => {
         events.push(e);
         if ((e.event === 'spawned' || e.event === 'attached') && typeof e['pid'] === 'number') pids.add(e['pid']);
@@ -134,6 +135,32 @@ describe('GuestRegistry', () => {
       'stopping',
       'stopped',
     ]);
+  });
+
+  it('runs beforeLaunch in the prepared run directory before spawning; a throw fails the start with no QEMU', async () => {
+    const r = await rig();
+    await r.conf('a', ['attest: hold']);
+    const seen: { vm: string; dir: string; spawnedBefore: boolean }[] = [];
+    let refuse = true;
+    const registry = r.make({
+      beforeLaunch: async (vm, _spec, paths) => {
+        seen.push({ vm, dir: paths.dir, spawnedBefore: r.events.some((e) => e.event === 'spawned') });
+        await writeFile(paths.snpCertTable, 'table');
+        if (refuse) throw new SupervisorError('SUP_ERR_CERTS_CACHE', 'cannot write the table');
+      },
+    });
+    registry.reload(await scanVmConfigs(r.vmDir));
+    registry.open();
+    await expect(registry.start('a')).rejects.toMatchObject({ code: 'SUP_ERR_CERTS_CACHE' });
+    expect(registry.status('a')).toMatchObject({ state: 'defined', pid: null });
+    expect(r.events.some((e) => e.event === 'spawned')).toBe(false);
+    refuse = false;
+    expect(await registry.start('a')).toMatchObject({ state: 'held' });
+    expect(seen).toEqual([
+      { vm: 'a', dir: join(r.dir, 'run', 'a'), spawnedBefore: false },
+      { vm: 'a', dir: join(r.dir, 'run', 'a'), spawnedBefore: false },
+    ]);
+    expect(registry.snpGuestPaths()).toEqual([]); // an SEV guest: no SNP table kept
   });
 
   it("applies the seed's rules to a guest with a QEMU", async () => {

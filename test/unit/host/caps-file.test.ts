@@ -152,7 +152,7 @@ describe('parseCapsFile', () => {
 describe('formatCapsFile', () => {
   it('writes the seed-compatible JSON', () => {
     expect(JSON.parse(formatCapsFile(SIMULATED_HOST_CAPS))).toEqual({
-      'amd-sev': { cbitpos: 47, 'reduced-phys-bits': 1, 'sev-support': true, 'sev-support-es': true, 'sev-support-snp': false },
+      'amd-sev': { cbitpos: 47, 'reduced-phys-bits': 1, 'sev-support': true, 'sev-support-es': true, 'sev-support-snp': true },
     });
     expect(formatCapsFile(SIMULATED_HOST_CAPS).endsWith('}\n')).toBe(true);
   });

@@ -63,6 +63,7 @@ describe('prepareVmRunDir', () => {
       controlSocket: join(dir, 'control.sock'),
       pidFile: join(dir, 'qemu.pid'),
       serialLog: join(dir, 'serial.log'),
+      snpCertTable: join(dir, 'snp-certs.bin'),
     });
     expect(paths).toEqual(vmRunPaths(runDir, 'vm1'));
     expect(await modeOf(dir)).toBe(0o750);

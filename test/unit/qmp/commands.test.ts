@@ -75,7 +75,7 @@ describe('querySev / parseSevInfo', () => {
     [
       '9.1+ sev-snp',
       SNP_10,
-      { enabled: true, apiMajor: 1, apiMinor: 55, buildId: 21, state: 'launch-update', policy: 196608, handle: 0, sevType: 'sev-snp' },
+      { enabled: true, apiMajor: 1, apiMinor: 55, buildId: 21, state: 'launch-update', snpPolicy: 196608n, sevType: 'sev-snp' },
     ],
   ])('%s', async (_name, reply, expected) => {
     expect(cmd.parseSevInfo(reply)).toEqual(expected);
@@ -99,6 +99,26 @@ describe('querySev / parseSevInfo', () => {
     ],
     [{ ...SEV_72_ON, state: 3 }, "QMP command 'query-sev' returned an unexpected reply: 'state' is not a string"],
     [{ ...SNP_10, 'snp-policy': -1 }, "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is not an unsigned integer"],
+    [
+      { ...SNP_10, 'snp-policy': '0x30000' },
+      "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is not an unsigned integer",
+    ],
+    [
+      { ...SNP_10, 'snp-policy': 196608.5 },
+      "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is not an unsigned integer",
+    ],
+    [
+      { ...SNP_10, 'snp-policy': 2 ** 53 + 2 },
+      "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is above 2^53 and cannot be read exactly from JSON",
+    ],
+    [
+      { ...SNP_10, 'snp-policy': undefined },
+      "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is not an unsigned integer",
+    ],
+    [
+      { ...SEV_10_OFF, 'sev-type': 'sev', policy: undefined },
+      "QMP command 'query-sev' returned an unexpected reply: 'policy' is not an unsigned integer ≤ 4294967295",
+    ],
     [{ ...SEV_10_OFF, 'sev-type': 'tdx' }, "QMP command 'query-sev' returned an unexpected reply: unknown 'sev-type' \"tdx\""],
   ])('rejects %j', (reply, message) => {
     let caught: unknown;
@@ -111,6 +131,30 @@ describe('querySev / parseSevInfo', () => {
       'SUP_ERR_QMP_PROTOCOL',
       message,
       { command: 'query-sev' },
+    ]);
+  });
+});
+
+describe('query-sev: the SNP policy over the wire', () => {
+  /** QEMU 10's reply as bytes, the policy written as its digits (JSON.stringify could not write a u64). */
+  const snpReplyBytes = (id: unknown, policy: string): string =>
+    `{"return": {"enabled": true, "api-major": 1, "api-minor": 55, "build-id": 21, "state": "launch-update", "sev-type": "sev-snp", "snp-policy": ${policy}}, "id": ${JSON.stringify(id)}}\r\n`;
+
+  it('reads the largest safe 64-bit policy exactly, as a bigint, from the raw bytes QEMU sends', async () => {
+    const { client } = await clientWith({
+      'query-sev': (c) => ({ raw: snpReplyBytes(c.id, '9007199254740991') }),
+    });
+    const info = await cmd.querySev(client);
+    expect(info.sevType === 'sev-snp' && info.snpPolicy).toBe(9007199254740991n);
+  });
+
+  it('refuses a policy JSON cannot carry exactly (u64 max), never rounding it', async () => {
+    const { client } = await clientWith({
+      'query-sev': (c) => ({ raw: snpReplyBytes(c.id, '18446744073709551615') }),
+    });
+    expect(await failure(cmd.querySev(client))).toEqual([
+      'SUP_ERR_QMP_PROTOCOL',
+      "QMP command 'query-sev' returned an unexpected reply: 'snp-policy' is above 2^53 and cannot be read exactly from JSON",
     ]);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { hasCode } from '../../../src/errors.js';
-import { checkMeasurement, checkSevInfo, type ReportedSev } from '../../../src/vm/checks.js';
+import { checkMeasurement, checkSevInfo, checkSnpInfo, type ReportedSev } from '../../../src/vm/checks.js';
 
 const GOOD: ReportedSev = { enabled: true, policy: 0xb, state: 'launch-secret', sevType: null };
 
@@ -40,7 +40,7 @@ describe('checkSevInfo', () => {
     ],
     [
       'an SNP guest',
-      { ...GOOD, sevType: 'sev-snp' },
+      { enabled: true, state: 'launch-update', sevType: 'sev-snp', snpPolicy: 0x30000n },
       'SUP_ERR_CHECK_SEV_TYPE_MISMATCH',
       'VM demo: QEMU reports sev-type sev-snp, expected sev; the guest was not resumed',
     ],
@@ -62,7 +62,7 @@ describe('checkSevInfo', () => {
       'SUP_ERR_CHECK_STATE',
       'VM demo: SEV state is running, expected launch-secret: the guest has already run (was QEMU started without -S?); the guest was not resumed',
     ],
-  ])('refuses %s', (_name, seen, code, message) => {
+  ] as [string, ReportedSev, string, string][])('refuses %s', (_name, seen, code, message) => {
     const f = failure(() => checkSevInfo('demo', seen, { policy: 0xb }));
     expect(f.code).toBe(code);
     expect(f.message).toBe(message);
@@ -71,7 +71,8 @@ describe('checkSevInfo', () => {
 
   it('checks enabled before anything else', () => {
     expect(
-      failure(() => checkSevInfo('demo', { enabled: false, policy: 1, state: 'launch-update', sevType: 'sev-snp' }, { policy: 8 })).code,
+      failure(() => checkSevInfo('demo', { enabled: false, snpPolicy: 1n, state: 'launch-update', sevType: 'sev-snp' }, { policy: 8 }))
+        .code,
     ).toBe('SUP_ERR_CHECK_SEV_DISABLED');
   });
 
@@ -82,6 +83,63 @@ describe('checkSevInfo', () => {
       seen: 1,
       expected: 0xb,
     });
+  });
+});
+
+describe('checkSnpInfo', () => {
+  const SNP: ReportedSev = { enabled: true, state: 'launch-update', sevType: 'sev-snp', snpPolicy: 0xb0000n };
+
+  it('accepts an enabled SEV-SNP guest with exactly the expected 64-bit policy in launch-update', () => {
+    expect(() => checkSnpInfo('demo', SNP, { policy: 0xb0000n })).not.toThrow();
+  });
+
+  it.each([
+    [
+      'SEV off',
+      { ...SNP, enabled: false, state: 'uninit' },
+      'SUP_ERR_CHECK_SEV_DISABLED',
+      'VM demo: QEMU reports SEV is not enabled (query-sev: enabled false), expected an SEV-SNP guest with policy 0xb0000 (SNP, ABI >= 0.0, SMT allowed, DEBUG allowed); the guest was not resumed',
+    ],
+    [
+      'an SEV guest (9.1+ shape)',
+      { enabled: true, state: 'launch-secret', sevType: 'sev', policy: 0xb0000 },
+      'SUP_ERR_CHECK_SEV_TYPE_MISMATCH',
+      'VM demo: QEMU reports sev-type sev (SEV or SEV-ES), expected sev-snp; the guest was not resumed',
+    ],
+    [
+      'a 7.2 reply',
+      { enabled: true, state: 'launch-secret', sevType: null, policy: 0xb0000 },
+      'SUP_ERR_CHECK_SEV_TYPE_MISMATCH',
+      'VM demo: QEMU reports the QEMU 7.2 reply (no sev-type: plain SEV or SEV-ES), expected sev-snp; the guest was not resumed',
+    ],
+    [
+      'another policy',
+      { ...SNP, snpPolicy: 0x30000n },
+      'SUP_ERR_CHECK_POLICY_MISMATCH',
+      'VM demo: QEMU applied SEV-SNP policy 0x30000 (SNP, ABI >= 0.0, SMT allowed, no debugging), but the config asks for 0xb0000 (SNP, ABI >= 0.0, SMT allowed, DEBUG allowed); the guest was not resumed',
+    ],
+    [
+      'a policy that differs only above bit 32',
+      { ...SNP, snpPolicy: 0xb0000n | (1n << 40n) },
+      'SUP_ERR_CHECK_POLICY_MISMATCH',
+      'VM demo: QEMU applied SEV-SNP policy 0x100000b0000 (SNP, ABI >= 0.0, SMT allowed, DEBUG allowed, reserved 0x10000000000), but the config asks for 0xb0000 (SNP, ABI >= 0.0, SMT allowed, DEBUG allowed); the guest was not resumed',
+    ],
+    [
+      'a guest that already ran',
+      { ...SNP, state: 'running' },
+      'SUP_ERR_CHECK_STATE',
+      'VM demo: SEV-SNP state is running, expected launch-update: the guest has already run, so its launch was finished without sevsup (was QEMU started without -S?); the guest was not resumed',
+    ],
+  ] as [string, ReportedSev, string, string][])('refuses %s', (_name, seen, code, message) => {
+    const f = failure(() => checkSnpInfo('demo', seen, { policy: 0xb0000n }));
+    expect(f.code).toBe(code);
+    expect(f.message).toBe(message);
+  });
+
+  it('puts the policies in details as hex (JSON has no bigint)', () => {
+    const f = failure(() => checkSnpInfo('demo', { ...SNP, snpPolicy: 0x30000n }, { policy: 0xb0000n }));
+    expect(f.details).toEqual({ vm: 'demo', check: 'policy', seen: '0x30000', expected: '0xb0000' });
+    expect(() => JSON.stringify(f.details)).not.toThrow();
   });
 });
 

@@ -8,14 +8,13 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
-import { isSupervisorError, type SupervisorError } from '../../../src/errors.js';
 import { createLogger } from '../../../src/log.js';
 import { isPidAlive } from '../../../src/process/pid.js';
 import { preflight } from '../../../src/vm/preflight.js';
 import { VmLifecycle } from '../../../src/vm/lifecycle.js';
 import type { LifecycleOptions } from '../../../src/vm/lifecycle-options.js';
 import type { LifecycleEventRecord } from '../../../src/vm/types.js';
-import { fakeQemuCommands, fakeQemuLaunch } from '../../support/lifecycle-rig.js';
+import { fakeQemuCommands, fakeQemuLaunch, names, startFailure, waitFor } from '../../support/lifecycle-rig.js';
 import { readLatestRecord } from '../../support/records.js';
 import { DEBIAN_LIKE_IMAGE } from '../../support/ovmf-images.js';
 
@@ -104,33 +103,6 @@ async function harness(scenario: object, over: Partial<LifecycleOptions> = {}, v
   };
 }
 
-async function startFailure(h: Harness): Promise<SupervisorError> {
-  try {
-    await h.lifecycle.start();
-  } catch (error) {
-    if (isSupervisorError(error)) return error;
-    throw error;
-  }
-  throw new Error('expected start() to fail');
-}
-
-function names(events: readonly LifecycleEventRecord[]): string[] {
-  return events.map((e) => e.event);
-}
-
-function waitFor(h: Harness, event: string): Promise<LifecycleEventRecord> {
-  return new Promise((resolve) => {
-    const found = h.events.find((e) => e.event === event);
-    if (found !== undefined) return resolve(found);
-    const off = h.lifecycle.onEvent((e) => {
-      if (e.event === event) {
-        off();
-        resolve(e);
-      }
-    });
-  });
-}
-
 describe('VmLifecycle: the SEV launch path', () => {
   it('checks, records, resumes, and stops gracefully', async () => {
     const h = await harness({});
@@ -187,8 +159,8 @@ describe('VmLifecycle: the SEV launch path', () => {
     );
     await h.lifecycle.start();
     const record = await readLatestRecord(h.stateDir, 'vm1');
-    expect(record?.sevType).toBe('sev-es');
-    expect(record?.validateArgs.slice(-8)).toEqual(['--num-cpus', '2', '--cpu-family', '25', '--cpu-model', '1', '--cpu-stepping', '1']);
+    if (record?.sevType !== 'sev-es') throw new Error(`expected an SEV-ES record, got ${record?.sevType}`);
+    expect(record.validateArgs.slice(-8)).toEqual(['--num-cpus', '2', '--cpu-family', '25', '--cpu-model', '1', '--cpu-stepping', '1']);
   });
 });
 

@@ -136,7 +136,7 @@ describe('reading', () => {
     await writeFile(latest, '{"schema":"sevsup.measurement/v1"}');
     const error = await rejection(readRecordFile(latest));
     expect(error.code).toBe('SUP_ERR_INTERNAL');
-    expect(error.message).toBe(`cannot read measurement record ${latest}: not a sevsup.measurement/v1 record`);
+    expect(error.message).toBe(`cannot read measurement record ${latest}: not a sevsup.measurement/v1 or sevsup.snp-launch/v1 record`);
     await writeFile(latest, '{');
     expect((await rejection(readLatestRecord(stateDir, 'bad'))).message).toBe(`cannot read measurement record ${latest}: not JSON`);
   });
