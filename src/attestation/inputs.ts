@@ -20,7 +20,6 @@ import {
 } from '../sev/ovmf-table.js';
 import { buildVmsas, cpuSignature, type SevEsParams } from '../sev/vmsa.js';
 import { parseRecord, type MeasurementRecord } from '../vm/record.js';
-import { parseSnpRecord } from '../vm/snp-record.js';
 import type { CpuSignatureParts } from '../sev/cpu-models.js';
 
 /** TEK ‖ TIK in one file, as sevctl session and the validator's --tk use it. */
@@ -121,14 +120,6 @@ export async function loadRecord(path: string): Promise<MeasurementRecord> {
     );
   }
   const record = parseRecord(value);
-  if (record === null && parseSnpRecord(value) !== null) {
-    throw new SupervisorError(
-      'SUP_ERR_VERIFY_CONFIG',
-      `${path} is an SEV-SNP launch record (sevsup.snp-launch/v1): an SNP launch has no host-side measurement to verify; ` +
-        "check the guest's attestation report with `sevsup verify --report REPORT.bin --reference-values FILE` (the record's referenceValues member)",
-      { details: { path } },
-    );
-  }
   if (record === null) {
     throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `${path} is not a sevsup measurement record (schema sevsup.measurement/v1)`, {
       details: { path },
@@ -209,17 +200,6 @@ export async function computeExpectedDigest(i: ExpectedDigestInputs): Promise<Ex
   if (i.kernel === undefined && (i.initrd !== undefined || i.cmdline !== undefined)) {
     throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', '--initrd/--cmdline require --kernel');
   }
-  // Kernel and initrd are read while the firmware is; the firmware's result and checks are still
-  // awaited first, so a firmware problem is reported ahead of a kernel one, as before.
-  const kernelRead =
-    i.kernel === undefined
-      ? Promise.resolve(null)
-      : hashKernelInputs({
-          kernel: i.kernel,
-          ...(i.initrd === undefined ? {} : { initrd: i.initrd }),
-          ...(i.cmdline === undefined ? {} : { cmdline: i.cmdline }),
-        });
-  kernelRead.catch(() => undefined); // handled below; not "unhandled" while the firmware is checked
   const firmwareHash = createHash('sha256');
   const tail = new TailKeeper(OVMF_TABLE_TAIL_BYTES);
   const size = await readFileChunks(
@@ -233,7 +213,14 @@ export async function computeExpectedDigest(i: ExpectedDigestInputs): Promise<Ex
   const table = parseOvmfTableTail(tail.bytes, size);
   if (i.kernel !== undefined) checkHashesArea(i.firmware, table);
   const vmsas = i.sevEs === undefined ? null : buildFirmwareVmsas(i.firmware, table, i.sevEs);
-  const kernelInputs = await kernelRead;
+  const kernelInputs =
+    i.kernel === undefined
+      ? null
+      : await hashKernelInputs({
+          kernel: i.kernel,
+          ...(i.initrd === undefined ? {} : { initrd: i.initrd }),
+          ...(i.cmdline === undefined ? {} : { cmdline: i.cmdline }),
+        });
   // The digest continues the firmware's hash, so the image is read and hashed once.
   const digestHash = firmwareHash.copy();
   if (kernelInputs !== null) digestHash.update(kernelInputs.table);

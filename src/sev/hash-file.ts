@@ -8,12 +8,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { SupervisorError, type ErrorCode } from '../errors.js';
 import { describeIoError } from '../util/io-error.js';
 
-/**
- * Read size. Two buffers of this size are used: the next chunk is read (on libuv's thread pool)
- * while the main thread hashes the current one, so reading and hashing overlap instead of taking
- * turns. 1 MiB keeps syscalls few for 10–100 MiB kernels/initrds; 2 and 4 MiB measured slower on
- * the 82 MiB bench inputs (the chunk no longer stays in cache between the copy and the hash).
- */
+/** Read size: 1 MiB keeps syscalls few for 10–100 MiB kernels/initrds while bounding memory. */
 export const HASH_READ_BYTES = 1024 * 1024;
 
 export interface ReadChunksOptions {
@@ -25,8 +20,6 @@ export interface ReadChunksOptions {
 
 /**
  * Call `onChunk` with consecutive chunks of the regular file at `path`; resolves to its size.
- * A chunk is valid only during its `onChunk` call (its buffer is reused): copy what you keep.
- * If `onChunk` throws, the read stops and the error propagates.
  * @throws `options.code` (default SUP_ERR_KERNEL_READ) when the file is missing, unreadable or not
  * a regular file; details `{path, reason}`.
  */
@@ -45,38 +38,24 @@ export async function readFileChunks(path: string, onChunk: (chunk: Buffer) => v
   } catch (error: unknown) {
     throw fail(describeIoError(error), error);
   }
-  let pending: Promise<number> | null = null;
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) throw fail('not a regular file');
-    // A small file gets small buffers (+1: its end is seen by the first read-ahead, not a third read).
-    const bytes = Math.min(HASH_READ_BYTES, stat.size + 1);
-    let filling = Buffer.allocUnsafe(bytes);
-    let spare = Buffer.allocUnsafe(bytes);
-    const readAt = (buffer: Buffer, position: number): Promise<number> =>
-      handle.read(buffer, 0, buffer.length, position).then(
-        (r) => r.bytesRead,
-        (error: unknown) => {
-          throw fail(describeIoError(error), error);
-        },
-      );
     let size = 0;
-    pending = readAt(filling, 0);
+    const buffer = Buffer.allocUnsafe(HASH_READ_BYTES);
     for (;;) {
-      const bytesRead = await pending;
-      pending = null;
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await handle.read(buffer, 0, buffer.length, null));
+      } catch (error: unknown) {
+        throw fail(describeIoError(error), error);
+      }
       if (bytesRead === 0) break;
-      const chunk = filling.subarray(0, bytesRead);
       size += bytesRead;
-      [filling, spare] = [spare, filling];
-      // Read ahead into the other buffer while this chunk is hashed.
-      pending = readAt(filling, size);
-      onChunk(chunk);
+      onChunk(buffer.subarray(0, bytesRead));
     }
     return size;
   } finally {
-    // A read still in flight (onChunk threw) must finish before its handle closes.
-    if (pending !== null) await pending.catch(() => undefined);
     await handle.close();
   }
 }
