@@ -20,6 +20,7 @@ import {
 } from '../sev/ovmf-table.js';
 import { buildVmsas, cpuSignature, type SevEsParams } from '../sev/vmsa.js';
 import { parseRecord, type MeasurementRecord } from '../vm/record.js';
+import { parseSnpRecord } from '../vm/snp-record.js';
 import type { CpuSignatureParts } from '../sev/cpu-models.js';
 
 /** TEK ‖ TIK in one file, as sevctl session and the validator's --tk use it. */
@@ -120,6 +121,14 @@ export async function loadRecord(path: string): Promise<MeasurementRecord> {
     );
   }
   const record = parseRecord(value);
+  if (record === null && parseSnpRecord(value) !== null) {
+    throw new SupervisorError(
+      'SUP_ERR_VERIFY_CONFIG',
+      `${path} is an SEV-SNP launch record (sevsup.snp-launch/v1): an SNP launch has no host-side measurement to verify; ` +
+        "check the guest's attestation report with `sevsup verify --report REPORT.bin --reference-values FILE` (the record's referenceValues member)",
+      { details: { path } },
+    );
+  }
   if (record === null) {
     throw new SupervisorError('SUP_ERR_VERIFY_CONFIG', `${path} is not a sevsup measurement record (schema sevsup.measurement/v1)`, {
       details: { path },
