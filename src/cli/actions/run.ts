@@ -44,6 +44,11 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   // A VM's own `qemu:` key names its QEMU on real hardware; the simulator runs the given one.
   const qemu = sim ? opts.qemu : (spec.qemu ?? opts.qemu);
   if (!sim && spec.sev?.type === 'snp') await (await import('../../host/qemu-version.js')).requireQemuForSnp(qemu ?? DEFAULT_QEMU);
+  // Never beside a daemon on the same directories (it would re-attach, and fight over, this guest).
+  // Taken while the platform is chosen (flock(1) is a process start; a hardware platform probes the
+  // host); the platform's failure is still the one reported when both fail, as before.
+  const locking = lockDirs([opts.runDir, opts.stateDir], { mode: 'shared', who: 'sevsup run' });
+  locking.catch(() => undefined); // awaited below
   const { platform, binary, binaryArgs, caps } = await selectPlatform({
     platform: opts.platform,
     ...(qemu === undefined ? {} : { qemu }),
@@ -52,8 +57,7 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     logger,
   });
 
-  // Never beside a daemon on the same directories (it would re-attach, and fight over, this guest).
-  await lockDirs([opts.runDir, opts.stateDir], { mode: 'shared', who: 'sevsup run' });
+  await locking;
   // Refuses while another supervisor's sockets for this VM still answer.
   const paths = await prepareVmRunDir(opts.runDir, spec.name);
   const { lifecycle, closeProxy } = superviseGuest({
