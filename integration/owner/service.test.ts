@@ -373,7 +373,8 @@ describe('sevsup owner serve over mutual TLS', () => {
   });
 
   it('does not remember made-up evidence: the state file stays bounded and another host cannot burn a measurement', async () => {
-    const entries = (): number => Object.keys((JSON.parse(readFileSync(f('answered.json'), 'utf8')) as { answered: object }).answered).length;
+    const entries = (): number =>
+      Object.keys((JSON.parse(readFileSync(f('answered.json'), 'utf8')) as { answered: object }).answered).length;
     const before = entries();
     for (let i = 0; i < 20; i += 1) {
       const forged = { ...sevRecord(sevDigest).record, measurement: randomBytes(48).toString('base64') };
@@ -577,7 +578,6 @@ describe('sevsup owner serve with bearer tokens', () => {
       expect(await stopService(s)).toBe(0);
     }
   });
-
 
   it('approves with the right token and refuses a wrong or missing one', async () => {
     const s = await startService(f('owner-token.conf'));
