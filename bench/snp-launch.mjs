@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { median, rounds, SEVSUP } from './bench-lib.mjs';
+import { median, onJsonLines, rounds, SEVSUP } from './bench-lib.mjs';
 import { reportTargets, target } from './targets.mjs';
 
 const REPO = new URL('../', import.meta.url).pathname;
@@ -63,16 +63,10 @@ async function launchOnce(name) {
     return await new Promise((resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`${name}: not held within ${STEP_TIMEOUT_MS} ms`)), STEP_TIMEOUT_MS);
       let tStarting = null;
-      let buf = '';
-      child.stdout.on('data', (chunk) => {
-        buf += chunk;
-        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-          const event = JSON.parse(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-          if (event.event === 'starting') tStarting = performance.now();
-          if (event.event === 'held' && tStarting !== null) resolve(performance.now() - tStarting);
-          if (event.event === 'failed') reject(new Error(`${name}: sevsup run failed: ${event.message}`));
-        }
+      onJsonLines(child.stdout, (event) => {
+        if (event.event === 'starting') tStarting = performance.now();
+        if (event.event === 'held' && tStarting !== null) resolve(performance.now() - tStarting);
+        if (event.event === 'failed') reject(new Error(`${name}: sevsup run failed: ${event.message}`));
       });
       child.once('close', () => reject(new Error(`${name}: sevsup run exited before held: ${stderr}`)));
     });
