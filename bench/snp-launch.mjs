@@ -47,9 +47,10 @@ for (const [name, sev] of Object.entries(SEV_TYPES)) {
 }
 
 /** `sevsup run --hold`: its `starting` → `held` events on stdout, in ms; then SIGTERM (the guest never ran). */
-let n = 0;
+let launches = 0;
 async function launchOnce(name) {
-  const dir = join(root, `${name}-${(n += 1)}`);
+  launches += 1;
+  const dir = join(root, `${name}-${launches}`);
   const child = spawn(
     process.execPath,
     [SEVSUP, 'run', confs[name], '--platform', 'sim', '--json', '--hold', '--run-dir', join(dir, 'run'), '--state-dir', join(dir, 'state')],
