@@ -133,7 +133,7 @@ function decideSev(request: AttestRequest, guest: LoadedSevGuest, o: { iv?: Buff
 function decideSnp(request: AttestRequest, guest: LoadedSnpGuest): OwnerDecision {
   const view = readSnpLaunchRecord(request.record);
   if (typeof view === 'string') return reject(view);
-  if (view.vm !== null && view.vm !== request.vm) return reject('the record is for another VM than the request names');
+  if (view.vm !== request.vm) return reject('the record is for another VM than the request names');
   const problems: string[] = [];
   const reasons: string[] = [];
   const check = (ok: boolean, good: string, bad: string): void => {

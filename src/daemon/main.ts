@@ -103,6 +103,7 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
     lifecycle: {
       qemuOptions: { ...(config.qemuSandbox ? { sandbox: true } : {}), ...(config.qemuUser === null ? {} : { runAs: config.qemuUser }) },
       ...(config.refuseDebugPolicy ? { refuseDebugPolicy: true } : {}),
+      snpFirstRunWindowMs: config.snpFirstRunWindowMs,
     },
     logger,
     metrics,

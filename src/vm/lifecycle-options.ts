@@ -1,6 +1,7 @@
 // How a lifecycle is made: its options (what to launch, where, how to run QEMU) and its
 // collaborators (LifecycleDeps, the real modules by default; tests replace some of them).
 // Owns: those shapes and the defaults. Must not: act (the lifecycle does).
+import { SNP_FIRST_RUN_WINDOW_MS } from '../config/daemon-keys.js';
 import type { VmSpec } from '../config/vm-spec.js';
 import type { HostCaps } from '../host/host-caps.js';
 import type { Logger } from '../log.js';
@@ -15,13 +16,8 @@ import type { RecordPlatform } from './record.js';
 /** What the owner gets when nobody answers a hold (DESIGN: the guest is rejected). */
 export const DEFAULT_HOLD_TIMEOUT_MS = 600_000;
 
-/**
- * How long after its first `cont` an SEV-SNP guest's QEMU exiting is a failed launch. The PSP's
- * refusals (metadata, CPUID page, policy, ID block) make QEMU exit within milliseconds of `cont`;
- * three seconds leaves room for a loaded host's scheduling while an approved guest is reported
- * running soon after. A guest that ends later ran and stopped.
- */
-export const DEFAULT_SNP_FIRST_RUN_WINDOW_MS = 3_000;
+/** How long after its first `cont` an SEV-SNP guest's QEMU exiting is a failed launch (why: config/daemon-keys.ts). */
+export const DEFAULT_SNP_FIRST_RUN_WINDOW_MS = SNP_FIRST_RUN_WINDOW_MS.default;
 
 /**
  * The collaborators tests replace (the fake QEMU's environment, a firmware table it lacks); the

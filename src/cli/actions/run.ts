@@ -5,6 +5,7 @@
 import { pino } from 'pino';
 import { lifecycleTarget, singleLifecycle } from '../../api/lifecycle-target.js';
 import { startControlServer } from '../../api/server.js';
+import { SNP_FIRST_RUN_WINDOW_MS } from '../../config/daemon-keys.js';
 import { loadVmConfig } from '../../config/vm-config.js';
 import { SupervisorError } from '../../errors.js';
 import { createLogger } from '../../log.js';
@@ -26,6 +27,7 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   const holdTimeoutS = integerOption('--hold-timeout', opts.holdTimeout, 1, MAX_HOLD_TIMEOUT_S);
   const qmpTimeoutMs = integerOption('--qmp-timeout', opts.qmpTimeout, 1, MAX_QMP_TIMEOUT_MS);
   const powerdownS = integerOption('--powerdown-timeout', opts.powerdownTimeout, 0, MAX_POWERDOWN_TIMEOUT_S);
+  const snpWindowMs = integerOption('--snp-first-run-window', opts.snpFirstRunWindow, SNP_FIRST_RUN_WINDOW_MS.min, SNP_FIRST_RUN_WINDOW_MS.max);
   const sim = opts.platform === 'sim';
   if (!sim) {
     const simOnly = (['simTik', 'simTek', 'simFault', 'simDelayMs', 'simReplyShape'] as const).filter((k) => opts[k] !== undefined);
@@ -35,6 +37,9 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   const spec = await loadVmConfig(ref, opts.vmDir === undefined ? {} : { vmDir: opts.vmDir });
   if (opts.hold === true && spec.sev === undefined) {
     throw usage(`VM ${spec.name} is not an SEV guest: there is no launch measurement to attest, so --hold does not apply`);
+  }
+  if (snpWindowMs !== undefined && spec.sev?.type !== 'snp') {
+    throw usage(`VM ${spec.name} is not an SEV-SNP guest: --snp-first-run-window applies only to an SNP guest's first run`);
   }
   const logger = createLogger(
     { level: logLevel(opts.logLevel), base: { platform: sim ? 'simulated' : 'hardware' } },
@@ -74,6 +79,7 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     ...(holdTimeoutS === undefined ? {} : { holdTimeoutMs: holdTimeoutS * 1000 }),
     ...(qmpTimeoutMs === undefined ? {} : { qmpTimeoutMs }),
     ...(powerdownS === undefined ? {} : { powerdownTimeoutMs: powerdownS * 1000 }),
+    ...(snpWindowMs === undefined ? {} : { snpFirstRunWindowMs: snpWindowMs }),
     ...(opts.sandbox === true || opts.runas !== undefined
       ? { qemuOptions: { ...(opts.sandbox === true ? { sandbox: true } : {}), ...(opts.runas === undefined ? {} : { runAs: opts.runas }) } }
       : {}),
