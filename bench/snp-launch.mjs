@@ -93,7 +93,11 @@ try {
     snpMs: samples.snp.map(Math.round),
   };
   reportTargets('snp-launch', [
-    target('SNP launch starting → held / SEV', ratio, { unit: '×', max: TARGET, detail: `${result.snpMedianMs} vs ${result.sevMedianMs} ms` }),
+    target('SNP launch starting → held / SEV', ratio, {
+      unit: '×',
+      max: TARGET,
+      detail: `${result.snpMedianMs} vs ${result.sevMedianMs} ms`,
+    }),
   ]);
   if (JSON_OUT) process.stdout.write(`${JSON.stringify(result)}\n`);
   else {

@@ -83,7 +83,10 @@ export interface GuestRegistryOptions {
   readonly beforeLaunch?: (vm: string, spec: VmSpec, paths: VmPaths) => Promise<void>;
   /** Timeouts passed to every lifecycle (tests shorten them). */
   readonly lifecycle?: Partial<
-    Pick<LifecycleOptions, 'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions' | 'refuseDebugPolicy' | 'snpFirstRunWindowMs'>
+    Pick<
+      LifecycleOptions,
+      'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions' | 'refuseDebugPolicy' | 'snpFirstRunWindowMs'
+    >
   >;
 }
 

@@ -27,7 +27,12 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   const holdTimeoutS = integerOption('--hold-timeout', opts.holdTimeout, 1, MAX_HOLD_TIMEOUT_S);
   const qmpTimeoutMs = integerOption('--qmp-timeout', opts.qmpTimeout, 1, MAX_QMP_TIMEOUT_MS);
   const powerdownS = integerOption('--powerdown-timeout', opts.powerdownTimeout, 0, MAX_POWERDOWN_TIMEOUT_S);
-  const snpWindowMs = integerOption('--snp-first-run-window', opts.snpFirstRunWindow, SNP_FIRST_RUN_WINDOW_MS.min, SNP_FIRST_RUN_WINDOW_MS.max);
+  const snpWindowMs = integerOption(
+    '--snp-first-run-window',
+    opts.snpFirstRunWindow,
+    SNP_FIRST_RUN_WINDOW_MS.min,
+    SNP_FIRST_RUN_WINDOW_MS.max,
+  );
   const sim = opts.platform === 'sim';
   if (!sim) {
     const simOnly = (['simTik', 'simTek', 'simFault', 'simDelayMs', 'simReplyShape'] as const).filter((k) => opts[k] !== undefined);

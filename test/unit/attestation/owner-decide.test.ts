@@ -166,7 +166,15 @@ describe('decideAttestation (SNP launch records)', () => {
     idKeyDigest: snpKeyDigest(idKey),
   };
   const snpRecord = (
-    o: { digest?: Buffer; policy?: bigint; hostData?: Buffer | null; idBlock?: boolean; vm?: string; state?: string; qemuVersion?: string } = {},
+    o: {
+      digest?: Buffer;
+      policy?: bigint;
+      hostData?: Buffer | null;
+      idBlock?: boolean;
+      vm?: string;
+      state?: string;
+      qemuVersion?: string;
+    } = {},
   ): Record<string, unknown> => {
     const d = o.digest ?? snpDigest;
     const policy = o.policy ?? 0x30000n;
@@ -181,7 +189,13 @@ describe('decideAttestation (SNP launch records)', () => {
         digest: {
           digest: d,
           firmwareDigest: randomBytes(48),
-          firmware: { path: '/fw/OVMF.fd', size: 0x10000, sha256: 'ab'.repeat(32), table: {} as never, metadata: { status: 'absent' } as never },
+          firmware: {
+            path: '/fw/OVMF.fd',
+            size: 0x10000,
+            sha256: 'ab'.repeat(32),
+            table: {} as never,
+            metadata: { status: 'absent' } as never,
+          },
           kernel: null,
           initrd: null,
           cmdline: null,
@@ -224,7 +238,11 @@ describe('decideAttestation (SNP launch records)', () => {
     expect(d).toEqual({ verdict: 'reject', reasons: [reason], authenticated: false });
   });
   it.each([
-    ['an SEV record', (r: Record<string, unknown>) => ({ ...r, sevType: 'sev' }), 'the record is not an SNP launch record (sevType sev-snp)'],
+    [
+      'an SEV record',
+      (r: Record<string, unknown>) => ({ ...r, sevType: 'sev' }),
+      'the record is not an SNP launch record (sevType sev-snp)',
+    ],
     [
       'a record of another writer (policy as a number)',
       (r: Record<string, unknown>) => ({ ...r, policy: 0x30000 }),
@@ -240,7 +258,7 @@ describe('decideAttestation (SNP launch records)', () => {
       (r: Record<string, unknown>) => ({ ...r, expectedLaunchDigest: 'ab'.repeat(32) }),
       'the SNP record is not a well-formed sevsup.snp-launch/v1 record (docs/snp-attestation.md)',
     ],
-  ])('rejects %s through the record module\'s narrowing', (_n, change, reason) => {
+  ])("rejects %s through the record module's narrowing", (_n, change, reason) => {
     expect(decideAttestation(request(change(snpRecord())), snp)).toEqual({ verdict: 'reject', reasons: [reason] });
   });
 
