@@ -51,8 +51,8 @@ export class Daemon {
       [
         SEVSUP,
         'daemon',
-        '--platform',
-        'sim',
+        // The simulated platform unless the test names one (`--platform hardware` in args).
+        ...(this.#args.includes('--platform') ? [] : ['--platform', 'sim']),
         '--vm-dir',
         join(d, 'vms'),
         '--run-dir',

@@ -3,7 +3,12 @@
 // in front of QEMU's monitor, once sevsup's own session is up and before any check, the filtering
 // proxy, which decides each command from the lifecycle's state (DecideContext: held, SEV, the VM's
 // qmp-allow / qmp-deny). The caller adds what is its own: the control API target, events, metrics.
+// On the hardware platform an SEV-SNP guest also needs a QEMU with `sev-snp-guest` (>= 9.1): checked
+// here, first in the preflight step, so `sevsup run` and the daemon refuse an older QEMU alike before
+// any spawn (the simulated platform answers as QEMU 10 over whatever QEMU runs beneath it).
 // Owns: that wiring. Must not: know the launch order (vm/lifecycle.ts) or decide a command (proxy/).
+import type { VmSpec } from '../config/vm-spec.js';
+import { requireQemuForSnp } from '../host/qemu-version.js';
 import type { Logger } from '../log.js';
 import type { VmPaths } from '../process/run-dir.js';
 import { buildQemuArgv } from '../qemu/argv.js';
@@ -11,7 +16,8 @@ import type { DecideContext } from '../proxy/decide.js';
 import type { QmpProxy } from '../proxy/proxy-server.js';
 import { relayHold, type RelayEnv } from '../relay/relay.js';
 import { VmLifecycle } from '../vm/lifecycle.js';
-import type { LifecycleOptions } from '../vm/lifecycle-options.js';
+import { DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from '../vm/lifecycle-options.js';
+import type { RecordPlatform } from '../vm/record.js';
 
 export interface SupervisedGuestOptions extends Omit<LifecycleOptions, 'onMonitor' | 'paths' | 'logger' | 'argv'> {
   /** The guest's prepared run dir (its proxy socket among them). */
@@ -39,6 +45,23 @@ export function decideContext(lifecycle: VmLifecycle): DecideContext {
   return { vmState: lifecycle.state, held: lifecycle.resumeLocked, sev: lifecycle.sev, allow: spec.qmpAllow, deny: spec.qmpDeny };
 }
 
+/**
+ * The lifecycle's preflight with the QEMU rule in front: on the hardware platform an SEV-SNP guest
+ * is refused (SUP_ERR_SEV_SNP_QEMU, the version found and what to install) before its files are
+ * read or anything spawns when `binary` is older than QEMU 9.1. The one call site for run and daemon.
+ */
+export function preflightWithQemuCheck(
+  platform: RecordPlatform,
+  binary: string,
+  preflight: LifecycleDeps['preflight'],
+): LifecycleDeps['preflight'] {
+  if (platform !== 'hardware') return preflight;
+  return async (spec: VmSpec) => {
+    if (spec.sev?.type === 'snp') await requireQemuForSnp(binary);
+    return preflight(spec);
+  };
+}
+
 export function superviseGuest(o: SupervisedGuestOptions): SupervisedGuest {
   const { paths, proxyGid, onRefusal, replaces, relayEnv, ...lifecycleOptions } = o;
   // Loaded while QEMU starts, awaited once its monitor is up (keeps it off the launch's critical path).
@@ -49,6 +72,10 @@ export function superviseGuest(o: SupervisedGuestOptions): SupervisedGuest {
     ...lifecycleOptions,
     paths,
     argv: buildQemuArgv,
+    deps: {
+      ...lifecycleOptions.deps,
+      preflight: preflightWithQemuCheck(o.platform, o.binary, lifecycleOptions.deps?.preflight ?? DEFAULT_LIFECYCLE_DEPS.preflight),
+    },
     // attest: relay asks the owner's service over HTTPS (src/relay/); vm/ only calls the hook.
     relay: lifecycleOptions.relay ?? ((hold) => relayHold(hold, relayEnv)),
     // Everyone but sevsup reaches the guest's monitor only through the filtering proxy.

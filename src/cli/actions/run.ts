@@ -9,7 +9,7 @@ import { SNP_FIRST_RUN_WINDOW_MS } from '../../config/daemon-keys.js';
 import { loadVmConfig } from '../../config/vm-config.js';
 import { SupervisorError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { DEFAULT_QEMU, SIM_FAULTS, selectPlatform, type SimFault, type SimOptions } from '../../platform/select.js';
+import { SIM_FAULTS, selectPlatform, type SimFault, type SimOptions } from '../../platform/select.js';
 import { lockDirs } from '../../process/dir-lock.js';
 import { prepareVmRunDir } from '../../process/run-dir.js';
 import { superviseGuest } from '../../guest/supervised.js';
@@ -53,7 +53,6 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
 
   // A VM's own `qemu:` key names its QEMU on real hardware; the simulator runs the given one.
   const qemu = sim ? opts.qemu : (spec.qemu ?? opts.qemu);
-  if (!sim && spec.sev?.type === 'snp') await (await import('../../host/qemu-version.js')).requireQemuForSnp(qemu ?? DEFAULT_QEMU);
   // Never beside a daemon on the same directories (it would re-attach, and fight over, this guest).
   // Taken while the platform is chosen (flock(1) is a process start; a hardware platform probes the
   // host); the platform's failure is still the one reported when both fail, as before.
