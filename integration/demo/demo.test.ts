@@ -1,5 +1,6 @@
 // `sevsup demo` as a user runs it (bin/sevsup, a real process): every step's key line appears (the
-// validator's verdict, the injected secret, the running guest, its serial greeting, both refusals),
+// validator's verdict, the injected secret, the running guest, its serial greeting, both refusals;
+// the SNP guest's record, its report verified and a tampered one refused, the platform's refusal),
 // it exits 0, and no QEMU, simulator or supervisor process nor its work directory is left. Ctrl-C
 // while the guest is held stops everything too (exit 130), and --keep keeps the directory.
 import { spawn } from 'node:child_process';
@@ -17,6 +18,8 @@ const NEEDED = [
   join(REPO, '.cache', 'test-assets', 'vmlinuz'),
   join(REPO, '.cache', 'test-assets', 'demo-initrd.img'),
   join(REPO, '.cache', 'test-assets', 'ovmf-sev-test.fd'),
+  join(REPO, '.cache', 'test-assets', 'sim-state'),
+  '/usr/share/ovmf/OVMF.fd',
   '/usr/bin/virt-qemu-sev-validate',
   '/usr/bin/python3',
 ];
@@ -97,6 +100,26 @@ describe.skipIf(missing.length > 0)(
       expect(out).toContain('dump-guest-memory refused by sevsup: memory-dump');
       expect(out).toContain('→ dump-guest-memory: refused (exit 10)');
       expect(out).toMatch(/^ {4}sevsup-demo: hello from the guest, running on \S+$/m);
+      // The SEV-SNP guest: the owner's digest pinned in an ID block, the record, a verified report,
+      // a tampered one refused by name, and the platform refusing a changed command line.
+      const digest = /^ {4}([0-9a-f]{96})$/m.exec(out)?.[1]; // sevsup measure --mode snp
+      expect(digest).toBeDefined();
+      expect(out).toMatch(/the ID key digest reports will carry: [0-9a-f]{96}$/m);
+      expect(out).toContain(`launch digest: ${digest}`);
+      expect(out).toMatch(/^ {4}host data: {5}[0-9a-f]{64}$/m);
+      expect(out).toContain('demo-snp: approved; state running');
+      expect(out).toContain('SIMULATED platform: wrote the report to ');
+      expect(out).toContain(`OK: the measurement is the expected ${digest?.slice(0, 24) ?? ''}`);
+      expect(out).toContain('OK: report data (your nonce) is the expected');
+      expect(out).toContain('OK: the ID key digest is the expected');
+      expect(out).toMatch(/ERROR: the measurement [0-9a-f]{24}… is not the expected [0-9a-f]{24}…/);
+      expect(out).toContain('→ refused (exit 1): the signature no longer verifies');
+      expect(out).toMatch(/^ {4}demo-snp serial console: sevsup-demo: hello from the guest/m);
+      expect(out).toContain('demo-snp: WARNING: the ID block pins another digest or policy');
+      expect(out).toContain("SNP_LAUNCH_FINISH ret=-5 fw_error=11 'Bad measurement'");
+      expect(out).toContain('→ refused by the platform (exit 5)');
+      const refusedLaunch = out.slice(out.indexOf('[12/13]'), out.indexOf('[13/13]'));
+      expect(refusedLaunch).not.toContain('demo-snp: running');
       expect(out).toContain('no QEMU, simulator or supervisor process is left');
       if (via === 'sevsup run') {
         expect(out).toContain('$ sevsup run demo-sev ');
@@ -109,10 +132,11 @@ describe.skipIf(missing.length > 0)(
         expect(out).toContain('sevsup daemon exited (code 0)');
       }
       // Step order as narrated.
-      const steps = [...out.matchAll(/^\[(\d)\/9\] /gm)].map((m) => Number(m[1]));
-      expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      const steps = [...out.matchAll(/^\[(\d+)\/13\] /gm)].map((m) => Number(m[1]));
+      expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
       // Keys and secrets never appear: only their lengths and file names.
       expect(out).not.toContain('correct horse battery staple');
+      expect(out).not.toContain('PRIVATE KEY');
 
       const dir = workDir(out);
       expect(existsSync(dir)).toBe(false);

@@ -1,7 +1,7 @@
 // `sevsup demo`: one SEV guest from launch to power-off on the simulated platform, each step
 // explained: supervisor start, measurement and hold, the record, the owner's off-host check with
 // libvirt's virt-qemu-sev-validate, a launch secret, approval, refused migrate/dump, the serial
-// console, and an orderly stop. Owns: the order of the steps and what is said about them, and the
+// console; then an SEV-SNP guest (demo/snp.ts); and an orderly stop. Owns: the order of the steps and what is said about them, and the
 // demo's signal handling and clean-up; cli/actions/demo.ts only calls runDemo().
 // Must not: leave anything running on any exit path (failure, Ctrl-C, SIGTERM), or show key or
 // secret bytes (the demo prints lengths and file names only).
@@ -11,18 +11,31 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { decodeReportedMeasurement } from '../attestation/verify.js';
-import { isErrorCode, isSupervisorError, SupervisorError } from '../errors.js';
+import { isSupervisorError, SupervisorError } from '../errors.js';
+import { command, COMMAND_TIMEOUT_MS, sevsupStep, type Ctx } from './context.js';
 import { Narrator } from './narrator.js';
 import { DEMO_PATHS } from './paths.js';
-import { runToCompletion, sweepProcesses, pollUntil, type Completed } from './processes.js';
-import { startDaemonSupervisor, startRunSupervisor, waitForState, type DemoPaths, type DemoSupervisor } from './supervisor.js';
+import { sweepProcesses, pollUntil, type Completed } from './processes.js';
+import { snpDemo, SNP_STEPS } from './snp.js';
+import { startDaemonSupervisor, startRunSupervisor, waitForState, type DemoPaths } from './supervisor.js';
 import { buildLaunchSecret, SECRET_ALIASES } from '../sev/launch-secret.js';
 import { isRecord } from '../util/is-record.js';
 
-const { sevsup: SEVSUP, kernel: KERNEL, initrd: INITRD, firmware: FIRMWARE, sim: SIM, python: PYTHON, validator: VALIDATOR } = DEMO_PATHS;
+const {
+  sevsup: SEVSUP,
+  kernel: KERNEL,
+  initrd: INITRD,
+  firmware: FIRMWARE,
+  sim: SIM,
+  python: PYTHON,
+  validator: VALIDATOR,
+  debianOvmf: DEBIAN_OVMF,
+  simState: SIM_STATE,
+} = DEMO_PATHS;
 
 const VM = 'demo-sev';
-const STEPS = 9;
+/** The SEV guest's eight, the SNP guest's, and the final stop. */
+const STEPS = 8 + SNP_STEPS + 1;
 /** Launch to held: spawn, QMP, checks, measurement, record; about a second here, generous for busy hosts. */
 const HELD_TIMEOUT_MS = 90_000;
 /** Approve to running: one `cont`. */
@@ -31,8 +44,6 @@ const RUNNING_TIMEOUT_MS = 30_000;
 const GUEST_RUN_TIMEOUT_MS = 240_000;
 /** After the guest's own poweroff, the supervisor notices within a second or two. */
 const STOPPED_TIMEOUT_MS = 60_000;
-/** Each of sevsup attest / qmp / the validator answers in well under a second. */
-const COMMAND_TIMEOUT_MS = 60_000;
 const DEMO_SECRET = 'correct horse battery staple (demo disk passphrase)';
 const GREETING = 'sevsup-demo: hello from the guest';
 const POWEROFF = 'sevsup-demo: powering off';
@@ -76,7 +87,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     tik: join(work, 'owner', 'tik.bin'),
     tek: join(work, 'owner', 'tek.bin'),
   };
-  const ctx: Ctx = { say, paths, signal: abort.signal, via, supervisor: undefined };
+  const ctx: Ctx = { say, paths, signal: abort.signal, via, supervisor: undefined, snpSupervisor: undefined };
   let failure: unknown;
   try {
     await demo(ctx);
@@ -102,20 +113,14 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   }
 }
 
-interface Ctx {
-  readonly say: Narrator;
-  readonly paths: DemoPaths;
-  readonly signal: AbortSignal;
-  readonly via: 'daemon' | 'run';
-  supervisor: DemoSupervisor | undefined;
-}
-
 function checkPrerequisites(): void {
   const needed: [string, string][] = [
     [KERNEL, 'the demo kernel'],
     [INITRD, 'the demo initrd'],
     [FIRMWARE, 'the test firmware'],
     [SIM, 'the simulated SEV platform'],
+    [SIM_STATE, "the simulated SNP platform's chain (.cache/test-assets/sim-state)"],
+    [DEBIAN_OVMF, "Debian's OVMF (package ovmf), for the SNP guest's firmware"],
     [PYTHON, "the system Python (for libvirt's validator)"],
     [VALIDATOR, "libvirt's virt-qemu-sev-validate (package libvirt-clients-qemu)"],
   ];
@@ -359,7 +364,10 @@ async function demo(ctx: Ctx): Promise<void> {
   await supervisor.guestStopped(STOPPED_TIMEOUT_MS, ctx.signal);
   say.line(`${VM}: the guest powered itself off; QEMU has exited`);
 
-  // 9 -------------------------------------------------------------------------------------------
+  // 9–12 ----------------------------------------------------------------------------------------
+  await snpDemo(ctx);
+
+  // 13 ------------------------------------------------------------------------------------------
   say.step('Stop everything');
   if (supervisor.process.running) {
     say.say('The daemon is told to stop (SIGTERM, as `systemctl stop sevsup` does); it closes its sockets and exits.');
@@ -386,7 +394,9 @@ async function demo(ctx: Ctx): Promise<void> {
       'Done. On the SIMULATED platform, sevsup launched demo-sev paused, checked its SEV policy, captured the',
       'measurement and held the guest; its owner verified the measurement (virt-qemu-sev-validate: valid) and',
       'injected a secret the host never saw in the clear; the guest ran on approval, and migrate and',
-      'dump-guest-memory were refused.',
+      'dump-guest-memory were refused. The SEV-SNP guest ran only with the digest its owner pinned in an ID block;',
+      'its report verified offline for a fresh nonce, a tampered one was refused, and the platform refused the launch',
+      'with a changed command line.',
       '',
     ].join('\n'),
   );
@@ -486,27 +496,6 @@ function narrowRecord(value: unknown): DemoRecord {
   };
 }
 
-async function command(ctx: Ctx, cmd: string, args: readonly string[]): Promise<Completed> {
-  const result = await runToCompletion(cmd, args, { signal: ctx.signal, timeoutMs: COMMAND_TIMEOUT_MS });
-  if (ctx.signal.aborted) throw new SupervisorError('SUP_ERR_USAGE', 'interrupted');
-  return result;
-}
-
-/** Show and run `sevsup <args>`; it must succeed. */
-async function sevsupStep(ctx: Ctx, args: readonly string[]): Promise<void> {
-  ctx.say.command(['sevsup', ...args]);
-  const result = await command(ctx, process.execPath, [SEVSUP, ...args]);
-  ctx.say.output(`${result.stdout}${result.stderr}`);
-  if (result.code !== 0) {
-    // Keep the command's own error code (printed as "[SUP_ERR_…]"), so the demo exits as it did.
-    const code = /\[(SUP_ERR_[A-Z_]+)\]\s*$/.exec(result.stderr)?.[1];
-    throw new SupervisorError(
-      isErrorCode(code) ? code : 'SUP_ERR_INTERNAL',
-      `\`sevsup ${args[0] ?? ''}\` failed (exit ${result.code ?? result.signal ?? '?'}): ${result.stderr.trim()}`,
-    );
-  }
-}
-
 /** What the simulator says it accepted (sim-status.json, next to its monitor socket); null if unreadable. */
 async function simInjected(paths: DemoPaths): Promise<string | null> {
   try {
@@ -541,6 +530,11 @@ function getMetrics(socketPath: string): Promise<string> {
 
 /** Stop the supervisor if it still runs, end anything left under the work dir, remove it unless kept. */
 async function cleanUp(ctx: Ctx, keep: boolean, failed: boolean): Promise<void> {
+  const snp = ctx.snpSupervisor;
+  if (snp?.process.running) {
+    process.stderr.write(`sevsup demo: stopping sevsup run (pid ${snp.process.pid ?? '?'})…\n`);
+    await snp.shutdown();
+  }
   const s = ctx.supervisor;
   if (s?.process.running) {
     process.stderr.write(`sevsup demo: stopping sevsup ${s.kind} (pid ${s.process.pid ?? '?'})…\n`);
@@ -555,7 +549,9 @@ async function cleanUp(ctx: Ctx, keep: boolean, failed: boolean): Promise<void> 
     const what: Record<string, string> = {
       'sevsup.conf': 'the daemon config',
       vms: 'the VM config',
-      owner: "the owner's TIK, TEK and secret packet",
+      owner: "the owner's TIK, TEK, secret packet, ID key and SNP report",
+      images: "the SNP guest's firmware",
+      snp: "the SNP guest's config, ID block, run directory and launch records",
       state: 'the measurement record',
       run: 'sockets, serial.log',
     };

@@ -51,6 +51,8 @@ export interface SupervisorSpawn {
   readonly sevsup: string;
   readonly vm: string;
   readonly paths: DemoPaths;
+  /** The supervisor's environment (default: the demo's own). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** A supervisor that does not exit on SIGTERM within this long is killed. */
@@ -74,7 +76,7 @@ export function startRunSupervisor(o: SupervisorSpawn): DemoSupervisor {
     '--powerdown-timeout',
     '5',
   ];
-  const child = new Background(o.node, [o.sevsup, ...args]);
+  const child = new Background(o.node, [o.sevsup, ...args], o.env);
   const socketPath = controlSocketPath(o.paths.runDir, o.vm);
   const api = controlApi(socketPath, o.vm);
   return {
@@ -125,7 +127,7 @@ export async function startDaemonSupervisor(o: SupervisorSpawn): Promise<DemoSup
   ].join('\n');
   await writeFile(config, configText);
   const args = ['daemon', '--config', config];
-  const child = new Background(o.node, [o.sevsup, ...args]);
+  const child = new Background(o.node, [o.sevsup, ...args], o.env);
   const api = controlApi(socketPath, o.vm);
   return {
     kind: 'daemon',
