@@ -12,7 +12,7 @@ const hardware = (snpSupported: boolean): Platform => ({
   platform: 'hardware',
   binary: 'qemu-system-x86_64',
   binaryArgs: [],
-  caps: { ...SIMULATED_HOST_CAPS, sevSnp: snpSupported ? snp : SIMULATED_HOST_CAPS.sevSnp },
+  caps: { ...SIMULATED_HOST_CAPS, sevSnp: snpSupported ? snp : { supported: false, reason: 'not supported: test', source: 'test' } },
   snpIdentity: hardwareTcbSource(),
 });
 const sim: Platform = {
