@@ -88,6 +88,9 @@ describe.skipIf(missing.length > 0)(
       const out = result.stdout;
       expect(result.code, `stdout:\n${out}\nstderr:\n${result.stderr}`).toBe(0);
       expect(out).toContain('THE PLATFORM IS SIMULATED');
+      // The owner's own keys reach the simulated platform through a (simulated) launch session.
+      expect(out).toContain('wrote a SIMULATED launch session (for platform: sim only)');
+      expect(out).toMatch(/^ {4}launch: dh-cert=\S+\/session\/dh-cert,session=\S+\/session\/session$/m);
       expect(out).toMatch(/demo-sev: state held \(paused, measured/);
       expect(out).toMatch(/^ {4}platform: {5}simulated$/m);
       expect(out).toMatch(/^ {4}OK: Looks good to me$/m);

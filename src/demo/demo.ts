@@ -7,7 +7,8 @@
 // secret bytes (the demo prints lengths and file names only).
 import { existsSync } from 'node:fs';
 import { request } from 'node:http';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { decodeReportedMeasurement } from '../attestation/verify.js';
@@ -154,26 +155,32 @@ async function demo(ctx: Ctx): Promise<void> {
   // 1 -------------------------------------------------------------------------------------------
   say.step('The VM config, and who holds the keys');
   await mkdir(paths.vmDir);
+  // The owner makes the keys; the simulated launch session carries them to the platform.
+  await mkdir(paths.ownerDir, { mode: 0o700 });
+  await Promise.all([writeFile(paths.tik, randomBytes(16), { mode: 0o600 }), writeFile(paths.tek, randomBytes(16), { mode: 0o600 })]);
+  const session = join(paths.work, 'session');
   const conf = join(paths.vmDir, `${VM}.conf`);
-  await writeFile(conf, demoConfig());
+  await writeFile(conf, demoConfig(session));
   say.say(
     'The guest boots a real Debian kernel and a tiny initrd straight from QEMU. With kernel-hashes=1 QEMU puts the ' +
       'SHA-256 of each, and of the command line, in a table inside the firmware, which the platform measures with it; ' +
       '`attest: hold` keeps the guest paused until its owner has checked that measurement.',
   );
-  say.line(`${conf}:`);
-  say.output(
-    demoConfig()
-      .split('\n')
-      .filter((l) => /^(amd_sev|firmware|kernel|initrd|cmdline|attest|autostart):/.test(l))
-      .join('\n'),
-  );
   say.say(
     'SEV protects a guest from the host it runs on. Its owner, not the host, holds two transport keys: the TIK ' +
       "(integrity) and the TEK (encryption). On real hardware the owner makes them and hands them to AMD's secure " +
       'processor wrapped for it alone (the launch session: `sevctl session`, then the dh-cert and session files), so the ' +
-      'host never sees them. The simulated platform has no such session: it makes the keys itself when the guest ' +
-      'launches, and the demo, playing the owner, copies them (step 4).',
+      'host never sees them. Here the demo, playing the owner, makes fresh keys and writes a SIMULATED session that ' +
+      'carries them to the simulated platform the same way (its files hold the keys in the clear and say so).',
+  );
+  say.line(`the owner's TIK and TEK: 16 random bytes each, in ${paths.tik} and ${paths.tek} (mode 0600; never shown)`);
+  await sevsupStep(ctx, ['owner', 'session', '--tik', paths.tik, '--tek', paths.tek, '--out', session]);
+  say.line(`${conf}:`);
+  say.output(
+    demoConfig(session)
+      .split('\n')
+      .filter((l) => /^(amd_sev|firmware|kernel|initrd|cmdline|launch|attest|autostart):/.test(l))
+      .join('\n'),
   );
 
   // 2 -------------------------------------------------------------------------------------------
@@ -233,12 +240,8 @@ async function demo(ctx: Ctx): Promise<void> {
     'The owner recomputes the launch digest from their own copies of the firmware, kernel, initrd and command line, ' +
       "and checks the HMAC with their TIK. Here an independent tool does it: libvirt's virt-qemu-sev-validate, " +
       "offline, with the record's validateArgs (the host-reported values and the launch inputs; a real owner passes " +
-      'their own files) plus the TIK and TEK.',
+      'their own files) plus the TIK and TEK the owner made in step 1.',
   );
-  await mkdir(paths.ownerDir, { mode: 0o700 });
-  const simKeys = join(paths.runDir, VM, 'private');
-  await Promise.all([copyFile(join(simKeys, 'sim-tik.bin'), paths.tik), copyFile(join(simKeys, 'sim-tek.bin'), paths.tek)]);
-  say.line(`the owner's TIK and TEK (16 bytes each), copied from the simulator's ${simKeys}/sim-t{i,e}k.bin to ${paths.ownerDir}/`);
   const validatorArgs = [...record.validateArgs, '--tik', paths.tik, '--tek', paths.tek];
   say.command(['virt-qemu-sev-validate', ...validatorArgs]);
   const validated = await command(ctx, PYTHON, [VALIDATOR, ...validatorArgs]);
@@ -413,7 +416,7 @@ const VALIDATOR_VERDICTS: Readonly<Record<number, string>> = {
   6: 'internal error of the validator (exit 6)',
 };
 
-function demoConfig(): string {
+function demoConfig(session: string): string {
   return [
     '# demo-sev, written by `sevsup demo`: examples/vms/demo-sev.conf with absolute paths and autostart.',
     `name: ${VM}`,
@@ -425,6 +428,7 @@ function demoConfig(): string {
     `kernel: ${KERNEL}`,
     `initrd: ${INITRD}`,
     'cmdline: console=ttyS0 panic=-1',
+    `launch: dh-cert=${join(session, 'dh-cert')},session=${join(session, 'session')}`,
     'attest: hold',
     'hold-timeout: 300',
     'serial: file',
