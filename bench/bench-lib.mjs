@@ -47,6 +47,19 @@ export function run(cmd, args, env = undefined) {
   });
 }
 
+/** Call `onMessage` with each JSON line `stream` carries (`sevsup run --json`'s events, QMP replies). */
+export function onJsonLines(stream, onMessage) {
+  let buf = '';
+  stream.on('data', (chunk) => {
+    buf += chunk;
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      onMessage(JSON.parse(line));
+    }
+  });
+}
+
 export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;

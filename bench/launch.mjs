@@ -15,6 +15,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onJsonLines } from './bench-lib.mjs';
 import { reportTargets, target } from './targets.mjs';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
@@ -88,16 +89,10 @@ async function sevsupOnce(i) {
   child.stderr.on('data', (c) => (stderr += c));
   let tStarting = t0;
   const measured = new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout.on('data', (chunk) => {
-      buf += chunk;
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const event = JSON.parse(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-        if (event.event === 'starting') tStarting = performance.now();
-        if (event.event === 'measured') resolve({ process: performance.now() - t0, launch: performance.now() - tStarting });
-        if (event.event === 'failed') reject(new Error(`sevsup run failed: ${event.message}`));
-      }
+    onJsonLines(child.stdout, (event) => {
+      if (event.event === 'starting') tStarting = performance.now();
+      if (event.event === 'measured') resolve({ process: performance.now() - t0, launch: performance.now() - tStarting });
+      if (event.event === 'failed') reject(new Error(`sevsup run failed: ${event.message}`));
     });
     child.once('close', () => reject(new Error(`sevsup run exited early: ${stderr}`)));
   });

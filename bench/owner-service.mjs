@@ -8,7 +8,7 @@
 // `npm run build && node bench/owner-service.mjs`. Env: BENCH_ROUNDS (7).
 import { execFileSync, spawn } from 'node:child_process';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -160,9 +160,11 @@ async function burst(port, expect) {
 
 async function main() {
   certs();
-  writeFileSync(f('tik'), tik);
-  writeFileSync(f('tek'), randomBytes(16));
-  writeFileSync(f('luks'), 'bench secret');
+  // The service refuses key and secret files other users can read.
+  writeFileSync(f('tik'), tik, { mode: 0o600 });
+  writeFileSync(f('tek'), randomBytes(16), { mode: 0o600 });
+  writeFileSync(f('luks'), 'bench secret', { mode: 0o600 });
+  chmodSync(f('server.key'), 0o600);
   writeFileSync(
     f('owner.conf'),
     [

@@ -117,6 +117,15 @@ export const ERRORS = {
   SUP_ERR_SECRET_NO_AREA: def('firmware declares no launch-secret area; give --gpa', 400, EXIT.attest),
   SUP_ERR_SECRET_REFUSED: def('launch secret refused by the platform', 409, EXIT.attest),
   SUP_ERR_SECRET_SNP: def('SEV-SNP guests take no launch secret (no host-side injection exists)', 409, EXIT.attest),
+  SUP_ERR_ATTEST_RELAYED: def("guest is relayed to its owner's service; approve and inject need --force", 409, EXIT.attest),
+
+  // --- attest: relay (the daemon asks the guest owner's service) -----------------------------------
+  SUP_ERR_RELAY_REJECTED: def("guest rejected by the guest owner's service", 409, EXIT.attest),
+  SUP_ERR_RELAY_ANSWER: def("malformed answer from the guest owner's service; guest rejected", 502, EXIT.attest),
+  SUP_ERR_RELAY_TLS: def("TLS check of the guest owner's service failed; guest rejected", 502, EXIT.attest),
+  SUP_ERR_RELAY_HTTP: def("the guest owner's service refused or redirected; guest rejected", 502, EXIT.attest),
+  SUP_ERR_RELAY_UNREACHABLE: def("the guest owner's service did not answer (retried until the hold deadline)", 504, EXIT.attest),
+  SUP_ERR_RELAY_CREDENTIALS: def('relay CA, client key or token file unusable; guest rejected', 500, EXIT.attest),
 
   // --- guest owner's verification (exit codes as virt-qemu-sev-validate) -------------------------
   SUP_ERR_VERIFY_MISMATCH: def('measurement does not match the expected launch digest', 409, 1),

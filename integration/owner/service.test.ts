@@ -3,11 +3,11 @@
 // (docs/relay-protocol.md): approve (the same measurement validates with libvirt's
 // virt-qemu-sev-validate given the same inputs and keys), inject (the packet checked and opened
 // with an independent HMAC/AES implementation), reject (a changed kernel), replay → 409 (also after a
-// restart), oversized body, bad JSON, unknown host → 403, and no, expired or foreign client
+// restart; made-up evidence is not remembered), oversized body, bad JSON, unknown host → 403, and no, expired or foreign client
 // certificates refused at the handshake; bearer tokens; /metrics; SIGTERM → exit 0.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
@@ -119,6 +119,18 @@ async function stopService(s: Service): Promise<number | null> {
   return s.exited;
 }
 
+/** A raw TLS connection to the service (trusting the test CA), with a client certificate when named. */
+function tlsTo(port: number, o: { cert?: string; maxVersion?: 'TLSv1.2' } = {}): ReturnType<typeof tlsConnect> {
+  return tlsConnect({
+    host: '127.0.0.1',
+    port,
+    servername: 'localhost',
+    ca: readFileSync(f('ca.pem')),
+    ...(o.maxVersion === undefined ? {} : { maxVersion: o.maxVersion }),
+    ...(o.cert === undefined ? {} : { cert: readFileSync(f(`${o.cert}.pem`)), key: readFileSync(f(`${o.cert}.key`)) }),
+  });
+}
+
 interface Reply {
   readonly status: number;
   readonly body: string;
@@ -180,10 +192,13 @@ beforeAll(async () => {
   issue('node9', 'node-9', 'ca');
   issue('expired', 'node-7', 'ca', { days: -1 });
   issue('foreign', 'node-7', 'other-ca');
-  writeFileSync(f('tik'), keys.tik);
-  writeFileSync(f('tek'), keys.tek);
-  writeFileSync(f('luks'), SECRET);
-  writeFileSync(f('token-node-7'), 'tok-node-7-0123456789abcdef\n');
+  // Keys, secrets and tokens readable by others are refused (owner-load.ts), as ssh refuses such keys.
+  const secretFile = { mode: 0o600 };
+  writeFileSync(f('tik'), keys.tik, secretFile);
+  writeFileSync(f('tek'), keys.tek, secretFile);
+  writeFileSync(f('luks'), SECRET, secretFile);
+  writeFileSync(f('token-node-7'), 'tok-node-7-0123456789abcdef\n', secretFile);
+  chmodSync(f('server.key'), 0o600);
   firmware = patchFirmware(DEBIAN_OVMF, f('ovmf.fd'));
   kernel = realKernel();
   const kernelLines = kernel === null ? [] : [`kernel: ${kernel}`, 'cmdline: console=ttyS0'];
@@ -203,13 +218,16 @@ beforeAll(async () => {
     'tik: tik',
     'tek: tek',
     `secret: luks-key:${f('luks')}`,
-    '[guest node-7/web2]',
-    'type: sev-es',
-    `firmware: ${DEBIAN_OVMF}`,
-    'vcpus: 2',
-    'cpu: EPYC-v4',
-    'policy: 0x5',
-    'tik: tik',
+    // node-9/web2: another host's guest with the same inputs and keys (a replay across hosts says nothing of the other).
+    ...['node-7', 'node-9'].flatMap((host) => [
+      `[guest ${host}/web2]`,
+      'type: sev-es',
+      `firmware: ${DEBIAN_OVMF}`,
+      'vcpus: 2',
+      'cpu: EPYC-v4',
+      'policy: 0x5',
+      'tik: tik',
+    ]),
   ];
   writeFileSync(
     f('owner.conf'),
@@ -324,7 +342,7 @@ describe('sevsup owner serve over mutual TLS', () => {
     }
   });
 
-  it('rejects a changed kernel (another digest) with the reason, and refuses its replay with 409', async () => {
+  it('rejects a changed kernel (another digest) with the reason, and the same again when asked again', async () => {
     const { record, measurement } = sevRecord(randomBytes(32).toString('hex'));
     const req = attestRequest('web1', record);
     const reply = await post(service.port, req.body, { cert: 'node7' });
@@ -346,10 +364,52 @@ describe('sevsup owner serve over mutual TLS', () => {
       });
       expect(v.exitCode).toBe(1);
     }
+    // Evidence whose MAC does not verify is not remembered (anyone can make it up): asked again, the
+    // same reject, and the state file does not grow with it.
     const again = attestRequest('web1', record);
-    const replay = await post(service.port, again.body, { cert: 'node7' });
+    const repeat = await post(service.port, again.body, { cert: 'node7' });
+    expect(repeat.status).toBe(200);
+    expect(JSON.parse(repeat.body)).toMatchObject({ decision: 'reject', launchId: again.launchId });
+  });
+
+  it('does not remember made-up evidence: the state file stays bounded and another host cannot burn a measurement', async () => {
+    const entries = (): number =>
+      Object.keys((JSON.parse(readFileSync(f('answered.json'), 'utf8')) as { answered: object }).answered).length;
+    const before = entries();
+    for (let i = 0; i < 20; i += 1) {
+      const forged = { ...sevRecord(sevDigest).record, measurement: randomBytes(48).toString('base64') };
+      const reply = await post(service.port, attestRequest('web1', forged).body, { cert: 'node7' });
+      expect(JSON.parse(reply.body)).toMatchObject({ decision: 'reject' });
+    }
+    expect(entries()).toBe(before);
+    // A genuine measurement first sent under the wrong guest (its MAC fails there) is still decided
+    // for its own guest.
+    const { record } = sevRecord(esDigest, { es: true });
+    const wrong = await post(service.port, attestRequest('web1', { ...record, vm: 'web1' }).body, { cert: 'node7' });
+    expect(JSON.parse(wrong.body)).toMatchObject({ decision: 'reject' });
+    const right = await post(service.port, attestRequest('web2', record).body, { cert: 'node7' });
+    expect(JSON.parse(right.body)).toMatchObject({ decision: 'approve' });
+  });
+
+  it('remembers a reject of evidence the TIK authenticates (an API older than min-api) and refuses its replay with 409', async () => {
+    const host = { apiMajor: 1, apiMinor: 40, buildId: 21, policy: 0x1 };
+    const measurement = measurementFor(keys.tik, host, sevDigest);
+    const record = { ...writeRecord(f(`rec-${randomUUID()}.json`), { host, measurement }), vm: 'web1' };
+    const first = await post(service.port, attestRequest('web1', record).body, { cert: 'node7' });
+    expect(JSON.parse(first.body)).toMatchObject({ decision: 'reject', reason: expect.stringContaining('older than 1.50') });
+    const replay = await post(service.port, attestRequest('web1', record).body, { cert: 'node7' });
     expect(replay.status).toBe(409);
     expect(JSON.parse(replay.body).error).toMatch(/^replay: this measurement was already answered \(reject\)/);
+  });
+
+  it("a replay from another host is refused without telling it the first host's launch id or time", async () => {
+    const { record } = sevRecord(esDigest, { es: true });
+    const first = attestRequest('web2', record);
+    expect(JSON.parse((await post(service.port, first.body, { cert: 'node7' })).body).decision).toBe('approve');
+    const theirs = await post(service.port, attestRequest('web2', record, 'node-9').body, { cert: 'node9' });
+    expect(theirs.status).toBe(409);
+    expect(theirs.body).not.toContain(first.launchId);
+    expect(JSON.parse(theirs.body).error).toBe('replay: this measurement was already answered');
   });
 
   it('refuses bad requests: oversized, bad JSON, wrong type, unknown guest or host, another host in the body', async () => {
@@ -380,7 +440,7 @@ describe('sevsup owner serve over mutual TLS', () => {
     const m = await post(service.port, '', { cert: 'node7', method: 'GET', path: '/metrics' });
     expect(m.status).toBe(200);
     expect(m.body).toMatch(/sevsup_owner_requests_total\{outcome="inject"\} [1-9]/);
-    expect(m.body).toMatch(/sevsup_owner_requests_total\{outcome="replay"\} 1/);
+    expect(m.body).toMatch(/sevsup_owner_requests_total\{outcome="replay"\} 2/);
     const log = service.lines.join('\n');
     expect(log).toContain('"verdict":"reject"');
     for (const b of [keys.tik, keys.tek, SECRET]) for (const enc of ['hex', 'base64'] as const) expect(log).not.toContain(b.toString(enc));
@@ -399,14 +459,7 @@ describe('sevsup owner serve over mutual TLS', () => {
 
 describe('sevsup owner serve: slow peers and its config check', () => {
   it('closes a connection whose headers never finish (slowloris)', async () => {
-    const socket = tlsConnect({
-      host: '127.0.0.1',
-      port: service.port,
-      servername: 'localhost',
-      ca: readFileSync(f('ca.pem')),
-      cert: readFileSync(f('node7.pem')),
-      key: readFileSync(f('node7.key')),
-    });
+    const socket = tlsTo(service.port, { cert: 'node7' });
     socket.on('error', () => undefined);
     await new Promise((resolve) => socket.once('secureConnect', resolve));
     socket.write('POST /attest HTTP/1.1\r\nHost: localhost\r\n');
@@ -420,17 +473,24 @@ describe('sevsup owner serve: slow peers and its config check', () => {
     expect(answer === '' || answer.startsWith('HTTP/1.1 408')).toBe(true);
   }, 30_000);
 
+  it('refuses TLS 1.2 renegotiation (a peer cannot swap its certificate or burn CPU mid-connection)', async () => {
+    const socket = tlsTo(service.port, { cert: 'node7', maxVersion: 'TLSv1.2' });
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    expect(socket.getProtocol()).toBe('TLSv1.2');
+    const outcome = await new Promise<string>((resolve) => {
+      socket.once('close', () => resolve('closed'));
+      const started = socket.renegotiate({ rejectUnauthorized: true }, (err) => resolve(err === null ? 'renegotiated' : 'refused'));
+      if (!started) resolve('refused');
+    });
+    socket.destroy();
+    expect(outcome).not.toBe('renegotiated');
+  });
+
   it('drops connections beyond max-connections (16 here) and serves again once they go', async () => {
     const open = (): Promise<{ socket: ReturnType<typeof tlsConnect>; ok: boolean }> =>
       new Promise((resolve) => {
-        const socket = tlsConnect({
-          host: '127.0.0.1',
-          port: service.port,
-          servername: 'localhost',
-          ca: readFileSync(f('ca.pem')),
-          cert: readFileSync(f('node7.pem')),
-          key: readFileSync(f('node7.key')),
-        });
+        const socket = tlsTo(service.port, { cert: 'node7' });
         socket.once('secureConnect', () => resolve({ socket, ok: true }));
         socket.once('error', () => resolve({ socket, ok: false }));
         socket.once('close', () => resolve({ socket, ok: false }));
@@ -457,6 +517,7 @@ describe('sevsup owner serve: slow peers and its config check', () => {
     expect(report.guests.map((g) => [g.vm, g.expectedDigest])).toEqual([
       ['web1', sevDigest],
       ['web2', esDigest],
+      ['web2', esDigest],
     ]);
     writeFileSync(f('bad.conf'), readFileSync(f('owner.conf'), 'utf8').replace('policy: 0x5', 'policy: 0x1'));
     const bad = spawnSync(BIN, ['owner', 'check', '--config', f('bad.conf')], { encoding: 'utf8' });
@@ -465,9 +526,59 @@ describe('sevsup owner serve: slow peers and its config check', () => {
     expect(bad.stderr).toContain("policy: policy 0x1 lacks the ES bit (0x4) but the guest's type is sev-es");
     expect(bad.stderr).not.toContain('    at ');
   });
+
+  it('refuses to start with a TIK, TEK, secret, TLS key or token file that other users can read', async () => {
+    for (const name of ['tik', 'tek', 'luks', 'server.key', 'token-node-7']) {
+      chmodSync(f(name), 0o644);
+      try {
+        const config = name === 'token-node-7' ? 'owner-token.conf' : 'owner.conf';
+        const run = spawnSync(BIN, ['owner', 'serve', '--config', f(config)], { encoding: 'utf8', timeout: 30_000 });
+        expect(run.status).toBe(3);
+        expect(run.stderr).toContain(`${f(name)} is open to other users (mode 0644)`);
+        expect(run.stderr).toContain(`chmod o-rwx ${f(name)}`);
+        expect(run.stderr).not.toContain('    at ');
+      } finally {
+        chmodSync(f(name), 0o600);
+      }
+    }
+    // Group access is a fair deployment (root:sevsup-owner 0640).
+    chmodSync(f('tik'), 0o640);
+    const ok = spawnSync(BIN, ['owner', 'check', '--config', f('owner.conf')], { encoding: 'utf8' });
+    chmodSync(f('tik'), 0o600);
+    expect(ok.status).toBe(0);
+  });
 });
 
+/** Write `text` on a fresh TLS connection (no client certificate) and collect what comes back until the server closes. */
+async function raw(port: number, text: string, o: { maxVersion?: 'TLSv1.2' } = {}): Promise<string> {
+  const socket = tlsTo(port, o);
+  socket.on('error', () => undefined);
+  await new Promise((resolve) => socket.once('secureConnect', resolve));
+  socket.write(text);
+  return new Promise<string>((resolve) => {
+    let got = '';
+    socket.on('data', (d: Buffer) => {
+      got += d.toString();
+    });
+    socket.once('close', () => resolve(got));
+  });
+}
+
 describe('sevsup owner serve with bearer tokens', () => {
+  it('closes the connection after refusing a peer without credentials (no keep-alive, no body read for strangers)', async () => {
+    const s = await startService(f('owner-token.conf'));
+    try {
+      // Two pipelined requests from a stranger, the first with a large declared body: one 401, then the close.
+      const big = 'x'.repeat(1024);
+      const one = `POST /attest HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${big.length}\r\n\r\n${big}`;
+      const answer = await raw(s.port, `${one}${one}`);
+      expect(answer.match(/^HTTP\/1\.1 401/gm)?.length).toBe(1);
+      expect(answer.toLowerCase()).toContain('connection: close');
+    } finally {
+      expect(await stopService(s)).toBe(0);
+    }
+  });
+
   it('approves with the right token and refuses a wrong or missing one', async () => {
     const s = await startService(f('owner-token.conf'));
     try {

@@ -14,6 +14,7 @@ import type { Logger } from '../log.js';
 import type { LaunchRecord } from '../vm/record.js';
 import { matchRoute, type Route, type RouteKind } from './routes.js';
 import { errnoOf } from '../util/io-error.js';
+import { peerCredAtAccept } from '../proxy/peer-cred.js';
 import {
   parseAttestRequest,
   parseMigrateRequest,
@@ -192,7 +193,9 @@ async function handle(
     case 'attest': {
       const body = await readJsonBody(req, false);
       known(target, route.vm);
-      sendJson(res, 200, await target.attest(route.vm, parseAttestRequest(body)));
+      const request = parseAttestRequest(body);
+      // Who forced an override of a relayed guest goes in the lifecycle's warning (SO_PEERCRED).
+      sendJson(res, 200, await target.attest(route.vm, request.force === true ? { ...request, peer: describePeer(req) } : request));
       break;
     }
     case 'list':
@@ -417,4 +420,11 @@ function sendJson(res: ServerResponse, status: number, value: unknown, close = f
 function sendError(res: ServerResponse, error: unknown): void {
   const err = isSupervisorError(error) ? error : new SupervisorError('SUP_ERR_INTERNAL', 'internal error in the control API');
   sendJson(res, err.status, err.toJSON(), true);
+}
+
+/** The control socket's peer as the relay-override warning names it: `uid=… pid=… comm=…`, or why not known. */
+function describePeer(req: IncomingMessage): string {
+  const peer = peerCredAtAccept(req.socket);
+  const first = peer?.known === true ? peer.processes[0] : undefined;
+  return first === undefined ? 'unknown (SO_PEERCRED unavailable)' : `uid=${first.uid ?? '?'} pid=${first.pid} comm=${first.comm}`;
 }

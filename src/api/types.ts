@@ -22,19 +22,25 @@ export function parseAttestRequest(value: unknown): AttestRequest {
     const extra = Object.keys(body).filter((k) => !names.includes(k));
     if (extra.length > 0) throw bad(`unexpected member ${JSON.stringify(extra[0])} for action ${String(action)}`);
   };
+  // `force` overrides a relay (attest: relay) for approve and inject; `peer` is the server's, never the body's.
+  const force = body['force'];
+  if (force !== undefined && force !== true) throw bad('"force" must be true when given');
+  const forced = force === true ? { force: true } : {};
   switch (action) {
     case 'approve':
+      allowed(['action', 'force']);
+      return { action, ...forced };
     case 'reject':
       allowed(['action']);
       return { action };
     case 'inject-secret': {
-      allowed(['action', 'packetHeader', 'secret', 'gpa']);
+      allowed(['action', 'packetHeader', 'secret', 'gpa', 'force']);
       const { packetHeader, secret, gpa } = body;
       if (typeof packetHeader !== 'string' || !isBase64(packetHeader)) throw bad('"packetHeader" must be non-empty base64');
       if (typeof secret !== 'string' || !isBase64(secret)) throw bad('"secret" must be non-empty base64');
-      if (gpa === undefined) return { action, packetHeader, secret };
+      if (gpa === undefined) return { action, packetHeader, secret, ...forced };
       if (typeof gpa !== 'number' || !Number.isSafeInteger(gpa) || gpa < 0) throw bad('"gpa" must be a non-negative integer');
-      return { action, packetHeader, secret, gpa };
+      return { action, packetHeader, secret, gpa, ...forced };
     }
     default:
       throw bad('"action" must be "approve", "reject" or "inject-secret"');

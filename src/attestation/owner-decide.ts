@@ -52,9 +52,18 @@ export type OwnerDecision =
       readonly payload: Buffer;
       readonly secrets: number;
     }
-  | { readonly verdict: 'reject'; readonly reasons: readonly string[] };
+  | {
+      readonly verdict: 'reject';
+      readonly reasons: readonly string[];
+      /**
+       * The TIK authenticated the evidence (its MAC verified) though a check failed. Only such rejects
+       * are remembered against replay: made-up evidence costs a host nothing, so remembering it would
+       * let a host grow the state file without bound, and burn a measurement it saw elsewhere.
+       */
+      readonly authenticated: boolean;
+    };
 
-const reject = (...reasons: string[]): OwnerDecision => ({ verdict: 'reject', reasons });
+const reject = (...reasons: string[]): OwnerDecision => ({ verdict: 'reject', reasons, authenticated: false });
 
 /** Decide on `request` for `guest` (already chosen by host identity and VM name). */
 export function decideAttestation(request: AttestRequest, guest: LoadedGuest, o: { iv?: Buffer } = {}): OwnerDecision {
@@ -97,7 +106,10 @@ function decideSev(request: AttestRequest, guest: LoadedSevGuest, o: { iv?: Buff
     throw error;
   }
   problems.push(...outcome.checks.filter((c) => !c.ok).map((c) => c.message));
-  if (problems.length > 0) return reject(...problems);
+  if (problems.length > 0) {
+    const macOk = outcome.checks.find((c) => c.name === 'measurement')?.ok === true;
+    return { verdict: 'reject', reasons: problems, authenticated: macOk };
+  }
   const reasons = outcome.checks.map((c) => c.message);
   reasons.push(`policy ${formatPolicy(record.policy)} is allowed`);
   if (guest.secrets.length === 0) return { verdict: 'approve', reasons };
@@ -121,7 +133,7 @@ function decideSev(request: AttestRequest, guest: LoadedSevGuest, o: { iv?: Buff
 function decideSnp(request: AttestRequest, guest: LoadedSnpGuest): OwnerDecision {
   const view = readSnpLaunchRecord(request.record);
   if (typeof view === 'string') return reject(view);
-  if (view.vm !== null && view.vm !== request.vm) return reject('the record is for another VM than the request names');
+  if (view.vm !== request.vm) return reject('the record is for another VM than the request names');
   const problems: string[] = [];
   const reasons: string[] = [];
   const check = (ok: boolean, good: string, bad: string): void => {

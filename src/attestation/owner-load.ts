@@ -2,7 +2,7 @@
 // guest the owner's keys, secrets and expected launch digest (computed once, at start, with
 // `sevsup measure`'s code). Owns: that I/O and turning its failures into config errors that name
 // file:line and key. Must not: put key, token or secret bytes in any message, detail or log.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { SupervisorError, isSupervisorError } from '../errors.js';
 import { TEK_BYTES } from '../sev/launch-secret.js';
 import { TIK_BYTES } from '../sev/measurement.js';
@@ -47,19 +47,21 @@ export async function loadOwnerService(file: string): Promise<LoadedOwnerService
     });
   }
   const config = parseOwnerConfig(text, file);
-  const small = (path: string, line: number, key: string): Promise<Buffer> =>
-    readBounded(path, MAX_SMALL_FILE, 'SUP_ERR_CONFIG_BAD_VALUE', `${key} file`).catch((error: unknown) => {
+  const small = async (path: string, line: number, key: string, secret = false): Promise<Buffer> => {
+    if (secret) await refuseOpenToOthers(path, config.file, line, key);
+    return readBounded(path, MAX_SMALL_FILE, 'SUP_ERR_CONFIG_BAD_VALUE', `${key} file`).catch((error: unknown) => {
       throw rewrap(error, config.file, line, key);
     });
+  };
   const keyLine = (k: string): number => lineOfServiceKey(text, k);
   const [cert, key, ca] = await Promise.all([
     small(config.tlsCert, keyLine('tls-cert'), 'tls-cert'),
-    small(config.tlsKey, keyLine('tls-key'), 'tls-key'),
+    small(config.tlsKey, keyLine('tls-key'), 'tls-key', true),
     config.clientCa === null ? Promise.resolve(null) : small(config.clientCa, keyLine('client-ca'), 'client-ca'),
   ]);
   const tokens = new Map<string, string>();
   for (const t of config.tokens) {
-    const token = (await small(t.file, t.line, 'token')).toString('utf8').trim();
+    const token = (await small(t.file, t.line, 'token', true)).toString('utf8').trim();
     if (token.length < MIN_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(token)) {
       throw bad(
         config.file,
@@ -85,6 +87,7 @@ async function loadGuest(file: string, g: GuestConfig): Promise<LoadedGuest> {
 async function loadSevGuest(file: string, g: SevGuestConfig): Promise<LoadedSevGuest> {
   const line = (k: string): number => g.lines[k] ?? g.line;
   const key = async (path: string, k: 'tik' | 'tek', bytes: number): Promise<Buffer> => {
+    await refuseOpenToOthers(path, file, line(k), k);
     const data = await readBounded(path, 4096, 'SUP_ERR_CONFIG_BAD_VALUE', `${k} file`).catch((error: unknown) => {
       throw rewrap(error, file, line(k), k);
     });
@@ -94,12 +97,15 @@ async function loadSevGuest(file: string, g: SevGuestConfig): Promise<LoadedSevG
   const tik = await key(g.tik, 'tik', TIK_BYTES);
   const tek = g.tek === null ? null : await key(g.tek, 'tek', TEK_BYTES);
   const secrets = await Promise.all(
-    g.secrets.map(async (s, i) => ({
-      guid: s.guid,
-      data: await readSecretFile(s.path).catch((error: unknown) => {
-        throw rewrap(error, file, line(`secret#${i}`), 'secret');
-      }),
-    })),
+    g.secrets.map(async (s, i) => {
+      await refuseOpenToOthers(s.path, file, line(`secret#${i}`), 'secret');
+      return {
+        guid: s.guid,
+        data: await readSecretFile(s.path).catch((error: unknown) => {
+          throw rewrap(error, file, line(`secret#${i}`), 'secret');
+        }),
+      };
+    }),
   );
   if (secrets.length > 0) {
     let table: Buffer;
@@ -153,6 +159,27 @@ async function loadSevGuest(file: string, g: SevGuestConfig): Promise<LoadedSevG
     secrets,
     firmware,
   };
+}
+
+/**
+ * Refuse a key, token or secret file that users other than its owner and group may read or write,
+ * as ssh refuses such private keys: the service would otherwise serve keys anyone on the machine
+ * can copy (or swap). Group access stays allowed (root:sevsup-owner 0640 is a fair deployment).
+ * A file that cannot be stat'ed is left to the read that follows, which names the reason.
+ */
+async function refuseOpenToOthers(path: string, file: string, line: number, key: string): Promise<void> {
+  const mode = await stat(path).then(
+    (st) => st.mode,
+    () => null,
+  );
+  if (mode !== null && (mode & 0o007) !== 0) {
+    throw bad(
+      file,
+      line,
+      key,
+      `${path} is open to other users (mode 0${(mode & 0o777).toString(8)}); it holds a key or secret: chmod o-rwx ${path} (e.g. chmod 600)`,
+    );
+  }
 }
 
 function bad(file: string, line: number, key: string, problem: string): SupervisorError {

@@ -64,7 +64,17 @@ export class AnsweredStore {
           { details: { file } },
         );
       }
-      for (const [k, v] of Object.entries(answered)) if (isEntry(v)) entries.set(k, v);
+      for (const [k, v] of Object.entries(answered)) {
+        // Skipping an entry would silently re-open its replay: refuse, as for an unreadable file.
+        if (!isEntry(v)) {
+          throw new SupervisorError(
+            'SUP_ERR_OWNER_STATE',
+            `${file}: the entry ${JSON.stringify(k.slice(0, 100))} is not an answered launch; restore the file from a backup, or remove only that entry if you accept that its launch could be replayed`,
+            { details: { file } },
+          );
+        }
+        entries.set(k, v);
+      }
     }
     return new AnsweredStore(file, entries);
   }

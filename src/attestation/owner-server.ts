@@ -5,7 +5,7 @@
 // Must not: log or answer with keys, tokens or secret bytes (only the packet, to the host that the
 // decision is for); decide (owner-decide.ts); parse JSON leniently.
 // Every peer is hostile: errors never echo the peer's input, and every path ends with one answer.
-import { createHash } from 'node:crypto';
+import { constants as tlsConstants, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -71,6 +71,9 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
       // With tokens allowed too, a host without a certificate must reach the token check.
       rejectUnauthorized: mtls && tokens.size === 0,
       minVersion: 'TLSv1.2',
+      // No TLS 1.2 renegotiation: a peer could otherwise change its client certificate under an open
+      // connection, or make the server redo handshakes on demand (TLS 1.3 has none).
+      secureOptions: tlsConstants.SSL_OP_NO_RENEGOTIATION,
       handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
       maxHeaderSize: MAX_HEADER_BYTES,
       requestTimeout: config.requestTimeoutSeconds * 1000,
@@ -135,8 +138,13 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
       const why =
         who === null ? 'authenticate with a client certificate or a bearer token' : 'the client certificate is not valid for this service';
       deps.logger.warn({ peer: req.socket.remoteAddress, reason: who ?? 'no credentials' }, 'unauthenticated request refused');
-      finish(401, errorBody(why), 'unauthenticated', tokens.size > 0 ? { 'www-authenticate': 'Bearer' } : {});
-      return drain(req);
+      // A stranger gets one answer per connection and none of its body is read: each try costs it a
+      // TLS handshake, and it cannot keep a slot (max-connections) busy with keep-alive requests.
+      finish(401, errorBody(why), 'unauthenticated', {
+        ...(tokens.size > 0 ? { 'www-authenticate': 'Bearer' } : {}),
+        connection: 'close',
+      });
+      return;
     }
     const path = (req.url ?? '').split('?', 1)[0];
     if (req.method === 'GET' && path === '/metrics' && config.metrics) {
@@ -201,12 +209,14 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
     const key = replayKey(request);
     const seen = deps.store.seen(key);
     if (seen !== undefined || !deps.store.reserve(key)) {
+      const what = `replay: this ${key.startsWith('sev-') ? 'measurement' : 'launch'} was already answered`;
       const why =
         seen === 'in-flight' || seen === undefined
           ? 'replay: the same evidence is being decided in another request'
-          : `replay: this ${key.startsWith('sev-') ? 'measurement' : 'launch'} was already answered (${seen.decision}) at ${seen.at} for launch ${seen.launchId}`;
+          : `${what} (${seen.decision}) at ${seen.at} for launch ${seen.launchId}${seen.host === who.host ? '' : ` of host ${seen.host}`}`;
       log.warn({ verdict: 'replay', reason: why }, 'replayed evidence refused');
-      finish(409, errorBody(why), 'replay');
+      // Another host's launch id, time and decision are not this host's business: only the log has them.
+      finish(409, errorBody(seen === 'in-flight' || seen === undefined || seen.host === who.host ? why : what), 'replay');
       return;
     }
     let decision: OwnerDecision;
@@ -215,6 +225,13 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
     } catch (error: unknown) {
       deps.store.release(key);
       throw error;
+    }
+    if (decision.verdict === 'reject' && !decision.authenticated) {
+      // Unauthenticated evidence is answered, not remembered (owner-decide.ts OwnerDecision).
+      deps.store.release(key);
+      log.info({ verdict: 'reject', reasons: decision.reasons }, 'launch rejected (evidence not authenticated; not remembered)');
+      finish(200, JSON.stringify(rejectAnswer(request.launchId, decision.reasons.join('; '))), 'reject');
+      return;
     }
     const answer: AttestAnswer =
       decision.verdict === 'approve'

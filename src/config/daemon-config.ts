@@ -9,7 +9,7 @@ import { SupervisorError } from '../errors.js';
 import { describeIoError } from '../util/io-error.js';
 import { indexKeyValueLines, quoteForMessage, readKeyValueLines } from './kv-file.js';
 import { didYouMean } from './suggest.js';
-import { DAEMON_KEYS, type DaemonKey } from './daemon-keys.js';
+import { DAEMON_KEYS, SNP_FIRST_RUN_WINDOW_MS, type DaemonKey } from './daemon-keys.js';
 import { HOLD_TIMEOUT_SECONDS } from './vm-keys.js';
 import { BOOLEAN_ALLOWED, parseBooleanWord } from './propstring.js';
 import {
@@ -50,6 +50,8 @@ export interface DaemonConfig {
   readonly defaultFirmware: string | null;
   /** Seconds a held guest waits for its owner when its config does not say. */
   readonly holdTimeout: number;
+  /** Milliseconds after an SNP guest's first `cont` in which a QEMU exit is a failed launch. */
+  readonly snpFirstRunWindowMs: number;
   /** What SIGTERM does to guests: leave them running (a restart) or shut them down. */
   readonly onShutdown: 'keep' | 'shutdown';
   /** Refuse guests whose policy allows debugging (else a warning at every start). */
@@ -68,6 +70,8 @@ export interface DaemonConfig {
   readonly kdsUrl: string | null;
   /** Seconds between re-reads of the platform's reported TCB. */
   readonly snpCertsRefresh: number;
+  /** The host's id in relay requests (`attest: relay`); null: os.hostname(). */
+  readonly hostId: string | null;
 }
 
 /** Bounds of `snp-certs-refresh` (seconds). */
@@ -88,6 +92,7 @@ export const DAEMON_DEFAULTS: DaemonConfig = {
   logFormat: 'json',
   defaultFirmware: null,
   holdTimeout: 600,
+  snpFirstRunWindowMs: SNP_FIRST_RUN_WINDOW_MS.default,
   onShutdown: 'keep',
   refuseDebugPolicy: false,
   metricsListen: null,
@@ -98,6 +103,7 @@ export const DAEMON_DEFAULTS: DaemonConfig = {
   snpArk: null,
   kdsUrl: null,
   snpCertsRefresh: 300,
+  hostId: null,
 };
 
 export { DAEMON_KEYS, type DaemonKey } from './daemon-keys.js';
@@ -111,6 +117,7 @@ export const MAX_DAEMON_CONFIG_BYTES = 64 * 1024;
 const GROUP_PATTERN = /^(?:[a-z_][a-z0-9_-]{0,31}\$?|\d{1,10})$/;
 /** POSIX-style user names (as useradd accepts them), or a numeric uid. */
 const USER_PATTERN = GROUP_PATTERN;
+const HOST_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 const METRICS_PATTERN = /^127\.0\.0\.1:(\d{1,5})$/;
 
 export function isDaemonKey(key: string): key is DaemonKey {
@@ -282,6 +289,9 @@ function applyValue(c: Mutable<DaemonConfig>, key: DaemonKey, value: string, sou
     case 'hold-timeout':
       c.holdTimeout = seconds(HOLD_TIMEOUT_SECONDS);
       return;
+    case 'snp-first-run-window':
+      c.snpFirstRunWindowMs = wholeMs(value, SNP_FIRST_RUN_WINDOW_MS, bad);
+      return;
     case 'snp-certs':
       c.snpCerts = oneOf(value, ['on', 'off', 'auto'], bad);
       return;
@@ -303,6 +313,11 @@ function applyValue(c: Mutable<DaemonConfig>, key: DaemonKey, value: string, sou
     case 'snp-certs-refresh':
       c.snpCertsRefresh = seconds(SNP_CERTS_REFRESH_SECONDS);
       return;
+    case 'host-id':
+      // A hostname-like word: it travels in every relay request and the owner's logs.
+      if (!HOST_ID_PATTERN.test(value)) throw bad("is not a host id (1 to 253 letters, digits, '.', '_', '-')");
+      c.hostId = value;
+      return;
     case 'metrics-listen': {
       const port = METRICS_PATTERN.exec(value)?.[1];
       if (port === undefined || Number(port) > 65535) {
@@ -312,6 +327,13 @@ function applyValue(c: Mutable<DaemonConfig>, key: DaemonKey, value: string, sou
       return;
     }
   }
+}
+
+/** Whole milliseconds within `range` (the unit is in the message: the window is the one key in ms). */
+export function wholeMs(value: string, range: { readonly min: number; readonly max: number }, bad: (why: string) => Error): number {
+  const n = Number(value);
+  if (!/^\d{1,6}$/.test(value) || n < range.min || n > range.max) throw bad(`must be whole milliseconds from ${range.min} to ${range.max}`);
+  return n;
 }
 
 /** An http(s) base URL without credentials, query or fragment; returned without a trailing slash. */

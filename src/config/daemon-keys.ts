@@ -3,6 +3,17 @@
 // the flags without loading the config parser (every `sevsup status` loads the command table).
 // Must not: validate (config/daemon-config.ts does).
 
+/**
+ * How long after its first `cont` an SEV-SNP guest's QEMU exiting is a failed launch (ms). The PSP's
+ * refusals (metadata, CPUID page, policy, ID block) make QEMU exit within milliseconds of `cont`;
+ * three seconds leaves room for a loaded host's scheduling while an approved guest is reported
+ * running soon after; a guest that ends later ran and stopped. The floor keeps the check meaningful
+ * (a window of a few milliseconds would report as running a guest the PSP is refusing right then);
+ * the ceiling catches seconds typed as milliseconds (the guest stays `resuming` for the window).
+ * Here, with the key, because the daemon config, `sevsup run` and the lifecycle all read it.
+ */
+export const SNP_FIRST_RUN_WINDOW_MS = { min: 100, max: 60_000, default: 3_000 } as const;
+
 export interface DaemonKeyDoc {
   readonly key: string;
   /** Placeholder in `--key <value>`. */
@@ -29,6 +40,11 @@ export const DAEMON_KEY_DOCS = [
   { key: 'log-format', value: 'format', help: 'json (journald) or pretty (default json)' },
   { key: 'default-firmware', value: 'file', help: 'firmware of OVMF guests whose config has no firmware key' },
   { key: 'hold-timeout', value: 'seconds', help: 'how long a held guest waits for its owner when its config does not say (default 600)' },
+  {
+    key: 'snp-first-run-window',
+    value: 'ms',
+    help: `SEV-SNP: a QEMU exit this long after the guest's first cont is a failed launch (${SNP_FIRST_RUN_WINDOW_MS.min} to ${SNP_FIRST_RUN_WINDOW_MS.max}; default ${SNP_FIRST_RUN_WINDOW_MS.default})`,
+  },
   { key: 'on-shutdown', value: 'mode', help: 'SIGTERM: keep guests running (default) or shutdown them' },
   {
     key: 'refuse-debug-policy',
@@ -63,6 +79,7 @@ export const DAEMON_KEY_DOCS = [
     value: 'seconds',
     help: "how often the platform's reported TCB is re-read (default 300; SIGHUP also re-reads it)",
   },
+  { key: 'host-id', value: 'name', help: "this host's name to guest owners' services (attest: relay) (default: the hostname)" },
 ] as const satisfies readonly DaemonKeyDoc[];
 
 export type DaemonKey = (typeof DAEMON_KEY_DOCS)[number]['key'];

@@ -8,10 +8,11 @@ import { open } from 'node:fs/promises';
 import { describeIoError } from '../util/io-error.js';
 import path from 'node:path';
 import { SupervisorError } from '../errors.js';
-import type { DiskSpec, FirmwareSpec, LaunchSpec, NetSpec, SevSpec, VmSpec } from './vm-spec.js';
+import type { DiskSpec, FirmwareSpec, LaunchSpec, NetSpec, RelaySpec, SevSpec, VmSpec } from './vm-spec.js';
 import { hasControlChar, quoteForMessage, readKeyValueLines } from './kv-file.js';
 import { BOOLEAN_ALLOWED, formatPropertyString, parseBooleanWord } from './propstring.js';
 import {
+  ATTEST_TIMEOUT_SECONDS,
   CORES,
   CPU_MODEL_ALLOWED,
   CPU_MODEL_PATTERN,
@@ -32,9 +33,10 @@ import {
   VM_NAME_PATTERN,
 } from './vm-keys.js';
 import { snpSpecToProperties } from './snp-line.js';
-import { checkCombinations, checkKeys } from './vm-rules.js';
+import { checkCombinations, checkKeys, relaySpecFrom, type RelayParts } from './vm-rules.js';
 import {
   badValue,
+  parseAttestUrl,
   parseDisk,
   parseEnum,
   parseFirmware,
@@ -85,6 +87,7 @@ export function parseVmConfig(text: string, file: string): VmSpec {
   let launch: LaunchSpec | undefined;
   let attest: VmSpec['attest'] = 'none';
   let holdTimeout: number | undefined;
+  const relayParts: { -readonly [K in keyof RelayParts]: RelayParts[K] } = {};
   let autostart = false;
   let serial: VmSpec['serial'] = 'file';
   let sev: SevSpec | undefined;
@@ -138,6 +141,24 @@ export function parseVmConfig(text: string, file: string): VmSpec {
       case 'attest':
         attest = parseEnum(ctx, entry, 'attest');
         break;
+      case 'attest-url':
+        relayParts.url = parseAttestUrl(ctx, entry);
+        break;
+      case 'attest-ca':
+        relayParts.ca = resolvePath(ctx, entry.value);
+        break;
+      case 'attest-cert':
+        relayParts.cert = resolvePath(ctx, entry.value);
+        break;
+      case 'attest-key':
+        relayParts.key = resolvePath(ctx, entry.value);
+        break;
+      case 'attest-token-file':
+        relayParts.tokenFile = resolvePath(ctx, entry.value);
+        break;
+      case 'attest-timeout':
+        relayParts.timeoutSeconds = parseInteger(ctx, entry, ATTEST_TIMEOUT_SECONDS, 'seconds');
+        break;
       case 'hold-timeout':
         holdTimeout = parseInteger(ctx, entry, HOLD_TIMEOUT_SECONDS, 'seconds');
         break;
@@ -171,6 +192,7 @@ export function parseVmConfig(text: string, file: string): VmSpec {
     }
   }
   name ??= resolveName(file, undefined);
+  const relay: RelaySpec | undefined = relaySpecFrom(file, keys, attest, relayParts);
   disks.sort((a, b) => a.index - b.index);
   nets.sort((a, b) => a.index - b.index);
 
@@ -190,6 +212,7 @@ export function parseVmConfig(text: string, file: string): VmSpec {
     nets,
     ...(launch === undefined ? {} : { launch }),
     attest,
+    ...(relay === undefined ? {} : { relay }),
     ...(holdTimeout === undefined ? {} : { holdTimeout }),
     autostart,
     serial,
@@ -252,6 +275,18 @@ export function formatVmConfig(spec: VmSpec): string {
     put('launch', formatPropertyString({ 'dh-cert': spec.launch.dhCert, session: spec.launch.session }, LAUNCH_SCHEMA));
   }
   put('attest', spec.attest);
+  if (spec.relay !== undefined) {
+    const { url, ca, identity, timeoutSeconds } = spec.relay;
+    put('attest-url', url);
+    put('attest-ca', ca);
+    if (identity.kind === 'mtls') {
+      put('attest-cert', identity.cert);
+      put('attest-key', identity.key);
+    } else {
+      put('attest-token-file', identity.tokenFile);
+    }
+    put('attest-timeout', String(timeoutSeconds));
+  }
   if (spec.holdTimeout !== undefined) put('hold-timeout', String(spec.holdTimeout));
   put('autostart', spec.autostart ? '1' : '0');
   put('serial', spec.serial);

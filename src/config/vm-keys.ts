@@ -30,6 +30,15 @@ export const CPU_MODEL_ALLOWED = "a QEMU CPU model name such as EPYC-v3 (letters
 /** A held guest waits at most a day: longer is a guest nobody is coming back for. */
 export const HOLD_TIMEOUT_SECONDS = { min: 1, max: 24 * 60 * 60 } as const;
 
+/** Per relay attempt: the owner's service answers in milliseconds; 5 minutes is a hung peer. */
+export const ATTEST_TIMEOUT_SECONDS = { min: 1, max: 300, default: 10 } as const;
+
+/** The `attest: relay` keys, in the order messages list them; each needs `attest: relay`. */
+export const RELAY_KEYS = ['attest-url', 'attest-ca', 'attest-cert', 'attest-key', 'attest-token-file', 'attest-timeout'] as const;
+
+/** A URL is one line of a config; 2 KiB is far beyond any real one. */
+export const MAX_ATTEST_URL_CHARS = 2048;
+
 /** QAPI command names, including downstream `__org.example_cmd` forms. */
 export const QMP_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 export const QMP_LIST_ALLOWED = "a comma-separated list of QMP command names (letters, digits, '_', '.', '-')";
@@ -44,7 +53,7 @@ export const SEV_KEYS = ['amd_sev', 'amd-sev'] as const;
 /** Every key in the order formatVmConfig writes them and messages list them. */
 export const KNOWN_KEYS_TEXT =
   'name, memory, cores, cpu, bios, firmware, kernel, initrd, cmdline, disk0…disk9, net0…net9, launch, attest, ' +
-  'hold-timeout, autostart, serial, qmp-allow, qmp-deny, qemu, amd_sev (or amd-sev)';
+  'attest-url, attest-ca, attest-cert, attest-key, attest-token-file, attest-timeout, hold-timeout, autostart, serial, qmp-allow, qmp-deny, qemu, amd_sev (or amd-sev)';
 
 /** Keys other than `diskN`/`netN`, in the order messages list them. */
 export const SIMPLE_KEYS: readonly string[] = [
@@ -59,6 +68,7 @@ export const SIMPLE_KEYS: readonly string[] = [
   'cmdline',
   'launch',
   'attest',
+  ...RELAY_KEYS,
   'hold-timeout',
   'autostart',
   'serial',
@@ -98,7 +108,7 @@ export function isKnownKey(key: string): boolean {
 /** Keys whose value is one word from a closed list. */
 export const ENUM_VALUES = {
   bios: ['ovmf', 'seabios'],
-  attest: ['hold', 'none'],
+  attest: ['hold', 'none', 'relay'],
   serial: ['none', 'file'],
 } as const;
 

@@ -2,10 +2,19 @@
 // spellings, and combinations (kernel-hashes needs a kernel, hold needs SEV, clashing devices).
 // Must not: parse single values (vm-values.ts). Pure: no I/O.
 import { SupervisorError } from '../errors.js';
-import type { VmSpec } from './vm-spec.js';
+import type { RelayIdentity, RelaySpec, VmSpec } from './vm-spec.js';
 import { indexKeyValueLines, quoteForMessage, type KeyValueLine } from './kv-file.js';
 import { didYouMean } from './suggest.js';
-import { FIRMWARE_STORE_KEYS, isKnownKey, KNOWN_KEYS_TEXT, MAX_DEVICE_INDEX, SEV_KEYS, SUGGESTED_KEYS } from './vm-keys.js';
+import {
+  ATTEST_TIMEOUT_SECONDS,
+  FIRMWARE_STORE_KEYS,
+  isKnownKey,
+  KNOWN_KEYS_TEXT,
+  MAX_DEVICE_INDEX,
+  RELAY_KEYS,
+  SEV_KEYS,
+  SUGGESTED_KEYS,
+} from './vm-keys.js';
 import { configError } from './vm-values.js';
 
 /** Structural checks in file order: unknown keys, both SEV spellings, duplicates. */
@@ -58,8 +67,8 @@ export function checkCombinations(file: string, keys: ReadonlyMap<string, KeyVal
     }
   }
   const attestEntry = keys.get('attest');
-  if (attestEntry !== undefined && spec.attest === 'hold' && spec.sev === undefined) {
-    throw missing(attestEntry, "'hold' needs an amd_sev line; without SEV there is no launch measurement to attest");
+  if (attestEntry !== undefined && spec.attest !== 'none' && spec.sev === undefined) {
+    throw missing(attestEntry, `'${spec.attest}' needs an amd_sev line; without SEV there is no launch measurement to attest`);
   }
   const launchEntry = keys.get('launch');
   if (launchEntry !== undefined && spec.sev === undefined) {
@@ -76,8 +85,8 @@ export function checkCombinations(file: string, keys: ReadonlyMap<string, KeyVal
     );
   }
   const holdTimeoutEntry = keys.get('hold-timeout');
-  if (holdTimeoutEntry !== undefined && spec.attest !== 'hold') {
-    throw missing(holdTimeoutEntry, "needs 'attest: hold'; only a held guest waits");
+  if (holdTimeoutEntry !== undefined && spec.attest === 'none') {
+    throw missing(holdTimeoutEntry, "needs 'attest: hold' or 'attest: relay'; only a held guest waits");
   }
   const denyEntry = keys.get('qmp-deny');
   const allowEntry = keys.get('qmp-allow');
@@ -119,4 +128,70 @@ function checkDeviceClashes(file: string, keys: ReadonlyMap<string, KeyValueLine
       seen.set(`${label}=${value}`, net.index);
     }
   }
+}
+
+/** The relay keys' values as read (paths resolved), before they are combined. */
+export interface RelayParts {
+  readonly url?: string;
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly tokenFile?: string;
+  readonly timeoutSeconds?: number;
+}
+
+/**
+ * `attest: relay` and its keys → RelaySpec: the URL and CA are required, and the host's identity is
+ * exactly one of a certificate with its key (mutual TLS) or a token file. Relay keys without
+ * `attest: relay` are refused (a key that does nothing is a config that lies).
+ * @throws SUP_ERR_CONFIG_MISSING_KEY, SUP_ERR_CONFIG_CONFLICT naming the line.
+ */
+export function relaySpecFrom(
+  file: string,
+  keys: ReadonlyMap<string, KeyValueLine>,
+  attest: VmSpec['attest'],
+  parts: RelayParts,
+): RelaySpec | undefined {
+  if (attest !== 'relay') {
+    for (const key of RELAY_KEYS) {
+      const entry = keys.get(key);
+      if (entry !== undefined) throw configError('SUP_ERR_CONFIG_MISSING_KEY', file, entry, "needs 'attest: relay'");
+    }
+    return undefined;
+  }
+  const attestEntry = keys.get('attest');
+  if (attestEntry === undefined) throw new SupervisorError('SUP_ERR_INTERNAL', 'attest: relay without its line');
+  const need = (what: string): SupervisorError => configError('SUP_ERR_CONFIG_MISSING_KEY', file, attestEntry, `'relay' needs ${what}`);
+  if (parts.url === undefined) throw need("'attest-url' (the owner's service, https)");
+  if (parts.ca === undefined) throw need("'attest-ca' (the owner's CA certificate, PEM; the system store is never used)");
+  const certEntry = keys.get('attest-cert');
+  const keyEntry = keys.get('attest-key');
+  const tokenEntry = keys.get('attest-token-file');
+  if (tokenEntry !== undefined && (certEntry ?? keyEntry) !== undefined) {
+    const other = certEntry ?? keyEntry;
+    throw configError(
+      'SUP_ERR_CONFIG_CONFLICT',
+      file,
+      tokenEntry,
+      `conflicts with ${other?.key ?? 'attest-cert'} at line ${other?.line ?? 0}; the host proves itself by a client certificate or a token, give one`,
+    );
+  }
+  let identity: RelayIdentity;
+  if (parts.tokenFile !== undefined) {
+    identity = { kind: 'token', tokenFile: parts.tokenFile };
+  } else if (parts.cert !== undefined && parts.key !== undefined) {
+    identity = { kind: 'mtls', cert: parts.cert, key: parts.key };
+  } else if (certEntry !== undefined || keyEntry !== undefined) {
+    const given = certEntry ?? keyEntry;
+    if (given === undefined) throw new SupervisorError('SUP_ERR_INTERNAL', 'relay identity without its line');
+    throw configError(
+      'SUP_ERR_CONFIG_MISSING_KEY',
+      file,
+      given,
+      "needs both 'attest-cert' and 'attest-key' (the client certificate and its private key)",
+    );
+  } else {
+    throw need("the host's identity: 'attest-cert' and 'attest-key' (mutual TLS) or 'attest-token-file' (bearer token)");
+  }
+  return { url: parts.url, ca: parts.ca, identity, timeoutSeconds: parts.timeoutSeconds ?? ATTEST_TIMEOUT_SECONDS.default };
 }

@@ -74,6 +74,25 @@ export interface LaunchSpec {
   readonly session: string;
 }
 
+/** How the host proves itself to the guest owner's service: a client certificate, or a bearer token. */
+export type RelayIdentity =
+  | { readonly kind: 'mtls'; readonly cert: string; readonly key: string }
+  | { readonly kind: 'token'; readonly tokenFile: string };
+
+/**
+ * `attest: relay` (docs/relay-protocol.md): the daemon sends the held guest's record to the owner's
+ * service and acts on its answer. Paths are absolute; the files are read at each hold, not here.
+ */
+export interface RelaySpec {
+  /** `attest-url`: https only; POSTed to exactly, no path appended. */
+  readonly url: string;
+  /** `attest-ca`: the owner's CA (PEM), the only trust anchor (the system store is never used). */
+  readonly ca: string;
+  readonly identity: RelayIdentity;
+  /** `attest-timeout`: seconds per attempt (connect to the whole answer read). */
+  readonly timeoutSeconds: number;
+}
+
 export interface VmSpec {
   readonly name: string;
   /** Absolute path of the file this spec came from (for messages). */
@@ -91,8 +110,13 @@ export interface VmSpec {
   readonly disks: readonly DiskSpec[];
   readonly nets: readonly NetSpec[];
   readonly launch?: LaunchSpec;
-  /** `hold`: stay paused after measuring until the owner approves. */
-  readonly attest: 'hold' | 'none';
+  /**
+   * `hold`: stay paused after measuring until the owner approves; `relay`: held too, and the
+   * daemon asks the owner's service (`relay`) instead of waiting for a person.
+   */
+  readonly attest: 'hold' | 'none' | 'relay';
+  /** With `attest: relay` only. */
+  readonly relay?: RelaySpec;
   /** Seconds a held guest waits before it is rejected; absent: the daemon's default. */
   readonly holdTimeout?: number;
   readonly autostart: boolean;

@@ -14,6 +14,7 @@ import {
   ENUM_VALUES,
   FIRMWARE_SCHEMA,
   LAUNCH_SCHEMA,
+  MAX_ATTEST_URL_CHARS,
   NET_SCHEMA,
   QMP_LIST_ALLOWED,
   QMP_NAME_PATTERN,
@@ -62,6 +63,34 @@ export function parseInteger(ctx: Ctx, entry: KeyValueLine, range: { min: number
   const value = parseIntegerInRange(entry.value, range.min, range.max);
   if (value === undefined) throw badValue(ctx.file, entry, `an integer number of ${unit} from ${range.min} to ${range.max}`);
   return value;
+}
+
+/**
+ * `attest-url`: an https URL the daemon POSTs to as it is. No credentials in it (the host's
+ * identity is its certificate or token file, never a URL that ends up in logs), no fragment.
+ * @throws SUP_ERR_CONFIG_BAD_VALUE
+ */
+export function parseAttestUrl(ctx: Ctx, entry: KeyValueLine): string {
+  const allowed = 'an https URL such as https://owner.example:8443/attest (no user:password, no #fragment)';
+  if (entry.value.length > MAX_ATTEST_URL_CHARS) throw badValue(ctx.file, entry, `${allowed}, at most ${MAX_ATTEST_URL_CHARS} characters`);
+  let url: URL;
+  try {
+    url = new URL(entry.value);
+  } catch {
+    throw badValue(ctx.file, entry, allowed);
+  }
+  if (url.protocol !== 'https:') {
+    throw configError(
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      ctx.file,
+      entry,
+      `must be https (got ${url.protocol.replace(/:$/, '')}): the record and any secret travel over it`,
+    );
+  }
+  if (url.username !== '' || url.password !== '' || url.hash !== '' || url.hostname === '') {
+    throw configError('SUP_ERR_CONFIG_BAD_VALUE', ctx.file, entry, `invalid value; allowed: ${allowed}`);
+  }
+  return url.href;
 }
 
 /** One word of ENUM_VALUES[key]. @throws SUP_ERR_CONFIG_BAD_VALUE */

@@ -62,6 +62,8 @@ export interface GuestRegistryOptions {
   readonly holdTimeoutSeconds: number;
   /** Firmware of `bios: ovmf` configs without a `firmware:` key. */
   readonly defaultFirmware: string | null;
+  /** The host's id in relay requests (`host-id`); absent: os.hostname(). */
+  readonly hostId?: string;
   /** Group of the per-VM run dirs and proxy sockets. */
   readonly gid?: number;
   readonly logger: Logger;
@@ -69,6 +71,8 @@ export interface GuestRegistryOptions {
     launch(outcome: string): void;
     failedCheck(code: string): void;
     refusedQmp(reason: string): void;
+    relayAttempt(result: string, seconds: number): void;
+    relayOutcome(result: string, seconds: number): void;
   };
   /** @default 'qemu-img' from PATH */
   readonly qemuImg?: string;
@@ -79,7 +83,10 @@ export interface GuestRegistryOptions {
   readonly beforeLaunch?: (vm: string, spec: VmSpec, paths: VmPaths) => Promise<void>;
   /** Timeouts passed to every lifecycle (tests shorten them). */
   readonly lifecycle?: Partial<
-    Pick<LifecycleOptions, 'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions' | 'refuseDebugPolicy'>
+    Pick<
+      LifecycleOptions,
+      'qmpTimeoutMs' | 'connectTimeoutMs' | 'powerdownTimeoutMs' | 'qemuOptions' | 'refuseDebugPolicy' | 'snpFirstRunWindowMs'
+    >
   >;
 }
 
@@ -421,6 +428,17 @@ export class GuestRegistry {
       ...(this.#o.gid === undefined ? {} : { proxyGid: this.#o.gid }),
       onRefusal: (reason) => this.#o.metrics?.refusedQmp(reason),
       replaces: guest.supervised,
+      relayEnv: {
+        ...(this.#o.hostId === undefined ? {} : { hostId: this.#o.hostId }),
+        ...(this.#o.metrics === undefined
+          ? {}
+          : {
+              metrics: {
+                attempt: (result: string, seconds: number) => this.#o.metrics?.relayAttempt(result, seconds),
+                outcome: (result: string, seconds: number) => this.#o.metrics?.relayOutcome(result, seconds),
+              },
+            }),
+      },
     });
     const { lifecycle } = supervised;
     guest.lifecycle = lifecycle;

@@ -97,11 +97,13 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
     binaryArgs,
     caps,
     holdTimeoutSeconds: config.holdTimeout,
+    ...(config.hostId === null ? {} : { hostId: config.hostId }),
     defaultFirmware: config.defaultFirmware,
     ...(gid === undefined ? {} : { gid }),
     lifecycle: {
       qemuOptions: { ...(config.qemuSandbox ? { sandbox: true } : {}), ...(config.qemuUser === null ? {} : { runAs: config.qemuUser }) },
       ...(config.refuseDebugPolicy ? { refuseDebugPolicy: true } : {}),
+      snpFirstRunWindowMs: config.snpFirstRunWindowMs,
     },
     logger,
     metrics,

@@ -1,6 +1,6 @@
 // Prometheus metrics of `sevsup daemon` (prom-client, a registry of its own, names `sevsup_*`):
 // guests by state, launches by outcome, failed fail-closed checks by code, QMP commands the proxy
-// refused by reason, control API latency by route; plus an optional loopback-only HTTP listener.
+// refused by reason, control API latency by route, relay attempts and decisions by result; plus an optional loopback-only HTTP listener.
 // Owns: metric names, labels and their cardinality bound; the listener's loopback rule.
 // Must not: put VM names, client input or anything secret in a label (labels are our own codes,
 // reasons and route templates; docs/systemd.md "Metrics" lists them), or listen beyond loopback.
@@ -20,6 +20,10 @@ export interface DaemonMetrics {
   failedCheck(code: string): void;
   /** The QMP proxy refused a command for this reason (proxy/decide.ts RefusalReason). */
   refusedQmp(reason: string): void;
+  /** One relay attempt to an owner's service (`attest: relay`): its result word and latency. */
+  relayAttempt(result: string, seconds: number): void;
+  /** One relayed hold ended: approve, inject, reject, or why it failed (tls, http, bad-answer, deadline…); held → decided. */
+  relayOutcome(result: string, seconds: number): void;
   /**
    * The host's SNP certificates, read at every scrape: tables ready (1/0), the VCEK's age in the
    * cache, TCB changes seen. Replaces an earlier callback; null: not kept on this host.
@@ -50,6 +54,8 @@ export const MAX_LABEL_VALUES = 64;
 /** Label values longer than this are cut (codes and reasons are far shorter). */
 const MAX_LABEL_CHARS = 64;
 /** Control API calls answer in ms; an approve (cont + status) in well under a second; 30 s is the client's timeout. */
+/** An owner's service on the LAN answers in ms; the relay retries up to the hold deadline (minutes). */
+const RELAY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 const API_LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /** A fresh registry with sevsup's metrics; one per daemon (tests may make many). */
@@ -110,6 +116,22 @@ export function createMetrics(options: MetricsOptions = {}): DaemonMetrics {
     buckets: API_LATENCY_BUCKETS,
     registers: [registry],
   });
+  const relayAttempts = new Histogram({
+    name: `${METRIC_PREFIX}relay_attempt_duration_seconds`,
+    help: "Requests to guest owners' services (attest: relay), by result",
+    labelNames: ['result'],
+    buckets: RELAY_BUCKETS,
+    registers: [registry],
+  });
+  const relayOutcomes = new Histogram({
+    name: `${METRIC_PREFIX}relay_decision_duration_seconds`,
+    help: 'Relayed holds from held to decided, by outcome',
+    labelNames: ['outcome'],
+    buckets: RELAY_BUCKETS,
+    registers: [registry],
+  });
+  const relayResultLabel = bounded();
+  const relayOutcomeLabel = bounded();
   let snpCerts: () => SnpCertsGauge | null = () => null;
   const snpGauge = (name: string, help: string, pick: (g: SnpCertsGauge) => number | null): void => {
     new Gauge({
@@ -153,6 +175,12 @@ export function createMetrics(options: MetricsOptions = {}): DaemonMetrics {
     launch: (outcome) => launches.inc({ outcome: outcomeLabel(outcome) }),
     failedCheck: (code) => checks.inc({ code: codeLabel(code) }),
     refusedQmp: (reason) => refused.inc({ reason: reasonLabel(reason) }),
+    relayAttempt: (result, seconds) => {
+      if (Number.isFinite(seconds) && seconds >= 0) relayAttempts.observe({ result: relayResultLabel(result) }, seconds);
+    },
+    relayOutcome: (outcome, seconds) => {
+      if (Number.isFinite(seconds) && seconds >= 0) relayOutcomes.observe({ outcome: relayOutcomeLabel(outcome) }, seconds);
+    },
     snpCerts: (fn) => {
       snpCerts = fn;
     },

@@ -9,6 +9,7 @@ import type { VmPaths } from '../process/run-dir.js';
 import { buildQemuArgv } from '../qemu/argv.js';
 import type { DecideContext } from '../proxy/decide.js';
 import type { QmpProxy } from '../proxy/proxy-server.js';
+import { relayHold, type RelayEnv } from '../relay/relay.js';
 import { VmLifecycle } from '../vm/lifecycle.js';
 import type { LifecycleOptions } from '../vm/lifecycle-options.js';
 
@@ -22,6 +23,8 @@ export interface SupervisedGuestOptions extends Omit<LifecycleOptions, 'onMonito
   readonly onRefusal?: (reason: string) => void;
   /** A previous supervision of the same guest, whose proxy must be gone before this one binds. */
   readonly replaces?: SupervisedGuest | null;
+  /** For `attest: relay`: the host's id and the metrics hooks (the daemon's). */
+  readonly relayEnv?: RelayEnv;
 }
 
 export interface SupervisedGuest {
@@ -37,7 +40,7 @@ export function decideContext(lifecycle: VmLifecycle): DecideContext {
 }
 
 export function superviseGuest(o: SupervisedGuestOptions): SupervisedGuest {
-  const { paths, proxyGid, onRefusal, replaces, ...lifecycleOptions } = o;
+  const { paths, proxyGid, onRefusal, replaces, relayEnv, ...lifecycleOptions } = o;
   // Loaded while QEMU starts, awaited once its monitor is up (keeps it off the launch's critical path).
   const proxyModule = import('../proxy/proxy-server.js');
   proxyModule.catch(() => undefined); // awaited (and its error reported) in onMonitor
@@ -46,6 +49,8 @@ export function superviseGuest(o: SupervisedGuestOptions): SupervisedGuest {
     ...lifecycleOptions,
     paths,
     argv: buildQemuArgv,
+    // attest: relay asks the owner's service over HTTPS (src/relay/); vm/ only calls the hook.
+    relay: lifecycleOptions.relay ?? ((hold) => relayHold(hold, relayEnv)),
     // Everyone but sevsup reaches the guest's monitor only through the filtering proxy.
     onMonitor: async (qmp) => {
       const { startQmpProxy } = await proxyModule;

@@ -94,12 +94,86 @@ export class OwnerActions {
   readonly #firmware: () => FirmwareInfo | null;
   readonly #snp: boolean;
 
-  constructor(guest: GuestRecord, hold: AttestationHold, logger: Logger, firmware: () => FirmwareInfo | null, snp = false) {
+  /** True for `attest: relay`: the owner's service decides, not the control API. */
+  readonly #relayed: boolean;
+
+  constructor(
+    guest: GuestRecord,
+    hold: AttestationHold,
+    logger: Logger,
+    firmware: () => FirmwareInfo | null,
+    snp = false,
+    relayed = false,
+  ) {
     this.#g = guest;
     this.#hold = hold;
     this.#log = logger;
     this.#firmware = firmware;
     this.#snp = snp;
+    this.#relayed = relayed;
+  }
+
+  /** Refuse approve and inject on a relayed guest unless forced (then warn, naming who). Reject stays open: failing closed is always allowed. */
+  #checkRelayed(request: AttestRequest): void {
+    if (!this.#relayed || request.action === 'reject') return;
+    if (request.force !== true) {
+      throw new SupervisorError(
+        'SUP_ERR_ATTEST_RELAYED',
+        `VM ${this.#g.vm} is relayed to its owner's service (attest: relay), which decides whether it runs; ` +
+          `${request.action} is refused (reject is allowed; an operator who must override gives --force, which is logged)`,
+        { details: { vm: this.#g.vm, action: request.action } },
+      );
+    }
+    this.#log.warn(
+      { event: 'relay-override', action: request.action, peer: request.peer ?? 'unknown' },
+      `operator forced ${request.action} on a guest relayed to its owner's service`,
+    );
+  }
+
+  #admit(action: string): () => void {
+    const g = this.#g;
+    return (): void => {
+      if (g.state !== 'held') {
+        throw new SupervisorError(
+          'SUP_ERR_ATTEST_NOT_HELD',
+          `VM ${g.vm} is ${g.state}, not held for attestation; ${action} applies only to a held guest`,
+          {
+            details: { vm: g.vm, state: g.state, action },
+          },
+        );
+      }
+    };
+  }
+
+  /** The relay's injection: through the same queue, only while held. @throws as inject-secret. */
+  relayInject(packet: { readonly packetHeader: string; readonly secret: string }): Promise<void> {
+    if (this.#snp) return Promise.reject(snpSecretRefusal(this.#g.vm));
+    return this.#hold.exclusive(this.#admit('inject-secret'), async () => {
+      await this.#inject(packet);
+    });
+  }
+
+  /**
+   * The relay's decision: through the same queue, only while held; unlike the API's approve it does
+   * not wait for the resume (the relay runs inside the hold, which the resume follows).
+   */
+  relayDecide(outcome: 'approved' | 'rejected'): Promise<void> {
+    return this.#hold.exclusive(this.#admit(outcome === 'approved' ? 'approve' : 'reject'), async () => {
+      this.#log.info({ outcome }, "the owner's service decided");
+      this.#hold.decide(outcome);
+    });
+  }
+
+  async #inject(request: { readonly packetHeader: string; readonly secret: string; readonly gpa?: number }): Promise<InjectedSecret> {
+    const g = this.#g;
+    const injected = await injectLaunchSecret(g.requireQmp(), g.vm, this.#firmware(), request);
+    g.secretsInjected += 1;
+    g.persist();
+    // Durable before the owner hears it: a restarted daemon must report the same count.
+    await g.persisted();
+    this.#log.info(injected, 'launch secret injected');
+    g.emit({ event: 'secret-injected', ...injected });
+    return injected;
   }
 
   /**
@@ -112,21 +186,15 @@ export class OwnerActions {
    */
   attest(request: AttestRequest): Promise<AttestResult> {
     const g = this.#g;
+    try {
+      this.#checkRelayed(request);
+    } catch (error: unknown) {
+      return Promise.reject(error);
+    }
     // Never sent: SNP has no launch-secret state (QEMU answers "SEV: Not in correct state"), and an
     // SNP guest gets its secrets from its owner after attesting from inside (snp-facts §1.4, §4).
     if (request.action === 'inject-secret' && this.#snp) return Promise.reject(snpSecretRefusal(g.vm));
-    const admit = (): void => {
-      if (g.state !== 'held') {
-        throw new SupervisorError(
-          'SUP_ERR_ATTEST_NOT_HELD',
-          `VM ${g.vm} is ${g.state}, not held for attestation; ${request.action} applies only to a held guest`,
-          {
-            details: { vm: g.vm, state: g.state, action: request.action },
-          },
-        );
-      }
-    };
-    return this.#hold.exclusive(admit, async (): Promise<AttestResult> => {
+    return this.#hold.exclusive(this.#admit(request.action), async (): Promise<AttestResult> => {
       switch (request.action) {
         case 'approve':
           this.#log.info('guest owner approved the guest');
@@ -139,13 +207,8 @@ export class OwnerActions {
           await g.finished;
           return { vm: g.vm, action: 'reject', state: g.state };
         case 'inject-secret': {
-          const injected = await injectLaunchSecret(g.requireQmp(), g.vm, this.#firmware(), request);
-          g.secretsInjected += 1;
-          g.persist();
-          // Durable before the owner hears it: a restarted daemon must report the same count.
-          await g.persisted();
-          this.#log.info(injected, 'launch secret injected');
-          g.emit({ event: 'secret-injected', ...injected });
+          const { packetHeader, secret, gpa } = request;
+          const injected = await this.#inject({ packetHeader, secret, ...(gpa === undefined ? {} : { gpa }) });
           return { vm: g.vm, action: 'inject-secret', state: g.state, ...injected };
         }
       }

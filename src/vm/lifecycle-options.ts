@@ -1,6 +1,7 @@
 // How a lifecycle is made: its options (what to launch, where, how to run QEMU) and its
 // collaborators (LifecycleDeps, the real modules by default; tests replace some of them).
 // Owns: those shapes and the defaults. Must not: act (the lifecycle does).
+import { SNP_FIRST_RUN_WINDOW_MS } from '../config/daemon-keys.js';
 import type { VmSpec } from '../config/vm-spec.js';
 import type { HostCaps } from '../host/host-caps.js';
 import type { Logger } from '../log.js';
@@ -8,19 +9,15 @@ import { launchQemu, type LaunchOptions, type QemuProcess } from '../process/lau
 import type { VmPaths } from '../process/run-dir.js';
 import type { QemuArgvInput, QemuArgvOptions } from '../qemu/argv.js';
 import type { QmpClient } from '../qmp/client.js';
+import type { RelayHold, RelayOutcome } from '../relay/relay.js';
 import { preflight, type Preflight } from './preflight.js';
 import type { RecordPlatform } from './record.js';
 
 /** What the owner gets when nobody answers a hold (DESIGN: the guest is rejected). */
 export const DEFAULT_HOLD_TIMEOUT_MS = 600_000;
 
-/**
- * How long after its first `cont` an SEV-SNP guest's QEMU exiting is a failed launch. The PSP's
- * refusals (metadata, CPUID page, policy, ID block) make QEMU exit within milliseconds of `cont`;
- * three seconds leaves room for a loaded host's scheduling while an approved guest is reported
- * running soon after. A guest that ends later ran and stopped.
- */
-export const DEFAULT_SNP_FIRST_RUN_WINDOW_MS = 3_000;
+/** How long after its first `cont` an SEV-SNP guest's QEMU exiting is a failed launch (why: config/daemon-keys.ts). */
+export const DEFAULT_SNP_FIRST_RUN_WINDOW_MS = SNP_FIRST_RUN_WINDOW_MS.default;
 
 /**
  * The collaborators tests replace (the fake QEMU's environment, a firmware table it lacks); the
@@ -51,7 +48,7 @@ export interface LifecycleOptions {
   readonly stateDir: string;
   /** An already prepared run dir (the run command prepares it first to open its control socket). */
   readonly paths?: VmPaths;
-  /** Hold after measuring, whatever the config says. @default spec.attest === 'hold' */
+  /** Hold after measuring, whatever the config says. @default spec.attest !== 'none' (hold or relay) */
   readonly hold?: boolean;
   /** @default spec.holdTimeout seconds, else DEFAULT_HOLD_TIMEOUT_MS */
   readonly holdTimeoutMs?: number;
@@ -68,6 +65,11 @@ export interface LifecycleOptions {
    * command and the daemon put the filtering proxy in front of it here. A failure fails the launch.
    */
   readonly onMonitor?: (qmp: QmpClient) => Promise<void> | void;
+  /**
+   * `attest: relay`: ask the guest owner's service during the hold (src/relay/relay.ts, given by the
+   * composition so that vm/ holds no network client). Without it a relayed guest is rejected.
+   */
+  readonly relay?: (hold: RelayHold) => Promise<RelayOutcome>;
   /** QEMU's seccomp sandbox and the user it drops to after start-up (`-sandbox`, `-runas`). */
   readonly qemuOptions?: QemuArgvOptions;
   /** SEV-SNP: how long after the first `cont` a QEMU exit is a failed launch. @default DEFAULT_SNP_FIRST_RUN_WINDOW_MS */

@@ -41,6 +41,7 @@ import { recordSnpLaunch } from './snp-launch.js';
 import type { PersistedVmState } from './state-file.js';
 import { GuestRecord } from './guest-record.js';
 import { isTerminal, type VmState } from './state.js';
+import type { RelayOutcome } from '../relay/relay.js';
 import type { AttestRequest, AttestResult, LifecycleEventRecord, LifecycleOutcome, VmStatus } from './types.js';
 
 /** Commands the daemon may send on sevsup's own monitor session (disk snapshots), by state. */
@@ -100,7 +101,14 @@ export class VmLifecycle {
       destroy: () => this.#destroy(),
       ...(options.powerdownTimeoutMs === undefined ? {} : { powerdownTimeoutMs: options.powerdownTimeoutMs }),
     });
-    this.#owner = new OwnerActions(this.#g, this.#hold, this.#log, () => this.#preflight?.firmware ?? null, this.#snp);
+    this.#owner = new OwnerActions(
+      this.#g,
+      this.#hold,
+      this.#log,
+      () => this.#preflight?.firmware ?? null,
+      this.#snp,
+      options.spec.attest === 'relay',
+    );
   }
 
   get state(): VmState {
@@ -485,7 +493,23 @@ export class VmLifecycle {
       controlSocket: this.#g.paths?.controlSocket ?? null,
       secretInjection: !this.#snp,
     });
-    const outcome = await this.#hold.wait({ deadline, exited: proc.exited, signal: this.#abort.signal });
+    // attest: relay: the owner's service is asked while the hold waits; the hold's end (deadline,
+    // stop, QEMU gone, a forced approve) ends the relay, and the relay's rejection carries its reason.
+    let relayRefusal: SupervisorError | null = null;
+    const relayEnd = new AbortController();
+    const relaying =
+      this.#o.spec.attest === 'relay'
+        ? this.#relay(deadline, relayEnd.signal, (error) => {
+            relayRefusal = error;
+          })
+        : Promise.resolve();
+    let outcome: Awaited<ReturnType<AttestationHold['wait']>>;
+    try {
+      outcome = await this.#hold.wait({ deadline, exited: proc.exited, signal: this.#abort.signal });
+    } finally {
+      relayEnd.abort();
+      await relaying;
+    }
     switch (outcome) {
       case 'approved':
         return;
@@ -494,10 +518,49 @@ export class VmLifecycle {
         return;
       case 'rejected':
       case 'timeout':
-        throw holdRefusal(this.vm, outcome, timeoutMs);
+        throw (outcome === 'rejected' ? relayRefusal : null) ?? holdRefusal(this.vm, outcome, timeoutMs);
       case 'exited':
         throw await this.#explain(new SupervisorError('SUP_ERR_QEMU_EXITED', 'QEMU exited while held'), 'the attestation hold');
     }
+  }
+
+  /**
+   * Ask the owner's service (options.relay) and hand its decision to the hold through the owner's
+   * queue; `refuse` hears the rejection's error first. Never throws; does nothing once the hold ended.
+   */
+  async #relay(deadline: Date, signal: AbortSignal, refuse: (error: SupervisorError) => void): Promise<void> {
+    const spec = this.#o.spec.relay;
+    const run = this.#o.relay;
+    const recordPath = this.#g.recordPath;
+    let outcome: RelayOutcome;
+    if (spec === undefined || run === undefined || recordPath === null) {
+      const error = new SupervisorError(
+        'SUP_ERR_RELAY_CREDENTIALS',
+        `VM ${this.vm} is attest: relay, but this launch has no relay or no record; rejected`,
+      );
+      outcome = { approved: false, error };
+    } else {
+      outcome = await run({
+        vm: this.vm,
+        spec,
+        recordPath,
+        deadline,
+        signal,
+        inject: (packet) => this.#owner.relayInject(packet),
+        logger: this.#vmLog,
+      }).catch(
+        (error: unknown): RelayOutcome => ({
+          approved: false,
+          error:
+            error instanceof SupervisorError
+              ? error
+              : new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: the relay failed`, { cause: error }),
+        }),
+      );
+    }
+    if (signal.aborted) return;
+    if (!outcome.approved) refuse(outcome.error);
+    await this.#owner.relayDecide(outcome.approved ? 'approved' : 'rejected').catch(() => undefined);
   }
 
   /**
@@ -626,7 +689,7 @@ export class VmLifecycle {
   }
 
   #holds(): boolean {
-    return this.#o.hold ?? this.#o.spec.attest === 'hold';
+    return this.#o.hold ?? this.#o.spec.attest !== 'none';
   }
 
   /** A QMP step whose failure because QEMU died is reported as such. */

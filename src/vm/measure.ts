@@ -16,7 +16,7 @@ import { checkMeasurement, checkSevInfo } from './checks.js';
 import type { QmpStep } from './failure.js';
 import type { FileDigest, RecordPlatform } from './record.js';
 import { buildLaunchRecord, recordSevType } from './record-builder.js';
-import { writeRecord } from './record-store.js';
+import { writeRecordBeforeResume } from './record-store.js';
 import type { LifecycleEvent } from './types.js';
 
 /** The kernel's and initrd's digests (null for one the config does not name). */
@@ -99,16 +99,7 @@ export async function measureSevLaunch(c: MeasureContext): Promise<string> {
     { sev: seen, expectedPolicy, measurement, mnonce: bytes.mnonce, capturedAt: new Date() },
     cpuSignature,
   );
-  let path: string;
-  try {
-    path = await writeRecord(c.stateDir, record);
-  } catch (error: unknown) {
-    if (!hasCode(error, 'SUP_ERR_RECORD_WRITE')) throw error;
-    throw new SupervisorError('SUP_ERR_RECORD_WRITE', `VM ${vm}: ${error.message}; the guest was not resumed`, {
-      details: error.details,
-      cause: error,
-    });
-  }
+  const path = await writeRecordBeforeResume(c.stateDir, record);
   c.emit({ event: 'measured', record: path, measurement });
   return path;
 }

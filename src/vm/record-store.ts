@@ -6,7 +6,7 @@
 // with what the lifecycle reported.
 import { chmod, mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SupervisorError } from '../errors.js';
+import { hasCode, SupervisorError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from '../util/atomic-write.js';
 import { parseLaunchRecord, recordFileStem, type LaunchRecord } from './record.js';
 import { errnoOf } from '../util/io-error.js';
@@ -21,6 +21,23 @@ const SAFE_VM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export function recordsDir(stateDir: string, vm: string): string {
   return join(stateDir, vm, 'measurements');
+}
+
+/**
+ * writeRecord for a launch before its `cont` (SEV's measurement, SNP's launch record): a failure
+ * names the VM and says the guest was not resumed, as the lifecycle then fails closed.
+ * @throws SUP_ERR_RECORD_WRITE
+ */
+export async function writeRecordBeforeResume(stateDir: string, record: LaunchRecord): Promise<string> {
+  try {
+    return await writeRecord(stateDir, record);
+  } catch (error: unknown) {
+    if (!hasCode(error, 'SUP_ERR_RECORD_WRITE')) throw error;
+    throw new SupervisorError('SUP_ERR_RECORD_WRITE', `VM ${record.vm}: ${error.message}; the guest was not resumed`, {
+      details: error.details,
+      cause: error,
+    });
+  }
 }
 
 /**

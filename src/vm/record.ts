@@ -26,10 +26,14 @@ export interface LaunchInputs {
   readonly initrd: FileDigest | null;
   /** `-append` as given; null when there is none. */
   readonly cmdline: string | null;
+  /** kernel-hashes=1: the kernel, initrd and cmdline are measured (else only their sha256 is noted). */
   readonly kernelHashes: boolean;
   readonly vcpus: number;
   readonly cpuModel: string;
-  /** `major.minor.micro` from the QMP greeting, plus the package string when QEMU gives one. */
+  /**
+   * `major.minor.micro` from the QMP greeting, plus the package string when QEMU gives one: the QEMU
+   * that ran (on the simulated platform, the one the simulator runs underneath; docs/snp-attestation.md).
+   */
   readonly qemuVersion: string;
 }
 

@@ -7,14 +7,14 @@
 // lifecycle does, and fails closed on whatever this throws); judge a report (the owner does).
 import { computeSnpExpectedDigest } from '../attestation/snp-inputs.js';
 import type { SnpSpec } from '../config/vm-spec.js';
-import { hasCode, isSupervisorError, SupervisorError } from '../errors.js';
+import { isSupervisorError, SupervisorError } from '../errors.js';
 import { queryCpuSignature, querySev } from '../qmp/commands.js';
 import { formatSnpPolicy, snpPolicyFromConfig } from '../sev/snp-policy.js';
 import { cpuSignature } from '../sev/vmsa.js';
 import { checkSnpInfo } from './checks.js';
 import type { MeasureContext } from './measure.js';
 import { launchInputs } from './record-builder.js';
-import { writeRecord } from './record-store.js';
+import { writeRecordBeforeResume } from './record-store.js';
 import type { SnpLaunchFiles } from './snp-preflight.js';
 import { buildSnpRecord, SNP_QEMU_GUEST_FEATURES } from './snp-record.js';
 
@@ -104,16 +104,7 @@ export async function recordSnpLaunch(c: SnpLaunchContext): Promise<string> {
         ? null
         : { block: c.snp.idBlock, auth: c.snp.idAuth, blockPath: sev.idBlock, authPath: sev.idAuth },
   });
-  let path: string;
-  try {
-    path = await writeRecord(c.stateDir, record);
-  } catch (error: unknown) {
-    if (!hasCode(error, 'SUP_ERR_RECORD_WRITE')) throw error;
-    throw new SupervisorError('SUP_ERR_RECORD_WRITE', `VM ${vm}: ${error.message}; the guest was not resumed`, {
-      details: error.details,
-      cause: error,
-    });
-  }
+  const path = await writeRecordBeforeResume(c.stateDir, record);
   c.emit({
     event: 'snp-recorded',
     record: path,

@@ -13,7 +13,7 @@ import { hex } from '../sev/ovmf-table.js';
 import { idAuthKeyDigests, parseIdBlock } from '../sev/snp-id-block.js';
 import { describeSnpPolicy, snpPolicyView, type SnpPolicyFlag } from '../sev/snp-policy.js';
 import { isRecord } from '../util/is-record.js';
-import type { FileDigest, RecordPlatform } from './record.js';
+import type { FileDigest, LaunchInputs, RecordPlatform } from './record.js';
 
 export const SNP_RECORD_SCHEMA = 'sevsup.snp-launch/v1';
 
@@ -51,16 +51,10 @@ export interface SnpRecordIdBlock {
   readonly authorKeyDigest: string | null;
 }
 
-export interface SnpRecordLaunch {
+/** The launch inputs every record holds (record.ts LaunchInputs), plus SNP's; the firmware is never absent. */
+export interface SnpRecordLaunch extends Omit<LaunchInputs, 'firmware'> {
   /** The -bios image: path and sha256 of the bytes the digest was computed over. */
   readonly firmware: FileDigest;
-  readonly kernel: FileDigest | null;
-  readonly initrd: FileDigest | null;
-  readonly cmdline: string | null;
-  /** kernel-hashes=1: the kernel, initrd and cmdline are measured (else only their sha256 is noted). */
-  readonly kernelHashes: boolean;
-  readonly vcpus: number;
-  readonly cpuModel: string;
   /** CPUID 1 EAX of the vCPUs as QEMU reports them (`0xa00f11`): RDX in every VMSA. */
   readonly vcpuSignature: string;
   /** VMSA SEV_FEATURES (`0x1`). */
@@ -71,7 +65,6 @@ export interface SnpRecordLaunch {
   readonly idAuth: FileDigest | null;
   /** `host-data-file`'s path and the sha256 of its 32 bytes; null for inline host data or none. */
   readonly hostDataFile: FileDigest | null;
-  readonly qemuVersion: string;
 }
 
 export interface SnpLaunchRecord {

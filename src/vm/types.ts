@@ -6,10 +6,20 @@ import type { SupervisorError } from '../errors.js';
 import type { RecordPlatform } from './record.js';
 import type { VmState } from './state.js';
 
+/**
+ * Who asked and whether they override the relay: `force` (from the request) lets an operator approve
+ * or inject into a guest whose owner's service decides (`attest: relay`); `peer` is set by the
+ * control API from the socket's credentials, never read from the body.
+ */
+interface AttestOverride {
+  readonly force?: boolean;
+  readonly peer?: string;
+}
+
 export type AttestRequest =
-  | { readonly action: 'approve' }
-  | { readonly action: 'reject' }
-  | {
+  | ({ readonly action: 'approve' } & AttestOverride)
+  | ({ readonly action: 'reject' } & AttestOverride)
+  | ({
       readonly action: 'inject-secret';
       /** base64 of the launch secret packet header (as `sev-inject-launch-secret` takes it). */
       readonly packetHeader: string;
@@ -17,7 +27,7 @@ export type AttestRequest =
       readonly secret: string;
       /** Guest physical address; absent: the firmware's launch-secret area. */
       readonly gpa?: number;
-    };
+    } & AttestOverride);
 
 export type AttestAction = AttestRequest['action'];
 

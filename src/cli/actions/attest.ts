@@ -19,9 +19,11 @@ export async function runAttest(vm: string, opts: AttestCliOptions): Promise<voi
   const chosen = [opts.approve === true, opts.reject === true, opts.injectSecret !== undefined].filter(Boolean).length;
   if (chosen !== 1) throw usage('give exactly one of --approve, --reject, --inject-secret HEADER_FILE SECRET_FILE');
   if (opts.gpa !== undefined && opts.injectSecret === undefined) throw usage('--gpa only goes with --inject-secret');
+  if (opts.force === true && opts.reject === true) throw usage('--force goes with --approve or --inject-secret; --reject needs none');
+  const force = opts.force === true ? { force: true } : {};
 
   let request: AttestRequest;
-  if (opts.approve === true) request = { action: 'approve' };
+  if (opts.approve === true) request = { action: 'approve', ...force };
   else if (opts.reject === true) request = { action: 'reject' };
   else {
     const files = opts.injectSecret ?? [];
@@ -33,7 +35,9 @@ export async function runAttest(vm: string, opts: AttestCliOptions): Promise<voi
     const secret = await readBase64File(secretFile, 'secret');
     const gpa = parseGpa(opts.gpa);
     request =
-      gpa === undefined ? { action: 'inject-secret', packetHeader, secret } : { action: 'inject-secret', packetHeader, secret, gpa };
+      gpa === undefined
+        ? { action: 'inject-secret', packetHeader, secret, ...force }
+        : { action: 'inject-secret', packetHeader, secret, gpa, ...force };
   }
 
   const socketPath = attestSocket(vm, opts);

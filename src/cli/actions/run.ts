@@ -5,6 +5,7 @@
 import { pino } from 'pino';
 import { lifecycleTarget, singleLifecycle } from '../../api/lifecycle-target.js';
 import { startControlServer } from '../../api/server.js';
+import { SNP_FIRST_RUN_WINDOW_MS } from '../../config/daemon-keys.js';
 import { loadVmConfig } from '../../config/vm-config.js';
 import { SupervisorError } from '../../errors.js';
 import { createLogger } from '../../log.js';
@@ -26,6 +27,12 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   const holdTimeoutS = integerOption('--hold-timeout', opts.holdTimeout, 1, MAX_HOLD_TIMEOUT_S);
   const qmpTimeoutMs = integerOption('--qmp-timeout', opts.qmpTimeout, 1, MAX_QMP_TIMEOUT_MS);
   const powerdownS = integerOption('--powerdown-timeout', opts.powerdownTimeout, 0, MAX_POWERDOWN_TIMEOUT_S);
+  const snpWindowMs = integerOption(
+    '--snp-first-run-window',
+    opts.snpFirstRunWindow,
+    SNP_FIRST_RUN_WINDOW_MS.min,
+    SNP_FIRST_RUN_WINDOW_MS.max,
+  );
   const sim = opts.platform === 'sim';
   if (!sim) {
     const simOnly = (['simTik', 'simTek', 'simFault', 'simDelayMs', 'simReplyShape'] as const).filter((k) => opts[k] !== undefined);
@@ -36,6 +43,9 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   if (opts.hold === true && spec.sev === undefined) {
     throw usage(`VM ${spec.name} is not an SEV guest: there is no launch measurement to attest, so --hold does not apply`);
   }
+  if (snpWindowMs !== undefined && spec.sev?.type !== 'snp') {
+    throw usage(`VM ${spec.name} is not an SEV-SNP guest: --snp-first-run-window applies only to an SNP guest's first run`);
+  }
   const logger = createLogger(
     { level: logLevel(opts.logLevel), base: { platform: sim ? 'simulated' : 'hardware' } },
     pino.destination({ dest: 2, sync: true }),
@@ -44,6 +54,11 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   // A VM's own `qemu:` key names its QEMU on real hardware; the simulator runs the given one.
   const qemu = sim ? opts.qemu : (spec.qemu ?? opts.qemu);
   if (!sim && spec.sev?.type === 'snp') await (await import('../../host/qemu-version.js')).requireQemuForSnp(qemu ?? DEFAULT_QEMU);
+  // Never beside a daemon on the same directories (it would re-attach, and fight over, this guest).
+  // Taken while the platform is chosen (flock(1) is a process start; a hardware platform probes the
+  // host); the platform's failure is still the one reported when both fail, as before.
+  const locking = lockDirs([opts.runDir, opts.stateDir], { mode: 'shared', who: 'sevsup run' });
+  locking.catch(() => undefined); // awaited below
   const { platform, binary, binaryArgs, caps } = await selectPlatform({
     platform: opts.platform,
     ...(qemu === undefined ? {} : { qemu }),
@@ -52,8 +67,7 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     logger,
   });
 
-  // Never beside a daemon on the same directories (it would re-attach, and fight over, this guest).
-  await lockDirs([opts.runDir, opts.stateDir], { mode: 'shared', who: 'sevsup run' });
+  await locking;
   // Refuses while another supervisor's sockets for this VM still answer.
   const paths = await prepareVmRunDir(opts.runDir, spec.name);
   const { lifecycle, closeProxy } = superviseGuest({
@@ -70,6 +84,7 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
     ...(holdTimeoutS === undefined ? {} : { holdTimeoutMs: holdTimeoutS * 1000 }),
     ...(qmpTimeoutMs === undefined ? {} : { qmpTimeoutMs }),
     ...(powerdownS === undefined ? {} : { powerdownTimeoutMs: powerdownS * 1000 }),
+    ...(snpWindowMs === undefined ? {} : { snpFirstRunWindowMs: snpWindowMs }),
     ...(opts.sandbox === true || opts.runas !== undefined
       ? { qemuOptions: { ...(opts.sandbox === true ? { sandbox: true } : {}), ...(opts.runas === undefined ? {} : { runAs: opts.runas }) } }
       : {}),

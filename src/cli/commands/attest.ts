@@ -8,6 +8,7 @@ export interface AttestCliOptions {
   readonly reject?: boolean;
   readonly injectSecret?: readonly string[];
   readonly gpa?: string;
+  readonly force?: boolean;
   readonly runDir?: string;
   readonly socket?: string;
   readonly json?: boolean;
@@ -22,6 +23,7 @@ export function registerAttest(program: Command): void {
     .option('--reject', 'destroy the held guest; it never runs')
     .option('--inject-secret <files...>', 'HEADER_B64_FILE SECRET_B64_FILE: inject a launch secret (repeatable before --approve)')
     .option('--gpa <address>', "guest physical address for the secret (decimal or 0x hex; default: the firmware's secret area)")
+    .option('--force', "approve or inject into a guest relayed to its owner's service (attest: relay); logged as an override")
     .option('--run-dir <dir>', '`sevsup run` guest: use <dir>/<vm>/control.sock')
     .option(
       '--socket <path>',
@@ -35,7 +37,8 @@ export function registerAttest(program: Command): void {
         'The secret files hold base64 text, as `virt-qemu-sev-validate --secret-header F --secret-payload F`',
         'writes them; their contents never appear on the command line or in logs.',
         '',
-        'Exit codes: 0 done; 2 usage; 7 not held, refused by the platform, or no secret area (give --gpa);',
+        'Exit codes: 0 done; 2 usage; 7 not held, refused by the platform, no secret area (give --gpa), or the',
+        "guest is relayed to its owner's service (SUP_ERR_ATTEST_RELAYED: only --reject, or --force);",
         '8 control socket unreachable; 9 no such VM on that socket; 5/6 the guest failed while resuming.',
       ].join('\n'),
     )

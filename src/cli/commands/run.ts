@@ -17,6 +17,7 @@ export interface RunCliOptions {
   readonly holdTimeout?: string;
   readonly qmpTimeout?: string;
   readonly powerdownTimeout?: string;
+  readonly snpFirstRunWindow?: string;
   readonly json?: boolean;
   readonly simTik?: string;
   readonly simTek?: string;
@@ -52,6 +53,10 @@ export function registerRun(program: Command): void {
     )
     .option('--qmp-timeout <ms>', 'QMP command reply timeout (default 30000)')
     .option('--powerdown-timeout <seconds>', 'on SIGINT/SIGTERM, how long a running guest gets to power off before QEMU quits (default 10)')
+    .option(
+      '--snp-first-run-window <ms>',
+      "SEV-SNP: a QEMU exit this long after the guest's first cont is a failed launch (100 to 60000; default 3000, as the daemon's snp-first-run-window)",
+    )
     .option('--json', 'print one JSON object per line per lifecycle event')
     .option('--sim-tik <file>', 'sim: the platform TIK (16 bytes; default: generated in the run dir)')
     .option('--sim-tek <file>', 'sim: the platform TEK (16 bytes; default: generated in the run dir)')

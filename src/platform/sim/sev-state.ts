@@ -8,6 +8,7 @@ import type { Area } from '../../sev/ovmf-table.js';
 import { verifyLaunchSecret } from '../../sev/launch-secret.js';
 import { encodeMeasurement } from '../../sev/measurement.js';
 import { POLICY_BITS } from '../../sev/policy.js';
+import { decodeSnpPolicy } from '../../sev/snp-policy.js';
 import { attestationReport, platformCapabilities, type PlatformCapabilities } from './platform-blobs.js';
 import type { SimReplyShape } from './options.js';
 import type { SnpFinish, SnpLaunchFacts } from './snp-launch.js';
@@ -51,10 +52,6 @@ export const SEV_FW_ERRORS = {
 export const MIGRATION_BLOCKER = 'SEV: Migration is not implemented';
 /** QEMU 10's blocker for SNP guests (sev_snp_launch_finish). */
 export const SNP_MIGRATION_BLOCKER = 'SEV-SNP: Migration is not implemented';
-
-/** QEMU 10's SEV_SNP_POLICY_SMT and SEV_SNP_POLICY_DBG (info sev). */
-const SNP_POLICY_SMT = 0x10000;
-const SNP_POLICY_DBG = 0x80000;
 
 export interface SevPlatformVersion {
   readonly apiMajor: number;
@@ -322,13 +319,15 @@ export class SevGuestSim {
     if (!this.setup.enabled) return 'SEV is not enabled\r\n';
     const p = this.setup.policy;
     if (this.isSnp) {
+      // QEMU 10 tests SEV_SNP_POLICY_DBG and _SMT, the bits sev/snp-policy.ts names DEBUG and SMT.
+      const { debug, smt } = decodeSnpPolicy(BigInt(p));
       const snpLines = [
         'SEV type: sev-snp',
         `state: ${this.stateValue}`,
         `build: ${this.setup.platform.buildId}`,
         `api version: ${this.setup.platform.apiMajor}.${this.setup.platform.apiMinor}`,
-        `debug: ${p & SNP_POLICY_DBG ? 'on' : 'off'}`,
-        `SMT allowed: ${p & SNP_POLICY_SMT ? 'on' : 'off'}`,
+        `debug: ${debug ? 'on' : 'off'}`,
+        `SMT allowed: ${smt ? 'on' : 'off'}`,
       ];
       return snpLines.map((l) => `${l}\r\n`).join('');
     }

@@ -130,7 +130,9 @@ describe('control API server', () => {
     ['', 'request body is not valid JSON (0 bytes)'],
     ['[1]', 'attest request: the body must be a JSON object'],
     ['{"action":"cont"}', 'attest request: "action" must be "approve", "reject" or "inject-secret"'],
-    ['{"action":"approve","force":true}', 'attest request: unexpected member "force" for action approve'],
+    ['{"action":"reject","force":true}', 'attest request: unexpected member "force" for action reject'],
+    ['{"action":"approve","force":1}', 'attest request: "force" must be true when given'],
+    ['{"action":"approve","peer":"uid=0"}', 'attest request: unexpected member "peer" for action approve'],
     ['{"action":"inject-secret","packetHeader":"AAAA","secret":"s3cr3t!!"}', 'attest request: "secret" must be non-empty base64'],
     ['{"action":"inject-secret","packetHeader":"","secret":"AAAA"}', 'attest request: "packetHeader" must be non-empty base64'],
     ['{"action":"inject-secret","packetHeader":"AAAA","secret":"AAAA","gpa":-1}', 'attest request: "gpa" must be a non-negative integer'],
@@ -141,6 +143,11 @@ describe('control API server', () => {
   ])('400s %s', async (body, message) => {
     expect(await raw('POST', '/v1/vms/demo/attest', body)).toEqual({ status: 400, body: { code: 'SUP_ERR_API_BAD_REQUEST', message } });
     expect(calls).toEqual([]);
+  });
+
+  it('passes force on, with the peer named by the server (never by the body)', async () => {
+    expect(await raw('POST', '/v1/vms/demo/attest', '{"action":"approve","force":true}')).toMatchObject({ status: 200 });
+    expect(calls).toEqual([{ action: 'approve', force: true, peer: expect.stringMatching(/^uid=\d+ pid=\d+ comm=|^unknown/) }]);
   });
 
   it('413s a body declared too large without reading it, and one that grows too large', async () => {

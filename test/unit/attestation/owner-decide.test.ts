@@ -1,7 +1,7 @@
 // The owner service's pure decision: approve, inject (the packet opens under the owner's keys for
 // this measurement only), and a reject for every reason; SNP records; and the replay memory
 // (reservations, durable entries that survive a reopen, a corrupt state file refused).
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,9 @@ import { AnsweredStore } from '../../../src/attestation/owner-replay.js';
 import { ATTEST_REQUEST_SCHEMA, readAttestRequest, replayKey, type AttestRequest } from '../../../src/attestation/relay-protocol.js';
 import { verifyLaunchSecret } from '../../../src/sev/launch-secret.js';
 import { computeMeasurementMac, encodeMeasurement } from '../../../src/sev/measurement.js';
+import { buildIdAuth, buildIdBlock, snpKeyDigest } from '../../../src/sev/snp-id-block.js';
 import { buildRecord, type MeasurementRecord } from '../../../src/vm/record.js';
+import { buildSnpRecord } from '../../../src/vm/snp-record.js';
 import { catchSupervisorErrorAsync } from '../../support/catch-error.js';
 
 const tik = randomBytes(16);
@@ -129,10 +131,13 @@ describe('decideAttestation (SEV, SEV-ES)', () => {
       'cannot verify: measurement:',
     ],
   ];
-  it.each(rejects)('rejects %s', (_name, req, g, reason) => {
+  /** Rejects whose MAC verified under the TIK (remembered against replay); the others are not. */
+  const authenticated = new Set(['policy not allowed', 'old API', 'build id', 'ES with wrong policy']);
+  it.each(rejects)('rejects %s', (name, req, g, reason) => {
     const d = decideAttestation(req, g);
     expect(d.verdict).toBe('reject');
     expect(d.reasons.some((r) => r.startsWith(reason))).toBe(true);
+    expect(d).toMatchObject({ authenticated: authenticated.has(name) });
   });
 
   it('never puts key or secret bytes in reasons', () => {
@@ -147,55 +152,114 @@ describe('decideAttestation (SEV, SEV-ES)', () => {
 });
 
 describe('decideAttestation (SNP launch records)', () => {
+  // Records as the daemon writes them (vm/snp-record.ts buildSnpRecord), with a real ID block.
+  const snpDigest = randomBytes(48);
+  const idKey = generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey;
+  const snpHostData = randomBytes(32);
   const snp: LoadedSnpGuest = {
     type: 'snp',
     host: 'node-7',
     vm: 'web1',
-    digest: randomBytes(48),
+    digest: snpDigest,
     policy: 0x30000n,
-    hostData: randomBytes(32),
-    idKeyDigest: randomBytes(48),
+    hostData: snpHostData,
+    idKeyDigest: snpKeyDigest(idKey),
   };
-  const snpRecord = (o: Record<string, unknown> = {}): Record<string, unknown> => ({
-    sevType: 'sev-snp',
-    vm: 'web1',
-    expectedLaunchDigest: snp.digest.toString('hex'),
-    policy: '0x30000',
-    hostData: snp.hostData?.toString('hex'),
-    idKeyDigest: snp.idKeyDigest?.toString('hex'),
-    ...o,
-  });
+  const snpRecord = (
+    o: {
+      digest?: Buffer;
+      policy?: bigint;
+      hostData?: Buffer | null;
+      idBlock?: boolean;
+      vm?: string;
+      state?: string;
+      qemuVersion?: string;
+    } = {},
+  ): Record<string, unknown> => {
+    const d = o.digest ?? snpDigest;
+    const policy = o.policy ?? 0x30000n;
+    const block = buildIdBlock({ launchDigest: d, familyId: Buffer.alloc(16), imageId: Buffer.alloc(16), guestSvn: 0, policy });
+    const hostData = o.hostData === undefined ? snpHostData : o.hostData;
+    const r = buildSnpRecord({
+      vm: o.vm ?? 'web1',
+      capturedAt: new Date('2026-12-02T04:00:00Z'),
+      platform: 'simulated',
+      reported: { snpPolicy: policy, ...HOST, state: o.state ?? 'launch-update' },
+      measured: {
+        digest: {
+          digest: d,
+          firmwareDigest: randomBytes(48),
+          firmware: {
+            path: '/fw/OVMF.fd',
+            size: 0x10000,
+            sha256: 'ab'.repeat(32),
+            table: {} as never,
+            metadata: { status: 'absent' } as never,
+          },
+          kernel: null,
+          initrd: null,
+          cmdline: null,
+        },
+        vcpus: 1,
+        vcpuSignature: 0xa00f11,
+        guestFeatures: 1n,
+        vmmType: 'QEMU',
+      },
+      kernel: null,
+      initrd: null,
+      cmdline: null,
+      kernelHashes: false,
+      cpuModel: 'EPYC-Milan',
+      qemuVersion: o.qemuVersion ?? '10.0.13',
+      hostData: hostData === null ? null : { base64: hostData.toString('base64'), path: null },
+      idBlock:
+        o.idBlock === false
+          ? null
+          : { block: block.toString('base64'), auth: buildIdAuth(block, idKey).idAuth.toString('base64'), blockPath: '/b', authPath: '/a' },
+    });
+    return JSON.parse(JSON.stringify(r)) as Record<string, unknown>;
+  };
   it('approves the expected digest, policy, host data and ID key', () => {
     expect(decideAttestation(request(snpRecord()), snp).verdict).toBe('approve');
   });
+  it('approves a simulated record whose QEMU is the 7.2 the simulator ran underneath (which QEMU ran is not the criterion)', () => {
+    expect(decideAttestation(request(snpRecord({ qemuVersion: '7.2.22 (Debian 1:7.2+dfsg-7+deb12u18)' })), snp).verdict).toBe('approve');
+  });
   it.each([
-    ['digest', { expectedLaunchDigest: 'ab'.repeat(48) }, "the launch digest is not the owner's expected digest"],
-    ['policy', { policy: 0x70000 }, 'policy 0x70000 is not the expected 0x30000'],
-    ['host data', { hostData: '00'.repeat(32) }, 'host data differs from the expected'],
-    ['no ID block', { idKeyDigest: null }, 'the launch has no ID block; the owner expects one signed by its ID key'],
-    ['an SEV record', { sevType: 'sev' }, 'the record is not an SNP launch record (sevType sev-snp)'],
+    ['digest', { digest: randomBytes(48) }, "the launch digest is not the owner's expected digest"],
+    ['policy', { policy: 0x70000n }, 'policy 0x70000 is not the expected 0x30000'],
+    ['host data', { hostData: Buffer.alloc(32) }, 'host data differs from the expected'],
+    ['no host data', { hostData: null }, 'the launch has no host data; the owner expects some'],
+    ['no ID block', { idBlock: false }, 'the launch has no ID block; the owner expects one signed by its ID key'],
+    ['VM', { vm: 'web2' }, 'the record is for another VM than the request names'],
+    ['state', { state: 'running' }, 'the SNP record was captured in state "running", not launch-update (held before the first run)'],
   ])('rejects another %s', (_n, change, reason) => {
     const d = decideAttestation(request(snpRecord(change)), snp);
-    expect(d).toEqual({ verdict: 'reject', reasons: [reason] });
+    expect(d).toEqual({ verdict: 'reject', reasons: [reason], authenticated: false });
   });
-  it('reads the sevsup.snp-launch/v1 shape (policy object, ID block) and refuses a launched record', () => {
-    const v1 = {
-      schema: 'sevsup.snp-launch/v1',
-      vm: 'web1',
-      sevType: 'sev-snp',
-      state: 'launch-update',
-      policy: { value: '0x30000', description: 'SMT allowed', abiMajor: 0, abiMinor: 0, flags: ['smt'] },
-      expectedLaunchDigest: snp.digest.toString('hex'),
-      hostData: snp.hostData?.toString('hex'),
-      idBlock: { launchDigest: snp.digest.toString('hex'), matchesExpected: true, idKeyDigest: snp.idKeyDigest?.toString('hex') },
-    };
-    expect(decideAttestation(request(v1), snp).verdict).toBe('approve');
-    expect(decideAttestation(request({ ...v1, idBlock: null }), snp).reasons).toEqual([
-      'the launch has no ID block; the owner expects one signed by its ID key',
-    ]);
-    expect(decideAttestation(request({ ...v1, state: 'running' }), snp).reasons).toEqual([
-      'the SNP record was captured in state "running", not launch-update (held before the first run)',
-    ]);
+  it.each([
+    [
+      'an SEV record',
+      (r: Record<string, unknown>) => ({ ...r, sevType: 'sev' }),
+      'the record is not an SNP launch record (sevType sev-snp)',
+    ],
+    [
+      'a record of another writer (policy as a number)',
+      (r: Record<string, unknown>) => ({ ...r, policy: 0x30000 }),
+      'the SNP record is not a well-formed sevsup.snp-launch/v1 record (docs/snp-attestation.md)',
+    ],
+    [
+      'a record without its schema',
+      (r: Record<string, unknown>) => ({ ...r, schema: undefined }),
+      'the SNP record is not a well-formed sevsup.snp-launch/v1 record (docs/snp-attestation.md)',
+    ],
+    [
+      'a short digest',
+      (r: Record<string, unknown>) => ({ ...r, expectedLaunchDigest: 'ab'.repeat(32) }),
+      'the SNP record is not a well-formed sevsup.snp-launch/v1 record (docs/snp-attestation.md)',
+    ],
+  ])("rejects %s through the record module's narrowing", (_n, change, reason) => {
+    expect(decideAttestation(request(change(snpRecord())), snp)).toEqual({ verdict: 'reject', reasons: [reason] });
   });
 
   it('an SNP record for an SEV guest is rejected', () => {
@@ -254,6 +318,15 @@ describe('AnsweredStore (replay)', () => {
     expect(store.reserve('k')).toBe(true);
     writeFileSync(join(dir, 'bad.json'), '{"schema":"nope"}');
     expect((await catchSupervisorErrorAsync(() => AnsweredStore.open(join(dir, 'bad.json')))).code).toBe('SUP_ERR_OWNER_STATE');
+  });
+
+  it('a state file with an entry it cannot read refuses to start (dropping it would re-open that replay)', async () => {
+    const file = join(dir, 'damaged.json');
+    const answered = { 'sev-measurement:aa': entry, 'sev-measurement:bb': { ...entry, decision: 'maybe' } };
+    writeFileSync(file, JSON.stringify({ schema: 'sevsup.owner-answered/v1', answered }));
+    const e = await catchSupervisorErrorAsync(() => AnsweredStore.open(file));
+    expect(e.code).toBe('SUP_ERR_OWNER_STATE');
+    expect(e.message).toContain('sev-measurement:bb');
   });
 
   it('a failed write remembers nothing and says why', async () => {

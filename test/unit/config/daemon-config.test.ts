@@ -42,6 +42,7 @@ describe('parseDaemonConfig', () => {
       'log-format: pretty',
       'default-firmware: /usr/share/ovmf/OVMF.amdsev.fd',
       'hold-timeout: 120',
+      'snp-first-run-window: 500',
       'on-shutdown: shutdown',
       'refuse-debug-policy: 1',
       'metrics-listen: 127.0.0.1:9464',
@@ -52,6 +53,7 @@ describe('parseDaemonConfig', () => {
       'snp-ark: /etc/sevsup/ark.pem',
       'kds-url: http://127.0.0.1:8080/',
       'snp-certs-refresh: 60',
+      'host-id: node-7.rack2',
     ].join('\n');
     const settings = parseDaemonConfig(text, FILE);
     expect(Object.keys(settings).sort()).toEqual([...DAEMON_KEYS].sort());
@@ -70,6 +72,7 @@ describe('parseDaemonConfig', () => {
       logFormat: 'pretty',
       defaultFirmware: '/usr/share/ovmf/OVMF.amdsev.fd',
       holdTimeout: 120,
+      snpFirstRunWindowMs: 500,
       onShutdown: 'shutdown',
       refuseDebugPolicy: true,
       metricsListen: '127.0.0.1:9464',
@@ -80,10 +83,17 @@ describe('parseDaemonConfig', () => {
       snpArk: '/etc/sevsup/ark.pem',
       kdsUrl: 'http://127.0.0.1:8080',
       snpCertsRefresh: 60,
+      hostId: 'node-7.rack2',
     });
   });
 
   it.each([
+    [
+      'a host-id with a space',
+      'host-id: node 7',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: host-id: 'node 7' is not a host id (1 to 253 letters, digits, '.', '_', '-')`,
+    ],
     [
       'a qemu-sandbox that is not a boolean',
       'qemu-sandbox: maybe',
@@ -116,6 +126,24 @@ describe('parseDaemonConfig', () => {
       'hold-timeout: 600000',
       'SUP_ERR_CONFIG_BAD_VALUE',
       `${FILE}:1: hold-timeout: '600000' must be whole seconds from 1 to 86400`,
+    ],
+    [
+      'an SNP first-run window of zero (no check at all)',
+      'snp-first-run-window: 0',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: snp-first-run-window: '0' must be whole milliseconds from 100 to 60000`,
+    ],
+    [
+      'an SNP first-run window in seconds',
+      'snp-first-run-window: 3s',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: snp-first-run-window: '3s' must be whole milliseconds from 100 to 60000`,
+    ],
+    [
+      'an SNP first-run window above a minute',
+      'snp-first-run-window: 3000000',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: snp-first-run-window: '3000000' must be whole milliseconds from 100 to 60000`,
     ],
     [
       'metrics on all interfaces',
@@ -185,6 +213,7 @@ describe('resolveDaemonConfig', () => {
       onShutdown: 'keep',
       platform: 'hardware',
       holdTimeout: 600,
+      snpFirstRunWindowMs: 3000,
     });
   });
 
@@ -201,6 +230,7 @@ describe('resolveDaemonConfig', () => {
       message: "--hold-timeout: 'soon' must be whole seconds from 1 to 86400",
     });
     expect(resolveDaemonConfig({}, null, { 'run-dir': 'run' }, '/home/op').runDir).toBe('/home/op/run');
+    expect(resolveDaemonConfig({ 'snp-first-run-window': '5000' }, null, { 'snp-first-run-window': '100' }).snpFirstRunWindowMs).toBe(100);
   });
 });
 

@@ -13,7 +13,7 @@ const DIR = '/srv/vms';
 const FILE = `${DIR}/web.conf`;
 const KNOWN_KEYS =
   'name, memory, cores, cpu, bios, firmware, kernel, initrd, cmdline, disk0…disk9, net0…net9, launch, attest, ' +
-  'hold-timeout, autostart, serial, qmp-allow, qmp-deny, qemu, amd_sev (or amd-sev)';
+  'attest-url, attest-ca, attest-cert, attest-key, attest-token-file, attest-timeout, hold-timeout, autostart, serial, qmp-allow, qmp-deny, qemu, amd_sev (or amd-sev)';
 const BOOL_ALLOWED = '1, 0, yes, no, on, off, true, false';
 
 const DEFAULTS: VmSpec = {
@@ -327,7 +327,7 @@ describe('parseVmConfig: errors', () => {
       'attest unknown',
       'attest: wait',
       'SUP_ERR_CONFIG_BAD_VALUE',
-      at(1, 'attest', "invalid value 'wait'; allowed: hold, none"),
+      at(1, 'attest', "invalid value 'wait'; allowed: hold, none, relay"),
       1,
       'attest',
     ],
@@ -632,7 +632,7 @@ describe('parseVmConfig: errors', () => {
       'hold-timeout without hold',
       'amd_sev: std\nhold-timeout: 60',
       'SUP_ERR_CONFIG_MISSING_KEY',
-      at(2, 'hold-timeout', "needs 'attest: hold'; only a held guest waits"),
+      at(2, 'hold-timeout', "needs 'attest: hold' or 'attest: relay'; only a held guest waits"),
       2,
       'hold-timeout',
     ],
@@ -806,6 +806,17 @@ describe('examples/vms', () => {
     });
   });
 
+  it('relayed.conf: attest: relay over mutual TLS', async () => {
+    const spec = await loadVmConfig(path.join(EXAMPLES, 'relayed.conf'));
+    expect(spec).toMatchObject({ attest: 'relay', holdTimeout: 300, sev: { type: 'es', nodbg: true, noks: true } });
+    expect(spec.relay).toEqual({
+      url: 'https://owner.example:8443/attest',
+      ca: '/etc/sevsup/owner/ca.pem',
+      identity: { kind: 'mtls', cert: '/etc/sevsup/host.crt', key: '/etc/sevsup/host.key' },
+      timeoutSeconds: 10,
+    });
+  });
+
   it('plain.conf: no SEV', async () => {
     const spec = await loadVmConfig(path.join(EXAMPLES, 'plain.conf'));
     expect(spec).toMatchObject({
@@ -838,5 +849,165 @@ describe('examples/vms', () => {
   it.each(['demo-sev', 'plain', 'seed-es', 'proxmox-spelling'])('%s.conf survives format → parse', async (name) => {
     const spec = await loadVmConfig(path.join(EXAMPLES, `${name}.conf`));
     expect(parseVmConfig(formatVmConfig(spec), spec.source)).toEqual(spec);
+  });
+});
+
+describe('attest: relay and its keys', () => {
+  const RELAY = ['amd_sev: std', 'attest: relay', 'attest-url: https://owner.example:8443/attest', 'attest-ca: keys/owner-ca.pem'];
+  const at = (line: number, key: string, problem: string): string => `${FILE}:${line}: ${key}: ${problem}`;
+
+  it('a bearer token, default per-attempt timeout; relative paths resolve against the file', () => {
+    const spec = parse([...RELAY, 'attest-token-file: /etc/sevsup/owner.token', 'hold-timeout: 300'].join('\n'));
+    expect(spec).toMatchObject({
+      attest: 'relay',
+      holdTimeout: 300,
+      relay: {
+        url: 'https://owner.example:8443/attest',
+        ca: `${DIR}/keys/owner-ca.pem`,
+        identity: { kind: 'token', tokenFile: '/etc/sevsup/owner.token' },
+        timeoutSeconds: 10,
+      },
+    });
+    expect(parse(formatVmConfig(spec))).toEqual(spec);
+  });
+
+  it('mutual TLS with an attempt timeout; the canonical text round-trips', () => {
+    const spec = parse([...RELAY, 'attest-cert: host.crt', 'attest-key: host.key', 'attest-timeout: 30'].join('\n'));
+    expect(spec.relay).toEqual({
+      url: 'https://owner.example:8443/attest',
+      ca: `${DIR}/keys/owner-ca.pem`,
+      identity: { kind: 'mtls', cert: `${DIR}/host.crt`, key: `${DIR}/host.key` },
+      timeoutSeconds: 30,
+    });
+    expect(parse(formatVmConfig(spec))).toEqual(spec);
+  });
+
+  it.each<[string, string, string, string, number, string]>([
+    [
+      'http is refused',
+      [...RELAY.slice(0, 2), 'attest-url: http://owner.example/attest'].join('\n'),
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      at(3, 'attest-url', 'must be https (got http): the record and any secret travel over it'),
+      3,
+      'attest-url',
+    ],
+    [
+      'not a URL',
+      [...RELAY.slice(0, 2), 'attest-url: owner.example'].join('\n'),
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      at(
+        3,
+        'attest-url',
+        "invalid value 'owner.example'; allowed: an https URL such as https://owner.example:8443/attest (no user:password, no #fragment)",
+      ),
+      3,
+      'attest-url',
+    ],
+    [
+      'credentials in the URL',
+      [...RELAY.slice(0, 2), 'attest-url: https://u:p@owner.example/'].join('\n'),
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      at(
+        3,
+        'attest-url',
+        'invalid value; allowed: an https URL such as https://owner.example:8443/attest (no user:password, no #fragment)',
+      ),
+      3,
+      'attest-url',
+    ],
+    [
+      'a fragment',
+      [...RELAY.slice(0, 2), 'attest-url: https://owner.example/#x'].join('\n'),
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      at(
+        3,
+        'attest-url',
+        'invalid value; allowed: an https URL such as https://owner.example:8443/attest (no user:password, no #fragment)',
+      ),
+      3,
+      'attest-url',
+    ],
+    [
+      'no URL',
+      ['amd_sev: std', 'attest: relay', 'attest-ca: ca.pem', 'attest-token-file: t'].join('\n'),
+      'SUP_ERR_CONFIG_MISSING_KEY',
+      at(2, 'attest', "'relay' needs 'attest-url' (the owner's service, https)"),
+      2,
+      'attest',
+    ],
+    [
+      'no CA',
+      ['amd_sev: std', 'attest: relay', 'attest-url: https://o/', 'attest-token-file: t'].join('\n'),
+      'SUP_ERR_CONFIG_MISSING_KEY',
+      at(2, 'attest', "'relay' needs 'attest-ca' (the owner's CA certificate, PEM; the system store is never used)"),
+      2,
+      'attest',
+    ],
+    [
+      'no identity',
+      RELAY.join('\n'),
+      'SUP_ERR_CONFIG_MISSING_KEY',
+      at(
+        2,
+        'attest',
+        "'relay' needs the host's identity: 'attest-cert' and 'attest-key' (mutual TLS) or 'attest-token-file' (bearer token)",
+      ),
+      2,
+      'attest',
+    ],
+    [
+      'a certificate without its key',
+      [...RELAY, 'attest-cert: c.crt'].join('\n'),
+      'SUP_ERR_CONFIG_MISSING_KEY',
+      at(5, 'attest-cert', "needs both 'attest-cert' and 'attest-key' (the client certificate and its private key)"),
+      5,
+      'attest-cert',
+    ],
+    [
+      'a key without its certificate',
+      [...RELAY, 'attest-key: c.key'].join('\n'),
+      'SUP_ERR_CONFIG_MISSING_KEY',
+      at(5, 'attest-key', "needs both 'attest-cert' and 'attest-key' (the client certificate and its private key)"),
+      5,
+      'attest-key',
+    ],
+    [
+      'both a certificate and a token',
+      [...RELAY, 'attest-cert: c.crt', 'attest-key: c.key', 'attest-token-file: t'].join('\n'),
+      'SUP_ERR_CONFIG_CONFLICT',
+      at(
+        7,
+        'attest-token-file',
+        'conflicts with attest-cert at line 5; the host proves itself by a client certificate or a token, give one',
+      ),
+      7,
+      'attest-token-file',
+    ],
+    [
+      'a relay key without attest: relay',
+      ['amd_sev: std', 'attest: hold', 'attest-url: https://o/'].join('\n'),
+      'SUP_ERR_CONFIG_MISSING_KEY',
+      at(3, 'attest-url', "needs 'attest: relay'"),
+      3,
+      'attest-url',
+    ],
+    [
+      'relay without SEV',
+      ['attest: relay', 'attest-url: https://o/', 'attest-ca: ca', 'attest-token-file: t'].join('\n'),
+      'SUP_ERR_CONFIG_MISSING_KEY',
+      at(1, 'attest', "'relay' needs an amd_sev line; without SEV there is no launch measurement to attest"),
+      1,
+      'attest',
+    ],
+    [
+      'attest-timeout out of range',
+      [...RELAY, 'attest-token-file: t', 'attest-timeout: 301'].join('\n'),
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      at(6, 'attest-timeout', "invalid value '301'; allowed: an integer number of seconds from 1 to 300"),
+      6,
+      'attest-timeout',
+    ],
+  ])('%s', (_what, text, code, message, line, key) => {
+    expect(catchSupervisorError(() => parse(text))).toEqual({ code, message, details: { file: FILE, line, key } });
   });
 });

@@ -28,6 +28,9 @@ describe('createMetrics', () => {
     m.refusedQmp('memory-dump');
     m.apiLatency('GET /v1/vms/:vm', 0.003);
     m.apiLatency('GET /v1/vms/:vm', 0.2);
+    m.relayAttempt('retry', 0.004);
+    m.relayAttempt('approve', 0.03);
+    m.relayOutcome('approve', 1.2);
 
     const { contentType, body } = await m.render();
     expect(contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
@@ -46,6 +49,10 @@ describe('createMetrics', () => {
         'sevsup_api_request_duration_seconds_bucket{le="0.005",route="GET /v1/vms/:vm"} 1',
         'sevsup_api_request_duration_seconds_bucket{le="0.25",route="GET /v1/vms/:vm"} 2',
         'sevsup_api_request_duration_seconds_count{route="GET /v1/vms/:vm"} 2',
+        'sevsup_relay_attempt_duration_seconds_count{result="retry"} 1',
+        'sevsup_relay_attempt_duration_seconds_bucket{le="0.05",result="approve"} 1',
+        'sevsup_relay_decision_duration_seconds_bucket{le="1",outcome="approve"} 0',
+        'sevsup_relay_decision_duration_seconds_count{outcome="approve"} 1',
       ]),
     );
     expect(body).toContain('# TYPE sevsup_guests gauge');

@@ -22,6 +22,28 @@ describe('sha256File', () => {
     expect(Math.min(...sizes.slice(0, -1))).toBeGreaterThanOrEqual(64 * 1024);
   });
 
+  it('hands out each chunk intact while the next one is read ahead, in file order', async () => {
+    const data = randomBytes(5 * HASH_READ_BYTES + 777);
+    const path = join(dir, 'ahead');
+    writeFileSync(path, data);
+    const copies: Buffer[] = [];
+    const size = await readFileChunks(path, (c) => copies.push(Buffer.from(c)));
+    expect(size).toBe(data.length);
+    expect(Buffer.concat(copies).equals(data)).toBe(true);
+  });
+
+  it('stops at an error thrown by the consumer and reports that error (the read in flight is drained)', async () => {
+    const path = join(dir, 'stop');
+    writeFileSync(path, randomBytes(4 * HASH_READ_BYTES));
+    let calls = 0;
+    const error = await readFileChunks(path, () => {
+      calls++;
+      throw new Error('consumer says no');
+    }).catch((e: unknown) => e);
+    expect((error as Error).message).toBe('consumer says no');
+    expect(calls).toBe(1);
+  });
+
   it('hashes an empty file as empty input', async () => {
     const path = join(dir, 'empty');
     writeFileSync(path, '');

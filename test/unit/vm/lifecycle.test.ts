@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
+import { SupervisorError } from '../../../src/errors.js';
 import { createLogger } from '../../../src/log.js';
 import { isPidAlive } from '../../../src/process/pid.js';
 import { preflight } from '../../../src/vm/preflight.js';
@@ -392,5 +393,84 @@ describe('VmLifecycle: the attestation hold', () => {
     await started;
     expect(names(h.events).slice(-2)).toEqual(['stopping', 'stopped']);
     expect(await h.commands()).not.toContain('cont');
+  });
+});
+
+describe('VmLifecycle: attest: relay (the relay hook; src/relay/ is tested on its own)', () => {
+  const RELAY_SPEC = spec({
+    attest: 'relay',
+    relay: { url: 'https://owner.example/attest', ca: '/ca.pem', identity: { kind: 'token', tokenFile: '/t' }, timeoutSeconds: 5 },
+  });
+
+  it("the relay's approval resumes the guest; the API's approve is refused unless forced", async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const seen: { recordPath: string; deadline: Date }[] = [];
+    const h = await harness(
+      {},
+      {
+        relay: async (hold) => {
+          seen.push({ recordPath: hold.recordPath, deadline: hold.deadline });
+          await gate;
+          return { approved: true, injected: false };
+        },
+      },
+      RELAY_SPEC,
+    );
+    const started = h.lifecycle.start();
+    await waitFor(h, 'held');
+    await expect(h.lifecycle.approve()).rejects.toMatchObject({ code: 'SUP_ERR_ATTEST_RELAYED' });
+    await expect(h.lifecycle.injectSecret({ packetHeader: HEADER, secret: SECRET, gpa: 1 })).rejects.toMatchObject({
+      code: 'SUP_ERR_ATTEST_RELAYED',
+    });
+    expect(await h.commands()).not.toContain('cont');
+    release();
+    await started;
+    expect(h.lifecycle.state).toBe('running');
+    expect(seen).toEqual([{ recordPath: h.lifecycle.status().record, deadline: expect.any(Date) }]);
+  });
+
+  it("the relay's rejection fails the launch with the relay's own error; QEMU never got cont", async () => {
+    const h = await harness(
+      {},
+      {
+        relay: async (hold) => ({
+          approved: false,
+          error: new SupervisorError('SUP_ERR_RELAY_REJECTED', `VM ${hold.vm} was rejected: the owner's service rejected it: bad kernel`),
+        }),
+      },
+      RELAY_SPEC,
+    );
+    const error = await startFailure(h);
+    expect({ code: error.code, message: error.message }).toEqual({
+      code: 'SUP_ERR_RELAY_REJECTED',
+      message: "VM vm1 was rejected: the owner's service rejected it: bad kernel",
+    });
+    expect(h.lifecycle.state).toBe('failed');
+    expect(await h.commands()).not.toContain('cont');
+  });
+
+  it('a forced approve ends the hold and the relay (its signal aborts)', async () => {
+    let aborted = false;
+    const h = await harness(
+      {},
+      {
+        relay: (hold) =>
+          new Promise((resolve) => {
+            hold.signal.addEventListener('abort', () => {
+              aborted = true;
+              resolve({ approved: false, error: new SupervisorError('SUP_ERR_ATTEST_TIMEOUT', 'ended') });
+            });
+          }),
+      },
+      RELAY_SPEC,
+    );
+    const started = h.lifecycle.start();
+    await waitFor(h, 'held');
+    expect(await h.lifecycle.attest({ action: 'approve', force: true, peer: 'uid=0 pid=1 comm=test' })).toMatchObject({ state: 'running' });
+    await started;
+    expect(aborted).toBe(true);
   });
 });

@@ -56,6 +56,7 @@ describe('sevsup attest', () => {
     [{}, 'give exactly one of --approve, --reject, --inject-secret HEADER_FILE SECRET_FILE'],
     [{ approve: true, reject: true }, 'give exactly one of --approve, --reject, --inject-secret HEADER_FILE SECRET_FILE'],
     [{ approve: true, gpa: '1' }, '--gpa only goes with --inject-secret'],
+    [{ reject: true, force: true }, '--force goes with --approve or --inject-secret; --reject needs none'],
     [{ injectSecret: ['only-one'] }, '--inject-secret takes two files, HEADER_B64_FILE and SECRET_B64_FILE; got 1'],
   ])('refuses %j', async (opts, message) => {
     await expect(runAttest('vm1', { ...base, ...opts })).rejects.toMatchObject({ code: 'SUP_ERR_USAGE', message });
@@ -86,6 +87,16 @@ describe('sevsup attest', () => {
       json: true,
     });
     expect(received.at(-1)).toEqual({ action: 'inject-secret', packetHeader: HEADER, secret: SECRET, gpa: 0x80b000 });
+  });
+
+  it('--force asks to override a relayed guest (approve and inject)', async () => {
+    const runDir = join(dir, 'run');
+    await runAttest('vm1', { runDir, approve: true, force: true, json: true });
+    // The control API adds who asked (SO_PEERCRED of the socket's peer: this test process).
+    const peer = expect.stringMatching(new RegExp(`^uid=${process.getuid?.() ?? '\\d+'} pid=${process.pid} comm=|^unknown`));
+    expect(received.at(-1)).toEqual({ action: 'approve', force: true, peer });
+    await runAttest('vm1', { runDir, injectSecret: [join(dir, 'h.b64'), join(dir, 's.b64')], force: true, json: true });
+    expect(received.at(-1)).toEqual({ action: 'inject-secret', packetHeader: HEADER, secret: SECRET, force: true, peer });
   });
 
   it('says when no supervisor serves the VM', async () => {

@@ -196,6 +196,15 @@ describe('other commands', () => {
       /^SEV type: sev\r\nhandle: 1\r\n[\s\S]*debug: on\r\nkey-sharing: off\r\n$/,
     );
   });
+
+  it('prints HMP info sev for SNP as QEMU 10 does: debug and SMT from policy bits 19 and 16', () => {
+    const snp = { finish: () => ({}) as never };
+    const lines = (policy: number): string => guest({ policy, snp, replyShape: '9.1' }).hmpInfoSev();
+    expect(lines(0x30000)).toMatch(
+      /^SEV type: sev-snp\r\nstate: [a-z-]+\r\nbuild: 21\r\napi version: 1\.55\r\ndebug: off\r\nSMT allowed: on\r\n$/,
+    );
+    expect(lines(0xa0000)).toMatch(/debug: on\r\nSMT allowed: off\r\n$/);
+  });
 });
 
 describe('helpers', () => {
