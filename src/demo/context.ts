@@ -3,7 +3,7 @@
 // Owns: those helpers. Must not: decide the steps (demo/demo.ts, demo/snp.ts do).
 import { isErrorCode, SupervisorError } from '../errors.js';
 import type { Narrator } from './narrator.js';
-import { runToCompletion, type Completed } from './processes.js';
+import { runToCompletion, type Background, type Completed } from './processes.js';
 import type { DemoPaths, DemoSupervisor } from './supervisor.js';
 import { DEMO_PATHS } from './paths.js';
 
@@ -19,6 +19,8 @@ export interface Ctx {
   supervisor: DemoSupervisor | undefined;
   /** The SNP guest's `sevsup run`, while it runs (cleanUp stops it). */
   snpSupervisor: DemoSupervisor | undefined;
+  /** `sevsup owner serve`, when the daemon relays (cleanUp stops it). */
+  ownerService: Background | undefined;
 }
 
 /** The environment every sevsup the demo starts gets: the simulated SNP platform's chain. */
