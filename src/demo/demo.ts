@@ -71,9 +71,9 @@ export interface DemoOptions {
  * @throws the failed step's error, its message prefixed with the step (after everything is stopped).
  */
 export async function runDemo(opts: DemoOptions): Promise<void> {
-  checkPrerequisites();
   // `auto` is the daemon: every build of sevsup has the `daemon` command.
   const via = opts.via === 'auto' ? 'daemon' : opts.via;
+  checkPrerequisites(via);
 
   const steps = stepsFor(via === 'daemon');
   const say = new Narrator(process.stdout, steps);
@@ -125,7 +125,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   }
 }
 
-function checkPrerequisites(): void {
+function checkPrerequisites(via: 'daemon' | 'run'): void {
   const needed: [string, string][] = [
     [KERNEL, 'the demo kernel'],
     [INITRD, 'the demo initrd'],
@@ -133,6 +133,9 @@ function checkPrerequisites(): void {
     [SIM, 'the simulated SEV platform'],
     [SIM_STATE, "the simulated SNP platform's chain (.cache/test-assets/sim-state)"],
     [DEBIAN_OVMF, "Debian's OVMF (package ovmf), for the SNP guest's firmware"],
+    ...(via === 'daemon'
+      ? ([[DEMO_PATHS.openssl, "openssl (package openssl), for the owner service's certificates"]] as [string, string][])
+      : []),
     [PYTHON, "the system Python (for libvirt's validator)"],
     [VALIDATOR, "libvirt's virt-qemu-sev-validate (package libvirt-clients-qemu)"],
   ];

@@ -13,7 +13,6 @@ import { Background, pollUntil } from './processes.js';
 
 /** The demo daemon's identity to the owner (daemon config `host-id`). */
 export const DEMO_HOST_ID = 'demo-host';
-const OPENSSL = 'openssl';
 /** `owner serve` loads the owner's inputs (hashing the firmware and kernel) before it listens. */
 const LISTEN_TIMEOUT_MS = 60_000;
 
@@ -40,7 +39,7 @@ export interface OwnerService {
 }
 
 async function openssl(ctx: Ctx, args: readonly string[]): Promise<void> {
-  const r = await command(ctx, OPENSSL, args);
+  const r = await command(ctx, DEMO_PATHS.openssl, args);
   if (r.code !== 0) throw new SupervisorError('SUP_ERR_INTERNAL', `openssl ${args[0] ?? ''} failed: ${r.stderr.trim()}`);
 }
 

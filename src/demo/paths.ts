@@ -22,5 +22,7 @@ export const DEMO_PATHS = {
   simState: join(ASSETS, 'sim-state'),
   /** libvirt's validator is a Python script; it runs under the system Python, not a venv's. */
   python: '/usr/bin/python3',
+  /** The owner service's CA and server certificate are made with the openssl CLI. */
+  openssl: '/usr/bin/openssl',
   validator: '/usr/bin/virt-qemu-sev-validate',
 } as const;
