@@ -259,7 +259,7 @@ describe('decideAttestation (SNP launch records)', () => {
       'the SNP record is not a well-formed sevsup.snp-launch/v1 record (docs/snp-attestation.md)',
     ],
   ])("rejects %s through the record module's narrowing", (_n, change, reason) => {
-    expect(decideAttestation(request(change(snpRecord())), snp)).toEqual({ verdict: 'reject', reasons: [reason] });
+    expect(decideAttestation(request(change(snpRecord())), snp)).toEqual({ verdict: 'reject', reasons: [reason], authenticated: false });
   });
 
   it('an SNP record for an SEV guest is rejected', () => {
