@@ -1,5 +1,6 @@
 // `sevsup demo` as a user runs it (bin/sevsup, a real process): every step's key line appears (the
-// validator's verdict, the injected secret, the running guest, its serial greeting, both refusals),
+// validator's verdict, the injected secret, the running guest, its serial greeting, both refusals;
+// the SNP guest's record, its report verified and a tampered one refused, the platform's refusal),
 // it exits 0, and no QEMU, simulator or supervisor process nor its work directory is left. Ctrl-C
 // while the guest is held stops everything too (exit 130), and --keep keeps the directory.
 import { spawn } from 'node:child_process';
@@ -17,6 +18,8 @@ const NEEDED = [
   join(REPO, '.cache', 'test-assets', 'vmlinuz'),
   join(REPO, '.cache', 'test-assets', 'demo-initrd.img'),
   join(REPO, '.cache', 'test-assets', 'ovmf-sev-test.fd'),
+  join(REPO, '.cache', 'test-assets', 'sim-state'),
+  '/usr/share/ovmf/OVMF.fd',
   '/usr/bin/virt-qemu-sev-validate',
   '/usr/bin/python3',
 ];
@@ -83,47 +86,94 @@ describe.skipIf(missing.length > 0)(
     ])('through %s: runs every step, says the platform is simulated, and leaves nothing behind', async (via, args) => {
       const result = await startDemo(args).done;
       const out = result.stdout;
+      // With the daemon, the owner's service also refuses a changed launch: one more step.
+      const total = via === 'sevsup run' ? 13 : 14;
       expect(result.code, `stdout:\n${out}\nstderr:\n${result.stderr}`).toBe(0);
       expect(out).toContain('THE PLATFORM IS SIMULATED');
-      expect(out).toMatch(/demo-sev: state held \(paused, measured/);
+      // The owner's own keys reach the simulated platform through a (simulated) launch session.
+      expect(out).toContain('wrote a SIMULATED launch session (for platform: sim only)');
+      expect(out).toMatch(/^ {4}launch: dh-cert=\S+\/session\/dh-cert,session=\S+\/session\/session$/m);
+      if (via === 'sevsup run') expect(out).toMatch(/demo-sev: state held \(paused, measured/);
       expect(out).toMatch(/^ {4}platform: {5}simulated$/m);
       expect(out).toMatch(/^ {4}OK: Looks good to me$/m);
       expect(out).toContain("verdict: valid (exit 0): the measurement matches the owner's inputs and TIK");
-      expect(out).toContain('demo-sev: launch secret injected; state held');
-      expect(out).toContain('demo-sev: approved; state running');
+      if (via === 'sevsup run') {
+        expect(out).toContain('demo-sev: launch secret injected; state held');
+        expect(out).toContain('demo-sev: approved; state running');
+      }
       expect(out).toMatch(/demo-sev: running \(QEMU pid \d+\)/);
       expect(out).toContain('migrate refused by sevsup: migration');
       expect(out).toContain('→ migrate: refused (exit 10)');
       expect(out).toContain('dump-guest-memory refused by sevsup: memory-dump');
       expect(out).toContain('→ dump-guest-memory: refused (exit 10)');
       expect(out).toMatch(/^ {4}sevsup-demo: hello from the guest, running on \S+$/m);
-      expect(out).toContain('no QEMU, simulator or supervisor process is left');
+      // The SEV-SNP guest: the owner's digest pinned in an ID block, the record, a verified report,
+      // a tampered one refused by name, and the platform refusing a changed command line.
+      const digest = /^ {4}([0-9a-f]{96})$/m.exec(out)?.[1]; // sevsup measure --mode snp
+      expect(digest).toBeDefined();
+      expect(out).toMatch(/the ID key digest reports will carry: [0-9a-f]{96}$/m);
+      expect(out).toContain(`launch digest: ${digest}`);
+      expect(out).toMatch(/^ {4}host data: {5}[0-9a-f]{64}$/m);
+      expect(out).toContain('demo-snp: approved; state running');
+      expect(out).toContain('SIMULATED platform: wrote the report to ');
+      expect(out).toContain(`OK: the measurement is the expected ${digest?.slice(0, 24) ?? ''}`);
+      expect(out).toContain('OK: report data (your nonce) is the expected');
+      expect(out).toContain('OK: the ID key digest is the expected');
+      expect(out).toMatch(/ERROR: the measurement [0-9a-f]{24}… is not the expected [0-9a-f]{24}…/);
+      expect(out).toContain('→ refused (exit 1): the signature no longer verifies');
+      expect(out).toMatch(/^ {4}demo-snp serial console: sevsup-demo: hello from the guest/m);
+      expect(out).toContain('demo-snp: WARNING: the ID block pins another digest or policy');
+      expect(out).toContain("SNP_LAUNCH_FINISH ret=-5 fw_error=11 'Bad measurement'");
+      expect(out).toContain('→ refused by the platform (exit 5)');
+      const refusedLaunch = out.slice(out.indexOf(`[${total - 1}/${total}]`), out.indexOf(`[${total}/${total}]`));
+      expect(refusedLaunch).not.toContain('demo-snp: running');
+      expect(out).toContain('no QEMU, simulator, supervisor or owner service process is left');
       if (via === 'sevsup run') {
         expect(out).toContain('$ sevsup run demo-sev ');
         expect(out).toContain('sevsup run exited by itself (code 0) once its guest had powered off');
       } else {
         expect(out).toContain('$ sevsup daemon --config ');
-        expect(out).toMatch(/^ {4}demo-sev +held +yes +\d+ /m); // sevsup list
+        // The owner's service over TLS on loopback; the daemon relays, nobody types.
+        expect(out).toContain('$ sevsup owner serve --config ');
+        expect(out).toMatch(/^ {4}listening: https:\/\/localhost:\d+\/attest \(pid \d+\)$/m);
+        expect(out).toMatch(/^ {4}attest: relay$/m);
+        expect(out).toMatch(/^ {4}attempt 1: status 200, decision inject$/m);
+        expect(out).toMatch(/^ {4}approved: injected true$/m);
+        expect(out).toContain('holds 1 secret: 736869e5-84f0-4973-92ec-06879ce3da0b (51 bytes)');
+        expect(out).toContain('demo-sev: running (QEMU pid');
+        expect(out).not.toContain('$ sevsup attest demo-sev ');
+        // The changed launch: rejected by the owner's service, in the status and the audit; never run.
+        expect(out).toContain(
+          "demo-sev-changed: state failed: VM demo-sev-changed was rejected: the owner's service rejected it: the measurement does not match",
+        );
+        expect(out).toMatch(/^ {4}attempt 1: status 200, decision reject, reason the measurement does not match/m);
+        expect(out).toContain("→ refused by the owner's service: the guest never ran");
+        expect(out).toContain('sevsup owner serve exited (stopped)');
         expect(out).toContain('sevsup_qmp_refused_total{reason="migration"} 1');
         expect(out).toContain('sevsup_qmp_refused_total{reason="memory-dump"} 1');
         expect(out).toContain('sevsup daemon exited (code 0)');
       }
       // Step order as narrated.
-      const steps = [...out.matchAll(/^\[(\d)\/9\] /gm)].map((m) => Number(m[1]));
-      expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      const steps = [...out.matchAll(new RegExp(`^\\[(\\d+)/${total}\\] `, 'gm'))].map((m) => Number(m[1]));
+      expect(steps).toEqual(Array.from({ length: total }, (_, i) => i + 1));
       // Keys and secrets never appear: only their lengths and file names.
       expect(out).not.toContain('correct horse battery staple');
+      expect(out).not.toContain('PRIVATE KEY');
+      expect(out).not.toMatch(/BEGIN (EC )?PRIVATE|Bearer /);
 
       const dir = workDir(out);
       expect(existsSync(dir)).toBe(false);
       expect(running(dir).map((p) => p.cmdline)).toEqual([]);
     });
 
-    it('Ctrl-C while the guest is held stops everything; --keep keeps the work directory', async () => {
+    it('Ctrl-C while the guest is held (or just relayed) stops everything, the owner service too; --keep keeps the work directory', async () => {
       const run = startDemo(['--keep']);
-      await run.waitForOutput('demo-sev: state held', 120_000);
+      // Held, or already approved by the owner's service: either way the guest's processes run.
+      await run.waitForOutput('demo-sev: state ', 120_000);
       const dir = workDir(run.stdout());
-      expect(running(dir).length).toBeGreaterThan(0); // the supervisor, the simulator, QEMU
+      // The owner service, the supervisor, the simulator, QEMU.
+      expect(running(dir).some((p) => p.cmdline.includes('owner serve'))).toBe(true);
+      expect(running(dir).length).toBeGreaterThan(1);
       run.kill('SIGINT');
       const result = await run.done;
       expect(result.code).toBe(130);

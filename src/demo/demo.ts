@@ -1,28 +1,52 @@
-// `sevsup demo`: one SEV guest from launch to power-off on the simulated platform, each step
-// explained: supervisor start, measurement and hold, the record, the owner's off-host check with
-// libvirt's virt-qemu-sev-validate, a launch secret, approval, refused migrate/dump, the serial
-// console, and an orderly stop. Owns: the order of the steps and what is said about them, and the
-// demo's signal handling and clean-up; cli/actions/demo.ts only calls runDemo().
+// `sevsup demo`: an SEV guest from launch to power-off on the simulated platform, each step
+// explained: the owner's keys and simulated launch session; with the daemon (default), the owner's
+// attestation service (demo/owner-service.ts) that the daemon relays the held guest to, which
+// injects the secret and approves with nobody typing, and rejects a changed launch; with `--via
+// run`, the owner by hand (secret, approve); the record checked off-host with libvirt's
+// virt-qemu-sev-validate, refused migrate/dump, the serial console; then an SEV-SNP guest
+// (demo/snp.ts); and an orderly stop. Owns: the order of the steps and what is said about them, and
+// the demo's signal handling and clean-up; cli/actions/demo.ts only calls runDemo().
 // Must not: leave anything running on any exit path (failure, Ctrl-C, SIGTERM), or show key or
 // secret bytes (the demo prints lengths and file names only).
 import { existsSync } from 'node:fs';
 import { request } from 'node:http';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { decodeReportedMeasurement } from '../attestation/verify.js';
-import { isErrorCode, isSupervisorError, SupervisorError } from '../errors.js';
+import { isSupervisorError, SupervisorError } from '../errors.js';
+import { command, COMMAND_TIMEOUT_MS, sevsupStep, type Ctx } from './context.js';
 import { Narrator } from './narrator.js';
 import { DEMO_PATHS } from './paths.js';
-import { runToCompletion, sweepProcesses, pollUntil, type Completed } from './processes.js';
+import { sweepProcesses, pollUntil, type Completed } from './processes.js';
+import { DEMO_HOST_ID, startOwnerService } from './owner-service.js';
+import { snpDemo, SNP_STEPS } from './snp.js';
 import { startDaemonSupervisor, startRunSupervisor, waitForState, type DemoPaths, type DemoSupervisor } from './supervisor.js';
 import { buildLaunchSecret, SECRET_ALIASES } from '../sev/launch-secret.js';
+import { auditPathFor } from '../relay/relay.js';
 import { isRecord } from '../util/is-record.js';
 
-const { sevsup: SEVSUP, kernel: KERNEL, initrd: INITRD, firmware: FIRMWARE, sim: SIM, python: PYTHON, validator: VALIDATOR } = DEMO_PATHS;
+const {
+  sevsup: SEVSUP,
+  kernel: KERNEL,
+  initrd: INITRD,
+  firmware: FIRMWARE,
+  sim: SIM,
+  python: PYTHON,
+  validator: VALIDATOR,
+  debianOvmf: DEBIAN_OVMF,
+  simState: SIM_STATE,
+} = DEMO_PATHS;
 
 const VM = 'demo-sev';
-const STEPS = 9;
+/** With the relay: the owner's second guest, which the host starts with a changed command line. */
+const VM_CHANGED = 'demo-sev-changed';
+/** The SEV guest's eight, the SNP guest's, and the final stop. */
+function stepsFor(relay: boolean): number {
+  // With the relay, the owner's service also refuses a changed launch (one more step).
+  return 8 + (relay ? 1 : 0) + SNP_STEPS + 1;
+}
 /** Launch to held: spawn, QMP, checks, measurement, record; about a second here, generous for busy hosts. */
 const HELD_TIMEOUT_MS = 90_000;
 /** Approve to running: one `cont`. */
@@ -31,8 +55,6 @@ const RUNNING_TIMEOUT_MS = 30_000;
 const GUEST_RUN_TIMEOUT_MS = 240_000;
 /** After the guest's own poweroff, the supervisor notices within a second or two. */
 const STOPPED_TIMEOUT_MS = 60_000;
-/** Each of sevsup attest / qmp / the validator answers in well under a second. */
-const COMMAND_TIMEOUT_MS = 60_000;
 const DEMO_SECRET = 'correct horse battery staple (demo disk passphrase)';
 const GREETING = 'sevsup-demo: hello from the guest';
 const POWEROFF = 'sevsup-demo: powering off';
@@ -49,11 +71,12 @@ export interface DemoOptions {
  * @throws the failed step's error, its message prefixed with the step (after everything is stopped).
  */
 export async function runDemo(opts: DemoOptions): Promise<void> {
-  checkPrerequisites();
   // `auto` is the daemon: every build of sevsup has the `daemon` command.
   const via = opts.via === 'auto' ? 'daemon' : opts.via;
+  checkPrerequisites(via);
 
-  const say = new Narrator(process.stdout, STEPS);
+  const steps = stepsFor(via === 'daemon');
+  const say = new Narrator(process.stdout, steps);
   const abort = new AbortController();
   let interrupted: NodeJS.Signals | null = null;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -76,7 +99,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     tik: join(work, 'owner', 'tik.bin'),
     tek: join(work, 'owner', 'tek.bin'),
   };
-  const ctx: Ctx = { say, paths, signal: abort.signal, via, supervisor: undefined };
+  const ctx: Ctx = { say, paths, signal: abort.signal, via, supervisor: undefined, snpSupervisor: undefined, ownerService: undefined };
   let failure: unknown;
   try {
     await demo(ctx);
@@ -93,7 +116,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     return;
   }
   if (failure !== undefined) {
-    const where = `demo step ${say.current}/${STEPS} failed`;
+    const where = `demo step ${say.current}/${steps} failed`;
     if (isSupervisorError(failure))
       throw new SupervisorError(failure.code, `${where}: ${failure.message}`, { details: failure.details, cause: failure });
     throw new SupervisorError('SUP_ERR_INTERNAL', `${where}: ${failure instanceof Error ? failure.message : String(failure)}`, {
@@ -102,20 +125,17 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   }
 }
 
-interface Ctx {
-  readonly say: Narrator;
-  readonly paths: DemoPaths;
-  readonly signal: AbortSignal;
-  readonly via: 'daemon' | 'run';
-  supervisor: DemoSupervisor | undefined;
-}
-
-function checkPrerequisites(): void {
+function checkPrerequisites(via: 'daemon' | 'run'): void {
   const needed: [string, string][] = [
     [KERNEL, 'the demo kernel'],
     [INITRD, 'the demo initrd'],
     [FIRMWARE, 'the test firmware'],
     [SIM, 'the simulated SEV platform'],
+    [SIM_STATE, "the simulated SNP platform's chain (.cache/test-assets/sim-state)"],
+    [DEBIAN_OVMF, "Debian's OVMF (package ovmf), for the SNP guest's firmware"],
+    ...(via === 'daemon'
+      ? ([[DEMO_PATHS.openssl, "openssl (package openssl), for the owner service's certificates"]] as [string, string][])
+      : []),
     [PYTHON, "the system Python (for libvirt's validator)"],
     [VALIDATOR, "libvirt's virt-qemu-sev-validate (package libvirt-clients-qemu)"],
   ];
@@ -149,31 +169,75 @@ async function demo(ctx: Ctx): Promise<void> {
   // 1 -------------------------------------------------------------------------------------------
   say.step('The VM config, and who holds the keys');
   await mkdir(paths.vmDir);
+  // The owner makes the keys; the simulated launch session carries them to the platform.
+  await mkdir(paths.ownerDir, { mode: 0o700 });
+  await Promise.all([writeFile(paths.tik, randomBytes(16), { mode: 0o600 }), writeFile(paths.tek, randomBytes(16), { mode: 0o600 })]);
+  const session = join(paths.work, 'session');
   const conf = join(paths.vmDir, `${VM}.conf`);
-  await writeFile(conf, demoConfig());
+  const relay = ctx.via === 'daemon';
   say.say(
     'The guest boots a real Debian kernel and a tiny initrd straight from QEMU. With kernel-hashes=1 QEMU puts the ' +
-      'SHA-256 of each, and of the command line, in a table inside the firmware, which the platform measures with it; ' +
-      '`attest: hold` keeps the guest paused until its owner has checked that measurement.',
-  );
-  say.line(`${conf}:`);
-  say.output(
-    demoConfig()
-      .split('\n')
-      .filter((l) => /^(amd_sev|firmware|kernel|initrd|cmdline|attest|autostart):/.test(l))
-      .join('\n'),
+      'SHA-256 of each, and of the command line, in a table inside the firmware, which the platform measures with it. ' +
+      (relay
+        ? "`attest: relay` keeps the guest paused until its owner's attestation service has checked that measurement: " +
+          'the daemon sends it the record and acts on its answer, with nobody typing.'
+        : '`attest: hold` keeps the guest paused until its owner has checked that measurement.'),
   );
   say.say(
     'SEV protects a guest from the host it runs on. Its owner, not the host, holds two transport keys: the TIK ' +
       "(integrity) and the TEK (encryption). On real hardware the owner makes them and hands them to AMD's secure " +
       'processor wrapped for it alone (the launch session: `sevctl session`, then the dh-cert and session files), so the ' +
-      'host never sees them. The simulated platform has no such session: it makes the keys itself when the guest ' +
-      'launches, and the demo, playing the owner, copies them (step 4).',
+      'host never sees them. Here the demo, playing the owner, makes fresh keys and writes a SIMULATED session that ' +
+      'carries them to the simulated platform the same way (its files hold the keys in the clear and say so).',
+  );
+  say.line(`the owner's TIK and TEK: 16 random bytes each, in ${paths.tik} and ${paths.tek} (mode 0600; never shown)`);
+  await sevsupStep(ctx, ['owner', 'session', '--tik', paths.tik, '--tek', paths.tek, '--out', session]);
+  let attest: readonly string[] = ['attest: hold'];
+  if (relay) {
+    say.say(
+      "The owner runs their attestation service (sevsup owner serve; on the owner's own machine in production, on " +
+        'loopback here) with HTTPS under a CA the owner made, knowing the host by a bearer token. Its config holds the ' +
+        "owner's own copies of the launch inputs, the allowed policy, the TIK and TEK, and the secret for this guest.",
+    );
+    const secretFile = join(paths.ownerDir, 'luks-key');
+    await writeFile(secretFile, DEMO_SECRET, { mode: 0o600 });
+    const service = await startOwnerService(ctx, join(paths.work, 'owner-service'), {
+      vms: [VM, VM_CHANGED],
+      firmware: FIRMWARE,
+      kernel: KERNEL,
+      initrd: INITRD,
+      cmdline: CMDLINE,
+      policy: '0xb',
+      tik: paths.tik,
+      tek: paths.tek,
+      secret: `luks-key:${secretFile}`,
+    });
+    say.line(`${service.conf}:`);
+    say.output(
+      service.confText
+        .split('\n')
+        .filter((l) => l !== '' && !l.startsWith('#'))
+        .join('\n'),
+    );
+    say.command(['sevsup', 'owner', 'serve', '--config', service.conf]);
+    say.line(`listening: ${service.vmKeys[1]?.replace('attest-url: ', '') ?? '?'} (pid ${service.process.pid ?? '?'})`);
+    attest = service.vmKeys;
+  }
+  await writeFile(conf, demoConfig(session, attest, CMDLINE));
+  // The second launch (step 9): the same guest image, its command line changed by the host.
+  const changedConf = join(paths.vmDir, `${VM_CHANGED}.conf`);
+  if (relay) await writeFile(changedConf, demoConfig(session, attest, CHANGED_CMDLINE, VM_CHANGED));
+  say.line(`${conf}:`);
+  say.output(
+    demoConfig(session, attest, CMDLINE)
+      .split('\n')
+      .filter((l) => /^(amd_sev|firmware|kernel|initrd|cmdline|launch|attest|autostart):/.test(l))
+      .join('\n'),
   );
 
   // 2 -------------------------------------------------------------------------------------------
   say.step('Start the supervisor; the guest is launched paused and measured');
-  const spawnOptions = { node: process.execPath, sevsup: SEVSUP, vm: VM, paths };
+  const spawnOptions = { node: process.execPath, sevsup: SEVSUP, vm: VM, paths, hostId: DEMO_HOST_ID };
   const supervisor = ctx.via === 'daemon' ? await startDaemonSupervisor(spawnOptions) : startRunSupervisor(spawnOptions);
   ctx.supervisor = supervisor;
   say.say(
@@ -197,8 +261,12 @@ async function demo(ctx: Ctx): Promise<void> {
       'elsewhere) and that the launch is still open for a secret, asks the platform for the launch measurement, and ' +
       'writes the measurement record to disk before anything could resume the guest. Any failed check stops QEMU.',
   );
-  const held = await waitForState(supervisor, 'held', HELD_TIMEOUT_MS, ctx.signal);
-  say.line(`${VM}: state ${held.state} (paused, measured, waiting for its owner until ${held.holdDeadline ?? '?'})`);
+  const held = await waitForState(supervisor, relay ? ['held', 'running'] : 'held', HELD_TIMEOUT_MS, ctx.signal);
+  say.line(
+    held.state === 'held'
+      ? `${VM}: state held (paused, measured, waiting for its owner until ${held.holdDeadline ?? '?'})`
+      : `${VM}: state ${held.state} (measured; the owner's service has already answered)`,
+  );
   if (supervisor.daemonTarget !== null) await sevsupStep(ctx, ['list', ...supervisor.daemonTarget]);
 
   // 3 -------------------------------------------------------------------------------------------
@@ -228,12 +296,8 @@ async function demo(ctx: Ctx): Promise<void> {
     'The owner recomputes the launch digest from their own copies of the firmware, kernel, initrd and command line, ' +
       "and checks the HMAC with their TIK. Here an independent tool does it: libvirt's virt-qemu-sev-validate, " +
       "offline, with the record's validateArgs (the host-reported values and the launch inputs; a real owner passes " +
-      'their own files) plus the TIK and TEK.',
+      'their own files) plus the TIK and TEK the owner made in step 1.',
   );
-  await mkdir(paths.ownerDir, { mode: 0o700 });
-  const simKeys = join(paths.runDir, VM, 'private');
-  await Promise.all([copyFile(join(simKeys, 'sim-tik.bin'), paths.tik), copyFile(join(simKeys, 'sim-tek.bin'), paths.tek)]);
-  say.line(`the owner's TIK and TEK (16 bytes each), copied from the simulator's ${simKeys}/sim-t{i,e}k.bin to ${paths.ownerDir}/`);
   const validatorArgs = [...record.validateArgs, '--tik', paths.tik, '--tek', paths.tek];
   say.command(['virt-qemu-sev-validate', ...validatorArgs]);
   const validated = await command(ctx, PYTHON, [VALIDATOR, ...validatorArgs]);
@@ -244,41 +308,8 @@ async function demo(ctx: Ctx): Promise<void> {
     throw new SupervisorError('SUP_ERR_VERIFY_MISMATCH', `virt-qemu-sev-validate did not accept the measurement: ${verdict}`);
   }
 
-  // 5 -------------------------------------------------------------------------------------------
-  say.step('The owner injects a launch secret');
-  say.say(
-    'Having verified the launch, the owner can give the guest a secret, here a disk passphrase, that only this ' +
-      'launch can receive. The secret table is encrypted under the TEK, and the packet header carries an HMAC under the ' +
-      "TIK bound to this launch's measurement: the platform accepts it for this exact launch only, and the host only " +
-      "ever handles ciphertext. The firmware puts it in the guest's secret area, where Linux's efi_secret driver reads it.",
-  );
-  const { mac } = decodeReportedMeasurement(record.measurement);
-  const [tik, tek] = await Promise.all([readFile(paths.tik), readFile(paths.tek)]);
-  const packet = buildLaunchSecret({
-    tik,
-    tek,
-    measurementMac: mac,
-    secrets: [{ guid: SECRET_ALIASES['luks-key'], data: Buffer.from(DEMO_SECRET) }],
-  });
-  const headerFile = join(paths.ownerDir, 'secret-header.b64');
-  const payloadFile = join(paths.ownerDir, 'secret-payload.b64');
-  await writeFile(headerFile, packet.header.toString('base64'), { mode: 0o600 });
-  await writeFile(payloadFile, packet.payload.toString('base64'), { mode: 0o600 });
-  say.line(
-    `built with src/sev/launch-secret.ts: one secret (GUID ${SECRET_ALIASES['luks-key']}, "luks-key", ${DEMO_SECRET.length} bytes), ` +
-      `header ${packet.header.length} bytes, encrypted table ${packet.payload.length} bytes`,
-  );
-  await sevsupStep(ctx, ['attest', VM, ...supervisor.attestTarget, '--inject-secret', headerFile, payloadFile]);
-  const accepted = await simInjected(paths);
-  if (accepted !== null) say.line(`the simulated secure processor verified the packet against this launch and holds ${accepted}`);
-
-  // 6 -------------------------------------------------------------------------------------------
-  say.step('The owner approves; the guest runs');
-  say.say('Only now does sevsup send `cont`: the guest executes its first instruction, with its secret already in place.');
-  await sevsupStep(ctx, ['attest', VM, ...supervisor.attestTarget, '--approve']);
-  const running = await waitForState(supervisor, 'running', RUNNING_TIMEOUT_MS, ctx.signal);
-  say.line(`${VM}: running (QEMU pid ${running.pid ?? '?'})`);
-  if (supervisor.daemonTarget !== null) await sevsupStep(ctx, ['status', VM, ...supervisor.daemonTarget]);
+  if (relay) await relayed(ctx, supervisor, held.record);
+  else await ownerByHand(ctx, supervisor, record);
 
   // 7 -------------------------------------------------------------------------------------------
   say.step('What nobody on the host may do: migrate the guest or dump its memory');
@@ -359,7 +390,12 @@ async function demo(ctx: Ctx): Promise<void> {
   await supervisor.guestStopped(STOPPED_TIMEOUT_MS, ctx.signal);
   say.line(`${VM}: the guest powered itself off; QEMU has exited`);
 
-  // 9 -------------------------------------------------------------------------------------------
+  if (relay) await changedLaunchRefused(ctx, supervisor, changedConf);
+
+  // SEV-SNP ---------------------------------------------------------------------------------------
+  await snpDemo(ctx);
+
+  // -------------------------------------------------------------------------------------------------
   say.step('Stop everything');
   if (supervisor.process.running) {
     say.say('The daemon is told to stop (SIGTERM, as `systemctl stop sevsup` does); it closes its sockets and exits.');
@@ -373,23 +409,157 @@ async function demo(ctx: Ctx): Promise<void> {
   } else {
     say.line(`sevsup ${supervisor.kind} exited by itself (code 0) once its guest had powered off`);
   }
+  const ownerService = ctx.ownerService;
+  if (ownerService?.running) {
+    await ownerService.stop('SIGTERM', 5_000);
+    say.line(`sevsup owner serve exited (${ownerService.running ? 'still running' : 'stopped'})`);
+  }
   const left = await sweepProcesses(paths.work);
   if (left.length > 0)
     throw new SupervisorError(
       'SUP_ERR_INTERNAL',
       `processes were left running and had to be killed: ${left.map((p) => p.cmdline.slice(0, 80)).join('; ')}`,
     );
-  say.line('no QEMU, simulator or supervisor process is left');
+  say.line('no QEMU, simulator, supervisor or owner service process is left');
   say.raw(
     [
       '',
       'Done. On the SIMULATED platform, sevsup launched demo-sev paused, checked its SEV policy, captured the',
-      'measurement and held the guest; its owner verified the measurement (virt-qemu-sev-validate: valid) and',
-      'injected a secret the host never saw in the clear; the guest ran on approval, and migrate and',
-      'dump-guest-memory were refused.',
+      ...(relay
+        ? [
+            "measurement and held the guest; the daemon relayed it to its owner's service, which verified it, sent a",
+            'secret the host never saw in the clear and approved, with nobody typing (virt-qemu-sev-validate agrees:',
+            'valid); the service refused a launch with a changed command line; migrate and',
+          ]
+        : [
+            'measurement and held the guest; its owner verified the measurement (virt-qemu-sev-validate: valid) and',
+            'injected a secret the host never saw in the clear; the guest ran on approval, and migrate and',
+          ]),
+      'dump-guest-memory were refused. The SEV-SNP guest ran only with the digest its owner pinned in an ID block;',
+      'its report verified offline for a fresh nonce, a tampered one was refused, and the platform refused the launch',
+      'with a changed command line.',
       '',
     ].join('\n'),
   );
+}
+
+/** Steps 5 and 6 when the owner types: build the secret packet, inject it, approve. */
+async function ownerByHand(ctx: Ctx, supervisor: DemoSupervisor, record: DemoRecord): Promise<void> {
+  const { say, paths } = ctx;
+  say.step('The owner injects a launch secret');
+  say.say(
+    'Having verified the launch, the owner can give the guest a secret, here a disk passphrase, that only this ' +
+      'launch can receive. The secret table is encrypted under the TEK, and the packet header carries an HMAC under the ' +
+      "TIK bound to this launch's measurement: the platform accepts it for this exact launch only, and the host only " +
+      "ever handles ciphertext. The firmware puts it in the guest's secret area, where Linux's efi_secret driver reads it.",
+  );
+  const { mac } = decodeReportedMeasurement(record.measurement);
+  const [tik, tek] = await Promise.all([readFile(paths.tik), readFile(paths.tek)]);
+  const packet = buildLaunchSecret({
+    tik,
+    tek,
+    measurementMac: mac,
+    secrets: [{ guid: SECRET_ALIASES['luks-key'], data: Buffer.from(DEMO_SECRET) }],
+  });
+  const headerFile = join(paths.ownerDir, 'secret-header.b64');
+  const payloadFile = join(paths.ownerDir, 'secret-payload.b64');
+  await writeFile(headerFile, packet.header.toString('base64'), { mode: 0o600 });
+  await writeFile(payloadFile, packet.payload.toString('base64'), { mode: 0o600 });
+  say.line(
+    `built with src/sev/launch-secret.ts: one secret (GUID ${SECRET_ALIASES['luks-key']}, "luks-key", ${DEMO_SECRET.length} bytes), ` +
+      `header ${packet.header.length} bytes, encrypted table ${packet.payload.length} bytes`,
+  );
+  await sevsupStep(ctx, ['attest', VM, ...supervisor.attestTarget, '--inject-secret', headerFile, payloadFile]);
+  const accepted = await simInjected(paths);
+  if (accepted !== null) say.line(`the simulated secure processor verified the packet against this launch and holds ${accepted}`);
+
+  say.step('The owner approves; the guest runs');
+  say.say('Only now does sevsup send `cont`: the guest executes its first instruction, with its secret already in place.');
+  await sevsupStep(ctx, ['attest', VM, ...supervisor.attestTarget, '--approve']);
+  const running = await waitForState(supervisor, 'running', RUNNING_TIMEOUT_MS, ctx.signal);
+  say.line(`${VM}: running (QEMU pid ${running.pid ?? '?'})`);
+  if (supervisor.daemonTarget !== null) await sevsupStep(ctx, ['status', VM, ...supervisor.daemonTarget]);
+}
+
+/** Steps 5 and 6 with `attest: relay`: the daemon asked the owner's service; show what it answered. */
+async function relayed(ctx: Ctx, supervisor: DemoSupervisor, recordPath: string | null): Promise<void> {
+  const { say, paths } = ctx;
+  say.step("The owner's service verified the launch and sent the secret");
+  say.say(
+    "While the guest was held, the daemon POSTed its measurement record to the owner's service over TLS (trusting only " +
+      "the owner's CA) and waited. The service checked the measurement with the same code as `sevsup verify` against " +
+      "the owner's own inputs and TIK, built the launch secret (a disk passphrase) with the same code as `sevsup secret " +
+      "build`, bound to this launch's measurement, and answered `inject`. The daemon injected it, then resumed the guest. " +
+      'Every exchange is appended to an audit file beside the record (what was sent, its digest, the answer, the TLS peer).',
+  );
+  const running = await waitForState(supervisor, 'running', RUNNING_TIMEOUT_MS, ctx.signal);
+  const audit = auditPath(running.record ?? recordPath);
+  say.line(`${audit}:`);
+  say.output(await auditSummary(audit));
+  const accepted = await simInjected(paths);
+  if (accepted !== null) say.line(`the simulated secure processor verified the packet against this launch and holds ${accepted}`);
+
+  say.step('The guest runs, with nobody typing');
+  say.say('Only after the secret was in place did the daemon send `cont`. Nobody ran `sevsup attest`; nobody else can.');
+  say.line(`${VM}: running (QEMU pid ${running.pid ?? '?'}), ${running.secretsInjected ?? 0} secret injected by the relay`);
+  if (supervisor.daemonTarget !== null) await sevsupStep(ctx, ['status', VM, ...supervisor.daemonTarget]);
+}
+
+/** The relay's audit file beside the record it relayed. */
+function auditPath(recordPath: string | null): string {
+  if (recordPath === null) throw new SupervisorError('SUP_ERR_INTERNAL', 'the daemon reported no record path for the relayed guest');
+  return auditPathFor(recordPath);
+}
+
+/** One line per audit entry: its event and the facts a reader needs (never secret bytes: the audit has none). */
+async function auditSummary(file: string): Promise<string> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => {
+      const e: unknown = JSON.parse(l);
+      if (!isRecord(e)) return l;
+      const facts = ['status', 'decision', 'reason', 'code', 'injected']
+        .filter((k) => e[k] !== undefined)
+        .map((k) => `${k} ${typeof e[k] === 'string' ? (e[k] as string) : JSON.stringify(e[k])}`);
+      const event = e['event'] === 'attempt' ? `attempt ${String(e['attempt'])}` : String(e['event']);
+      return `${event}${facts.length === 0 ? '' : `: ${facts.join(', ')}`}`;
+    })
+    .join('\n');
+}
+
+/** With the relay: the same guest relaunched with a changed command line; the owner's service rejects it. */
+async function changedLaunchRefused(ctx: Ctx, supervisor: DemoSupervisor, conf: string): Promise<void> {
+  const { say, paths } = ctx;
+  say.step("The host changes the command line: the owner's service refuses the launch");
+  say.say(
+    `The host now starts ${VM_CHANGED}, another guest of this owner with the same image, with \`${CHANGED_CMDLINE}\` ` +
+      "(a root shell instead of the guest's own init). " +
+      "The launch measurement differs from the one the owner's inputs give, so the service answers `reject`; the " +
+      'guest is stopped without ever running, and the reason is in its status and audit.',
+  );
+  say.line(`${conf}: cmdline: ${CHANGED_CMDLINE}`);
+  await sevsupStep(ctx, ['start', VM_CHANGED, ...(supervisor.daemonTarget ?? [])]);
+  const failed = await pollUntil(
+    async () => {
+      const s = await supervisor.status(VM_CHANGED);
+      return s !== null && s.state === 'failed' ? s : s?.state === 'running' ? s : undefined;
+    },
+    { timeoutMs: HELD_TIMEOUT_MS, intervalMs: 100, signal: ctx.signal },
+  );
+  if (failed === undefined) throw new SupervisorError('SUP_ERR_LAUNCH_TIMEOUT', 'the changed launch neither failed nor ran in time');
+  if (failed.state === 'running') throw new SupervisorError('SUP_ERR_INTERNAL', 'the launch with a changed command line was NOT refused');
+  say.line(`${VM_CHANGED}: state failed: ${failed.error?.message ?? '?'} [${failed.error?.code ?? '?'}]`);
+  const audit = auditPath(failed.record);
+  say.line(`${audit}:`);
+  say.output(await auditSummary(audit));
+  const status: unknown = JSON.parse(
+    await readFile(join(paths.runDir, VM_CHANGED, 'private', 'sim-status.json'), 'utf8').catch(() => '{}'),
+  );
+  const conts = isRecord(status) && typeof status['contCount'] === 'number' ? status['contCount'] : null;
+  if (conts !== 0 && conts !== null) throw new SupervisorError('SUP_ERR_INTERNAL', `the refused guest was resumed (${conts} cont)`);
+  say.line("→ refused by the owner's service: the guest never ran (the simulated platform saw no `cont`)");
 }
 
 /** Exit codes of virt-qemu-sev-validate (libvirt's tools/virt-qemu-sev-validate). */
@@ -403,10 +573,14 @@ const VALIDATOR_VERDICTS: Readonly<Record<number, string>> = {
   6: 'internal error of the validator (exit 6)',
 };
 
-function demoConfig(): string {
+const CMDLINE = 'console=ttyS0 panic=-1';
+/** What a host that wants a root shell in the guest would boot it with instead. */
+const CHANGED_CMDLINE = `${CMDLINE} init=/bin/sh`;
+
+function demoConfig(session: string, attest: readonly string[], cmdline: string, vm = VM): string {
   return [
     '# demo-sev, written by `sevsup demo`: examples/vms/demo-sev.conf with absolute paths and autostart.',
-    `name: ${VM}`,
+    `name: ${vm}`,
     'memory: 512',
     'cores: 1',
     'cpu: EPYC-v3',
@@ -414,11 +588,12 @@ function demoConfig(): string {
     `firmware: ${FIRMWARE}`,
     `kernel: ${KERNEL}`,
     `initrd: ${INITRD}`,
-    'cmdline: console=ttyS0 panic=-1',
-    'attest: hold',
+    `cmdline: ${cmdline}`,
+    `launch: dh-cert=${join(session, 'dh-cert')},session=${join(session, 'session')}`,
+    ...attest,
     'hold-timeout: 300',
     'serial: file',
-    'autostart: 1',
+    `autostart: ${vm === VM ? 1 : 0}`,
     'amd_sev: type=std,nodbg=1,noks=1,kernel-hashes=1',
     '',
   ].join('\n');
@@ -486,27 +661,6 @@ function narrowRecord(value: unknown): DemoRecord {
   };
 }
 
-async function command(ctx: Ctx, cmd: string, args: readonly string[]): Promise<Completed> {
-  const result = await runToCompletion(cmd, args, { signal: ctx.signal, timeoutMs: COMMAND_TIMEOUT_MS });
-  if (ctx.signal.aborted) throw new SupervisorError('SUP_ERR_USAGE', 'interrupted');
-  return result;
-}
-
-/** Show and run `sevsup <args>`; it must succeed. */
-async function sevsupStep(ctx: Ctx, args: readonly string[]): Promise<void> {
-  ctx.say.command(['sevsup', ...args]);
-  const result = await command(ctx, process.execPath, [SEVSUP, ...args]);
-  ctx.say.output(`${result.stdout}${result.stderr}`);
-  if (result.code !== 0) {
-    // Keep the command's own error code (printed as "[SUP_ERR_…]"), so the demo exits as it did.
-    const code = /\[(SUP_ERR_[A-Z_]+)\]\s*$/.exec(result.stderr)?.[1];
-    throw new SupervisorError(
-      isErrorCode(code) ? code : 'SUP_ERR_INTERNAL',
-      `\`sevsup ${args[0] ?? ''}\` failed (exit ${result.code ?? result.signal ?? '?'}): ${result.stderr.trim()}`,
-    );
-  }
-}
-
 /** What the simulator says it accepted (sim-status.json, next to its monitor socket); null if unreadable. */
 async function simInjected(paths: DemoPaths): Promise<string | null> {
   try {
@@ -541,6 +695,11 @@ function getMetrics(socketPath: string): Promise<string> {
 
 /** Stop the supervisor if it still runs, end anything left under the work dir, remove it unless kept. */
 async function cleanUp(ctx: Ctx, keep: boolean, failed: boolean): Promise<void> {
+  const snp = ctx.snpSupervisor;
+  if (snp?.process.running) {
+    process.stderr.write(`sevsup demo: stopping sevsup run (pid ${snp.process.pid ?? '?'})…\n`);
+    await snp.shutdown();
+  }
   const s = ctx.supervisor;
   if (s?.process.running) {
     process.stderr.write(`sevsup demo: stopping sevsup ${s.kind} (pid ${s.process.pid ?? '?'})…\n`);
@@ -549,13 +708,17 @@ async function cleanUp(ctx: Ctx, keep: boolean, failed: boolean): Promise<void> 
   if (failed && s !== undefined && s.process.stderr.trim() !== '') {
     process.stderr.write(`sevsup demo: the supervisor's last log lines:\n${s.process.stderr.trim().split('\n').slice(-10).join('\n')}\n`);
   }
+  const owner = ctx.ownerService;
+  if (owner?.running) await owner.stop('SIGTERM', 5_000);
   const left = await sweepProcesses(ctx.paths.work);
   for (const p of left) process.stderr.write(`sevsup demo: ended leftover process ${p.pid}: ${p.cmdline.slice(0, 120)}\n`);
   if (keep) {
     const what: Record<string, string> = {
       'sevsup.conf': 'the daemon config',
       vms: 'the VM config',
-      owner: "the owner's TIK, TEK and secret packet",
+      owner: "the owner's TIK, TEK, secret packet, ID key and SNP report",
+      images: "the SNP guest's firmware",
+      snp: "the SNP guest's config, ID block, run directory and launch records",
       state: 'the measurement record',
       run: 'sockets, serial.log',
     };

@@ -15,7 +15,14 @@ export const DEMO_PATHS = {
   kernel: join(ASSETS, 'vmlinuz'),
   initrd: join(ASSETS, 'demo-initrd.img'),
   firmware: join(ASSETS, 'ovmf-sev-test.fd'),
+  /** Debian's OVMF.fd: `scripts/make-test-firmware.mjs --snp` adds SNP metadata to a copy for the SNP guest. */
+  debianOvmf: '/usr/share/ovmf/OVMF.fd',
+  makeTestFirmware: join(REPO, 'scripts', 'make-test-firmware.mjs'),
+  /** The simulated SNP platform's state directory (its SIMULATED chain), made by scripts/setup-test-assets.sh. */
+  simState: join(ASSETS, 'sim-state'),
   /** libvirt's validator is a Python script; it runs under the system Python, not a venv's. */
   python: '/usr/bin/python3',
+  /** The owner service's CA and server certificate are made with the openssl CLI. */
+  openssl: '/usr/bin/openssl',
   validator: '/usr/bin/virt-qemu-sev-validate',
 } as const;

@@ -25,10 +25,10 @@ const MAX_CAPTURE_CHARS = 1024 * 1024;
 export function runToCompletion(
   cmd: string,
   args: readonly string[],
-  options: { signal?: AbortSignal; timeoutMs?: number } = {},
+  options: { signal?: AbortSignal; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<Completed> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout = (stdout + c.toString('utf8')).slice(-MAX_CAPTURE_CHARS)));

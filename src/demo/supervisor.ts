@@ -35,8 +35,8 @@ export interface DemoSupervisor {
   readonly attestTarget: readonly string[];
   /** Flags that point `sevsup qmp` at the guest's proxy socket (<run-dir>/<vm>/qmp.sock). */
   readonly qmpTarget: readonly string[];
-  /** The guest's status; null while the control socket does not answer. */
-  status(): Promise<VmStatus | null>;
+  /** The guest's status (or another guest's, by name); null while the control socket does not answer. */
+  status(vm?: string): Promise<VmStatus | null>;
   /** The measurement record as the control API serves it. */
   measurement(): Promise<unknown>;
   /** Resolves when the guest has stopped (its QEMU exited) and the supervisor noticed. */
@@ -51,6 +51,10 @@ export interface SupervisorSpawn {
   readonly sevsup: string;
   readonly vm: string;
   readonly paths: DemoPaths;
+  /** The supervisor's environment (default: the demo's own). */
+  readonly env?: NodeJS.ProcessEnv;
+  /** The daemon's identity to the owner's attestation service (daemon config `host-id`). */
+  readonly hostId?: string;
 }
 
 /** A supervisor that does not exit on SIGTERM within this long is killed. */
@@ -74,7 +78,7 @@ export function startRunSupervisor(o: SupervisorSpawn): DemoSupervisor {
     '--powerdown-timeout',
     '5',
   ];
-  const child = new Background(o.node, [o.sevsup, ...args]);
+  const child = new Background(o.node, [o.sevsup, ...args], o.env);
   const socketPath = controlSocketPath(o.paths.runDir, o.vm);
   const api = controlApi(socketPath, o.vm);
   return {
@@ -120,12 +124,13 @@ export async function startDaemonSupervisor(o: SupervisorSpawn): Promise<DemoSup
     `socket: ${socketPath}`,
     // Stop the guest when the demo stops the daemon (the default, keep, is for restarts).
     'on-shutdown: shutdown',
+    ...(o.hostId === undefined ? [] : [`host-id: ${o.hostId}`]),
     'log-level: warn',
     '',
   ].join('\n');
   await writeFile(config, configText);
   const args = ['daemon', '--config', config];
-  const child = new Background(o.node, [o.sevsup, ...args]);
+  const child = new Background(o.node, [o.sevsup, ...args], o.env);
   const api = controlApi(socketPath, o.vm);
   return {
     kind: 'daemon',
@@ -157,12 +162,13 @@ export async function startDaemonSupervisor(o: SupervisorSpawn): Promise<DemoSup
   };
 }
 
-function controlApi(socketPath: string, vm: string): { status(): Promise<VmStatus | null>; measurement(): Promise<unknown> } {
+function controlApi(socketPath: string, vm: string): { status(other?: string): Promise<VmStatus | null>; measurement(): Promise<unknown> } {
   const path = `/v1/vms/${encodeURIComponent(vm)}`;
   return {
-    status: async () => {
+    status: async (other) => {
+      const at = other === undefined ? path : `/v1/vms/${encodeURIComponent(other)}`;
       try {
-        return (await callControl({ socketPath, method: 'GET', path, timeoutMs: 5_000 })) as VmStatus;
+        return (await callControl({ socketPath, method: 'GET', path: at, timeoutMs: 5_000 })) as VmStatus;
       } catch (error: unknown) {
         if (error instanceof SupervisorError && (error.code === 'SUP_ERR_API_UNREACHABLE' || error.code === 'SUP_ERR_VM_NOT_FOUND'))
           return null;
@@ -178,21 +184,30 @@ function controlApi(socketPath: string, vm: string): { status(): Promise<VmStatu
  * @throws SUP_ERR_LAUNCH_TIMEOUT after `timeoutMs`; the guest's own error when it failed; a
  * description of the supervisor's exit (with its stderr) when it ended first.
  */
-export async function waitForState(s: DemoSupervisor, state: string, timeoutMs: number, signal: AbortSignal): Promise<VmStatus> {
+export async function waitForState(
+  s: DemoSupervisor,
+  state: string | readonly string[],
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<VmStatus> {
+  const wanted: readonly string[] = typeof state === 'string' ? [state] : state;
   let last: VmStatus | null = null;
   const reached = await pollUntil(
     async () => {
       if (!s.process.running) throw supervisorExit(`sevsup ${s.kind}`, await s.process.exited, s.process.stderr);
       last = await s.status();
       if (last?.state === 'failed') throw guestFailed(last);
-      return last?.state === state ? last : undefined;
+      return last !== null && wanted.includes(last.state) ? last : undefined;
     },
     { timeoutMs, intervalMs: POLL_MS, signal },
   );
   if (reached !== undefined) return reached;
   if (signal.aborted) throw new SupervisorError('SUP_ERR_USAGE', 'interrupted');
   const seen = last === null ? 'no answer on the control socket' : `state ${(last as VmStatus).state}`;
-  throw new SupervisorError('SUP_ERR_LAUNCH_TIMEOUT', `the guest did not reach state ${state} within ${timeoutMs / 1000} s (${seen})`);
+  throw new SupervisorError(
+    'SUP_ERR_LAUNCH_TIMEOUT',
+    `the guest did not reach state ${wanted.join(' or ')} within ${timeoutMs / 1000} s (${seen})`,
+  );
 }
 
 function guestFailed(status: VmStatus): SupervisorError {

@@ -10,7 +10,7 @@ export interface DemoCliOptions {
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('launch, attest and run a demo SEV guest on the simulated platform, explaining each step')
+    .description('launch, attest and run a demo SEV guest and SEV-SNP guest on the simulated platform, explaining each step')
     .option('--keep', 'keep the temporary work directory (config, keys, record, serial log) for inspection')
     .addOption(
       new Option('--via <supervisor>', 'drive the guest through `sevsup daemon` or `sevsup run` (auto: the daemon when it is built)')
@@ -21,14 +21,19 @@ export function registerDemo(program: Command): void {
       'after',
       [
         '',
-        "Needs what `bash scripts/setup.sh` installs (QEMU, libvirt's virt-qemu-sev-validate, the demo kernel,",
-        'initrd and test firmware in .cache/test-assets/). Everything runs in a temporary directory on the',
-        'SIMULATED SEV platform: no SEV hardware, nothing encrypted, not a security boundary.',
+        "Needs what `bash scripts/setup.sh` installs (QEMU, libvirt's virt-qemu-sev-validate, Debian's OVMF,",
+        'openssl, and in .cache/test-assets/ the demo kernel, initrd, test firmware and the simulated SNP chain).',
+        'Everything runs in a temporary directory on the SIMULATED SEV platform: no SEV hardware, nothing',
+        'encrypted, not a security boundary.',
         '',
-        'Steps: start the supervisor; the guest is measured and held paused; print the measurement record;',
-        "verify it off-host with virt-qemu-sev-validate and the owner's TIK; build and inject a launch secret;",
-        "approve; try migrate and dump-guest-memory through the QMP proxy (both refused); show the guest's",
-        'serial console; stop everything.',
+        "SEV: the owner makes the TIK/TEK and a simulated launch session; with the daemon (default) the owner's",
+        'service (sevsup owner serve, TLS on loopback) gets the held guest from the relay, injects a secret and',
+        'approves, and rejects a second launch with a changed command line; with --via run the owner injects and',
+        "approves by hand. The record is verified off-host with virt-qemu-sev-validate and the owner's TIK;",
+        "migrate and dump-guest-memory are refused by the QMP proxy; the guest's serial console is shown.",
+        "SEV-SNP: the owner's expected digest pinned in an ID block, host data; the launch record; a report for",
+        'a fresh nonce verified offline, a tampered one refused; a changed command line refused by the platform.',
+        'Then everything is stopped.',
         '',
         'Exit codes: 0 every step did what it should; non-zero with the failed step named otherwise',
         '(130 after Ctrl-C). Nothing is left running on any exit.',
