@@ -454,13 +454,14 @@ export class GuestRegistry {
       if (event.event === 'failed') this.#o.metrics?.failedCheck(event.code);
     });
     void lifecycle.finished.then(async (outcome) => {
-      await supervised.closeProxy();
-      // Detached (daemon shutdown, or left alone as unreachable): its QEMU runs on; not forgotten.
-      if (outcome.state === 'detached') return;
-      if (guest.lifecycle === lifecycle && guest.removed) {
+      // Forgotten before anything is awaited: whoever saw the stop (the API's stop reply) must not
+      // then still find a guest whose config is gone. Detached (daemon shutdown, or left alone as
+      // unreachable): its QEMU runs on; not forgotten.
+      if (outcome.state !== 'detached' && guest.lifecycle === lifecycle && guest.removed) {
         this.#guests.delete(guest.name);
         this.#daemonEvent('forgotten', guest.name);
       }
+      await supervised.closeProxy();
     });
     return lifecycle;
   }
