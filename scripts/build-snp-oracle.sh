@@ -41,7 +41,8 @@ node --input-type=module -e '
 for f in ask_ark_milan ask_ark_milan_vlek ask_ark_genoa ask_ark_genoa_vlek ask_ark_turin_vcek ask_ark_turin_vlek; do
   cp "$root/tmp/placeholder-chain.pem" "$src/github.com/google/go-sev-guest/verify/trust/$f.pem"
 done
-chroot "$root" bash -euc 'cd /root/go/src/snporacle && GOPATH=/root/go:/usr/share/gocode GO111MODULE=off go build -o /root/snporacle .'
+# GOROOT given: the chroot has no /proc, so Debian's trimmed go binary cannot find its root from its own path.
+chroot "$root" bash -euc 'cd /root/go/src/snporacle && GOROOT=/usr/lib/go GOPATH=/root/go:/usr/share/gocode GO111MODULE=off GOCACHE=/root/.cache/go-build go build -o /root/snporacle .'
 mkdir -p "$(dirname "$out")"
 cp "$root/root/snporacle" "$out"
 echo "built $out"
