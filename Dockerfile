@@ -12,7 +12,8 @@ FROM ${BASE} AS runtime
 # superseded images, and nothing else.
 LABEL org.sevsup.image=1
 # qemu-utils: for qemu-img, to make guest disks. libvirt-clients-qemu and its Python modules:
-# virt-qemu-sev-validate, which `sevsup demo` uses to verify off-host style. No recommends: no
+# virt-qemu-sev-validate, which `sevsup demo` uses to verify off-host style. openssl: the demo owner's
+# CA and server certificate for `sevsup owner serve`. No recommends: no
 # GUI, no audio. Left out by
 # dpkg (so never in any layer): QEMU's i386 and microvm emulators, its firmware for other
 # architectures, and the NBD/storage-daemon/io tools; sevsup runs qemu-system-x86_64 only.
@@ -27,7 +28,7 @@ RUN printf '%s\n' '# sevsup image: what sevsup never runs (see the Dockerfile)' 
       > /etc/dpkg/dpkg.cfg.d/02-sevsup-qemu-x86-only \
  && apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      nodejs qemu-system-x86 qemu-utils ovmf \
+      nodejs qemu-system-x86 qemu-utils ovmf openssl \
       libvirt-clients-qemu python3-lxml python3-libvirt python3-cryptography >/dev/null \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
@@ -78,11 +79,14 @@ RUN bash scripts/setup-test-assets.sh vmlinuz demo-initrd.img \
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts/bundle.mjs scripts/make-test-firmware.mjs ./scripts/
 COPY src ./src
+COPY bin ./bin
 # The build (dist/ and its bundle), then the test firmware patched from this image's
-# /usr/share/ovmf/OVMF.fd by the built patcher (the same bytes each time: its layer below stays cached).
+# /usr/share/ovmf/OVMF.fd by the built patcher (the same bytes each time: its layer below stays cached),
+# and the simulated SNP platform's SIMULATED chain the demo's SNP guest signs its report with (made by
+# the built simulator, as setup does in a checkout; a simulator's keys, never a real platform's).
 RUN npm run --silent build \
- && bash scripts/setup-test-assets.sh ovmf-sev-test.fd \
- && test -s .cache/test-assets/ovmf-sev-test.fd
+ && bash scripts/setup-test-assets.sh ovmf-sev-test.fd ovmf-snp-test.fd sim-state \
+ && test -s .cache/test-assets/ovmf-sev-test.fd -a -s .cache/test-assets/ovmf-snp-test.fd && test -d .cache/test-assets/sim-state
 
 # ---- the image --------------------------------------------------------------------------------
 # What changes least first: dependencies and assets are the same layers from build to build

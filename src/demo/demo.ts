@@ -35,7 +35,7 @@ const {
   sim: SIM,
   python: PYTHON,
   validator: VALIDATOR,
-  debianOvmf: DEBIAN_OVMF,
+  snpFirmware: SNP_FIRMWARE,
   simState: SIM_STATE,
 } = DEMO_PATHS;
 
@@ -132,7 +132,7 @@ function checkPrerequisites(via: 'daemon' | 'run'): void {
     [FIRMWARE, 'the test firmware'],
     [SIM, 'the simulated SEV platform'],
     [SIM_STATE, "the simulated SNP platform's chain (.cache/test-assets/sim-state)"],
-    [DEBIAN_OVMF, "Debian's OVMF (package ovmf), for the SNP guest's firmware"],
+    [SNP_FIRMWARE, "the SNP guest's test firmware (.cache/test-assets/ovmf-snp-test.fd)"],
     ...(via === 'daemon'
       ? ([[DEMO_PATHS.openssl, "openssl (package openssl), for the owner service's certificates"]] as [string, string][])
       : []),

@@ -15,9 +15,8 @@ export const DEMO_PATHS = {
   kernel: join(ASSETS, 'vmlinuz'),
   initrd: join(ASSETS, 'demo-initrd.img'),
   firmware: join(ASSETS, 'ovmf-sev-test.fd'),
-  /** Debian's OVMF.fd: `scripts/make-test-firmware.mjs --snp` adds SNP metadata to a copy for the SNP guest. */
-  debianOvmf: '/usr/share/ovmf/OVMF.fd',
-  makeTestFirmware: join(REPO, 'scripts', 'make-test-firmware.mjs'),
+  /** The SNP guest's firmware: Debian's OVMF.fd with SNP metadata and a KERNEL_HASHES section, made by setup. */
+  snpFirmware: join(ASSETS, 'ovmf-snp-test.fd'),
   /** The simulated SNP platform's state directory (its SIMULATED chain), made by scripts/setup-test-assets.sh. */
   simState: join(ASSETS, 'sim-state'),
   /** libvirt's validator is a Python script; it runs under the system Python, not a venv's. */
