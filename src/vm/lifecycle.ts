@@ -14,7 +14,6 @@
 // Daemon mode: QEMU runs detached and every transition is persisted to state.json, so a restarted
 // daemon can attach() to the same QEMU (held stays held with its deadline, running stays running,
 // never re-measured or resumed by mistake) and a stopping daemon can detach() without touching it.
-import { setTimeout as delay } from 'node:timers/promises';
 import type { VmSpec } from '../config/vm-spec.js';
 import { hasCode, SupervisorError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -25,7 +24,8 @@ import { QmpClient } from '../qmp/client.js';
 import { cont, queryStatus } from '../qmp/commands.js';
 import { adoptPersisted, endGone, inspectAdopted, leaveUnreachable, type ReattachPlan } from './attach.js';
 import { checkDebugPolicy } from './debug-policy.js';
-import { explainFailure, phaseOf, snpLaunchFailure } from './failure.js';
+import { explainFailure, phaseOf } from './failure.js';
+import { asSnpLaunchFailure, watchSnpFirstRun } from './snp-first-run.js';
 import { AttestationHold, holdRefusal, OwnerActions } from './hold.js';
 import { GuestWatch } from './watch.js';
 import {
@@ -592,49 +592,18 @@ export class VmLifecycle {
     this.#g.emit({ event: 'running', pid: this.#g.requireProc().pid });
   }
 
-  /**
-   * SEV-SNP's first run: QEMU does SNP_LAUNCH_FINISH inside the first `cont` (the firmware pages,
-   * the metadata sections, the CPUID page the PSP validates, then the VMSAs, then the ID block
-   * check) and exits on any refusal, mostly before it even replies; KVM's first entry into each
-   * vCPU's VMSA can still fail just after. A QEMU that exits within the window is therefore a failed
-   * launch, not a guest that stopped. The window is short because these failures are immediate;
-   * its default (lifecycle-options.ts) leaves room for a loaded host's scheduling.
-   */
-  async #snpFirstRun(): Promise<void> {
-    const windowMs = this.#o.snpFirstRunWindowMs ?? DEFAULT_SNP_FIRST_RUN_WINDOW_MS;
-    const proc = this.#g.requireProc();
-    const ended = new AbortController();
-    try {
-      const exit = await Promise.race([
-        proc.exited,
-        delay(windowMs, null, { signal: ended.signal }).catch(() => null),
-        new Promise<null>((resolve) =>
-          this.#abort.signal.addEventListener('abort', () => resolve(null), { once: true, signal: ended.signal }),
-        ),
-      ]);
-      this.#abort.signal.throwIfAborted();
-      if (exit !== null) throw snpLaunchFailure(this.vm, exit, windowMs);
-    } finally {
-      ended.abort();
-    }
+  /** SEV-SNP's first run: a QEMU that exits within the window is a failed launch (snp-first-run.ts). */
+  #snpFirstRun(): Promise<void> {
+    return watchSnpFirstRun({ vm: this.vm, exited: this.#g.requireProc().exited, windowMs: this.#snpWindowMs, signal: this.#abort.signal });
   }
 
   /** A QEMU that died during an SNP guest's `cont` or first-run window: a failed SNP launch with QEMU's words. */
   #asSnpLaunchFailure(error: unknown): unknown {
-    if (hasCode(error, 'SUP_ERR_QEMU_EXITED') && typeof error.details['stderrTail'] === 'string') {
-      const { exitCode, signal } = error.details;
-      return snpLaunchFailure(
-        this.vm,
-        {
-          ...(typeof exitCode === 'number' ? { exitCode } : {}),
-          ...(typeof signal === 'string' ? { signal } : {}),
-          stderrTail: error.details['stderrTail'],
-        },
-        this.#o.snpFirstRunWindowMs ?? DEFAULT_SNP_FIRST_RUN_WINDOW_MS,
-        error,
-      );
-    }
-    return error;
+    return asSnpLaunchFailure(this.vm, error, this.#snpWindowMs);
+  }
+
+  get #snpWindowMs(): number {
+    return this.#o.snpFirstRunWindowMs ?? DEFAULT_SNP_FIRST_RUN_WINDOW_MS;
   }
 
   // Section: failing closed ------------------------------------------------------------------------
