@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeExpectedDigest } from '../../src/attestation/inputs.js';
 import { cpuModelSignature } from '../../src/sev/cpu-models.js';
 import { buildSnpRecord } from '../../src/vm/snp-record.js';
+import { snpMeasured } from '../../test/support/snp-measured.js';
 import { SEVSUP as BIN } from '../../test/support/it-env.js';
 import { DEBIAN_OVMF, HAVE_VALIDATOR, measurementFor, patchFirmware, realKernel, runValidator, writeRecord } from './helpers.js';
 
@@ -196,20 +197,7 @@ function snpRecord(): Record<string, unknown> {
     capturedAt: new Date(),
     platform: 'simulated',
     reported: { snpPolicy: 0x30000n, ...HOSTV, state: 'launch-update' },
-    measured: {
-      digest: {
-        digest: SNP_DIGEST,
-        firmwareDigest: randomBytes(48),
-        firmware: { path: '/fw/OVMF.fd', size: 0x10000, sha256: 'ab'.repeat(32), table: {} as never, metadata: { status: 'absent' } as never },
-        kernel: null,
-        initrd: null,
-        cmdline: null,
-      },
-      vcpus: 1,
-      vcpuSignature: 0xa00f11,
-      guestFeatures: 1n,
-      vmmType: 'QEMU',
-    },
+    measured: snpMeasured(SNP_DIGEST, { firmwareDigest: randomBytes(48) }),
     kernel: null,
     initrd: null,
     cmdline: null,
@@ -530,7 +518,9 @@ describe('sevsup owner serve over mutual TLS', () => {
       expect(reply.status).toBe(200);
       expect(JSON.parse(reply.body)).toEqual({ schema: 'sevsup.attest-answer/v1', launchId: req.launchId, decision: 'approve' });
     }
-    const wrong = await post(service.port, attestRequest('snp1', { ...record, expectedLaunchDigest: '00'.repeat(48) }).body, { cert: 'node7' });
+    const wrong = await post(service.port, attestRequest('snp1', { ...record, expectedLaunchDigest: '00'.repeat(48) }).body, {
+      cert: 'node7',
+    });
     expect(JSON.parse(wrong.body)).toMatchObject({ decision: 'reject', reason: expect.stringContaining('launch digest') });
     expect(answeredEntries('answered.json')).toBe(before);
   });
@@ -675,7 +665,7 @@ async function raw(port: number, text: string, o: { maxVersion?: 'TLSv1.2' } = {
 }
 
 describe('sevsup owner serve: per-peer and per-guest limits', () => {
-  it("one peer holds at most max-connections-per-peer (3) of the 16 connections; over it, dropped unread; others still served", async () => {
+  it('one peer holds at most max-connections-per-peer (3) of the 16 connections; over it, dropped unread; others still served', async () => {
     const s = await startService(f('owner-limits.conf'));
     try {
       const open = (o: { cert?: string; from?: string } = {}): Promise<{ socket: ReturnType<typeof tlsConnect>; ok: boolean }> =>
@@ -706,7 +696,9 @@ describe('sevsup owner serve: per-peer and per-guest limits', () => {
       for (const h of [...held, extra, sameHost, otherHost]) h.socket.destroy();
       let reply: Reply | null = null;
       for (let i = 0; i < 50 && reply === null; i += 1) {
-        reply = await post(s.port, attestRequest('web2', sevRecord(esDigest, { es: true }).record).body, { cert: 'node7' }).catch(() => null);
+        reply = await post(s.port, attestRequest('web2', sevRecord(esDigest, { es: true }).record).body, { cert: 'node7' }).catch(
+          () => null,
+        );
       }
       expect(reply?.status).toBe(200);
     } finally {
@@ -724,7 +716,9 @@ describe('sevsup owner serve: per-peer and per-guest limits', () => {
       const next = await post(s.port, attestRequest('web2', sevRecord(esDigest, { es: true }).record).body, { cert: 'node7' });
       expect(next.status).toBe(507);
       expect(JSON.parse(next.body).error).toContain('max-answered');
-      const retry = await post(s.port, attestRequest('web2', record, 'node-7', { launchId: first.launchId, attempt: 2 }).body, { cert: 'node7' });
+      const retry = await post(s.port, attestRequest('web2', record, 'node-7', { launchId: first.launchId, attempt: 2 }).body, {
+        cert: 'node7',
+      });
       expect(JSON.parse(retry.body).decision).toBe('approve');
       // Another host's guest has its own bound.
       const theirs = await post(s.port, attestRequest('web2', sevRecord(esDigest, { es: true }).record, 'node-9').body, { cert: 'node9' });

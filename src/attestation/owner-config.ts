@@ -325,7 +325,7 @@ function parseMetrics(s: Lines, clientCa: string | null, tokenHosts: ReadonlySet
   if (off) return null;
   if (clients.length === 0 && tokenFile === null) {
     if (entry !== undefined && !off) {
-      throw s.bad(entry, "metrics are for a scraper, not for hosts: name it with metrics-client: CN and/or metrics-token: FILE");
+      throw s.bad(entry, 'metrics are for a scraper, not for hosts: name it with metrics-client: CN and/or metrics-token: FILE');
     }
     return null;
   }

@@ -77,7 +77,12 @@ export async function loadOwnerService(file: string): Promise<LoadedOwnerService
   const metricsFile = config.metrics?.tokenFile ?? null;
   const metricsToken = metricsFile === null ? null : await readToken(metricsFile, keyLine('metrics-token'), 'metrics-token');
   if (metricsToken !== null && tokens.has(metricsToken)) {
-    throw bad(config.file, keyLine('metrics-token'), 'metrics-token', `it is host ${tokens.get(metricsToken) ?? ''}'s token; a scraper needs its own`);
+    throw bad(
+      config.file,
+      keyLine('metrics-token'),
+      'metrics-token',
+      `it is host ${tokens.get(metricsToken) ?? ''}'s token; a scraper needs its own`,
+    );
   }
   const guests = new Map<string, LoadedGuest>();
   for (const g of config.guests) guests.set(guestKey(g.host, g.vm), await loadGuest(config.file, g));

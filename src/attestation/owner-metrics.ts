@@ -57,7 +57,7 @@ export function createOwnerMetrics(o: { processMetrics?: boolean } = {}): OwnerM
   });
   const refused = new Counter({
     name: 'sevsup_owner_connections_refused_total',
-    help: "Connections dropped unread because their peer (address or host) held its share (max-connections-per-peer)",
+    help: 'Connections dropped unread because their peer (address or host) held its share (max-connections-per-peer)',
     labelNames: ['limit'],
     registers: [registry],
   });

@@ -100,7 +100,10 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
   const byHost = new PeerSlots(config.maxConnectionsPerPeer);
   server.on('connection', (socket: Socket) => {
     if (byAddress.take(peerAddress(socket), socket)) return;
-    deps.logger.warn({ peer: peerAddress(socket), limit: config.maxConnectionsPerPeer }, 'connection refused: this address holds its share');
+    deps.logger.warn(
+      { peer: peerAddress(socket), limit: config.maxConnectionsPerPeer },
+      'connection refused: this address holds its share',
+    );
     deps.metrics.refused('peer-address');
     socket.destroy();
   });
@@ -185,7 +188,10 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
       return;
     }
     if (!byHost.take(`${who.via}:${who.host}`, req.socket)) {
-      deps.logger.warn({ host: who.host, limit: config.maxConnectionsPerPeer }, 'request refused: this host holds its share of connections');
+      deps.logger.warn(
+        { host: who.host, limit: config.maxConnectionsPerPeer },
+        'request refused: this host holds its share of connections',
+      );
       // Not read, not kept: the connection closes with the answer.
       finish(429, errorBody('this host holds its share of the connections (max-connections-per-peer); use fewer at once'), 'busy', {
         connection: 'close',
@@ -258,7 +264,9 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
       log.error({ limit: claim.limit }, "the guest's answered launches reached max-answered: new launches refused");
       finish(
         507,
-        errorBody(`the owner remembers ${claim.limit} answered launches of this guest (max-answered) and refuses new ones until its operator makes room`),
+        errorBody(
+          `the owner remembers ${claim.limit} answered launches of this guest (max-answered) and refuses new ones until its operator makes room`,
+        ),
         'unavailable',
       );
       return;
@@ -301,7 +309,8 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
         `launch ${decision.verdict === 'reject' ? 'rejected' : 'approved'} (not remembered: ${key === null ? 'an SNP record' : 'evidence not authenticated'})`,
       );
       if (decision.verdict === 'inject') throw new SupervisorError('SUP_ERR_INTERNAL', 'a launch secret for evidence not remembered');
-      const answer = decision.verdict === 'reject' ? rejectAnswer(request.launchId, decision.reasons.join('; ')) : approveAnswer(request.launchId);
+      const answer =
+        decision.verdict === 'reject' ? rejectAnswer(request.launchId, decision.reasons.join('; ')) : approveAnswer(request.launchId);
       finish(200, JSON.stringify(answer), decision.verdict);
       return;
     }

@@ -118,9 +118,13 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
     log.warn({ reason }, 'relay: guest rejected');
     return {
       approved: false,
-      error: new SupervisorError('SUP_ERR_RELAY_CREDENTIALS', `VM ${h.vm} was rejected: ${reason}; QEMU was stopped and the guest never ran`, {
-        details: { vm: h.vm, reason },
-      }),
+      error: new SupervisorError(
+        'SUP_ERR_RELAY_CREDENTIALS',
+        `VM ${h.vm} was rejected: ${reason}; QEMU was stopped and the guest never ran`,
+        {
+          details: { vm: h.vm, reason },
+        },
+      ),
     };
   }
   /** The rejection; `before`: audit lines not yet written (the deciding attempt), written with it in one fsync. */

@@ -45,7 +45,15 @@ describe('parseOwnerConfig', () => {
 
   it('metrics are for a named scraper only: metrics-client CNs and/or metrics-token; metrics: on alone is refused', () => {
     const c = parseOwnerConfig(
-      conf(...SERVICE, 'metrics-client: prometheus', 'metrics-client: vmagent', 'metrics-token: scrape.token', 'max-connections-per-peer: 4', 'max-answered: 50', ...SEV),
+      conf(
+        ...SERVICE,
+        'metrics-client: prometheus',
+        'metrics-client: vmagent',
+        'metrics-token: scrape.token',
+        'max-connections-per-peer: 4',
+        'max-answered: 50',
+        ...SEV,
+      ),
       FILE,
     );
     expect(c).toMatchObject({

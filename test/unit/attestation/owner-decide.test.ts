@@ -14,6 +14,7 @@ import { computeMeasurementMac, encodeMeasurement } from '../../../src/sev/measu
 import { buildIdAuth, buildIdBlock, snpKeyDigest } from '../../../src/sev/snp-id-block.js';
 import { buildRecord, type MeasurementRecord } from '../../../src/vm/record.js';
 import { buildSnpRecord } from '../../../src/vm/snp-record.js';
+import { snpMeasured } from '../../support/snp-measured.js';
 import { catchSupervisorErrorAsync } from '../../support/catch-error.js';
 
 const tik = randomBytes(16);
@@ -185,26 +186,7 @@ describe('decideAttestation (SNP launch records)', () => {
       capturedAt: new Date('2026-12-02T04:00:00Z'),
       platform: 'simulated',
       reported: { snpPolicy: policy, ...HOST, state: o.state ?? 'launch-update' },
-      measured: {
-        digest: {
-          digest: d,
-          firmwareDigest: randomBytes(48),
-          firmware: {
-            path: '/fw/OVMF.fd',
-            size: 0x10000,
-            sha256: 'ab'.repeat(32),
-            table: {} as never,
-            metadata: { status: 'absent' } as never,
-          },
-          kernel: null,
-          initrd: null,
-          cmdline: null,
-        },
-        vcpus: 1,
-        vcpuSignature: 0xa00f11,
-        guestFeatures: 1n,
-        vmmType: 'QEMU',
-      },
+      measured: snpMeasured(d, { firmwareDigest: randomBytes(48) }),
       kernel: null,
       initrd: null,
       cmdline: null,

@@ -86,7 +86,11 @@ describe('superviseGuest: attest: relay credentials before spawn', () => {
 
   it.each([
     ['a missing CA', (p: RelayPki) => [`attest-ca: ${join(dir, 'none.pem')}`, `attest-token-file: ${p.tokenFile}`], 'attest-ca'],
-    ['a missing token file', (p: RelayPki) => [`attest-ca: ${p.caFile}`, `attest-token-file: ${join(dir, 'none.token')}`], 'attest-token-file'],
+    [
+      'a missing token file',
+      (p: RelayPki) => [`attest-ca: ${p.caFile}`, `attest-token-file: ${join(dir, 'none.token')}`],
+      'attest-token-file',
+    ],
     [
       'a key that is not the certificate’s',
       (p: RelayPki) => [`attest-ca: ${p.caFile}`, `attest-cert: ${p.client.certFile}`, `attest-key: ${p.server.keyFile}`],

@@ -218,7 +218,11 @@ describe('hostile and broken owners: each a final rejection with its reason', ()
 
   it('an answer for another launch', async () => {
     const s = await owner((r) =>
-      answer.json({ schema: 'sevsup.attest-answer/v1', launchId: `${r.body.launchId.slice(0, -1)}${r.body.launchId.endsWith('0') ? '1' : '0'}`, decision: 'approve' }),
+      answer.json({
+        schema: 'sevsup.attest-answer/v1',
+        launchId: `${r.body.launchId.slice(0, -1)}${r.body.launchId.endsWith('0') ? '1' : '0'}`,
+        decision: 'approve',
+      }),
     );
     const run = await relay(spec(s.url));
     expect(rejection(run)).toMatchObject({ code: 'SUP_ERR_RELAY_ANSWER', message: expect.stringContaining('another launch') });
@@ -336,7 +340,7 @@ describe('one launch id per launch', () => {
 });
 
 describe('credentials', () => {
-  it('a client key that is not the certificate\'s, or a certificate that is not one, is refused before any request', async () => {
+  it("a client key that is not the certificate's, or a certificate that is not one, is refused before any request", async () => {
     const s = await owner((r) => answer.approve(r), { mtls: true });
     const otherKey = join(dir, 'other.key');
     await writeFile(otherKey, pki.server.key, { mode: 0o600 });
