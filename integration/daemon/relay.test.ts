@@ -133,7 +133,7 @@ describe.skipIf(missing !== null)(`attest: relay through the daemon${missing ===
 
     const approved = await r.daemon.waitState('approved', ['running', 'failed']);
     expect(approved).toMatchObject({ state: 'running', error: null });
-    expect((await auditOf(approved)).map((l) => l['event'])).toEqual(['attempt', 'approved']);
+    expect((await auditOf(approved)).map((l) => l['event'])).toEqual(['launch', 'attempt', 'approved']);
     expect(s.requests.find((q) => q.body.vm === 'approved')?.body).toMatchObject({
       host: 'node-7',
       attempt: 1,
@@ -145,7 +145,7 @@ describe.skipIf(missing !== null)(`attest: relay through the daemon${missing ===
     expect(simStatus(r.dir, 'vault').injectedSecrets).toEqual([
       expect.objectContaining({ secrets: [{ guid: LUKS_KEY_GUID, length: SECRET_TEXT.length }] }),
     ]);
-    expect((await auditOf(vault)).map((l) => l['event'])).toEqual(['attempt', 'injected', 'approved']);
+    expect((await auditOf(vault)).map((l) => l['event'])).toEqual(['launch', 'attempt', 'injected', 'approved']);
 
     const forged = await r.daemon.waitState('forged', ['running', 'failed']);
     expect(forged).toMatchObject({ state: 'failed', error: { code: 'SUP_ERR_SECRET_REFUSED' } });
