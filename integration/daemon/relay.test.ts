@@ -149,7 +149,7 @@ describe.skipIf(missing !== null)(`attest: relay through the daemon${missing ===
 
     const approved = await r.daemon.waitState('approved', ['running', 'failed']);
     expect(approved).toMatchObject({ state: 'running', error: null });
-    expect((await auditOf(approved)).map((l) => l['event'])).toEqual(['attempt', 'approved']);
+    expect((await auditOf(approved)).map((l) => l['event'])).toEqual(['launch', 'attempt', 'approved']);
     expect(s.requests.find((q) => q.body.vm === 'approved')?.body).toMatchObject({
       host: 'node-7',
       attempt: 1,
@@ -161,7 +161,7 @@ describe.skipIf(missing !== null)(`attest: relay through the daemon${missing ===
     expect(simStatus(r.dir, 'vault').injectedSecrets).toEqual([
       expect.objectContaining({ secrets: [{ guid: LUKS_KEY_GUID, length: SECRET_TEXT.length }] }),
     ]);
-    expect((await auditOf(vault)).map((l) => l['event'])).toEqual(['attempt', 'injected', 'approved']);
+    expect((await auditOf(vault)).map((l) => l['event'])).toEqual(['launch', 'attempt', 'injected', 'approved']);
 
     const forged = await r.daemon.waitState('forged', ['running', 'failed']);
     expect(forged).toMatchObject({ state: 'failed', error: { code: 'SUP_ERR_SECRET_REFUSED' } });
@@ -242,6 +242,60 @@ describe.skipIf(missing !== null)(`attest: relay through the daemon${missing ===
     expect((await auditOf(gone)).every((l) => l['event'] !== 'approved')).toBe(true);
     await stopAll(r.daemon, ['late', 'gone']);
     await r.close();
+    r.daemon.signal('SIGTERM');
+    expect(await r.daemon.exited()).toEqual({ code: 0, signal: null });
+    expect(await nothingLeft(r.dir)).toEqual([]);
+  });
+
+  it('a daemon killed mid-relay asks again under the same launch id after re-attaching, so an owner that refuses replays approves it', async () => {
+    const r = await rig();
+    // The owner as `sevsup owner serve` behaves: evidence answered once per launch; the first
+    // attempt is never answered (the daemon dies meanwhile); a new launch id for the same
+    // measurement is a replay (409, final).
+    const launchOf = new Map<string, string>();
+    const owner = await r.owner((req) => {
+      const m = String(req.body.record['measurement']);
+      const first = launchOf.get(m);
+      if (first === undefined) {
+        launchOf.set(m, req.body.launchId);
+        return { ...answer.approve(req), delayMs: 60_000 };
+      }
+      if (first !== req.body.launchId) return answer.json({ error: 'replay: this measurement was already answered' }, 409);
+      return answer.approve(req);
+    });
+    await relayVm(r.dir, 'g1', r.pki, owner.url, ['attest-timeout: 30', 'hold-timeout: 60']);
+    await r.daemon.start();
+    launch(r.daemon, 'g1');
+    while (owner.requests.length === 0) await delay(50);
+    await r.daemon.crash();
+    await r.daemon.start();
+    const s = await r.daemon.waitState('g1', ['running', 'failed']);
+    expect({ state: s.state, error: s.error }).toEqual({ state: 'running', error: null });
+    expect(owner.requests.map((q) => q.body.launchId)).toEqual([owner.requests[0]?.body.launchId, owner.requests[0]?.body.launchId]);
+    const audit = await auditOf(s);
+    expect(audit.filter((l) => l['event'] === 'launch')).toHaveLength(1);
+    expect(simStatus(r.dir, 'g1').contCount).toBe(1);
+    await stopAll(r.daemon, ['g1']);
+    await r.close();
+    r.daemon.signal('SIGTERM');
+    expect(await r.daemon.exited()).toEqual({ code: 0, signal: null });
+    expect(await nothingLeft(r.dir)).toEqual([]);
+  });
+
+  it('credentials that cannot work fail the start before QEMU is spawned, naming the config key and the file', async () => {
+    const r = await rig();
+    await relayVm(r.dir, 'nokey', r.pki, 'https://localhost:1/attest', [`attest-token-file: ${r.dir}/missing.token`]);
+    await r.daemon.start();
+    const started = await r.daemon.api('POST', '/v1/vms/nokey/start').then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(String(started)).toContain(`attest-token-file ${r.dir}/missing.token cannot be read`);
+    const s = await r.daemon.waitState('nokey', ['failed']);
+    expect(s.error?.code).toBe('SUP_ERR_RELAY_CREDENTIALS');
+    // Before spawn: no launch record, no QEMU, nothing to stop.
+    expect(s.record ?? null).toBeNull();
+    expect(s.error?.message).not.toContain('QEMU was stopped');
     r.daemon.signal('SIGTERM');
     expect(await r.daemon.exited()).toEqual({ code: 0, signal: null });
     expect(await nothingLeft(r.dir)).toEqual([]);
