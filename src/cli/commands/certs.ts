@@ -4,8 +4,7 @@
 // eagerly (cli/actions/certs.ts is loaded on use) or anything beyond commander.
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DEFAULT_SNP_CERT_CACHE } from '../../paths.js';
-import { u64Arg } from './measure.js';
-import { bytesArg, productArg } from './verify-snp.js';
+import { bytesArg, productArg, u64Arg } from './args.js';
 
 export interface CertsCommonOptions {
   readonly cache?: string;

@@ -2,14 +2,8 @@
 // refuses a launch whose digest differs. Takes sev-snp-measure's `snp-create-id-block` option names
 // too. Must not: import the implementation eagerly (cli/actions/id-block.ts is loaded on use).
 import { Option, type Command } from 'commander';
-import {
-  addLaunchInputOptions,
-  addSnpDigestOptions,
-  u64Arg,
-  uintArg,
-  type LaunchInputCliOptions,
-  type SnpDigestCliOptions,
-} from './measure.js';
+import { addLaunchInputOptions, addSnpDigestOptions, type LaunchInputCliOptions, type SnpDigestCliOptions } from './measure.js';
+import { u64Arg, uintArg } from './args.js';
 
 export interface IdBlockCliOptions extends LaunchInputCliOptions, SnpDigestCliOptions {
   readonly measurement?: string;

@@ -1,9 +1,9 @@
 // `sevsup measure`: the expected SEV / SEV-ES launch digest (GCTX.LD) from the owner's files, with
-// sev-snp-measure's option names and defaults. Also the launch-input options and argument parsers
-// that `verify` and `secret build` share. Must not: import the implementation eagerly
+// sev-snp-measure's option names and defaults. Also the launch-input options that `verify` and
+// `id-block` share (the argument parsers: args.ts). Must not: import the implementation eagerly
 // (cli/actions/measure.ts is loaded on use) or anything beyond commander.
-import { InvalidArgumentError, Option, type Command } from 'commander';
-import { bytesArg, tcbArg, type SnpVerifyCliOptions } from './verify-snp.js';
+import { Option, type Command } from 'commander';
+import { bytesArg, tcbArg, u64Arg, uintArg, type TcbLevels } from './args.js';
 
 /** Launch-input options as commander hands them over (aliases still separate). */
 export interface LaunchInputCliOptions {
@@ -46,31 +46,9 @@ export interface MeasureCliOptions extends LaunchInputCliOptions, SnpDigestCliOp
   readonly hostData?: Buffer;
   readonly idKeyDigest?: Buffer;
   readonly authorKeyDigest?: Buffer;
-  readonly minTcb?: SnpVerifyCliOptions['minTcb'];
+  readonly minTcb?: TcbLevels;
   readonly minGuestSvn?: number;
   readonly vmpl?: number;
-}
-
-/** An unsigned integer argument, decimal or 0x-hex, at most `max`. */
-export function uintArg(max: number): (value: string) => number {
-  return (value: string): number => {
-    const n = /^(?:0x[0-9a-f]+|[0-9]+)$/i.test(value) ? Number(value) : Number.NaN;
-    if (!Number.isSafeInteger(n) || n > max) throw new InvalidArgumentError(`expected an integer from 0 to ${max} (decimal or 0x-hex)`);
-    return n;
-  };
-}
-
-/** A u64 argument (VMSA SEV features), decimal or 0x-hex. */
-export function u64Arg(value: string): bigint {
-  if (!/^(?:0x[0-9a-f]{1,16}|[0-9]{1,20})$/i.test(value) || BigInt(value) > 0xffffffffffffffffn) {
-    throw new InvalidArgumentError('expected a 64-bit unsigned integer (decimal or 0x-hex)');
-  }
-  return BigInt(value);
-}
-
-/** Collects a repeatable option's values. */
-export function collect<T>(parse: (value: string) => T): (value: string, previous: T[] | undefined) => T[] {
-  return (value, previous) => [...(previous ?? []), parse(value)];
 }
 
 const U8 = 0xff;

@@ -2,7 +2,7 @@
 // for QEMU's sev-inject-launch-secret, bound to one launch's measurement. Must not: import the
 // implementation eagerly (cli/actions/secret.ts is loaded on use) or anything beyond commander.
 import type { Command } from 'commander';
-import { collect } from './measure.js';
+import { collect } from './args.js';
 
 export interface SecretBuildCliOptions {
   readonly tik?: string;

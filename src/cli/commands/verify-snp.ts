@@ -1,9 +1,10 @@
 // The SNP half of `sevsup verify`: `--report REPORT.bin` and the options that state the owner's
-// expectations of an SNP attestation report, with their argument parsers and the trust-model text.
+// expectations of an SNP attestation report, and the trust-model text (the argument parsers: args.ts).
 // Must not: import the implementation (cli/actions/verify-snp.ts is loaded on use) or anything
 // beyond commander.
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DEFAULT_SNP_CERT_CACHE } from '../../paths.js';
+import { bytesArg, majorMinorArg, productArg, tcbArg, type TcbLevels } from './args.js';
 
 export interface SnpVerifyCliOptions {
   readonly report?: string;
@@ -22,68 +23,11 @@ export interface SnpVerifyCliOptions {
   readonly allowMigrationAgent?: boolean;
   readonly smt?: 'allowed' | 'forbidden';
   readonly minAbi?: { readonly major: number; readonly minor: number };
-  readonly minTcb?: Readonly<Partial<Record<'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode', number>>>;
+  readonly minTcb?: TcbLevels;
   readonly minGuestSvn?: number;
   readonly vmpl?: number;
   readonly json?: boolean;
   readonly quiet?: boolean;
-}
-
-/** Exactly `n` bytes as hex (or base64 when `base64` is allowed, as QEMU's host-data takes it). */
-export function bytesArg(n: number, o: { pad?: boolean; base64?: boolean } = {}): (value: string) => Buffer {
-  return (value: string): Buffer => {
-    const text = value.trim().replace(/^0x/i, '');
-    let bytes: Buffer | null = null;
-    if (/^(?:[0-9a-f]{2})+$/i.test(text)) bytes = Buffer.from(text, 'hex');
-    else if (o.base64 === true && /^[A-Za-z0-9+/]+={0,2}$/.test(text) && text.length % 4 === 0) bytes = Buffer.from(text, 'base64');
-    const shape = `${n} bytes as hex${o.base64 === true ? ' or base64' : ''}${o.pad === true ? ' (shorter is zero-padded)' : ''}`;
-    if (bytes === null) throw new InvalidArgumentError(`expected ${shape}`);
-    if (bytes.length === n) return bytes;
-    if (o.pad === true && bytes.length < n) return Buffer.concat([bytes, Buffer.alloc(n - bytes.length)]);
-    throw new InvalidArgumentError(`expected ${shape}, got ${bytes.length} bytes`);
-  };
-}
-
-const TCB_NAMES: Readonly<Record<string, 'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode'>> = {
-  fmc: 'fmc',
-  bl: 'bootloader',
-  bootloader: 'bootloader',
-  tee: 'tee',
-  snp: 'snp',
-  ucode: 'microcode',
-  microcode: 'microcode',
-};
-
-/** `bl=3,tee=0,snp=8,ucode=115[,fmc=1]`: any subset, each 0..255. */
-export function tcbArg(value: string): NonNullable<SnpVerifyCliOptions['minTcb']> {
-  const out: Partial<Record<'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode', number>> = {};
-  for (const part of value.split(',')) {
-    const m = /^([a-z]+)=(\d{1,3})$/.exec(part.trim());
-    const name = m?.[1] === undefined ? undefined : TCB_NAMES[m[1]];
-    const n = Number(m?.[2]);
-    if (name === undefined || !(n <= 0xff) || out[name] !== undefined) {
-      throw new InvalidArgumentError('expected SPLs like bl=3,tee=0,snp=8,ucode=115 (Turin also fmc=N), each 0 to 255, each once');
-    }
-    out[name] = n;
-  }
-  return out;
-}
-
-export function productArg(value: string): 'Milan' | 'Genoa' | 'Turin' {
-  const v = value.charAt(0).toUpperCase() + value.slice(1).toLowerCase();
-  if (v !== 'Milan' && v !== 'Genoa' && v !== 'Turin') throw new InvalidArgumentError('expected Milan, Genoa or Turin');
-  return v;
-}
-
-/** `MAJOR.MINOR`, each 0..255 (SEV's --min-api, SNP's --min-abi). */
-export function majorMinorArg(example: string): (value: string) => { major: number; minor: number } {
-  return (value: string) => {
-    const m = /^(\d{1,3})\.(\d{1,3})$/.exec(value);
-    const major = Number(m?.[1] ?? Number.NaN);
-    const minor = Number(m?.[2] ?? Number.NaN);
-    if (!(major <= 0xff && minor <= 0xff)) throw new InvalidArgumentError(`expected MAJOR.MINOR (each 0 to 255), e.g. ${example}`);
-    return { major, minor };
-  };
 }
 
 function smallUint(max: number): (v: string) => number {

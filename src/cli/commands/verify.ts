@@ -5,13 +5,12 @@ import { Option, type Command } from 'commander';
 import {
   addLaunchInputOptions,
   addSnpDigestOptions,
-  collect,
   SEV_ES_HELP,
-  uintArg,
   type LaunchInputCliOptions,
   type SnpDigestCliOptions,
 } from './measure.js';
-import { addSnpReportOptions, majorMinorArg, SNP_TRUST_MODEL, type SnpVerifyCliOptions } from './verify-snp.js';
+import { addSnpReportOptions, SNP_TRUST_MODEL, type SnpVerifyCliOptions } from './verify-snp.js';
+import { collect, majorMinorArg, uintArg } from './args.js';
 
 export interface VerifyCliOptions extends LaunchInputCliOptions, SnpVerifyCliOptions, SnpDigestCliOptions {
   readonly record?: string;
