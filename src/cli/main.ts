@@ -8,7 +8,7 @@
 // (scripts/bundle.mjs); each lazy import stays a chunk of its own.
 import type * as CommanderModule from 'commander';
 import { EXIT } from '../errors.js';
-import type { CommandEntry } from './commands/index.js';
+import type { RegisterCommand } from './commands/index.js';
 import { runLightCli } from './light-main.js';
 import { noteCommander, reportError } from './report-error.js';
 
@@ -27,18 +27,19 @@ export async function buildProgram(first?: string): Promise<Command> {
     import('commander'),
   ]);
   noteCommander(loaded);
-  return createProgram(loaded, commandsFor(first), VERSION);
+  const registers = await Promise.all(commandsFor(first).map((entry) => entry.load()));
+  return createProgram(loaded, registers, VERSION);
 }
 
-/** The program with `entries`. */
-function createProgram(lib: typeof CommanderModule, entries: readonly CommandEntry[], version: string): Command {
+/** The program with the commands `registers` add, in their order. */
+function createProgram(lib: typeof CommanderModule, registers: readonly RegisterCommand[], version: string): Command {
   const program = new lib.Command('sevsup')
     .description('Supervisor for AMD SEV and SEV-ES confidential virtual machines on QEMU')
     .version(version, '-V, --version', 'print the sevsup version')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) })
     .exitOverride();
-  for (const { register } of entries) register(program);
+  for (const register of registers) register(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

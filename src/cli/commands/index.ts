@@ -1,64 +1,44 @@
 // The command table: one small register function per subcommand, in the order --help lists them,
 // with the names it registers (cli/main.ts registers only the one a command line names: setting up
-// all of them is about a fifth of a command's start-up).
-// Must not: import command implementations (each register() lazily imports its action).
+// all of them is about a fifth of a command's start-up). Each entry imports its command file on
+// demand, so a command line loads only the file of the command it names (and what that file
+// imports), not every command's option table: each import is a chunk of its own in the bundle.
+// Must not: import command files statically, or command implementations at all (each register()
+// lazily imports its action).
 import type { Command } from 'commander';
-import { registerAttest } from './attest.js';
-import { registerCerts } from './certs.js';
-import { registerDaemon } from './daemon.js';
-import { registerDemo } from './demo.js';
-import {
-  registerList,
-  registerMeasurement,
-  registerMigrate,
-  registerSnapshot,
-  registerStart,
-  registerStatus,
-  registerStop,
-} from './guests.js';
-import { registerHost } from './host.js';
-import { registerIdBlock } from './id-block.js';
-import { registerInspectFirmware } from './inspect-firmware.js';
-import { registerMeasure } from './measure.js';
-import { registerOwner } from './owner.js';
-import { registerQmp } from './qmp.js';
-import { registerRun } from './run.js';
-import { registerSecret } from './secret.js';
-import { registerShowcmd } from './showcmd.js';
-import { registerSim } from './sim.js';
-import { registerVerify } from './verify.js';
 
 export type RegisterCommand = (program: Command) => void;
 
 export interface CommandEntry {
-  /** The top-level command names `register` adds (a test checks them). */
+  /** The top-level command names the register function adds (a test checks them). */
   readonly names: readonly string[];
-  readonly register: RegisterCommand;
+  /** Imports the command's file and returns its register function. */
+  readonly load: () => Promise<RegisterCommand>;
 }
 
 export const COMMANDS: readonly CommandEntry[] = [
-  { names: ['showcmd'], register: registerShowcmd },
-  { names: ['run'], register: registerRun },
-  { names: ['daemon'], register: registerDaemon },
-  { names: ['list'], register: registerList },
-  { names: ['status'], register: registerStatus },
-  { names: ['start'], register: registerStart },
-  { names: ['stop'], register: registerStop },
-  { names: ['measurement'], register: registerMeasurement },
-  { names: ['attest'], register: registerAttest },
-  { names: ['snapshot'], register: registerSnapshot },
-  { names: ['migrate'], register: registerMigrate },
-  { names: ['qmp', 'monitor'], register: registerQmp },
-  { names: ['inspect-firmware'], register: registerInspectFirmware },
-  { names: ['host'], register: registerHost },
-  { names: ['measure'], register: registerMeasure },
-  { names: ['id-block'], register: registerIdBlock },
-  { names: ['verify'], register: registerVerify },
-  { names: ['certs'], register: registerCerts },
-  { names: ['secret'], register: registerSecret },
-  { names: ['owner'], register: registerOwner },
-  { names: ['sim'], register: registerSim },
-  { names: ['demo'], register: registerDemo },
+  { names: ['showcmd'], load: async () => (await import('./showcmd.js')).registerShowcmd },
+  { names: ['run'], load: async () => (await import('./run.js')).registerRun },
+  { names: ['daemon'], load: async () => (await import('./daemon.js')).registerDaemon },
+  { names: ['list'], load: async () => (await import('./guests.js')).registerList },
+  { names: ['status'], load: async () => (await import('./guests.js')).registerStatus },
+  { names: ['start'], load: async () => (await import('./guests.js')).registerStart },
+  { names: ['stop'], load: async () => (await import('./guests.js')).registerStop },
+  { names: ['measurement'], load: async () => (await import('./guests.js')).registerMeasurement },
+  { names: ['attest'], load: async () => (await import('./attest.js')).registerAttest },
+  { names: ['snapshot'], load: async () => (await import('./guests.js')).registerSnapshot },
+  { names: ['migrate'], load: async () => (await import('./guests.js')).registerMigrate },
+  { names: ['qmp', 'monitor'], load: async () => (await import('./qmp.js')).registerQmp },
+  { names: ['inspect-firmware'], load: async () => (await import('./inspect-firmware.js')).registerInspectFirmware },
+  { names: ['host'], load: async () => (await import('./host.js')).registerHost },
+  { names: ['measure'], load: async () => (await import('./measure.js')).registerMeasure },
+  { names: ['id-block'], load: async () => (await import('./id-block.js')).registerIdBlock },
+  { names: ['verify'], load: async () => (await import('./verify.js')).registerVerify },
+  { names: ['certs'], load: async () => (await import('./certs.js')).registerCerts },
+  { names: ['secret'], load: async () => (await import('./secret.js')).registerSecret },
+  { names: ['owner'], load: async () => (await import('./owner.js')).registerOwner },
+  { names: ['sim'], load: async () => (await import('./sim.js')).registerSim },
+  { names: ['demo'], load: async () => (await import('./demo.js')).registerDemo },
 ];
 
 /**

@@ -18,7 +18,7 @@ describe('sevsup command table', () => {
   it('each table entry registers exactly the names it lists, and a command line naming one gets only that entry', async () => {
     for (const entry of COMMANDS) {
       const alone = new Command('sevsup');
-      entry.register(alone);
+      (await entry.load())(alone);
       expect(alone.commands.map((c) => c.name())).toEqual(entry.names);
       for (const name of entry.names) expect(commandsFor(name)).toEqual([entry]);
     }
