@@ -1,7 +1,7 @@
 // Renders docs/errors.md from the registry, so the documentation cannot drift from the code
 // (fastify keeps its Errors.md in sync by test; we generate it and test the generated copy).
 // Must not: be imported by the CLI or daemon at run time.
-import { ERRORS, EXIT } from './errors.js';
+import { errorTable, EXIT } from './errors.js';
 
 const EXIT_MEANING: Record<keyof typeof EXIT, string> = {
   ok: 'success',
@@ -41,7 +41,7 @@ export function renderErrorsDoc(): string {
     '',
     '| code | HTTP status | exit | default message |',
     '|---|---|---|---|',
-    ...Object.entries(ERRORS).map(([code, d]) => `| \`${code}\` | ${d.status} | ${d.exit} | ${d.message.replaceAll('|', '\\|')} |`),
+    ...Object.entries(errorTable()).map(([code, d]) => `| \`${code}\` | ${d.status} | ${d.exit} | ${d.message.replaceAll('|', '\\|')} |`),
     '',
   ];
   return lines.join('\n');

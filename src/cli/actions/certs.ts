@@ -9,7 +9,7 @@ import { chainPath, listCache, vcekPath, vlekPath, writeCached } from '../../att
 import { checkChain, fetchChain, fetchCrl, fetchVcek, type Fetched, type KdsOptions } from '../../attestation/kds-fetch.js';
 import { loadPinnedArks, readCertDir } from '../../attestation/snp-cert-files.js';
 import { verifySnpChain, type PinnedArk } from '../../attestation/verify-snp.js';
-import { ERRORS, SupervisorError, type ErrorCode } from '../../errors.js';
+import { errorTable, SupervisorError, type ErrorCode } from '../../errors.js';
 import { DEFAULT_SNP_CERT_CACHE } from '../../paths.js';
 import { amdExtensions, certTcbRaw, isAmdPss, issuedBy, loadCert, productOfName, splitPem, type LoadedCert } from '../../sev/snp-certs.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
@@ -299,7 +299,7 @@ export async function runCertsShow(files: string[], o: CertsCommonOptions): Prom
 /** A chain on its own, with verify's exit codes (0 ok, 1 not trustworthy, 4 missing/unreadable). */
 export async function runCertsVerify(dir: string, o: CertsVerifyOptions): Promise<void> {
   const exitOf = (code: ErrorCode): number | null =>
-    code === 'SUP_ERR_CERTS_INPUT' ? ERRORS.SUP_ERR_VERIFY_CONFIG.exit : verifyExitCode(code);
+    code === 'SUP_ERR_CERTS_INPUT' ? errorTable().SUP_ERR_VERIFY_CONFIG.exit : verifyExitCode(code);
   await runVerifyWith(
     o,
     async () => {

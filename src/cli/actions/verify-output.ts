@@ -2,7 +2,7 @@
 // verify-snp.ts, chains in certs.ts): libvirt's exit codes for the errors verification meets, and
 // the output discipline (report or JSON, exit code on process.exitCode). Kept apart so the SNP path
 // does not load the SEV digest code. Must not: decide validity.
-import { ERRORS, isSupervisorError, type ErrorCode } from '../../errors.js';
+import { errorTable, isSupervisorError, type ErrorCode } from '../../errors.js';
 import { printJson } from '../output.js';
 
 /** Codes whose meaning is "the owner's launch inputs cannot describe a launch QEMU would do". */
@@ -17,9 +17,9 @@ const BAD_CONFIG_CODES: readonly ErrorCode[] = [
 
 /** libvirt's exit code for an error `verify` can meet, or null for anything else (a bug). */
 export function verifyExitCode(code: ErrorCode): number | null {
-  if (code.startsWith('SUP_ERR_VERIFY_')) return ERRORS[code].exit;
-  if (code === 'SUP_ERR_USAGE') return ERRORS.SUP_ERR_VERIFY_UNSUPPORTED.exit;
-  if (BAD_CONFIG_CODES.includes(code)) return ERRORS.SUP_ERR_VERIFY_CONFIG.exit;
+  if (code.startsWith('SUP_ERR_VERIFY_')) return errorTable()[code].exit;
+  if (code === 'SUP_ERR_USAGE') return errorTable().SUP_ERR_VERIFY_UNSUPPORTED.exit;
+  if (BAD_CONFIG_CODES.includes(code)) return errorTable().SUP_ERR_VERIFY_CONFIG.exit;
   return null;
 }
 

@@ -18,7 +18,7 @@ import {
   type SnpExpectations,
   type SnpVerifyOutcome,
 } from '../../attestation/verify-snp.js';
-import { ERRORS, SupervisorError, type ErrorCode } from '../../errors.js';
+import { errorTable, SupervisorError, type ErrorCode } from '../../errors.js';
 import { formatSnpPolicy } from '../../sev/snp-policy.js';
 import { productFromCpuid, signingKeyOf, type SnpReport } from '../../sev/snp-report.js';
 import { describeIoError } from '../../util/io-error.js';
@@ -30,7 +30,7 @@ import { runVerifyWith, verifyExitCode, type VerifyReport } from './verify-outpu
 const BAD_INPUT: readonly ErrorCode[] = ['SUP_ERR_CERTS_INPUT', 'SUP_ERR_CERTS_CACHE', 'SUP_ERR_CERTS_OFFLINE'];
 
 export function verifySnpExitCode(code: ErrorCode): number | null {
-  if (BAD_INPUT.includes(code)) return ERRORS.SUP_ERR_VERIFY_CONFIG.exit;
+  if (BAD_INPUT.includes(code)) return errorTable().SUP_ERR_VERIFY_CONFIG.exit;
   return verifyExitCode(code);
 }
 

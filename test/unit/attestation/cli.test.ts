@@ -9,7 +9,7 @@ import { resolveLaunchOptions } from '../../../src/cli/actions/measure.js';
 import { parseSecretSpec } from '../../../src/attestation/secret-packet.js';
 import { verifyExitCode } from '../../../src/cli/actions/verify.js';
 import type { LaunchInputCliOptions } from '../../../src/cli/commands/measure.js';
-import { ERRORS, hasCode, isErrorCode, type ErrorCode } from '../../../src/errors.js';
+import { errorTable, hasCode, isErrorCode, type ErrorCode } from '../../../src/errors.js';
 import { verifyLaunchSecret } from '../../../src/sev/launch-secret.js';
 import { runCliCaptured, type CliRun } from '../../support/run-cli.js';
 import { errorOf as thrown } from '../../support/sev-helpers.js';
@@ -105,7 +105,7 @@ describe('verifyExitCode', () => {
     ];
     for (const [code, exit] of expected) expect(verifyExitCode(code), code).toBe(exit);
     const mapped = new Set(expected.map(([c]) => c));
-    for (const code of Object.keys(ERRORS).filter(isErrorCode)) {
+    for (const code of Object.keys(errorTable()).filter(isErrorCode)) {
       if (!mapped.has(code)) expect(verifyExitCode(code), code).toBeNull();
     }
   });
