@@ -32,6 +32,21 @@ export interface ControlRequest {
   readonly timeoutMs?: number;
 }
 
+/** Set by oneShotProcess(): this process ends after its one control call (the light CLI). */
+let oneShot = false;
+
+/**
+ * From now on a successful call leaves its socket to the process's exit instead of destroying it:
+ * unref'd, half-open (the server has closed its side), never read again. Destroying a socket is
+ * most of what a call costs after the reply, and net's Socket._destroy reads process.stderr (a
+ * debug check), which makes Node build the stderr stream the light commands otherwise never need.
+ * Only for a process that exits once its one call is answered (cli/light-main.ts): a long-lived
+ * caller (the demo, `sevsup run`) would keep every socket open.
+ */
+export function oneShotProcess(): void {
+  oneShot = true;
+}
+
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** Replies are a status or a ~2 KiB record; anything near this is not our server. */
 const MAX_REPLY_BYTES = 1024 * 1024;
@@ -56,11 +71,14 @@ export function callControl(req: ControlRequest): Promise<unknown> {
     const finish = (error: SupervisorError | null, value?: unknown): void => {
       if (settled) return;
       settled = true;
-      socket.destroy();
+      if (error === null && oneShot) socket.unref();
+      else socket.destroy();
       if (error === null) resolve(value);
       else reject(error);
     };
-    const socket = connect(req.socketPath);
+    // allowHalfOpen for oneShotProcess: otherwise Node ends and destroys the socket itself once the
+    // server's side has ended.
+    const socket = connect({ path: req.socketPath, allowHalfOpen: oneShot });
     socket.setTimeout(timeoutMs, () => finish(unreachable(`no reply within ${timeoutMs} ms`)));
     socket.once('connect', () => {
       const head = [

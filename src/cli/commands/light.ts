@@ -41,7 +41,9 @@ export async function runLight(light: LightInvocation): Promise<void> {
     (await import('../epipe.js')).writeOut(`${(await import('../../version.js')).VERSION}\n`);
     return;
   }
-  const actions = await import('../actions/guests.js');
+  const [actions, client] = await Promise.all([import('../actions/guests.js'), import('../../api/client.js')]);
+  // This process ends after its one call (bin/sevsup, or cli/main.ts's runCli, returns its code).
+  client.oneShotProcess();
   if (light.command === 'list') await actions.runList(light.options);
   else await actions.runStatus(light.vm ?? '', light.options);
 }
