@@ -37,7 +37,8 @@ import {
 } from './lifecycle-options.js';
 import type { Preflight } from './preflight.js';
 import { hashLaunchFiles, measureSevLaunch, type LaunchFileDigests, type MeasureContext } from './measure.js';
-import { recordSnpLaunch } from './snp-launch.js';
+import { recordSnpLaunch, startSnpDigest } from './snp-launch.js';
+import type { PreparedSnpDigest } from '../attestation/snp-inputs.js';
 import type { PersistedVmState } from './state-file.js';
 import { GuestRecord } from './guest-record.js';
 import { isTerminal, type VmState } from './state.js';
@@ -75,6 +76,8 @@ export class VmLifecycle {
   /** QEMU's events and end, once the launch is through. */
   readonly #watch: GuestWatch;
   #hashing: Promise<LaunchFileDigests> | undefined;
+  /** SEV-SNP: the expected digest up to the VMSAs, started at spawn beside #hashing. */
+  #snpDigest: Promise<PreparedSnpDigest> | undefined;
   #detached = false;
   #force = false;
 
@@ -425,6 +428,7 @@ export class VmLifecycle {
         this.#g.persist();
         this.#g.emit({ event: 'spawned', pid: proc.pid });
         if (this.sev) this.#hashing = hashLaunchFiles(this.#o.spec);
+        if (this.#snp) this.#snpDigest = this.#startSnpDigest();
         await this.#connectMonitor(paths.monitorSocket, proc);
       },
     });
@@ -443,7 +447,15 @@ export class VmLifecycle {
   async #recordSnp(): Promise<void> {
     const snp = this.#preflight?.snp ?? null;
     if (snp === null) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: no SNP preflight`);
-    this.#g.recordPath = await recordSnpLaunch({ ...this.#measureContext(), snp });
+    this.#g.recordPath = await recordSnpLaunch({ ...this.#measureContext(), snp, digest: this.#snpDigest ?? this.#startSnpDigest() });
+  }
+
+  /** SEV-SNP: the digest's part that needs no answer from QEMU, computed while QEMU starts (snp-launch.ts). */
+  #startSnpDigest(): Promise<PreparedSnpDigest> {
+    const firmware = this.#preflight?.snpFirmware;
+    if (firmware === undefined) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: no SNP preflight`);
+    this.#hashing ??= hashLaunchFiles(this.#o.spec);
+    return startSnpDigest(this.#o.spec, firmware, this.#hashing);
   }
 
   #measureContext(): MeasureContext {
@@ -455,6 +467,7 @@ export class VmLifecycle {
       stateDir,
       qmp: this.#g.requireQmp(),
       firmware: this.#preflight?.firmware ?? null,
+      firmwareHash: this.#preflight?.firmwareHash ?? null,
       hashing: this.#hashing ?? hashLaunchFiles(spec),
       step: (what, run) => this.#step(what, run),
       signal: this.#abort.signal,

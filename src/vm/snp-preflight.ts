@@ -5,7 +5,7 @@
 // Owns: the messages (config file, key, path, what to do).
 // Must not: spawn anything or build argv.
 import { readFile } from 'node:fs/promises';
-import { readSnpFirmware } from '../attestation/snp-inputs.js';
+import { readSnpFirmware, type SnpFirmwareFile } from '../attestation/snp-inputs.js';
 import type { SnpSpec, VmSpec } from '../config/vm-spec.js';
 import { SupervisorError } from '../errors.js';
 import { firmwarePath } from '../qemu/firmware.js';
@@ -44,13 +44,23 @@ async function readBytesFile(
   throw fail(`must hold ${want}, raw or in base64 (\`sevsup id-block\` writes them); it holds neither`);
 }
 
+/** What SNP preflight read: the SNP line's files for the argv, and the firmware image it checked. */
+export interface SnpPreflight {
+  readonly files: SnpLaunchFiles;
+  /**
+   * The -bios image as read for the checks (bytes, sha256, table, SNP metadata): the launch
+   * computes the expected digest from these bytes instead of reading the image again.
+   */
+  readonly firmware: SnpFirmwareFile;
+}
+
 /**
  * Check the firmware for SNP and read the SNP line's files.
  * @throws SUP_ERR_FIRMWARE_READ / SUP_ERR_FIRMWARE_TABLE_INVALID for an unreadable image,
  *   SUP_ERR_FIRMWARE_SNP with every reason QEMU 10 would refuse it, SUP_ERR_CONFIG_BAD_VALUE for
  *   an unreadable or malformed ID block, ID auth or host-data file.
  */
-export async function snpPreflight(spec: VmSpec, sev: SnpSpec): Promise<SnpLaunchFiles> {
+export async function snpPreflight(spec: VmSpec, sev: SnpSpec): Promise<SnpPreflight> {
   const path = firmwarePath(spec);
   if (path === null) {
     throw new SupervisorError(
@@ -77,5 +87,5 @@ export async function snpPreflight(spec: VmSpec, sev: SnpSpec): Promise<SnpLaunc
   if (sev.idAuth !== undefined) files.idAuth = await readBytesFile(spec, sev, 'id-auth', sev.idAuth, { max: ID_AUTH_BYTES });
   if (sev.hostData?.kind === 'file') files.hostData = await readBytesFile(spec, sev, 'host-data-file', sev.hostData.path, { exact: 32 });
   else if (sev.hostData?.kind === 'value') files.hostData = sev.hostData.base64;
-  return files;
+  return { files, firmware: fw };
 }

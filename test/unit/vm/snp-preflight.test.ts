@@ -41,7 +41,9 @@ describe('snpPreflight', () => {
     const { spec, sev } = load(
       `firmware: ${fw}\nkernel: /k\namd-sev: type=snp,kernel-hashes=1,id-block=g.idblock,id-auth=g.idauth,host-data-file=hd.bin\n`,
     );
-    expect(await snpPreflight(spec, sev)).toEqual({
+    const read = await snpPreflight(spec, sev);
+    expect(read.firmware).toMatchObject({ path: fw, size: read.firmware.bytes.length });
+    expect(read.files).toEqual({
       idBlock: Buffer.alloc(96, 7).toString('base64'),
       idAuth: Buffer.alloc(4096, 9).toString('base64'),
       hostData: Buffer.alloc(32, 5).toString('base64'),
