@@ -164,7 +164,13 @@ export function prepareSnpExpectedDigest(fw: SnpFirmwareFile, kernelInputs: Kern
     finish: (vcpuSignature) => ({
       digest: continueWithVmsas(
         beforeVmsas,
-        buildSnpVmsas({ vcpus: r.vcpus, resetAddress: inputs.resetAddress, vcpuSignature, guestFeatures: r.guestFeatures, vmmType: r.vmmType }),
+        buildSnpVmsas({
+          vcpus: r.vcpus,
+          resetAddress: inputs.resetAddress,
+          vcpuSignature,
+          guestFeatures: r.guestFeatures,
+          vmmType: r.vmmType,
+        }),
       ),
       firmwareDigest,
       firmwareDigestGiven: r.firmwareDigest !== undefined,

@@ -4,6 +4,7 @@
 // store run. Each scenario asserts the commands the fake received: `cont` never reaches QEMU on a
 // failed check or an unwritten record, query-sev-launch-measure and secret injection never at all.
 import { generateKeyPairSync } from 'node:crypto';
+import { copyFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -245,6 +246,37 @@ describe('VmLifecycle: the SEV-SNP launch fails closed', () => {
     expect(commands).not.toContain('query-sev-launch-measure');
     expect(commands.at(-1)).toBe('quit');
     expect(await readLatestRecord(h.stateDir, 'vm1')).toBeNull();
+  });
+
+  it('a kernel that cannot be hashed after spawn (the digest cannot be computed) stops the guest before cont, with no record', async () => {
+    // The digest up to the VMSAs is computed while QEMU starts; its failure must still end the launch.
+    const kernel = join(root, 'vanishing-vmlinuz');
+    await writeFile(kernel, 'a kernel');
+    const h = await harness({}, spec({ kernelHashes: true }, { kernel, attest: 'hold' }));
+    h.lifecycle.onEvent((e) => {
+      if (e.event === 'spawned') unlinkSync(kernel);
+    });
+    const error = await startFailure(h);
+    expect(error.code).toBe('SUP_ERR_KERNEL_READ');
+    expect(error.message).toMatch(/^VM vm1: cannot compute the expected SNP launch digest: .*; the guest was not resumed$/);
+    expect(await h.commands()).not.toContain('cont');
+    expect(names(h.events)).not.toContain('snp-recorded');
+    expect(await readLatestRecord(h.stateDir, 'vm1')).toBeNull();
+    expect(h.lifecycle.state).toBe('failed');
+  });
+
+  it('a firmware image replaced after preflight read it is refused before cont: the digest would not be of what QEMU loaded', async () => {
+    const changing = join(root, 'changing.fd');
+    copyFileSync(firmware, changing);
+    const h = await harness({}, spec({}, { firmware: { path: changing } }));
+    h.lifecycle.onEvent((e) => {
+      if (e.event === 'spawned') writeFileSync(changing, buildSnpImage({ sections: [[0x800000, 0x1000, SECTION.SEC_MEM]] }));
+    });
+    const error = await startFailure(h);
+    expect(error.code).toBe('SUP_ERR_FIRMWARE_HASH_MISMATCH');
+    expect(error.message).toContain(`VM vm1: the firmware ${changing} changed while the guest was starting`);
+    expect(await h.commands()).not.toContain('cont');
+    expect(h.lifecycle.state).toBe('failed');
   });
 
   it('does not resume when the record cannot be written', async () => {
