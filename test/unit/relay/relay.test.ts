@@ -218,7 +218,12 @@ describe('hostile and broken owners: each a final rejection with its reason', ()
 
   it('an answer for another launch', async () => {
     const s = await owner((r) =>
-      answer.json({ schema: 'sevsup.attest-answer/v1', launchId: `${r.body.launchId.slice(0, -1)}0`, decision: 'approve' }),
+      // Its last hex digit changed (a launch id that already ends in 0 gets a 1).
+      answer.json({
+        schema: 'sevsup.attest-answer/v1',
+        launchId: `${r.body.launchId.slice(0, -1)}${r.body.launchId.endsWith('0') ? '1' : '0'}`,
+        decision: 'approve',
+      }),
     );
     const run = await relay(spec(s.url));
     expect(rejection(run)).toMatchObject({ code: 'SUP_ERR_RELAY_ANSWER', message: expect.stringContaining('another launch') });
