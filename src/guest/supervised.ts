@@ -6,6 +6,7 @@
 // On the hardware platform an SEV-SNP guest also needs a QEMU with `sev-snp-guest` (>= 9.1): checked
 // here, first in the preflight step, so `sevsup run` and the daemon refuse an older QEMU alike before
 // any spawn (the simulated platform answers as QEMU 10 over whatever QEMU runs beneath it).
+// An `attest: relay` guest's credentials are checked in the same step, before any spawn.
 // Owns: that wiring. Must not: know the launch order (vm/lifecycle.ts) or decide a command (proxy/).
 import type { VmSpec } from '../config/vm-spec.js';
 import { requireQemuForSnp } from '../host/qemu-version.js';
@@ -14,7 +15,7 @@ import type { VmPaths } from '../process/run-dir.js';
 import { buildQemuArgv } from '../qemu/argv.js';
 import type { DecideContext } from '../proxy/decide.js';
 import type { QmpProxy } from '../proxy/proxy-server.js';
-import { relayHold, type RelayEnv } from '../relay/relay.js';
+import { readCredentials, relayHold, type RelayEnv } from '../relay/relay.js';
 import { VmLifecycle } from '../vm/lifecycle.js';
 import { DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from '../vm/lifecycle-options.js';
 import type { RecordPlatform } from '../vm/record.js';
@@ -62,6 +63,19 @@ export function preflightWithQemuCheck(
   };
 }
 
+/**
+ * The preflight with `attest: relay`'s credentials checked first (attest-ca, attest-cert/attest-key
+ * or attest-token-file: there, not open to others, parseable): a guest that could never ask its
+ * owner fails before QEMU is spawned, with the config key and file named. The relay reads them
+ * again at hold time (they may change in between).
+ */
+export function preflightWithRelayCheck(preflight: LifecycleDeps['preflight']): LifecycleDeps['preflight'] {
+  return async (spec: VmSpec) => {
+    if (spec.attest === 'relay' && spec.relay !== undefined) await readCredentials(spec.relay);
+    return preflight(spec);
+  };
+}
+
 export function superviseGuest(o: SupervisedGuestOptions): SupervisedGuest {
   const { paths, proxyGid, onRefusal, replaces, relayEnv, ...lifecycleOptions } = o;
   // Loaded while QEMU starts, awaited once its monitor is up (keeps it off the launch's critical path).
@@ -74,7 +88,9 @@ export function superviseGuest(o: SupervisedGuestOptions): SupervisedGuest {
     argv: buildQemuArgv,
     deps: {
       ...lifecycleOptions.deps,
-      preflight: preflightWithQemuCheck(o.platform, o.binary, lifecycleOptions.deps?.preflight ?? DEFAULT_LIFECYCLE_DEPS.preflight),
+      preflight: preflightWithRelayCheck(
+        preflightWithQemuCheck(o.platform, o.binary, lifecycleOptions.deps?.preflight ?? DEFAULT_LIFECYCLE_DEPS.preflight),
+      ),
     },
     // attest: relay asks the owner's service over HTTPS (src/relay/); vm/ only calls the hook.
     relay: lifecycleOptions.relay ?? ((hold) => relayHold(hold, relayEnv)),
