@@ -108,6 +108,9 @@ interface Harness {
   readonly stateDir: string;
 }
 
+/** For a launch that reaches `running`: it waits out the first-run window, so a short one (the 1.5 s default here is for QEMUs that exit in it). */
+const RUNS: Partial<LifecycleOptions> = { snpFirstRunWindowMs: 200 };
+
 async function harness(scenario: object, vmSpec: VmSpec = spec(), over: Partial<LifecycleOptions> = {}): Promise<Harness> {
   const dir = join(root, String(n++));
   const commandLog = join(dir, 'commands.jsonl');
@@ -129,7 +132,7 @@ async function harness(scenario: object, vmSpec: VmSpec = spec(), over: Partial<
 
 describe('VmLifecycle: the SEV-SNP launch', () => {
   it('checks query-sev, writes the record before cont, holds, and runs once approved; never measures or injects', async () => {
-    const h = await harness({}, spec({}, { attest: 'hold' }));
+    const h = await harness({}, spec({}, { attest: 'hold' }), RUNS);
     const started = h.lifecycle.start();
     const held = await waitFor(h, 'held');
     expect(held).toMatchObject({ secretInjection: false });
@@ -194,6 +197,7 @@ describe('VmLifecycle: the SEV-SNP launch', () => {
         idAuth: join(root, 'id.auth'),
         hostData: { kind: 'value', base64: hostData.toString('base64') },
       }),
+      RUNS,
     );
     await h.lifecycle.start();
     const record = parseSnpRecord(JSON.parse(await readFile(h.lifecycle.status().record ?? '', 'utf8')));
@@ -317,7 +321,7 @@ describe('VmLifecycle: the SEV-SNP launch fails closed', () => {
   });
 
   it('a QEMU that exits after the window ran: the guest stopped running, it is not a failed launch', async () => {
-    const h = await harness({ snpExitAfterCont: { afterMs: 800, text: 'guest crashed later' } }, spec(), { snpFirstRunWindowMs: 100 });
+    const h = await harness({ snpExitAfterCont: { afterMs: 500, text: 'guest crashed later' } }, spec(), { snpFirstRunWindowMs: 100 });
     await h.lifecycle.start();
     expect(h.lifecycle.state).toBe('running');
     const outcome = await h.lifecycle.finished;
