@@ -23,12 +23,15 @@ export const matching = (o: Obj, k: string, re: RegExp): string | null => {
 export const nullableMatching = (o: Obj, k: string, re: RegExp): string | null | undefined =>
   o[k] === null ? null : (matching(o, k, re) ?? undefined);
 
-/** A file and the lower-case hex SHA-256 of its bytes. undefined: malformed; null: absent. */
-export function fileDigest(value: unknown): FileDigest | null | undefined {
+/**
+ * A file and the SHA-256 of its bytes, its form checked against `form` (null: any string).
+ * undefined: malformed; null: absent.
+ */
+export function fileDigest(value: unknown, form: RegExp | null = SHA256): FileDigest | null | undefined {
   if (value === null) return null;
   if (!isRecord(value)) return undefined;
   const path = str(value, 'path');
-  const digest = matching(value, 'sha256', SHA256);
+  const digest = form === null ? str(value, 'sha256') : matching(value, 'sha256', form);
   return path === null || digest === null ? undefined : { path, sha256: digest };
 }
 

@@ -232,9 +232,11 @@ export function parseRecord(value: unknown): MeasurementRecord | null {
 
 function parseLaunch(value: unknown): LaunchInputs | null {
   if (!isRecord(value)) return null;
-  const firmware = fileDigest(value['firmware']);
-  const kernel = fileDigest(value['kernel']);
-  const initrd = fileDigest(value['initrd']);
+  // The files' sha256 are informational (the owner hashes their own copies): any string is read,
+  // as this parser always has, so records and requests that carry a placeholder stay readable.
+  const firmware = fileDigest(value['firmware'], null);
+  const kernel = fileDigest(value['kernel'], null);
+  const initrd = fileDigest(value['initrd'], null);
   const { cmdline, kernelHashes } = value;
   const vcpus = int(value, 'vcpus');
   const cpuModel = str(value, 'cpuModel');
