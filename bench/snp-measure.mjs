@@ -5,7 +5,9 @@
 //     `openssl dgst -sha384` over the same files (target: our throughput >= 0.8x openssl's);
 //  2. the same work in-process: computeSnpExpectedDigest (SHA-384 page chain over the firmware,
 //     SHA-256 of kernel and initrd for the kernel-hashes table, 4 VMSAs);
-//  3. the whole command: bin/sevsup measure --mode snp.
+//  3. the whole command: bin/sevsup measure --mode snp, against 2 (issue 11: its start-up, module
+//     loading and output on top of the same work in-process, target ≤ 60 ms), with `node -e ''`
+//     timed in the same rounds: Node's own start-up is part of that budget.
 // Needs the build: `npm run build && node bench/snp-measure.mjs`. Env: BENCH_ROUNDS (7).
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -20,6 +22,8 @@ import { readFileChunks } from '../dist/sev/hash-file.js';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const BIN = new URL('../bin/sevsup', import.meta.url).pathname;
 const MIB = 1024 * 1024;
+/** Issue 11: the command may cost at most this much more than computeSnpExpectedDigest in a warm process. */
+const MEASURE_EXTRA_MS = 60;
 
 /** 4 MiB: SEV info block, kernel-hashes area, SNP metadata (ASEV, 0x1000 before the end) with OvmfPkg's sections + KERNEL_HASHES. */
 function firmwareImage() {
@@ -114,7 +118,7 @@ async function main() {
     const ours = await sha384Files([f.firmware, f.kernel, f.initrd]);
     if (ossl.join() !== ours.join()) throw new Error('SHA-384 of the inputs disagrees with openssl');
 
-    const t = { sha384: [], sha384seq: [], openssl: [], inproc: [], measure: [] };
+    const t = { sha384: [], sha384seq: [], openssl: [], inproc: [], measure: [], node: [] };
     for (let round = 0; round < ROUNDS; round++) {
       let t0 = performance.now();
       await sha384Files([f.firmware, f.kernel, f.initrd]);
@@ -127,6 +131,7 @@ async function main() {
       await computeSnpExpectedDigest(request);
       t.inproc.push(performance.now() - t0);
       t.measure.push((await run(BIN, measureArgs)).ms);
+      t.node.push((await run(process.execPath, ['-e', ''])).ms);
     }
     const m = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)]));
     const mbps = (ms) => (totalMiB / (ms / 1000)).toFixed(0);
@@ -136,6 +141,7 @@ async function main() {
       ['openssl dgst -sha384 (same files, incl. spawn)', m.openssl, `${mbps(m.openssl)} MiB/s`],
       ['computeSnpExpectedDigest (the same work in-process)', m.inproc, `${mbps(m.inproc)} MiB/s`],
       ['bin/sevsup measure --mode snp (4 vCPUs)', m.measure, ''],
+      ["node -e '' (Node's own start-up, the floor of any command)", m.node, ''],
     ];
     process.stdout.write(
       `snp-measure bench: ${totalMiB} MiB of inputs (4 MiB firmware, 14 MiB kernel, 64 MiB initrd), ${ROUNDS} rounds, medians\n`,
@@ -148,7 +154,16 @@ async function main() {
     );
     process.stdout.write(`  the same, one file at a time (like openssl): ${seqRatio.toFixed(2)}x\n`);
     process.stdout.write(`  measure in-process vs openssl dgst -sha384: ${(m.openssl / m.inproc).toFixed(2)}x\n`);
+    const startupMs = m.measure - m.inproc;
+    process.stdout.write(
+      `  bin/sevsup measure − the same work in-process: ${startupMs.toFixed(1)} ms (target <= ${MEASURE_EXTRA_MS}) ${startupMs <= MEASURE_EXTRA_MS ? 'OK' : 'ABOVE TARGET'}\n`,
+    );
     reportTargets('snp-measure', [
+      target('sevsup measure − same work in-process', Number(startupMs.toFixed(1)), {
+        unit: 'ms',
+        max: MEASURE_EXTRA_MS,
+        detail: `${m.measure.toFixed(0)} vs ${m.inproc.toFixed(0)} ms; node -e '' alone ${m.node.toFixed(0)} ms`,
+      }),
       target('sha-384 throughput vs openssl', hashRatio, {
         unit: '×',
         min: 0.8,

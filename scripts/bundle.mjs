@@ -89,9 +89,7 @@ const entryModules = {
  * (no ESM loader, no asynchronous reads per file); bin/sevsup imports the ES module bundle only
  * for the other commands.
  */
-const LIGHT_ENTRY =
-  "import { exitQuietlyOnEpipe } from './src/cli/epipe.ts';\nimport { runLightCli } from './src/cli/light-main.ts';\n" +
-  'export function runLight(argv) {\n  const run = runLightCli(argv);\n  if (run !== null) exitQuietlyOnEpipe(process.stdout);\n  return run;\n}\n';
+const LIGHT_ENTRY = "export { runLightCli as runLight } from './src/cli/light-main.ts';\n";
 
 export async function bundle() {
   const light = await build({

@@ -7,9 +7,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-npx tsc -p tsconfig.json --noEmit
-# Module boundaries (DESIGN.md's "must not" column, no cycles): .dependency-cruiser.cjs.
-npm run --silent deps
-# One formatter and linter for the whole tree (biome.json): formatting and lint findings fail the run.
-npx biome check .
+# The static checks, side by side (they are independent; each one's output is printed whole, in
+# this order, and any failure fails the run before a test starts):
+#  - types (incremental: a second run re-checks only what changed),
+#  - module boundaries (DESIGN.md's "must not" column, no cycles): .dependency-cruiser.cjs,
+#  - one formatter and linter for the whole tree (biome.json): formatting and lint findings.
+checks=$(mktemp -d)
+trap 'rm -rf "$checks"' EXIT
+npx tsc -p tsconfig.json --noEmit >"$checks/tsc" 2>&1 & tsc=$!
+npm run --silent deps >"$checks/deps" 2>&1 & deps=$!
+npx biome check . >"$checks/biome" 2>&1 & biome=$!
+failed=0
+for check in tsc deps biome; do
+  wait "${!check}" || { failed=1; echo "test: the $check check failed:" >&2; }
+  cat "$checks/$check"
+done
+((failed == 0)) || exit 1
 npx vitest run

@@ -125,7 +125,11 @@ export const ERRORS = {
   SUP_ERR_RELAY_TLS: def("TLS check of the guest owner's service failed; guest rejected", 502, EXIT.attest),
   SUP_ERR_RELAY_HTTP: def("the guest owner's service refused or redirected; guest rejected", 502, EXIT.attest),
   SUP_ERR_RELAY_UNREACHABLE: def("the guest owner's service did not answer (retried until the hold deadline)", 504, EXIT.attest),
-  SUP_ERR_RELAY_CREDENTIALS: def('relay CA, client key or token file unusable; guest rejected', 500, EXIT.attest),
+  SUP_ERR_RELAY_CREDENTIALS: def(
+    'relay CA, client certificate, key or token file unusable (checked before QEMU is spawned, and again at hold time); guest refused',
+    500,
+    EXIT.attest,
+  ),
 
   // --- guest owner's verification (exit codes as virt-qemu-sev-validate) -------------------------
   SUP_ERR_VERIFY_MISMATCH: def('measurement does not match the expected launch digest', 409, 1),

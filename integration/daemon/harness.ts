@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach } from 'vitest';
 import { callControl } from '../../src/api/client.js';
+import { haltingImage, hashes, secret, sevInfo } from '../../test/support/ovmf-images.js';
 import { isPidAlive, waitForPidExit } from '../../src/process/pid.js';
 import { DEBIAN_OVMF, SEVSUP, processesMentioning, testDir } from '../run/harness.js';
 
@@ -140,6 +141,28 @@ export async function writeVm(dir: string, name: string, extra: readonly string[
   ];
   const lines = new Map([...base, ...extra].map((line) => [line.slice(0, line.indexOf(':')), line]));
   await writeFile(join(dir, 'vms', `${name}.conf`), `${[...lines.values()].join('\n')}\n`);
+}
+
+/**
+ * `firmware: <dir>/halt-<kind>.fd` for writeVm: a guest that halts at its reset vector
+ * (haltingImage), for suites about the supervisor's lifecycle (states, re-attach, stop, relay), where
+ * what the guest runs is not the subject and booting OVMF under TCG would cost seconds of CPU per
+ * running guest. `debian`: Debian OVMF's table (empty secret and hashes areas); `secret-area`: the
+ * test firmware's areas (TEST_FIRMWARE), for a launch secret.
+ */
+export async function haltingFirmware(dir: string, kind: 'debian' | 'secret-area' = 'debian'): Promise<string> {
+  const file = join(dir, `halt-${kind}.fd`);
+  const entries = kind === 'debian' ? undefined : [hashes(0x80fc00, 0x400), secret(0x80f000, 0xc00), sevInfo(0x80b004)];
+  // Written once per directory: a guest may be reading it while the next config is written.
+  await writeFile(file, haltingImage(entries), { flag: 'wx' }).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  });
+  return `firmware: ${file}`;
+}
+
+/** writeVm on haltingFirmware(dir): for a guest whose code is not what the test is about. */
+export async function writeHaltingVm(dir: string, name: string, extra: readonly string[] = []): Promise<void> {
+  await writeVm(dir, name, [await haltingFirmware(dir), ...extra]);
 }
 
 /**

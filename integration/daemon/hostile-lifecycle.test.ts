@@ -1,6 +1,8 @@
 // The hostile corpus for the daemon's lifecycle (issue 9, items 3, 5, 7, 11), as real processes on
 // the simulated platform (real QEMU under TCG beneath it), with side effects checked: process
-// lists, simulator cont counts, state files and records byte for byte.
+// lists, simulator cont counts, state files and records byte for byte. The guests' firmware halts at
+// its reset vector (harness.ts writeHaltingVm): QEMU runs, pauses and resumes them like any guest,
+// without seconds of OVMF boot per running guest.
 // - a second daemon (and a `sevsup run`) on the same directories is refused by the directory lock,
 //   naming the lock file and the holder's pid, and touches no guest;
 // - a guest whose monitor is taken by someone else is `unreachable` after a restart, left alone
@@ -16,10 +18,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isPidAlive, waitForPidExit } from '../../src/process/pid.js';
 import { parseStrictJson } from '../../src/util/strict-json.js';
-import { DEBIAN_OVMF, SIM, missingPrerequisite, processesMentioning, sevsup, simStatus } from '../run/harness.js';
-import { daemonScope, writeVm, type Daemon, type GuestStatus } from './harness.js';
+import { SIM, missingPrerequisite, processesMentioning, sevsup, simStatus } from '../run/harness.js';
+import { daemonScope, writeHaltingVm, type Daemon, type GuestStatus } from './harness.js';
 
-const missing = missingPrerequisite(SIM, DEBIAN_OVMF);
+const missing = missingPrerequisite(SIM);
 const scope = daemonScope();
 
 function viaProxy(dir: string, vm: string, command: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -56,8 +58,8 @@ async function stateFiles(dir: string, vms: readonly string[]): Promise<Map<stri
 describe.skipIf(missing !== null)(`hostile lifecycle corpus${missing === null ? '' : ` (skipped: ${missing})`}`, () => {
   it('a second daemon and a sevsup run are refused by the lock; the first daemon’s guests are untouched', async () => {
     const dir = await scope.dir();
-    await writeVm(dir, 'held', ['attest: hold', 'autostart: 1']);
-    await writeVm(dir, 'run1', ['autostart: 1']);
+    await writeHaltingVm(dir, 'held', ['attest: hold', 'autostart: 1']);
+    await writeHaltingVm(dir, 'run1', ['autostart: 1']);
     const first = scope.daemon(dir);
     await first.start();
     const held = await first.waitState('held', ['held']);
@@ -119,8 +121,8 @@ describe.skipIf(missing !== null)(`hostile lifecycle corpus${missing === null ? 
 
   it('a busy monitor makes a guest unreachable, never destroyed; start re-attaches it once free', async () => {
     const dir = await scope.dir();
-    await writeVm(dir, 'held', ['attest: hold', 'autostart: 1']);
-    await writeVm(dir, 'run1', ['autostart: 1']);
+    await writeHaltingVm(dir, 'held', ['attest: hold', 'autostart: 1']);
+    await writeHaltingVm(dir, 'run1', ['autostart: 1']);
     const daemon = scope.daemon(dir);
     await daemon.start();
     const held = await daemon.waitState('held', ['held']);
@@ -163,7 +165,7 @@ describe.skipIf(missing !== null)(`hostile lifecycle corpus${missing === null ? 
 
   it('pause after approval can be resumed; a held guest cannot; an external SIGTERM is no clean stop', async () => {
     const dir = await scope.dir();
-    await writeVm(dir, 'g', ['attest: hold', 'autostart: 1']);
+    await writeHaltingVm(dir, 'g', ['attest: hold', 'autostart: 1']);
     const daemon = scope.daemon(dir);
     await daemon.start();
     await daemon.waitState('g', ['held']);
@@ -200,7 +202,7 @@ describe.skipIf(missing !== null)(`hostile lifecycle corpus${missing === null ? 
 
   it('truncated and corrupt state files: said loudly; a provable QEMU adopted, an unprovable one orphaned', async () => {
     const dir = await scope.dir();
-    for (const vm of ['cut', 'junk', 'stale']) await writeVm(dir, vm, ['autostart: 1']);
+    for (const vm of ['cut', 'junk', 'stale']) await writeHaltingVm(dir, vm, ['autostart: 1']);
     const daemon = scope.daemon(dir);
     await daemon.start();
     const cut = await daemon.waitState('cut', ['running']);

@@ -1,12 +1,13 @@
 // attest: relay end to end on the simulated platform: `sevsup daemon --platform sim` as a real
 // process relays each held guest to a real HTTPS owner service on loopback (test/support/
-// relay-owner.ts, certificates made here) and acts on the answer: approve → running; inject → the
+// relay-owner.ts, certificates made once for the file) and acts on the answer: approve → running; inject → the
 // secret reaches the platform's secret area, then running; reject → never resumed, the reason in
 // the guest's error and the audit; retries until the owner comes up; past the deadline rejected;
-// every hostile path fails closed. The API cannot approve a relayed guest without --force.
+// every hostile path fails closed. The API cannot approve a relayed guest without --force. The
+// guests' firmware has the test firmware's secret area and halts at its reset vector.
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildLaunchSecret } from '../../src/sev/launch-secret.js';
 import { auditPathFor } from '../../src/relay/relay.js';
 import {
@@ -19,15 +20,27 @@ import {
   type RelayPki,
   type TlsPair,
 } from '../../test/support/relay-owner.js';
-import { SIM, TEST_FIRMWARE, missingPrerequisite, simStatus } from '../run/harness.js';
-import { daemonScope, nothingLeft, writeVm, type Daemon, type GuestStatus } from './harness.js';
+import { SIM, missingPrerequisite, simStatus, testDir } from '../run/harness.js';
+import { daemonScope, haltingFirmware, nothingLeft, writeVm, type Daemon, type GuestStatus } from './harness.js';
 
-const missing = missingPrerequisite(SIM, TEST_FIRMWARE);
+const missing = missingPrerequisite(SIM);
 const scope = daemonScope();
+
+// The certificates (seven RSA keys) are made once for the file: no test changes them.
+let pkiDir: { dir: string; remove: () => Promise<void> } | undefined;
+let sharedPki: RelayPki;
+beforeAll(async () => {
+  if (missing !== null) return;
+  pkiDir = await testDir();
+  sharedPki = await makeRelayPki(pkiDir.dir);
+});
+afterAll(async () => {
+  await pkiDir?.remove();
+});
 const LUKS_KEY_GUID = '736869e5-84f0-4973-92ec-06879ce3da0b';
 const SECRET_TEXT = 'correct horse battery staple';
 
-/** One test's rig: a daemon, the PKI, and owner servers closed at the end. */
+/** One test's rig: a daemon, the file's PKI, and owner servers closed at the end. */
 async function rig(): Promise<{
   dir: string;
   pki: RelayPki;
@@ -36,7 +49,7 @@ async function rig(): Promise<{
   close(): Promise<void>;
 }> {
   const dir = await scope.dir();
-  const pki = await makeRelayPki(dir);
+  const pki = sharedPki;
   const daemon = scope.daemon(dir, ['--host-id', 'node-7']);
   const servers: OwnerServer[] = [];
   return {
@@ -54,10 +67,13 @@ async function rig(): Promise<{
   };
 }
 
-/** A relayed VM config (bearer token) on the test firmware, which has a launch-secret area. */
-function relayVm(dir: string, name: string, pki: RelayPki, url: string, extra: readonly string[] = []): Promise<void> {
-  return writeVm(dir, name, [
-    `firmware: ${TEST_FIRMWARE}`,
+/**
+ * A relayed VM config (bearer token) on a firmware with the test firmware's launch-secret area, which
+ * halts at its reset vector (the relay, not the guest's code, is the subject).
+ */
+async function relayVm(dir: string, name: string, pki: RelayPki, url: string, extra: readonly string[] = []): Promise<void> {
+  await writeVm(dir, name, [
+    await haltingFirmware(dir, 'secret-area'),
     'attest: relay',
     `attest-url: ${url}`,
     `attest-ca: ${pki.caFile}`,
@@ -133,7 +149,7 @@ describe.skipIf(missing !== null)(`attest: relay through the daemon${missing ===
 
     const approved = await r.daemon.waitState('approved', ['running', 'failed']);
     expect(approved).toMatchObject({ state: 'running', error: null });
-    expect((await auditOf(approved)).map((l) => l['event'])).toEqual(['attempt', 'approved']);
+    expect((await auditOf(approved)).map((l) => l['event'])).toEqual(['launch', 'attempt', 'approved']);
     expect(s.requests.find((q) => q.body.vm === 'approved')?.body).toMatchObject({
       host: 'node-7',
       attempt: 1,
@@ -145,7 +161,7 @@ describe.skipIf(missing !== null)(`attest: relay through the daemon${missing ===
     expect(simStatus(r.dir, 'vault').injectedSecrets).toEqual([
       expect.objectContaining({ secrets: [{ guid: LUKS_KEY_GUID, length: SECRET_TEXT.length }] }),
     ]);
-    expect((await auditOf(vault)).map((l) => l['event'])).toEqual(['attempt', 'injected', 'approved']);
+    expect((await auditOf(vault)).map((l) => l['event'])).toEqual(['launch', 'attempt', 'injected', 'approved']);
 
     const forged = await r.daemon.waitState('forged', ['running', 'failed']);
     expect(forged).toMatchObject({ state: 'failed', error: { code: 'SUP_ERR_SECRET_REFUSED' } });
@@ -202,13 +218,14 @@ describe.skipIf(missing !== null)(`attest: relay through the daemon${missing ===
     const r = await rig();
     const latePort = await freePort();
     const gonePort = await freePort();
-    await relayVm(r.dir, 'late', r.pki, `https://localhost:${latePort}/attest`, ['hold-timeout: 10']);
+    await relayVm(r.dir, 'late', r.pki, `https://localhost:${latePort}/attest`, ['hold-timeout: 6']);
     await relayVm(r.dir, 'gone', r.pki, `https://localhost:${gonePort}/attest`, ['hold-timeout: 3']);
     await r.daemon.start();
     launch(r.daemon, 'late');
     launch(r.daemon, 'gone');
     const held = await r.daemon.waitState('late', ['held']);
-    // Come up about 3 s before the late guest's deadline.
+    // Come up about 3 s before the late guest's deadline (down for its first 3 s: several attempts
+    // refused); the relay's backoff is at most 2 s, so its next attempt still comes in time.
     const upAt = new Date(held.holdDeadline ?? '').getTime() - 3000;
     await delay(Math.max(0, upAt - Date.now()));
     await r.owner((req) => answer.approve(req), r.pki.server, latePort);
@@ -225,6 +242,60 @@ describe.skipIf(missing !== null)(`attest: relay through the daemon${missing ===
     expect((await auditOf(gone)).every((l) => l['event'] !== 'approved')).toBe(true);
     await stopAll(r.daemon, ['late', 'gone']);
     await r.close();
+    r.daemon.signal('SIGTERM');
+    expect(await r.daemon.exited()).toEqual({ code: 0, signal: null });
+    expect(await nothingLeft(r.dir)).toEqual([]);
+  });
+
+  it('a daemon killed mid-relay asks again under the same launch id after re-attaching, so an owner that refuses replays approves it', async () => {
+    const r = await rig();
+    // The owner as `sevsup owner serve` behaves: evidence answered once per launch; the first
+    // attempt is never answered (the daemon dies meanwhile); a new launch id for the same
+    // measurement is a replay (409, final).
+    const launchOf = new Map<string, string>();
+    const owner = await r.owner((req) => {
+      const m = String(req.body.record['measurement']);
+      const first = launchOf.get(m);
+      if (first === undefined) {
+        launchOf.set(m, req.body.launchId);
+        return { ...answer.approve(req), delayMs: 60_000 };
+      }
+      if (first !== req.body.launchId) return answer.json({ error: 'replay: this measurement was already answered' }, 409);
+      return answer.approve(req);
+    });
+    await relayVm(r.dir, 'g1', r.pki, owner.url, ['attest-timeout: 30', 'hold-timeout: 60']);
+    await r.daemon.start();
+    launch(r.daemon, 'g1');
+    while (owner.requests.length === 0) await delay(50);
+    await r.daemon.crash();
+    await r.daemon.start();
+    const s = await r.daemon.waitState('g1', ['running', 'failed']);
+    expect({ state: s.state, error: s.error }).toEqual({ state: 'running', error: null });
+    expect(owner.requests.map((q) => q.body.launchId)).toEqual([owner.requests[0]?.body.launchId, owner.requests[0]?.body.launchId]);
+    const audit = await auditOf(s);
+    expect(audit.filter((l) => l['event'] === 'launch')).toHaveLength(1);
+    expect(simStatus(r.dir, 'g1').contCount).toBe(1);
+    await stopAll(r.daemon, ['g1']);
+    await r.close();
+    r.daemon.signal('SIGTERM');
+    expect(await r.daemon.exited()).toEqual({ code: 0, signal: null });
+    expect(await nothingLeft(r.dir)).toEqual([]);
+  });
+
+  it('credentials that cannot work fail the start before QEMU is spawned, naming the config key and the file', async () => {
+    const r = await rig();
+    await relayVm(r.dir, 'nokey', r.pki, 'https://localhost:1/attest', [`attest-token-file: ${r.dir}/missing.token`]);
+    await r.daemon.start();
+    const started = await r.daemon.api('POST', '/v1/vms/nokey/start').then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(String(started)).toContain(`attest-token-file ${r.dir}/missing.token cannot be read`);
+    const s = await r.daemon.waitState('nokey', ['failed']);
+    expect(s.error?.code).toBe('SUP_ERR_RELAY_CREDENTIALS');
+    // Before spawn: no launch record, no QEMU, nothing to stop.
+    expect(s.record ?? null).toBeNull();
+    expect(s.error?.message).not.toContain('QEMU was stopped');
     r.daemon.signal('SIGTERM');
     expect(await r.daemon.exited()).toEqual({ code: 0, signal: null });
     expect(await nothingLeft(r.dir)).toEqual([]);

@@ -6,7 +6,7 @@
 // The simulated platform's caps do not offer SNP to the daemon yet, so the guest's launch is refused
 // after the table is written: the hook is what is tested here, not an SNP launch.
 import { spawnSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -16,9 +16,8 @@ import { CERT_TABLE_GUID, decodeCertTable } from '../../src/sev/snp-certs.js';
 import { encodeTcb, type TcbParts } from '../../src/sev/snp-report.js';
 import { startFakeKds, type FakeKds } from '../../test/support/fake-kds.js';
 import { chainFor, CHIP_ID, TCB } from '../../test/support/snp-fixtures.js';
+import { ensureSimState } from '../sim/snp-harness.js';
 import { daemonScope, SEVSUP, writeVm } from './harness.js';
-
-const SIM_QEMU = new URL('../../bin/sevsup-sim-qemu', import.meta.url).pathname;
 
 const scope = daemonScope();
 const OLD: TcbParts = TCB.Milan;
@@ -163,9 +162,10 @@ describe('sevsup daemon keeps the host SNP certificates', () => {
       '--snp-ark',
       join(dir, 'sim-ark.pem'),
     ]);
-    // The simulated chain is made as at install time (two RSA-4096 keys), then the daemon pins its ARK.
-    const init = spawnSync(SIM_QEMU, ['--sim-init-snp-platform', '--sim-state-dir', simState], { encoding: 'utf8', timeout: 110_000 });
-    expect(init.status, init.stderr).toBe(0);
+    // The simulated chain as install time made it (setup-test-assets.sh: `--sim-init-snp-platform`,
+    // two RSA-4096 keys, made there if setup did not), copied so that nothing here touches the shared
+    // one; then the daemon pins its ARK.
+    await cp(ensureSimState(), simState, { recursive: true });
     await writeFile(join(dir, 'sim-ark.pem'), await readFile(simArk));
     const saved = process.env.SEVSUP_SIM_STATE_DIR;
     process.env.SEVSUP_SIM_STATE_DIR = simState; // the daemon reads the sim's state where its sims would

@@ -13,9 +13,12 @@ import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeExpectedDigest } from '../../src/attestation/inputs.js';
 import { cpuModelSignature } from '../../src/sev/cpu-models.js';
+import { buildSnpRecord } from '../../src/vm/snp-record.js';
+import { snpMeasured } from '../../test/support/snp-measured.js';
 import { SEVSUP as BIN } from '../../test/support/it-env.js';
 import { DEBIAN_OVMF, HAVE_VALIDATOR, measurementFor, patchFirmware, realKernel, runValidator, writeRecord } from './helpers.js';
 
@@ -108,10 +111,11 @@ async function stopService(s: Service): Promise<number | null> {
 }
 
 /** A raw TLS connection to the service (trusting the test CA), with a client certificate when named. */
-function tlsTo(port: number, o: { cert?: string; maxVersion?: 'TLSv1.2' } = {}): ReturnType<typeof tlsConnect> {
+function tlsTo(port: number, o: { cert?: string; maxVersion?: 'TLSv1.2'; from?: string } = {}): ReturnType<typeof tlsConnect> {
   return tlsConnect({
     host: '127.0.0.1',
     port,
+    ...(o.from === undefined ? {} : { localAddress: o.from }),
     servername: 'localhost',
     ca: readFileSync(f('ca.pem')),
     ...(o.maxVersion === undefined ? {} : { maxVersion: o.maxVersion }),
@@ -157,15 +161,45 @@ function post(
   });
 }
 
-function attestRequest(vm: string, record: unknown, host = 'node-7'): { body: string; launchId: string } {
-  const launchId = randomUUID();
+function attestRequest(
+  vm: string,
+  record: unknown,
+  host = 'node-7',
+  o: { launchId?: string; attempt?: number } = {},
+): { body: string; launchId: string } {
+  const launchId = o.launchId ?? randomUUID();
+  const attempt = o.attempt ?? 1;
   return {
     launchId,
-    body: JSON.stringify({ schema: 'sevsup.attest-request/v1', host, vm, launchId, attempt: 1, sentAt: new Date().toISOString(), record }),
+    body: JSON.stringify({ schema: 'sevsup.attest-request/v1', host, vm, launchId, attempt, sentAt: new Date().toISOString(), record }),
   };
 }
 
 const keys = { tik: randomBytes(16), tek: randomBytes(16) };
+const SNP_DIGEST = randomBytes(48);
+
+/** An SNP launch record as the daemon writes it (vm/snp-record.ts), of the owner's expected launch. */
+function snpRecord(): Record<string, unknown> {
+  const r = buildSnpRecord({
+    vm: 'snp1',
+    capturedAt: new Date(),
+    platform: 'simulated',
+    reported: { snpPolicy: 0x30000n, ...HOSTV, state: 'launch-update' },
+    measured: snpMeasured(SNP_DIGEST, { firmwareDigest: randomBytes(48) }),
+    kernel: null,
+    initrd: null,
+    cmdline: null,
+    kernelHashes: false,
+    cpuModel: 'EPYC-Milan',
+    qemuVersion: '10.0.13',
+    hostData: null,
+    idBlock: null,
+  });
+  return JSON.parse(JSON.stringify(r)) as Record<string, unknown>;
+}
+
+const answeredEntries = (file: string): number =>
+  Object.keys((JSON.parse(readFileSync(f(file), 'utf8')) as { answered: object }).answered).length;
 let firmware = '';
 let kernel: string | null = null;
 let sevDigest = '';
@@ -178,6 +212,7 @@ beforeAll(async () => {
   issue('server', 'localhost', 'ca', { server: true });
   issue('node7', 'node-7', 'ca');
   issue('node9', 'node-9', 'ca');
+  issue('prom', 'prometheus', 'ca');
   issue('expired', 'node-7', 'ca', { days: -1 });
   issue('foreign', 'node-7', 'other-ca');
   // Keys, secrets and tokens readable by others are refused (owner-load.ts), as ssh refuses such keys.
@@ -186,6 +221,7 @@ beforeAll(async () => {
   writeFileSync(f('tek'), keys.tek, secretFile);
   writeFileSync(f('luks'), SECRET, secretFile);
   writeFileSync(f('token-node-7'), 'tok-node-7-0123456789abcdef\n', secretFile);
+  writeFileSync(f('token-scrape'), 'scrape-0123456789abcdef-metrics\n', secretFile);
   chmodSync(f('server.key'), 0o600);
   firmware = patchFirmware(DEBIAN_OVMF, f('ovmf.fd'));
   kernel = realKernel();
@@ -216,6 +252,10 @@ beforeAll(async () => {
       'policy: 0x5',
       'tik: tik',
     ]),
+    '[guest node-7/snp1]',
+    'type: snp',
+    `snp-digest: ${SNP_DIGEST.toString('hex')}`,
+    'snp-policy: 0x30000',
   ];
   writeFileSync(
     f('owner.conf'),
@@ -226,6 +266,8 @@ beforeAll(async () => {
       'client-ca: ca.pem',
       'state-file: answered.json',
       'max-connections: 16',
+      'max-connections-per-peer: 16',
+      'metrics-client: prometheus',
       ...guests,
       '',
     ].join('\n'),
@@ -238,6 +280,23 @@ beforeAll(async () => {
       'tls-key: server.key',
       'token: node-7:token-node-7',
       'state-file: answered-token.json',
+      'metrics-token: token-scrape',
+      ...guests,
+      '',
+    ].join('\n'),
+  );
+  // Small limits: a host's share of the connections, and the answered launches one guest may have.
+  writeFileSync(
+    f('owner-limits.conf'),
+    [
+      'listen: 127.0.0.1:0',
+      'tls-cert: server.pem',
+      'tls-key: server.key',
+      'client-ca: ca.pem',
+      'state-file: answered-limits.json',
+      'max-connections: 16',
+      'max-connections-per-peer: 3',
+      'max-answered: 1',
       ...guests,
       '',
     ].join('\n'),
@@ -421,8 +480,11 @@ describe('sevsup owner serve over mutual TLS', () => {
     }
   });
 
-  it('serves Prometheus metrics behind the same authentication, and logs decisions without secrets', async () => {
-    const m = await post(service.port, '', { cert: 'node7', method: 'GET', path: '/metrics' });
+  it('serves Prometheus metrics to the named scraper only (never to a host), and logs decisions without secrets', async () => {
+    const host = await post(service.port, '', { cert: 'node7', method: 'GET', path: '/metrics' });
+    expect(host.status).toBe(403);
+    expect(host.body).not.toContain('sevsup_owner');
+    const m = await post(service.port, '', { cert: 'prom', method: 'GET', path: '/metrics' });
     expect(m.status).toBe(200);
     expect(m.body).toMatch(/sevsup_owner_requests_total\{outcome="inject"\} [1-9]/);
     expect(m.body).toMatch(/sevsup_owner_requests_total\{outcome="replay"\} 2/);
@@ -430,6 +492,43 @@ describe('sevsup owner serve over mutual TLS', () => {
     expect(log).toContain('"verdict":"reject"');
     for (const b of [keys.tik, keys.tek, SECRET]) for (const enc of ['hex', 'base64'] as const) expect(log).not.toContain(b.toString(enc));
     expect(log).not.toContain(SECRET.toString());
+  });
+
+  it('SNP records are answered, not remembered: new launch ids do not grow the state (nothing in an SNP record is fresh)', async () => {
+    const before = answeredEntries('answered.json');
+    const record = snpRecord();
+    for (let i = 0; i < 10; i += 1) {
+      const req = attestRequest('snp1', record);
+      const reply = await post(service.port, req.body, { cert: 'node7' });
+      expect(reply.status).toBe(200);
+      expect(JSON.parse(reply.body)).toEqual({ schema: 'sevsup.attest-answer/v1', launchId: req.launchId, decision: 'approve' });
+    }
+    const wrong = await post(service.port, attestRequest('snp1', { ...record, expectedLaunchDigest: '00'.repeat(48) }).body, {
+      cert: 'node7',
+    });
+    expect(JSON.parse(wrong.body)).toMatchObject({ decision: 'reject', reason: expect.stringContaining('launch digest') });
+    expect(answeredEntries('answered.json')).toBe(before);
+  });
+
+  it('the same launch asking again (a daemon restarted mid-hold) is answered again, across an owner restart; another launch id is a replay', async () => {
+    const { record, measurement } = sevRecord(sevDigest);
+    const launchId = randomUUID();
+    const first = await post(service.port, attestRequest('web1', record, 'node-7', { launchId }).body, { cert: 'node7' });
+    expect(JSON.parse(first.body)).toMatchObject({ decision: 'inject', launchId });
+    expect(await stopService(service)).toBe(0);
+    service = await startService(f('owner.conf'));
+    const retry = await post(service.port, attestRequest('web1', record, 'node-7', { launchId, attempt: 3 }).body, { cert: 'node7' });
+    expect(retry.status).toBe(200);
+    const again = JSON.parse(retry.body) as { decision: string; launchId: string; secret: { header: string } };
+    expect(again).toMatchObject({ decision: 'inject', launchId });
+    // Bound to this launch's measurement like the first packet (a fresh IV, the same binding).
+    expect(Buffer.from(again.secret.header, 'base64').length).toBe(52);
+    expect(measurement).toBe(record['measurement']);
+    const other = await post(service.port, attestRequest('web1', record).body, { cert: 'node7' });
+    expect(other.status).toBe(409);
+    // The same launch id from another host is not that launch.
+    const theirs = await post(service.port, attestRequest('web1', record, 'node-9', { launchId }).body, { cert: 'node9' });
+    expect(theirs.status).toBe(403);
   });
 
   it('exits 0 on SIGTERM and remembers answered measurements across a restart', async () => {
@@ -503,6 +602,7 @@ describe('sevsup owner serve: slow peers and its config check', () => {
       ['web1', sevDigest],
       ['web2', esDigest],
       ['web2', esDigest],
+      ['snp1', SNP_DIGEST.toString('hex')],
     ]);
     writeFileSync(f('bad.conf'), readFileSync(f('owner.conf'), 'utf8').replace('policy: 0x5', 'policy: 0x1'));
     const bad = spawnSync(BIN, ['owner', 'check', '--config', f('bad.conf')], { encoding: 'utf8' });
@@ -549,6 +649,72 @@ async function raw(port: number, text: string, o: { maxVersion?: 'TLSv1.2' } = {
   });
 }
 
+describe('sevsup owner serve: per-peer and per-guest limits', () => {
+  it('one peer holds at most max-connections-per-peer (3) of the 16 connections; over it, dropped unread; others still served', async () => {
+    const s = await startService(f('owner-limits.conf'));
+    try {
+      const open = (o: { cert?: string; from?: string } = {}): Promise<{ socket: ReturnType<typeof tlsConnect>; ok: boolean }> =>
+        new Promise((resolve) => {
+          const socket = tlsTo(s.port, { cert: o.cert ?? 'node7', ...(o.from === undefined ? {} : { from: o.from }) });
+          socket.once('secureConnect', () => {
+            // The server's drop may follow the handshake: hold on briefly to see it.
+            socket.once('close', () => resolve({ socket, ok: false }));
+            socket.write('GET /nothing HTTP/1.1\r\nHost: localhost\r\n\r\n');
+            socket.once('data', () => resolve({ socket, ok: true }));
+          });
+          socket.once('error', () => resolve({ socket, ok: false }));
+          socket.once('close', () => resolve({ socket, ok: false }));
+        });
+      const held = [];
+      for (let i = 0; i < 3; i += 1) held.push(await open());
+      expect(held.map((h) => h.ok)).toEqual([true, true, true]);
+      const extra = await open();
+      expect(extra.ok).toBe(false);
+      // The service's log line arrives over its stdout pipe: wait for it.
+      for (let i = 0; i < 100 && !s.lines.some((l) => l.includes('this address holds its share')); i += 1) await delay(20);
+      expect(s.lines.join('\n')).toContain('this address holds its share');
+      // The same host from another address is the same peer (its certificate's CN); another host is not.
+      const sameHost = await open({ from: '127.0.0.2' });
+      expect(sameHost.ok).toBe(false);
+      const otherHost = await open({ cert: 'node9', from: '127.0.0.2' });
+      expect(otherHost.ok).toBe(true);
+      for (const h of [...held, extra, sameHost, otherHost]) h.socket.destroy();
+      let reply: Reply | null = null;
+      for (let i = 0; i < 50 && reply === null; i += 1) {
+        reply = await post(s.port, attestRequest('web2', sevRecord(esDigest, { es: true }).record).body, { cert: 'node7' }).catch(
+          () => null,
+        );
+      }
+      expect(reply?.status).toBe(200);
+    } finally {
+      expect(await stopService(s)).toBe(0);
+    }
+  });
+
+  it("a guest's answered launches are bounded (max-answered: 1): the next launch is refused with 507, retries of the first still answered", async () => {
+    rmSync(f('answered-limits.json'), { force: true });
+    const s = await startService(f('owner-limits.conf'));
+    try {
+      const { record } = sevRecord(esDigest, { es: true });
+      const first = attestRequest('web2', record);
+      expect(JSON.parse((await post(s.port, first.body, { cert: 'node7' })).body).decision).toBe('approve');
+      const next = await post(s.port, attestRequest('web2', sevRecord(esDigest, { es: true }).record).body, { cert: 'node7' });
+      expect(next.status).toBe(507);
+      expect(JSON.parse(next.body).error).toContain('max-answered');
+      const retry = await post(s.port, attestRequest('web2', record, 'node-7', { launchId: first.launchId, attempt: 2 }).body, {
+        cert: 'node7',
+      });
+      expect(JSON.parse(retry.body).decision).toBe('approve');
+      // Another host's guest has its own bound.
+      const theirs = await post(s.port, attestRequest('web2', sevRecord(esDigest, { es: true }).record, 'node-9').body, { cert: 'node9' });
+      expect(JSON.parse(theirs.body).decision).toBe('approve');
+      expect(answeredEntries('answered-limits.json')).toBe(2);
+    } finally {
+      expect(await stopService(s)).toBe(0);
+    }
+  });
+});
+
 describe('sevsup owner serve with bearer tokens', () => {
   it('closes the connection after refusing a peer without credentials (no keep-alive, no body read for strangers)', async () => {
     const s = await startService(f('owner-token.conf'));
@@ -572,6 +738,12 @@ describe('sevsup owner serve with bearer tokens', () => {
       expect((await post(s.port, attestRequest('web2', record).body)).status).toBe(401);
       const ok = await post(s.port, attestRequest('web2', record).body, { token: 'tok-node-7-0123456789abcdef' });
       expect(JSON.parse(ok.body).decision).toBe('approve');
+      // Metrics: the scraper's token, not a host's.
+      const hostMetrics = await post(s.port, '', { token: 'tok-node-7-0123456789abcdef', method: 'GET', path: '/metrics' });
+      expect(hostMetrics.status).toBe(403);
+      const scrape = await post(s.port, '', { token: 'scrape-0123456789abcdef-metrics', method: 'GET', path: '/metrics' });
+      expect(scrape.status).toBe(200);
+      expect(scrape.body).toMatch(/sevsup_owner_requests_total\{outcome="approve"\} 1/);
       expect(s.lines.join('\n')).not.toContain('tok-node-7');
     } finally {
       expect(await stopService(s)).toBe(0);

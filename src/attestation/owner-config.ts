@@ -8,10 +8,13 @@ import { indexKeyValueLines, quoteForMessage, readKeyValueLines, type KeyValueLi
 import { didYouMean } from '../config/suggest.js';
 import { SupervisorError, isSupervisorError } from '../errors.js';
 import { decodeCpuSignature, requireCpuModel, type CpuSignatureParts } from '../sev/cpu-models.js';
+import { DEFAULT_MAX_ANSWERED_PER_GUEST } from './owner-replay.js';
 import { parseSecretSpec, type SecretSpec } from './secret-packet.js';
 
 export const DEFAULT_OWNER_PATH = '/attest';
 export const DEFAULT_MAX_CONNECTIONS = 64;
+/** Connections one peer (remote address, and authenticated host) may hold of `max-connections`. */
+export const DEFAULT_MAX_CONNECTIONS_PER_PEER = 8;
 export const DEFAULT_REQUEST_TIMEOUT_SECONDS = 10;
 
 export interface TokenEntry {
@@ -34,9 +37,17 @@ export interface OwnerServiceConfig {
   /** Answered measurements (replay refusal), rewritten atomically. */
   readonly stateFile: string;
   readonly maxConnections: number;
+  /** Of those, per remote address and per authenticated host (one peer cannot take them all). */
+  readonly maxConnectionsPerPeer: number;
+  /** Answered launches remembered per guest; past it that guest's new launches are refused. */
+  readonly maxAnsweredPerGuest: number;
   readonly requestTimeoutSeconds: number;
-  /** GET <path-less> /metrics behind the same authentication. */
-  readonly metrics: boolean;
+  /**
+   * GET /metrics, for the scrapers named here only (hosts are never allowed: the counters say how
+   * other hosts' launches went): client-certificate CNs under `client-ca`, and/or a bearer token
+   * file. Null: no metrics endpoint.
+   */
+  readonly metrics: { readonly clients: readonly string[]; readonly tokenFile: string | null } | null;
   readonly guests: readonly GuestConfig[];
 }
 
@@ -95,8 +106,12 @@ const SERVICE_KEYS = [
   'token',
   'state-file',
   'max-connections',
+  'max-connections-per-peer',
+  'max-answered',
   'request-timeout',
   'metrics',
+  'metrics-client',
+  'metrics-token',
 ] as const;
 const GUEST_KEYS = [
   'type',
@@ -121,7 +136,7 @@ const GUEST_KEYS = [
   'id-key-digest',
 ] as const;
 /** Keys that may be given more than once. */
-const REPEATABLE = new Set(['token', 'secret']);
+const REPEATABLE = new Set(['token', 'secret', 'metrics-client']);
 const SNP_KEYS = new Set(['snp-digest', 'snp-policy', 'host-data', 'id-key-digest']);
 const SEV_ONLY_KEYS = GUEST_KEYS.filter((k) => !SNP_KEYS.has(k) && k !== 'type');
 
@@ -268,12 +283,7 @@ function parseService(s: Lines, guests: GuestConfig[]): OwnerServiceConfig {
       throw s.bad(e, `expected an integer from ${min} to ${max}`);
     return Number(e.value);
   };
-  const metricsEntry = s.get('metrics');
-  let metrics = true;
-  if (metricsEntry !== undefined) {
-    if (!['0', '1', 'on', 'off', 'yes', 'no'].includes(metricsEntry.value)) throw s.bad(metricsEntry, 'expected on or off');
-    metrics = ['1', 'on', 'yes'].includes(metricsEntry.value);
-  }
+  const metrics = parseMetrics(s, clientCa, new Set(hosts.keys()));
   if (guests.length === 0) throw missing(file, 1, '[guest HOST/VM]', ': at least one guest section');
   return {
     file,
@@ -285,10 +295,41 @@ function parseService(s: Lines, guests: GuestConfig[]): OwnerServiceConfig {
     tokens,
     stateFile: need('state-file'),
     maxConnections: int('max-connections', DEFAULT_MAX_CONNECTIONS, 1, 65535),
+    maxConnectionsPerPeer: int('max-connections-per-peer', DEFAULT_MAX_CONNECTIONS_PER_PEER, 1, 65535),
+    maxAnsweredPerGuest: int('max-answered', DEFAULT_MAX_ANSWERED_PER_GUEST, 1, 1_000_000),
     requestTimeoutSeconds: int('request-timeout', DEFAULT_REQUEST_TIMEOUT_SECONDS, 1, 300),
     metrics,
     guests,
   };
+}
+
+/**
+ * `metrics`, `metrics-client` (repeatable CN) and `metrics-token` (a file): a scraper's own
+ * credentials, as Prometheus exporters do (a separate identity, never a host's). `metrics: on`
+ * without them is refused (nobody could read it, or everyone was meant); naming a scraper turns
+ * metrics on unless `metrics: off`. A scraper CN that is also a host with a token is refused: one
+ * identity, one role.
+ */
+function parseMetrics(s: Lines, clientCa: string | null, tokenHosts: ReadonlySet<string>): OwnerServiceConfig['metrics'] {
+  const entry = s.get('metrics');
+  if (entry !== undefined && !['0', '1', 'on', 'off', 'yes', 'no'].includes(entry.value)) throw s.bad(entry, 'expected on or off');
+  const off = entry !== undefined && ['0', 'off', 'no'].includes(entry.value);
+  const clientLines = s.repeated.get('metrics-client') ?? [];
+  for (const e of clientLines) {
+    if (!NAME.test(e.value)) throw s.bad(e, "expected the scraper's client certificate CN (letters, digits, '.', '_', '-')");
+    if (clientCa === null) throw s.bad(e, 'needs client-ca (the scraper proves its CN with a client certificate)');
+    if (tokenHosts.has(e.value)) throw s.bad(e, `${e.value} is a host (it has a token); a scraper needs an identity of its own`);
+  }
+  const clients = clientLines.map((e) => e.value);
+  const tokenFile = s.path('metrics-token');
+  if (off) return null;
+  if (clients.length === 0 && tokenFile === null) {
+    if (entry !== undefined && !off) {
+      throw s.bad(entry, 'metrics are for a scraper, not for hosts: name it with metrics-client: CN and/or metrics-token: FILE');
+    }
+    return null;
+  }
+  return { clients, tokenFile };
 }
 
 function parseListen(s: Lines, e: KeyValueLine): { host: string; port: number } {

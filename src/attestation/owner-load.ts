@@ -18,6 +18,8 @@ export interface LoadedOwnerService {
   readonly tls: { readonly cert: Buffer; readonly key: Buffer; readonly ca: Buffer | null };
   /** token → host id. */
   readonly tokens: ReadonlyMap<string, string>;
+  /** The scraper's bearer token (`metrics-token`), never a host's. */
+  readonly metricsToken: string | null;
   /** `${host}/${vm}` → guest. */
   readonly guests: ReadonlyMap<string, LoadedGuest>;
 }
@@ -59,23 +61,32 @@ export async function loadOwnerService(file: string): Promise<LoadedOwnerService
     small(config.tlsKey, keyLine('tls-key'), 'tls-key', true),
     config.clientCa === null ? Promise.resolve(null) : small(config.clientCa, keyLine('client-ca'), 'client-ca'),
   ]);
+  const readToken = async (path: string, line: number, key: string): Promise<string> => {
+    const token = (await small(path, line, key, true)).toString('utf8').trim();
+    if (token.length < MIN_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(token)) {
+      throw bad(config.file, line, key, `the token file ${path} must hold one token of at least ${MIN_TOKEN_CHARS} printable characters`);
+    }
+    return token;
+  };
   const tokens = new Map<string, string>();
   for (const t of config.tokens) {
-    const token = (await small(t.file, t.line, 'token', true)).toString('utf8').trim();
-    if (token.length < MIN_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(token)) {
-      throw bad(
-        config.file,
-        t.line,
-        'token',
-        `the token file ${t.file} must hold one token of at least ${MIN_TOKEN_CHARS} printable characters`,
-      );
-    }
+    const token = await readToken(t.file, t.line, 'token');
     if (tokens.has(token)) throw bad(config.file, t.line, 'token', `host ${t.host} has the same token as host ${tokens.get(token) ?? ''}`);
     tokens.set(token, t.host);
   }
+  const metricsFile = config.metrics?.tokenFile ?? null;
+  const metricsToken = metricsFile === null ? null : await readToken(metricsFile, keyLine('metrics-token'), 'metrics-token');
+  if (metricsToken !== null && tokens.has(metricsToken)) {
+    throw bad(
+      config.file,
+      keyLine('metrics-token'),
+      'metrics-token',
+      `it is host ${tokens.get(metricsToken) ?? ''}'s token; a scraper needs its own`,
+    );
+  }
   const guests = new Map<string, LoadedGuest>();
   for (const g of config.guests) guests.set(guestKey(g.host, g.vm), await loadGuest(config.file, g));
-  return { config, tls: { cert, key, ca }, tokens, guests };
+  return { config, tls: { cert, key, ca }, tokens, metricsToken, guests };
 }
 
 async function loadGuest(file: string, g: GuestConfig): Promise<LoadedGuest> {

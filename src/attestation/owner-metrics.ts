@@ -1,5 +1,6 @@
 // Prometheus metrics of the owner service (prom-client, a registry of its own, names
-// `sevsup_owner_*`): requests by outcome, decision latency, replays refused, answered launches kept.
+// `sevsup_owner_*`): requests by outcome, decision latency, replays refused, answered launches kept,
+// connections refused for a peer's share.
 // Owns: metric names and labels. Must not: put VM or host names, launch ids or anything secret in a
 // label (outcomes are our own fixed words).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -16,12 +17,18 @@ export const OWNER_OUTCOMES = [
   'too-large',
   'not-found',
   'unavailable',
+  'busy',
 ] as const;
+
+/** Which per-peer share a connection was refused for (owner-peers.ts). */
+export type RefusedLimit = 'peer-address' | 'peer-host';
 export type OwnerOutcome = (typeof OWNER_OUTCOMES)[number];
 
 export interface OwnerMetrics {
   request(outcome: OwnerOutcome, seconds: number): void;
   answered(fn: () => number): void;
+  /** A connection dropped before any request was read (its peer's share was full). */
+  refused(limit: RefusedLimit): void;
   render(): Promise<{ contentType: string; body: string }>;
 }
 
@@ -48,6 +55,13 @@ export function createOwnerMetrics(o: { processMetrics?: boolean } = {}): OwnerM
     buckets: BUCKETS,
     registers: [registry],
   });
+  const refused = new Counter({
+    name: 'sevsup_owner_connections_refused_total',
+    help: 'Connections dropped unread because their peer (address or host) held its share (max-connections-per-peer)',
+    labelNames: ['limit'],
+    registers: [registry],
+  });
+  for (const limit of ['peer-address', 'peer-host'] as const) refused.inc({ limit }, 0);
   let answeredFn: () => number = () => 0;
   new Gauge({
     name: 'sevsup_owner_answered_launches',
@@ -64,6 +78,9 @@ export function createOwnerMetrics(o: { processMetrics?: boolean } = {}): OwnerM
     },
     answered(fn) {
       answeredFn = fn;
+    },
+    refused(limit) {
+      refused.inc({ limit });
     },
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };

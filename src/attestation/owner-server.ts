@@ -1,14 +1,15 @@
 // The owner service's HTTPS listener (node's own https): who the host is (client certificate CN
-// under the owners' client CA, or a bearer token), bounded requests, strict parsing, the replay
-// rule, the decision, a durable memory of it, then the answer (docs/relay-protocol.md).
+// under the owners' client CA, or a bearer token), bounded requests and per-peer connections
+// (owner-peers.ts), strict parsing, the replay rule, the decision, a durable memory of it, then the
+// answer (docs/relay-protocol.md); /metrics for the configured scraper only, never for hosts.
 // Owns: the HTTP statuses and their order, limits, timeouts, logs and metrics per request.
 // Must not: log or answer with keys, tokens or secret bytes (only the packet, to the host that the
 // decision is for); decide (owner-decide.ts); parse JSON leniently.
 // Every peer is hostile: errors never echo the peer's input, and every path ends with one answer.
-import { constants as tlsConstants, createHash } from 'node:crypto';
+import { constants as tlsConstants, createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { SupervisorError, isSupervisorError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -16,6 +17,7 @@ import { parseStrictJson } from '../util/strict-json.js';
 import { decideAttestation, type OwnerDecision } from './owner-decide.js';
 import { guestKey, type LoadedOwnerService } from './owner-load.js';
 import type { OwnerMetrics, OwnerOutcome } from './owner-metrics.js';
+import { PeerSlots, peerAddress } from './owner-peers.js';
 import type { AnsweredStore } from './owner-replay.js';
 import {
   approveAnswer,
@@ -68,8 +70,8 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
       cert: svc.tls.cert,
       key: svc.tls.key,
       ...(mtls ? { ca: svc.tls.ca ?? undefined, requestCert: true } : {}),
-      // With tokens allowed too, a host without a certificate must reach the token check.
-      rejectUnauthorized: mtls && tokens.size === 0,
+      // With tokens allowed too (a host's, or the scraper's), a peer without a certificate must reach the token check.
+      rejectUnauthorized: mtls && tokens.size === 0 && svc.metricsToken === null,
       minVersion: 'TLSv1.2',
       // No TLS 1.2 renegotiation: a peer could otherwise change its client certificate under an open
       // connection, or make the server redo handshakes on demand (TLS 1.3 has none).
@@ -92,6 +94,26 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
     );
   }
   server.maxConnections = config.maxConnections;
+  // One peer's share of the connections: by address at accept (before TLS: nothing is read), and by
+  // the host it authenticates as (a host may come from many addresses).
+  const byAddress = new PeerSlots(config.maxConnectionsPerPeer);
+  const byHost = new PeerSlots(config.maxConnectionsPerPeer);
+  server.on('connection', (socket: Socket) => {
+    if (byAddress.take(peerAddress(socket), socket)) return;
+    deps.logger.warn(
+      { peer: peerAddress(socket), limit: config.maxConnectionsPerPeer },
+      'connection refused: this address holds its share',
+    );
+    deps.metrics.refused('peer-address');
+    socket.destroy();
+  });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const cn = socket.authorized ? socket.getPeerCertificate().subject?.CN : undefined;
+    if (typeof cn !== 'string' || cn === '' || byHost.take(`mtls:${cn}`, socket)) return;
+    deps.logger.warn({ host: cn, limit: config.maxConnectionsPerPeer }, 'connection refused: this host holds its share');
+    deps.metrics.refused('peer-host');
+    socket.destroy();
+  });
   server.setTimeout(config.requestTimeoutSeconds * 1000, (socket) => socket.destroy());
   server.on('tlsClientError', (error, socket) => {
     deps.logger.debug(
@@ -127,12 +149,31 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
     return host === undefined ? null : { host, via: 'token' };
   };
 
+  /** The configured scraper: its own token, or a client certificate with one of `metrics-client`. */
+  const metricsToken = svc.metricsToken === null ? null : Buffer.from(sha256(svc.metricsToken), 'hex');
+  const isScraper = (req: IncomingMessage): boolean => {
+    if (config.metrics === null) return false;
+    const socket = req.socket as TLSSocket;
+    if (mtls && socket.authorized) {
+      const cn = socket.getPeerCertificate().subject?.CN;
+      if (typeof cn === 'string' && config.metrics.clients.includes(cn)) return true;
+    }
+    const m = /^Bearer ([\x21-\x7e]{1,4096})$/.exec(req.headers.authorization ?? '');
+    return metricsToken !== null && m !== null && timingSafeEqual(Buffer.from(sha256(m[1] ?? ''), 'hex'), metricsToken);
+  };
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
     const finish = (status: number, body: string, outcome: OwnerOutcome, headers: Record<string, string> = {}): void => {
       send(res, status, body, headers);
       deps.metrics.request(outcome, Number(process.hrtime.bigint() - started) / 1e9);
     };
+    const path = (req.url ?? '').split('?', 1)[0];
+    if (req.method === 'GET' && path === '/metrics' && isScraper(req)) {
+      const { contentType, body } = await deps.metrics.render();
+      send(res, 200, body, { 'content-type': contentType });
+      return drain(req);
+    }
     const who = identify(req);
     if (who === null || who === 'bad-certificate') {
       const why =
@@ -146,10 +187,21 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
       });
       return;
     }
-    const path = (req.url ?? '').split('?', 1)[0];
-    if (req.method === 'GET' && path === '/metrics' && config.metrics) {
-      const { contentType, body } = await deps.metrics.render();
-      send(res, 200, body, { 'content-type': contentType });
+    if (!byHost.take(`${who.via}:${who.host}`, req.socket)) {
+      deps.logger.warn(
+        { host: who.host, limit: config.maxConnectionsPerPeer },
+        'request refused: this host holds its share of connections',
+      );
+      // Not read, not kept: the connection closes with the answer.
+      finish(429, errorBody('this host holds its share of the connections (max-connections-per-peer); use fewer at once'), 'busy', {
+        connection: 'close',
+        'retry-after': '1',
+      });
+      return;
+    }
+    if (req.method === 'GET' && path === '/metrics') {
+      // Hosts never read the metrics: the counters tell how other hosts' launches went.
+      finish(403, errorBody('metrics are for the configured scraper (metrics-client, metrics-token), not for hosts'), 'not-found');
       return drain(req);
     }
     if (path !== config.path) {
@@ -206,31 +258,60 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
       finish(403, errorBody('the owner has no guest of this name for this host'), 'unknown-guest');
       return;
     }
-    const key = replayKey(request);
-    const seen = deps.store.seen(key);
-    if (seen !== undefined || !deps.store.reserve(key)) {
-      const what = `replay: this ${key.startsWith('sev-') ? 'measurement' : 'launch'} was already answered`;
+    const key = replayKey(request, guest.type);
+    const claim = key === null ? null : deps.store.claim(key, { host: who.host, vm: request.vm, launchId: request.launchId });
+    if (claim !== null && claim.kind === 'full') {
+      log.error({ limit: claim.limit }, "the guest's answered launches reached max-answered: new launches refused");
+      finish(
+        507,
+        errorBody(
+          `the owner remembers ${claim.limit} answered launches of this guest (max-answered) and refuses new ones until its operator makes room`,
+        ),
+        'unavailable',
+      );
+      return;
+    }
+    if (claim !== null && claim.kind === 'in-flight' && claim.sameLaunch) {
+      // This launch's earlier attempt (e.g. from before a daemon restart) is being decided: try again.
+      finish(503, errorBody('this launch is being decided in another request; try again'), 'unavailable', { 'retry-after': '1' });
+      return;
+    }
+    if (claim !== null && (claim.kind === 'replay' || claim.kind === 'in-flight')) {
+      const seen = claim.kind === 'replay' ? claim.entry : null;
+      const what = 'replay: this measurement was already answered';
       const why =
-        seen === 'in-flight' || seen === undefined
+        seen === null
           ? 'replay: the same evidence is being decided in another request'
           : `${what} (${seen.decision}) at ${seen.at} for launch ${seen.launchId}${seen.host === who.host ? '' : ` of host ${seen.host}`}`;
       log.warn({ verdict: 'replay', reason: why }, 'replayed evidence refused');
       // Another host's launch id, time and decision are not this host's business: only the log has them.
-      finish(409, errorBody(seen === 'in-flight' || seen === undefined || seen.host === who.host ? why : what), 'replay');
+      finish(409, errorBody(seen === null || seen.host === who.host ? why : what), 'replay');
       return;
     }
+    const previous = claim?.kind === 'retry' ? claim.entry : null;
     let decision: OwnerDecision;
     try {
       decision = decideAttestation(request, guest);
     } catch (error: unknown) {
-      deps.store.release(key);
+      if (key !== null) deps.store.release(key);
       throw error;
     }
-    if (decision.verdict === 'reject' && !decision.authenticated) {
-      // Unauthenticated evidence is answered, not remembered (owner-decide.ts OwnerDecision).
-      deps.store.release(key);
-      log.info({ verdict: 'reject', reasons: decision.reasons }, 'launch rejected (evidence not authenticated; not remembered)');
-      finish(200, JSON.stringify(rejectAnswer(request.launchId, decision.reasons.join('; '))), 'reject');
+    const remembered = !(decision.verdict === 'reject' && !decision.authenticated);
+    if (key === null && remembered && guest.type !== 'snp') {
+      throw new SupervisorError('SUP_ERR_INTERNAL', 'an SEV decision on evidence without a measurement');
+    }
+    if (key === null || !remembered) {
+      // SNP records carry nothing fresh to remember (relay-protocol.ts replayKey); unauthenticated
+      // evidence costs nothing to make (owner-decide.ts OwnerDecision): answered, not remembered.
+      if (key !== null) deps.store.release(key);
+      log.info(
+        { verdict: decision.verdict, reasons: decision.reasons },
+        `launch ${decision.verdict === 'reject' ? 'rejected' : 'approved'} (not remembered: ${key === null ? 'an SNP record' : 'evidence not authenticated'})`,
+      );
+      if (decision.verdict === 'inject') throw new SupervisorError('SUP_ERR_INTERNAL', 'a launch secret for evidence not remembered');
+      const answer =
+        decision.verdict === 'reject' ? rejectAnswer(request.launchId, decision.reasons.join('; ')) : approveAnswer(request.launchId);
+      finish(200, JSON.stringify(answer), decision.verdict);
       return;
     }
     const answer: AttestAnswer =
@@ -239,6 +320,14 @@ export async function startOwnerServer(svc: LoadedOwnerService, deps: OwnerServe
         : decision.verdict === 'inject'
           ? injectAnswer(request.launchId, decision.header, decision.payload)
           : rejectAnswer(request.launchId, decision.reasons.join('; '));
+    if (previous !== null && previous.decision === decision.verdict) {
+      // A retry of the same launch (same host, VM, launch id and measurement): answered again, as
+      // decided before; nothing new to remember.
+      deps.store.release(key);
+      log.info({ verdict: decision.verdict, first: previous.at }, 'a retry of an answered launch: answered again');
+      finish(200, JSON.stringify(answer), decision.verdict);
+      return;
+    }
     try {
       await deps.store.commit(key, {
         at: (deps.now?.() ?? new Date()).toISOString(),

@@ -40,7 +40,7 @@ export type AttestAnswer =
 const REQUEST_KEYS = ['schema', 'host', 'vm', 'launchId', 'attempt', 'sentAt', 'record'] as const;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 /** UUIDs and other opaque ids: no spaces, quotes or control characters to end up in logs. */
-const LAUNCH_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+export const LAUNCH_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 
 export type RequestRead = { readonly ok: true; readonly request: AttestRequest } | { readonly ok: false; readonly problem: string };
@@ -66,17 +66,20 @@ export function readAttestRequest(value: unknown): RequestRead {
 }
 
 /**
- * What makes a request a replay once answered: for SEV and SEV-ES the 48-byte measurement (it embeds
- * the platform's fresh MNONCE, so a second launch never repeats it); for SNP, which has no host-side
- * measurement, the launch id. Hashed: the state file holds digests, not evidence.
+ * What makes a request a replay once answered, or null when nothing in it can: for SEV and SEV-ES
+ * the 48-byte measurement, which embeds the platform's fresh MNONCE (a second launch never repeats
+ * it, and the host cannot make one up that the TIK authenticates). An SNP record has nothing of the
+ * kind: every field is the host's word and the same for every launch of the guest (digest, policy,
+ * host data, ID key), and the launch id is the host's choice. So SNP requests are not remembered:
+ * the answer is a function of the record and the owner's config, releases nothing (no inject on
+ * SNP), and keying it on the launch id only let a host grow the state without bound
+ * (docs/relay-protocol.md "Replay"). Hashed: the state file holds digests, not evidence.
  */
-export function replayKey(request: AttestRequest): string {
+export function replayKey(request: AttestRequest, type: 'sev' | 'sev-es' | 'snp'): string | null {
   const m = request.record['measurement'];
-  if (typeof m === 'string') {
-    const bytes = decodeStrictBase64(m) ?? Buffer.from(m, 'utf8');
-    return `sev-measurement:${createHash('sha256').update(bytes).digest('hex')}`;
-  }
-  return `launch-id:${createHash('sha256').update(request.launchId).digest('hex')}`;
+  if (type === 'snp' || typeof m !== 'string') return null;
+  const bytes = decodeStrictBase64(m) ?? Buffer.from(m, 'utf8');
+  return `sev-measurement:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
 export function approveAnswer(launchId: string): AttestAnswer {

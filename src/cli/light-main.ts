@@ -7,11 +7,13 @@
 // does not need (commander, the command table).
 import { EXIT } from '../errors.js';
 import { parseLight, runLight } from './commands/light.js';
+import { writeStdioDirectly } from './epipe.js';
 import { reportError } from './report-error.js';
 
 /** Run `argv` (process.argv form) if it is a light invocation and resolve to its exit code; null otherwise. Never rejects. */
 export function runLightCli(argv: readonly string[]): Promise<number> | null {
   const light = parseLight(argv);
   if (light === null) return null;
+  writeStdioDirectly();
   return runLight(light).then(() => (typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok), reportError);
 }

@@ -4,6 +4,7 @@
 // does, on first use, and notes it here so that its errors are recognised).
 import type * as CommanderModule from 'commander';
 import { isSupervisorError, EXIT } from '../errors.js';
+import { writeErr } from './epipe.js';
 
 let commander: typeof CommanderModule | undefined;
 
@@ -20,11 +21,11 @@ export function reportError(error: unknown): number {
     return EXIT.usage;
   }
   if (isSupervisorError(error)) {
-    process.stderr.write(`sevsup: ${error.message} [${error.code}]\n`);
+    writeErr(`sevsup: ${error.message} [${error.code}]\n`);
     return error.exitCode;
   }
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`sevsup: internal error: ${message} [SUP_ERR_INTERNAL]\n`);
-  if (process.env['SEVSUP_DEBUG'] && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+  writeErr(`sevsup: internal error: ${message} [SUP_ERR_INTERNAL]\n`);
+  if (process.env['SEVSUP_DEBUG'] && error instanceof Error && error.stack) writeErr(`${error.stack}\n`);
   return EXIT.internal;
 }

@@ -9,7 +9,7 @@ import { SupervisorError } from '../errors.js';
 import { describeIoError } from '../util/io-error.js';
 import { indexKeyValueLines, quoteForMessage, readKeyValueLines } from './kv-file.js';
 import { didYouMean } from './suggest.js';
-import { DAEMON_KEYS, SNP_FIRST_RUN_WINDOW_MS, type DaemonKey } from './daemon-keys.js';
+import { DAEMON_KEYS, POWERDOWN_TIMEOUT_SECONDS, SNP_FIRST_RUN_WINDOW_MS, type DaemonKey } from './daemon-keys.js';
 import { HOLD_TIMEOUT_SECONDS } from './vm-keys.js';
 import { BOOLEAN_ALLOWED, parseBooleanWord } from './propstring.js';
 import {
@@ -54,6 +54,8 @@ export interface DaemonConfig {
   readonly snpFirstRunWindowMs: number;
   /** What SIGTERM does to guests: leave them running (a restart) or shut them down. */
   readonly onShutdown: 'keep' | 'shutdown';
+  /** Seconds a graceful stop waits for a running guest's own power-off before QEMU is told to quit. */
+  readonly powerdownTimeout: number;
   /** Refuse guests whose policy allows debugging (else a warning at every start). */
   readonly refuseDebugPolicy: boolean;
   /** Optional loopback TCP listener for Prometheus: `127.0.0.1:PORT` (port 0: any free one). */
@@ -94,6 +96,7 @@ export const DAEMON_DEFAULTS: DaemonConfig = {
   holdTimeout: 600,
   snpFirstRunWindowMs: SNP_FIRST_RUN_WINDOW_MS.default,
   onShutdown: 'keep',
+  powerdownTimeout: POWERDOWN_TIMEOUT_SECONDS.default,
   refuseDebugPolicy: false,
   metricsListen: null,
   snpCerts: 'auto',
@@ -288,6 +291,9 @@ function applyValue(c: Mutable<DaemonConfig>, key: DaemonKey, value: string, sou
       return;
     case 'hold-timeout':
       c.holdTimeout = seconds(HOLD_TIMEOUT_SECONDS);
+      return;
+    case 'powerdown-timeout':
+      c.powerdownTimeout = seconds(POWERDOWN_TIMEOUT_SECONDS);
       return;
     case 'snp-first-run-window':
       c.snpFirstRunWindowMs = wholeMs(value, SNP_FIRST_RUN_WINDOW_MS, bad);

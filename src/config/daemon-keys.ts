@@ -14,6 +14,14 @@
  */
 export const SNP_FIRST_RUN_WINDOW_MS = { min: 100, max: 60_000, default: 3_000 } as const;
 
+/**
+ * How long a graceful stop waits for a running guest to power itself off (ACPI) before QEMU is told
+ * to quit (s); 0 skips the request. The default is the launcher's (POWERDOWN_TIMEOUT_MS, 10 s); the
+ * ceiling catches milliseconds typed as seconds. Here, with the key, because the daemon config and
+ * `sevsup run --powerdown-timeout` both read it.
+ */
+export const POWERDOWN_TIMEOUT_SECONDS = { min: 0, max: 3600, default: 10 } as const;
+
 export interface DaemonKeyDoc {
   readonly key: string;
   /** Placeholder in `--key <value>`. */
@@ -46,6 +54,11 @@ export const DAEMON_KEY_DOCS = [
     help: `SEV-SNP: a QEMU exit this long after the guest's first cont is a failed launch (${SNP_FIRST_RUN_WINDOW_MS.min} to ${SNP_FIRST_RUN_WINDOW_MS.max}; default ${SNP_FIRST_RUN_WINDOW_MS.default})`,
   },
   { key: 'on-shutdown', value: 'mode', help: 'SIGTERM: keep guests running (default) or shutdown them' },
+  {
+    key: 'powerdown-timeout',
+    value: 'seconds',
+    help: `a graceful stop: how long a running guest gets to power off before QEMU is told to quit (${POWERDOWN_TIMEOUT_SECONDS.min} to ${POWERDOWN_TIMEOUT_SECONDS.max}; default ${POWERDOWN_TIMEOUT_SECONDS.default})`,
+  },
   {
     key: 'refuse-debug-policy',
     value: 'bool',

@@ -104,6 +104,7 @@ export async function runDaemon(options: DaemonRunOptions = {}): Promise<number>
       qemuOptions: { ...(config.qemuSandbox ? { sandbox: true } : {}), ...(config.qemuUser === null ? {} : { runAs: config.qemuUser }) },
       ...(config.refuseDebugPolicy ? { refuseDebugPolicy: true } : {}),
       snpFirstRunWindowMs: config.snpFirstRunWindowMs,
+      powerdownTimeoutMs: config.powerdownTimeout * 1000,
     },
     logger,
     metrics,

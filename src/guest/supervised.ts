@@ -6,16 +6,18 @@
 // On the hardware platform an SEV-SNP guest also needs a QEMU with `sev-snp-guest` (>= 9.1): checked
 // first in the preflight step (guest/qemu-check.ts, which `sevsup showcmd` uses too), so `sevsup run`
 // and the daemon refuse an older QEMU alike before any spawn.
+// An `attest: relay` guest's credentials are checked in the same step, before any spawn.
 // Owns: that wiring. Must not: know the launch order (vm/lifecycle.ts) or decide a command (proxy/).
+import type { VmSpec } from '../config/vm-spec.js';
 import type { Logger } from '../log.js';
 import type { VmPaths } from '../process/run-dir.js';
 import { buildQemuArgv } from '../qemu/argv.js';
 import type { DecideContext } from '../proxy/decide.js';
 import type { QmpProxy } from '../proxy/proxy-server.js';
-import { relayHold, type RelayEnv } from '../relay/relay.js';
+import { readCredentials, relayHold, type RelayEnv } from '../relay/relay.js';
 import { VmLifecycle } from '../vm/lifecycle.js';
 import { preflightWithQemuCheck } from './qemu-check.js';
-import { DEFAULT_LIFECYCLE_DEPS, type LifecycleOptions } from '../vm/lifecycle-options.js';
+import { DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from '../vm/lifecycle-options.js';
 
 export interface SupervisedGuestOptions extends Omit<LifecycleOptions, 'onMonitor' | 'paths' | 'logger' | 'argv'> {
   /** The guest's prepared run dir (its proxy socket among them). */
@@ -43,6 +45,19 @@ export function decideContext(lifecycle: VmLifecycle): DecideContext {
   return { vmState: lifecycle.state, held: lifecycle.resumeLocked, sev: lifecycle.sev, allow: spec.qmpAllow, deny: spec.qmpDeny };
 }
 
+/**
+ * The preflight with `attest: relay`'s credentials checked first (attest-ca, attest-cert/attest-key
+ * or attest-token-file: there, not open to others, parseable): a guest that could never ask its
+ * owner fails before QEMU is spawned, with the config key and file named. The relay reads them
+ * again at hold time (they may change in between).
+ */
+export function preflightWithRelayCheck(preflight: LifecycleDeps['preflight']): LifecycleDeps['preflight'] {
+  return async (spec: VmSpec) => {
+    if (spec.attest === 'relay' && spec.relay !== undefined) await readCredentials(spec.relay);
+    return preflight(spec);
+  };
+}
+
 export function superviseGuest(o: SupervisedGuestOptions): SupervisedGuest {
   const { paths, proxyGid, onRefusal, replaces, relayEnv, ...lifecycleOptions } = o;
   // Loaded while QEMU starts, awaited once its monitor is up (keeps it off the launch's critical path).
@@ -55,7 +70,9 @@ export function superviseGuest(o: SupervisedGuestOptions): SupervisedGuest {
     argv: buildQemuArgv,
     deps: {
       ...lifecycleOptions.deps,
-      preflight: preflightWithQemuCheck(o.platform, o.binary, lifecycleOptions.deps?.preflight ?? DEFAULT_LIFECYCLE_DEPS.preflight),
+      preflight: preflightWithRelayCheck(
+        preflightWithQemuCheck(o.platform, o.binary, lifecycleOptions.deps?.preflight ?? DEFAULT_LIFECYCLE_DEPS.preflight),
+      ),
     },
     // attest: relay asks the owner's service over HTTPS (src/relay/); vm/ only calls the hook.
     relay: lifecycleOptions.relay ?? ((hold) => relayHold(hold, relayEnv)),

@@ -16,6 +16,7 @@ import { disableCoreDumps } from './core-limit.js';
 import { capLogFile, ensurePrivateFile, watchLogFile } from './log-cap.js';
 import { isPidAlive } from './pid.js';
 import { StderrTail, errorLines, readFileTail, redactQemuLine, redactQemuOutput } from './stderr-tail.js';
+import { POWERDOWN_TIMEOUT_SECONDS } from '../config/daemon-keys.js';
 
 /** How a QEMU process ended: on its own (`exited`) or at which stop step. */
 export type StopHow = 'exited' | 'powerdown' | 'quit' | 'sigterm' | 'sigkill';
@@ -90,8 +91,8 @@ export interface LaunchOptions {
   readonly readyTimeoutMs?: number;
 }
 
-/** system_powerdown gives an ACPI guest time to shut down cleanly. */
-export const POWERDOWN_TIMEOUT_MS = 10_000;
+/** system_powerdown gives an ACPI guest time to shut down cleanly (the daemon's `powerdown-timeout` default). */
+export const POWERDOWN_TIMEOUT_MS = POWERDOWN_TIMEOUT_SECONDS.default * 1000;
 /** QEMU acts on quit at once; this covers flushing disk caches. */
 export const QUIT_TIMEOUT_MS = 3_000;
 /** QEMU handles SIGTERM like quit. */

@@ -6,19 +6,23 @@
 // rules (a pinned CA, a host credential), which the lifecycle should not carry and the owner's side
 // (attestation/) must not; vm/ only defines the hook it is called through (lifecycle-options.ts),
 // and the composition (guest/supervised.ts) plugs it in.
-// Owns: the credentials' reading (and refusing a key or token file others can read, as ssh does),
-// the request, the retry loop, and the audit file beside the record.
+// Owns: the credentials' reading (and refusing a key or token file others can read, as ssh does;
+// checked before QEMU is spawned too: guest/supervised.ts), the launch id (one per launch: written
+// to the audit before the first attempt and taken from it again after a daemon restart, so the
+// owner sees a retry of the same launch, not a replay), the request, the retry loop, and the audit
+// file beside the record.
 // Must not: resume or stop QEMU (the lifecycle does, from the outcome), or let the token, the key or
 // the secret reach a log, an error, the audit or the metrics (only the secret's sha256 and length).
 import { createHash, randomUUID } from 'node:crypto';
 import { open, readFile, stat } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import { hostname } from 'node:os';
 import pRetry, { AbortError } from 'p-retry';
 import type { RelaySpec } from '../config/vm-spec.js';
 import { hasCode, SupervisorError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { describeIoError } from '../util/io-error.js';
-import { ATTEST_REQUEST_SCHEMA, MAX_RELAY_BODY_BYTES } from '../attestation/relay-protocol.js';
+import { ATTEST_REQUEST_SCHEMA, LAUNCH_ID, MAX_RELAY_BODY_BYTES } from '../attestation/relay-protocol.js';
 import { judgeAnswer, type RelayDecision } from './answer.js';
 import { AttemptFailure, postOnce, type HostCredentials, type TlsPeer } from './https-attempt.js';
 
@@ -60,6 +64,35 @@ const MAX_CREDENTIAL_BYTES = 1024 * 1024;
 /** RFC 6750 b64token: what may follow `Bearer ` (no spaces or line breaks to smuggle a header). */
 const TOKEN_PATTERN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
+/**
+ * This launch's id and how many attempts it made: from the audit (a daemon restarted during the
+ * hold: the same launch asks again), else a fresh UUID written there, fsync'd, before any attempt.
+ * The audit is per launch (beside the launch's own record).
+ */
+async function launchOf(audit: string): Promise<{ launchId: string; attemptsBefore: number }> {
+  const text = await readFile(audit, 'utf8').catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw error;
+  });
+  let launchId: string | null = null;
+  let attemptsBefore = 0;
+  for (const raw of text.split('\n')) {
+    let line: unknown;
+    try {
+      line = JSON.parse(raw);
+    } catch {
+      continue; // a line torn by a crash mid-write
+    }
+    const l = line as { launchId?: unknown; event?: unknown; attempt?: unknown };
+    if (launchId === null && typeof l.launchId === 'string' && LAUNCH_ID.test(l.launchId)) launchId = l.launchId;
+    if (l.event === 'attempt' && typeof l.attempt === 'number' && l.attempt > attemptsBefore) attemptsBefore = l.attempt;
+  }
+  if (launchId !== null) return { launchId, attemptsBefore };
+  const fresh = randomUUID();
+  await appendAudit(audit, { time: new Date().toISOString(), launchId: fresh, event: 'launch' });
+  return { launchId: fresh, attemptsBefore: 0 };
+}
+
 /** `<record>.json` → `<record>.relay.jsonl`. */
 export function auditPathFor(recordPath: string): string {
   return `${recordPath.replace(/\.json$/, '')}.relay.jsonl`;
@@ -74,7 +107,26 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
   const log = h.logger.child({ component: 'relay' });
   const audit = auditPathFor(h.recordPath);
   const url = h.spec.url;
-  const launchId = randomUUID();
+  let launchId: string;
+  let attemptsBefore: number;
+  try {
+    ({ launchId, attemptsBefore } = await launchOf(audit));
+  } catch (error: unknown) {
+    // Without a durable launch id a restart would re-ask under a new one (a replay to the owner).
+    const reason = `cannot keep this launch's id in the audit ${audit}: ${describeIoError(error)}`;
+    env.metrics?.outcome('credentials', (performance.now() - started) / 1000);
+    log.warn({ reason }, 'relay: guest rejected');
+    return {
+      approved: false,
+      error: new SupervisorError(
+        'SUP_ERR_RELAY_CREDENTIALS',
+        `VM ${h.vm} was rejected: ${reason}; QEMU was stopped and the guest never ran`,
+        {
+          details: { vm: h.vm, reason },
+        },
+      ),
+    };
+  }
   /** The rejection; `before`: audit lines not yet written (the deciding attempt), written with it in one fsync. */
   const reject = async (
     code: ErrorCode,
@@ -109,7 +161,9 @@ export async function relayHold(h: RelayHold, env: RelayEnv = {}): Promise<Relay
   const host = env.hostId ?? hostname();
   let last: { code: ErrorCode; reason: string } = { code: 'SUP_ERR_RELAY_UNREACHABLE', reason: 'no attempt was made' };
   /** One attempt; an answer comes back with its audit line unwritten (written with what follows, one fsync). */
-  const attempt = async (n: number): Promise<{ readonly answer: RelayDecision; readonly line: Record<string, unknown> }> => {
+  const attempt = async (tried: number): Promise<{ readonly answer: RelayDecision; readonly line: Record<string, unknown> }> => {
+    // Attempts go on counting across a daemon restart: the owner sees attempt n+1 of the same launch.
+    const n = attemptsBefore + tried;
     const remaining = h.deadline.getTime() - Date.now();
     if (remaining <= 0) throw new AbortError(new RelayStop('SUP_ERR_ATTEST_TIMEOUT', deadlinePassed(last.reason)));
     const body = Buffer.from(
@@ -279,14 +333,32 @@ export async function readCredentials(spec: RelaySpec): Promise<HostCredentials>
     const cert = await readBounded(spec.identity.cert, 'attest-cert');
     await refuseOpenPermissions(spec.identity.key, 'attest-key');
     const key = await readBounded(spec.identity.key, 'attest-key');
+    mustParse(() => createSecureContext({ cert }), spec.identity.cert, 'attest-cert', 'is not a PEM certificate node can use');
+    mustParse(
+      () => createSecureContext({ cert, key }),
+      spec.identity.key,
+      'attest-key',
+      `is not a PEM private key, or not the key of attest-cert ${spec.identity.cert}`,
+    );
+    mustParse(() => createSecureContext({ ca }), spec.ca, 'attest-ca', 'holds a certificate node cannot read');
     return { ca, cert, key };
   }
+  mustParse(() => createSecureContext({ ca }), spec.ca, 'attest-ca', 'holds a certificate node cannot read');
   await refuseOpenPermissions(spec.identity.tokenFile, 'attest-token-file');
   const token = (await readBounded(spec.identity.tokenFile, 'attest-token-file')).toString('utf8').trim();
   if (!TOKEN_PATTERN.test(token)) {
     throw credentialError(spec.identity.tokenFile, 'attest-token-file', 'is not one bearer token (RFC 6750 characters on one line)');
   }
   return { ca, token };
+}
+
+/** Parse with node's TLS now (preflight), not at the first attempt; node's own message may quote key material, so it is not kept. */
+function mustParse(run: () => unknown, file: string, key: string, problem: string): void {
+  try {
+    run();
+  } catch {
+    throw credentialError(file, key, problem);
+  }
 }
 
 async function refuseOpenPermissions(file: string, key: string): Promise<void> {

@@ -2,7 +2,9 @@
 // src/sev/ovmf-table.ts (own GUID byte order, own layout code) so the parser is checked against
 // a second implementation of the format: entries are `data ‖ u16 len ‖ GUID(LE)`, the footer is
 // `u16 total ‖ footer GUID` ending 32 bytes before the end of the image. The one builder of
-// synthetic firmware for tests; no real firmware code in them, so never boot one.
+// synthetic firmware for tests; no real firmware code in them, so never boot one, except
+// haltingImage(), whose reset vector halts the vCPU (for lifecycle tests, where the guest's code is
+// not the subject).
 
 /** GUID text → little-endian bytes, written out by hand here on purpose. */
 export function guidLe(guid: string): Buffer {
@@ -74,6 +76,21 @@ export const secret = (base: number, size: number): EntrySpec => ({ guid: SECRET
 export const DEBIAN_LIKE_IMAGE = buildImage([hashes(0, 0), secret(0, 0), sevInfo(0x80b004)], { fill: 0 });
 /** Like an OVMF AmdSev build of the 2022 era: areas at 0x80f000 (secret) and 0x80fc00 (hashes). */
 export const AMDSEV_LIKE_IMAGE = buildImage([hashes(0x80fc00, 0x400), secret(0x80f000, 0xc00), sevInfo(0x80b004)], { fill: 0 });
+
+/** Real-mode code for the reset vector (0xFFFFFFF0: the image's last 16 bytes): `hlt; jmp short -3`. */
+const HALT_FOREVER = Buffer.from([0xf4, 0xeb, 0xfd]);
+
+/**
+ * A bootable image that does nothing: the vCPU halts at its first instruction and stays halted
+ * (interrupts are off at reset; the jump catches an NMI), so a guest that QEMU reports running
+ * costs no CPU under TCG, where booting OVMF costs seconds. Its table is `entries` (Debian's SEV
+ * info block and empty areas unless told), which is all sevsup and the simulator read of it.
+ */
+export function haltingImage(entries: readonly EntrySpec[] = [hashes(0, 0), secret(0, 0), sevInfo(0x80b004)]): Buffer {
+  const image = buildImage(entries, { fill: 0 });
+  HALT_FOREVER.copy(image, image.length - 16);
+  return image;
+}
 
 /** SNP metadata section types, written out here (edk2 / QEMU pc.h numbering). */
 export const SECTION = { SEC_MEM: 1, SECRETS: 2, CPUID: 3, SVSM_CAA: 4, KERNEL_HASHES: 0x10 } as const;

@@ -5,6 +5,7 @@
 import { callControl, daemonSocketPath } from '../../api/client.js';
 import type { GuestCliOptions, MeasurementCliOptions, SnapshotCliOptions, StopCliOptions } from '../commands/guests.js';
 import { isRecord } from '../../util/is-record.js';
+import { writeOut } from '../epipe.js';
 
 /** A start returns once the guest is held or running; a loaded host's launch takes seconds. */
 const START_TIMEOUT_MS = 120_000;
@@ -15,9 +16,9 @@ const MIGRATE_TIMEOUT_MS = 3_600_000;
 
 type Json = Readonly<Record<string, unknown>>;
 
-/** As cli/output.ts's printJson; not imported, to keep `sevsup status` one module lighter. */
+/** As cli/output.ts's printJson, through writeOut (no process.stdout stream for `sevsup status --json`). */
 function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  writeOut(`${JSON.stringify(value, null, 2)}\n`);
 }
 
 const vmPath = (vm: string, sub = ''): string => `/v1/vms/${encodeURIComponent(vm)}${sub}`;
@@ -34,7 +35,7 @@ function call(opts: GuestCliOptions, method: 'GET' | 'POST', path: string, body?
 
 function out(opts: GuestCliOptions, reply: unknown, human: (r: Json) => string): void {
   if (opts.json === true) printJson(reply);
-  else process.stdout.write(human(asObject(reply)));
+  else writeOut(human(asObject(reply)));
 }
 
 export async function runList(opts: GuestCliOptions): Promise<void> {

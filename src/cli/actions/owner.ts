@@ -23,7 +23,7 @@ export async function runOwnerServe(o: OwnerConfigCliOptions): Promise<void> {
     import('../../process/sd-notify.js'),
   ]);
   const svc = await loadOwnerService(o.config);
-  const store = await AnsweredStore.open(svc.config.stateFile);
+  const store = await AnsweredStore.open(svc.config.stateFile, { maxPerGuest: svc.config.maxAnsweredPerGuest });
   const logger = createLogger({ base: { component: 'owner' } });
   const notifier = createNotifier(process.env, { logger });
   const server = await startOwnerServer(svc, { store, logger, metrics: createOwnerMetrics() });

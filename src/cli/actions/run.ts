@@ -5,7 +5,7 @@
 import { pino } from 'pino';
 import { lifecycleTarget, singleLifecycle } from '../../api/lifecycle-target.js';
 import { startControlServer } from '../../api/server.js';
-import { SNP_FIRST_RUN_WINDOW_MS } from '../../config/daemon-keys.js';
+import { POWERDOWN_TIMEOUT_SECONDS, SNP_FIRST_RUN_WINDOW_MS } from '../../config/daemon-keys.js';
 import { loadVmConfig } from '../../config/vm-config.js';
 import { SupervisorError } from '../../errors.js';
 import { createLogger } from '../../log.js';
@@ -20,13 +20,17 @@ import type { RunCliOptions } from '../commands/run.js';
 /** Upper bounds that catch unit mix-ups (ms given as seconds) rather than limit anyone. */
 const MAX_HOLD_TIMEOUT_S = 7 * 24 * 3600;
 const MAX_QMP_TIMEOUT_MS = 10 * 60_000;
-const MAX_POWERDOWN_TIMEOUT_S = 3600;
 const MAX_SIM_DELAY_MS = 60_000;
 
 export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   const holdTimeoutS = integerOption('--hold-timeout', opts.holdTimeout, 1, MAX_HOLD_TIMEOUT_S);
   const qmpTimeoutMs = integerOption('--qmp-timeout', opts.qmpTimeout, 1, MAX_QMP_TIMEOUT_MS);
-  const powerdownS = integerOption('--powerdown-timeout', opts.powerdownTimeout, 0, MAX_POWERDOWN_TIMEOUT_S);
+  const powerdownS = integerOption(
+    '--powerdown-timeout',
+    opts.powerdownTimeout,
+    POWERDOWN_TIMEOUT_SECONDS.min,
+    POWERDOWN_TIMEOUT_SECONDS.max,
+  );
   const snpWindowMs = integerOption(
     '--snp-first-run-window',
     opts.snpFirstRunWindow,

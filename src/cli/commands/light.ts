@@ -38,7 +38,7 @@ export function parseLight(argv: readonly string[]): LightInvocation | null {
 export async function runLight(light: LightInvocation): Promise<void> {
   if (light.command === 'version') {
     // As commander prints it (`.version()` in cli/main.ts).
-    process.stdout.write(`${(await import('../../version.js')).VERSION}\n`);
+    (await import('../epipe.js')).writeOut(`${(await import('../../version.js')).VERSION}\n`);
     return;
   }
   const actions = await import('../actions/guests.js');

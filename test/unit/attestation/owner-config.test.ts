@@ -21,8 +21,11 @@ describe('parseOwnerConfig', () => {
       tokens: [],
       stateFile: '/etc/owner/state.json',
       maxConnections: 64,
+      maxConnectionsPerPeer: 8,
+      maxAnsweredPerGuest: 1000,
       requestTimeoutSeconds: 10,
-      metrics: true,
+      // Default deny: no scraper named, no metrics (hosts never read them).
+      metrics: null,
     });
     const g = c.guests[0] as SevGuestConfig;
     expect(g).toMatchObject({
@@ -38,6 +41,40 @@ describe('parseOwnerConfig', () => {
       line: 7,
     });
     expect(g.reference).toMatchObject({ kind: 'inputs', firmware: '/etc/owner/OVMF.fd', kernel: null, vcpus: null });
+  });
+
+  it('metrics are for a named scraper only: metrics-client CNs and/or metrics-token; metrics: on alone is refused', () => {
+    const c = parseOwnerConfig(
+      conf(
+        ...SERVICE,
+        'metrics-client: prometheus',
+        'metrics-client: vmagent',
+        'metrics-token: scrape.token',
+        'max-connections-per-peer: 4',
+        'max-answered: 50',
+        ...SEV,
+      ),
+      FILE,
+    );
+    expect(c).toMatchObject({
+      metrics: { clients: ['prometheus', 'vmagent'], tokenFile: '/etc/owner/scrape.token' },
+      maxConnectionsPerPeer: 4,
+      maxAnsweredPerGuest: 50,
+    });
+    expect(parseOwnerConfig(conf(...SERVICE, 'metrics: off', 'metrics-client: prometheus', ...SEV), FILE).metrics).toBeNull();
+    expect(catchSupervisorError(() => parseOwnerConfig(conf(...SERVICE, 'metrics: on', ...SEV), FILE)).message).toBe(
+      `${FILE}:6: metrics: metrics are for a scraper, not for hosts: name it with metrics-client: CN and/or metrics-token: FILE`,
+    );
+    const noCa = SERVICE.filter((l) => !l.startsWith('client-ca'));
+    expect(
+      catchSupervisorError(() => parseOwnerConfig(conf(...noCa, 'token: node-7:t7', 'metrics-client: prometheus', ...SEV), FILE)).message,
+    ).toContain('metrics-client: needs client-ca');
+    expect(
+      catchSupervisorError(() => parseOwnerConfig(conf(...SERVICE, 'token: node-7:t7', 'metrics-client: node-7', ...SEV), FILE)).message,
+    ).toContain('node-7 is a host (it has a token); a scraper needs an identity of its own');
+    expect(catchSupervisorError(() => parseOwnerConfig(conf(...SERVICE, 'max-connections-per-peer: 0', ...SEV), FILE)).message).toContain(
+      'max-connections-per-peer: expected an integer from 1 to 65535',
+    );
   });
 
   it('reads an SEV-ES guest with inputs, limits and secrets, and tokens', () => {

@@ -14,6 +14,7 @@ import { computeMeasurementMac, encodeMeasurement } from '../../../src/sev/measu
 import { buildIdAuth, buildIdBlock, snpKeyDigest } from '../../../src/sev/snp-id-block.js';
 import { buildRecord, type MeasurementRecord } from '../../../src/vm/record.js';
 import { buildSnpRecord } from '../../../src/vm/snp-record.js';
+import { snpMeasured } from '../../support/snp-measured.js';
 import { catchSupervisorErrorAsync } from '../../support/catch-error.js';
 
 const tik = randomBytes(16);
@@ -185,26 +186,7 @@ describe('decideAttestation (SNP launch records)', () => {
       capturedAt: new Date('2026-12-02T04:00:00Z'),
       platform: 'simulated',
       reported: { snpPolicy: policy, ...HOST, state: o.state ?? 'launch-update' },
-      measured: {
-        digest: {
-          digest: d,
-          firmwareDigest: randomBytes(48),
-          firmware: {
-            path: '/fw/OVMF.fd',
-            size: 0x10000,
-            sha256: 'ab'.repeat(32),
-            table: {} as never,
-            metadata: { status: 'absent' } as never,
-          },
-          kernel: null,
-          initrd: null,
-          cmdline: null,
-        },
-        vcpus: 1,
-        vcpuSignature: 0xa00f11,
-        guestFeatures: 1n,
-        vmmType: 'QEMU',
-      },
+      measured: snpMeasured(d, { firmwareDigest: randomBytes(48) }),
       kernel: null,
       initrd: null,
       cmdline: null,
@@ -294,28 +276,67 @@ describe('AnsweredStore (replay)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sevsup-owner-replay-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const entry = { at: '2026-12-02T04:00:00.000Z', host: 'node-7', vm: 'web1', launchId: 'l1', decision: 'approve' as const };
+  const launch = { host: 'node-7', vm: 'web1', launchId: 'l1' };
+  const key = (rec: unknown, launchId = 'l1'): string => {
+    const k = replayKey(request(rec, launchId), 'sev');
+    if (k === null) throw new Error('no replay key');
+    return k;
+  };
 
   it('refuses a second claim while in flight and after the answer, across a restart', async () => {
     const file = join(dir, 'state.json');
     const store = await AnsweredStore.open(file);
-    const key = replayKey(request(record()));
-    expect(store.reserve(key)).toBe(true);
-    expect(store.reserve(key)).toBe(false);
-    expect(store.seen(key)).toBe('in-flight');
-    await Promise.all([store.commit(key, entry), store.commit('other', { ...entry, launchId: 'l2' })]);
-    expect(store.seen(key)).toEqual(entry);
+    const k = key(record());
+    expect(store.claim(k, launch)).toEqual({ kind: 'claimed' });
+    expect(store.claim(k, { ...launch, launchId: 'l2' })).toEqual({ kind: 'in-flight', sameLaunch: false });
+    expect(store.claim(k, launch)).toEqual({ kind: 'in-flight', sameLaunch: true });
+    store.claim('other', { ...launch, launchId: 'l2' });
+    await Promise.all([store.commit(k, entry), store.commit('other', { ...entry, launchId: 'l2' })]);
+    expect(store.claim(k, { ...launch, launchId: 'l3' })).toEqual({ kind: 'replay', entry });
     const again = await AnsweredStore.open(file);
-    expect(again.seen(key)).toEqual(entry);
-    expect(again.reserve(key)).toBe(false);
+    expect(again.claim(k, { ...launch, host: 'node-9' })).toEqual({ kind: 'replay', entry });
     expect(again.size).toBe(2);
     expect(JSON.parse(readFileSync(file, 'utf8')).schema).toBe('sevsup.owner-answered/v1');
   });
 
+  it('the same launch asking again (a retry, e.g. after a daemon restart) is a retry, not a replay, across a restart', async () => {
+    const file = join(dir, 'retry.json');
+    const store = await AnsweredStore.open(file);
+    const k = key(record());
+    store.claim(k, launch);
+    await store.commit(k, entry);
+    const again = await AnsweredStore.open(file);
+    expect(again.claim(k, launch)).toEqual({ kind: 'retry', entry });
+    // While that retry is decided, the launch's next attempt waits; another launch is a replay.
+    expect(again.claim(k, launch)).toEqual({ kind: 'in-flight', sameLaunch: true });
+    again.release(k);
+    expect(again.claim(k, { ...launch, vm: 'web2' })).toEqual({ kind: 'replay', entry });
+  });
+
+  it("bounds each guest's entries (max-answered): past it new evidence is refused, other guests and retries go on", async () => {
+    const store = await AnsweredStore.open(join(dir, 'bounded.json'), { maxPerGuest: 2 });
+    for (const id of ['a', 'b']) {
+      expect(store.claim(`k-${id}`, { ...launch, launchId: id }).kind).toBe('claimed');
+      await store.commit(`k-${id}`, { ...entry, launchId: id });
+    }
+    expect(store.claim('k-c', { ...launch, launchId: 'c' })).toEqual({ kind: 'full', limit: 2 });
+    expect(store.claim('k-a', { ...launch, launchId: 'a' }).kind).toBe('retry');
+    store.release('k-a');
+    expect(store.claim('k-x', { ...launch, vm: 'web2', launchId: 'x' }).kind).toBe('claimed');
+    // Claims in flight count: two requests at once cannot both take the last place.
+    const small = await AnsweredStore.open(join(dir, 'bounded-2.json'), { maxPerGuest: 1 });
+    expect(small.claim('k-1', launch).kind).toBe('claimed');
+    expect(small.claim('k-2', { ...launch, launchId: 'l2' })).toEqual({ kind: 'full', limit: 1 });
+    // The bound holds across a restart (counted from the file).
+    const reopened = await AnsweredStore.open(join(dir, 'bounded.json'), { maxPerGuest: 2 });
+    expect(reopened.claim('k-c', { ...launch, launchId: 'c' })).toEqual({ kind: 'full', limit: 2 });
+  });
+
   it('a released claim can be taken again; a corrupt state file refuses to start', async () => {
     const store = await AnsweredStore.open(join(dir, 'fresh.json'));
-    expect(store.reserve('k')).toBe(true);
+    expect(store.claim('k', launch).kind).toBe('claimed');
     store.release('k');
-    expect(store.reserve('k')).toBe(true);
+    expect(store.claim('k', launch).kind).toBe('claimed');
     writeFileSync(join(dir, 'bad.json'), '{"schema":"nope"}');
     expect((await catchSupervisorErrorAsync(() => AnsweredStore.open(join(dir, 'bad.json')))).code).toBe('SUP_ERR_OWNER_STATE');
   });
@@ -331,15 +352,18 @@ describe('AnsweredStore (replay)', () => {
 
   it('a failed write remembers nothing and says why', async () => {
     const store = await AnsweredStore.open(join(dir, 'missing-dir', 'state.json'));
-    store.reserve('k');
+    store.claim('k', launch);
     const e = await catchSupervisorErrorAsync(() => store.commit('k', entry));
     expect(e.code).toBe('SUP_ERR_OWNER_STATE');
-    expect(store.seen('k')).toBeUndefined();
+    expect(store.claim('k', { ...launch, launchId: 'l9' }).kind).toBe('claimed');
   });
 
-  it('keys SEV requests by measurement and SNP ones by launch id', () => {
+  it('keys SEV requests by measurement, whatever the launch id; SNP requests are not keyed (nothing in them is fresh)', () => {
     const rec = record();
-    expect(replayKey(request(rec, 'a'))).toBe(replayKey(request(rec, 'b')));
-    expect(replayKey(request({ sevType: 'sev-snp' }, 'a'))).not.toBe(replayKey(request({ sevType: 'sev-snp' }, 'b')));
+    expect(replayKey(request(rec, 'a'), 'sev')).toBe(replayKey(request(rec, 'b'), 'sev'));
+    expect(replayKey(request(rec, 'a'), 'sev')).toMatch(/^sev-measurement:[0-9a-f]{64}$/);
+    expect(replayKey(request({ sevType: 'sev-snp' }, 'a'), 'snp')).toBeNull();
+    // A record without a measurement cannot be authenticated: nothing to remember.
+    expect(replayKey(request({ sevType: 'sev' }, 'a'), 'sev')).toBeNull();
   });
 });

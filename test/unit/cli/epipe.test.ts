@@ -32,4 +32,10 @@ describe('exitQuietlyOnEpipe', () => {
       expect(r.stderr).toBe('status=141');
     }
   });
+
+  it('the light commands, which write to fd 1 themselves, end the same way (the built CLI)', async () => {
+    const bin = fileURLToPath(new URL('../../../bin/sevsup', import.meta.url));
+    const r = await execa('bash', ['-c', `"$0" --version | true; echo "status=\${PIPESTATUS[0]}" >&2`, bin], { reject: false });
+    expect(r.stderr).toBe('status=141');
+  });
 });

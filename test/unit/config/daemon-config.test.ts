@@ -44,6 +44,7 @@ describe('parseDaemonConfig', () => {
       'hold-timeout: 120',
       'snp-first-run-window: 500',
       'on-shutdown: shutdown',
+      'powerdown-timeout: 0',
       'refuse-debug-policy: 1',
       'metrics-listen: 127.0.0.1:9464',
       'snp-certs: on',
@@ -74,6 +75,7 @@ describe('parseDaemonConfig', () => {
       holdTimeout: 120,
       snpFirstRunWindowMs: 500,
       onShutdown: 'shutdown',
+      powerdownTimeout: 0,
       refuseDebugPolicy: true,
       metricsListen: '127.0.0.1:9464',
       snpCerts: 'on',
@@ -126,6 +128,12 @@ describe('parseDaemonConfig', () => {
       'hold-timeout: 600000',
       'SUP_ERR_CONFIG_BAD_VALUE',
       `${FILE}:1: hold-timeout: '600000' must be whole seconds from 1 to 86400`,
+    ],
+    [
+      'powerdown-timeout in ms',
+      'powerdown-timeout: 30000',
+      'SUP_ERR_CONFIG_BAD_VALUE',
+      `${FILE}:1: powerdown-timeout: '30000' must be whole seconds from 0 to 3600`,
     ],
     [
       'an SNP first-run window of zero (no check at all)',

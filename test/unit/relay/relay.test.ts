@@ -54,11 +54,19 @@ interface Run {
 
 async function relay(
   s: RelaySpec,
-  o: { deadlineMs?: number; inject?: (p: { packetHeader: string; secret: string }) => Promise<void>; signal?: AbortSignal } = {},
+  o: {
+    deadlineMs?: number;
+    inject?: (p: { packetHeader: string; secret: string }) => Promise<void>;
+    signal?: AbortSignal;
+    /** The same launch again (a daemon restarted during its hold): its record, and the audit beside it. */
+    again?: string;
+  } = {},
 ): Promise<Run> {
-  n += 1;
-  recordPath = join(dir, `rec-${n}.json`);
-  await writeFile(recordPath, `${JSON.stringify(RECORD, null, 2)}\n`);
+  if (o.again === undefined) {
+    n += 1;
+    recordPath = join(dir, `rec-${n}.json`);
+    await writeFile(recordPath, `${JSON.stringify(RECORD, null, 2)}\n`);
+  } else recordPath = o.again;
   const injected: { packetHeader: string; secret: string }[] = [];
   const outcome = await relayHold(
     {
@@ -100,6 +108,7 @@ describe('the owner answers', () => {
     expect(req?.body).toMatchObject({ schema: 'sevsup.attest-request/v1', host: 'node-7', vm: 'web1', attempt: 1, record: RECORD });
     expect(req?.body.launchId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(run.audit).toEqual([
+      expect.objectContaining({ event: 'launch', launchId: s.requests[0]?.body.launchId }),
       expect.objectContaining({
         event: 'attempt',
         attempt: 1,
@@ -149,7 +158,7 @@ describe('the owner answers', () => {
     const run = await relay(spec(s.url));
     expect(run.outcome).toEqual({ approved: true, injected: true });
     expect(run.injected).toEqual([{ packetHeader: header.toString('base64'), secret: payload.toString('base64') }]);
-    expect(run.audit.map((l) => l['event'])).toEqual(['attempt', 'injected', 'approved']);
+    expect(run.audit.map((l) => l['event'])).toEqual(['launch', 'attempt', 'injected', 'approved']);
     expect(run.audit[1]).toMatchObject({ secret: { headerBytes: 52, payloadBytes: 96 } });
     expect(run.auditText).not.toContain(payload.toString('base64'));
     expect(run.auditText).not.toContain(header.toString('base64'));
@@ -164,7 +173,7 @@ describe('the owner answers', () => {
         ),
     });
     expect(rejection(run)).toMatchObject({ code: 'SUP_ERR_SECRET_REFUSED', message: expect.stringContaining('failed to inject secret') });
-    expect(run.audit.map((l) => l['event'])).toEqual(['attempt', 'rejected']);
+    expect(run.audit.map((l) => l['event'])).toEqual(['launch', 'attempt', 'rejected']);
   });
 });
 
@@ -209,7 +218,11 @@ describe('hostile and broken owners: each a final rejection with its reason', ()
 
   it('an answer for another launch', async () => {
     const s = await owner((r) =>
-      answer.json({ schema: 'sevsup.attest-answer/v1', launchId: `${r.body.launchId.slice(0, -1)}0`, decision: 'approve' }),
+      answer.json({
+        schema: 'sevsup.attest-answer/v1',
+        launchId: `${r.body.launchId.slice(0, -1)}${r.body.launchId.endsWith('0') ? '1' : '0'}`,
+        decision: 'approve',
+      }),
     );
     const run = await relay(spec(s.url));
     expect(rejection(run)).toMatchObject({ code: 'SUP_ERR_RELAY_ANSWER', message: expect.stringContaining('another launch') });
@@ -284,7 +297,7 @@ describe('retries within the deadline only', () => {
     const run = await relay(spec(s.url, { timeoutSeconds: 10 }), { signal: ac.signal });
     expect(rejection(run).code).toBe('SUP_ERR_ATTEST_TIMEOUT');
     // The audit says the relay stopped, not that it rejected (a forced approve may have ended it).
-    expect(run.audit.map((l) => l['event'])).toEqual(['ended']);
+    expect(run.audit.map((l) => l['event'])).toEqual(['launch', 'ended']);
   });
 });
 
@@ -296,11 +309,53 @@ describe('a hold already over', () => {
     const run = await relay(spec(s.url), { signal: ac.signal });
     expect(rejection(run).code).toBe('SUP_ERR_ATTEST_TIMEOUT');
     expect(s.requests).toEqual([]);
-    expect(run.audit.map((l) => l['event'])).toEqual(['ended']);
+    expect(run.audit.map((l) => l['event'])).toEqual(['launch', 'ended']);
+  });
+});
+
+describe('one launch id per launch', () => {
+  it('is in the audit before the first attempt, and a restarted daemon asks again under it', async () => {
+    const slow = await owner((r) => ({ ...answer.approve(r), delayMs: 10_000 }));
+    const stop = new AbortController();
+    const first = relay(spec(slow.url), { signal: stop.signal });
+    while (slow.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
+    // The daemon goes away mid-attempt (its hold is aborted).
+    stop.abort();
+    const before = await first;
+    expect(before.audit[0]).toMatchObject({ event: 'launch', launchId: slow.requests[0]?.body.launchId });
+    const fast = await owner((r) => answer.approve(r));
+    const after = await relay(spec(fast.url), { again: recordPath });
+    expect(after.outcome).toEqual({ approved: true, injected: false });
+    expect(fast.requests[0]?.body.launchId).toBe(slow.requests[0]?.body.launchId);
+    expect(after.audit.filter((l) => l['event'] === 'launch')).toHaveLength(1);
+    expect(new Set(after.audit.map((l) => l['launchId'])).size).toBe(1);
+  });
+
+  it('another launch (another record) gets another id', async () => {
+    const s = await owner((r) => answer.approve(r));
+    await relay(spec(s.url));
+    await relay(spec(s.url));
+    expect(s.requests[0]?.body.launchId).not.toBe(s.requests[1]?.body.launchId);
   });
 });
 
 describe('credentials', () => {
+  it("a client key that is not the certificate's, or a certificate that is not one, is refused before any request", async () => {
+    const s = await owner((r) => answer.approve(r), { mtls: true });
+    const otherKey = join(dir, 'other.key');
+    await writeFile(otherKey, pki.server.key, { mode: 0o600 });
+    const mismatched = await relay(spec(s.url, { identity: { kind: 'mtls', cert: pki.client.certFile, key: otherKey } }));
+    expect(rejection(mismatched)).toMatchObject({
+      code: 'SUP_ERR_RELAY_CREDENTIALS',
+      message: expect.stringContaining(`attest-key ${otherKey} is not a PEM private key, or not the key of attest-cert`),
+    });
+    const notCert = join(dir, 'not-a.crt');
+    await writeFile(notCert, '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+    const bad = await relay(spec(s.url, { identity: { kind: 'mtls', cert: notCert, key: pki.client.keyFile } }));
+    expect(rejection(bad)).toMatchObject({ code: 'SUP_ERR_RELAY_CREDENTIALS', message: expect.stringContaining(`attest-cert ${notCert}`) });
+    expect(s.requests).toEqual([]);
+  });
+
   it.each([
     ['a token file others can read', 'token', 0o644],
     ['a token file its group can read', 'token', 0o640],

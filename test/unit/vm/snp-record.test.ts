@@ -8,28 +8,10 @@ import { snpLaunchReferenceValues, type SnpMeasuredInputs } from '../../../src/a
 import { buildIdAuth, buildIdBlock, idAuthKeyDigests, parseIdBlock, snpKeyDigest } from '../../../src/sev/snp-id-block.js';
 import { parseLaunchRecord, parseRecord } from '../../../src/vm/record.js';
 import { buildSnpRecord, parseSnpRecord, type SnpLaunchRecord, type SnpRecordInputs } from '../../../src/vm/snp-record.js';
+import { snpMeasured } from '../../support/snp-measured.js';
 
 const DIGEST = Buffer.alloc(48, 0x11);
-const MEASURED: SnpMeasuredInputs = {
-  digest: {
-    digest: DIGEST,
-    firmwareDigest: Buffer.alloc(48, 0x22),
-    firmware: {
-      path: '/fw/OVMF.fd',
-      size: 0x10000,
-      sha256: 'ab'.repeat(32),
-      table: {} as never,
-      metadata: { status: 'absent' } as never,
-    },
-    kernel: null,
-    initrd: null,
-    cmdline: null,
-  },
-  vcpus: 4,
-  vcpuSignature: 0xa00f11,
-  guestFeatures: 1n,
-  vmmType: 'QEMU',
-};
+const MEASURED: SnpMeasuredInputs = snpMeasured(DIGEST, { vcpus: 4 });
 
 function inputs(over: Partial<SnpRecordInputs> = {}): SnpRecordInputs {
   return {
