@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCliCaptured } from '../../test/support/run-cli.js';
-import { livePidsWithArg } from '../../test/support/proc-scan.js';
+import { processesMentioning } from '../../test/support/it-env.js';
 import { expectedQemuSevReason, HOST_MAY_HAVE_SEV } from './this-host.js';
 
 const QEMU = '/usr/bin/qemu-system-x86_64';
@@ -15,7 +15,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sevsup-hostcli-'));
 });
 afterAll(async () => {
-  expect(livePidsWithArg('sevsup-probe-')).toEqual([]);
+  expect(processesMentioning('sevsup-probe-')).toEqual([]);
   await rm(dir, { recursive: true, force: true });
 });
 

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { probeHostReport } from '../../src/host/probe.js';
 import { probeQemuSevCapabilities } from '../../src/host/qemu-probe.js';
-import { livePidsWithArg } from '../../test/support/proc-scan.js';
+import { processesMentioning } from '../../test/support/it-env.js';
 import { expectedQemuSevAnswer, HOST_MAY_HAVE_SEV, VENDOR as vendor } from './this-host.js';
 
 const QEMU = '/usr/bin/qemu-system-x86_64';
@@ -31,7 +31,7 @@ describe('live host probe', () => {
   it("the QEMU sub-probe gives QEMU's own answer for this host", async () => {
     const answer = await probeQemuSevCapabilities({ qemu: QEMU });
     expect(answer).toEqual(expectedQemuSevAnswer());
-    expect(livePidsWithArg('sevsup-probe-')).toEqual([]);
+    expect(processesMentioning('sevsup-probe-')).toEqual([]);
   });
 
   it.skipIf(HOST_MAY_HAVE_SEV)('a forced QEMU sub-probe is recorded but does not hide the decisive reason', async () => {
@@ -39,7 +39,7 @@ describe('live host probe', () => {
     expect(report.qemu).toEqual(expectedQemuSevAnswer());
     expect(report.caps.sev.supported).toBe(false);
     if (vendor === 'GenuineIntel') expect(report.caps.sev.source).toBe('probe:cpuinfo');
-    expect(livePidsWithArg('sevsup-probe-')).toEqual([]);
+    expect(processesMentioning('sevsup-probe-')).toEqual([]);
   });
 
   it('a QEMU binary that does not exist is an answer, not a crash', async () => {

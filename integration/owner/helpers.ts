@@ -14,6 +14,7 @@ export {
   mapLimit,
   PYTHON,
   runValidator,
+  runValidatorBatch,
   VALIDATOR,
   validatorArgv,
   type ValidatorArgs,

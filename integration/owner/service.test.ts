@@ -32,10 +32,11 @@ function openssl(...args: string[]): void {
   execFileSync('openssl', args, { stdio: 'ignore' });
 }
 
-/** A key and a certificate for `cn` signed by `ca` (`days` < 0: already expired). */
-function issue(name: string, cn: string, ca: string, o: { days?: number; server?: boolean } = {}): void {
+/** `openssl req` with a fresh P-256 key in <name>.key for the subject `cn`; `out` says what it writes (a CSR, or `-x509` a certificate). */
+function newKey(name: string, cn: string, out: readonly string[]): void {
   openssl(
     'req',
+    ...out,
     '-newkey',
     'ec',
     '-pkeyopt',
@@ -43,11 +44,14 @@ function issue(name: string, cn: string, ca: string, o: { days?: number; server?
     '-nodes',
     '-keyout',
     f(`${name}.key`),
-    '-out',
-    f(`${name}.csr`),
     '-subj',
     `/CN=${cn}`,
   );
+}
+
+/** A key and a certificate for `cn` signed by `ca` (`days` < 0: already expired). */
+function issue(name: string, cn: string, ca: string, o: { days?: number; server?: boolean } = {}): void {
+  newKey(name, cn, ['-out', f(`${name}.csr`)]);
   const ext = f(`${name}.ext`);
   writeFileSync(
     ext,
@@ -72,23 +76,7 @@ function issue(name: string, cn: string, ca: string, o: { days?: number; server?
 }
 
 function makeCa(name: string): void {
-  openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    f(`${name}.key`),
-    '-out',
-    f(`${name}.pem`),
-    '-subj',
-    `/CN=${name}`,
-    '-days',
-    '2',
-  );
+  newKey(name, name, ['-x509', '-out', f(`${name}.pem`), '-days', '2']);
 }
 
 interface Service {
@@ -336,6 +324,19 @@ function sevRecord(
   return { record: { ...record, vm: o.vm ?? (o.es === true ? 'web2' : 'web1') }, measurement };
 }
 
+/** libvirt's validator on web1's launch (policy 0x1, the owner's firmware and kernel, the TIK and TEK). */
+function validateWeb1(measurement: string): ReturnType<typeof runValidator> {
+  return runValidator({
+    measurement,
+    ...HOSTV,
+    policy: 0x1,
+    firmware,
+    ...(kernel === null ? {} : { kernel, cmdline: 'console=ttyS0' }),
+    tik: f('tik'),
+    tek: f('tek'),
+  });
+}
+
 describe('sevsup owner serve over mutual TLS', () => {
   it('approves a measurement of the owner inputs, and libvirt validates the same one', async () => {
     const { record, measurement } = sevRecord(esDigest, { es: true });
@@ -388,15 +389,7 @@ describe('sevsup owner serve over mutual TLS', () => {
     expect(table.indexOf(SECRET)).toBeGreaterThan(0);
     expect(table.subarray(0, 4).toString('hex')).toBe('42f5741e'); // secret-table GUID 1e74f542-… (little-endian)
     if (HAVE_VALIDATOR) {
-      const v = await runValidator({
-        measurement,
-        ...HOSTV,
-        policy: 0x1,
-        firmware,
-        ...(kernel === null ? {} : { kernel, cmdline: 'console=ttyS0' }),
-        tik: f('tik'),
-        tek: f('tek'),
-      });
+      const v = await validateWeb1(measurement);
       expect(v).toMatchObject({ exitCode: 0 });
     }
   });
@@ -412,15 +405,7 @@ describe('sevsup owner serve over mutual TLS', () => {
       reason: expect.stringContaining('the measurement does not match'),
     });
     if (HAVE_VALIDATOR) {
-      const v = await runValidator({
-        measurement,
-        ...HOSTV,
-        policy: 0x1,
-        firmware,
-        ...(kernel === null ? {} : { kernel, cmdline: 'console=ttyS0' }),
-        tik: f('tik'),
-        tek: f('tek'),
-      });
+      const v = await validateWeb1(measurement);
       expect(v.exitCode).toBe(1);
     }
     // Evidence whose MAC does not verify is not remembered (anyone can make it up): asked again, the

@@ -12,7 +12,7 @@ import { isSupervisorError } from '../../src/errors.js';
 import { launchQemu, type QemuProcess } from '../../src/process/launcher.js';
 import { isPidAlive, readProcStat, waitForPidExit } from '../../src/process/pid.js';
 import { QmpClient } from '../../src/qmp/client.js';
-import { livePidsWithArg } from '../../test/support/proc-scan.js';
+import { processesMentioning } from '../../test/support/it-env.js';
 import { skipWithoutKvm } from '../kvm.js';
 import { transpileForNode, type Transpiled } from './transpiled.js';
 
@@ -37,7 +37,7 @@ afterEach(async () => {
     if (isPidAlive(pid)) process.kill(pid, 'SIGKILL');
     await waitForPidExit(pid, { timeoutMs: 10_000 });
   }
-  expect(livePidsWithArg(tag)).toEqual([]);
+  expect(processesMentioning(tag)).toEqual([]);
 });
 
 /** A paused QEMU's argv with a QMP server socket; `-name` carries a tag to find strays by. */
@@ -101,7 +101,7 @@ describe('launchQemu with real QEMU', () => {
   it('starts a paused -machine none QEMU and stops it with quit when powerdown does nothing', async () => {
     const { proc, qmp } = await launchWithQmp('none');
     expect(proc.isAlive()).toBe(true);
-    expect(livePidsWithArg(tag)).toEqual([proc.pid]);
+    expect(processesMentioning(tag).map((p) => p.pid)).toEqual([proc.pid]);
     const exit = await proc.stop({ qmp, powerdownTimeoutMs: 300 });
     expect(exit).toMatchObject({ how: 'quit', exitCode: 0 });
     expect(proc.isAlive()).toBe(false);

@@ -7,9 +7,10 @@
 // or QEMU process is left behind.
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callControl } from '../../src/api/client.js';
 import { buildIdAuth, buildIdBlock } from '../../src/sev/snp-id-block.js';
 import {
@@ -33,17 +34,29 @@ const CMDLINE = 'console=ttyS0 panic=-1';
 /** `cpu: EPYC-v3` (the harness's): family 23, model 1, stepping 2. */
 const VCPU_SIG = '0x800f12';
 
-/** Debian's OVMF.fd with a kernel-hashes area and SNP metadata with a KERNEL_HASHES section. */
-function snpFirmware(dir: string): string {
-  const out = join(dir, 'snp.fd');
-  execFileSync(process.execPath, [join(REPO, 'scripts', 'make-test-firmware.mjs'), DEBIAN_OVMF, out, '--snp', 'kernel-hashes'], {
+/**
+ * A launch that reaches `running` waits out the first-run window; these tests set it short (the
+ * failing launches keep the default, whose text they check: their QEMU exits at the first cont).
+ */
+const SHORT_WINDOW = ['--snp-first-run-window', '300'];
+
+/**
+ * Debian's OVMF.fd with a kernel-hashes area and SNP metadata with a KERNEL_HASHES section, made
+ * once for the file (read-only to every guest; each test's own directory still names its processes).
+ */
+let assets = '';
+let FIRMWARE = '';
+beforeAll(async () => {
+  assets = await mkdtemp(join(tmpdir(), 'sr-snp-fw-'));
+  FIRMWARE = join(assets, 'snp.fd');
+  execFileSync(process.execPath, [join(REPO, 'scripts', 'make-test-firmware.mjs'), DEBIAN_OVMF, FIRMWARE, '--snp', 'kernel-hashes'], {
     stdio: 'ignore',
   });
-  return out;
-}
+});
+afterAll(() => rm(assets, { recursive: true, force: true }));
 
 function snpConf(dir: string, name: string, sev = 'type=snp,no-debug=1,kernel-hashes=1'): Promise<string> {
-  return writeConf(dir, { name, firmware: snpFirmware(dir), kernel: KERNEL, cmdline: CMDLINE, sev });
+  return writeConf(dir, { name, firmware: FIRMWARE, kernel: KERNEL, cmdline: CMDLINE, sev });
 }
 
 type Json = Record<string, unknown>;
@@ -58,7 +71,7 @@ describe.skipIf(missing !== null)(`sevsup run --platform sim, SEV-SNP${missing =
   it('launch, hold, approve, run: the record before cont holds the digest the platform measured', async () => {
     const dir = await scope.dir();
     const conf = await snpConf(dir, 'p1');
-    const run = track(simRun(dir, conf, ['--hold']));
+    const run = track(simRun(dir, conf, ['--hold', ...SHORT_WINDOW]));
     const recorded = await run.waitFor('snp-recorded');
     const held = await run.waitFor('held');
     expect(held).toMatchObject({ secretInjection: false });
@@ -101,9 +114,8 @@ describe.skipIf(missing !== null)(`sevsup run --platform sim, SEV-SNP${missing =
   it("an ID block pinning the owner's digest, with host data: the platform accepts it and the record carries both", async () => {
     const dir = await scope.dir();
     const conf = await snpConf(dir, 'p4', 'type=snp,no-debug=1,kernel-hashes=1,id-block=p4.idblock,id-auth=p4.idauth,host-data-file=p4.hd');
-    const firmware = join(dir, 'snp.fd');
     // The owner's digest, from their own files and `sevsup measure`, never from the host.
-    const measured = await ownerMeasure(firmware);
+    const measured = await ownerMeasure(FIRMWARE);
     expect(measured.code).toBe(0);
     const digest = Buffer.from(measured.stdout.trim(), 'hex');
     const idKey = generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey;
@@ -119,7 +131,7 @@ describe.skipIf(missing !== null)(`sevsup run --platform sim, SEV-SNP${missing =
     await writeFile(join(dir, 'p4.idblock'), block.toString('base64'));
     await writeFile(join(dir, 'p4.idauth'), auth.idAuth);
     await writeFile(join(dir, 'p4.hd'), hostData);
-    const run = track(simRun(dir, conf));
+    const run = track(simRun(dir, conf, SHORT_WINDOW));
     await run.waitFor('running');
     const recorded = run.events.find((e) => e.event === 'snp-recorded');
     expect(recorded).toMatchObject({

@@ -65,10 +65,17 @@ describe.runIf(BUILT && existsSync(DEBIAN_OVMF))('make-test-firmware.mjs', () =>
     expect(existsSync(dst)).toBe(false);
     const plain = join(dir, 'plain.bin');
     writeFileSync(plain, Buffer.alloc(8192));
-    expect((await run(plain, dst)).stderr).toMatch(/has no OVMF footer table/);
-    expect((await run(DEBIAN_OVMF)).exitCode).toBe(2);
-    expect((await run(DEBIAN_OVMF, dst, '--hashes', '0x80A000')).exitCode).toBe(2);
-    expect((await run(DEBIAN_OVMF, dst, '--bogus')).exitCode).toBe(2);
+    // Side by side: none of them may write anything.
+    const [footer, noDst, badArea, bogus] = await Promise.all([
+      run(plain, dst),
+      run(DEBIAN_OVMF),
+      run(DEBIAN_OVMF, dst, '--hashes', '0x80A000'),
+      run(DEBIAN_OVMF, dst, '--bogus'),
+    ]);
+    expect(footer.stderr).toMatch(/has no OVMF footer table/);
+    expect(noDst.exitCode).toBe(2);
+    expect(badArea.exitCode).toBe(2);
+    expect(bogus.exitCode).toBe(2);
     expect(existsSync(dst)).toBe(false);
   });
 
@@ -100,7 +107,8 @@ describe.runIf(BUILT && existsSync(DEBIAN_OVMF))('make-test-firmware.mjs', () =>
     expect((await run(DEBIAN_OVMF, custom, '--snp', 'BOGUS:1:2')).exitCode).toBe(2);
   });
 
-  it.runIf(existsSync(QEMU) && existsSync(KERNEL)).each([[[]], [['--snp', 'all']]])(
+  // The two boots run side by side (each its own image and serial log).
+  it.runIf(existsSync(QEMU) && existsSync(KERNEL)).concurrent.each([[[]], [['--snp', 'all']]])(
     'a patched image (%j) boots OVMF and a -kernel bzImage under plain QEMU TCG',
     async (extra: string[]) => {
       const fw = join(dir, `boot${extra.length}.fd`);
@@ -114,7 +122,7 @@ describe.runIf(BUILT && existsSync(DEBIAN_OVMF))('make-test-firmware.mjs', () =>
           '-machine',
           'q35',
           '-m',
-          '512',
+          '256',
           '-nodefaults',
           '-display',
           'none',
@@ -128,7 +136,7 @@ describe.runIf(BUILT && existsSync(DEBIAN_OVMF))('make-test-firmware.mjs', () =>
           '-serial',
           `file:${serial}`,
         ],
-        { reject: false, timeout: 90_000 },
+        { reject: false, timeout: 110_000 },
       );
       expect(q.exitCode, String(q.stderr)).toBe(0);
       const log = readFileSync(serial, 'utf8');

@@ -2,7 +2,7 @@
 // it serves (bytes as they arrive, so replies can be compared with QEMU's exactly), and proves that
 // no sim or QEMU process is left (any live process whose command line mentions the test directory).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -268,15 +268,18 @@ export function readStatus(p: Paths): {
 export interface SimFixture {
   readonly dir: string;
   readonly p: Paths;
+  /** Paths in a new subdirectory of the test's (for sims launched side by side, each with its own monitor). */
+  sub(name: string): Paths;
   launch(qemuArgv: readonly string[], simArgs?: readonly string[]): SimProcess;
-  /** Connect to the monitor and negotiate (closed after the test). */
-  connect(o?: { negotiate?: boolean }): Promise<RawQmp>;
+  /** Connect to the monitor (`p`'s, else the test's) and negotiate (closed after the test). */
+  connect(o?: { negotiate?: boolean; p?: Paths }): Promise<RawQmp>;
 }
 
 /** Register beforeEach/afterEach for a suite that starts its own sims per test. */
 export function useSimFixture(): SimFixture {
   const sims: SimProcess[] = [];
   const clients: RawQmp[] = [];
+  const subs: string[] = [];
   let dir = '';
   beforeEach(async () => {
     dir = await makeDir();
@@ -285,6 +288,10 @@ export function useSimFixture(): SimFixture {
     for (const c of clients.splice(0)) c.close();
     const mine = sims.splice(0);
     await Promise.all(mine.map((s) => s.kill()));
+    for (const sub of subs.splice(0)) {
+      await expectNoProcessesLeft(sub);
+      await cleanupDir(sub, []);
+    }
     await expectNoProcessesLeft(dir);
     await cleanupDir(dir, mine);
   });
@@ -295,13 +302,18 @@ export function useSimFixture(): SimFixture {
     get p() {
       return paths(dir);
     },
+    sub(name) {
+      mkdirSync(join(dir, name));
+      subs.push(join(dir, name));
+      return paths(join(dir, name));
+    },
     launch(qemuArgv, simArgs = []) {
       const sim = startSim(simArgs, qemuArgv);
       sims.push(sim);
       return sim;
     },
     async connect(o = {}) {
-      const path = paths(dir).monitor;
+      const path = (o.p ?? paths(dir)).monitor;
       const qmp = o.negotiate === false ? await RawQmp.connect(path) : await RawQmp.ready(path);
       clients.push(qmp);
       return qmp;

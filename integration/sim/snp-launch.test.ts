@@ -45,24 +45,29 @@ describe.skipIf(missing !== null)(`sim SEV-SNP launch${missing === null ? '' : `
       ['dh-cert-file=/x', "Invalid parameter 'dh-cert-file'", true],
       ['policy=zero', "Parameter 'policy' expects a uint64 value", true],
     ];
-    for (const [object, error, located] of cases) {
-      const argv = snpArgv(f.p, { firmware, object });
-      const sim = f.launch(argv);
+    // Side by side, each sim with its own directory (none of them gets as far as QEMU).
+    const runs = cases.map(([object, error, located], i) => {
+      const argv = snpArgv(f.sub(`c${i}`), { firmware, object });
+      return { sim: f.launch(argv), expected: `${PREFIX}${located ? `-object ${objectOption(argv)}: ` : ''}${error}\n` };
+    });
+    for (const { sim, expected } of runs) {
       expect(await sim.exited).toEqual({ code: 1, signal: null });
-      expect(sim.stderr).toBe(`${PREFIX}${located ? `-object ${objectOption(argv)}: ` : ''}${error}\n`);
+      expect(sim.stderr).toBe(expected);
     }
   });
 
   it('refuses SMM, a wrong cbitpos and policy bits KVM rejects at accelerator init', async () => {
-    const smm = f.launch(snpArgv(f.p, { firmware, machine: 'q35,confidential-guest-support=sev0,smm=on' }));
+    const smm = f.launch(snpArgv(f.sub('smm'), { firmware, machine: 'q35,confidential-guest-support=sev0,smm=on' }));
+    const cbit = f.launch(
+      snpArgv(f.sub('cbit'), { firmware, objectText: 'sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on' }),
+    );
+    const ma = f.launch(snpArgv(f.sub('ma'), { firmware, object: 'policy=0x70000' }));
     expect(await smm.exited).toEqual({ code: 1, signal: null });
     expect(smm.stderr).toBe(
       `${PREFIX}-accel kvm: SEV-SNP does not support SMM.\n${PREFIX}-accel kvm: failed to initialize kvm: Operation not permitted\n`,
     );
-    const cbit = f.launch(snpArgv(f.p, { firmware, objectText: 'sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on' }));
     expect(await cbit.exited).toEqual({ code: 1, signal: null });
     expect(cbit.stderr).toContain("sev_common_kvm_init: cbitpos check failed, host '47' requested '51'\n");
-    const ma = f.launch(snpArgv(f.p, { firmware, object: 'policy=0x70000' }));
     expect(await ma.exited).toEqual({ code: 1, signal: null });
     expect(ma.stderr).toBe(
       `${PREFIX}-accel kvm: sev_snp_launch_start: SNP_LAUNCH_START ret=-22 fw_error=0 ''\n` +
@@ -75,10 +80,10 @@ describe.skipIf(missing !== null)(`sim SEV-SNP launch${missing === null ? '' : `
     const odd = join(f.dir, 'odd.fd');
     const bytes = readFileSync(firmware);
     writeFileSync(odd, bytes.subarray(0x1000));
-    const sim = f.launch(snpArgv(f.p, { firmware: odd }));
+    const sim = f.launch(snpArgv(f.sub('odd'), { firmware: odd }));
+    const plain = f.launch(snpArgv(f.sub('plain'), { firmware: DEBIAN_OVMF }));
     expect(await sim.exited).toEqual({ code: 1, signal: null });
     expect(sim.stderr).toBe(`${PREFIX}qemu: could not load PC BIOS '${odd}'\n`);
-    const plain = f.launch(snpArgv(f.p, { firmware: DEBIAN_OVMF }));
     expect(await plain.exited).toEqual({ code: 1, signal: null });
     expect(plain.stderr).toBe(`${PREFIX}SEV: guest firmware hashes table area is invalid (base=0x0 size=0x0)\n`);
   });
@@ -152,36 +157,36 @@ describe.skipIf(missing !== null)(`sim SEV-SNP launch${missing === null ? '' : `
 
   it('stops at the first cont on an ID block for another policy, or signed by another key', async () => {
     const idKey = p384();
-    const policy = f.launch(snpArgv(f.p, { firmware, object: idBlockProps(digest, 0xb0000n, idKey) }));
-    await (await f.connect()).raw('{"execute":"cont"}').catch(() => undefined);
-    expect(await policy.exited).toEqual({ code: 1, signal: null });
-    expect(policy.stderr).toContain(`${PREFIX}SNP_LAUNCH_FINISH ret=-5 fw_error=7 'Policy is not allowed'\n`);
-
     // The ID auth's signature over the block, one byte flipped: the firmware's BAD_SIGNATURE.
     const props = idBlockProps(digest, 0x30000n, idKey);
     const auth = Buffer.from(/id-auth=([^,]+)/.exec(props)?.[1] as string, 'base64');
     auth[0x40] = (auth[0x40] as number) ^ 1;
     const forged = props.replace(/id-auth=[^,]+/, `id-auth=${auth.toString('base64')}`);
-    const sig = f.launch(snpArgv(f.p, { firmware, object: forged }));
-    await (await f.connect()).raw('{"execute":"cont"}').catch(() => undefined);
+    // Side by side, each with its own monitor.
+    const [policyP, sigP] = [f.sub('policy'), f.sub('sig')];
+    const policy = f.launch(snpArgv(policyP, { firmware, object: idBlockProps(digest, 0xb0000n, idKey) }));
+    const sig = f.launch(snpArgv(sigP, { firmware, object: forged }));
+    await Promise.all([policyP, sigP].map(async (p) => (await f.connect({ p })).raw('{"execute":"cont"}').catch(() => undefined)));
+    expect(await policy.exited).toEqual({ code: 1, signal: null });
+    expect(policy.stderr).toContain(`${PREFIX}SNP_LAUNCH_FINISH ret=-5 fw_error=7 'Policy is not allowed'\n`);
     expect(await sig.exited).toEqual({ code: 1, signal: null });
     expect(sig.stderr).toContain(`${PREFIX}SNP_LAUNCH_FINISH ret=-5 fw_error=10 'Bad signature'\n`);
   });
 
   it('fails the first run as QEMU 10 does: no SEV metadata (exit 1), kernel-hashes without a kernel (abort)', async () => {
     const broken = withoutSnpMetadata(firmware, join(f.dir, 'nometa.fd'));
-    const nometa = f.launch(snpArgv(f.p, { firmware: broken }));
-    await (await f.connect()).raw('{"execute":"cont"}').catch(() => undefined);
-    expect(await nometa.exited).toEqual({ code: 1, signal: null });
-    expect(withoutTcgWarnings(nometa.stderr)).toBe(`${PREFIX}sev_snp_launch_finish: Failed to locate SEV metadata header\n`);
-
-    const argv = snpArgv(f.p, {
+    // Side by side, each with its own monitor.
+    const [nometaP, abortP] = [f.sub('nometa'), f.sub('abort')];
+    const nometa = f.launch(snpArgv(nometaP, { firmware: broken }));
+    const argv = snpArgv(abortP, {
       firmware,
       kernel: false,
       objectText: 'sev-snp-guest,id=sev0,cbitpos=47,reduced-phys-bits=1,kernel-hashes=on',
     });
     const abort = f.launch(argv);
-    await (await f.connect()).raw('{"execute":"cont"}').catch(() => undefined);
+    await Promise.all([nometaP, abortP].map(async (p) => (await f.connect({ p })).raw('{"execute":"cont"}').catch(() => undefined)));
+    expect(await nometa.exited).toEqual({ code: 1, signal: null });
+    expect(withoutTcgWarnings(nometa.stderr)).toBe(`${PREFIX}sev_snp_launch_finish: Failed to locate SEV metadata header\n`);
     expect(await abort.exited).toEqual({ code: null, signal: 'SIGABRT' });
     expect(abort.stderr).toContain("snp_launch_update_kernel_hashes: Assertion `sev_snp->kernel_hashes_data' failed.\n");
   });

@@ -6,17 +6,17 @@
 import { createHash } from 'node:crypto';
 import { SupervisorError } from '../errors.js';
 import { readFileChunks } from '../sev/hash-file.js';
-import { hashKernelInputs, type HashedFile } from '../sev/kernel-hashes.js';
+import { hashKernelInputs, type HashedFile, type KernelInputs } from '../sev/kernel-hashes.js';
 import { parseOvmfTable, type OvmfTable } from '../sev/ovmf-table.js';
 import {
+  continueWithVmsas,
+  snpDigestBeforeVmsas,
   snpDigestProblems,
   snpFirmwareDigest,
-  snpLaunchDigest,
   SNP_LAUNCH_DIGEST_BYTES,
-  type SnpLaunchInputs,
 } from '../sev/snp-launch-digest.js';
 import { parseSnpMetadata, type SnpMetadata } from '../sev/snp-metadata.js';
-import type { SnpVmmType } from '../sev/snp-vmsa.js';
+import { buildSnpVmsas, type SnpVmmType } from '../sev/snp-vmsa.js';
 
 /** -bios images are a few MiB; QEMU maps them below 4 GiB. Anything this big is the wrong file. */
 export const MAX_SNP_FIRMWARE_BYTES = 256 * 1024 * 1024;
@@ -97,12 +97,7 @@ export async function computeSnpExpectedDigest(r: SnpDigestRequest): Promise<Snp
   if (r.kernel === undefined && (r.initrd !== undefined || r.cmdline !== undefined)) {
     throw new SupervisorError('SUP_ERR_USAGE', 'initrd and cmdline require a kernel');
   }
-  if (r.firmwareDigest !== undefined && r.firmwareDigest.length !== SNP_LAUNCH_DIGEST_BYTES) {
-    throw new SupervisorError(
-      'SUP_ERR_USAGE',
-      `--snp-ovmf-hash is ${SNP_LAUNCH_DIGEST_BYTES} bytes (96 hex digits), got ${r.firmwareDigest.length}`,
-    );
-  }
+  checkFirmwareDigestSeed(r);
   const [fw, kernelInputs] = await Promise.all([
     readSnpFirmware(r.firmware),
     r.kernel === undefined
@@ -113,6 +108,27 @@ export async function computeSnpExpectedDigest(r: SnpDigestRequest): Promise<Snp
           ...(r.cmdline === undefined ? {} : { cmdline: r.cmdline }),
         }),
   ]);
+  return prepareSnpExpectedDigest(fw, kernelInputs, r).finish(r.vcpuSignature);
+}
+
+/** What to measure besides the files, for prepareSnpExpectedDigest (the vCPU signature comes later). */
+export type SnpDigestSettings = Pick<SnpDigestRequest, 'vcpus' | 'guestFeatures' | 'vmmType' | 'firmwareDigest'>;
+
+/** Everything of the expected digest but the VMSAs; `finish` adds them for the vCPU signature. */
+export interface PreparedSnpDigest {
+  /** @throws SUP_ERR_VERIFY_UNSUPPORTED for a vCPU signature that is not a u32. */
+  finish(vcpuSignature: number): SnpExpectedDigest;
+}
+
+/**
+ * The expected digest's chain up to the VMSAs from a firmware image already read and kernel inputs
+ * already hashed: a launch computes it while QEMU starts, from what preflight read and the digests
+ * taken at spawn, and finishes it once QEMU reports the vCPU signature (only the VMSAs need it).
+ * @throws SUP_ERR_VERIFY_UNSUPPORTED (inputs QEMU would refuse, with every reason), SUP_ERR_USAGE
+ *   (a firmware digest that is not 48 bytes).
+ */
+export function prepareSnpExpectedDigest(fw: SnpFirmwareFile, kernelInputs: KernelInputs | null, r: SnpDigestSettings): PreparedSnpDigest {
+  checkFirmwareDigestSeed(r);
   const { bytes, ...firmware } = fw;
   const sections = fw.metadata.status === 'found' ? fw.metadata.sections : [];
   const metadataProblem =
@@ -123,36 +139,55 @@ export async function computeSnpExpectedDigest(r: SnpDigestRequest): Promise<Snp
       : [];
   if (metadataProblem.length > 0) {
     throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `cannot compute the SNP launch digest: ${metadataProblem.join('; ')}`, {
-      details: { problems: metadataProblem, path: r.firmware },
+      details: { problems: metadataProblem, path: fw.path },
     });
   }
-  const inputs: SnpLaunchInputs = {
+  const inputs = {
     sections,
     ...(kernelInputs === null ? {} : { kernelHashesTable: kernelInputs.table }),
     ...(fw.table.hashesArea === null ? {} : { kernelHashesBase: fw.table.hashesArea.base }),
     resetAddress: fw.table.sevResetAddress ?? 0,
     vcpus: r.vcpus,
-    vcpuSignature: r.vcpuSignature,
     guestFeatures: r.guestFeatures,
     vmmType: r.vmmType,
   };
   // Every reason at once, the firmware's size included even when its digest is given.
-  const problems = snpDigestProblems({ ...inputs, firmware: bytes });
+  const problems = snpDigestProblems({ ...inputs, vcpuSignature: 0, firmware: bytes });
   if (problems.length > 0) {
     throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `cannot compute the SNP launch digest: ${problems.join('; ')}`, {
-      details: { problems, path: r.firmware },
+      details: { problems, path: fw.path },
     });
   }
   const firmwareDigest = r.firmwareDigest ?? snpFirmwareDigest(bytes);
-  const digest = snpLaunchDigest({ ...inputs, firmwareDigest });
+  const beforeVmsas = snpDigestBeforeVmsas({ ...inputs, vcpuSignature: 0, firmwareDigest });
   return {
-    digest,
-    firmwareDigest,
-    firmwareDigestGiven: r.firmwareDigest !== undefined,
-    firmware,
-    kernel: kernelInputs?.kernel ?? null,
-    initrd: kernelInputs?.initrd ?? null,
-    cmdline: kernelInputs?.cmdline ?? null,
-    kernelHashesTable: kernelInputs?.table ?? null,
+    finish: (vcpuSignature) => ({
+      digest: continueWithVmsas(
+        beforeVmsas,
+        buildSnpVmsas({
+          vcpus: r.vcpus,
+          resetAddress: inputs.resetAddress,
+          vcpuSignature,
+          guestFeatures: r.guestFeatures,
+          vmmType: r.vmmType,
+        }),
+      ),
+      firmwareDigest,
+      firmwareDigestGiven: r.firmwareDigest !== undefined,
+      firmware,
+      kernel: kernelInputs?.kernel ?? null,
+      initrd: kernelInputs?.initrd ?? null,
+      cmdline: kernelInputs?.cmdline ?? null,
+      kernelHashesTable: kernelInputs?.table ?? null,
+    }),
   };
+}
+
+function checkFirmwareDigestSeed(r: SnpDigestSettings): void {
+  if (r.firmwareDigest !== undefined && r.firmwareDigest.length !== SNP_LAUNCH_DIGEST_BYTES) {
+    throw new SupervisorError(
+      'SUP_ERR_USAGE',
+      `--snp-ovmf-hash is ${SNP_LAUNCH_DIGEST_BYTES} bytes (96 hex digits), got ${r.firmwareDigest.length}`,
+    );
+  }
 }

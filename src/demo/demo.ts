@@ -4,38 +4,27 @@
 // injects the secret and approves with nobody typing, and rejects a changed launch; with `--via
 // run`, the owner by hand (secret, approve); the record checked off-host with libvirt's
 // virt-qemu-sev-validate, refused migrate/dump, the serial console; then an SEV-SNP guest
-// (demo/snp.ts); and an orderly stop. Owns: the order of the steps and what is said about them, and
-// the demo's signal handling and clean-up; cli/actions/demo.ts only calls runDemo().
+// (demo/snp.ts); and an orderly stop. Owns: the order of the steps (each a function here or in
+// demo/sev-steps.ts, relay-steps.ts, snp.ts) and what is said about the set-up and the stop, and the
+// demo's signal handling and clean-up; cli/actions/demo.ts only calls runDemo().
 // Must not: leave anything running on any exit path (failure, Ctrl-C, SIGTERM), or show key or
 // secret bytes (the demo prints lengths and file names only).
 import { existsSync } from 'node:fs';
-import { request } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { decodeReportedMeasurement } from '../attestation/verify.js';
 import { isSupervisorError, SupervisorError } from '../errors.js';
-import { command, COMMAND_TIMEOUT_MS, sevsupStep, type Ctx } from './context.js';
+import type { VmStatus } from '../vm/types.js';
+import { sevsupStep, type Ctx } from './context.js';
 import { Narrator } from './narrator.js';
 import { DEMO_PATHS } from './paths.js';
-import { sweepProcesses, pollUntil, type Completed } from './processes.js';
+import { sweepProcesses } from './processes.js';
 import { DEMO_HOST_ID, startOwnerService } from './owner-service.js';
-import {
-  CHANGED_CMDLINE,
-  changedLaunchRefused,
-  CMDLINE,
-  HELD_TIMEOUT_MS,
-  relayed,
-  RUNNING_TIMEOUT_MS,
-  simInjected,
-  VM,
-  VM_CHANGED,
-} from './relay-steps.js';
+import { CHANGED_CMDLINE, changedLaunchRefused, CMDLINE, HELD_TIMEOUT_MS, relayed, VM, VM_CHANGED } from './relay-steps.js';
+import { DEMO_SECRET, measurementRecord, migrateAndDumpRefused, ownerByHand, serialConsole, verifiedOffHost } from './sev-steps.js';
 import { snpDemo, SNP_STEPS } from './snp.js';
 import { startDaemonSupervisor, startRunSupervisor, waitForState, type DemoPaths, type DemoSupervisor } from './supervisor.js';
-import { buildLaunchSecret, SECRET_ALIASES } from '../sev/launch-secret.js';
-import { isRecord } from '../util/is-record.js';
 
 const {
   sevsup: SEVSUP,
@@ -54,13 +43,6 @@ function stepsFor(relay: boolean): number {
   // With the relay, the owner's service also refuses a changed launch (one more step).
   return 8 + (relay ? 1 : 0) + SNP_STEPS + 1;
 }
-/** The guest boots a kernel under TCG (no SEV, no KVM in the simulator): about 10 s here. */
-const GUEST_RUN_TIMEOUT_MS = 240_000;
-/** After the guest's own poweroff, the supervisor notices within a second or two. */
-const STOPPED_TIMEOUT_MS = 60_000;
-const DEMO_SECRET = 'correct horse battery staple (demo disk passphrase)';
-const GREETING = 'sevsup-demo: hello from the guest';
-const POWEROFF = 'sevsup-demo: powering off';
 
 export interface DemoOptions {
   /** Keep the temporary work directory. */
@@ -154,7 +136,27 @@ function checkPrerequisites(via: 'daemon' | 'run'): void {
   }
 }
 
+/** The steps, in order; each says what it shows (the SNP part is demo/snp.ts's). */
 async function demo(ctx: Ctx): Promise<void> {
+  const relay = ctx.via === 'daemon';
+  introduce(ctx);
+  const changedConf = await configAndKeys(ctx, relay); // 1
+  const { supervisor, held } = await startSupervisor(ctx, relay); // 2
+  const record = await measurementRecord(ctx, supervisor, held); // 3
+  await verifiedOffHost(ctx, record); // 4
+  if (relay)
+    await relayed(ctx, supervisor, held.record); // 5, 6
+  else await ownerByHand(ctx, supervisor, record);
+  await migrateAndDumpRefused(ctx, supervisor); // 7
+  await serialConsole(ctx, supervisor); // 8
+  if (relay) await changedLaunchRefused(ctx, supervisor, changedConf); // 9
+  await snpDemo(ctx);
+  await stopEverything(ctx, supervisor);
+  summarize(ctx, relay);
+}
+
+/** What the demo is, and that its platform is simulated. */
+function introduce(ctx: Ctx): void {
   const { say, paths } = ctx;
   say.raw(
     [
@@ -168,8 +170,14 @@ async function demo(ctx: Ctx): Promise<void> {
       '',
     ].join('\n'),
   );
+}
 
-  // 1 -------------------------------------------------------------------------------------------
+/**
+ * Step 1: the owner's keys and launch session, with the relay the owner's service, and the VM config.
+ * @returns the config of the guest the host later starts with a changed command line (step 9).
+ */
+async function configAndKeys(ctx: Ctx, relay: boolean): Promise<string> {
+  const { say, paths } = ctx;
   say.step('The VM config, and who holds the keys');
   await mkdir(paths.vmDir);
   // The owner makes the keys; the simulated launch session carries them to the platform.
@@ -177,7 +185,6 @@ async function demo(ctx: Ctx): Promise<void> {
   await Promise.all([writeFile(paths.tik, randomBytes(16), { mode: 0o600 }), writeFile(paths.tek, randomBytes(16), { mode: 0o600 })]);
   const session = join(paths.work, 'session');
   const conf = join(paths.vmDir, `${VM}.conf`);
-  const relay = ctx.via === 'daemon';
   say.say(
     'The guest boots a real Debian kernel and a tiny initrd straight from QEMU. With kernel-hashes=1 QEMU puts the ' +
       'SHA-256 of each, and of the command line, in a table inside the firmware, which the platform measures with it. ' +
@@ -237,8 +244,12 @@ async function demo(ctx: Ctx): Promise<void> {
       .filter((l) => /^(amd_sev|firmware|kernel|initrd|cmdline|launch|attest|autostart):/.test(l))
       .join('\n'),
   );
+  return changedConf;
+}
 
-  // 2 -------------------------------------------------------------------------------------------
+/** Step 2: the supervisor starts; the guest is launched paused and measured, then held. */
+async function startSupervisor(ctx: Ctx, relay: boolean): Promise<{ supervisor: DemoSupervisor; held: VmStatus }> {
+  const { say, paths } = ctx;
   say.step('Start the supervisor; the guest is launched paused and measured');
   const spawnOptions = { node: process.execPath, sevsup: SEVSUP, vm: VM, paths, hostId: DEMO_HOST_ID };
   const supervisor = ctx.via === 'daemon' ? await startDaemonSupervisor(spawnOptions) : startRunSupervisor(spawnOptions);
@@ -271,134 +282,12 @@ async function demo(ctx: Ctx): Promise<void> {
       : `${VM}: state ${held.state} (measured; the owner's service has already answered)`,
   );
   if (supervisor.daemonTarget !== null) await sevsupStep(ctx, ['list', ...supervisor.daemonTarget]);
+  return { supervisor, held };
+}
 
-  // 3 -------------------------------------------------------------------------------------------
-  say.step('The measurement record');
-  const record = narrowRecord(await supervisor.measurement());
-  say.say(
-    'The launch digest is SHA-256 over everything the platform measured: the firmware, then the kernel-hashes table ' +
-      'with the hashes of kernel, initrd and command line. The measurement is what the platform reports: an HMAC under ' +
-      "the owner's TIK over the SEV API version, firmware build, policy, launch digest and a fresh nonce (mnonce). The " +
-      'host can read it but cannot forge it; only the TIK holder can check it.',
-  );
-  say.output(
-    [
-      `record:       ${held.record ?? '(path not reported)'}`,
-      `platform:     ${record.platform}`,
-      `SEV type:     ${record.sevType}, policy 0x${record.policy.toString(16)}, SEV API ${record.apiMajor}.${record.apiMinor} build ${record.buildId}`,
-      `measurement:  ${record.measurement}`,
-      `mnonce:       ${record.mnonce}`,
-      ...(record.launchDigest === null ? [] : [`launch digest (the host's own computation, for reference): ${record.launchDigest}`]),
-      ...record.inputs.map((i) => `${`${i.name}:`.padEnd(14)}${i.text}`),
-    ].join('\n'),
-  );
-
-  // 4 -------------------------------------------------------------------------------------------
-  say.step('The owner verifies the measurement off-host');
-  say.say(
-    'The owner recomputes the launch digest from their own copies of the firmware, kernel, initrd and command line, ' +
-      "and checks the HMAC with their TIK. Here an independent tool does it: libvirt's virt-qemu-sev-validate, " +
-      "offline, with the record's validateArgs (the host-reported values and the launch inputs; a real owner passes " +
-      'their own files) plus the TIK and TEK the owner made in step 1.',
-  );
-  const validatorArgs = [...record.validateArgs, '--tik', paths.tik, '--tek', paths.tek];
-  say.command(['virt-qemu-sev-validate', ...validatorArgs]);
-  const validated = await command(ctx, PYTHON, [VALIDATOR, ...validatorArgs]);
-  say.output(`${validated.stdout}${validated.stderr}`);
-  const verdict = VALIDATOR_VERDICTS[validated.code ?? -1] ?? `error (exit ${validated.code ?? validated.signal ?? '?'})`;
-  say.line(`verdict: ${verdict}`);
-  if (validated.code !== 0) {
-    throw new SupervisorError('SUP_ERR_VERIFY_MISMATCH', `virt-qemu-sev-validate did not accept the measurement: ${verdict}`);
-  }
-
-  if (relay) await relayed(ctx, supervisor, held.record);
-  else await ownerByHand(ctx, supervisor, record);
-
-  // 7 -------------------------------------------------------------------------------------------
-  say.step('What nobody on the host may do: migrate the guest or dump its memory');
-  say.say(
-    "Clients never get QEMU's own monitor; they get sevsup's QMP proxy, which parses every command and refuses what would " +
-      "carry guest memory or state out of the host's control. A migration stream or a memory dump would do just that " +
-      "(with plain SEV the vCPU registers are not even encrypted), and the policy's NOSEND bit says this guest is never " +
-      'to be sent elsewhere. QEMU blocks migration of an SEV guest only after its first `cont`, and never blocks dumps, so ' +
-      'the proxy is the line of defence. A refused command never reaches QEMU.',
-  );
-  const attempts: [string, string][] = [
-    ['migrate', JSON.stringify({ execute: 'migrate', arguments: { uri: 'tcp:192.0.2.1:4444' } })],
-    [
-      'dump-guest-memory',
-      JSON.stringify({ execute: 'dump-guest-memory', arguments: { paging: false, protocol: `file:${join(paths.work, 'guest.dump')}` } }),
-    ],
-  ];
-  // Both at once: the demo guest powers itself off a few seconds after it starts.
-  const results = await Promise.all(
-    attempts.map(([, json]) => command(ctx, process.execPath, [SEVSUP, 'qmp', VM, ...supervisor.qmpTarget, json])),
-  );
-  for (const [i, [name, json]] of attempts.entries()) {
-    const result = results[i] as Completed;
-    say.command(['sevsup', 'qmp', VM, ...supervisor.qmpTarget, json]);
-    say.output(`${result.stdout}${result.stderr}`);
-    if (result.code === 10 && result.stderr.includes(`${name} refused by sevsup`)) {
-      say.line(`→ ${name}: refused (exit 10)`);
-    } else if (result.code === 0) {
-      throw new SupervisorError('SUP_ERR_INTERNAL', `${name} was NOT refused by the QMP proxy`);
-    } else {
-      throw new SupervisorError(
-        'SUP_ERR_API_UNREACHABLE',
-        `sevsup qmp ${name} failed (exit ${result.code ?? result.signal ?? '?'}): ${result.stderr.trim()}`,
-      );
-    }
-  }
-  if (supervisor.daemonTarget !== null) {
-    const socket = supervisor.daemonTarget[1] ?? '';
-    say.say('The daemon counts every refusal in its Prometheus metrics (GET /metrics on its control socket):');
-    say.command(['curl', '--unix-socket', socket, 'http://localhost/metrics']);
-    const text = await getMetrics(socket);
-    say.output(
-      text
-        .split('\n')
-        .filter((l) => l.startsWith('sevsup_qmp_refused_total{') || l.startsWith('sevsup_guests{state="running"}'))
-        .join('\n'),
-    );
-  }
-
-  // 8 -------------------------------------------------------------------------------------------
-  say.step("The guest's serial console");
-  const serialLog = join(paths.runDir, VM, 'serial.log');
-  say.say(
-    `QEMU writes the guest's serial console to ${serialLog}. The demo initrd greets, says what it can see of memory ` +
-      'encryption (on this simulated platform: none), and powers the guest off.',
-  );
-  const serial = await pollUntil(
-    async () => {
-      const text = await readFile(serialLog, 'utf8').catch(() => '');
-      return text.includes(POWEROFF) ? text : undefined;
-    },
-    { timeoutMs: GUEST_RUN_TIMEOUT_MS, intervalMs: 250, signal: ctx.signal },
-  );
-  if (serial === undefined) {
-    if (ctx.signal.aborted) throw new SupervisorError('SUP_ERR_USAGE', 'interrupted');
-    throw new SupervisorError(
-      'SUP_ERR_LAUNCH_TIMEOUT',
-      `the guest did not print "${POWEROFF}" within ${GUEST_RUN_TIMEOUT_MS / 1000} s (see ${serialLog})`,
-    );
-  }
-  say.output(
-    serial
-      .split('\n')
-      .filter((l) => l.startsWith('sevsup-demo:') || /reboot: Power down/.test(l))
-      .join('\n'),
-  );
-  if (!serial.includes(GREETING)) throw new SupervisorError('SUP_ERR_INTERNAL', `the serial console lacks the greeting "${GREETING}"`);
-  await supervisor.guestStopped(STOPPED_TIMEOUT_MS, ctx.signal);
-  say.line(`${VM}: the guest powered itself off; QEMU has exited`);
-
-  if (relay) await changedLaunchRefused(ctx, supervisor, changedConf);
-
-  // SEV-SNP ---------------------------------------------------------------------------------------
-  await snpDemo(ctx);
-
-  // -------------------------------------------------------------------------------------------------
+/** The last step: the supervisor and the owner's service stop, and nothing is left running. */
+async function stopEverything(ctx: Ctx, supervisor: DemoSupervisor): Promise<void> {
+  const { say, paths } = ctx;
   say.step('Stop everything');
   if (supervisor.process.running) {
     say.say('The daemon is told to stop (SIGTERM, as `systemctl stop sevsup` does); it closes its sockets and exits.');
@@ -424,7 +313,11 @@ async function demo(ctx: Ctx): Promise<void> {
       `processes were left running and had to be killed: ${left.map((p) => p.cmdline.slice(0, 80)).join('; ')}`,
     );
   say.line('no QEMU, simulator, supervisor or owner service process is left');
-  say.raw(
+}
+
+/** What the reader has seen, in a paragraph. */
+function summarize(ctx: Ctx, relay: boolean): void {
+  ctx.say.raw(
     [
       '',
       'Done. On the SIMULATED platform, sevsup launched demo-sev paused, checked its SEV policy, captured the',
@@ -446,56 +339,6 @@ async function demo(ctx: Ctx): Promise<void> {
   );
 }
 
-/** Steps 5 and 6 when the owner types: build the secret packet, inject it, approve. */
-async function ownerByHand(ctx: Ctx, supervisor: DemoSupervisor, record: DemoRecord): Promise<void> {
-  const { say, paths } = ctx;
-  say.step('The owner injects a launch secret');
-  say.say(
-    'Having verified the launch, the owner can give the guest a secret, here a disk passphrase, that only this ' +
-      'launch can receive. The secret table is encrypted under the TEK, and the packet header carries an HMAC under the ' +
-      "TIK bound to this launch's measurement: the platform accepts it for this exact launch only, and the host only " +
-      "ever handles ciphertext. The firmware puts it in the guest's secret area, where Linux's efi_secret driver reads it.",
-  );
-  const { mac } = decodeReportedMeasurement(record.measurement);
-  const [tik, tek] = await Promise.all([readFile(paths.tik), readFile(paths.tek)]);
-  const packet = buildLaunchSecret({
-    tik,
-    tek,
-    measurementMac: mac,
-    secrets: [{ guid: SECRET_ALIASES['luks-key'], data: Buffer.from(DEMO_SECRET) }],
-  });
-  const headerFile = join(paths.ownerDir, 'secret-header.b64');
-  const payloadFile = join(paths.ownerDir, 'secret-payload.b64');
-  await writeFile(headerFile, packet.header.toString('base64'), { mode: 0o600 });
-  await writeFile(payloadFile, packet.payload.toString('base64'), { mode: 0o600 });
-  say.line(
-    `built with src/sev/launch-secret.ts: one secret (GUID ${SECRET_ALIASES['luks-key']}, "luks-key", ${DEMO_SECRET.length} bytes), ` +
-      `header ${packet.header.length} bytes, encrypted table ${packet.payload.length} bytes`,
-  );
-  await sevsupStep(ctx, ['attest', VM, ...supervisor.attestTarget, '--inject-secret', headerFile, payloadFile]);
-  const accepted = await simInjected(paths);
-  if (accepted !== null) say.line(`the simulated secure processor verified the packet against this launch and holds ${accepted}`);
-
-  say.step('The owner approves; the guest runs');
-  say.say('Only now does sevsup send `cont`: the guest executes its first instruction, with its secret already in place.');
-  await sevsupStep(ctx, ['attest', VM, ...supervisor.attestTarget, '--approve']);
-  const running = await waitForState(supervisor, 'running', RUNNING_TIMEOUT_MS, ctx.signal);
-  say.line(`${VM}: running (QEMU pid ${running.pid ?? '?'})`);
-  if (supervisor.daemonTarget !== null) await sevsupStep(ctx, ['status', VM, ...supervisor.daemonTarget]);
-}
-
-/** Steps 5 and 6 with `attest: relay`: the daemon asked the owner's service; show what it answered. */
-/** Exit codes of virt-qemu-sev-validate (libvirt's tools/virt-qemu-sev-validate). */
-const VALIDATOR_VERDICTS: Readonly<Record<number, string>> = {
-  0: "valid (exit 0): the measurement matches the owner's inputs and TIK",
-  1: 'INVALID (exit 1): the measurement does not match; the guest is not trustworthy',
-  2: 'unsupported usage (exit 2)',
-  3: 'insecure usage (exit 3)',
-  4: 'bad configuration (exit 4)',
-  5: 'bad guest state (exit 5)',
-  6: 'internal error of the validator (exit 6)',
-};
-
 function demoConfig(session: string, attest: readonly string[], cmdline: string, vm = VM): string {
   return [
     '# demo-sev, written by `sevsup demo`: examples/vms/demo-sev.conf with absolute paths and autostart.',
@@ -516,87 +359,6 @@ function demoConfig(session: string, attest: readonly string[], cmdline: string,
     'amd_sev: type=std,nodbg=1,noks=1,kernel-hashes=1',
     '',
   ].join('\n');
-}
-
-interface DemoRecord {
-  readonly platform: string;
-  readonly sevType: string;
-  readonly policy: number;
-  readonly apiMajor: number;
-  readonly apiMinor: number;
-  readonly buildId: number;
-  readonly measurement: string;
-  readonly mnonce: string;
-  readonly launchDigest: string | null;
-  readonly inputs: readonly { name: string; text: string }[];
-  readonly validateArgs: readonly string[];
-}
-
-/**
- * The fields the demo shows and uses, read defensively (the API's body is `unknown`).
- * @throws SUP_ERR_INTERNAL when a field the demo needs is missing.
- */
-function narrowRecord(value: unknown): DemoRecord {
-  const r = isRecord(value) ? value : {};
-  const str = (o: Record<string, unknown>, k: string): string | null => (typeof o[k] === 'string' ? (o[k] as string) : null);
-  const num = (k: string): number | null => (typeof r[k] === 'number' ? (r[k] as number) : null);
-  const measurement = str(r, 'measurement');
-  const validateArgs = r['validateArgs'];
-  const policy = num('policy');
-  const apiMajor = num('apiMajor');
-  const apiMinor = num('apiMinor');
-  const buildId = num('buildId');
-  if (
-    measurement === null ||
-    policy === null ||
-    apiMajor === null ||
-    apiMinor === null ||
-    buildId === null ||
-    !Array.isArray(validateArgs) ||
-    !validateArgs.every((a) => typeof a === 'string')
-  ) {
-    throw new SupervisorError('SUP_ERR_INTERNAL', 'the control API returned something that is not a measurement record');
-  }
-  const launch = isRecord(r['launch']) ? r['launch'] : {};
-  const inputs: { name: string; text: string }[] = [];
-  for (const name of ['firmware', 'kernel', 'initrd'] as const) {
-    const file = isRecord(launch[name]) ? launch[name] : null;
-    if (file !== null) inputs.push({ name, text: `sha256 ${str(file, 'sha256') ?? '?'}  ${str(file, 'path') ?? ''}` });
-  }
-  const cmdline = str(launch, 'cmdline');
-  if (cmdline !== null) inputs.push({ name: 'cmdline', text: JSON.stringify(cmdline) });
-  return {
-    platform: str(r, 'platform') ?? '?',
-    sevType: str(r, 'sevType') ?? '?',
-    policy,
-    apiMajor,
-    apiMinor,
-    buildId,
-    measurement,
-    mnonce: str(r, 'mnonce') ?? '?',
-    launchDigest: str(r, 'expectedLaunchDigest'),
-    inputs,
-    validateArgs: validateArgs as string[],
-  };
-}
-
-/** The daemon's Prometheus text, from GET /metrics on its control socket. */
-function getMetrics(socketPath: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path: '/metrics', method: 'GET', timeout: COMMAND_TIMEOUT_MS }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () =>
-        res.statusCode === 200
-          ? resolve(body)
-          : reject(new SupervisorError('SUP_ERR_API_UNREACHABLE', `GET /metrics answered HTTP ${res.statusCode ?? '?'}`)),
-      );
-    });
-    req.on('timeout', () => req.destroy(new SupervisorError('SUP_ERR_API_UNREACHABLE', 'GET /metrics timed out')));
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 /** Stop the supervisor if it still runs, end anything left under the work dir, remove it unless kept. */

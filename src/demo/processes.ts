@@ -4,9 +4,11 @@
 // Must not: signal any process it did not start, except ones whose command line names the demo's
 // own private work directory (QEMU and the simulator under it), which are the demo's descendants.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
-import { isPidAlive, readProcStat, waitForPidExit } from '../process/pid.js';
+import { processesMentioning, readProcStat, waitForPidExit } from '../process/pid.js';
+
+// The demo's tests look for leftovers with the same scan the demo's own sweep uses.
+export { processesMentioning };
 
 export interface Completed {
   readonly code: number | null;
@@ -113,31 +115,6 @@ export class Background {
     await this.exited;
     clearTimeout(timer);
   }
-}
-
-/** Live (not zombie) processes other than this one whose command line contains `needle`. */
-export function processesMentioning(needle: string): { pid: number; cmdline: string }[] {
-  const found: { pid: number; cmdline: string }[] = [];
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return found;
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    if (pid === process.pid) continue;
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (!cmdline.includes(needle) || !isPidAlive(pid)) continue;
-    found.push({ pid, cmdline: cmdline.replaceAll('\0', ' ').trim() });
-  }
-  return found;
 }
 
 /** How long leftovers get between SIGTERM and SIGKILL, and after SIGKILL to disappear. */

@@ -4,12 +4,11 @@
 // proxy, which decides each command from the lifecycle's state (DecideContext: held, SEV, the VM's
 // qmp-allow / qmp-deny). The caller adds what is its own: the control API target, events, metrics.
 // On the hardware platform an SEV-SNP guest also needs a QEMU with `sev-snp-guest` (>= 9.1): checked
-// here, first in the preflight step, so `sevsup run` and the daemon refuse an older QEMU alike before
-// any spawn (the simulated platform answers as QEMU 10 over whatever QEMU runs beneath it).
+// first in the preflight step (guest/qemu-check.ts, which `sevsup showcmd` uses too), so `sevsup run`
+// and the daemon refuse an older QEMU alike before any spawn.
 // An `attest: relay` guest's credentials are checked in the same step, before any spawn.
 // Owns: that wiring. Must not: know the launch order (vm/lifecycle.ts) or decide a command (proxy/).
 import type { VmSpec } from '../config/vm-spec.js';
-import { requireQemuForSnp } from '../host/qemu-version.js';
 import type { Logger } from '../log.js';
 import type { VmPaths } from '../process/run-dir.js';
 import { buildQemuArgv } from '../qemu/argv.js';
@@ -17,8 +16,8 @@ import type { DecideContext } from '../proxy/decide.js';
 import type { QmpProxy } from '../proxy/proxy-server.js';
 import { readCredentials, relayHold, type RelayEnv } from '../relay/relay.js';
 import { VmLifecycle } from '../vm/lifecycle.js';
+import { preflightWithQemuCheck } from './qemu-check.js';
 import { DEFAULT_LIFECYCLE_DEPS, type LifecycleDeps, type LifecycleOptions } from '../vm/lifecycle-options.js';
-import type { RecordPlatform } from '../vm/record.js';
 
 export interface SupervisedGuestOptions extends Omit<LifecycleOptions, 'onMonitor' | 'paths' | 'logger' | 'argv'> {
   /** The guest's prepared run dir (its proxy socket among them). */
@@ -44,23 +43,6 @@ export interface SupervisedGuest {
 export function decideContext(lifecycle: VmLifecycle): DecideContext {
   const { spec } = lifecycle;
   return { vmState: lifecycle.state, held: lifecycle.resumeLocked, sev: lifecycle.sev, allow: spec.qmpAllow, deny: spec.qmpDeny };
-}
-
-/**
- * The lifecycle's preflight with the QEMU rule in front: on the hardware platform an SEV-SNP guest
- * is refused (SUP_ERR_SEV_SNP_QEMU, the version found and what to install) before its files are
- * read or anything spawns when `binary` is older than QEMU 9.1. The one call site for run and daemon.
- */
-export function preflightWithQemuCheck(
-  platform: RecordPlatform,
-  binary: string,
-  preflight: LifecycleDeps['preflight'],
-): LifecycleDeps['preflight'] {
-  if (platform !== 'hardware') return preflight;
-  return async (spec: VmSpec) => {
-    if (spec.sev?.type === 'snp') await requireQemuForSnp(binary);
-    return preflight(spec);
-  };
 }
 
 /**

@@ -1,9 +1,11 @@
 // Liveness of processes by pid, as /proc sees them: for our own children and for a QEMU the
 // daemon did not start (or started before a restart).
-// Owns: reading /proc/<pid>/stat and the polling wait. Must not: send signals or reap anything.
+// Owns: reading /proc/<pid>/stat, the polling wait, and finding the live processes whose command
+// line mentions a text (a private directory: what a demo or test must not leave behind).
+// Must not: send signals or reap anything.
 // Why /proc and not kill(pid, 0): a zombie still answers kill(pid, 0), and on these hosts pid 1
 // reaps orphans only every ~2 s, so an exited QEMU can look alive for that long.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 
 export interface ProcStat {
@@ -44,6 +46,31 @@ export function readProcStat(pid: number, procRoot = '/proc'): ProcStat | null {
 export function isPidAlive(pid: number, procRoot = '/proc'): boolean {
   const stat = readProcStat(pid, procRoot);
   return stat !== null && stat.state !== 'Z' && stat.state !== 'X';
+}
+
+/** Live (not zombie) processes other than this one whose command line contains `needle`. */
+export function processesMentioning(needle: string): { pid: number; cmdline: string }[] {
+  const found: { pid: number; cmdline: string }[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return found;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (!cmdline.includes(needle) || !isPidAlive(pid)) continue;
+    found.push({ pid, cmdline: cmdline.replaceAll('\0', ' ').trim() });
+  }
+  return found;
 }
 
 export interface WaitForPidExitOptions {

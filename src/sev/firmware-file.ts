@@ -1,7 +1,7 @@
 // Inspect a firmware image on disk: size, sha256 and its OVMF footer table, in one streamed pass.
 // Owns: the file side of firmware inspection. Must not: judge the firmware for a VM (preflight
 // does) or load the whole image into memory (only the table's tail is kept).
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { readFileChunks, TailKeeper } from './hash-file.js';
 import { OVMF_TABLE_TAIL_BYTES, parseOvmfTableTail, type OvmfTable } from './ovmf-table.js';
 
@@ -18,6 +18,16 @@ export interface FirmwareInfo {
  * SUP_ERR_FIRMWARE_TABLE_INVALID when its footer table has an invalid length.
  */
 export async function inspectFirmwareFile(path: string): Promise<FirmwareInfo> {
+  return (await inspectLaunchFirmware(path)).info;
+}
+
+/**
+ * As inspectFirmwareFile, and keep the pass's sha256 unfinished: the SEV launch digest (GCTX.LD)
+ * begins with exactly these bytes, so it continues from a copy of `hash` instead of reading the
+ * image again (sev/launch-digest.ts). Callers copy it, never update or finish it.
+ * @throws as inspectFirmwareFile.
+ */
+export async function inspectLaunchFirmware(path: string): Promise<{ info: FirmwareInfo; hash: Hash }> {
   const hash = createHash('sha256');
   const tail = new TailKeeper(OVMF_TABLE_TAIL_BYTES);
   const size = await readFileChunks(
@@ -28,5 +38,6 @@ export async function inspectFirmwareFile(path: string): Promise<FirmwareInfo> {
     },
     { code: 'SUP_ERR_FIRMWARE_READ', what: 'firmware image' },
   );
-  return { path, size, sha256: hash.digest('hex'), table: parseOvmfTableTail(tail.bytes, size) };
+  const sha256 = hash.copy().digest('hex');
+  return { info: { path, size, sha256, table: parseOvmfTableTail(tail.bytes, size) }, hash };
 }

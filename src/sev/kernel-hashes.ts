@@ -95,16 +95,29 @@ export async function hashKernelInputs(i: { kernel: string; initrd?: string; cmd
     sha256File(i.kernel, { what: 'kernel image' }),
     i.initrd === undefined ? Promise.resolve(null) : sha256File(i.initrd, { what: 'initrd image' }),
   ]);
+  return kernelInputs(
+    { path: i.kernel, sha256: kernel.sha256 },
+    i.initrd === undefined || initrd === null ? null : { path: i.initrd, sha256: initrd.sha256 },
+    i.cmdline,
+    cmdline,
+  );
+}
+
+/**
+ * The table and its inputs from kernel and initrd digests already taken (a launch hashes them once,
+ * at spawn, and reuses them).
+ * @throws SUP_ERR_CONFIG_BAD_VALUE for a cmdline with NUL.
+ */
+export function kernelInputs(
+  kernel: HashedFile,
+  initrd: HashedFile | null,
+  cmdlineText: string | undefined,
+  cmdline: Buffer = cmdlineDigest(cmdlineText),
+): KernelInputs {
   const table = buildKernelHashesTable({
     cmdline,
     initrd: initrd === null ? EMPTY_SHA256 : Buffer.from(initrd.sha256, 'hex'),
     kernel: Buffer.from(kernel.sha256, 'hex'),
   });
-  return {
-    kernel: { path: i.kernel, sha256: kernel.sha256 },
-    initrd: i.initrd === undefined || initrd === null ? null : { path: i.initrd, sha256: initrd.sha256 },
-    cmdline: i.cmdline ?? '',
-    cmdlineSha256: cmdline.toString('hex'),
-    table,
-  };
+  return { kernel, initrd, cmdline: cmdlineText ?? '', cmdlineSha256: cmdline.toString('hex'), table };
 }

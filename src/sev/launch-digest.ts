@@ -3,7 +3,7 @@
 // kernel-hashes table when kernel-hashes applies, then one VMSA page per vCPU for SEV-ES.
 // Owns: that order. Must not: judge whether QEMU would accept the inputs (preflight checks the
 // firmware's hashes area; libvirt's validator does not either).
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { SupervisorError } from '../errors.js';
 import { readFileChunks } from './hash-file.js';
 import { hashKernelInputs, type HashedFile } from './kernel-hashes.js';
@@ -11,7 +11,11 @@ import { PADDED_HASH_TABLE_BYTES } from './ovmf-table.js';
 import { buildVmsas, VMSA_BYTES, type SevEsParams } from './vmsa.js';
 
 export interface LaunchDigestParts {
-  readonly firmware: Buffer | Uint8Array;
+  /**
+   * The firmware image, or a sha256 that has taken in exactly its bytes and is not finished
+   * (firmware-file.ts's inspectLaunchFirmware): it is copied, never changed.
+   */
+  readonly firmware: Buffer | Uint8Array | Hash;
   readonly kernelHashesTable?: Buffer;
   readonly vmsas?: readonly Buffer[];
 }
@@ -21,7 +25,8 @@ export interface LaunchDigestParts {
  * @throws SUP_ERR_INTERNAL when the table is not 176 bytes or a VMSA not 4096 (caller bugs).
  */
 export function launchDigest(parts: LaunchDigestParts): Buffer {
-  const hash = createHash('sha256').update(parts.firmware);
+  const { firmware } = parts;
+  const hash = firmware instanceof Uint8Array ? createHash('sha256').update(firmware) : firmware.copy();
   appendMeasuredTail(hash, parts.kernelHashesTable, parts.vmsas);
   return hash.digest();
 }

@@ -127,9 +127,18 @@ export function snpLaunchDigest(inputs: SnpLaunchInputs): Buffer {
  * @throws as snpLaunchDigest; SUP_ERR_VERIFY_UNSUPPORTED when a page is not 4096 bytes.
  */
 export function snpLaunchDigestWithVmsas(inputs: SnpLaunchInputs, vmsas: readonly Uint8Array[]): Buffer {
-  if (vmsas.some((v) => v.length !== PAGE_BYTES)) {
-    throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `a VMSA page is ${PAGE_BYTES} bytes`);
-  }
+  checkVmsaPages(vmsas);
+  return continueWithVmsas(snpDigestBeforeVmsas(inputs), vmsas);
+}
+
+/**
+ * The chain up to the VMSAs: the firmware pages and the metadata sections, everything a launch
+ * measures that does not depend on the vCPU signature QEMU reports. A launch computes it while QEMU
+ * starts and ends it with continueWithVmsas once the signature is known. `inputs` are checked
+ * (snpDigestProblems) as snpLaunchDigest checks them.
+ * @throws SUP_ERR_VERIFY_UNSUPPORTED (snpDigestProblems), SUP_ERR_USAGE for a malformed firmware digest seed.
+ */
+export function snpDigestBeforeVmsas(inputs: SnpLaunchInputs): Buffer {
   const problems = snpDigestProblems(inputs);
   if (problems.length > 0) {
     throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `cannot compute the SNP launch digest: ${problems.join('; ')}`, {
@@ -152,8 +161,24 @@ export function snpLaunchDigestWithVmsas(inputs: SnpLaunchInputs, vmsas: readonl
   if (vmm === 'ec2') {
     for (const s of inputs.sections) if (s.type === SNP_SECTION.CPUID) gctx.updateBlankPages(PAGE_TYPE.CPUID, s.gpa, s.size);
   }
+  return gctx.ld;
+}
+
+/**
+ * The launch digest: `ld` (snpDigestBeforeVmsas) continued with one VMSA page per vCPU, in order.
+ * @throws SUP_ERR_VERIFY_UNSUPPORTED when a page is not 4096 bytes; SUP_ERR_USAGE when `ld` is not 48 bytes.
+ */
+export function continueWithVmsas(ld: Uint8Array, vmsas: readonly Uint8Array[]): Buffer {
+  checkVmsaPages(vmsas);
+  const gctx = new SnpGctx(ld);
   for (const vmsa of vmsas) gctx.updateVmsa(vmsa);
   return gctx.ld;
+}
+
+function checkVmsaPages(vmsas: readonly Uint8Array[]): void {
+  if (vmsas.some((v) => v.length !== PAGE_BYTES)) {
+    throw new SupervisorError('SUP_ERR_VERIFY_UNSUPPORTED', `a VMSA page is ${PAGE_BYTES} bytes`);
+  }
 }
 
 function measureSection(gctx: SnpGctx, s: SnpSection, inputs: SnpLaunchInputs, vmm: SnpVmmType): void {

@@ -21,7 +21,9 @@ export const SNP_POLICY_FLAGS = {
 
 export type SnpPolicyFlag = keyof typeof SNP_POLICY_FLAGS;
 
-const flagMask = (name: SnpPolicyFlag): bigint => 1n << BigInt(SNP_POLICY_FLAGS[name].bit);
+/** The mask of one named bit. */
+export const snpPolicyFlagMask = (name: SnpPolicyFlag): bigint => 1n << BigInt(SNP_POLICY_FLAGS[name].bit);
+const flagMask = snpPolicyFlagMask;
 
 /** Bit 17: every SNP policy must set it (firmware refuses one without). */
 export const SNP_POLICY_MBO = flagMask('RESERVED_MBO');

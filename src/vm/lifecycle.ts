@@ -7,7 +7,8 @@
 // any failed check, refusal or error before `cont` stops QEMU (quit → SIGTERM → SIGKILL) and never
 // resumes it. One AbortController per launch: stop() before the guest ran and detach() abort it.
 // Beside it, one job each: measure.ts (the SEV step), snp-launch.ts (the SNP step), hold.ts (the
-// owner's hold and actions), attach.ts (re-attach), guest-record.ts (state, facts, events, the
+// owner's hold and actions), hold-wait.ts (the hold's wait) with relay-step.ts (asking the owner's
+// service during it), attach.ts (re-attach), guest-record.ts (state, facts, events, the
 // state file), watch.ts + guest-events.ts (QEMU after the launch), failure.ts (naming a failure).
 // Must not: build argv strings (its `argv` option does), parse QMP bytes (qmp/), or log or report
 // secrets. Tests replace only LifecycleDeps (preflight, launch).
@@ -26,7 +27,9 @@ import { adoptPersisted, endGone, inspectAdopted, leaveUnreachable, type Reattac
 import { checkDebugPolicy } from './debug-policy.js';
 import { explainFailure, phaseOf } from './failure.js';
 import { asSnpLaunchFailure, watchSnpFirstRun } from './snp-first-run.js';
-import { AttestationHold, holdRefusal, OwnerActions } from './hold.js';
+import { AttestationHold, OwnerActions } from './hold.js';
+import { waitForOwner } from './hold-wait.js';
+import { relayToOwner } from './relay-step.js';
 import { GuestWatch } from './watch.js';
 import {
   DEFAULT_HOLD_TIMEOUT_MS,
@@ -37,11 +40,11 @@ import {
 } from './lifecycle-options.js';
 import type { Preflight } from './preflight.js';
 import { hashLaunchFiles, measureSevLaunch, type LaunchFileDigests, type MeasureContext } from './measure.js';
-import { recordSnpLaunch } from './snp-launch.js';
+import { recordSnpLaunch, startSnpDigest } from './snp-launch.js';
+import type { PreparedSnpDigest } from '../attestation/snp-inputs.js';
 import type { PersistedVmState } from './state-file.js';
 import { GuestRecord } from './guest-record.js';
 import { isTerminal, type VmState } from './state.js';
-import type { RelayOutcome } from '../relay/relay.js';
 import type { AttestRequest, AttestResult, LifecycleEventRecord, LifecycleOutcome, VmStatus } from './types.js';
 
 /** Commands the daemon may send on sevsup's own monitor session (disk snapshots), by state. */
@@ -75,6 +78,8 @@ export class VmLifecycle {
   /** QEMU's events and end, once the launch is through. */
   readonly #watch: GuestWatch;
   #hashing: Promise<LaunchFileDigests> | undefined;
+  /** SEV-SNP: the expected digest up to the VMSAs, started at spawn beside #hashing. */
+  #snpDigest: Promise<PreparedSnpDigest> | undefined;
   #detached = false;
   #force = false;
 
@@ -425,6 +430,7 @@ export class VmLifecycle {
         this.#g.persist();
         this.#g.emit({ event: 'spawned', pid: proc.pid });
         if (this.sev) this.#hashing = hashLaunchFiles(this.#o.spec);
+        if (this.#snp) this.#snpDigest = this.#startSnpDigest();
         await this.#connectMonitor(paths.monitorSocket, proc);
       },
     });
@@ -443,7 +449,15 @@ export class VmLifecycle {
   async #recordSnp(): Promise<void> {
     const snp = this.#preflight?.snp ?? null;
     if (snp === null) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: no SNP preflight`);
-    this.#g.recordPath = await recordSnpLaunch({ ...this.#measureContext(), snp });
+    this.#g.recordPath = await recordSnpLaunch({ ...this.#measureContext(), snp, digest: this.#snpDigest ?? this.#startSnpDigest() });
+  }
+
+  /** SEV-SNP: the digest's part that needs no answer from QEMU, computed while QEMU starts (snp-launch.ts). */
+  #startSnpDigest(): Promise<PreparedSnpDigest> {
+    const firmware = this.#preflight?.snpFirmware;
+    if (firmware === undefined) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: no SNP preflight`);
+    this.#hashing ??= hashLaunchFiles(this.#o.spec);
+    return startSnpDigest(this.#o.spec, firmware, this.#hashing);
   }
 
   #measureContext(): MeasureContext {
@@ -455,6 +469,7 @@ export class VmLifecycle {
       stateDir,
       qmp: this.#g.requireQmp(),
       firmware: this.#preflight?.firmware ?? null,
+      firmwareHash: this.#preflight?.firmwareHash ?? null,
       hashing: this.#hashing ?? hashLaunchFiles(spec),
       step: (what, run) => this.#step(what, run),
       signal: this.#abort.signal,
@@ -474,7 +489,10 @@ export class VmLifecycle {
     };
   }
 
-  /** Wait paused for the owner. MUST run after #measure. @throws SUP_ERR_ATTEST_REJECTED / _TIMEOUT. */
+  /**
+   * Report the guest held, durably, then wait paused for the owner (hold-wait.ts). MUST run after
+   * #measure. @throws SUP_ERR_ATTEST_REJECTED / _TIMEOUT, the abort's reason, QEMU's exit.
+   */
   async #waitForOwner(restoredDeadline?: Date): Promise<void> {
     const timeoutMs =
       this.#o.holdTimeoutMs ?? (this.#o.spec.holdTimeout !== undefined ? this.#o.spec.holdTimeout * 1000 : DEFAULT_HOLD_TIMEOUT_MS);
@@ -493,74 +511,30 @@ export class VmLifecycle {
       controlSocket: this.#g.paths?.controlSocket ?? null,
       secretInjection: !this.#snp,
     });
-    // attest: relay: the owner's service is asked while the hold waits; the hold's end (deadline,
-    // stop, QEMU gone, a forced approve) ends the relay, and the relay's rejection carries its reason.
-    let relayRefusal: SupervisorError | null = null;
-    const relayEnd = new AbortController();
-    const relaying =
-      this.#o.spec.attest === 'relay'
-        ? this.#relay(deadline, relayEnd.signal, (error) => {
-            relayRefusal = error;
-          })
-        : Promise.resolve();
-    let outcome: Awaited<ReturnType<AttestationHold['wait']>>;
-    try {
-      outcome = await this.#hold.wait({ deadline, exited: proc.exited, signal: this.#abort.signal });
-    } finally {
-      relayEnd.abort();
-      await relaying;
-    }
-    switch (outcome) {
-      case 'approved':
-        return;
-      case 'aborted':
-        this.#abort.signal.throwIfAborted();
-        return;
-      case 'rejected':
-      case 'timeout':
-        throw (outcome === 'rejected' ? relayRefusal : null) ?? holdRefusal(this.vm, outcome, timeoutMs);
-      case 'exited':
-        throw await this.#explain(new SupervisorError('SUP_ERR_QEMU_EXITED', 'QEMU exited while held'), 'the attestation hold');
-    }
+    await waitForOwner({
+      vm: this.vm,
+      hold: this.#hold,
+      deadline,
+      timeoutMs,
+      proc,
+      signal: this.#abort.signal,
+      relay: this.#o.spec.attest === 'relay' ? (end, refuse) => this.#relay(deadline, end, refuse) : null,
+    });
   }
 
-  /**
-   * Ask the owner's service (options.relay) and hand its decision to the hold through the owner's
-   * queue; `refuse` hears the rejection's error first. Never throws; does nothing once the hold ended.
-   */
-  async #relay(deadline: Date, signal: AbortSignal, refuse: (error: SupervisorError) => void): Promise<void> {
-    const spec = this.#o.spec.relay;
-    const run = this.#o.relay;
-    const recordPath = this.#g.recordPath;
-    let outcome: RelayOutcome;
-    if (spec === undefined || run === undefined || recordPath === null) {
-      const error = new SupervisorError(
-        'SUP_ERR_RELAY_CREDENTIALS',
-        `VM ${this.vm} is attest: relay, but this launch has no relay or no record; rejected`,
-      );
-      outcome = { approved: false, error };
-    } else {
-      outcome = await run({
-        vm: this.vm,
-        spec,
-        recordPath,
-        deadline,
-        signal,
-        inject: (packet) => this.#owner.relayInject(packet),
-        logger: this.#vmLog,
-      }).catch(
-        (error: unknown): RelayOutcome => ({
-          approved: false,
-          error:
-            error instanceof SupervisorError
-              ? error
-              : new SupervisorError('SUP_ERR_INTERNAL', `VM ${this.vm}: the relay failed`, { cause: error }),
-        }),
-      );
-    }
-    if (signal.aborted) return;
-    if (!outcome.approved) refuse(outcome.error);
-    await this.#owner.relayDecide(outcome.approved ? 'approved' : 'rejected').catch(() => undefined);
+  /** attest: relay: ask the owner's service while the hold waits (relay-step.ts). */
+  #relay(deadline: Date, signal: AbortSignal, refuse: (error: SupervisorError) => void): Promise<void> {
+    return relayToOwner({
+      vm: this.vm,
+      spec: this.#o.spec.relay,
+      run: this.#o.relay,
+      recordPath: this.#g.recordPath,
+      deadline,
+      signal,
+      owner: this.#owner,
+      refuse,
+      logger: this.#vmLog,
+    });
   }
 
   /**

@@ -4,7 +4,7 @@
 // Owns: that step's order and its failures (SUP_ERR_CHECK_*, SUP_ERR_RECORD_WRITE), and hashing
 // the kernel and initrd at spawn. Must not: resume or stop QEMU or move the VM's state (the
 // lifecycle does, and fails closed on whatever this throws); judge the measurement (the owner does).
-import { readFile } from 'node:fs/promises';
+import type { Hash } from 'node:crypto';
 import type { VmSpec } from '../config/vm-spec.js';
 import { hasCode, SupervisorError } from '../errors.js';
 import type { QmpClient } from '../qmp/client.js';
@@ -42,6 +42,8 @@ export interface MeasureContext {
   readonly qmp: QmpClient;
   /** The firmware preflight inspected. */
   readonly firmware: FirmwareInfo | null;
+  /** Preflight's unfinished sha256 over that firmware: the launch digest continues from a copy. */
+  readonly firmwareHash: Hash | null;
   /** The digests started at spawn. */
   readonly hashing: Promise<LaunchFileDigests>;
   /** Runs one exchange, naming its failure by the phase (and checking the launch's signal). */
@@ -89,10 +91,10 @@ export async function measureSevLaunch(c: MeasureContext): Promise<string> {
   c.signal.throwIfAborted();
 
   const fw = c.firmware;
-  if (fw === null) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${vm}: no firmware after preflight`);
-  const firmwareBytes = await step('read firmware', () => readFile(fw.path));
+  const firmwareHash = c.firmwareHash;
+  if (fw === null || firmwareHash === null) throw new SupervisorError('SUP_ERR_INTERNAL', `VM ${vm}: no firmware after preflight`);
   const [kernel, initrd] = await c.hashing;
-  const spawned = { vm, platform: c.platform, spec, firmware: fw, firmwareBytes, kernel, initrd, qemuVersion: qmp.greeting.QMP.version };
+  const spawned = { vm, platform: c.platform, spec, firmware: fw, firmwareHash, kernel, initrd, qemuVersion: qmp.greeting.QMP.version };
   const cpuSignature = sevType === 'sev-es' ? await step('query-cpus-fast', () => queryCpuSignature(qmp)) : undefined;
   const record = buildLaunchRecord(
     spawned,

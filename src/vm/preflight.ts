@@ -5,16 +5,18 @@
 // Owns: turning "QEMU would refuse this at start-up" into a clear error that names the config file,
 // the key, the image and what to use instead. Must not: spawn anything, build argv, or judge the
 // host (qemu/argv.ts applies the seed's host checks).
+import type { Hash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { VmSpec } from '../config/vm-spec.js';
 import { hasCode, SupervisorError, type ErrorCode } from '../errors.js';
 import { DEFAULT_OVMF_PATH, firmwarePath } from '../qemu/firmware.js';
-import { inspectFirmwareFile, type FirmwareInfo } from '../sev/firmware-file.js';
+import { readSnpFirmware, type SnpFirmwareFile } from '../attestation/snp-inputs.js';
+import { inspectLaunchFirmware, type FirmwareInfo } from '../sev/firmware-file.js';
 import { describeHashesAreaProblem, describeSevEsProblem, isUsableHashesArea } from '../sev/ovmf-table.js';
 import { describeIoError } from '../util/io-error.js';
 import { readDiskChains, type DiskChains } from './disk-chain.js';
-import { snpPreflight, type SnpLaunchFiles } from './snp-preflight.js';
+import { snpPreflight, type SnpLaunchFiles, type SnpPreflight } from './snp-preflight.js';
 
 /** Where the one firmware that can measure a direct kernel boot comes from. */
 export const AMDSEV_OVMF_HINT =
@@ -23,10 +25,18 @@ export const AMDSEV_OVMF_HINT =
 export interface Preflight {
   /** The inspected firmware, or null for SeaBIOS. */
   readonly firmware: FirmwareInfo | null;
+  /**
+   * sha256 over the firmware bytes preflight hashed, unfinished: the SEV launch digest continues
+   * from a copy, so the image is read once per launch (sev/launch-digest.ts). Null for SeaBIOS, and
+   * for SEV-SNP (its digest is computed from the image's bytes, snpFirmware).
+   */
+  readonly firmwareHash: Hash | null;
   /** Each disk's checked backing chain: what the argv states (QemuArgvInput.backingChains). */
   readonly disks: DiskChains;
   /** For an SNP guest: its ID block, ID auth and host data, read (QemuArgvInput.snp). */
   readonly snp?: SnpLaunchFiles;
+  /** For an SNP guest: the firmware image as SNP preflight read it (the expected digest's input). */
+  readonly snpFirmware?: SnpPreflight['firmware'];
 }
 
 /**
@@ -39,7 +49,8 @@ export interface Preflight {
  *   SUP_ERR_CONFIG_BAD_VALUE (its files).
  */
 export async function preflight(spec: VmSpec): Promise<Preflight> {
-  const firmware = await checkFirmware(spec);
+  const read = await checkFirmware(spec);
+  const firmware = read?.info ?? null;
   if (spec.kernel !== undefined) await checkReadable(spec, 'kernel', spec.kernel, 'SUP_ERR_KERNEL_READ');
   if (spec.initrd !== undefined) await checkReadable(spec, 'initrd', spec.initrd, 'SUP_ERR_KERNEL_READ');
   if (spec.launch !== undefined) {
@@ -47,16 +58,34 @@ export async function preflight(spec: VmSpec): Promise<Preflight> {
     await checkReadable(spec, 'launch dh-cert', spec.launch.dhCert, 'SUP_ERR_CONFIG_BAD_VALUE');
     await checkReadable(spec, 'launch session', spec.launch.session, 'SUP_ERR_CONFIG_BAD_VALUE');
   }
-  const snp = spec.sev?.type === 'snp' ? await snpPreflight(spec, spec.sev) : undefined;
-  return { firmware, disks: await readDiskChains(spec), ...(snp === undefined ? {} : { snp }) };
+  const snp = spec.sev?.type === 'snp' ? await snpPreflight(spec, spec.sev, read?.snp ?? null) : undefined;
+  return {
+    firmware,
+    firmwareHash: read?.hash ?? null,
+    disks: await readDiskChains(spec),
+    ...(snp === undefined ? {} : { snp: snp.files, snpFirmware: snp.firmware }),
+  };
 }
 
-async function checkFirmware(spec: VmSpec): Promise<FirmwareInfo | null> {
+/** The firmware as read: inspected, with the SEV digest's running hash, or (SEV-SNP) read whole for its own checks and digest. */
+type FirmwareRead = { readonly info: FirmwareInfo } & (
+  | { readonly hash: Hash; readonly snp?: undefined }
+  | { readonly hash: null; readonly snp: SnpFirmwareFile }
+);
+
+/** One read of the image whatever the SEV type: SNP's checks and digest need its bytes, SEV's a running sha256. */
+async function readFirmware(path: string, snp: boolean): Promise<FirmwareRead> {
+  if (!snp) return inspectLaunchFirmware(path);
+  const fw = await readSnpFirmware(path);
+  return { info: { path: fw.path, size: fw.size, sha256: fw.sha256, table: fw.table }, hash: null, snp: fw };
+}
+
+async function checkFirmware(spec: VmSpec): Promise<FirmwareRead | null> {
   const path = firmwarePath(spec);
   if (path === null) return null;
-  let info: FirmwareInfo;
+  let read: FirmwareRead;
   try {
-    info = await inspectFirmwareFile(path);
+    read = await readFirmware(path, spec.sev?.type === 'snp');
   } catch (error: unknown) {
     if (hasCode(error, 'SUP_ERR_FIRMWARE_TABLE_INVALID')) {
       throw new SupervisorError(
@@ -75,6 +104,7 @@ async function checkFirmware(spec: VmSpec): Promise<FirmwareInfo | null> {
       cause: error,
     });
   }
+  const { info } = read;
 
   const pinned = spec.firmware?.sha256;
   if (pinned !== undefined && pinned !== info.sha256) {
@@ -87,7 +117,7 @@ async function checkFirmware(spec: VmSpec): Promise<FirmwareInfo | null> {
   }
 
   const sev = spec.sev;
-  if (sev === undefined) return info;
+  if (sev === undefined) return read;
   // SNP's checks (vm/snp-preflight.ts) name this and what else SNP needs from the firmware at once.
   if (sev.type !== 'snp' && sev.kernelHashes && !isUsableHashesArea(info.table.hashesArea)) {
     const reason = describeHashesAreaProblem(info.table.hashesArea);
@@ -108,7 +138,7 @@ async function checkFirmware(spec: VmSpec): Promise<FirmwareInfo | null> {
       );
     }
   }
-  return info;
+  return read;
 }
 
 /**

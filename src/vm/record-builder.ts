@@ -1,10 +1,11 @@
 // The measurement record of one launch, assembled from what the lifecycle gathered: what was
-// hashed and read at spawn (firmware bytes, kernel and initrd digests), what QEMU reported
+// hashed by preflight and at spawn (the firmware's running sha256, kernel and initrd digests), what QEMU reported
 // (query-sev, the launch measurement, the vCPU signature for SEV-ES) and when it was captured.
 // Owns: the launch inputs (the record's `launch` member) and the host's expected GCTX.LD (the
 // kernel-hashes table, the SEV-ES VMSAs, the launch digest). Pure: no I/O; the lifecycle does the
 // reading and the writing. Must not: judge the measurement (only the owner can) or check QEMU's
 // answers (checks.ts does, before this runs). An SNP launch builds its own record (snp-record.ts).
+import type { Hash } from 'node:crypto';
 import type { VmSpec } from '../config/vm-spec.js';
 import { SupervisorError } from '../errors.js';
 import type { QemuVersion, SevInfoLegacy, SevInfoSev } from '../qmp/commands.js';
@@ -30,8 +31,11 @@ export interface SpawnedLaunch {
   readonly spec: VmSpec;
   /** The firmware as preflight inspected it (path, sha256, footer table). */
   readonly firmware: FirmwareInfo;
-  /** The firmware image's bytes, as measured by the PSP. */
-  readonly firmwareBytes: Buffer;
+  /**
+   * sha256 that has taken in exactly the firmware image preflight hashed (the bytes the PSP
+   * measures first), unfinished: the digest continues from a copy (sev/launch-digest.ts).
+   */
+  readonly firmwareHash: Hash;
   /** Hashed at spawn (null when the config names none). */
   readonly kernel: FileDigest | null;
   readonly initrd: FileDigest | null;
@@ -118,7 +122,7 @@ export function expectedLaunchDigest(spawned: SpawnedLaunch, cpu: CpuSignature |
     vmsas = buildVmsas({ vcpus: spec.cores, ...cpu, resetAddress, vmsaInit: RECORD_VMSA_INIT });
   }
   const digest = launchDigest({
-    firmware: spawned.firmwareBytes,
+    firmware: spawned.firmwareHash,
     ...(kernelHashesTable === undefined ? {} : { kernelHashesTable }),
     ...(vmsas === undefined ? {} : { vmsas }),
   });

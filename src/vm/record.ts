@@ -2,10 +2,12 @@
 // "Measurement record"). One JSON object per launch, schema `sevsup.measurement/v1`.
 // Owns: the record's shape, its construction from what QEMU reported plus the launch inputs, the
 // argument list for libvirt's `virt-qemu-sev-validate` (offline mode), and narrowing a record read
-// back from disk; and the union of the two kinds of launch record (SEV-SNP's is vm/snp-record.ts).
+// back from disk (with the field readers vm/record-fields.ts shares with SEV-SNP's parser); and the
+// union of the two kinds of launch record (SEV-SNP's is vm/snp-record.ts).
 // Pure: no I/O; never judges whether a measurement is right (only the owner can).
 import { MNONCE_BYTES } from '../sev/measurement.js';
 import { isRecord } from '../util/is-record.js';
+import { fileDigest, int, matching, recordHead, SHA256, str } from './record-fields.js';
 import { parseSnpRecord, type SnpLaunchRecord } from './snp-record.js';
 
 export const RECORD_SCHEMA = 'sevsup.measurement/v1';
@@ -192,36 +194,21 @@ export function recordFileStem(capturedAt: string): string {
  */
 export function parseRecord(value: unknown): MeasurementRecord | null {
   if (!isRecord(value) || value['schema'] !== RECORD_SCHEMA) return null;
+  const head = recordHead(value);
   const launch = parseLaunch(value['launch']);
   const validateArgs = value['validateArgs'];
-  const platform = value['platform'];
   const sevType = value['sevType'];
-  if (launch === null || !Array.isArray(validateArgs) || !validateArgs.every((a): a is string => typeof a === 'string')) return null;
-  if ((platform !== 'hardware' && platform !== 'simulated') || (sevType !== 'sev' && sevType !== 'sev-es')) return null;
-  const str = (k: string): string | null => {
-    const v = value[k];
-    return typeof v === 'string' ? v : null;
-  };
-  const int = (k: string): number | null => {
-    const v = value[k];
-    return typeof v === 'number' && Number.isSafeInteger(v) ? v : null;
-  };
-  const vm = str('vm');
-  const capturedAt = str('capturedAt');
-  const state = str('state');
-  const measurement = str('measurement');
-  const mnonce = str('mnonce');
-  const expectedLaunchDigest = str('expectedLaunchDigest');
+  if (head === null || launch === null || (sevType !== 'sev' && sevType !== 'sev-es')) return null;
+  if (!Array.isArray(validateArgs) || !validateArgs.every((a): a is string => typeof a === 'string')) return null;
+  const measurement = str(value, 'measurement');
+  const mnonce = str(value, 'mnonce');
+  const expectedLaunchDigest = matching(value, 'expectedLaunchDigest', SHA256);
   const vmsaInit = value['vmsaInit'];
-  if (expectedLaunchDigest === null || !/^[0-9a-f]{64}$/.test(expectedLaunchDigest)) return null;
+  const policy = int(value, 'policy');
+  const expectedPolicy = int(value, 'expectedPolicy');
+  if (measurement === null || mnonce === null || expectedLaunchDigest === null || policy === null || expectedPolicy === null) return null;
   if (vmsaInit !== null && vmsaInit !== RECORD_VMSA_INIT) return null;
-  const policy = int('policy');
-  const expectedPolicy = int('expectedPolicy');
-  const apiMajor = int('apiMajor');
-  const apiMinor = int('apiMinor');
-  const buildId = int('buildId');
-  if (vm === null || capturedAt === null || state === null || measurement === null || mnonce === null) return null;
-  if (policy === null || expectedPolicy === null || apiMajor === null || apiMinor === null || buildId === null) return null;
+  const { vm, capturedAt, platform, state, apiMajor, apiMinor, buildId } = head;
   return {
     schema: RECORD_SCHEMA,
     vm,
@@ -245,21 +232,17 @@ export function parseRecord(value: unknown): MeasurementRecord | null {
 
 function parseLaunch(value: unknown): LaunchInputs | null {
   if (!isRecord(value)) return null;
-  const firmware = parseDigest(value['firmware']);
-  const kernel = parseDigest(value['kernel']);
-  const initrd = parseDigest(value['initrd']);
-  const { cmdline, kernelHashes, vcpus, cpuModel, qemuVersion } = value;
+  // The files' sha256 are informational (the owner hashes their own copies): any string is read,
+  // as this parser always has, so records and requests that carry a placeholder stay readable.
+  const firmware = fileDigest(value['firmware'], null);
+  const kernel = fileDigest(value['kernel'], null);
+  const initrd = fileDigest(value['initrd'], null);
+  const { cmdline, kernelHashes } = value;
+  const vcpus = int(value, 'vcpus');
+  const cpuModel = str(value, 'cpuModel');
+  const qemuVersion = str(value, 'qemuVersion');
   if (firmware === undefined || kernel === undefined || initrd === undefined) return null;
   if (cmdline !== null && typeof cmdline !== 'string') return null;
-  if (typeof kernelHashes !== 'boolean' || typeof vcpus !== 'number' || !Number.isSafeInteger(vcpus)) return null;
-  if (typeof cpuModel !== 'string' || typeof qemuVersion !== 'string') return null;
+  if (typeof kernelHashes !== 'boolean' || vcpus === null || cpuModel === null || qemuVersion === null) return null;
   return { firmware, kernel, initrd, cmdline, kernelHashes, vcpus, cpuModel, qemuVersion };
-}
-
-/** undefined: malformed; null: absent. */
-function parseDigest(value: unknown): FileDigest | null | undefined {
-  if (value === null) return null;
-  if (!isRecord(value)) return undefined;
-  const { path, sha256 } = value;
-  return typeof path === 'string' && typeof sha256 === 'string' ? { path, sha256 } : undefined;
 }

@@ -14,6 +14,7 @@ import { idAuthKeyDigests, parseIdBlock } from '../sev/snp-id-block.js';
 import { describeSnpPolicy, snpPolicyView, type SnpPolicyFlag } from '../sev/snp-policy.js';
 import { isRecord } from '../util/is-record.js';
 import type { FileDigest, LaunchInputs, RecordPlatform } from './record.js';
+import { fileDigest, HEX, int, matching, nullableMatching, recordHead, SHA256, SHA384, str } from './record-fields.js';
 
 export const SNP_RECORD_SCHEMA = 'sevsup.snp-launch/v1';
 
@@ -196,30 +197,7 @@ export function buildSnpRecord(i: SnpRecordInputs): SnpLaunchRecord {
 
 // Section: narrowing a record read back -------------------------------------------------------------
 
-const HEX = (bytes: number): RegExp => new RegExp(`^[0-9a-f]{${bytes * 2}}$`);
-const SHA256 = HEX(32);
-const SHA384 = HEX(48);
 const HEX_VALUE = /^0x[0-9a-f]{1,16}$/;
-
-type Obj = Readonly<Record<string, unknown>>;
-
-const str = (o: Obj, k: string): string | null => (typeof o[k] === 'string' ? (o[k] as string) : null);
-const int = (o: Obj, k: string): number | null => (typeof o[k] === 'number' && Number.isSafeInteger(o[k]) ? (o[k] as number) : null);
-const matching = (o: Obj, k: string, re: RegExp): string | null => {
-  const v = str(o, k);
-  return v !== null && re.test(v) ? v : null;
-};
-const nullableMatching = (o: Obj, k: string, re: RegExp): string | null | undefined =>
-  o[k] === null ? null : (matching(o, k, re) ?? undefined);
-
-/** undefined: malformed; null: absent. */
-function fileDigest(value: unknown): FileDigest | null | undefined {
-  if (value === null) return null;
-  if (!isRecord(value)) return undefined;
-  const path = str(value, 'path');
-  const digest = matching(value, 'sha256', SHA256);
-  return path === null || digest === null ? undefined : { path, sha256: digest };
-}
 
 /**
  * Narrow a value read back from disk (or from the API) to an SNP launch record; null when it is not
@@ -229,25 +207,18 @@ function fileDigest(value: unknown): FileDigest | null | undefined {
  */
 export function parseSnpRecord(value: unknown): SnpLaunchRecord | null {
   if (!isRecord(value) || value['schema'] !== SNP_RECORD_SCHEMA || value['sevType'] !== 'sev-snp') return null;
-  const platform = value['platform'];
-  if (platform !== 'hardware' && platform !== 'simulated') return null;
-  const vm = str(value, 'vm');
-  const capturedAt = str(value, 'capturedAt');
-  const state = str(value, 'state');
-  const apiMajor = int(value, 'apiMajor');
-  const apiMinor = int(value, 'apiMinor');
-  const buildId = int(value, 'buildId');
+  const head = recordHead(value);
   const expectedLaunchDigest = matching(value, 'expectedLaunchDigest', SHA384);
   const firmwareDigest = matching(value, 'firmwareDigest', SHA384);
   const hostData = nullableMatching(value, 'hostData', SHA256);
-  if (vm === null || capturedAt === null || state === null || apiMajor === null || apiMinor === null || buildId === null) return null;
-  if (expectedLaunchDigest === null || firmwareDigest === null || hostData === undefined) return null;
+  if (head === null || expectedLaunchDigest === null || firmwareDigest === null || hostData === undefined) return null;
   const policy = parsePolicy(value['policy']);
   const idBlock = value['idBlock'] === null ? null : parseIdBlockView(value['idBlock']);
   const launch = parseLaunch(value['launch']);
   const rv = value['referenceValues'];
   if (policy === null || idBlock === undefined || launch === null) return null;
   if (!isRecord(rv) || rv['schema'] !== 'sevsup.snp-reference-values/v1' || matching(rv, 'measurement', SHA384) === null) return null;
+  const { vm, capturedAt, platform, state, apiMajor, apiMinor, buildId } = head;
   return {
     schema: SNP_RECORD_SCHEMA,
     vm,

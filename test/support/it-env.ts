@@ -2,10 +2,12 @@
 // QEMU: where the repo, the binaries and the test assets are, whether a suite can run here, and
 // which processes still mention a test's private directory (nothing may be left behind).
 // Must not: start or kill processes (the suites' harnesses do, by pid).
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readProcStat } from '../../src/process/pid.js';
+
+/** Live (non-zombie) processes whose command line mentions a text, other than this test process. */
+export { processesMentioning } from '../../src/process/pid.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const SEVSUP = join(REPO, 'bin', 'sevsup');
@@ -37,22 +39,4 @@ export function missingBuildOrAssets(bundle: string, paths: readonly string[]): 
   if (!existsSync(join(REPO, 'dist', 'bundle', bundle))) return 'dist/ is not built (npm run build)';
   for (const p of paths) if (!existsSync(p)) return `${p} is missing (bash scripts/setup-test-assets.sh)`;
   return null;
-}
-
-/** Live (non-zombie) processes whose command line mentions `text`, other than this test process. */
-export function processesMentioning(text: string): { pid: number; cmdline: string }[] {
-  const found: { pid: number; cmdline: string }[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
-    } catch {
-      continue;
-    }
-    if (!cmdline.includes(text)) continue;
-    const stat = readProcStat(Number(entry));
-    if (stat !== null && stat.state !== 'Z' && stat.state !== 'X') found.push({ pid: Number(entry), cmdline });
-  }
-  return found;
 }

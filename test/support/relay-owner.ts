@@ -4,7 +4,9 @@
 // (`sevsup owner serve`): it checks nothing and answers what the test tells it to.
 // Owns: the test PKI (CA, server certificates good/expired/wrong-host, another CA, a client
 // certificate) and the server. Certificates come from sev/snp-cert-builder.ts (RSA-PSS, DER), with
-// a subjectAltName added here.
+// a subjectAltName added here. The two CAs and the client have their own keys; the server's
+// certificates share one (what a test checks of them is issuer, names or dates, never which key
+// they hold), which keeps RSA key generation, the costly part, to four keys.
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { chmod, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
@@ -83,11 +85,12 @@ export async function makeRelayPki(dir: string): Promise<RelayPki> {
   const caDer = root(ca, 'relay test owner CA');
   const otherDer = root(other, 'some other CA');
   let serial = 10;
+  const serverKeys = rsa();
   const leaf = async (
     file: string,
     o: { cn: string; dns: readonly string[]; ips: readonly string[]; from: number; to: number; issuer: 'ca' | 'other' },
+    keys = serverKeys,
   ): Promise<TlsPair> => {
-    const keys = rsa();
     const der = buildCertificate({
       serial: serial++,
       issuer: name(o.issuer === 'ca' ? 'relay test owner CA' : 'some other CA'),
@@ -132,7 +135,7 @@ export async function makeRelayPki(dir: string): Promise<RelayPki> {
       issuer: 'ca',
     }),
     foreign: await leaf('foreign', { cn: 'localhost', ...names, from: now - DAY, to: now + 30 * DAY, issuer: 'other' }),
-    client: await leaf('client', { cn: 'node-7', dns: [], ips: [], from: now - DAY, to: now + 30 * DAY, issuer: 'ca' }),
+    client: await leaf('client', { cn: 'node-7', dns: [], ips: [], from: now - DAY, to: now + 30 * DAY, issuer: 'ca' }, rsa()),
     tokenFile,
     token,
   };

@@ -66,6 +66,44 @@ export async function runValidator(a: ValidatorArgs): Promise<{ exitCode: number
   return { exitCode: result.exitCode ?? -1, stderr: String(result.stderr) };
 }
 
+/**
+ * The validator's own script, run once per argv in one interpreter: runpy executes it afresh as
+ * `__main__` each time (its module state is new; only the libraries it imports are loaded once),
+ * with its stdout and stderr captured and its exit status taken from SystemExit as the interpreter
+ * would (an uncaught exception: 1). Reads a JSON array of argv arrays on stdin.
+ */
+const BATCH_DRIVER = `
+import contextlib, io, json, runpy, sys
+validator = sys.argv[1]
+results = []
+for args in json.load(sys.stdin):
+    err = io.StringIO()
+    sys.argv = [validator, *args]
+    code = 0
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(validator, run_name="__main__")
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except Exception as e:
+            print(repr(e), file=err)
+            code = 1
+    results.append({"exitCode": code, "stderr": err.getvalue()})
+json.dump(results, sys.stdout)
+`;
+
+/**
+ * The validator on many argvs (each without the script's path) in one Python process: the same
+ * verdicts as one process each, without an interpreter start and the validator's imports per run.
+ */
+export async function runValidatorBatch(argvs: readonly (readonly string[])[]): Promise<{ exitCode: number; stderr: string }[]> {
+  const result = await execa(PYTHON, ['-c', BATCH_DRIVER, VALIDATOR], { input: JSON.stringify(argvs), reject: false, timeout: 300_000 });
+  if (result.exitCode !== 0) throw new Error(`the validator batch failed (exit ${String(result.exitCode)}): ${String(result.stderr)}`);
+  const parsed = JSON.parse(String(result.stdout)) as { exitCode: number; stderr: string }[];
+  if (parsed.length !== argvs.length) throw new Error(`the validator batch answered ${parsed.length} of ${argvs.length} runs`);
+  return parsed;
+}
+
 /** Map with at most `limit` promises in flight (2 cores shared with other work). */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array<R>(items.length);

@@ -114,7 +114,61 @@ export async function runIdBlock(o: IdBlockCliOptions): Promise<void> {
     });
     return;
   }
-  const lines = [`id-block=${idBlock},id-auth=${idAuth}`, `id_key_hash: ${auth.idKeyDigest.toString('base64')}`];
-  if (auth.authorKeyDigest !== null) lines.push(`author_key: ${auth.authorKeyDigest.toString('base64')}`);
-  process.stdout.write(`${lines.join('\n')}\n`);
+  process.stdout.write(
+    formatIdBlockSummary({
+      block,
+      idAuthBytes: auth.idAuth.length,
+      idKeyPath,
+      authorKeyPath,
+      idKeyDigest: auth.idKeyDigest,
+      authorKeyDigest: auth.authorKeyDigest,
+      launchDigest,
+      policy: o.policy,
+      familyId: o.familyId,
+      imageId: o.imageId,
+      svn: o.svn,
+      files: { idBlock: o.idBlockFile, idAuth: o.idAuthFile },
+    }),
+  );
+}
+
+export interface IdBlockSummary {
+  readonly block: Buffer;
+  readonly idAuthBytes: number;
+  readonly idKeyPath: string;
+  readonly authorKeyPath: string | undefined;
+  readonly idKeyDigest: Buffer;
+  readonly authorKeyDigest: Buffer | null;
+  readonly launchDigest: Buffer;
+  readonly policy: bigint;
+  readonly familyId: string;
+  readonly imageId: string;
+  readonly svn: number;
+  readonly files: { readonly idBlock: string | undefined; readonly idAuth: string | undefined };
+}
+
+/**
+ * What a person reads: what was signed, with which key, the digests reports will carry, the sizes
+ * and where the files went. The 4 KiB ID auth itself is only in the files and in --json.
+ */
+export function formatIdBlockSummary(s: IdBlockSummary): string {
+  const written = (file: string | undefined, key: string, option: string): string =>
+    file === undefined
+      ? `not written (--${option} FILE writes it; --json prints it)`
+      : `${file} (base64, as the config's ${key}= takes it)`;
+  const lines = [
+    `signed an SEV-SNP ID block (${s.block.length} bytes) and ID auth (${s.idAuthBytes} bytes) with the ID key ${s.idKeyPath}`,
+    `launch digest:     ${s.launchDigest.toString('hex')}`,
+    `policy:            ${formatSnpPolicy(s.policy)}`,
+    `family id:         ${s.familyId.toLowerCase()}`,
+    `image id:          ${s.imageId.toLowerCase()}`,
+    `guest SVN:         ${s.svn}`,
+    `ID key digest:     ${s.idKeyDigest.toString('hex')} (ID_KEY_DIGEST in every report; base64 ${s.idKeyDigest.toString('base64')})`,
+    s.authorKeyDigest === null
+      ? 'author key:        none'
+      : `author key digest: ${s.authorKeyDigest.toString('hex')} (AUTHOR_KEY_DIGEST; ${s.authorKeyPath ?? '?'})`,
+    `ID block file:     ${written(s.files.idBlock, 'id-block', 'id-block-file')}`,
+    `ID auth file:      ${written(s.files.idAuth, 'id-auth', 'id-auth-file')}`,
+  ];
+  return `${lines.join('\n')}\n`;
 }

@@ -1,7 +1,7 @@
 // Implementation of `sevsup inspect-firmware`: read the image, render the table and verdicts.
 // Owns: the human and JSON shapes of this command's output. Must not: contain table parsing
 // (sev/ovmf-table.ts) or file reading (sev/firmware-file.ts).
-import { inspectFirmwareFile, type FirmwareInfo } from '../../sev/firmware-file.js';
+import type { FirmwareInfo } from '../../sev/firmware-file.js';
 import { describeHashesAreaProblem, describeSecretAreaProblem, describeSevEsProblem, hex, type Area } from '../../sev/ovmf-table.js';
 import { readSnpFirmware } from '../../attestation/snp-inputs.js';
 import { snpFirmwareProblems } from '../../sev/snp-firmware-checks.js';
@@ -86,11 +86,11 @@ function formatSnp(snp: SnpFirmwareReport): string[] {
   return lines;
 }
 
-/** @throws SUP_ERR_FIRMWARE_READ, SUP_ERR_FIRMWARE_TABLE_INVALID (via inspectFirmwareFile). */
+/** @throws SUP_ERR_FIRMWARE_READ, SUP_ERR_FIRMWARE_TABLE_INVALID (via readSnpFirmware). */
 export async function runInspectFirmware(file: string, opts: InspectFirmwareCliOptions): Promise<void> {
-  const info = await inspectFirmwareFile(file);
-  // The SNP part needs the whole image (its metadata and the page chain): read it once more.
+  // One read of the whole image: the SNP part needs it all (its metadata and the page chain).
   const fw = await readSnpFirmware(file);
+  const info: FirmwareInfo = { path: fw.path, size: fw.size, sha256: fw.sha256, table: fw.table };
   const snp: SnpFirmwareReport = {
     metadata: fw.metadata,
     firmwareDigest: firmwareSizeProblem(fw.size) === null ? snpFirmwareDigest(fw.bytes).toString('hex') : null,

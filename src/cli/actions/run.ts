@@ -10,6 +10,7 @@ import { loadVmConfig } from '../../config/vm-config.js';
 import { SupervisorError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { SIM_FAULTS, selectPlatform, type SimFault, type SimOptions } from '../../platform/select.js';
+import { disableCoreDumps } from '../../process/core-limit.js';
 import { lockDirs } from '../../process/dir-lock.js';
 import { prepareVmRunDir } from '../../process/run-dir.js';
 import { superviseGuest } from '../../guest/supervised.js';
@@ -62,6 +63,10 @@ export async function runRun(ref: string, opts: RunCliOptions): Promise<void> {
   // host); the platform's failure is still the one reported when both fail, as before.
   const locking = lockDirs([opts.runDir, opts.stateDir], { mode: 'shared', who: 'sevsup run' });
   locking.catch(() => undefined); // awaited below
+  // The zero core limit QEMU inherits is set by prlimit(1), another process start: begun now, beside
+  // the locks, so it is done by spawn. The launcher still awaits it (and retries and fails the
+  // launch when it was not set): this only starts it sooner.
+  disableCoreDumps().catch(() => undefined);
   const { platform, binary, binaryArgs, caps } = await selectPlatform({
     platform: opts.platform,
     ...(qemu === undefined ? {} : { qemu }),

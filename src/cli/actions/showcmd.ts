@@ -2,9 +2,9 @@
 // Owns: the printed shapes (shell-quoted, one option per line; or a JSON array). Must not: start
 // QEMU, create the run directory, or contain argv rules (qemu/argv.ts) or file checks (vm/preflight.ts).
 import { loadVmConfig } from '../../config/vm-config.js';
+import { preflightWithQemuCheck } from '../../guest/qemu-check.js';
 import type { HostCaps } from '../../host/host-caps.js';
 import { DEFAULT_QEMU_BINARY } from '../../host/qemu-probe.js';
-import { requireQemuForSnp } from '../../host/qemu-version.js';
 import { resolveHostCaps } from '../../host/resolve.js';
 import { SIMULATED_HOST_CAPS } from '../../host/simulated.js';
 import { vmRunPaths } from '../../process/run-dir.js';
@@ -24,14 +24,14 @@ export async function runShowcmd(ref: string, opts: ShowcmdCliOptions): Promise<
   const spec = await loadVmConfig(ref, opts.vmDir === undefined ? {} : { vmDir: opts.vmDir });
   // The VM's own `qemu:` key wins over --qemu (with the simulated platform the simulator runs QEMU).
   const binary = (opts.platform === 'sim' ? undefined : spec.qemu) ?? opts.qemu ?? DEFAULT_QEMU_BINARY;
-  if (spec.sev?.type === 'snp' && opts.platform !== 'sim') await requireQemuForSnp(binary);
+  // As `sevsup run` and the daemon check it: an SNP guest's QEMU first, then its files. The chain
+  // read from the disks' headers is part of the command line (qemu/devices.ts).
+  const checked = await preflightWithQemuCheck(opts.platform === 'sim' ? 'simulated' : 'hardware', binary, preflight)(spec);
   const caps: HostCaps =
     opts.platform === 'sim'
       ? SIMULATED_HOST_CAPS
       : await resolveHostCaps({ qemu: binary, ...(opts.hostCaps === undefined ? {} : { file: opts.hostCaps }) });
   const paths = vmRunPaths(opts.runDir, spec.name);
-  // The chain read from the disks' headers is part of the command line (qemu/devices.ts).
-  const checked = await preflight(spec);
   const groups = buildQemuCommandLine({
     spec,
     caps,

@@ -18,6 +18,7 @@ import { isPidAlive } from '../../process/pid.js';
 import { MAX_UNIX_SOCKET_PATH_BYTES } from '../../qemu/argv.js';
 import { POLICY_BITS } from '../../sev/policy.js';
 import { TIK_BYTES } from '../../sev/measurement.js';
+import { snpPolicyFlagMask } from '../../sev/snp-policy.js';
 import type { Area } from '../../sev/ovmf-table.js';
 import { hashKernelInputs } from '../../sev/kernel-hashes.js';
 import { cpuSignature as cpuidSignature } from '../../sev/vmsa.js';
@@ -223,7 +224,7 @@ async function measure(
 }
 
 /** QEMU 10's debug-allowed policy bit: the wrong-policy fault flips it, as it flips SEV's NODBG. */
-const SNP_POLICY_DEBUG = 0x80000n;
+const SNP_POLICY_DEBUG = snpPolicyFlagMask('DEBUG');
 
 /** What the SNP path gives the guest: its applied policy and its first run. */
 interface SnpPrepared {

@@ -6,18 +6,22 @@
 // Must not: spawn, read files, or decide what happens at the first run (snp-launch.ts does).
 import { describeHashesAreaProblem, SEV_HASH_TABLE_RV_GUID, type OvmfTable } from '../../sev/ovmf-table.js';
 import { firmwareSizeProblem } from '../../sev/snp-launch-digest.js';
+import {
+  decodeSnpPolicy,
+  QEMU_DEFAULT_SNP_POLICY,
+  SNP_POLICY_MBO,
+  SNP_POLICY_RESERVED_HIGH,
+  snpPolicyFlagMask,
+} from '../../sev/snp-policy.js';
 import { linkedSevObject, type QemuArgvModel, type SevGuestObject } from './argv-model.js';
 import { readBool, readUint } from './qemu-opts.js';
 import { glibBase64Decode, PSP_IOCTL_RET, SEV_FW_ERRORS, SIM_HOST_CBITPOS } from './sev-state.js';
 import { initAccelerator, QEMU_PROGNAME } from './startup-checks.js';
 
-/** QEMU's default SNP policy (DEFAULT_SEV_SNP_POLICY: SMT allowed, reserved bit 17). */
-export const QEMU_DEFAULT_SNP_POLICY = 0x30000n;
-/** Bits KVM accepts at SNP_LAUNCH_START (ABI, SMT, MBO, DEBUG, SINGLE_SOCKET and bits 21–25; not MIGRATE_MA). */
-const KVM_VALID_POLICY = 0x3fbffffn;
-const POLICY_RSVD_MBO = 1n << 17n;
 const UINT32_MAX = 0xffffffff;
 const UINT64_MAX = 0xffffffffffffffffn;
+/** Bits KVM accepts at SNP_LAUNCH_START (ABI, SMT, MBO, DEBUG, SINGLE_SOCKET and bits 21–25; not MIGRATE_MA). */
+const KVM_VALID_POLICY = ~SNP_POLICY_RESERVED_HIGH & ~snpPolicyFlagMask('MIGRATE_MA') & UINT64_MAX;
 /** Linux errno values KVM returns, as QEMU prints them in ret=. */
 const EINVAL = 22;
 
@@ -195,11 +199,10 @@ export type SnpStartupPlan =
 
 /** SNP_LAUNCH_START: KVM's policy mask, then the firmware's ABI floor. */
 function launchStartProblem(policy: bigint, host: SnpHostFacts): string | null {
-  if ((policy & ~KVM_VALID_POLICY) !== 0n || (policy & POLICY_RSVD_MBO) === 0n) {
+  if ((policy & ~KVM_VALID_POLICY) !== 0n || (policy & SNP_POLICY_MBO) === 0n) {
     return `sev_snp_launch_start: SNP_LAUNCH_START ret=-${EINVAL} fw_error=0 ''`;
   }
-  const abiMinor = Number(policy & 0xffn);
-  const abiMajor = Number((policy >> 8n) & 0xffn);
+  const { abiMajor, abiMinor } = decodeSnpPolicy(policy);
   if (abiMajor > host.apiMajor || (abiMajor === host.apiMajor && abiMinor > host.apiMinor)) {
     const fw = SEV_FW_ERRORS.POLICY_FAILURE;
     return `sev_snp_launch_start: SNP_LAUNCH_START ret=${PSP_IOCTL_RET} fw_error=${fw.code} '${fw.text}'`;

@@ -34,12 +34,16 @@ afterAll(async () => {
   remove();
 });
 
+/** `sevsup verify --report <file>` with the test's chain (--certs) and its ARK as the root of trust. */
+const verifyChecked = (reportFile: string, ...more: string[]) =>
+  runCliCaptured('verify', '--report', reportFile, '--certs', certs, '--ark', ark, ...more);
+
 const measurement = Buffer.alloc(48, 0x4d).toString('hex');
 const hostData = Buffer.alloc(32, 0x48).toString('base64');
 
 describe('sevsup verify --report', () => {
   it('exit 0 for a genuine report, and says when only the evidence was checked', async () => {
-    const r = await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--cache', emptyCache);
+    const r = await verifyChecked(report, '--cache', emptyCache);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^OK: SNP report v3, Genoa, VCEK/);
     expect(r.out).toMatch(/OK: the VCEK signature over bytes 0–0x29f verifies/);
@@ -47,14 +51,8 @@ describe('sevsup verify --report', () => {
   });
 
   it("exit 0 with the owner's expectations met; exit 1 naming each one that is not", async () => {
-    const good = await runCliCaptured(
-      'verify',
-      '--report',
+    const good = await verifyChecked(
       report,
-      '--certs',
-      certs,
-      '--ark',
-      ark,
       '--expected-measurement',
       measurement,
       '--host-data',
@@ -70,26 +68,14 @@ describe('sevsup verify --report', () => {
     );
     expect(good.code).toBe(0);
     expect(good.out).not.toMatch(/WARNING/);
-    const bad = await runCliCaptured(
-      'verify',
-      '--report',
-      report,
-      '--certs',
-      certs,
-      '--ark',
-      ark,
-      '--expected-measurement',
-      '00'.repeat(48),
-      '--min-guest-svn',
-      '9',
-    );
+    const bad = await verifyChecked(report, '--expected-measurement', '00'.repeat(48), '--min-guest-svn', '9');
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/ERROR: the measurement 4d4d.* is not the expected 0000/);
     expect(bad.err).toMatch(/ERROR: guest SVN 2 is below 9/);
   });
 
   it("exit 1 for a tampered report (the signature), and against AMD's real roots (the chain)", async () => {
-    const t = await runCliCaptured('verify', '--report', tampered, '--certs', certs, '--ark', ark);
+    const t = await verifyChecked(tampered);
     expect(t.code).toBe(1);
     expect(t.err).toMatch(/ERROR: the VCEK signature does not verify/);
     const amd = await runCliCaptured('verify', '--report', report, '--certs', certs);
@@ -107,40 +93,17 @@ describe('sevsup verify --report', () => {
         minTcb: { bootloader: 7, tee: 0, snp: 14, microcode: 72 },
         inputs: {},
       });
-    const good = await runCliCaptured(
-      'verify',
-      '--report',
-      report,
-      '--certs',
-      certs,
-      '--ark',
-      ark,
-      '--reference-values',
-      file('rv.json', rv(measurement)),
-    );
+    const good = await verifyChecked(report, '--reference-values', file('rv.json', rv(measurement)));
     expect(good.code).toBe(0);
     expect(good.out).toMatch(/OK: policy 0x30000 is the expected 0x30000/);
-    const bad = await runCliCaptured(
-      'verify',
-      '--report',
-      report,
-      '--certs',
-      certs,
-      '--ark',
-      ark,
-      '--reference-values',
-      file('rv-bad.json', rv('00'.repeat(48))),
-    );
+    const bad = await verifyChecked(report, '--reference-values', file('rv-bad.json', rv('00'.repeat(48))));
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/ERROR: the measurement/);
-    expect(
-      (await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--reference-values', file('rv-junk.json', '{')))
-        .code,
-    ).toBe(4);
+    expect((await verifyChecked(report, '--reference-values', file('rv-junk.json', '{'))).code).toBe(4);
   });
 
   it('--json decodes every field and gives every verdict', async () => {
-    const r = await runCliCaptured('verify', '--report', report, '--certs', certs, '--ark', ark, '--json');
+    const r = await verifyChecked(report, '--json');
     expect(r.code).toBe(0);
     const j = JSON.parse(r.out) as {
       valid: boolean;

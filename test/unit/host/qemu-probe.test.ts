@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { probeQemuSevCapabilities, qemuProbeArgv } from '../../../src/host/qemu-probe.js';
-import { livePidsWithArg } from '../../support/proc-scan.js';
+import { processesMentioning } from '../../support/it-env.js';
 
 const FAKE_QEMU = fileURLToPath(new URL('./fixtures/fake-qemu-sev.mjs', import.meta.url));
 
@@ -15,7 +15,7 @@ beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sevsup-qprobe-'));
 });
 afterEach(async () => {
-  expect(livePidsWithArg('sevsup-probe-')).toEqual([]);
+  expect(processesMentioning('sevsup-probe-')).toEqual([]);
   await rm(dir, { recursive: true, force: true });
 });
 

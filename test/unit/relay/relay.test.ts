@@ -5,6 +5,7 @@
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RelaySpec } from '../../../src/config/vm-spec.js';
 import { SupervisorError } from '../../../src/errors.js';
@@ -60,6 +61,8 @@ async function relay(
     signal?: AbortSignal;
     /** The same launch again (a daemon restarted during its hold): its record, and the audit beside it. */
     again?: string;
+    /** Runs beside the relay, given the audit file's path; awaited before the audit is read. */
+    alongside?: (auditPath: string) => Promise<void>;
   } = {},
 ): Promise<Run> {
   if (o.again === undefined) {
@@ -68,6 +71,7 @@ async function relay(
     await writeFile(recordPath, `${JSON.stringify(RECORD, null, 2)}\n`);
   } else recordPath = o.again;
   const injected: { packetHeader: string; secret: string }[] = [];
+  const beside = o.alongside?.(auditPathFor(recordPath));
   const outcome = await relayHold(
     {
       vm: 'web1',
@@ -84,6 +88,7 @@ async function relay(
     },
     { hostId: 'node-7' },
   );
+  await beside;
   const auditText = await readFile(auditPathFor(recordPath), 'utf8').catch(() => '');
   const audit = auditText
     .split('\n')
@@ -218,6 +223,7 @@ describe('hostile and broken owners: each a final rejection with its reason', ()
 
   it('an answer for another launch', async () => {
     const s = await owner((r) =>
+      // Its last hex digit changed (a launch id that already ends in 0 gets a 1).
       answer.json({
         schema: 'sevsup.attest-answer/v1',
         launchId: `${r.body.launchId.slice(0, -1)}${r.body.launchId.endsWith('0') ? '1' : '0'}`,
@@ -251,7 +257,7 @@ describe('hostile and broken owners: each a final rejection with its reason', ()
 
   it('a slow owner: each attempt times out, retried until the deadline, then rejected', async () => {
     const s = await owner(() => ({ ...answer.json({}), delayMs: 5000 }));
-    const run = await relay(spec(s.url, { timeoutSeconds: 1 }), { deadlineMs: 2500 });
+    const run = await relay(spec(s.url, { timeoutSeconds: 0.4 }), { deadlineMs: 1500 });
     expect(rejection(run)).toMatchObject({ code: 'SUP_ERR_ATTEST_TIMEOUT', message: expect.stringContaining('no complete answer within') });
     const attempts = run.audit.filter((l) => l['event'] === 'attempt');
     expect(attempts.length).toBeGreaterThanOrEqual(2);
@@ -269,14 +275,16 @@ describe('retries within the deadline only', () => {
     expect(run.audit.filter((l) => l['event'] === 'attempt').map((l) => l['status'])).toEqual([503, 503, 200]);
   });
 
-  it('the owner is down until shortly before the deadline: a retry gets through', async () => {
+  it('the owner is down at first: a later attempt within the deadline gets through', async () => {
     const port = await freePort();
     const url = `https://localhost:${port}/attest`;
-    const later = new Promise<void>((resolve) =>
-      setTimeout(() => void owner((r) => answer.approve(r), { port }).then(() => resolve()), 2000),
-    );
-    const run = await relay(spec(url), { deadlineMs: 4000 });
-    await later;
+    // The owner comes up once the first attempt has been refused (the audit says so), not at a fixed time.
+    const comeUp = async (auditPath: string): Promise<void> => {
+      const end = Date.now() + 4000;
+      while (Date.now() < end && !(await readFile(auditPath, 'utf8').catch(() => '')).includes('"event":"attempt"')) await delay(20);
+      await owner((r) => answer.approve(r), { port });
+    };
+    const run = await relay(spec(url), { deadlineMs: 4000, alongside: comeUp });
     expect(run.outcome).toEqual({ approved: true, injected: false });
     const attempts = run.audit.filter((l) => l['event'] === 'attempt');
     expect(attempts.length).toBeGreaterThanOrEqual(2);
@@ -286,7 +294,7 @@ describe('retries within the deadline only', () => {
 
   it('down past the deadline: rejected, with the last failure named', async () => {
     const port = await freePort();
-    const run = await relay(spec(`https://localhost:${port}/attest`), { deadlineMs: 1500 });
+    const run = await relay(spec(`https://localhost:${port}/attest`), { deadlineMs: 700 });
     expect(rejection(run)).toMatchObject({ code: 'SUP_ERR_ATTEST_TIMEOUT', message: expect.stringContaining('ECONNREFUSED') });
   });
 

@@ -4,6 +4,7 @@
 // store run. Each scenario asserts the commands the fake received: `cont` never reaches QEMU on a
 // failed check or an unwritten record, query-sev-launch-measure and secret injection never at all.
 import { generateKeyPairSync } from 'node:crypto';
+import { copyFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -107,6 +108,9 @@ interface Harness {
   readonly stateDir: string;
 }
 
+/** For a launch that reaches `running`: it waits out the first-run window, so a short one (the 1.5 s default here is for QEMUs that exit in it). */
+const RUNS: Partial<LifecycleOptions> = { snpFirstRunWindowMs: 200 };
+
 async function harness(scenario: object, vmSpec: VmSpec = spec(), over: Partial<LifecycleOptions> = {}): Promise<Harness> {
   const dir = join(root, String(n++));
   const commandLog = join(dir, 'commands.jsonl');
@@ -128,7 +132,7 @@ async function harness(scenario: object, vmSpec: VmSpec = spec(), over: Partial<
 
 describe('VmLifecycle: the SEV-SNP launch', () => {
   it('checks query-sev, writes the record before cont, holds, and runs once approved; never measures or injects', async () => {
-    const h = await harness({}, spec({}, { attest: 'hold' }));
+    const h = await harness({}, spec({}, { attest: 'hold' }), RUNS);
     const started = h.lifecycle.start();
     const held = await waitFor(h, 'held');
     expect(held).toMatchObject({ secretInjection: false });
@@ -193,6 +197,7 @@ describe('VmLifecycle: the SEV-SNP launch', () => {
         idAuth: join(root, 'id.auth'),
         hostData: { kind: 'value', base64: hostData.toString('base64') },
       }),
+      RUNS,
     );
     await h.lifecycle.start();
     const record = parseSnpRecord(JSON.parse(await readFile(h.lifecycle.status().record ?? '', 'utf8')));
@@ -247,6 +252,37 @@ describe('VmLifecycle: the SEV-SNP launch fails closed', () => {
     expect(await readLatestRecord(h.stateDir, 'vm1')).toBeNull();
   });
 
+  it('a kernel that cannot be hashed after spawn (the digest cannot be computed) stops the guest before cont, with no record', async () => {
+    // The digest up to the VMSAs is computed while QEMU starts; its failure must still end the launch.
+    const kernel = join(root, 'vanishing-vmlinuz');
+    await writeFile(kernel, 'a kernel');
+    const h = await harness({}, spec({ kernelHashes: true }, { kernel, attest: 'hold' }));
+    h.lifecycle.onEvent((e) => {
+      if (e.event === 'spawned') unlinkSync(kernel);
+    });
+    const error = await startFailure(h);
+    expect(error.code).toBe('SUP_ERR_KERNEL_READ');
+    expect(error.message).toMatch(/^VM vm1: cannot compute the expected SNP launch digest: .*; the guest was not resumed$/);
+    expect(await h.commands()).not.toContain('cont');
+    expect(names(h.events)).not.toContain('snp-recorded');
+    expect(await readLatestRecord(h.stateDir, 'vm1')).toBeNull();
+    expect(h.lifecycle.state).toBe('failed');
+  });
+
+  it('a firmware image replaced after preflight read it is refused before cont: the digest would not be of what QEMU loaded', async () => {
+    const changing = join(root, 'changing.fd');
+    copyFileSync(firmware, changing);
+    const h = await harness({}, spec({}, { firmware: { path: changing } }));
+    h.lifecycle.onEvent((e) => {
+      if (e.event === 'spawned') writeFileSync(changing, buildSnpImage({ sections: [[0x800000, 0x1000, SECTION.SEC_MEM]] }));
+    });
+    const error = await startFailure(h);
+    expect(error.code).toBe('SUP_ERR_FIRMWARE_HASH_MISMATCH');
+    expect(error.message).toContain(`VM vm1: the firmware ${changing} changed while the guest was starting`);
+    expect(await h.commands()).not.toContain('cont');
+    expect(h.lifecycle.state).toBe('failed');
+  });
+
   it('does not resume when the record cannot be written', async () => {
     const blocker = join(root, 'snp-state-is-a-file');
     await writeFile(blocker, '');
@@ -285,7 +321,7 @@ describe('VmLifecycle: the SEV-SNP launch fails closed', () => {
   });
 
   it('a QEMU that exits after the window ran: the guest stopped running, it is not a failed launch', async () => {
-    const h = await harness({ snpExitAfterCont: { afterMs: 800, text: 'guest crashed later' } }, spec(), { snpFirstRunWindowMs: 100 });
+    const h = await harness({ snpExitAfterCont: { afterMs: 500, text: 'guest crashed later' } }, spec(), { snpFirstRunWindowMs: 100 });
     await h.lifecycle.start();
     expect(h.lifecycle.state).toBe('running');
     const outcome = await h.lifecycle.finished;

@@ -102,7 +102,7 @@ describe('preflight firmware', () => {
 
   it('reads no firmware for SeaBIOS', async () => {
     const { sev: _sev, firmware: _fw, ...plain } = spec();
-    expect(await preflight({ ...plain, bios: 'seabios' })).toEqual({ firmware: null, disks: new Map() });
+    expect(await preflight({ ...plain, bios: 'seabios' })).toEqual({ firmware: null, firmwareHash: null, disks: new Map() });
   });
 
   it('names the config, key and image when the firmware is missing', async () => {

@@ -131,6 +131,7 @@ describe('parseRecord', () => {
     ['a bad platform', { platform: 'cloud' }],
     ['a non-string validate arg', { validateArgs: ['--policy', 11] }],
     ['a launch without sha256', { launch: { ...buildRecord(inputs()).launch, firmware: { path: '/x' } } }],
+    ['a fractional vCPU count', { launch: { ...buildRecord(inputs()).launch, vcpus: 1.5 } }],
     ['a missing vm', { vm: undefined }],
   ])('rejects %s', (_name, patch) => {
     expect(parseRecord({ ...JSON.parse(JSON.stringify(buildRecord(inputs()))), ...patch })).toBeNull();

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readSnpFirmware } from '../../../src/attestation/snp-inputs.js';
 import { parseVmConfig } from '../../../src/config/vm-config.js';
 import type { SnpSpec } from '../../../src/config/vm-spec.js';
 import { snpPreflight } from '../../../src/vm/snp-preflight.js';
@@ -41,7 +42,9 @@ describe('snpPreflight', () => {
     const { spec, sev } = load(
       `firmware: ${fw}\nkernel: /k\namd-sev: type=snp,kernel-hashes=1,id-block=g.idblock,id-auth=g.idauth,host-data-file=hd.bin\n`,
     );
-    expect(await snpPreflight(spec, sev)).toEqual({
+    const read = await snpPreflight(spec, sev, await readSnpFirmware(spec.firmware?.path ?? ''));
+    expect(read.firmware).toMatchObject({ path: fw, size: read.firmware.bytes.length });
+    expect(read.files).toEqual({
       idBlock: Buffer.alloc(96, 7).toString('base64'),
       idAuth: Buffer.alloc(4096, 9).toString('base64'),
       hostData: Buffer.alloc(32, 5).toString('base64'),
@@ -50,7 +53,7 @@ describe('snpPreflight', () => {
 
   it('refuses a kernel with a firmware that has no KERNEL_HASHES section, naming the file and why', async () => {
     const { spec, sev } = load(`firmware: ${plainFw}\nkernel: /k\namd-sev: type=snp\n`);
-    await expect(snpPreflight(spec, sev)).rejects.toMatchObject({
+    await expect(snpPreflight(spec, sev, await readSnpFirmware(spec.firmware?.path ?? ''))).rejects.toMatchObject({
       code: 'SUP_ERR_FIRMWARE_SNP',
       message: expect.stringContaining(
         `firmware: ${plainFw} cannot launch this SEV-SNP guest: a kernel is given, but the firmware has no KERNEL_HASHES section`,
@@ -62,7 +65,7 @@ describe('snpPreflight', () => {
     writeFileSync(path.join(dir, 'short.idblock'), Buffer.alloc(95, 1).toString('base64'));
     writeFileSync(path.join(dir, 'ok.idauth'), Buffer.alloc(100, 1).toString('base64'));
     const { spec, sev } = load(`firmware: ${fw}\namd-sev: type=snp,id-block=short.idblock,id-auth=ok.idauth\n`);
-    await expect(snpPreflight(spec, sev)).rejects.toMatchObject({
+    await expect(snpPreflight(spec, sev, await readSnpFirmware(spec.firmware?.path ?? ''))).rejects.toMatchObject({
       code: 'SUP_ERR_CONFIG_BAD_VALUE',
       message: `${path.join(dir, 'g.conf')}: amd-sev: id-block ${path.join(dir, 'short.idblock')}: must hold 96 bytes, raw or in base64 (\`sevsup id-block\` writes them); it holds neither`,
     });

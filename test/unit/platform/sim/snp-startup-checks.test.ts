@@ -1,26 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { readQemuArgv } from '../../../../src/platform/sim/argv-model.js';
 import { planSnpStartup, readSnpObject, type SnpStartupFacts } from '../../../../src/platform/sim/snp-startup-checks.js';
-import { SEV_HASH_TABLE_RV_GUID, SEV_INFO_BLOCK_GUID, type Area, type OvmfTable } from '../../../../src/sev/ovmf-table.js';
+import type { OvmfTable } from '../../../../src/sev/ovmf-table.js';
+import { ovmfTable } from './fixtures.js';
 
-function table(o: { hashes?: Area | null; reset?: number | null } = {}): OvmfTable {
-  const hashes = o.hashes === undefined ? { base: 0x80fc00, size: 0x400 } : o.hashes;
-  const reset = o.reset === undefined ? 0x80b004 : o.reset;
-  return {
-    found: true,
-    entries: [
-      ...(hashes === null ? [] : [{ guid: SEV_HASH_TABLE_RV_GUID, name: null, offset: 0, length: 8 }]),
-      ...(reset === null ? [] : [{ guid: SEV_INFO_BLOCK_GUID, name: null, offset: 8, length: 4 }]),
-    ],
-    badEntry: null,
-    sevResetAddress: reset === 0 ? null : reset,
-    sevInfoSource: reset === null ? null : 'table',
-    sevInfoResetAddress: reset,
-    hashesArea: hashes,
-    secretArea: null,
-    snpMetadata: true,
-  };
-}
+const table = (o: { hashes?: OvmfTable['hashesArea']; reset?: number | null } = {}): OvmfTable => ovmfTable({ ...o, snp: true });
 
 function facts(o: { table?: OvmfTable | null; size?: number | null; bz?: boolean | null; api?: [number, number] } = {}): SnpStartupFacts {
   return {
@@ -35,7 +19,10 @@ function facts(o: { table?: OvmfTable | null; size?: number | null; bz?: boolean
   };
 }
 
-const OBJECT = 'sev-snp-guest,id=sev0,cbitpos=47,reduced-phys-bits=1,kernel-hashes=on';
+/** The smallest sev-snp-guest QEMU takes, and the one sevsup starts (the host's cbitpos, kernel hashes). */
+const GUEST = 'sev-snp-guest,id=sev0,reduced-phys-bits=1';
+const STOCK = 'sev-snp-guest,id=sev0,cbitpos=47,reduced-phys-bits=1';
+const OBJECT = `${STOCK},kernel-hashes=on`;
 function argv(o: { object?: string; machine?: string; kernel?: boolean; accel?: boolean } = {}): string[] {
   return [
     '-S',
@@ -61,7 +48,7 @@ describe('readSnpObject', () => {
   };
 
   it("takes QEMU 10's defaults and decodes the byte properties", () => {
-    const r = read(`sev-snp-guest,id=sev0,reduced-phys-bits=1,host-data=${Buffer.alloc(32, 7).toString('base64')}`);
+    const r = read(`${GUEST},host-data=${Buffer.alloc(32, 7).toString('base64')}`);
     expect(r).toMatchObject({ policy: 0x30000n, cbitpos: 0, kernelHashes: false, sevDevice: '/dev/sev', idBlock: null });
     if ('error' in r) throw new Error(r.error);
     expect(r.hostData).toEqual(Buffer.alloc(32, 7));
@@ -69,27 +56,27 @@ describe('readSnpObject', () => {
 
   it('words visitor errors as QEMU does for keyval and for JSON', () => {
     expect(read('sev-snp-guest,id=sev0')).toEqual({ error: "Parameter 'reduced-phys-bits' is missing" });
-    expect(read('sev-snp-guest,id=sev0,reduced-phys-bits=1,legacy-vm-type=on')).toEqual({ error: "Invalid parameter 'legacy-vm-type'" });
+    expect(read(`${GUEST},legacy-vm-type=on`)).toEqual({ error: "Invalid parameter 'legacy-vm-type'" });
     expect(read('{"qom-type":"sev-snp-guest","id":"sev0","reduced-phys-bits":1,"session-file":"/s"}')).toEqual({
       error: "Parameter 'session-file' is unexpected",
     });
-    expect(read('sev-snp-guest,id=sev0,reduced-phys-bits=1,cbitpos=4294967296')).toEqual({ error: "Parameter 'cbitpos' expects uint32_t" });
+    expect(read(`${GUEST},cbitpos=4294967296`)).toEqual({ error: "Parameter 'cbitpos' expects uint32_t" });
     expect(read('{"qom-type":"sev-snp-guest","id":"sev0","reduced-phys-bits":1,"kernel-hashes":"on"}')).toEqual({
       error: "Invalid parameter type for 'kernel-hashes', expected: boolean",
     });
-    expect(read('sev-snp-guest,id=sev0,reduced-phys-bits=1,vcek-disabled=maybe')).toEqual({
+    expect(read(`${GUEST},vcek-disabled=maybe`)).toEqual({
       error: "Parameter 'vcek-disabled' expects 'on' or 'off'",
     });
   });
 
   it('reads a 64-bit policy and refuses base64 that qbase64_decode refuses', () => {
-    expect(read('sev-snp-guest,id=sev0,reduced-phys-bits=1,policy=0xffffffffffffffff')).toMatchObject({ policy: 0xffffffffffffffffn });
-    expect(read('sev-snp-guest,id=sev0,reduced-phys-bits=1,host-data=!!!!')).toEqual({
+    expect(read(`${GUEST},policy=0xffffffffffffffff`)).toMatchObject({ policy: 0xffffffffffffffffn });
+    expect(read(`${GUEST},host-data=!!!!`)).toEqual({
       error: 'Base64 data contains invalid characters',
       setter: true,
     });
     // glib drops a trailing incomplete group (QEMU 10.0.13 says "parameter length of 0").
-    expect(read('sev-snp-guest,id=sev0,reduced-phys-bits=1,host-data=AAA')).toEqual({
+    expect(read(`${GUEST},host-data=AAA`)).toEqual({
       error: 'parameter length of 0 not equal to 32',
       setter: true,
     });
@@ -114,15 +101,21 @@ describe('planSnpStartup', () => {
         KVM_FAILED,
       ],
     });
-    // Bit 17 clear: KVM's -EINVAL; an ABI floor above the firmware's: the PSP's POLICY_FAILURE.
-    expect(plan(argv({ object: 'sev-snp-guest,id=sev0,cbitpos=47,reduced-phys-bits=1,policy=0x10000' }))).toMatchObject({
+    // Bit 17 clear, MIGRATE_MA or a reserved bit set: KVM's -EINVAL; an ABI floor above the firmware's: the PSP's POLICY_FAILURE.
+    for (const policy of ['0x70000', '0x4030000']) {
+      expect(plan(argv({ object: `${STOCK},policy=${policy}` })), policy).toMatchObject({
+        lines: [`${PRE}-accel kvm: sev_snp_launch_start: SNP_LAUNCH_START ret=-22 fw_error=0 ''`, expect.any(String), KVM_FAILED],
+      });
+    }
+    expect(plan(argv({ object: `${STOCK},policy=0x3f30000` }))).toMatchObject({ kind: 'snp' });
+    expect(plan(argv({ object: `${STOCK},policy=0x10000` }))).toMatchObject({
       lines: [
         `${PRE}-accel kvm: sev_snp_launch_start: SNP_LAUNCH_START ret=-22 fw_error=0 ''`,
         `${PRE}-accel kvm: sev_common_kvm_init: failed to create encryption context`,
         KVM_FAILED,
       ],
     });
-    expect(plan(argv({ object: 'sev-snp-guest,id=sev0,cbitpos=47,reduced-phys-bits=1,policy=0x30200' }))).toMatchObject({
+    expect(plan(argv({ object: `${STOCK},policy=0x30200` }))).toMatchObject({
       lines: [
         `${PRE}-accel kvm: sev_snp_launch_start: SNP_LAUNCH_START ret=-5 fw_error=7 'Policy is not allowed'`,
         expect.any(String),

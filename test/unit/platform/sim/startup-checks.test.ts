@@ -1,27 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readQemuArgv } from '../../../../src/platform/sim/argv-model.js';
 import { CGS_NOT_READY_ASSERT, glibReadError, planStartup, type StartupFacts } from '../../../../src/platform/sim/startup-checks.js';
-import { SEV_HASH_TABLE_RV_GUID, SEV_INFO_BLOCK_GUID, type Area, type OvmfTable } from '../../../../src/sev/ovmf-table.js';
-import { simArgv } from './fixtures.js';
-
-function table(o: { hashes?: Area | null; reset?: number | null } = {}): OvmfTable {
-  const hashes = o.hashes === undefined ? { base: 0x80fc00, size: 0x400 } : o.hashes;
-  const reset = o.reset === undefined ? 0x80b004 : o.reset;
-  return {
-    found: true,
-    entries: [
-      ...(hashes === null ? [] : [{ guid: SEV_HASH_TABLE_RV_GUID, name: null, offset: 0, length: 8 }]),
-      ...(reset === null ? [] : [{ guid: SEV_INFO_BLOCK_GUID, name: null, offset: 8, length: 4 }]),
-    ],
-    badEntry: null,
-    sevResetAddress: reset === 0 ? null : reset,
-    sevInfoSource: reset === null ? null : 'table',
-    sevInfoResetAddress: reset,
-    hashesArea: hashes,
-    secretArea: { base: 0x80f000, size: 0xc00 },
-    snpMetadata: false,
-  };
-}
+import { ovmfTable as table, simArgv } from './fixtures.js';
 
 function facts(o: Partial<StartupFacts> = {}): StartupFacts {
   return {
