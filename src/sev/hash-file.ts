@@ -3,9 +3,8 @@
 // Owns: opening safely (regular files only, no blocking on FIFOs) and mapping I/O failures to
 // registry codes. Must not: interpret the bytes (callers hash or parse them).
 import { createHash } from 'node:crypto';
-// The callback API of node:fs, not node:fs/promises: loading fs/promises also loads readline and
-// the fs watchers (about a tenth of `sevsup measure`'s start-up over `node -e ''`), none of it used.
-import { close, constants, fstat, open, read, type Stats } from 'node:fs';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { SupervisorError, type ErrorCode } from '../errors.js';
 import { describeIoError } from '../util/io-error.js';
 
@@ -32,26 +31,22 @@ export async function readFileChunks(path: string, onChunk: (chunk: Buffer) => v
       details: { path, reason },
       ...(cause === undefined ? {} : { cause }),
     });
-  let fd: number;
+  let handle: FileHandle;
   try {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
-    fd = await new Promise<number>((resolve, reject) =>
-      open(path, constants.O_RDONLY | constants.O_NONBLOCK, (e, f) => (e ? reject(e) : resolve(f))),
-    );
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (error: unknown) {
     throw fail(describeIoError(error), error);
   }
   try {
-    const stat = await new Promise<Stats>((resolve, reject) => fstat(fd, (e, st) => (e ? reject(e) : resolve(st))));
+    const stat = await handle.stat();
     if (!stat.isFile()) throw fail('not a regular file');
     let size = 0;
     const buffer = Buffer.allocUnsafe(HASH_READ_BYTES);
     for (;;) {
       let bytesRead: number;
       try {
-        bytesRead = await new Promise<number>((resolve, reject) =>
-          read(fd, buffer, 0, buffer.length, null, (e, n) => (e ? reject(e) : resolve(n))),
-        );
+        ({ bytesRead } = await handle.read(buffer, 0, buffer.length, null));
       } catch (error: unknown) {
         throw fail(describeIoError(error), error);
       }
@@ -61,7 +56,7 @@ export async function readFileChunks(path: string, onChunk: (chunk: Buffer) => v
     }
     return size;
   } finally {
-    await new Promise<void>((resolve, reject) => close(fd, (e) => (e ? reject(e) : resolve())));
+    await handle.close();
   }
 }
 
