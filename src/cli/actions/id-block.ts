@@ -114,6 +114,13 @@ export async function runIdBlock(o: IdBlockCliOptions): Promise<void> {
     });
     return;
   }
+  if (o.summary !== true) {
+    // sev-snp-measure's snp-create-id-block output, which scripts already parse.
+    const lines = [`id-block=${idBlock},id-auth=${idAuth}`, `id_key_hash: ${auth.idKeyDigest.toString('base64')}`];
+    if (auth.authorKeyDigest !== null) lines.push(`author_key: ${auth.authorKeyDigest.toString('base64')}`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+    return;
+  }
   process.stdout.write(
     formatIdBlockSummary({
       block,

@@ -19,6 +19,7 @@ export interface IdBlockCliOptions extends LaunchInputCliOptions, SnpDigestCliOp
   readonly idBlockFile?: string;
   readonly idAuthFile?: string;
   readonly json?: boolean;
+  readonly summary?: boolean;
 }
 
 export function registerIdBlock(program: Command): void {
@@ -41,7 +42,8 @@ export function registerIdBlock(program: Command): void {
     )
     .option('--id-block-file <file>', 'also write the ID block (base64, as the id-block= config property takes it)')
     .option('--id-auth-file <file>', 'also write the ID auth (base64, as the id-auth= config property takes it)')
-    .option('--json', 'print {idBlock, idAuth (base64), idKeyDigest, authorKeyDigest (hex)} as JSON');
+    .option('--json', 'print {idBlock, idAuth (base64), idKeyDigest, authorKeyDigest (hex)} as JSON')
+    .option('--summary', 'print what was signed, the key digests and where the files went, not the base64 data');
   addSnpDigestOptions(addLaunchInputOptions(cmd))
     .addHelpText(
       'after',
@@ -49,9 +51,10 @@ export function registerIdBlock(program: Command): void {
         '',
         'The digest comes from --launch-digest / --measurement, or is computed from the inputs as',
         '`sevsup measure --mode snp` computes it (--firmware, --kernel, --initrd, --cmdline, --vcpus, --vcpu-type, …).',
-        'Without --json it prints a summary: the launch digest, policy and IDs signed, the ID (and author) key',
-        'digests, the sizes, and where --id-block-file / --id-auth-file were written; the base64 ID block and',
-        '4 KiB ID auth themselves are in those files (as the VM config takes them) and in --json.',
+        "Without --json it prints what sev-snp-measure's snp-create-id-block prints: `id-block=B64,id-auth=B64`",
+        "(ready for QEMU's sev-snp-guest object), then `id_key_hash: B64` and, with an author key, `author_key: B64`.",
+        'With --summary it prints for a person instead: the launch digest, policy and IDs signed, the ID (and',
+        'author) key digests, the sizes, and where --id-block-file / --id-auth-file were written.',
         'idKeyDigest is the ID_KEY_DIGEST every attestation report of the guest carries.',
         "The policy defaults to QEMU's 0x30000; give the guest's (`sevsup showcmd` or its record shows it),",
         'or the launch fails. Policies sevsup refuses (bit 17 clear, reserved bits, migration agent) are refused.',

@@ -1,26 +1,20 @@
 // The QEMU sub-probe's whole path with stand-in QEMUs (real processes, no QEMU): a fake that
 // answers like QEMU on an SEV host, one that cannot start, and one that never opens its monitor.
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { probeQemuSevCapabilities, qemuProbeArgv } from '../../../src/host/qemu-probe.js';
-import { processesMentioning } from '../../support/it-env.js';
+import { ownTmpdir } from '../../support/own-tmpdir.js';
 
 const FAKE_QEMU = fileURLToPath(new URL('./fixtures/fake-qemu-sev.mjs', import.meta.url));
 
-let dir: string;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sevsup-qprobe-'));
-});
-afterEach(async () => {
-  expect(processesMentioning('sevsup-probe-')).toEqual([]);
-  await rm(dir, { recursive: true, force: true });
-});
+// Each test's probes make their socket directories in a tmpdir() of the test's own, checked for
+// leftover processes after it.
+const tmp = ownTmpdir('sevsup-qprobe-', 'test');
 
 async function script(name: string, body: string): Promise<string> {
-  const path = join(dir, name);
+  const path = join(tmp.path(), name);
   await writeFile(path, `#!/bin/sh\n${body}\n`);
   await chmod(path, 0o755);
   return path;

@@ -131,8 +131,19 @@ describe('ID auth signatures, verified by OpenSSL', () => {
 });
 
 describe('sevsup id-block', () => {
-  it("takes snp-create-id-block's option names and prints a summary, not the 4 KiB ID auth", async () => {
+  it("prints snp-create-id-block's format with its option names", async () => {
     const r = await runCliCaptured('id-block', '--measurement', LD_B64, '--idkey', idKeyPem, '--authorkey', authorKeyPem);
+    expect(r.code).toBe(0);
+    const [first, second, third] = r.out.trimEnd().split('\n');
+    expect(first).toMatch(
+      /^id-block=B28FLQi9p6cAqipgjFyqawDrrSl7bWioWkWx5mmlWLZ\+G5HShKMB\/mPE\+gdQRn7tAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAwAAAAAA,id-auth=[A-Za-z0-9+/]{5462}==$/,
+    );
+    expect(second).toBe('id_key_hash: hwt+NcU/inLQ0yL3WrKvgmJ5Kq9leWIs5BMcPyHyied8sFYKXjuQs5MuZ07HCcsU');
+    expect(third).toBe('author_key: YxEcNLv8Ckk4+aAJvQdJgNgXIyPmFZnJ/TNtqGcySOHcqY0L6PdjdqEGuK/UwKBX');
+  });
+
+  it('--summary: what was signed and with which keys, not the 4 KiB ID auth', async () => {
+    const r = await runCliCaptured('id-block', '--summary', '--measurement', LD_B64, '--idkey', idKeyPem, '--authorkey', authorKeyPem);
     expect(r.code).toBe(0);
     const lines = r.out.trimEnd().split('\n');
     expect(lines[0]).toBe(`signed an SEV-SNP ID block (96 bytes) and ID auth (4096 bytes) with the ID key ${idKeyPem}`);
@@ -150,10 +161,11 @@ describe('sevsup id-block', () => {
     expect(r.out).not.toMatch(/id-auth=[A-Za-z0-9+/]{100}/);
   });
 
-  it('names the files it wrote in the summary', async () => {
+  it('--summary names the files it wrote', async () => {
     const files = { block: path.join(dir, 's.idblock'), auth: path.join(dir, 's.idauth') };
     const r = await runCliCaptured(
       'id-block',
+      '--summary',
       '--measurement',
       LD_B64,
       '--id-key',
