@@ -14,7 +14,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { quit as quitQemu, systemPowerdown, type QmpExecutor } from '../qmp/commands.js';
 import { disableCoreDumps } from './core-limit.js';
 import { capLogFile, ensurePrivateFile, watchLogFile } from './log-cap.js';
-import { isPidAlive } from './pid.js';
+import { isPidAlive, ProcStatHandle } from './pid.js';
 import { StderrTail, errorLines, readFileTail, redactQemuLine, redactQemuOutput } from './stderr-tail.js';
 import { POWERDOWN_TIMEOUT_SECONDS } from '../config/daemon-keys.js';
 
@@ -398,12 +398,16 @@ class QemuChild extends StoppableQemu {
   readonly #tail = new StderrTail();
   readonly #log: StderrLog | null;
   readonly #capped: { close(): void } | null;
+  /** Kept open while QEMU is our unreaped child: status asks isAlive() on every request. */
+  readonly #stat: ProcStatHandle;
 
   constructor(subprocess: QemuSubprocess, pid: number, logger: Logger, log: StderrLog | null) {
     super(logger);
     this.#subprocess = subprocess;
     this.pid = pid;
     this.#log = log;
+    // Unreaped here (Node reaps in a later turn), so the pid still names this QEMU.
+    this.#stat = new ProcStatHandle(pid);
     // While this supervisor runs, QEMU's log file stays under its bound (log-cap.ts).
     const capped = log === null ? null : watchLogFile(log.path);
     this.#capped = capped;
@@ -412,6 +416,7 @@ class QemuChild extends StoppableQemu {
     subprocess.once('exit', () => {
       this.ended = true;
       how = this.stage;
+      this.#stat.close();
     });
     this.exited = subprocess
       .then(
@@ -424,6 +429,7 @@ class QemuChild extends StoppableQemu {
 
   release(): void {
     this.#capped?.close();
+    this.#stat.close();
   }
 
   stderrTail(): string {
@@ -432,7 +438,8 @@ class QemuChild extends StoppableQemu {
 
   isAlive(): boolean {
     if (this.ended || this.#subprocess.exitCode !== null || this.#subprocess.signalCode !== null) return false;
-    return isPidAlive(this.pid);
+    // After release() (or if /proc could not be opened) the pid is asked by path, as before.
+    return this.#stat.open ? this.#stat.isAlive() : isPidAlive(this.pid);
   }
 
   protected sendSignal(signal: 'SIGTERM' | 'SIGKILL'): boolean {

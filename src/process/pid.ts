@@ -1,11 +1,12 @@
 // Liveness of processes by pid, as /proc sees them: for our own children and for a QEMU the
 // daemon did not start (or started before a restart).
-// Owns: reading /proc/<pid>/stat, the polling wait, and finding the live processes whose command
-// line mentions a text (a private directory: what a demo or test must not leave behind).
+// Owns: reading /proc/<pid>/stat (by path, or through a handle kept open on one process), the
+// polling wait, and finding the live processes whose command line mentions a text (a private
+// directory: what a demo or test must not leave behind).
 // Must not: send signals or reap anything.
 // Why /proc and not kill(pid, 0): a zombie still answers kill(pid, 0), and on these hosts pid 1
 // reaps orphans only every ~2 s, so an exited QEMU can look alive for that long.
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 
 export interface ProcStat {
@@ -30,6 +31,11 @@ export function readProcStat(pid: number, procRoot = '/proc'): ProcStat | null {
   } catch {
     return null;
   }
+  return parseProcStat(pid, text);
+}
+
+/** The fields of one /proc/<pid>/stat text; null when it is not one. */
+function parseProcStat(pid: number, text: string): ProcStat | null {
   // comm (field 2) is in parentheses and may itself contain spaces and ')'.
   const close = text.lastIndexOf(')');
   if (close < 0) return null;
@@ -44,8 +50,58 @@ export function readProcStat(pid: number, procRoot = '/proc'): ProcStat | null {
 
 /** True while `pid` exists and is neither a zombie nor dead. */
 export function isPidAlive(pid: number, procRoot = '/proc'): boolean {
-  const stat = readProcStat(pid, procRoot);
+  return isLiveStat(readProcStat(pid, procRoot));
+}
+
+function isLiveStat(stat: ProcStat | null): boolean {
   return stat !== null && stat.state !== 'Z' && stat.state !== 'X';
+}
+
+/** /proc/<pid>/stat is well under 1 KiB (comm is at most 15 bytes); read synchronously, so one buffer serves all. */
+const statBuffer = Buffer.allocUnsafe(4096);
+
+/**
+ * /proc/<pid>/stat kept open, for a process asked about often (a guest's QEMU: every status
+ * request asks). Each question is one pread instead of open, fstat, reads and close, and the
+ * descriptor names that one process, not its pid number: once it is reaped, reads fail (ESRCH)
+ * even if the pid is reused. A zombie still reads, as state Z.
+ */
+export class ProcStatHandle {
+  readonly pid: number;
+  #fd: number | null;
+
+  /** Opens at once: call it while `pid` is known to be the process meant (an unreaped child). */
+  constructor(pid: number, procRoot = '/proc') {
+    this.pid = pid;
+    try {
+      this.#fd = openSync(`${procRoot}/${pid}/stat`, 'r');
+    } catch {
+      this.#fd = null;
+    }
+  }
+
+  /** False when /proc/<pid>/stat could not be opened (no such process, no /proc), or after close(). */
+  get open(): boolean {
+    return this.#fd !== null;
+  }
+
+  /** Same answer as isPidAlive for that process; false once it is gone, or when not open. */
+  isAlive(): boolean {
+    if (this.#fd === null) return false;
+    let length: number;
+    try {
+      length = readSync(this.#fd, statBuffer, 0, statBuffer.length, 0);
+    } catch {
+      return false;
+    }
+    return isLiveStat(parseProcStat(this.pid, statBuffer.toString('latin1', 0, length)));
+  }
+
+  close(): void {
+    if (this.#fd === null) return;
+    closeSync(this.#fd);
+    this.#fd = null;
+  }
 }
 
 /** Live (not zombie) processes other than this one whose command line contains `needle`. */

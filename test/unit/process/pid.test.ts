@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { readdirSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { isPidAlive, readProcStat, waitForPidExit } from '../../../src/process/pid.js';
+import { isPidAlive, ProcStatHandle, readProcStat, waitForPidExit } from '../../../src/process/pid.js';
 
 const toKill: number[] = [];
 afterEach(() => {
@@ -56,6 +56,31 @@ describe('readProcStat / isPidAlive', () => {
     expect(() => process.kill(zombie, 0)).not.toThrow();
     expect(isPidAlive(zombie)).toBe(false);
     expect(await waitForPidExit(zombie, { timeoutMs: 1_000 })).toBe(true);
+  });
+});
+
+describe('ProcStatHandle', () => {
+  it('answers as isPidAlive for a live process, a zombie and a reaped one; closed, it is not open', async () => {
+    const { parent, zombie } = await makeZombie();
+    const live = new ProcStatHandle(parent);
+    const dead = new ProcStatHandle(zombie);
+    expect(live.open && dead.open).toBe(true);
+    expect(live.isAlive()).toBe(true);
+    expect(dead.isAlive()).toBe(false);
+    // Killing the parent makes the zombie an orphan that init reaps; the handle then reads ESRCH.
+    process.kill(parent, 'SIGKILL');
+    await waitForPidExit(parent, { timeoutMs: 5_000 });
+    expect(live.isAlive()).toBe(false);
+    live.close();
+    dead.close();
+    expect(live.open).toBe(false);
+    expect(live.isAlive()).toBe(false);
+  });
+
+  it('is not open for an unused pid', () => {
+    const none = new ProcStatHandle(2 ** 22 + 1);
+    expect(none.open).toBe(false);
+    expect(none.isAlive()).toBe(false);
   });
 });
 
