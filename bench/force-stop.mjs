@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { reportTargets, target } from './targets.mjs';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const FIXTURE = join(REPO, 'test', 'unit', 'process', 'fixtures', 'ignore-sigterm.mjs');
@@ -82,4 +83,10 @@ else
   process.stdout.write(
     `force stop ${result.forceStopMedianMs} ms vs SIGKILL by hand ${result.baselineMedianMs} ms: ratio ${result.ratio} (target ≤ ${TARGET_RATIO}) ${pass ? 'ok' : 'SLOW'} [${RUNS} runs each, alternating]\n`,
   );
-process.exitCode = pass ? 0 : 1;
+reportTargets('force-stop', [
+  target('forced stop / SIGKILL by hand', result.ratio, {
+    unit: '×',
+    max: TARGET_RATIO,
+    detail: `${result.forceStopMedianMs} vs ${result.baselineMedianMs} ms`,
+  }),
+]);
