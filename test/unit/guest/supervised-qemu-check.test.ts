@@ -8,13 +8,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadVmConfig } from '../../../src/config/vm-config.js';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
-import { isSupervisorError, SupervisorError } from '../../../src/errors.js';
+import { preflightSpy, startSupervised } from '../../support/supervised-start.js';
+import { isSupervisorError, type SupervisorError } from '../../../src/errors.js';
 import { preflightWithQemuCheck } from '../../../src/guest/qemu-check.js';
-import { superviseGuest } from '../../../src/guest/supervised.js';
-import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
-import { createLogger } from '../../../src/log.js';
-import { vmRunPaths } from '../../../src/process/run-dir.js';
-import type { Preflight } from '../../../src/vm/preflight.js';
 
 const REAL_QEMU = '/usr/bin/qemu-system-x86_64';
 const dir = mkdtempSync(join(tmpdir(), 'supervised-qemu-'));
@@ -39,51 +35,23 @@ function fakeQemu(name: string, line: string): string {
   return file;
 }
 
-/** The preflight spy: records each call, then stops the launch with a marker error (nothing further runs). */
-function preflightSpy(): { calls: string[]; preflight: (s: VmSpec) => Promise<Preflight> } {
-  const calls: string[] = [];
-  return {
-    calls,
-    preflight: async (s) => {
-      calls.push(s.name);
-      throw new SupervisorError('SUP_ERR_KERNEL_READ', 'preflight reached (test marker)');
-    },
-  };
-}
-
 describe.skipIf(!existsSync(REAL_QEMU))('superviseGuest: the SEV-SNP QEMU rule', () => {
   it('hardware + SNP on QEMU 7.2: start fails with SUP_ERR_SEV_SNP_QEMU before preflight or spawn', async () => {
     const spy = preflightSpy();
-    let launches = 0;
-    const { lifecycle, closeProxy } = superviseGuest({
+    const { error, launches, state } = await startSupervised({
       spec: await spec(SNP),
-      caps: SIMULATED_HOST_CAPS,
       platform: 'hardware',
       binary: REAL_QEMU,
-      runDir: join(dir, 'run'),
-      stateDir: join(dir, 'state'),
-      paths: vmRunPaths(join(dir, 'run'), 'vm1'),
-      logger: createLogger({ level: 'silent' }),
-      deps: {
-        preflight: spy.preflight,
-        launch: async () => {
-          launches += 1;
-          throw new Error('must not spawn');
-        },
-      },
+      dir,
+      preflight: spy.preflight,
     });
-    const error = await lifecycle.start().then(
-      () => null,
-      (e: unknown) => e,
-    );
-    await closeProxy();
     expect(isSupervisorError(error) && error.code).toBe('SUP_ERR_SEV_SNP_QEMU');
     const message = (error as SupervisorError).message;
     expect(message).toMatch(/^SEV-SNP needs QEMU >= 9\.1 \(the sev-snp-guest object\), but \/usr\/bin\/qemu-system-x86_64 is QEMU 7\.2\./);
     expect(message).toContain('install QEMU 9.1 or newer');
     expect(spy.calls).toEqual([]);
     expect(launches).toBe(0);
-    expect(lifecycle.state).toBe('failed');
+    expect(state).toBe('failed');
   });
 
   it('hardware + SNP on a QEMU >= 9.1 goes on to preflight', async () => {

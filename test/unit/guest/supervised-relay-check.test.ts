@@ -9,12 +9,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadVmConfig } from '../../../src/config/vm-config.js';
 import type { VmSpec } from '../../../src/config/vm-spec.js';
-import { isSupervisorError, SupervisorError } from '../../../src/errors.js';
-import { preflightWithRelayCheck, superviseGuest } from '../../../src/guest/supervised.js';
-import { SIMULATED_HOST_CAPS } from '../../../src/host/simulated.js';
-import { createLogger } from '../../../src/log.js';
-import { vmRunPaths } from '../../../src/process/run-dir.js';
-import type { Preflight } from '../../../src/vm/preflight.js';
+import { preflightSpy, startSupervised } from '../../support/supervised-start.js';
+import { isSupervisorError, type SupervisorError } from '../../../src/errors.js';
+import { preflightWithRelayCheck } from '../../../src/guest/supervised.js';
 import { makeRelayPki, type RelayPki } from '../../support/relay-owner.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'supervised-relay-'));
@@ -37,51 +34,24 @@ async function spec(lines: readonly string[]): Promise<VmSpec> {
   return loadVmConfig(file);
 }
 
-const reached = (): { calls: number; preflight: (s: VmSpec) => Promise<Preflight> } => {
-  const spy = {
-    calls: 0,
-    preflight: async (): Promise<Preflight> => {
-      spy.calls += 1;
-      throw new SupervisorError('SUP_ERR_KERNEL_READ', 'preflight reached (test marker)');
-    },
-  };
-  return spy;
-};
-
 describe('superviseGuest: attest: relay credentials before spawn', () => {
   it('a token file others can read: start fails with SUP_ERR_RELAY_CREDENTIALS naming attest-token-file and the file; nothing spawned', async () => {
     const token = join(dir, 'open.token');
     writeFileSync(token, `${pki.token}\n`);
     chmodSync(token, 0o644);
-    const spy = reached();
-    let launches = 0;
-    const { lifecycle, closeProxy } = superviseGuest({
+    const spy = preflightSpy();
+    const { error, launches, state } = await startSupervised({
       spec: await spec([`attest-ca: ${pki.caFile}`, `attest-token-file: ${token}`]),
-      caps: SIMULATED_HOST_CAPS,
       platform: 'simulated',
       binary: '/usr/bin/qemu-system-x86_64',
-      runDir: join(dir, 'run'),
-      stateDir: join(dir, 'state'),
-      paths: vmRunPaths(join(dir, 'run'), 'vm1'),
-      logger: createLogger({ level: 'silent' }),
-      deps: {
-        preflight: spy.preflight,
-        launch: async () => {
-          launches += 1;
-          throw new Error('must not spawn');
-        },
-      },
+      dir,
+      preflight: spy.preflight,
     });
-    const error = await lifecycle.start().then(
-      () => null,
-      (e: unknown) => e,
-    );
-    await closeProxy();
     expect(isSupervisorError(error) && error.code).toBe('SUP_ERR_RELAY_CREDENTIALS');
     expect((error as SupervisorError).message).toContain(`attest-token-file ${token} has permissions 0644, which are too open`);
-    expect(spy.calls).toBe(0);
+    expect(spy.calls).toEqual([]);
     expect(launches).toBe(0);
-    expect(lifecycle.state).toBe('failed');
+    expect(state).toBe('failed');
   });
 
   it.each([
@@ -97,21 +67,21 @@ describe('superviseGuest: attest: relay credentials before spawn', () => {
       'attest-key',
     ],
   ])('%s is refused before the rest of preflight', async (_what, lines, key) => {
-    const spy = reached();
+    const spy = preflightSpy();
     chmodSync(pki.server.keyFile, 0o600);
     await expect(preflightWithRelayCheck(spy.preflight)(await spec(lines(pki)))).rejects.toMatchObject({
       code: 'SUP_ERR_RELAY_CREDENTIALS',
       message: expect.stringMatching(new RegExp(`^${key} /`)),
     });
-    expect(spy.calls).toBe(0);
+    expect(spy.calls).toEqual([]);
   });
 
   it('good credentials go on to preflight', async () => {
-    const spy = reached();
+    const spy = preflightSpy();
     const check = preflightWithRelayCheck(spy.preflight);
     await expect(check(await spec([`attest-ca: ${pki.caFile}`, `attest-token-file: ${pki.tokenFile}`]))).rejects.toMatchObject({
       code: 'SUP_ERR_KERNEL_READ',
     });
-    expect(spy.calls).toBe(1);
+    expect(spy.calls).toEqual(['vm1']);
   });
 });
